@@ -1,0 +1,82 @@
+//! Who is calling, and may they: identity from the client certificate, roles per RPC.
+//!
+//! rustls has already verified the certificate chain against our CA during the handshake;
+//! here we read the SPIFFE URI SAN of the leaf, check its trust domain, and check the role
+//! against the RPC's allowed roles. Every refusal is logged with the caller's identity.
+
+use seedship_proto::identity::{Role, SpiffeId};
+use tonic::{Request, Status};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+#[derive(Debug, Clone)]
+pub struct Auth {
+    trust_domain: String,
+}
+
+/// The SPIFFE id in a DER certificate's URI SANs, if it has exactly one.
+pub fn spiffe_id_of(der: &[u8]) -> Result<SpiffeId, String> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("unreadable client certificate: {e}"))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| format!("bad subjectAltName: {e}"))?
+        .ok_or("client certificate has no subjectAltName; it needs a spiffe:// URI")?;
+    let uris: Vec<&str> = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|g| match g {
+            GeneralName::URI(u) if u.starts_with("spiffe://") => Some(*u),
+            _ => None,
+        })
+        .collect();
+    match uris.as_slice() {
+        [one] => one.parse().map_err(|e| format!("{e}")),
+        [] => Err("client certificate has no spiffe:// URI SAN".into()),
+        _ => Err("client certificate has more than one spiffe:// URI SAN".into()),
+    }
+}
+
+impl Auth {
+    pub fn new(trust_domain: &str) -> Self {
+        Auth {
+            trust_domain: trust_domain.to_string(),
+        }
+    }
+
+    /// The caller's identity; UNAUTHENTICATED without a usable client certificate.
+    pub fn caller<T>(&self, req: &Request<T>) -> Result<SpiffeId, Status> {
+        let certs = req
+            .peer_certs()
+            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        let leaf = certs
+            .first()
+            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        let id = spiffe_id_of(leaf.as_ref()).map_err(|e| {
+            tracing::warn!(error = %e, "refused a client certificate without a usable identity");
+            Status::unauthenticated(e)
+        })?;
+        if id.trust_domain != self.trust_domain {
+            tracing::warn!(caller = %id, expected = %self.trust_domain, "refused a caller from another trust domain");
+            return Err(Status::permission_denied(format!(
+                "identity {id} is not in trust domain {}",
+                self.trust_domain
+            )));
+        }
+        Ok(id)
+    }
+
+    /// The caller's identity if its role may call `rpc`; PERMISSION_DENIED (logged) otherwise.
+    pub fn require<T>(&self, req: &Request<T>, rpc: &'static str, allowed: &[Role]) -> Result<SpiffeId, Status> {
+        let id = self.caller(req)?;
+        if allowed.contains(&id.role) {
+            return Ok(id);
+        }
+        let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+        tracing::warn!(caller = %id, rpc, allowed = ?names, "permission denied: role may not call this rpc");
+        Err(Status::permission_denied(format!(
+            "{id} has role {}; {rpc} is for role {}",
+            id.role,
+            names.join(" or ")
+        )))
+    }
+}

@@ -1,0 +1,36 @@
+//! `seedctl`: the operator's view of a coordinator.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use coordinator::ops::{Cli, CliError};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        let cfg = cli.client_config()?;
+        let conn = seedship_proto::client::connect(&cfg).await?;
+        coordinator::ops::run(&cli, conn).await
+    });
+    match result {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e @ CliError::Usage(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

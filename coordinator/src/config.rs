@@ -1,0 +1,273 @@
+//! The coordinator's configuration: a TOML file, then `SEEDSHIP_*` environment variables,
+//! then command-line flags. Unknown fields are errors; `validate` checks files and ranges
+//! before anything starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use seedship_telemetry::TelemetryConfig;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on for mTLS gRPC; port 0 picks a free port (see `ready_file`).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Written (atomically) once the server listens: `{"addr": "...", "pid": N}`.
+    #[serde(default)]
+    pub ready_file: Option<PathBuf>,
+    /// SQLite database file; created if missing.
+    pub database: PathBuf,
+    /// The SPIFFE trust domain of every identity this coordinator accepts.
+    pub trust_domain: String,
+    /// Master key (64 hex characters, mode 0600) that seals drive keys at rest. Without it the
+    /// coordinator refuses drive reports that carry a key.
+    #[serde(default)]
+    pub master_key_file: Option<PathBuf>,
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub leases: LeaseConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA that signs every client certificate (and ours).
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    /// Must not be readable by group or others.
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaseConfig {
+    /// How long a disk-prep lease lasts without renewal.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// How often the sweeper returns expired leases to the queue.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// How often agents should send heartbeats.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig {
+            ttl: Duration::from_secs(60),
+            sweep_interval: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Deadline for one request, including waiting for the database.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Requests served at once across all connections; more wait.
+    pub max_concurrent_requests: usize,
+    /// Largest request message; larger ones get RESOURCE_EXHAUSTED.
+    pub max_message_bytes: usize,
+    /// How long a write waits for a database lock held by someone else before UNAVAILABLE.
+    #[serde(with = "humantime_serde")]
+    pub db_busy_timeout: Duration,
+    /// How long answers to mutating requests are kept for retries.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_retention: Duration,
+    /// Deadline for a TLS handshake.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            request_timeout: Duration::from_secs(10),
+            max_concurrent_requests: 512,
+            max_message_bytes: seedship_proto::MAX_MESSAGE_BYTES,
+            db_busy_timeout: Duration::from_secs(2),
+            idempotency_retention: Duration::from_secs(7 * 24 * 3600),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:7443".parse().expect("valid default")
+}
+
+/// Overrides given on the command line.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub database: Option<PathBuf>,
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is invalid: {detail}")]
+    Parse { path: PathBuf, detail: String },
+    #[error("environment variable {var} is invalid: {detail}")]
+    Env { var: String, detail: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads the file, then applies `SEEDSHIP_*` variables and `overrides`, then validates.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        // Relative paths in the file are relative to the file.
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve_paths(base);
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        if let Some(l) = overrides.listen {
+            cfg.listen = l;
+        }
+        if let Some(d) = &overrides.database {
+            cfg.database = d.clone();
+        }
+        if let Some(r) = &overrides.ready_file {
+            cfg.ready_file = Some(r.clone());
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.database);
+        fix(&mut self.tls.ca_file);
+        fix(&mut self.tls.cert_file);
+        fix(&mut self.tls.key_file);
+        if let Some(p) = &mut self.master_key_file {
+            fix(p);
+        }
+        if let Some(p) = &mut self.ready_file {
+            fix(p);
+        }
+    }
+
+    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("SEEDSHIP_LISTEN") {
+            self.listen = v.parse().map_err(|e: std::net::AddrParseError| ConfigError::Env {
+                var: "SEEDSHIP_LISTEN".into(),
+                detail: e.to_string(),
+            })?;
+        }
+        if let Some(v) = get("SEEDSHIP_DATABASE") {
+            self.database = v.into();
+        }
+        if let Some(v) = get("SEEDSHIP_READY_FILE") {
+            self.ready_file = Some(v.into());
+        }
+        if let Some(v) = get("SEEDSHIP_OTLP_ENDPOINT") {
+            self.telemetry.otlp_endpoint = Some(v);
+        }
+        if let Some(v) = get("SEEDSHIP_LOG_FORMAT") {
+            self.telemetry.log_format = match v.as_str() {
+                "text" => seedship_telemetry::LogFormat::Text,
+                "json" => seedship_telemetry::LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: "SEEDSHIP_LOG_FORMAT".into(),
+                        detail: format!("expected text or json, got {v:?}"),
+                    });
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// Checks ranges and that every referenced file can be used.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        seedship_proto::identity::validate_label("trust domain", &self.trust_domain)
+            .map_err(|e| ConfigError::Invalid(format!("trust_domain: {e}")))?;
+        let bad = |s: String| Err(ConfigError::Invalid(s));
+        if self.leases.ttl < Duration::from_secs(1) {
+            return bad(format!("leases.ttl must be at least 1s, got {:?}", self.leases.ttl));
+        }
+        if self.leases.sweep_interval.is_zero() || self.leases.sweep_interval > self.leases.ttl {
+            return bad("leases.sweep_interval must be above 0 and at most leases.ttl".into());
+        }
+        if self.server.max_concurrent_requests == 0 {
+            return bad("server.max_concurrent_requests must be at least 1".into());
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.server.max_message_bytes) {
+            return bad("server.max_message_bytes must be between 1024 and 67108864".into());
+        }
+        if self.server.request_timeout.is_zero() {
+            return bad("server.request_timeout must be above 0".into());
+        }
+        // Fail at start-up, naming the file, rather than at the first handshake.
+        crate::tls::server_config(&self.tls.ca_file, &self.tls.cert_file, &self.tls.key_file).map_err(ConfigError::Invalid)?;
+        if let Some(mk) = &self.master_key_file {
+            crate::keys::MasterKey::load(mk).map_err(ConfigError::Invalid)?;
+        }
+        if let Some(dir) = self.database.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return bad(format!("the directory of database {} does not exist", self.database.display()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_refused_with_the_file_named() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "database = 'x.db'\ntrust_domain = 't'\nlisten_addr = '1.2.3.4:5'\n[tls]\nca_file='a'\ncert_file='b'\nkey_file='c'\n",
+        )
+        .unwrap();
+        let e = Config::load(&p, &Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("c.toml") && e.contains("listen_addr"), "{e}");
+    }
+
+    #[test]
+    fn missing_key_file_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.toml");
+        std::fs::write(&p, "database = 'x.db'\ntrust_domain = 't'\n[tls]\nca_file='a.crt'\ncert_file='b.crt'\nkey_file='c.key'\n").unwrap();
+        let e = Config::load(&p, &Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("a.crt"), "{e}");
+    }
+
+    #[test]
+    fn durations_parse_humanly() {
+        let l: LeaseConfig = toml::from_str("ttl = '90s'\nsweep_interval = '1s'\nheartbeat_interval = '1m'").unwrap();
+        assert_eq!(l.ttl, Duration::from_secs(90));
+        assert_eq!(l.heartbeat_interval, Duration::from_secs(60));
+    }
+}

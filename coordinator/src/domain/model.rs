@@ -1,0 +1,201 @@
+//! Domain types: what the coordinator knows, independent of the wire and the database.
+
+use serde::{Deserialize, Serialize};
+use seedship_proto::identity::Role;
+
+use crate::clock::UnixMs;
+use crate::domain::lease::WorkItem;
+use crate::domain::seed::{SeedEvent, SeedState};
+
+/// What an agent says about itself when it registers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub site: Option<String>,
+    pub hostname: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agent {
+    pub identity: String,
+    pub role: Role,
+    pub name: String,
+    pub info: AgentInfo,
+    pub registered_ms: UnixMs,
+    pub last_heartbeat_ms: UnixMs,
+    pub status: String,
+}
+
+/// A seed as a source agent registers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewSeed {
+    pub job_name: String,
+    pub storage_account: String,
+    pub container: String,
+    pub subscription_id: String,
+    pub location: String,
+    pub staging_location: String,
+    pub manifest_root: String,
+    pub total_bytes: u64,
+    pub file_count: u64,
+    pub target_site: Option<String>,
+    pub target_station: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seed {
+    pub seed_id: String,
+    pub owner: String,
+    pub state: SeedState,
+    pub state_reason: String,
+    pub created_ms: UnixMs,
+    pub updated_ms: UnixMs,
+    pub spec: NewSeed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedRegistration {
+    pub seed: Seed,
+    pub created: bool,
+}
+
+/// A granted lease: the work item and what the station needs to do the work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub work: WorkItem,
+    pub seed: Seed,
+    pub ttl_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressDelta {
+    pub from: u64,
+    pub to: u64,
+    pub phase: String,
+}
+
+/// A drive key in the clear. Debug never shows it; it is sealed before it reaches the store.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RecoveryPassword(pub String);
+
+impl std::fmt::Debug for RecoveryPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecoveryPassword(<redacted>)")
+    }
+}
+
+/// The public part of a drive report (everything but the key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriveSpec {
+    pub drive_id: String,
+    pub position: u32,
+    pub capacity_bytes: u64,
+    pub bytes_written: u64,
+    pub manifest_file: String,
+    pub manifest_hash: String,
+    pub drive_header_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriveReport {
+    pub spec: DriveSpec,
+    pub recovery_password: Option<RecoveryPassword>,
+}
+
+/// A drive key sealed under the coordinator's master key (AES-256-GCM, nonce ‖ ciphertext).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedKey(pub Vec<u8>);
+
+impl std::fmt::Debug for SealedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealedKey({} bytes)", self.0.len())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drive {
+    pub spec: DriveSpec,
+    pub seed_id: String,
+    pub job_name: String,
+    pub reported_by: String,
+    pub reported_ms: UnixMs,
+    pub has_key: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewShipping {
+    pub job_name: String,
+    pub carrier: String,
+    pub tracking_number: String,
+    pub drive_count: u32,
+    pub ship_date: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShippingRecord {
+    pub spec: NewShipping,
+    pub seed_id: String,
+    pub recorded_by: String,
+    pub recorded_ms: UnixMs,
+}
+
+/// One recorded seed transition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub event_id: i64,
+    pub seed_id: String,
+    pub job_name: String,
+    pub at_ms: UnixMs,
+    pub actor: String,
+    pub from: Option<SeedState>,
+    pub to: SeedState,
+    pub event: String,
+    pub reason: String,
+}
+
+/// A transition to record: who did what, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition<'a> {
+    pub event: SeedEvent,
+    pub actor: &'a str,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedDetail {
+    pub seed: Seed,
+    pub work: Option<WorkItem>,
+    pub drives: Vec<Drive>,
+    pub history: Vec<HistoryEntry>,
+    pub shipping: Option<ShippingRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportJob {
+    pub job_name: String,
+    pub seed_id: String,
+    pub seed_state: SeedState,
+    pub storage_account: String,
+    pub location: String,
+    pub drive_count: u32,
+    pub shipping: Option<ShippingRecord>,
+}
+
+/// The lease the sweeper took back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredLease {
+    pub work_id: String,
+    pub seed_id: String,
+    pub holder: String,
+    pub generation: u64,
+}
+
+/// Identifies one mutating request for idempotency: a retry with the same caller and
+/// request id must carry the same method and payload fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idem {
+    pub caller: String,
+    pub request_id: String,
+    pub method: &'static str,
+    pub fingerprint: [u8; 32],
+}

@@ -1,0 +1,219 @@
+//! The coordinator service: the one place that turns a validated request from an
+//! authenticated caller into store operations, with the clock, lease timing and keys.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use seedship_proto::identity::{Role, SpiffeId};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::clock::{Clock, UnixMs};
+use crate::domain::lease::Fence;
+use crate::domain::model::*;
+use crate::domain::seed::SeedState;
+use crate::error::{Error, Result};
+use crate::keys::MasterKey;
+use crate::store::{LeaseTiming, Store};
+
+/// Timing the service hands out.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub lease_ttl: Duration,
+    pub heartbeat_interval: Duration,
+}
+
+pub struct Coordinator {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+    master_key: Option<Arc<MasterKey>>,
+}
+
+/// A mutating request as the service receives it: the caller's request id and the payload.
+#[derive(Debug, Clone)]
+pub struct Cmd<T> {
+    pub request_id: String,
+    pub body: T,
+}
+
+fn fingerprint<T: Serialize>(method: &str, body: &T) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(method.as_bytes());
+    h.update([0]);
+    h.update(serde_json::to_vec(body).unwrap_or_default());
+    h.finalize().into()
+}
+
+impl Coordinator {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: Settings, master_key: Option<Arc<MasterKey>>) -> Self {
+        Coordinator {
+            store,
+            clock,
+            settings,
+            master_key,
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.settings
+    }
+
+    pub fn now(&self) -> UnixMs {
+        self.clock.now_ms()
+    }
+
+    fn idem<T: Serialize>(&self, caller: &SpiffeId, method: &'static str, cmd: &Cmd<T>) -> Idem {
+        Idem {
+            caller: caller.uri(),
+            request_id: cmd.request_id.clone(),
+            method,
+            fingerprint: fingerprint(method, &cmd.body),
+        }
+    }
+
+    fn timing(&self) -> LeaseTiming {
+        LeaseTiming {
+            now: self.now(),
+            ttl_ms: self.settings.lease_ttl.as_millis() as i64,
+        }
+    }
+
+    pub async fn register_agent(&self, who: &SpiffeId, cmd: Cmd<AgentInfo>) -> Result<Agent> {
+        let idem = self.idem(who, "RegisterAgent", &cmd);
+        let agent = self.store.register_agent(&idem, who, &cmd.body, self.now()).await?;
+        tracing::info!(agent = %who, site = ?cmd.body.site, "agent registered");
+        Ok(agent)
+    }
+
+    pub async fn heartbeat(&self, who: &SpiffeId, cmd: Cmd<String>) -> Result<UnixMs> {
+        let idem = self.idem(who, "Heartbeat", &cmd);
+        self.store.heartbeat(&idem, who, &cmd.body, self.now()).await
+    }
+
+    pub async fn register_seed(&self, owner: &SpiffeId, cmd: Cmd<NewSeed>) -> Result<SeedRegistration> {
+        let idem = self.idem(owner, "RegisterSeed", &cmd);
+        let reg = self.store.register_seed(&idem, owner, &cmd.body, self.now()).await?;
+        if reg.created {
+            tracing::info!(seed = %reg.seed.seed_id, job = %reg.seed.spec.job_name, owner = %owner, "seed registered and queued for disk preparation");
+        }
+        Ok(reg)
+    }
+
+    pub async fn own_seeds(&self, owner: &SpiffeId) -> Result<Vec<Seed>> {
+        self.store.list_own_seeds(&owner.name).await
+    }
+
+    pub async fn claim(&self, station: &SpiffeId, cmd: Cmd<()>) -> Result<Option<Lease>> {
+        let idem = self.idem(station, "ClaimWork", &cmd);
+        let lease = self.store.claim_work(&idem, station, self.timing()).await?;
+        if let Some(l) = &lease {
+            tracing::info!(station = %station, work = %l.work.work_id, job = %l.seed.spec.job_name, generation = l.work.generation, "lease granted");
+        }
+        Ok(lease)
+    }
+
+    pub async fn renew(&self, station: &SpiffeId, cmd: Cmd<Fence>) -> Result<UnixMs> {
+        let idem = self.idem(station, "RenewLease", &cmd);
+        self.store.renew_lease(&idem, station, &cmd.body, self.timing()).await
+    }
+
+    pub async fn progress(&self, station: &SpiffeId, cmd: Cmd<(Fence, ProgressDelta)>) -> Result<(u64, UnixMs)> {
+        let idem = self.idem(station, "ReportProgress", &cmd);
+        let (fence, delta) = &cmd.body;
+        self.store.report_progress(&idem, station, fence, delta, self.timing()).await
+    }
+
+    pub async fn report_drive(&self, station: &SpiffeId, request_id: String, fence: Fence, drive: DriveReport) -> Result<Drive> {
+        let sealed = match (&drive.recovery_password, &self.master_key) {
+            (None, _) => None,
+            (Some(pw), Some(mk)) => Some((mk.seal(&fence.work_id, &drive.spec.drive_id, pw)?, mk.fingerprint(&pw.0))),
+            (Some(_), None) => {
+                return Err(Error::FailedPrecondition(
+                    "the coordinator has no master_key_file configured, so it cannot store drive keys; configure one and retry".into(),
+                ));
+            }
+        };
+        // The fingerprint covers the key only through a keyed hash, never the key itself.
+        let cmd = Cmd {
+            request_id,
+            body: (&fence, &drive.spec, sealed.as_ref().map(|(_, fp)| fp.clone())),
+        };
+        let idem = self.idem(station, "ReportDrive", &cmd);
+        let out = self
+            .store
+            .report_drive(&idem, station, &fence, &drive.spec, sealed.map(|(k, _)| k), self.now())
+            .await?;
+        tracing::info!(station = %station, work = %fence.work_id, drive = %drive.spec.drive_id, "drive reported");
+        Ok(out)
+    }
+
+    pub async fn complete(&self, station: &SpiffeId, cmd: Cmd<Fence>) -> Result<Seed> {
+        let idem = self.idem(station, "CompleteWork", &cmd);
+        let seed = self.store.complete_work(&idem, station, &cmd.body, self.now()).await?;
+        tracing::info!(station = %station, job = %seed.spec.job_name, "disk preparation complete");
+        Ok(seed)
+    }
+
+    pub async fn release(&self, station: &SpiffeId, cmd: Cmd<(Fence, String)>) -> Result<()> {
+        let idem = self.idem(station, "ReleaseWork", &cmd);
+        let (fence, reason) = &cmd.body;
+        self.store.release_work(&idem, station, fence, reason, self.now()).await?;
+        tracing::info!(station = %station, work = %fence.work_id, %reason, "lease released");
+        Ok(())
+    }
+
+    /// Returns expired leases to the queue; the sweeper calls this.
+    pub async fn expire_leases(&self) -> Result<Vec<ExpiredLease>> {
+        let expired = self.store.expire_leases(self.now()).await?;
+        for e in &expired {
+            tracing::warn!(work = %e.work_id, seed = %e.seed_id, holder = %e.holder, generation = e.generation, "lease expired; work returned to the queue");
+        }
+        Ok(expired)
+    }
+
+    pub async fn purge_requests(&self, keep: Duration) -> Result<u64> {
+        self.store.purge_requests(self.now() - keep.as_millis() as i64).await
+    }
+
+    pub async fn record_shipping(&self, operator: &SpiffeId, cmd: Cmd<NewShipping>) -> Result<ShippingRecord> {
+        let idem = self.idem(operator, "RecordShipping", &cmd);
+        let rec = self.store.record_shipping(&idem, operator, &cmd.body, self.now()).await?;
+        tracing::info!(operator = %operator, job = %rec.spec.job_name, carrier = %rec.spec.carrier, tracking = %rec.spec.tracking_number, "shipping recorded");
+        Ok(rec)
+    }
+
+    pub async fn shipping(&self, job: &str) -> Result<ShippingRecord> {
+        self.store
+            .get_shipping(job)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no shipping recorded for job {job:?}")))
+    }
+
+    pub async fn list_seeds(&self, state: Option<SeedState>, limit: u32) -> Result<Vec<Seed>> {
+        self.store.list_seeds(state, limit).await
+    }
+
+    pub async fn seed_detail(&self, seed: &str) -> Result<SeedDetail> {
+        self.store
+            .seed_detail(seed)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no seed with id or job name {seed:?}")))
+    }
+
+    pub async fn list_drives(&self, seed: Option<&str>) -> Result<Vec<Drive>> {
+        self.store.list_drives(seed).await
+    }
+
+    pub async fn list_jobs(&self) -> Result<Vec<ImportJob>> {
+        self.store.list_jobs().await
+    }
+
+    pub async fn list_agents(&self, role: Option<Role>) -> Result<Vec<Agent>> {
+        self.store.list_agents(role).await
+    }
+
+    pub async fn list_events(&self, seed: Option<&str>, limit: u32) -> Result<Vec<HistoryEntry>> {
+        self.store.list_events(seed, limit).await
+    }
+}

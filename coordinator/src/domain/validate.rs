@@ -1,0 +1,227 @@
+//! Field rules for everything a caller sends. Each check names the field it refuses.
+
+use crate::error::Error;
+
+type R = Result<(), Error>;
+
+fn err(field: &str, reason: impl Into<String>) -> Error {
+    Error::invalid(field, reason)
+}
+
+fn chars(field: &str, v: &str, min: usize, max: usize, ok: impl Fn(char) -> bool, rule: &str) -> R {
+    let n = v.chars().count();
+    if n < min || n > max {
+        return Err(err(field, format!("{rule}; got {n} characters")));
+    }
+    if let Some(c) = v.chars().find(|c| !ok(*c)) {
+        return Err(err(field, format!("{rule}; {c:?} is not allowed")));
+    }
+    Ok(())
+}
+
+/// 1-128 printable ASCII characters.
+pub fn request_id(v: &str) -> R {
+    chars("request_id", v, 1, 128, |c| c.is_ascii_graphic(), "use 1-128 printable ASCII characters")
+}
+
+/// Azure Import/Export job name: 2-64 of letters, digits, '-' and '_'.
+pub fn job_name(v: &str) -> R {
+    chars(
+        "job_name",
+        v,
+        2,
+        64,
+        |c| c.is_ascii_alphanumeric() || c == '-' || c == '_',
+        "use 2-64 letters, digits, '-' or '_'",
+    )
+}
+
+/// Azure storage account name: 3-24 lowercase letters and digits.
+pub fn storage_account(v: &str) -> R {
+    chars(
+        "storage_account",
+        v,
+        3,
+        24,
+        |c| c.is_ascii_lowercase() || c.is_ascii_digit(),
+        "use 3-24 lowercase letters and digits",
+    )
+}
+
+/// Blob container name: 3-63 lowercase letters, digits and single inner '-'.
+pub fn container(v: &str) -> R {
+    chars(
+        "container",
+        v,
+        3,
+        63,
+        |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-',
+        "use 3-63 lowercase letters, digits and '-'",
+    )?;
+    if v.starts_with('-') || v.ends_with('-') || v.contains("--") {
+        return Err(err("container", "'-' may not start or end the name or appear twice in a row"));
+    }
+    Ok(())
+}
+
+/// A GUID such as `00000000-0000-0000-0000-000000000000`.
+pub fn subscription_id(v: &str) -> R {
+    let groups: Vec<&str> = v.split('-').collect();
+    let lens = [8, 4, 4, 4, 12];
+    let ok = groups.len() == 5
+        && groups
+            .iter()
+            .zip(lens)
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(err("subscription_id", format!("expected a GUID like 8-4-4-4-12 hex digits, got {v:?}")))
+    }
+}
+
+/// Azure location name, e.g. `westeurope`: 2-64 lowercase letters and digits.
+pub fn location(v: &str) -> R {
+    chars(
+        "location",
+        v,
+        2,
+        64,
+        |c| c.is_ascii_lowercase() || c.is_ascii_digit(),
+        "use an Azure location name such as westeurope",
+    )
+}
+
+/// Path or share as a copy station sees it: 1-1024 characters, no control characters.
+pub fn staging_location(v: &str) -> R {
+    chars(
+        "staging_location",
+        v,
+        1,
+        1024,
+        |c| !c.is_control(),
+        "use 1-1024 characters without control characters",
+    )
+}
+
+/// Lowercase hex of `len` bytes.
+pub fn hex_digest(field: &str, v: &str, bytes: usize) -> R {
+    if v.len() != bytes * 2 || !v.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
+        return Err(err(field, format!("expected {} lowercase hex characters, got {v:?}", bytes * 2)));
+    }
+    Ok(())
+}
+
+/// A site, station or other label: 1-63 of `[a-z0-9.-]`.
+pub fn label(field: &str, v: &str) -> R {
+    seedship_proto::identity::validate_label("name", v).map_err(|_| {
+        err(
+            field,
+            format!("use 1-63 lowercase letters, digits, '-' or '.', starting with a letter or digit; got {v:?}"),
+        )
+    })
+}
+
+/// Short free text: at most `max` characters, no control characters.
+pub fn text(field: &str, v: &str, max: usize) -> R {
+    chars(field, v, 0, max, |c| !c.is_control(), &format!("use at most {max} characters without control characters"))
+}
+
+/// Drive id: 1-64 of letters, digits, '-', '_' and '.'.
+pub fn drive_id(v: &str) -> R {
+    chars(
+        "drive.drive_id",
+        v,
+        1,
+        64,
+        |c| c.is_ascii_alphanumeric() || "-_.".contains(c),
+        "use 1-64 letters, digits, '-', '_' or '.'",
+    )
+}
+
+/// Hex of any case, `len` characters.
+pub fn hex_any_case(field: &str, v: &str, min: usize, max: usize) -> R {
+    chars(field, v, min, max, |c| c.is_ascii_hexdigit(), &format!("use {min}-{max} hex characters"))
+}
+
+/// A BitLocker recovery password: 8 groups of 6 digits joined by '-', each group a multiple
+/// of 11 below 720896 (BitLocker's own checks).
+pub fn recovery_password(v: &str) -> R {
+    let field = "drive.recovery_password";
+    let groups: Vec<&str> = v.split('-').collect();
+    if groups.len() != 8 || groups.iter().any(|g| g.len() != 6 || !g.bytes().all(|b| b.is_ascii_digit())) {
+        // Never echo the value: it is a secret.
+        return Err(err(field, "expected 48 digits in 8 groups of 6 separated by '-'"));
+    }
+    for (i, g) in groups.iter().enumerate() {
+        let n: u32 = g.parse().unwrap_or(u32::MAX);
+        if n % 11 != 0 || n >= 720_896 {
+            return Err(err(
+                field,
+                format!("group {} fails the BitLocker check (a multiple of 11 below 720896)", i + 1),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Tracking number: 1-64 letters, digits and '-'.
+pub fn tracking_number(v: &str) -> R {
+    chars(
+        "tracking_number",
+        v,
+        1,
+        64,
+        |c| c.is_ascii_alphanumeric() || c == '-',
+        "use 1-64 letters, digits and '-'",
+    )
+}
+
+/// A calendar date `YYYY-MM-DD`.
+pub fn date(field: &str, v: &str) -> R {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(v, &fmt)
+        .map(|_| ())
+        .map_err(|_| err(field, format!("expected a date YYYY-MM-DD, got {v:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(r: R) -> String {
+        match r {
+            Err(Error::InvalidArgument { field, .. }) => field,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_the_field() {
+        assert_eq!(field_of(job_name("a")), "job_name");
+        assert_eq!(field_of(job_name("bad name")), "job_name");
+        assert!(job_name("Seed_2026-11").is_ok());
+        assert_eq!(field_of(storage_account("Upper")), "storage_account");
+        assert_eq!(field_of(container("a--b")), "container");
+        assert!(container("seed-import").is_ok());
+        assert_eq!(field_of(subscription_id("1234")), "subscription_id");
+        assert!(subscription_id("0f0e0d0c-0000-4000-8000-00000000abcd").is_ok());
+        assert_eq!(field_of(hex_digest("manifest_root", "ABCD", 2)), "manifest_root");
+        assert!(hex_digest("manifest_root", "abcd", 2).is_ok());
+        assert_eq!(field_of(date("ship_date", "2026-13-01")), "ship_date");
+        assert!(date("ship_date", "2026-11-22").is_ok());
+        assert_eq!(field_of(request_id("")), "request_id");
+        assert_eq!(field_of(request_id(&"x".repeat(129))), "request_id");
+    }
+
+    #[test]
+    fn recovery_passwords_follow_bitlocker_rules_and_are_never_echoed() {
+        let good = "000011-000022-000033-000044-000055-000066-000077-000088";
+        assert!(recovery_password(good).is_ok());
+        let bad = "000011-000022-000033-000044-000055-000066-000077-000089";
+        let e = recovery_password(bad).unwrap_err().to_string();
+        assert!(e.contains("group 8"), "{e}");
+        assert!(!e.contains("000089"), "secret leaked into the error: {e}");
+        assert!(recovery_password("123").is_err());
+    }
+}

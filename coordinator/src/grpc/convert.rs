@@ -1,0 +1,514 @@
+//! The boundary: protobuf messages become validated domain commands (`TryFrom`, naming the
+//! bad field), and domain values become protobuf messages (`From`). Nothing past this file
+//! sees `pb::*` types.
+
+use seedship_proto::identity::Role;
+use seedship_proto::pb;
+
+use crate::domain::lease::{Fence, WorkItem};
+use crate::domain::model::*;
+use crate::domain::seed::SeedState;
+use crate::domain::service::Cmd;
+use crate::domain::validate as v;
+use crate::error::{Error, Result};
+
+fn opt(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn cmd<T>(request_id: String, body: T) -> Result<Cmd<T>> {
+    v::request_id(&request_id)?;
+    Ok(Cmd { request_id, body })
+}
+
+fn fence(work_id: String, generation: u64) -> Result<Fence> {
+    v::text("work_id", &work_id, 64)?;
+    if work_id.is_empty() {
+        return Err(Error::invalid("work_id", "is required"));
+    }
+    if generation == 0 {
+        return Err(Error::invalid("generation", "must be the generation of a claimed lease (>= 1)"));
+    }
+    Ok(Fence { work_id, generation })
+}
+
+impl TryFrom<pb::RegisterAgentRequest> for Cmd<AgentInfo> {
+    type Error = Error;
+    fn try_from(r: pb::RegisterAgentRequest) -> Result<Self> {
+        if !r.site.is_empty() {
+            v::label("site", &r.site)?;
+        }
+        v::text("hostname", &r.hostname, 255)?;
+        v::text("version", &r.version, 64)?;
+        cmd(
+            r.request_id,
+            AgentInfo {
+                site: opt(r.site),
+                hostname: r.hostname,
+                version: r.version,
+            },
+        )
+    }
+}
+
+impl TryFrom<pb::HeartbeatRequest> for Cmd<String> {
+    type Error = Error;
+    fn try_from(r: pb::HeartbeatRequest) -> Result<Self> {
+        v::text("status", &r.status, 200)?;
+        cmd(r.request_id, r.status)
+    }
+}
+
+impl TryFrom<pb::RegisterSeedRequest> for Cmd<NewSeed> {
+    type Error = Error;
+    fn try_from(r: pb::RegisterSeedRequest) -> Result<Self> {
+        v::job_name(&r.job_name)?;
+        v::storage_account(&r.storage_account)?;
+        v::container(&r.container)?;
+        v::subscription_id(&r.subscription_id)?;
+        v::location(&r.location)?;
+        v::staging_location(&r.staging_location)?;
+        v::hex_digest("manifest_root", &r.manifest_root, 32)?;
+        if r.total_bytes == 0 {
+            return Err(Error::invalid("total_bytes", "must be above 0"));
+        }
+        if r.file_count == 0 {
+            return Err(Error::invalid("file_count", "must be above 0"));
+        }
+        if !r.target_site.is_empty() {
+            v::label("target_site", &r.target_site)?;
+        }
+        if !r.target_station.is_empty() {
+            v::label("target_station", &r.target_station)?;
+        }
+        cmd(
+            r.request_id,
+            NewSeed {
+                job_name: r.job_name,
+                storage_account: r.storage_account,
+                container: r.container,
+                subscription_id: r.subscription_id.to_ascii_lowercase(),
+                location: r.location,
+                staging_location: r.staging_location,
+                manifest_root: r.manifest_root,
+                total_bytes: r.total_bytes,
+                file_count: r.file_count,
+                target_site: opt(r.target_site),
+                target_station: opt(r.target_station),
+            },
+        )
+    }
+}
+
+impl TryFrom<pb::ClaimWorkRequest> for Cmd<()> {
+    type Error = Error;
+    fn try_from(r: pb::ClaimWorkRequest) -> Result<Self> {
+        cmd(r.request_id, ())
+    }
+}
+
+impl TryFrom<pb::RenewLeaseRequest> for Cmd<Fence> {
+    type Error = Error;
+    fn try_from(r: pb::RenewLeaseRequest) -> Result<Self> {
+        let f = fence(r.work_id, r.generation)?;
+        cmd(r.request_id, f)
+    }
+}
+
+impl TryFrom<pb::ReportProgressRequest> for Cmd<(Fence, ProgressDelta)> {
+    type Error = Error;
+    fn try_from(r: pb::ReportProgressRequest) -> Result<Self> {
+        let f = fence(r.work_id, r.generation)?;
+        v::text("phase", &r.phase, 32)?;
+        if r.to_bytes <= r.from_bytes {
+            return Err(Error::invalid(
+                "to_bytes",
+                format!("must be greater than from_bytes ({}), got {}", r.from_bytes, r.to_bytes),
+            ));
+        }
+        let d = ProgressDelta {
+            from: r.from_bytes,
+            to: r.to_bytes,
+            phase: r.phase,
+        };
+        cmd(r.request_id, (f, d))
+    }
+}
+
+/// A drive report: request id, fence and the drive (with its key, kept out of `Debug`).
+pub struct DriveCmd {
+    pub request_id: String,
+    pub fence: Fence,
+    pub drive: DriveReport,
+}
+
+impl TryFrom<pb::ReportDriveRequest> for DriveCmd {
+    type Error = Error;
+    fn try_from(r: pb::ReportDriveRequest) -> Result<Self> {
+        v::request_id(&r.request_id)?;
+        let f = fence(r.work_id, r.generation)?;
+        let d = r.drive.ok_or_else(|| Error::invalid("drive", "is required"))?;
+        v::drive_id(&d.drive_id)?;
+        if d.position == 0 || d.position > 10 {
+            return Err(Error::invalid("drive.position", "must be 1-10 (an import job holds at most 10 drives)"));
+        }
+        if d.capacity_bytes == 0 || d.bytes_written > d.capacity_bytes {
+            return Err(Error::invalid(
+                "drive.capacity_bytes",
+                format!("must be above 0 and at least bytes_written ({})", d.bytes_written),
+            ));
+        }
+        v::text("drive.manifest_file", &d.manifest_file, 260)?;
+        if d.manifest_file.is_empty() {
+            return Err(Error::invalid("drive.manifest_file", "is required"));
+        }
+        v::hex_any_case("drive.manifest_hash", &d.manifest_hash, 32, 32)?;
+        v::hex_any_case("drive.drive_header_hash", &d.drive_header_hash, 32, 128)?;
+        let key = if d.recovery_password.is_empty() {
+            None
+        } else {
+            v::recovery_password(&d.recovery_password)?;
+            Some(RecoveryPassword(d.recovery_password))
+        };
+        Ok(DriveCmd {
+            request_id: r.request_id,
+            fence: f,
+            drive: DriveReport {
+                spec: DriveSpec {
+                    drive_id: d.drive_id,
+                    position: d.position,
+                    capacity_bytes: d.capacity_bytes,
+                    bytes_written: d.bytes_written,
+                    manifest_file: d.manifest_file,
+                    manifest_hash: d.manifest_hash.to_ascii_uppercase(),
+                    drive_header_hash: d.drive_header_hash.to_ascii_uppercase(),
+                },
+                recovery_password: key,
+            },
+        })
+    }
+}
+
+impl TryFrom<pb::CompleteWorkRequest> for Cmd<Fence> {
+    type Error = Error;
+    fn try_from(r: pb::CompleteWorkRequest) -> Result<Self> {
+        let f = fence(r.work_id, r.generation)?;
+        cmd(r.request_id, f)
+    }
+}
+
+impl TryFrom<pb::ReleaseWorkRequest> for Cmd<(Fence, String)> {
+    type Error = Error;
+    fn try_from(r: pb::ReleaseWorkRequest) -> Result<Self> {
+        let f = fence(r.work_id, r.generation)?;
+        v::text("reason", &r.reason, 500)?;
+        cmd(r.request_id, (f, r.reason))
+    }
+}
+
+impl TryFrom<pb::RecordShippingRequest> for Cmd<NewShipping> {
+    type Error = Error;
+    fn try_from(r: pb::RecordShippingRequest) -> Result<Self> {
+        v::job_name(&r.job_name)?;
+        v::text("carrier", &r.carrier, 64)?;
+        if r.carrier.trim().is_empty() {
+            return Err(Error::invalid("carrier", "is required"));
+        }
+        v::tracking_number(&r.tracking_number)?;
+        if r.drive_count == 0 || r.drive_count > 10 {
+            return Err(Error::invalid("drive_count", "must be 1-10"));
+        }
+        v::date("ship_date", &r.ship_date)?;
+        cmd(
+            r.request_id,
+            NewShipping {
+                job_name: r.job_name,
+                carrier: r.carrier,
+                tracking_number: r.tracking_number,
+                drive_count: r.drive_count,
+                ship_date: r.ship_date,
+            },
+        )
+    }
+}
+
+/// A seed key (id or job name) from a read request.
+pub fn seed_key(field: &str, s: &str) -> Result<()> {
+    if s.is_empty() {
+        return Err(Error::invalid(field, "is required (a seed id or job name)"));
+    }
+    v::text(field, s, 64)
+}
+
+pub fn optional_state(s: i32) -> Result<Option<SeedState>> {
+    match pb::SeedState::try_from(s) {
+        Ok(pb::SeedState::Unspecified) => Ok(None),
+        Ok(st) => Ok(Some(state_from_pb(st))),
+        Err(_) => Err(Error::invalid("state", format!("unknown seed state {s}"))),
+    }
+}
+
+pub fn optional_role(r: i32) -> Result<Option<Role>> {
+    match pb::Role::try_from(r) {
+        Ok(pb::Role::Unspecified) => Ok(None),
+        Ok(pb::Role::Source) => Ok(Some(Role::Source)),
+        Ok(pb::Role::Copy) => Ok(Some(Role::Copy)),
+        Ok(pb::Role::Operator) => Ok(Some(Role::Operator)),
+        Err(_) => Err(Error::invalid("role", format!("unknown role {r}"))),
+    }
+}
+
+pub fn limit(l: u32) -> Result<u32> {
+    match l {
+        0 => Ok(100),
+        1..=1000 => Ok(l),
+        _ => Err(Error::invalid("limit", format!("must be at most 1000, got {l}"))),
+    }
+}
+
+pub fn state_to_pb(s: SeedState) -> pb::SeedState {
+    use pb::SeedState as P;
+    match s {
+        SeedState::Registered => P::Registered,
+        SeedState::QueuedForDiskPrep => P::QueuedForDiskPrep,
+        SeedState::Preparing => P::Preparing,
+        SeedState::DisksPrepared => P::DisksPrepared,
+        SeedState::ImportJobCreated => P::ImportJobCreated,
+        SeedState::Shipped => P::Shipped,
+        SeedState::AtDatacenter => P::AtDatacenter,
+        SeedState::Importing => P::Importing,
+        SeedState::Imported => P::Imported,
+        SeedState::Verifying => P::Verifying,
+        SeedState::NeedsRepair => P::NeedsRepair,
+        SeedState::SeedingVault => P::SeedingVault,
+        SeedState::Seeded => P::Seeded,
+        SeedState::Failed => P::Failed,
+        SeedState::Cancelled => P::Cancelled,
+    }
+}
+
+fn state_from_pb(s: pb::SeedState) -> SeedState {
+    SeedState::ALL
+        .into_iter()
+        .find(|d| state_to_pb(*d) == s)
+        .unwrap_or(SeedState::Registered)
+}
+
+fn role_to_pb(r: Role) -> pb::Role {
+    match r {
+        Role::Source => pb::Role::Source,
+        Role::Copy => pb::Role::Copy,
+        Role::Operator => pb::Role::Operator,
+        Role::Coordinator => pb::Role::Unspecified,
+    }
+}
+
+impl From<Seed> for pb::SeedSummary {
+    fn from(s: Seed) -> Self {
+        pb::SeedSummary {
+            seed_id: s.seed_id,
+            job_name: s.spec.job_name,
+            owner: s.owner,
+            state: state_to_pb(s.state) as i32,
+            state_reason: s.state_reason,
+            created_unix_ms: s.created_ms,
+            updated_unix_ms: s.updated_ms,
+            total_bytes: s.spec.total_bytes,
+            file_count: s.spec.file_count,
+            storage_account: s.spec.storage_account,
+            container: s.spec.container,
+            subscription_id: s.spec.subscription_id,
+            location: s.spec.location,
+            staging_location: s.spec.staging_location,
+            manifest_root: s.spec.manifest_root,
+            target_site: s.spec.target_site.unwrap_or_default(),
+            target_station: s.spec.target_station.unwrap_or_default(),
+        }
+    }
+}
+
+impl From<Agent> for pb::Agent {
+    fn from(a: Agent) -> Self {
+        pb::Agent {
+            identity: a.identity,
+            role: role_to_pb(a.role) as i32,
+            name: a.name,
+            site: a.info.site.unwrap_or_default(),
+            hostname: a.info.hostname,
+            version: a.info.version,
+            registered_unix_ms: a.registered_ms,
+            last_heartbeat_unix_ms: a.last_heartbeat_ms,
+            status: a.status,
+        }
+    }
+}
+
+impl From<Lease> for pb::Lease {
+    fn from(l: Lease) -> Self {
+        pb::Lease {
+            work_id: l.work.work_id,
+            seed_id: l.seed.seed_id,
+            job_name: l.seed.spec.job_name,
+            generation: l.work.generation,
+            expires_unix_ms: l.work.lease_expires_ms,
+            ttl_ms: l.ttl_ms as u64,
+            progress_bytes: l.work.progress_bytes,
+            total_bytes: l.work.total_bytes,
+            staging_location: l.seed.spec.staging_location,
+            manifest_root: l.seed.spec.manifest_root,
+            storage_account: l.seed.spec.storage_account,
+            container: l.seed.spec.container,
+            location: l.seed.spec.location,
+            file_count: l.seed.spec.file_count,
+        }
+    }
+}
+
+impl From<Drive> for pb::Drive {
+    fn from(d: Drive) -> Self {
+        pb::Drive {
+            drive_id: d.spec.drive_id,
+            seed_id: d.seed_id,
+            job_name: d.job_name,
+            position: d.spec.position,
+            capacity_bytes: d.spec.capacity_bytes,
+            bytes_written: d.spec.bytes_written,
+            manifest_file: d.spec.manifest_file,
+            manifest_hash: d.spec.manifest_hash,
+            drive_header_hash: d.spec.drive_header_hash,
+            reported_by: d.reported_by,
+            reported_unix_ms: d.reported_ms,
+            has_key: d.has_key,
+        }
+    }
+}
+
+impl From<ShippingRecord> for pb::ShippingRecord {
+    fn from(r: ShippingRecord) -> Self {
+        pb::ShippingRecord {
+            job_name: r.spec.job_name,
+            seed_id: r.seed_id,
+            carrier: r.spec.carrier,
+            tracking_number: r.spec.tracking_number,
+            drive_count: r.spec.drive_count,
+            ship_date: r.spec.ship_date,
+            recorded_by: r.recorded_by,
+            recorded_unix_ms: r.recorded_ms,
+        }
+    }
+}
+
+impl From<HistoryEntry> for pb::SeedEvent {
+    fn from(e: HistoryEntry) -> Self {
+        pb::SeedEvent {
+            event_id: e.event_id,
+            seed_id: e.seed_id,
+            job_name: e.job_name,
+            at_unix_ms: e.at_ms,
+            actor: e.actor,
+            from_state: e.from.map(|s| state_to_pb(s) as i32).unwrap_or(0),
+            to_state: state_to_pb(e.to) as i32,
+            event: e.event,
+            reason: e.reason,
+        }
+    }
+}
+
+impl From<WorkItem> for pb::WorkStatus {
+    fn from(w: WorkItem) -> Self {
+        pb::WorkStatus {
+            work_id: w.work_id,
+            seed_id: w.seed_id,
+            status: w.state.as_str().to_string(),
+            holder: w.holder.unwrap_or_default(),
+            generation: w.generation,
+            lease_expires_unix_ms: w.lease_expires_ms,
+            progress_bytes: w.progress_bytes,
+            total_bytes: w.total_bytes,
+            phase: w.phase,
+        }
+    }
+}
+
+impl From<ImportJob> for pb::ImportJob {
+    fn from(j: ImportJob) -> Self {
+        pb::ImportJob {
+            job_name: j.job_name,
+            seed_id: j.seed_id,
+            seed_state: state_to_pb(j.seed_state) as i32,
+            storage_account: j.storage_account,
+            location: j.location,
+            drive_count: j.drive_count,
+            tracking_number: j.shipping.as_ref().map(|s| s.spec.tracking_number.clone()).unwrap_or_default(),
+            carrier: j.shipping.map(|s| s.spec.carrier).unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed_req() -> pb::RegisterSeedRequest {
+        pb::RegisterSeedRequest {
+            request_id: "r1".into(),
+            job_name: "job-1".into(),
+            storage_account: "acct1".into(),
+            container: "seeds".into(),
+            subscription_id: "0f0e0d0c-0000-4000-8000-00000000abcd".into(),
+            location: "westeurope".into(),
+            staging_location: "/staging/job-1".into(),
+            manifest_root: "ab".repeat(32),
+            total_bytes: 10,
+            file_count: 1,
+            target_site: String::new(),
+            target_station: String::new(),
+        }
+    }
+
+    fn field(r: Result<impl Sized>) -> String {
+        match r {
+            Err(Error::InvalidArgument { field, .. }) => field,
+            Err(e) => panic!("expected InvalidArgument, got {e:?}"),
+            Ok(_) => panic!("expected InvalidArgument, got Ok"),
+        }
+    }
+
+    #[test]
+    fn every_bad_seed_field_is_named() {
+        assert!(Cmd::<NewSeed>::try_from(seed_req()).is_ok());
+        let cases: Vec<(&str, Box<dyn Fn(&mut pb::RegisterSeedRequest)>)> = vec![
+            ("request_id", Box::new(|r| r.request_id.clear())),
+            ("job_name", Box::new(|r| r.job_name = "a b".into())),
+            ("storage_account", Box::new(|r| r.storage_account = "A".into())),
+            ("container", Box::new(|r| r.container = "-x-".into())),
+            ("subscription_id", Box::new(|r| r.subscription_id = "x".into())),
+            ("location", Box::new(|r| r.location = "West Europe".into())),
+            ("staging_location", Box::new(|r| r.staging_location.clear())),
+            ("manifest_root", Box::new(|r| r.manifest_root = "zz".into())),
+            ("total_bytes", Box::new(|r| r.total_bytes = 0)),
+            ("file_count", Box::new(|r| r.file_count = 0)),
+            ("target_site", Box::new(|r| r.target_site = "Not Ok".into())),
+        ];
+        for (name, f) in cases {
+            let mut r = seed_req();
+            f(&mut r);
+            assert_eq!(field(Cmd::<NewSeed>::try_from(r)), name);
+        }
+    }
+
+    #[test]
+    fn progress_and_fence_fields_are_named() {
+        let mk = |generation, from, to| pb::ReportProgressRequest {
+            request_id: "r".into(),
+            work_id: "wk-1".into(),
+            generation,
+            from_bytes: from,
+            to_bytes: to,
+            phase: "copy".into(),
+        };
+        assert_eq!(field(Cmd::<(Fence, ProgressDelta)>::try_from(mk(0, 0, 1))), "generation");
+        assert_eq!(field(Cmd::<(Fence, ProgressDelta)>::try_from(mk(1, 5, 5))), "to_bytes");
+        assert!(Cmd::<(Fence, ProgressDelta)>::try_from(mk(1, 0, 5)).is_ok());
+    }
+}

@@ -1,0 +1,23 @@
+//! tonic service implementations. Each method reads like a sentence: authorize the caller
+//! from its certificate, convert the request, call the domain service, convert the answer.
+//! Roles allowed per RPC are the `const`s at the top of each file.
+
+pub mod agents;
+pub mod convert;
+pub mod diskprep;
+pub mod layers;
+pub mod operator;
+pub mod seeds;
+pub mod shipping;
+
+use std::sync::Arc;
+
+use crate::auth::Auth;
+use crate::domain::service::Coordinator;
+
+/// Shared by every service: the authorizer and the domain service.
+#[derive(Clone)]
+pub struct Api {
+    pub auth: Auth,
+    pub core: Arc<Coordinator>,
+}

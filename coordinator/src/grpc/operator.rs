@@ -1,0 +1,81 @@
+use seedship_proto::identity::Role;
+use seedship_proto::pb;
+use tonic::{Request, Response, Status};
+
+use super::Api;
+use super::convert::{limit, optional_role, optional_state, seed_key};
+
+const OPERATOR: &[Role] = &[Role::Operator];
+
+fn opt_key(field: &str, s: &str) -> Result<Option<String>, Status> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    seed_key(field, s)?;
+    Ok(Some(s.to_string()))
+}
+
+#[tonic::async_trait]
+impl pb::operator_service_server::OperatorService for Api {
+    async fn list_seeds(&self, req: Request<pb::ListSeedsRequest>) -> Result<Response<pb::ListSeedsResponse>, Status> {
+        self.auth.require(&req, "ListSeeds", OPERATOR)?;
+        let r = req.into_inner();
+        let seeds = self.core.list_seeds(optional_state(r.state)?, limit(r.limit)?).await?;
+        Ok(Response::new(pb::ListSeedsResponse {
+            seeds: seeds.into_iter().map(Into::into).collect(),
+            server_time_unix_ms: self.core.now(),
+        }))
+    }
+
+    async fn get_seed(&self, req: Request<pb::GetSeedRequest>) -> Result<Response<pb::GetSeedResponse>, Status> {
+        self.auth.require(&req, "GetSeed", OPERATOR)?;
+        let key = req.into_inner().seed;
+        seed_key("seed", &key)?;
+        let d = self.core.seed_detail(&key).await?;
+        Ok(Response::new(pb::GetSeedResponse {
+            seed: Some(d.seed.into()),
+            work: d.work.map(Into::into),
+            drives: d.drives.into_iter().map(Into::into).collect(),
+            history: d.history.into_iter().map(Into::into).collect(),
+            shipping: d.shipping.map(Into::into),
+            server_time_unix_ms: self.core.now(),
+        }))
+    }
+
+    async fn list_drives(&self, req: Request<pb::ListDrivesRequest>) -> Result<Response<pb::ListDrivesResponse>, Status> {
+        self.auth.require(&req, "ListDrives", OPERATOR)?;
+        let key = opt_key("seed", &req.into_inner().seed)?;
+        let drives = self.core.list_drives(key.as_deref()).await?;
+        Ok(Response::new(pb::ListDrivesResponse {
+            drives: drives.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn list_jobs(&self, req: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {
+        self.auth.require(&req, "ListJobs", OPERATOR)?;
+        let jobs = self.core.list_jobs().await?;
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs: jobs.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn list_agents(&self, req: Request<pb::ListAgentsRequest>) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        self.auth.require(&req, "ListAgents", OPERATOR)?;
+        let role = optional_role(req.into_inner().role)?;
+        let agents = self.core.list_agents(role).await?;
+        Ok(Response::new(pb::ListAgentsResponse {
+            agents: agents.into_iter().map(Into::into).collect(),
+            server_time_unix_ms: self.core.now(),
+        }))
+    }
+
+    async fn list_events(&self, req: Request<pb::ListEventsRequest>) -> Result<Response<pb::ListEventsResponse>, Status> {
+        self.auth.require(&req, "ListEvents", OPERATOR)?;
+        let r = req.into_inner();
+        let key = opt_key("seed", &r.seed)?;
+        let events = self.core.list_events(key.as_deref(), limit(r.limit)?).await?;
+        Ok(Response::new(pb::ListEventsResponse {
+            events: events.into_iter().map(Into::into).collect(),
+        }))
+    }
+}

@@ -1,0 +1,35 @@
+use seedship_proto::identity::Role;
+use seedship_proto::pb;
+use tonic::{Request, Response, Status};
+
+use super::Api;
+use crate::domain::service::Cmd;
+
+const SOURCE: &[Role] = &[Role::Source];
+
+#[tonic::async_trait]
+impl pb::seed_service_server::SeedService for Api {
+    async fn register_seed(
+        &self,
+        req: Request<pb::RegisterSeedRequest>,
+    ) -> Result<Response<pb::RegisterSeedResponse>, Status> {
+        let owner = self.auth.require(&req, "RegisterSeed", SOURCE)?;
+        let cmd = Cmd::try_from(req.into_inner())?;
+        let reg = self.core.register_seed(&owner, cmd).await?;
+        Ok(Response::new(pb::RegisterSeedResponse {
+            seed: Some(reg.seed.into()),
+            created: reg.created,
+        }))
+    }
+
+    async fn list_own_seeds(
+        &self,
+        req: Request<pb::ListOwnSeedsRequest>,
+    ) -> Result<Response<pb::ListOwnSeedsResponse>, Status> {
+        let owner = self.auth.require(&req, "ListOwnSeeds", SOURCE)?;
+        let seeds = self.core.own_seeds(&owner).await?;
+        Ok(Response::new(pb::ListOwnSeedsResponse {
+            seeds: seeds.into_iter().map(Into::into).collect(),
+        }))
+    }
+}

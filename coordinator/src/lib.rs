@@ -1,0 +1,30 @@
+//! The seedship coordinator.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`server`] | start-up: store, services, TLS listener, layers |
+//! | [`grpc`] | thin tonic handlers and the proto <-> domain boundary |
+//! | [`auth`] | identity from the client certificate; roles per RPC |
+//! | [`domain`] | seed lifecycle, leases, validation, the domain service |
+//! | [`store`] | the `Store` trait and its SQLite backend |
+//! | [`sweeper`] | returns expired leases to the queue |
+//! | [`pki`] | `coordinator pki init/issue` |
+//! | [`keys`] | sealing drive keys under the master key |
+//! | [`config`] | the typed configuration |
+//! | [`ops`] | the operator CLI (`seedctl`) rendering |
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod keys;
+pub mod ops;
+pub mod pki;
+pub mod server;
+pub mod store;
+pub mod sweeper;
+pub mod tls;
+
+pub use server::run;

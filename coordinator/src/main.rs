@@ -1,0 +1,166 @@
+//! `coordinator`: serve, or manage the PKI.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use coordinator::config::{Config, Overrides};
+use seedship_proto::identity::Role;
+
+#[derive(Debug, Parser)]
+#[command(name = "coordinator", version, about = "The seedship coordinator")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Serve the mTLS gRPC API.
+    Serve {
+        /// Config file (TOML).
+        #[arg(long, env = "SEEDSHIP_CONFIG")]
+        config: PathBuf,
+        /// Override `listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Override `database`.
+        #[arg(long)]
+        database: Option<PathBuf>,
+        /// Override `ready_file`.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+        /// Print the effective configuration as TOML and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
+    /// Create and issue certificates.
+    Pki {
+        #[command(subcommand)]
+        cmd: PkiCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCmd {
+    /// Create a CA, the coordinator's server certificate and a master key in DIR.
+    Init {
+        #[arg(long, default_value = "pki")]
+        dir: PathBuf,
+        #[arg(long, default_value = "seedship.local")]
+        trust_domain: String,
+        /// DNS name or IP address clients use to reach the coordinator (repeatable).
+        #[arg(long = "server-name", default_values_t = vec!["localhost".to_string(), "127.0.0.1".to_string()])]
+        server_names: Vec<String>,
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+    /// Issue a certificate and key for an agent or operator.
+    Issue {
+        #[arg(long, default_value = "pki")]
+        dir: PathBuf,
+        /// source, copy or operator.
+        #[arg(long)]
+        role: Role,
+        /// The identity's name, e.g. station-01.
+        #[arg(long)]
+        name: String,
+        /// Where to write NAME.crt and NAME.key (default: the PKI directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Pki { cmd } => pki(cmd),
+        Cmd::Serve {
+            config,
+            listen,
+            database,
+            ready_file,
+            print_config,
+        } => {
+            let cfg = Config::load(
+                &config,
+                &Overrides {
+                    listen,
+                    database,
+                    ready_file,
+                },
+            )?;
+            if print_config {
+                println!("{}", toml::to_string_pretty(&cfg)?);
+                return Ok(());
+            }
+            serve(cfg)
+        }
+    }
+}
+
+fn pki(cmd: PkiCmd) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match cmd {
+        PkiCmd::Init {
+            dir,
+            trust_domain,
+            server_names,
+            days,
+        } => {
+            let out = coordinator::pki::init(&dir, &trust_domain, &server_names, days)?;
+            println!("created CA          {}", out.ca_cert.display());
+            println!("created coordinator {} (names: {})", out.server_cert.display(), server_names.join(", "));
+            println!("created master key  {} (keep it safe: it seals drive keys)", out.master_key.display());
+            println!("next: coordinator pki issue --dir {} --role copy --name station-01", dir.display());
+        }
+        PkiCmd::Issue {
+            dir,
+            role,
+            name,
+            out,
+            days,
+        } => {
+            let out = out.unwrap_or_else(|| dir.clone());
+            let (crt, key) = coordinator::pki::issue(&dir, role, &name, &out, days)?;
+            println!("issued {role} identity {name}: {} and {}", crt.display(), key.display());
+        }
+    }
+    Ok(())
+}
+
+fn serve(cfg: Config) -> anyhow::Result<()> {
+    let _guard = seedship_telemetry::init("seedship-coordinator", &cfg.telemetry)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        coordinator::run(cfg, listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,249 @@
+//! `seedctl`, the operations team's command line: read views over every seed, drive, job,
+//! agent and event, and shipping records. It talks to the same gRPC API as everyone else,
+//! with an operator certificate. Human-readable by default, `--json` for scripts.
+
+mod render;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use seedship_proto::client::{self, ClientConfig, Conn, new_request_id};
+use seedship_proto::pb;
+use serde_json::Value;
+
+pub use render::*;
+
+#[derive(Debug, Parser)]
+#[command(name = "seedctl", version, about = "Operator view of a seedship coordinator")]
+pub struct Cli {
+    /// Client config file (TOML with url, ca_file, cert_file, key_file).
+    #[arg(long, env = "SEEDCTL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Coordinator URL, e.g. https://127.0.0.1:7443 (instead of --config).
+    #[arg(long, env = "SEEDCTL_URL")]
+    pub url: Option<String>,
+    #[arg(long, env = "SEEDCTL_CA")]
+    pub ca: Option<PathBuf>,
+    #[arg(long, env = "SEEDCTL_CERT")]
+    pub cert: Option<PathBuf>,
+    #[arg(long, env = "SEEDCTL_KEY")]
+    pub key: Option<PathBuf>,
+    /// Name to verify in the coordinator's certificate (default: the URL's host).
+    #[arg(long, env = "SEEDCTL_SERVER_NAME")]
+    pub server_name: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// List seeds with state and age, newest first.
+    Seeds {
+        /// Only seeds in this state (e.g. preparing, shipped).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Show one seed (id or job name) with its work, drives, shipping and history.
+    Seed { seed: String },
+    /// List agents with their last heartbeat.
+    Agents {
+        /// source, copy or operator.
+        #[arg(long)]
+        role: Option<String>,
+    },
+    /// List drives (never keys), optionally of one seed.
+    Drives {
+        #[arg(long)]
+        seed: Option<String>,
+    },
+    /// List import jobs.
+    Jobs,
+    /// Seed history across all seeds, newest first.
+    Events {
+        #[arg(long)]
+        seed: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Record carrier and tracking number for a job's package.
+    Ship {
+        #[arg(long)]
+        job: String,
+        #[arg(long)]
+        carrier: String,
+        #[arg(long)]
+        tracking: String,
+        #[arg(long)]
+        drives: u32,
+        /// YYYY-MM-DD.
+        #[arg(long)]
+        date: String,
+    },
+    /// Show the shipping record of a job.
+    Shipping { job: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Connect(#[from] client::ConnectError),
+    #[error("{}: {}", code_name(.0.code()), .0.message())]
+    Rpc(tonic::Status),
+}
+
+fn code_name(c: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match c {
+        InvalidArgument => "invalid argument",
+        NotFound => "not found",
+        AlreadyExists => "already exists",
+        PermissionDenied => "permission denied",
+        FailedPrecondition => "failed precondition",
+        Unavailable => "coordinator unavailable",
+        Unauthenticated => "unauthenticated",
+        ResourceExhausted => "resource exhausted",
+        DeadlineExceeded => "deadline exceeded",
+        _ => "error",
+    }
+}
+
+impl From<tonic::Status> for CliError {
+    fn from(s: tonic::Status) -> Self {
+        CliError::Rpc(s)
+    }
+}
+
+impl Cli {
+    pub fn client_config(&self) -> Result<ClientConfig, CliError> {
+        if let Some(path) = &self.config {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?;
+            let mut cfg: ClientConfig =
+                toml::from_str(&text).map_err(|e| CliError::Usage(format!("{} is invalid: {e}", path.display())))?;
+            let base = path.parent().map(PathBuf::from).unwrap_or_default();
+            for p in [&mut cfg.ca_file, &mut cfg.cert_file, &mut cfg.key_file] {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+            return Ok(cfg);
+        }
+        let need = |v: &Option<PathBuf>, flag: &str| {
+            v.clone()
+                .ok_or_else(|| CliError::Usage(format!("give --config, or --url with --ca, --cert and --key (missing {flag})")))
+        };
+        Ok(ClientConfig {
+            url: self
+                .url
+                .clone()
+                .ok_or_else(|| CliError::Usage("give --config, or --url with --ca, --cert and --key".into()))?,
+            ca_file: need(&self.ca, "--ca")?,
+            cert_file: need(&self.cert, "--cert")?,
+            key_file: need(&self.key, "--key")?,
+            server_name: self.server_name.clone(),
+            timeout: std::time::Duration::from_secs(30),
+        })
+    }
+}
+
+fn parse_state(s: &str) -> Result<i32, CliError> {
+    let st = crate::domain::seed::SeedState::parse(s).ok_or_else(|| {
+        let all: Vec<&str> = crate::domain::seed::SeedState::ALL.iter().map(|s| s.as_str()).collect();
+        CliError::Usage(format!("unknown state {s:?}; one of: {}", all.join(", ")))
+    })?;
+    Ok(crate::grpc::convert::state_to_pb(st) as i32)
+}
+
+fn parse_role(s: &str) -> Result<i32, CliError> {
+    Ok(match s {
+        "source" => pb::Role::Source,
+        "copy" => pb::Role::Copy,
+        "operator" => pb::Role::Operator,
+        _ => return Err(CliError::Usage(format!("unknown role {s:?}; one of: source, copy, operator"))),
+    } as i32)
+}
+
+/// Runs one command and returns what to print.
+pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
+    let mut ops = client::operator(conn.clone());
+    let (text, json): (String, Value) = match &cli.cmd {
+        Cmd::Seeds { state, limit } => {
+            let state = state.as_deref().map(parse_state).transpose()?.unwrap_or(0);
+            let r = ops.list_seeds(pb::ListSeedsRequest { state, limit: *limit }).await?.into_inner();
+            (seeds_table(&r.seeds, r.server_time_unix_ms), Value::Array(r.seeds.iter().map(seed_json).collect()))
+        }
+        Cmd::Seed { seed } => {
+            let r = ops.get_seed(pb::GetSeedRequest { seed: seed.clone() }).await?.into_inner();
+            (seed_detail_text(&r), seed_detail_json(&r))
+        }
+        Cmd::Agents { role } => {
+            let role = role.as_deref().map(parse_role).transpose()?.unwrap_or(0);
+            let r = ops.list_agents(pb::ListAgentsRequest { role }).await?.into_inner();
+            (agents_table(&r.agents, r.server_time_unix_ms), Value::Array(r.agents.iter().map(agent_json).collect()))
+        }
+        Cmd::Drives { seed } => {
+            let r = ops
+                .list_drives(pb::ListDrivesRequest {
+                    seed: seed.clone().unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            (drives_table(&r.drives), Value::Array(r.drives.iter().map(drive_json).collect()))
+        }
+        Cmd::Jobs => {
+            let r = ops.list_jobs(pb::ListJobsRequest {}).await?.into_inner();
+            (jobs_table(&r.jobs), Value::Array(r.jobs.iter().map(job_json).collect()))
+        }
+        Cmd::Events { seed, limit } => {
+            let r = ops
+                .list_events(pb::ListEventsRequest {
+                    seed: seed.clone().unwrap_or_default(),
+                    limit: *limit,
+                })
+                .await?
+                .into_inner();
+            (events_table(&r.events), Value::Array(r.events.iter().map(event_json).collect()))
+        }
+        Cmd::Ship {
+            job,
+            carrier,
+            tracking,
+            drives,
+            date,
+        } => {
+            let r = client::shipping(conn)
+                .record_shipping(pb::RecordShippingRequest {
+                    request_id: new_request_id(),
+                    job_name: job.clone(),
+                    carrier: carrier.clone(),
+                    tracking_number: tracking.clone(),
+                    drive_count: *drives,
+                    ship_date: date.clone(),
+                })
+                .await?
+                .into_inner();
+            let rec = r.record.unwrap_or_default();
+            (shipping_text(&rec), shipping_json(&rec))
+        }
+        Cmd::Shipping { job } => {
+            let r = client::shipping(conn)
+                .get_shipping(pb::GetShippingRequest { job_name: job.clone() })
+                .await?
+                .into_inner();
+            let rec = r.record.unwrap_or_default();
+            (shipping_text(&rec), shipping_json(&rec))
+        }
+    };
+    if cli.json {
+        Ok(serde_json::to_string_pretty(&json).unwrap_or_default())
+    } else {
+        Ok(text)
+    }
+}

@@ -1,0 +1,327 @@
+//! Tables and JSON for `seedctl`.
+
+use seedship_proto::pb;
+use serde_json::{Value, json};
+
+use crate::clock::rfc3339;
+
+fn state_name(s: i32) -> String {
+    pb::SeedState::try_from(s)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("SEED_STATE_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|_| format!("unknown({s})"))
+}
+
+fn role_name(r: i32) -> String {
+    pb::Role::try_from(r)
+        .map(|r| r.as_str_name().trim_start_matches("ROLE_").to_ascii_lowercase())
+        .unwrap_or_else(|_| format!("unknown({r})"))
+}
+
+/// "3d4h", "12m", "40s": how long ago, for people.
+pub fn age(now_ms: i64, then_ms: i64) -> String {
+    if then_ms == 0 {
+        return "never".into();
+    }
+    let s = ((now_ms - then_ms).max(0)) / 1000;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+/// Bytes in binary units, for people.
+pub fn size(b: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[i]) }
+}
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let last = cells.len() - 1;
+        cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| if i == last { c } else { format!("{c:<w$}", w = widths[i]) })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let mut out = vec![line(header.iter().map(|h| h.to_string()).collect())];
+    let empty = rows.is_empty();
+    out.extend(rows.into_iter().map(line));
+    if empty {
+        out.push("(none)".into());
+    }
+    out.join("\n")
+}
+
+pub fn seeds_table(seeds: &[pb::SeedSummary], now: i64) -> String {
+    table(
+        &["JOB", "SEED", "STATE", "AGE", "OWNER", "SIZE", "FILES", "WHY"],
+        seeds
+            .iter()
+            .map(|s| {
+                vec![
+                    s.job_name.clone(),
+                    s.seed_id.clone(),
+                    state_name(s.state),
+                    age(now, s.created_unix_ms),
+                    s.owner.clone(),
+                    size(s.total_bytes),
+                    s.file_count.to_string(),
+                    s.state_reason.clone(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+pub fn seed_json(s: &pb::SeedSummary) -> Value {
+    json!({
+        "seed_id": s.seed_id, "job_name": s.job_name, "owner": s.owner,
+        "state": state_name(s.state), "state_reason": s.state_reason,
+        "created": rfc3339(s.created_unix_ms), "updated": rfc3339(s.updated_unix_ms),
+        "created_unix_ms": s.created_unix_ms, "updated_unix_ms": s.updated_unix_ms,
+        "total_bytes": s.total_bytes, "file_count": s.file_count,
+        "storage_account": s.storage_account, "container": s.container,
+        "subscription_id": s.subscription_id, "location": s.location,
+        "staging_location": s.staging_location, "manifest_root": s.manifest_root,
+        "target_site": s.target_site, "target_station": s.target_station,
+    })
+}
+
+pub fn seed_detail_text(r: &pb::GetSeedResponse) -> String {
+    let now = r.server_time_unix_ms;
+    let Some(s) = &r.seed else { return String::new() };
+    let mut out = vec![
+        format!("Seed       {} ({})", s.job_name, s.seed_id),
+        format!("State      {} — {}", state_name(s.state), s.state_reason),
+        format!("Owner      {}", s.owner),
+        format!("Created    {} ({} ago)", rfc3339(s.created_unix_ms), age(now, s.created_unix_ms)),
+        format!("Size       {} in {} files", size(s.total_bytes), s.file_count),
+        format!("Azure      account {} / container {} / {} / subscription {}", s.storage_account, s.container, s.location, s.subscription_id),
+        format!("Staging    {}", s.staging_location),
+        format!("Manifest   {}", s.manifest_root),
+    ];
+    if let Some(w) = &r.work {
+        let pct = if w.total_bytes > 0 { w.progress_bytes as f64 * 100.0 / w.total_bytes as f64 } else { 0.0 };
+        let lease = if w.status == "leased" {
+            format!(
+                ", held by {} (generation {}, expires in {}s)",
+                w.holder,
+                w.generation,
+                ((w.lease_expires_unix_ms - now) / 1000).max(0)
+            )
+        } else {
+            String::new()
+        };
+        out.push(format!(
+            "Disk prep  {}{lease}; {} of {} ({pct:.1}%){}",
+            w.status,
+            size(w.progress_bytes),
+            size(w.total_bytes),
+            if w.phase.is_empty() { String::new() } else { format!(", phase {}", w.phase) }
+        ));
+    }
+    if !r.drives.is_empty() {
+        out.push(String::new());
+        out.push(drives_table(&r.drives));
+    }
+    if let Some(sh) = &r.shipping {
+        out.push(String::new());
+        out.push(shipping_text(sh));
+    }
+    out.push(String::new());
+    out.push("History".into());
+    out.push(events_table(&r.history));
+    out.join("\n")
+}
+
+pub fn seed_detail_json(r: &pb::GetSeedResponse) -> Value {
+    json!({
+        "seed": r.seed.as_ref().map(seed_json),
+        "work": r.work.as_ref().map(|w| json!({
+            "work_id": w.work_id, "status": w.status, "holder": w.holder, "generation": w.generation,
+            "lease_expires": rfc3339(w.lease_expires_unix_ms), "progress_bytes": w.progress_bytes,
+            "total_bytes": w.total_bytes, "phase": w.phase,
+        })),
+        "drives": r.drives.iter().map(drive_json).collect::<Vec<_>>(),
+        "shipping": r.shipping.as_ref().map(shipping_json),
+        "history": r.history.iter().map(event_json).collect::<Vec<_>>(),
+    })
+}
+
+pub fn agents_table(agents: &[pb::Agent], now: i64) -> String {
+    table(
+        &["ROLE", "NAME", "SITE", "HOST", "VERSION", "LAST HEARTBEAT", "STATUS"],
+        agents
+            .iter()
+            .map(|a| {
+                vec![
+                    role_name(a.role),
+                    a.name.clone(),
+                    if a.site.is_empty() { "-".into() } else { a.site.clone() },
+                    a.hostname.clone(),
+                    a.version.clone(),
+                    format!("{} ago", age(now, a.last_heartbeat_unix_ms)),
+                    a.status.clone(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+pub fn agent_json(a: &pb::Agent) -> Value {
+    json!({
+        "identity": a.identity, "role": role_name(a.role), "name": a.name, "site": a.site,
+        "hostname": a.hostname, "version": a.version,
+        "registered": rfc3339(a.registered_unix_ms), "last_heartbeat": rfc3339(a.last_heartbeat_unix_ms),
+        "last_heartbeat_unix_ms": a.last_heartbeat_unix_ms, "status": a.status,
+    })
+}
+
+pub fn drives_table(drives: &[pb::Drive]) -> String {
+    table(
+        &["JOB", "POS", "DRIVE", "CAPACITY", "WRITTEN", "MANIFEST HASH", "KEY", "REPORTED BY"],
+        drives
+            .iter()
+            .map(|d| {
+                vec![
+                    d.job_name.clone(),
+                    d.position.to_string(),
+                    d.drive_id.clone(),
+                    size(d.capacity_bytes),
+                    size(d.bytes_written),
+                    d.manifest_hash.clone(),
+                    if d.has_key { "held".into() } else { "none".into() },
+                    d.reported_by.clone(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+pub fn drive_json(d: &pb::Drive) -> Value {
+    json!({
+        "drive_id": d.drive_id, "seed_id": d.seed_id, "job_name": d.job_name, "position": d.position,
+        "capacity_bytes": d.capacity_bytes, "bytes_written": d.bytes_written,
+        "manifest_file": d.manifest_file, "manifest_hash": d.manifest_hash,
+        "drive_header_hash": d.drive_header_hash, "has_key": d.has_key,
+        "reported_by": d.reported_by, "reported": rfc3339(d.reported_unix_ms),
+    })
+}
+
+pub fn jobs_table(jobs: &[pb::ImportJob]) -> String {
+    table(
+        &["JOB", "SEED", "STATE", "ACCOUNT", "LOCATION", "DRIVES", "CARRIER", "TRACKING"],
+        jobs.iter()
+            .map(|j| {
+                vec![
+                    j.job_name.clone(),
+                    j.seed_id.clone(),
+                    state_name(j.seed_state),
+                    j.storage_account.clone(),
+                    j.location.clone(),
+                    j.drive_count.to_string(),
+                    if j.carrier.is_empty() { "-".into() } else { j.carrier.clone() },
+                    if j.tracking_number.is_empty() { "-".into() } else { j.tracking_number.clone() },
+                ]
+            })
+            .collect(),
+    )
+}
+
+pub fn job_json(j: &pb::ImportJob) -> Value {
+    json!({
+        "job_name": j.job_name, "seed_id": j.seed_id, "state": state_name(j.seed_state),
+        "storage_account": j.storage_account, "location": j.location, "drive_count": j.drive_count,
+        "carrier": j.carrier, "tracking_number": j.tracking_number,
+    })
+}
+
+pub fn events_table(events: &[pb::SeedEvent]) -> String {
+    table(
+        &["TIME", "JOB", "EVENT", "FROM", "TO", "ACTOR", "REASON"],
+        events
+            .iter()
+            .map(|e| {
+                vec![
+                    rfc3339(e.at_unix_ms),
+                    e.job_name.clone(),
+                    e.event.clone(),
+                    if e.from_state == 0 { "-".into() } else { state_name(e.from_state) },
+                    state_name(e.to_state),
+                    e.actor.clone(),
+                    e.reason.clone(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+pub fn event_json(e: &pb::SeedEvent) -> Value {
+    json!({
+        "event_id": e.event_id, "seed_id": e.seed_id, "job_name": e.job_name,
+        "at": rfc3339(e.at_unix_ms), "at_unix_ms": e.at_unix_ms, "actor": e.actor,
+        "from": if e.from_state == 0 { Value::Null } else { Value::String(state_name(e.from_state)) },
+        "to": state_name(e.to_state), "event": e.event, "reason": e.reason,
+    })
+}
+
+pub fn shipping_text(r: &pb::ShippingRecord) -> String {
+    format!(
+        "Shipping   job {}: {} drive(s) via {}, tracking {}, shipped {} (recorded by {} at {})",
+        r.job_name,
+        r.drive_count,
+        r.carrier,
+        r.tracking_number,
+        r.ship_date,
+        r.recorded_by,
+        rfc3339(r.recorded_unix_ms)
+    )
+}
+
+pub fn shipping_json(r: &pb::ShippingRecord) -> Value {
+    json!({
+        "job_name": r.job_name, "seed_id": r.seed_id, "carrier": r.carrier,
+        "tracking_number": r.tracking_number, "drive_count": r.drive_count, "ship_date": r.ship_date,
+        "recorded_by": r.recorded_by, "recorded": rfc3339(r.recorded_unix_ms),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_and_sizes_read_well() {
+        assert_eq!(age(100_000, 40_000), "60s".replace("60s", "1m"));
+        assert_eq!(age(10_000, 5_000), "5s");
+        assert_eq!(age(90_000_000, 0), "never");
+        assert_eq!(age(2 * 86_400_000 + 3_600_000, 1), "2d0h");
+        assert_eq!(size(512), "512 B");
+        assert_eq!(size(3 * 1024 * 1024), "3.0 MiB");
+    }
+
+    #[test]
+    fn empty_tables_say_none() {
+        assert!(seeds_table(&[], 0).ends_with("(none)"));
+    }
+}

@@ -1,0 +1,252 @@
+//! A small PKI for a newcomer: a CA, the coordinator's server certificate, and certificates
+//! for agents and operators with SPIFFE identities.
+//!
+//! Layout of a PKI directory:
+//!
+//! | file | what |
+//! |---|---|
+//! | `ca.crt`, `ca.key` | the CA (its URI SAN `spiffe://<trust-domain>` records the trust domain) |
+//! | `coordinator.crt`, `coordinator.key` | the coordinator's server certificate |
+//! | `master.key` | the master key that seals drive keys at rest (64 hex characters) |
+//! | `<name>.crt`, `<name>.key` | issued identities (`pki issue`) |
+//!
+//! Every private key and the master key are created with mode 0600. Enrollment with one-time
+//! tokens and rotation build on [`issue_leaf`] later.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use seedship_proto::identity::{Role, SpiffeId, validate_label};
+use time::{Duration, OffsetDateTime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("{0} already exists; refusing to overwrite it (use a new directory or remove it first)")]
+    Exists(PathBuf),
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {detail}")]
+    Read { path: PathBuf, detail: String },
+    #[error("certificate generation failed: {0}")]
+    Gen(#[from] rcgen::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Writes `contents` to a new file with `mode`, refusing to overwrite.
+pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                PkiError::Exists(path.to_path_buf())
+            } else {
+                PkiError::Write {
+                    path: path.to_path_buf(),
+                    source: e,
+                }
+            }
+        })?;
+    f.write_all(contents)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| PkiError::Write {
+            path: path.to_path_buf(),
+            source: e,
+        })
+}
+
+fn read_text(path: &Path) -> Result<String, PkiError> {
+    fs::read_to_string(path).map_err(|e| PkiError::Read {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })
+}
+
+/// The files `init` wrote.
+#[derive(Debug)]
+pub struct InitOutput {
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub master_key: PathBuf,
+}
+
+fn validity(days: i64) -> (OffsetDateTime, OffsetDateTime) {
+    let now = OffsetDateTime::now_utc();
+    // Allow for clock skew between machines.
+    (now - Duration::minutes(5), now + Duration::days(days))
+}
+
+/// Creates `dir` with a CA, the coordinator's certificate for `server_names` (DNS names or IP
+/// addresses), and a master key.
+pub fn init(dir: &Path, trust_domain: &str, server_names: &[String], days: i64) -> Result<InitOutput, PkiError> {
+    validate_label("trust domain", trust_domain).map_err(|e| PkiError::Invalid(e.to_string()))?;
+    if server_names.is_empty() {
+        return Err(PkiError::Invalid("give at least one --server-name".into()));
+    }
+    fs::create_dir_all(dir).map_err(|e| PkiError::Write {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("seedship CA {trust_domain}"));
+    ca.distinguished_name = dn;
+    ca.subject_alt_names = vec![SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
+    (ca.not_before, ca.not_after) = validity(days.max(3650));
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca, ca_key);
+    let ca_key_pem = issuer_key_pem(&issuer);
+
+    let id = SpiffeId::new(trust_domain, Role::Coordinator, "coordinator").map_err(|e| PkiError::Invalid(e.to_string()))?;
+    let (cert_pem, key_pem) = issue_leaf(&issuer, &id, server_names, days, 0)?;
+
+    let out = InitOutput {
+        ca_cert: dir.join("ca.crt"),
+        server_cert: dir.join("coordinator.crt"),
+        server_key: dir.join("coordinator.key"),
+        master_key: dir.join("master.key"),
+    };
+    write_new(&dir.join("ca.key"), ca_key_pem.as_bytes(), 0o600)?;
+    write_new(&out.ca_cert, ca_cert.pem().as_bytes(), 0o644)?;
+    write_new(&out.server_key, key_pem.as_bytes(), 0o600)?;
+    write_new(&out.server_cert, cert_pem.as_bytes(), 0o644)?;
+    let mk = crate::keys::MasterKey::generate_hex().map_err(|e| PkiError::Invalid(e.to_string()))?;
+    write_new(&out.master_key, format!("{mk}\n").as_bytes(), 0o600)?;
+    Ok(out)
+}
+
+fn issuer_key_pem(issuer: &Issuer<'_, KeyPair>) -> String {
+    issuer.key().serialize_pem()
+}
+
+/// Loads the CA of a PKI directory: the issuer and the trust domain recorded in it.
+pub fn load_ca(dir: &Path) -> Result<(Issuer<'static, KeyPair>, String), PkiError> {
+    let cert_path = dir.join("ca.crt");
+    let key_path = dir.join("ca.key");
+    let cert_pem = read_text(&cert_path)?;
+    seedship_proto::keyfile::check_private(&key_path).map_err(|e| PkiError::Invalid(e.to_string()))?;
+    let key = KeyPair::from_pem(&read_text(&key_path)?).map_err(|e| PkiError::Read {
+        path: key_path.clone(),
+        detail: e.to_string(),
+    })?;
+    let der = pem_der(&cert_pem).ok_or_else(|| PkiError::Read {
+        path: cert_path.clone(),
+        detail: "no PEM certificate".into(),
+    })?;
+    let td = ca_trust_domain(&der).ok_or_else(|| PkiError::Read {
+        path: cert_path.clone(),
+        detail: "the CA certificate has no spiffe://<trust-domain> URI SAN; was it made by `coordinator pki init`?".into(),
+    })?;
+    let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)?;
+    Ok((issuer, td))
+}
+
+fn pem_der(pem: &str) -> Option<Vec<u8>> {
+    rustls_pemfile::certs(&mut pem.as_bytes())
+        .next()
+        .and_then(|r| r.ok())
+        .map(|c| c.to_vec())
+}
+
+fn ca_trust_domain(der: &[u8]) -> Option<String> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|g| match g {
+        GeneralName::URI(u) => u.strip_prefix("spiffe://").filter(|td| !td.contains('/')).map(str::to_string),
+        _ => None,
+    })
+}
+
+/// Signs a leaf certificate for `id`. `dns_or_ip` adds server names (for the coordinator);
+/// `offset_days` shifts the validity window (negative makes an already-expired certificate,
+/// which tests use). Returns (certificate PEM, key PEM).
+pub fn issue_leaf(
+    issuer: &Issuer<'_, KeyPair>,
+    id: &SpiffeId,
+    dns_or_ip: &[String],
+    days: i64,
+    offset_days: i64,
+) -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, id.name.clone());
+    dn.push(DnType::OrganizationalUnitName, id.role.as_str());
+    p.distinguished_name = dn;
+    p.subject_alt_names = vec![SanType::URI(id.uri().try_into()?)];
+    for n in dns_or_ip {
+        match n.parse::<std::net::IpAddr>() {
+            Ok(ip) => p.subject_alt_names.push(SanType::IpAddress(ip)),
+            Err(_) => p.subject_alt_names.push(SanType::DnsName(n.clone().try_into()?)),
+        }
+    }
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = if id.role == Role::Coordinator {
+        vec![ExtendedKeyUsagePurpose::ServerAuth]
+    } else {
+        vec![ExtendedKeyUsagePurpose::ClientAuth]
+    };
+    p.use_authority_key_identifier_extension = true;
+    let (nb, na) = validity(days);
+    p.not_before = nb + Duration::days(offset_days);
+    p.not_after = na + Duration::days(offset_days);
+    let cert = p.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Issues `<out>/<name>.crt` and `<out>/<name>.key` for an agent or operator.
+pub fn issue(dir: &Path, role: Role, name: &str, out: &Path, days: i64) -> Result<(PathBuf, PathBuf), PkiError> {
+    if role == Role::Coordinator {
+        return Err(PkiError::Invalid("role must be source, copy or operator".into()));
+    }
+    let (issuer, td) = load_ca(dir)?;
+    let id = SpiffeId::new(&td, role, name).map_err(|e| PkiError::Invalid(e.to_string()))?;
+    let (cert_pem, key_pem) = issue_leaf(&issuer, &id, &[], days, 0)?;
+    fs::create_dir_all(out).map_err(|e| PkiError::Write {
+        path: out.to_path_buf(),
+        source: e,
+    })?;
+    let cert_path = out.join(format!("{name}.crt"));
+    let key_path = out.join(format!("{name}.key"));
+    write_new(&key_path, key_pem.as_bytes(), 0o600)?;
+    write_new(&cert_path, cert_pem.as_bytes(), 0o644)?;
+    Ok((cert_path, key_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn init_and_issue_write_private_keys_0600_and_spiffe_ids() {
+        let d = tempfile::tempdir().unwrap();
+        let out = init(d.path(), "test.local", &["localhost".into(), "127.0.0.1".into()], 30).unwrap();
+        for k in ["ca.key", "coordinator.key", "master.key"] {
+            let mode = fs::metadata(d.path().join(k)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{k}");
+        }
+        let (crt, key) = issue(d.path(), Role::Copy, "station-01", d.path(), 30).unwrap();
+        assert_eq!(fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        let der = pem_der(&fs::read_to_string(&crt).unwrap()).unwrap();
+        let id = crate::auth::spiffe_id_of(&der).unwrap();
+        assert_eq!(id.to_string(), "spiffe://test.local/copy/station-01");
+        assert!(matches!(init(d.path(), "test.local", &["x".into()], 30), Err(PkiError::Exists(_))));
+        assert!(out.server_cert.exists());
+        assert!(matches!(issue(d.path(), Role::Copy, "Bad Name", d.path(), 30), Err(PkiError::Invalid(_))));
+    }
+}

@@ -1,0 +1,110 @@
+//! Start-up: open the store, build the services and the TLS listener, serve until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use seedship_proto::pb;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::util::MapResponseLayer;
+
+use crate::auth::Auth;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::domain::service::{Coordinator, Settings};
+use crate::error::{Error, Result};
+use crate::grpc::{Api, layers};
+use crate::keys::MasterKey;
+use crate::store::sqlite::SqliteStore;
+
+/// Runs the coordinator on `listener` until `shutdown` resolves.
+pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    run_with_clock(cfg, listener, shutdown, Arc::new(SystemClock)).await
+}
+
+pub async fn run_with_clock(
+    cfg: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: Arc<dyn Clock>,
+) -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = crate::tls::server_config(&cfg.tls.ca_file, &cfg.tls.cert_file, &cfg.tls.key_file).map_err(Error::Internal)?;
+    let master_key = match &cfg.master_key_file {
+        Some(p) => Some(Arc::new(MasterKey::load(p).map_err(Error::Internal)?)),
+        None => None,
+    };
+    let store = SqliteStore::open(&cfg.database, cfg.server.db_busy_timeout)?;
+    let core = Arc::new(Coordinator::new(
+        Arc::new(store),
+        clock,
+        Settings {
+            lease_ttl: cfg.leases.ttl,
+            heartbeat_interval: cfg.leases.heartbeat_interval,
+        },
+        master_key,
+    ));
+    let api = Api {
+        auth: Auth::new(&cfg.trust_domain),
+        core: core.clone(),
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(crate::sweeper::run(
+        Arc::downgrade(&core),
+        cfg.leases.sweep_interval,
+        cfg.server.idempotency_retention,
+        stop_rx,
+    ));
+
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    health.set_serving::<pb::agent_service_server::AgentServiceServer<Api>>().await;
+    health.set_serving::<pb::seed_service_server::SeedServiceServer<Api>>().await;
+    health.set_serving::<pb::disk_prep_service_server::DiskPrepServiceServer<Api>>().await;
+    health.set_serving::<pb::shipping_service_server::ShippingServiceServer<Api>>().await;
+    health.set_serving::<pb::operator_service_server::OperatorServiceServer<Api>>().await;
+
+    let addr = listener.local_addr().map_err(|e| Error::Internal(format!("listener: {e}")))?;
+    let incoming = crate::tls::incoming(listener, tls, cfg.server.handshake_timeout);
+    if let Some(ready) = &cfg.ready_file {
+        write_ready_file(ready, addr)?;
+    }
+    tracing::info!(%addr, database = %cfg.database.display(), trust_domain = %cfg.trust_domain, "coordinator listening (mTLS, TLS 1.3)");
+
+    let max = cfg.server.max_message_bytes;
+    macro_rules! svc {
+        ($server:ty) => {
+            <$server>::new(api.clone())
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max)
+        };
+    }
+    let result = Server::builder()
+        .timeout(cfg.server.request_timeout)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .trace_fn(|req| seedship_telemetry::server_span(req.headers(), req.uri().path()))
+        .layer(GlobalConcurrencyLimitLayer::new(cfg.server.max_concurrent_requests))
+        .layer(MapResponseLayer::new(layers::rewrite_status))
+        .add_service(health_svc)
+        .add_service(svc!(pb::agent_service_server::AgentServiceServer<Api>))
+        .add_service(svc!(pb::seed_service_server::SeedServiceServer<Api>))
+        .add_service(svc!(pb::disk_prep_service_server::DiskPrepServiceServer<Api>))
+        .add_service(svc!(pb::shipping_service_server::ShippingServiceServer<Api>))
+        .add_service(svc!(pb::operator_service_server::OperatorServiceServer<Api>))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    let _ = stop_tx.send(true);
+    tracing::info!("coordinator stopped");
+    result.map_err(|e| Error::Internal(format!("server: {e}")))
+}
+
+/// Announces the bound address: written to a temporary file, then renamed, so a reader never
+/// sees half of it.
+fn write_ready_file(path: &std::path::Path, addr: std::net::SocketAddr) -> Result<()> {
+    let body = serde_json::json!({ "addr": addr.to_string(), "pid": std::process::id() }).to_string();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, body)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| Error::Internal(format!("cannot write ready file {}: {e}", path.display())))
+}

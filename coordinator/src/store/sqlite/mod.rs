@@ -1,0 +1,337 @@
+//! The SQLite backend: WAL mode, numbered migrations embedded in the binary, one writer
+//! thread that group-commits, and a small pool of read connections.
+//!
+//! Writes: every [`Store`] mutation is a closure sent to the writer thread. The thread takes
+//! whatever is waiting (up to [`MAX_BATCH`]), runs each closure inside its own SAVEPOINT of one
+//! `BEGIN IMMEDIATE` transaction, commits once (`synchronous = FULL`: the WAL is fsynced), and
+//! only then answers the callers. A closure that fails is rolled back to its savepoint alone;
+//! a commit that fails fails every closure of the batch. So each operation is atomic and
+//! durable when answered, and a busy coordinator pays for one fsync per batch, not per call.
+//!
+//! Reads run on pooled connections, which WAL lets proceed while the writer writes.
+
+mod reads;
+mod rows;
+mod writes;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, ffi::ErrorCode};
+use seedship_proto::identity::{Role, SpiffeId};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{LeaseTiming, Store};
+use crate::clock::UnixMs;
+use crate::domain::lease::Fence;
+use crate::domain::model::*;
+use crate::domain::seed::SeedState;
+use crate::error::{Error, Result};
+
+/// Migrations in order; `PRAGMA user_version` records how many are applied.
+const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("../../../migrations/0001_init.sql"))];
+
+/// Most operations committed together.
+const MAX_BATCH: usize = 256;
+const READERS: usize = 3;
+
+type Finish = Box<dyn FnOnce(Result<()>) + Send>;
+/// A queued write: given the connection (or `None` when the batch could not start), runs the
+/// operation and returns whether it succeeded and how to answer once the commit outcome is known.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Finish) + Send>;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: mpsc::UnboundedSender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+/// Maps a SQLite failure: lock and I/O trouble is UNAVAILABLE (retry), the rest INTERNAL.
+pub(crate) fn db_err(e: rusqlite::Error) -> Error {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::CannotOpen
+            | ErrorCode::DiskFull
+            | ErrorCode::ReadOnly
+            | ErrorCode::OutOfMemory => Error::Unavailable(format!("database unavailable: {e}; nothing was written, retry")),
+            _ => Error::Internal(format!("database: {e}")),
+        },
+        _ => Error::Internal(format!("database: {e}")),
+    }
+}
+
+fn open_conn(path: &Path, busy: Duration) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| Error::Unavailable(format!("cannot open database {}: {e}", path.display())))?;
+    conn.busy_timeout(busy).map_err(db_err)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(db_err)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, applies pending migrations, and
+    /// starts the writer thread. `busy` bounds how long a write waits for a lock held by
+    /// another process before the callers get UNAVAILABLE.
+    pub fn open(path: &Path, busy: Duration) -> Result<Self> {
+        let conn = open_conn(path, busy)?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(db_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Internal(format!("database {} refused WAL mode (got {mode})", path.display())));
+        }
+        conn.pragma_update(None, "synchronous", "FULL").map_err(db_err)?;
+        migrate(&conn, path)?;
+
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let r = open_conn(path, busy)?;
+            r.pragma_update(None, "query_only", "ON").map_err(db_err)?;
+            readers.push(r);
+        }
+        let (tx, rx) = mpsc::unbounded_channel::<Job>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| Error::Internal(format!("cannot start the database writer: {e}")))?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer: tx,
+            readers: Arc::new(Mutex::new(readers)),
+        })
+    }
+
+    /// Runs `f` in its own savepoint of the writer's next batch; answers after the commit.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let res = match conn {
+                Some(conn) => f(conn),
+                None => Err(Error::Unavailable("the write was not started".into())),
+            };
+            let ok = res.is_ok();
+            let finish: Finish = Box::new(move |commit| {
+                let _ = tx.send(commit.and(res));
+            });
+            (ok, finish)
+        });
+        self.writer
+            .send(job)
+            .map_err(|_| Error::Unavailable("the database writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| Error::Unavailable("the database writer has stopped".into()))?
+    }
+
+    /// Runs `f` on a pooled read connection.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.lock().map_err(|_| Error::Internal("reader pool poisoned".into()))?.pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => return Err(Error::Unavailable("all database readers are busy; retry".into())),
+            };
+            let out = f(&conn);
+            if let Ok(mut p) = pool.lock() {
+                p.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("read task failed: {e}")))?
+    }
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<()> {
+    let applied: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db_err)?;
+    let known = MIGRATIONS.len() as i64;
+    if applied > known {
+        return Err(Error::Internal(format!(
+            "database {} has schema version {applied}, newer than this coordinator knows ({known}); run a newer coordinator",
+            path.display()
+        )));
+    }
+    for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        let version = i as i64 + 1;
+        let batch = format!("BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;");
+        conn.execute_batch(&batch).map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            Error::Internal(format!("migration {name} failed on {}: {e}", path.display()))
+        })?;
+        tracing::info!(migration = name, version, "applied database migration");
+    }
+    Ok(())
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err) {
+            // Never run an operation outside a transaction: answer every caller with the error.
+            tracing::warn!(error = %e, ops = batch.len(), "could not begin a database transaction; refusing the batch");
+            for job in batch.drain(..) {
+                let (_, finish) = job(None);
+                finish(Err(e.clone()));
+            }
+            continue;
+        }
+        let mut finishes = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
+            let _ = conn.execute_batch("SAVEPOINT op");
+            let (ok, finish) = job(Some(&conn));
+            if ok {
+                let _ = conn.execute_batch("RELEASE op");
+            } else {
+                let _ = conn.execute_batch("ROLLBACK TO op; RELEASE op");
+            }
+            finishes.push(finish);
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(db_err);
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for finish in finishes {
+            finish(commit.clone());
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn register_agent(&self, idem: &Idem, who: &SpiffeId, info: &AgentInfo, now: UnixMs) -> Result<Agent> {
+        let (idem, who, info) = (idem.clone(), who.clone(), info.clone());
+        self.write(move |c| writes::register_agent(c, &idem, &who, &info, now)).await
+    }
+
+    async fn heartbeat(&self, idem: &Idem, who: &SpiffeId, status: &str, now: UnixMs) -> Result<UnixMs> {
+        let (idem, who, status) = (idem.clone(), who.clone(), status.to_string());
+        self.write(move |c| writes::heartbeat(c, &idem, &who, &status, now)).await
+    }
+
+    async fn register_seed(&self, idem: &Idem, owner: &SpiffeId, seed: &NewSeed, now: UnixMs) -> Result<SeedRegistration> {
+        let (idem, owner, seed) = (idem.clone(), owner.clone(), seed.clone());
+        self.write(move |c| writes::register_seed(c, &idem, &owner, &seed, now)).await
+    }
+
+    async fn claim_work(&self, idem: &Idem, station: &SpiffeId, t: LeaseTiming) -> Result<Option<Lease>> {
+        let (idem, station) = (idem.clone(), station.clone());
+        self.write(move |c| writes::claim_work(c, &idem, &station, t)).await
+    }
+
+    async fn renew_lease(&self, idem: &Idem, station: &SpiffeId, fence: &Fence, t: LeaseTiming) -> Result<UnixMs> {
+        let (idem, station, fence) = (idem.clone(), station.clone(), fence.clone());
+        self.write(move |c| writes::renew_lease(c, &idem, &station, &fence, t)).await
+    }
+
+    async fn report_progress(
+        &self,
+        idem: &Idem,
+        station: &SpiffeId,
+        fence: &Fence,
+        delta: &ProgressDelta,
+        t: LeaseTiming,
+    ) -> Result<(u64, UnixMs)> {
+        let (idem, station, fence, delta) = (idem.clone(), station.clone(), fence.clone(), delta.clone());
+        self.write(move |c| writes::report_progress(c, &idem, &station, &fence, &delta, t)).await
+    }
+
+    async fn report_drive(
+        &self,
+        idem: &Idem,
+        station: &SpiffeId,
+        fence: &Fence,
+        drive: &DriveSpec,
+        key: Option<SealedKey>,
+        now: UnixMs,
+    ) -> Result<Drive> {
+        let (idem, station, fence, drive) = (idem.clone(), station.clone(), fence.clone(), drive.clone());
+        self.write(move |c| writes::report_drive(c, &idem, &station, &fence, &drive, key, now)).await
+    }
+
+    async fn complete_work(&self, idem: &Idem, station: &SpiffeId, fence: &Fence, now: UnixMs) -> Result<Seed> {
+        let (idem, station, fence) = (idem.clone(), station.clone(), fence.clone());
+        self.write(move |c| writes::complete_work(c, &idem, &station, &fence, now)).await
+    }
+
+    async fn release_work(&self, idem: &Idem, station: &SpiffeId, fence: &Fence, reason: &str, now: UnixMs) -> Result<()> {
+        let (idem, station, fence, reason) = (idem.clone(), station.clone(), fence.clone(), reason.to_string());
+        self.write(move |c| writes::release_work(c, &idem, &station, &fence, &reason, now)).await
+    }
+
+    async fn expire_leases(&self, now: UnixMs) -> Result<Vec<ExpiredLease>> {
+        self.write(move |c| writes::expire_leases(c, now)).await
+    }
+
+    async fn record_shipping(&self, idem: &Idem, operator: &SpiffeId, rec: &NewShipping, now: UnixMs) -> Result<ShippingRecord> {
+        let (idem, operator, rec) = (idem.clone(), operator.clone(), rec.clone());
+        self.write(move |c| writes::record_shipping(c, &idem, &operator, &rec, now)).await
+    }
+
+    async fn get_shipping(&self, job_name: &str) -> Result<Option<ShippingRecord>> {
+        let job = job_name.to_string();
+        self.read(move |c| reads::shipping_by_job(c, &job)).await
+    }
+
+    async fn purge_requests(&self, before: UnixMs) -> Result<u64> {
+        self.write(move |c| writes::purge_requests(c, before)).await
+    }
+
+    async fn list_seeds(&self, state: Option<SeedState>, limit: u32) -> Result<Vec<Seed>> {
+        self.read(move |c| reads::list_seeds(c, state, limit)).await
+    }
+
+    async fn list_own_seeds(&self, owner: &str) -> Result<Vec<Seed>> {
+        let owner = owner.to_string();
+        self.read(move |c| reads::list_own_seeds(c, &owner)).await
+    }
+
+    async fn seed_detail(&self, seed: &str) -> Result<Option<SeedDetail>> {
+        let seed = seed.to_string();
+        self.read(move |c| reads::seed_detail(c, &seed)).await
+    }
+
+    async fn list_drives(&self, seed: Option<&str>) -> Result<Vec<Drive>> {
+        let seed = seed.map(str::to_string);
+        self.read(move |c| reads::list_drives(c, seed.as_deref())).await
+    }
+
+    async fn list_jobs(&self) -> Result<Vec<ImportJob>> {
+        self.read(reads::list_jobs).await
+    }
+
+    async fn list_agents(&self, role: Option<Role>) -> Result<Vec<Agent>> {
+        self.read(move |c| reads::list_agents(c, role)).await
+    }
+
+    async fn list_events(&self, seed: Option<&str>, limit: u32) -> Result<Vec<HistoryEntry>> {
+        let seed = seed.map(str::to_string);
+        self.read(move |c| reads::list_events(c, seed.as_deref(), limit)).await
+    }
+}

@@ -1,0 +1,149 @@
+//! Read-only queries for the operator API and agents.
+
+use rusqlite::{Connection, params};
+use seedship_proto::identity::Role;
+
+use super::db_err;
+use super::rows::*;
+use crate::domain::model::*;
+use crate::domain::seed::SeedState;
+use crate::error::Result;
+
+fn collect<T>(
+    c: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+    f: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = c.prepare_cached(sql).map_err(db_err)?;
+    let rows = stmt.query_map(p, f).map_err(db_err)?;
+    rows.collect::<rusqlite::Result<Vec<T>>>().map_err(db_err)
+}
+
+pub fn list_seeds(c: &Connection, state: Option<SeedState>, limit: u32) -> Result<Vec<Seed>> {
+    collect(
+        c,
+        &format!(
+            "SELECT {SEED_COLS} FROM seeds s WHERE (?1 IS NULL OR s.state = ?1) \
+             ORDER BY s.created_ms DESC, s.seed_id LIMIT ?2"
+        ),
+        params![state.map(|s| s.as_str()), limit],
+        seed_row,
+    )
+}
+
+pub fn list_own_seeds(c: &Connection, owner: &str) -> Result<Vec<Seed>> {
+    collect(
+        c,
+        &format!("SELECT {SEED_COLS} FROM seeds s WHERE s.owner = ?1 ORDER BY s.created_ms DESC, s.seed_id"),
+        params![owner],
+        seed_row,
+    )
+}
+
+pub fn seed_detail(c: &Connection, key: &str) -> Result<Option<SeedDetail>> {
+    let Some(seed) = load_seed(c, key)? else {
+        return Ok(None);
+    };
+    let work = collect(
+        c,
+        &format!("SELECT {WORK_COLS} FROM work_items w WHERE w.seed_id = ?1"),
+        params![seed.seed_id],
+        work_row,
+    )?
+    .into_iter()
+    .next();
+    let drives = list_drives(c, Some(&seed.seed_id))?;
+    let history = collect(
+        c,
+        &format!(
+            "SELECT {EVENT_COLS} FROM seed_events e JOIN seeds s ON s.seed_id = e.seed_id \
+             WHERE e.seed_id = ?1 ORDER BY e.event_id"
+        ),
+        params![seed.seed_id],
+        event_row,
+    )?;
+    let shipping = shipping_by_job(c, &seed.spec.job_name)?;
+    Ok(Some(SeedDetail {
+        seed,
+        work,
+        drives,
+        history,
+        shipping,
+    }))
+}
+
+pub fn list_drives(c: &Connection, seed: Option<&str>) -> Result<Vec<Drive>> {
+    collect(
+        c,
+        &format!(
+            "SELECT {DRIVE_COLS} FROM drives d JOIN seeds s ON s.seed_id = d.seed_id \
+             WHERE (?1 IS NULL OR s.seed_id = ?1 OR s.job_name = ?1) ORDER BY s.job_name, d.position, d.drive_id"
+        ),
+        params![seed],
+        drive_row,
+    )
+}
+
+pub fn shipping_by_job(c: &Connection, job: &str) -> Result<Option<ShippingRecord>> {
+    Ok(collect(
+        c,
+        &format!("SELECT {SHIPPING_COLS} FROM shipping p JOIN seeds s ON s.seed_id = p.seed_id WHERE s.job_name = ?1"),
+        params![job],
+        shipping_row,
+    )?
+    .into_iter()
+    .next())
+}
+
+/// Seeds whose import job exists: from "import job created" on, including those that failed or
+/// were cancelled after it.
+pub fn list_jobs(c: &Connection) -> Result<Vec<ImportJob>> {
+    let seeds = collect(
+        c,
+        &format!(
+            "SELECT {SEED_COLS} FROM seeds s WHERE s.state NOT IN ('registered', 'queued_for_disk_prep', 'preparing', 'disks_prepared') \
+             AND EXISTS (SELECT 1 FROM seed_events e WHERE e.seed_id = s.seed_id AND e.event = 'import_job_created') \
+             ORDER BY s.created_ms DESC"
+        ),
+        [],
+        seed_row,
+    )?;
+    let mut out = Vec::with_capacity(seeds.len());
+    for s in seeds {
+        let drive_count: i64 = c
+            .query_row("SELECT COUNT(*) FROM drives WHERE seed_id = ?1", params![s.seed_id], |r| r.get(0))
+            .map_err(db_err)?;
+        out.push(ImportJob {
+            shipping: shipping_by_job(c, &s.spec.job_name)?,
+            job_name: s.spec.job_name,
+            seed_id: s.seed_id,
+            seed_state: s.state,
+            storage_account: s.spec.storage_account,
+            location: s.spec.location,
+            drive_count: drive_count as u32,
+        });
+    }
+    Ok(out)
+}
+
+pub fn list_agents(c: &Connection, role: Option<Role>) -> Result<Vec<Agent>> {
+    collect(
+        c,
+        &format!("SELECT {AGENT_COLS} FROM agents WHERE (?1 IS NULL OR role = ?1) ORDER BY role, name"),
+        params![role.map(|r| r.as_str())],
+        agent_row,
+    )
+}
+
+pub fn list_events(c: &Connection, seed: Option<&str>, limit: u32) -> Result<Vec<HistoryEntry>> {
+    collect(
+        c,
+        &format!(
+            "SELECT {EVENT_COLS} FROM seed_events e JOIN seeds s ON s.seed_id = e.seed_id \
+             WHERE (?1 IS NULL OR s.seed_id = ?1 OR s.job_name = ?1) ORDER BY e.event_id DESC LIMIT ?2"
+        ),
+        params![seed, limit],
+        event_row,
+    )
+}

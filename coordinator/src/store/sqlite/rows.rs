@@ -1,0 +1,280 @@
+//! Row mapping and the helpers every write shares: loading and saving seeds and work items,
+//! recording transitions, and idempotency.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::{Serialize, de::DeserializeOwned};
+use seedship_proto::identity::Role;
+
+use super::db_err;
+use crate::clock::UnixMs;
+use crate::domain::lease::{WorkItem, WorkState};
+use crate::domain::model::*;
+use crate::domain::seed::SeedState;
+use crate::error::{Error, Result};
+
+fn bad_col(idx: usize, what: &str, v: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        idx,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} {v:?} in the database").into(),
+    )
+}
+
+pub fn state_col(row: &Row, idx: usize) -> rusqlite::Result<SeedState> {
+    let s: String = row.get(idx)?;
+    SeedState::parse(&s).ok_or_else(|| bad_col(idx, "seed state", &s))
+}
+
+pub const SEED_COLS: &str = "s.seed_id, s.owner, s.state, s.state_reason, s.created_ms, s.updated_ms, \
+    s.job_name, s.storage_account, s.container, s.subscription_id, s.location, s.staging_location, \
+    s.manifest_root, s.total_bytes, s.file_count, s.target_site, s.target_station";
+
+pub fn seed_row(row: &Row) -> rusqlite::Result<Seed> {
+    Ok(Seed {
+        seed_id: row.get(0)?,
+        owner: row.get(1)?,
+        state: state_col(row, 2)?,
+        state_reason: row.get(3)?,
+        created_ms: row.get(4)?,
+        updated_ms: row.get(5)?,
+        spec: NewSeed {
+            job_name: row.get(6)?,
+            storage_account: row.get(7)?,
+            container: row.get(8)?,
+            subscription_id: row.get(9)?,
+            location: row.get(10)?,
+            staging_location: row.get(11)?,
+            manifest_root: row.get(12)?,
+            total_bytes: row.get::<_, i64>(13)? as u64,
+            file_count: row.get::<_, i64>(14)? as u64,
+            target_site: row.get(15)?,
+            target_station: row.get(16)?,
+        },
+    })
+}
+
+/// A seed by id or job name.
+pub fn load_seed(c: &Connection, key: &str) -> Result<Option<Seed>> {
+    c.query_row(
+        &format!("SELECT {SEED_COLS} FROM seeds s WHERE s.seed_id = ?1 OR s.job_name = ?1"),
+        params![key],
+        seed_row,
+    )
+    .optional()
+    .map_err(db_err)
+}
+
+pub fn require_seed(c: &Connection, key: &str) -> Result<Seed> {
+    load_seed(c, key)?.ok_or_else(|| Error::NotFound(format!("no seed with id or job name {key:?}")))
+}
+
+pub const WORK_COLS: &str = "w.work_id, w.seed_id, w.state, w.generation, w.holder, w.lease_expires_ms, \
+    w.progress_bytes, w.total_bytes, w.phase, w.target_site, w.target_station";
+
+pub fn work_row(row: &Row) -> rusqlite::Result<WorkItem> {
+    let st: String = row.get(2)?;
+    Ok(WorkItem {
+        work_id: row.get(0)?,
+        seed_id: row.get(1)?,
+        state: WorkState::parse(&st).ok_or_else(|| bad_col(2, "work state", &st))?,
+        generation: row.get::<_, i64>(3)? as u64,
+        holder: row.get(4)?,
+        lease_expires_ms: row.get(5)?,
+        progress_bytes: row.get::<_, i64>(6)? as u64,
+        total_bytes: row.get::<_, i64>(7)? as u64,
+        phase: row.get(8)?,
+        target_site: row.get(9)?,
+        target_station: row.get(10)?,
+    })
+}
+
+pub fn load_work(c: &Connection, work_id: &str) -> Result<WorkItem> {
+    c.query_row(
+        &format!("SELECT {WORK_COLS} FROM work_items w WHERE w.work_id = ?1"),
+        params![work_id],
+        work_row,
+    )
+    .optional()
+    .map_err(db_err)?
+    .ok_or_else(|| Error::NotFound(format!("no work item {work_id:?}")))
+}
+
+pub fn save_work(c: &Connection, w: &WorkItem) -> Result<()> {
+    c.execute(
+        "UPDATE work_items SET state = ?2, generation = ?3, holder = ?4, lease_expires_ms = ?5, \
+         progress_bytes = ?6, phase = ?7 WHERE work_id = ?1",
+        params![
+            w.work_id,
+            w.state.as_str(),
+            w.generation as i64,
+            w.holder,
+            w.lease_expires_ms,
+            w.progress_bytes as i64,
+            w.phase
+        ],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Applies `event` to the seed through the state machine, stores the new state and appends
+/// the history row. An event that does not apply is FAILED_PRECONDITION.
+pub fn transition(c: &Connection, seed: &mut Seed, t: Transition<'_>, now: UnixMs) -> Result<()> {
+    let next = seed
+        .state
+        .apply(t.event)
+        .map_err(|e| Error::FailedPrecondition(format!("seed {}: {e}", seed.spec.job_name)))?;
+    let reason = if t.reason.is_empty() {
+        next.describe().to_string()
+    } else {
+        t.reason
+    };
+    c.execute(
+        "UPDATE seeds SET state = ?2, state_reason = ?3, updated_ms = ?4 WHERE seed_id = ?1",
+        params![seed.seed_id, next.as_str(), reason, now],
+    )
+    .map_err(db_err)?;
+    insert_event(c, &seed.seed_id, now, t.actor, Some(seed.state), next, t.event.as_str(), &reason)?;
+    seed.state = next;
+    seed.state_reason = reason;
+    seed.updated_ms = now;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn insert_event(
+    c: &Connection,
+    seed_id: &str,
+    now: UnixMs,
+    actor: &str,
+    from: Option<SeedState>,
+    to: SeedState,
+    event: &str,
+    reason: &str,
+) -> Result<()> {
+    c.execute(
+        "INSERT INTO seed_events (seed_id, at_ms, actor, from_state, to_state, event, reason) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![seed_id, now, actor, from.map(|s| s.as_str()), to.as_str(), event, reason],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+pub fn event_row(row: &Row) -> rusqlite::Result<HistoryEntry> {
+    let from: Option<String> = row.get(4)?;
+    Ok(HistoryEntry {
+        event_id: row.get(0)?,
+        seed_id: row.get(1)?,
+        job_name: row.get(2)?,
+        at_ms: row.get(3)?,
+        from: match from {
+            Some(s) => Some(SeedState::parse(&s).ok_or_else(|| bad_col(4, "seed state", &s))?),
+            None => None,
+        },
+        to: state_col(row, 5)?,
+        actor: row.get(6)?,
+        event: row.get(7)?,
+        reason: row.get(8)?,
+    })
+}
+
+pub const EVENT_COLS: &str =
+    "e.event_id, e.seed_id, s.job_name, e.at_ms, e.from_state, e.to_state, e.actor, e.event, e.reason";
+
+pub const DRIVE_COLS: &str = "d.drive_id, d.position, d.capacity_bytes, d.bytes_written, d.manifest_file, \
+    d.manifest_hash, d.drive_header_hash, d.seed_id, s.job_name, d.reported_by, d.reported_ms, d.sealed_key IS NOT NULL";
+
+pub fn drive_row(row: &Row) -> rusqlite::Result<Drive> {
+    Ok(Drive {
+        spec: DriveSpec {
+            drive_id: row.get(0)?,
+            position: row.get::<_, i64>(1)? as u32,
+            capacity_bytes: row.get::<_, i64>(2)? as u64,
+            bytes_written: row.get::<_, i64>(3)? as u64,
+            manifest_file: row.get(4)?,
+            manifest_hash: row.get(5)?,
+            drive_header_hash: row.get(6)?,
+        },
+        seed_id: row.get(7)?,
+        job_name: row.get(8)?,
+        reported_by: row.get(9)?,
+        reported_ms: row.get(10)?,
+        has_key: row.get(11)?,
+    })
+}
+
+pub const AGENT_COLS: &str =
+    "identity, role, name, site, hostname, version, registered_ms, last_heartbeat_ms, status";
+
+pub fn agent_row(row: &Row) -> rusqlite::Result<Agent> {
+    let role: String = row.get(1)?;
+    Ok(Agent {
+        identity: row.get(0)?,
+        role: role.parse::<Role>().map_err(|_| bad_col(1, "role", &role))?,
+        name: row.get(2)?,
+        info: AgentInfo {
+            site: row.get(3)?,
+            hostname: row.get(4)?,
+            version: row.get(5)?,
+        },
+        registered_ms: row.get(6)?,
+        last_heartbeat_ms: row.get(7)?,
+        status: row.get(8)?,
+    })
+}
+
+pub const SHIPPING_COLS: &str = "s.job_name, p.carrier, p.tracking_number, p.drive_count, p.ship_date, \
+    p.seed_id, p.recorded_by, p.recorded_ms";
+
+pub fn shipping_row(row: &Row) -> rusqlite::Result<ShippingRecord> {
+    Ok(ShippingRecord {
+        spec: NewShipping {
+            job_name: row.get(0)?,
+            carrier: row.get(1)?,
+            tracking_number: row.get(2)?,
+            drive_count: row.get::<_, i64>(3)? as u32,
+            ship_date: row.get(4)?,
+        },
+        seed_id: row.get(5)?,
+        recorded_by: row.get(6)?,
+        recorded_ms: row.get(7)?,
+    })
+}
+
+/// Runs `op` once per (caller, request id): a repeat with the same method and fingerprint
+/// gets the stored answer; a repeat with anything else is ALREADY_EXISTS. Only successful
+/// answers are stored, so a refused request can be retried after the cause is fixed.
+pub fn idempotent<T, F>(c: &Connection, idem: &Idem, now: UnixMs, op: F) -> Result<T>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnOnce() -> Result<T>,
+{
+    let prior: Option<(String, Vec<u8>, String)> = c
+        .query_row(
+            "SELECT method, fingerprint, response FROM requests WHERE caller = ?1 AND request_id = ?2",
+            params![idem.caller, idem.request_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(db_err)?;
+    if let Some((method, fp, response)) = prior {
+        if method != idem.method || fp.as_slice() != idem.fingerprint.as_slice() {
+            return Err(Error::AlreadyExists(format!(
+                "request id {:?} was already used for a different {} request; use a new request id",
+                idem.request_id, method
+            )));
+        }
+        return serde_json::from_str(&response)
+            .map_err(|e| Error::Internal(format!("stored answer of request {:?} is unreadable: {e}", idem.request_id)));
+    }
+    let out = op()?;
+    let response = serde_json::to_string(&out).map_err(|e| Error::Internal(format!("cannot store answer: {e}")))?;
+    c.execute(
+        "INSERT INTO requests (caller, request_id, method, fingerprint, response, created_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![idem.caller, idem.request_id, idem.method, idem.fingerprint.as_slice(), response, now],
+    )
+    .map_err(db_err)?;
+    Ok(out)
+}

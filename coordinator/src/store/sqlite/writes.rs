@@ -1,0 +1,418 @@
+//! The write operations, each run by the writer inside its own savepoint.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use seedship_proto::identity::SpiffeId;
+
+use super::db_err;
+use super::rows::*;
+use crate::clock::UnixMs;
+use crate::domain::lease::{Fence, WorkItem, WorkState};
+use crate::domain::model::*;
+use crate::domain::seed::{SeedEvent, SeedState};
+use crate::error::{Error, Result};
+use crate::store::LeaseTiming;
+
+/// Actor name the coordinator uses for its own transitions.
+pub const SWEEPER: &str = "coordinator/sweeper";
+pub const COORDINATOR: &str = "coordinator";
+
+fn random_suffix() -> Result<String> {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 6];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| Error::Internal("no system randomness".into()))?;
+    Ok(hex::encode(b))
+}
+
+fn load_agent(c: &Connection, identity: &str) -> Result<Option<Agent>> {
+    c.query_row(&format!("SELECT {AGENT_COLS} FROM agents WHERE identity = ?1"), params![identity], agent_row)
+        .optional()
+        .map_err(db_err)
+}
+
+pub fn register_agent(c: &Connection, idem: &Idem, who: &SpiffeId, info: &AgentInfo, now: UnixMs) -> Result<Agent> {
+    idempotent(c, idem, now, || {
+        c.execute(
+            "INSERT INTO agents (identity, role, name, site, hostname, version, registered_ms, last_heartbeat_ms, status) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 'registered') \
+             ON CONFLICT (identity) DO UPDATE SET site = excluded.site, hostname = excluded.hostname, \
+             version = excluded.version, last_heartbeat_ms = excluded.last_heartbeat_ms",
+            params![who.uri(), who.role.as_str(), who.name, info.site, info.hostname, info.version, now],
+        )
+        .map_err(db_err)?;
+        load_agent(c, &who.uri())?.ok_or_else(|| Error::Internal("agent vanished after insert".into()))
+    })
+}
+
+pub fn heartbeat(c: &Connection, idem: &Idem, who: &SpiffeId, status: &str, now: UnixMs) -> Result<UnixMs> {
+    idempotent(c, idem, now, || {
+        let n = c
+            .execute(
+                "UPDATE agents SET last_heartbeat_ms = ?2, status = ?3 WHERE identity = ?1",
+                params![who.uri(), now, status],
+            )
+            .map_err(db_err)?;
+        if n == 0 {
+            return Err(Error::FailedPrecondition(format!(
+                "agent {who} has not registered; call RegisterAgent first"
+            )));
+        }
+        Ok(now)
+    })
+}
+
+pub fn register_seed(c: &Connection, idem: &Idem, owner: &SpiffeId, spec: &NewSeed, now: UnixMs) -> Result<SeedRegistration> {
+    idempotent(c, idem, now, || {
+        let existing: Option<Seed> = c
+            .query_row(
+                &format!("SELECT {SEED_COLS} FROM seeds s WHERE s.job_name = ?1"),
+                params![spec.job_name],
+                seed_row,
+            )
+            .optional()
+            .map_err(db_err)?;
+        if let Some(seed) = existing {
+            if seed.owner == owner.name && seed.spec == *spec {
+                return Ok(SeedRegistration { seed, created: false });
+            }
+            return Err(Error::AlreadyExists(format!(
+                "job name {:?} is already used by another seed ({}, registered by {}); choose a new job name",
+                spec.job_name, seed.seed_id, seed.owner
+            )));
+        }
+        let suffix = random_suffix()?;
+        let seed_id = format!("sd-{suffix}");
+        let reason = format!("registered by {owner}");
+        c.execute(
+            "INSERT INTO seeds (seed_id, job_name, owner, storage_account, container, subscription_id, location, \
+             staging_location, manifest_root, total_bytes, file_count, target_site, target_station, state, \
+             state_reason, created_ms, updated_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)",
+            params![
+                seed_id,
+                spec.job_name,
+                owner.name,
+                spec.storage_account,
+                spec.container,
+                spec.subscription_id,
+                spec.location,
+                spec.staging_location,
+                spec.manifest_root,
+                spec.total_bytes as i64,
+                spec.file_count as i64,
+                spec.target_site,
+                spec.target_station,
+                SeedState::Registered.as_str(),
+                reason,
+                now
+            ],
+        )
+        .map_err(db_err)?;
+        insert_event(c, &seed_id, now, &owner.uri(), None, SeedState::Registered, "register", &reason)?;
+        c.execute(
+            "INSERT INTO work_items (work_id, seed_id, state, generation, holder, lease_expires_ms, progress_bytes, \
+             total_bytes, phase, target_site, target_station, queued_ms) \
+             VALUES (?1, ?2, 'queued', 0, NULL, 0, 0, ?3, '', ?4, ?5, ?6)",
+            params![
+                format!("wk-{suffix}"),
+                seed_id,
+                spec.total_bytes as i64,
+                spec.target_site,
+                spec.target_station,
+                now
+            ],
+        )
+        .map_err(db_err)?;
+        let mut seed = require_seed(c, &seed_id)?;
+        let target = match (&spec.target_site, &spec.target_station) {
+            (None, None) => "any copy station".to_string(),
+            (site, station) => format!(
+                "site {} / station {}",
+                site.as_deref().unwrap_or("any"),
+                station.as_deref().unwrap_or("any")
+            ),
+        };
+        transition(
+            c,
+            &mut seed,
+            Transition {
+                event: SeedEvent::Queue,
+                actor: COORDINATOR,
+                reason: format!("waiting for a copy station to prepare the disks ({target})"),
+            },
+            now,
+        )?;
+        Ok(SeedRegistration { seed, created: true })
+    })
+}
+
+pub fn claim_work(c: &Connection, idem: &Idem, station: &SpiffeId, t: LeaseTiming) -> Result<Option<Lease>> {
+    idempotent(c, idem, t.now, || {
+        let agent = load_agent(c, &station.uri())?.ok_or_else(|| {
+            Error::FailedPrecondition(format!("copy station {station} has not registered; call RegisterAgent first"))
+        })?;
+        let site = agent.info.site;
+        let item: Option<WorkItem> = c
+            .query_row(
+                &format!(
+                    "SELECT {WORK_COLS} FROM work_items w WHERE w.state = 'queued' \
+                     AND (w.target_station IS NULL OR w.target_station = ?1) \
+                     AND (w.target_site IS NULL OR w.target_site = ?2) \
+                     ORDER BY w.queued_ms, w.work_id LIMIT 1"
+                ),
+                params![station.name, site],
+                work_row,
+            )
+            .optional()
+            .map_err(db_err)?;
+        let Some(mut work) = item else {
+            return Ok(None);
+        };
+        work.claim(&station.name, t.now, t.ttl_ms)?;
+        save_work(c, &work)?;
+        let mut seed = require_seed(c, &work.seed_id)?;
+        transition(
+            c,
+            &mut seed,
+            Transition {
+                event: SeedEvent::LeaseClaimed,
+                actor: &station.uri(),
+                reason: format!(
+                    "copy station {} is preparing the disks (lease generation {})",
+                    station.name, work.generation
+                ),
+            },
+            t.now,
+        )?;
+        Ok(Some(Lease { work, seed, ttl_ms: t.ttl_ms }))
+    })
+}
+
+pub fn renew_lease(c: &Connection, idem: &Idem, station: &SpiffeId, fence: &Fence, t: LeaseTiming) -> Result<UnixMs> {
+    idempotent(c, idem, t.now, || {
+        let mut work = load_work(c, &fence.work_id)?;
+        work.renew(&station.name, fence.generation, t.now, t.ttl_ms)?;
+        save_work(c, &work)?;
+        Ok(work.lease_expires_ms)
+    })
+}
+
+pub fn report_progress(
+    c: &Connection,
+    idem: &Idem,
+    station: &SpiffeId,
+    fence: &Fence,
+    delta: &ProgressDelta,
+    t: LeaseTiming,
+) -> Result<(u64, UnixMs)> {
+    idempotent(c, idem, t.now, || {
+        let mut work = load_work(c, &fence.work_id)?;
+        work.progress(&station.name, fence.generation, delta.from, delta.to, &delta.phase, t.now, t.ttl_ms)?;
+        save_work(c, &work)?;
+        Ok((work.progress_bytes, work.lease_expires_ms))
+    })
+}
+
+pub fn report_drive(
+    c: &Connection,
+    idem: &Idem,
+    station: &SpiffeId,
+    fence: &Fence,
+    d: &DriveSpec,
+    key: Option<SealedKey>,
+    now: UnixMs,
+) -> Result<Drive> {
+    idempotent(c, idem, now, || {
+        let work = load_work(c, &fence.work_id)?;
+        work.check(&station.name, fence.generation, now)?;
+        c.execute(
+            "INSERT INTO drives (seed_id, drive_id, position, capacity_bytes, bytes_written, manifest_file, \
+             manifest_hash, drive_header_hash, sealed_key, reported_by, reported_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+             ON CONFLICT (seed_id, drive_id) DO UPDATE SET position = excluded.position, \
+             capacity_bytes = excluded.capacity_bytes, bytes_written = excluded.bytes_written, \
+             manifest_file = excluded.manifest_file, manifest_hash = excluded.manifest_hash, \
+             drive_header_hash = excluded.drive_header_hash, sealed_key = excluded.sealed_key, \
+             reported_by = excluded.reported_by, reported_ms = excluded.reported_ms",
+            params![
+                work.seed_id,
+                d.drive_id,
+                d.position as i64,
+                d.capacity_bytes as i64,
+                d.bytes_written as i64,
+                d.manifest_file,
+                d.manifest_hash,
+                d.drive_header_hash,
+                key.map(|k| k.0),
+                station.uri(),
+                now
+            ],
+        )
+        .map_err(db_err)?;
+        c.query_row(
+            &format!("SELECT {DRIVE_COLS} FROM drives d JOIN seeds s ON s.seed_id = d.seed_id WHERE d.seed_id = ?1 AND d.drive_id = ?2"),
+            params![work.seed_id, d.drive_id],
+            drive_row,
+        )
+        .map_err(db_err)
+    })
+}
+
+fn drive_count(c: &Connection, seed_id: &str) -> Result<u32> {
+    c.query_row("SELECT COUNT(*) FROM drives WHERE seed_id = ?1", params![seed_id], |r| r.get::<_, i64>(0))
+        .map(|n| n as u32)
+        .map_err(db_err)
+}
+
+pub fn complete_work(c: &Connection, idem: &Idem, station: &SpiffeId, fence: &Fence, now: UnixMs) -> Result<Seed> {
+    idempotent(c, idem, now, || {
+        let mut work = load_work(c, &fence.work_id)?;
+        work.check(&station.name, fence.generation, now)?;
+        let drives = drive_count(c, &work.seed_id)?;
+        if drives == 0 {
+            return Err(Error::FailedPrecondition(format!(
+                "work {} has no drives reported; report every drive before completing",
+                work.work_id
+            )));
+        }
+        work.complete(&station.name, fence.generation, now)?;
+        save_work(c, &work)?;
+        let mut seed = require_seed(c, &work.seed_id)?;
+        transition(
+            c,
+            &mut seed,
+            Transition {
+                event: SeedEvent::DisksPrepared,
+                actor: &station.uri(),
+                reason: format!("{drives} disk(s) prepared by copy station {}", station.name),
+            },
+            now,
+        )?;
+        Ok(seed)
+    })
+}
+
+pub fn release_work(c: &Connection, idem: &Idem, station: &SpiffeId, fence: &Fence, reason: &str, now: UnixMs) -> Result<()> {
+    idempotent(c, idem, now, || {
+        let mut work = load_work(c, &fence.work_id)?;
+        work.release(&station.name, fence.generation, now)?;
+        save_work(c, &work)?;
+        let mut seed = require_seed(c, &work.seed_id)?;
+        let why = if reason.is_empty() { "no reason given" } else { reason };
+        transition(
+            c,
+            &mut seed,
+            Transition {
+                event: SeedEvent::LeaseLost,
+                actor: &station.uri(),
+                reason: format!("released by copy station {}: {why}; waiting for a copy station", station.name),
+            },
+            now,
+        )?;
+        Ok(())
+    })
+}
+
+pub fn expire_leases(c: &Connection, now: UnixMs) -> Result<Vec<ExpiredLease>> {
+    let expired: Vec<WorkItem> = {
+        let mut stmt = c
+            .prepare(&format!(
+                "SELECT {WORK_COLS} FROM work_items w WHERE w.state = 'leased' AND w.lease_expires_ms <= ?1"
+            ))
+            .map_err(db_err)?;
+        let rows = stmt.query_map(params![now], work_row).map_err(db_err)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_err)?
+    };
+    let mut out = Vec::with_capacity(expired.len());
+    for mut work in expired {
+        let holder = work.holder.clone().unwrap_or_default();
+        if !work.expire(now) {
+            continue;
+        }
+        save_work(c, &work)?;
+        let mut seed = require_seed(c, &work.seed_id)?;
+        transition(
+            c,
+            &mut seed,
+            Transition {
+                event: SeedEvent::LeaseLost,
+                actor: SWEEPER,
+                reason: format!(
+                    "lease generation {} held by copy station {holder} expired; waiting for a copy station",
+                    work.generation
+                ),
+            },
+            now,
+        )?;
+        debug_assert_eq!(work.state, WorkState::Queued);
+        out.push(ExpiredLease {
+            work_id: work.work_id,
+            seed_id: work.seed_id,
+            holder,
+            generation: work.generation,
+        });
+    }
+    Ok(out)
+}
+
+pub fn record_shipping(c: &Connection, idem: &Idem, operator: &SpiffeId, rec: &NewShipping, now: UnixMs) -> Result<ShippingRecord> {
+    idempotent(c, idem, now, || {
+        let mut seed = require_seed(c, &rec.job_name)?;
+        if let Some(other) = c
+            .query_row(
+                "SELECT s.job_name FROM shipping p JOIN seeds s ON s.seed_id = p.seed_id WHERE p.tracking_number = ?1",
+                params![rec.tracking_number],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(db_err)?
+        {
+            return Err(Error::AlreadyExists(format!(
+                "tracking number {:?} is already recorded for job {other:?}; every job needs its own",
+                rec.tracking_number
+            )));
+        }
+        if seed.state != SeedState::ImportJobCreated {
+            return Err(Error::FailedPrecondition(format!(
+                "job {} is {}; shipping can be recorded once its import job is created",
+                rec.job_name, seed.state
+            )));
+        }
+        let drives = drive_count(c, &seed.seed_id)?;
+        if drives != rec.drive_count {
+            return Err(Error::FailedPrecondition(format!(
+                "job {} has {drives} drive(s), not {}; ship every drive of the job in one package",
+                rec.job_name, rec.drive_count
+            )));
+        }
+        c.execute(
+            "INSERT INTO shipping (seed_id, carrier, tracking_number, drive_count, ship_date, recorded_by, recorded_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![seed.seed_id, rec.carrier, rec.tracking_number, rec.drive_count as i64, rec.ship_date, operator.uri(), now],
+        )
+        .map_err(db_err)?;
+        transition(
+            c,
+            &mut seed,
+            Transition {
+                event: SeedEvent::Shipped,
+                actor: &operator.uri(),
+                reason: format!("shipped via {} with tracking number {}", rec.carrier, rec.tracking_number),
+            },
+            now,
+        )?;
+        Ok(ShippingRecord {
+            spec: rec.clone(),
+            seed_id: seed.seed_id,
+            recorded_by: operator.uri(),
+            recorded_ms: now,
+        })
+    })
+}
+
+pub fn purge_requests(c: &Connection, before: UnixMs) -> Result<u64> {
+    c.execute("DELETE FROM requests WHERE created_ms < ?1", params![before])
+        .map(|n| n as u64)
+        .map_err(db_err)
+}

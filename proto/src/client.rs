@@ -1,0 +1,173 @@
+//! The mTLS client every seedship program uses to reach the coordinator.
+//!
+//! A [`ClientConfig`] names the coordinator URL, the CA that signed the coordinator's
+//! certificate, and this program's own certificate and key. [`connect`] builds a tonic
+//! channel that presents the client certificate, verifies the server against the CA, and
+//! carries the W3C trace context of the caller's span in every request.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tonic::metadata::{MetadataKey, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::keyfile::{self, KeyFileError};
+use crate::pb;
+
+/// How to reach the coordinator. Embedded as `[coordinator]` in agent configs.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Coordinator URL, e.g. `https://coordinator.example:7443`.
+    pub url: String,
+    /// CA certificate (PEM) that signed the coordinator's certificate.
+    pub ca_file: PathBuf,
+    /// This program's certificate (PEM) with its SPIFFE URI SAN.
+    pub cert_file: PathBuf,
+    /// This program's private key (PEM); must not be readable by group or others.
+    pub key_file: PathBuf,
+    /// Name to verify in the coordinator's certificate; defaults to the URL's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Per-request deadline; default 30s.
+    #[serde(default = "default_timeout", with = "humantime_secs")]
+    pub timeout: Duration,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+mod humantime_secs {
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}s", d.as_secs()))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s: String = serde::Deserialize::deserialize(d)?;
+        let secs = s
+            .strip_suffix('s')
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| serde::de::Error::custom(format!("expected seconds like \"30s\", got {s:?}")))?;
+        Ok(Duration::from_secs(secs))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+    #[error("invalid coordinator url {url:?}: {detail}")]
+    Url { url: String, detail: String },
+    #[error("cannot connect to the coordinator at {url}: {detail}")]
+    Connect { url: String, detail: String },
+}
+
+/// Adds the caller's trace context to every outgoing request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TraceContext;
+
+impl tonic::service::Interceptor for TraceContext {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        for (k, v) in seedship_telemetry::inject_headers() {
+            if let (Ok(key), Ok(val)) = (
+                MetadataKey::from_bytes(k.as_bytes()),
+                MetadataValue::try_from(v.as_str()),
+            ) {
+                req.metadata_mut().insert(key, val);
+            }
+        }
+        Ok(req)
+    }
+}
+
+/// A connected channel with trace propagation; clone it freely.
+pub type Conn = InterceptedService<Channel, TraceContext>;
+
+/// Builds the TLS endpoint for `cfg` (lazy: nothing is dialled yet).
+pub fn endpoint(cfg: &ClientConfig) -> Result<Endpoint, ConnectError> {
+    let (_, ca_pem) = keyfile::read_certs(&cfg.ca_file)?;
+    let (_, cert_pem) = keyfile::read_certs(&cfg.cert_file)?;
+    let (_, key_pem) = keyfile::read_key(&cfg.key_file)?;
+    let url_err = |detail: String| ConnectError::Url {
+        url: cfg.url.clone(),
+        detail,
+    };
+    if !cfg.url.starts_with("https://") {
+        return Err(url_err("must start with https:// (mTLS is mandatory)".into()));
+    }
+    let uri: http::Uri = cfg.url.parse().map_err(|e: http::uri::InvalidUri| url_err(e.to_string()))?;
+    let host = uri.host().ok_or_else(|| url_err("no host".into()))?.to_string();
+    let server_name = cfg.server_name.clone().unwrap_or(host);
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .identity(Identity::from_pem(cert_pem, key_pem))
+        .domain_name(server_name);
+    Endpoint::from_shared(cfg.url.clone())
+        .map_err(|e| url_err(e.to_string()))?
+        .tls_config(tls)
+        .map_err(|e| url_err(e.to_string()))
+        .map(|ep| {
+            ep.timeout(cfg.timeout)
+                .connect_timeout(Duration::from_secs(10))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(30))
+        })
+}
+
+/// Connects to the coordinator now, so a wrong address or certificate shows up at once.
+pub async fn connect(cfg: &ClientConfig) -> Result<Conn, ConnectError> {
+    let channel = endpoint(cfg)?
+        .connect()
+        .await
+        .map_err(|e| ConnectError::Connect {
+            url: cfg.url.clone(),
+            detail: error_chain(&e),
+        })?;
+    Ok(InterceptedService::new(channel, TraceContext))
+}
+
+/// The whole `source()` chain of an error on one line: transport errors hide the real cause.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+macro_rules! client_ctor {
+    ($fn:ident, $client:ty) => {
+        pub fn $fn(conn: Conn) -> $client {
+            <$client>::new(conn)
+                .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(crate::MAX_MESSAGE_BYTES)
+        }
+    };
+}
+
+client_ctor!(agents, pb::agent_service_client::AgentServiceClient<Conn>);
+client_ctor!(seeds, pb::seed_service_client::SeedServiceClient<Conn>);
+client_ctor!(diskprep, pb::disk_prep_service_client::DiskPrepServiceClient<Conn>);
+client_ctor!(shipping, pb::shipping_service_client::ShippingServiceClient<Conn>);
+client_ctor!(operator, pb::operator_service_client::OperatorServiceClient<Conn>);
+
+/// A fresh request id: unique per process run (time, pid and a counter), so retries of one
+/// logical call must reuse the id they got, and new calls get new ones.
+pub fn new_request_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{nanos:x}-{:x}-{n:x}", std::process::id())
+}
