@@ -144,8 +144,10 @@ fn pki(cmd: PkiCmd) -> anyhow::Result<()> {
 }
 
 fn serve(cfg: Config) -> anyhow::Result<()> {
-    let _guard = seedship_telemetry::init("seedship-coordinator", &cfg.telemetry)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // The OTLP exporter's channel needs the runtime while it is built.
+    let _rt = rt.enter();
+    let _guard = seedship_telemetry::init("seedship-coordinator", &cfg.telemetry)?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await

@@ -5,7 +5,9 @@
 //! - [`client`]: the mTLS client configuration shared by agents and `seedctl`.
 //! - [`keyfile`]: reading certificate and key files with clear errors and a permission check.
 
+pub mod agent;
 pub mod client;
+pub mod config;
 pub mod identity;
 pub mod keyfile;
 

@@ -1,0 +1,392 @@
+//! End-to-end harness: the real seedship binaries as processes on 127.0.0.1.
+//!
+//! - Binaries come from cargo's target directory (build them first: `cargo build --workspace
+//!   --bins`; the test script does).
+//! - Every [`Cluster`] has its own temporary directory, a fresh PKI made by the real
+//!   `coordinator pki init`, and a coordinator on an OS-chosen port that it announces in a
+//!   ready file.
+//! - Each process's stderr goes to a log file. When a test panics, every log is printed. Any
+//!   ERROR line not explicitly allowed fails the test in [`Cluster::finish`].
+//! - Every wait is a bounded poll ([`wait_for`]); nothing sleeps blindly.
+
+pub mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use seedship_proto::client::{ClientConfig, Conn};
+use tempfile::TempDir;
+
+/// Path of a workspace binary next to the running test executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test>  ->  target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing; build the binaries first: cargo build --workspace --bins",
+        p.display()
+    );
+    p
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or fails after `timeout` saying `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Async version of [`wait_for`].
+pub async fn wait_for_async<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A certificate/key pair on disk.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub name: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Coordinator settings a test may change.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub lease_ttl: &'static str,
+    pub sweep_interval: &'static str,
+    pub db_busy_timeout: &'static str,
+    pub extra_toml: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            lease_ttl: "30s",
+            sweep_interval: "200ms",
+            db_busy_timeout: "2s",
+            extra_toml: String::new(),
+        }
+    }
+}
+
+struct Proc {
+    name: String,
+    child: Child,
+}
+
+/// A coordinator (and whatever else a test starts) in its own directory.
+pub struct Cluster {
+    pub dir: TempDir,
+    pub pki: PathBuf,
+    pub config: PathBuf,
+    pub addr: SocketAddr,
+    procs: Vec<Proc>,
+    logs: Vec<PathBuf>,
+    allowed_errors: Vec<String>,
+    starts: u32,
+}
+
+impl Cluster {
+    pub fn start() -> Result<Cluster> {
+        Self::start_with(Options::default())
+    }
+
+    pub fn start_with(opts: Options) -> Result<Cluster> {
+        let dir = tempfile::Builder::new().prefix("seedship-e2e-").tempdir()?;
+        let pki = dir.path().join("pki");
+        run_ok(Command::new(bin("coordinator")).args(["pki", "init", "--dir"]).arg(&pki).args(["--trust-domain", "e2e.test"]))?;
+        let config = dir.path().join("coordinator.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"listen = "127.0.0.1:0"
+ready_file = "ready.json"
+database = "coordinator.db"
+trust_domain = "e2e.test"
+master_key_file = "pki/master.key"
+[tls]
+ca_file = "pki/ca.crt"
+cert_file = "pki/coordinator.crt"
+key_file = "pki/coordinator.key"
+[leases]
+ttl = "{}"
+sweep_interval = "{}"
+heartbeat_interval = "1s"
+[server]
+db_busy_timeout = "{}"
+{}
+"#,
+                opts.lease_ttl, opts.sweep_interval, opts.db_busy_timeout, opts.extra_toml
+            ),
+        )?;
+        let mut c = Cluster {
+            dir,
+            pki,
+            config,
+            addr: "127.0.0.1:0".parse()?,
+            procs: Vec::new(),
+            logs: Vec::new(),
+            allowed_errors: Vec::new(),
+            starts: 0,
+        };
+        c.start_coordinator()?;
+        Ok(c)
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Starts (or restarts) the coordinator and waits for its ready file.
+    pub fn start_coordinator(&mut self) -> Result<()> {
+        let ready = self.path("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        self.starts += 1;
+        let name = format!("coordinator-{}", self.starts);
+        let child = self.spawn(&name, Command::new(bin("coordinator")).arg("serve").arg("--config").arg(&self.config))?;
+        let _ = child;
+        let addr = wait_for("the coordinator's ready file", Duration::from_secs(20), || {
+            let text = std::fs::read_to_string(&ready).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            v["addr"].as_str()?.parse::<SocketAddr>().ok()
+        })
+        .with_context(|| format!("coordinator did not start; log:\n{}", self.log_of(&name)))?;
+        self.addr = addr;
+        Ok(())
+    }
+
+    /// Spawns a process with stderr and stdout captured to `<name>.log`.
+    pub fn spawn(&mut self, name: &str, cmd: &mut Command) -> Result<u32> {
+        let log = self.path(&format!("{name}.log"));
+        let f = std::fs::File::create(&log)?;
+        let child = cmd
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(f.try_clone()?)
+            .stderr(f)
+            .spawn()
+            .with_context(|| format!("spawning {name}"))?;
+        let pid = child.id();
+        self.procs.push(Proc {
+            name: name.to_string(),
+            child,
+        });
+        self.logs.push(log);
+        Ok(pid)
+    }
+
+    /// SIGKILLs the coordinator: no shutdown code runs.
+    pub fn kill9_coordinator(&mut self) -> Result<()> {
+        let name = format!("coordinator-{}", self.starts);
+        let p = self
+            .procs
+            .iter_mut()
+            .find(|p| p.name == name)
+            .ok_or_else(|| anyhow!("no running {name}"))?;
+        p.child.kill()?; // SIGKILL
+        p.child.wait()?;
+        Ok(())
+    }
+
+    /// Issues an identity with the real `coordinator pki issue`.
+    pub fn issue(&self, role: &str, name: &str) -> Result<Identity> {
+        run_ok(
+            Command::new(bin("coordinator"))
+                .args(["pki", "issue", "--dir"])
+                .arg(&self.pki)
+                .args(["--role", role, "--name", name]),
+        )?;
+        Ok(Identity {
+            name: name.to_string(),
+            cert: self.pki.join(format!("{name}.crt")),
+            key: self.pki.join(format!("{name}.key")),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    pub fn client_config(&self, id: &Identity) -> ClientConfig {
+        ClientConfig {
+            url: self.url(),
+            ca_file: self.pki.join("ca.crt"),
+            cert_file: id.cert.clone(),
+            key_file: id.key.clone(),
+            server_name: Some("localhost".into()),
+            timeout: Duration::from_secs(15),
+        }
+    }
+
+    /// An mTLS connection as `id`.
+    pub async fn connect(&self, id: &Identity) -> Result<Conn> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Ok(seedship_proto::client::connect(&self.client_config(id)).await?)
+    }
+
+    /// Writes an agent config file for `id` and returns its path.
+    pub fn agent_config(&self, id: &Identity, site: Option<&str>) -> Result<PathBuf> {
+        let p = self.path(&format!("{}.toml", id.name));
+        let site = site.map(|s| format!("site = \"{s}\"\n")).unwrap_or_default();
+        std::fs::write(
+            &p,
+            format!(
+                "{site}[coordinator]\nurl = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nserver_name = \"localhost\"\n",
+                self.url(),
+                self.pki.join("ca.crt").display(),
+                id.cert.display(),
+                id.key.display()
+            ),
+        )?;
+        Ok(p)
+    }
+
+    /// Runs a binary to completion with its output captured (and kept for failure reports).
+    pub fn run(&mut self, name: &str, cmd: &mut Command) -> Result<Output> {
+        let out = cmd
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {name}"))?;
+        let log = self.path(&format!("{name}-{}.log", self.logs.len()));
+        std::fs::write(&log, [out.stdout.as_slice(), b"\n--- stderr ---\n", out.stderr.as_slice()].concat())?;
+        self.logs.push(log);
+        Ok(out)
+    }
+
+    /// ERROR lines containing `needle` are expected in this test.
+    pub fn allow_error(&mut self, needle: &str) {
+        self.allowed_errors.push(needle.to_string());
+    }
+
+    pub fn log_of(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(&format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// All coordinator logs so far, concatenated.
+    pub fn coordinator_logs(&self) -> String {
+        (1..=self.starts).map(|i| self.log_of(&format!("coordinator-{i}"))).collect()
+    }
+
+    fn unexpected_errors(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for log in &self.logs {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            for line in text.lines() {
+                let is_error = line.contains(" ERROR ") || line.contains("\"level\":\"ERROR\"");
+                if is_error && !self.allowed_errors.iter().any(|a| line.contains(a)) {
+                    out.push(format!("{}: {line}", log.file_name().unwrap_or_default().to_string_lossy()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Stops every process and fails if any log has an unexpected ERROR line.
+    pub fn finish(mut self) -> Result<()> {
+        self.stop_all();
+        let errors = self.unexpected_errors();
+        if !errors.is_empty() {
+            self.print_logs();
+            bail!("unexpected ERROR lines in logs:\n{}", errors.join("\n"));
+        }
+        Ok(())
+    }
+
+    fn stop_all(&mut self) {
+        for p in &mut self.procs {
+            if let Ok(None) = p.child.try_wait() {
+                let _ = Command::new("kill").arg("-TERM").arg(p.child.id().to_string()).status();
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < deadline {
+                    if let Ok(Some(_)) = p.child.try_wait() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = p.child.kill();
+                let _ = p.child.wait();
+            }
+        }
+    }
+
+    fn print_logs(&self) {
+        for log in &self.logs {
+            eprintln!("===== {} =====", log.display());
+            eprintln!("{}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_logs();
+        }
+        self.stop_all();
+    }
+}
+
+/// Runs a command and fails with its output if it does not exit 0.
+pub fn run_ok(cmd: &mut Command) -> Result<Output> {
+    let out = cmd.stdin(Stdio::null()).output().context("running a command")?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out)
+}
+
+/// A fixed, valid seed registration for tests.
+pub fn seed_request(job: &str) -> seedship_proto::pb::RegisterSeedRequest {
+    seedship_proto::pb::RegisterSeedRequest {
+        request_id: seedship_proto::client::new_request_id(),
+        job_name: job.to_string(),
+        storage_account: "seedacct".into(),
+        container: "seed-import".into(),
+        subscription_id: "0f0e0d0c-0000-4000-8000-00000000abcd".into(),
+        location: "westeurope".into(),
+        staging_location: format!("/staging/{job}"),
+        manifest_root: "ab".repeat(32),
+        total_bytes: 1_000_000,
+        file_count: 42,
+        target_site: String::new(),
+        target_station: String::new(),
+    }
+}
+
+/// Shorthand for a request id.
+pub fn rid() -> String {
+    seedship_proto::client::new_request_id()
+}

@@ -72,6 +72,14 @@ impl Coordinator {
         }
     }
 
+    /// Logs a refusal of `who` (role checks are logged in `auth`; ownership checks here).
+    fn audit<T>(who: &SpiffeId, rpc: &str, r: Result<T>) -> Result<T> {
+        if let Err(Error::PermissionDenied(why)) = &r {
+            tracing::warn!(caller = %who, rpc, reason = %why, "permission denied: not the caller's to act on");
+        }
+        r
+    }
+
     fn timing(&self) -> LeaseTiming {
         LeaseTiming {
             now: self.now(),
@@ -115,13 +123,13 @@ impl Coordinator {
 
     pub async fn renew(&self, station: &SpiffeId, cmd: Cmd<Fence>) -> Result<UnixMs> {
         let idem = self.idem(station, "RenewLease", &cmd);
-        self.store.renew_lease(&idem, station, &cmd.body, self.timing()).await
+        Self::audit(station, "RenewLease", self.store.renew_lease(&idem, station, &cmd.body, self.timing()).await)
     }
 
     pub async fn progress(&self, station: &SpiffeId, cmd: Cmd<(Fence, ProgressDelta)>) -> Result<(u64, UnixMs)> {
         let idem = self.idem(station, "ReportProgress", &cmd);
         let (fence, delta) = &cmd.body;
-        self.store.report_progress(&idem, station, fence, delta, self.timing()).await
+        Self::audit(station, "ReportProgress", self.store.report_progress(&idem, station, fence, delta, self.timing()).await)
     }
 
     pub async fn report_drive(&self, station: &SpiffeId, request_id: String, fence: Fence, drive: DriveReport) -> Result<Drive> {
@@ -140,17 +148,20 @@ impl Coordinator {
             body: (&fence, &drive.spec, sealed.as_ref().map(|(_, fp)| fp.clone())),
         };
         let idem = self.idem(station, "ReportDrive", &cmd);
-        let out = self
-            .store
-            .report_drive(&idem, station, &fence, &drive.spec, sealed.map(|(k, _)| k), self.now())
-            .await?;
+        let out = Self::audit(
+            station,
+            "ReportDrive",
+            self.store
+                .report_drive(&idem, station, &fence, &drive.spec, sealed.map(|(k, _)| k), self.now())
+                .await,
+        )?;
         tracing::info!(station = %station, work = %fence.work_id, drive = %drive.spec.drive_id, "drive reported");
         Ok(out)
     }
 
     pub async fn complete(&self, station: &SpiffeId, cmd: Cmd<Fence>) -> Result<Seed> {
         let idem = self.idem(station, "CompleteWork", &cmd);
-        let seed = self.store.complete_work(&idem, station, &cmd.body, self.now()).await?;
+        let seed = Self::audit(station, "CompleteWork", self.store.complete_work(&idem, station, &cmd.body, self.now()).await)?;
         tracing::info!(station = %station, job = %seed.spec.job_name, "disk preparation complete");
         Ok(seed)
     }
@@ -158,7 +169,7 @@ impl Coordinator {
     pub async fn release(&self, station: &SpiffeId, cmd: Cmd<(Fence, String)>) -> Result<()> {
         let idem = self.idem(station, "ReleaseWork", &cmd);
         let (fence, reason) = &cmd.body;
-        self.store.release_work(&idem, station, fence, reason, self.now()).await?;
+        Self::audit(station, "ReleaseWork", self.store.release_work(&idem, station, fence, reason, self.now()).await)?;
         tracing::info!(station = %station, work = %fence.work_id, %reason, "lease released");
         Ok(())
     }

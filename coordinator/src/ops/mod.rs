@@ -123,16 +123,9 @@ impl From<tonic::Status> for CliError {
 impl Cli {
     pub fn client_config(&self) -> Result<ClientConfig, CliError> {
         if let Some(path) = &self.config {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?;
             let mut cfg: ClientConfig =
-                toml::from_str(&text).map_err(|e| CliError::Usage(format!("{} is invalid: {e}", path.display())))?;
-            let base = path.parent().map(PathBuf::from).unwrap_or_default();
-            for p in [&mut cfg.ca_file, &mut cfg.cert_file, &mut cfg.key_file] {
-                if p.is_relative() {
-                    *p = base.join(&*p);
-                }
-            }
+                seedship_proto::config::load_toml(path).map_err(|e| CliError::Usage(e.to_string()))?;
+            cfg.resolve(&seedship_proto::config::base_dir(path));
             return Ok(cfg);
         }
         let need = |v: &Option<PathBuf>, flag: &str| {

@@ -1,0 +1,162 @@
+//! Disk-prep leases: claim, renew, progress, expiry, re-claim with a higher generation, and
+//! the stale holder fenced off.
+
+use std::time::Duration;
+
+use seedship_e2e::{Cluster, Options, rid, seed_request, wait_for_async};
+use seedship_proto::{client, pb};
+use tonic::Code;
+
+fn progress(l: &pb::Lease, from: u64, to: u64) -> pb::ReportProgressRequest {
+    pb::ReportProgressRequest {
+        request_id: rid(),
+        work_id: l.work_id.clone(),
+        generation: l.generation,
+        from_bytes: from,
+        to_bytes: to,
+        phase: "copy".into(),
+    }
+}
+
+fn renew(l: &pb::Lease) -> pb::RenewLeaseRequest {
+    pb::RenewLeaseRequest {
+        request_id: rid(),
+        work_id: l.work_id.clone(),
+        generation: l.generation,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_lifecycle_expiry_and_fencing() -> anyhow::Result<()> {
+    let c = Cluster::start_with(Options {
+        lease_ttl: "2s",
+        sweep_interval: "200ms",
+        ..Default::default()
+    })?;
+    let (fs, a, b, ops) = (
+        c.issue("source", "fs01")?,
+        c.issue("copy", "station-a")?,
+        c.issue("copy", "station-b")?,
+        c.issue("operator", "alice")?,
+    );
+    let (src, ca, cb, op) = (c.connect(&fs).await?, c.connect(&a).await?, c.connect(&b).await?, c.connect(&ops).await?);
+    seedship_proto::agent::register(&ca, None, "t").await?;
+    seedship_proto::agent::register(&cb, None, "t").await?;
+    let seed = client::seeds(src).register_seed(seed_request("job-lease")).await?.into_inner().seed.unwrap();
+    assert_eq!(seed.state, pb::SeedState::QueuedForDiskPrep as i32);
+
+    // Claim: generation 1.
+    let la = client::diskprep(ca.clone()).claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?.into_inner().lease.unwrap();
+    assert_eq!((la.generation, la.progress_bytes, la.total_bytes), (1, 0, 1_000_000));
+    // Nothing else to claim.
+    assert!(client::diskprep(cb.clone()).claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?.into_inner().lease.is_none());
+
+    // Renew extends the expiry; progress moves by checked deltas.
+    let e1 = client::diskprep(ca.clone()).renew_lease(renew(&la)).await?.into_inner().expires_unix_ms;
+    assert!(e1 >= la.expires_unix_ms);
+    let p = client::diskprep(ca.clone()).report_progress(progress(&la, 0, 250_000)).await?.into_inner();
+    assert_eq!(p.progress_bytes, 250_000);
+    let e = client::diskprep(ca.clone()).report_progress(progress(&la, 0, 300_000)).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "a wrong `from` is refused: {e:?}");
+    assert!(e.message().contains("250000"), "the refusal tells the recorded position: {}", e.message());
+
+    // Station A goes silent. The sweeper returns the work to the queue after the TTL.
+    let mut ops_c = client::operator(op.clone());
+    wait_for_async("the lease to expire and be swept", Duration::from_secs(10), || {
+        let mut ops_c = ops_c.clone();
+        async move {
+            let d = ops_c.get_seed(pb::GetSeedRequest { seed: "job-lease".into() }).await.ok()?.into_inner();
+            (d.work?.status == "queued").then_some(())
+        }
+    })
+    .await?;
+
+    // Station B claims it: a higher generation, the progress is kept.
+    let lb = client::diskprep(cb.clone()).claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?.into_inner().lease.unwrap();
+    assert_eq!(lb.work_id, la.work_id);
+    assert_eq!(lb.generation, 2);
+    assert_eq!(lb.progress_bytes, 250_000);
+
+    // The stale holder is refused everywhere, and cannot rewind progress.
+    for e in [
+        client::diskprep(ca.clone()).renew_lease(renew(&la)).await.unwrap_err(),
+        client::diskprep(ca.clone()).report_progress(progress(&la, 250_000, 260_000)).await.unwrap_err(),
+        client::diskprep(ca.clone())
+            .complete_work(pb::CompleteWorkRequest { request_id: rid(), work_id: la.work_id.clone(), generation: la.generation })
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+        assert!(e.message().contains("stale"), "{}", e.message());
+    }
+    client::diskprep(cb.clone()).report_progress(progress(&lb, 250_000, 1_000_000)).await?;
+
+    // Complete needs a drive report first; then the seed moves to "disks prepared".
+    let e = client::diskprep(cb.clone())
+        .complete_work(pb::CompleteWorkRequest { request_id: rid(), work_id: lb.work_id.clone(), generation: lb.generation })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    client::diskprep(cb.clone())
+        .report_drive(pb::ReportDriveRequest {
+            request_id: rid(),
+            work_id: lb.work_id.clone(),
+            generation: lb.generation,
+            drive: Some(pb::DriveReport {
+                drive_id: "WD-1234".into(),
+                position: 1,
+                capacity_bytes: 2_000_000,
+                bytes_written: 1_000_000,
+                manifest_file: "\\DriveManifest.xml".into(),
+                manifest_hash: "0123456789abcdef0123456789abcdef".into(),
+                drive_header_hash: "ABCDEF0123456789ABCDEF0123456789".into(),
+                recovery_password: "000011-000022-000033-000044-000055-000066-000077-000088".into(),
+            }),
+        })
+        .await?;
+    let done = client::diskprep(cb.clone())
+        .complete_work(pb::CompleteWorkRequest { request_id: rid(), work_id: lb.work_id.clone(), generation: lb.generation })
+        .await?
+        .into_inner()
+        .seed
+        .unwrap();
+    assert_eq!(done.state, pb::SeedState::DisksPrepared as i32);
+
+    // The history tells the story, with actors and reasons.
+    let d = ops_c.get_seed(pb::GetSeedRequest { seed: seed.seed_id.clone() }).await?.into_inner();
+    let events: Vec<(&str, &str)> = d.history.iter().map(|e| (e.event.as_str(), e.actor.as_str())).collect();
+    assert_eq!(
+        events,
+        vec![
+            ("register", "spiffe://e2e.test/source/fs01"),
+            ("queue", "coordinator"),
+            ("lease_claimed", "spiffe://e2e.test/copy/station-a"),
+            ("lease_lost", "coordinator/sweeper"),
+            ("lease_claimed", "spiffe://e2e.test/copy/station-b"),
+            ("disks_prepared", "spiffe://e2e.test/copy/station-b"),
+        ]
+    );
+    assert!(d.history[3].reason.contains("expired"), "{}", d.history[3].reason);
+    // The drive key is held, and never shown.
+    assert!(d.drives[0].has_key);
+    let dump = format!("{d:?}");
+    assert!(!dump.contains("000011-000022"), "the recovery password leaked into the operator view");
+    assert!(!c.coordinator_logs().contains("000011-000022"), "the recovery password leaked into the logs");
+    c.finish()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_targeted_at_a_site_goes_only_to_its_stations() -> anyhow::Result<()> {
+    let c = Cluster::start()?;
+    let (fs, east, west) = (c.issue("source", "fs01")?, c.issue("copy", "east-1")?, c.issue("copy", "west-1")?);
+    let (src, ce, cw) = (c.connect(&fs).await?, c.connect(&east).await?, c.connect(&west).await?);
+    seedship_proto::agent::register(&ce, Some("east"), "t").await?;
+    seedship_proto::agent::register(&cw, Some("west"), "t").await?;
+    let mut req = seed_request("job-east");
+    req.target_site = "east".into();
+    client::seeds(src).register_seed(req).await?;
+    assert!(client::diskprep(cw).claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?.into_inner().lease.is_none());
+    let l = client::diskprep(ce).claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?.into_inner().lease;
+    assert_eq!(l.map(|l| l.job_name).as_deref(), Some("job-east"));
+    c.finish()
+}

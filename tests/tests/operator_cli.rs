@@ -1,0 +1,78 @@
+//! The operator CLI and the agents' CLIs, as real processes.
+
+use seedship_e2e::{Cluster, bin, rid, seed_request};
+use seedship_proto::{client, pb};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seedctl_shows_seeds_history_and_agents() -> anyhow::Result<()> {
+    let mut c = Cluster::start()?;
+    let (fs, st, ops) = (c.issue("source", "fs01")?, c.issue("copy", "station-01")?, c.issue("operator", "alice")?);
+
+    // Agents register through their own binaries.
+    let fs_cfg = c.agent_config(&fs, Some("hq"))?;
+    let st_cfg = c.agent_config(&st, Some("hq"))?;
+    let out = c.run("source-register", std::process::Command::new(bin("source-agent")).arg("--config").arg(&fs_cfg).arg("register"))?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("spiffe://e2e.test/source/fs01"));
+    let out = c.run("copy-register", std::process::Command::new(bin("copy-agent")).arg("--config").arg(&st_cfg).arg("register"))?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let src = c.connect(&fs).await?;
+    client::seeds(src.clone()).register_seed(seed_request("job-cli")).await?;
+    let cp = c.connect(&st).await?;
+    client::diskprep(cp).claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?;
+
+    let seedctl = |c: &mut Cluster, name: &str, args: &[&str]| -> anyhow::Result<String> {
+        let mut cmd = std::process::Command::new(bin("seedctl"));
+        cmd.args(["--url", &c.url(), "--server-name", "localhost", "--ca"])
+            .arg(c.pki.join("ca.crt"))
+            .arg("--cert")
+            .arg(&ops.cert)
+            .arg("--key")
+            .arg(&ops.key)
+            .args(args);
+        let out = c.run(name, &mut cmd)?;
+        anyhow::ensure!(out.status.success(), "seedctl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8(out.stdout)?)
+    };
+
+    let table = seedctl(&mut c, "seeds", &["seeds"])?;
+    assert!(table.lines().next().unwrap().starts_with("JOB"), "{table}");
+    let row = table.lines().find(|l| l.starts_with("job-cli")).expect("job-cli row");
+    assert!(row.contains("preparing") && row.contains("fs01"), "{row}");
+
+    let json: serde_json::Value = serde_json::from_str(&seedctl(&mut c, "seeds-json", &["--json", "seeds"])?)?;
+    assert_eq!(json[0]["job_name"], "job-cli");
+    assert_eq!(json[0]["state"], "preparing");
+
+    let detail = seedctl(&mut c, "seed", &["seed", "job-cli"])?;
+    assert!(detail.contains("History") && detail.contains("lease_claimed") && detail.contains("station-01"), "{detail}");
+    let dj: serde_json::Value = serde_json::from_str(&seedctl(&mut c, "seed-json", &["--json", "seed", "job-cli"])?)?;
+    let events: Vec<&str> = dj["history"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(events, vec!["register", "queue", "lease_claimed"]);
+    assert_eq!(dj["work"]["holder"], "station-01");
+
+    let agents: serde_json::Value = serde_json::from_str(&seedctl(&mut c, "agents", &["--json", "agents"])?)?;
+    let names: Vec<&str> = agents.as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["station-01", "fs01"]);
+    assert!(agents[0]["last_heartbeat_unix_ms"].as_i64().unwrap() > 0);
+
+    // An unknown seed is a clear error and a non-zero exit.
+    let mut cmd = std::process::Command::new(bin("seedctl"));
+    cmd.args(["--url", &c.url(), "--server-name", "localhost", "--ca"])
+        .arg(c.pki.join("ca.crt"))
+        .arg("--cert")
+        .arg(&ops.cert)
+        .arg("--key")
+        .arg(&ops.key)
+        .args(["seed", "no-such-job"]);
+    let out = c.run("seed-missing", &mut cmd)?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+
+    // The source agent's own status view.
+    let out = c.run("source-status", std::process::Command::new(bin("source-agent")).arg("--config").arg(&fs_cfg).arg("status"))?;
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("job-cli") && s.contains("copy station station-01 is preparing the disks"), "{s}");
+    c.finish()
+}
