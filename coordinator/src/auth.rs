@@ -38,19 +38,13 @@ pub fn spiffe_id_of(der: &[u8]) -> Result<SpiffeId, String> {
 
 impl Auth {
     pub fn new(trust_domain: &str) -> Self {
-        Auth {
-            trust_domain: trust_domain.to_string(),
-        }
+        Auth { trust_domain: trust_domain.to_string() }
     }
 
     /// The caller's identity; UNAUTHENTICATED without a usable client certificate.
     pub fn caller<T>(&self, req: &Request<T>) -> Result<SpiffeId, Status> {
-        let certs = req
-            .peer_certs()
-            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-        let leaf = certs
-            .first()
-            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        let certs = req.peer_certs().ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        let leaf = certs.first().ok_or_else(|| Status::unauthenticated("no client certificate"))?;
         let id = spiffe_id_of(leaf.as_ref()).map_err(|e| {
             tracing::warn!(error = %e, "refused a client certificate without a usable identity");
             Status::unauthenticated(e)
@@ -73,10 +67,6 @@ impl Auth {
         }
         let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
         tracing::warn!(caller = %id, rpc, allowed = ?names, "permission denied: role may not call this rpc");
-        Err(Status::permission_denied(format!(
-            "{id} has role {}; {rpc} is for role {}",
-            id.role,
-            names.join(" or ")
-        )))
+        Err(Status::permission_denied(format!("{id} has role {}; {rpc} is for role {}", id.role, names.join(" or "))))
     }
 }

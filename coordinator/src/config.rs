@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use seedship_telemetry::TelemetryConfig;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,14 +130,10 @@ pub enum ConfigError {
 impl Config {
     /// Loads the file, then applies `SEEDSHIP_*` variables and `overrides`, then validates.
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let mut cfg: Config = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), detail: e.to_string() })?;
         // Relative paths in the file are relative to the file.
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve_paths(base);
@@ -225,7 +221,8 @@ impl Config {
             return bad("server.request_timeout must be above 0".into());
         }
         // Fail at start-up, naming the file, rather than at the first handshake.
-        crate::tls::server_config(&self.tls.ca_file, &self.tls.cert_file, &self.tls.key_file).map_err(ConfigError::Invalid)?;
+        crate::tls::server_config(&self.tls.ca_file, &self.tls.cert_file, &self.tls.key_file)
+            .map_err(ConfigError::Invalid)?;
         if let Some(mk) = &self.master_key_file {
             crate::keys::MasterKey::load(mk).map_err(ConfigError::Invalid)?;
         }
@@ -259,7 +256,11 @@ mod tests {
     fn missing_key_file_is_named() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("c.toml");
-        std::fs::write(&p, "database = 'x.db'\ntrust_domain = 't'\n[tls]\nca_file='a.crt'\ncert_file='b.crt'\nkey_file='c.key'\n").unwrap();
+        std::fs::write(
+            &p,
+            "database = 'x.db'\ntrust_domain = 't'\n[tls]\nca_file='a.crt'\ncert_file='b.crt'\nkey_file='c.key'\n",
+        )
+        .unwrap();
         let e = Config::load(&p, &Overrides::default()).unwrap_err().to_string();
         assert!(e.contains("a.crt"), "{e}");
     }

@@ -32,10 +32,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::InvalidArgument {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Error::InvalidArgument { field: field.into(), reason: reason.into() }
     }
 
     pub fn code(&self) -> Code {

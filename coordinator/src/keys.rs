@@ -35,37 +35,30 @@ impl MasterKey {
         let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, bytes).expect("32-byte key"));
         // A separate key for fingerprints, derived so the AEAD key is never used twice over.
         let mac_key = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, bytes), b"seedship fingerprint key v1");
-        MasterKey {
-            aead,
-            mac: hmac::Key::new(hmac::HMAC_SHA256, mac_key.as_ref()),
-            rng: SystemRandom::new(),
-        }
+        MasterKey { aead, mac: hmac::Key::new(hmac::HMAC_SHA256, mac_key.as_ref()), rng: SystemRandom::new() }
     }
 
     /// Reads a master key file: 64 hex characters, mode 0600 or stricter.
     pub fn load(path: &Path) -> std::result::Result<Self, String> {
         let raw = seedship_proto::keyfile::read_private(path).map_err(|e| e.to_string())?;
         let text = String::from_utf8_lossy(&raw);
-        let bytes = hex::decode(text.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()).ok_or_else(|| {
-            format!("master key file {} must hold exactly 64 hex characters", path.display())
-        })?;
+        let bytes = hex::decode(text.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| format!("master key file {} must hold exactly 64 hex characters", path.display()))?;
         Ok(Self::from_bytes(&bytes))
     }
 
     /// 32 fresh random bytes as hex, for a new master key file.
     pub fn generate_hex() -> Result<String> {
         let mut b = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut b)
-            .map_err(|_| Error::Internal("no system randomness".into()))?;
+        SystemRandom::new().fill(&mut b).map_err(|_| Error::Internal("no system randomness".into()))?;
         Ok(hex::encode(b))
     }
 
     pub fn seal(&self, work_id: &str, drive_id: &str, key: &RecoveryPassword) -> Result<SealedKey> {
         let mut nonce = [0u8; NONCE_LEN];
-        self.rng
-            .fill(&mut nonce)
-            .map_err(|_| Error::Internal("no system randomness".into()))?;
+        self.rng.fill(&mut nonce).map_err(|_| Error::Internal("no system randomness".into()))?;
         let mut buf = key.0.as_bytes().to_vec();
         self.aead
             .seal_in_place_append_tag(
@@ -86,10 +79,8 @@ impl MasterKey {
         let (nonce, ct) = sealed.0.split_at(NONCE_LEN);
         let mut buf = ct.to_vec();
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| Error::Internal("bad nonce".into()))?;
-        let plain = self
-            .aead
-            .open_in_place(nonce, Aad::from(aad(work_id, drive_id).as_bytes()), &mut buf)
-            .map_err(|_| {
+        let plain =
+            self.aead.open_in_place(nonce, Aad::from(aad(work_id, drive_id).as_bytes()), &mut buf).map_err(|_| {
                 Error::Internal(format!(
                     "sealed key of drive {drive_id} does not open with this master key (wrong key or tampered row)"
                 ))

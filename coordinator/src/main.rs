@@ -89,21 +89,8 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Pki { cmd } => pki(cmd),
-        Cmd::Serve {
-            config,
-            listen,
-            database,
-            ready_file,
-            print_config,
-        } => {
-            let cfg = Config::load(
-                &config,
-                &Overrides {
-                    listen,
-                    database,
-                    ready_file,
-                },
-            )?;
+        Cmd::Serve { config, listen, database, ready_file, print_config } => {
+            let cfg = Config::load(&config, &Overrides { listen, database, ready_file })?;
             if print_config {
                 println!("{}", toml::to_string_pretty(&cfg)?);
                 return Ok(());
@@ -116,25 +103,14 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
 fn pki(cmd: PkiCmd) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cmd {
-        PkiCmd::Init {
-            dir,
-            trust_domain,
-            server_names,
-            days,
-        } => {
+        PkiCmd::Init { dir, trust_domain, server_names, days } => {
             let out = coordinator::pki::init(&dir, &trust_domain, &server_names, days)?;
             println!("created CA          {}", out.ca_cert.display());
             println!("created coordinator {} (names: {})", out.server_cert.display(), server_names.join(", "));
             println!("created master key  {} (keep it safe: it seals drive keys)", out.master_key.display());
             println!("next: coordinator pki issue --dir {} --role copy --name station-01", dir.display());
         }
-        PkiCmd::Issue {
-            dir,
-            role,
-            name,
-            out,
-            days,
-        } => {
+        PkiCmd::Issue { dir, role, name, out, days } => {
             let out = out.unwrap_or_else(|| dir.clone());
             let (crt, key) = coordinator::pki::issue(&dir, role, &name, &out, days)?;
             println!("issued {role} identity {name}: {} and {}", crt.display(), key.display());
@@ -152,17 +128,7 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-        coordinator::run(cfg, listener, shutdown_signal()).await?;
+        coordinator::run(cfg, listener, seedship_proto::signals::shutdown_signal()).await?;
         Ok(())
     })
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
 }

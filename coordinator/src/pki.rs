@@ -41,34 +41,20 @@ pub enum PkiError {
 
 /// Writes `contents` to a new file with `mode`, refusing to overwrite.
 pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                PkiError::Exists(path.to_path_buf())
-            } else {
-                PkiError::Write {
-                    path: path.to_path_buf(),
-                    source: e,
-                }
-            }
-        })?;
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            PkiError::Exists(path.to_path_buf())
+        } else {
+            PkiError::Write { path: path.to_path_buf(), source: e }
+        }
+    })?;
     f.write_all(contents)
         .and_then(|_| f.sync_all())
-        .map_err(|e| PkiError::Write {
-            path: path.to_path_buf(),
-            source: e,
-        })
+        .map_err(|e| PkiError::Write { path: path.to_path_buf(), source: e })
 }
 
 fn read_text(path: &Path) -> Result<String, PkiError> {
-    fs::read_to_string(path).map_err(|e| PkiError::Read {
-        path: path.to_path_buf(),
-        detail: e.to_string(),
-    })
+    fs::read_to_string(path).map_err(|e| PkiError::Read { path: path.to_path_buf(), detail: e.to_string() })
 }
 
 /// The files `init` wrote.
@@ -93,10 +79,7 @@ pub fn init(dir: &Path, trust_domain: &str, server_names: &[String], days: i64) 
     if server_names.is_empty() {
         return Err(PkiError::Invalid("give at least one --server-name".into()));
     }
-    fs::create_dir_all(dir).map_err(|e| PkiError::Write {
-        path: dir.to_path_buf(),
-        source: e,
-    })?;
+    fs::create_dir_all(dir).map_err(|e| PkiError::Write { path: dir.to_path_buf(), source: e })?;
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::default();
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -110,7 +93,8 @@ pub fn init(dir: &Path, trust_domain: &str, server_names: &[String], days: i64) 
     let issuer = Issuer::new(ca, ca_key);
     let ca_key_pem = issuer_key_pem(&issuer);
 
-    let id = SpiffeId::new(trust_domain, Role::Coordinator, "coordinator").map_err(|e| PkiError::Invalid(e.to_string()))?;
+    let id =
+        SpiffeId::new(trust_domain, Role::Coordinator, "coordinator").map_err(|e| PkiError::Invalid(e.to_string()))?;
     let (cert_pem, key_pem) = issue_leaf(&issuer, &id, server_names, days, 0)?;
 
     let out = InitOutput {
@@ -138,27 +122,21 @@ pub fn load_ca(dir: &Path) -> Result<(Issuer<'static, KeyPair>, String), PkiErro
     let key_path = dir.join("ca.key");
     let cert_pem = read_text(&cert_path)?;
     seedship_proto::keyfile::check_private(&key_path).map_err(|e| PkiError::Invalid(e.to_string()))?;
-    let key = KeyPair::from_pem(&read_text(&key_path)?).map_err(|e| PkiError::Read {
-        path: key_path.clone(),
-        detail: e.to_string(),
-    })?;
-    let der = pem_der(&cert_pem).ok_or_else(|| PkiError::Read {
-        path: cert_path.clone(),
-        detail: "no PEM certificate".into(),
-    })?;
+    let key = KeyPair::from_pem(&read_text(&key_path)?)
+        .map_err(|e| PkiError::Read { path: key_path.clone(), detail: e.to_string() })?;
+    let der = pem_der(&cert_pem)
+        .ok_or_else(|| PkiError::Read { path: cert_path.clone(), detail: "no PEM certificate".into() })?;
     let td = ca_trust_domain(&der).ok_or_else(|| PkiError::Read {
         path: cert_path.clone(),
-        detail: "the CA certificate has no spiffe://<trust-domain> URI SAN; was it made by `coordinator pki init`?".into(),
+        detail: "the CA certificate has no spiffe://<trust-domain> URI SAN; was it made by `coordinator pki init`?"
+            .into(),
     })?;
     let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)?;
     Ok((issuer, td))
 }
 
 fn pem_der(pem: &str) -> Option<Vec<u8>> {
-    rustls_pemfile::certs(&mut pem.as_bytes())
-        .next()
-        .and_then(|r| r.ok())
-        .map(|c| c.to_vec())
+    rustls_pemfile::certs(&mut pem.as_bytes()).next().and_then(|r| r.ok()).map(|c| c.to_vec())
 }
 
 fn ca_trust_domain(der: &[u8]) -> Option<String> {
@@ -216,10 +194,7 @@ pub fn issue(dir: &Path, role: Role, name: &str, out: &Path, days: i64) -> Resul
     let (issuer, td) = load_ca(dir)?;
     let id = SpiffeId::new(&td, role, name).map_err(|e| PkiError::Invalid(e.to_string()))?;
     let (cert_pem, key_pem) = issue_leaf(&issuer, &id, &[], days, 0)?;
-    fs::create_dir_all(out).map_err(|e| PkiError::Write {
-        path: out.to_path_buf(),
-        source: e,
-    })?;
+    fs::create_dir_all(out).map_err(|e| PkiError::Write { path: out.to_path_buf(), source: e })?;
     let cert_path = out.join(format!("{name}.crt"));
     let key_path = out.join(format!("{name}.key"));
     write_new(&key_path, key_pem.as_bytes(), 0o600)?;

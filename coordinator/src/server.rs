@@ -19,7 +19,11 @@ use crate::keys::MasterKey;
 use crate::store::sqlite::SqliteStore;
 
 /// Runs the coordinator on `listener` until `shutdown` resolves.
-pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn run(
+    cfg: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     run_with_clock(cfg, listener, shutdown, Arc::new(SystemClock)).await
 }
 
@@ -30,7 +34,8 @@ pub async fn run_with_clock(
     clock: Arc<dyn Clock>,
 ) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let tls = crate::tls::server_config(&cfg.tls.ca_file, &cfg.tls.cert_file, &cfg.tls.key_file).map_err(Error::Internal)?;
+    let tls =
+        crate::tls::server_config(&cfg.tls.ca_file, &cfg.tls.cert_file, &cfg.tls.key_file).map_err(Error::Internal)?;
     let master_key = match &cfg.master_key_file {
         Some(p) => Some(Arc::new(MasterKey::load(p).map_err(Error::Internal)?)),
         None => None,
@@ -39,16 +44,10 @@ pub async fn run_with_clock(
     let core = Arc::new(Coordinator::new(
         Arc::new(store),
         clock,
-        Settings {
-            lease_ttl: cfg.leases.ttl,
-            heartbeat_interval: cfg.leases.heartbeat_interval,
-        },
+        Settings { lease_ttl: cfg.leases.ttl, heartbeat_interval: cfg.leases.heartbeat_interval },
         master_key,
     ));
-    let api = Api {
-        auth: Auth::new(&cfg.trust_domain),
-        core: core.clone(),
-    };
+    let api = Api { auth: Auth::new(&cfg.trust_domain), core: core.clone() };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(crate::sweeper::run(
@@ -75,9 +74,7 @@ pub async fn run_with_clock(
     let max = cfg.server.max_message_bytes;
     macro_rules! svc {
         ($server:ty) => {
-            <$server>::new(api.clone())
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max)
+            <$server>::new(api.clone()).max_decoding_message_size(max).max_encoding_message_size(max)
         };
     }
     let result = Server::builder()

@@ -26,9 +26,7 @@ pub fn server_config(ca: &Path, cert: &Path, key: &Path) -> Result<rustls::Serve
     let (key, _) = keyfile::read_key(key).map_err(|e| e.to_string())?;
     let mut roots = RootCertStore::empty();
     for c in ca_certs {
-        roots
-            .add(c)
-            .map_err(|e| format!("CA certificate {} is unusable: {e}", ca.display()))?;
+        roots.add(c).map_err(|e| format!("CA certificate {} is unusable: {e}", ca.display()))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use copy_agent::{Config, VERSION};
+use copy_agent::VERSION;
+use seedship_proto::agent;
 
 #[derive(Debug, Parser)]
 #[command(name = "copy-agent", version, about = "seedship copy agent (copy station)")]
@@ -26,55 +27,16 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let cfg = match Config::load(&cli.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
+    let cfg = agent::load_or_exit(&cli.config);
+    agent::run_main("seedship-copy-agent", cfg, |cfg| async move {
+        let conn = seedship_proto::client::connect(&cfg.coordinator).await?;
+        match cli.cmd {
+            Cmd::Register => {
+                let r = agent::register(&conn, cfg.site.as_deref(), VERSION).await?;
+                println!("registered as {}", r.agent.map(|a| a.identity).unwrap_or_default());
+            }
+            Cmd::Run => agent::register_and_run(conn, cfg.site.as_deref(), VERSION).await?,
         }
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    // The OTLP exporter's channel needs the runtime while it is built.
-    let _rt = rt.enter();
-    let _guard = match seedship_telemetry::init("seedship-copy-agent", &cfg.telemetry) {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match rt.block_on(real_main(cli.cmd, cfg)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn real_main(cmd: Cmd, cfg: Config) -> anyhow::Result<()> {
-    let span = tracing::info_span!("copy-agent", trace_id = tracing::field::Empty);
-    seedship_telemetry::record_trace_id(&span);
-    let _enter = span.enter();
-    let conn = seedship_proto::client::connect(&cfg.coordinator).await?;
-    let r = seedship_proto::agent::register(&conn, cfg.site.as_deref(), VERSION).await?;
-    let id = r.agent.map(|a| a.identity).unwrap_or_default();
-    tracing::info!(identity = %id, "registered with the coordinator");
-    match cmd {
-        Cmd::Register => println!("registered as {id}"),
-        Cmd::Run => {
-            let every = std::time::Duration::from_secs(r.heartbeat_interval_secs.max(1) as u64);
-            seedship_proto::agent::heartbeat_loop(conn, every, "idle", async {
-                use tokio::signal::unix::{SignalKind, signal};
-                let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            })
-            .await;
-            tracing::info!("stopped");
-        }
-    }
-    Ok(())
+        Ok(())
+    })
 }

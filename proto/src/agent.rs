@@ -68,10 +68,7 @@ pub async fn register(conn: &Conn, site: Option<&str>, version: &str) -> Result<
 pub async fn heartbeat(conn: &Conn, status: &str) -> Result<pb::HeartbeatResponse, Status> {
     with_retry("Heartbeat", 3, |request_id| {
         let mut c = client::agents(conn.clone());
-        let req = pb::HeartbeatRequest {
-            request_id,
-            status: status.to_string(),
-        };
+        let req = pb::HeartbeatRequest { request_id, status: status.to_string() };
         async move { c.heartbeat(req).await.map(|r| r.into_inner()) }
     })
     .await
@@ -96,4 +93,87 @@ pub async fn heartbeat_loop(conn: Conn, mut interval: Duration, status: &str, st
             Err(s) => tracing::warn!(code = ?s.code(), error = %s.message(), "heartbeat failed; will retry"),
         }
     }
+}
+
+/// The configuration every agent has (TOML): its site, how to reach the coordinator, and
+/// telemetry. Agents with more settings embed the same tables in their own config type.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Site of this machine; disk-prep work can be targeted at a site.
+    #[serde(default)]
+    pub site: Option<String>,
+    pub coordinator: crate::client::ClientConfig,
+    #[serde(default)]
+    pub telemetry: seedship_telemetry::TelemetryConfig,
+}
+
+impl AgentConfig {
+    pub fn load(path: &std::path::Path) -> Result<Self, crate::config::ConfigError> {
+        let mut cfg: AgentConfig = crate::config::load_toml(path)?;
+        cfg.coordinator.resolve(&crate::config::base_dir(path));
+        if let Some(site) = &cfg.site {
+            crate::identity::validate_label("site", site)
+                .map_err(|e| crate::config::ConfigError::Invalid(format!("site: {e}")))?;
+        }
+        Ok(cfg)
+    }
+}
+
+/// The shared `main` of the agents: a runtime, telemetry (inside the runtime, which the OTLP
+/// exporter needs), a span whose trace id is logged, then `body`. Exit codes: 0 success,
+/// 1 failure, 2 bad configuration.
+pub fn run_main<Fut>(
+    service: &'static str,
+    cfg: AgentConfig,
+    body: impl FnOnce(AgentConfig) -> Fut,
+) -> std::process::ExitCode
+where
+    Fut: Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>,
+{
+    use std::process::ExitCode;
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _rt = rt.enter();
+    let _guard = match seedship_telemetry::init(service, &cfg.telemetry) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let span = tracing::info_span!("agent", service, trace_id = tracing::field::Empty);
+    seedship_telemetry::record_trace_id(&span);
+    let result = rt.block_on(tracing::Instrument::instrument(body(cfg), span));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads an agent config or exits with code 2 and the reason.
+pub fn load_or_exit(path: &std::path::Path) -> AgentConfig {
+    AgentConfig::load(path).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2)
+    })
+}
+
+/// Registers with the coordinator, then sends heartbeats until SIGTERM/ctrl-c.
+pub async fn register_and_run(conn: Conn, site: Option<&str>, version: &str) -> Result<(), Status> {
+    let r = register(&conn, site, version).await?;
+    let id = r.agent.map(|a| a.identity).unwrap_or_default();
+    tracing::info!(identity = %id, "registered; sending heartbeats");
+    let every = Duration::from_secs(r.heartbeat_interval_secs.max(1) as u64);
+    heartbeat_loop(conn, every, "idle", crate::signals::shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
 }

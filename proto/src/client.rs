@@ -72,10 +72,7 @@ pub struct TraceContext;
 impl tonic::service::Interceptor for TraceContext {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         for (k, v) in seedship_telemetry::inject_headers() {
-            if let (Ok(key), Ok(val)) = (
-                MetadataKey::from_bytes(k.as_bytes()),
-                MetadataValue::try_from(v.as_str()),
-            ) {
+            if let (Ok(key), Ok(val)) = (MetadataKey::from_bytes(k.as_bytes()), MetadataValue::try_from(v.as_str())) {
                 req.metadata_mut().insert(key, val);
             }
         }
@@ -91,10 +88,7 @@ pub fn endpoint(cfg: &ClientConfig) -> Result<Endpoint, ConnectError> {
     let (_, ca_pem) = keyfile::read_certs(&cfg.ca_file)?;
     let (_, cert_pem) = keyfile::read_certs(&cfg.cert_file)?;
     let (_, key_pem) = keyfile::read_key(&cfg.key_file)?;
-    let url_err = |detail: String| ConnectError::Url {
-        url: cfg.url.clone(),
-        detail,
-    };
+    let url_err = |detail: String| ConnectError::Url { url: cfg.url.clone(), detail };
     if !cfg.url.starts_with("https://") {
         return Err(url_err("must start with https:// (mTLS is mandatory)".into()));
     }
@@ -122,10 +116,7 @@ pub async fn connect(cfg: &ClientConfig) -> Result<Conn, ConnectError> {
     let channel = endpoint(cfg)?
         .connect()
         .await
-        .map_err(|e| ConnectError::Connect {
-            url: cfg.url.clone(),
-            detail: error_chain(&e),
-        })?;
+        .map_err(|e| ConnectError::Connect { url: cfg.url.clone(), detail: error_chain(&e) })?;
     Ok(InterceptedService::new(channel, TraceContext))
 }
 
@@ -164,10 +155,7 @@ client_ctor!(operator, pb::operator_service_client::OperatorServiceClient<Conn>)
 /// logical call must reuse the id they got, and new calls get new ones.
 pub fn new_request_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{nanos:x}-{:x}-{n:x}", std::process::id())
 }

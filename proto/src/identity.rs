@@ -74,29 +74,16 @@ pub enum IdentityError {
 pub fn validate_label(what: &'static str, value: &str) -> Result<(), IdentityError> {
     let ok = !value.is_empty()
         && value.len() <= 63
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && value.as_bytes()[0].is_ascii_alphanumeric();
-    if ok {
-        Ok(())
-    } else {
-        Err(IdentityError::BadLabel {
-            what,
-            value: value.to_string(),
-        })
-    }
+    if ok { Ok(()) } else { Err(IdentityError::BadLabel { what, value: value.to_string() }) }
 }
 
 impl SpiffeId {
     pub fn new(trust_domain: &str, role: Role, name: &str) -> Result<Self, IdentityError> {
         validate_label("trust domain", trust_domain)?;
         validate_label("name", name)?;
-        Ok(SpiffeId {
-            trust_domain: trust_domain.to_string(),
-            role,
-            name: name.to_string(),
-        })
+        Ok(SpiffeId { trust_domain: trust_domain.to_string(), role, name: name.to_string() })
     }
 
     pub fn uri(&self) -> String {
@@ -113,9 +100,7 @@ impl fmt::Display for SpiffeId {
 impl FromStr for SpiffeId {
     type Err = IdentityError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let rest = s
-            .strip_prefix("spiffe://")
-            .ok_or_else(|| IdentityError::NotSpiffe(s.to_string()))?;
+        let rest = s.strip_prefix("spiffe://").ok_or_else(|| IdentityError::NotSpiffe(s.to_string()))?;
         let parts: Vec<&str> = rest.split('/').collect();
         let [td, role, name] = parts.as_slice() else {
             return Err(IdentityError::Shape(s.to_string()));
@@ -138,29 +123,11 @@ mod tests {
 
     #[test]
     fn rejects_bad_shapes() {
-        assert!(matches!(
-            "https://x/copy/a".parse::<SpiffeId>(),
-            Err(IdentityError::NotSpiffe(_))
-        ));
-        assert!(matches!(
-            "spiffe://x/copy".parse::<SpiffeId>(),
-            Err(IdentityError::Shape(_))
-        ));
-        assert!(matches!(
-            "spiffe://x/copy/a/b".parse::<SpiffeId>(),
-            Err(IdentityError::Shape(_))
-        ));
-        assert!(matches!(
-            "spiffe://x/admin/a".parse::<SpiffeId>(),
-            Err(IdentityError::UnknownRole(_))
-        ));
-        assert!(matches!(
-            "spiffe://x/copy/Station".parse::<SpiffeId>(),
-            Err(IdentityError::BadLabel { .. })
-        ));
-        assert!(matches!(
-            "spiffe://x/copy/-a".parse::<SpiffeId>(),
-            Err(IdentityError::BadLabel { .. })
-        ));
+        assert!(matches!("https://x/copy/a".parse::<SpiffeId>(), Err(IdentityError::NotSpiffe(_))));
+        assert!(matches!("spiffe://x/copy".parse::<SpiffeId>(), Err(IdentityError::Shape(_))));
+        assert!(matches!("spiffe://x/copy/a/b".parse::<SpiffeId>(), Err(IdentityError::Shape(_))));
+        assert!(matches!("spiffe://x/admin/a".parse::<SpiffeId>(), Err(IdentityError::UnknownRole(_))));
+        assert!(matches!("spiffe://x/copy/Station".parse::<SpiffeId>(), Err(IdentityError::BadLabel { .. })));
+        assert!(matches!("spiffe://x/copy/-a".parse::<SpiffeId>(), Err(IdentityError::BadLabel { .. })));
     }
 }

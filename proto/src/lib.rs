@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod identity;
 pub mod keyfile;
+pub mod signals;
 
 /// Generated code for package `seedship.v1`.
 #[allow(clippy::all, missing_docs)]

@@ -3,38 +3,13 @@
 //! Today it registers the server with the coordinator, keeps a heartbeat, and shows where each
 //! of its seeds stands (`status`). Staging backups and seed registration build on this.
 
-use std::path::Path;
-
-use seedship_proto::client::{ClientConfig, Conn};
-use seedship_proto::config::{ConfigError, base_dir, load_toml};
+use seedship_proto::client::Conn;
 use seedship_proto::pb;
-use seedship_telemetry::TelemetryConfig;
-use serde::{Deserialize, Serialize};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// `source-agent` configuration (TOML).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// Site of this server; disk-prep work can be targeted at a site.
-    #[serde(default)]
-    pub site: Option<String>,
-    pub coordinator: ClientConfig,
-    #[serde(default)]
-    pub telemetry: TelemetryConfig,
-}
-
-impl Config {
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let mut cfg: Config = load_toml(path)?;
-        cfg.coordinator.resolve(&base_dir(path));
-        if let Some(site) = &cfg.site {
-            seedship_proto::identity::validate_label("site", site).map_err(|e| ConfigError::Invalid(format!("site: {e}")))?;
-        }
-        Ok(cfg)
-    }
-}
+/// `source-agent` configuration (TOML): site, `[coordinator]`, `[telemetry]`.
+pub use seedship_proto::agent::AgentConfig as Config;
 
 /// This server's seeds and where each stands, in the coordinator's words.
 pub async fn status(conn: &Conn) -> Result<Vec<pb::SeedSummary>, tonic::Status> {

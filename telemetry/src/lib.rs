@@ -35,11 +35,7 @@ pub struct TelemetryConfig {
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        TelemetryConfig {
-            log_format: LogFormat::Text,
-            log_filter: "info".to_string(),
-            otlp_endpoint: None,
-        }
+        TelemetryConfig { log_format: LogFormat::Text, log_filter: "info".to_string(), otlp_endpoint: None }
     }
 }
 
@@ -74,16 +70,11 @@ pub fn init(service: &'static str, cfg: &TelemetryConfig) -> Result<TelemetryGua
     let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| cfg.log_filter.clone());
     // The exporter's own transport would otherwise log (and export) itself.
     let directives = format!("{directives},h2=warn,hyper=warn,tower=warn,opentelemetry_sdk=warn");
-    let filter = EnvFilter::try_new(&directives).map_err(|e| TelemetryError::Filter {
-        filter: directives.clone(),
-        detail: e.to_string(),
-    })?;
+    let filter = EnvFilter::try_new(&directives)
+        .map_err(|e| TelemetryError::Filter { filter: directives.clone(), detail: e.to_string() })?;
 
-    let mut builder = SdkTracerProvider::builder().with_resource(
-        opentelemetry_sdk::Resource::builder()
-            .with_service_name(service)
-            .build(),
-    );
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(opentelemetry_sdk::Resource::builder().with_service_name(service).build());
     if let Some(endpoint) = &cfg.otlp_endpoint {
         use opentelemetry_otlp::WithExportConfig;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -91,10 +82,7 @@ pub fn init(service: &'static str, cfg: &TelemetryConfig) -> Result<TelemetryGua
             .with_endpoint(endpoint)
             .with_timeout(Duration::from_secs(2))
             .build()
-            .map_err(|e| TelemetryError::Otlp {
-                endpoint: endpoint.clone(),
-                detail: e.to_string(),
-            })?;
+            .map_err(|e| TelemetryError::Otlp { endpoint: endpoint.clone(), detail: e.to_string() })?;
         builder = builder.with_batch_exporter(exporter);
     }
     let provider = builder.build();
@@ -108,26 +96,14 @@ pub fn init(service: &'static str, cfg: &TelemetryConfig) -> Result<TelemetryGua
         .with_target("tonic", tracing::Level::ERROR)
         .with_target("tower", tracing::Level::ERROR)
         .with_target("opentelemetry", tracing::Level::ERROR);
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_filter(otel_targets);
+    let otel = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(otel_targets);
 
     let fmt = match cfg.log_format {
-        LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(false)
-            .boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .with_writer(std::io::stderr)
-            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
     };
     // A second init (tests running in-process) keeps the first subscriber.
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .with(otel)
-        .try_init();
+    let _ = tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init();
     Ok(TelemetryGuard { provider })
 }
 

@@ -26,11 +26,7 @@ pub fn bin(name: &str) -> PathBuf {
     // target/<profile>/deps/<test>  ->  target/<profile>/<name>
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} is missing; build the binaries first: cargo build --workspace --bins",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing; build the binaries first: cargo build --workspace --bins", p.display());
     p
 }
 
@@ -85,12 +81,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            lease_ttl: "30s",
-            sweep_interval: "200ms",
-            db_busy_timeout: "2s",
-            extra_toml: String::new(),
-        }
+        Options { lease_ttl: "30s", sweep_interval: "200ms", db_busy_timeout: "2s", extra_toml: String::new() }
     }
 }
 
@@ -119,7 +110,12 @@ impl Cluster {
     pub fn start_with(opts: Options) -> Result<Cluster> {
         let dir = tempfile::Builder::new().prefix("seedship-e2e-").tempdir()?;
         let pki = dir.path().join("pki");
-        run_ok(Command::new(bin("coordinator")).args(["pki", "init", "--dir"]).arg(&pki).args(["--trust-domain", "e2e.test"]))?;
+        run_ok(
+            Command::new(bin("coordinator"))
+                .args(["pki", "init", "--dir"])
+                .arg(&pki)
+                .args(["--trust-domain", "e2e.test"]),
+        )?;
         let config = dir.path().join("coordinator.toml");
         std::fs::write(
             &config,
@@ -168,7 +164,8 @@ db_busy_timeout = "{}"
         let _ = std::fs::remove_file(&ready);
         self.starts += 1;
         let name = format!("coordinator-{}", self.starts);
-        let child = self.spawn(&name, Command::new(bin("coordinator")).arg("serve").arg("--config").arg(&self.config))?;
+        let child =
+            self.spawn(&name, Command::new(bin("coordinator")).arg("serve").arg("--config").arg(&self.config))?;
         let _ = child;
         let addr = wait_for("the coordinator's ready file", Duration::from_secs(20), || {
             let text = std::fs::read_to_string(&ready).ok()?;
@@ -193,10 +190,7 @@ db_busy_timeout = "{}"
             .spawn()
             .with_context(|| format!("spawning {name}"))?;
         let pid = child.id();
-        self.procs.push(Proc {
-            name: name.to_string(),
-            child,
-        });
+        self.procs.push(Proc { name: name.to_string(), child });
         self.logs.push(log);
         Ok(pid)
     }
@@ -204,11 +198,7 @@ db_busy_timeout = "{}"
     /// SIGKILLs the coordinator: no shutdown code runs.
     pub fn kill9_coordinator(&mut self) -> Result<()> {
         let name = format!("coordinator-{}", self.starts);
-        let p = self
-            .procs
-            .iter_mut()
-            .find(|p| p.name == name)
-            .ok_or_else(|| anyhow!("no running {name}"))?;
+        let p = self.procs.iter_mut().find(|p| p.name == name).ok_or_else(|| anyhow!("no running {name}"))?;
         p.child.kill()?; // SIGKILL
         p.child.wait()?;
         Ok(())

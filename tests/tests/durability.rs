@@ -13,7 +13,12 @@ async fn state_survives_kill_9() -> anyhow::Result<()> {
     seedship_proto::agent::register(&cp, Some("hq"), "t").await?;
     client::seeds(src.clone()).register_seed(seed_request("job-a")).await?;
     client::seeds(src.clone()).register_seed(seed_request("job-b")).await?;
-    let lease = client::diskprep(cp.clone()).claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?.into_inner().lease.unwrap();
+    let lease = client::diskprep(cp.clone())
+        .claim_work(pb::ClaimWorkRequest { request_id: rid() })
+        .await?
+        .into_inner()
+        .lease
+        .unwrap();
     let progress_id = rid();
     let p = pb::ReportProgressRequest {
         request_id: progress_id.clone(),
@@ -78,7 +83,12 @@ async fn state_survives_kill_9() -> anyhow::Result<()> {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
-    let l2 = client::diskprep(cp.clone()).claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?.into_inner().lease.unwrap();
+    let l2 = client::diskprep(cp.clone())
+        .claim_work(pb::ClaimWorkRequest { request_id: rid() })
+        .await?
+        .into_inner()
+        .lease
+        .unwrap();
     assert_eq!((l2.job_name.as_str(), l2.generation), ("job-a", 2));
     c.finish()
 }

@@ -39,8 +39,18 @@ async fn retries_get_the_stored_answer_and_conflicts_are_refused() -> anyhow::Re
 
     // ClaimWork retried: the same lease, not a second generation.
     let id = rid();
-    let l1 = client::diskprep(cp.clone()).claim_work(pb::ClaimWorkRequest { request_id: id.clone() }).await?.into_inner().lease.unwrap();
-    let l2 = client::diskprep(cp.clone()).claim_work(pb::ClaimWorkRequest { request_id: id.clone() }).await?.into_inner().lease.unwrap();
+    let l1 = client::diskprep(cp.clone())
+        .claim_work(pb::ClaimWorkRequest { request_id: id.clone() })
+        .await?
+        .into_inner()
+        .lease
+        .unwrap();
+    let l2 = client::diskprep(cp.clone())
+        .claim_work(pb::ClaimWorkRequest { request_id: id.clone() })
+        .await?
+        .into_inner()
+        .lease
+        .unwrap();
     assert_eq!(l1, l2);
     assert_eq!(l1.generation, 1);
 

@@ -19,20 +19,12 @@ fn progress(l: &pb::Lease, from: u64, to: u64) -> pb::ReportProgressRequest {
 }
 
 fn renew(l: &pb::Lease) -> pb::RenewLeaseRequest {
-    pb::RenewLeaseRequest {
-        request_id: rid(),
-        work_id: l.work_id.clone(),
-        generation: l.generation,
-    }
+    pb::RenewLeaseRequest { request_id: rid(), work_id: l.work_id.clone(), generation: l.generation }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_lifecycle_expiry_and_fencing() -> anyhow::Result<()> {
-    let c = Cluster::start_with(Options {
-        lease_ttl: "2s",
-        sweep_interval: "200ms",
-        ..Default::default()
-    })?;
+    let c = Cluster::start_with(Options { lease_ttl: "2s", sweep_interval: "200ms", ..Default::default() })?;
     let (fs, a, b, ops) = (
         c.issue("source", "fs01")?,
         c.issue("copy", "station-a")?,
@@ -46,10 +38,22 @@ async fn lease_lifecycle_expiry_and_fencing() -> anyhow::Result<()> {
     assert_eq!(seed.state, pb::SeedState::QueuedForDiskPrep as i32);
 
     // Claim: generation 1.
-    let la = client::diskprep(ca.clone()).claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?.into_inner().lease.unwrap();
+    let la = client::diskprep(ca.clone())
+        .claim_work(pb::ClaimWorkRequest { request_id: rid() })
+        .await?
+        .into_inner()
+        .lease
+        .unwrap();
     assert_eq!((la.generation, la.progress_bytes, la.total_bytes), (1, 0, 1_000_000));
     // Nothing else to claim.
-    assert!(client::diskprep(cb.clone()).claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?.into_inner().lease.is_none());
+    assert!(
+        client::diskprep(cb.clone())
+            .claim_work(pb::ClaimWorkRequest { request_id: rid() })
+            .await?
+            .into_inner()
+            .lease
+            .is_none()
+    );
 
     // Renew extends the expiry; progress moves by checked deltas.
     let e1 = client::diskprep(ca.clone()).renew_lease(renew(&la)).await?.into_inner().expires_unix_ms;
@@ -72,7 +76,12 @@ async fn lease_lifecycle_expiry_and_fencing() -> anyhow::Result<()> {
     .await?;
 
     // Station B claims it: a higher generation, the progress is kept.
-    let lb = client::diskprep(cb.clone()).claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?.into_inner().lease.unwrap();
+    let lb = client::diskprep(cb.clone())
+        .claim_work(pb::ClaimWorkRequest { request_id: rid() })
+        .await?
+        .into_inner()
+        .lease
+        .unwrap();
     assert_eq!(lb.work_id, la.work_id);
     assert_eq!(lb.generation, 2);
     assert_eq!(lb.progress_bytes, 250_000);
@@ -82,7 +91,11 @@ async fn lease_lifecycle_expiry_and_fencing() -> anyhow::Result<()> {
         client::diskprep(ca.clone()).renew_lease(renew(&la)).await.unwrap_err(),
         client::diskprep(ca.clone()).report_progress(progress(&la, 250_000, 260_000)).await.unwrap_err(),
         client::diskprep(ca.clone())
-            .complete_work(pb::CompleteWorkRequest { request_id: rid(), work_id: la.work_id.clone(), generation: la.generation })
+            .complete_work(pb::CompleteWorkRequest {
+                request_id: rid(),
+                work_id: la.work_id.clone(),
+                generation: la.generation,
+            })
             .await
             .unwrap_err(),
     ] {
@@ -93,7 +106,11 @@ async fn lease_lifecycle_expiry_and_fencing() -> anyhow::Result<()> {
 
     // Complete needs a drive report first; then the seed moves to "disks prepared".
     let e = client::diskprep(cb.clone())
-        .complete_work(pb::CompleteWorkRequest { request_id: rid(), work_id: lb.work_id.clone(), generation: lb.generation })
+        .complete_work(pb::CompleteWorkRequest {
+            request_id: rid(),
+            work_id: lb.work_id.clone(),
+            generation: lb.generation,
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
@@ -115,7 +132,11 @@ async fn lease_lifecycle_expiry_and_fencing() -> anyhow::Result<()> {
         })
         .await?;
     let done = client::diskprep(cb.clone())
-        .complete_work(pb::CompleteWorkRequest { request_id: rid(), work_id: lb.work_id.clone(), generation: lb.generation })
+        .complete_work(pb::CompleteWorkRequest {
+            request_id: rid(),
+            work_id: lb.work_id.clone(),
+            generation: lb.generation,
+        })
         .await?
         .into_inner()
         .seed
@@ -155,7 +176,9 @@ async fn work_targeted_at_a_site_goes_only_to_its_stations() -> anyhow::Result<(
     let mut req = seed_request("job-east");
     req.target_site = "east".into();
     client::seeds(src).register_seed(req).await?;
-    assert!(client::diskprep(cw).claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?.into_inner().lease.is_none());
+    assert!(
+        client::diskprep(cw).claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?.into_inner().lease.is_none()
+    );
     let l = client::diskprep(ce).claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?.into_inner().lease;
     assert_eq!(l.map(|l| l.job_name).as_deref(), Some("job-east"));
     c.finish()

@@ -47,10 +47,7 @@ async fn malformed_oversized_and_invalid_requests_get_the_right_codes() -> anyho
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_database_gives_unavailable_and_writes_nothing() -> anyhow::Result<()> {
-    let c = Cluster::start_with(Options {
-        db_busy_timeout: "300ms",
-        ..Default::default()
-    })?;
+    let c = Cluster::start_with(Options { db_busy_timeout: "300ms", ..Default::default() })?;
     let (fs, ops) = (c.issue("source", "fs01")?, c.issue("operator", "alice")?);
     let (src, op) = (c.connect(&fs).await?, c.connect(&ops).await?);
 
@@ -82,7 +79,8 @@ fn bad_config_and_key_files_are_named_at_start_up() -> anyhow::Result<()> {
     // An unknown field.
     let bad = c.path("bad.toml");
     std::fs::write(&bad, std::fs::read_to_string(&c.config)?.replace("trust_domain", "trust_domian"))?;
-    let out = c.run("bad-config", std::process::Command::new(bin("coordinator")).args(["serve", "--config"]).arg(&bad))?;
+    let out =
+        c.run("bad-config", std::process::Command::new(bin("coordinator")).args(["serve", "--config"]).arg(&bad))?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("bad.toml") && err.contains("trust_domian"), "{err}");
@@ -91,7 +89,8 @@ fn bad_config_and_key_files_are_named_at_start_up() -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let key = c.pki.join("coordinator.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644))?;
-    let out = c.run("open-key", std::process::Command::new(bin("coordinator")).args(["serve", "--config"]).arg(&c.config))?;
+    let out =
+        c.run("open-key", std::process::Command::new(bin("coordinator")).args(["serve", "--config"]).arg(&c.config))?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("coordinator.key") && err.contains("chmod 600"), "{err}");
@@ -101,7 +100,10 @@ fn bad_config_and_key_files_are_named_at_start_up() -> anyhow::Result<()> {
     let fs = c.issue("source", "fs01")?;
     let cfg = c.agent_config(&fs, None)?;
     std::fs::remove_file(&fs.key)?;
-    let out = c.run("agent-no-key", std::process::Command::new(bin("source-agent")).arg("--config").arg(&cfg).arg("register"))?;
+    let out = c.run(
+        "agent-no-key",
+        std::process::Command::new(bin("source-agent")).arg("--config").arg(&cfg).arg("register"),
+    )?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("fs01.key"), "{err}");

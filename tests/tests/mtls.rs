@@ -17,22 +17,16 @@ async fn try_register(url: &str, tls: ClientTlsConfig) -> Result<(), String> {
         .await
         .map_err(|e| seedship_proto::client::error_chain(&e))?;
     let mut c = pb::agent_service_client::AgentServiceClient::new(channel);
-    c.register_agent(pb::RegisterAgentRequest {
-        request_id: rid(),
-        ..Default::default()
-    })
-    .await
-    .map(|_| ())
-    .map_err(|s| format!("{s:?}"))
+    c.register_agent(pb::RegisterAgentRequest { request_id: rid(), ..Default::default() })
+        .await
+        .map(|_| ())
+        .map_err(|s| format!("{s:?}"))
 }
 
 /// Waits until the coordinator has logged a refused handshake whose reason contains `why`.
 fn refusal_logged(c: &Cluster, why: &str) -> anyhow::Result<()> {
     wait_for(&format!("a logged TLS refusal with {why:?}"), Duration::from_secs(5), || {
-        c.coordinator_logs()
-            .lines()
-            .any(|l| l.contains("TLS handshake refused") && l.contains(why))
-            .then_some(())
+        c.coordinator_logs().lines().any(|l| l.contains("TLS handshake refused") && l.contains(why)).then_some(())
     })
 }
 
@@ -52,9 +46,7 @@ async fn refuses_clients_without_a_certificate_from_our_ca() -> anyhow::Result<(
 
     // Control: our own certificate works, so the refusals below are about the certificate.
     let base = ClientTlsConfig::new().ca_certificate(ca(&c)).domain_name("localhost");
-    try_register(&c.url(), base.clone().identity(tls_identity(&good)))
-        .await
-        .map_err(anyhow::Error::msg)?;
+    try_register(&c.url(), base.clone().identity(tls_identity(&good))).await.map_err(anyhow::Error::msg)?;
 
     // 1. No client certificate.
     try_register(&c.url(), base.clone()).await.unwrap_err();
@@ -62,18 +54,19 @@ async fn refuses_clients_without_a_certificate_from_our_ca() -> anyhow::Result<(
 
     // 2. A certificate from another CA (a second, unrelated PKI).
     let other = c.path("other-pki");
-    run_ok(std::process::Command::new(bin("coordinator")).args(["pki", "init", "--dir"]).arg(&other).args(["--trust-domain", "e2e.test"]))?;
+    run_ok(
+        std::process::Command::new(bin("coordinator"))
+            .args(["pki", "init", "--dir"])
+            .arg(&other)
+            .args(["--trust-domain", "e2e.test"]),
+    )?;
     run_ok(
         std::process::Command::new(bin("coordinator"))
             .args(["pki", "issue", "--dir"])
             .arg(&other)
             .args(["--role", "source", "--name", "fs01"]),
     )?;
-    let foreign = Identity {
-        name: "fs01".into(),
-        cert: other.join("fs01.crt"),
-        key: other.join("fs01.key"),
-    };
+    let foreign = Identity { name: "fs01".into(), cert: other.join("fs01.crt"), key: other.join("fs01.key") };
     try_register(&c.url(), base.clone().identity(tls_identity(&foreign))).await.unwrap_err();
     // Same subject name as our CA, different key: the signature check is what refuses it.
     refusal_logged(&c, "invalid peer certificate")?;
@@ -82,9 +75,7 @@ async fn refuses_clients_without_a_certificate_from_our_ca() -> anyhow::Result<(
     let (issuer, td) = coordinator::pki::load_ca(&c.pki)?;
     let id = seedship_proto::identity::SpiffeId::new(&td, seedship_proto::identity::Role::Source, "old")?;
     let (cert, key) = coordinator::pki::issue_leaf(&issuer, &id, &[], 30, -400)?;
-    try_register(&c.url(), base.clone().identity(TlsIdentity::from_pem(cert, key)))
-        .await
-        .unwrap_err();
+    try_register(&c.url(), base.clone().identity(TlsIdentity::from_pem(cert, key))).await.unwrap_err();
     refusal_logged(&c, "certificate expired")?;
 
     // None of them got through to a handler.

@@ -11,10 +11,16 @@ async fn seedctl_shows_seeds_history_and_agents() -> anyhow::Result<()> {
     // Agents register through their own binaries.
     let fs_cfg = c.agent_config(&fs, Some("hq"))?;
     let st_cfg = c.agent_config(&st, Some("hq"))?;
-    let out = c.run("source-register", std::process::Command::new(bin("source-agent")).arg("--config").arg(&fs_cfg).arg("register"))?;
+    let out = c.run(
+        "source-register",
+        std::process::Command::new(bin("source-agent")).arg("--config").arg(&fs_cfg).arg("register"),
+    )?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("spiffe://e2e.test/source/fs01"));
-    let out = c.run("copy-register", std::process::Command::new(bin("copy-agent")).arg("--config").arg(&st_cfg).arg("register"))?;
+    let out = c.run(
+        "copy-register",
+        std::process::Command::new(bin("copy-agent")).arg("--config").arg(&st_cfg).arg("register"),
+    )?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let src = c.connect(&fs).await?;
@@ -46,7 +52,10 @@ async fn seedctl_shows_seeds_history_and_agents() -> anyhow::Result<()> {
     assert_eq!(json[0]["state"], "preparing");
 
     let detail = seedctl(&mut c, "seed", &["seed", "job-cli"])?;
-    assert!(detail.contains("History") && detail.contains("lease_claimed") && detail.contains("station-01"), "{detail}");
+    assert!(
+        detail.contains("History") && detail.contains("lease_claimed") && detail.contains("station-01"),
+        "{detail}"
+    );
     let dj: serde_json::Value = serde_json::from_str(&seedctl(&mut c, "seed-json", &["--json", "seed", "job-cli"])?)?;
     let events: Vec<&str> = dj["history"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
     assert_eq!(events, vec!["register", "queue", "lease_claimed"]);
@@ -71,7 +80,10 @@ async fn seedctl_shows_seeds_history_and_agents() -> anyhow::Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
 
     // The source agent's own status view.
-    let out = c.run("source-status", std::process::Command::new(bin("source-agent")).arg("--config").arg(&fs_cfg).arg("status"))?;
+    let out = c.run(
+        "source-status",
+        std::process::Command::new(bin("source-agent")).arg("--config").arg(&fs_cfg).arg("status"),
+    )?;
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("job-cli") && s.contains("copy station station-01 is preparing the disks"), "{s}");
     c.finish()

@@ -21,23 +21,14 @@ async fn roles_and_ownership_are_enforced_and_refusals_logged() -> anyhow::Resul
     );
 
     // A source agent calling copy-agent RPCs.
-    let e = client::diskprep(src.clone())
-        .claim_work(pb::ClaimWorkRequest { request_id: rid() })
-        .await
-        .unwrap_err();
+    let e = client::diskprep(src.clone()).claim_work(pb::ClaimWorkRequest { request_id: rid() }).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     // A copy station registering a seed; an operator claiming work; a source reading the fleet.
     let e = client::seeds(cp1.clone()).register_seed(seed_request("job-x")).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
-    let e = client::diskprep(op.clone())
-        .claim_work(pb::ClaimWorkRequest { request_id: rid() })
-        .await
-        .unwrap_err();
+    let e = client::diskprep(op.clone()).claim_work(pb::ClaimWorkRequest { request_id: rid() }).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
-    let e = client::operator(src.clone())
-        .list_seeds(pb::ListSeedsRequest::default())
-        .await
-        .unwrap_err();
+    let e = client::operator(src.clone()).list_seeds(pb::ListSeedsRequest::default()).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
 
     // Each source agent sees only its own seeds.
@@ -87,11 +78,9 @@ async fn roles_and_ownership_are_enforced_and_refusals_logged() -> anyhow::Resul
 
     // Every role refusal is logged with the caller's identity.
     let logs = c.coordinator_logs();
-    for who in [
-        "spiffe://e2e.test/source/fs01",
-        "spiffe://e2e.test/copy/station-01",
-        "spiffe://e2e.test/operator/alice",
-    ] {
+    for who in
+        ["spiffe://e2e.test/source/fs01", "spiffe://e2e.test/copy/station-01", "spiffe://e2e.test/operator/alice"]
+    {
         assert!(
             logs.lines().any(|l| l.contains("permission denied") && l.contains(who)),
             "no logged refusal for {who}"

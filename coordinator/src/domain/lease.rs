@@ -17,6 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixMs;
+use crate::domain::model::ProgressDelta;
 use crate::error::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,14 +39,9 @@ impl WorkState {
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            WorkState::Queued,
-            WorkState::Leased,
-            WorkState::Done,
-            WorkState::Cancelled,
-        ]
-        .into_iter()
-        .find(|w| w.as_str() == s)
+        [WorkState::Queued, WorkState::Leased, WorkState::Done, WorkState::Cancelled]
+            .into_iter()
+            .find(|w| w.as_str() == s)
     }
 }
 
@@ -118,10 +114,7 @@ impl WorkItem {
             )));
         }
         if self.holder.as_deref() != Some(station) {
-            return Err(Error::PermissionDenied(format!(
-                "work {} is leased to another station",
-                self.work_id
-            )));
+            return Err(Error::PermissionDenied(format!("work {} is leased to another station", self.work_id)));
         }
         if now >= self.lease_expires_ms {
             return Err(Error::FailedPrecondition(format!(
@@ -144,13 +137,12 @@ impl WorkItem {
         &mut self,
         station: &str,
         generation: u64,
-        from: u64,
-        to: u64,
-        phase: &str,
+        delta: &ProgressDelta,
         now: UnixMs,
         ttl_ms: i64,
     ) -> Result<(), Error> {
         self.check(station, generation, now)?;
+        let (from, to) = (delta.from, delta.to);
         if from != self.progress_bytes {
             return Err(Error::FailedPrecondition(format!(
                 "progress on work {} is at {} bytes, not {from}; report ({}, to]",
@@ -158,10 +150,7 @@ impl WorkItem {
             )));
         }
         if to <= from {
-            return Err(Error::invalid(
-                "to_bytes",
-                format!("must be greater than from_bytes ({from}), got {to}"),
-            ));
+            return Err(Error::invalid("to_bytes", format!("must be greater than from_bytes ({from}), got {to}")));
         }
         if to > self.total_bytes {
             return Err(Error::invalid(
@@ -170,7 +159,7 @@ impl WorkItem {
             ));
         }
         self.progress_bytes = to;
-        self.phase = phase.to_string();
+        self.phase = delta.phase.clone();
         self.lease_expires_ms = now + ttl_ms;
         Ok(())
     }
@@ -212,6 +201,10 @@ mod tests {
     use super::*;
     use crate::error::Error;
 
+    fn d(from: u64, to: u64, phase: &str) -> ProgressDelta {
+        ProgressDelta { from, to, phase: phase.into() }
+    }
+
     fn item() -> WorkItem {
         WorkItem {
             work_id: "wk-1".into(),
@@ -249,7 +242,7 @@ mod tests {
     fn expired_but_unswept_lease_is_refused() {
         let mut w = item();
         w.claim("a", 0, 100).unwrap();
-        let err = w.progress("a", 1, 0, 10, "copy", 100, 100).unwrap_err();
+        let err = w.progress("a", 1, &d(0, 10, "copy"), 100, 100).unwrap_err();
         assert!(matches!(err, Error::FailedPrecondition(ref m) if m.contains("expired")));
         assert_eq!(w.progress_bytes, 0);
     }
@@ -258,22 +251,13 @@ mod tests {
     fn progress_is_a_checked_delta() {
         let mut w = item();
         w.claim("a", 0, 100).unwrap();
-        w.progress("a", 1, 0, 400, "copy", 10, 100).unwrap();
+        w.progress("a", 1, &d(0, 400, "copy"), 10, 100).unwrap();
         assert_eq!(w.progress_bytes, 400);
         // A retry of the same delta, or a rewind, is refused and changes nothing.
-        assert!(matches!(
-            w.progress("a", 1, 0, 400, "copy", 11, 100),
-            Err(Error::FailedPrecondition(_))
-        ));
-        assert!(matches!(
-            w.progress("a", 1, 400, 400, "copy", 11, 100),
-            Err(Error::InvalidArgument { .. })
-        ));
-        assert!(matches!(
-            w.progress("a", 1, 400, 1001, "copy", 11, 100),
-            Err(Error::InvalidArgument { .. })
-        ));
-        w.progress("a", 1, 400, 1000, "verify", 12, 100).unwrap();
+        assert!(matches!(w.progress("a", 1, &d(0, 400, "copy"), 11, 100), Err(Error::FailedPrecondition(_))));
+        assert!(matches!(w.progress("a", 1, &d(400, 400, "copy"), 11, 100), Err(Error::InvalidArgument { .. })));
+        assert!(matches!(w.progress("a", 1, &d(400, 1001, "copy"), 11, 100), Err(Error::InvalidArgument { .. })));
+        w.progress("a", 1, &d(400, 1000, "verify"), 12, 100).unwrap();
         assert_eq!((w.progress_bytes, w.phase.as_str()), (1000, "verify"));
     }
 
@@ -281,7 +265,7 @@ mod tests {
     fn release_keeps_progress_and_done_is_final() {
         let mut w = item();
         w.claim("a", 0, 100).unwrap();
-        w.progress("a", 1, 0, 300, "copy", 1, 100).unwrap();
+        w.progress("a", 1, &d(0, 300, "copy"), 1, 100).unwrap();
         w.release("a", 1, 2).unwrap();
         assert_eq!((w.state, w.progress_bytes), (WorkState::Queued, 300));
         w.claim("b", 3, 100).unwrap();

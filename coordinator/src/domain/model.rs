@@ -1,7 +1,7 @@
 //! Domain types: what the coordinator knows, independent of the wire and the database.
 
-use serde::{Deserialize, Serialize};
 use seedship_proto::identity::Role;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixMs;
 use crate::domain::lease::WorkItem;

@@ -130,11 +130,7 @@ impl SeedState {
             (S::SeedingVault, E::VaultSeeded) => S::Seeded,
             (s, E::Fail) if !s.is_terminal() => S::Failed,
             (
-                S::Registered
-                | S::QueuedForDiskPrep
-                | S::Preparing
-                | S::DisksPrepared
-                | S::ImportJobCreated,
+                S::Registered | S::QueuedForDiskPrep | S::Preparing | S::DisksPrepared | S::ImportJobCreated,
                 E::Cancel,
             ) => S::Cancelled,
             (state, event) => return Err(InvalidTransition { state, event }),
@@ -280,11 +276,7 @@ mod tests {
             E::Cancel
                 if matches!(
                     state,
-                    S::Registered
-                        | S::QueuedForDiskPrep
-                        | S::Preparing
-                        | S::DisksPrepared
-                        | S::ImportJobCreated
+                    S::Registered | S::QueuedForDiskPrep | S::Preparing | S::DisksPrepared | S::ImportJobCreated
                 ) =>
             {
                 Some(S::Cancelled)
@@ -297,11 +289,7 @@ mod tests {
     fn every_state_event_pair_matches_the_table() {
         for state in SeedState::ALL {
             for event in EVENTS {
-                assert_eq!(
-                    state.apply(event).ok(),
-                    expected(state, event),
-                    "{state} + {event}"
-                );
+                assert_eq!(state.apply(event).ok(), expected(state, event), "{state} + {event}");
             }
         }
     }
@@ -323,10 +311,7 @@ mod tests {
             E::VerificationPassed,
             E::VaultSeeded,
         ];
-        let end = path
-            .iter()
-            .try_fold(S::Registered, |s, e| s.apply(*e))
-            .unwrap();
+        let end = path.iter().try_fold(S::Registered, |s, e| s.apply(*e)).unwrap();
         assert_eq!(end, S::Seeded);
         for t in [S::Seeded, S::Failed, S::Cancelled] {
             assert!(t.is_terminal());

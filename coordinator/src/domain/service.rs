@@ -46,13 +46,13 @@ fn fingerprint<T: Serialize>(method: &str, body: &T) -> [u8; 32] {
 }
 
 impl Coordinator {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: Settings, master_key: Option<Arc<MasterKey>>) -> Self {
-        Coordinator {
-            store,
-            clock,
-            settings,
-            master_key,
-        }
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        master_key: Option<Arc<MasterKey>>,
+    ) -> Self {
+        Coordinator { store, clock, settings, master_key }
     }
 
     pub fn settings(&self) -> Settings {
@@ -81,10 +81,7 @@ impl Coordinator {
     }
 
     fn timing(&self) -> LeaseTiming {
-        LeaseTiming {
-            now: self.now(),
-            ttl_ms: self.settings.lease_ttl.as_millis() as i64,
-        }
+        LeaseTiming { now: self.now(), ttl_ms: self.settings.lease_ttl.as_millis() as i64 }
     }
 
     pub async fn register_agent(&self, who: &SpiffeId, cmd: Cmd<AgentInfo>) -> Result<Agent> {
@@ -129,10 +126,20 @@ impl Coordinator {
     pub async fn progress(&self, station: &SpiffeId, cmd: Cmd<(Fence, ProgressDelta)>) -> Result<(u64, UnixMs)> {
         let idem = self.idem(station, "ReportProgress", &cmd);
         let (fence, delta) = &cmd.body;
-        Self::audit(station, "ReportProgress", self.store.report_progress(&idem, station, fence, delta, self.timing()).await)
+        Self::audit(
+            station,
+            "ReportProgress",
+            self.store.report_progress(&idem, station, fence, delta, self.timing()).await,
+        )
     }
 
-    pub async fn report_drive(&self, station: &SpiffeId, request_id: String, fence: Fence, drive: DriveReport) -> Result<Drive> {
+    pub async fn report_drive(
+        &self,
+        station: &SpiffeId,
+        request_id: String,
+        fence: Fence,
+        drive: DriveReport,
+    ) -> Result<Drive> {
         let sealed = match (&drive.recovery_password, &self.master_key) {
             (None, _) => None,
             (Some(pw), Some(mk)) => Some((mk.seal(&fence.work_id, &drive.spec.drive_id, pw)?, mk.fingerprint(&pw.0))),
@@ -143,17 +150,12 @@ impl Coordinator {
             }
         };
         // The fingerprint covers the key only through a keyed hash, never the key itself.
-        let cmd = Cmd {
-            request_id,
-            body: (&fence, &drive.spec, sealed.as_ref().map(|(_, fp)| fp.clone())),
-        };
+        let cmd = Cmd { request_id, body: (&fence, &drive.spec, sealed.as_ref().map(|(_, fp)| fp.clone())) };
         let idem = self.idem(station, "ReportDrive", &cmd);
         let out = Self::audit(
             station,
             "ReportDrive",
-            self.store
-                .report_drive(&idem, station, &fence, &drive.spec, sealed.map(|(k, _)| k), self.now())
-                .await,
+            self.store.report_drive(&idem, station, &fence, &drive.spec, sealed.map(|(k, _)| k), self.now()).await,
         )?;
         tracing::info!(station = %station, work = %fence.work_id, drive = %drive.spec.drive_id, "drive reported");
         Ok(out)
@@ -161,7 +163,11 @@ impl Coordinator {
 
     pub async fn complete(&self, station: &SpiffeId, cmd: Cmd<Fence>) -> Result<Seed> {
         let idem = self.idem(station, "CompleteWork", &cmd);
-        let seed = Self::audit(station, "CompleteWork", self.store.complete_work(&idem, station, &cmd.body, self.now()).await)?;
+        let seed = Self::audit(
+            station,
+            "CompleteWork",
+            self.store.complete_work(&idem, station, &cmd.body, self.now()).await,
+        )?;
         tracing::info!(station = %station, job = %seed.spec.job_name, "disk preparation complete");
         Ok(seed)
     }

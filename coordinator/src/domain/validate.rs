@@ -69,10 +69,7 @@ pub fn subscription_id(v: &str) -> R {
     let groups: Vec<&str> = v.split('-').collect();
     let lens = [8, 4, 4, 4, 12];
     let ok = groups.len() == 5
-        && groups
-            .iter()
-            .zip(lens)
-            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()));
+        && groups.iter().zip(lens).all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()));
     if ok {
         Ok(())
     } else {
@@ -94,14 +91,7 @@ pub fn location(v: &str) -> R {
 
 /// Path or share as a copy station sees it: 1-1024 characters, no control characters.
 pub fn staging_location(v: &str) -> R {
-    chars(
-        "staging_location",
-        v,
-        1,
-        1024,
-        |c| !c.is_control(),
-        "use 1-1024 characters without control characters",
-    )
+    chars("staging_location", v, 1, 1024, |c| !c.is_control(), "use 1-1024 characters without control characters")
 }
 
 /// Lowercase hex of `len` bytes.
@@ -155,7 +145,7 @@ pub fn recovery_password(v: &str) -> R {
     }
     for (i, g) in groups.iter().enumerate() {
         let n: u32 = g.parse().unwrap_or(u32::MAX);
-        if n % 11 != 0 || n >= 720_896 {
+        if !n.is_multiple_of(11) || n >= 720_896 {
             return Err(err(
                 field,
                 format!("group {} fails the BitLocker check (a multiple of 11 below 720896)", i + 1),
@@ -167,22 +157,13 @@ pub fn recovery_password(v: &str) -> R {
 
 /// Tracking number: 1-64 letters, digits and '-'.
 pub fn tracking_number(v: &str) -> R {
-    chars(
-        "tracking_number",
-        v,
-        1,
-        64,
-        |c| c.is_ascii_alphanumeric() || c == '-',
-        "use 1-64 letters, digits and '-'",
-    )
+    chars("tracking_number", v, 1, 64, |c| c.is_ascii_alphanumeric() || c == '-', "use 1-64 letters, digits and '-'")
 }
 
 /// A calendar date `YYYY-MM-DD`.
 pub fn date(field: &str, v: &str) -> R {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(v, &fmt)
-        .map(|_| ())
-        .map_err(|_| err(field, format!("expected a date YYYY-MM-DD, got {v:?}")))
+    time::Date::parse(v, &fmt).map(|_| ()).map_err(|_| err(field, format!("expected a date YYYY-MM-DD, got {v:?}")))
 }
 
 #[cfg(test)]

@@ -40,14 +40,7 @@ impl TryFrom<pb::RegisterAgentRequest> for Cmd<AgentInfo> {
         }
         v::text("hostname", &r.hostname, 255)?;
         v::text("version", &r.version, 64)?;
-        cmd(
-            r.request_id,
-            AgentInfo {
-                site: opt(r.site),
-                hostname: r.hostname,
-                version: r.version,
-            },
-        )
+        cmd(r.request_id, AgentInfo { site: opt(r.site), hostname: r.hostname, version: r.version })
     }
 }
 
@@ -126,11 +119,7 @@ impl TryFrom<pb::ReportProgressRequest> for Cmd<(Fence, ProgressDelta)> {
                 format!("must be greater than from_bytes ({}), got {}", r.from_bytes, r.to_bytes),
             ));
         }
-        let d = ProgressDelta {
-            from: r.from_bytes,
-            to: r.to_bytes,
-            phase: r.phase,
-        };
+        let d = ProgressDelta { from: r.from_bytes, to: r.to_bytes, phase: r.phase };
         cmd(r.request_id, (f, d))
     }
 }
@@ -288,10 +277,7 @@ pub fn state_to_pb(s: SeedState) -> pb::SeedState {
 }
 
 fn state_from_pb(s: pb::SeedState) -> SeedState {
-    SeedState::ALL
-        .into_iter()
-        .find(|d| state_to_pb(*d) == s)
-        .unwrap_or(SeedState::Registered)
+    SeedState::ALL.into_iter().find(|d| state_to_pb(*d) == s).unwrap_or(SeedState::Registered)
 }
 
 fn role_to_pb(r: Role) -> pb::Role {
@@ -477,7 +463,8 @@ mod tests {
     #[test]
     fn every_bad_seed_field_is_named() {
         assert!(Cmd::<NewSeed>::try_from(seed_req()).is_ok());
-        let cases: Vec<(&str, Box<dyn Fn(&mut pb::RegisterSeedRequest)>)> = vec![
+        type Mutate = Box<dyn Fn(&mut pb::RegisterSeedRequest)>;
+        let cases: Vec<(&str, Mutate)> = vec![
             ("request_id", Box::new(|r| r.request_id.clear())),
             ("job_name", Box::new(|r| r.job_name = "a b".into())),
             ("storage_account", Box::new(|r| r.storage_account = "A".into())),

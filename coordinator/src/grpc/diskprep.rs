@@ -14,18 +14,17 @@ impl pb::disk_prep_service_server::DiskPrepService for Api {
         let station = self.auth.require(&req, "ClaimWork", COPY)?;
         let cmd = Cmd::try_from(req.into_inner())?;
         let lease = self.core.claim(&station, cmd).await?;
-        Ok(Response::new(pb::ClaimWorkResponse {
-            lease: lease.map(Into::into),
-        }))
+        Ok(Response::new(pb::ClaimWorkResponse { lease: lease.map(Into::into) }))
     }
 
-    async fn renew_lease(&self, req: Request<pb::RenewLeaseRequest>) -> Result<Response<pb::RenewLeaseResponse>, Status> {
+    async fn renew_lease(
+        &self,
+        req: Request<pb::RenewLeaseRequest>,
+    ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
         let station = self.auth.require(&req, "RenewLease", COPY)?;
         let cmd = Cmd::try_from(req.into_inner())?;
         let expires = self.core.renew(&station, cmd).await?;
-        Ok(Response::new(pb::RenewLeaseResponse {
-            expires_unix_ms: expires,
-        }))
+        Ok(Response::new(pb::RenewLeaseResponse { expires_unix_ms: expires }))
     }
 
     async fn report_progress(
@@ -35,19 +34,17 @@ impl pb::disk_prep_service_server::DiskPrepService for Api {
         let station = self.auth.require(&req, "ReportProgress", COPY)?;
         let cmd = Cmd::try_from(req.into_inner())?;
         let (progress, expires) = self.core.progress(&station, cmd).await?;
-        Ok(Response::new(pb::ReportProgressResponse {
-            progress_bytes: progress,
-            expires_unix_ms: expires,
-        }))
+        Ok(Response::new(pb::ReportProgressResponse { progress_bytes: progress, expires_unix_ms: expires }))
     }
 
-    async fn report_drive(&self, req: Request<pb::ReportDriveRequest>) -> Result<Response<pb::ReportDriveResponse>, Status> {
+    async fn report_drive(
+        &self,
+        req: Request<pb::ReportDriveRequest>,
+    ) -> Result<Response<pb::ReportDriveResponse>, Status> {
         let station = self.auth.require(&req, "ReportDrive", COPY)?;
         let c = DriveCmd::try_from(req.into_inner())?;
         let drive = self.core.report_drive(&station, c.request_id, c.fence, c.drive).await?;
-        Ok(Response::new(pb::ReportDriveResponse {
-            drive: Some(drive.into()),
-        }))
+        Ok(Response::new(pb::ReportDriveResponse { drive: Some(drive.into()) }))
     }
 
     async fn complete_work(
@@ -57,12 +54,13 @@ impl pb::disk_prep_service_server::DiskPrepService for Api {
         let station = self.auth.require(&req, "CompleteWork", COPY)?;
         let cmd = Cmd::try_from(req.into_inner())?;
         let seed = self.core.complete(&station, cmd).await?;
-        Ok(Response::new(pb::CompleteWorkResponse {
-            seed: Some(seed.into()),
-        }))
+        Ok(Response::new(pb::CompleteWorkResponse { seed: Some(seed.into()) }))
     }
 
-    async fn release_work(&self, req: Request<pb::ReleaseWorkRequest>) -> Result<Response<pb::ReleaseWorkResponse>, Status> {
+    async fn release_work(
+        &self,
+        req: Request<pb::ReleaseWorkRequest>,
+    ) -> Result<Response<pb::ReleaseWorkResponse>, Status> {
         let station = self.auth.require(&req, "ReleaseWork", COPY)?;
         let cmd = Cmd::try_from(req.into_inner())?;
         self.core.release(&station, cmd).await?;

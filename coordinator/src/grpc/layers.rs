@@ -11,11 +11,7 @@ const OUT_OF_RANGE: &str = "11";
 const INTERNAL: &str = "13";
 
 fn message(resp: &http::Response<tonic::body::Body>) -> String {
-    resp.headers()
-        .get("grpc-message")
-        .and_then(|v| v.to_str().ok())
-        .map(|m| m.replace("%20", " "))
-        .unwrap_or_default()
+    resp.headers().get("grpc-message").and_then(|v| v.to_str().ok()).map(|m| m.replace("%20", " ")).unwrap_or_default()
 }
 
 /// Rewrites tonic's codes for oversized and malformed requests.

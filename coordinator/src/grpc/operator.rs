@@ -42,24 +42,26 @@ impl pb::operator_service_server::OperatorService for Api {
         }))
     }
 
-    async fn list_drives(&self, req: Request<pb::ListDrivesRequest>) -> Result<Response<pb::ListDrivesResponse>, Status> {
+    async fn list_drives(
+        &self,
+        req: Request<pb::ListDrivesRequest>,
+    ) -> Result<Response<pb::ListDrivesResponse>, Status> {
         self.auth.require(&req, "ListDrives", OPERATOR)?;
         let key = opt_key("seed", &req.into_inner().seed)?;
         let drives = self.core.list_drives(key.as_deref()).await?;
-        Ok(Response::new(pb::ListDrivesResponse {
-            drives: drives.into_iter().map(Into::into).collect(),
-        }))
+        Ok(Response::new(pb::ListDrivesResponse { drives: drives.into_iter().map(Into::into).collect() }))
     }
 
     async fn list_jobs(&self, req: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {
         self.auth.require(&req, "ListJobs", OPERATOR)?;
         let jobs = self.core.list_jobs().await?;
-        Ok(Response::new(pb::ListJobsResponse {
-            jobs: jobs.into_iter().map(Into::into).collect(),
-        }))
+        Ok(Response::new(pb::ListJobsResponse { jobs: jobs.into_iter().map(Into::into).collect() }))
     }
 
-    async fn list_agents(&self, req: Request<pb::ListAgentsRequest>) -> Result<Response<pb::ListAgentsResponse>, Status> {
+    async fn list_agents(
+        &self,
+        req: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
         self.auth.require(&req, "ListAgents", OPERATOR)?;
         let role = optional_role(req.into_inner().role)?;
         let agents = self.core.list_agents(role).await?;
@@ -69,13 +71,14 @@ impl pb::operator_service_server::OperatorService for Api {
         }))
     }
 
-    async fn list_events(&self, req: Request<pb::ListEventsRequest>) -> Result<Response<pb::ListEventsResponse>, Status> {
+    async fn list_events(
+        &self,
+        req: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
         self.auth.require(&req, "ListEvents", OPERATOR)?;
         let r = req.into_inner();
         let key = opt_key("seed", &r.seed)?;
         let events = self.core.list_events(key.as_deref(), limit(r.limit)?).await?;
-        Ok(Response::new(pb::ListEventsResponse {
-            events: events.into_iter().map(Into::into).collect(),
-        }))
+        Ok(Response::new(pb::ListEventsResponse { events: events.into_iter().map(Into::into).collect() }))
     }
 }

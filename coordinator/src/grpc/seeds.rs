@@ -16,10 +16,7 @@ impl pb::seed_service_server::SeedService for Api {
         let owner = self.auth.require(&req, "RegisterSeed", SOURCE)?;
         let cmd = Cmd::try_from(req.into_inner())?;
         let reg = self.core.register_seed(&owner, cmd).await?;
-        Ok(Response::new(pb::RegisterSeedResponse {
-            seed: Some(reg.seed.into()),
-            created: reg.created,
-        }))
+        Ok(Response::new(pb::RegisterSeedResponse { seed: Some(reg.seed.into()), created: reg.created }))
     }
 
     async fn list_own_seeds(
@@ -28,8 +25,6 @@ impl pb::seed_service_server::SeedService for Api {
     ) -> Result<Response<pb::ListOwnSeedsResponse>, Status> {
         let owner = self.auth.require(&req, "ListOwnSeeds", SOURCE)?;
         let seeds = self.core.own_seeds(&owner).await?;
-        Ok(Response::new(pb::ListOwnSeedsResponse {
-            seeds: seeds.into_iter().map(Into::into).collect(),
-        }))
+        Ok(Response::new(pb::ListOwnSeedsResponse { seeds: seeds.into_iter().map(Into::into).collect() }))
     }
 }

@@ -17,18 +17,17 @@ impl pb::shipping_service_server::ShippingService for Api {
         let operator = self.auth.require(&req, "RecordShipping", OPERATOR)?;
         let cmd = Cmd::try_from(req.into_inner())?;
         let rec = self.core.record_shipping(&operator, cmd).await?;
-        Ok(Response::new(pb::RecordShippingResponse {
-            record: Some(rec.into()),
-        }))
+        Ok(Response::new(pb::RecordShippingResponse { record: Some(rec.into()) }))
     }
 
-    async fn get_shipping(&self, req: Request<pb::GetShippingRequest>) -> Result<Response<pb::GetShippingResponse>, Status> {
+    async fn get_shipping(
+        &self,
+        req: Request<pb::GetShippingRequest>,
+    ) -> Result<Response<pb::GetShippingResponse>, Status> {
         self.auth.require(&req, "GetShipping", OPERATOR)?;
         let job = req.into_inner().job_name;
         validate::job_name(&job)?;
         let rec = self.core.shipping(&job).await?;
-        Ok(Response::new(pb::GetShippingResponse {
-            record: Some(rec.into()),
-        }))
+        Ok(Response::new(pb::GetShippingResponse { record: Some(rec.into()) }))
     }
 }

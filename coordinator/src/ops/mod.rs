@@ -129,8 +129,9 @@ impl Cli {
             return Ok(cfg);
         }
         let need = |v: &Option<PathBuf>, flag: &str| {
-            v.clone()
-                .ok_or_else(|| CliError::Usage(format!("give --config, or --url with --ca, --cert and --key (missing {flag})")))
+            v.clone().ok_or_else(|| {
+                CliError::Usage(format!("give --config, or --url with --ca, --cert and --key (missing {flag})"))
+            })
         };
         Ok(ClientConfig {
             url: self
@@ -182,12 +183,8 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
             (agents_table(&r.agents, r.server_time_unix_ms), Value::Array(r.agents.iter().map(agent_json).collect()))
         }
         Cmd::Drives { seed } => {
-            let r = ops
-                .list_drives(pb::ListDrivesRequest {
-                    seed: seed.clone().unwrap_or_default(),
-                })
-                .await?
-                .into_inner();
+            let r =
+                ops.list_drives(pb::ListDrivesRequest { seed: seed.clone().unwrap_or_default() }).await?.into_inner();
             (drives_table(&r.drives), Value::Array(r.drives.iter().map(drive_json).collect()))
         }
         Cmd::Jobs => {
@@ -196,21 +193,12 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
         }
         Cmd::Events { seed, limit } => {
             let r = ops
-                .list_events(pb::ListEventsRequest {
-                    seed: seed.clone().unwrap_or_default(),
-                    limit: *limit,
-                })
+                .list_events(pb::ListEventsRequest { seed: seed.clone().unwrap_or_default(), limit: *limit })
                 .await?
                 .into_inner();
             (events_table(&r.events), Value::Array(r.events.iter().map(event_json).collect()))
         }
-        Cmd::Ship {
-            job,
-            carrier,
-            tracking,
-            drives,
-            date,
-        } => {
+        Cmd::Ship { job, carrier, tracking, drives, date } => {
             let r = client::shipping(conn)
                 .record_shipping(pb::RecordShippingRequest {
                     request_id: new_request_id(),
@@ -234,9 +222,5 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
             (shipping_text(&rec), shipping_json(&rec))
         }
     };
-    if cli.json {
-        Ok(serde_json::to_string_pretty(&json).unwrap_or_default())
-    } else {
-        Ok(text)
-    }
+    if cli.json { Ok(serde_json::to_string_pretty(&json).unwrap_or_default()) } else { Ok(text) }
 }

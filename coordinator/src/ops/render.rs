@@ -7,11 +7,7 @@ use crate::clock::rfc3339;
 
 fn state_name(s: i32) -> String {
     pb::SeedState::try_from(s)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("SEED_STATE_")
-                .to_ascii_lowercase()
-        })
+        .map(|s| s.as_str_name().trim_start_matches("SEED_STATE_").to_ascii_lowercase())
         .unwrap_or_else(|_| format!("unknown({s})"))
 }
 
@@ -116,7 +112,10 @@ pub fn seed_detail_text(r: &pb::GetSeedResponse) -> String {
         format!("Owner      {}", s.owner),
         format!("Created    {} ({} ago)", rfc3339(s.created_unix_ms), age(now, s.created_unix_ms)),
         format!("Size       {} in {} files", size(s.total_bytes), s.file_count),
-        format!("Azure      account {} / container {} / {} / subscription {}", s.storage_account, s.container, s.location, s.subscription_id),
+        format!(
+            "Azure      account {} / container {} / {} / subscription {}",
+            s.storage_account, s.container, s.location, s.subscription_id
+        ),
         format!("Staging    {}", s.staging_location),
         format!("Manifest   {}", s.manifest_root),
     ];

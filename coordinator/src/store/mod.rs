@@ -46,21 +46,55 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- seeds
     /// Registers a seed and queues its disk-prep work, or returns the identical existing one.
-    async fn register_seed(&self, idem: &Idem, owner: &SpiffeId, seed: &NewSeed, now: UnixMs) -> Result<SeedRegistration>;
+    async fn register_seed(
+        &self,
+        idem: &Idem,
+        owner: &SpiffeId,
+        seed: &NewSeed,
+        now: UnixMs,
+    ) -> Result<SeedRegistration>;
 
     // ---- disk-prep leases
     /// Leases the oldest queued item the station may take, or `None`.
     async fn claim_work(&self, idem: &Idem, station: &SpiffeId, t: LeaseTiming) -> Result<Option<Lease>>;
     async fn renew_lease(&self, idem: &Idem, station: &SpiffeId, fence: &Fence, t: LeaseTiming) -> Result<UnixMs>;
-    async fn report_progress(&self, idem: &Idem, station: &SpiffeId, fence: &Fence, delta: &ProgressDelta, t: LeaseTiming) -> Result<(u64, UnixMs)>;
-    async fn report_drive(&self, idem: &Idem, station: &SpiffeId, fence: &Fence, drive: &DriveSpec, key: Option<SealedKey>, now: UnixMs) -> Result<Drive>;
+    async fn report_progress(
+        &self,
+        idem: &Idem,
+        station: &SpiffeId,
+        fence: &Fence,
+        delta: &ProgressDelta,
+        t: LeaseTiming,
+    ) -> Result<(u64, UnixMs)>;
+    async fn report_drive(
+        &self,
+        idem: &Idem,
+        station: &SpiffeId,
+        fence: &Fence,
+        drive: &DriveSpec,
+        key: Option<SealedKey>,
+        now: UnixMs,
+    ) -> Result<Drive>;
     async fn complete_work(&self, idem: &Idem, station: &SpiffeId, fence: &Fence, now: UnixMs) -> Result<Seed>;
-    async fn release_work(&self, idem: &Idem, station: &SpiffeId, fence: &Fence, reason: &str, now: UnixMs) -> Result<()>;
+    async fn release_work(
+        &self,
+        idem: &Idem,
+        station: &SpiffeId,
+        fence: &Fence,
+        reason: &str,
+        now: UnixMs,
+    ) -> Result<()>;
     /// Returns every lease that expired by `now` to the queue (the sweeper's job).
     async fn expire_leases(&self, now: UnixMs) -> Result<Vec<ExpiredLease>>;
 
     // ---- shipping
-    async fn record_shipping(&self, idem: &Idem, operator: &SpiffeId, rec: &NewShipping, now: UnixMs) -> Result<ShippingRecord>;
+    async fn record_shipping(
+        &self,
+        idem: &Idem,
+        operator: &SpiffeId,
+        rec: &NewShipping,
+        now: UnixMs,
+    ) -> Result<ShippingRecord>;
     async fn get_shipping(&self, job_name: &str) -> Result<Option<ShippingRecord>>;
 
     // ---- housekeeping

@@ -64,7 +64,9 @@ pub(crate) fn db_err(e: rusqlite::Error) -> Error {
             | ErrorCode::CannotOpen
             | ErrorCode::DiskFull
             | ErrorCode::ReadOnly
-            | ErrorCode::OutOfMemory => Error::Unavailable(format!("database unavailable: {e}; nothing was written, retry")),
+            | ErrorCode::OutOfMemory => {
+                Error::Unavailable(format!("database unavailable: {e}; nothing was written, retry"))
+            }
             _ => Error::Internal(format!("database: {e}")),
         },
         _ => Error::Internal(format!("database: {e}")),
@@ -86,9 +88,7 @@ impl SqliteStore {
     /// another process before the callers get UNAVAILABLE.
     pub fn open(path: &Path, busy: Duration) -> Result<Self> {
         let conn = open_conn(path, busy)?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .map_err(db_err)?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(db_err)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(Error::Internal(format!("database {} refused WAL mode (got {mode})", path.display())));
         }
@@ -106,11 +106,7 @@ impl SqliteStore {
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx))
             .map_err(|e| Error::Internal(format!("cannot start the database writer: {e}")))?;
-        Ok(SqliteStore {
-            path: path.to_path_buf(),
-            writer: tx,
-            readers: Arc::new(Mutex::new(readers)),
-        })
+        Ok(SqliteStore { path: path.to_path_buf(), writer: tx, readers: Arc::new(Mutex::new(readers)) })
     }
 
     /// Runs `f` in its own savepoint of the writer's next batch; answers after the commit.
@@ -131,11 +127,8 @@ impl SqliteStore {
             });
             (ok, finish)
         });
-        self.writer
-            .send(job)
-            .map_err(|_| Error::Unavailable("the database writer has stopped".into()))?;
-        rx.await
-            .map_err(|_| Error::Unavailable("the database writer has stopped".into()))?
+        self.writer.send(job).map_err(|_| Error::Unavailable("the database writer has stopped".into()))?;
+        rx.await.map_err(|_| Error::Unavailable("the database writer has stopped".into()))?
     }
 
     /// Runs `f` on a pooled read connection.
@@ -235,7 +228,13 @@ impl Store for SqliteStore {
         self.write(move |c| writes::heartbeat(c, &idem, &who, &status, now)).await
     }
 
-    async fn register_seed(&self, idem: &Idem, owner: &SpiffeId, seed: &NewSeed, now: UnixMs) -> Result<SeedRegistration> {
+    async fn register_seed(
+        &self,
+        idem: &Idem,
+        owner: &SpiffeId,
+        seed: &NewSeed,
+        now: UnixMs,
+    ) -> Result<SeedRegistration> {
         let (idem, owner, seed) = (idem.clone(), owner.clone(), seed.clone());
         self.write(move |c| writes::register_seed(c, &idem, &owner, &seed, now)).await
     }
@@ -280,7 +279,14 @@ impl Store for SqliteStore {
         self.write(move |c| writes::complete_work(c, &idem, &station, &fence, now)).await
     }
 
-    async fn release_work(&self, idem: &Idem, station: &SpiffeId, fence: &Fence, reason: &str, now: UnixMs) -> Result<()> {
+    async fn release_work(
+        &self,
+        idem: &Idem,
+        station: &SpiffeId,
+        fence: &Fence,
+        reason: &str,
+        now: UnixMs,
+    ) -> Result<()> {
         let (idem, station, fence, reason) = (idem.clone(), station.clone(), fence.clone(), reason.to_string());
         self.write(move |c| writes::release_work(c, &idem, &station, &fence, &reason, now)).await
     }
@@ -289,7 +295,13 @@ impl Store for SqliteStore {
         self.write(move |c| writes::expire_leases(c, now)).await
     }
 
-    async fn record_shipping(&self, idem: &Idem, operator: &SpiffeId, rec: &NewShipping, now: UnixMs) -> Result<ShippingRecord> {
+    async fn record_shipping(
+        &self,
+        idem: &Idem,
+        operator: &SpiffeId,
+        rec: &NewShipping,
+        now: UnixMs,
+    ) -> Result<ShippingRecord> {
         let (idem, operator, rec) = (idem.clone(), operator.clone(), rec.clone());
         self.write(move |c| writes::record_shipping(c, &idem, &operator, &rec, now)).await
     }

@@ -64,13 +64,7 @@ pub fn seed_detail(c: &Connection, key: &str) -> Result<Option<SeedDetail>> {
         event_row,
     )?;
     let shipping = shipping_by_job(c, &seed.spec.job_name)?;
-    Ok(Some(SeedDetail {
-        seed,
-        work,
-        drives,
-        history,
-        shipping,
-    }))
+    Ok(Some(SeedDetail { seed, work, drives, history, shipping }))
 }
 
 pub fn list_drives(c: &Connection, seed: Option<&str>) -> Result<Vec<Drive>> {

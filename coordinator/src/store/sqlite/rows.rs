@@ -2,8 +2,8 @@
 //! recording transitions, and idempotency.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde::{Serialize, de::DeserializeOwned};
 use seedship_proto::identity::Role;
+use serde::{Serialize, de::DeserializeOwned};
 
 use super::db_err;
 use crate::clock::UnixMs;
@@ -89,14 +89,10 @@ pub fn work_row(row: &Row) -> rusqlite::Result<WorkItem> {
 }
 
 pub fn load_work(c: &Connection, work_id: &str) -> Result<WorkItem> {
-    c.query_row(
-        &format!("SELECT {WORK_COLS} FROM work_items w WHERE w.work_id = ?1"),
-        params![work_id],
-        work_row,
-    )
-    .optional()
-    .map_err(db_err)?
-    .ok_or_else(|| Error::NotFound(format!("no work item {work_id:?}")))
+    c.query_row(&format!("SELECT {WORK_COLS} FROM work_items w WHERE w.work_id = ?1"), params![work_id], work_row)
+        .optional()
+        .map_err(db_err)?
+        .ok_or_else(|| Error::NotFound(format!("no work item {work_id:?}")))
 }
 
 pub fn save_work(c: &Connection, w: &WorkItem) -> Result<()> {
@@ -124,11 +120,7 @@ pub fn transition(c: &Connection, seed: &mut Seed, t: Transition<'_>, now: UnixM
         .state
         .apply(t.event)
         .map_err(|e| Error::FailedPrecondition(format!("seed {}: {e}", seed.spec.job_name)))?;
-    let reason = if t.reason.is_empty() {
-        next.describe().to_string()
-    } else {
-        t.reason
-    };
+    let reason = if t.reason.is_empty() { next.describe().to_string() } else { t.reason };
     c.execute(
         "UPDATE seeds SET state = ?2, state_reason = ?3, updated_ms = ?4 WHERE seed_id = ?1",
         params![seed.seed_id, next.as_str(), reason, now],
@@ -204,8 +196,7 @@ pub fn drive_row(row: &Row) -> rusqlite::Result<Drive> {
     })
 }
 
-pub const AGENT_COLS: &str =
-    "identity, role, name, site, hostname, version, registered_ms, last_heartbeat_ms, status";
+pub const AGENT_COLS: &str = "identity, role, name, site, hostname, version, registered_ms, last_heartbeat_ms, status";
 
 pub fn agent_row(row: &Row) -> rusqlite::Result<Agent> {
     let role: String = row.get(1)?;
@@ -213,11 +204,7 @@ pub fn agent_row(row: &Row) -> rusqlite::Result<Agent> {
         identity: row.get(0)?,
         role: role.parse::<Role>().map_err(|_| bad_col(1, "role", &role))?,
         name: row.get(2)?,
-        info: AgentInfo {
-            site: row.get(3)?,
-            hostname: row.get(4)?,
-            version: row.get(5)?,
-        },
+        info: AgentInfo { site: row.get(3)?, hostname: row.get(4)?, version: row.get(5)? },
         registered_ms: row.get(6)?,
         last_heartbeat_ms: row.get(7)?,
         status: row.get(8)?,
@@ -265,8 +252,9 @@ where
                 idem.request_id, method
             )));
         }
-        return serde_json::from_str(&response)
-            .map_err(|e| Error::Internal(format!("stored answer of request {:?} is unreadable: {e}", idem.request_id)));
+        return serde_json::from_str(&response).map_err(|e| {
+            Error::Internal(format!("stored answer of request {:?} is unreadable: {e}", idem.request_id))
+        });
     }
     let out = op()?;
     let response = serde_json::to_string(&out).map_err(|e| Error::Internal(format!("cannot store answer: {e}")))?;

@@ -19,9 +19,7 @@ pub const COORDINATOR: &str = "coordinator";
 fn random_suffix() -> Result<String> {
     use ring::rand::SecureRandom;
     let mut b = [0u8; 6];
-    ring::rand::SystemRandom::new()
-        .fill(&mut b)
-        .map_err(|_| Error::Internal("no system randomness".into()))?;
+    ring::rand::SystemRandom::new().fill(&mut b).map_err(|_| Error::Internal("no system randomness".into()))?;
     Ok(hex::encode(b))
 }
 
@@ -54,15 +52,19 @@ pub fn heartbeat(c: &Connection, idem: &Idem, who: &SpiffeId, status: &str, now:
             )
             .map_err(db_err)?;
         if n == 0 {
-            return Err(Error::FailedPrecondition(format!(
-                "agent {who} has not registered; call RegisterAgent first"
-            )));
+            return Err(Error::FailedPrecondition(format!("agent {who} has not registered; call RegisterAgent first")));
         }
         Ok(now)
     })
 }
 
-pub fn register_seed(c: &Connection, idem: &Idem, owner: &SpiffeId, spec: &NewSeed, now: UnixMs) -> Result<SeedRegistration> {
+pub fn register_seed(
+    c: &Connection,
+    idem: &Idem,
+    owner: &SpiffeId,
+    spec: &NewSeed,
+    now: UnixMs,
+) -> Result<SeedRegistration> {
     idempotent(c, idem, now, || {
         let existing: Option<Seed> = c
             .query_row(
@@ -127,11 +129,9 @@ pub fn register_seed(c: &Connection, idem: &Idem, owner: &SpiffeId, spec: &NewSe
         let mut seed = require_seed(c, &seed_id)?;
         let target = match (&spec.target_site, &spec.target_station) {
             (None, None) => "any copy station".to_string(),
-            (site, station) => format!(
-                "site {} / station {}",
-                site.as_deref().unwrap_or("any"),
-                station.as_deref().unwrap_or("any")
-            ),
+            (site, station) => {
+                format!("site {} / station {}", site.as_deref().unwrap_or("any"), station.as_deref().unwrap_or("any"))
+            }
         };
         transition(
             c,
@@ -208,7 +208,7 @@ pub fn report_progress(
 ) -> Result<(u64, UnixMs)> {
     idempotent(c, idem, t.now, || {
         let mut work = load_work(c, &fence.work_id)?;
-        work.progress(&station.name, fence.generation, delta.from, delta.to, &delta.phase, t.now, t.ttl_ms)?;
+        work.progress(&station.name, fence.generation, delta, t.now, t.ttl_ms)?;
         save_work(c, &work)?;
         Ok((work.progress_bytes, work.lease_expires_ms))
     })
@@ -293,7 +293,14 @@ pub fn complete_work(c: &Connection, idem: &Idem, station: &SpiffeId, fence: &Fe
     })
 }
 
-pub fn release_work(c: &Connection, idem: &Idem, station: &SpiffeId, fence: &Fence, reason: &str, now: UnixMs) -> Result<()> {
+pub fn release_work(
+    c: &Connection,
+    idem: &Idem,
+    station: &SpiffeId,
+    fence: &Fence,
+    reason: &str,
+    now: UnixMs,
+) -> Result<()> {
     idempotent(c, idem, now, || {
         let mut work = load_work(c, &fence.work_id)?;
         work.release(&station.name, fence.generation, now)?;
@@ -346,17 +353,18 @@ pub fn expire_leases(c: &Connection, now: UnixMs) -> Result<Vec<ExpiredLease>> {
             now,
         )?;
         debug_assert_eq!(work.state, WorkState::Queued);
-        out.push(ExpiredLease {
-            work_id: work.work_id,
-            seed_id: work.seed_id,
-            holder,
-            generation: work.generation,
-        });
+        out.push(ExpiredLease { work_id: work.work_id, seed_id: work.seed_id, holder, generation: work.generation });
     }
     Ok(out)
 }
 
-pub fn record_shipping(c: &Connection, idem: &Idem, operator: &SpiffeId, rec: &NewShipping, now: UnixMs) -> Result<ShippingRecord> {
+pub fn record_shipping(
+    c: &Connection,
+    idem: &Idem,
+    operator: &SpiffeId,
+    rec: &NewShipping,
+    now: UnixMs,
+) -> Result<ShippingRecord> {
     idempotent(c, idem, now, || {
         let mut seed = require_seed(c, &rec.job_name)?;
         if let Some(other) = c
@@ -402,17 +410,10 @@ pub fn record_shipping(c: &Connection, idem: &Idem, operator: &SpiffeId, rec: &N
             },
             now,
         )?;
-        Ok(ShippingRecord {
-            spec: rec.clone(),
-            seed_id: seed.seed_id,
-            recorded_by: operator.uri(),
-            recorded_ms: now,
-        })
+        Ok(ShippingRecord { spec: rec.clone(), seed_id: seed.seed_id, recorded_by: operator.uri(), recorded_ms: now })
     })
 }
 
 pub fn purge_requests(c: &Connection, before: UnixMs) -> Result<u64> {
-    c.execute("DELETE FROM requests WHERE created_ms < ?1", params![before])
-        .map(|n| n as u64)
-        .map_err(db_err)
+    c.execute("DELETE FROM requests WHERE created_ms < ?1", params![before]).map(|n| n as u64).map_err(db_err)
 }
