@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The main job on one machine: offline seeding against local stand-ins.
+#
+# What runs today (each later stage extends this script):
+#   1. build the binaries;
+#   2. a fresh PKI: CA, coordinator certificate, master key, and identities for a backup
+#      server (source), a copy station (copy) and an operator;
+#   3. the coordinator on 127.0.0.1 (mTLS, SQLite), announcing its address in a ready file;
+#   4. the source agent and the copy agent register (the copy agent keeps a heartbeat);
+#   5. the operator view: agents, seeds, and the source agent's own status.
+#
+#   deploy/local/demo.sh           # run, then stop everything
+#   deploy/local/demo.sh --keep    # leave the coordinator and copy agent running
+# State and logs go to $SEEDSHIP_DEMO_DIR (default: .demo in the clone), wiped at each run.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/seedship-target}"
+DEMO="${SEEDSHIP_DEMO_DIR:-$ROOT/.demo}"
+KEEP=0
+[ "${1:-}" = "--keep" ] && KEEP=1
+
+if [ -t 1 ]; then say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }; else say() { printf '\n== %s\n' "$*"; }; fi
+
+command -v cargo >/dev/null || { echo "error: cargo is not installed (https://rustup.rs)"; exit 1; }
+say "building seedship (target dir: $CARGO_TARGET_DIR)"
+cargo build --workspace --bins --locked
+BIN="$CARGO_TARGET_DIR/debug"
+
+rm -rf "$DEMO"
+mkdir -p "$DEMO"
+cd "$DEMO"
+PIDS=()
+cleanup() {
+  if [ "$KEEP" = 0 ]; then
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  fi
+}
+trap cleanup EXIT
+
+say "1. a fresh PKI in $DEMO/pki"
+"$BIN/coordinator" pki init --dir pki --trust-domain seedship.demo
+"$BIN/coordinator" pki issue --dir pki --role source --name fileserver-01
+"$BIN/coordinator" pki issue --dir pki --role copy --name station-01
+"$BIN/coordinator" pki issue --dir pki --role operator --name ops
+
+say "2. the coordinator"
+cat > coordinator.toml <<TOML
+listen = "127.0.0.1:0"
+ready_file = "coordinator.ready"
+database = "coordinator.db"
+trust_domain = "seedship.demo"
+master_key_file = "pki/master.key"
+[tls]
+ca_file = "pki/ca.crt"
+cert_file = "pki/coordinator.crt"
+key_file = "pki/coordinator.key"
+[leases]
+heartbeat_interval = "2s"
+TOML
+"$BIN/coordinator" serve --config coordinator.toml >coordinator.log 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do
+  [ -s coordinator.ready ] && break
+  kill -0 "${PIDS[0]}" 2>/dev/null || { cat coordinator.log; echo "error: the coordinator exited"; exit 1; }
+  sleep 0.1
+done
+[ -s coordinator.ready ] || { cat coordinator.log; echo "error: the coordinator did not start in 10 s"; exit 1; }
+ADDR=$(sed -n 's/.*"addr":"\([^"]*\)".*/\1/p' coordinator.ready)
+echo "coordinator listening on https://$ADDR (log: $DEMO/coordinator.log)"
+
+agent_config() { # name site
+  cat > "$1.toml" <<TOML
+site = "$2"
+[coordinator]
+url = "https://$ADDR"
+ca_file = "pki/ca.crt"
+cert_file = "pki/$1.crt"
+key_file = "pki/$1.key"
+server_name = "localhost"
+TOML
+}
+agent_config fileserver-01 hq
+agent_config station-01 hq
+cat > seedctl.toml <<TOML
+url = "https://$ADDR"
+ca_file = "pki/ca.crt"
+cert_file = "pki/ops.crt"
+key_file = "pki/ops.key"
+server_name = "localhost"
+TOML
+
+say "3. agents register"
+"$BIN/source-agent" --config fileserver-01.toml register 2>>source-agent.log
+"$BIN/copy-agent" --config station-01.toml run 2>copy-agent.log &
+PIDS+=($!)
+for _ in $(seq 1 100); do grep -q "registered" copy-agent.log 2>/dev/null && break; sleep 0.1; done
+grep -q "registered" copy-agent.log || { cat copy-agent.log; echo "error: the copy agent did not register"; exit 1; }
+echo "copy agent station-01 is running and sending heartbeats (log: $DEMO/copy-agent.log)"
+
+say "4. the operator view (seedctl --config $DEMO/seedctl.toml ...)"
+echo "\$ seedctl agents"
+"$BIN/seedctl" --config seedctl.toml agents
+echo
+echo "\$ seedctl seeds"
+"$BIN/seedctl" --config seedctl.toml seeds
+echo
+echo "\$ source-agent status"
+"$BIN/source-agent" --config fileserver-01.toml status 2>>source-agent.log
+
+say "done"
+echo "The chain runs as far as it exists today: PKI, coordinator, agent registration, operator view."
+echo "Staging a seed, preparing disks, the Azure import and vault seeding join this script as they land."
+if [ "$KEEP" = 1 ]; then
+  echo "Still running (--keep): coordinator pid ${PIDS[0]}, copy agent pid ${PIDS[1]}. Stop them with: kill ${PIDS[*]}"
+fi

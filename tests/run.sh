@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole seedship test suite, from a fresh clone: builds everything, installs what is
+# missing (cargo-nextest), and runs unit, service and end-to-end tests with time bounds.
+#
+#   tests/run.sh            # everything
+#   tests/run.sh -E 'test(lease)'   # extra arguments go to cargo nextest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/seedship-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+command -v cargo >/dev/null || { echo "error: cargo is not installed (https://rustup.rs)"; exit 1; }
+
+# The end-to-end tests spawn the real binaries from the target directory.
+echo "== building (target dir: $CARGO_TARGET_DIR)"
+cargo build --workspace --bins --all-targets --locked
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "== cargo-nextest is missing; installing it (one time)"
+  cargo install cargo-nextest --locked
+fi
+
+echo "== running the test suite"
+# The whole run is bounded too, in case a process hangs outside any single test's limit.
+exec timeout 1800 cargo nextest run --workspace --locked --profile ci "$@"
