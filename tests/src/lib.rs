@@ -12,7 +12,7 @@
 pub mod raw;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,11 +23,12 @@ use tempfile::TempDir;
 /// Path of a workspace binary next to the running test executable.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test>  ->  target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let p = dir.join(name);
-    assert!(p.exists(), "{} is missing; build the binaries first: cargo build --workspace --bins", p.display());
-    p
+    // A test runs from target/<profile>/deps/, a tool (the load generator) from target/<profile>/.
+    let here = exe.parent().expect("exe dir");
+    let candidates = [here.join(name), here.parent().map(|p| p.join(name)).unwrap_or_default()];
+    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
+        panic!("{name} is missing next to {}; build the binaries first: cargo build --workspace --bins", exe.display())
+    })
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, or fails after `timeout` saying `what`.
@@ -164,9 +165,7 @@ db_busy_timeout = "{}"
         let _ = std::fs::remove_file(&ready);
         self.starts += 1;
         let name = format!("coordinator-{}", self.starts);
-        let child =
-            self.spawn(&name, Command::new(bin("coordinator")).arg("serve").arg("--config").arg(&self.config))?;
-        let _ = child;
+        self.spawn(&name, Command::new(bin("coordinator")).arg("serve").arg("--config").arg(&self.config))?;
         let addr = wait_for("the coordinator's ready file", Duration::from_secs(20), || {
             let text = std::fs::read_to_string(&ready).ok()?;
             let v: serde_json::Value = serde_json::from_str(&text).ok()?;

@@ -88,3 +88,34 @@ async fn seedctl_shows_seeds_history_and_agents() -> anyhow::Result<()> {
     assert!(s.contains("job-cli") && s.contains("copy station station-01 is preparing the disks"), "{s}");
     c.finish()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_agent_keeps_its_heartbeat_fresh() -> anyhow::Result<()> {
+    let mut c = Cluster::start()?;
+    let (st, ops) = (c.issue("copy", "station-01")?, c.issue("operator", "alice")?);
+    let cfg = c.agent_config(&st, Some("hq"))?;
+    c.spawn("copy-agent", std::process::Command::new(bin("copy-agent")).arg("--config").arg(&cfg).arg("run"))?;
+    let op = client::operator(c.connect(&ops).await?);
+    // The coordinator tells agents to beat every second (test config); the status moves from
+    // "registered" to the agent's own "idle" with a fresh timestamp.
+    let agent = seedship_e2e::wait_for_async("a heartbeat from station-01", std::time::Duration::from_secs(10), || {
+        let mut op = op.clone();
+        async move {
+            let r = op.list_agents(pb::ListAgentsRequest::default()).await.ok()?.into_inner();
+            let a = r.agents.into_iter().find(|a| a.name == "station-01")?;
+            (a.status == "idle" && a.last_heartbeat_unix_ms > a.registered_unix_ms).then_some(a)
+        }
+    })
+    .await?;
+    assert_eq!(agent.site, "hq");
+    let before = agent.last_heartbeat_unix_ms;
+    seedship_e2e::wait_for_async("a later heartbeat", std::time::Duration::from_secs(10), || {
+        let mut op = op.clone();
+        async move {
+            let r = op.list_agents(pb::ListAgentsRequest::default()).await.ok()?.into_inner();
+            r.agents.into_iter().find(|a| a.name == "station-01" && a.last_heartbeat_unix_ms > before)
+        }
+    })
+    .await?;
+    c.finish()
+}

@@ -12,6 +12,22 @@ use crate::domain::model::*;
 use crate::domain::seed::SeedState;
 use crate::error::{Error, Result};
 
+/// `Connection::execute` through the statement cache (the writer runs the same few
+/// statements thousands of times a second; preparing each once matters).
+pub fn exec(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(p)
+}
+
+/// `Connection::query_row` through the statement cache.
+pub fn query_row<T>(
+    c: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+    f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    c.prepare_cached(sql)?.query_row(p, f)
+}
+
 fn bad_col(idx: usize, what: &str, v: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         idx,
@@ -55,7 +71,8 @@ pub fn seed_row(row: &Row) -> rusqlite::Result<Seed> {
 
 /// A seed by id or job name.
 pub fn load_seed(c: &Connection, key: &str) -> Result<Option<Seed>> {
-    c.query_row(
+    query_row(
+        c,
         &format!("SELECT {SEED_COLS} FROM seeds s WHERE s.seed_id = ?1 OR s.job_name = ?1"),
         params![key],
         seed_row,
@@ -89,14 +106,15 @@ pub fn work_row(row: &Row) -> rusqlite::Result<WorkItem> {
 }
 
 pub fn load_work(c: &Connection, work_id: &str) -> Result<WorkItem> {
-    c.query_row(&format!("SELECT {WORK_COLS} FROM work_items w WHERE w.work_id = ?1"), params![work_id], work_row)
+    query_row(c, &format!("SELECT {WORK_COLS} FROM work_items w WHERE w.work_id = ?1"), params![work_id], work_row)
         .optional()
         .map_err(db_err)?
         .ok_or_else(|| Error::NotFound(format!("no work item {work_id:?}")))
 }
 
 pub fn save_work(c: &Connection, w: &WorkItem) -> Result<()> {
-    c.execute(
+    exec(
+        c,
         "UPDATE work_items SET state = ?2, generation = ?3, holder = ?4, lease_expires_ms = ?5, \
          progress_bytes = ?6, phase = ?7 WHERE work_id = ?1",
         params![
@@ -121,7 +139,8 @@ pub fn transition(c: &Connection, seed: &mut Seed, t: Transition<'_>, now: UnixM
         .apply(t.event)
         .map_err(|e| Error::FailedPrecondition(format!("seed {}: {e}", seed.spec.job_name)))?;
     let reason = if t.reason.is_empty() { next.describe().to_string() } else { t.reason };
-    c.execute(
+    exec(
+        c,
         "UPDATE seeds SET state = ?2, state_reason = ?3, updated_ms = ?4 WHERE seed_id = ?1",
         params![seed.seed_id, next.as_str(), reason, now],
     )
@@ -144,7 +163,8 @@ pub fn insert_event(
     event: &str,
     reason: &str,
 ) -> Result<()> {
-    c.execute(
+    exec(
+        c,
         "INSERT INTO seed_events (seed_id, at_ms, actor, from_state, to_state, event, reason) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![seed_id, now, actor, from.map(|s| s.as_str()), to.as_str(), event, reason],
@@ -258,7 +278,8 @@ where
     }
     let out = op()?;
     let response = serde_json::to_string(&out).map_err(|e| Error::Internal(format!("cannot store answer: {e}")))?;
-    c.execute(
+    exec(
+        c,
         "INSERT INTO requests (caller, request_id, method, fingerprint, response, created_ms) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![idem.caller, idem.request_id, idem.method, idem.fingerprint.as_slice(), response, now],

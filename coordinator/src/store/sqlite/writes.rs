@@ -24,14 +24,14 @@ fn random_suffix() -> Result<String> {
 }
 
 fn load_agent(c: &Connection, identity: &str) -> Result<Option<Agent>> {
-    c.query_row(&format!("SELECT {AGENT_COLS} FROM agents WHERE identity = ?1"), params![identity], agent_row)
+    query_row(c, &format!("SELECT {AGENT_COLS} FROM agents WHERE identity = ?1"), params![identity], agent_row)
         .optional()
         .map_err(db_err)
 }
 
 pub fn register_agent(c: &Connection, idem: &Idem, who: &SpiffeId, info: &AgentInfo, now: UnixMs) -> Result<Agent> {
     idempotent(c, idem, now, || {
-        c.execute(
+        exec(c,
             "INSERT INTO agents (identity, role, name, site, hostname, version, registered_ms, last_heartbeat_ms, status) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 'registered') \
              ON CONFLICT (identity) DO UPDATE SET site = excluded.site, hostname = excluded.hostname, \
@@ -86,7 +86,8 @@ pub fn register_seed(
         let suffix = random_suffix()?;
         let seed_id = format!("sd-{suffix}");
         let reason = format!("registered by {owner}");
-        c.execute(
+        exec(
+            c,
             "INSERT INTO seeds (seed_id, job_name, owner, storage_account, container, subscription_id, location, \
              staging_location, manifest_root, total_bytes, file_count, target_site, target_station, state, \
              state_reason, created_ms, updated_ms) \
@@ -112,7 +113,8 @@ pub fn register_seed(
         )
         .map_err(db_err)?;
         insert_event(c, &seed_id, now, &owner.uri(), None, SeedState::Registered, "register", &reason)?;
-        c.execute(
+        exec(
+            c,
             "INSERT INTO work_items (work_id, seed_id, state, generation, holder, lease_expires_ms, progress_bytes, \
              total_bytes, phase, target_site, target_station, queued_ms) \
              VALUES (?1, ?2, 'queued', 0, NULL, 0, 0, ?3, '', ?4, ?5, ?6)",
@@ -226,7 +228,8 @@ pub fn report_drive(
     idempotent(c, idem, now, || {
         let work = load_work(c, &fence.work_id)?;
         work.check(&station.name, fence.generation, now)?;
-        c.execute(
+        exec(
+            c,
             "INSERT INTO drives (seed_id, drive_id, position, capacity_bytes, bytes_written, manifest_file, \
              manifest_hash, drive_header_hash, sealed_key, reported_by, reported_ms) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
@@ -250,7 +253,7 @@ pub fn report_drive(
             ],
         )
         .map_err(db_err)?;
-        c.query_row(
+        query_row(c,
             &format!("SELECT {DRIVE_COLS} FROM drives d JOIN seeds s ON s.seed_id = d.seed_id WHERE d.seed_id = ?1 AND d.drive_id = ?2"),
             params![work.seed_id, d.drive_id],
             drive_row,
@@ -260,7 +263,7 @@ pub fn report_drive(
 }
 
 fn drive_count(c: &Connection, seed_id: &str) -> Result<u32> {
-    c.query_row("SELECT COUNT(*) FROM drives WHERE seed_id = ?1", params![seed_id], |r| r.get::<_, i64>(0))
+    query_row(c, "SELECT COUNT(*) FROM drives WHERE seed_id = ?1", params![seed_id], |r| r.get::<_, i64>(0))
         .map(|n| n as u32)
         .map_err(db_err)
 }
@@ -394,7 +397,7 @@ pub fn record_shipping(
                 rec.job_name, rec.drive_count
             )));
         }
-        c.execute(
+        exec(c,
             "INSERT INTO shipping (seed_id, carrier, tracking_number, drive_count, ship_date, recorded_by, recorded_ms) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![seed.seed_id, rec.carrier, rec.tracking_number, rec.drive_count as i64, rec.ship_date, operator.uri(), now],
@@ -415,5 +418,5 @@ pub fn record_shipping(
 }
 
 pub fn purge_requests(c: &Connection, before: UnixMs) -> Result<u64> {
-    c.execute("DELETE FROM requests WHERE created_ms < ?1", params![before]).map(|n| n as u64).map_err(db_err)
+    exec(c, "DELETE FROM requests WHERE created_ms < ?1", params![before]).map(|n| n as u64).map_err(db_err)
 }
