@@ -101,6 +101,7 @@ pub struct Cluster {
     logs: Vec<PathBuf>,
     allowed_errors: Vec<String>,
     starts: u32,
+    coordinator_pid: u32,
 }
 
 impl Cluster {
@@ -150,6 +151,7 @@ db_busy_timeout = "{}"
             logs: Vec::new(),
             allowed_errors: Vec::new(),
             starts: 0,
+            coordinator_pid: 0,
         };
         c.start_coordinator()?;
         Ok(c)
@@ -165,7 +167,8 @@ db_busy_timeout = "{}"
         let _ = std::fs::remove_file(&ready);
         self.starts += 1;
         let name = format!("coordinator-{}", self.starts);
-        self.spawn(&name, Command::new(bin("coordinator")).arg("serve").arg("--config").arg(&self.config))?;
+        self.coordinator_pid =
+            self.spawn(&name, Command::new(bin("coordinator")).arg("serve").arg("--config").arg(&self.config))?;
         let addr = wait_for("the coordinator's ready file", Duration::from_secs(20), || {
             let text = std::fs::read_to_string(&ready).ok()?;
             let v: serde_json::Value = serde_json::from_str(&text).ok()?;
@@ -192,6 +195,16 @@ db_busy_timeout = "{}"
         self.procs.push(Proc { name: name.to_string(), child });
         self.logs.push(log);
         Ok(pid)
+    }
+
+    /// User + system CPU seconds the running coordinator has used (from /proc).
+    pub fn coordinator_cpu_seconds(&self) -> Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.coordinator_pid))?;
+        // Fields after the ")" that closes the command name; utime and stime are 14 and 15.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or_else(|| anyhow!("bad /proc stat"))?;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
+        Ok(ticks / 100.0)
     }
 
     /// SIGKILLs the coordinator: no shutdown code runs.

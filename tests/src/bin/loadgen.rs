@@ -188,10 +188,18 @@ async fn station(ch: Channel, deadline: Instant, progress_per_item: u64) -> Resu
     Ok((stats, items))
 }
 
-async fn phase(name: &str, chans: &[Channel], src: &Channel, args: &Args) -> Result<(Stats, Duration, u64)> {
+struct PhaseResult {
+    stats: Stats,
+    wall: Duration,
+    items: u64,
+    coordinator_cpu: f64,
+}
+
+async fn phase(name: &str, chans: &[Channel], src: &Channel, args: &Args, cluster: &Cluster) -> Result<PhaseResult> {
     let t = Instant::now();
     queue_seeds(src.clone(), name, args.seeds).await?;
     eprintln!("phase {name}: queued {} seeds in {:.1}s", args.seeds, t.elapsed().as_secs_f64());
+    let cpu0 = cluster.coordinator_cpu_seconds()?;
     let start = Instant::now();
     let deadline = start + Duration::from_secs(args.duration);
     let mut tasks = Vec::new();
@@ -205,11 +213,21 @@ async fn phase(name: &str, chans: &[Channel], src: &Channel, args: &Args) -> Res
         total.merge(&s);
         items += n;
     }
-    Ok((total, start.elapsed(), items))
+    let wall = start.elapsed();
+    let coordinator_cpu = cluster.coordinator_cpu_seconds()? - cpu0;
+    Ok(PhaseResult { stats: total, wall, items, coordinator_cpu })
 }
 
-fn table(name: &str, s: &Stats, wall: Duration, items: u64) -> String {
-    let mut out = format!("\n**{name}** — {items} work items in {:.1} s\n\n", wall.as_secs_f64());
+fn table(name: &str, r: &PhaseResult) -> String {
+    let (s, wall, items) = (&r.stats, r.wall, r.items);
+    let ops = s.hist[OPS.len() - 1].len() as f64;
+    let mut out = format!(
+        "\n**{name}** — {items} work items in {:.1} s; the coordinator used {:.1} CPU-s ({:.0} % of one core), {:.0} lease operations per coordinator CPU-second\n\n",
+        wall.as_secs_f64(),
+        r.coordinator_cpu,
+        100.0 * r.coordinator_cpu / wall.as_secs_f64(),
+        ops / r.coordinator_cpu.max(0.01)
+    );
     out.push_str("| operation | count | ops/s | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|\n");
     for (i, op) in OPS.iter().enumerate() {
         let h = &s.hist[i];
@@ -257,7 +275,7 @@ async fn main() -> Result<()> {
         chans.push(ch);
     }
 
-    let (a, wall_a, items_a) = phase("a", &chans, &src, &args).await.context("phase A")?;
+    let a = phase("a", &chans, &src, &args, &cluster).await.context("phase A")?;
 
     let t = Instant::now();
     let per_task = args.extra_agents.div_ceil(8);
@@ -281,7 +299,7 @@ async fn main() -> Result<()> {
     let reg = t.elapsed();
     eprintln!("registered {} more agents in {:.1}s", args.extra_agents, reg.as_secs_f64());
 
-    let (b, wall_b, items_b) = phase("b", &chans, &src, &args).await.context("phase B")?;
+    let b = phase("b", &chans, &src, &args, &cluster).await.context("phase B")?;
     let baseline = sqlite_baseline(cluster.dir.path(), 2000)?;
 
     println!(
@@ -292,11 +310,8 @@ async fn main() -> Result<()> {
         seedship_e2e::bin("coordinator").display(),
         !cfg!(debug_assertions)
     );
-    println!("{}", table(&format!("Phase A: {} agents registered", args.stations + 1), &a, wall_a, items_a));
-    println!(
-        "{}",
-        table(&format!("Phase B: {} agents registered", args.stations + 1 + args.extra_agents), &b, wall_b, items_b)
-    );
+    println!("{}", table(&format!("Phase A: {} agents registered", args.stations + 1), &a));
+    println!("{}", table(&format!("Phase B: {} agents registered", args.stations + 1 + args.extra_agents), &b));
     println!(
         "\nRegistering {} agents over mTLS (one TLS connection each): {:.1} s ({:.0}/s).",
         args.extra_agents,

@@ -93,6 +93,8 @@ impl SqliteStore {
             return Err(Error::Internal(format!("database {} refused WAL mode (got {mode})", path.display())));
         }
         conn.pragma_update(None, "synchronous", "FULL").map_err(db_err)?;
+        // Savepoint sub-journals in memory: every operation has one, and they never need disk.
+        conn.pragma_update(None, "temp_store", "MEMORY").map_err(db_err)?;
         migrate(&conn, path)?;
 
         let mut readers = Vec::with_capacity(READERS);
@@ -197,13 +199,12 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
         }
         let mut finishes = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
-            let _ = conn.execute_batch("SAVEPOINT op");
+            let _ = rows::exec(&conn, "SAVEPOINT op", []);
             let (ok, finish) = job(Some(&conn));
-            if ok {
-                let _ = conn.execute_batch("RELEASE op");
-            } else {
-                let _ = conn.execute_batch("ROLLBACK TO op; RELEASE op");
+            if !ok {
+                let _ = rows::exec(&conn, "ROLLBACK TO op", []);
             }
+            let _ = rows::exec(&conn, "RELEASE op", []);
             finishes.push(finish);
         }
         let commit = conn.execute_batch("COMMIT").map_err(db_err);
