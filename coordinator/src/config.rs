@@ -115,17 +115,7 @@ pub struct Overrides {
     pub ready_file: Option<PathBuf>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("config file {path} is invalid: {detail}")]
-    Parse { path: PathBuf, detail: String },
-    #[error("environment variable {var} is invalid: {detail}")]
-    Env { var: String, detail: String },
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
-}
+pub use seedship_proto::config::ConfigError;
 
 impl Config {
     /// Loads the file, then applies `SEEDSHIP_*` variables and `overrides`, then validates.

@@ -12,6 +12,8 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is invalid: {detail}")]
     Parse { path: PathBuf, detail: String },
+    #[error("environment variable {var} is invalid: {detail}")]
+    Env { var: String, detail: String },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
