@@ -14,6 +14,9 @@ mod reads;
 mod rows;
 mod writes;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

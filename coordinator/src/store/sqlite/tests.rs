@@ -1,0 +1,123 @@
+//! Store-level tests for what the RPC tests cannot reach yet: shipping records need a seed
+//! whose import job exists, and the import job comes with the Azure side. The transition is
+//! applied here directly, through the same `rows::transition` the store uses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use seedship_proto::identity::{Role, SpiffeId};
+
+use super::SqliteStore;
+use super::rows;
+use crate::domain::lease::Fence;
+use crate::domain::model::*;
+use crate::domain::seed::{SeedEvent, SeedState};
+use crate::error::Error;
+use crate::store::{LeaseTiming, Store};
+
+fn idem(caller: &SpiffeId, id: &str, method: &'static str, fp: u8) -> Idem {
+    Idem { caller: caller.uri(), request_id: id.into(), method, fingerprint: [fp; 32] }
+}
+
+fn seed(job: &str) -> NewSeed {
+    NewSeed {
+        job_name: job.into(),
+        storage_account: "acct".into(),
+        container: "seeds".into(),
+        subscription_id: "0f0e0d0c-0000-4000-8000-00000000abcd".into(),
+        location: "westeurope".into(),
+        staging_location: format!("/staging/{job}"),
+        manifest_root: "ab".repeat(32),
+        total_bytes: 100,
+        file_count: 1,
+        target_site: None,
+        target_station: None,
+    }
+}
+
+/// Takes a seed through disk preparation (one drive) and marks its import job created.
+async fn prepared_job(store: &SqliteStore, path: &std::path::Path, job: &str) {
+    let src = SpiffeId::new("t", Role::Source, "fs01").unwrap();
+    let st = SpiffeId::new("t", Role::Copy, "st1").unwrap();
+    let info = AgentInfo { site: None, hostname: "h".into(), version: "v".into() };
+    store.register_agent(&idem(&st, &format!("{job}-a"), "RegisterAgent", 1), &st, &info, 1).await.unwrap();
+    store.register_seed(&idem(&src, &format!("{job}-s"), "RegisterSeed", 1), &src, &seed(job), 1).await.unwrap();
+    let t = LeaseTiming { now: 2, ttl_ms: 60_000 };
+    let lease = store.claim_work(&idem(&st, &format!("{job}-c"), "ClaimWork", 1), &st, t).await.unwrap().unwrap();
+    let fence = Fence { work_id: lease.work.work_id.clone(), generation: lease.work.generation };
+    let drive = DriveSpec {
+        drive_id: format!("D-{job}"),
+        position: 1,
+        capacity_bytes: 200,
+        bytes_written: 100,
+        manifest_file: "\\m.xml".into(),
+        manifest_hash: "A".repeat(32),
+        drive_header_hash: "B".repeat(32),
+    };
+    store.report_drive(&idem(&st, &format!("{job}-d"), "ReportDrive", 1), &st, &fence, &drive, None, 3).await.unwrap();
+    store.complete_work(&idem(&st, &format!("{job}-f"), "CompleteWork", 1), &st, &fence, 4).await.unwrap();
+    let c = rusqlite::Connection::open(path).unwrap();
+    let mut s = rows::require_seed(&c, job).unwrap();
+    rows::transition(
+        &c,
+        &mut s,
+        Transition { event: SeedEvent::ImportJobCreated, actor: "test", reason: String::new() },
+        5,
+    )
+    .unwrap();
+}
+
+fn shipping(job: &str, tracking: &str, drives: u32) -> NewShipping {
+    NewShipping {
+        job_name: job.into(),
+        carrier: "DHL".into(),
+        tracking_number: tracking.into(),
+        drive_count: drives,
+        ship_date: "2026-11-22".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracking_numbers_are_unique_and_two_racing_operators_get_one_winner() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("c.db");
+    let store = Arc::new(SqliteStore::open(&path, Duration::from_secs(2)).unwrap());
+    prepared_job(&store, &path, "job-a").await;
+    prepared_job(&store, &path, "job-b").await;
+    let alice = SpiffeId::new("t", Role::Operator, "alice").unwrap();
+    let bob = SpiffeId::new("t", Role::Operator, "bob").unwrap();
+
+    // The drive count must match the job.
+    let e =
+        store.record_shipping(&idem(&alice, "x1", "RecordShipping", 1), &alice, &shipping("job-a", "T1", 2), 6).await;
+    assert!(matches!(e, Err(Error::FailedPrecondition(ref m)) if m.contains("1 drive")), "{e:?}");
+
+    // Two operators race for one tracking number on two jobs: exactly one wins.
+    let (s1, s2) = (store.clone(), store.clone());
+    let (a1, b1) = (alice.clone(), bob.clone());
+    let ra = tokio::spawn(async move {
+        s1.record_shipping(&idem(&a1, "r1", "RecordShipping", 2), &a1, &shipping("job-a", "1Z-RACE", 1), 7).await
+    });
+    let rb = tokio::spawn(async move {
+        s2.record_shipping(&idem(&b1, "r2", "RecordShipping", 3), &b1, &shipping("job-b", "1Z-RACE", 1), 7).await
+    });
+    let (ra, rb) = (ra.await.unwrap(), rb.await.unwrap());
+    assert!(ra.is_ok() != rb.is_ok(), "exactly one must win: {ra:?} / {rb:?}");
+    let loser = if ra.is_ok() { rb } else { ra };
+    assert!(matches!(loser, Err(Error::AlreadyExists(ref m)) if m.contains("1Z-RACE")));
+
+    // The winner's seed is shipped, with who did it in the history; the loser's is unchanged.
+    let mut states = Vec::new();
+    for job in ["job-a", "job-b"] {
+        let detail = store.seed_detail(job).await.unwrap().unwrap();
+        states.push(detail.seed.state);
+        if detail.seed.state == SeedState::Shipped {
+            let last = detail.history.last().unwrap();
+            assert_eq!(last.event, "shipped");
+            assert!(last.actor.contains("/operator/"), "{}", last.actor);
+            assert_eq!(detail.shipping.unwrap().spec.tracking_number, "1Z-RACE");
+        }
+    }
+    states.sort_by_key(|s| s.as_str());
+    assert_eq!(states, vec![SeedState::ImportJobCreated, SeedState::Shipped]);
+}
