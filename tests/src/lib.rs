@@ -102,6 +102,7 @@ pub struct Cluster {
     allowed_errors: Vec<String>,
     starts: u32,
     coordinator_pid: u32,
+    finished: bool,
 }
 
 impl Cluster {
@@ -152,6 +153,7 @@ db_busy_timeout = "{}"
             allowed_errors: Vec::new(),
             starts: 0,
             coordinator_pid: 0,
+            finished: false,
         };
         c.start_coordinator()?;
         Ok(c)
@@ -316,9 +318,9 @@ db_busy_timeout = "{}"
         self.stop_all();
         let errors = self.unexpected_errors();
         if !errors.is_empty() {
-            self.print_logs();
             bail!("unexpected ERROR lines in logs:\n{}", errors.join("\n"));
         }
+        self.finished = true;
         Ok(())
     }
 
@@ -348,11 +350,13 @@ db_busy_timeout = "{}"
 }
 
 impl Drop for Cluster {
+    /// A cluster dropped without a successful `finish` belongs to a failed test (a panic, or an
+    /// error returned with `?`): print every log so the failure can be read.
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        self.stop_all();
+        if !self.finished {
             self.print_logs();
         }
-        self.stop_all();
     }
 }
 
