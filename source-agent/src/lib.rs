@@ -1,7 +1,15 @@
 //! The seedship source agent, on each backup server.
 //!
-//! Today it registers the server with the coordinator, keeps a heartbeat, and shows where each
-//! of its seeds stands (`status`). Staging backups and seed registration build on this.
+//! - [`backup`]: the offline full backup into a staging location (a repository in the
+//!   `seedship-repo` format plus its seed manifest), resumable after a crash.
+//! - [`register`]: registering a complete staged seed with the coordinator.
+//! - `verify`, `restore` and `recovery-key` work on a staging set through the format crate.
+//! - `status`: where each of this server's seeds stands, in the coordinator's words.
+
+pub mod backup;
+pub mod passphrase;
+pub mod register;
+pub mod seedfile;
 
 use seedship_proto::client::Conn;
 use seedship_proto::pb;
@@ -10,6 +18,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// `source-agent` configuration (TOML): site, `[coordinator]`, `[telemetry]`.
 pub use seedship_proto::agent::AgentConfig as Config;
+
+/// Exit code of a backup that skipped some files (as restic does).
+pub const EXIT_PARTIAL: u8 = 3;
 
 /// This server's seeds and where each stands, in the coordinator's words.
 pub async fn status(conn: &Conn) -> Result<Vec<pb::SeedSummary>, tonic::Status> {

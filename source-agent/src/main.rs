@@ -1,26 +1,43 @@
 //! `source-agent`: the seedship agent on a backup server.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use seedship_proto::agent;
-use source_agent::VERSION;
+use source_agent::backup::{self, BackupRequest, progress::human_bytes};
+use source_agent::seedfile::SeedTarget;
+use source_agent::{EXIT_PARTIAL, VERSION, passphrase};
 
 #[derive(Debug, Parser)]
 #[command(name = "source-agent", version, about = "seedship source agent (backup server)")]
 struct Cli {
-    /// Config file (TOML).
+    /// Config file (TOML), for the commands that talk to the coordinator.
     #[arg(long, env = "SEEDSHIP_CONFIG", global = true, default_value = "source-agent.toml")]
     config: PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
+#[derive(Debug, Args)]
+struct Secret {
+    /// File holding the repository passphrase (mode 0600). Or set SEEDSHIP_PASSPHRASE, or type
+    /// it at the prompt.
+    #[arg(long)]
+    passphrase_file: Option<PathBuf>,
+    /// File holding the paper recovery key, instead of the passphrase (or SEEDSHIP_RECOVERY_KEY).
+    #[arg(long)]
+    recovery_key_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Register this server with the coordinator and exit.
-    Register,
+    Register {
+        /// Instead: register the seed staged here (after re-verifying every file).
+        #[arg(long)]
+        staging: Option<PathBuf>,
+    },
     /// Register, then send heartbeats until stopped (SIGTERM/ctrl-c).
     Run,
     /// Show this server's seeds and where each stands.
@@ -28,34 +45,303 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Back up SOURCE... as a seed into a staging location, then register it.
+    Backup(BackupArgs),
+    /// Re-read every file of a staging set and check it against the seed manifest.
+    Verify {
+        #[arg(long)]
+        staging: PathBuf,
+        /// Also open every blob with the key and check it against its id.
+        #[arg(long)]
+        read_data: bool,
+        #[command(flatten)]
+        secret: Secret,
+    },
+    /// Restore the latest snapshot (or --snapshot) of a staging set into TARGET.
+    Restore {
+        #[arg(long)]
+        staging: PathBuf,
+        #[arg(long)]
+        target: PathBuf,
+        #[arg(long)]
+        snapshot: Option<String>,
+        #[command(flatten)]
+        secret: Secret,
+    },
+    /// Print the paper recovery key of a staging set's repository.
+    RecoveryKey {
+        #[arg(long)]
+        staging: PathBuf,
+        #[command(flatten)]
+        secret: Secret,
+    },
+}
+
+#[derive(Debug, Args)]
+struct BackupArgs {
+    /// Write to a staging location instead of the vault (the only mode until the vault exists).
+    #[arg(long, required = true)]
+    offline: bool,
+    /// The staging location: a local path or a mounted share.
+    #[arg(long)]
+    staging: PathBuf,
+    /// The staging location as a copy station will see it (default: --staging).
+    #[arg(long)]
+    staging_share: Option<String>,
+    #[arg(long)]
+    job_name: String,
+    #[arg(long)]
+    storage_account: String,
+    #[arg(long)]
+    container: String,
+    #[arg(long)]
+    subscription_id: String,
+    #[arg(long)]
+    location: String,
+    #[arg(long)]
+    target_site: Option<String>,
+    #[arg(long)]
+    target_station: Option<String>,
+    /// zstd level for a new repository (1-22).
+    #[arg(long, default_value_t = 3)]
+    compression: i32,
+    /// Snapshot time (RFC 3339), default now.
+    #[arg(long)]
+    time: Option<String>,
+    /// Hash/compress/encrypt threads (default: the number of cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Write the staging set only; register later with `register --staging`.
+    #[arg(long)]
+    no_register: bool,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+    /// Argon2id memory for a new repository's key, KiB (default 65536).
+    #[arg(long, hide = true, default_value_t = 64 * 1024)]
+    kdf_memory_kib: u32,
+    #[arg(long)]
+    passphrase_file: Option<PathBuf>,
+    /// Files and folders to back up.
+    #[arg(required = true)]
+    sources: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let cfg = agent::load_or_exit(&cli.config);
-    agent::run_main("seedship-source-agent", cfg, |cfg| async move {
-        let conn = seedship_proto::client::connect(&cfg.coordinator).await?;
-        match cli.cmd {
-            Cmd::Register => {
-                let r = agent::register(&conn, cfg.site.as_deref(), VERSION).await?;
-                let id = r.agent.map(|a| a.identity).unwrap_or_default();
-                tracing::info!(identity = %id, "registered with the coordinator");
-                println!("registered as {id}");
-            }
-            Cmd::Run => agent::register_and_run(conn, cfg.site.as_deref(), VERSION).await?,
-            Cmd::Status { json } => {
-                let seeds = source_agent::status(&conn).await?;
-                if json {
-                    let v: Vec<_> = seeds
-                        .iter()
-                        .map(|s| serde_json::json!({"job_name": s.job_name, "seed_id": s.seed_id, "state": s.state, "state_reason": s.state_reason}))
-                        .collect();
-                    println!("{}", serde_json::to_string_pretty(&v)?);
-                } else {
-                    println!("{}", source_agent::status_text(&seeds));
-                }
-            }
+    match cli.cmd {
+        Cmd::Backup(args) => backup_cmd(&cli.config, args),
+        Cmd::Verify { staging, read_data, secret } => local(|| verify(&staging, read_data, &secret)),
+        Cmd::Restore { staging, target, snapshot, secret } => {
+            local(|| restore(&staging, &target, snapshot.as_deref(), &secret))
         }
-        Ok(())
-    })
+        Cmd::RecoveryKey { staging, secret } => local(|| recovery_key(&staging, &secret)),
+        cmd => {
+            let cfg = agent::load_or_exit(&cli.config);
+            agent::run_main("seedship-source-agent", cfg, |cfg| async move {
+                let conn = seedship_proto::client::connect(&cfg.coordinator).await?;
+                match cmd {
+                    Cmd::Register { staging: Some(staging) } => {
+                        let r = source_agent::register::register(&conn, &staging, true).await?;
+                        print_registered(&r);
+                    }
+                    Cmd::Register { staging: None } => {
+                        let r = agent::register(&conn, cfg.site.as_deref(), VERSION).await?;
+                        let id = r.agent.map(|a| a.identity).unwrap_or_default();
+                        tracing::info!(identity = %id, "registered with the coordinator");
+                        println!("registered as {id}");
+                    }
+                    Cmd::Run => agent::register_and_run(conn, cfg.site.as_deref(), VERSION).await?,
+                    Cmd::Status { json } => {
+                        let seeds = source_agent::status(&conn).await?;
+                        if json {
+                            let v: Vec<_> = seeds
+                                .iter()
+                                .map(|s| serde_json::json!({"job_name": s.job_name, "seed_id": s.seed_id, "state": s.state, "state_reason": s.state_reason}))
+                                .collect();
+                            println!("{}", serde_json::to_string_pretty(&v)?);
+                        } else {
+                            println!("{}", source_agent::status_text(&seeds));
+                        }
+                    }
+                    _ => unreachable!("local commands are handled above"),
+                }
+                Ok(())
+            })
+        }
+    }
+}
+
+fn print_registered(r: &seedship_proto::pb::RegisterSeedResponse) {
+    let s = r.seed.clone().unwrap_or_default();
+    let how = if r.created { "registered" } else { "was already registered" };
+    println!("seed {} (job {}) {how}: {}", s.seed_id, s.job_name, s.state_reason);
+}
+
+/// Runs a command that needs no coordinator; errors print as `error: ...` with exit 1.
+fn local(f: impl FnOnce() -> Result<(), String>) -> ExitCode {
+    let _ = tracing_init_default();
+    match f() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn tracing_init_default() -> Result<seedship_telemetry::TelemetryGuard, seedship_telemetry::TelemetryError> {
+    seedship_telemetry::init(
+        "seedship-source-agent",
+        &seedship_telemetry::TelemetryConfig { log_filter: "warn".into(), ..Default::default() },
+    )
+}
+
+fn open(staging: &Path, secret: &Secret) -> Result<seedship_repo::Repository, String> {
+    let unlock = passphrase::unlock(secret.passphrase_file.as_deref(), secret.recovery_key_file.as_deref())?;
+    seedship_repo::Repository::open(staging, &unlock).map_err(|e| e.to_string())
+}
+
+fn verify(staging: &Path, read_data: bool, secret: &Secret) -> Result<(), String> {
+    let mut report = seedship_repo::verify::verify_staging(staging, |_| {}).map_err(|e| e.to_string())?;
+    if read_data {
+        let repo = open(staging, secret)?;
+        seedship_repo::verify::verify_data(&repo, &mut report).map_err(|e| e.to_string())?;
+    }
+    println!("manifest root {}", report.root);
+    println!(
+        "checked {} files, {}{}",
+        report.files,
+        human_bytes(report.bytes),
+        if read_data { format!(", {} blobs", report.blobs) } else { String::new() }
+    );
+    if report.ok() {
+        println!("ok: the staging set matches its manifest");
+        return Ok(());
+    }
+    for f in &report.findings {
+        println!("DAMAGED {}: {}", f.path, f.problem);
+    }
+    Err(format!("{} problem(s) found; the staging set must not be shipped as it is", report.findings.len()))
+}
+
+fn restore(staging: &Path, target: &Path, snapshot: Option<&str>, secret: &Secret) -> Result<(), String> {
+    let repo = open(staging, secret)?;
+    let (index, _) = repo.load_index().map_err(|e| e.to_string())?;
+    let snaps = repo.snapshots().map_err(|e| e.to_string())?;
+    let (id, snap) = match snapshot {
+        Some(want) => {
+            snaps.into_iter().find(|(id, _)| id.starts_with(want)).ok_or_else(|| format!("no snapshot {want}"))?
+        }
+        None => snaps.into_iter().last().ok_or("the repository has no snapshot yet")?,
+    };
+    let st = seedship_repo::restore::restore(&repo, &index, &snap, target).map_err(|e| e.to_string())?;
+    println!(
+        "restored snapshot {} ({}) to {}: {} files, {} directories, {} symlinks, {} hard links, {}",
+        &id[..12],
+        snap.time,
+        target.display(),
+        st.files,
+        st.dirs,
+        st.symlinks,
+        st.hardlinks,
+        human_bytes(st.bytes)
+    );
+    Ok(())
+}
+
+fn recovery_key(staging: &Path, secret: &Secret) -> Result<(), String> {
+    let repo = open(staging, secret)?;
+    println!("{}", repo.recovery_key().map_err(|e| e.to_string())?);
+    Ok(())
+}
+
+fn backup_cmd(config: &Path, a: BackupArgs) -> ExitCode {
+    let _ = a.offline;
+    let _guard = tracing_init_default();
+    let pass = match passphrase::passphrase(a.passphrase_file.as_deref(), !seedship_repo::repo::exists(&a.staging)) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let staging = std::path::absolute(&a.staging).unwrap_or(a.staging.clone());
+    let req = BackupRequest {
+        sources: a.sources.iter().map(|s| std::path::absolute(s).unwrap_or(s.clone())).collect(),
+        staging: staging.clone(),
+        target: SeedTarget {
+            job_name: a.job_name,
+            storage_account: a.storage_account,
+            container: a.container,
+            subscription_id: a.subscription_id,
+            location: a.location,
+            staging_share: a.staging_share.unwrap_or_else(|| staging.display().to_string()),
+            target_site: a.target_site,
+            target_station: a.target_station,
+        },
+        passphrase: pass,
+        compression_level: a.compression,
+        time: a.time,
+        workers: a.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
+        quiet: a.quiet,
+        kdf: seedship_repo::KdfParams { memory_kib: a.kdf_memory_kib, ..Default::default() },
+    };
+    let out = match backup::run(&req) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print_summary(&out, &staging);
+    if !a.no_register {
+        let cfg = agent::load_or_exit(config);
+        let code = agent::run_main("seedship-source-agent", cfg, |cfg| async move {
+            let conn = seedship_proto::client::connect(&cfg.coordinator).await.map_err(|e| {
+                format!("cannot reach the coordinator ({e}); the staged seed is kept: run `source-agent register --staging {}` later", staging.display())
+            })?;
+            let r = source_agent::register::register(&conn, &staging, false).await?;
+            print_registered(&r);
+            Ok(())
+        });
+        if code != ExitCode::SUCCESS {
+            return code;
+        }
+    }
+    if out.skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) }
+}
+
+fn print_summary(o: &backup::BackupOutcome, staging: &Path) {
+    if let Some(k) = &o.recovery_key {
+        println!("A new repository was created. Its recovery key opens it if the passphrase is lost.");
+        println!("Write it down and keep it apart from the disks:\n\n    {k}\n");
+    }
+    if o.already_complete {
+        println!("the staging set in {} is already complete (manifest root {})", staging.display(), o.manifest.root);
+        return;
+    }
+    let secs = o.elapsed.as_secs_f64().max(0.001);
+    println!("backup to {} complete in {:.1}s", staging.display(), secs);
+    println!("  files        {} in {} directories", o.files, o.dirs);
+    println!("  read         {} ({:.0} MB/s)", human_bytes(o.read_bytes), o.read_bytes as f64 / secs / 1e6);
+    println!("  source       {}", human_bytes(o.source_bytes));
+    println!("  after dedup  {} ({} of {} chunks new)", human_bytes(o.new_bytes), o.new_chunks, o.chunks);
+    println!(
+        "  staged       {} in {} packs (ratio {:.2})",
+        human_bytes(o.stored_bytes),
+        o.packs,
+        o.source_bytes as f64 / o.stored_bytes.max(1) as f64
+    );
+    if o.resumed_packs > 0 {
+        println!("  resumed      {} complete packs from the interrupted run were kept", o.resumed_packs);
+    }
+    println!("  snapshot     {}", &o.snapshot[..12.min(o.snapshot.len())]);
+    println!("  manifest     {} files, root {}", o.manifest.files.len(), o.manifest.root);
+    if !o.skipped.is_empty() {
+        println!("  skipped      {} (exit code {EXIT_PARTIAL}):", o.skipped.len());
+        for s in &o.skipped {
+            println!("    {}: {}", s.path.display(), s.reason);
+        }
+    }
 }

@@ -1,0 +1,93 @@
+//! The progress line: files, bytes, throughput and ETA, every second on a terminal, every
+//! ten seconds otherwise (logs stay readable).
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::pipeline::Progress;
+
+pub fn human_bytes(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", U[i]) }
+}
+
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}h{:02}m{:02}s", s / 3600, (s % 3600) / 60, s % 60)
+    } else {
+        format!("{:02}m{:02}s", s / 60, s % 60)
+    }
+}
+
+pub struct Display {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Display {
+    pub fn start(p: Arc<Progress>, total_files: u64, total_bytes: u64, quiet: bool) -> Display {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tty = std::io::stderr().is_terminal();
+        let every = if tty { Duration::from_secs(1) } else { Duration::from_secs(10) };
+        let s2 = stop.clone();
+        let handle = (!quiet).then(|| {
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let mut last = Instant::now();
+                while !s2.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if last.elapsed() < every {
+                        continue;
+                    }
+                    last = Instant::now();
+                    let line = line(&p, total_files, total_bytes, start.elapsed());
+                    let mut err = std::io::stderr();
+                    if tty {
+                        let _ = write!(err, "\r{line}\x1b[K");
+                    } else {
+                        let _ = writeln!(err, "{line}");
+                    }
+                }
+                if tty {
+                    let _ = writeln!(std::io::stderr());
+                }
+            })
+        });
+        Display { stop, handle }
+    }
+
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn line(p: &Progress, total_files: u64, total_bytes: u64, elapsed: Duration) -> String {
+    let files = p.files.load(Ordering::Relaxed);
+    let bytes = p.bytes.load(Ordering::Relaxed);
+    let secs = elapsed.as_secs_f64().max(0.001);
+    let rate = bytes as f64 / secs;
+    let eta = if rate > 0.0 && total_bytes > bytes {
+        human_duration(Duration::from_secs_f64((total_bytes - bytes) as f64 / rate))
+    } else {
+        "--".into()
+    };
+    format!(
+        "[{}] {files}/{total_files} files, {} / {}, {:.0} MB/s, ETA {eta}",
+        human_duration(elapsed),
+        human_bytes(bytes),
+        human_bytes(total_bytes),
+        rate / 1e6
+    )
+}
