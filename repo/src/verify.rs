@@ -51,14 +51,14 @@ pub fn verify_staging(root: &Path, mut progress: impl FnMut(u64)) -> Result<Veri
             Ok((size, sha, md5)) => {
                 r.bytes += size;
                 progress(size);
+                // One finding per file: the first difference found.
                 if size != f.size {
                     r.bad(&f.path, format!("size is {size}, the manifest says {}", f.size));
                 } else if sha != f.sha256 {
                     r.bad(&f.path, format!("SHA-256 is {sha}, the manifest says {}", f.sha256));
                 } else if md5 != f.md5 {
                     r.bad(&f.path, format!("MD5 is {md5}, the manifest says {}", f.md5));
-                }
-                if f.path.starts_with("data/") && !f.path.ends_with(&sha) {
+                } else if f.path.starts_with("data/") && !f.path.ends_with(&sha) {
                     r.bad(&f.path, format!("pack content hashes to {sha}, not to its name"));
                 }
             }

@@ -46,7 +46,7 @@ enum Cmd {
         json: bool,
     },
     /// Back up SOURCE... as a seed into a staging location, then register it.
-    Backup(BackupArgs),
+    Backup(Box<BackupArgs>),
     /// Re-read every file of a staging set and check it against the seed manifest.
     Verify {
         #[arg(long)]
@@ -120,6 +120,9 @@ struct BackupArgs {
     /// Argon2id memory for a new repository's key, KiB (default 65536).
     #[arg(long, hide = true, default_value_t = 64 * 1024)]
     kdf_memory_kib: u32,
+    /// Pack size for a new repository, MiB (default 32).
+    #[arg(long, hide = true, default_value_t = 32)]
+    pack_target_mib: u64,
     #[arg(long)]
     passphrase_file: Option<PathBuf>,
     /// Files and folders to back up.
@@ -130,7 +133,7 @@ struct BackupArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Backup(args) => backup_cmd(&cli.config, args),
+        Cmd::Backup(args) => backup_cmd(&cli.config, *args),
         Cmd::Verify { staging, read_data, secret } => local(|| verify(&staging, read_data, &secret)),
         Cmd::Restore { staging, target, snapshot, secret } => {
             local(|| restore(&staging, &target, snapshot.as_deref(), &secret))
@@ -286,6 +289,7 @@ fn backup_cmd(config: &Path, a: BackupArgs) -> ExitCode {
         workers: a.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
         quiet: a.quiet,
         kdf: seedship_repo::KdfParams { memory_kib: a.kdf_memory_kib, ..Default::default() },
+        pack_target_bytes: a.pack_target_mib.max(1) << 20,
     };
     let out = match backup::run(&req) {
         Ok(o) => o,

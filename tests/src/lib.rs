@@ -12,7 +12,7 @@
 pub mod raw;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -372,6 +372,51 @@ pub fn run_ok(cmd: &mut Command) -> Result<Output> {
         );
     }
     Ok(out)
+}
+
+/// A passphrase file (mode 0600) in `dir`, for the source agent.
+pub fn passphrase_file(dir: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let p = dir.join("passphrase");
+    if !p.exists() {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&p)?;
+        std::io::Write::write_all(&mut f, b"correct horse battery staple\n")?;
+    }
+    Ok(p)
+}
+
+/// `source-agent backup --offline` of `sources` into `staging` for `job`, with test defaults: a
+/// fast key derivation, no progress line, and `--no-register` unless `config` is given.
+pub fn backup_cmd(dir: &Path, staging: &Path, job: &str, sources: &[&Path], config: Option<&Path>) -> Result<Command> {
+    let mut c = Command::new(bin("source-agent"));
+    if let Some(cfg) = config {
+        c.arg("--config").arg(cfg);
+    }
+    c.args(["backup", "--offline", "--quiet", "--kdf-memory-kib", "1024", "--job-name", job])
+        .args(["--storage-account", "seedacct", "--container", "seed-import", "--location", "westeurope"])
+        .args(["--subscription-id", "0f0e0d0c-0000-4000-8000-00000000abcd"])
+        .arg("--staging")
+        .arg(staging)
+        .arg("--passphrase-file")
+        .arg(passphrase_file(dir)?);
+    if config.is_none() {
+        c.arg("--no-register");
+    }
+    c.args(sources);
+    Ok(c)
+}
+
+/// Generates a deterministic corpus with `../shared/bench/make_corpus.py`.
+pub fn make_corpus(out: &Path, size_mib: u32, seed: u32) -> Result<()> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/make_corpus.py");
+    anyhow::ensure!(script.is_file(), "{} is missing (shared/ must sit beside the clone)", script.display());
+    run_ok(Command::new("python3").arg(script).args(["generate", "--out"]).arg(out).args([
+        "--size-mib",
+        &size_mib.to_string(),
+        "--seed",
+        &seed.to_string(),
+    ]))?;
+    Ok(())
 }
 
 /// A fixed, valid seed registration for tests.

@@ -42,6 +42,7 @@ pub struct BackupRequest {
     pub workers: usize,
     pub quiet: bool,
     pub kdf: KdfParams,
+    pub pack_target_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +157,11 @@ fn prepare(req: &BackupRequest) -> Result<(Repository, SeedFile, Option<String>)
         }
         (Repository::open(staging, &unlock)?, None)
     } else {
-        let opts = CreateOptions { compression_level: req.compression_level, kdf: req.kdf, ..Default::default() };
+        let opts = CreateOptions {
+            compression_level: req.compression_level,
+            kdf: req.kdf,
+            pack_target_bytes: req.pack_target_bytes,
+        };
         let (r, p) = Repository::create(staging, &req.passphrase, &opts)?;
         (r, Some(p))
     };
