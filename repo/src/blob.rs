@@ -14,19 +14,49 @@ const MIN_COMPRESS: usize = 128;
 /// Sample probed with zstd level 1 before compressing a large chunk.
 const PROBE: usize = 64 * 1024;
 
-/// Whether zstd is worth running on `data`: a chunk whose first 64 KiB do not shrink by 3 %
-/// at level 1 (already compressed media, encrypted files) is stored as is, which saves the
-/// full compression of data that will not compress.
-fn worth_compressing(data: &[u8]) -> bool {
-    if data.len() < MIN_COMPRESS {
-        return false;
+/// Compresses blobs, keeping its zstd contexts between calls (one per thread): creating a
+/// context per chunk costs more than it seems.
+pub struct Encoder {
+    level: i32,
+    main: Option<zstd::bulk::Compressor<'static>>,
+    probe: Option<zstd::bulk::Compressor<'static>>,
+}
+
+impl Encoder {
+    pub fn new(level: i32) -> Encoder {
+        Encoder { level, main: zstd::bulk::Compressor::new(level).ok(), probe: zstd::bulk::Compressor::new(1).ok() }
     }
-    if data.len() <= PROBE {
-        return true;
+
+    /// Whether zstd is worth running on `data`: a chunk whose first 64 KiB do not shrink by
+    /// 3 % at level 1 (already compressed media, encrypted files) is stored as is, which saves
+    /// the full compression of data that will not compress.
+    fn worth_compressing(&mut self, data: &[u8]) -> bool {
+        if data.len() < MIN_COMPRESS {
+            return false;
+        }
+        if data.len() <= PROBE {
+            return true;
+        }
+        match self.probe.as_mut().map(|p| p.compress(&data[..PROBE])) {
+            Some(Ok(c)) => c.len() * 100 < PROBE * 97,
+            _ => true,
+        }
     }
-    match zstd::bulk::compress(&data[..PROBE], 1) {
-        Ok(c) => c.len() * 100 < PROBE * 97,
-        Err(_) => true,
+
+    fn compress(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+        if !self.worth_compressing(data) {
+            return None;
+        }
+        match self.main.as_mut() {
+            Some(c) => c.compress(data).ok(),
+            None => zstd::bulk::compress(data, self.level).ok(),
+        }
+    }
+
+    /// Sealed bytes of a blob whose id is already known.
+    pub fn seal(&mut self, crypto: &Crypto, kind: Kind, data: &[u8]) -> Vec<u8> {
+        let compressed = self.compress(data);
+        frame_and_seal(crypto, kind, data, compressed)
     }
 }
 
@@ -36,9 +66,13 @@ pub fn encode(crypto: &Crypto, kind: Kind, data: &[u8], level: i32) -> (ChunkId,
     (id, encode_with_id(crypto, kind, data, level))
 }
 
+/// Sealed bytes of a blob (a one-off encoder; loops should keep an [`Encoder`]).
 pub fn encode_with_id(crypto: &Crypto, kind: Kind, data: &[u8], level: i32) -> Vec<u8> {
+    Encoder::new(level).seal(crypto, kind, data)
+}
+
+fn frame_and_seal(crypto: &Crypto, kind: Kind, data: &[u8], compressed: Option<Vec<u8>>) -> Vec<u8> {
     let mut plain = Vec::with_capacity(data.len() + 1);
-    let compressed = if worth_compressing(data) { zstd::bulk::compress(data, level).ok() } else { None };
     match compressed {
         Some(c) if c.len() < data.len() => {
             plain.push(ZSTD);

@@ -229,7 +229,9 @@ pub fn run(req: &BackupRequest) -> Result<BackupOutcome, BackupError> {
     }
     let stored: HashSet<_> = index.blobs.keys().copied().collect();
 
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "phase: repository open, index loaded");
     let scan = Scan::run(&req.sources)?;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, files = scan.files.len(), "phase: scan done");
     let progress = Arc::new(Progress::default());
     let display = progress::Display::start(progress.clone(), scan.files.len() as u64, scan.total_bytes, req.quiet);
     let mut sink = Sink::new(repo.clone(), stored);
@@ -241,10 +243,12 @@ pub fn run(req: &BackupRequest) -> Result<BackupOutcome, BackupError> {
             return Err(no_space(e, &scan, &progress));
         }
     };
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "phase: data written");
     let (root, stats) = build_trees(&scan, &out, &mut sink, &progress).map_err(|e| no_space(e, &scan, &progress))?;
     sink.finish().map_err(|e| no_space(e, &scan, &progress))?;
     display.stop();
 
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "phase: trees written, packs closed");
     for p in &sink.packs {
         index.add_pack(&p.id, &p.entries)?;
     }
@@ -279,6 +283,10 @@ pub fn run(req: &BackupRequest) -> Result<BackupOutcome, BackupError> {
         };
         files.push(ManifestFile { path: rel, size, sha256, md5 });
     }
+    tracing::info!(
+        ms = started.elapsed().as_millis() as u64,
+        "phase: index and snapshot written, staging files hashed"
+    );
     let manifest = SeedManifest::new(files);
     manifest.write(&req.staging)?;
     sf.completed = Some(manifest.root.clone());

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use seedship_repo::crypto::{ChunkId, Kind};
-use seedship_repo::pack::{FinishedPack, PackWriter};
+use seedship_repo::pack::{FinishedPack, PackWriter, PendingPack};
 use seedship_repo::tree::Extent;
 use seedship_repo::{RepoError, Repository, blob};
 
@@ -33,6 +33,7 @@ pub struct Sink {
     repo: Arc<Repository>,
     current: Option<PackWriter>,
     next_pack: u64,
+    pending: std::collections::VecDeque<PendingPack>,
     pub packs: Vec<FinishedPack>,
     /// Ids in complete packs or in the current pack.
     pub stored: Arc<RwLock<HashSet<ChunkId>>>,
@@ -40,7 +41,14 @@ pub struct Sink {
 
 impl Sink {
     pub fn new(repo: Arc<Repository>, stored: HashSet<ChunkId>) -> Sink {
-        Sink { repo, current: None, next_pack: 0, packs: Vec::new(), stored: Arc::new(RwLock::new(stored)) }
+        Sink {
+            repo,
+            current: None,
+            next_pack: 0,
+            pending: Default::default(),
+            packs: Vec::new(),
+            stored: Arc::new(RwLock::new(stored)),
+        }
     }
 
     fn is_stored(&self, id: &ChunkId) -> bool {
@@ -70,7 +78,7 @@ impl Sink {
             s.insert(id);
         }
         if pack.size() >= self.repo.config.pack_target_bytes {
-            self.finish()?;
+            self.close_current()?;
         }
         Ok(true)
     }
@@ -86,14 +94,33 @@ impl Sink {
         Ok(id)
     }
 
-    /// Closes the current pack, if any.
-    pub fn finish(&mut self) -> Result<(), RepoError> {
+    /// Closes the current pack; it completes in the background (at most two at a time).
+    fn close_current(&mut self) -> Result<(), RepoError> {
         if let Some(p) = self.current.take()
             && !p.is_empty()
         {
-            let done = p.finish(self.repo.crypto(), &self.repo.root)?;
+            self.pending.push_back(p.finish_in_background(self.repo.crypto(), &self.repo.root)?);
+        }
+        while self.pending.len() > 2 {
+            self.collect_one()?;
+        }
+        Ok(())
+    }
+
+    fn collect_one(&mut self) -> Result<(), RepoError> {
+        if let Some(p) = self.pending.pop_front() {
+            let done = p.wait()?;
             tracing::debug!(pack = %done.id, size = done.size, blobs = done.entries.len(), "pack written");
             self.packs.push(done);
+        }
+        Ok(())
+    }
+
+    /// Closes the current pack and waits until every pack is on disk.
+    pub fn finish(&mut self) -> Result<(), RepoError> {
+        self.close_current()?;
+        while !self.pending.is_empty() {
+            self.collect_one()?;
         }
         Ok(())
     }
@@ -245,6 +272,17 @@ impl Reader<'_> {
     }
 }
 
+fn spawn_named<'scope, F>(s: &'scope std::thread::Scope<'scope, '_>, name: String, f: F) -> Result<(), RepoError>
+where
+    F: FnOnce() + Send + 'scope,
+{
+    std::thread::Builder::new()
+        .name(name)
+        .spawn_scoped(s, f)
+        .map(|_| ())
+        .map_err(|e| RepoError::Invalid(format!("cannot start a thread: {e}")))
+}
+
 /// Runs the pipeline over every file of `scan` that is read (not the second names of hard
 /// links), writing new blobs through `sink`.
 pub fn run(
@@ -262,7 +300,7 @@ pub fn run(
 
     std::thread::scope(|s| -> Result<(), RepoError> {
         let params = repo.config.chunker.clone();
-        s.spawn(move || {
+        spawn_named(s, "reader".into(), move || {
             let mut r = Reader { tx: work_tx, seq: 0, chunker: Chunker::new(&params), progress };
             for (file, &e) in scan.files.iter().enumerate() {
                 let entry = &scan.entries[e];
@@ -273,19 +311,19 @@ pub fn run(
                     return;
                 }
             }
-        });
-        for _ in 0..workers {
+        })?;
+        for n in 0..workers {
             let (rx, tx) = (work_rx.clone(), done_tx.clone());
             let repo = repo.clone();
             let stored = sink.stored.clone();
-            s.spawn(move || {
+            spawn_named(s, format!("worker-{n}"), move || {
+                let mut enc = blob::Encoder::new(level);
                 for w in rx.iter() {
                     let d = match w {
                         Work::Chunk { seq, file, data } => {
                             let id = repo.crypto().chunk_id(&data);
                             let known = stored.read().map(|s| s.contains(&id)).unwrap_or(false);
-                            let sealed =
-                                (!known).then(|| blob::encode_with_id(repo.crypto(), Kind::Data, &data, level));
+                            let sealed = (!known).then(|| enc.seal(repo.crypto(), Kind::Data, &data));
                             Done::Chunk { seq, file, id, len: data.len(), sealed }
                         }
                         Work::Hole { seq, file, len } => Done::Hole { seq, file, len },
@@ -295,7 +333,7 @@ pub fn run(
                         return;
                     }
                 }
-            });
+            })?;
         }
         drop(work_rx);
         drop(done_tx);
