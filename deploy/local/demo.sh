@@ -7,7 +7,9 @@
 #      server (source), a copy station (copy) and an operator;
 #   3. the coordinator on 127.0.0.1 (mTLS, SQLite), announcing its address in a ready file;
 #   4. the source agent and the copy agent register (the copy agent keeps a heartbeat);
-#   5. the operator view: agents, seeds, and the source agent's own status.
+#   5. the source agent backs up a sample folder into a staging location (compressed,
+#      encrypted, deduplicated), verifies the staging set, and registers the seed;
+#   6. the operator view: agents, the seed and its history, and the source agent's status.
 #
 #   deploy/local/demo.sh           # run, then stop everything
 #   deploy/local/demo.sh --keep    # leave the coordinator and copy agent running
@@ -99,19 +101,45 @@ for _ in $(seq 1 100); do grep -q "registered" copy-agent.log 2>/dev/null && bre
 grep -q "registered" copy-agent.log || { cat copy-agent.log; echo "error: the copy agent did not register"; exit 1; }
 echo "copy agent station-01 is running and sending heartbeats (log: $DEMO/copy-agent.log)"
 
-say "4. the operator view (seedctl --config $DEMO/seedctl.toml ...)"
-echo "\$ seedctl agents"
+say "4. an offline backup of a sample folder into a staging location"
+CORPUS_TOOL="$ROOT/../shared/bench/make_corpus.py"
+if [ -f "$CORPUS_TOOL" ] && command -v python3 >/dev/null; then
+  python3 "$CORPUS_TOOL" generate --out sample --size-mib 64 --seed 7 >/dev/null
+else
+  mkdir -p sample/docs sample/media
+  for i in $(seq 1 200); do seq 1 $((i * 50)) > "sample/docs/file-$i.txt"; done
+  head -c 20000000 /dev/urandom > sample/media/video.bin
+  cp sample/media/video.bin sample/media/copy-of-video.bin
+fi
+echo "sample folder: $(du -sh sample | cut -f1) in $(find sample -type f | wc -l) files"
+(umask 077 && echo "demo passphrase $RANDOM$RANDOM$RANDOM" > passphrase)
+echo '$ source-agent backup --offline --staging staging --job-name demo-seed-01 ... sample'
+"$BIN/source-agent" --config fileserver-01.toml backup --offline --quiet \
+  --staging staging --staging-share '\\fileserver-01\staging\demo-seed-01' \
+  --job-name demo-seed-01 --storage-account demoseeds --container seed-import \
+  --subscription-id 0f0e0d0c-0000-4000-8000-00000000abcd --location westeurope \
+  --passphrase-file passphrase sample 2>>source-agent.log
+echo
+echo '$ source-agent verify --staging staging'
+"$BIN/source-agent" verify --staging staging
+
+say "5. the operator view (seedctl --config $DEMO/seedctl.toml ...)"
+echo '$ seedctl agents'
 "$BIN/seedctl" --config seedctl.toml agents
 echo
-echo "\$ seedctl seeds"
+echo '$ seedctl seeds'
 "$BIN/seedctl" --config seedctl.toml seeds
 echo
-echo "\$ source-agent status"
+echo '$ seedctl seed demo-seed-01'
+"$BIN/seedctl" --config seedctl.toml seed demo-seed-01
+echo
+echo '$ source-agent status'
 "$BIN/source-agent" --config fileserver-01.toml status 2>>source-agent.log
 
 say "done"
-echo "The chain runs as far as it exists today: PKI, coordinator, agent registration, operator view."
-echo "Staging a seed, preparing disks, the Azure import and vault seeding join this script as they land."
+echo "The chain runs as far as it exists today: PKI, coordinator, agents, and an offline backup staged,"
+echo "verified and registered, queued for disk preparation. Preparing disks, the Azure import and"
+echo "vault seeding join this script as they land."
 if [ "$KEEP" = 1 ]; then
   echo "Still running (--keep): coordinator pid ${PIDS[0]}, copy agent pid ${PIDS[1]}. Stop them with: kill ${PIDS[*]}"
 fi
