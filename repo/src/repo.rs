@@ -128,8 +128,11 @@ impl Repository {
                 reason: format!("it is not empty (holds {}, ...); use an empty directory", foreign[0]),
             });
         }
-        if !(1..=22).contains(&opts.compression_level) {
-            return Err(RepoError::Invalid(format!("zstd level must be 1-22, got {}", opts.compression_level)));
+        if !(-7..=22).contains(&opts.compression_level) || opts.compression_level == 0 {
+            return Err(RepoError::Invalid(format!(
+                "zstd level must be -7 to -1 (fast) or 1 to 22, got {}",
+                opts.compression_level
+            )));
         }
         let (keyfile, keys, paper) = KeyFile::create(passphrase, opts.kdf)?;
         let mut id = [0u8; 16];

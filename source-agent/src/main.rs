@@ -102,8 +102,8 @@ struct BackupArgs {
     target_site: Option<String>,
     #[arg(long)]
     target_station: Option<String>,
-    /// zstd level for a new repository (1-22).
-    #[arg(long, default_value_t = 3)]
+    /// zstd level for a new repository: 1-22, or -1 to -7 for the fast levels.
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
     compression: i32,
     /// Snapshot time (RFC 3339), default now.
     #[arg(long)]
