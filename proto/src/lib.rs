@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod client;
 pub mod config;
+pub mod human;
 pub mod identity;
 pub mod keyfile;
 pub mod signals;

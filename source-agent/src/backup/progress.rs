@@ -8,16 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::pipeline::Progress;
 
-pub fn human_bytes(b: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", U[i]) }
-}
+pub use seedship_proto::human::bytes as human_bytes;
 
 pub fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
