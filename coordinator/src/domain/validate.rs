@@ -135,24 +135,11 @@ pub fn hex_any_case(field: &str, v: &str, min: usize, max: usize) -> R {
 }
 
 /// A BitLocker recovery password: 8 groups of 6 digits joined by '-', each group a multiple
-/// of 11 below 720896 (BitLocker's own checks).
+/// of 11 below 720896 (BitLocker's own checks). The error never repeats the value.
 pub fn recovery_password(v: &str) -> R {
-    let field = "drive.recovery_password";
-    let groups: Vec<&str> = v.split('-').collect();
-    if groups.len() != 8 || groups.iter().any(|g| g.len() != 6 || !g.bytes().all(|b| b.is_ascii_digit())) {
-        // Never echo the value: it is a secret.
-        return Err(err(field, "expected 48 digits in 8 groups of 6 separated by '-'"));
-    }
-    for (i, g) in groups.iter().enumerate() {
-        let n: u32 = g.parse().unwrap_or(u32::MAX);
-        if !n.is_multiple_of(11) || n >= 720_896 {
-            return Err(err(
-                field,
-                format!("group {} fails the BitLocker check (a multiple of 11 below 720896)", i + 1),
-            ));
-        }
-    }
-    Ok(())
+    seedship_disk::key::RecoveryPassword::parse(v)
+        .map(|_| ())
+        .map_err(|e| err("drive.recovery_password", e.to_string()))
 }
 
 /// Tracking number: 1-64 letters, digits and '-'.

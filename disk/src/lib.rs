@@ -1,0 +1,12 @@
+//! The seedship shipping-disk format (in progress; see issue 4).
+//!
+//! - [`key`]: each drive's own random key, shown and escrowed as a BitLocker-style recovery
+//!   password (48 digits in 8 groups of 6), the form the Azure Import/Export job's
+//!   `bitLockerKey` field takes; the keys derived from it; the key-check value a disk header
+//!   carries so a wrong key is detected without holding key material.
+//! - [`plan`]: the placement of a whole staging set over a disk set, balanced, splitting files
+//!   across disks only where they do not fit, checked against each disk's capacity and the
+//!   Azure limit of 10 drives per job, before anything is written.
+
+pub mod key;
+pub mod plan;
