@@ -1,4 +1,4 @@
-//! The seedship shipping-disk format (in progress; see issue 4).
+//! The seedship shipping-disk format, version 1 (`docs/formats/disk.md`).
 //!
 //! - [`key`]: each drive's own random key, shown and escrowed as a BitLocker-style recovery
 //!   password (48 digits in 8 groups of 6), the form the Azure Import/Export job's
@@ -7,6 +7,10 @@
 //! - [`plan`]: the placement of a whole staging set over a disk set, balanced, splitting files
 //!   across disks only where they do not fit, checked against each disk's capacity and the
 //!   Azure limit of 10 drives per job, before anything is written.
+//! - [`format`]: the disk itself: header, encrypted extents, journal, sealed drive manifest;
+//!   [`format::DiskWriter`] (resumable, byte-identical after a crash) and the independent
+//!   [`format::DiskReader`].
 
+pub mod format;
 pub mod key;
 pub mod plan;

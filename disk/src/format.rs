@@ -1,0 +1,530 @@
+//! The shipping-disk format, version 1 (specified in `docs/formats/disk.md`).
+//!
+//! ```text
+//! 0          header block, 4096 bytes: JSON, zero padded (no key material)
+//! 4096       journal: 16 checkpoint slots of 256 bytes (written round-robin, MAC'd)
+//! 2 MiB      extents, each 4 KiB aligned: 64-byte clear header ‖ nonce ‖ ciphertext ‖ tag
+//! ...        the sealed drive manifest (4 KiB aligned), once the disk is sealed
+//! ```
+//! Extents are written in plan order; a checkpoint records how many are on disk and fsynced,
+//! so a resumed preparation continues after the last checkpoint. Nonces are synthetic
+//! (keyed BLAKE3 of the extent index and plaintext), so rewriting an extent after a crash
+//! writes the same bytes and no nonce ever protects two different plaintexts.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use md5::Md5;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::key::{DriveKeys, RecoveryPassword};
+
+pub const HEADER_LEN: u64 = 4096;
+pub const JOURNAL_OFF: u64 = 4096;
+pub const SLOT_LEN: u64 = 256;
+pub const SLOTS: u64 = 16;
+pub const DATA_OFF: u64 = 2 << 20;
+/// A checkpoint is written after every this many extents (and at the end of the data), into
+/// slot `ceil(extents / CHECKPOINT_EXTENTS) mod SLOTS`: the journal depends only on progress,
+/// so a resumed disk ends byte-identical to an uninterrupted one.
+pub const CHECKPOINT_EXTENTS: u64 = 8;
+pub const ALIGN: u64 = 4096;
+const EXTENT_HEAD: usize = 64;
+const TAG_LEN: usize = 16;
+const MAGIC: &str = "seedship-disk";
+const EXTENT_MAGIC: &[u8; 4] = b"SSEX";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a seedship disk ({reason})")]
+    Foreign { path: PathBuf, reason: String },
+    #[error("{path}: the recovery password does not match this disk (key check failed)")]
+    WrongKey { path: PathBuf },
+    #[error("{path}: {what} is damaged: {detail}")]
+    Corrupt { path: PathBuf, what: String, detail: String },
+    #[error("{path} is full: {need} more bytes do not fit")]
+    Full { path: PathBuf, need: u64 },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, DiskError>;
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> DiskError + '_ {
+    move |source| DiskError::Io { path: path.to_path_buf(), source }
+}
+
+fn align(n: u64) -> u64 {
+    n.div_ceil(ALIGN) * ALIGN
+}
+
+/// The clear header of a disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: String,
+    pub version: u32,
+    pub drive_id: String,
+    pub seed_id: String,
+    pub job_name: String,
+    /// 1-based position in the disk set, and the set's size.
+    pub position: u32,
+    pub set_size: u32,
+    pub capacity: u64,
+    /// Hex key-check value (see `key`): tells a wrong recovery password from the right one.
+    pub key_check: String,
+    /// `writing` or `sealed`.
+    pub state: String,
+    #[serde(default)]
+    pub manifest_offset: u64,
+    #[serde(default)]
+    pub manifest_length: u64,
+}
+
+/// What a new disk is for.
+#[derive(Debug, Clone)]
+pub struct DiskInfo {
+    pub drive_id: String,
+    pub seed_id: String,
+    pub job_name: String,
+    pub position: u32,
+    pub set_size: u32,
+}
+
+/// One piece of a staging file on this disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestPart {
+    /// Staging path, which becomes the blob name.
+    pub path: String,
+    /// Size of the whole file (blob).
+    pub blob_size: u64,
+    pub file_offset: u64,
+    pub length: u64,
+    pub part: u32,
+    pub parts: u32,
+    /// Of this part's bytes.
+    pub sha256: String,
+    pub md5: String,
+    pub first_extent: u64,
+    pub extents: u64,
+    pub disk_offset: u64,
+}
+
+/// The encrypted list of everything on the disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriveManifest {
+    pub format: String,
+    pub version: u32,
+    pub drive_id: String,
+    pub seed_id: String,
+    pub job_name: String,
+    pub position: u32,
+    pub set_size: u32,
+    pub parts: Vec<ManifestPart>,
+}
+
+/// Progress recorded in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    /// Extents written and fsynced.
+    pub extents: u64,
+    /// Where the next extent goes.
+    pub offset: u64,
+}
+
+/// What sealing a disk gives: the fields of the Azure job's drive list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    /// Hex MD5 of the sealed manifest bytes (Azure's `manifestHash`).
+    pub manifest_md5: String,
+    /// Hex SHA-256 of the final header block (our `driveHeaderHash`).
+    pub header_sha256: String,
+    pub bytes: u64,
+}
+
+struct Crypt {
+    aead: LessSafeKey,
+    nonce_key: [u8; 32],
+    mac_key: [u8; 32],
+}
+
+impl Crypt {
+    fn new(k: &DriveKeys) -> Crypt {
+        Crypt {
+            aead: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &k.encryption).expect("32-byte key")),
+            nonce_key: k.nonce,
+            mac_key: blake3::derive_key("seedship drive v1 journal", &k.nonce),
+        }
+    }
+
+    fn nonce(&self, domain: &[u8], index: u64, plain: &[u8]) -> [u8; NONCE_LEN] {
+        let mut h = blake3::Hasher::new_keyed(&self.nonce_key);
+        h.update(domain);
+        h.update(&index.to_le_bytes());
+        h.update(plain);
+        h.finalize().as_bytes()[..NONCE_LEN].try_into().expect("12 bytes")
+    }
+
+    fn seal(&self, nonce: [u8; NONCE_LEN], aad: &[u8], plain: &[u8]) -> Vec<u8> {
+        let mut buf = plain.to_vec();
+        self.aead
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
+            .expect("in-range length");
+        buf
+    }
+
+    fn open(&self, nonce: &[u8], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        let mut buf = sealed.to_vec();
+        let n = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let plain = self.aead.open_in_place(n, Aad::from(aad), &mut buf).ok()?;
+        Some(plain.to_vec())
+    }
+}
+
+fn read_header(f: &File, path: &Path) -> Result<Header> {
+    let mut b = vec![0u8; HEADER_LEN as usize];
+    f.read_exact_at(&mut b, 0).map_err(io(path))?;
+    let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
+    let h: Header = serde_json::from_slice(&b[..end])
+        .map_err(|_| DiskError::Foreign { path: path.to_path_buf(), reason: "no seedship header".into() })?;
+    if h.format != MAGIC {
+        return Err(DiskError::Foreign { path: path.to_path_buf(), reason: format!("header format {:?}", h.format) });
+    }
+    if h.version != 1 {
+        return Err(DiskError::Foreign {
+            path: path.to_path_buf(),
+            reason: format!("disk format version {}", h.version),
+        });
+    }
+    Ok(h)
+}
+
+fn header_block(h: &Header) -> Vec<u8> {
+    let mut b = serde_json::to_vec(h).expect("serializes");
+    b.resize(HEADER_LEN as usize, 0);
+    b
+}
+
+/// Writes one disk: create or resume, extents in order, checkpoints, then seal.
+pub struct DiskWriter {
+    path: PathBuf,
+    file: File,
+    crypt: Crypt,
+    header: Header,
+    next: u64,
+    offset: u64,
+}
+
+impl DiskWriter {
+    /// Starts a new disk at `path` (an image file or block device of `capacity` bytes).
+    /// A device that already holds a seedship header is refused: wiping it is an explicit act.
+    pub fn create(path: &Path, capacity: u64, info: &DiskInfo, password: &RecoveryPassword) -> Result<DiskWriter> {
+        if capacity < DATA_OFF + 2 * ALIGN {
+            return Err(DiskError::Invalid(format!("{} is too small for a seedship disk", path.display())));
+        }
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io(path))?;
+        if let Ok(h) = read_header(&file, path) {
+            return Err(DiskError::Foreign {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "it already holds drive {} of seed {} (job {}); wipe it explicitly first",
+                    h.drive_id, h.seed_id, h.job_name
+                ),
+            });
+        }
+        let keys = password.keys();
+        let header = Header {
+            format: MAGIC.into(),
+            version: 1,
+            drive_id: info.drive_id.clone(),
+            seed_id: info.seed_id.clone(),
+            job_name: info.job_name.clone(),
+            position: info.position,
+            set_size: info.set_size,
+            capacity,
+            key_check: keys.check.clone(),
+            state: "writing".into(),
+            manifest_offset: 0,
+            manifest_length: 0,
+        };
+        file.write_all_at(&vec![0u8; (DATA_OFF - JOURNAL_OFF) as usize], JOURNAL_OFF).map_err(io(path))?;
+        file.write_all_at(&header_block(&header), 0).map_err(io(path))?;
+        file.sync_all().map_err(io(path))?;
+        Ok(DiskWriter { path: path.to_path_buf(), file, crypt: Crypt::new(&keys), header, next: 0, offset: DATA_OFF })
+    }
+
+    /// Reopens a disk being prepared, with its own key; continues after the last checkpoint.
+    pub fn resume(path: &Path, password: &RecoveryPassword) -> Result<(DiskWriter, Checkpoint)> {
+        let file = OpenOptions::new().read(true).write(true).open(path).map_err(io(path))?;
+        let header = read_header(&file, path)?;
+        let keys = password.keys();
+        if keys.check != header.key_check {
+            return Err(DiskError::WrongKey { path: path.to_path_buf() });
+        }
+        if header.state != "writing" {
+            return Err(DiskError::Invalid(format!("{} is already sealed", path.display())));
+        }
+        let crypt = Crypt::new(&keys);
+        let cp = read_journal(&file, path, &crypt)?;
+        let w = DiskWriter {
+            path: path.to_path_buf(),
+            file,
+            crypt,
+            header,
+            next: cp.extents,
+            offset: cp.offset.max(DATA_OFF),
+        };
+        Ok((w, cp))
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Index of the next extent and where it goes.
+    pub fn position(&self) -> (u64, u64) {
+        (self.next, self.offset)
+    }
+
+    /// Encrypts and writes the next extent (a piece of part `part_no` at `part_offset`).
+    pub fn write_extent(&mut self, part_no: u32, part_offset: u64, data: &[u8]) -> Result<u64> {
+        let index = self.next;
+        let head = extent_head(index, part_no, part_offset, data.len() as u32);
+        let nonce = self.crypt.nonce(b"extent", index, data);
+        let sealed = self.crypt.seal(nonce, &head, data);
+        let mut rec = Vec::with_capacity(align((EXTENT_HEAD + NONCE_LEN + sealed.len()) as u64) as usize);
+        rec.extend_from_slice(&head);
+        rec.extend_from_slice(&nonce);
+        rec.extend_from_slice(&sealed);
+        rec.resize(align(rec.len() as u64) as usize, 0);
+        if self.offset + rec.len() as u64 + ALIGN > self.header.capacity {
+            return Err(DiskError::Full { path: self.path.clone(), need: rec.len() as u64 });
+        }
+        self.file.write_all_at(&rec, self.offset).map_err(io(&self.path))?;
+        let at = self.offset;
+        self.offset += rec.len() as u64;
+        self.next += 1;
+        Ok(at)
+    }
+
+    /// Makes everything written so far durable and records it in the journal.
+    pub fn checkpoint(&mut self) -> Result<Checkpoint> {
+        self.file.sync_data().map_err(io(&self.path))?;
+        let cp = Checkpoint { extents: self.next, offset: self.offset };
+        let slot = self.next.div_ceil(CHECKPOINT_EXTENTS) % SLOTS;
+        self.file
+            .write_all_at(&encode_slot(&self.crypt, &cp), JOURNAL_OFF + slot * SLOT_LEN)
+            .map_err(io(&self.path))?;
+        self.file.sync_data().map_err(io(&self.path))?;
+        Ok(cp)
+    }
+
+    /// Writes the drive manifest and the final header; the disk is then complete.
+    pub fn seal(mut self, manifest: &DriveManifest) -> Result<Sealed> {
+        let plain = serde_json::to_vec(manifest).expect("serializes");
+        let nonce = self.crypt.nonce(b"manifest", 0, &plain);
+        let mut bytes = nonce.to_vec();
+        bytes.extend_from_slice(&self.crypt.seal(nonce, b"seedship drive manifest v1", &plain));
+        if self.offset + bytes.len() as u64 > self.header.capacity {
+            return Err(DiskError::Full { path: self.path.clone(), need: bytes.len() as u64 });
+        }
+        self.file.write_all_at(&bytes, self.offset).map_err(io(&self.path))?;
+        self.header.state = "sealed".into();
+        self.header.manifest_offset = self.offset;
+        self.header.manifest_length = bytes.len() as u64;
+        let block = header_block(&self.header);
+        self.file.write_all_at(&block, 0).map_err(io(&self.path))?;
+        self.file.sync_all().map_err(io(&self.path))?;
+        Ok(Sealed {
+            manifest_md5: hex::encode(Md5::digest(&bytes)),
+            header_sha256: hex::encode(Sha256::digest(&block)),
+            bytes: self.offset + bytes.len() as u64,
+        })
+    }
+}
+
+/// Writes every part of `plan` to `w` as extents of at most `EXTENT_MAX` bytes, in order,
+/// skipping the extents a resumed writer already has, checkpointing every
+/// [`CHECKPOINT_EXTENTS`] extents. `read(path, offset, len)` gives the staging bytes;
+/// `progress(bytes)` is told of every extent written. Returns the drive manifest's parts.
+pub fn write_plan(
+    w: &mut DiskWriter,
+    plan: &crate::plan::DiskPlan,
+    blob_sizes: &std::collections::HashMap<String, u64>,
+    mut read: impl FnMut(&str, u64, usize) -> std::io::Result<Vec<u8>>,
+    mut progress: impl FnMut(u64),
+) -> Result<Vec<ManifestPart>> {
+    let done = w.next;
+    let mut index = 0u64;
+    let mut offset = DATA_OFF;
+    let mut parts = Vec::with_capacity(plan.parts.len());
+    for (part_no, p) in plan.parts.iter().enumerate() {
+        let (mut sha, mut md5) = (Sha256::new(), Md5::new());
+        let first = index;
+        let start = offset;
+        let mut at = 0u64;
+        while at < p.length || (p.length == 0 && at == 0 && index == first) {
+            let len = (p.length - at).min(crate::plan::EXTENT_MAX) as usize;
+            let data = read(&p.path, p.file_offset + at, len)
+                .map_err(|e| DiskError::Invalid(format!("cannot read staging file {}: {e}", p.path)))?;
+            if data.len() != len {
+                return Err(DiskError::Invalid(format!("staging file {} is shorter than planned", p.path)));
+            }
+            sha.update(&data);
+            md5.update(&data);
+            let rec = align((EXTENT_HEAD + NONCE_LEN + len + TAG_LEN) as u64);
+            if index >= done {
+                debug_assert_eq!(w.offset, offset);
+                w.write_extent(part_no as u32, at, &data)?;
+                progress(len as u64);
+                if w.next.is_multiple_of(CHECKPOINT_EXTENTS) {
+                    w.checkpoint()?;
+                }
+            }
+            index += 1;
+            offset += rec;
+            at += len as u64;
+            if p.length == 0 {
+                break;
+            }
+        }
+        parts.push(ManifestPart {
+            path: p.path.clone(),
+            blob_size: blob_sizes.get(&p.path).copied().unwrap_or(p.length),
+            file_offset: p.file_offset,
+            length: p.length,
+            part: p.part,
+            parts: p.parts,
+            sha256: hex::encode(sha.finalize()),
+            md5: hex::encode(md5.finalize()),
+            first_extent: first,
+            extents: index - first,
+            disk_offset: start,
+        });
+    }
+    w.checkpoint()?;
+    Ok(parts)
+}
+
+fn extent_head(index: u64, part_no: u32, part_offset: u64, len: u32) -> [u8; EXTENT_HEAD] {
+    let mut h = [0u8; EXTENT_HEAD];
+    h[..4].copy_from_slice(EXTENT_MAGIC);
+    h[4] = 1;
+    h[8..16].copy_from_slice(&index.to_le_bytes());
+    h[16..20].copy_from_slice(&part_no.to_le_bytes());
+    h[24..32].copy_from_slice(&part_offset.to_le_bytes());
+    h[32..36].copy_from_slice(&len.to_le_bytes());
+    h
+}
+
+fn encode_slot(c: &Crypt, cp: &Checkpoint) -> Vec<u8> {
+    let mut b = vec![0u8; SLOT_LEN as usize];
+    b[..8].copy_from_slice(b"SSJOURNL");
+    b[8..16].copy_from_slice(&cp.extents.to_le_bytes());
+    b[16..24].copy_from_slice(&cp.offset.to_le_bytes());
+    let mac = blake3::keyed_hash(&c.mac_key, &b[..24]);
+    b[24..56].copy_from_slice(mac.as_bytes());
+    b
+}
+
+fn read_journal(f: &File, path: &Path, c: &Crypt) -> Result<Checkpoint> {
+    let mut best = Checkpoint { extents: 0, offset: DATA_OFF };
+    let mut b = vec![0u8; (SLOTS * SLOT_LEN) as usize];
+    f.read_exact_at(&mut b, JOURNAL_OFF).map_err(io(path))?;
+    for s in b.chunks(SLOT_LEN as usize) {
+        let mac = blake3::keyed_hash(&c.mac_key, &s[..24]);
+        if mac.as_bytes() != &s[24..56] {
+            continue; // empty, torn, or foreign: ignored
+        }
+        let cp = Checkpoint {
+            extents: u64::from_le_bytes(s[8..16].try_into().expect("8")),
+            offset: u64::from_le_bytes(s[16..24].try_into().expect("8")),
+        };
+        if cp.extents > best.extents {
+            best = cp;
+        }
+    }
+    Ok(best)
+}
+
+/// Reads a sealed disk with its recovery password: the format's own decoder.
+pub struct DiskReader {
+    path: PathBuf,
+    file: File,
+    crypt: Crypt,
+    pub header: Header,
+    pub manifest: DriveManifest,
+}
+
+impl DiskReader {
+    pub fn open(path: &Path, password: &RecoveryPassword) -> Result<DiskReader> {
+        let file = File::open(path).map_err(io(path))?;
+        let header = read_header(&file, path)?;
+        let keys = password.keys();
+        if keys.check != header.key_check {
+            return Err(DiskError::WrongKey { path: path.to_path_buf() });
+        }
+        if header.state != "sealed" {
+            return Err(DiskError::Invalid(format!("{} was not sealed (preparation incomplete)", path.display())));
+        }
+        let crypt = Crypt::new(&keys);
+        let mut b = vec![0u8; header.manifest_length as usize];
+        file.read_exact_at(&mut b, header.manifest_offset).map_err(io(path))?;
+        let corrupt =
+            |d: &str| DiskError::Corrupt { path: path.to_path_buf(), what: "drive manifest".into(), detail: d.into() };
+        if b.len() < NONCE_LEN + TAG_LEN {
+            return Err(corrupt("too short"));
+        }
+        let plain = crypt
+            .open(&b[..NONCE_LEN], b"seedship drive manifest v1", &b[NONCE_LEN..])
+            .ok_or_else(|| corrupt("authentication failed"))?;
+        let manifest: DriveManifest = serde_json::from_slice(&plain).map_err(|e| corrupt(&e.to_string()))?;
+        Ok(DiskReader { path: path.to_path_buf(), file, crypt, header, manifest })
+    }
+
+    /// Reads, decrypts and checks one part (against its SHA-256 and MD5).
+    pub fn read_part(&self, part_no: usize) -> Result<Vec<u8>> {
+        let p = self.manifest.parts.get(part_no).ok_or_else(|| DiskError::Invalid(format!("no part {part_no}")))?;
+        let mut out = Vec::with_capacity(p.length as usize);
+        let mut off = p.disk_offset;
+        for i in 0..p.extents {
+            let index = p.first_extent + i;
+            let what = format!("extent {index} of {}", p.path);
+            let corrupt =
+                |d: &str| DiskError::Corrupt { path: self.path.clone(), what: what.clone(), detail: d.into() };
+            let mut head = [0u8; EXTENT_HEAD];
+            self.file.read_exact_at(&mut head, off).map_err(io(&self.path))?;
+            if &head[..4] != EXTENT_MAGIC || u64::from_le_bytes(head[8..16].try_into().expect("8")) != index {
+                return Err(corrupt("bad extent header"));
+            }
+            let len = u32::from_le_bytes(head[32..36].try_into().expect("4")) as usize;
+            let mut body = vec![0u8; NONCE_LEN + len + TAG_LEN];
+            self.file.read_exact_at(&mut body, off + EXTENT_HEAD as u64).map_err(io(&self.path))?;
+            let plain = self
+                .crypt
+                .open(&body[..NONCE_LEN], &head, &body[NONCE_LEN..])
+                .ok_or_else(|| corrupt("authentication failed"))?;
+            out.extend_from_slice(&plain);
+            off += align((EXTENT_HEAD + body.len()) as u64);
+        }
+        if out.len() as u64 != p.length
+            || hex::encode(Sha256::digest(&out)) != p.sha256
+            || hex::encode(Md5::digest(&out)) != p.md5
+        {
+            return Err(DiskError::Corrupt {
+                path: self.path.clone(),
+                what: format!("part {} of {}", p.part, p.path),
+                detail: "content does not match the drive manifest".into(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;
