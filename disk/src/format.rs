@@ -36,6 +36,8 @@ const EXTENT_HEAD: usize = 64;
 const TAG_LEN: usize = 16;
 const MAGIC: &str = "seedship-disk";
 const EXTENT_MAGIC: &[u8; 4] = b"SSEX";
+/// Largest drive manifest a reader accepts.
+const MAX_MANIFEST: u64 = 256 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
@@ -473,10 +475,16 @@ impl DiskReader {
             return Err(DiskError::Invalid(format!("{} was not sealed (preparation incomplete)", path.display())));
         }
         let crypt = Crypt::new(&keys);
-        let mut b = vec![0u8; header.manifest_length as usize];
-        file.read_exact_at(&mut b, header.manifest_offset).map_err(io(path))?;
         let corrupt =
             |d: &str| DiskError::Corrupt { path: path.to_path_buf(), what: "drive manifest".into(), detail: d.into() };
+        // The header is not authenticated: bound what it makes us read before trusting it.
+        let size = file.metadata().map_err(io(path))?.len();
+        if header.manifest_length > MAX_MANIFEST || header.manifest_offset.saturating_add(header.manifest_length) > size
+        {
+            return Err(corrupt("its location in the header is out of range"));
+        }
+        let mut b = vec![0u8; header.manifest_length as usize];
+        file.read_exact_at(&mut b, header.manifest_offset).map_err(io(path))?;
         if b.len() < NONCE_LEN + TAG_LEN {
             return Err(corrupt("too short"));
         }
@@ -503,6 +511,9 @@ impl DiskReader {
                 return Err(corrupt("bad extent header"));
             }
             let len = u32::from_le_bytes(head[32..36].try_into().expect("4")) as usize;
+            if len as u64 > crate::plan::EXTENT_MAX {
+                return Err(corrupt("extent length out of range"));
+            }
             let mut body = vec![0u8; NONCE_LEN + len + TAG_LEN];
             self.file.read_exact_at(&mut body, off + EXTENT_HEAD as u64).map_err(io(&self.path))?;
             let plain = self

@@ -160,6 +160,16 @@ fn wrong_keys_foreign_and_used_disks_and_flipped_bits_are_refused() {
     std::fs::write(&junk, vec![0x5a; 8192]).unwrap();
     assert!(matches!(DiskReader::open(&junk, &pw), Err(DiskError::Foreign { .. })));
 
+    // A tampered header cannot make the reader allocate or read out of range.
+    let tampered = d.path().join("tampered.img");
+    std::fs::copy(&img, &tampered).unwrap();
+    let f = OpenOptions::new().read(true).write(true).open(&tampered).unwrap();
+    let mut h = read_header(&f, &tampered).unwrap();
+    h.manifest_length = 1 << 40;
+    f.write_all_at(&header_block(&h), 0).unwrap();
+    let e = DiskReader::open(&tampered, &pw).err().unwrap().to_string();
+    assert!(e.contains("out of range"), "{e}");
+
     // One flipped bit in an extent: the read-back names it.
     let r = DiskReader::open(&img, &pw).unwrap();
     let target = r.manifest.parts.iter().position(|x| x.length > MIB).unwrap();
