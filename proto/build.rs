@@ -13,7 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         // Drive keys must never reach logs through a derived Debug.
-        .skip_debug(["seedship.v1.DriveReport"])
+        .skip_debug(["seedship.v1.DriveReport", "seedship.v1.GetDriveKeyResponse"])
         .compile_fds(fds)?;
     println!("cargo:rerun-if-changed=seedship");
     Ok(())

@@ -18,6 +18,12 @@ pub mod signals;
 pub mod pb {
     tonic::include_proto!("seedship.v1");
 
+    impl std::fmt::Debug for GetDriveKeyResponse {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("GetDriveKeyResponse").field("recovery_password", &"<redacted>").finish()
+        }
+    }
+
     impl std::fmt::Debug for DriveReport {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.debug_struct("DriveReport")

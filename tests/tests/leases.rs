@@ -183,3 +183,90 @@ async fn work_targeted_at_a_site_goes_only_to_its_stations() -> anyhow::Result<(
     assert_eq!(l.map(|l| l.job_name).as_deref(), Some("job-east"));
     c.finish()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_holder_gets_back_only_the_keys_of_drives_it_reported() -> anyhow::Result<()> {
+    let c = Cluster::start_with(Options { lease_ttl: "2s", sweep_interval: "200ms", ..Default::default() })?;
+    let (fs, a, b) = (c.issue("source", "fs01")?, c.issue("copy", "station-a")?, c.issue("copy", "station-b")?);
+    let (src, ca, cb) = (c.connect(&fs).await?, c.connect(&a).await?, c.connect(&b).await?);
+    seedship_proto::agent::register(&ca, None, "t").await?;
+    seedship_proto::agent::register(&cb, None, "t").await?;
+    client::seeds(src).register_seed(seed_request("job-keys")).await?;
+    let drive = |id: &str, pw: &str| pb::DriveReport {
+        drive_id: id.into(),
+        position: 1,
+        capacity_bytes: 2_000_000,
+        bytes_written: 1_000,
+        manifest_file: "\\DriveManifest.xml".into(),
+        manifest_hash: "0123456789abcdef0123456789abcdef".into(),
+        drive_header_hash: "ABCDEF0123456789ABCDEF0123456789".into(),
+        recovery_password: pw.into(),
+    };
+    let key = |l: &pb::Lease, d: &str| pb::GetDriveKeyRequest {
+        work_id: l.work_id.clone(),
+        generation: l.generation,
+        drive_id: d.into(),
+    };
+    const PW_A: &str = "000011-000022-000033-000044-000055-000066-000077-000088";
+    const PW_B: &str = "000099-000110-000121-000132-000143-000154-000165-000176";
+
+    let la = client::diskprep(ca.clone())
+        .claim_work(pb::ClaimWorkRequest { request_id: rid() })
+        .await?
+        .into_inner()
+        .lease
+        .unwrap();
+    client::diskprep(ca.clone())
+        .report_drive(pb::ReportDriveRequest {
+            request_id: rid(),
+            work_id: la.work_id.clone(),
+            generation: la.generation,
+            drive: Some(drive("WD-A", PW_A)),
+        })
+        .await?;
+    // The holder gets its key back (after a restart, say).
+    let got = client::diskprep(ca.clone()).get_drive_key(key(&la, "WD-A")).await?.into_inner();
+    assert_eq!(got.recovery_password, PW_A);
+    let e = client::diskprep(ca.clone()).get_drive_key(key(&la, "WD-NONE")).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+
+    // The lease expires; station B takes over.
+    let mut op_wait = 0;
+    let lb = loop {
+        if let Some(l) = client::diskprep(cb.clone())
+            .claim_work(pb::ClaimWorkRequest { request_id: rid() })
+            .await?
+            .into_inner()
+            .lease
+        {
+            break l;
+        }
+        op_wait += 1;
+        anyhow::ensure!(op_wait < 200, "the lease was never swept");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(lb.generation, 2);
+    // A's drive key is not B's to have; A's stale lease gets nothing either.
+    let e = client::diskprep(cb.clone()).get_drive_key(key(&lb, "WD-A")).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let e = client::diskprep(ca.clone()).get_drive_key(key(&la, "WD-A")).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    client::diskprep(cb.clone())
+        .report_drive(pb::ReportDriveRequest {
+            request_id: rid(),
+            work_id: lb.work_id.clone(),
+            generation: lb.generation,
+            drive: Some(drive("WD-B", PW_B)),
+        })
+        .await?;
+    assert_eq!(
+        client::diskprep(cb.clone()).get_drive_key(key(&lb, "WD-B")).await?.into_inner().recovery_password,
+        PW_B
+    );
+
+    // Keys appear in no log, and each release was logged.
+    let logs = c.coordinator_logs();
+    assert!(!logs.contains("000011-000022") && !logs.contains("000099-000110"), "a key leaked into the logs");
+    assert_eq!(logs.matches("drive key released to its lease holder").count(), 2);
+    c.finish()
+}

@@ -161,6 +161,20 @@ impl Coordinator {
         Ok(out)
     }
 
+    /// A drive's recovery password, back to the station that reported it (see the RPC).
+    pub async fn drive_key(&self, station: &SpiffeId, fence: &Fence, drive_id: &str) -> Result<RecoveryPassword> {
+        let mk = self.master_key.as_ref().ok_or_else(|| {
+            Error::FailedPrecondition(
+                "the coordinator has no master_key_file configured, so it holds no drive keys".into(),
+            )
+        })?;
+        let sealed =
+            Self::audit(station, "GetDriveKey", self.store.drive_key(station, fence, drive_id, self.now()).await)?;
+        let key = mk.open(&fence.work_id, drive_id, &sealed)?;
+        tracing::info!(station = %station, work = %fence.work_id, drive = %drive_id, "drive key released to its lease holder");
+        Ok(key)
+    }
+
     pub async fn complete(&self, station: &SpiffeId, cmd: Cmd<Fence>) -> Result<Seed> {
         let idem = self.idem(station, "CompleteWork", &cmd);
         let seed = Self::audit(

@@ -221,6 +221,13 @@ impl TryFrom<pb::RecordShippingRequest> for Cmd<NewShipping> {
     }
 }
 
+/// The lease and drive of a `GetDriveKey` request.
+pub fn drive_key_request(r: pb::GetDriveKeyRequest) -> Result<(Fence, String)> {
+    let f = fence(r.work_id, r.generation)?;
+    v::drive_id(&r.drive_id)?;
+    Ok((f, r.drive_id))
+}
+
 /// A seed key (id or job name) from a read request.
 pub fn seed_key(field: &str, s: &str) -> Result<()> {
     if s.is_empty() {

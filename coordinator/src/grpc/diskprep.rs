@@ -3,7 +3,7 @@ use seedship_proto::pb;
 use tonic::{Request, Response, Status};
 
 use super::Api;
-use super::convert::DriveCmd;
+use super::convert::{self, DriveCmd};
 use crate::domain::service::Cmd;
 
 const COPY: &[Role] = &[Role::Copy];
@@ -55,6 +55,16 @@ impl pb::disk_prep_service_server::DiskPrepService for Api {
         let cmd = Cmd::try_from(req.into_inner())?;
         let seed = self.core.complete(&station, cmd).await?;
         Ok(Response::new(pb::CompleteWorkResponse { seed: Some(seed.into()) }))
+    }
+
+    async fn get_drive_key(
+        &self,
+        req: Request<pb::GetDriveKeyRequest>,
+    ) -> Result<Response<pb::GetDriveKeyResponse>, Status> {
+        let station = self.auth.require(&req, "GetDriveKey", COPY)?;
+        let (fence, drive_id) = convert::drive_key_request(req.into_inner())?;
+        let key = self.core.drive_key(&station, &fence, &drive_id).await?;
+        Ok(Response::new(pb::GetDriveKeyResponse { recovery_password: key.0 }))
     }
 
     async fn release_work(

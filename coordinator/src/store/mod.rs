@@ -84,6 +84,9 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         now: UnixMs,
     ) -> Result<()>;
+    /// The sealed key of `drive_id`, for the station holding the live lease `fence` that
+    /// reported that drive.
+    async fn drive_key(&self, station: &SpiffeId, fence: &Fence, drive_id: &str, now: UnixMs) -> Result<SealedKey>;
     /// Returns every lease that expired by `now` to the queue (the sweeper's job).
     async fn expire_leases(&self, now: UnixMs) -> Result<Vec<ExpiredLease>>;
 

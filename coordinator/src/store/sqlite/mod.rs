@@ -295,6 +295,11 @@ impl Store for SqliteStore {
         self.write(move |c| writes::release_work(c, &idem, &station, &fence, &reason, now)).await
     }
 
+    async fn drive_key(&self, station: &SpiffeId, fence: &Fence, drive_id: &str, now: UnixMs) -> Result<SealedKey> {
+        let (station, fence, drive_id) = (station.clone(), fence.clone(), drive_id.to_string());
+        self.read(move |c| reads::drive_key(c, &station, &fence, &drive_id, now)).await
+    }
+
     async fn expire_leases(&self, now: UnixMs) -> Result<Vec<ExpiredLease>> {
         self.write(move |c| writes::expire_leases(c, now)).await
     }

@@ -1,13 +1,15 @@
 //! Read-only queries for the operator API and agents.
 
-use rusqlite::{Connection, params};
-use seedship_proto::identity::Role;
+use rusqlite::{Connection, OptionalExtension, params};
+use seedship_proto::identity::{Role, SpiffeId};
 
 use super::db_err;
 use super::rows::*;
+use crate::clock::UnixMs;
+use crate::domain::lease::Fence;
 use crate::domain::model::*;
 use crate::domain::seed::SeedState;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 fn collect<T>(
     c: &Connection,
@@ -140,4 +142,26 @@ pub fn list_events(c: &Connection, seed: Option<&str>, limit: u32) -> Result<Vec
         params![seed, limit],
         event_row,
     )
+}
+
+/// The sealed key of a drive, for the live lease holder that reported it.
+pub fn drive_key(c: &Connection, station: &SpiffeId, fence: &Fence, drive_id: &str, now: UnixMs) -> Result<SealedKey> {
+    let work = load_work(c, &fence.work_id)?;
+    work.check(&station.name, fence.generation, now)?;
+    let row: Option<(String, Option<Vec<u8>>)> = query_row(
+        c,
+        "SELECT reported_by, sealed_key FROM drives WHERE seed_id = ?1 AND drive_id = ?2",
+        params![work.seed_id, drive_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+    .map_err(db_err)?;
+    match row {
+        None => Err(Error::NotFound(format!("no drive {drive_id:?} was reported for work {}", fence.work_id))),
+        Some((by, _)) if by != station.uri() => {
+            Err(Error::PermissionDenied(format!("drive {drive_id:?} was reported by another station")))
+        }
+        Some((_, None)) => Err(Error::NotFound(format!("drive {drive_id:?} was reported without a key"))),
+        Some((_, Some(k))) => Ok(SealedKey(k)),
+    }
 }
