@@ -48,9 +48,52 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// Whether this machine is a virtual machine: "none" on physical hardware, else the
+/// hypervisor kind, as `systemd-detect-virt --vm` says it (containers do not count: the rule
+/// is about the machine), or DMI vendor strings, or the CPU's hypervisor flag ("vm"); empty
+/// when nothing can tell.
+pub fn detect_virtualization() -> String {
+    if let Ok(out) =
+        std::process::Command::new("systemd-detect-virt").arg("--vm").stderr(std::process::Stdio::null()).output()
+    {
+        let v = String::from_utf8_lossy(&out.stdout).trim().to_ascii_lowercase();
+        if !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return v;
+        }
+    }
+    let dmi = ["sys_vendor", "product_name"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(format!("/sys/class/dmi/id/{f}")).ok())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase();
+    for (needle, kind) in [
+        ("vmware", "vmware"),
+        ("virtualbox", "oracle"),
+        ("qemu", "qemu"),
+        ("kvm", "kvm"),
+        ("xen", "xen"),
+        ("virtual machine", "microsoft"),
+        ("amazon ec2", "amazon"),
+        ("google compute", "google"),
+    ] {
+        if dmi.contains(needle) {
+            return kind.into();
+        }
+    }
+    match std::fs::read_to_string("/proc/cpuinfo") {
+        Ok(c) if c.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor")) => {
+            "vm".into()
+        }
+        Ok(_) if !dmi.is_empty() => "none".into(),
+        _ => String::new(),
+    }
+}
+
 /// Registers the calling agent; returns the registration and the heartbeat interval.
 pub async fn register(conn: &Conn, site: Option<&str>, version: &str) -> Result<pb::RegisterAgentResponse, Status> {
     let host = hostname();
+    let virtualization = detect_virtualization();
     with_retry("RegisterAgent", 5, |request_id| {
         let mut c = client::agents(conn.clone());
         let req = pb::RegisterAgentRequest {
@@ -58,6 +101,7 @@ pub async fn register(conn: &Conn, site: Option<&str>, version: &str) -> Result<
             site: site.unwrap_or_default().to_string(),
             hostname: host.clone(),
             version: version.to_string(),
+            virtualization: virtualization.clone(),
         };
         async move { c.register_agent(req).await.map(|r| r.into_inner()) }
     })

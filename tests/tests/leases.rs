@@ -270,3 +270,81 @@ async fn a_lease_holder_gets_back_only_the_keys_of_drives_it_reported() -> anyho
     assert_eq!(logs.matches("drive key released to its lease holder").count(), 2);
     c.finish()
 }
+
+/// Registers `conn` as an agent with an explicit host name and virtualization.
+async fn register_as(conn: &seedship_proto::client::Conn, host: &str, virt: &str) -> anyhow::Result<()> {
+    client::agents(conn.clone())
+        .register_agent(pb::RegisterAgentRequest {
+            request_id: rid(),
+            site: String::new(),
+            hostname: host.into(),
+            version: "t".into(),
+            virtualization: virt.into(),
+        })
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_virtual_source_gets_a_physical_station_on_another_host_unless_an_operator_allows() -> anyhow::Result<()> {
+    let c = Cluster::start()?;
+    let (fs, vm_st, same_host, phys, ops) = (
+        c.issue("source", "vm-fs01")?,
+        c.issue("copy", "virtual-station")?,
+        c.issue("copy", "same-host")?,
+        c.issue("copy", "physical")?,
+        c.issue("operator", "alice")?,
+    );
+    let (src, cv, cs, cp, op) = (
+        c.connect(&fs).await?,
+        c.connect(&vm_st).await?,
+        c.connect(&same_host).await?,
+        c.connect(&phys).await?,
+        c.connect(&ops).await?,
+    );
+    register_as(&src, "hyperv-guest-7", "microsoft").await?;
+    register_as(&cv, "copy-vm", "kvm").await?;
+    register_as(&cs, "hyperv-guest-7", "none").await?;
+    register_as(&cp, "copy-box", "none").await?;
+    client::seeds(src.clone()).register_seed(seed_request("job-vm")).await?;
+    let claim = |conn: &seedship_proto::client::Conn| {
+        let mut d = client::diskprep(conn.clone());
+        async move { d.claim_work(pb::ClaimWorkRequest { request_id: rid() }).await.map(|r| r.into_inner().lease) }
+    };
+    // Neither a virtual station nor the source's own host may take it; a physical one may.
+    assert!(claim(&cv).await?.is_none(), "a virtual station took a VM's seed");
+    assert!(claim(&cs).await?.is_none(), "the source's own host took its seed");
+    let l = claim(&cp).await?.expect("the physical station on another host gets it");
+    assert_eq!(l.job_name, "job-vm");
+
+    // A lab has no physical station: an operator allows it for one seed, on the record.
+    client::seeds(src.clone()).register_seed(seed_request("job-lab")).await?;
+    assert!(claim(&cv).await?.is_none());
+    let e = client::operator(op.clone())
+        .allow_virtual_station(pb::AllowVirtualStationRequest {
+            request_id: rid(),
+            seed: "job-lab".into(),
+            reason: " ".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "a reason is required");
+    let s = client::operator(op.clone())
+        .allow_virtual_station(pb::AllowVirtualStationRequest {
+            request_id: rid(),
+            seed: "job-lab".into(),
+            reason: "lab without a physical copy station".into(),
+        })
+        .await?
+        .into_inner()
+        .seed
+        .unwrap();
+    assert!(s.allow_virtual_station);
+    let l = claim(&cv).await?.expect("allowed now");
+    assert_eq!(l.job_name, "job-lab");
+    let d = client::operator(op).get_seed(pb::GetSeedRequest { seed: "job-lab".into() }).await?.into_inner();
+    let ev = d.history.iter().find(|e| e.event == "allow_virtual_station").expect("recorded in the history");
+    assert_eq!(ev.actor, "spiffe://e2e.test/operator/alice");
+    assert!(ev.reason.contains("lab without a physical copy station"), "{}", ev.reason);
+    c.finish()
+}

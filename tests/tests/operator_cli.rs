@@ -38,6 +38,11 @@ async fn seedctl_shows_seeds_history_and_agents() -> anyhow::Result<()> {
 
     let src = c.connect(&fs).await?;
     client::seeds(src.clone()).register_seed(seed_request("job-cli")).await?;
+    // The agents run as real processes on this machine, which is a VM: Azure's rule would keep
+    // the seed from this (virtual) station, so the lab override goes on record first.
+    let out =
+        c.run("allow", &mut seedctl_cmd(&c, &ops, &["allow-virtual-station", "job-cli", "--reason", "test lab"]))?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let cp = c.connect(&st).await?;
     client::diskprep(cp).claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?;
 
@@ -63,7 +68,7 @@ async fn seedctl_shows_seeds_history_and_agents() -> anyhow::Result<()> {
     );
     let dj: serde_json::Value = serde_json::from_str(&seedctl(&mut c, "seed-json", &["--json", "seed", "job-cli"])?)?;
     let events: Vec<&str> = dj["history"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
-    assert_eq!(events, vec!["register", "queue", "lease_claimed"]);
+    assert_eq!(events, vec!["register", "queue", "allow_virtual_station", "lease_claimed"]);
     assert_eq!(dj["work"]["holder"], "station-01");
 
     let agents: serde_json::Value = serde_json::from_str(&seedctl(&mut c, "agents", &["--json", "agents"])?)?;

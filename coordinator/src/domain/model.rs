@@ -13,6 +13,9 @@ pub struct AgentInfo {
     pub site: Option<String>,
     pub hostname: String,
     pub version: String,
+    /// "none" on physical hardware, a hypervisor kind, or empty when unknown.
+    #[serde(default)]
+    pub virtualization: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +54,9 @@ pub struct Seed {
     pub created_ms: UnixMs,
     pub updated_ms: UnixMs,
     pub spec: NewSeed,
+    /// An operator allowed a virtual station (or the source's own host) for this seed.
+    #[serde(default)]
+    pub allow_virtual_station: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -214,6 +214,14 @@ impl Coordinator {
         Ok(rec)
     }
 
+    pub async fn allow_virtual_station(&self, operator: &SpiffeId, cmd: Cmd<(String, String)>) -> Result<Seed> {
+        let idem = self.idem(operator, "AllowVirtualStation", &cmd);
+        let (seed, reason) = &cmd.body;
+        let s = self.store.allow_virtual_station(&idem, operator, seed, reason, self.now()).await?;
+        tracing::info!(operator = %operator, job = %s.spec.job_name, %reason, "virtual copy station allowed for this seed");
+        Ok(s)
+    }
+
     pub async fn shipping(&self, job: &str) -> Result<ShippingRecord> {
         self.store
             .get_shipping(job)

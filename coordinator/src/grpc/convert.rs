@@ -40,7 +40,13 @@ impl TryFrom<pb::RegisterAgentRequest> for Cmd<AgentInfo> {
         }
         v::text("hostname", &r.hostname, 255)?;
         v::text("version", &r.version, 64)?;
-        cmd(r.request_id, AgentInfo { site: opt(r.site), hostname: r.hostname, version: r.version })
+        if !r.virtualization.is_empty() {
+            v::label("virtualization", &r.virtualization)?;
+        }
+        cmd(
+            r.request_id,
+            AgentInfo { site: opt(r.site), hostname: r.hostname, version: r.version, virtualization: r.virtualization },
+        )
     }
 }
 
@@ -228,6 +234,18 @@ pub fn drive_key_request(r: pb::GetDriveKeyRequest) -> Result<(Fence, String)> {
     Ok((f, r.drive_id))
 }
 
+impl TryFrom<pb::AllowVirtualStationRequest> for Cmd<(String, String)> {
+    type Error = Error;
+    fn try_from(r: pb::AllowVirtualStationRequest) -> Result<Self> {
+        seed_key("seed", &r.seed)?;
+        v::text("reason", &r.reason, 500)?;
+        if r.reason.trim().is_empty() {
+            return Err(Error::invalid("reason", "is required: say why, for the seed's history"));
+        }
+        cmd(r.request_id, (r.seed, r.reason))
+    }
+}
+
 /// A seed key (id or job name) from a read request.
 pub fn seed_key(field: &str, s: &str) -> Result<()> {
     if s.is_empty() {
@@ -316,6 +334,7 @@ impl From<Seed> for pb::SeedSummary {
             manifest_root: s.spec.manifest_root,
             target_site: s.spec.target_site.unwrap_or_default(),
             target_station: s.spec.target_station.unwrap_or_default(),
+            allow_virtual_station: s.allow_virtual_station,
         }
     }
 }
@@ -332,6 +351,7 @@ impl From<Agent> for pb::Agent {
             registered_unix_ms: a.registered_ms,
             last_heartbeat_unix_ms: a.last_heartbeat_ms,
             status: a.status,
+            virtualization: a.info.virtualization,
         }
     }
 }

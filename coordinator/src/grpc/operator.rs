@@ -17,6 +17,16 @@ fn opt_key(field: &str, s: &str) -> Result<Option<String>, Status> {
 
 #[tonic::async_trait]
 impl pb::operator_service_server::OperatorService for Api {
+    async fn allow_virtual_station(
+        &self,
+        req: Request<pb::AllowVirtualStationRequest>,
+    ) -> Result<Response<pb::AllowVirtualStationResponse>, Status> {
+        let operator = self.auth.require(&req, "AllowVirtualStation", OPERATOR)?;
+        let cmd = crate::domain::service::Cmd::try_from(req.into_inner())?;
+        let seed = self.core.allow_virtual_station(&operator, cmd).await?;
+        Ok(Response::new(pb::AllowVirtualStationResponse { seed: Some(seed.into()) }))
+    }
+
     async fn list_seeds(&self, req: Request<pb::ListSeedsRequest>) -> Result<Response<pb::ListSeedsResponse>, Status> {
         self.auth.require(&req, "ListSeeds", OPERATOR)?;
         let r = req.into_inner();

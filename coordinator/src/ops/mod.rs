@@ -86,6 +86,13 @@ pub enum Cmd {
     },
     /// Show the shipping record of a job.
     Shipping { job: String },
+    /// Let a virtual copy station (or the source's own host) prepare a seed's disks.
+    AllowVirtualStation {
+        seed: String,
+        /// Why; kept in the seed's history.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +219,21 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
                 .into_inner();
             let rec = r.record.unwrap_or_default();
             (shipping_text(&rec), shipping_json(&rec))
+        }
+        Cmd::AllowVirtualStation { seed, reason } => {
+            let r = ops
+                .allow_virtual_station(pb::AllowVirtualStationRequest {
+                    request_id: new_request_id(),
+                    seed: seed.clone(),
+                    reason: reason.clone(),
+                })
+                .await?
+                .into_inner();
+            let s = r.seed.unwrap_or_default();
+            (
+                format!("seed {} ({}) may now be prepared on a virtual copy station", s.job_name, s.seed_id),
+                seed_json(&s),
+            )
         }
         Cmd::Shipping { job } => {
             let r = client::shipping(conn)

@@ -90,6 +90,7 @@ pub fn seed_json(s: &pb::SeedSummary) -> Value {
         "subscription_id": s.subscription_id, "location": s.location,
         "staging_location": s.staging_location, "manifest_root": s.manifest_root,
         "target_site": s.target_site, "target_station": s.target_station,
+        "allow_virtual_station": s.allow_virtual_station,
     })
 }
 
@@ -159,7 +160,7 @@ pub fn seed_detail_json(r: &pb::GetSeedResponse) -> Value {
 
 pub fn agents_table(agents: &[pb::Agent], now: i64) -> String {
     table(
-        &["ROLE", "NAME", "SITE", "HOST", "VERSION", "LAST HEARTBEAT", "STATUS"],
+        &["ROLE", "NAME", "SITE", "HOST", "VIRT", "VERSION", "LAST HEARTBEAT", "STATUS"],
         agents
             .iter()
             .map(|a| {
@@ -168,6 +169,7 @@ pub fn agents_table(agents: &[pb::Agent], now: i64) -> String {
                     a.name.clone(),
                     if a.site.is_empty() { "-".into() } else { a.site.clone() },
                     a.hostname.clone(),
+                    if a.virtualization.is_empty() { "?".into() } else { a.virtualization.clone() },
                     a.version.clone(),
                     format!("{} ago", age(now, a.last_heartbeat_unix_ms)),
                     a.status.clone(),
@@ -180,7 +182,7 @@ pub fn agents_table(agents: &[pb::Agent], now: i64) -> String {
 pub fn agent_json(a: &pb::Agent) -> Value {
     json!({
         "identity": a.identity, "role": role_name(a.role), "name": a.name, "site": a.site,
-        "hostname": a.hostname, "version": a.version,
+        "hostname": a.hostname, "version": a.version, "virtualization": a.virtualization,
         "registered": rfc3339(a.registered_unix_ms), "last_heartbeat": rfc3339(a.last_heartbeat_unix_ms),
         "last_heartbeat_unix_ms": a.last_heartbeat_unix_ms, "status": a.status,
     })

@@ -4,8 +4,8 @@
 //!
 //! | table | what | why |
 //! |---|---|---|
-//! | `agents` | every agent's SPIFFE id, site, host, version, registration and last heartbeat | the fleet view; site targeting of disk-prep work |
-//! | `seeds` | each seed's Azure coordinates, staging location, manifest root, size, owner and lifecycle state | the unit of work the whole system moves forward |
+//! | `agents` | every agent's SPIFFE id, site, host, version, virtualization, registration and last heartbeat | the fleet view; site targeting; the physical-station rule for VM sources |
+//! | `seeds` | each seed's Azure coordinates, staging location, manifest root, size, owner, lifecycle state, and whether a virtual station is allowed | the unit of work the whole system moves forward |
 //! | `seed_events` | every transition with time, actor and reason (append-only) | operators read a seed's history; audits |
 //! | `work_items` | each seed's disk-prep item, its lease holder, expiry, fencing generation and progress | leases must survive a coordinator restart, and the generation must never go back |
 //! | `drives` | drives reported per seed, with the recovery password sealed under the master key | the Azure job's drive list; keys are needed once, at job creation |
@@ -99,6 +99,16 @@ pub trait Store: Send + Sync + 'static {
         now: UnixMs,
     ) -> Result<ShippingRecord>;
     async fn get_shipping(&self, job_name: &str) -> Result<Option<ShippingRecord>>;
+
+    /// Lets a virtual station (or the source's host) prepare `seed`; recorded in its history.
+    async fn allow_virtual_station(
+        &self,
+        idem: &Idem,
+        operator: &SpiffeId,
+        seed: &str,
+        reason: &str,
+        now: UnixMs,
+    ) -> Result<Seed>;
 
     // ---- housekeeping
     /// Forgets idempotency records older than `before`; returns how many.

@@ -101,6 +101,7 @@ async fn register(ch: Channel, site: &str) -> Result<()> {
             site: site.into(),
             hostname: "loadgen".into(),
             version: "bench".into(),
+            virtualization: "none".into(),
         })
         .await?;
     Ok(())

@@ -34,7 +34,10 @@ use crate::domain::seed::SeedState;
 use crate::error::{Error, Result};
 
 /// Migrations in order; `PRAGMA user_version` records how many are applied.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("../../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init", include_str!("../../../migrations/0001_init.sql")),
+    ("0002_virtual_stations", include_str!("../../../migrations/0002_virtual_stations.sql")),
+];
 
 /// Most operations committed together.
 const MAX_BATCH: usize = 256;
@@ -313,6 +316,18 @@ impl Store for SqliteStore {
     ) -> Result<ShippingRecord> {
         let (idem, operator, rec) = (idem.clone(), operator.clone(), rec.clone());
         self.write(move |c| writes::record_shipping(c, &idem, &operator, &rec, now)).await
+    }
+
+    async fn allow_virtual_station(
+        &self,
+        idem: &Idem,
+        operator: &SpiffeId,
+        seed: &str,
+        reason: &str,
+        now: UnixMs,
+    ) -> Result<Seed> {
+        let (idem, operator, seed, reason) = (idem.clone(), operator.clone(), seed.to_string(), reason.to_string());
+        self.write(move |c| writes::allow_virtual_station(c, &idem, &operator, &seed, &reason, now)).await
     }
 
     async fn get_shipping(&self, job_name: &str) -> Result<Option<ShippingRecord>> {

@@ -43,7 +43,7 @@ pub fn state_col(row: &Row, idx: usize) -> rusqlite::Result<SeedState> {
 
 pub const SEED_COLS: &str = "s.seed_id, s.owner, s.state, s.state_reason, s.created_ms, s.updated_ms, \
     s.job_name, s.storage_account, s.container, s.subscription_id, s.location, s.staging_location, \
-    s.manifest_root, s.total_bytes, s.file_count, s.target_site, s.target_station";
+    s.manifest_root, s.total_bytes, s.file_count, s.target_site, s.target_station, s.allow_virtual_station";
 
 pub fn seed_row(row: &Row) -> rusqlite::Result<Seed> {
     Ok(Seed {
@@ -66,6 +66,7 @@ pub fn seed_row(row: &Row) -> rusqlite::Result<Seed> {
             target_site: row.get(15)?,
             target_station: row.get(16)?,
         },
+        allow_virtual_station: row.get(17)?,
     })
 }
 
@@ -216,7 +217,8 @@ pub fn drive_row(row: &Row) -> rusqlite::Result<Drive> {
     })
 }
 
-pub const AGENT_COLS: &str = "identity, role, name, site, hostname, version, registered_ms, last_heartbeat_ms, status";
+pub const AGENT_COLS: &str =
+    "identity, role, name, site, hostname, version, registered_ms, last_heartbeat_ms, status, virtualization";
 
 pub fn agent_row(row: &Row) -> rusqlite::Result<Agent> {
     let role: String = row.get(1)?;
@@ -224,7 +226,7 @@ pub fn agent_row(row: &Row) -> rusqlite::Result<Agent> {
         identity: row.get(0)?,
         role: role.parse::<Role>().map_err(|_| bad_col(1, "role", &role))?,
         name: row.get(2)?,
-        info: AgentInfo { site: row.get(3)?, hostname: row.get(4)?, version: row.get(5)? },
+        info: AgentInfo { site: row.get(3)?, hostname: row.get(4)?, version: row.get(5)?, virtualization: row.get(9)? },
         registered_ms: row.get(6)?,
         last_heartbeat_ms: row.get(7)?,
         status: row.get(8)?,

@@ -39,7 +39,7 @@ fn seed(job: &str) -> NewSeed {
 async fn prepared_job(store: &SqliteStore, path: &std::path::Path, job: &str) {
     let src = SpiffeId::new("t", Role::Source, "fs01").unwrap();
     let st = SpiffeId::new("t", Role::Copy, "st1").unwrap();
-    let info = AgentInfo { site: None, hostname: "h".into(), version: "v".into() };
+    let info = AgentInfo { site: None, hostname: "h".into(), version: "v".into(), virtualization: String::new() };
     store.register_agent(&idem(&st, &format!("{job}-a"), "RegisterAgent", 1), &st, &info, 1).await.unwrap();
     store.register_seed(&idem(&src, &format!("{job}-s"), "RegisterSeed", 1), &src, &seed(job), 1).await.unwrap();
     let t = LeaseTiming { now: 2, ttl_ms: 60_000 };

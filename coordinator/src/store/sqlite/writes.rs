@@ -32,11 +32,12 @@ fn load_agent(c: &Connection, identity: &str) -> Result<Option<Agent>> {
 pub fn register_agent(c: &Connection, idem: &Idem, who: &SpiffeId, info: &AgentInfo, now: UnixMs) -> Result<Agent> {
     idempotent(c, idem, now, || {
         exec(c,
-            "INSERT INTO agents (identity, role, name, site, hostname, version, registered_ms, last_heartbeat_ms, status) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 'registered') \
+            "INSERT INTO agents (identity, role, name, site, hostname, version, registered_ms, last_heartbeat_ms, status, virtualization) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 'registered', ?8) \
              ON CONFLICT (identity) DO UPDATE SET site = excluded.site, hostname = excluded.hostname, \
-             version = excluded.version, last_heartbeat_ms = excluded.last_heartbeat_ms",
-            params![who.uri(), who.role.as_str(), who.name, info.site, info.hostname, info.version, now],
+             version = excluded.version, last_heartbeat_ms = excluded.last_heartbeat_ms, \
+             virtualization = excluded.virtualization",
+            params![who.uri(), who.role.as_str(), who.name, info.site, info.hostname, info.version, now, info.virtualization],
         )
         .map_err(db_err)?;
         load_agent(c, &who.uri())?.ok_or_else(|| Error::Internal("agent vanished after insert".into()))
@@ -155,15 +156,22 @@ pub fn claim_work(c: &Connection, idem: &Idem, station: &SpiffeId, t: LeaseTimin
             Error::FailedPrecondition(format!("copy station {station} has not registered; call RegisterAgent first"))
         })?;
         let site = agent.info.site;
+        // Azure's rule: a seed from a virtual source goes only to a physical station on another
+        // host, unless an operator allowed otherwise for that seed. A source that never said how
+        // it runs is not held to it.
         let item: Option<WorkItem> = c
             .query_row(
                 &format!(
-                    "SELECT {WORK_COLS} FROM work_items w WHERE w.state = 'queued' \
+                    "SELECT {WORK_COLS} FROM work_items w JOIN seeds s ON s.seed_id = w.seed_id \
+                     LEFT JOIN agents src ON src.role = 'source' AND src.name = s.owner \
+                     WHERE w.state = 'queued' \
                      AND (w.target_station IS NULL OR w.target_station = ?1) \
                      AND (w.target_site IS NULL OR w.target_site = ?2) \
+                     AND (s.allow_virtual_station = 1 OR src.identity IS NULL OR src.virtualization IN ('', 'none') \
+                          OR (?3 = 'none' AND src.hostname <> ?4)) \
                      ORDER BY w.queued_ms, w.work_id LIMIT 1"
                 ),
-                params![station.name, site],
+                params![station.name, site, agent.info.virtualization, agent.info.hostname],
                 work_row,
             )
             .optional()
@@ -414,6 +422,39 @@ pub fn record_shipping(
             now,
         )?;
         Ok(ShippingRecord { spec: rec.clone(), seed_id: seed.seed_id, recorded_by: operator.uri(), recorded_ms: now })
+    })
+}
+
+pub fn allow_virtual_station(
+    c: &Connection,
+    idem: &Idem,
+    operator: &SpiffeId,
+    seed: &str,
+    reason: &str,
+    now: UnixMs,
+) -> Result<Seed> {
+    idempotent(c, idem, now, || {
+        let mut s = require_seed(c, seed)?;
+        exec(
+            c,
+            "UPDATE seeds SET allow_virtual_station = 1, updated_ms = ?2 WHERE seed_id = ?1",
+            params![s.seed_id, now],
+        )
+        .map_err(db_err)?;
+        // Not a state change: the history row keeps the state and says who allowed what, and why.
+        insert_event(
+            c,
+            &s.seed_id,
+            now,
+            &operator.uri(),
+            Some(s.state),
+            s.state,
+            "allow_virtual_station",
+            &format!("a virtual copy station (or the source's own host) may prepare this seed: {reason}"),
+        )?;
+        s.allow_virtual_station = true;
+        s.updated_ms = now;
+        Ok(s)
     })
 }
 
