@@ -454,6 +454,33 @@ fn read_journal(f: &File, path: &Path, c: &Crypt) -> Result<Checkpoint> {
     Ok(best)
 }
 
+/// What [`wipe`] found on the disk before wiping it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wiped {
+    /// The header that was there, if it was a seedship disk.
+    pub previous: Option<Header>,
+    pub bytes_zeroed: u64,
+}
+
+/// Makes a disk blank for a new seed: an explicit, operator-driven act. The quick wipe zeroes
+/// the header and the journal, so the disk no longer claims to hold anything. The old
+/// extents stay, encrypted under a key the new seed never has. `full` zeroes every byte of the
+/// first `capacity` bytes.
+pub fn wipe(path: &Path, capacity: u64, full: bool) -> Result<Wiped> {
+    let file = OpenOptions::new().read(true).write(true).open(path).map_err(io(path))?;
+    let previous = read_header(&file, path).ok();
+    let end = if full { capacity } else { DATA_OFF.min(capacity) };
+    let zeros = vec![0u8; 4 << 20];
+    let mut at = 0u64;
+    while at < end {
+        let n = (end - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at).map_err(io(path))?;
+        at += n as u64;
+    }
+    file.sync_all().map_err(io(path))?;
+    Ok(Wiped { previous, bytes_zeroed: end })
+}
+
 /// Reads a sealed disk with its recovery password: the format's own decoder.
 pub struct DiskReader {
     path: PathBuf,

@@ -160,6 +160,14 @@ fn wrong_keys_foreign_and_used_disks_and_flipped_bits_are_refused() {
     std::fs::write(&junk, vec![0x5a; 8192]).unwrap();
     assert!(matches!(DiskReader::open(&junk, &pw), Err(DiskError::Foreign { .. })));
 
+    // An explicit wipe makes the disk usable for another seed, and says what was there.
+    let reused = d.path().join("reused.img");
+    std::fs::copy(&img, &reused).unwrap();
+    let w = wipe(&reused, 64 * MIB, false).unwrap();
+    assert_eq!(w.previous.map(|h| h.drive_id), Some("D0".to_string()));
+    assert!(matches!(DiskReader::open(&reused, &pw), Err(DiskError::Foreign { .. })));
+    DiskWriter::create(&reused, 64 * MIB, &info(1, "D9"), &other).unwrap();
+
     // A tampered header cannot make the reader allocate or read out of range.
     let tampered = d.path().join("tampered.img");
     std::fs::copy(&img, &tampered).unwrap();
