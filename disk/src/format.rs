@@ -205,6 +205,25 @@ fn read_header(f: &File, path: &Path) -> Result<Header> {
     Ok(h)
 }
 
+/// Reads the header, checks the password against its key-check value and the disk's state.
+fn unlock(
+    file: &File,
+    path: &Path,
+    password: &RecoveryPassword,
+    state: &str,
+    otherwise: &str,
+) -> Result<(Header, Crypt)> {
+    let header = read_header(file, path)?;
+    let keys = password.keys();
+    if keys.check != header.key_check {
+        return Err(DiskError::WrongKey { path: path.to_path_buf() });
+    }
+    if header.state != state {
+        return Err(DiskError::Invalid(format!("{} {otherwise}", path.display())));
+    }
+    Ok((header, Crypt::new(&keys)))
+}
+
 fn header_block(h: &Header) -> Vec<u8> {
     let mut b = serde_json::to_vec(h).expect("serializes");
     b.resize(HEADER_LEN as usize, 0);
@@ -263,15 +282,7 @@ impl DiskWriter {
     /// Reopens a disk being prepared, with its own key; continues after the last checkpoint.
     pub fn resume(path: &Path, password: &RecoveryPassword) -> Result<(DiskWriter, Checkpoint)> {
         let file = OpenOptions::new().read(true).write(true).open(path).map_err(io(path))?;
-        let header = read_header(&file, path)?;
-        let keys = password.keys();
-        if keys.check != header.key_check {
-            return Err(DiskError::WrongKey { path: path.to_path_buf() });
-        }
-        if header.state != "writing" {
-            return Err(DiskError::Invalid(format!("{} is already sealed", path.display())));
-        }
-        let crypt = Crypt::new(&keys);
+        let (header, crypt) = unlock(&file, path, password, "writing", "is already sealed")?;
         let cp = read_journal(&file, path, &crypt)?;
         let w = DiskWriter {
             path: path.to_path_buf(),
@@ -493,15 +504,7 @@ pub struct DiskReader {
 impl DiskReader {
     pub fn open(path: &Path, password: &RecoveryPassword) -> Result<DiskReader> {
         let file = File::open(path).map_err(io(path))?;
-        let header = read_header(&file, path)?;
-        let keys = password.keys();
-        if keys.check != header.key_check {
-            return Err(DiskError::WrongKey { path: path.to_path_buf() });
-        }
-        if header.state != "sealed" {
-            return Err(DiskError::Invalid(format!("{} was not sealed (preparation incomplete)", path.display())));
-        }
-        let crypt = Crypt::new(&keys);
+        let (header, crypt) = unlock(&file, path, password, "sealed", "was not sealed (preparation incomplete)")?;
         let corrupt =
             |d: &str| DiskError::Corrupt { path: path.to_path_buf(), what: "drive manifest".into(), detail: d.into() };
         // The header is not authenticated: bound what it makes us read before trusting it.
