@@ -79,7 +79,12 @@ async fn state_survives_kill_9() -> anyhow::Result<()> {
         })
         .await?;
     let e = client::diskprep(cp.clone())
-        .renew_lease(pb::RenewLeaseRequest { request_id: rid(), work_id: lease.work_id.clone(), generation: 1 })
+        .renew_lease(pb::RenewLeaseRequest {
+            request_id: rid(),
+            work_id: lease.work_id.clone(),
+            generation: 1,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);

@@ -19,7 +19,12 @@ fn progress(l: &pb::Lease, from: u64, to: u64) -> pb::ReportProgressRequest {
 }
 
 fn renew(l: &pb::Lease) -> pb::RenewLeaseRequest {
-    pb::RenewLeaseRequest { request_id: rid(), work_id: l.work_id.clone(), generation: l.generation }
+    pb::RenewLeaseRequest {
+        request_id: rid(),
+        work_id: l.work_id.clone(),
+        generation: l.generation,
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,6 +133,7 @@ async fn lease_lifecycle_expiry_and_fencing() -> anyhow::Result<()> {
                 manifest_hash: "0123456789abcdef0123456789abcdef".into(),
                 drive_header_hash: "ABCDEF0123456789ABCDEF0123456789".into(),
                 recovery_password: "000011-000022-000033-000044-000055-000066-000077-000088".into(),
+                ..Default::default()
             }),
         })
         .await?;
@@ -201,6 +207,7 @@ async fn a_lease_holder_gets_back_only_the_keys_of_drives_it_reported() -> anyho
         manifest_hash: "0123456789abcdef0123456789abcdef".into(),
         drive_header_hash: "ABCDEF0123456789ABCDEF0123456789".into(),
         recovery_password: pw.into(),
+        ..Default::default()
     };
     let key = |l: &pb::Lease, d: &str| pb::GetDriveKeyRequest {
         work_id: l.work_id.clone(),

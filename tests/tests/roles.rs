@@ -51,6 +51,7 @@ async fn roles_and_ownership_are_enforced_and_refusals_logged() -> anyhow::Resul
             request_id: rid(),
             work_id: lease.work_id.clone(),
             generation: lease.generation,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -73,6 +74,7 @@ async fn roles_and_ownership_are_enforced_and_refusals_logged() -> anyhow::Resul
             request_id: rid(),
             work_id: lease.work_id.clone(),
             generation: lease.generation,
+            ..Default::default()
         })
         .await?;
 

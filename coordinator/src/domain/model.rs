@@ -100,6 +100,34 @@ pub struct DriveSpec {
     pub manifest_file: String,
     pub manifest_hash: String,
     pub drive_header_hash: String,
+    pub status: DriveStatus,
+    /// Why a drive is bad; empty otherwise.
+    pub status_reason: String,
+}
+
+/// Where a shipping drive stands at its copy station.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriveStatus {
+    /// Key escrowed, data being written; hashes not known yet.
+    Preparing,
+    /// Sealed and read back; the hashes are final.
+    Prepared,
+    /// The disk failed (I/O error, pulled out); it will not be shipped.
+    Bad,
+}
+
+impl DriveStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriveStatus::Preparing => "preparing",
+            DriveStatus::Prepared => "prepared",
+            DriveStatus::Bad => "bad",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [DriveStatus::Preparing, DriveStatus::Prepared, DriveStatus::Bad].into_iter().find(|d| d.as_str() == s)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

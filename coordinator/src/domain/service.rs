@@ -118,9 +118,11 @@ impl Coordinator {
         Ok(lease)
     }
 
-    pub async fn renew(&self, station: &SpiffeId, cmd: Cmd<Fence>) -> Result<UnixMs> {
+    /// Renews a lease; `waiting` (non-empty) says what the station waits for.
+    pub async fn renew(&self, station: &SpiffeId, cmd: Cmd<(Fence, String)>) -> Result<UnixMs> {
         let idem = self.idem(station, "RenewLease", &cmd);
-        Self::audit(station, "RenewLease", self.store.renew_lease(&idem, station, &cmd.body, self.timing()).await)
+        let (fence, waiting) = &cmd.body;
+        Self::audit(station, "RenewLease", self.store.renew_lease(&idem, station, fence, waiting, self.timing()).await)
     }
 
     pub async fn progress(&self, station: &SpiffeId, cmd: Cmd<(Fence, ProgressDelta)>) -> Result<(u64, UnixMs)> {

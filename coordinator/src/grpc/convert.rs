@@ -106,11 +106,12 @@ impl TryFrom<pb::ClaimWorkRequest> for Cmd<()> {
     }
 }
 
-impl TryFrom<pb::RenewLeaseRequest> for Cmd<Fence> {
+impl TryFrom<pb::RenewLeaseRequest> for Cmd<(Fence, String)> {
     type Error = Error;
     fn try_from(r: pb::RenewLeaseRequest) -> Result<Self> {
         let f = fence(r.work_id, r.generation)?;
-        cmd(r.request_id, f)
+        v::text("waiting", &r.waiting, 500)?;
+        cmd(r.request_id, (f, r.waiting))
     }
 }
 
@@ -157,8 +158,32 @@ impl TryFrom<pb::ReportDriveRequest> for DriveCmd {
         if d.manifest_file.is_empty() {
             return Err(Error::invalid("drive.manifest_file", "is required"));
         }
-        v::hex_any_case("drive.manifest_hash", &d.manifest_hash, 32, 32)?;
-        v::hex_any_case("drive.drive_header_hash", &d.drive_header_hash, 32, 128)?;
+        let status = match d.status.as_str() {
+            "" => DriveStatus::Prepared,
+            s => DriveStatus::parse(s)
+                .ok_or_else(|| Error::invalid("drive.status", format!("use preparing, prepared or bad; got {s:?}")))?,
+        };
+        v::text("drive.status_reason", &d.status_reason, 500)?;
+        match status {
+            DriveStatus::Prepared => {
+                v::hex_any_case("drive.manifest_hash", &d.manifest_hash, 32, 32)?;
+                v::hex_any_case("drive.drive_header_hash", &d.drive_header_hash, 32, 128)?;
+            }
+            DriveStatus::Preparing | DriveStatus::Bad => {
+                // Not sealed: the hashes are not known yet, or never will be.
+                v::hex_any_case("drive.manifest_hash", &d.manifest_hash, 0, 32)?;
+                v::hex_any_case("drive.drive_header_hash", &d.drive_header_hash, 0, 128)?;
+            }
+        }
+        if status == DriveStatus::Preparing && d.recovery_password.is_empty() {
+            return Err(Error::invalid(
+                "drive.recovery_password",
+                "is required when a drive is reported preparing: the key is escrowed before data is written",
+            ));
+        }
+        if status == DriveStatus::Bad && d.status_reason.trim().is_empty() {
+            return Err(Error::invalid("drive.status_reason", "say why the drive is bad"));
+        }
         let key = if d.recovery_password.is_empty() {
             None
         } else {
@@ -177,6 +202,8 @@ impl TryFrom<pb::ReportDriveRequest> for DriveCmd {
                     manifest_file: d.manifest_file,
                     manifest_hash: d.manifest_hash.to_ascii_uppercase(),
                     drive_header_hash: d.drive_header_hash.to_ascii_uppercase(),
+                    status,
+                    status_reason: d.status_reason,
                 },
                 recovery_password: key,
             },
@@ -392,6 +419,8 @@ impl From<Drive> for pb::Drive {
             reported_by: d.reported_by,
             reported_unix_ms: d.reported_ms,
             has_key: d.has_key,
+            status: d.spec.status.as_str().into(),
+            status_reason: d.spec.status_reason,
         }
     }
 }

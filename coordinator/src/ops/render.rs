@@ -190,7 +190,7 @@ pub fn agent_json(a: &pb::Agent) -> Value {
 
 pub fn drives_table(drives: &[pb::Drive]) -> String {
     table(
-        &["JOB", "POS", "DRIVE", "CAPACITY", "WRITTEN", "MANIFEST HASH", "KEY", "REPORTED BY"],
+        &["JOB", "POS", "DRIVE", "STATUS", "CAPACITY", "WRITTEN", "MANIFEST HASH", "KEY", "REPORTED BY"],
         drives
             .iter()
             .map(|d| {
@@ -198,6 +198,11 @@ pub fn drives_table(drives: &[pb::Drive]) -> String {
                     d.job_name.clone(),
                     d.position.to_string(),
                     d.drive_id.clone(),
+                    if d.status_reason.is_empty() {
+                        d.status.clone()
+                    } else {
+                        format!("{}: {}", d.status, d.status_reason)
+                    },
                     size(d.capacity_bytes),
                     size(d.bytes_written),
                     d.manifest_hash.clone(),
@@ -215,6 +220,7 @@ pub fn drive_json(d: &pb::Drive) -> Value {
         "capacity_bytes": d.capacity_bytes, "bytes_written": d.bytes_written,
         "manifest_file": d.manifest_file, "manifest_hash": d.manifest_hash,
         "drive_header_hash": d.drive_header_hash, "has_key": d.has_key,
+        "status": d.status, "status_reason": d.status_reason,
         "reported_by": d.reported_by, "reported": rfc3339(d.reported_unix_ms),
     })
 }

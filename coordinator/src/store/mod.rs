@@ -57,7 +57,16 @@ pub trait Store: Send + Sync + 'static {
     // ---- disk-prep leases
     /// Leases the oldest queued item the station may take, or `None`.
     async fn claim_work(&self, idem: &Idem, station: &SpiffeId, t: LeaseTiming) -> Result<Option<Lease>>;
-    async fn renew_lease(&self, idem: &Idem, station: &SpiffeId, fence: &Fence, t: LeaseTiming) -> Result<UnixMs>;
+    /// Extends a live lease; a non-empty `waiting` puts the work in the "waiting" phase and
+    /// records why in the seed's history (once per wait).
+    async fn renew_lease(
+        &self,
+        idem: &Idem,
+        station: &SpiffeId,
+        fence: &Fence,
+        waiting: &str,
+        t: LeaseTiming,
+    ) -> Result<UnixMs>;
     async fn report_progress(
         &self,
         idem: &Idem,

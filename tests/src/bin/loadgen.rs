@@ -142,6 +142,7 @@ async fn station(ch: Channel, deadline: Instant, progress_per_item: u64) -> Resu
             request_id: rid(),
             work_id: l.work_id.clone(),
             generation: l.generation,
+            ..Default::default()
         })
         .await?;
         stats.record(1, t.elapsed());
@@ -176,6 +177,7 @@ async fn station(ch: Channel, deadline: Instant, progress_per_item: u64) -> Resu
                 manifest_hash: "0123456789ABCDEF0123456789ABCDEF".into(),
                 drive_header_hash: "0123456789ABCDEF0123456789ABCDEF".into(),
                 recovery_password: "000011-000022-000033-000044-000055-000066-000077-000088".into(),
+                ..Default::default()
             }),
         })
         .await?;

@@ -37,6 +37,7 @@ use crate::error::{Error, Result};
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("../../../migrations/0001_init.sql")),
     ("0002_virtual_stations", include_str!("../../../migrations/0002_virtual_stations.sql")),
+    ("0003_drive_status", include_str!("../../../migrations/0003_drive_status.sql")),
 ];
 
 /// Most operations committed together.
@@ -251,9 +252,16 @@ impl Store for SqliteStore {
         self.write(move |c| writes::claim_work(c, &idem, &station, t)).await
     }
 
-    async fn renew_lease(&self, idem: &Idem, station: &SpiffeId, fence: &Fence, t: LeaseTiming) -> Result<UnixMs> {
-        let (idem, station, fence) = (idem.clone(), station.clone(), fence.clone());
-        self.write(move |c| writes::renew_lease(c, &idem, &station, &fence, t)).await
+    async fn renew_lease(
+        &self,
+        idem: &Idem,
+        station: &SpiffeId,
+        fence: &Fence,
+        waiting: &str,
+        t: LeaseTiming,
+    ) -> Result<UnixMs> {
+        let (idem, station, fence, waiting) = (idem.clone(), station.clone(), fence.clone(), waiting.to_string());
+        self.write(move |c| writes::renew_lease(c, &idem, &station, &fence, &waiting, t)).await
     }
 
     async fn report_progress(

@@ -196,7 +196,8 @@ pub const EVENT_COLS: &str =
     "e.event_id, e.seed_id, s.job_name, e.at_ms, e.from_state, e.to_state, e.actor, e.event, e.reason";
 
 pub const DRIVE_COLS: &str = "d.drive_id, d.position, d.capacity_bytes, d.bytes_written, d.manifest_file, \
-    d.manifest_hash, d.drive_header_hash, d.seed_id, s.job_name, d.reported_by, d.reported_ms, d.sealed_key IS NOT NULL";
+    d.manifest_hash, d.drive_header_hash, d.seed_id, s.job_name, d.reported_by, d.reported_ms, d.sealed_key IS NOT NULL, \
+    d.status, d.status_reason";
 
 pub fn drive_row(row: &Row) -> rusqlite::Result<Drive> {
     Ok(Drive {
@@ -208,6 +209,8 @@ pub fn drive_row(row: &Row) -> rusqlite::Result<Drive> {
             manifest_file: row.get(4)?,
             manifest_hash: row.get(5)?,
             drive_header_hash: row.get(6)?,
+            status: DriveStatus::parse(&row.get::<_, String>(12)?).unwrap_or(DriveStatus::Bad),
+            status_reason: row.get(13)?,
         },
         seed_id: row.get(7)?,
         job_name: row.get(8)?,

@@ -1,4 +1,4 @@
-//! Store-level tests for what the RPC tests cannot reach yet: shipping records need a seed
+//! Store-level tests. Shipping records need a seed
 //! whose import job exists, and the import job comes with the Azure side. The transition is
 //! applied here directly, through the same `rows::transition` the store uses.
 
@@ -53,6 +53,8 @@ async fn prepared_job(store: &SqliteStore, path: &std::path::Path, job: &str) {
         manifest_file: "\\m.xml".into(),
         manifest_hash: "A".repeat(32),
         drive_header_hash: "B".repeat(32),
+        status: DriveStatus::Prepared,
+        status_reason: String::new(),
     };
     store.report_drive(&idem(&st, &format!("{job}-d"), "ReportDrive", 1), &st, &fence, &drive, None, 3).await.unwrap();
     store.complete_work(&idem(&st, &format!("{job}-f"), "CompleteWork", 1), &st, &fence, 4).await.unwrap();
@@ -120,4 +122,59 @@ async fn tracking_numbers_are_unique_and_two_racing_operators_get_one_winner() {
     }
     states.sort_by_key(|s| s.as_str());
     assert_eq!(states, vec![SeedState::ImportJobCreated, SeedState::Shipped]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drives_escrow_their_key_first_and_work_completes_only_when_none_is_preparing() {
+    let d = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&d.path().join("c.db"), Duration::from_secs(2)).unwrap();
+    let src = SpiffeId::new("t", Role::Source, "fs01").unwrap();
+    let st = SpiffeId::new("t", Role::Copy, "st1").unwrap();
+    let info = AgentInfo { site: None, hostname: "h".into(), version: "v".into(), virtualization: String::new() };
+    store.register_agent(&idem(&st, "a", "RegisterAgent", 1), &st, &info, 1).await.unwrap();
+    store.register_seed(&idem(&src, "s", "RegisterSeed", 1), &src, &seed("job-w"), 1).await.unwrap();
+    let t = LeaseTiming { now: 2, ttl_ms: 60_000 };
+    let lease = store.claim_work(&idem(&st, "c", "ClaimWork", 1), &st, t).await.unwrap().unwrap();
+    let fence = Fence { work_id: lease.work.work_id.clone(), generation: lease.work.generation };
+    let spec = |id: &str, status: DriveStatus, hash: &str| DriveSpec {
+        drive_id: id.into(),
+        position: 1,
+        capacity_bytes: 200,
+        bytes_written: 0,
+        manifest_file: "\\m".into(),
+        manifest_hash: hash.into(),
+        drive_header_hash: hash.into(),
+        status,
+        status_reason: if status == DriveStatus::Bad { "EIO".into() } else { String::new() },
+    };
+    let key = SealedKey(vec![7; 40]);
+    let rd = |n: &str| idem(&st, n, "ReportDrive", 1);
+    store.report_drive(&rd("d1"), &st, &fence, &spec("D1", DriveStatus::Preparing, ""), Some(key), 3).await.unwrap();
+    let e = store.complete_work(&idem(&st, "f1", "CompleteWork", 1), &st, &fence, 4).await;
+    assert!(matches!(e, Err(Error::FailedPrecondition(ref m)) if m.contains("no prepared drive")), "{e:?}");
+    // The final report carries no key: the escrowed one is kept.
+    let a = "A".repeat(32);
+    let d1 = store.report_drive(&rd("d2"), &st, &fence, &spec("D1", DriveStatus::Prepared, &a), None, 5).await.unwrap();
+    assert!(d1.has_key && d1.spec.status == DriveStatus::Prepared);
+    store
+        .report_drive(&rd("d3"), &st, &fence, &spec("D2", DriveStatus::Preparing, ""), Some(SealedKey(vec![1])), 6)
+        .await
+        .unwrap();
+    let e = store.complete_work(&idem(&st, "f2", "CompleteWork", 1), &st, &fence, 7).await;
+    assert!(matches!(e, Err(Error::FailedPrecondition(ref m)) if m.contains("1 drive(s) preparing")), "{e:?}");
+    let bad = store.report_drive(&rd("d4"), &st, &fence, &spec("D2", DriveStatus::Bad, ""), None, 8).await.unwrap();
+    assert_eq!((bad.spec.status, bad.spec.status_reason.as_str()), (DriveStatus::Bad, "EIO"));
+
+    // A wait is recorded once, and its end once.
+    for (n, w) in [("r1", "add 1 more disk of at least 1 GB"), ("r2", "add 1 more disk of at least 1 GB"), ("r3", "")] {
+        store
+            .renew_lease(&idem(&st, n, "RenewLease", 1), &st, &fence, w, LeaseTiming { now: 9, ttl_ms: 60_000 })
+            .await
+            .unwrap();
+    }
+    let events: Vec<String> =
+        store.list_events(Some(&lease.seed.seed_id), 100).await.unwrap().into_iter().map(|e| e.event).collect();
+    assert_eq!(events.iter().filter(|e| *e == "station_waiting").count(), 1, "{events:?}");
+    assert_eq!(events.iter().filter(|e| *e == "station_resumed").count(), 1, "{events:?}");
+    store.complete_work(&idem(&st, "f3", "CompleteWork", 1), &st, &fence, 10).await.unwrap();
 }

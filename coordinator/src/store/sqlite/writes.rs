@@ -199,14 +199,40 @@ pub fn claim_work(c: &Connection, idem: &Idem, station: &SpiffeId, t: LeaseTimin
     })
 }
 
-pub fn renew_lease(c: &Connection, idem: &Idem, station: &SpiffeId, fence: &Fence, t: LeaseTiming) -> Result<UnixMs> {
+pub fn renew_lease(
+    c: &Connection,
+    idem: &Idem,
+    station: &SpiffeId,
+    fence: &Fence,
+    waiting: &str,
+    t: LeaseTiming,
+) -> Result<UnixMs> {
     idempotent(c, idem, t.now, || {
         let mut work = load_work(c, &fence.work_id)?;
         work.renew(&station.name, fence.generation, t.now, t.ttl_ms)?;
+        // A wait is not a state change: the work's phase says it, and the history says why.
+        let event = match (waiting.is_empty(), work.phase == WAITING) {
+            (false, false) => {
+                work.phase = WAITING.into();
+                Some(("station_waiting", format!("copy station {} is waiting: {waiting}", station.name)))
+            }
+            (true, true) => {
+                work.phase = "copy".into();
+                Some(("station_resumed", format!("copy station {} is working again", station.name)))
+            }
+            _ => None,
+        };
         save_work(c, &work)?;
+        if let Some((name, reason)) = event {
+            let seed = require_seed(c, &work.seed_id)?;
+            insert_event(c, &seed.seed_id, t.now, &station.uri(), Some(seed.state), seed.state, name, &reason)?;
+        }
         Ok(work.lease_expires_ms)
     })
 }
+
+/// The work phase of a station waiting for the operator (more disks, a replacement disk).
+pub const WAITING: &str = "waiting";
 
 pub fn report_progress(
     c: &Connection,
@@ -239,13 +265,15 @@ pub fn report_drive(
         exec(
             c,
             "INSERT INTO drives (seed_id, drive_id, position, capacity_bytes, bytes_written, manifest_file, \
-             manifest_hash, drive_header_hash, sealed_key, reported_by, reported_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+             manifest_hash, drive_header_hash, sealed_key, reported_by, reported_ms, status, status_reason) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
              ON CONFLICT (seed_id, drive_id) DO UPDATE SET position = excluded.position, \
              capacity_bytes = excluded.capacity_bytes, bytes_written = excluded.bytes_written, \
              manifest_file = excluded.manifest_file, manifest_hash = excluded.manifest_hash, \
-             drive_header_hash = excluded.drive_header_hash, sealed_key = excluded.sealed_key, \
-             reported_by = excluded.reported_by, reported_ms = excluded.reported_ms",
+             drive_header_hash = excluded.drive_header_hash, \
+             sealed_key = COALESCE(excluded.sealed_key, drives.sealed_key), \
+             reported_by = excluded.reported_by, reported_ms = excluded.reported_ms, \
+             status = excluded.status, status_reason = excluded.status_reason",
             params![
                 work.seed_id,
                 d.drive_id,
@@ -257,7 +285,9 @@ pub fn report_drive(
                 d.drive_header_hash,
                 key.map(|k| k.0),
                 station.uri(),
-                now
+                now,
+                d.status.as_str(),
+                d.status_reason
             ],
         )
         .map_err(db_err)?;
@@ -270,20 +300,32 @@ pub fn report_drive(
     })
 }
 
-fn drive_count(c: &Connection, seed_id: &str) -> Result<u32> {
-    query_row(c, "SELECT COUNT(*) FROM drives WHERE seed_id = ?1", params![seed_id], |r| r.get::<_, i64>(0))
-        .map(|n| n as u32)
-        .map_err(db_err)
+fn drive_count(c: &Connection, seed_id: &str, status: DriveStatus) -> Result<u32> {
+    query_row(
+        c,
+        "SELECT COUNT(*) FROM drives WHERE seed_id = ?1 AND status = ?2",
+        params![seed_id, status.as_str()],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n as u32)
+    .map_err(db_err)
 }
 
 pub fn complete_work(c: &Connection, idem: &Idem, station: &SpiffeId, fence: &Fence, now: UnixMs) -> Result<Seed> {
     idempotent(c, idem, now, || {
         let mut work = load_work(c, &fence.work_id)?;
         work.check(&station.name, fence.generation, now)?;
-        let drives = drive_count(c, &work.seed_id)?;
+        let drives = drive_count(c, &work.seed_id, DriveStatus::Prepared)?;
         if drives == 0 {
             return Err(Error::FailedPrecondition(format!(
-                "work {} has no drives reported; report every drive before completing",
+                "work {} has no prepared drive; report every drive before completing",
+                work.work_id
+            )));
+        }
+        let unfinished = drive_count(c, &work.seed_id, DriveStatus::Preparing)?;
+        if unfinished > 0 {
+            return Err(Error::FailedPrecondition(format!(
+                "work {} still has {unfinished} drive(s) preparing; report each prepared or bad first",
                 work.work_id
             )));
         }
@@ -398,7 +440,7 @@ pub fn record_shipping(
                 rec.job_name, seed.state
             )));
         }
-        let drives = drive_count(c, &seed.seed_id)?;
+        let drives = drive_count(c, &seed.seed_id, DriveStatus::Prepared)?;
         if drives != rec.drive_count {
             return Err(Error::FailedPrecondition(format!(
                 "job {} has {drives} drive(s), not {}; ship every drive of the job in one package",
