@@ -76,6 +76,7 @@ async fn state_survives_kill_9() -> anyhow::Result<()> {
             work_id: lease.work_id.clone(),
             generation: 1,
             reason: "test".into(),
+            ..Default::default()
         })
         .await?;
     let e = client::diskprep(cp.clone())

@@ -179,6 +179,15 @@ impl WorkItem {
         Ok(())
     }
 
+    /// Ends the work for good: its seed cannot be prepared as registered.
+    pub fn abandon(&mut self, station: &str, generation: u64, now: UnixMs) -> Result<(), Error> {
+        self.check(station, generation, now)?;
+        self.state = WorkState::Cancelled;
+        self.holder = None;
+        self.lease_expires_ms = 0;
+        Ok(())
+    }
+
     /// Returns an expired lease to the queue. False if the lease is still live.
     pub fn expire(&mut self, now: UnixMs) -> bool {
         if self.state == WorkState::Leased && now >= self.lease_expires_ms {

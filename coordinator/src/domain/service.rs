@@ -188,11 +188,19 @@ impl Coordinator {
         Ok(seed)
     }
 
-    pub async fn release(&self, station: &SpiffeId, cmd: Cmd<(Fence, String)>) -> Result<()> {
+    pub async fn release(&self, station: &SpiffeId, cmd: Cmd<(Fence, String, bool)>) -> Result<()> {
         let idem = self.idem(station, "ReleaseWork", &cmd);
-        let (fence, reason) = &cmd.body;
-        Self::audit(station, "ReleaseWork", self.store.release_work(&idem, station, fence, reason, self.now()).await)?;
-        tracing::info!(station = %station, work = %fence.work_id, %reason, "lease released");
+        let (fence, reason, invalid) = &cmd.body;
+        Self::audit(
+            station,
+            "ReleaseWork",
+            self.store.release_work(&idem, station, fence, reason, *invalid, self.now()).await,
+        )?;
+        if *invalid {
+            tracing::warn!(station = %station, work = %fence.work_id, %reason, "staging set refused; seed failed");
+        } else {
+            tracing::info!(station = %station, work = %fence.work_id, %reason, "lease released");
+        }
         Ok(())
     }
 

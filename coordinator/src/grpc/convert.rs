@@ -219,12 +219,15 @@ impl TryFrom<pb::CompleteWorkRequest> for Cmd<Fence> {
     }
 }
 
-impl TryFrom<pb::ReleaseWorkRequest> for Cmd<(Fence, String)> {
+impl TryFrom<pb::ReleaseWorkRequest> for Cmd<(Fence, String, bool)> {
     type Error = Error;
     fn try_from(r: pb::ReleaseWorkRequest) -> Result<Self> {
         let f = fence(r.work_id, r.generation)?;
         v::text("reason", &r.reason, 500)?;
-        cmd(r.request_id, (f, r.reason))
+        if r.staging_invalid && r.reason.trim().is_empty() {
+            return Err(Error::invalid("reason", "say which staging file is wrong"));
+        }
+        cmd(r.request_id, (f, r.reason, r.staging_invalid))
     }
 }
 

@@ -91,6 +91,7 @@ pub trait Store: Send + Sync + 'static {
         station: &SpiffeId,
         fence: &Fence,
         reason: &str,
+        staging_invalid: bool,
         now: UnixMs,
     ) -> Result<()>;
     /// The sealed key of `drive_id`, for the station holding the live lease `fence` that

@@ -300,10 +300,11 @@ impl Store for SqliteStore {
         station: &SpiffeId,
         fence: &Fence,
         reason: &str,
+        staging_invalid: bool,
         now: UnixMs,
     ) -> Result<()> {
         let (idem, station, fence, reason) = (idem.clone(), station.clone(), fence.clone(), reason.to_string());
-        self.write(move |c| writes::release_work(c, &idem, &station, &fence, &reason, now)).await
+        self.write(move |c| writes::release_work(c, &idem, &station, &fence, &reason, staging_invalid, now)).await
     }
 
     async fn drive_key(&self, station: &SpiffeId, fence: &Fence, drive_id: &str, now: UnixMs) -> Result<SealedKey> {

@@ -352,14 +352,25 @@ pub fn release_work(
     station: &SpiffeId,
     fence: &Fence,
     reason: &str,
+    staging_invalid: bool,
     now: UnixMs,
 ) -> Result<()> {
     idempotent(c, idem, now, || {
         let mut work = load_work(c, &fence.work_id)?;
+        let why = if reason.is_empty() { "no reason given" } else { reason };
+        if staging_invalid {
+            work.abandon(&station.name, fence.generation, now)?;
+            save_work(c, &work)?;
+            let mut seed = require_seed(c, &work.seed_id)?;
+            let reason = format!(
+                "copy station {} refused the staging set: {why}; stage the seed again and register the new one",
+                station.name
+            );
+            return transition(c, &mut seed, Transition { event: SeedEvent::Fail, actor: &station.uri(), reason }, now);
+        }
         work.release(&station.name, fence.generation, now)?;
         save_work(c, &work)?;
         let mut seed = require_seed(c, &work.seed_id)?;
-        let why = if reason.is_empty() { "no reason given" } else { reason };
         transition(
             c,
             &mut seed,
