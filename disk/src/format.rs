@@ -36,6 +36,9 @@ const EXTENT_HEAD: usize = 64;
 const TAG_LEN: usize = 16;
 const MAGIC: &str = "seedship-disk";
 const EXTENT_MAGIC: &[u8; 4] = b"SSEX";
+/// The drive-list `manifestFile` of every seedship disk: the sealed drive manifest is found
+/// through the header (it has no file system), so this names it rather than locating it.
+pub const MANIFEST_FILE: &str = "\\seedship\\DriveManifest.json";
 /// Largest drive manifest a reader accepts.
 const MAX_MANIFEST: u64 = 256 << 20;
 
@@ -51,6 +54,9 @@ pub enum DiskError {
     Corrupt { path: PathBuf, what: String, detail: String },
     #[error("{path} is full: {need} more bytes do not fit")]
     Full { path: PathBuf, need: u64 },
+    /// Reading the data to write failed (the staging file, not the disk).
+    #[error("cannot read staging file {path}: {source}")]
+    Source { path: String, source: std::io::Error },
     #[error("{0}")]
     Invalid(String),
 }
@@ -187,6 +193,30 @@ impl Crypt {
     }
 }
 
+/// What a disk holds: `None` when blank (its header block is all zeros), the header when it is
+/// a seedship disk, and [`DiskError::Foreign`] when it holds anything else (a file system, a
+/// partition table, another tool's data), which only an explicit wipe may overwrite.
+pub fn probe(path: &Path) -> Result<Option<Header>> {
+    let file = File::open(path).map_err(io(path))?;
+    probe_file(&file, path)
+}
+
+fn probe_file(file: &File, path: &Path) -> Result<Option<Header>> {
+    let mut b = vec![0u8; HEADER_LEN as usize];
+    let n = file.read_at(&mut b, 0).map_err(io(path))?;
+    if b[..n].iter().all(|c| *c == 0) {
+        return Ok(None);
+    }
+    match read_header(file, path) {
+        Ok(h) => Ok(Some(h)),
+        Err(DiskError::Foreign { .. }) if !b.starts_with(b"{\"format\":\"seedship-disk\"") => Err(DiskError::Foreign {
+            path: path.to_path_buf(),
+            reason: "it holds other data (no seedship header); wipe it explicitly to use it".into(),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
 fn read_header(f: &File, path: &Path) -> Result<Header> {
     let mut b = vec![0u8; HEADER_LEN as usize];
     f.read_exact_at(&mut b, 0).map_err(io(path))?;
@@ -249,7 +279,7 @@ impl DiskWriter {
         }
         let file =
             OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io(path))?;
-        if let Ok(h) = read_header(&file, path) {
+        if let Some(h) = probe_file(&file, path)? {
             return Err(DiskError::Foreign {
                 path: path.to_path_buf(),
                 reason: format!(
@@ -363,14 +393,15 @@ impl DiskWriter {
 
 /// Writes every part of `plan` to `w` as extents of at most `EXTENT_MAX` bytes, in order,
 /// skipping the extents a resumed writer already has, checkpointing every
-/// [`CHECKPOINT_EXTENTS`] extents. `read(path, offset, len)` gives the staging bytes;
-/// `progress(bytes)` is told of every extent written. Returns the drive manifest's parts.
+/// [`CHECKPOINT_EXTENTS`] extents. `read(path, offset, len)` gives the staging bytes (an error
+/// from it stops the writing before that extent); `progress(bytes, written)` is told of every
+/// extent, `written` false for one already on the disk. Returns the drive manifest's parts.
 pub fn write_plan(
     w: &mut DiskWriter,
     plan: &crate::plan::DiskPlan,
     blob_sizes: &std::collections::HashMap<String, u64>,
     mut read: impl FnMut(&str, u64, usize) -> std::io::Result<Vec<u8>>,
-    mut progress: impl FnMut(u64),
+    mut progress: impl FnMut(u64, bool),
 ) -> Result<Vec<ManifestPart>> {
     let done = w.next;
     let mut index = 0u64;
@@ -384,7 +415,7 @@ pub fn write_plan(
         while at < p.length || (p.length == 0 && at == 0 && index == first) {
             let len = (p.length - at).min(crate::plan::EXTENT_MAX) as usize;
             let data = read(&p.path, p.file_offset + at, len)
-                .map_err(|e| DiskError::Invalid(format!("cannot read staging file {}: {e}", p.path)))?;
+                .map_err(|source| DiskError::Source { path: p.path.clone(), source })?;
             if data.len() != len {
                 return Err(DiskError::Invalid(format!("staging file {} is shorter than planned", p.path)));
             }
@@ -394,10 +425,12 @@ pub fn write_plan(
             if index >= done {
                 debug_assert_eq!(w.offset, offset);
                 w.write_extent(part_no as u32, at, &data)?;
-                progress(len as u64);
+                progress(len as u64, true);
                 if w.next.is_multiple_of(CHECKPOINT_EXTENTS) {
                     w.checkpoint()?;
                 }
+            } else {
+                progress(len as u64, false);
             }
             index += 1;
             offset += rec;
@@ -523,6 +556,19 @@ impl DiskReader {
             .ok_or_else(|| corrupt("authentication failed"))?;
         let manifest: DriveManifest = serde_json::from_slice(&plain).map_err(|e| corrupt(&e.to_string()))?;
         Ok(DiskReader { path: path.to_path_buf(), file, crypt, header, manifest })
+    }
+
+    /// The drive-list fields of this sealed disk, as [`DiskWriter::seal`] gave them.
+    pub fn sealed(&self) -> Result<Sealed> {
+        let mut m = vec![0u8; self.header.manifest_length as usize];
+        self.file.read_exact_at(&mut m, self.header.manifest_offset).map_err(io(&self.path))?;
+        let mut block = vec![0u8; HEADER_LEN as usize];
+        self.file.read_exact_at(&mut block, 0).map_err(io(&self.path))?;
+        Ok(Sealed {
+            manifest_md5: hex::encode(Md5::digest(&m)),
+            header_sha256: hex::encode(Sha256::digest(&block)),
+            bytes: self.header.manifest_offset + self.header.manifest_length,
+        })
     }
 
     /// Reads, decrypts and checks one part (against its SHA-256 and MD5).

@@ -54,7 +54,12 @@ impl pb::disk_prep_service_server::DiskPrepService for Api {
         let station = self.auth.require(&req, "CompleteWork", COPY)?;
         let cmd = Cmd::try_from(req.into_inner())?;
         let seed = self.core.complete(&station, cmd).await?;
-        Ok(Response::new(pb::CompleteWorkResponse { seed: Some(seed.into()) }))
+        // The Azure location's address arrives with the Azure side (the import job issue).
+        let pending = format!(
+            "address pending: the shipping address of Azure location {} is shown once the import job is created",
+            seed.spec.location
+        );
+        Ok(Response::new(pb::CompleteWorkResponse { seed: Some(seed.into()), shipping_address: vec![pending] }))
     }
 
     async fn get_drive_key(

@@ -58,8 +58,8 @@ fn prepare(
     };
     if let Some(stop) = stop {
         // Write extents until the "crash": the writer is dropped without sealing.
-        let r = write_plan(&mut w, dp, &sizes, read, |_| {
-            written += 1;
+        let r = write_plan(&mut w, dp, &sizes, read, |_, fresh| {
+            written += u64::from(fresh);
             if written == stop {
                 panic!("crash");
             }
@@ -67,7 +67,7 @@ fn prepare(
         let _ = r;
         return None;
     }
-    let parts = write_plan(&mut w, dp, &sizes, read, |_| {}).unwrap();
+    let parts = write_plan(&mut w, dp, &sizes, read, |_, _| {}).unwrap();
     let m = DriveManifest {
         format: "seedship-drive-manifest".into(),
         version: 1,
@@ -148,7 +148,10 @@ fn wrong_keys_foreign_and_used_disks_and_flipped_bits_are_refused() {
     let p = plan(&set.specs, &[DiskSpec { id: "D0".into(), capacity: 64 * MIB }]).unwrap();
     let pw = RecoveryPassword::from_bytes(&[5; 16]);
     let img = d.path().join("d.img");
-    prepare(&set, &p.disks[0], &img, &pw, None).unwrap();
+    let sealed = prepare(&set, &p.disks[0], &img, &pw, None).unwrap();
+    // A reader gives the same drive-list fields as sealing did (a station resuming after the
+    // seal reports them from the disk).
+    assert_eq!(DiskReader::open(&img, &pw).unwrap().sealed().unwrap(), sealed);
 
     let other = RecoveryPassword::from_bytes(&[6; 16]);
     assert!(matches!(DiskReader::open(&img, &other), Err(DiskError::WrongKey { .. })));
@@ -159,6 +162,14 @@ fn wrong_keys_foreign_and_used_disks_and_flipped_bits_are_refused() {
     let junk = d.path().join("junk.img");
     std::fs::write(&junk, vec![0x5a; 8192]).unwrap();
     assert!(matches!(DiskReader::open(&junk, &pw), Err(DiskError::Foreign { .. })));
+    // Probing tells blank, seedship and other disks apart; other data is never overwritten.
+    let e = DiskWriter::create(&junk, 64 * MIB, &info(1, "DJ"), &pw).err().unwrap();
+    assert!(e.to_string().contains("holds other data"), "{e}");
+    assert!(probe(&junk).is_err());
+    assert_eq!(probe(&img).unwrap().map(|h| h.drive_id), Some("D0".to_string()));
+    let blank = d.path().join("blank.img");
+    std::fs::File::create(&blank).unwrap().set_len(64 * MIB).unwrap();
+    assert_eq!(probe(&blank).unwrap(), None);
 
     // An explicit wipe makes the disk usable for another seed, and says what was there.
     let reused = d.path().join("reused.img");
