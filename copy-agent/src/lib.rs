@@ -1,9 +1,17 @@
-//! The seedship copy agent, on a copy station.
-//!
-//! Today it registers the station with the coordinator and keeps a heartbeat, so operators
-//! see it in the fleet view. Claiming disk-prep work and writing shipping disks build on this.
+//! The seedship copy agent, on a copy station: claims disk-prep work from the coordinator,
+//! writes each seed onto encrypted shipping disks (spanning them by plan), verifies them, and
+//! reports every drive. See `docs/formats/disk.md` for what it writes.
+
+pub mod board;
+pub mod config;
+pub mod disks;
+pub mod history;
+pub mod keeper;
+pub mod prepare;
+pub mod run;
+pub mod set;
+pub mod staging;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// `copy-agent` configuration (TOML): site, `[coordinator]`, `[telemetry]`.
-pub use seedship_proto::agent::AgentConfig as Config;
+pub use config::Config;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use copy_agent::VERSION;
+use copy_agent::{Config, VERSION, history};
 use seedship_proto::agent;
 
 #[derive(Debug, Parser)]
@@ -21,8 +21,23 @@ struct Cli {
 enum Cmd {
     /// Register this copy station with the coordinator and exit.
     Register,
-    /// Register, then send heartbeats until stopped (SIGTERM/ctrl-c).
-    Run,
+    /// Claim disk-prep work and prepare shipping disks until stopped (SIGTERM/ctrl-c).
+    Run {
+        /// A shipping disk (block device or image file), in addition to the config's; repeat.
+        #[arg(long = "disk")]
+        disks: Vec<PathBuf>,
+        /// Exit after the first piece of work ends (exit 0 when its disks are prepared).
+        #[arg(long)]
+        once: bool,
+        /// When more disks are needed, ask for them at the terminal.
+        #[arg(long)]
+        interactive: bool,
+    },
+    /// Show this station's current and past work.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// Make a disk blank for a new seed (a disk that holds another seed is never overwritten
     /// otherwise). Quick: header and journal; --full: every byte.
     Wipe {
@@ -43,19 +58,84 @@ fn main() -> ExitCode {
     if let Cmd::Wipe { disk, full, yes } = &cli.cmd {
         return wipe(disk, *full, *yes);
     }
-    let cfg = agent::load_or_exit(&cli.config);
-    agent::run_main("seedship-copy-agent", cfg, |cfg| async move {
+    let cfg = Config::load(&cli.config).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2)
+    });
+    if let Cmd::Status { json } = &cli.cmd {
+        return status(&cfg, *json);
+    }
+    let code = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let code2 = code.clone();
+    let r = agent::run_main("seedship-copy-agent", cfg.agent(), |_| async move {
         let conn = seedship_proto::client::connect(&cfg.coordinator).await?;
         match cli.cmd {
             Cmd::Register => {
                 let r = agent::register(&conn, cfg.site.as_deref(), VERSION).await?;
                 println!("registered as {}", r.agent.map(|a| a.identity).unwrap_or_default());
             }
-            Cmd::Run => agent::register_and_run(conn, cfg.site.as_deref(), VERSION).await?,
-            Cmd::Wipe { .. } => unreachable!("handled before the coordinator is needed"),
+            Cmd::Run { disks, once, interactive } => {
+                let opts = copy_agent::run::RunOptions { once, interactive, disks };
+                let c = copy_agent::run::run(cfg, conn, opts).await?;
+                code2.store(c, std::sync::atomic::Ordering::SeqCst);
+            }
+            Cmd::Status { .. } | Cmd::Wipe { .. } => unreachable!("handled before the coordinator is needed"),
         }
         Ok(())
-    })
+    });
+    match code.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => r,
+        c => ExitCode::from(c),
+    }
+}
+
+fn status(cfg: &Config, json: bool) -> ExitCode {
+    let dir = &cfg.station.state_dir;
+    let current: Option<serde_json::Value> =
+        std::fs::read(dir.join("current.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let past = history::read(dir);
+    if json {
+        let v = serde_json::json!({ "current": current, "history": past });
+        println!("{}", serde_json::to_string_pretty(&v).expect("serializes"));
+        return ExitCode::SUCCESS;
+    }
+    match &current {
+        Some(c) => {
+            println!(
+                "Current work: job {} (seed {}), {}",
+                c["job_name"].as_str().unwrap_or(""),
+                c["seed_id"].as_str().unwrap_or(""),
+                c["phase"].as_str().unwrap_or("")
+            );
+            if let Some(w) = c["waiting"].as_str().filter(|w| !w.is_empty()) {
+                println!("  waiting: {w}");
+            }
+            for l in c["lanes"].as_array().into_iter().flatten() {
+                println!(
+                    "  disk {}/{} {:<20} {:<9} {} of {}  {}",
+                    l["position"],
+                    l["set_size"],
+                    l["drive_id"].as_str().unwrap_or(""),
+                    l["phase"].as_str().unwrap_or(""),
+                    seedship_proto::human::bytes(l["done"].as_u64().unwrap_or(0)),
+                    seedship_proto::human::bytes(l["total"].as_u64().unwrap_or(0)),
+                    l["path"].as_str().unwrap_or("")
+                );
+            }
+        }
+        None => println!("Current work: none"),
+    }
+    println!("\nHistory ({} entries, newest last):", past.len());
+    println!("  {:<24} {:<10} {:<24} {:>4}  DETAIL", "WHEN (UTC)", "EVENT", "JOB", "GEN");
+    for e in past.iter().rev().take(50).rev() {
+        let when = time::OffsetDateTime::from_unix_timestamp_nanos(e.at_unix_ms as i128 * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_default();
+        let detail = if e.drives.is_empty() { e.detail.clone() } else { format!("drives {}", e.drives.join(", ")) };
+        println!("  {:<24} {:<10} {:<24} {:>4}  {}", when, e.event, e.job_name, e.generation, detail);
+    }
+    ExitCode::SUCCESS
 }
 
 fn wipe(disk: &std::path::Path, full: bool, yes: bool) -> ExitCode {
@@ -63,7 +143,10 @@ fn wipe(disk: &std::path::Path, full: bool, yes: bool) -> ExitCode {
         Ok(m) if m.is_file() => m.len(),
         Ok(_) => match std::fs::read_to_string(format!(
             "/sys/class/block/{}/size",
-            disk.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()
+            std::fs::canonicalize(disk)
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+                .unwrap_or_default()
         )) {
             Ok(sectors) => sectors.trim().parse::<u64>().unwrap_or(0) * 512,
             Err(e) => {

@@ -395,13 +395,14 @@ impl DiskWriter {
 /// skipping the extents a resumed writer already has, checkpointing every
 /// [`CHECKPOINT_EXTENTS`] extents. `read(path, offset, len)` gives the staging bytes (an error
 /// from it stops the writing before that extent); `progress(bytes, written)` is told of every
-/// extent, `written` false for one already on the disk. Returns the drive manifest's parts.
+/// extent, `written` false for one already on the disk, and returning false stops the writing
+/// there (before the checkpoint). Returns the drive manifest's parts.
 pub fn write_plan(
     w: &mut DiskWriter,
     plan: &crate::plan::DiskPlan,
     blob_sizes: &std::collections::HashMap<String, u64>,
     mut read: impl FnMut(&str, u64, usize) -> std::io::Result<Vec<u8>>,
-    mut progress: impl FnMut(u64, bool),
+    mut progress: impl FnMut(u64, bool) -> bool,
 ) -> Result<Vec<ManifestPart>> {
     let done = w.next;
     let mut index = 0u64;
@@ -425,12 +426,14 @@ pub fn write_plan(
             if index >= done {
                 debug_assert_eq!(w.offset, offset);
                 w.write_extent(part_no as u32, at, &data)?;
-                progress(len as u64, true);
+                if !progress(len as u64, true) {
+                    return Err(DiskError::Source { path: p.path.clone(), source: std::io::Error::other("stopped") });
+                }
                 if w.next.is_multiple_of(CHECKPOINT_EXTENTS) {
                     w.checkpoint()?;
                 }
-            } else {
-                progress(len as u64, false);
+            } else if !progress(len as u64, false) {
+                return Err(DiskError::Source { path: p.path.clone(), source: std::io::Error::other("stopped") });
             }
             index += 1;
             offset += rec;

@@ -285,6 +285,31 @@ db_busy_timeout = "{}"
         Ok(out)
     }
 
+    /// Runs several binaries at once, each to completion, with their output captured.
+    pub fn run_all(&mut self, cmds: Vec<(&str, &mut Command)>) -> Result<Vec<Output>> {
+        let mut children = Vec::new();
+        for (name, cmd) in cmds {
+            let child = cmd
+                .current_dir(self.dir.path())
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .with_context(|| format!("spawning {name}"))?;
+            children.push((name.to_string(), child));
+        }
+        let mut out = Vec::new();
+        for (name, child) in children {
+            let o = child.wait_with_output().with_context(|| format!("waiting for {name}"))?;
+            let log = self.path(&format!("{name}-{}.log", self.logs.len()));
+            std::fs::write(&log, [o.stdout.as_slice(), b"\n--- stderr ---\n", o.stderr.as_slice()].concat())?;
+            self.logs.push(log);
+            out.push(o);
+        }
+        Ok(out)
+    }
+
     /// ERROR lines containing `needle` are expected in this test.
     pub fn allow_error(&mut self, needle: &str) {
         self.allowed_errors.push(needle.to_string());
@@ -313,12 +338,19 @@ db_busy_timeout = "{}"
         out
     }
 
-    /// Stops every process and fails if any log has an unexpected ERROR line.
+    /// Stops every process and fails if any log has an unexpected ERROR line, or anything
+    /// shaped like a drive key (48 digits in 8 groups of 6).
     pub fn finish(mut self) -> Result<()> {
         self.stop_all();
         let errors = self.unexpected_errors();
         if !errors.is_empty() {
             bail!("unexpected ERROR lines in logs:\n{}", errors.join("\n"));
+        }
+        for log in &self.logs {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(k) = find_recovery_password(&text) {
+                bail!("{} shows a drive key: {k}", log.display());
+            }
         }
         self.finished = true;
         Ok(())
@@ -358,6 +390,20 @@ impl Drop for Cluster {
             self.print_logs();
         }
     }
+}
+
+/// The first thing in `text` shaped like a BitLocker recovery password: 8 groups of 6 digits
+/// joined by '-'.
+pub fn find_recovery_password(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let (want, n) = (55usize, b.len());
+    (0..n.saturating_sub(want - 1))
+        .find(|&i| {
+            (i == 0 || !b[i - 1].is_ascii_digit())
+                && (i + want == n || !b[i + want].is_ascii_digit())
+                && (0..want).all(|j| if j % 7 == 6 { b[i + j] == b'-' } else { b[i + j].is_ascii_digit() })
+        })
+        .map(|i| text[i..i + want].to_string())
 }
 
 /// Runs a command and fails with its output if it does not exit 0.

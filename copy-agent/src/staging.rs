@@ -1,0 +1,170 @@
+//! The staging set as a copy station reads it: checked against the seed as registered.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::ErrorKind;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use seedship_disk::plan::FileSpec;
+use seedship_repo::layout::MANIFEST;
+use seedship_repo::manifest::{SeedManifest, root_of};
+
+/// Why a staging set cannot be copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StagingError {
+    /// Not reachable now (not mounted, I/O error): the work goes back to the queue.
+    Unreachable(String),
+    /// Not the set that was registered (a file changed, is missing or was added to): refused.
+    Invalid(String),
+}
+
+impl std::fmt::Display for StagingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StagingError::Unreachable(w) | StagingError::Invalid(w) => f.write_str(w),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Staging {
+    pub root: PathBuf,
+    pub manifest: SeedManifest,
+    /// The manifest's bytes as read once: they are shipped too (as `manifest.json`).
+    pub manifest_bytes: Arc<Vec<u8>>,
+    /// What to ship, in manifest order, then `manifest.json`.
+    pub files: Vec<FileSpec>,
+    pub sizes: HashMap<String, u64>,
+    expected: HashMap<String, (String, String)>,
+}
+
+fn unreachable(root: &std::path::Path, what: &str, e: &std::io::Error) -> StagingError {
+    StagingError::Unreachable(format!(
+        "staging location {} cannot be read ({what}: {e}); is it mounted on this station?",
+        root.display()
+    ))
+}
+
+impl Staging {
+    /// Opens the staging set at `location` and checks it is the one registered with
+    /// `manifest_root`: the manifest's root, and every file's presence and size (the content
+    /// is checked while copying).
+    pub fn open(location: &str, manifest_root: &str) -> Result<Staging, StagingError> {
+        let root = PathBuf::from(location);
+        std::fs::metadata(&root).map_err(|e| unreachable(&root, "the directory", &e))?;
+        let mpath = root.join(MANIFEST);
+        let bytes = match std::fs::read(&mpath) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(StagingError::Invalid(format!(
+                    "staging location {} has no {MANIFEST}: it is not a complete staging set",
+                    root.display()
+                )));
+            }
+            Err(e) => return Err(unreachable(&root, MANIFEST, &e)),
+        };
+        let manifest: SeedManifest = serde_json::from_slice(&bytes)
+            .map_err(|e| StagingError::Invalid(format!("{} is not a seed manifest: {e}", mpath.display())))?;
+        if root_of(&manifest.files) != manifest.root {
+            return Err(StagingError::Invalid(format!("{} does not match its own root hash", mpath.display())));
+        }
+        if manifest.root != manifest_root {
+            return Err(StagingError::Invalid(format!(
+                "the staging set at {} has manifest root {}, but the seed was registered with {manifest_root}: it changed since registration",
+                root.display(),
+                manifest.root
+            )));
+        }
+        let mut files = Vec::with_capacity(manifest.files.len() + 1);
+        let mut expected = HashMap::new();
+        for f in &manifest.files {
+            let p = root.join(&f.path);
+            match std::fs::metadata(&p) {
+                Ok(m) if m.len() != f.size => {
+                    return Err(StagingError::Invalid(format!(
+                        "staging file {} is {} bytes, but the seed manifest says {}: it changed since registration",
+                        f.path,
+                        m.len(),
+                        f.size
+                    )));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return Err(StagingError::Invalid(format!(
+                        "staging file {} is missing (it is in the seed manifest)",
+                        f.path
+                    )));
+                }
+                Err(e) => return Err(unreachable(&root, &f.path, &e)),
+            }
+            files.push(FileSpec { path: f.path.clone(), size: f.size });
+            expected.insert(f.path.clone(), (f.sha256.clone(), f.md5.clone()));
+        }
+        let (sha, md5) = seedship_repo::manifest::hash_bytes(&bytes);
+        files.push(FileSpec { path: MANIFEST.into(), size: bytes.len() as u64 });
+        expected.insert(MANIFEST.into(), (sha, md5));
+        let sizes = files.iter().map(|f| (f.path.clone(), f.size)).collect();
+        Ok(Staging { root, manifest, manifest_bytes: Arc::new(bytes), files, sizes, expected })
+    }
+
+    /// Checks a whole file's hashes against the seed manifest; `Invalid` names the file.
+    pub fn check(&self, path: &str, size: u64, sha256: &str, md5: &str) -> Result<(), StagingError> {
+        let (want_sha, want_md5) = self
+            .expected
+            .get(path)
+            .ok_or_else(|| StagingError::Invalid(format!("{path} is not in the seed manifest")))?;
+        let want_size = self.sizes.get(path).copied().unwrap_or(0);
+        if size != want_size || sha256 != want_sha || md5 != want_md5 {
+            return Err(StagingError::Invalid(format!(
+                "staging file {path} does not match the seed manifest (SHA-256 {sha256}, the manifest says {want_sha}): it changed since registration"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Hashes a file split over several disks in one pass and checks it.
+    pub fn check_whole(&self, path: &str) -> Result<(), StagingError> {
+        let p = self.root.join(path);
+        let (size, sha, md5) = seedship_repo::manifest::hash_file(&p)
+            .map_err(|e| StagingError::Unreachable(format!("cannot read staging file {path}: {e}")))?;
+        self.check(path, size, &sha, &md5)
+    }
+}
+
+/// Reads staging bytes for the disk writers, keeping files open.
+pub struct Reader<'a> {
+    staging: &'a Staging,
+    open: HashMap<String, File>,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(staging: &'a Staging) -> Reader<'a> {
+        Reader { staging, open: HashMap::new() }
+    }
+
+    pub fn read(&mut self, path: &str, offset: u64, len: usize) -> Result<Vec<u8>, StagingError> {
+        if path == MANIFEST {
+            let b = &self.staging.manifest_bytes;
+            let end = (offset as usize).saturating_add(len).min(b.len());
+            return Ok(b[(offset as usize).min(end)..end].to_vec());
+        }
+        if !self.open.contains_key(path) {
+            let f = File::open(self.staging.root.join(path)).map_err(|e| match e.kind() {
+                ErrorKind::NotFound => StagingError::Invalid(format!("staging file {path} is missing")),
+                _ => unreachable(&self.staging.root, path, &e),
+            })?;
+            self.open.insert(path.to_string(), f);
+        }
+        let f = &self.open[path];
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, offset).map_err(|e| match e.kind() {
+            ErrorKind::UnexpectedEof => StagingError::Invalid(format!(
+                "staging file {path} is shorter than the seed manifest says: it changed since registration"
+            )),
+            _ => unreachable(&self.staging.root, path, &e),
+        })?;
+        Ok(buf)
+    }
+}
