@@ -134,6 +134,17 @@ impl Board {
         s.waiting = waiting.into();
     }
 
+    /// The station's status for its heartbeat.
+    pub fn status(&self) -> String {
+        let s = self.state.lock().expect("lock");
+        let status = match (s.job_name.is_empty(), s.waiting.is_empty()) {
+            (true, _) => "idle".to_string(),
+            (false, true) => format!("preparing {} ({})", s.job_name, s.phase),
+            (false, false) => format!("waiting: {}", s.waiting),
+        };
+        status.chars().take(200).collect()
+    }
+
     /// Whether a piece of work is in hand.
     pub fn active(&self) -> bool {
         !self.state.lock().expect("lock").job_name.is_empty()

@@ -481,8 +481,8 @@ async fn start(ctx: &Ctx, keeper: &Keeper, lease: &pb::Lease, m: &Member, set_si
                 // The header was written but the key never reached the coordinator, so no data
                 // is under that key: start the disk again.
                 tracing::info!(drive = %h.drive_id, "disk has a header but no escrowed key; starting it again");
-                let path = m.path.clone();
-                blocking(move || format::wipe(&path, 0, false)).await.map_err(|e| Fail::Bad(e.to_string()))?;
+                let (path, cap) = (m.path.clone(), m.capacity);
+                blocking(move || format::wipe(&path, cap, false)).await.map_err(|e| Fail::Bad(e.to_string()))?;
             }
             Err(s) if s.code() == Code::PermissionDenied => {
                 return Err(Fail::Bad(format!(

@@ -42,13 +42,6 @@ pub async fn run(cfg: Config, conn: Conn, opts: RunOptions) -> Result<u8, Box<dy
             let _ = stopped_tx.send(true);
         });
     }
-    let hb = {
-        let (conn, mut rx) = (conn.clone(), stopped_rx.clone());
-        let every = Duration::from_secs(r.heartbeat_interval_secs.max(1) as u64);
-        tokio::spawn(agent::heartbeat_loop(conn, every, "copy station", async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }))
-    };
     let mut station = cfg.station.clone();
     station.disks.extend(opts.disks);
     std::fs::create_dir_all(&station.state_dir)
@@ -60,6 +53,23 @@ pub async fn run(cfg: Config, conn: Conn, opts: RunOptions) -> Result<u8, Box<dy
         stop: stop.clone(),
         typed: Mutex::new(opts.interactive.then(prompt_reader)),
         extra: Mutex::new(Vec::new()),
+    };
+    // Heartbeats carry what the station is doing: "idle", "preparing <job>", "waiting: ...".
+    let hb = {
+        let (conn, board) = (conn.clone(), ctx.board.clone());
+        let mut every = Duration::from_secs(r.heartbeat_interval_secs.max(1) as u64);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match agent::heartbeat(&conn, &board.status()).await {
+                    Ok(r) if r.heartbeat_interval_secs > 0 => {
+                        every = Duration::from_secs(r.heartbeat_interval_secs as u64)
+                    }
+                    Ok(_) => {}
+                    Err(s) => tracing::warn!(code = ?s.code(), error = %s.message(), "heartbeat failed; will retry"),
+                }
+            }
+        })
     };
     let display = {
         let (board, every, mut rx) = (ctx.board.clone(), ctx.station.progress_interval, stopped_rx.clone());

@@ -210,6 +210,34 @@ db_busy_timeout = "{}"
     }
 
     /// SIGKILLs the coordinator: no shutdown code runs.
+    /// SIGKILLs the spawned process `pid` and reaps it.
+    pub fn kill9(&mut self, pid: u32) -> Result<()> {
+        let p = self.procs.iter_mut().find(|p| p.child.id() == pid).ok_or_else(|| anyhow!("no process {pid}"))?;
+        p.child.kill()?;
+        p.child.wait()?;
+        Ok(())
+    }
+
+    /// The exit status of the spawned process `pid` if it has exited.
+    pub fn try_wait(&mut self, pid: u32) -> Result<Option<std::process::ExitStatus>> {
+        let p = self.procs.iter_mut().find(|p| p.child.id() == pid).ok_or_else(|| anyhow!("no process {pid}"))?;
+        Ok(p.child.try_wait()?)
+    }
+
+    /// Waits up to `timeout` for the spawned process `pid` to exit.
+    pub fn wait_exit(&mut self, pid: u32, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.try_wait(pid)? {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                bail!("process {pid} did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn kill9_coordinator(&mut self) -> Result<()> {
         let name = format!("coordinator-{}", self.starts);
         let p = self.procs.iter_mut().find(|p| p.name == name).ok_or_else(|| anyhow!("no running {name}"))?;

@@ -202,3 +202,144 @@ async fn two_stations_prepare_two_seeds_spanning_three_disks_each_and_the_disks_
     assert!(s.contains("1/3 SS-") && s.contains("claimed"), "{s}");
     c.finish()
 }
+
+/// What an uninterrupted preparation writes, made here with the format's own writer from the
+/// same staging set, disk capacities and (escrowed) keys: the reference for a resumed set.
+fn clean_run(images: &[PathBuf], keys: &HashMap<String, RecoveryPassword>, staging: &Path, out: &Path) -> Vec<PathBuf> {
+    use seedship_disk::format::{DiskInfo, DiskWriter, DriveManifest, write_plan};
+    use seedship_disk::plan::{DiskSpec, FileSpec, plan};
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(staging.join("manifest.json")).unwrap()).unwrap();
+    let mut files: Vec<FileSpec> = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| FileSpec { path: f["path"].as_str().unwrap().into(), size: f["size"].as_u64().unwrap() })
+        .collect();
+    files.push(FileSpec {
+        path: "manifest.json".into(),
+        size: std::fs::metadata(staging.join("manifest.json")).unwrap().len(),
+    });
+    let sizes: HashMap<String, u64> = files.iter().map(|f| (f.path.clone(), f.size)).collect();
+    let mut headers: Vec<_> = images.iter().map(|i| seedship_disk::format::probe(i).unwrap().unwrap()).collect();
+    headers.sort_by_key(|h| h.position);
+    let specs: Vec<DiskSpec> =
+        headers.iter().map(|h| DiskSpec { id: h.drive_id.clone(), capacity: h.capacity }).collect();
+    let p = plan(&files, &specs).unwrap();
+    let mut made = Vec::new();
+    for (h, dp) in headers.iter().zip(&p.disks) {
+        let path = out.join(format!("clean-{}.img", h.position));
+        std::fs::File::create(&path).unwrap().set_len(h.capacity).unwrap();
+        let info = DiskInfo {
+            drive_id: h.drive_id.clone(),
+            seed_id: h.seed_id.clone(),
+            job_name: h.job_name.clone(),
+            position: h.position,
+            set_size: h.set_size,
+        };
+        let key = &keys[&h.drive_id];
+        let mut w = DiskWriter::create(&path, h.capacity, &info, key).unwrap();
+        let read = |f: &str, off: u64, len: usize| -> std::io::Result<Vec<u8>> {
+            let b = std::fs::read(staging.join(f))?;
+            Ok(b[off as usize..off as usize + len].to_vec())
+        };
+        let parts = write_plan(&mut w, dp, &sizes, read, |_, _| true).unwrap();
+        let manifest = DriveManifest {
+            format: "seedship-drive-manifest".into(),
+            version: 1,
+            drive_id: h.drive_id.clone(),
+            seed_id: h.seed_id.clone(),
+            job_name: h.job_name.clone(),
+            position: h.position,
+            set_size: h.set_size,
+            parts,
+        };
+        w.seal(&manifest).unwrap();
+        made.push(path);
+    }
+    made
+}
+
+/// A small deterministic generator for the kill points (seeded, so a failure can be re-run).
+struct Lcg(u64);
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_points_resumes_to_disks_identical_to_a_clean_run() -> anyhow::Result<()> {
+    use std::time::{Duration, Instant};
+    let seed = std::env::var("SEEDSHIP_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261122u64);
+    eprintln!("kill points from seed {seed} (set SEEDSHIP_KILL_SEED to replay)");
+    let mut rng = Lcg(seed);
+    let mut c =
+        Cluster::start_with(seedship_e2e::Options { lease_ttl: "1s", sweep_interval: "100ms", ..Default::default() })?;
+    let ops = c.issue("operator", "alice")?;
+    let (cfg, disks) = station(&c, "st-k", "")?;
+    let mut kills = 0;
+    let mut round = 0;
+    for (job, mib) in [("job-k1", 24u32), ("job-k2", 24)] {
+        let staging = stage(&mut c, &ops, job, mib, 7, "st-k").await?;
+        let dir = disks.join(job);
+        std::fs::create_dir_all(&dir)?;
+        let size = disk_size(staging_bytes(&staging), 3);
+        let images: Vec<PathBuf> = (1..=3).map(|i| image(&disks, &format!("{job}-{i}.img"), size)).collect();
+        let mut job_kills = 0;
+        loop {
+            round += 1;
+            let name = format!("copy-{round}");
+            let pid = c.spawn(&name, &mut copy_agent(&cfg))?;
+            // Kill at a random point after the claim (sometimes before it).
+            let wait_claim = rng.below(4) != 0;
+            let t0 = Instant::now();
+            while wait_claim && !c.log_of(&name).contains("work claimed") && t0.elapsed() < Duration::from_secs(20) {
+                if c.try_wait(pid)?.is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            // Short windows until eleven kills landed (mostly in the copy); then longer ones let the (not resumable)
+            // read-back finish, still killing it now and then.
+            let window = match (job_kills < 11, wait_claim) {
+                (true, true) => 40,
+                (true, false) => 30,
+                (false, _) => 2500,
+            };
+            std::thread::sleep(Duration::from_millis(rng.below(window)));
+            if let Some(st) = c.try_wait(pid)? {
+                assert!(st.success(), "copy-agent failed:\n{}", c.log_of(&name));
+                break;
+            }
+            c.kill9(pid)?;
+            eprintln!("round {round} ({job}): killed after {:?}", t0.elapsed());
+            kills += 1;
+            job_kills += 1;
+            if round > 80 {
+                anyhow::bail!("no completion after {round} rounds");
+            }
+        }
+        // Whatever the kills interrupted, the set equals a clean run's, byte for byte.
+        let keys = escrowed_keys(&c);
+        decode_and_compare(&images, &keys, &staging);
+        let clean = clean_run(&images, &keys, &staging, c.dir.path());
+        for img in &images {
+            let h = seedship_disk::format::probe(img)?.unwrap();
+            let reference = &clean[h.position as usize - 1];
+            assert!(std::fs::read(img)? == std::fs::read(reference)?, "{} differs from a clean run", img.display());
+        }
+        // Only blank disks are used by the next seed: move these away.
+        for img in &images {
+            std::fs::rename(img, dir.join(img.file_name().unwrap()))?;
+        }
+        let d = client::operator(c.connect(&ops).await?)
+            .get_seed(pb::GetSeedRequest { seed: job.into() })
+            .await?
+            .into_inner();
+        assert_eq!(d.seed.unwrap().state, pb::SeedState::DisksPrepared as i32);
+    }
+    eprintln!("{kills} kills in {round} rounds");
+    assert!(kills >= 20, "only {kills} kills landed before completion");
+    c.finish()
+}
