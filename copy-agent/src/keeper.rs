@@ -30,6 +30,8 @@ struct Inner {
     /// Bytes on the disks (the station's count) and as recorded by the coordinator.
     done: AtomicU64,
     recorded: AtomicU64,
+    /// Wakes the renewal task early (a wait began or ended).
+    nudge: tokio::sync::Notify,
 }
 
 /// Shared by the renewal task, the writer threads and the work's control flow.
@@ -53,6 +55,7 @@ impl Keeper {
             phase: Mutex::new("copy".into()),
             done: AtomicU64::new(0),
             recorded: AtomicU64::new(lease.progress_bytes),
+            nudge: tokio::sync::Notify::new(),
         }))
     }
 
@@ -93,8 +96,13 @@ impl Keeper {
         self.0.stop.store(true, Ordering::SeqCst);
     }
 
+    /// Says what the station waits for ("" when working); the coordinator hears it at once.
     pub fn set_waiting(&self, why: &str) {
-        *self.0.waiting.lock().expect("lock") = why.to_string();
+        let mut w = self.0.waiting.lock().expect("lock");
+        if *w != why {
+            *w = why.to_string();
+            self.0.nudge.notify_one();
+        }
     }
 
     pub fn set_phase(&self, phase: &str) {
@@ -164,7 +172,10 @@ impl Keeper {
                 }
                 Err(s) => self.lose(format!("the coordinator refused the lease: {}", s.message())),
             }
-            tokio::time::sleep(self.interval()).await;
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval()) => {}
+                _ = self.0.nudge.notified() => {}
+            }
         }
     }
 }

@@ -34,12 +34,9 @@ async fn stage(
     let staging = c.path(&format!("staging-{job}"));
     let o = c.run(
         &format!("backup-{job}"),
-        backup_cmd(c.dir.path(), &staging, job, &[&corpus], Some(&cfg))?.args([
-            "--pack-target-mib",
-            "4",
-            "--target-station",
-            station,
-        ]),
+        backup_cmd(c.dir.path(), &staging, job, &[&corpus], Some(&cfg))?
+            .args(["--pack-target-mib", "4"])
+            .args(if station.is_empty() { vec![] } else { vec!["--target-station", station] }),
     )?;
     anyhow::ensure!(o.status.success(), "backup failed: {}", text(&o));
     client::operator(c.connect(ops).await?)
@@ -316,6 +313,14 @@ async fn kill_9_at_random_points_resumes_to_disks_identical_to_a_clean_run() -> 
             eprintln!("round {round} ({job}): killed after {:?}", t0.elapsed());
             kills += 1;
             job_kills += 1;
+            // Killed after completing, before exiting: done.
+            let d = client::operator(c.connect(&ops).await?)
+                .get_seed(pb::GetSeedRequest { seed: job.into() })
+                .await?
+                .into_inner();
+            if d.seed.unwrap().state == pb::SeedState::DisksPrepared as i32 {
+                break;
+            }
             if round > 80 {
                 anyhow::bail!("no completion after {round} rounds");
             }
@@ -341,5 +346,224 @@ async fn kill_9_at_random_points_resumes_to_disks_identical_to_a_clean_run() -> 
     }
     eprintln!("{kills} kills in {round} rounds");
     assert!(kills >= 20, "only {kills} kills landed before completion");
+    c.finish()
+}
+
+fn signal(pid: u32, sig: &str) {
+    assert!(Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_station_paused_past_its_lease_is_refused_when_it_wakes_and_another_takes_over() -> anyhow::Result<()> {
+    use std::time::Duration;
+    let mut c =
+        Cluster::start_with(seedship_e2e::Options { lease_ttl: "2s", sweep_interval: "100ms", ..Default::default() })?;
+    let ops = c.issue("operator", "alice")?;
+    let staging = stage(&mut c, &ops, "job-p", 24, 3, "").await?;
+    let (cfg_a, disks_a) = station(&c, "st-a", "")?;
+    let (cfg_b, disks_b) = station(&c, "st-b", "")?;
+    let size = disk_size(staging_bytes(&staging), 3);
+    for dir in [&disks_a, &disks_b] {
+        for i in 1..=3 {
+            image(dir, &format!("disk{i}.img"), size);
+        }
+    }
+    // Station A starts writing, then is paused (SIGSTOP) for longer than the TTL.
+    let a = c.spawn("copy-a", &mut copy_agent(&cfg_a))?;
+    seedship_e2e::wait_for("station A to write", Duration::from_secs(20), || {
+        sorted_images(&disks_a).iter().any(|i| matches!(seedship_disk::format::probe(i), Ok(Some(_)))).then_some(())
+    })?;
+    signal(a, "-STOP");
+    std::thread::sleep(Duration::from_millis(2600));
+
+    // Station B claims the seed and prepares it on its own disks.
+    let o = c.run("copy-b", &mut copy_agent(&cfg_b))?;
+    assert!(o.status.success(), "{}", text(&o));
+    let keys = escrowed_keys(&c);
+    decode_and_compare(&sorted_images(&disks_b), &keys, &staging);
+
+    // A wakes: refused, it stops without finishing anything.
+    signal(a, "-CONT");
+    let st = c.wait_exit(a, Duration::from_secs(20))?;
+    let log = c.log_of("copy-a");
+    assert_eq!(st.code(), Some(4), "{log}");
+    assert!(log.contains("lease lost"), "{log}");
+    assert!(!log.contains("Disks prepared"), "{log}");
+
+    // The seed has B's three drives prepared; A's are left behind, on the record.
+    let d = client::operator(c.connect(&ops).await?)
+        .get_seed(pb::GetSeedRequest { seed: "job-p".into() })
+        .await?
+        .into_inner();
+    assert_eq!(d.seed.unwrap().state, pb::SeedState::DisksPrepared as i32);
+    let prepared: Vec<_> = d.drives.iter().filter(|x| x.status == "prepared").collect();
+    assert_eq!(prepared.len(), 3);
+    assert!(prepared.iter().all(|x| x.reported_by.ends_with("/copy/st-b")));
+    assert!(d.drives.iter().filter(|x| x.reported_by.ends_with("/copy/st-a")).all(|x| x.status == "bad"));
+    assert!(d.history.iter().any(|e| e.event == "drives_left_behind"), "{:?}", d.history);
+    c.finish()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_staging_is_refused_or_released_and_a_flipped_bit_on_disk_is_caught_and_the_disk_replaced()
+-> anyhow::Result<()> {
+    use std::time::Duration;
+    let mut c =
+        Cluster::start_with(seedship_e2e::Options { lease_ttl: "1s", sweep_interval: "100ms", ..Default::default() })?;
+    c.allow_error("staging set refused");
+    c.allow_error("drive marked bad");
+    let ops = c.issue("operator", "alice")?;
+    let bad = stage(&mut c, &ops, "job-bad", 8, 4, "st-x").await?;
+    let good = stage(&mut c, &ops, "job-good", 16, 5, "st-x").await?;
+    let (cfg, disks) = station(&c, "st-x", "")?;
+    let mut op = client::operator(c.connect(&ops).await?);
+
+    // Staging unreachable: the lease is given back with the reason; the seed is not failed.
+    let away = c.path("staging-away");
+    std::fs::rename(&bad, &away)?;
+    let o = c.run("copy-unreachable", &mut copy_agent(&cfg))?;
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("gave the work back") && text(&o).contains("is it mounted"), "{}", text(&o));
+    let d = op.get_seed(pb::GetSeedRequest { seed: "job-bad".into() }).await?.into_inner();
+    assert_eq!(d.seed.unwrap().state, pb::SeedState::QueuedForDiskPrep as i32);
+    assert!(d.history.iter().any(|e| e.reason.contains("cannot be read")), "{:?}", d.history);
+
+    // A flipped bit in a staging file: refused before shipping, naming the file; the seed fails.
+    std::fs::rename(&away, &bad)?;
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(bad.join("manifest.json"))?)?;
+    let pack = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .find(|p| p.starts_with("data/"))
+        .unwrap()
+        .to_string();
+    let mut b = std::fs::read(bad.join(&pack))?;
+    b[1000] ^= 0x10;
+    std::fs::write(bad.join(&pack), b)?;
+    image(&disks, "d1.img", 64 << 20);
+    let o = c.run("copy-flipped-staging", &mut copy_agent(&cfg))?;
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains(&pack) && text(&o).contains("changed since registration"), "{}", text(&o));
+    let d = op.get_seed(pb::GetSeedRequest { seed: "job-bad".into() }).await?.into_inner();
+    let s = d.seed.unwrap();
+    assert_eq!(s.state, pb::SeedState::Failed as i32);
+    assert!(s.state_reason.contains(&pack), "{}", s.state_reason);
+    std::fs::remove_file(disks.join("d1.img"))?;
+
+    // A flipped bit on a written disk: kill the agent once every disk is sealed, flip a bit,
+    // and the resumed read-back catches it; the drive is marked bad and a replacement is used.
+    let size = disk_size(staging_bytes(&good), 2);
+    let imgs = [image(&disks, "g1.img", size), image(&disks, "g2.img", size)];
+    let pid = c.spawn("copy-good-1", &mut copy_agent(&cfg))?;
+    seedship_e2e::wait_for("every disk sealed", Duration::from_secs(30), || {
+        imgs.iter()
+            .all(|i| seedship_disk::format::probe(i).ok().flatten().is_some_and(|h| h.state == "sealed"))
+            .then_some(())
+    })?;
+    c.kill9(pid)?;
+    anyhow::ensure!(
+        !c.log_of("copy-good-1").contains("Disks prepared"),
+        "the agent finished before it could be stopped; the test could not flip a bit in time"
+    );
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().read(true).write(true).open(&imgs[0])?;
+        let at = seedship_disk::format::DATA_OFF + 64 + 12 + 4096;
+        let mut x = [0u8; 1];
+        f.read_exact_at(&mut x, at)?;
+        f.write_all_at(&[x[0] ^ 1], at)?;
+    }
+    let bad_drive = seedship_disk::format::probe(&imgs[0])?.unwrap().drive_id;
+    let pid = c.spawn("copy-good-2", &mut copy_agent(&cfg))?;
+    let d = seedship_e2e::wait_for_async("the drive marked bad", Duration::from_secs(30), || {
+        let mut op = op.clone();
+        let id = bad_drive.clone();
+        async move {
+            let d = op.get_seed(pb::GetSeedRequest { seed: "job-good".into() }).await.ok()?.into_inner();
+            d.drives.iter().any(|x| x.drive_id == id && x.status == "bad").then_some(d)
+        }
+    })
+    .await?;
+    let rep = d.drives.iter().find(|x| x.drive_id == bad_drive).unwrap();
+    assert!(
+        rep.status_reason.contains("read-back failed") && rep.status_reason.contains("authentication failed"),
+        "{}",
+        rep.status_reason
+    );
+    // It waits for a replacement, on the record; a blank disk added to the directory is used.
+    seedship_e2e::wait_for_async("the wait on the record", Duration::from_secs(10), || {
+        let mut op = op.clone();
+        async move {
+            let d = op.get_seed(pb::GetSeedRequest { seed: "job-good".into() }).await.ok()?.into_inner();
+            d.history.iter().any(|e| e.event == "station_waiting" && e.reason.contains("replacement")).then_some(())
+        }
+    })
+    .await?;
+    let replacement = image(&disks, "g3.img", size);
+    let st = c.wait_exit(pid, Duration::from_secs(30))?;
+    assert!(st.success(), "{}", c.log_of("copy-good-2"));
+    let keys = escrowed_keys(&c);
+    decode_and_compare(&[imgs[1].clone(), replacement], &keys, &good);
+    let d = op.get_seed(pb::GetSeedRequest { seed: "job-good".into() }).await?.into_inner();
+    assert_eq!(d.seed.unwrap().state, pb::SeedState::DisksPrepared as i32);
+    assert_eq!(d.drives.iter().filter(|x| x.status == "prepared").count(), 2);
+    c.finish()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_few_disks_wait_on_the_record_a_used_disk_needs_a_wipe_and_disks_added_mid_run_are_used()
+-> anyhow::Result<()> {
+    use std::time::Duration;
+    let mut c = Cluster::start()?;
+    let ops = c.issue("operator", "alice")?;
+    let staging = stage(&mut c, &ops, "job-w", 16, 6, "st-w").await?;
+    let (cfg, disks) = station(&c, "st-w", "")?;
+    let size = disk_size(staging_bytes(&staging), 3);
+    image(&disks, "a.img", size);
+    // A disk that holds another seed's drive.
+    let used = image(&disks, "b.img", size);
+    let info = seedship_disk::format::DiskInfo {
+        drive_id: "OLD-1".into(),
+        seed_id: "sd-old".into(),
+        job_name: "job-old".into(),
+        position: 1,
+        set_size: 1,
+    };
+    seedship_disk::format::DiskWriter::create(&used, size, &info, &RecoveryPassword::from_bytes(&[3; 16]))?;
+    let pid = c.spawn("copy-w", &mut copy_agent(&cfg))?;
+    let mut op = client::operator(c.connect(&ops).await?);
+    let d = seedship_e2e::wait_for_async("the wait on the record", Duration::from_secs(20), || {
+        let mut op = op.clone();
+        async move {
+            let d = op.get_seed(pb::GetSeedRequest { seed: "job-w".into() }).await.ok()?.into_inner();
+            d.history.iter().any(|e| e.event == "station_waiting").then_some(d)
+        }
+    })
+    .await?;
+    let ev = d.history.iter().find(|e| e.event == "station_waiting").unwrap();
+    assert!(ev.reason.contains("add 1 more disk(s)"), "{}", ev.reason);
+    assert!(ev.reason.contains("holds drive OLD-1 of seed sd-old") && ev.reason.contains("wipe"), "{}", ev.reason);
+    assert_eq!(d.work.unwrap().phase, "waiting");
+    seedship_e2e::wait_for_async("the station's heartbeat to say it waits", Duration::from_secs(10), || {
+        let mut op = op.clone();
+        async move {
+            let a = op.list_agents(pb::ListAgentsRequest::default()).await.ok()?.into_inner().agents;
+            a.into_iter().find(|a| a.name == "st-w" && a.status.starts_with("waiting: ")).map(|_| ())
+        }
+    })
+    .await?;
+
+    // The operator wipes the used disk and adds one more, while the agent waits.
+    let o = c.run("wipe", Command::new(bin("copy-agent")).args(["wipe", "--yes", "--disk"]).arg(&used))?;
+    assert!(o.status.success(), "{}", text(&o));
+    image(&disks, "c.img", size);
+    let st = c.wait_exit(pid, Duration::from_secs(30))?;
+    assert!(st.success(), "{}", c.log_of("copy-w"));
+    let keys = escrowed_keys(&c);
+    decode_and_compare(&sorted_images(&disks), &keys, &staging);
+    let d = op.get_seed(pb::GetSeedRequest { seed: "job-w".into() }).await?.into_inner();
+    assert!(d.history.iter().any(|e| e.event == "station_resumed"), "{:?}", d.history);
     c.finish()
 }

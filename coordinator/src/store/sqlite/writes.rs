@@ -195,6 +195,34 @@ pub fn claim_work(c: &Connection, idem: &Idem, station: &SpiffeId, t: LeaseTimin
             },
             t.now,
         )?;
+        // Drives another station reported are on disks this station does not have: they are
+        // left behind (never shipped), and the history says so.
+        let left = exec(
+            c,
+            "UPDATE drives SET status = 'bad', status_reason = ?3 WHERE seed_id = ?1 AND reported_by <> ?2 \
+             AND status <> 'bad'",
+            params![
+                work.seed_id,
+                station.uri(),
+                format!("left behind: another copy station lost the lease; {} prepares the seed again", station.name)
+            ],
+        )
+        .map_err(db_err)?;
+        if left > 0 {
+            insert_event(
+                c,
+                &seed.seed_id,
+                t.now,
+                &station.uri(),
+                Some(seed.state),
+                seed.state,
+                "drives_left_behind",
+                &format!(
+                    "{left} drive(s) reported by another copy station will not be shipped; {} starts over",
+                    station.name
+                ),
+            )?;
+        }
         Ok(Some(Lease { work, seed, ttl_ms: t.ttl_ms }))
     })
 }
@@ -244,8 +272,23 @@ pub fn report_progress(
 ) -> Result<(u64, UnixMs)> {
     idempotent(c, idem, t.now, || {
         let mut work = load_work(c, &fence.work_id)?;
+        let was_waiting = work.phase == WAITING;
         work.progress(&station.name, fence.generation, delta, t.now, t.ttl_ms)?;
         save_work(c, &work)?;
+        if was_waiting {
+            let seed = require_seed(c, &work.seed_id)?;
+            let reason = format!("copy station {} is working again", station.name);
+            insert_event(
+                c,
+                &seed.seed_id,
+                t.now,
+                &station.uri(),
+                Some(seed.state),
+                seed.state,
+                "station_resumed",
+                &reason,
+            )?;
+        }
         Ok((work.progress_bytes, work.lease_expires_ms))
     })
 }
