@@ -131,51 +131,63 @@ impl Keeper {
     pub async fn run(self, conn: Conn, done: Arc<AtomicBool>) {
         let mut c = client::diskprep(conn);
         while !done.load(Ordering::SeqCst) && !self.0.lost_flag.load(Ordering::SeqCst) {
-            let sent = Instant::now();
-            let from = self.0.recorded.load(Ordering::SeqCst);
-            let to = self.0.done.load(Ordering::Relaxed).min(self.0.total);
-            let phase = self.0.phase.lock().expect("lock").clone();
-            let waiting = self.0.waiting.lock().expect("lock").clone();
-            let r = if to > from && waiting.is_empty() {
-                c.report_progress(pb::ReportProgressRequest {
-                    request_id: client::new_request_id(),
-                    work_id: self.0.work_id.clone(),
-                    generation: self.0.generation,
-                    from_bytes: from,
-                    to_bytes: to,
-                    phase,
-                })
-                .await
-                .map(|r| {
-                    self.0.recorded.store(r.into_inner().progress_bytes, Ordering::SeqCst);
-                })
-            } else {
-                c.renew_lease(pb::RenewLeaseRequest {
-                    request_id: client::new_request_id(),
-                    work_id: self.0.work_id.clone(),
-                    generation: self.0.generation,
-                    waiting,
-                })
-                .await
-                .map(|_| ())
-            };
-            match r {
-                Ok(()) => self.extend(sent),
-                Err(s) if s.code() == Code::FailedPrecondition && s.message().starts_with("progress on work") => {
-                    // An earlier report landed but its answer was lost: take the recorded position.
-                    if let Some(at) = recorded_position(s.message()) {
-                        self.0.recorded.store(at, Ordering::SeqCst);
-                    }
-                }
-                Err(s) if is_transient(&s) => {
-                    tracing::warn!(code = ?s.code(), error = %s.message(), "lease renewal failed; retrying");
-                }
-                Err(s) => self.lose(format!("the coordinator refused the lease: {}", s.message())),
-            }
+            self.tick(&mut c).await;
             tokio::select! {
                 _ = tokio::time::sleep(self.interval()) => {}
                 _ = self.0.nudge.notified() => {}
             }
+        }
+    }
+
+    /// Reports the progress not yet recorded (e.g. before completing the work).
+    pub async fn flush(&self, conn: Conn) {
+        if !self.0.lost_flag.load(Ordering::SeqCst) {
+            self.tick(&mut client::diskprep(conn)).await;
+        }
+    }
+
+    /// One renewal: a progress report when there is progress to report, else a renewal.
+    async fn tick(&self, c: &mut pb::disk_prep_service_client::DiskPrepServiceClient<Conn>) {
+        let sent = Instant::now();
+        let from = self.0.recorded.load(Ordering::SeqCst);
+        let to = self.0.done.load(Ordering::Relaxed).min(self.0.total);
+        let phase = self.0.phase.lock().expect("lock").clone();
+        let waiting = self.0.waiting.lock().expect("lock").clone();
+        let r = if to > from && waiting.is_empty() {
+            c.report_progress(pb::ReportProgressRequest {
+                request_id: client::new_request_id(),
+                work_id: self.0.work_id.clone(),
+                generation: self.0.generation,
+                from_bytes: from,
+                to_bytes: to,
+                phase,
+            })
+            .await
+            .map(|r| {
+                self.0.recorded.store(r.into_inner().progress_bytes, Ordering::SeqCst);
+            })
+        } else {
+            c.renew_lease(pb::RenewLeaseRequest {
+                request_id: client::new_request_id(),
+                work_id: self.0.work_id.clone(),
+                generation: self.0.generation,
+                waiting,
+            })
+            .await
+            .map(|_| ())
+        };
+        match r {
+            Ok(()) => self.extend(sent),
+            Err(s) if s.code() == Code::FailedPrecondition && s.message().starts_with("progress on work") => {
+                // An earlier report landed but its answer was lost: take the recorded position.
+                if let Some(at) = recorded_position(s.message()) {
+                    self.0.recorded.store(at, Ordering::SeqCst);
+                }
+            }
+            Err(s) if is_transient(&s) => {
+                tracing::warn!(code = ?s.code(), error = %s.message(), "lease renewal failed; retrying");
+            }
+            Err(s) => self.lose(format!("the coordinator refused the lease: {}", s.message())),
         }
     }
 }

@@ -775,6 +775,7 @@ fn verify_disk(
 }
 
 async fn complete(ctx: &Ctx, keeper: &Keeper, drives: Vec<Prepared>) -> Result<Outcome, Fail> {
+    keeper.flush(ctx.conn.clone()).await;
     let r = with_retry("CompleteWork", 8, |rid| {
         let mut c = client::diskprep(ctx.conn.clone());
         let req = pb::CompleteWorkRequest {

@@ -9,7 +9,10 @@
 #   4. the source agent and the copy agent register (the copy agent keeps a heartbeat);
 #   5. the source agent backs up a sample folder into a staging location (compressed,
 #      encrypted, deduplicated), verifies the staging set, and registers the seed;
-#   6. the operator view: agents, the seed and its history, and the source agent's status.
+#   6. the copy agent prepares three shipping disks (image files sized so the seed must
+#      span all three): keys escrowed with the coordinator, every staging file checked,
+#      every disk read back, every drive reported; its final screen shows the labels;
+#   7. the operator view: agents, the seed and its history, the drives, the station's status.
 #
 #   deploy/local/demo.sh           # run, then stop everything
 #   deploy/local/demo.sh --keep    # leave the coordinator and copy agent running
@@ -85,6 +88,14 @@ TOML
 }
 agent_config fileserver-01 hq
 agent_config station-01 hq
+mkdir -p disks
+cat >> station-01.toml <<TOML
+[station]
+disk_dir = "disks"
+state_dir = "copy-station"
+poll_interval = "1s"
+progress_interval = "1s"
+TOML
 cat > seedctl.toml <<TOML
 url = "https://$ADDR"
 ca_file = "pki/ca.crt"
@@ -95,7 +106,7 @@ TOML
 
 say "3. agents register"
 "$BIN/source-agent" --config fileserver-01.toml register 2>>source-agent.log
-"$BIN/copy-agent" --config station-01.toml run 2>copy-agent.log &
+"$BIN/copy-agent" --config station-01.toml run >copy-agent.out 2>copy-agent.log &
 PIDS+=($!)
 for _ in $(seq 1 100); do grep -q "registered" copy-agent.log 2>/dev/null && break; sleep 0.1; done
 grep -q "registered" copy-agent.log || { cat copy-agent.log; echo "error: the copy agent did not register"; exit 1; }
@@ -115,7 +126,7 @@ echo "sample folder: $(du -sh sample | cut -f1) in $(find sample -type f | wc -l
 (umask 077 && echo "demo passphrase $RANDOM$RANDOM$RANDOM" > passphrase)
 echo '$ source-agent backup --offline --staging staging --job-name demo-seed-01 ... sample'
 "$BIN/source-agent" --config fileserver-01.toml backup --offline --quiet \
-  --staging staging --staging-share '\\fileserver-01\staging\demo-seed-01' \
+  --staging staging --staging-share "$DEMO/staging" \
   --job-name demo-seed-01 --storage-account demoseeds --container seed-import \
   --subscription-id 0f0e0d0c-0000-4000-8000-00000000abcd --location westeurope \
   --passphrase-file passphrase sample 2>>source-agent.log
@@ -123,7 +134,24 @@ echo
 echo '$ source-agent verify --staging staging'
 "$BIN/source-agent" verify --staging staging
 
-say "5. the operator view (seedctl --config $DEMO/seedctl.toml ...)"
+say "5. the copy station prepares the shipping disks"
+TOTAL=$(du -sb staging | cut -f1)
+SIZE=$(( (18 << 20) + ((TOTAL / 3 + TOTAL / 12) / 1048576 + 1) * 1048576 ))
+for i in 1 2 3; do truncate -s "$SIZE" "disks/disk$i.img"; done
+echo "three blank disk images of $((SIZE / 1048576)) MiB in $DEMO/disks (two could not hold the seed)"
+# One machine plays both the backup server and the copy station; Azure wants them apart.
+echo '$ seedctl allow-virtual-station demo-seed-01 --reason "..."'
+"$BIN/seedctl" --config seedctl.toml allow-virtual-station demo-seed-01 \
+  --reason "demo: the backup server and the copy station are one machine" >/dev/null
+for _ in $(seq 1 1200); do grep -q "^Ship to:" copy-agent.out 2>/dev/null && break; sleep 0.1; done
+grep -q "^Ship to:" copy-agent.out || { cat copy-agent.log; echo "error: the disks were not prepared within 120 s"; exit 1; }
+sleep 0.2
+grep -E "^job demo-seed-01  (copy|verify)" copy-agent.log | tail -2 || true
+cat copy-agent.out
+echo '$ copy-agent status'
+"$BIN/copy-agent" --config station-01.toml status
+
+say "6. the operator view (seedctl --config $DEMO/seedctl.toml ...)"
 echo '$ seedctl agents'
 "$BIN/seedctl" --config seedctl.toml agents
 echo
@@ -133,13 +161,16 @@ echo
 echo '$ seedctl seed demo-seed-01'
 "$BIN/seedctl" --config seedctl.toml seed demo-seed-01
 echo
+echo '$ seedctl drives'
+"$BIN/seedctl" --config seedctl.toml drives
+echo
 echo '$ source-agent status'
 "$BIN/source-agent" --config fileserver-01.toml status 2>>source-agent.log
 
 say "done"
-echo "The chain runs as far as it exists today: PKI, coordinator, agents, and an offline backup staged,"
-echo "verified and registered, queued for disk preparation. Preparing disks, the Azure import and"
-echo "vault seeding join this script as they land."
+echo "The chain runs as far as it exists today: PKI, coordinator, agents, an offline backup staged,"
+echo "verified and registered, and shipping disks prepared, verified and reported. The Azure import"
+echo "job and vault seeding join this script as they land."
 if [ "$KEEP" = 1 ]; then
   echo "Still running (--keep): coordinator pid ${PIDS[0]}, copy agent pid ${PIDS[1]}. Stop them with: kill ${PIDS[*]}"
 fi
