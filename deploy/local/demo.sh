@@ -136,7 +136,8 @@ echo '$ source-agent verify --staging staging'
 
 say "5. the copy station prepares the shipping disks"
 TOTAL=$(du -sb staging | cut -f1)
-SIZE=$(( (18 << 20) + ((TOTAL / 3 + TOTAL / 12) / 1048576 + 1) * 1048576 ))
+# Each disk keeps 16 MiB for header, journal and manifest; the rest is 6 % above a third.
+SIZE=$(( (16 << 20) + (TOTAL * 106 / 100 / 3 / 65536 + 1) * 65536 + 131072 ))
 for i in 1 2 3; do truncate -s "$SIZE" "disks/disk$i.img"; done
 echo "three blank disk images of $((SIZE / 1048576)) MiB in $DEMO/disks (two could not hold the seed)"
 # One machine plays both the backup server and the copy station; Azure wants them apart.

@@ -76,10 +76,13 @@ fn image(dir: &Path, name: &str, size: u64) -> PathBuf {
     p
 }
 
-/// Capacity of each of `n` disks such that `n - 1` of them cannot hold `bytes`.
+/// Capacity of each of `n` disks such that `n` of them hold `bytes` of staging files but
+/// `n - 1` cannot: 6 % above an even share (for extent overhead), plus the 16 MiB every disk
+/// keeps for its header, journal and manifest.
 fn disk_size(bytes: u64, n: u64) -> u64 {
-    let share = bytes.div_ceil(n) + bytes / (4 * n);
-    (18 << 20) + share.div_ceil(1 << 20) * (1 << 20)
+    let usable = (bytes * 106 / 100 / n).div_ceil(64 << 10) * (64 << 10) + (128 << 10);
+    assert!((n - 1) * usable < bytes, "{n} disks of {usable} usable bytes: fewer would do");
+    (16 << 20) + usable
 }
 
 fn copy_agent(cfg: &Path) -> Command {
@@ -543,7 +546,7 @@ async fn too_few_disks_wait_on_the_record_a_used_disk_needs_a_wipe_and_disks_add
     })
     .await?;
     let ev = d.history.iter().find(|e| e.event == "station_waiting").unwrap();
-    assert!(ev.reason.contains("add 1 more disk(s)"), "{}", ev.reason);
+    assert!(ev.reason.contains("add 2 more disk(s)"), "{}", ev.reason);
     assert!(ev.reason.contains("holds drive OLD-1 of seed sd-old") && ev.reason.contains("wipe"), "{}", ev.reason);
     assert_eq!(d.work.unwrap().phase, "waiting");
     seedship_e2e::wait_for_async("the station's heartbeat to say it waits", Duration::from_secs(10), || {
