@@ -38,6 +38,15 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmark: prepare a staging set onto blank disks as `run` would, without a
+    /// coordinator (keys are thrown away; the disks are not shippable). Prints JSON.
+    #[command(hide = true)]
+    Bench {
+        #[arg(long)]
+        staging: PathBuf,
+        #[arg(long = "disk", required = true)]
+        disks: Vec<PathBuf>,
+    },
     /// Make a disk blank for a new seed (a disk that holds another seed is never overwritten
     /// otherwise). Quick: header and journal; --full: every byte.
     Wipe {
@@ -57,6 +66,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Cmd::Wipe { disk, full, yes } = &cli.cmd {
         return wipe(disk, *full, *yes);
+    }
+    if let Cmd::Bench { staging, disks } = &cli.cmd {
+        return match copy_agent::prepare::bench(staging, disks) {
+            Ok(r) => {
+                println!("{}", serde_json::to_string(&r).expect("serializes"));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let cfg = Config::load(&cli.config).unwrap_or_else(|e| {
         eprintln!("error: {e}");
@@ -79,7 +100,9 @@ fn main() -> ExitCode {
                 let c = copy_agent::run::run(cfg, conn, opts).await?;
                 code2.store(c, std::sync::atomic::Ordering::SeqCst);
             }
-            Cmd::Status { .. } | Cmd::Wipe { .. } => unreachable!("handled before the coordinator is needed"),
+            Cmd::Status { .. } | Cmd::Wipe { .. } | Cmd::Bench { .. } => {
+                unreachable!("handled before the coordinator is needed")
+            }
         }
         Ok(())
     });

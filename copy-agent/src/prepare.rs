@@ -687,6 +687,8 @@ fn write_disk(
     (seed_id, job_name): (String, String),
 ) -> Result<(), Fail> {
     let mut reader = Reader::new(staging);
+    let gate = keeper.clone();
+    w.set_gate(move || gate.alive().is_ok());
     let cause: std::cell::RefCell<Option<Fail>> = std::cell::RefCell::new(None);
     // Asked before every extent and before every checkpoint: no write once the lease is gone.
     let alive = || match keeper.alive() {
@@ -696,10 +698,12 @@ fn write_disk(
             false
         }
     };
-    let r = format::write_plan(
+    let known = |path: &str| staging.md5_of(path);
+    let r = format::write_plan_with(
         &mut w,
         dp,
         &staging.sizes,
+        &known,
         |path, off, len| {
             if !alive() {
                 return Err(std::io::Error::other("stopped"));
@@ -720,7 +724,8 @@ fn write_disk(
         Err(DiskError::Source { .. }) => {
             return Err(cause.into_inner().unwrap_or(Fail::Bad("staging read failed".into())));
         }
-        Err(e) => return Err(Fail::Bad(e.to_string())),
+        // A write refused by the gate is a lost lease, not a bad disk.
+        Err(e) => return Err(keeper.alive().err().map(Fail::Stop).unwrap_or(Fail::Bad(e.to_string()))),
     };
     for p in parts.iter().filter(|p| p.parts == 1) {
         staging.check(&p.path, p.length, &p.sha256, &p.md5).map_err(Fail::Staging)?;
@@ -737,7 +742,7 @@ fn write_disk(
         set_size: h.set_size,
         parts,
     };
-    w.seal(&manifest).map_err(|e| Fail::Bad(e.to_string()))?;
+    w.seal(&manifest).map_err(|e| keeper.alive().err().map(Fail::Stop).unwrap_or(Fail::Bad(e.to_string())))?;
     Ok(())
 }
 
@@ -755,6 +760,7 @@ fn verify_disk(
     lane: usize,
 ) -> Result<Sealed, Fail> {
     let bad = |e: DiskError| Fail::Bad(format!("read-back failed: {e}"));
+    format::evict(path).map_err(bad)?;
     let r = DiskReader::open(path, pw).map_err(bad)?;
     if r.manifest.drive_id != drive_id || r.manifest.position != position {
         return Err(Fail::Bad(format!(
@@ -762,12 +768,13 @@ fn verify_disk(
             r.manifest.drive_id, r.manifest.position
         )));
     }
+    let mut buf = Vec::new();
     for (i, p) in r.manifest.parts.iter().enumerate() {
         keeper.alive().map_err(Fail::Stop)?;
-        let data = r.read_part(i).map_err(bad)?;
+        r.verify_part(i, &mut buf).map_err(bad)?;
+        // The sealed manifest must say what the seed manifest says of each whole file.
         if p.parts == 1 {
-            let (sha, md5) = seedship_repo::manifest::hash_bytes(&data);
-            staging.check(&p.path, data.len() as u64, &sha, &md5).map_err(|e| Fail::Bad(format!("read-back: {e}")))?;
+            staging.check(&p.path, p.length, &p.sha256, &p.md5).map_err(|e| Fail::Bad(format!("read-back: {e}")))?;
         }
         board.advance(lane, p.length, true);
     }
@@ -794,4 +801,86 @@ async fn complete(ctx: &Ctx, keeper: &Keeper, drives: Vec<Prepared>) -> Result<O
         Err(s) if is_refusal(&s) => Err(Fail::Stop(Stop::Lost(format!("CompleteWork refused: {}", s.message())))),
         Err(s) => Err(Fail::Stop(Stop::Lost(format!("CompleteWork failed: {}", s.message())))),
     }
+}
+
+/// What [`bench`] measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchReport {
+    pub disks: usize,
+    pub bytes: u64,
+    pub copy_seconds: f64,
+    pub verify_seconds: f64,
+}
+
+/// Prepares a staging set onto blank disks exactly as `run` does (same plan, writer threads,
+/// staging checks, seal and read-back), without a coordinator: keys are generated here and
+/// thrown away. For benchmarks only; the disks are not shippable.
+pub fn bench(staging: &std::path::Path, paths: &[PathBuf]) -> Result<BenchReport, String> {
+    let bytes = std::fs::read(staging.join(seedship_repo::layout::MANIFEST)).map_err(|e| e.to_string())?;
+    let m: seedship_repo::manifest::SeedManifest = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    let st = Staging::open(&staging.display().to_string(), &m.root).map_err(|e| e.to_string())?;
+    let found: Vec<Disk> = paths.iter().map(|p| disks::probe(p)).collect();
+    let specs: Vec<plan::DiskSpec> = found
+        .iter()
+        .map(|d| match d.holds {
+            Holds::Blank => Ok(plan::DiskSpec { id: disks::generated_id(), capacity: d.capacity }),
+            _ => Err(format!("{} is not a blank disk", d.path.display())),
+        })
+        .collect::<Result<_, _>>()?;
+    let p = plan::plan(&st.files, &specs).map_err(|e| e.to_string())?;
+    let lease =
+        pb::Lease { work_id: "bench".into(), ttl_ms: 10 * 86_400_000, total_bytes: u64::MAX, ..Default::default() };
+    let keeper = Keeper::new(&lease, Instant::now(), Arc::new(AtomicBool::new(false)));
+    let board = Board::new(std::path::Path::new("/nonexistent"));
+    board.set_lanes(
+        p.disks.iter().map(|d| (d.position, p.disks.len() as u32, d.id.clone(), String::new(), d.bytes)).collect(),
+    );
+    let mut keys = Vec::new();
+    let mut writers = Vec::new();
+    for (d, dp) in found.iter().zip(&p.disks) {
+        let pw = RecoveryPassword::generate().map_err(|e| e.to_string())?;
+        let info = DiskInfo {
+            drive_id: dp.id.clone(),
+            seed_id: "bench".into(),
+            job_name: "bench".into(),
+            position: dp.position,
+            set_size: p.disks.len() as u32,
+        };
+        writers.push(DiskWriter::create(&d.path, d.capacity, &info, &pw).map_err(|e| e.to_string())?);
+        keys.push(pw);
+    }
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        let hs: Vec<_> = writers
+            .into_iter()
+            .zip(&p.disks)
+            .enumerate()
+            .map(|(i, (w, dp))| {
+                let (st, keeper, board) = (&st, &keeper, &board);
+                s.spawn(move || write_disk(w, dp, st, keeper, board, i, ("bench".into(), "bench".into())))
+            })
+            .collect();
+        hs.into_iter().try_for_each(|h| h.join().expect("writer").map_err(|e| format!("{e:?}")))
+    })?;
+    let copy_seconds = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        let hs: Vec<_> = found
+            .iter()
+            .zip(&p.disks)
+            .zip(&keys)
+            .enumerate()
+            .map(|(i, ((d, dp), pw))| {
+                let (st, keeper, board) = (&st, &keeper, &board);
+                s.spawn(move || verify_disk(&d.path, pw, &dp.id, dp.position, st, keeper, board, i))
+            })
+            .collect();
+        hs.into_iter().try_for_each(|h| h.join().expect("verifier").map(|_| ()).map_err(|e| format!("{e:?}")))
+    })?;
+    Ok(BenchReport {
+        disks: p.disks.len(),
+        bytes: p.total_bytes,
+        copy_seconds,
+        verify_seconds: t.elapsed().as_secs_f64(),
+    })
 }

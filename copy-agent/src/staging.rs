@@ -124,6 +124,11 @@ impl Staging {
         Ok(())
     }
 
+    /// The seed manifest's MD5 of a file (valid for the bytes once their SHA-256 matches).
+    pub fn md5_of(&self, path: &str) -> Option<String> {
+        self.expected.get(path).map(|(_, md5)| md5.clone())
+    }
+
     /// Hashes a file split over several disks in one pass and checks it.
     pub fn check_whole(&self, path: &str) -> Result<(), StagingError> {
         let p = self.root.join(path);

@@ -261,6 +261,10 @@ fn header_block(h: &Header) -> Vec<u8> {
 }
 
 /// Writes one disk: create or resume, extents in order, checkpoints, then seal.
+///
+/// Extents go to the disk from an I/O thread, so encrypting the next extent overlaps writing
+/// the last one (at most two queued). A checkpoint waits until everything queued is on the disk
+/// and fsynced before it records progress; a write error surfaces there, or at the seal.
 pub struct DiskWriter {
     path: PathBuf,
     file: File,
@@ -268,6 +272,66 @@ pub struct DiskWriter {
     header: Header,
     next: u64,
     offset: u64,
+    io: Option<IoThread>,
+    gate: Gate,
+}
+
+/// Asked by the I/O thread before every write: false drops the write (and fails the next sync).
+type Gate = std::sync::Arc<std::sync::OnceLock<Box<dyn Fn() -> bool + Send + Sync>>>;
+
+enum IoMsg {
+    Write(u64, Vec<u8>),
+    Sync(std::sync::mpsc::SyncSender<std::result::Result<(), std::io::Error>>),
+}
+
+struct IoThread {
+    tx: std::sync::mpsc::SyncSender<IoMsg>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl IoThread {
+    fn start(file: &File, path: &Path, gate: Gate) -> Result<IoThread> {
+        let f = file.try_clone().map_err(io(path))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<IoMsg>(2);
+        let handle = std::thread::Builder::new()
+            .name("disk-io".into())
+            .spawn(move || {
+                // After the first error nothing more is written; the next sync reports it.
+                let mut failed: Option<std::io::Error> = None;
+                for m in rx {
+                    match m {
+                        IoMsg::Write(at, rec) => {
+                            if failed.is_some() {
+                                continue;
+                            }
+                            if gate.get().is_some_and(|g| !g()) {
+                                failed = Some(std::io::Error::other("writing stopped: the gate closed"));
+                            } else if let Err(e) = f.write_all_at(&rec, at) {
+                                failed = Some(e);
+                            }
+                        }
+                        IoMsg::Sync(ack) => {
+                            let r = match failed.take() {
+                                Some(e) => Err(e),
+                                None => f.sync_data(),
+                            };
+                            let _ = ack.send(r);
+                        }
+                    }
+                }
+            })
+            .map_err(io(path))?;
+        Ok(IoThread { tx, handle })
+    }
+}
+
+impl Drop for DiskWriter {
+    fn drop(&mut self) {
+        if let Some(t) = self.io.take() {
+            drop(t.tx);
+            let _ = t.handle.join();
+        }
+    }
 }
 
 impl DiskWriter {
@@ -306,7 +370,18 @@ impl DiskWriter {
         file.write_all_at(&vec![0u8; (DATA_OFF - JOURNAL_OFF) as usize], JOURNAL_OFF).map_err(io(path))?;
         file.write_all_at(&header_block(&header), 0).map_err(io(path))?;
         file.sync_all().map_err(io(path))?;
-        Ok(DiskWriter { path: path.to_path_buf(), file, crypt: Crypt::new(&keys), header, next: 0, offset: DATA_OFF })
+        let gate = Gate::default();
+        let io = Some(IoThread::start(&file, path, gate.clone())?);
+        Ok(DiskWriter {
+            path: path.to_path_buf(),
+            file,
+            crypt: Crypt::new(&keys),
+            header,
+            next: 0,
+            offset: DATA_OFF,
+            io,
+            gate,
+        })
     }
 
     /// Reopens a disk being prepared, with its own key; continues after the last checkpoint.
@@ -314,6 +389,8 @@ impl DiskWriter {
         let file = OpenOptions::new().read(true).write(true).open(path).map_err(io(path))?;
         let (header, crypt) = unlock(&file, path, password, "writing", "is already sealed")?;
         let cp = read_journal(&file, path, &crypt)?;
+        let gate = Gate::default();
+        let io = Some(IoThread::start(&file, path, gate.clone())?);
         let w = DiskWriter {
             path: path.to_path_buf(),
             file,
@@ -321,12 +398,20 @@ impl DiskWriter {
             header,
             next: cp.extents,
             offset: cp.offset.max(DATA_OFF),
+            io,
+            gate,
         };
         Ok((w, cp))
     }
 
     pub fn header(&self) -> &Header {
         &self.header
+    }
+
+    /// Installs a check asked right before every extent reaches the disk (e.g. "is the lease
+    /// still held?"). Once it says no, nothing more is written and the next checkpoint fails.
+    pub fn set_gate(&self, gate: impl Fn() -> bool + Send + Sync + 'static) {
+        let _ = self.gate.set(Box::new(gate));
     }
 
     /// Index of the next extent and where it goes.
@@ -339,25 +424,38 @@ impl DiskWriter {
         let index = self.next;
         let head = extent_head(index, part_no, part_offset, data.len() as u32);
         let nonce = self.crypt.nonce(b"extent", index, data);
-        let sealed = self.crypt.seal(nonce, &head, data);
-        let mut rec = Vec::with_capacity(align((EXTENT_HEAD + NONCE_LEN + sealed.len()) as u64) as usize);
+        // One copy of the data: head ‖ nonce ‖ data, sealed in place, tag, zero padding.
+        let body = EXTENT_HEAD + NONCE_LEN;
+        let mut rec = Vec::with_capacity(align((body + data.len() + TAG_LEN) as u64) as usize);
         rec.extend_from_slice(&head);
         rec.extend_from_slice(&nonce);
-        rec.extend_from_slice(&sealed);
+        rec.extend_from_slice(data);
+        let tag = self
+            .crypt
+            .aead
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&head), &mut rec[body..])
+            .expect("in-range length");
+        rec.extend_from_slice(tag.as_ref());
         rec.resize(align(rec.len() as u64) as usize, 0);
         if self.offset + rec.len() as u64 + ALIGN > self.header.capacity {
             return Err(DiskError::Full { path: self.path.clone(), need: rec.len() as u64 });
         }
-        self.file.write_all_at(&rec, self.offset).map_err(io(&self.path))?;
         let at = self.offset;
-        self.offset += rec.len() as u64;
+        let n = rec.len() as u64;
+        self.io
+            .as_ref()
+            .expect("the I/O thread runs until the seal")
+            .tx
+            .send(IoMsg::Write(at, rec))
+            .map_err(|_| DiskError::Invalid("the disk I/O thread stopped".into()))?;
+        self.offset += n;
         self.next += 1;
         Ok(at)
     }
 
     /// Makes everything written so far durable and records it in the journal.
     pub fn checkpoint(&mut self) -> Result<Checkpoint> {
-        self.file.sync_data().map_err(io(&self.path))?;
+        self.flush()?;
         let cp = Checkpoint { extents: self.next, offset: self.offset };
         let slot = self.next.div_ceil(CHECKPOINT_EXTENTS) % SLOTS;
         self.file
@@ -367,8 +465,17 @@ impl DiskWriter {
         Ok(cp)
     }
 
+    /// Waits until every queued extent is written and fsynced.
+    fn flush(&mut self) -> Result<()> {
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        let t = self.io.as_ref().expect("the I/O thread runs until the seal");
+        t.tx.send(IoMsg::Sync(ack)).map_err(|_| DiskError::Invalid("the disk I/O thread stopped".into()))?;
+        done.recv().map_err(|_| DiskError::Invalid("the disk I/O thread stopped".into()))?.map_err(io(&self.path))
+    }
+
     /// Writes the drive manifest and the final header; the disk is then complete.
     pub fn seal(mut self, manifest: &DriveManifest) -> Result<Sealed> {
+        self.flush()?;
         let plain = serde_json::to_vec(manifest).expect("serializes");
         let nonce = self.crypt.nonce(b"manifest", 0, &plain);
         let mut bytes = nonce.to_vec();
@@ -401,63 +508,124 @@ pub fn write_plan(
     w: &mut DiskWriter,
     plan: &crate::plan::DiskPlan,
     blob_sizes: &std::collections::HashMap<String, u64>,
+    read: impl FnMut(&str, u64, usize) -> std::io::Result<Vec<u8>>,
+    progress: impl FnMut(u64, bool) -> bool,
+) -> Result<Vec<ManifestPart>> {
+    write_plan_with(w, plan, blob_sizes, &|_: &str| None, read, progress)
+}
+
+/// [`write_plan`], where `known_md5(path)` may give the MD5 of a whole file (a part that is
+/// not split) so it is not computed again: a copy station takes it from the seed manifest once
+/// the file's SHA-256, always computed here, matches the manifest's.
+pub fn write_plan_with(
+    w: &mut DiskWriter,
+    plan: &crate::plan::DiskPlan,
+    blob_sizes: &std::collections::HashMap<String, u64>,
+    known_md5: &(dyn Fn(&str) -> Option<String> + Sync),
     mut read: impl FnMut(&str, u64, usize) -> std::io::Result<Vec<u8>>,
     mut progress: impl FnMut(u64, bool) -> bool,
 ) -> Result<Vec<ManifestPart>> {
-    let done = w.next;
-    let mut index = 0u64;
-    let mut offset = DATA_OFF;
-    let mut parts = Vec::with_capacity(plan.parts.len());
-    for (part_no, p) in plan.parts.iter().enumerate() {
-        let (mut sha, mut md5) = (Sha256::new(), Md5::new());
-        let first = index;
-        let start = offset;
-        let mut at = 0u64;
-        while at < p.length || (p.length == 0 && at == 0 && index == first) {
-            let len = (p.length - at).min(crate::plan::EXTENT_MAX) as usize;
-            let data = read(&p.path, p.file_offset + at, len)
-                .map_err(|source| DiskError::Source { path: p.path.clone(), source })?;
-            if data.len() != len {
-                return Err(DiskError::Invalid(format!("staging file {} is shorter than planned", p.path)));
-            }
-            sha.update(&data);
-            md5.update(&data);
-            let rec = align((EXTENT_HEAD + NONCE_LEN + len + TAG_LEN) as u64);
-            if index >= done {
-                debug_assert_eq!(w.offset, offset);
-                w.write_extent(part_no as u32, at, &data)?;
-                if !progress(len as u64, true) {
-                    return Err(DiskError::Source { path: p.path.clone(), source: std::io::Error::other("stopped") });
+    use std::sync::Arc;
+    use std::sync::mpsc::{Receiver, sync_channel};
+    enum Msg {
+        /// The next part: whether to compute its MD5.
+        Start(bool),
+        Data(Arc<Vec<u8>>),
+        End,
+    }
+    // SHA-256 (and MD5 where needed) of every part run on their own thread, beside
+    // encryption and writing.
+    fn hasher(rx: Receiver<Msg>, out: std::sync::mpsc::SyncSender<(String, Option<String>)>) {
+        let (mut sha, mut md5, mut with_md5) = (Sha256::new(), Md5::new(), true);
+        for m in rx {
+            match m {
+                Msg::Start(m) => with_md5 = m,
+                Msg::Data(d) => {
+                    sha.update(&d[..]);
+                    if with_md5 {
+                        md5.update(&d[..]);
+                    }
                 }
-                if w.next.is_multiple_of(CHECKPOINT_EXTENTS) {
-                    w.checkpoint()?;
+                Msg::End => {
+                    let m = with_md5.then(|| hex::encode(md5.finalize_reset()));
+                    if out.send((hex::encode(sha.finalize_reset()), m)).is_err() {
+                        return;
+                    }
                 }
-            } else if !progress(len as u64, false) {
-                return Err(DiskError::Source { path: p.path.clone(), source: std::io::Error::other("stopped") });
-            }
-            index += 1;
-            offset += rec;
-            at += len as u64;
-            if p.length == 0 {
-                break;
             }
         }
-        parts.push(ManifestPart {
-            path: p.path.clone(),
-            blob_size: blob_sizes.get(&p.path).copied().unwrap_or(p.length),
-            file_offset: p.file_offset,
-            length: p.length,
-            part: p.part,
-            parts: p.parts,
-            sha256: hex::encode(sha.finalize()),
-            md5: hex::encode(md5.finalize()),
-            first_extent: first,
-            extents: index - first,
-            disk_offset: start,
-        });
     }
-    w.checkpoint()?;
-    Ok(parts)
+    let done = w.next;
+    std::thread::scope(|s| {
+        let (tx, rx) = sync_channel::<Msg>(2);
+        let (htx, hrx) = sync_channel::<(String, Option<String>)>(1);
+        std::thread::Builder::new()
+            .name("part-hash".into())
+            .spawn_scoped(s, move || hasher(rx, htx))
+            .expect("spawn the hashing thread");
+        let mut index = 0u64;
+        let mut offset = DATA_OFF;
+        let mut parts = Vec::with_capacity(plan.parts.len());
+        for (part_no, p) in plan.parts.iter().enumerate() {
+            let first = index;
+            let start = offset;
+            let mut at = 0u64;
+            let known = if p.parts == 1 { known_md5(&p.path) } else { None };
+            let _ = tx.send(Msg::Start(known.is_none()));
+            loop {
+                let len = (p.length - at).min(crate::plan::EXTENT_MAX) as usize;
+                let data = Arc::new(
+                    read(&p.path, p.file_offset + at, len)
+                        .map_err(|source| DiskError::Source { path: p.path.clone(), source })?,
+                );
+                if data.len() != len {
+                    return Err(DiskError::Invalid(format!("staging file {} is shorter than planned", p.path)));
+                }
+                let _ = tx.send(Msg::Data(data.clone()));
+                let rec = align((EXTENT_HEAD + NONCE_LEN + len + TAG_LEN) as u64);
+                if index >= done {
+                    debug_assert_eq!(w.offset, offset);
+                    w.write_extent(part_no as u32, at, &data)?;
+                    if !progress(len as u64, true) {
+                        return Err(DiskError::Source {
+                            path: p.path.clone(),
+                            source: std::io::Error::other("stopped"),
+                        });
+                    }
+                    if w.next.is_multiple_of(CHECKPOINT_EXTENTS) {
+                        w.checkpoint()?;
+                    }
+                } else if !progress(len as u64, false) {
+                    return Err(DiskError::Source { path: p.path.clone(), source: std::io::Error::other("stopped") });
+                }
+                index += 1;
+                offset += rec;
+                at += len as u64;
+                if at >= p.length {
+                    break;
+                }
+            }
+            let _ = tx.send(Msg::End);
+            let (sha256, md5) = hrx.recv().map_err(|_| DiskError::Invalid("the hashing thread stopped".into()))?;
+            let md5 = md5.or(known).expect("computed unless known");
+            parts.push(ManifestPart {
+                path: p.path.clone(),
+                blob_size: blob_sizes.get(&p.path).copied().unwrap_or(p.length),
+                file_offset: p.file_offset,
+                length: p.length,
+                part: p.part,
+                parts: p.parts,
+                sha256,
+                md5,
+                first_extent: first,
+                extents: index - first,
+                disk_offset: start,
+            });
+        }
+        drop(tx);
+        w.checkpoint()?;
+        Ok(parts)
+    })
 }
 
 fn extent_head(index: u64, part_no: u32, part_offset: u64, len: u32) -> [u8; EXTENT_HEAD] {
@@ -528,6 +696,15 @@ pub fn wipe(path: &Path, capacity: u64, full: bool) -> Result<Wiped> {
     Ok(Wiped { previous, bytes_zeroed: end })
 }
 
+/// Makes sure the next reads of `path` come from the device, not from the page cache: the
+/// read-back pass must check what the disk holds, not what was just written to memory.
+pub fn evict(path: &Path) -> Result<()> {
+    let file = File::open(path).map_err(io(path))?;
+    file.sync_data().map_err(io(path))?;
+    nix::fcntl::posix_fadvise(&file, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED)
+        .map_err(|e| DiskError::Io { path: path.to_path_buf(), source: e.into() })
+}
+
 /// Reads a sealed disk with its recovery password: the format's own decoder.
 pub struct DiskReader {
     path: PathBuf,
@@ -572,6 +749,50 @@ impl DiskReader {
             header_sha256: hex::encode(Sha256::digest(&block)),
             bytes: self.header.manifest_offset + self.header.manifest_length,
         })
+    }
+
+    /// The read-back check of one part: every extent is read from the disk and authenticated
+    /// (AES-GCM over its data and its header, so a flipped bit or a misplaced extent fails),
+    /// and the extents must add up to the part. The plaintext is not kept or hashed again:
+    /// authentication proves it is what was encrypted, whose hashes the manifest holds.
+    /// Returns the part's length.
+    pub fn verify_part(&self, part_no: usize, buf: &mut Vec<u8>) -> Result<u64> {
+        let p = self.manifest.parts.get(part_no).ok_or_else(|| DiskError::Invalid(format!("no part {part_no}")))?;
+        let mut off = p.disk_offset;
+        let mut total = 0u64;
+        for i in 0..p.extents {
+            let index = p.first_extent + i;
+            let corrupt = |d: &str| DiskError::Corrupt {
+                path: self.path.clone(),
+                what: format!("extent {index} of {}", p.path),
+                detail: d.into(),
+            };
+            let mut head = [0u8; EXTENT_HEAD];
+            self.file.read_exact_at(&mut head, off).map_err(io(&self.path))?;
+            let len = u32::from_le_bytes(head[32..36].try_into().expect("4")) as usize;
+            if &head[..4] != EXTENT_MAGIC
+                || u64::from_le_bytes(head[8..16].try_into().expect("8")) != index
+                || u64::from_le_bytes(head[24..32].try_into().expect("8")) != total
+                || len as u64 > crate::plan::EXTENT_MAX
+            {
+                return Err(corrupt("bad extent header"));
+            }
+            buf.resize(NONCE_LEN + len + TAG_LEN, 0);
+            self.file.read_exact_at(buf, off + EXTENT_HEAD as u64).map_err(io(&self.path))?;
+            let (nonce, sealed) = buf.split_at_mut(NONCE_LEN);
+            let n = Nonce::try_assume_unique_for_key(nonce).map_err(|_| corrupt("bad nonce"))?;
+            self.crypt.aead.open_in_place(n, Aad::from(&head), sealed).map_err(|_| corrupt("authentication failed"))?;
+            total += len as u64;
+            off += align((EXTENT_HEAD + NONCE_LEN + len + TAG_LEN) as u64);
+        }
+        if total != p.length {
+            return Err(DiskError::Corrupt {
+                path: self.path.clone(),
+                what: format!("part {} of {}", p.part, p.path),
+                detail: format!("its extents hold {total} bytes, the drive manifest says {}", p.length),
+            });
+        }
+        Ok(total)
     }
 
     /// Reads, decrypts and checks one part (against its SHA-256 and MD5).
