@@ -279,20 +279,67 @@ pub struct DiskWriter {
 /// Asked by the I/O thread before every write: false drops the write (and fails the next sync).
 type Gate = std::sync::Arc<std::sync::OnceLock<Box<dyn Fn() -> bool + Send + Sync>>>;
 
+/// A zeroed buffer whose usable window starts on a 4 KiB boundary.
+struct AlignedRec {
+    buf: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedRec {
+    fn zeroed(len: usize) -> AlignedRec {
+        let buf = vec![0u8; len + ALIGN as usize];
+        let start = (ALIGN as usize - (buf.as_ptr() as usize % ALIGN as usize)) % ALIGN as usize;
+        AlignedRec { buf, start, len }
+    }
+
+    /// A buffer from the pool (its old contents are overwritten by the caller, except
+    /// `zero_from..`, zeroed here), or a new one.
+    fn reuse(pool: &std::sync::mpsc::Receiver<AlignedRec>, len: usize, zero_from: usize) -> AlignedRec {
+        match pool.try_recv() {
+            Ok(mut r) if r.buf.len() >= len + ALIGN as usize => {
+                r.len = len;
+                r.as_mut()[zero_from..].fill(0);
+                r
+            }
+            _ => AlignedRec::zeroed(len),
+        }
+    }
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+}
+
 enum IoMsg {
-    Write(u64, Vec<u8>),
+    Write(u64, AlignedRec),
     Sync(std::sync::mpsc::SyncSender<std::result::Result<(), std::io::Error>>),
 }
 
 struct IoThread {
     tx: std::sync::mpsc::SyncSender<IoMsg>,
+    /// Written buffers come back for the next extents.
+    pool: std::sync::mpsc::Receiver<AlignedRec>,
     handle: std::thread::JoinHandle<()>,
 }
 
 impl IoThread {
     fn start(file: &File, path: &Path, gate: Gate) -> Result<IoThread> {
-        let f = file.try_clone().map_err(io(path))?;
+        // Extents bypass the page cache (as `dd oflag=direct` does) where the file system
+        // allows it; elsewhere (tmpfs) they go through it.
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = match OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_DIRECT.bits())
+            .open(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file)))
+        {
+            Ok(f) => f,
+            Err(_) => file.try_clone().map_err(io(path))?,
+        };
         let (tx, rx) = std::sync::mpsc::sync_channel::<IoMsg>(2);
+        let (back, pool) = std::sync::mpsc::sync_channel::<AlignedRec>(4);
         let handle = std::thread::Builder::new()
             .name("disk-io".into())
             .spawn(move || {
@@ -306,9 +353,10 @@ impl IoThread {
                             }
                             if gate.get().is_some_and(|g| !g()) {
                                 failed = Some(std::io::Error::other("writing stopped: the gate closed"));
-                            } else if let Err(e) = f.write_all_at(&rec, at) {
+                            } else if let Err(e) = f.write_all_at(rec.as_ref(), at) {
                                 failed = Some(e);
                             }
+                            let _ = back.try_send(rec);
                         }
                         IoMsg::Sync(ack) => {
                             let r = match failed.take() {
@@ -321,7 +369,7 @@ impl IoThread {
                 }
             })
             .map_err(io(path))?;
-        Ok(IoThread { tx, handle })
+        Ok(IoThread { tx, pool, handle })
     }
 }
 
@@ -426,22 +474,28 @@ impl DiskWriter {
         let nonce = self.crypt.nonce(b"extent", index, data);
         // One copy of the data: head ‖ nonce ‖ data, sealed in place, tag, zero padding.
         let body = EXTENT_HEAD + NONCE_LEN;
-        let mut rec = Vec::with_capacity(align((body + data.len() + TAG_LEN) as u64) as usize);
-        rec.extend_from_slice(&head);
-        rec.extend_from_slice(&nonce);
-        rec.extend_from_slice(data);
+        let n = align((body + data.len() + TAG_LEN) as u64);
+        if self.offset + n + ALIGN > self.header.capacity {
+            return Err(DiskError::Full { path: self.path.clone(), need: n });
+        }
+        // The record in a 4 KiB-aligned window of its buffer, as direct I/O wants it.
+        let io = self.io.as_ref().expect("the I/O thread runs until the seal");
+        let mut rec = AlignedRec::reuse(&io.pool, n as usize, body + data.len() + TAG_LEN);
+        let r = rec.as_mut();
+        r[..EXTENT_HEAD].copy_from_slice(&head);
+        r[EXTENT_HEAD..body].copy_from_slice(&nonce);
+        r[body..body + data.len()].copy_from_slice(data);
         let tag = self
             .crypt
             .aead
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&head), &mut rec[body..])
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&head),
+                &mut r[body..body + data.len()],
+            )
             .expect("in-range length");
-        rec.extend_from_slice(tag.as_ref());
-        rec.resize(align(rec.len() as u64) as usize, 0);
-        if self.offset + rec.len() as u64 + ALIGN > self.header.capacity {
-            return Err(DiskError::Full { path: self.path.clone(), need: rec.len() as u64 });
-        }
+        r[body + data.len()..body + data.len() + TAG_LEN].copy_from_slice(tag.as_ref());
         let at = self.offset;
-        let n = rec.len() as u64;
         self.io
             .as_ref()
             .expect("the I/O thread runs until the seal")
@@ -709,6 +763,9 @@ pub fn evict(path: &Path) -> Result<()> {
 pub struct DiskReader {
     path: PathBuf,
     file: File,
+    /// The same disk opened for direct I/O (reads from the device, as `dd iflag=direct`),
+    /// where the file system allows it.
+    direct: Option<File>,
     crypt: Crypt,
     pub header: Header,
     pub manifest: DriveManifest,
@@ -735,7 +792,11 @@ impl DiskReader {
             .open(&b[..NONCE_LEN], b"seedship drive manifest v1", &b[NONCE_LEN..])
             .ok_or_else(|| corrupt("authentication failed"))?;
         let manifest: DriveManifest = serde_json::from_slice(&plain).map_err(|e| corrupt(&e.to_string()))?;
-        Ok(DiskReader { path: path.to_path_buf(), file, crypt, header, manifest })
+        let direct = {
+            use std::os::unix::fs::OpenOptionsExt;
+            OpenOptions::new().read(true).custom_flags(nix::fcntl::OFlag::O_DIRECT.bits()).open(path).ok()
+        };
+        Ok(DiskReader { path: path.to_path_buf(), file, direct, crypt, header, manifest })
     }
 
     /// The drive-list fields of this sealed disk, as [`DiskWriter::seal`] gave them.
@@ -756,10 +817,16 @@ impl DiskReader {
     /// and the extents must add up to the part. The plaintext is not kept or hashed again:
     /// authentication proves it is what was encrypted, whose hashes the manifest holds.
     /// Returns the part's length.
-    pub fn verify_part(&self, part_no: usize, buf: &mut Vec<u8>) -> Result<u64> {
+    pub fn verify_part(&self, part_no: usize) -> Result<u64> {
         let p = self.manifest.parts.get(part_no).ok_or_else(|| DiskError::Invalid(format!("no part {part_no}")))?;
+        let f = self.direct.as_ref().unwrap_or(&self.file);
+        let read = |buf: &mut [u8], at: u64| -> Result<()> { f.read_exact_at(buf, at).map_err(io(&self.path)) };
         let mut off = p.disk_offset;
         let mut total = 0u64;
+        // One buffer for the part's extents (the largest fits), one for their headers.
+        let most = align((EXTENT_HEAD + NONCE_LEN + TAG_LEN) as u64 + p.length.min(crate::plan::EXTENT_MAX));
+        let mut rec = AlignedRec::zeroed(most as usize);
+        let mut first = AlignedRec::zeroed(ALIGN as usize);
         for i in 0..p.extents {
             let index = p.first_extent + i;
             let corrupt = |d: &str| DiskError::Corrupt {
@@ -767,8 +834,8 @@ impl DiskReader {
                 what: format!("extent {index} of {}", p.path),
                 detail: d.into(),
             };
-            let mut head = [0u8; EXTENT_HEAD];
-            self.file.read_exact_at(&mut head, off).map_err(io(&self.path))?;
+            read(first.as_mut(), off)?;
+            let head: [u8; EXTENT_HEAD] = first.as_ref()[..EXTENT_HEAD].try_into().expect("64");
             let len = u32::from_le_bytes(head[32..36].try_into().expect("4")) as usize;
             if &head[..4] != EXTENT_MAGIC
                 || u64::from_le_bytes(head[8..16].try_into().expect("8")) != index
@@ -777,13 +844,21 @@ impl DiskReader {
             {
                 return Err(corrupt("bad extent header"));
             }
-            buf.resize(NONCE_LEN + len + TAG_LEN, 0);
-            self.file.read_exact_at(buf, off + EXTENT_HEAD as u64).map_err(io(&self.path))?;
-            let (nonce, sealed) = buf.split_at_mut(NONCE_LEN);
-            let n = Nonce::try_assume_unique_for_key(nonce).map_err(|_| corrupt("bad nonce"))?;
-            self.crypt.aead.open_in_place(n, Aad::from(&head), sealed).map_err(|_| corrupt("authentication failed"))?;
+            let n = align((EXTENT_HEAD + NONCE_LEN + len + TAG_LEN) as u64);
+            if n > most {
+                return Err(corrupt("extent longer than its part"));
+            }
+            rec.len = n as usize;
+            read(rec.as_mut(), off)?;
+            let r = rec.as_mut();
+            let (nonce, sealed) = r[EXTENT_HEAD..EXTENT_HEAD + NONCE_LEN + len + TAG_LEN].split_at_mut(NONCE_LEN);
+            let nn = Nonce::try_assume_unique_for_key(nonce).map_err(|_| corrupt("bad nonce"))?;
+            self.crypt
+                .aead
+                .open_in_place(nn, Aad::from(&head), sealed)
+                .map_err(|_| corrupt("authentication failed"))?;
             total += len as u64;
-            off += align((EXTENT_HEAD + NONCE_LEN + len + TAG_LEN) as u64);
+            off += n;
         }
         if total != p.length {
             return Err(DiskError::Corrupt {
