@@ -210,6 +210,25 @@ db_busy_timeout = "{}"
     }
 
     /// SIGKILLs the coordinator: no shutdown code runs.
+    /// Spawns like [`Cluster::spawn`], with a pipe to the process's standard input.
+    pub fn spawn_piped(&mut self, name: &str, cmd: &mut Command) -> Result<(u32, std::process::ChildStdin)> {
+        let log = self.path(&format!("{name}.log"));
+        let f = std::fs::File::create(&log)?;
+        let mut child = cmd
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(f.try_clone()?)
+            .stderr(f)
+            .spawn()
+            .with_context(|| format!("spawning {name}"))?;
+        let stdin = child.stdin.take().expect("piped");
+        let pid = child.id();
+        self.procs.push(Proc { name: name.to_string(), child });
+        self.logs.push(log);
+        Ok((pid, stdin))
+    }
+
     /// SIGKILLs the spawned process `pid` and reaps it.
     pub fn kill9(&mut self, pid: u32) -> Result<()> {
         let p = self.procs.iter_mut().find(|p| p.child.id() == pid).ok_or_else(|| anyhow!("no process {pid}"))?;

@@ -570,3 +570,103 @@ async fn too_few_disks_wait_on_the_record_a_used_disk_needs_a_wipe_and_disks_add
     assert!(d.history.iter().any(|e| e.event == "station_resumed"), "{:?}", d.history);
     c.finish()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_marked_bad_and_a_replacement_typed_at_the_prompt_takes_its_place() -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::time::Duration;
+    let mut c = Cluster::start()?;
+    c.allow_error("drive marked bad");
+    let ops = c.issue("operator", "alice")?;
+    let staging = stage(&mut c, &ops, "job-e", 16, 8, "st-e").await?;
+    let (cfg, _) = station(&c, "st-e", "")?;
+    // The disk: an image whose declared size fits the seed, on a file system that does not.
+    let small = c.path("small");
+    std::fs::create_dir(&small)?;
+    let mounted =
+        Command::new("mount").args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"]).arg(&small).status().map(|s| s.success());
+    if !matches!(mounted, Ok(true)) {
+        eprintln!("skipped: this machine does not let the test mount a small tmpfs (needs root)");
+        return c.finish();
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(small.clone());
+    let size = disk_size(staging_bytes(&staging), 1);
+    let d1 = image(&small, "d1.img", size);
+
+    // Disks named on the command line; the prompt takes more.
+    let (pid, mut stdin) = c.spawn_piped("copy-e", copy_agent(&cfg).arg("--interactive").arg("--disk").arg(&d1))?;
+    let mut op = client::operator(c.connect(&ops).await?);
+    let bad_id = seedship_disk::format::probe(&d1)?.map(|h| h.drive_id);
+    let d = seedship_e2e::wait_for_async("the full disk marked bad", Duration::from_secs(30), || {
+        let mut op = op.clone();
+        async move {
+            let d = op.get_seed(pb::GetSeedRequest { seed: "job-e".into() }).await.ok()?.into_inner();
+            d.drives.iter().any(|x| x.status == "bad").then_some(d)
+        }
+    })
+    .await?;
+    let bad = d.drives.iter().find(|x| x.status == "bad").unwrap();
+    assert!(bad.status_reason.contains("No space left on device"), "{}", bad.status_reason);
+    if let Some(id) = bad_id {
+        assert_eq!(bad.drive_id, id);
+    }
+    seedship_e2e::wait_for("the prompt for a replacement", Duration::from_secs(10), || {
+        c.log_of("copy-e").contains("type each one's path").then_some(())
+    })?;
+    let replacement = image(c.dir.path(), "replacement.img", size);
+    writeln!(stdin, "{}", replacement.display())?;
+    let st = c.wait_exit(pid, Duration::from_secs(30))?;
+    assert!(st.success(), "{}", c.log_of("copy-e"));
+    let keys = escrowed_keys(&c);
+    decode_and_compare(std::slice::from_ref(&replacement), &keys, &staging);
+    let d = op.get_seed(pb::GetSeedRequest { seed: "job-e".into() }).await?.into_inner();
+    assert_eq!(d.seed.unwrap().state, pb::SeedState::DisksPrepared as i32);
+    assert_eq!(d.drives.iter().filter(|x| x.status == "prepared").count(), 1);
+    c.finish()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_gives_the_work_back_and_the_next_run_resumes_from_the_journals() -> anyhow::Result<()> {
+    use std::time::Duration;
+    let mut c = Cluster::start()?;
+    let ops = c.issue("operator", "alice")?;
+    let staging = stage(&mut c, &ops, "job-t", 24, 9, "st-t").await?;
+    let (cfg, disks) = station(&c, "st-t", "")?;
+    let size = disk_size(staging_bytes(&staging), 3);
+    for i in 1..=3 {
+        image(&disks, &format!("t{i}.img"), size);
+    }
+    let pid = c.spawn("copy-t1", &mut copy_agent(&cfg))?;
+    seedship_e2e::wait_for("writing to start", Duration::from_secs(20), || {
+        sorted_images(&disks).iter().any(|i| matches!(seedship_disk::format::probe(i), Ok(Some(_)))).then_some(())
+    })?;
+    signal(pid, "-TERM");
+    let st = c.wait_exit(pid, Duration::from_secs(20))?;
+    let log = c.log_of("copy-t1");
+    if log.contains("Disks prepared") {
+        // The signal came after the work was done: nothing to give back.
+        eprintln!("the signal landed after the disks were prepared");
+        assert!(st.success(), "{log}");
+    } else {
+        assert_eq!(st.code(), Some(3), "{log}");
+        assert!(log.contains("the work was given back"), "{log}");
+        let d = client::operator(c.connect(&ops).await?)
+            .get_seed(pb::GetSeedRequest { seed: "job-t".into() })
+            .await?
+            .into_inner();
+        assert_eq!(d.seed.unwrap().state, pb::SeedState::QueuedForDiskPrep as i32);
+        assert!(d.history.iter().any(|e| e.reason.contains("stopped by its operator")), "{:?}", d.history);
+        // No TTL to wait for: the next run claims at once and continues from the journals.
+        let o = c.run("copy-t2", &mut copy_agent(&cfg))?;
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("resuming the disk after its last checkpoint"), "{}", text(&o));
+    }
+    decode_and_compare(&sorted_images(&disks), &escrowed_keys(&c), &staging);
+    c.finish()
+}
