@@ -549,6 +549,9 @@ async fn too_few_disks_wait_on_the_record_a_used_disk_needs_a_wipe_and_disks_add
     assert!(ev.reason.contains("add 2 more disk(s)"), "{}", ev.reason);
     assert!(ev.reason.contains("holds drive OLD-1 of seed sd-old") && ev.reason.contains("wipe"), "{}", ev.reason);
     assert_eq!(d.work.unwrap().phase, "waiting");
+    // The seed list says what to do.
+    let s = d.seed.as_ref().unwrap();
+    assert!(s.state_reason.contains("is waiting: ") && s.state_reason.contains("more disk(s)"), "{}", s.state_reason);
     seedship_e2e::wait_for_async("the station's heartbeat to say it waits", Duration::from_secs(10), || {
         let mut op = op.clone();
         async move {

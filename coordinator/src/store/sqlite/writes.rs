@@ -252,8 +252,7 @@ pub fn renew_lease(
         };
         save_work(c, &work)?;
         if let Some((name, reason)) = event {
-            let seed = require_seed(c, &work.seed_id)?;
-            insert_event(c, &seed.seed_id, t.now, &station.uri(), Some(seed.state), seed.state, name, &reason)?;
+            note_station(c, &work.seed_id, station, name, &reason, t.now)?;
         }
         Ok(work.lease_expires_ms)
     })
@@ -261,6 +260,22 @@ pub fn renew_lease(
 
 /// The work phase of a station waiting for the operator (more disks, a replacement disk).
 pub const WAITING: &str = "waiting";
+
+/// Records a station's wait (or its end) in the seed's history, and as the seed's reason, so
+/// the seed list says what the operator needs to do. The state does not change.
+fn note_station(
+    c: &Connection,
+    seed_id: &str,
+    station: &SpiffeId,
+    event: &str,
+    reason: &str,
+    now: UnixMs,
+) -> Result<()> {
+    let seed = require_seed(c, seed_id)?;
+    exec(c, "UPDATE seeds SET state_reason = ?2, updated_ms = ?3 WHERE seed_id = ?1", params![seed_id, reason, now])
+        .map_err(db_err)?;
+    insert_event(c, seed_id, now, &station.uri(), Some(seed.state), seed.state, event, reason)
+}
 
 pub fn report_progress(
     c: &Connection,
@@ -276,18 +291,8 @@ pub fn report_progress(
         work.progress(&station.name, fence.generation, delta, t.now, t.ttl_ms)?;
         save_work(c, &work)?;
         if was_waiting {
-            let seed = require_seed(c, &work.seed_id)?;
             let reason = format!("copy station {} is working again", station.name);
-            insert_event(
-                c,
-                &seed.seed_id,
-                t.now,
-                &station.uri(),
-                Some(seed.state),
-                seed.state,
-                "station_resumed",
-                &reason,
-            )?;
+            note_station(c, &work.seed_id, station, "station_resumed", &reason, t.now)?;
         }
         Ok((work.progress_bytes, work.lease_expires_ms))
     })
