@@ -4,3 +4,4 @@
 //!   2021-01-01, field for field as its official OpenAPI description and examples have it.
 
 pub mod arm;
+pub mod emulator;
