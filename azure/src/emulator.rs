@@ -320,7 +320,10 @@ impl ServiceState {
         }
         let j = self.jobs.get_mut(&k).ok_or_else(|| not_found(name, rg))?;
         let state = j.state().to_string();
+        // The official example sends `"state": ""`: no change.
+        let to_shipping = u.state.as_deref() == Some("Shipping");
         if let Some(s) = &u.state
+            && !s.is_empty()
             && s != "Shipping"
         {
             return Err(ApiError::new(
@@ -339,14 +342,14 @@ impl ServiceState {
                 format!("Job '{name}' is {state}; only a job that is Creating or Shipping can be cancelled."),
             ));
         }
-        if (u.state.is_some() || u.delivery_package.is_some()) && state != "Creating" && state != "Shipping" {
+        if (to_shipping || u.delivery_package.is_some()) && state != "Creating" && state != "Shipping" {
             return Err(ApiError::new(
                 409,
                 "InvalidJobState",
                 format!("Job '{name}' is {state}; shipping can be recorded while it is Creating."),
             ));
         }
-        if j.details().cancel_requested == Some(true) && u.state.is_some() {
+        if j.details().cancel_requested == Some(true) && to_shipping {
             return Err(ApiError::new(409, "InvalidJobState", format!("Job '{name}' is being cancelled.")));
         }
         // Work on a copy: a refused request changes nothing.
@@ -369,7 +372,7 @@ impl ServiceState {
         if let Some(v) = u.backup_drive_manifest {
             d.backup_drive_manifest = Some(v);
         }
-        if u.state.is_some() {
+        if to_shipping {
             if d.return_address.is_none() {
                 return Err(ApiError::new(
                     400,

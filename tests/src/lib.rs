@@ -9,6 +9,7 @@
 //!   ERROR line not explicitly allowed fails the test in [`Cluster::finish`].
 //! - Every wait is a bounded poll ([`wait_for`]); nothing sleeps blindly.
 
+pub mod emulator;
 pub mod raw;
 
 use std::net::SocketAddr;
@@ -528,6 +529,76 @@ pub fn seed_request(job: &str) -> seedship_proto::pb::RegisterSeedRequest {
         target_site: String::new(),
         target_station: String::new(),
     }
+}
+
+/// A minimal HTTP/1.1 client for tests of the emulated Azure APIs: one request on its own
+/// connection. Returns the status code and the body.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let body = body.unwrap_or("");
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n").ok_or_else(|| anyhow!("no HTTP response: {text}"))?;
+    let status =
+        head.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| anyhow!("bad status line: {head}"))?;
+    let chunked = head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
+    let body = if chunked {
+        let mut b = String::new();
+        let mut r = rest;
+        while let Some((size, tail)) = r.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            b.push_str(&tail[..n]);
+            r = &tail[n + 2..];
+        }
+        b
+    } else {
+        rest.to_string()
+    };
+    Ok((status, body))
+}
+
+/// Starts `seedship-azure-emulator` on loopback with its state in `state`; returns the process
+/// and its address.
+pub fn start_emulator(state: &Path, log: &Path) -> Result<(Child, String)> {
+    let ready = state.with_extension("ready");
+    let _ = std::fs::remove_file(&ready);
+    let child = Command::new(bin("seedship-azure-emulator"))
+        .arg("--state")
+        .arg(state)
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(log)?)
+        .stderr(std::fs::OpenOptions::new().append(true).open(log)?)
+        .spawn()?;
+    let addr = wait_for("the emulator's ready file", Duration::from_secs(20), || {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&ready).ok()?).ok()?;
+        v["addr"].as_str().map(str::to_string)
+    })?;
+    Ok((child, addr))
 }
 
 /// Shorthand for a request id.

@@ -309,6 +309,11 @@ async fn kill_9_at_random_points_resumes_to_disks_identical_to_a_clean_run() -> 
             };
             std::thread::sleep(Duration::from_millis(rng.below(window)));
             if let Some(st) = c.try_wait(pid)? {
+                // A 1 s lease can run out on a loaded machine: the agent stops (exit 4) and the
+                // next round resumes, like after a kill.
+                if st.code() == Some(4) {
+                    continue;
+                }
                 assert!(st.success(), "copy-agent failed:\n{}", c.log_of(&name));
                 break;
             }
@@ -360,7 +365,7 @@ fn signal(pid: u32, sig: &str) {
 async fn a_station_paused_past_its_lease_is_refused_when_it_wakes_and_another_takes_over() -> anyhow::Result<()> {
     use std::time::Duration;
     let mut c =
-        Cluster::start_with(seedship_e2e::Options { lease_ttl: "2s", sweep_interval: "100ms", ..Default::default() })?;
+        Cluster::start_with(seedship_e2e::Options { lease_ttl: "3s", sweep_interval: "100ms", ..Default::default() })?;
     let ops = c.issue("operator", "alice")?;
     let staging = stage(&mut c, &ops, "job-p", 24, 3, "").await?;
     let (cfg_a, disks_a) = station(&c, "st-a", "")?;
@@ -377,7 +382,7 @@ async fn a_station_paused_past_its_lease_is_refused_when_it_wakes_and_another_ta
         sorted_images(&disks_a).iter().any(|i| matches!(seedship_disk::format::probe(i), Ok(Some(_)))).then_some(())
     })?;
     signal(a, "-STOP");
-    std::thread::sleep(Duration::from_millis(2600));
+    std::thread::sleep(Duration::from_millis(3600));
 
     // Station B claims the seed and prepares it on its own disks.
     let o = c.run("copy-b", &mut copy_agent(&cfg_b))?;
@@ -411,13 +416,12 @@ async fn a_station_paused_past_its_lease_is_refused_when_it_wakes_and_another_ta
 async fn bad_staging_is_refused_or_released_and_a_flipped_bit_on_disk_is_caught_and_the_disk_replaced()
 -> anyhow::Result<()> {
     use std::time::Duration;
-    let mut c =
-        Cluster::start_with(seedship_e2e::Options { lease_ttl: "1s", sweep_interval: "100ms", ..Default::default() })?;
+    let mut c = Cluster::start()?;
     c.allow_error("staging set refused");
     c.allow_error("drive marked bad");
     let ops = c.issue("operator", "alice")?;
     let bad = stage(&mut c, &ops, "job-bad", 8, 4, "st-x").await?;
-    let good = stage(&mut c, &ops, "job-good", 16, 5, "st-x").await?;
+    let good = stage(&mut c, &ops, "job-good", 48, 5, "st-x").await?;
     let (cfg, disks) = station(&c, "st-x", "")?;
     let mut op = client::operator(c.connect(&ops).await?);
 
@@ -455,31 +459,15 @@ async fn bad_staging_is_refused_or_released_and_a_flipped_bit_on_disk_is_caught_
     assert!(s.state_reason.contains(&pack), "{}", s.state_reason);
     std::fs::remove_file(disks.join("d1.img"))?;
 
-    // A flipped bit on a written disk: kill the agent once every disk is sealed, flip a bit,
-    // and the resumed read-back catches it; the drive is marked bad and a replacement is used.
+    // A flipped bit on a written disk: pause the agent while its first disk has extents on it
+    // and some disk is still being written (so the read-back has not begun), flip a bit in
+    // the first extent, let it go on; the read-back catches it, the drive is marked bad and a
+    // replacement is used.
     let size = disk_size(staging_bytes(&good), 2);
     let imgs = [image(&disks, "g1.img", size), image(&disks, "g2.img", size)];
-    let pid = c.spawn("copy-good-1", &mut copy_agent(&cfg))?;
-    seedship_e2e::wait_for("every disk sealed", Duration::from_secs(30), || {
-        imgs.iter()
-            .all(|i| seedship_disk::format::probe(i).ok().flatten().is_some_and(|h| h.state == "sealed"))
-            .then_some(())
-    })?;
-    c.kill9(pid)?;
-    anyhow::ensure!(
-        !c.log_of("copy-good-1").contains("Disks prepared"),
-        "the agent finished before it could be stopped; the test could not flip a bit in time"
-    );
-    {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new().read(true).write(true).open(&imgs[0])?;
-        let at = seedship_disk::format::DATA_OFF + 64 + 12 + 4096;
-        let mut x = [0u8; 1];
-        f.read_exact_at(&mut x, at)?;
-        f.write_all_at(&[x[0] ^ 1], at)?;
-    }
+    let pid = c.spawn("copy-good", &mut copy_agent(&cfg))?;
+    flip_a_bit_before_the_read_back(pid, &imgs)?;
     let bad_drive = seedship_disk::format::probe(&imgs[0])?.unwrap().drive_id;
-    let pid = c.spawn("copy-good-2", &mut copy_agent(&cfg))?;
     let d = seedship_e2e::wait_for_async("the drive marked bad", Duration::from_secs(30), || {
         let mut op = op.clone();
         let id = bad_drive.clone();
@@ -506,7 +494,7 @@ async fn bad_staging_is_refused_or_released_and_a_flipped_bit_on_disk_is_caught_
     .await?;
     let replacement = image(&disks, "g3.img", size);
     let st = c.wait_exit(pid, Duration::from_secs(30))?;
-    assert!(st.success(), "{}", c.log_of("copy-good-2"));
+    assert!(st.success(), "{}", c.log_of("copy-good"));
     let keys = escrowed_keys(&c);
     decode_and_compare(&[imgs[1].clone(), replacement], &keys, &good);
     let d = op.get_seed(pb::GetSeedRequest { seed: "job-good".into() }).await?.into_inner();
@@ -672,4 +660,69 @@ async fn sigterm_gives_the_work_back_and_the_next_run_resumes_from_the_journals(
     }
     decode_and_compare(&sorted_images(&disks), &escrowed_keys(&c), &staging);
     c.finish()
+}
+
+/// Whether every thread of `pid` is stopped (after SIGSTOP, a syscall in flight finishes first).
+fn all_stopped(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|d| {
+        d.filter_map(|t| t.ok()).all(|t| {
+            std::fs::read_to_string(t.path().join("stat"))
+                .ok()
+                .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().starts_with('T')))
+                .unwrap_or(false)
+        })
+    })
+}
+
+/// Pauses the agent `pid` at a moment when `imgs[0]` holds its first two extents and some disk
+/// is not sealed yet (so no read-back has started), flips one bit in the first extent's
+/// ciphertext, and lets the agent go on.
+fn flip_a_bit_before_the_read_back(pid: u32, imgs: &[PathBuf]) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileExt;
+    use std::time::{Duration, Instant};
+    let data = seedship_disk::format::DATA_OFF;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        anyhow::ensure!(Instant::now() < deadline, "the disks were never caught mid-copy");
+        signal(pid, "-STOP");
+        while !all_stopped(pid) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let f = std::fs::OpenOptions::new().read(true).write(true).open(&imgs[0])?;
+        let states: Vec<String> = imgs
+            .iter()
+            .map(|i| seedship_disk::format::probe(i).ok().flatten().map(|h| h.state).unwrap_or_default())
+            .collect();
+        // Walk the extents on the first disk: a large one followed by another is complete.
+        let mut at = data;
+        let mut target = None;
+        loop {
+            let mut head = [0u8; 64];
+            if f.read_exact_at(&mut head, at).is_err() || &head[..4] != b"SSEX" {
+                break;
+            }
+            let len = u32::from_le_bytes(head[32..36].try_into()?) as u64;
+            let next = at + (64 + 12 + len + 16).div_ceil(4096) * 4096;
+            let mut magic = [0u8; 4];
+            if len > 8192 && f.read_exact_at(&mut magic, next).is_ok() && &magic == b"SSEX" {
+                target = Some(at + 64 + 12 + 4096);
+                break;
+            }
+            at = next;
+        }
+        if let Some(at) = target.filter(|_| states.iter().any(|s| s != "sealed")) {
+            let mut x = [0u8; 1];
+            f.read_exact_at(&mut x, at)?;
+            f.write_all_at(&[x[0] ^ 1], at)?;
+            f.sync_all()?;
+            signal(pid, "-CONT");
+            return Ok(());
+        }
+        signal(pid, "-CONT");
+        anyhow::ensure!(
+            !states.iter().all(|s| s == "sealed"),
+            "every disk was sealed before the agent could be caught mid-copy"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }

@@ -1,0 +1,67 @@
+//! `seedship-azure-emulator`: the emulated Azure Resource Manager API of `Microsoft.ImportExport`
+//! (api-version 2021-01-01) on loopback, for tests, the demo and anyone without a subscription.
+//!
+//!   seedship-azure-emulator --state emulator.json [--listen 127.0.0.1:0] [--ready-file F]
+//!
+//! The ready file gets `{"addr": "127.0.0.1:PORT"}` once it listens. SIGTERM/ctrl-c stops it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use seedship_e2e::emulator::{Emulator, router};
+
+#[derive(Debug, Parser)]
+#[command(name = "seedship-azure-emulator", about = "Emulated Azure Import/Export (ARM) service")]
+struct Cli {
+    /// Where the emulator keeps its state (created if missing).
+    #[arg(long)]
+    state: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    /// Written with the address once listening.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    let cli = Cli::parse();
+    let emu = match Emulator::open(&cli.state) {
+        Ok(e) => Arc::new(e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(&cli.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", cli.listen);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let addr = listener.local_addr().expect("bound");
+    if let Some(f) = &cli.ready_file {
+        let tmp = f.with_extension("tmp");
+        let ok = std::fs::write(&tmp, format!("{{\"addr\":\"{addr}\"}}")).and_then(|_| std::fs::rename(&tmp, f));
+        if let Err(e) = ok {
+            eprintln!("error: cannot write {}: {e}", f.display());
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    tracing::info!(%addr, state = %cli.state.display(), "emulated Microsoft.ImportExport listening");
+    let stop = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    if let Err(e) = axum::serve(listener, router(emu)).with_graceful_shutdown(stop).await {
+        eprintln!("error: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    std::process::ExitCode::SUCCESS
+}

@@ -1,0 +1,264 @@
+//! The HTTP face of the emulated Azure Resource Manager for `Microsoft.ImportExport`: the same
+//! routes, JSON, status codes, error envelope and api-version check as Azure, over the pure
+//! rules of `seedship_azure::emulator`. State is kept in a JSON file, written atomically after
+//! every change, so the emulator survives restarts.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use seedship_azure::arm::{self, API_VERSION};
+use seedship_azure::emulator::{self as rules, ApiError, ServiceState};
+use serde::de::DeserializeOwned;
+
+/// What the emulator keeps: the service's state and the datacenter clock's offset.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Persisted {
+    pub service: ServiceState,
+    /// Added to the wall clock (datacenter command "advance the clock").
+    #[serde(default)]
+    pub clock_offset_ms: i64,
+}
+
+pub struct Emulator {
+    pub state: Mutex<Persisted>,
+    pub file: PathBuf,
+}
+
+impl Emulator {
+    pub fn open(file: &Path) -> Result<Emulator, String> {
+        let state = match std::fs::read(file) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| format!("{}: not an emulator state file: {e}", file.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Persisted::default(),
+            Err(e) => return Err(format!("{}: {e}", file.display())),
+        };
+        Ok(Emulator { state: Mutex::new(state), file: file.to_path_buf() })
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        wall + self.state.lock().expect("lock").clock_offset_ms
+    }
+
+    fn save(&self, s: &Persisted) -> Result<(), ApiError> {
+        let tmp = self.file.with_extension("tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &serde_json::to_vec_pretty(s).expect("serializes"))?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.file)?;
+            if let Some(dir) = self.file.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| ApiError {
+            status: 500,
+            code: "InternalServerError",
+            message: format!("state not saved: {e}"),
+        })
+    }
+
+    /// Runs `f` on the state and saves it when `f` succeeds.
+    fn mutate<T>(&self, f: impl FnOnce(&mut ServiceState, i64) -> Result<T, ApiError>) -> Result<T, ApiError> {
+        let now = self.now_ms();
+        let mut s = self.state.lock().expect("lock");
+        let mut copy = s.service.clone();
+        let out = f(&mut copy, now)?;
+        let before = std::mem::replace(&mut s.service, copy);
+        if let Err(e) = self.save(&s) {
+            s.service = before;
+            return Err(e);
+        }
+        Ok(out)
+    }
+}
+
+fn json(status: u16, body: &impl serde::Serialize) -> Response {
+    let mut r = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), axum::Json(body)).into_response();
+    let h = r.headers_mut();
+    h.insert("cache-control", "no-cache".parse().expect("header"));
+    h.insert("x-ms-ratelimit-remaining-subscription-writes", "1199".parse().expect("header"));
+    r
+}
+
+fn error(e: &ApiError) -> Response {
+    json(e.status, &e.envelope())
+}
+
+/// ARM's checks on every request: a bearer token, and `api-version=2021-01-01`.
+fn arm_checks(headers: &HeaderMap, q: &HashMap<String, String>) -> Result<(), ApiError> {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !auth.starts_with("Bearer ") || auth.len() <= "Bearer ".len() {
+        return Err(ApiError {
+            status: 401,
+            code: "AuthenticationFailed",
+            message: "Authentication failed. The 'Authorization' header is missing or not a bearer token.".into(),
+        });
+    }
+    match q.get("api-version") {
+        None => Err(ApiError {
+            status: 400,
+            code: "MissingApiVersionParameter",
+            message: "The api-version query parameter (?api-version=) is required for all requests.".into(),
+        }),
+        Some(v) if v != API_VERSION => Err(ApiError {
+            status: 400,
+            code: "InvalidApiVersionParameter",
+            message: format!("The api-version '{v}' is invalid. The supported versions are '{API_VERSION}'."),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
+fn body<T: DeserializeOwned>(b: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(b).map_err(|e| ApiError {
+        status: 400,
+        code: "InvalidRequestContent",
+        message: format!("The request content was invalid and could not be deserialized: {e}"),
+    })
+}
+
+/// Who called, for `systemData` (the token is not checked: there is no directory here).
+fn caller(headers: &HeaderMap) -> String {
+    headers.get("x-ms-client-principal-name").and_then(|v| v.to_str().ok()).unwrap_or("seedship").to_string()
+}
+
+type Emu = State<Arc<Emulator>>;
+type Q = Query<HashMap<String, String>>;
+
+macro_rules! checked {
+    ($headers:expr, $q:expr, $body:expr) => {
+        match arm_checks(&$headers, &$q).and_then(|_| $body) {
+            Ok(r) => r,
+            Err(e) => error(&e),
+        }
+    };
+}
+
+async fn list_locations(headers: HeaderMap, Query(q): Q) -> Response {
+    checked!(headers, q, Ok(json(200, &arm::LocationsResponse { value: Some(rules::locations()) })))
+}
+
+async fn get_location(headers: HeaderMap, Query(q): Q, UrlPath(loc): UrlPath<String>) -> Response {
+    checked!(
+        headers,
+        q,
+        rules::location(&loc).map(|l| json(200, &l)).ok_or_else(|| ApiError {
+            status: 404,
+            code: "ResourceNotFound",
+            message: format!("The location '{loc}' was not found."),
+        })
+    )
+}
+
+async fn list_sub(State(emu): Emu, headers: HeaderMap, Query(q): Q, UrlPath(sub): UrlPath<String>) -> Response {
+    checked!(headers, q, {
+        let s = emu.state.lock().expect("lock");
+        Ok(json(200, &arm::ListJobsResponse { next_link: None, value: Some(s.service.list_jobs(&sub, None)) }))
+    })
+}
+
+async fn list_rg(
+    State(emu): Emu,
+    headers: HeaderMap,
+    Query(q): Q,
+    UrlPath((sub, rg)): UrlPath<(String, String)>,
+) -> Response {
+    checked!(headers, q, {
+        let s = emu.state.lock().expect("lock");
+        Ok(json(200, &arm::ListJobsResponse { next_link: None, value: Some(s.service.list_jobs(&sub, Some(&rg))) }))
+    })
+}
+
+async fn get_job(
+    State(emu): Emu,
+    headers: HeaderMap,
+    Query(q): Q,
+    UrlPath((sub, rg, job)): UrlPath<(String, String, String)>,
+) -> Response {
+    checked!(headers, q, {
+        let s = emu.state.lock().expect("lock");
+        s.service.get_job(&sub, &rg, &job).map(|j| json(200, &j.job))
+    })
+}
+
+async fn put_job(
+    State(emu): Emu,
+    headers: HeaderMap,
+    Query(q): Q,
+    UrlPath((sub, rg, job)): UrlPath<(String, String, String)>,
+    b: Bytes,
+) -> Response {
+    checked!(headers, q, {
+        let p: arm::PutJobParameters = body(&b)?;
+        let who = caller(&headers);
+        emu.mutate(|s, now| s.put_job(&sub, &rg, &job, p, &who, now)).map(|(code, j)| json(code, &j))
+    })
+}
+
+async fn patch_job(
+    State(emu): Emu,
+    headers: HeaderMap,
+    Query(q): Q,
+    UrlPath((sub, rg, job)): UrlPath<(String, String, String)>,
+    b: Bytes,
+) -> Response {
+    checked!(headers, q, {
+        let p: arm::UpdateJobParameters = body(&b)?;
+        let who = caller(&headers);
+        emu.mutate(|s, now| s.update_job(&sub, &rg, &job, p, &who, now)).map(|j| json(200, &j))
+    })
+}
+
+async fn delete_job(
+    State(emu): Emu,
+    headers: HeaderMap,
+    Query(q): Q,
+    UrlPath((sub, rg, job)): UrlPath<(String, String, String)>,
+) -> Response {
+    checked!(headers, q, emu.mutate(|s, _| s.delete_job(&sub, &rg, &job)).map(|_| StatusCode::OK.into_response()))
+}
+
+async fn keys(
+    State(emu): Emu,
+    headers: HeaderMap,
+    Query(q): Q,
+    UrlPath((sub, rg, job)): UrlPath<(String, String, String)>,
+) -> Response {
+    checked!(headers, q, {
+        let s = emu.state.lock().expect("lock");
+        s.service.bitlocker_keys(&sub, &rg, &job).map(|k| json(200, &k))
+    })
+}
+
+async fn fallback() -> Response {
+    error(&ApiError {
+        status: 404,
+        code: "NoRegisteredProviderFound",
+        message: "No route for this request in the emulated Microsoft.ImportExport API.".into(),
+    })
+}
+
+pub fn router(emu: Arc<Emulator>) -> Router {
+    const JOBS: &str = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ImportExport/jobs";
+    Router::new()
+        .route("/providers/Microsoft.ImportExport/locations", get(list_locations))
+        .route("/providers/Microsoft.ImportExport/locations/{loc}", get(get_location))
+        .route("/subscriptions/{sub}/providers/Microsoft.ImportExport/jobs", get(list_sub))
+        .route(JOBS, get(list_rg))
+        .route(&format!("{JOBS}/{{job}}"), get(get_job).put(put_job).patch(patch_job).delete(delete_job))
+        .route(&format!("{JOBS}/{{job}}/listBitLockerKeys"), post(keys))
+        .fallback(fallback)
+        .with_state(emu)
+}

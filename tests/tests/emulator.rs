@@ -1,0 +1,118 @@
+//! The emulated Azure Resource Manager API of Microsoft.ImportExport, over real HTTP: the
+//! routes, status codes, error envelope, api-version and bearer checks, and persistence
+//! across a restart. Request bodies come from the official examples (tests/fixtures).
+
+use seedship_azure::arm::{GetBitLockerKeysResponse, JobResponse, ListJobsResponse, LocationsResponse};
+use seedship_e2e::{http, start_emulator};
+use serde_json::{Value, json};
+
+const JOBS: &str = "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.ImportExport/jobs";
+const V: &str = "?api-version=2021-01-01";
+const AUTH: (&str, &str) = ("Authorization", "Bearer test-token");
+
+fn example_body(name: &str) -> Value {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/importexport").join(name);
+    let v: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+    v["parameters"]["body"].clone()
+}
+
+fn code(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    v["error"]["code"].as_str().unwrap_or_else(|| panic!("no ARM error envelope: {body}")).to_string()
+}
+
+/// Reads a response as the typed model and checks it writes back the same: the emulator
+/// answers no field the model (and so Azure's description) does not have.
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(body: &str) -> T {
+    let v: Value = serde_json::from_str(body).unwrap();
+    let t: T = serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(serde_json::to_value(&t).unwrap(), v, "the emulator answered fields outside the model");
+    t
+}
+
+#[test]
+fn the_arm_face_of_the_emulator_behaves_like_azure_and_keeps_its_state() -> anyhow::Result<()> {
+    let d = tempfile::tempdir()?;
+    let state = d.path().join("emulator.json");
+    let log = d.path().join("emulator.log");
+    let (mut child, addr) = start_emulator(&state, &log)?;
+    let a = addr.as_str();
+
+    // ARM's checks: a bearer token, then the api-version.
+    let (s, b) = http(a, "GET", &format!("/providers/Microsoft.ImportExport/locations{V}"), &[], None)?;
+    assert_eq!((s, code(&b).as_str()), (401, "AuthenticationFailed"));
+    let (s, b) = http(a, "GET", "/providers/Microsoft.ImportExport/locations", &[AUTH], None)?;
+    assert_eq!((s, code(&b).as_str()), (400, "MissingApiVersionParameter"));
+    let (s, b) = http(a, "GET", "/providers/Microsoft.ImportExport/locations?api-version=2016-11-01", &[AUTH], None)?;
+    assert_eq!((s, code(&b).as_str()), (400, "InvalidApiVersionParameter"));
+    assert!(b.contains("2021-01-01"), "{b}");
+
+    let (s, b) = http(a, "GET", &format!("/providers/Microsoft.ImportExport/locations{V}"), &[AUTH], None)?;
+    assert_eq!(s, 200);
+    let locs: LocationsResponse = typed(&b);
+    assert!(locs.value.unwrap().iter().any(|l| l.name.as_deref() == Some("westeurope")));
+    let (s, b) = http(a, "GET", &format!("/providers/Microsoft.ImportExport/locations/westeurope{V}"), &[AUTH], None)?;
+    assert_eq!(s, 200);
+    assert!(b.contains("\"streetAddress1\""), "{b}");
+
+    // Create with the official example's body (its drive id and key), in an emulated location.
+    let mut put = example_body("CreateJob.json");
+    put["location"] = json!("westeurope");
+    let drive = put["properties"]["driveList"][0]["driveId"].as_str().unwrap().to_string();
+    let key = put["properties"]["driveList"][0]["bitLockerKey"].as_str().unwrap().to_string();
+    let (s, b) = http(a, "PUT", &format!("{JOBS}/job-1{V}"), &[AUTH], Some(&put.to_string()))?;
+    assert_eq!(s, 201, "{b}");
+    assert!(!b.contains(&key), "a job never shows its keys");
+    let j: JobResponse = typed(&b);
+    let p = j.properties.unwrap();
+    assert_eq!((p.state.as_deref(), j.name.as_deref()), (Some("Creating"), Some("job-1")));
+    assert!(p.shipping_information.unwrap().street_address1.is_some());
+    // The same PUT again is answered 200 (the coordinator's retry after a crash).
+    let (s, _) = http(a, "PUT", &format!("{JOBS}/job-1{V}"), &[AUTH], Some(&put.to_string()))?;
+    assert_eq!(s, 200);
+    let (s, b) = http(a, "PUT", &format!("{JOBS}/job-1{V}"), &[AUTH], Some("{not json"))?;
+    assert_eq!((s, code(&b).as_str()), (400, "InvalidRequestContent"));
+
+    let (s, b) = http(a, "POST", &format!("{JOBS}/job-1/listBitLockerKeys{V}"), &[AUTH], None)?;
+    assert_eq!(s, 200);
+    let k: GetBitLockerKeysResponse = typed(&b);
+    let k = &k.value.unwrap()[0];
+    assert_eq!(
+        (k.drive_id.as_deref(), k.bit_locker_key.as_ref().map(|s| s.0.as_str())),
+        (Some(drive.as_str()), Some(key.as_str()))
+    );
+
+    // The example's update (log level, `"state": ""` for no change), then shipping.
+    let (s, b) =
+        http(a, "PATCH", &format!("{JOBS}/job-1{V}"), &[AUTH], Some(&example_body("UpdateJob.json").to_string()))?;
+    assert_eq!(s, 200, "{b}");
+    let j: JobResponse = typed(&b);
+    assert_eq!(j.properties.unwrap().state.as_deref(), Some("Creating"));
+    let ship = json!({"properties": {"state": "Shipping",
+        "deliveryPackage": {"carrierName": "DHL", "trackingNumber": "1Z999", "driveCount": 1, "shipDate": "2026-11-22"}}});
+    let (s, b) = http(a, "PATCH", &format!("{JOBS}/job-1{V}"), &[AUTH], Some(&ship.to_string()))?;
+    assert_eq!(s, 200, "{b}");
+    let j: JobResponse = typed(&b);
+    assert_eq!(j.properties.unwrap().state.as_deref(), Some("Shipping"));
+
+    // The list leaves drive lists out; a Shipping job cannot be deleted.
+    let (s, b) = http(a, "GET", &format!("{JOBS}{V}"), &[AUTH], None)?;
+    assert_eq!(s, 200);
+    let l: ListJobsResponse = typed(&b);
+    assert!(l.value.unwrap()[0].properties.as_ref().unwrap().drive_list.is_none());
+    let (s, b) = http(a, "DELETE", &format!("{JOBS}/job-1{V}"), &[AUTH], None)?;
+    assert_eq!((s, code(&b).as_str()), (409, "InvalidJobState"));
+    let (s, b) = http(a, "GET", &format!("{JOBS}/nope{V}"), &[AUTH], None)?;
+    assert_eq!((s, code(&b).as_str()), (404, "ResourceNotFound"));
+
+    // A restart keeps every job.
+    child.kill()?;
+    child.wait()?;
+    let (mut child, addr) = start_emulator(&state, &log)?;
+    let (s, b) = http(&addr, "GET", &format!("{JOBS}/job-1{V}"), &[AUTH], None)?;
+    assert_eq!(s, 200);
+    assert!(b.contains("\"state\":\"Shipping\""), "{b}");
+    child.kill()?;
+    child.wait()?;
+    Ok(())
+}
