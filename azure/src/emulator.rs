@@ -458,5 +458,205 @@ impl ServiceState {
     }
 }
 
+/// Days, in milliseconds, for the datacenter's timers.
+pub const DAY_MS: i64 = 86_400_000;
+
+fn drive_mut<'a>(j: &'a mut StoredJob, name: &str, drive: &str) -> ApiResult<&'a mut arm::DriveStatus> {
+    j.details_mut()
+        .drive_list
+        .get_or_insert_with(Vec::new)
+        .iter_mut()
+        .find(|d| d.drive_id.as_deref() == Some(drive))
+        .ok_or_else(|| ApiError::new(404, "DriveNotFound", format!("Job '{name}' has no drive '{drive}'.")))
+}
+
+fn drive_state(d: &arm::DriveStatus) -> &str {
+    d.state.as_deref().unwrap_or("Specified")
+}
+
+/// What the datacenter does, as commands (the emulator's `/_datacenter` routes call these).
+impl ServiceState {
+    fn job_mut(&mut self, sub: &str, rg: &str, name: &str) -> ApiResult<&mut StoredJob> {
+        self.jobs.get_mut(&key(sub, rg, name)).ok_or_else(|| not_found(name, rg))
+    }
+
+    fn in_state(j: &StoredJob, name: &str, allowed: &[&str]) -> ApiResult<()> {
+        if allowed.contains(&j.state()) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                409,
+                "InvalidJobState",
+                format!("Job '{name}' is {}; this needs it {}.", j.state(), allowed.join(" or ")),
+            ))
+        }
+    }
+
+    /// The package arrives with `drives` in it: those are `Received`, the job's others
+    /// `NeverReceived`. A drive id the job does not have is refused.
+    pub fn package_arrives(&mut self, sub: &str, rg: &str, name: &str, drives: &[String]) -> ApiResult<JobResponse> {
+        let mut j = self.job_mut(sub, rg, name)?.clone();
+        Self::in_state(&j, name, &["Shipping"])?;
+        for id in drives {
+            drive_mut(&mut j, name, id)?;
+        }
+        for d in j.details_mut().drive_list.get_or_insert_with(Vec::new) {
+            let got = d.drive_id.as_ref().is_some_and(|id| drives.contains(id));
+            d.state =
+                Some(if got { arm::DriveState::Received } else { arm::DriveState::NeverReceived }.as_str().into());
+        }
+        j.details_mut().state = Some(JobState::Received.as_str().into());
+        let out = j.job.clone();
+        *self.job_mut(sub, rg, name)? = j;
+        Ok(out)
+    }
+
+    /// A received drive starts copying.
+    pub fn start_copy(&mut self, sub: &str, rg: &str, name: &str, drive: &str) -> ApiResult<JobResponse> {
+        let mut j = self.job_mut(sub, rg, name)?.clone();
+        Self::in_state(&j, name, &["Received", "Transferring"])?;
+        let d = drive_mut(&mut j, name, drive)?;
+        if drive_state(d) != "Received" {
+            return Err(ApiError::new(
+                409,
+                "InvalidDriveState",
+                format!("Drive '{drive}' is {}, not Received.", drive_state(d)),
+            ));
+        }
+        d.state = Some(arm::DriveState::Transferring.as_str().into());
+        d.copy_status = Some("InProgress".into());
+        d.percent_complete = Some(0);
+        j.details_mut().state = Some(JobState::Transferring.as_str().into());
+        let out = j.job.clone();
+        *self.job_mut(sub, rg, name)? = j;
+        Ok(out)
+    }
+
+    /// A copying drive is done: `Completed`, or `CompletedMoreInfo` with the reason as its copy
+    /// status and an error log. When no drive is left to copy the job goes to `Packaging`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish_copy(
+        &mut self,
+        sub: &str,
+        rg: &str,
+        name: &str,
+        drive: &str,
+        bytes: i64,
+        failure: Option<&str>,
+        error_log_uri: Option<String>,
+    ) -> ApiResult<JobResponse> {
+        let mut j = self.job_mut(sub, rg, name)?.clone();
+        Self::in_state(&j, name, &["Transferring"])?;
+        let d = drive_mut(&mut j, name, drive)?;
+        if drive_state(d) != "Transferring" {
+            return Err(ApiError::new(
+                409,
+                "InvalidDriveState",
+                format!("Drive '{drive}' is {}, not Transferring.", drive_state(d)),
+            ));
+        }
+        d.bytes_succeeded = Some(bytes);
+        d.percent_complete = Some(100);
+        match failure {
+            None => {
+                d.state = Some(arm::DriveState::Completed.as_str().into());
+                d.copy_status = Some("Completed".into());
+            }
+            Some(why) => {
+                d.state = Some(arm::DriveState::CompletedMoreInfo.as_str().into());
+                d.copy_status = Some(why.into());
+                d.error_log_uri = error_log_uri;
+            }
+        }
+        let list = j.details().drive_list.clone().unwrap_or_default();
+        let done = list
+            .iter()
+            .filter(|d| matches!(drive_state(d), "Completed" | "CompletedMoreInfo" | "NeverReceived"))
+            .count();
+        j.details_mut().percent_complete = Some((done * 100 / list.len().max(1)) as i64);
+        if done == list.len() {
+            j.details_mut().state = Some(JobState::Packaging.as_str().into());
+        }
+        let out = j.job.clone();
+        *self.job_mut(sub, rg, name)? = j;
+        Ok(out)
+    }
+
+    /// The drives go back: `ShippedBack`, the return package recorded; the job `Completed`
+    /// when every drive completed, else `Closed`.
+    pub fn ship_back(
+        &mut self,
+        sub: &str,
+        rg: &str,
+        name: &str,
+        carrier: &str,
+        tracking: &str,
+        date: &str,
+    ) -> ApiResult<JobResponse> {
+        let mut j = self.job_mut(sub, rg, name)?.clone();
+        Self::in_state(&j, name, &["Packaging"])?;
+        let list = j.details_mut().drive_list.get_or_insert_with(Vec::new);
+        let clean = list.iter().all(|d| drive_state(d) == "Completed");
+        let mut back = 0;
+        for d in list.iter_mut() {
+            if drive_state(d) != "NeverReceived" {
+                d.state = Some(arm::DriveState::ShippedBack.as_str().into());
+                back += 1;
+            }
+        }
+        let p = j.details_mut();
+        p.return_package = Some(arm::PackageInformation {
+            carrier_name: carrier.into(),
+            tracking_number: tracking.into(),
+            drive_count: back,
+            ship_date: date.into(),
+        });
+        p.state = Some(if clean { JobState::Completed } else { JobState::Closed }.as_str().into());
+        let out = j.job.clone();
+        *self.job_mut(sub, rg, name)? = j;
+        Ok(out)
+    }
+
+    /// The datacenter's clock: a cancel requested takes effect; a job left `Creating` 14 days is
+    /// deleted; drives not received 14 days after shipping are `NeverReceived` (and with none
+    /// received the job is `Closed`); a finished job is deleted after 90 days. Returns what
+    /// happened, one line per change.
+    pub fn tick(&mut self, now_ms: i64) -> Vec<String> {
+        let mut said = Vec::new();
+        let mut gone = Vec::new();
+        for (k, j) in self.jobs.iter_mut() {
+            let name = j.job.name.clone().unwrap_or_default();
+            let state = j.state().to_string();
+            if j.details().cancel_requested == Some(true) && matches!(state.as_str(), "Creating" | "Shipping") {
+                j.details_mut().state = Some("Canceled".into());
+                said.push(format!("{name}: canceled"));
+                continue;
+            }
+            match state.as_str() {
+                "Creating" if now_ms - j.created_ms >= 14 * DAY_MS => {
+                    gone.push(k.clone());
+                    said.push(format!("{name}: deleted, no shipping information within 14 days"));
+                }
+                "Shipping" if j.shipped_ms.is_some_and(|t| now_ms - t >= 14 * DAY_MS) => {
+                    for d in j.details_mut().drive_list.get_or_insert_with(Vec::new) {
+                        d.state = Some(arm::DriveState::NeverReceived.as_str().into());
+                    }
+                    j.details_mut().state = Some(JobState::Closed.as_str().into());
+                    said.push(format!("{name}: drives never received within 14 days of shipping; closed"));
+                }
+                "Completed" | "Closed" | "Canceled" if now_ms - j.created_ms >= 90 * DAY_MS => {
+                    gone.push(k.clone());
+                    said.push(format!("{name}: deleted after 90 days"));
+                }
+                _ => {}
+            }
+        }
+        for k in gone {
+            self.jobs.remove(&k);
+        }
+        said
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -242,6 +242,79 @@ async fn keys(
     })
 }
 
+// The datacenter's commands: what the people and machines at the datacenter do. No bearer
+// token (they are the emulator's operator's); JSON in, the job (or what happened) out.
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ArriveBody {
+    pub drives: Vec<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct DriveBody {
+    pub drive: String,
+    #[serde(default)]
+    pub bytes: i64,
+    /// Ends the drive `CompletedMoreInfo` with this as its copy status.
+    #[serde(default)]
+    pub failure: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ShipBackBody {
+    pub carrier: String,
+    pub tracking: String,
+    pub date: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct AdvanceBody {
+    pub days: i64,
+}
+
+type JobPath = UrlPath<(String, String, String)>;
+
+async fn dc_arrive(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) -> Response {
+    let r = body::<ArriveBody>(&b).and_then(|a| emu.mutate(|s, _| s.package_arrives(&sub, &rg, &job, &a.drives)));
+    r.map(|j| json(200, &j)).unwrap_or_else(|e| error(&e))
+}
+
+async fn dc_start_copy(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) -> Response {
+    let r = body::<DriveBody>(&b).and_then(|d| emu.mutate(|s, _| s.start_copy(&sub, &rg, &job, &d.drive)));
+    r.map(|j| json(200, &j)).unwrap_or_else(|e| error(&e))
+}
+
+async fn dc_finish_copy(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) -> Response {
+    let r = body::<DriveBody>(&b)
+        .and_then(|d| emu.mutate(|s, _| s.finish_copy(&sub, &rg, &job, &d.drive, d.bytes, d.failure.as_deref(), None)));
+    r.map(|j| json(200, &j)).unwrap_or_else(|e| error(&e))
+}
+
+async fn dc_ship_back(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) -> Response {
+    let r = body::<ShipBackBody>(&b)
+        .and_then(|p| emu.mutate(|s, _| s.ship_back(&sub, &rg, &job, &p.carrier, &p.tracking, &p.date)));
+    r.map(|j| json(200, &j)).unwrap_or_else(|e| error(&e))
+}
+
+/// Moves the datacenter's clock forward, then applies its timers.
+async fn dc_advance(State(emu): Emu, b: Bytes) -> Response {
+    let r = body::<AdvanceBody>(&b).and_then(|a| {
+        {
+            let mut st = emu.state.lock().expect("lock");
+            st.clock_offset_ms += a.days * rules::DAY_MS;
+        }
+        emu.mutate(|s, now| Ok(s.tick(now)))
+    });
+    r.map(|said| json(200, &serde_json::json!({ "now_unix_ms": emu.now_ms(), "events": said })))
+        .unwrap_or_else(|e| error(&e))
+}
+
+async fn dc_tick(State(emu): Emu) -> Response {
+    emu.mutate(|s, now| Ok(s.tick(now)))
+        .map(|said| json(200, &serde_json::json!({ "now_unix_ms": emu.now_ms(), "events": said })))
+        .unwrap_or_else(|e| error(&e))
+}
+
 async fn fallback() -> Response {
     error(&ApiError {
         status: 404,
@@ -252,6 +325,7 @@ async fn fallback() -> Response {
 
 pub fn router(emu: Arc<Emulator>) -> Router {
     const JOBS: &str = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ImportExport/jobs";
+    const DC: &str = "/_datacenter/subscriptions/{sub}/resourceGroups/{rg}/jobs";
     Router::new()
         .route("/providers/Microsoft.ImportExport/locations", get(list_locations))
         .route("/providers/Microsoft.ImportExport/locations/{loc}", get(get_location))
@@ -259,6 +333,12 @@ pub fn router(emu: Arc<Emulator>) -> Router {
         .route(JOBS, get(list_rg))
         .route(&format!("{JOBS}/{{job}}"), get(get_job).put(put_job).patch(patch_job).delete(delete_job))
         .route(&format!("{JOBS}/{{job}}/listBitLockerKeys"), post(keys))
+        .route(&format!("{DC}/{{job}}/arrive"), post(dc_arrive))
+        .route(&format!("{DC}/{{job}}/start-copy"), post(dc_start_copy))
+        .route(&format!("{DC}/{{job}}/finish-copy"), post(dc_finish_copy))
+        .route(&format!("{DC}/{{job}}/ship-back"), post(dc_ship_back))
+        .route("/_datacenter/clock/advance", post(dc_advance))
+        .route("/_datacenter/tick", post(dc_tick))
         .fallback(fallback)
         .with_state(emu)
 }

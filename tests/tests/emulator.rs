@@ -105,13 +105,40 @@ fn the_arm_face_of_the_emulator_behaves_like_azure_and_keeps_its_state() -> anyh
     let (s, b) = http(a, "GET", &format!("{JOBS}/nope{V}"), &[AUTH], None)?;
     assert_eq!((s, code(&b).as_str()), (404, "ResourceNotFound"));
 
+    // The datacenter: the package arrives, the drive is copied, the drives go back.
+    let dc = "/_datacenter/subscriptions/sub-1/resourceGroups/rg-1/jobs/job-1";
+    let (s, b) = http(a, "POST", &format!("{dc}/arrive"), &[], Some(&json!({"drives": [drive]}).to_string()))?;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = http(a, "POST", &format!("{dc}/arrive"), &[], Some("{}"))?;
+    assert_eq!((s, code(&b).as_str()), (400, "InvalidRequestContent"));
+    http(a, "POST", &format!("{dc}/start-copy"), &[], Some(&json!({"drive": drive}).to_string()))?;
+    let (s, b) = http(a, "GET", &format!("{JOBS}/job-1{V}"), &[AUTH], None)?;
+    assert_eq!(s, 200);
+    let j: JobResponse = typed(&b);
+    assert_eq!(j.properties.unwrap().state.as_deref(), Some("Transferring"));
+    let fin = json!({"drive": drive, "bytes": 1234, "failure": "ManifestCorrupted"});
+    let (s, b) = http(a, "POST", &format!("{dc}/finish-copy"), &[], Some(&fin.to_string()))?;
+    assert_eq!(s, 200, "{b}");
+    assert!(b.contains("\"copyStatus\":\"ManifestCorrupted\"") && b.contains("CompletedMoreInfo"), "{b}");
+    let back = json!({"carrier": "DHL", "tracking": "R-1", "date": "2026-12-01"});
+    let (s, b) = http(a, "POST", &format!("{dc}/ship-back"), &[], Some(&back.to_string()))?;
+    assert_eq!(s, 200, "{b}");
+    let j: JobResponse = typed(&b);
+    assert_eq!(j.properties.unwrap().state.as_deref(), Some("Closed"));
+
     // A restart keeps every job.
     child.kill()?;
     child.wait()?;
     let (mut child, addr) = start_emulator(&state, &log)?;
     let (s, b) = http(&addr, "GET", &format!("{JOBS}/job-1{V}"), &[AUTH], None)?;
     assert_eq!(s, 200);
-    assert!(b.contains("\"state\":\"Shipping\""), "{b}");
+    assert!(b.contains("\"state\":\"Closed\""), "{b}");
+    // The clock: 90 days after creation a closed job is deleted.
+    let (s, b) = http(&addr, "POST", "/_datacenter/clock/advance", &[], Some("{\"days\": 91}"))?;
+    assert_eq!(s, 200, "{b}");
+    assert!(b.contains("job-1: deleted after 90 days"), "{b}");
+    let (s, _) = http(&addr, "GET", &format!("{JOBS}/job-1{V}"), &[AUTH], None)?;
+    assert_eq!(s, 404);
     child.kill()?;
     child.wait()?;
     Ok(())

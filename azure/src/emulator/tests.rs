@@ -159,3 +159,79 @@ fn times_are_rfc3339() {
     assert_eq!(rfc3339(1_795_369_859_957), "2026-11-22T17:50:59.957Z");
     assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
 }
+
+fn shipped(s: &mut ServiceState, name: &str, prefix: &str, drives: usize, tracking: &str) {
+    s.put_job("sub", "rg", name, put(drives, prefix), "a", 0).unwrap();
+    s.update_job("sub", "rg", name, ship(tracking, true), "a", DAY_MS).unwrap();
+}
+
+fn drive_states(j: &JobResponse) -> Vec<String> {
+    j.properties.as_ref().unwrap().drive_list.as_ref().unwrap().iter().map(|d| d.state.clone().unwrap()).collect()
+}
+
+#[test]
+fn the_datacenter_takes_a_job_through_receipt_copy_and_return() {
+    let mut s = ServiceState::default();
+    shipped(&mut s, "job-d", "E", 3, "T-D");
+    // One drive is missing from the package.
+    let j = s.package_arrives("sub", "rg", "job-d", &["E0".into(), "E1".into()]).unwrap();
+    assert_eq!(drive_states(&j), ["Received", "Received", "NeverReceived"]);
+    assert_eq!(s.package_arrives("sub", "rg", "job-d", &["E0".into()]).unwrap_err().code, "InvalidJobState");
+    assert_eq!(s.start_copy("sub", "rg", "job-d", "E2").unwrap_err().code, "InvalidDriveState");
+    s.start_copy("sub", "rg", "job-d", "E0").unwrap();
+    s.start_copy("sub", "rg", "job-d", "E1").unwrap();
+    s.finish_copy("sub", "rg", "job-d", "E0", 1000, None, None).unwrap();
+    let j = s
+        .finish_copy("sub", "rg", "job-d", "E1", 10, Some("BitLockerKeyInvalid"), Some("http://x/err.xml".into()))
+        .unwrap();
+    let p = j.properties.as_ref().unwrap();
+    assert_eq!((p.state.as_deref(), p.percent_complete), (Some("Packaging"), Some(100)));
+    let e1 = &p.drive_list.as_ref().unwrap()[1];
+    assert_eq!(
+        (e1.state.as_deref(), e1.copy_status.as_deref()),
+        (Some("CompletedMoreInfo"), Some("BitLockerKeyInvalid"))
+    );
+    let j = s.ship_back("sub", "rg", "job-d", "DHL", "R-1", "2026-12-01").unwrap();
+    assert_eq!(j.properties.as_ref().unwrap().state.as_deref(), Some("Closed"));
+    assert_eq!(drive_states(&j), ["ShippedBack", "ShippedBack", "NeverReceived"]);
+    assert_eq!(j.properties.unwrap().return_package.unwrap().drive_count, 2);
+}
+
+#[test]
+fn a_clean_job_completes() {
+    let mut s = ServiceState::default();
+    shipped(&mut s, "job-ok", "F", 1, "T-OK");
+    s.package_arrives("sub", "rg", "job-ok", &["F0".into()]).unwrap();
+    s.start_copy("sub", "rg", "job-ok", "F0").unwrap();
+    s.finish_copy("sub", "rg", "job-ok", "F0", 5, None, None).unwrap();
+    let j = s.ship_back("sub", "rg", "job-ok", "DHL", "R-2", "2026-12-01").unwrap();
+    assert_eq!(j.properties.unwrap().state.as_deref(), Some("Completed"));
+}
+
+#[test]
+fn the_clock_enforces_the_14_day_rules_cancellation_and_the_90_day_deletion() {
+    let mut s = ServiceState::default();
+    s.put_job("sub", "rg", "job-idle", put(1, "G"), "a", 0).unwrap();
+    shipped(&mut s, "job-lost", "H", 1, "T-L");
+    s.put_job("sub", "rg", "job-cancel", put(1, "I"), "a", 0).unwrap();
+    let cancel = UpdateJobParameters {
+        tags: None,
+        properties: Some(UpdateJobProperties { cancel_requested: Some(true), ..Default::default() }),
+    };
+    s.update_job("sub", "rg", "job-cancel", cancel, "a", 1).unwrap();
+    let said = s.tick(2);
+    assert_eq!(said, ["job-cancel: canceled"]);
+    assert!(s.tick(14 * DAY_MS - 1).is_empty());
+    let said = s.tick(14 * DAY_MS);
+    assert_eq!(said, ["job-idle: deleted, no shipping information within 14 days"]);
+    assert_eq!(s.get_job("sub", "rg", "job-idle").unwrap_err().status, 404);
+    // Shipped on day 1: its drives are never received from day 15.
+    assert!(s.tick(15 * DAY_MS - 1).is_empty());
+    let said = s.tick(15 * DAY_MS);
+    assert_eq!(said, ["job-lost: drives never received within 14 days of shipping; closed"]);
+    let j = s.get_job("sub", "rg", "job-lost").unwrap();
+    assert_eq!(drive_states(&j.job), ["NeverReceived"]);
+    let said = s.tick(90 * DAY_MS);
+    assert_eq!(said.len(), 2, "{said:?}");
+    assert!(s.jobs.is_empty());
+}
