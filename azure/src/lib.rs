@@ -4,4 +4,5 @@
 //!   2021-01-01, field for field as its official OpenAPI description and examples have it.
 
 pub mod arm;
+pub mod client;
 pub mod emulator;

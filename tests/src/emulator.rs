@@ -342,3 +342,75 @@ pub fn router(emu: Arc<Emulator>) -> Router {
         .fallback(fallback)
         .with_state(emu)
 }
+
+/// The emulator's TLS: a CA of its own (`ca.crt` in `dir`, for clients to trust) and a
+/// certificate for 127.0.0.1 and localhost, made on first start and kept.
+pub fn tls(dir: &Path) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+    let err = |e: &dyn std::fmt::Display| format!("emulator TLS in {}: {e}", dir.display());
+    let (cert_p, key_p, ca_p) = (dir.join("server.crt"), dir.join("server.key"), dir.join("ca.crt"));
+    if !cert_p.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+        let ca_key = KeyPair::generate().map_err(|e| err(&e))?;
+        let mut ca = CertificateParams::default();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        ca.distinguished_name.push(DnType::CommonName, "seedship Azure emulator CA");
+        let ca_cert = ca.self_signed(&ca_key).map_err(|e| err(&e))?;
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().map_err(|e| err(&e))?;
+        let mut p = CertificateParams::new(vec!["localhost".to_string()]).map_err(|e| err(&e))?;
+        p.subject_alt_names.push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+        p.distinguished_name.push(DnType::CommonName, "seedship Azure emulator");
+        let cert = p.signed_by(&key, &issuer).map_err(|e| err(&e))?;
+        std::fs::write(&ca_p, ca_cert.pem()).map_err(|e| err(&e))?;
+        std::fs::write(&key_p, key.serialize_pem()).map_err(|e| err(&e))?;
+        std::fs::write(&cert_p, cert.pem()).map_err(|e| err(&e))?;
+    }
+    let certs: Vec<_> =
+        rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(&cert_p).map_err(|e| err(&e))?))
+            .collect::<Result<_, _>>()
+            .map_err(|e| err(&e))?;
+    let key =
+        rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(&key_p).map_err(|e| err(&e))?))
+            .map_err(|e| err(&e))?
+            .ok_or_else(|| err(&"no private key"))?;
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(&e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| err(&e))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+}
+
+/// Serves `router` over TLS on `listener` until `stop` resolves.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    router: Router,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+    tokio::pin!(stop);
+    loop {
+        let (tcp, _) = tokio::select! {
+            _ = &mut stop => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let (acceptor, router) = (acceptor.clone(), router.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let svc = TowerToHyperService::new(router);
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
+        });
+    }
+}

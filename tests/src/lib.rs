@@ -580,12 +580,16 @@ pub fn http(
     Ok((status, body))
 }
 
-/// Starts `seedship-azure-emulator` on loopback with its state in `state`; returns the process
-/// and its address.
-pub fn start_emulator(state: &Path, log: &Path) -> Result<(Child, String)> {
+/// Starts `seedship-azure-emulator` on loopback with its state in `state` (HTTPS with its CA in
+/// `tls` when given); returns the process, its address and its URL.
+pub fn start_emulator(state: &Path, log: &Path, tls: Option<&Path>) -> Result<(Child, String, String)> {
     let ready = state.with_extension("ready");
     let _ = std::fs::remove_file(&ready);
-    let child = Command::new(bin("seedship-azure-emulator"))
+    let mut cmd = Command::new(bin("seedship-azure-emulator"));
+    if let Some(t) = tls {
+        cmd.arg("--tls-dir").arg(t);
+    }
+    let child = cmd
         .arg("--state")
         .arg(state)
         .arg("--ready-file")
@@ -594,11 +598,11 @@ pub fn start_emulator(state: &Path, log: &Path) -> Result<(Child, String)> {
         .stdout(std::fs::File::create(log)?)
         .stderr(std::fs::OpenOptions::new().append(true).open(log)?)
         .spawn()?;
-    let addr = wait_for("the emulator's ready file", Duration::from_secs(20), || {
+    let (addr, url) = wait_for("the emulator's ready file", Duration::from_secs(20), || {
         let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&ready).ok()?).ok()?;
-        v["addr"].as_str().map(str::to_string)
+        Some((v["addr"].as_str()?.to_string(), v["url"].as_str()?.to_string()))
     })?;
-    Ok((child, addr))
+    Ok((child, addr, url))
 }
 
 /// Shorthand for a request id.

@@ -35,7 +35,7 @@ fn the_arm_face_of_the_emulator_behaves_like_azure_and_keeps_its_state() -> anyh
     let d = tempfile::tempdir()?;
     let state = d.path().join("emulator.json");
     let log = d.path().join("emulator.log");
-    let (mut child, addr) = start_emulator(&state, &log)?;
+    let (mut child, addr, _) = start_emulator(&state, &log, None)?;
     let a = addr.as_str();
 
     // ARM's checks: a bearer token, then the api-version.
@@ -129,7 +129,7 @@ fn the_arm_face_of_the_emulator_behaves_like_azure_and_keeps_its_state() -> anyh
     // A restart keeps every job.
     child.kill()?;
     child.wait()?;
-    let (mut child, addr) = start_emulator(&state, &log)?;
+    let (mut child, addr, _) = start_emulator(&state, &log, None)?;
     let (s, b) = http(&addr, "GET", &format!("{JOBS}/job-1{V}"), &[AUTH], None)?;
     assert_eq!(s, 200);
     assert!(b.contains("\"state\":\"Closed\""), "{b}");
@@ -141,5 +141,77 @@ fn the_arm_face_of_the_emulator_behaves_like_azure_and_keeps_its_state() -> anyh
     assert_eq!(s, 404);
     child.kill()?;
     child.wait()?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinators_arm_client_drives_the_emulator_over_https() -> anyhow::Result<()> {
+    use std::sync::Arc;
+
+    use seedship_azure::arm::{DeliveryPackageInformation, PutJobParameters, UpdateJobParameters, UpdateJobProperties};
+    use seedship_azure::client::{ArmClient, ArmError, ArmOptions, StaticToken};
+
+    let d = tempfile::tempdir()?;
+    let tls = d.path().join("tls");
+    let (mut child, _, url) =
+        start_emulator(&d.path().join("emulator.json"), &d.path().join("emulator.log"), Some(&tls))?;
+    assert!(url.starts_with("https://"), "{url}");
+    let opts = ArmOptions { ca_pem: Some(std::fs::read(tls.join("ca.crt"))?), ..Default::default() };
+    let arm = ArmClient::new(&url, Arc::new(StaticToken("test".into())), opts.clone())?;
+
+    let locs = arm.locations().await?;
+    assert!(locs.iter().any(|l| l.name.as_deref() == Some("westeurope")));
+    let addr = arm.location("westeurope").await?.properties.unwrap().address_lines();
+    assert!(addr.iter().any(|l| l.contains("Amsterdam")), "{addr:?}");
+
+    let mut put: PutJobParameters = serde_json::from_value(example_body("CreateJob.json"))?;
+    put.location = Some("westeurope".into());
+    let (s, j) = arm.put_job("sub-1", "rg-1", "job-arm", &put).await?;
+    assert_eq!((s, j.properties.unwrap().state.as_deref()), (201, Some("Creating")));
+    assert_eq!(arm.put_job("sub-1", "rg-1", "job-arm", &put).await?.0, 200, "a retried PUT finds the same job");
+    let keys = arm.bitlocker_keys("sub-1", "rg-1", "job-arm").await?;
+    assert_eq!(keys.value.unwrap().len(), 1);
+    let ship = UpdateJobParameters {
+        tags: None,
+        properties: Some(UpdateJobProperties {
+            state: Some("Shipping".into()),
+            delivery_package: Some(DeliveryPackageInformation {
+                carrier_name: "DHL".into(),
+                tracking_number: "1Z-ARM".into(),
+                drive_count: Some(1),
+                ship_date: Some("2026-11-22".into()),
+            }),
+            ..Default::default()
+        }),
+    };
+    let j = arm.update_job("sub-1", "rg-1", "job-arm", &ship).await?;
+    assert_eq!(j.properties.unwrap().state.as_deref(), Some("Shipping"));
+    let jobs = arm.list_jobs("sub-1", Some("rg-1")).await?;
+    assert_eq!(jobs.len(), 1);
+    assert!(jobs[0].properties.as_ref().unwrap().drive_list.is_none());
+    assert!(arm.get_job("sub-1", "rg-1", "job-arm").await?.properties.unwrap().drive_list.is_some());
+
+    // Azure's refusals become typed errors with the service's code and message.
+    match arm.delete_job("sub-1", "rg-1", "job-arm").await {
+        Err(ArmError::Azure { status: 409, code, message }) => {
+            assert_eq!(code, "InvalidJobState");
+            assert!(message.contains("Shipping"), "{message}");
+        }
+        other => panic!("expected a 409, got {other:?}"),
+    }
+    let e = arm.get_job("sub-1", "rg-1", "nope").await.unwrap_err();
+    assert!(e.is_not_found() && !e.is_transient(), "{e}");
+
+    // Only https, and an endpoint that does not answer is "unreachable" (transient).
+    assert!(matches!(
+        ArmClient::new("http://127.0.0.1:1", Arc::new(StaticToken("t".into())), opts.clone()),
+        Err(ArmError::Config(_))
+    ));
+    child.kill()?;
+    child.wait()?;
+    let quick = ArmOptions { max_retries: 1, initial_delay: std::time::Duration::from_millis(10), ..opts };
+    let gone = ArmClient::new(&url, Arc::new(StaticToken("t".into())), quick)?;
+    let e = gone.locations().await.unwrap_err();
+    assert!(matches!(e, ArmError::Unreachable(_)) && e.is_transient(), "{e}");
     Ok(())
 }

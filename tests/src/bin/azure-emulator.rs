@@ -1,15 +1,17 @@
 //! `seedship-azure-emulator`: the emulated Azure Resource Manager API of `Microsoft.ImportExport`
 //! (api-version 2021-01-01) on loopback, for tests, the demo and anyone without a subscription.
 //!
-//!   seedship-azure-emulator --state emulator.json [--listen 127.0.0.1:0] [--ready-file F]
+//!   seedship-azure-emulator --state emulator.json [--tls-dir DIR] [--listen 127.0.0.1:0] [--ready-file F]
 //!
-//! The ready file gets `{"addr": "127.0.0.1:PORT"}` once it listens. SIGTERM/ctrl-c stops it.
+//! With `--tls-dir` it serves HTTPS, as ARM does (clients trust `DIR/ca.crt`); without it,
+//! plain HTTP for raw tests. The ready file gets `{"addr": "127.0.0.1:PORT", "url": ...}` once
+//! it listens. SIGTERM/ctrl-c stops it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
-use seedship_e2e::emulator::{Emulator, router};
+use seedship_e2e::emulator::{Emulator, router, serve_tls, tls};
 
 #[derive(Debug, Parser)]
 #[command(name = "seedship-azure-emulator", about = "Emulated Azure Import/Export (ARM) service")]
@@ -22,6 +24,9 @@ struct Cli {
     /// Written with the address once listening.
     #[arg(long)]
     ready_file: Option<PathBuf>,
+    /// Serve HTTPS with a certificate made (once) in this directory; clients trust its ca.crt.
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -43,15 +48,24 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let addr = listener.local_addr().expect("bound");
+    let acceptor = match cli.tls_dir.as_deref().map(tls).transpose() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let url = format!("{}://{addr}", if acceptor.is_some() { "https" } else { "http" });
     if let Some(f) = &cli.ready_file {
         let tmp = f.with_extension("tmp");
-        let ok = std::fs::write(&tmp, format!("{{\"addr\":\"{addr}\"}}")).and_then(|_| std::fs::rename(&tmp, f));
+        let ok = std::fs::write(&tmp, format!("{{\"addr\":\"{addr}\",\"url\":\"{url}\"}}"))
+            .and_then(|_| std::fs::rename(&tmp, f));
         if let Err(e) = ok {
             eprintln!("error: cannot write {}: {e}", f.display());
             return std::process::ExitCode::FAILURE;
         }
     }
-    tracing::info!(%addr, state = %cli.state.display(), "emulated Microsoft.ImportExport listening");
+    tracing::info!(%url, state = %cli.state.display(), "emulated Microsoft.ImportExport listening");
     let stop = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
         tokio::select! {
@@ -59,9 +73,14 @@ async fn main() -> std::process::ExitCode {
             _ = term.recv() => {}
         }
     };
-    if let Err(e) = axum::serve(listener, router(emu)).with_graceful_shutdown(stop).await {
-        eprintln!("error: {e}");
-        return std::process::ExitCode::FAILURE;
+    match acceptor {
+        Some(a) => serve_tls(listener, a, router(emu), stop).await,
+        None => {
+            if let Err(e) = axum::serve(listener, router(emu)).with_graceful_shutdown(stop).await {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
     }
     std::process::ExitCode::SUCCESS
 }
