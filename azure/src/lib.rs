@@ -5,4 +5,5 @@
 
 pub mod arm;
 pub mod client;
+pub mod credential;
 pub mod emulator;
