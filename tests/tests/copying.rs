@@ -408,7 +408,11 @@ async fn a_station_paused_past_its_lease_is_refused_when_it_wakes_and_another_ta
     assert_eq!(prepared.len(), 3);
     assert!(prepared.iter().all(|x| x.reported_by.ends_with("/copy/st-b")));
     assert!(d.drives.iter().filter(|x| x.reported_by.ends_with("/copy/st-a")).all(|x| x.status == "bad"));
-    assert!(d.history.iter().any(|e| e.event == "drives_left_behind"), "{:?}", d.history);
+    // (A may have been paused after writing a header but before its key reached the
+    // coordinator: then it reported nothing and nothing is left behind.)
+    if d.drives.iter().any(|x| x.reported_by.ends_with("/copy/st-a")) {
+        assert!(d.history.iter().any(|e| e.event == "drives_left_behind"), "{:?}", d.history);
+    }
     c.finish()
 }
 
