@@ -29,6 +29,17 @@ pub struct Persisted {
 pub struct Emulator {
     pub state: Mutex<Persisted>,
     pub file: PathBuf,
+    /// Injected failures for the next ARM requests (throttling, server errors).
+    pub faults: Mutex<Faults>,
+}
+
+/// The next `count` ARM requests answer `status` (429 with `Retry-After`, or a 5xx).
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct Faults {
+    pub status: u16,
+    pub count: u32,
+    #[serde(default)]
+    pub retry_after_secs: u64,
 }
 
 impl Emulator {
@@ -39,7 +50,7 @@ impl Emulator {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Persisted::default(),
             Err(e) => return Err(format!("{}: {e}", file.display())),
         };
-        Ok(Emulator { state: Mutex::new(state), file: file.to_path_buf() })
+        Ok(Emulator { state: Mutex::new(state), file: file.to_path_buf(), faults: Mutex::new(Faults::default()) })
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -315,6 +326,40 @@ async fn dc_tick(State(emu): Emu) -> Response {
         .unwrap_or_else(|e| error(&e))
 }
 
+async fn dc_faults(State(emu): Emu, b: Bytes) -> Response {
+    match body::<Faults>(&b) {
+        Ok(f) if f.status == 429 || (500..600).contains(&f.status) => {
+            *emu.faults.lock().expect("lock") = f;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(_) => {
+            error(&ApiError { status: 400, code: "InvalidRequestContent", message: "status must be 429 or 5xx".into() })
+        }
+        Err(e) => error(&e),
+    }
+}
+
+/// Answers ARM requests with an injected failure while any are left.
+async fn inject(State(emu): Emu, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if !req.uri().path().starts_with("/_datacenter") {
+        let mut f = emu.faults.lock().expect("lock");
+        if f.count > 0 {
+            f.count -= 1;
+            let (code, message) = if f.status == 429 {
+                ("TooManyRequests", "The request is being throttled (emulated).")
+            } else {
+                ("InternalServerError", "The server had an error (emulated).")
+            };
+            let mut r = error(&ApiError { status: f.status, code, message: message.into() });
+            if f.status == 429 {
+                r.headers_mut().insert("retry-after", f.retry_after_secs.to_string().parse().expect("header"));
+            }
+            return r;
+        }
+    }
+    next.run(req).await
+}
+
 async fn fallback() -> Response {
     error(&ApiError {
         status: 404,
@@ -339,7 +384,9 @@ pub fn router(emu: Arc<Emulator>) -> Router {
         .route(&format!("{DC}/{{job}}/ship-back"), post(dc_ship_back))
         .route("/_datacenter/clock/advance", post(dc_advance))
         .route("/_datacenter/tick", post(dc_tick))
+        .route("/_datacenter/faults", post(dc_faults))
         .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(emu.clone(), inject))
         .with_state(emu)
 }
 

@@ -202,6 +202,34 @@ async fn the_coordinators_arm_client_drives_the_emulator_over_https() -> anyhow:
     let e = arm.get_job("sub-1", "rg-1", "nope").await.unwrap_err();
     assert!(e.is_not_found() && !e.is_transient(), "{e}");
 
+    // Throttling and server errors are retried by the pipeline; past its retries they are
+    // typed, transient errors.
+    let ca = std::fs::read(tls.join("ca.crt"))?;
+    let faults = |n: u32, status: u16| {
+        let (url, ca) = (url.clone(), ca.clone());
+        async move {
+            let c = reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&ca)?).build()?;
+            let b = json!({"status": status, "count": n, "retry_after_secs": 0});
+            let r = c.post(format!("{url}/_datacenter/faults")).json(&b).send().await?;
+            anyhow::ensure!(r.status().as_u16() == 204, "faults not set: {}", r.status());
+            anyhow::Ok(())
+        }
+    };
+    faults(2, 429).await?;
+    assert!(arm.location("westeurope").await.is_ok(), "two throttled answers are retried");
+    faults(2, 503).await?;
+    assert!(arm.get_job("sub-1", "rg-1", "job-arm").await.is_ok(), "two server errors are retried");
+    let impatient = ArmClient::new(
+        &url,
+        Arc::new(StaticToken("t".into())),
+        ArmOptions { max_retries: 1, initial_delay: std::time::Duration::from_millis(10), ..opts.clone() },
+    )?;
+    faults(5, 429).await?;
+    match impatient.locations().await {
+        Err(e @ ArmError::Azure { status: 429, .. }) => assert!(e.is_transient(), "{e}"),
+        other => panic!("expected a 429 after the retries, got {other:?}"),
+    }
+    faults(0, 429).await?;
     // Only https, and an endpoint that does not answer is "unreachable" (transient).
     assert!(matches!(
         ArmClient::new("http://127.0.0.1:1", Arc::new(StaticToken("t".into())), opts.clone()),
