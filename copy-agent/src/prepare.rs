@@ -94,6 +94,19 @@ struct Member {
     existing: Option<format::Header>,
 }
 
+impl Member {
+    /// The fields every report of this drive carries.
+    fn report(&self) -> pb::DriveReport {
+        pb::DriveReport {
+            drive_id: self.drive_id.clone(),
+            position: self.position,
+            capacity_bytes: self.capacity,
+            manifest_file: MANIFEST_FILE.into(),
+            ..Default::default()
+        }
+    }
+}
+
 enum Start {
     Write(Box<DiskWriter>, RecoveryPassword),
     Sealed(RecoveryPassword),
@@ -416,20 +429,8 @@ async fn mark_bad(ctx: &Ctx, keeper: &Keeper, lease: &pb::Lease, m: &Member, why
     let why: String = why.chars().take(500).collect();
     tracing::error!(drive = %m.drive_id, position = m.position, path = %m.path.display(), reason = %why, "drive marked bad");
     eprintln!("copy-agent: drive {} (disk {}) is bad: {why}", m.drive_id, m.position);
-    report_drive(
-        ctx,
-        keeper,
-        pb::DriveReport {
-            drive_id: m.drive_id.clone(),
-            position: m.position,
-            capacity_bytes: m.capacity,
-            manifest_file: MANIFEST_FILE.into(),
-            status: "bad".into(),
-            status_reason: why.clone(),
-            ..Default::default()
-        },
-    )
-    .await?;
+    report_drive(ctx, keeper, pb::DriveReport { status: "bad".into(), status_reason: why.clone(), ..m.report() })
+        .await?;
     if let Some(mut rec) = SetRecord::load(&ctx.station.state_dir, &lease.work_id) {
         rec.at(m.position).bad = Some(why);
         if let Err(e) = rec.save(&ctx.station.state_dir) {
@@ -504,15 +505,7 @@ async fn start(ctx: &Ctx, keeper: &Keeper, lease: &pb::Lease, m: &Member, set_si
     report_drive(
         ctx,
         keeper,
-        pb::DriveReport {
-            drive_id: m.drive_id.clone(),
-            position: m.position,
-            capacity_bytes: m.capacity,
-            manifest_file: MANIFEST_FILE.into(),
-            recovery_password: pw.reveal(),
-            status: "preparing".into(),
-            ..Default::default()
-        },
+        pb::DriveReport { recovery_password: pw.reveal(), status: "preparing".into(), ..m.report() },
     )
     .await?;
     Ok(Start::Write(Box::new(w), pw))
@@ -627,15 +620,11 @@ async fn round(
             ctx,
             keeper,
             pb::DriveReport {
-                drive_id: m.drive_id.clone(),
-                position: m.position,
-                capacity_bytes: m.capacity,
                 bytes_written: s.bytes,
-                manifest_file: MANIFEST_FILE.into(),
                 manifest_hash: s.manifest_md5.to_ascii_uppercase(),
                 drive_header_hash: s.header_sha256.to_ascii_uppercase(),
                 status: "prepared".into(),
-                ..Default::default()
+                ..m.report()
             },
         )
         .await?;
