@@ -33,6 +33,9 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// The Azure side (import jobs through Azure Resource Manager); absent: disk preparation only.
+    #[serde(default)]
+    pub azure: Option<crate::azure::AzureConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -157,6 +160,9 @@ impl Config {
         if let Some(p) = &mut self.ready_file {
             fix(p);
         }
+        if let Some(a) = &mut self.azure {
+            a.resolve_paths(base);
+        }
     }
 
     fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
@@ -215,6 +221,12 @@ impl Config {
             .map_err(ConfigError::Invalid)?;
         if let Some(mk) = &self.master_key_file {
             crate::keys::MasterKey::load(mk).map_err(ConfigError::Invalid)?;
+        }
+        if let Some(a) = &self.azure {
+            a.validate().map_err(ConfigError::Invalid)?;
+            if self.master_key_file.is_none() {
+                return bad("[azure] needs master_key_file: the import job's drive list carries the drive keys".into());
+            }
         }
         if let Some(dir) = self.database.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.is_dir()

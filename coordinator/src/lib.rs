@@ -14,6 +14,7 @@
 //! | [`ops`] | the operator CLI (`seedctl`) rendering |
 
 pub mod auth;
+pub mod azure;
 pub mod clock;
 pub mod config;
 pub mod domain;

@@ -40,6 +40,12 @@ pub async fn run_with_clock(
         Some(p) => Some(Arc::new(MasterKey::load(p).map_err(Error::Internal)?)),
         None => None,
     };
+    // The Azure side: the ARM client is built now, so a bad credential stops the start-up with
+    // its reason rather than failing the first job. (Job creation and the poller use it next.)
+    if let Some(a) = &cfg.azure {
+        let _arm = a.client().map_err(Error::Internal)?;
+        tracing::info!(endpoint = %a.arm_endpoint, resource_group = %a.resource_group, "Azure Resource Manager client ready");
+    }
     let store = SqliteStore::open(&cfg.database, cfg.server.db_busy_timeout)?;
     let core = Arc::new(Coordinator::new(
         Arc::new(store),

@@ -172,12 +172,25 @@ db_busy_timeout = "{}"
         let name = format!("coordinator-{}", self.starts);
         self.coordinator_pid =
             self.spawn(&name, Command::new(bin("coordinator")).arg("serve").arg("--config").arg(&self.config))?;
-        let addr = wait_for("the coordinator's ready file", Duration::from_secs(20), || {
-            let text = std::fs::read_to_string(&ready).ok()?;
-            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-            v["addr"].as_str()?.parse::<SocketAddr>().ok()
-        })
-        .with_context(|| format!("coordinator did not start; log:\n{}", self.log_of(&name)))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let addr = loop {
+            let found = std::fs::read_to_string(&ready)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["addr"].as_str()?.parse::<SocketAddr>().ok());
+            if let Some(a) = found {
+                break a;
+            }
+            // A coordinator that exited will not start: say so now, with its log.
+            let pid = self.coordinator_pid;
+            if let Some(st) = self.try_wait(pid)? {
+                bail!("coordinator exited ({st}) before it was ready; log:\n{}", self.log_of(&name));
+            }
+            if Instant::now() > deadline {
+                bail!("coordinator did not start within 20 s; log:\n{}", self.log_of(&name));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         self.addr = addr;
         Ok(())
     }

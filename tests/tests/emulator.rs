@@ -243,3 +243,53 @@ async fn the_coordinators_arm_client_drives_the_emulator_over_https() -> anyhow:
     assert!(matches!(e, ArmError::Unreachable(_)) && e.is_transient(), "{e}");
     Ok(())
 }
+
+fn azure_toml(tls: &std::path::Path, credential: &str) -> String {
+    format!(
+        r#"[azure]
+arm_endpoint = "https://127.0.0.1:1"
+ca_file = "{}"
+resource_group = "seedship-rg"
+credential = {credential}
+[azure.return_address]
+recipient_name = "Backup team"
+street_address1 = "1 Main St"
+city = "Utrecht"
+postal_code = "3511"
+country_or_region = "Netherlands"
+phone = "+31 30 000 0000"
+email = "backup@example.org"
+[azure.return_shipping]
+carrier_name = "DHL"
+carrier_account_number = "123456"
+"#,
+        tls.join("ca.crt").display()
+    )
+}
+
+#[test]
+fn the_coordinator_builds_its_arm_client_at_start_and_names_a_bad_credential() -> anyhow::Result<()> {
+    let d = tempfile::tempdir()?;
+    let tls = d.path().join("tls");
+    let (mut emu, _, _) = start_emulator(&d.path().join("emulator.json"), &d.path().join("emulator.log"), Some(&tls))?;
+    let c = seedship_e2e::Cluster::start_with(seedship_e2e::Options {
+        extra_toml: azure_toml(&tls, r#"{ kind = "emulator" }"#),
+        ..Default::default()
+    })?;
+    assert!(c.log_of("coordinator-1").contains("Azure Resource Manager client ready"), "{}", c.log_of("coordinator-1"));
+    c.finish()?;
+
+    // A credential whose secret file is missing stops the start-up, naming the file.
+    let r = seedship_e2e::Cluster::start_with(seedship_e2e::Options {
+        extra_toml: azure_toml(
+            &tls,
+            r#"{ kind = "client_secret", tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47", client_id = "app", secret_file = "/nonexistent/arm-secret" }"#,
+        ),
+        ..Default::default()
+    });
+    let e = format!("{:#}", r.err().expect("the coordinator must not start"));
+    assert!(e.contains("secret_file") && e.contains("/nonexistent/arm-secret"), "{e}");
+    emu.kill()?;
+    emu.wait()?;
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! The coordinator's Azure settings (`[azure]` in its config) and the ARM client built from
+//! them. Without `[azure]` the coordinator runs without the Azure side (disk preparation only).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use seedship_azure::arm::{ReturnAddress, ReturnShipping};
+use seedship_azure::client::{ArmClient, ArmOptions};
+use seedship_azure::credential::CredentialConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureConfig {
+    /// Azure Resource Manager: Azure's, or the emulator's (https).
+    #[serde(default = "default_endpoint")]
+    pub arm_endpoint: String,
+    /// Extra CA certificates (PEM) to trust for ARM, e.g. the emulator's `ca.crt`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    pub credential: CredentialConfig,
+    /// The resource group the import jobs are created in.
+    pub resource_group: String,
+    /// Where Azure writes the copy logs, in the storage account.
+    #[serde(default = "default_diagnostics")]
+    pub diagnostics_path: String,
+    /// "Error" or "Verbose".
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    /// How often each active job is fetched.
+    #[serde(default = "default_poll", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    pub return_address: ReturnAddressConfig,
+    pub return_shipping: ReturnShippingConfig,
+}
+
+/// Where Azure sends the drives back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnAddressConfig {
+    pub recipient_name: String,
+    pub street_address1: String,
+    #[serde(default)]
+    pub street_address2: Option<String>,
+    pub city: String,
+    #[serde(default)]
+    pub state_or_province: Option<String>,
+    pub postal_code: String,
+    pub country_or_region: String,
+    pub phone: String,
+    pub email: String,
+}
+
+/// The carrier Azure ships the drives back with, on this account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnShippingConfig {
+    pub carrier_name: String,
+    pub carrier_account_number: String,
+}
+
+fn default_endpoint() -> String {
+    "https://management.azure.com".into()
+}
+fn default_diagnostics() -> String {
+    "waimportexport".into()
+}
+fn default_log_level() -> String {
+    "Error".into()
+}
+fn default_poll() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl ReturnAddressConfig {
+    pub fn to_arm(&self) -> ReturnAddress {
+        ReturnAddress {
+            recipient_name: self.recipient_name.clone(),
+            street_address1: self.street_address1.clone(),
+            street_address2: self.street_address2.clone(),
+            city: self.city.clone(),
+            state_or_province: self.state_or_province.clone(),
+            postal_code: self.postal_code.clone(),
+            country_or_region: self.country_or_region.clone(),
+            phone: self.phone.clone(),
+            email: self.email.clone(),
+        }
+    }
+}
+
+impl ReturnShippingConfig {
+    pub fn to_arm(&self) -> ReturnShipping {
+        ReturnShipping {
+            carrier_name: self.carrier_name.clone(),
+            carrier_account_number: self.carrier_account_number.clone(),
+        }
+    }
+}
+
+impl AzureConfig {
+    /// Makes file paths relative to the config file's directory.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(p) = &mut self.ca_file {
+            fix(p);
+        }
+        match &mut self.credential {
+            CredentialConfig::ClientSecret { secret_file, .. } => fix(secret_file),
+            CredentialConfig::ClientCertificate { certificate_file, key_file, .. } => {
+                fix(certificate_file);
+                fix(key_file);
+            }
+            CredentialConfig::WorkloadIdentity { token_file: Some(t), .. } => fix(t),
+            _ => {}
+        }
+    }
+
+    /// Checks every setting; the message names it (`azure.<field>`).
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.arm_endpoint.starts_with("https://") {
+            return Err(format!("azure.arm_endpoint must be an https URL, got {:?}", self.arm_endpoint));
+        }
+        let rg_ok = (1..=90).contains(&self.resource_group.len())
+            && self.resource_group.chars().all(|c| c.is_alphanumeric() || "-_.()".contains(c))
+            && !self.resource_group.ends_with('.');
+        if !rg_ok {
+            return Err(format!(
+                "azure.resource_group {:?} is not a resource group name (1-90 letters, digits, '-', '_', '.', '(', ')', not ending in '.')",
+                self.resource_group
+            ));
+        }
+        if !matches!(self.log_level.as_str(), "Error" | "Verbose") {
+            return Err(format!("azure.log_level must be Error or Verbose, got {:?}", self.log_level));
+        }
+        if self.poll_interval < Duration::from_secs(1) {
+            return Err("azure.poll_interval must be at least 1s".into());
+        }
+        let a = &self.return_address;
+        for (field, v) in [
+            ("recipient_name", &a.recipient_name),
+            ("street_address1", &a.street_address1),
+            ("city", &a.city),
+            ("postal_code", &a.postal_code),
+            ("country_or_region", &a.country_or_region),
+            ("phone", &a.phone),
+            ("email", &a.email),
+        ] {
+            if v.trim().is_empty() {
+                return Err(format!("azure.return_address.{field} is required (Azure ships the drives back there)"));
+            }
+        }
+        if !a.email.contains('@') {
+            return Err(format!("azure.return_address.email {:?} is not an email address", a.email));
+        }
+        let s = &self.return_shipping;
+        if s.carrier_name.trim().is_empty() || s.carrier_account_number.trim().is_empty() {
+            return Err("azure.return_shipping needs carrier_name and carrier_account_number".into());
+        }
+        if let Some(ca) = &self.ca_file {
+            std::fs::read(ca).map_err(|e| format!("azure.ca_file {}: {e}", ca.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The ARM client these settings describe (the credential is built here: a missing secret
+    /// file fails now, not at the first call).
+    pub fn client(&self) -> Result<ArmClient, String> {
+        let credential = self.credential.build()?;
+        let ca_pem = match &self.ca_file {
+            Some(p) => Some(std::fs::read(p).map_err(|e| format!("azure.ca_file {}: {e}", p.display()))?),
+            None => None,
+        };
+        ArmClient::new(&self.arm_endpoint, credential, ArmOptions { ca_pem, ..Default::default() })
+            .map_err(|e| format!("azure: {e}"))
+    }
+}
+
+/// Shared by the coordinator's Azure tasks.
+pub type Arm = Arc<ArmClient>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+arm_endpoint = "https://127.0.0.1:9443"
+resource_group = "seedship-rg"
+log_level = "Verbose"
+poll_interval = "30s"
+[credential]
+kind = "emulator"
+[return_address]
+recipient_name = "Backup team"
+street_address1 = "1 Main St"
+city = "Utrecht"
+postal_code = "3511"
+country_or_region = "Netherlands"
+phone = "+31 30 000 0000"
+email = "backup@example.org"
+[return_shipping]
+carrier_name = "DHL"
+carrier_account_number = "123456"
+"#;
+
+    #[test]
+    fn a_full_table_parses_validates_and_builds_a_client() {
+        let c: AzureConfig = toml::from_str(FULL).unwrap();
+        c.validate().unwrap();
+        assert_eq!((c.diagnostics_path.as_str(), c.poll_interval), ("waimportexport", Duration::from_secs(30)));
+        assert_eq!(c.return_address.to_arm().city, "Utrecht");
+        c.client().unwrap();
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let with = |from: &str, to: &str| {
+            let c: AzureConfig = toml::from_str(&FULL.replace(from, to)).unwrap();
+            c.validate().unwrap_err()
+        };
+        assert!(with("https://127.0.0.1:9443", "http://127.0.0.1:9443").contains("azure.arm_endpoint"));
+        assert!(with("seedship-rg", "bad rg!").contains("azure.resource_group"));
+        assert!(with("Verbose", "Chatty").contains("azure.log_level"));
+        assert!(with("backup@example.org", "nobody").contains("azure.return_address.email"));
+        assert!(with("\"Utrecht\"", "\"  \"").contains("azure.return_address.city"));
+        let e = toml::from_str::<AzureConfig>(&FULL.replace("phone = \"+31 30 000 0000\"\n", "")).unwrap_err();
+        assert!(e.to_string().contains("phone"), "{e}");
+        let mut c: AzureConfig = toml::from_str(FULL).unwrap();
+        c.ca_file = Some("/nonexistent/ca.crt".into());
+        assert!(c.validate().unwrap_err().contains("azure.ca_file"));
+    }
+}
