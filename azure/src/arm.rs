@@ -233,6 +233,24 @@ pub struct ShippingInformation {
     pub additional_information: Option<String>,
 }
 
+impl ShippingInformation {
+    /// The address as lines for a label: recipient, street, city line, country, phone.
+    pub fn address_lines(&self) -> Vec<String> {
+        LocationProperties {
+            recipient_name: self.recipient_name.clone(),
+            street_address1: self.street_address1.clone(),
+            street_address2: self.street_address2.clone(),
+            city: self.city.clone(),
+            state_or_province: self.state_or_province.clone(),
+            postal_code: self.postal_code.clone(),
+            country_or_region: self.country_or_region.clone(),
+            phone: self.phone.clone(),
+            ..Default::default()
+        }
+        .address_lines()
+    }
+}
+
 /// The package the customer ships to the datacenter.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

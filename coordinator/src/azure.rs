@@ -22,6 +22,9 @@ pub struct AzureConfig {
     pub credential: CredentialConfig,
     /// The resource group the import jobs are created in.
     pub resource_group: String,
+    /// The resource group of the seeds' storage accounts; default: `resource_group`.
+    #[serde(default)]
+    pub storage_resource_group: Option<String>,
     /// Where Azure writes the copy logs, in the storage account.
     #[serde(default = "default_diagnostics")]
     pub diagnostics_path: String,
@@ -125,14 +128,22 @@ impl AzureConfig {
         if !self.arm_endpoint.starts_with("https://") {
             return Err(format!("azure.arm_endpoint must be an https URL, got {:?}", self.arm_endpoint));
         }
-        let rg_ok = (1..=90).contains(&self.resource_group.len())
-            && self.resource_group.chars().all(|c| c.is_alphanumeric() || "-_.()".contains(c))
-            && !self.resource_group.ends_with('.');
-        if !rg_ok {
-            return Err(format!(
-                "azure.resource_group {:?} is not a resource group name (1-90 letters, digits, '-', '_', '.', '(', ')', not ending in '.')",
-                self.resource_group
-            ));
+        let rg_ok = |rg: &str| {
+            (1..=90).contains(&rg.len())
+                && rg.chars().all(|c| c.is_alphanumeric() || "-_.()".contains(c))
+                && !rg.ends_with('.')
+        };
+        for (field, rg) in [
+            ("resource_group", Some(&self.resource_group)),
+            ("storage_resource_group", self.storage_resource_group.as_ref()),
+        ] {
+            if let Some(rg) = rg
+                && !rg_ok(rg)
+            {
+                return Err(format!(
+                    "azure.{field} {rg:?} is not a resource group name (1-90 letters, digits, '-', '_', '.', '(', ')', not ending in '.')"
+                ));
+            }
         }
         if !matches!(self.log_level.as_str(), "Error" | "Verbose") {
             return Err(format!("azure.log_level must be Error or Verbose, got {:?}", self.log_level));
@@ -170,12 +181,22 @@ impl AzureConfig {
     /// The ARM client these settings describe (the credential is built here: a missing secret
     /// file fails now, not at the first call).
     pub fn client(&self) -> Result<ArmClient, String> {
+        self.client_with(ArmOptions::default())
+    }
+
+    /// The resource group holding the storage accounts.
+    pub fn storage_resource_group(&self) -> &str {
+        self.storage_resource_group.as_deref().unwrap_or(&self.resource_group)
+    }
+
+    /// A client with these settings and `options` (retries, timeout); the CA comes from here.
+    pub fn client_with(&self, options: ArmOptions) -> Result<ArmClient, String> {
         let credential = self.credential.build()?;
         let ca_pem = match &self.ca_file {
             Some(p) => Some(std::fs::read(p).map_err(|e| format!("azure.ca_file {}: {e}", p.display()))?),
             None => None,
         };
-        ArmClient::new(&self.arm_endpoint, credential, ArmOptions { ca_pem, ..Default::default() })
+        ArmClient::new(&self.arm_endpoint, credential, ArmOptions { ca_pem, ..options })
             .map_err(|e| format!("azure: {e}"))
     }
 }

@@ -8,6 +8,8 @@
 //! | [`domain`] | seed lifecycle, leases, validation, the domain service |
 //! | [`store`] | the `Store` trait and its SQLite backend |
 //! | [`sweeper`] | returns expired leases to the queue |
+//! | [`jobs`] | the Azure worker: creates import jobs, follows them, deadlines, shipping |
+//! | [`metrics`] | OpenTelemetry metrics |
 //! | [`pki`] | `coordinator pki init/issue` |
 //! | [`keys`] | sealing drive keys under the master key |
 //! | [`config`] | the typed configuration |
@@ -20,7 +22,9 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod jobs;
 pub mod keys;
+pub mod metrics;
 pub mod ops;
 pub mod pki;
 pub mod server;

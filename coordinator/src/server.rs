@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::domain::service::{Coordinator, Settings};
 use crate::error::{Error, Result};
 use crate::grpc::{Api, layers};
+use crate::jobs::AzureSide;
 use crate::keys::MasterKey;
 use crate::store::sqlite::SqliteStore;
 
@@ -40,19 +41,27 @@ pub async fn run_with_clock(
         Some(p) => Some(Arc::new(MasterKey::load(p).map_err(Error::Internal)?)),
         None => None,
     };
-    // The Azure side: the ARM client is built now, so a bad credential stops the start-up with
-    // its reason rather than failing the first job. (Job creation and the poller use it next.)
-    if let Some(a) = &cfg.azure {
-        let _arm = a.client().map_err(Error::Internal)?;
-        tracing::info!(endpoint = %a.arm_endpoint, resource_group = %a.resource_group, "Azure Resource Manager client ready");
-    }
+    // The Azure side: the ARM clients are built now, so a bad credential stops the start-up
+    // with its reason rather than failing the first job.
+    let azure = match &cfg.azure {
+        Some(a) => {
+            let side = Arc::new(AzureSide::new(a.clone()).map_err(Error::Internal)?);
+            tracing::info!(endpoint = %a.arm_endpoint, resource_group = %a.resource_group, "Azure Resource Manager client ready");
+            Some(side)
+        }
+        None => None,
+    };
     let store = SqliteStore::open(&cfg.database, cfg.server.db_busy_timeout)?;
-    let core = Arc::new(Coordinator::new(
+    let mut core = Coordinator::new(
         Arc::new(store),
         clock,
         Settings { lease_ttl: cfg.leases.ttl, heartbeat_interval: cfg.leases.heartbeat_interval },
         master_key,
-    ));
+    );
+    if let Some(side) = &azure {
+        core = core.with_azure(side.clone());
+    }
+    let core = Arc::new(core);
     let api = Api { auth: Auth::new(&cfg.trust_domain), core: core.clone() };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -60,8 +69,11 @@ pub async fn run_with_clock(
         Arc::downgrade(&core),
         cfg.leases.sweep_interval,
         cfg.server.idempotency_retention,
-        stop_rx,
+        stop_rx.clone(),
     ));
+    if let Some(side) = azure {
+        tokio::spawn(crate::jobs::run(Arc::downgrade(&core), side, stop_rx));
+    }
 
     let (health, health_svc) = tonic_health::server::health_reporter();
     health.set_serving::<pb::agent_service_server::AgentServiceServer<Api>>().await;

@@ -3,7 +3,7 @@
 //! One call, [`init`], sets up:
 //! - `tracing` output to stderr, human-readable or JSON, filtered by `RUST_LOG`-style directives;
 //! - an OpenTelemetry tracer that gives every span a W3C trace id (logged as `trace_id`), and,
-//!   when `otlp_endpoint` is set, exports spans over OTLP/gRPC. With no collector listening the
+//!   when `otlp_endpoint` is set, exports spans and metrics over OTLP/gRPC. With no collector listening the
 //!   exporter reports its failure and the program carries on.
 //!
 //! [`inject_headers`] and [`server_span`] carry the W3C `traceparent` from an agent's span to the
@@ -54,14 +54,18 @@ pub enum TelemetryError {
     Otlp { endpoint: String, detail: String },
 }
 
-/// Flushes and stops the tracer provider when dropped.
+/// Flushes and stops the tracer and meter providers when dropped.
 pub struct TelemetryGuard {
     provider: SdkTracerProvider,
+    meters: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
 }
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         let _ = self.provider.shutdown_with_timeout(Duration::from_secs(2));
+        if let Some(m) = &self.meters {
+            let _ = m.shutdown_with_timeout(Duration::from_secs(2));
+        }
     }
 }
 
@@ -86,6 +90,25 @@ pub fn init(service: &'static str, cfg: &TelemetryConfig) -> Result<TelemetryGua
         builder = builder.with_batch_exporter(exporter);
     }
     let provider = builder.build();
+    // Metrics (e.g. the coordinator's import-job deadlines) go to the same collector.
+    let meters = match &cfg.otlp_endpoint {
+        Some(endpoint) => {
+            use opentelemetry_otlp::WithExportConfig;
+            let exporter = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .with_timeout(Duration::from_secs(2))
+                .build()
+                .map_err(|e| TelemetryError::Otlp { endpoint: endpoint.clone(), detail: e.to_string() })?;
+            let m = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+                .with_resource(opentelemetry_sdk::Resource::builder().with_service_name(service).build())
+                .with_periodic_exporter(exporter)
+                .build();
+            opentelemetry::global::set_meter_provider(m.clone());
+            Some(m)
+        }
+        None => None,
+    };
     let tracer = provider.tracer(service);
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
 
@@ -104,7 +127,7 @@ pub fn init(service: &'static str, cfg: &TelemetryConfig) -> Result<TelemetryGua
     };
     // A second init (tests running in-process) keeps the first subscriber.
     let _ = tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init();
-    Ok(TelemetryGuard { provider })
+    Ok(TelemetryGuard { provider, meters })
 }
 
 /// The W3C trace id of a span, or `None` when it has no OpenTelemetry context.

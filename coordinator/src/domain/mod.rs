@@ -1,6 +1,7 @@
 //! The coordinator's rules, free of I/O: the seed lifecycle, disk-prep leases, the domain
 //! types and their validation, and the service that ties them to a [`crate::store::Store`].
 
+pub mod import;
 pub mod lease;
 pub mod model;
 pub mod seed;

@@ -4,6 +4,7 @@ use seedship_proto::identity::Role;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixMs;
+use crate::domain::import::JobRecord;
 use crate::domain::lease::WorkItem;
 use crate::domain::seed::{SeedEvent, SeedState};
 
@@ -171,6 +172,9 @@ pub struct ShippingRecord {
     pub seed_id: String,
     pub recorded_by: String,
     pub recorded_ms: UnixMs,
+    /// When Azure took the delivery package; `None` while the record is only reserved.
+    #[serde(default)]
+    pub confirmed_ms: Option<UnixMs>,
 }
 
 /// One recorded seed transition.
@@ -202,6 +206,7 @@ pub struct SeedDetail {
     pub drives: Vec<Drive>,
     pub history: Vec<HistoryEntry>,
     pub shipping: Option<ShippingRecord>,
+    pub job: Option<JobRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,10 +214,22 @@ pub struct ImportJob {
     pub job_name: String,
     pub seed_id: String,
     pub seed_state: SeedState,
+    pub seed_reason: String,
     pub storage_account: String,
     pub location: String,
     pub drive_count: u32,
     pub shipping: Option<ShippingRecord>,
+    /// The coordinator's record of the Azure job.
+    pub record: JobRecord,
+}
+
+/// A prepared drive and its sealed key, as the job's drive list needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriveForJob {
+    pub spec: DriveSpec,
+    pub sealed_key: Option<SealedKey>,
+    /// The disk-prep work the key was sealed under (its AAD).
+    pub work_id: String,
 }
 
 /// The lease the sweeper took back.

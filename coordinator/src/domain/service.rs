@@ -13,6 +13,7 @@ use crate::domain::lease::Fence;
 use crate::domain::model::*;
 use crate::domain::seed::SeedState;
 use crate::error::{Error, Result};
+use crate::jobs::AzureSide;
 use crate::keys::MasterKey;
 use crate::store::{LeaseTiming, Store};
 
@@ -24,10 +25,12 @@ pub struct Settings {
 }
 
 pub struct Coordinator {
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     settings: Settings,
-    master_key: Option<Arc<MasterKey>>,
+    pub(crate) master_key: Option<Arc<MasterKey>>,
+    /// The Azure side, when `[azure]` is configured.
+    azure: Option<Arc<AzureSide>>,
 }
 
 /// A mutating request as the service receives it: the caller's request id and the payload.
@@ -52,7 +55,13 @@ impl Coordinator {
         settings: Settings,
         master_key: Option<Arc<MasterKey>>,
     ) -> Self {
-        Coordinator { store, clock, settings, master_key }
+        Coordinator { store, clock, settings, master_key, azure: None }
+    }
+
+    /// With the Azure side: shipping is sent to Azure, and addresses come from it.
+    pub fn with_azure(mut self, azure: Arc<AzureSide>) -> Self {
+        self.azure = Some(azure);
+        self
     }
 
     pub fn settings(&self) -> Settings {
@@ -217,11 +226,42 @@ impl Coordinator {
         self.store.purge_requests(self.now() - keep.as_millis() as i64).await
     }
 
+    /// Records shipping: the tracking number is reserved (of two operators racing for one
+    /// number exactly one wins), Azure is told (PATCH to `Shipping` with the delivery package),
+    /// and the record is confirmed. Azure refusing it removes the reservation; Azure not
+    /// answering keeps it, and the worker sends it when Azure answers (UNAVAILABLE says so).
     pub async fn record_shipping(&self, operator: &SpiffeId, cmd: Cmd<NewShipping>) -> Result<ShippingRecord> {
+        let azure = self.azure.as_ref().ok_or_else(|| {
+            Error::FailedPrecondition(
+                "the coordinator has no [azure] settings, so it has no import jobs to ship; configure [azure]".into(),
+            )
+        })?;
         let idem = self.idem(operator, "RecordShipping", &cmd);
-        let rec = self.store.record_shipping(&idem, operator, &cmd.body, self.now()).await?;
-        tracing::info!(operator = %operator, job = %rec.spec.job_name, carrier = %rec.spec.carrier, tracking = %rec.spec.tracking_number, "shipping recorded");
+        let rec = self.store.reserve_shipping(&idem, operator, &cmd.body, self.now()).await?;
+        if rec.confirmed_ms.is_some() {
+            return Ok(rec);
+        }
+        let rec = crate::jobs::push_shipping(self, &azure.quick, &rec).await?;
+        tracing::info!(operator = %operator, job = %rec.spec.job_name, carrier = %rec.spec.carrier, tracking = %rec.spec.tracking_number, "shipping recorded and sent to Azure");
         Ok(rec)
+    }
+
+    /// The datacenter address for `location`, as lines; `Err` with a reason to show instead.
+    pub async fn shipping_address(&self, location: &str) -> std::result::Result<Vec<String>, String> {
+        let azure = self.azure.as_ref().ok_or("the coordinator has no [azure] settings")?;
+        let loc = azure.quick.location(location).await.map_err(|e| e.to_string())?;
+        let lines = loc.properties.map(|p| p.address_lines()).unwrap_or_default();
+        if lines.is_empty() {
+            return Err(format!("Azure gave no address for location {location}"));
+        }
+        Ok(lines)
+    }
+
+    pub async fn job(&self, job: &str) -> Result<ImportJob> {
+        self.store
+            .job(job)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no import job for {job:?} (by job name or seed id)")))
     }
 
     pub async fn allow_virtual_station(&self, operator: &SpiffeId, cmd: Cmd<(String, String)>) -> Result<Seed> {

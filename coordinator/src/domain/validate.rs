@@ -147,6 +147,70 @@ pub fn tracking_number(v: &str) -> R {
     chars("tracking_number", v, 1, 64, |c| c.is_ascii_alphanumeric() || c == '-', "use 1-64 letters, digits and '-'")
 }
 
+/// The carriers whose tracking numbers seedship knows, with the formats they use.
+pub const CARRIERS: &[(&str, &str)] = &[
+    ("FedEx", "12, 15, 20 or 22 digits"),
+    ("UPS", "1Z followed by 16 letters or digits"),
+    ("DHL", "10 digits, or JD/JJD followed by 16-20 digits"),
+    ("TNT", "9 digits"),
+    ("USPS", "20-22 digits, or 2 letters, 9 digits, 2 letters"),
+    ("BlueDart", "11 digits"),
+];
+
+fn tracking_fits(carrier: &str, t: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let upper = t.to_ascii_uppercase();
+    match carrier {
+        "FedEx" => digits(t) && matches!(t.len(), 12 | 15 | 20 | 22),
+        "UPS" => upper.len() == 18 && upper.starts_with("1Z") && upper[2..].bytes().all(|b| b.is_ascii_alphanumeric()),
+        "DHL" => {
+            (digits(t) && t.len() == 10)
+                || ["JJD", "JD"].iter().any(|p| {
+                    upper.starts_with(p) && digits(&upper[p.len()..]) && (16..=20).contains(&(upper.len() - p.len()))
+                })
+        }
+        "TNT" => digits(t) && t.len() == 9,
+        "USPS" => {
+            (digits(t) && (20..=22).contains(&t.len()))
+                || (upper.len() == 13
+                    && upper[..2].bytes().all(|b| b.is_ascii_alphabetic())
+                    && digits(&upper[2..11])
+                    && upper[11..].bytes().all(|b| b.is_ascii_alphabetic()))
+        }
+        "BlueDart" => digits(t) && t.len() == 11,
+        _ => false,
+    }
+}
+
+/// Checks the carrier and that the tracking number has that carrier's format; returns the
+/// carrier's canonical name. Several jobs in one box use the same number with the suffixes
+/// `-1`, `-2`, … (Azure's convention), which are allowed.
+pub fn carrier_tracking(carrier: &str, tracking: &str) -> Result<&'static str, Error> {
+    tracking_number(tracking)?;
+    let known = || CARRIERS.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ");
+    let canon = CARRIERS
+        .iter()
+        .map(|(c, _)| *c)
+        .find(|c| c.eq_ignore_ascii_case(carrier.trim()) || c.eq_ignore_ascii_case(&carrier.trim().replace(' ', "")))
+        .ok_or_else(|| {
+            err("carrier", format!("{carrier:?} is not a carrier seedship knows; use one of {}", known()))
+        })?;
+    let base = match tracking.rsplit_once('-') {
+        Some((b, n)) if !n.is_empty() && n.len() <= 2 && n.bytes().all(|c| c.is_ascii_digit()) => b,
+        _ => tracking,
+    };
+    if !tracking_fits(canon, base) {
+        let format = CARRIERS.iter().find(|(c, _)| *c == canon).map(|(_, f)| *f).unwrap_or("");
+        return Err(err(
+            "tracking_number",
+            format!(
+                "{tracking:?} is not a {canon} tracking number ({canon} uses {format}, optionally with a -1, -2 … suffix)"
+            ),
+        ));
+    }
+    Ok(canon)
+}
+
 /// A calendar date `YYYY-MM-DD`.
 pub fn date(field: &str, v: &str) -> R {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
@@ -162,6 +226,20 @@ mod tests {
             Err(Error::InvalidArgument { field, .. }) => field,
             other => panic!("expected InvalidArgument, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn carriers_and_their_tracking_formats() {
+        assert_eq!(carrier_tracking("dhl", "1234567890").unwrap(), "DHL");
+        assert_eq!(carrier_tracking("FedEx", "123456789012-2").unwrap(), "FedEx");
+        assert_eq!(carrier_tracking("ups", "1Z999AA10123456784").unwrap(), "UPS");
+        assert_eq!(carrier_tracking("Blue Dart", "12345678901").unwrap(), "BlueDart");
+        assert_eq!(carrier_tracking("USPS", "EA123456789US").unwrap(), "USPS");
+        let e = carrier_tracking("Pigeon", "1234567890").unwrap_err().to_string();
+        assert!(e.contains("carrier") && e.contains("FedEx, UPS"), "{e}");
+        let e = carrier_tracking("DHL", "12345").unwrap_err().to_string();
+        assert!(e.contains("tracking_number") && e.contains("not a DHL tracking number"), "{e}");
+        assert!(carrier_tracking("FedEx", "12345678901x").is_err());
     }
 
     #[test]

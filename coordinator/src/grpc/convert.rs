@@ -239,7 +239,7 @@ impl TryFrom<pb::RecordShippingRequest> for Cmd<NewShipping> {
         if r.carrier.trim().is_empty() {
             return Err(Error::invalid("carrier", "is required"));
         }
-        v::tracking_number(&r.tracking_number)?;
+        let carrier = v::carrier_tracking(&r.carrier, &r.tracking_number)?.to_string();
         if r.drive_count == 0 || r.drive_count > 10 {
             return Err(Error::invalid("drive_count", "must be 1-10"));
         }
@@ -248,7 +248,7 @@ impl TryFrom<pb::RecordShippingRequest> for Cmd<NewShipping> {
             r.request_id,
             NewShipping {
                 job_name: r.job_name,
-                carrier: r.carrier,
+                carrier,
                 tracking_number: r.tracking_number,
                 drive_count: r.drive_count,
                 ship_date: r.ship_date,

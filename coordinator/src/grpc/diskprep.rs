@@ -54,12 +54,15 @@ impl pb::disk_prep_service_server::DiskPrepService for Api {
         let station = self.auth.require(&req, "CompleteWork", COPY)?;
         let cmd = Cmd::try_from(req.into_inner())?;
         let seed = self.core.complete(&station, cmd).await?;
-        // The Azure location's address arrives with the Azure side (the import job issue).
-        let pending = format!(
-            "address pending: the shipping address of Azure location {} is shown once the import job is created",
-            seed.spec.location
-        );
-        Ok(Response::new(pb::CompleteWorkResponse { seed: Some(seed.into()), shipping_address: vec![pending] }))
+        // The datacenter's address for the seed's Azure location, for the label.
+        let address = match self.core.shipping_address(&seed.spec.location).await {
+            Ok(lines) => lines,
+            Err(why) => vec![format!(
+                "address pending: the shipping address of Azure location {} could not be read ({why}); `seedctl job {}` shows it once the import job is created",
+                seed.spec.location, seed.spec.job_name
+            )],
+        };
+        Ok(Response::new(pb::CompleteWorkResponse { seed: Some(seed.into()), shipping_address: address }))
     }
 
     async fn get_drive_key(

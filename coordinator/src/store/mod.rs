@@ -9,7 +9,9 @@
 //! | `seed_events` | every transition with time, actor and reason (append-only) | operators read a seed's history; audits |
 //! | `work_items` | each seed's disk-prep item, its lease holder, expiry, fencing generation and progress | leases must survive a coordinator restart, and the generation must never go back |
 //! | `drives` | drives reported per seed, with the recovery password sealed under the master key | the Azure job's drive list; keys are needed once, at job creation |
-//! | `shipping` | carrier, tracking number, drive count and ship date per job | Azure needs the tracking number within 14 days; numbers are unique across jobs |
+//! | `import_jobs` | each seed's Azure import job: the intent written before the PUT, Azure's job state, the datacenter address, the deadline clocks and warnings, "unavailable since" | a crash between intent and PUT converges on one job; deadlines and operators' views |
+//! | `job_drives` | every drive of every job as Azure last reported it (state, copy status, percent, bytes, log URIs) | the operator view and the history of each drive |
+//! | `shipping` | carrier, tracking number, drive count and ship date per job, who recorded it, and when Azure confirmed it | Azure needs the tracking number within 14 days; numbers are unique across jobs |
 //! | `requests` | the answer to each mutating request, by caller and request id | a retried request gets the stored answer instead of being applied twice |
 //!
 //! Every method below is one transaction: it either happens completely, with its history row
@@ -25,6 +27,7 @@ use async_trait::async_trait;
 use seedship_proto::identity::{Role, SpiffeId};
 
 use crate::clock::UnixMs;
+use crate::domain::import::{DeadlineKind, JobIntent, JobRecord, JobSnapshot};
 use crate::domain::lease::Fence;
 use crate::domain::model::*;
 use crate::error::Result;
@@ -100,14 +103,60 @@ pub trait Store: Send + Sync + 'static {
     /// Returns every lease that expired by `now` to the queue (the sweeper's job).
     async fn expire_leases(&self, now: UnixMs) -> Result<Vec<ExpiredLease>>;
 
+    // ---- the Azure import job (see `domain::import`)
+    /// Seeds whose disks are prepared and that have no import job record yet.
+    async fn seeds_awaiting_jobs(&self) -> Result<Vec<Seed>>;
+    /// A seed's prepared drives with their sealed keys (the job's drive list).
+    async fn drives_for_job(&self, seed_id: &str) -> Result<Vec<DriveForJob>>;
+    /// Writes the intent to create a job, after Azure's rules (at most 10 drives, each with a
+    /// key and in no other active job, a valid name). An existing intent is returned as is.
+    async fn record_job_intent(&self, intent: &JobIntent, now: UnixMs) -> Result<JobRecord>;
+    /// Intents to create and created jobs whose import has not ended.
+    async fn followed_jobs(&self) -> Result<Vec<JobRecord>>;
+    /// Azure has the job: the seed is `import_job_created`, the datacenter address kept.
+    async fn job_created(
+        &self,
+        seed_id: &str,
+        snap: &JobSnapshot,
+        address: &[String],
+        adopted: bool,
+        now: UnixMs,
+    ) -> Result<()>;
+    /// Azure refused the job: the seed fails with the reason.
+    async fn job_refused(&self, seed_id: &str, reason: &str, now: UnixMs) -> Result<()>;
+    /// Azure did not answer: "Azure unavailable since …" on the seed.
+    async fn azure_unavailable(&self, seed_id: &str, error: &str, now: UnixMs) -> Result<()>;
+    /// A poll's answer, mirrored into the job, its drives and the seed's history.
+    async fn mirror_job(&self, seed_id: &str, snap: &JobSnapshot, now: UnixMs) -> Result<Vec<String>>;
+    /// The job is gone in Azure.
+    async fn job_gone(&self, seed_id: &str, now: UnixMs) -> Result<()>;
+    /// Announces a deadline step once (10, 12, 13; 14 fails the seed). True when new.
+    async fn deadline_step(
+        &self,
+        seed_id: &str,
+        kind: DeadlineKind,
+        step: i64,
+        text: &str,
+        now: UnixMs,
+    ) -> Result<bool>;
+    async fn job(&self, job: &str) -> Result<Option<ImportJob>>;
+
     // ---- shipping
-    async fn record_shipping(
+    /// Takes the tracking number for a job (of two racing operators exactly one wins), before
+    /// Azure is told. Checks the job's state and drive count.
+    async fn reserve_shipping(
         &self,
         idem: &Idem,
         operator: &SpiffeId,
         rec: &NewShipping,
         now: UnixMs,
     ) -> Result<ShippingRecord>;
+    /// Azure took the delivery package: the seed is `shipped`.
+    async fn confirm_shipping(&self, seed_id: &str, now: UnixMs) -> Result<ShippingRecord>;
+    /// Azure refused it: the reservation is removed, with the reason in the history.
+    async fn drop_shipping(&self, seed_id: &str, reason: &str, now: UnixMs) -> Result<()>;
+    /// Reservations made before `before` that were never confirmed.
+    async fn stale_reservations(&self, before: UnixMs) -> Result<Vec<ShippingRecord>>;
     async fn get_shipping(&self, job_name: &str) -> Result<Option<ShippingRecord>>;
 
     /// Lets a virtual station (or the source's host) prepare `seed`; recorded in its history.

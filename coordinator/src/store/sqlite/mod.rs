@@ -10,6 +10,7 @@
 //!
 //! Reads run on pooled connections, which WAL lets proceed while the writer writes.
 
+mod jobs;
 mod reads;
 mod rows;
 mod writes;
@@ -28,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{LeaseTiming, Store};
 use crate::clock::UnixMs;
+use crate::domain::import::{DeadlineKind, JobIntent, JobRecord, JobSnapshot};
 use crate::domain::lease::Fence;
 use crate::domain::model::*;
 use crate::domain::seed::SeedState;
@@ -38,6 +40,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("../../../migrations/0001_init.sql")),
     ("0002_virtual_stations", include_str!("../../../migrations/0002_virtual_stations.sql")),
     ("0003_drive_status", include_str!("../../../migrations/0003_drive_status.sql")),
+    ("0004_import_jobs", include_str!("../../../migrations/0004_import_jobs.sql")),
 ];
 
 /// Most operations committed together.
@@ -316,7 +319,74 @@ impl Store for SqliteStore {
         self.write(move |c| writes::expire_leases(c, now)).await
     }
 
-    async fn record_shipping(
+    async fn seeds_awaiting_jobs(&self) -> Result<Vec<Seed>> {
+        self.read(jobs::seeds_awaiting_jobs).await
+    }
+
+    async fn drives_for_job(&self, seed_id: &str) -> Result<Vec<DriveForJob>> {
+        let seed_id = seed_id.to_string();
+        self.read(move |c| jobs::drives_for_job(c, &seed_id)).await
+    }
+
+    async fn record_job_intent(&self, intent: &JobIntent, now: UnixMs) -> Result<JobRecord> {
+        let intent = intent.clone();
+        self.write(move |c| jobs::record_job_intent(c, &intent, now)).await
+    }
+
+    async fn followed_jobs(&self) -> Result<Vec<JobRecord>> {
+        self.read(jobs::followed_jobs).await
+    }
+
+    async fn job_created(
+        &self,
+        seed_id: &str,
+        snap: &JobSnapshot,
+        address: &[String],
+        adopted: bool,
+        now: UnixMs,
+    ) -> Result<()> {
+        let (seed_id, snap, address) = (seed_id.to_string(), snap.clone(), address.to_vec());
+        self.write(move |c| jobs::job_created(c, &seed_id, &snap, &address, adopted, now)).await
+    }
+
+    async fn job_refused(&self, seed_id: &str, reason: &str, now: UnixMs) -> Result<()> {
+        let (seed_id, reason) = (seed_id.to_string(), reason.to_string());
+        self.write(move |c| jobs::job_refused(c, &seed_id, &reason, now)).await
+    }
+
+    async fn azure_unavailable(&self, seed_id: &str, error: &str, now: UnixMs) -> Result<()> {
+        let (seed_id, error) = (seed_id.to_string(), error.to_string());
+        self.write(move |c| jobs::azure_unavailable(c, &seed_id, &error, now)).await
+    }
+
+    async fn mirror_job(&self, seed_id: &str, snap: &JobSnapshot, now: UnixMs) -> Result<Vec<String>> {
+        let (seed_id, snap) = (seed_id.to_string(), snap.clone());
+        self.write(move |c| jobs::mirror_job(c, &seed_id, &snap, now)).await
+    }
+
+    async fn job_gone(&self, seed_id: &str, now: UnixMs) -> Result<()> {
+        let seed_id = seed_id.to_string();
+        self.write(move |c| jobs::job_gone(c, &seed_id, now)).await
+    }
+
+    async fn deadline_step(
+        &self,
+        seed_id: &str,
+        kind: DeadlineKind,
+        step: i64,
+        text: &str,
+        now: UnixMs,
+    ) -> Result<bool> {
+        let (seed_id, text) = (seed_id.to_string(), text.to_string());
+        self.write(move |c| jobs::deadline_step(c, &seed_id, kind, step, &text, now)).await
+    }
+
+    async fn job(&self, job: &str) -> Result<Option<ImportJob>> {
+        let job = job.to_string();
+        self.read(move |c| reads::job(c, &job)).await
+    }
+
+    async fn reserve_shipping(
         &self,
         idem: &Idem,
         operator: &SpiffeId,
@@ -324,7 +394,21 @@ impl Store for SqliteStore {
         now: UnixMs,
     ) -> Result<ShippingRecord> {
         let (idem, operator, rec) = (idem.clone(), operator.clone(), rec.clone());
-        self.write(move |c| writes::record_shipping(c, &idem, &operator, &rec, now)).await
+        self.write(move |c| jobs::reserve_shipping(c, &idem, &operator, &rec, now)).await
+    }
+
+    async fn confirm_shipping(&self, seed_id: &str, now: UnixMs) -> Result<ShippingRecord> {
+        let seed_id = seed_id.to_string();
+        self.write(move |c| jobs::confirm_shipping(c, &seed_id, now)).await
+    }
+
+    async fn drop_shipping(&self, seed_id: &str, reason: &str, now: UnixMs) -> Result<()> {
+        let (seed_id, reason) = (seed_id.to_string(), reason.to_string());
+        self.write(move |c| jobs::drop_shipping(c, &seed_id, &reason, now)).await
+    }
+
+    async fn stale_reservations(&self, before: UnixMs) -> Result<Vec<ShippingRecord>> {
+        self.read(move |c| jobs::stale_reservations(c, before)).await
     }
 
     async fn allow_virtual_station(

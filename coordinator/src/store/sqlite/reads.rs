@@ -66,7 +66,8 @@ pub fn seed_detail(c: &Connection, key: &str) -> Result<Option<SeedDetail>> {
         event_row,
     )?;
     let shipping = shipping_by_job(c, &seed.spec.job_name)?;
-    Ok(Some(SeedDetail { seed, work, drives, history, shipping }))
+    let job = load_job(c, &seed.seed_id)?;
+    Ok(Some(SeedDetail { seed, work, drives, history, shipping, job }))
 }
 
 pub fn list_drives(c: &Connection, seed: Option<&str>) -> Result<Vec<Drive>> {
@@ -92,35 +93,45 @@ pub fn shipping_by_job(c: &Connection, job: &str) -> Result<Option<ShippingRecor
     .next())
 }
 
-/// Seeds whose import job exists: from "import job created" on, including those that failed or
-/// were cancelled after it.
+/// Seeds with an import job record (an intent or a job in Azure), newest first.
 pub fn list_jobs(c: &Connection) -> Result<Vec<ImportJob>> {
     let seeds = collect(
         c,
         &format!(
-            "SELECT {SEED_COLS} FROM seeds s WHERE s.state NOT IN ('registered', 'queued_for_disk_prep', 'preparing', 'disks_prepared') \
-             AND EXISTS (SELECT 1 FROM seed_events e WHERE e.seed_id = s.seed_id AND e.event = 'import_job_created') \
-             ORDER BY s.created_ms DESC"
+            "SELECT {SEED_COLS} FROM seeds s JOIN import_jobs j ON j.seed_id = s.seed_id ORDER BY j.intent_ms DESC"
         ),
         [],
         seed_row,
     )?;
     let mut out = Vec::with_capacity(seeds.len());
     for s in seeds {
-        let drive_count: i64 = c
-            .query_row("SELECT COUNT(*) FROM drives WHERE seed_id = ?1", params![s.seed_id], |r| r.get(0))
-            .map_err(db_err)?;
-        out.push(ImportJob {
-            shipping: shipping_by_job(c, &s.spec.job_name)?,
-            job_name: s.spec.job_name,
-            seed_id: s.seed_id,
-            seed_state: s.state,
-            storage_account: s.spec.storage_account,
-            location: s.spec.location,
-            drive_count: drive_count as u32,
-        });
+        out.push(job_view(c, s)?);
     }
     Ok(out)
+}
+
+fn job_view(c: &Connection, s: Seed) -> Result<ImportJob> {
+    let record = load_job(c, &s.seed_id)?
+        .ok_or_else(|| Error::NotFound(format!("seed {} has no import job", s.spec.job_name)))?;
+    Ok(ImportJob {
+        shipping: shipping_by_job(c, &s.spec.job_name)?,
+        drive_count: super::writes::prepared_drives(c, &s.seed_id)?,
+        job_name: s.spec.job_name,
+        seed_id: s.seed_id,
+        seed_state: s.state,
+        seed_reason: s.state_reason,
+        storage_account: s.spec.storage_account,
+        location: s.spec.location,
+        record,
+    })
+}
+
+/// One import job by job name or seed id.
+pub fn job(c: &Connection, key: &str) -> Result<Option<ImportJob>> {
+    match load_seed(c, key)? {
+        Some(s) if load_job(c, &s.seed_id)?.is_some() => Ok(Some(job_view(c, s)?)),
+        _ => Ok(None),
+    }
 }
 
 pub fn list_agents(c: &Connection, role: Option<Role>) -> Result<Vec<Agent>> {

@@ -7,6 +7,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use super::db_err;
 use crate::clock::UnixMs;
+use crate::domain::import::{JobDrive, JobIntent, JobPhase, JobRecord};
 use crate::domain::lease::{WorkItem, WorkState};
 use crate::domain::model::*;
 use crate::domain::seed::SeedState;
@@ -237,7 +238,7 @@ pub fn agent_row(row: &Row) -> rusqlite::Result<Agent> {
 }
 
 pub const SHIPPING_COLS: &str = "s.job_name, p.carrier, p.tracking_number, p.drive_count, p.ship_date, \
-    p.seed_id, p.recorded_by, p.recorded_ms";
+    p.seed_id, p.recorded_by, p.recorded_ms, p.confirmed_ms";
 
 pub fn shipping_row(row: &Row) -> rusqlite::Result<ShippingRecord> {
     Ok(ShippingRecord {
@@ -251,7 +252,84 @@ pub fn shipping_row(row: &Row) -> rusqlite::Result<ShippingRecord> {
         seed_id: row.get(5)?,
         recorded_by: row.get(6)?,
         recorded_ms: row.get(7)?,
+        confirmed_ms: row.get(8)?,
     })
+}
+
+pub const JOB_COLS: &str = "j.seed_id, j.job_name, j.subscription_id, j.resource_group, j.location, \
+    j.storage_account_id, j.phase, j.azure_state, j.percent_complete, j.intent_ms, j.created_ms, j.shipped_ms, \
+    j.shipping_address, j.last_polled_ms, j.unavailable_since_ms, j.last_error, j.warned_step, j.warned_kind";
+
+/// An `import_jobs` row; its drives are filled in by [`load_job`].
+pub fn job_row(row: &Row) -> rusqlite::Result<JobRecord> {
+    let phase: String = row.get(6)?;
+    let address: String = row.get(12)?;
+    Ok(JobRecord {
+        intent: JobIntent {
+            seed_id: row.get(0)?,
+            job_name: row.get(1)?,
+            subscription_id: row.get(2)?,
+            resource_group: row.get(3)?,
+            location: row.get(4)?,
+            storage_account_id: row.get(5)?,
+        },
+        phase: JobPhase::parse(&phase).ok_or_else(|| bad_col(6, "job phase", &phase))?,
+        azure_state: row.get(7)?,
+        percent_complete: row.get(8)?,
+        intent_ms: row.get(9)?,
+        created_ms: row.get(10)?,
+        shipped_ms: row.get(11)?,
+        shipping_address: serde_json::from_str(&address).unwrap_or_default(),
+        last_polled_ms: row.get(13)?,
+        unavailable_since_ms: row.get(14)?,
+        last_error: row.get(15)?,
+        warned_step: row.get(16)?,
+        warned_kind: row.get(17)?,
+        drives: Vec::new(),
+    })
+}
+
+pub fn job_drives(c: &Connection, seed_id: &str) -> Result<Vec<JobDrive>> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT drive_id, state, copy_status, percent_complete, bytes_succeeded, error_log_uri, verbose_log_uri, \
+             manifest_uri FROM job_drives WHERE seed_id = ?1 ORDER BY drive_id",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(params![seed_id], |r| {
+            Ok(JobDrive {
+                drive_id: r.get(0)?,
+                state: r.get(1)?,
+                copy_status: r.get(2)?,
+                percent_complete: r.get(3)?,
+                bytes_succeeded: r.get(4)?,
+                error_log_uri: r.get(5)?,
+                verbose_log_uri: r.get(6)?,
+                manifest_uri: r.get(7)?,
+            })
+        })
+        .map_err(db_err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+}
+
+/// The job record of a seed (by seed id or job name), with its drives.
+pub fn load_job(c: &Connection, key: &str) -> Result<Option<JobRecord>> {
+    let job = query_row(
+        c,
+        &format!("SELECT {JOB_COLS} FROM import_jobs j WHERE j.seed_id = ?1 OR j.job_name = ?1"),
+        params![key],
+        job_row,
+    )
+    .optional()
+    .map_err(db_err)?;
+    match job {
+        Some(mut j) => {
+            j.drives = job_drives(c, &j.intent.seed_id)?;
+            Ok(Some(j))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Runs `op` once per (caller, request id): a repeat with the same method and fingerprint

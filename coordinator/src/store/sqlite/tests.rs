@@ -1,6 +1,5 @@
-//! Store-level tests. Shipping records need a seed
-//! whose import job exists, and the import job comes with the Azure side. The transition is
-//! applied here directly, through the same `rows::transition` the store uses.
+//! Store-level tests. Shipping records need a seed whose import job exists: the tests write
+//! the intent and Azure's answer through the store, as the Azure worker does.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,10 +7,10 @@ use std::time::Duration;
 use seedship_proto::identity::{Role, SpiffeId};
 
 use super::SqliteStore;
-use super::rows;
+use crate::domain::import::{JobIntent, JobPhase, JobSnapshot};
 use crate::domain::lease::Fence;
 use crate::domain::model::*;
-use crate::domain::seed::{SeedEvent, SeedState};
+use crate::domain::seed::SeedState;
 use crate::error::Error;
 use crate::store::{LeaseTiming, Store};
 
@@ -36,7 +35,7 @@ fn seed(job: &str) -> NewSeed {
 }
 
 /// Takes a seed through disk preparation (one drive) and marks its import job created.
-async fn prepared_job(store: &SqliteStore, path: &std::path::Path, job: &str) {
+async fn prepared_job(store: &SqliteStore, job: &str) {
     let src = SpiffeId::new("t", Role::Source, "fs01").unwrap();
     let st = SpiffeId::new("t", Role::Copy, "st1").unwrap();
     let info = AgentInfo { site: None, hostname: "h".into(), version: "v".into(), virtualization: String::new() };
@@ -56,17 +55,23 @@ async fn prepared_job(store: &SqliteStore, path: &std::path::Path, job: &str) {
         status: DriveStatus::Prepared,
         status_reason: String::new(),
     };
-    store.report_drive(&idem(&st, &format!("{job}-d"), "ReportDrive", 1), &st, &fence, &drive, None, 3).await.unwrap();
+    let key = Some(SealedKey(vec![7; 40]));
+    store.report_drive(&idem(&st, &format!("{job}-d"), "ReportDrive", 1), &st, &fence, &drive, key, 3).await.unwrap();
     store.complete_work(&idem(&st, &format!("{job}-f"), "CompleteWork", 1), &st, &fence, 4).await.unwrap();
-    let c = rusqlite::Connection::open(path).unwrap();
-    let mut s = rows::require_seed(&c, job).unwrap();
-    rows::transition(
-        &c,
-        &mut s,
-        Transition { event: SeedEvent::ImportJobCreated, actor: "test", reason: String::new() },
-        5,
-    )
-    .unwrap();
+    let s = store.seed_detail(job).await.unwrap().unwrap().seed;
+    let intent = JobIntent {
+        seed_id: s.seed_id.clone(),
+        job_name: job.into(),
+        subscription_id: s.spec.subscription_id.clone(),
+        resource_group: "rg".into(),
+        location: "westeurope".into(),
+        storage_account_id: "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acct"
+            .into(),
+    };
+    let rec = store.record_job_intent(&intent, 5).await.unwrap();
+    assert_eq!(rec.phase, JobPhase::Intent);
+    let snap = JobSnapshot { state: "Creating".into(), ..Default::default() };
+    store.job_created(&s.seed_id, &snap, &["Azure DC".to_string()], false, 5).await.unwrap();
 }
 
 fn shipping(job: &str, tracking: &str, drives: u32) -> NewShipping {
@@ -84,24 +89,30 @@ async fn tracking_numbers_are_unique_and_two_racing_operators_get_one_winner() {
     let d = tempfile::tempdir().unwrap();
     let path = d.path().join("c.db");
     let store = Arc::new(SqliteStore::open(&path, Duration::from_secs(2)).unwrap());
-    prepared_job(&store, &path, "job-a").await;
-    prepared_job(&store, &path, "job-b").await;
+    prepared_job(&store, "job-a").await;
+    prepared_job(&store, "job-b").await;
     let alice = SpiffeId::new("t", Role::Operator, "alice").unwrap();
     let bob = SpiffeId::new("t", Role::Operator, "bob").unwrap();
 
     // The drive count must match the job.
     let e =
-        store.record_shipping(&idem(&alice, "x1", "RecordShipping", 1), &alice, &shipping("job-a", "T1", 2), 6).await;
+        store.reserve_shipping(&idem(&alice, "x1", "RecordShipping", 1), &alice, &shipping("job-a", "T1", 2), 6).await;
     assert!(matches!(e, Err(Error::FailedPrecondition(ref m)) if m.contains("1 drive")), "{e:?}");
 
     // Two operators race for one tracking number on two jobs: exactly one wins.
     let (s1, s2) = (store.clone(), store.clone());
     let (a1, b1) = (alice.clone(), bob.clone());
     let ra = tokio::spawn(async move {
-        s1.record_shipping(&idem(&a1, "r1", "RecordShipping", 2), &a1, &shipping("job-a", "1Z-RACE", 1), 7).await
+        let r = s1
+            .reserve_shipping(&idem(&a1, "r1", "RecordShipping", 2), &a1, &shipping("job-a", "1Z-RACE", 1), 7)
+            .await?;
+        s1.confirm_shipping(&r.seed_id, 8).await
     });
     let rb = tokio::spawn(async move {
-        s2.record_shipping(&idem(&b1, "r2", "RecordShipping", 3), &b1, &shipping("job-b", "1Z-RACE", 1), 7).await
+        let r = s2
+            .reserve_shipping(&idem(&b1, "r2", "RecordShipping", 3), &b1, &shipping("job-b", "1Z-RACE", 1), 7)
+            .await?;
+        s2.confirm_shipping(&r.seed_id, 8).await
     });
     let (ra, rb) = (ra.await.unwrap(), rb.await.unwrap());
     assert!(ra.is_ok() != rb.is_ok(), "exactly one must win: {ra:?} / {rb:?}");
@@ -122,6 +133,121 @@ async fn tracking_numbers_are_unique_and_two_racing_operators_get_one_winner() {
     }
     states.sort_by_key(|s| s.as_str());
     assert_eq!(states, vec![SeedState::ImportJobCreated, SeedState::Shipped]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_is_mirrored_into_the_history_and_the_seed_follows_azure() {
+    use crate::domain::import::{DeadlineKind, JobDrive};
+    let d = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&d.path().join("c.db"), Duration::from_secs(2)).unwrap();
+    prepared_job(&store, "job-m").await;
+    let seed_id = store.seed_detail("job-m").await.unwrap().unwrap().seed.seed_id;
+    // An intent written twice is the same intent; the job is created once.
+    let again = store.followed_jobs().await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].phase, JobPhase::Created);
+
+    // Azure unavailable: said once, with since when, on the seed.
+    store.azure_unavailable(&seed_id, "Azure is unreachable: connection refused", 10).await.unwrap();
+    store.azure_unavailable(&seed_id, "Azure is unreachable: connection refused", 20).await.unwrap();
+    let det = store.seed_detail("job-m").await.unwrap().unwrap();
+    assert!(
+        det.seed.state_reason.starts_with("Azure unavailable since 1970-01-01T00:00:00Z"),
+        "{}",
+        det.seed.state_reason
+    );
+    assert_eq!(det.history.iter().filter(|h| h.event == "azure_unavailable").count(), 1);
+
+    // A deadline step is announced once.
+    assert!(store.deadline_step(&seed_id, DeadlineKind::TrackingNumber, 10, "4 day(s) left", 30).await.unwrap());
+    assert!(!store.deadline_step(&seed_id, DeadlineKind::TrackingNumber, 10, "4 day(s) left", 31).await.unwrap());
+
+    let drive = |state: &str, cs: &str| JobDrive {
+        drive_id: "D-job-m".into(),
+        state: state.into(),
+        copy_status: cs.into(),
+        ..Default::default()
+    };
+    let snap = |state: &str, d: JobDrive| JobSnapshot { state: state.into(), drives: vec![d], ..Default::default() };
+    store.mirror_job(&seed_id, &snap("Received", drive("Received", "")), 40).await.unwrap();
+    let det = store.seed_detail("job-m").await.unwrap().unwrap();
+    assert_eq!(det.seed.state, SeedState::AtDatacenter);
+    assert!(det.history.iter().any(|h| h.event == "azure_available"));
+    assert!(det.seed.state_reason.contains("Azure job state Received"), "{}", det.seed.state_reason);
+    let changes = store
+        .mirror_job(&seed_id, &snap("Packaging", drive("CompletedMoreInfo", "wrong BitLocker key")), 50)
+        .await
+        .unwrap();
+    assert!(changes.iter().any(|c| c.contains("Received -> CompletedMoreInfo")), "{changes:?}");
+    let det = store.seed_detail("job-m").await.unwrap().unwrap();
+    assert_eq!(det.seed.state, SeedState::Imported);
+    assert!(
+        det.seed.state_reason.contains("drive D-job-m CompletedMoreInfo: wrong BitLocker key"),
+        "{}",
+        det.seed.state_reason
+    );
+    let job = det.job.unwrap();
+    assert_eq!((job.azure_state.as_str(), job.drives[0].state.as_str()), ("Packaging", "CompletedMoreInfo"));
+    // An unknown state is kept raw; nothing breaks.
+    store.mirror_job(&seed_id, &snap("Teleporting", drive("CompletedMoreInfo", "x")), 60).await.unwrap();
+    let det = store.seed_detail("job-m").await.unwrap().unwrap();
+    assert_eq!(det.job.unwrap().azure_state, "Teleporting");
+    assert!(det.history.iter().any(|h| h.event == "azure_unknown_state" && h.reason.contains("\"Teleporting\"")));
+    // Gone in Azure after the import: noted, not failed.
+    store.job_gone(&seed_id, 70).await.unwrap();
+    let det = store.seed_detail("job-m").await.unwrap().unwrap();
+    assert_eq!(det.seed.state, SeedState::Imported);
+    assert!(det.history.iter().any(|h| h.event == "azure_job_gone"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drive_in_another_active_job_refuses_the_second_job() {
+    let d = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&d.path().join("c.db"), Duration::from_secs(2)).unwrap();
+    prepared_job(&store, "job-x").await;
+    // A second seed whose station reports the same drive serial.
+    let src = SpiffeId::new("t", Role::Source, "fs02").unwrap();
+    let st = SpiffeId::new("t", Role::Copy, "st2").unwrap();
+    let info = AgentInfo { site: None, hostname: "h".into(), version: "v".into(), virtualization: String::new() };
+    store.register_agent(&idem(&st, "a", "RegisterAgent", 1), &st, &info, 1).await.unwrap();
+    store.register_seed(&idem(&src, "s", "RegisterSeed", 1), &src, &seed("job-y"), 1).await.unwrap();
+    let lease = store
+        .claim_work(&idem(&st, "c", "ClaimWork", 1), &st, LeaseTiming { now: 2, ttl_ms: 60_000 })
+        .await
+        .unwrap()
+        .unwrap();
+    let fence = Fence { work_id: lease.work.work_id.clone(), generation: lease.work.generation };
+    let drive = DriveSpec {
+        drive_id: "D-job-x".into(),
+        position: 1,
+        capacity_bytes: 200,
+        bytes_written: 100,
+        manifest_file: "\\m".into(),
+        manifest_hash: "A".repeat(32),
+        drive_header_hash: "B".repeat(32),
+        status: DriveStatus::Prepared,
+        status_reason: String::new(),
+    };
+    store
+        .report_drive(&idem(&st, "d", "ReportDrive", 1), &st, &fence, &drive, Some(SealedKey(vec![1; 40])), 3)
+        .await
+        .unwrap();
+    store.complete_work(&idem(&st, "f", "CompleteWork", 1), &st, &fence, 4).await.unwrap();
+    let s = store.seed_detail("job-y").await.unwrap().unwrap().seed;
+    let intent = JobIntent {
+        seed_id: s.seed_id.clone(),
+        job_name: "job-y".into(),
+        subscription_id: "x".into(),
+        resource_group: "rg".into(),
+        location: "westeurope".into(),
+        storage_account_id: "/a".into(),
+    };
+    let rec = store.record_job_intent(&intent, 5).await.unwrap();
+    assert_eq!(rec.phase, JobPhase::Refused);
+    assert!(rec.last_error.contains("already in active import job job-x"), "{}", rec.last_error);
+    let s = store.seed_detail("job-y").await.unwrap().unwrap().seed;
+    assert_eq!(s.state, SeedState::Failed);
+    assert!(s.state_reason.contains("drive D-job-x is already in active import job job-x"), "{}", s.state_reason);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

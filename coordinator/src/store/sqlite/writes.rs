@@ -470,60 +470,9 @@ pub fn expire_leases(c: &Connection, now: UnixMs) -> Result<Vec<ExpiredLease>> {
     Ok(out)
 }
 
-pub fn record_shipping(
-    c: &Connection,
-    idem: &Idem,
-    operator: &SpiffeId,
-    rec: &NewShipping,
-    now: UnixMs,
-) -> Result<ShippingRecord> {
-    idempotent(c, idem, now, || {
-        let mut seed = require_seed(c, &rec.job_name)?;
-        if let Some(other) = c
-            .query_row(
-                "SELECT s.job_name FROM shipping p JOIN seeds s ON s.seed_id = p.seed_id WHERE p.tracking_number = ?1",
-                params![rec.tracking_number],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()
-            .map_err(db_err)?
-        {
-            return Err(Error::AlreadyExists(format!(
-                "tracking number {:?} is already recorded for job {other:?}; every job needs its own",
-                rec.tracking_number
-            )));
-        }
-        if seed.state != SeedState::ImportJobCreated {
-            return Err(Error::FailedPrecondition(format!(
-                "job {} is {}; shipping can be recorded once its import job is created",
-                rec.job_name, seed.state
-            )));
-        }
-        let drives = drive_count(c, &seed.seed_id, DriveStatus::Prepared)?;
-        if drives != rec.drive_count {
-            return Err(Error::FailedPrecondition(format!(
-                "job {} has {drives} drive(s), not {}; ship every drive of the job in one package",
-                rec.job_name, rec.drive_count
-            )));
-        }
-        exec(c,
-            "INSERT INTO shipping (seed_id, carrier, tracking_number, drive_count, ship_date, recorded_by, recorded_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![seed.seed_id, rec.carrier, rec.tracking_number, rec.drive_count as i64, rec.ship_date, operator.uri(), now],
-        )
-        .map_err(db_err)?;
-        transition(
-            c,
-            &mut seed,
-            Transition {
-                event: SeedEvent::Shipped,
-                actor: &operator.uri(),
-                reason: format!("shipped via {} with tracking number {}", rec.carrier, rec.tracking_number),
-            },
-            now,
-        )?;
-        Ok(ShippingRecord { spec: rec.clone(), seed_id: seed.seed_id, recorded_by: operator.uri(), recorded_ms: now })
-    })
+/// Prepared drives of a seed (what its import job ships).
+pub fn prepared_drives(c: &Connection, seed_id: &str) -> Result<u32> {
+    drive_count(c, seed_id, DriveStatus::Prepared)
 }
 
 pub fn allow_virtual_station(

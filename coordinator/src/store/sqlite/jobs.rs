@@ -1,0 +1,574 @@
+//! The Azure import job's writes and reads: the intent before the PUT, Azure's answers, the
+//! mirror of every poll, deadlines, and the shipping reservation.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use seedship_proto::identity::SpiffeId;
+
+use super::db_err;
+use super::rows::*;
+use crate::clock::{UnixMs, rfc3339};
+use crate::domain::import::{self, DeadlineKind, JobIntent, JobPhase, JobRecord, JobSnapshot, MAX_DRIVES};
+use crate::domain::model::*;
+use crate::domain::seed::{SeedEvent, SeedState};
+use crate::error::{Error, Result};
+
+/// Actor name of the coordinator's Azure worker in seed histories.
+pub const AZURE: &str = "coordinator/azure";
+
+fn require_job(c: &Connection, seed_id: &str) -> Result<JobRecord> {
+    load_job(c, seed_id)?.ok_or_else(|| Error::NotFound(format!("seed {seed_id} has no import job record")))
+}
+
+/// Records something about a seed that does not change its state.
+fn note(c: &Connection, seed: &Seed, now: UnixMs, actor: &str, event: &str, reason: &str) -> Result<()> {
+    insert_event(c, &seed.seed_id, now, actor, Some(seed.state), seed.state, event, reason)
+}
+
+fn set_reason(c: &Connection, seed: &mut Seed, reason: &str, now: UnixMs) -> Result<()> {
+    if seed.state_reason == reason {
+        return Ok(());
+    }
+    exec(
+        c,
+        "UPDATE seeds SET state_reason = ?2, updated_ms = ?3 WHERE seed_id = ?1",
+        params![seed.seed_id, reason, now],
+    )
+    .map_err(db_err)?;
+    seed.state_reason = reason.to_string();
+    seed.updated_ms = now;
+    Ok(())
+}
+
+/// Seeds whose disks are prepared and that have no import job record yet.
+pub fn seeds_awaiting_jobs(c: &Connection) -> Result<Vec<Seed>> {
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT {SEED_COLS} FROM seeds s WHERE s.state = 'disks_prepared' \
+             AND NOT EXISTS (SELECT 1 FROM import_jobs j WHERE j.seed_id = s.seed_id) ORDER BY s.updated_ms"
+        ))
+        .map_err(db_err)?;
+    let rows = stmt.query_map([], seed_row).map_err(db_err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+}
+
+/// The prepared drives of a seed with their sealed keys, in position order.
+pub fn drives_for_job(c: &Connection, seed_id: &str) -> Result<Vec<DriveForJob>> {
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT {DRIVE_COLS}, d.sealed_key, w.work_id FROM drives d JOIN seeds s ON s.seed_id = d.seed_id \
+             JOIN work_items w ON w.seed_id = d.seed_id \
+             WHERE d.seed_id = ?1 AND d.status = 'prepared' ORDER BY d.position, d.drive_id"
+        ))
+        .map_err(db_err)?;
+    let n = DRIVE_COLS.split(',').count();
+    let rows = stmt
+        .query_map(params![seed_id], |r| {
+            let d = drive_row(r)?;
+            let key: Option<Vec<u8>> = r.get(n)?;
+            Ok(DriveForJob { spec: d.spec, sealed_key: key.map(SealedKey), work_id: r.get(n + 1)? })
+        })
+        .map_err(db_err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+}
+
+/// Writes the intent to create the job, after the checks Azure would make. An intent already
+/// written is returned as it is (the job name is the key). A job that breaks a rule is
+/// written `refused` and the seed fails with the rule it breaks.
+pub fn record_job_intent(c: &Connection, intent: &JobIntent, now: UnixMs) -> Result<JobRecord> {
+    if let Some(existing) = load_job(c, &intent.seed_id)? {
+        return Ok(existing);
+    }
+    let seed = require_seed(c, &intent.seed_id)?;
+    if seed.state != SeedState::DisksPrepared {
+        return Err(Error::FailedPrecondition(format!(
+            "seed {} is {}; an import job is created once its disks are prepared",
+            seed.spec.job_name, seed.state
+        )));
+    }
+    let problem = job_problem(c, intent)?;
+    exec(
+        c,
+        "INSERT INTO import_jobs (seed_id, job_name, subscription_id, resource_group, location, storage_account_id, \
+         phase, intent_ms, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            intent.seed_id,
+            intent.job_name,
+            intent.subscription_id,
+            intent.resource_group,
+            intent.location,
+            intent.storage_account_id,
+            if problem.is_some() { "refused" } else { "intent" },
+            now,
+            problem.clone().unwrap_or_default()
+        ],
+    )
+    .map_err(db_err)?;
+    if let Some(why) = problem {
+        let mut seed = seed;
+        transition(
+            c,
+            &mut seed,
+            Transition {
+                event: SeedEvent::Fail,
+                actor: AZURE,
+                reason: format!("import job {} cannot be created: {why}", intent.job_name),
+            },
+            now,
+        )?;
+        return require_job(c, &intent.seed_id);
+    }
+    let drives = drives_for_job(c, &intent.seed_id)?;
+    note(
+        c,
+        &seed,
+        now,
+        AZURE,
+        "import_job_intent",
+        &format!(
+            "creating Azure import job {} in resource group {} ({}) with {} drive(s)",
+            intent.job_name,
+            intent.resource_group,
+            intent.location,
+            drives.len()
+        ),
+    )?;
+    require_job(c, &intent.seed_id)
+}
+
+/// What stops the job from being created (Azure's rules), if anything.
+fn job_problem(c: &Connection, intent: &JobIntent) -> Result<Option<String>> {
+    if !seedship_azure::arm::paths::valid_job_name(&intent.job_name) {
+        return Ok(Some(format!(
+            "{:?} is not a valid Azure import job name (2-64 letters, digits, '-' or '_', starting with a letter or digit)",
+            intent.job_name
+        )));
+    }
+    let drives = drives_for_job(c, &intent.seed_id)?;
+    if drives.is_empty() || drives.len() > MAX_DRIVES {
+        return Ok(Some(format!("{} prepared drive(s); an Azure import job takes 1 to {MAX_DRIVES}", drives.len())));
+    }
+    if let Some(d) = drives.iter().find(|d| d.sealed_key.is_none()) {
+        return Ok(Some(format!("drive {} has no escrowed key; prepare the disk again", d.spec.drive_id)));
+    }
+    for d in &drives {
+        let other: Option<String> = c
+            .query_row(
+                "SELECT s.job_name FROM drives d JOIN import_jobs j ON j.seed_id = d.seed_id \
+                 JOIN seeds s ON s.seed_id = d.seed_id \
+                 WHERE d.drive_id = ?1 AND d.seed_id != ?2 AND d.status = 'prepared' \
+                 AND j.phase IN ('intent', 'created') AND s.state NOT IN ('seeded', 'failed', 'cancelled')",
+                params![d.spec.drive_id, intent.seed_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?;
+        if let Some(other) = other {
+            return Ok(Some(format!(
+                "drive {} is already in active import job {other}; a drive serial can be in one active job only",
+                d.spec.drive_id
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Jobs the Azure worker still works on: intents to create, and created jobs whose import has
+/// not ended.
+pub fn followed_jobs(c: &Connection) -> Result<Vec<JobRecord>> {
+    let ids: Vec<String> = {
+        let mut stmt = c
+            .prepare_cached(
+                "SELECT j.seed_id FROM import_jobs j JOIN seeds s ON s.seed_id = j.seed_id \
+                 WHERE j.phase IN ('intent', 'created') AND s.state NOT IN ('seeded', 'failed', 'cancelled') \
+                 AND j.azure_state NOT IN ('Completed', 'Closed', 'Canceled', 'Cancelled') ORDER BY j.intent_ms",
+            )
+            .map_err(db_err)?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(db_err)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_err)?
+    };
+    ids.iter().map(|id| require_job(c, id)).collect()
+}
+
+fn save_drives(c: &Connection, seed_id: &str, snap: &JobSnapshot, now: UnixMs) -> Result<()> {
+    for d in &snap.drives {
+        exec(
+            c,
+            "INSERT INTO job_drives (seed_id, drive_id, state, copy_status, percent_complete, bytes_succeeded, \
+             error_log_uri, verbose_log_uri, manifest_uri, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             ON CONFLICT (seed_id, drive_id) DO UPDATE SET state = ?3, copy_status = ?4, percent_complete = ?5, \
+             bytes_succeeded = ?6, error_log_uri = ?7, verbose_log_uri = ?8, manifest_uri = ?9, updated_ms = ?10",
+            params![
+                seed_id,
+                d.drive_id,
+                d.state,
+                d.copy_status,
+                d.percent_complete,
+                d.bytes_succeeded,
+                d.error_log_uri,
+                d.verbose_log_uri,
+                d.manifest_uri,
+                now
+            ],
+        )
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Azure answered: clears "unavailable" and says for how long it was.
+fn azure_back(c: &Connection, seed: &Seed, job: &JobRecord, now: UnixMs) -> Result<()> {
+    if let Some(since) = job.unavailable_since_ms {
+        note(
+            c,
+            seed,
+            now,
+            AZURE,
+            "azure_available",
+            &format!("Azure answers again (unavailable since {})", rfc3339(since)),
+        )?;
+    }
+    exec(
+        c,
+        "UPDATE import_jobs SET unavailable_since_ms = NULL, last_error = '', last_polled_ms = ?2 WHERE seed_id = ?1",
+        params![seed.seed_id, now],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Azure has the job (created now, or found after a restart): the seed is
+/// `import_job_created` and the datacenter's address is kept.
+pub fn job_created(
+    c: &Connection,
+    seed_id: &str,
+    snap: &JobSnapshot,
+    address: &[String],
+    adopted: bool,
+    now: UnixMs,
+) -> Result<()> {
+    let job = require_job(c, seed_id)?;
+    if job.phase == JobPhase::Created {
+        return Ok(());
+    }
+    let mut seed = require_seed(c, seed_id)?;
+    azure_back(c, &seed, &job, now)?;
+    exec(
+        c,
+        "UPDATE import_jobs SET phase = 'created', created_ms = ?2, azure_state = ?3, percent_complete = ?4, \
+         shipping_address = ?5 WHERE seed_id = ?1",
+        params![
+            seed_id,
+            now,
+            snap.state,
+            snap.percent_complete,
+            serde_json::to_string(address).unwrap_or_else(|_| "[]".into())
+        ],
+    )
+    .map_err(db_err)?;
+    save_drives(c, seed_id, snap, now)?;
+    let how = if adopted { "found in Azure after a restart and adopted" } else { "created" };
+    let to = if address.is_empty() { "the address in `seedctl job`".to_string() } else { address.join(", ") };
+    transition(
+        c,
+        &mut seed,
+        Transition {
+            event: SeedEvent::ImportJobCreated,
+            actor: AZURE,
+            reason: format!(
+                "Azure import job {} {how} (state {}); ship the drives to {to} and record the carrier and tracking number within {} days",
+                job.intent.job_name,
+                snap.state,
+                import::DEADLINE_DAYS
+            ),
+        },
+        now,
+    )
+}
+
+/// Azure refused to create the job: the seed fails with Azure's reason.
+pub fn job_refused(c: &Connection, seed_id: &str, reason: &str, now: UnixMs) -> Result<()> {
+    let job = require_job(c, seed_id)?;
+    exec(c, "UPDATE import_jobs SET phase = 'refused', last_error = ?2 WHERE seed_id = ?1", params![seed_id, reason])
+        .map_err(db_err)?;
+    let mut seed = require_seed(c, seed_id)?;
+    if seed.state.is_terminal() {
+        return Ok(());
+    }
+    transition(
+        c,
+        &mut seed,
+        Transition {
+            event: SeedEvent::Fail,
+            actor: AZURE,
+            reason: format!("Azure refused to create import job {}: {reason}", job.intent.job_name),
+        },
+        now,
+    )
+}
+
+/// Azure did not answer, or throttled past the retries: noted once when it starts, and the
+/// seed's reason says since when.
+pub fn azure_unavailable(c: &Connection, seed_id: &str, error: &str, now: UnixMs) -> Result<()> {
+    let job = require_job(c, seed_id)?;
+    let mut seed = require_seed(c, seed_id)?;
+    let since = job.unavailable_since_ms.unwrap_or(now);
+    if job.unavailable_since_ms.is_none() {
+        note(c, &seed, now, AZURE, "azure_unavailable", &format!("Azure does not answer: {error}; retrying"))?;
+    }
+    exec(
+        c,
+        "UPDATE import_jobs SET unavailable_since_ms = ?2, last_error = ?3 WHERE seed_id = ?1",
+        params![seed_id, since, error],
+    )
+    .map_err(db_err)?;
+    if !seed.state.is_terminal() {
+        let reason = format!("Azure unavailable since {}: {error}; retrying with backoff", rfc3339(since));
+        set_reason(c, &mut seed, &reason, now)?;
+    }
+    Ok(())
+}
+
+/// One poll's answer: the job and drive states are kept, every change goes into the seed's
+/// history, and the seed follows Azure ([`import::follow`]). Returns the changes, for the log.
+pub fn mirror_job(c: &Connection, seed_id: &str, snap: &JobSnapshot, now: UnixMs) -> Result<Vec<String>> {
+    let job = require_job(c, seed_id)?;
+    let mut seed = require_seed(c, seed_id)?;
+    azure_back(c, &seed, &job, now)?;
+    let mut said = Vec::new();
+    if job.azure_state != snap.state {
+        let line = if job.azure_state.is_empty() {
+            format!("Azure job state {}", snap.state)
+        } else {
+            format!("Azure job state {} -> {}", job.azure_state, snap.state)
+        };
+        note(c, &seed, now, AZURE, "azure_job_state", &line)?;
+        said.push(line);
+    }
+    for line in import::drive_changes(&job.drives, &snap.drives) {
+        note(c, &seed, now, AZURE, "azure_drive_state", &line)?;
+        said.push(line);
+    }
+    let shipped_now = job.shipped_ms.is_none() && snap.state == "Shipping";
+    exec(
+        c,
+        "UPDATE import_jobs SET azure_state = ?2, percent_complete = ?3, shipped_ms = COALESCE(shipped_ms, ?4) \
+         WHERE seed_id = ?1",
+        params![seed_id, snap.state, snap.percent_complete, if shipped_now { Some(now) } else { None }],
+    )
+    .map_err(db_err)?;
+    save_drives(c, seed_id, snap, now)?;
+    let follow = import::follow(seed.state, snap);
+    if let Some(n) = &follow.note
+        && job.azure_state != snap.state
+    {
+        note(c, &seed, now, AZURE, "azure_unknown_state", n)?;
+    }
+    for (event, reason) in follow.events {
+        transition(c, &mut seed, Transition { event, actor: AZURE, reason: reason.clone() }, now)?;
+        said.push(format!("seed {}: {reason}", seed.state));
+    }
+    if matches!(seed.state, SeedState::Shipped | SeedState::AtDatacenter | SeedState::Importing) {
+        set_reason(c, &mut seed, &import::waiting_reason(snap), now)?;
+    }
+    Ok(said)
+}
+
+/// The job is not in Azure (deleted there, or expired): surfaced, and the seed fails when its
+/// import had not finished.
+pub fn job_gone(c: &Connection, seed_id: &str, now: UnixMs) -> Result<()> {
+    let job = require_job(c, seed_id)?;
+    if job.phase == JobPhase::Gone {
+        return Ok(());
+    }
+    exec(c, "UPDATE import_jobs SET phase = 'gone', last_polled_ms = ?2 WHERE seed_id = ?1", params![seed_id, now])
+        .map_err(db_err)?;
+    let mut seed = require_seed(c, seed_id)?;
+    let reason = format!(
+        "Azure import job {} no longer exists in resource group {} (deleted in Azure, or expired)",
+        job.intent.job_name, job.intent.resource_group
+    );
+    let before_import = matches!(
+        seed.state,
+        SeedState::DisksPrepared
+            | SeedState::ImportJobCreated
+            | SeedState::Shipped
+            | SeedState::AtDatacenter
+            | SeedState::Importing
+    );
+    if before_import {
+        transition(
+            c,
+            &mut seed,
+            Transition {
+                event: SeedEvent::Fail,
+                actor: AZURE,
+                reason: format!(
+                    "{reason}; the drives were not imported. Prepare the seed again or contact Azure support"
+                ),
+            },
+            now,
+        )
+    } else {
+        note(c, &seed, now, AZURE, "azure_job_gone", &reason)
+    }
+}
+
+/// Announces deadline step `step` (10, 12, 13, or 14 = expired) of `kind` once. At 14 the seed
+/// fails with `text`; before, `text` becomes the seed's reason. Returns whether it was new.
+pub fn deadline_step(
+    c: &Connection,
+    seed_id: &str,
+    kind: DeadlineKind,
+    step: i64,
+    text: &str,
+    now: UnixMs,
+) -> Result<bool> {
+    let job = require_job(c, seed_id)?;
+    if job.warned_kind == kind.as_str() && job.warned_step >= step {
+        return Ok(false);
+    }
+    exec(
+        c,
+        "UPDATE import_jobs SET warned_step = ?2, warned_kind = ?3 WHERE seed_id = ?1",
+        params![seed_id, step, kind.as_str()],
+    )
+    .map_err(db_err)?;
+    let mut seed = require_seed(c, seed_id)?;
+    if seed.state.is_terminal() {
+        return Ok(true);
+    }
+    if step >= import::DEADLINE_DAYS {
+        transition(c, &mut seed, Transition { event: SeedEvent::Fail, actor: AZURE, reason: text.to_string() }, now)?;
+    } else {
+        note(c, &seed, now, AZURE, "deadline_warning", &format!("day {step}: {text}"))?;
+        set_reason(c, &mut seed, text, now)?;
+    }
+    Ok(true)
+}
+
+/// Reserves the shipping record: the tracking number is taken here (the UNIQUE index decides
+/// a race), before Azure is told. A repeat of the same record returns it.
+pub fn reserve_shipping(
+    c: &Connection,
+    idem: &Idem,
+    operator: &SpiffeId,
+    rec: &NewShipping,
+    now: UnixMs,
+) -> Result<ShippingRecord> {
+    idempotent(c, idem, now, || {
+        let seed = require_seed(c, &rec.job_name)?;
+        if let Some(other) = c
+            .query_row(
+                "SELECT s.job_name FROM shipping p JOIN seeds s ON s.seed_id = p.seed_id \
+                 WHERE p.tracking_number = ?1 AND p.seed_id != ?2",
+                params![rec.tracking_number, seed.seed_id],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(db_err)?
+        {
+            return Err(Error::AlreadyExists(format!(
+                "tracking number {:?} is already recorded for job {other:?}; every job needs its own (several jobs in one box: add -1, -2, …)",
+                rec.tracking_number
+            )));
+        }
+        if let Some(existing) = super::reads::shipping_by_job(c, &seed.spec.job_name)? {
+            if existing.spec == *rec && existing.confirmed_ms.is_none() {
+                return Ok(existing);
+            }
+            return Err(Error::FailedPrecondition(format!(
+                "job {} already has shipping recorded by {} (carrier {}, tracking number {}); nothing was changed",
+                rec.job_name, existing.recorded_by, existing.spec.carrier, existing.spec.tracking_number
+            )));
+        }
+        let job = load_job(c, &seed.seed_id)?;
+        if seed.state == SeedState::Cancelled || job.as_ref().is_some_and(|j| j.azure_state.starts_with("Cancel")) {
+            return Err(Error::FailedPrecondition(format!(
+                "job {} is cancelled; shipping cannot be recorded for it",
+                rec.job_name
+            )));
+        }
+        if seed.state != SeedState::ImportJobCreated || job.as_ref().is_none_or(|j| j.phase != JobPhase::Created) {
+            return Err(Error::FailedPrecondition(format!(
+                "job {} is {}; shipping can be recorded once its import job is created in Azure",
+                rec.job_name, seed.state
+            )));
+        }
+        let drives = super::writes::prepared_drives(c, &seed.seed_id)?;
+        if drives != rec.drive_count {
+            return Err(Error::FailedPrecondition(format!(
+                "job {} has {drives} drive(s), not {}; ship every drive of the job in one package",
+                rec.job_name, rec.drive_count
+            )));
+        }
+        exec(c,
+            "INSERT INTO shipping (seed_id, carrier, tracking_number, drive_count, ship_date, recorded_by, recorded_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![seed.seed_id, rec.carrier, rec.tracking_number, rec.drive_count as i64, rec.ship_date, operator.uri(), now],
+        )
+        .map_err(|e| match db_err(e) {
+            Error::Internal(m) if m.contains("UNIQUE") => Error::AlreadyExists(format!(
+                "tracking number {:?} was just recorded for another job; every job needs its own",
+                rec.tracking_number
+            )),
+            other => other,
+        })?;
+        Ok(ShippingRecord {
+            spec: rec.clone(),
+            seed_id: seed.seed_id,
+            recorded_by: operator.uri(),
+            recorded_ms: now,
+            confirmed_ms: None,
+        })
+    })
+}
+
+/// Azure took the delivery package: the record is confirmed and the seed is `shipped`.
+pub fn confirm_shipping(c: &Connection, seed_id: &str, now: UnixMs) -> Result<ShippingRecord> {
+    let mut seed = require_seed(c, seed_id)?;
+    let rec = super::reads::shipping_by_job(c, &seed.spec.job_name)?
+        .ok_or_else(|| Error::NotFound(format!("job {} has no shipping reserved", seed.spec.job_name)))?;
+    if rec.confirmed_ms.is_some() {
+        return Ok(rec);
+    }
+    exec(c, "UPDATE shipping SET confirmed_ms = ?2 WHERE seed_id = ?1", params![seed_id, now]).map_err(db_err)?;
+    exec(
+        c,
+        "UPDATE import_jobs SET shipped_ms = COALESCE(shipped_ms, ?2), azure_state = 'Shipping' WHERE seed_id = ?1",
+        params![seed_id, now],
+    )
+    .map_err(db_err)?;
+    let reason = format!(
+        "shipped via {} with tracking number {} ({} drive(s), {}), recorded by {}; Azure has the delivery package",
+        rec.spec.carrier, rec.spec.tracking_number, rec.spec.drive_count, rec.spec.ship_date, rec.recorded_by
+    );
+    if seed.state == SeedState::ImportJobCreated {
+        transition(c, &mut seed, Transition { event: SeedEvent::Shipped, actor: &rec.recorded_by, reason }, now)?;
+    } else {
+        note(c, &seed, now, &rec.recorded_by, "shipping_recorded", &reason)?;
+    }
+    Ok(ShippingRecord { confirmed_ms: Some(now), ..rec })
+}
+
+/// Azure refused the delivery package (or never got it): the reservation goes, with why.
+pub fn drop_shipping(c: &Connection, seed_id: &str, reason: &str, now: UnixMs) -> Result<()> {
+    let seed = require_seed(c, seed_id)?;
+    let n = exec(c, "DELETE FROM shipping WHERE seed_id = ?1 AND confirmed_ms IS NULL", params![seed_id])
+        .map_err(db_err)?;
+    if n > 0 {
+        note(c, &seed, now, AZURE, "shipping_not_recorded", reason)?;
+    }
+    Ok(())
+}
+
+/// Reservations older than `before` that Azure never confirmed (a crash in between).
+pub fn stale_reservations(c: &Connection, before: UnixMs) -> Result<Vec<ShippingRecord>> {
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT {SHIPPING_COLS} FROM shipping p JOIN seeds s ON s.seed_id = p.seed_id \
+             WHERE p.confirmed_ms IS NULL AND p.recorded_ms < ?1"
+        ))
+        .map_err(db_err)?;
+    let rows = stmt.query_map(params![before], shipping_row).map_err(db_err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+}
