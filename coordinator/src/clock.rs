@@ -39,6 +39,35 @@ impl Clock for ManualClock {
     }
 }
 
+/// The wall clock plus an offset read from a file (tests and demos fast-forward time with it).
+/// The file holds an integer number of milliseconds; a missing or unreadable file is 0.
+#[derive(Debug)]
+pub struct OffsetFileClock {
+    path: std::path::PathBuf,
+    cached: std::sync::Mutex<(std::time::Instant, i64)>,
+}
+
+impl OffsetFileClock {
+    pub fn new(path: std::path::PathBuf) -> Self {
+        let offset = Self::read(&path);
+        OffsetFileClock { path, cached: std::sync::Mutex::new((std::time::Instant::now(), offset)) }
+    }
+
+    fn read(path: &std::path::Path) -> i64 {
+        std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+    }
+}
+
+impl Clock for OffsetFileClock {
+    fn now_ms(&self) -> UnixMs {
+        let mut c = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        if c.0.elapsed() >= std::time::Duration::from_millis(200) {
+            *c = (std::time::Instant::now(), Self::read(&self.path));
+        }
+        SystemClock.now_ms() + c.1
+    }
+}
+
 /// Formats a time as RFC 3339 UTC with second precision, for people.
 pub fn rfc3339(ms: UnixMs) -> String {
     if ms == 0 {

@@ -33,6 +33,10 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Tests and demos only: a file holding a number of milliseconds added to the wall clock
+    /// (re-read within a second of a change), so Azure's 14-day deadlines can be fast-forwarded.
+    #[serde(default)]
+    pub clock_offset_file: Option<PathBuf>,
     /// The Azure side (import jobs through Azure Resource Manager); absent: disk preparation only.
     #[serde(default)]
     pub azure: Option<crate::azure::AzureConfig>,
@@ -158,6 +162,9 @@ impl Config {
             fix(p);
         }
         if let Some(p) = &mut self.ready_file {
+            fix(p);
+        }
+        if let Some(p) = &mut self.clock_offset_file {
             fix(p);
         }
         if let Some(a) = &mut self.azure {

@@ -10,7 +10,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::util::MapResponseLayer;
 
 use crate::auth::Auth;
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, OffsetFileClock, SystemClock};
 use crate::config::Config;
 use crate::domain::service::{Coordinator, Settings};
 use crate::error::{Error, Result};
@@ -25,7 +25,14 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    run_with_clock(cfg, listener, shutdown, Arc::new(SystemClock)).await
+    let clock: Arc<dyn Clock> = match &cfg.clock_offset_file {
+        Some(p) => {
+            tracing::warn!(file = %p.display(), "the clock is offset by the number in this file (tests and demos only)");
+            Arc::new(OffsetFileClock::new(p.clone()))
+        }
+        None => Arc::new(SystemClock),
+    };
+    run_with_clock(cfg, listener, shutdown, clock).await
 }
 
 pub async fn run_with_clock(

@@ -39,7 +39,16 @@ pub fn status_text(seeds: &[pb::SeedSummary]) -> String {
             let state = pb::SeedState::try_from(s.state)
                 .map(|st| st.as_str_name().trim_start_matches("SEED_STATE_").to_ascii_lowercase())
                 .unwrap_or_default();
-            format!("{}  {}  {}", s.job_name, state, s.state_reason)
+            // As MARS says it on every scheduled run until the import is done.
+            let waiting = matches!(state.as_str(), "import_job_created" | "shipped" | "at_datacenter" | "importing");
+            if waiting && !s.import_job_state.is_empty() {
+                format!(
+                    "{}  {}  waiting for the import job to complete (Azure job state: {})  {}",
+                    s.job_name, state, s.import_job_state, s.state_reason
+                )
+            } else {
+                format!("{}  {}  {}", s.job_name, state, s.state_reason)
+            }
         })
         .collect::<Vec<_>>()
         .join("\n")

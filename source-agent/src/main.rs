@@ -160,7 +160,7 @@ fn main() -> ExitCode {
                         if json {
                             let v: Vec<_> = seeds
                                 .iter()
-                                .map(|s| serde_json::json!({"job_name": s.job_name, "seed_id": s.seed_id, "state": s.state, "state_reason": s.state_reason}))
+                                .map(|s| serde_json::json!({"job_name": s.job_name, "seed_id": s.seed_id, "state": s.state, "state_reason": s.state_reason, "import_job_state": s.import_job_state}))
                                 .collect();
                             println!("{}", serde_json::to_string_pretty(&v)?);
                         } else {

@@ -40,6 +40,13 @@ pub struct Faults {
     pub count: u32,
     #[serde(default)]
     pub retry_after_secs: u64,
+    /// Only requests with this method (e.g. "PUT"); others pass.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// The request is carried out, and only its answer is lost (replaced by the fault): what a
+    /// client sees when a connection drops after the service acted.
+    #[serde(default)]
+    pub after_apply: bool,
 }
 
 impl Emulator {
@@ -341,23 +348,33 @@ async fn dc_faults(State(emu): Emu, b: Bytes) -> Response {
 
 /// Answers ARM requests with an injected failure while any are left.
 async fn inject(State(emu): Emu, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    if !req.uri().path().starts_with("/_datacenter") {
+    let fault = if req.uri().path().starts_with("/_datacenter") {
+        None
+    } else {
         let mut f = emu.faults.lock().expect("lock");
-        if f.count > 0 {
+        let applies = f.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(req.method().as_str()));
+        if f.count > 0 && applies {
             f.count -= 1;
-            let (code, message) = if f.status == 429 {
-                ("TooManyRequests", "The request is being throttled (emulated).")
-            } else {
-                ("InternalServerError", "The server had an error (emulated).")
-            };
-            let mut r = error(&ApiError { status: f.status, code, message: message.into() });
-            if f.status == 429 {
-                r.headers_mut().insert("retry-after", f.retry_after_secs.to_string().parse().expect("header"));
-            }
-            return r;
+            Some(f.clone())
+        } else {
+            None
         }
+    };
+    let Some(f) = fault else { return next.run(req).await };
+    if f.after_apply {
+        let done = next.run(req).await;
+        tracing::info!(status = %done.status(), "request carried out; its answer replaced by an injected fault");
     }
-    next.run(req).await
+    let (code, message) = if f.status == 429 {
+        ("TooManyRequests", "The request is being throttled (emulated).")
+    } else {
+        ("InternalServerError", "The server had an error (emulated).")
+    };
+    let mut r = error(&ApiError { status: f.status, code, message: message.into() });
+    if f.status == 429 {
+        r.headers_mut().insert("retry-after", f.retry_after_secs.to_string().parse().expect("header"));
+    }
+    r
 }
 
 async fn fallback() -> Response {

@@ -9,7 +9,9 @@
 //!   ERROR line not explicitly allowed fails the test in [`Cluster::finish`].
 //! - Every wait is a bounded poll ([`wait_for`]); nothing sleeps blindly.
 
+pub mod azure;
 pub mod emulator;
+pub mod prep;
 pub mod raw;
 
 use std::net::SocketAddr;
@@ -78,12 +80,22 @@ pub struct Options {
     pub lease_ttl: &'static str,
     pub sweep_interval: &'static str,
     pub db_busy_timeout: &'static str,
+    /// Appended to the coordinator's config (tables such as `[azure]`).
     pub extra_toml: String,
+    /// The coordinator reads a clock offset from `clock-offset` in the test directory, so a
+    /// test can fast-forward its deadlines ([`Cluster::advance_clock`]).
+    pub offset_clock: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { lease_ttl: "30s", sweep_interval: "200ms", db_busy_timeout: "2s", extra_toml: String::new() }
+        Options {
+            lease_ttl: "30s",
+            sweep_interval: "200ms",
+            db_busy_timeout: "2s",
+            extra_toml: String::new(),
+            offset_clock: false,
+        }
     }
 }
 
@@ -129,7 +141,7 @@ ready_file = "ready.json"
 database = "coordinator.db"
 trust_domain = "e2e.test"
 master_key_file = "pki/master.key"
-[tls]
+{}[tls]
 ca_file = "pki/ca.crt"
 cert_file = "pki/coordinator.crt"
 key_file = "pki/coordinator.key"
@@ -141,7 +153,11 @@ heartbeat_interval = "1s"
 db_busy_timeout = "{}"
 {}
 "#,
-                opts.lease_ttl, opts.sweep_interval, opts.db_busy_timeout, opts.extra_toml
+                if opts.offset_clock { "clock_offset_file = \"clock-offset\"\n" } else { "" },
+                opts.lease_ttl,
+                opts.sweep_interval,
+                opts.db_busy_timeout,
+                opts.extra_toml
             ),
         )?;
         let mut c = Cluster {
@@ -162,6 +178,30 @@ db_busy_timeout = "{}"
 
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
+    }
+
+    /// `seedctl` with flags (not a config file) as `ops`.
+    pub fn seedctl(&self, ops: &Identity, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("seedctl"));
+        cmd.args(["--url", &self.url(), "--server-name", "localhost", "--ca"])
+            .arg(self.pki.join("ca.crt"))
+            .arg("--cert")
+            .arg(&ops.cert)
+            .arg("--key")
+            .arg(&ops.key)
+            .args(args);
+        cmd
+    }
+
+    /// Moves the coordinator's clock `days` forward (needs `Options::offset_clock`); the
+    /// coordinator sees it within a second.
+    pub fn advance_clock(&self, days: f64) -> Result<()> {
+        let f = self.path("clock-offset");
+        let now: i64 = std::fs::read_to_string(&f).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        let tmp = self.path("clock-offset.tmp");
+        std::fs::write(&tmp, (now + (days * 86_400_000.0) as i64).to_string())?;
+        std::fs::rename(&tmp, &f)?;
+        Ok(())
     }
 
     /// Starts (or restarts) the coordinator and waits for its ready file.

@@ -4,112 +4,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use coordinator::domain::model::SealedKey;
-use coordinator::keys::MasterKey;
 use seedship_disk::format::DiskReader;
 use seedship_disk::key::RecoveryPassword;
-use seedship_e2e::{Cluster, Identity, backup_cmd, bin, make_corpus, rid};
+use seedship_e2e::prep::{copy_agent, disk_size, escrowed_keys, image, stage, staging_bytes, station, text};
+use seedship_e2e::{Cluster, bin};
 use seedship_proto::{client, pb};
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-/// Stages `job` from a generated corpus and registers it (targeted at `station`), then lets
-/// a virtual station prepare it (this test machine is a VM).
-async fn stage(
-    c: &mut Cluster,
-    ops: &Identity,
-    job: &str,
-    mib: u32,
-    seed: u32,
-    station: &str,
-) -> anyhow::Result<PathBuf> {
-    let src = c.issue("source", &format!("src-{job}"))?;
-    let cfg = c.agent_config(&src, None)?;
-    let corpus = c.path(&format!("corpus-{job}"));
-    make_corpus(&corpus, mib, seed)?;
-    let staging = c.path(&format!("staging-{job}"));
-    let o = c.run(
-        &format!("backup-{job}"),
-        backup_cmd(c.dir.path(), &staging, job, &[&corpus], Some(&cfg))?
-            .args(["--pack-target-mib", "4"])
-            .args(if station.is_empty() { vec![] } else { vec!["--target-station", station] }),
-    )?;
-    anyhow::ensure!(o.status.success(), "backup failed: {}", text(&o));
-    client::operator(c.connect(ops).await?)
-        .allow_virtual_station(pb::AllowVirtualStationRequest {
-            request_id: rid(),
-            seed: job.into(),
-            reason: "test machine is a VM".into(),
-        })
-        .await?;
-    Ok(staging)
-}
-
-fn staging_bytes(staging: &Path) -> u64 {
-    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(staging.join("manifest.json")).unwrap()).unwrap();
-    m["files"].as_array().unwrap().iter().map(|f| f["size"].as_u64().unwrap()).sum()
-}
-
-/// A copy station: identity, config with its disk directory and state directory.
-fn station(c: &Cluster, name: &str, extra: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let id = c.issue("copy", name)?;
-    let cfg = c.agent_config(&id, None)?;
-    let disks = c.path(&format!("disks-{name}"));
-    std::fs::create_dir_all(&disks)?;
-    let mut t = std::fs::read_to_string(&cfg)?;
-    t.push_str(&format!(
-        "[station]\ndisk_dir = \"{}\"\nstate_dir = \"{}\"\npoll_interval = \"200ms\"\nprogress_interval = \"50ms\"\n{extra}",
-        disks.display(),
-        c.path(&format!("state-{name}")).display()
-    ));
-    std::fs::write(&cfg, t)?;
-    Ok((cfg, disks))
-}
-
-fn image(dir: &Path, name: &str, size: u64) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::File::create(&p).unwrap().set_len(size).unwrap();
-    p
-}
-
-/// Capacity of each of `n` disks such that `n` of them hold `bytes` of staging files but
-/// `n - 1` cannot: 6 % above an even share (for extent overhead), plus the 16 MiB every disk
-/// keeps for its header, journal and manifest.
-fn disk_size(bytes: u64, n: u64) -> u64 {
-    let usable = (bytes * 106 / 100 / n).div_ceil(64 << 10) * (64 << 10) + (128 << 10);
-    assert!((n - 1) * usable < bytes, "{n} disks of {usable} usable bytes: fewer would do");
-    (16 << 20) + usable
-}
-
-fn copy_agent(cfg: &Path) -> Command {
-    let mut c = Command::new(bin("copy-agent"));
-    c.arg("--config").arg(cfg).args(["run", "--once"]);
-    c
-}
-
-/// The drive keys as the coordinator holds them, opened with its master key.
-fn escrowed_keys(c: &Cluster) -> HashMap<String, RecoveryPassword> {
-    let mk = MasterKey::load(&c.pki.join("master.key")).unwrap();
-    let db = rusqlite::Connection::open(c.path("coordinator.db")).unwrap();
-    let mut st = db
-        .prepare(
-            "SELECT d.drive_id, w.work_id, d.sealed_key FROM drives d JOIN work_items w ON w.seed_id = d.seed_id \
-             WHERE d.sealed_key IS NOT NULL",
-        )
-        .unwrap();
-    let rows =
-        st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?))).unwrap();
-    rows.map(|r| {
-        let (drive, work, sealed) = r.unwrap();
-        let pw = mk.open(&work, &drive, &SealedKey(sealed)).unwrap();
-        (drive, RecoveryPassword::parse(&pw.0).unwrap())
-    })
-    .collect()
-}
 
 /// Decodes a disk set with the escrowed keys and checks it reproduces every staging file
 /// (and the manifest) byte for byte. Returns the drives' decoded manifests.

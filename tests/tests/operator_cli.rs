@@ -1,20 +1,7 @@
 //! The operator CLI and the agents' CLIs, as real processes.
 
-use seedship_e2e::{Cluster, Identity, bin, rid, seed_request};
+use seedship_e2e::{Cluster, bin, rid, seed_request};
 use seedship_proto::{client, pb};
-
-/// `seedctl` with flags (not a config file) as `ops`.
-fn seedctl_cmd(c: &Cluster, ops: &Identity, args: &[&str]) -> std::process::Command {
-    let mut cmd = std::process::Command::new(bin("seedctl"));
-    cmd.args(["--url", &c.url(), "--server-name", "localhost", "--ca"])
-        .arg(c.pki.join("ca.crt"))
-        .arg("--cert")
-        .arg(&ops.cert)
-        .arg("--key")
-        .arg(&ops.key)
-        .args(args);
-    cmd
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seedctl_shows_seeds_history_and_agents() -> anyhow::Result<()> {
@@ -40,14 +27,13 @@ async fn seedctl_shows_seeds_history_and_agents() -> anyhow::Result<()> {
     client::seeds(src.clone()).register_seed(seed_request("job-cli")).await?;
     // The agents run as real processes on this machine, which is a VM: Azure's rule would keep
     // the seed from this (virtual) station, so the lab override goes on record first.
-    let out =
-        c.run("allow", &mut seedctl_cmd(&c, &ops, &["allow-virtual-station", "job-cli", "--reason", "test lab"]))?;
+    let out = c.run("allow", &mut c.seedctl(&ops, &["allow-virtual-station", "job-cli", "--reason", "test lab"]))?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let cp = c.connect(&st).await?;
     client::diskprep(cp).claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?;
 
     let seedctl = |c: &mut Cluster, name: &str, args: &[&str]| -> anyhow::Result<String> {
-        let out = c.run(name, &mut seedctl_cmd(c, &ops, args))?;
+        let out = c.run(name, &mut c.seedctl(&ops, args))?;
         anyhow::ensure!(out.status.success(), "seedctl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         Ok(String::from_utf8(out.stdout)?)
     };
@@ -77,7 +63,7 @@ async fn seedctl_shows_seeds_history_and_agents() -> anyhow::Result<()> {
     assert!(agents[0]["last_heartbeat_unix_ms"].as_i64().unwrap() > 0);
 
     // An unknown seed is a clear error and a non-zero exit.
-    let out = c.run("seed-missing", &mut seedctl_cmd(&c, &ops, &["seed", "no-such-job"]))?;
+    let out = c.run("seed-missing", &mut c.seedctl(&ops, &["seed", "no-such-job"]))?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
 

@@ -58,6 +58,9 @@ pub struct Seed {
     /// An operator allowed a virtual station (or the source's own host) for this seed.
     #[serde(default)]
     pub allow_virtual_station: bool,
+    /// The Azure job state as last reported (raw); empty before the job exists.
+    #[serde(default)]
+    pub import_job_state: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 use seedship_proto::identity::Role;
 use seedship_proto::pb;
 
+use crate::clock::UnixMs;
 use crate::domain::lease::{Fence, WorkItem};
 use crate::domain::model::*;
 use crate::domain::seed::SeedState;
@@ -365,6 +366,7 @@ impl From<Seed> for pb::SeedSummary {
             target_site: s.spec.target_site.unwrap_or_default(),
             target_station: s.spec.target_station.unwrap_or_default(),
             allow_virtual_station: s.allow_virtual_station,
+            import_job_state: s.import_job_state,
         }
     }
 }
@@ -439,6 +441,7 @@ impl From<ShippingRecord> for pb::ShippingRecord {
             ship_date: r.spec.ship_date,
             recorded_by: r.recorded_by,
             recorded_unix_ms: r.recorded_ms,
+            confirmed_unix_ms: r.confirmed_ms.unwrap_or(0),
         }
     }
 }
@@ -475,18 +478,51 @@ impl From<WorkItem> for pb::WorkStatus {
     }
 }
 
-impl From<ImportJob> for pb::ImportJob {
-    fn from(j: ImportJob) -> Self {
-        pb::ImportJob {
-            job_name: j.job_name,
-            seed_id: j.seed_id,
-            seed_state: state_to_pb(j.seed_state) as i32,
-            storage_account: j.storage_account,
-            location: j.location,
-            drive_count: j.drive_count,
-            tracking_number: j.shipping.as_ref().map(|s| s.spec.tracking_number.clone()).unwrap_or_default(),
-            carrier: j.shipping.map(|s| s.spec.carrier).unwrap_or_default(),
-        }
+/// An import job for operators; `now` gives the days left on the running deadline.
+pub fn job_to_pb(j: ImportJob, now: UnixMs) -> pb::ImportJob {
+    let r = j.record;
+    let deadline = r.deadline();
+    pb::ImportJob {
+        job_name: j.job_name,
+        seed_id: j.seed_id,
+        seed_state: state_to_pb(j.seed_state) as i32,
+        storage_account: j.storage_account,
+        location: j.location,
+        drive_count: j.drive_count,
+        tracking_number: j.shipping.as_ref().map(|s| s.spec.tracking_number.clone()).unwrap_or_default(),
+        carrier: j.shipping.as_ref().map(|s| s.spec.carrier.clone()).unwrap_or_default(),
+        seed_reason: j.seed_reason,
+        phase: r.phase.as_str().into(),
+        azure_state: r.azure_state,
+        percent_complete: r.percent_complete.unwrap_or(0),
+        subscription_id: r.intent.subscription_id,
+        resource_group: r.intent.resource_group,
+        intent_unix_ms: r.intent_ms,
+        created_unix_ms: r.created_ms.unwrap_or(0),
+        shipped_unix_ms: r.shipped_ms.unwrap_or(0),
+        shipping_address: r.shipping_address,
+        deadline: deadline.map(|d| d.kind.as_str().to_string()).unwrap_or_default(),
+        deadline_due_unix_ms: deadline.map(|d| d.due_ms()).unwrap_or(0),
+        deadline_days_left: deadline.map(|d| d.days_left(now) as i32).unwrap_or(0),
+        deadline_text: deadline.map(|d| d.describe(now)).unwrap_or_default(),
+        azure_unavailable_since_unix_ms: r.unavailable_since_ms.unwrap_or(0),
+        last_error: r.last_error,
+        last_polled_unix_ms: r.last_polled_ms.unwrap_or(0),
+        drives: r
+            .drives
+            .into_iter()
+            .map(|d| pb::ImportJobDrive {
+                drive_id: d.drive_id,
+                state: d.state,
+                copy_status: d.copy_status,
+                percent_complete: d.percent_complete.unwrap_or(0),
+                bytes_succeeded: d.bytes_succeeded.unwrap_or(0),
+                error_log_uri: d.error_log_uri,
+                verbose_log_uri: d.verbose_log_uri,
+                manifest_uri: d.manifest_uri,
+            })
+            .collect(),
+        shipping: j.shipping.map(Into::into),
     }
 }
 

@@ -3,7 +3,7 @@ use seedship_proto::pb;
 use tonic::{Request, Response, Status};
 
 use super::Api;
-use super::convert::{limit, optional_role, optional_state, seed_key};
+use super::convert::{self, limit, optional_role, optional_state, seed_key};
 
 const OPERATOR: &[Role] = &[Role::Operator];
 
@@ -65,7 +65,25 @@ impl pb::operator_service_server::OperatorService for Api {
     async fn list_jobs(&self, req: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {
         self.auth.require(&req, "ListJobs", OPERATOR)?;
         let jobs = self.core.list_jobs().await?;
-        Ok(Response::new(pb::ListJobsResponse { jobs: jobs.into_iter().map(Into::into).collect() }))
+        let now = self.core.now();
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs: jobs.into_iter().map(|j| convert::job_to_pb(j, now)).collect(),
+            server_time_unix_ms: now,
+        }))
+    }
+
+    async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::GetJobResponse>, Status> {
+        self.auth.require(&req, "GetJob", OPERATOR)?;
+        let key = req.into_inner().job;
+        seed_key("job", &key)?;
+        let job = self.core.job(&key).await?;
+        let history = self.core.list_events(Some(&job.seed_id), 1000).await?;
+        let now = self.core.now();
+        Ok(Response::new(pb::GetJobResponse {
+            job: Some(convert::job_to_pb(job, now)),
+            history: history.into_iter().map(Into::into).collect(),
+            server_time_unix_ms: now,
+        }))
     }
 
     async fn list_agents(

@@ -61,8 +61,11 @@ pub enum Cmd {
         #[arg(long)]
         seed: Option<String>,
     },
-    /// List import jobs.
+    /// List import jobs with Azure's state and the running deadline.
     Jobs,
+    /// Show one import job (job name or seed id): Azure's state and each drive's, the
+    /// datacenter address, shipping, the deadline and the history.
+    Job { job: String },
     /// Seed history across all seeds, newest first.
     Events {
         #[arg(long)]
@@ -113,7 +116,7 @@ fn code_name(c: tonic::Code) -> &'static str {
         AlreadyExists => "already exists",
         PermissionDenied => "permission denied",
         FailedPrecondition => "failed precondition",
-        Unavailable => "coordinator unavailable",
+        Unavailable => "unavailable",
         Unauthenticated => "unauthenticated",
         ResourceExhausted => "resource exhausted",
         DeadlineExceeded => "deadline exceeded",
@@ -197,6 +200,10 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
         Cmd::Jobs => {
             let r = ops.list_jobs(pb::ListJobsRequest {}).await?.into_inner();
             (jobs_table(&r.jobs), Value::Array(r.jobs.iter().map(job_json).collect()))
+        }
+        Cmd::Job { job } => {
+            let r = ops.get_job(pb::GetJobRequest { job: job.clone() }).await?.into_inner();
+            (job_detail_text(&r), job_detail_json(&r))
         }
         Cmd::Events { seed, limit } => {
             let r = ops

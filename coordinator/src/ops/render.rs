@@ -225,20 +225,47 @@ pub fn drive_json(d: &pb::Drive) -> Value {
     })
 }
 
+fn dash(s: &str) -> String {
+    if s.is_empty() { "-".into() } else { s.to_string() }
+}
+
+/// The Azure side of a job in a few words: state, "unavailable since", or the refusal.
+fn azure_cell(j: &pb::ImportJob) -> String {
+    let mut s = match j.phase.as_str() {
+        "intent" => "creating".to_string(),
+        "refused" => "refused".to_string(),
+        "gone" => "gone from Azure".to_string(),
+        _ => dash(&j.azure_state),
+    };
+    if j.azure_unavailable_since_unix_ms > 0 {
+        s.push_str(&format!(" (Azure unavailable since {})", rfc3339(j.azure_unavailable_since_unix_ms)));
+    }
+    s
+}
+
+fn deadline_cell(j: &pb::ImportJob) -> String {
+    match j.deadline.as_str() {
+        "" => "-".into(),
+        "tracking_number" => format!("{}d left to ship", j.deadline_days_left),
+        "delivery" => format!("{}d left to arrive", j.deadline_days_left),
+        other => other.to_string(),
+    }
+}
+
 pub fn jobs_table(jobs: &[pb::ImportJob]) -> String {
     table(
-        &["JOB", "SEED", "STATE", "ACCOUNT", "LOCATION", "DRIVES", "CARRIER", "TRACKING"],
+        &["JOB", "SEED STATE", "AZURE", "DRIVES", "LOCATION", "CARRIER", "TRACKING", "DEADLINE"],
         jobs.iter()
             .map(|j| {
                 vec![
                     j.job_name.clone(),
-                    j.seed_id.clone(),
                     state_name(j.seed_state),
-                    j.storage_account.clone(),
-                    j.location.clone(),
+                    azure_cell(j),
                     j.drive_count.to_string(),
-                    if j.carrier.is_empty() { "-".into() } else { j.carrier.clone() },
-                    if j.tracking_number.is_empty() { "-".into() } else { j.tracking_number.clone() },
+                    j.location.clone(),
+                    dash(&j.carrier),
+                    dash(&j.tracking_number),
+                    deadline_cell(j),
                 ]
             })
             .collect(),
@@ -246,10 +273,96 @@ pub fn jobs_table(jobs: &[pb::ImportJob]) -> String {
 }
 
 pub fn job_json(j: &pb::ImportJob) -> Value {
+    let at = |ms: i64| if ms == 0 { Value::Null } else { Value::String(rfc3339(ms)) };
     json!({
         "job_name": j.job_name, "seed_id": j.seed_id, "state": state_name(j.seed_state),
-        "storage_account": j.storage_account, "location": j.location, "drive_count": j.drive_count,
-        "carrier": j.carrier, "tracking_number": j.tracking_number,
+        "state_reason": j.seed_reason, "phase": j.phase, "azure_state": j.azure_state,
+        "percent_complete": j.percent_complete, "subscription_id": j.subscription_id,
+        "resource_group": j.resource_group, "storage_account": j.storage_account, "location": j.location,
+        "drive_count": j.drive_count, "carrier": j.carrier, "tracking_number": j.tracking_number,
+        "intent": at(j.intent_unix_ms), "created": at(j.created_unix_ms), "shipped": at(j.shipped_unix_ms),
+        "shipping_address": j.shipping_address,
+        "deadline": if j.deadline.is_empty() { Value::Null } else { json!({
+            "kind": j.deadline, "due": rfc3339(j.deadline_due_unix_ms), "days_left": j.deadline_days_left,
+            "text": j.deadline_text,
+        }) },
+        "azure_unavailable_since": at(j.azure_unavailable_since_unix_ms), "last_error": j.last_error,
+        "last_polled": at(j.last_polled_unix_ms),
+        "drives": j.drives.iter().map(|d| json!({
+            "drive_id": d.drive_id, "state": d.state, "copy_status": d.copy_status,
+            "percent_complete": d.percent_complete, "bytes_succeeded": d.bytes_succeeded,
+            "error_log_uri": d.error_log_uri, "verbose_log_uri": d.verbose_log_uri, "manifest_uri": d.manifest_uri,
+        })).collect::<Vec<_>>(),
+        "shipping": j.shipping.as_ref().map(shipping_json),
+    })
+}
+
+/// One job for operators, as the old tool's `u:` showed it: status, shipping address,
+/// shipping details, deadline, drives and history.
+pub fn job_detail_text(r: &pb::GetJobResponse) -> String {
+    let Some(j) = &r.job else { return String::new() };
+    let mut out = vec![
+        format!("Job        {} (seed {})", j.job_name, j.seed_id),
+        format!("Seed       {} — {}", state_name(j.seed_state), j.seed_reason),
+        format!(
+            "Azure      {}{}; resource group {}, subscription {}",
+            azure_cell(j),
+            if j.percent_complete > 0 { format!(", {}%", j.percent_complete) } else { String::new() },
+            j.resource_group,
+            j.subscription_id
+        ),
+    ];
+    if !j.last_error.is_empty() {
+        out.push(format!("Last error {}", j.last_error));
+    }
+    if j.created_unix_ms > 0 {
+        out.push(format!("Created    {}", rfc3339(j.created_unix_ms)));
+    }
+    if !j.deadline_text.is_empty() {
+        out.push(format!("Deadline   {}", j.deadline_text));
+    }
+    if j.shipping_address.is_empty() {
+        out.push("Ship to    (known once Azure has created the job)".into());
+    } else {
+        out.push(format!("Ship to    {}", j.shipping_address[0]));
+        out.extend(j.shipping_address[1..].iter().map(|l| format!("           {l}")));
+    }
+    match &j.shipping {
+        Some(sh) => {
+            out.push(shipping_text(sh));
+        }
+        None => out.push(format!(
+            "Shipping   not recorded; run `seedctl ship --job {} --carrier … --tracking … --drives {} --date YYYY-MM-DD`",
+            j.job_name, j.drive_count
+        )),
+    }
+    out.push(String::new());
+    out.push(table(
+        &["DRIVE", "AZURE STATE", "COPY STATUS", "PERCENT", "BYTES", "ERROR_LOG"],
+        j.drives
+            .iter()
+            .map(|d| {
+                vec![
+                    d.drive_id.clone(),
+                    dash(&d.state),
+                    dash(&d.copy_status),
+                    format!("{}%", d.percent_complete),
+                    size(d.bytes_succeeded.max(0) as u64),
+                    dash(&d.error_log_uri),
+                ]
+            })
+            .collect(),
+    ));
+    out.push(String::new());
+    out.push("History".into());
+    out.push(events_table(&r.history));
+    out.join("\n")
+}
+
+pub fn job_detail_json(r: &pb::GetJobResponse) -> Value {
+    json!({
+        "job": r.job.as_ref().map(job_json),
+        "history": r.history.iter().map(event_json).collect::<Vec<_>>(),
     })
 }
 
@@ -283,8 +396,13 @@ pub fn event_json(e: &pb::SeedEvent) -> Value {
 }
 
 pub fn shipping_text(r: &pb::ShippingRecord) -> String {
+    let azure = if r.confirmed_unix_ms > 0 {
+        format!("; Azure confirmed at {}", rfc3339(r.confirmed_unix_ms))
+    } else {
+        "; Azure has not confirmed it yet (the coordinator keeps sending it)".to_string()
+    };
     format!(
-        "Shipping   job {}: {} drive(s) via {}, tracking {}, shipped {} (recorded by {} at {})",
+        "Shipping   job {}: {} drive(s) via {}, tracking {}, shipped {} (recorded by {} at {}{azure})",
         r.job_name,
         r.drive_count,
         r.carrier,
@@ -300,6 +418,7 @@ pub fn shipping_json(r: &pb::ShippingRecord) -> Value {
         "job_name": r.job_name, "seed_id": r.seed_id, "carrier": r.carrier,
         "tracking_number": r.tracking_number, "drive_count": r.drive_count, "ship_date": r.ship_date,
         "recorded_by": r.recorded_by, "recorded": rfc3339(r.recorded_unix_ms),
+        "azure_confirmed": if r.confirmed_unix_ms > 0 { Value::String(rfc3339(r.confirmed_unix_ms)) } else { Value::Null },
     })
 }
 
