@@ -41,7 +41,8 @@ impl std::fmt::Debug for AzureSide {
 
 impl AzureSide {
     pub fn new(cfg: AzureConfig) -> std::result::Result<AzureSide, String> {
-        let arm = cfg.client_with(ArmOptions::default())?;
+        // Within a call: 4 retries (about 3 s); the worker retries calls after that.
+        let arm = cfg.client_with(ArmOptions { max_retries: 4, ..Default::default() })?;
         let quick = cfg.client_with(ArmOptions {
             max_retries: 2,
             initial_delay: Duration::from_millis(200),

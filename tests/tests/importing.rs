@@ -184,3 +184,201 @@ async fn the_job_is_created_from_the_prepared_drives_shipped_and_followed_to_com
     assert!(text(&o).contains("job-happy") && text(&o).contains("Completed"), "{}", text(&o));
     c.finish()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_operators_race_for_one_tracking_number_and_azure_side_changes_are_surfaced() -> anyhow::Result<()> {
+    let (mut c, emu) = cluster()?;
+    let alice = c.issue("operator", "alice")?;
+    let bob = c.issue("operator", "bob")?;
+    for job in ["job-r1", "job-r2", "job-r3"] {
+        prepare(&mut c, &alice, job, 2, 1).await?;
+    }
+    for job in ["job-r1", "job-r2", "job-r3"] {
+        wait_seed_state(&c, &alice, job, "import_job_created", T).await?;
+    }
+
+    // Two operators, two jobs, one tracking number, at the same time: exactly one wins.
+    let ship = |job: &str| {
+        [
+            "ship",
+            "--job",
+            job,
+            "--carrier",
+            "UPS",
+            "--tracking",
+            "1Z999AA10123456784",
+            "--drives",
+            "1",
+            "--date",
+            "2026-11-22",
+        ]
+        .map(String::from)
+    };
+    let (a, b) = (ship("job-r1"), ship("job-r2"));
+    let (mut ca, mut cb) = (
+        c.seedctl(&alice, &a.iter().map(String::as_str).collect::<Vec<_>>()),
+        c.seedctl(&bob, &b.iter().map(String::as_str).collect::<Vec<_>>()),
+    );
+    let outs = c.run_all(vec![("ship-alice", &mut ca), ("ship-bob", &mut cb)])?;
+    let won: Vec<bool> = outs.iter().map(|o| o.status.success()).collect();
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "exactly one wins: {} / {}", text(&outs[0]), text(&outs[1]));
+    let loser = &outs[if won[0] { 1 } else { 0 }];
+    assert!(text(loser).contains("already exists") && text(loser).contains("1Z999AA10123456784"), "{}", text(loser));
+    let (winner, other) = if won[0] { ("job-r1", "job-r2") } else { ("job-r2", "job-r1") };
+    wait_seed_state(&c, &alice, winner, "shipped", T).await?;
+    let in_azure = |j: Option<seedship_azure::arm::JobResponse>| {
+        let p = j.unwrap().properties.unwrap();
+        (p.state.unwrap(), p.delivery_package.map(|d| d.tracking_number))
+    };
+    assert_eq!(in_azure(emu.job(winner).await?), ("Shipping".into(), Some("1Z999AA10123456784".into())));
+    assert_eq!(in_azure(emu.job(other).await?), ("Creating".into(), None), "the loser changed nothing in Azure");
+    let d = job_view(&c, &alice, other).await?;
+    assert!(d.job.unwrap().shipping.is_none(), "the loser recorded nothing");
+    // Every shipping change says who made it.
+    let e = wait_event(&c, &alice, winner, "shipped via UPS with tracking number 1Z999AA10123456784", T).await?;
+    assert!(e.actor.contains("/operator/"), "{}", e.actor);
+
+    // A job deleted on the Azure side is detected and surfaced on the seed.
+    emu.arm()?.delete_job(SUB, RG, other).await?;
+    let det = wait_seed_state(&c, &alice, other, "failed", T).await?;
+    assert!(det.seed.unwrap().state_reason.contains("no longer exists in resource group seedship-rg"));
+
+    // A job cancelled in Azure: the seed fails with the reason, and shipping is refused.
+    use seedship_azure::arm::{UpdateJobParameters, UpdateJobProperties};
+    let cancel = UpdateJobParameters {
+        tags: None,
+        properties: Some(UpdateJobProperties { cancel_requested: Some(true), ..Default::default() }),
+    };
+    emu.arm()?.update_job(SUB, RG, "job-r3", &cancel).await?;
+    emu.post("/_datacenter/tick", json!({})).await?;
+    let det = wait_seed_state(&c, &alice, "job-r3", "failed", T).await?;
+    assert!(det.seed.unwrap().state_reason.contains("cancelled in Azure"));
+    let o = c.run(
+        "ship-cancelled",
+        &mut c.seedctl(
+            &alice,
+            &[
+                "ship",
+                "--job",
+                "job-r3",
+                "--carrier",
+                "FedEx",
+                "--tracking",
+                "123456789012",
+                "--drives",
+                "1",
+                "--date",
+                "2026-11-22",
+            ],
+        ),
+    )?;
+    assert!(!o.status.success() && text(&o).contains("cancelled"), "{}", text(&o));
+    c.finish()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_killed_between_the_intent_and_the_put_converges_on_exactly_one_job() -> anyhow::Result<()> {
+    let (mut c, emu) = cluster()?;
+    let ops = c.issue("operator", "alice")?;
+
+    // 1. The PUT never reaches Azure (503s): the intent is written, Azure is "unavailable".
+    emu.faults(json!({ "status": 503, "count": 100000, "method": "PUT" })).await?;
+    prepare(&mut c, &ops, "job-k1", 2, 1).await?;
+    wait_event(&c, &ops, "job-k1", "Azure does not answer", T).await?;
+    let det = wait_seed_state(&c, &ops, "job-k1", "disks_prepared", T).await?;
+    assert!(det.seed.unwrap().state_reason.starts_with("Azure unavailable since"));
+    assert_eq!(emu.job_count().await?, 0);
+    c.kill9_coordinator()?;
+    emu.faults(json!({ "status": 503, "count": 0 })).await?;
+    c.start_coordinator()?;
+    wait_seed_state(&c, &ops, "job-k1", "import_job_created", T).await?;
+    assert_eq!(emu.job_count().await?, 1);
+
+    // 2. The PUT lands in Azure but its answer is lost; the coordinator dies before it learns.
+    emu.faults(json!({ "status": 500, "count": 100000, "method": "PUT", "after_apply": true })).await?;
+    prepare(&mut c, &ops, "job-k2", 2, 1).await?;
+    wait_event(&c, &ops, "job-k2", "Azure does not answer", T).await?;
+    assert!(emu.job("job-k2").await?.is_some(), "the PUT was carried out");
+    c.kill9_coordinator()?;
+    emu.faults(json!({ "status": 500, "count": 0 })).await?;
+    c.start_coordinator()?;
+    let det = wait_seed_state(&c, &ops, "job-k2", "import_job_created", T).await?;
+    assert!(det.seed.unwrap().state_reason.contains("adopted"), "found, not created again");
+    assert_eq!(emu.job_count().await?, 2, "one job per seed, never a second");
+    wait_event(&c, &ops, "job-k2", "Azure answers again", T).await?;
+    c.finish()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_warn_at_days_10_12_and_13_and_expire_at_14() -> anyhow::Result<()> {
+    let (mut c, emu) = cluster()?;
+    let ops = c.issue("operator", "alice")?;
+    prepare(&mut c, &ops, "job-d1", 2, 1).await?;
+    prepare(&mut c, &ops, "job-d2", 2, 1).await?;
+    wait_seed_state(&c, &ops, "job-d1", "import_job_created", T).await?;
+    wait_seed_state(&c, &ops, "job-d2", "import_job_created", T).await?;
+    // job-d2 ships at once; job-d1 never does.
+    let o = c.run(
+        "ship-d2",
+        &mut c.seedctl(
+            &ops,
+            &[
+                "ship",
+                "--job",
+                "job-d2",
+                "--carrier",
+                "FedEx",
+                "--tracking",
+                "123456789012",
+                "--drives",
+                "1",
+                "--date",
+                "2026-11-22",
+            ],
+        ),
+    )?;
+    assert!(o.status.success(), "{}", text(&o));
+    wait_seed_state(&c, &ops, "job-d2", "shipped", T).await?;
+
+    emu.advance(&c, 9.0).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let v = job_view(&c, &ops, "job-d1").await?;
+    assert!(!v.history.iter().any(|e| e.event == "deadline_warning"), "no warning before day 10");
+    for (day, left) in [(10, 4), (12, 2), (13, 1)] {
+        emu.advance(
+            &c,
+            if day == 10 {
+                1.0
+            } else if day == 12 {
+                2.0
+            } else {
+                1.0
+            },
+        )
+        .await?;
+        let e = wait_event(&c, &ops, "job-d1", &format!("day {day}: {left} day(s) left to ship the drives"), T).await?;
+        assert_eq!(e.actor, "coordinator/azure");
+        wait_event(&c, &ops, "job-d2", &format!("day {day}: {left} day(s) left for the datacenter to receive"), T)
+            .await?;
+        let o = c.run("jobs", &mut c.seedctl(&ops, &["jobs"]))?;
+        assert!(
+            text(&o).contains(&format!("{left}d left to ship"))
+                && text(&o).contains(&format!("{left}d left to arrive")),
+            "{}",
+            text(&o)
+        );
+    }
+    assert!(c.coordinator_logs().contains("1 day(s) left to ship the drives"), "warned in the log");
+    emu.advance(&c, 1.0).await?;
+    let det = wait_seed_state(&c, &ops, "job-d1", "failed", T).await?;
+    assert!(det.seed.unwrap().state_reason.contains("no tracking number within 14 days"));
+    let det = wait_seed_state(&c, &ops, "job-d2", "failed", T).await?;
+    let why = det.seed.unwrap().state_reason;
+    assert!(why.contains("did not receive the drives within 14 days") || why.contains("NeverReceived"), "{why}");
+    // Azure's side: job-d1 deleted, job-d2's drive never received; operators see both.
+    assert!(emu.job("job-d1").await?.is_none());
+    wait_event(&c, &ops, "job-d2", "NeverReceived", T).await?;
+    let j = job_view(&c, &ops, "job-d2").await?.job.unwrap();
+    assert_eq!((j.azure_state.as_str(), j.drives[0].state.as_str()), ("Closed", "NeverReceived"));
+    c.finish()
+}

@@ -172,15 +172,16 @@ fn job_problem(c: &Connection, intent: &JobIntent) -> Result<Option<String>> {
     Ok(None)
 }
 
-/// Jobs the Azure worker still works on: intents to create, and created jobs whose import has
-/// not ended.
+/// Jobs the Azure worker still works on: intents of live seeds, and created jobs that Azure
+/// has not ended (followed after a seed failed too, so operators see how the drives end).
 pub fn followed_jobs(c: &Connection) -> Result<Vec<JobRecord>> {
     let ids: Vec<String> = {
         let mut stmt = c
             .prepare_cached(
                 "SELECT j.seed_id FROM import_jobs j JOIN seeds s ON s.seed_id = j.seed_id \
-                 WHERE j.phase IN ('intent', 'created') AND s.state NOT IN ('seeded', 'failed', 'cancelled') \
-                 AND j.azure_state NOT IN ('Completed', 'Closed', 'Canceled', 'Cancelled') ORDER BY j.intent_ms",
+                 WHERE (j.phase = 'intent' AND s.state NOT IN ('seeded', 'failed', 'cancelled')) \
+                 OR (j.phase = 'created' AND j.azure_state NOT IN ('Completed', 'Closed', 'Canceled', 'Cancelled')) \
+                 ORDER BY j.intent_ms",
             )
             .map_err(db_err)?;
         let rows = stmt.query_map([], |r| r.get(0)).map_err(db_err)?;
