@@ -372,6 +372,40 @@ impl ServiceState {
         if let Some(v) = u.backup_drive_manifest {
             d.backup_drive_manifest = Some(v);
         }
+        // A drive list in a PATCH updates drives' details (e.g. a BitLocker key entered
+        // wrongly), before the drives arrive.
+        if let Some(list) = u.drive_list {
+            if !matches!(state.as_str(), "Creating" | "Shipping") {
+                return Err(ApiError::new(
+                    409,
+                    "InvalidJobState",
+                    format!("Job '{name}' is {state}; drive details can change while it is Creating or Shipping."),
+                ));
+            }
+            for (i, nd) in list.into_iter().enumerate() {
+                let id = nd.drive_id.clone().unwrap_or_default();
+                if !j.keys.contains_key(&id) {
+                    return Err(ApiError::new(
+                        400,
+                        "InvalidDriveList",
+                        format!("driveList[{i}]: drive '{id}' is not in job '{name}'."),
+                    ));
+                }
+                if let Some(k) = nd.bit_locker_key {
+                    j.keys.insert(id.clone(), k);
+                }
+                let d = j.details_mut().drive_list.get_or_insert_with(Vec::new);
+                if let Some(old) = d.iter_mut().find(|o| o.drive_id.as_deref() == Some(id.as_str())) {
+                    if nd.manifest_hash.is_some() {
+                        old.manifest_hash = nd.manifest_hash;
+                    }
+                    if nd.manifest_file.is_some() {
+                        old.manifest_file = nd.manifest_file;
+                    }
+                }
+            }
+        }
+        let d = j.details_mut();
         if to_shipping {
             if d.return_address.is_none() {
                 return Err(ApiError::new(
@@ -440,6 +474,15 @@ impl ServiceState {
                 r
             })
             .collect()
+    }
+
+    /// The BitLocker key the job holds for `drive` (the datacenter unlocks the drive with it).
+    pub fn drive_key(&self, sub: &str, rg: &str, name: &str, drive: &str) -> ApiResult<Secret> {
+        let j = self.get_job(sub, rg, name)?;
+        j.keys
+            .get(drive)
+            .cloned()
+            .ok_or_else(|| ApiError::new(404, "DriveNotFound", format!("Drive '{drive}' is not in job '{name}'.")))
     }
 
     pub fn bitlocker_keys(&self, sub: &str, rg: &str, name: &str) -> ApiResult<arm::GetBitLockerKeysResponse> {

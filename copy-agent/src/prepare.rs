@@ -551,7 +551,7 @@ async fn round(
     for (i, (m, s)) in members.iter().zip(starts).enumerate() {
         let dp = plan.disks[m.position as usize - 1].clone();
         let (staging, keeper2, board) = (staging.clone(), keeper.clone(), ctx.board.clone());
-        let info = (lease.seed_id.clone(), lease.job_name.clone());
+        let info = (lease.seed_id.clone(), lease.job_name.clone(), lease.container.clone());
         match s {
             Start::Sealed(pw) => {
                 board.phase(i, "sealed", dp.bytes);
@@ -673,7 +673,7 @@ fn write_disk(
     keeper: &Keeper,
     board: &Board,
     lane: usize,
-    (seed_id, job_name): (String, String),
+    (seed_id, job_name, container): (String, String, String),
 ) -> Result<(), Fail> {
     let mut reader = Reader::new(staging);
     let gate = keeper.clone();
@@ -729,6 +729,7 @@ fn write_disk(
         job_name,
         position: h.position,
         set_size: h.set_size,
+        container,
         parts,
     };
     w.seal(&manifest).map_err(|e| keeper.alive().err().map(Fail::Stop).unwrap_or(Fail::Bad(e.to_string())))?;
@@ -860,7 +861,9 @@ pub fn bench(staging: &std::path::Path, paths: &[PathBuf]) -> Result<BenchReport
             .enumerate()
             .map(|(i, (w, dp))| {
                 let (st, keeper, board) = (&st, &keeper, &board);
-                s.spawn(move || write_disk(w, dp, st, keeper, board, i, ("bench".into(), "bench".into())))
+                s.spawn(move || {
+                    write_disk(w, dp, st, keeper, board, i, ("bench".into(), "bench".into(), "bench".into()))
+                })
             })
             .collect();
         hs.into_iter().try_for_each(|h| h.join().expect("writer").map_err(|e| format!("{e:?}")))

@@ -132,6 +132,10 @@ pub struct DriveManifest {
     pub job_name: String,
     pub position: u32,
     pub set_size: u32,
+    /// The blob container the parts' paths go into (the seed's); empty on disks made before
+    /// the field existed.
+    #[serde(default)]
+    pub container: String,
     pub parts: Vec<ManifestPart>,
 }
 

@@ -11,11 +11,91 @@ use anyhow::{Context, Result, anyhow};
 use seedship_azure::client::{ArmClient, ArmOptions, StaticToken};
 use serde_json::Value;
 
-use crate::{Cluster, start_emulator};
+use crate::{Cluster, start_emulator_with};
 
 /// Subscription and resource group every test seed uses.
 pub const SUB: &str = "0f0e0d0c-0000-4000-8000-00000000abcd";
 pub const RG: &str = "seedship-rg";
+
+/// The storage account every test seed names, as it exists in Azurite.
+pub const ACCOUNT: &str = "seedacct";
+/// Its key (a made-up test key).
+pub const ACCOUNT_KEY: &str =
+    "c2VlZHNoaXAtdGVzdC1rZXktc2VlZHNoaXAtdGVzdC1rZXktc2VlZHNoaXAtdGVzdC1rZXktMDEyMzQ1Njc4OQ==";
+
+/// Azurite, installed by `deploy/azurite/install.sh` (pinned by its lock file) unless
+/// `SEEDSHIP_AZURITE_MAIN` names its `main.js`, on a free loopback port.
+pub struct Azurite {
+    child: Child,
+    /// Path-style blob endpoint base, e.g. `http://127.0.0.1:39123`.
+    pub url: String,
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Azurite {
+    pub fn start(dir: &Path) -> Result<Azurite> {
+        let main = match std::env::var_os("SEEDSHIP_AZURITE_MAIN") {
+            Some(m) => PathBuf::from(m),
+            None => {
+                let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/azurite/install.sh");
+                let out = std::process::Command::new(&script)
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .with_context(|| format!("running {}", script.display()))?;
+                anyhow::ensure!(
+                    out.status.success(),
+                    "Azurite could not be installed ({}): {}",
+                    script.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+            }
+        };
+        let data = dir.join("azurite");
+        std::fs::create_dir_all(&data)?;
+        let log = dir.join("azurite.log");
+        let child = std::process::Command::new("node")
+            .arg(&main)
+            .args([
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                "0",
+                "--skipApiVersionCheck",
+                "--disableTelemetry",
+                "--location",
+            ])
+            .arg(&data)
+            .env("AZURITE_ACCOUNTS", format!("{ACCOUNT}:{ACCOUNT_KEY}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::OpenOptions::new().append(true).open(&log)?)
+            .spawn()
+            .context("starting Azurite (node)")?;
+        let mut a = Azurite { child, url: String::new() };
+        a.url = crate::wait_for("Azurite to listen", Duration::from_secs(30), || {
+            let t = std::fs::read_to_string(&log).ok()?;
+            let at = t.find("successfully listens on ")?;
+            Some(t[at + "successfully listens on ".len()..].lines().next()?.trim().to_string())
+        })
+        .with_context(|| format!("Azurite's log: {}", std::fs::read_to_string(&log).unwrap_or_default()))?;
+        Ok(a)
+    }
+
+    /// The test account's blobs.
+    pub fn blobs(&self) -> Result<seedship_azure::blob::BlobStore> {
+        Ok(seedship_azure::blob::BlobStore::new(
+            &format!("{}/{ACCOUNT}/", self.url),
+            seedship_azure::blob::BlobAuth::SharedKey { account: ACCOUNT.into(), key: ACCOUNT_KEY.into() },
+        )?)
+    }
+}
 
 pub struct Emulator {
     pub child: Child,
@@ -23,6 +103,8 @@ pub struct Emulator {
     pub tls: PathBuf,
     pub state: PathBuf,
     pub log: PathBuf,
+    /// The storage the datacenter copies into, when started with it.
+    pub azurite: Option<Azurite>,
     http: reqwest::Client,
 }
 
@@ -34,14 +116,31 @@ impl Drop for Emulator {
 }
 
 impl Emulator {
-    /// Starts the emulator with its state, TLS and log under `dir`.
+    /// Starts the emulator with its state, TLS and log under `dir` (no storage: "copy" is
+    /// refused).
     pub fn start(dir: &Path) -> Result<Emulator> {
+        Self::start_inner(dir, None)
+    }
+
+    /// Starts Azurite, and the emulator copying into it.
+    pub fn start_with_storage(dir: &Path) -> Result<Emulator> {
+        let azurite = Azurite::start(dir)?;
+        Self::start_inner(dir, Some(azurite))
+    }
+
+    fn start_inner(dir: &Path, azurite: Option<Azurite>) -> Result<Emulator> {
         let (tls, state, log) = (dir.join("emulator-tls"), dir.join("emulator.json"), dir.join("emulator.log"));
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let (child, _, url) = start_emulator(&state, &log, Some(&tls))?;
+        let mut extra: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(a) = &azurite {
+            let keys = dir.join("storage-keys.txt");
+            std::fs::write(&keys, format!("{ACCOUNT}={ACCOUNT_KEY}\n"))?;
+            extra.extend(["--storage-url".into(), a.url.clone().into(), "--storage-keys".into(), keys.into()]);
+        }
+        let (child, _, url) = start_emulator_with(&state, &log, Some(&tls), &extra)?;
         let ca = reqwest::Certificate::from_pem(&std::fs::read(tls.join("ca.crt"))?)?;
-        let http = reqwest::Client::builder().add_root_certificate(ca).timeout(Duration::from_secs(30)).build()?;
-        Ok(Emulator { child, url, tls, state, log, http })
+        let http = reqwest::Client::builder().add_root_certificate(ca).timeout(Duration::from_secs(120)).build()?;
+        Ok(Emulator { child, url, tls, state, log, azurite, http })
     }
 
     /// The coordinator's `[azure]` table for this emulator, polling every `poll`.

@@ -3,7 +3,7 @@
 //! rules of `seedship_azure::emulator`. State is kept in a JSON file, written atomically after
 //! every change, so the emulator survives restarts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -17,13 +17,22 @@ use seedship_azure::arm::{self, API_VERSION};
 use seedship_azure::emulator::{self as rules, ApiError, ServiceState};
 use serde::de::DeserializeOwned;
 
-/// What the emulator keeps: the service's state and the datacenter clock's offset.
+use crate::ingest::{DriveOrder, IngestJob, Storage, copy_drive};
+
+/// What the emulator keeps: the service's state, the datacenter clock's offset, the disk
+/// images in the packages that arrived, and each job's import so far.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Persisted {
     pub service: ServiceState,
     /// Added to the wall clock (datacenter command "advance the clock").
     #[serde(default)]
     pub clock_offset_ms: i64,
+    /// Job name → drive id → the disk image that arrived for it.
+    #[serde(default)]
+    pub images: BTreeMap<String, BTreeMap<String, PathBuf>>,
+    /// Job name → what the datacenter has imported of it.
+    #[serde(default)]
+    pub ingest: BTreeMap<String, IngestJob>,
 }
 
 pub struct Emulator {
@@ -31,6 +40,10 @@ pub struct Emulator {
     pub file: PathBuf,
     /// Injected failures for the next ARM requests (throttling, server errors).
     pub faults: Mutex<Faults>,
+    /// The storage accounts the datacenter copies into (Azurite); `None`: "copy" refuses.
+    pub storage: Option<Storage>,
+    /// One copy at a time (the datacenter's copy station).
+    pub copying: tokio::sync::Mutex<()>,
 }
 
 /// The next `count` ARM requests answer `status` (429 with `Retry-After`, or a 5xx).
@@ -57,7 +70,26 @@ impl Emulator {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Persisted::default(),
             Err(e) => return Err(format!("{}: {e}", file.display())),
         };
-        Ok(Emulator { state: Mutex::new(state), file: file.to_path_buf(), faults: Mutex::new(Faults::default()) })
+        Ok(Emulator {
+            state: Mutex::new(state),
+            file: file.to_path_buf(),
+            faults: Mutex::new(Faults::default()),
+            storage: None,
+            copying: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The datacenter copies into these storage accounts.
+    pub fn with_storage(mut self, storage: Storage) -> Emulator {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// Saves the state after `f` changed the parts beside the service.
+    fn update(&self, f: impl FnOnce(&mut Persisted)) -> Result<(), ApiError> {
+        let mut s = self.state.lock().expect("lock");
+        f(&mut s);
+        self.save(&s)
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -266,6 +298,16 @@ async fn keys(
 #[derive(Debug, serde::Deserialize)]
 pub struct ArriveBody {
     pub drives: Vec<String>,
+    /// Drive id → the disk image that came for it (what "copy" reads).
+    #[serde(default)]
+    pub images: BTreeMap<String, PathBuf>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct CopyBody {
+    /// One drive; absent: every drive that is `Received`.
+    #[serde(default)]
+    pub drive: Option<String>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -293,7 +335,78 @@ pub struct AdvanceBody {
 type JobPath = UrlPath<(String, String, String)>;
 
 async fn dc_arrive(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) -> Response {
-    let r = body::<ArriveBody>(&b).and_then(|a| emu.mutate(|s, _| s.package_arrives(&sub, &rg, &job, &a.drives)));
+    let r = body::<ArriveBody>(&b).and_then(|a| {
+        let j = emu.mutate(|s, _| s.package_arrives(&sub, &rg, &job, &a.drives))?;
+        emu.update(|p| {
+            p.images.insert(job.to_ascii_lowercase(), a.images);
+        })?;
+        Ok(j)
+    });
+    r.map(|j| json(200, &j)).unwrap_or_else(|e| error(&e))
+}
+
+/// "Copy drives": really imports them. Each drive (one, or every `Received` one) is started,
+/// copied into the storage account from its disk image, and finished `Completed` or
+/// `CompletedMoreInfo` with the reason and an error log.
+async fn dc_copy(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) -> Response {
+    let r = async {
+        let c: CopyBody = if b.is_empty() { CopyBody::default() } else { body(&b)? };
+        let storage = emu.storage.clone().ok_or_else(|| ApiError {
+            status: 409,
+            code: "NoStorage",
+            message: "the emulator was started without --storage-url: it has nowhere to copy to".into(),
+        })?;
+        let _one = emu.copying.lock().await;
+        let (drives, details, images) = {
+            let s = emu.state.lock().expect("lock");
+            let j = s.service.get_job(&sub, &rg, &job)?;
+            let list = j.details().drive_list.clone().unwrap_or_default();
+            let drives: Vec<String> = list
+                .iter()
+                .filter(|d| c.drive.as_ref().is_none_or(|x| d.drive_id.as_ref() == Some(x)))
+                .filter(|d| c.drive.is_some() || d.state.as_deref() == Some("Received"))
+                .filter_map(|d| d.drive_id.clone())
+                .collect();
+            (drives, j.details().clone(), s.images.get(&job.to_ascii_lowercase()).cloned().unwrap_or_default())
+        };
+        let account =
+            details.storage_account_id.as_deref().and_then(|id| id.rsplit('/').next()).unwrap_or_default().to_string();
+        for drive in drives {
+            emu.mutate(|s, _| s.start_copy(&sub, &rg, &job, &drive))?;
+            let key = emu.state.lock().expect("lock").service.drive_key(&sub, &rg, &job, &drive)?;
+            let listed = details.drive_list.iter().flatten().find(|d| d.drive_id.as_deref() == Some(&drive));
+            let order = DriveOrder {
+                job: job.clone(),
+                drive_id: drive.clone(),
+                image: images.get(&drive).cloned().unwrap_or_default(),
+                key: key.0,
+                manifest_hash: listed.and_then(|d| d.manifest_hash.clone()).unwrap_or_default(),
+                account: account.clone(),
+                diagnostics_path: details.diagnostics_path.clone().unwrap_or_else(|| "waimportexport".into()),
+                verbose: details.log_level.as_deref() == Some("Verbose"),
+            };
+            let mut ingest =
+                emu.state.lock().expect("lock").ingest.get(&job.to_ascii_lowercase()).cloned().unwrap_or_default();
+            let out = if order.image.as_os_str().is_empty() {
+                crate::ingest::DriveOutcome {
+                    failure: Some("no disk image came for this drive".into()),
+                    ..Default::default()
+                }
+            } else {
+                copy_drive(&storage, &order, &mut ingest).await
+            };
+            tracing::info!(%job, %drive, bytes = out.bytes, failure = ?out.failure, "drive copied");
+            emu.update(|p| {
+                p.ingest.insert(job.to_ascii_lowercase(), ingest);
+            })?;
+            emu.mutate(|s, _| {
+                s.finish_copy(&sub, &rg, &job, &drive, out.bytes, out.failure.as_deref(), out.error_log_uri.clone())
+            })?;
+        }
+        let s = emu.state.lock().expect("lock");
+        Ok::<_, ApiError>(s.service.get_job(&sub, &rg, &job)?.job.clone())
+    }
+    .await;
     r.map(|j| json(200, &j)).unwrap_or_else(|e| error(&e))
 }
 
@@ -396,6 +509,7 @@ pub fn router(emu: Arc<Emulator>) -> Router {
         .route(&format!("{JOBS}/{{job}}"), get(get_job).put(put_job).patch(patch_job).delete(delete_job))
         .route(&format!("{JOBS}/{{job}}/listBitLockerKeys"), post(keys))
         .route(&format!("{DC}/{{job}}/arrive"), post(dc_arrive))
+        .route(&format!("{DC}/{{job}}/copy"), post(dc_copy))
         .route(&format!("{DC}/{{job}}/start-copy"), post(dc_start_copy))
         .route(&format!("{DC}/{{job}}/finish-copy"), post(dc_finish_copy))
         .route(&format!("{DC}/{{job}}/ship-back"), post(dc_ship_back))

@@ -11,6 +11,7 @@
 
 pub mod azure;
 pub mod emulator;
+pub mod ingest;
 pub mod prep;
 pub mod raw;
 
@@ -636,9 +637,20 @@ pub fn http(
 /// Starts `seedship-azure-emulator` on loopback with its state in `state` (HTTPS with its CA in
 /// `tls` when given); returns the process, its address and its URL.
 pub fn start_emulator(state: &Path, log: &Path, tls: Option<&Path>) -> Result<(Child, String, String)> {
+    start_emulator_with(state, log, tls, &[])
+}
+
+/// [`start_emulator`] with more arguments (e.g. `--storage-url`).
+pub fn start_emulator_with(
+    state: &Path,
+    log: &Path,
+    tls: Option<&Path>,
+    extra: &[std::ffi::OsString],
+) -> Result<(Child, String, String)> {
     let ready = state.with_extension("ready");
     let _ = std::fs::remove_file(&ready);
     let mut cmd = Command::new(bin("seedship-azure-emulator"));
+    cmd.args(extra);
     if let Some(t) = tls {
         cmd.arg("--tls-dir").arg(t);
     }

@@ -152,6 +152,7 @@ fn clean_run(images: &[PathBuf], keys: &HashMap<String, RecoveryPassword>, stagi
             job_name: h.job_name.clone(),
             position: h.position,
             set_size: h.set_size,
+            container: "seed-import".into(),
             parts,
         };
         w.seal(&manifest).unwrap();

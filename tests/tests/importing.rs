@@ -14,14 +14,29 @@ const T: Duration = Duration::from_secs(30);
 
 /// A cluster whose coordinator talks to a fresh emulator (polling every second).
 fn cluster() -> anyhow::Result<(Cluster, Emulator)> {
+    cluster_with(false)
+}
+
+/// The same, the emulated datacenter copying into Azurite when `storage`.
+fn cluster_with(storage: bool) -> anyhow::Result<(Cluster, Emulator)> {
     let base = tempfile::Builder::new().prefix("seedship-azure-").tempdir()?.keep();
-    let emu = Emulator::start(&base)?;
+    let emu = if storage { Emulator::start_with_storage(&base)? } else { Emulator::start(&base)? };
     let c = Cluster::start_with(Options {
         extra_toml: emu.coordinator_toml("1s"),
         offset_clock: true,
         ..Default::default()
     })?;
     Ok((c, emu))
+}
+
+/// Drive id → image path, as the datacenter's "arrive" takes them.
+fn images_by_drive(images: &[std::path::PathBuf]) -> std::collections::BTreeMap<String, std::path::PathBuf> {
+    images.iter().map(|p| (seedship_disk::format::probe(p).unwrap().unwrap().drive_id, p.clone())).collect()
+}
+
+fn md5_of(data: &[u8]) -> Vec<u8> {
+    use md5::Digest;
+    md5::Md5::digest(data).to_vec()
 }
 
 /// Stages `job` (`mib` of corpus), prepares it on `disks` image(s) with a copy station, and
@@ -48,10 +63,11 @@ async fn job_view(c: &Cluster, ops: &Identity, job: &str) -> anyhow::Result<pb::
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_job_is_created_from_the_prepared_drives_shipped_and_followed_to_completed() -> anyhow::Result<()> {
-    let (mut c, emu) = cluster()?;
+async fn the_job_is_created_from_the_prepared_drives_shipped_imported_into_azurite_and_followed_to_completed()
+-> anyhow::Result<()> {
+    let (mut c, emu) = cluster_with(true)?;
     let ops = c.issue("operator", "alice")?;
-    let (screen, _images) = prepare(&mut c, &ops, "job-happy", 6, 2).await?;
+    let (screen, images) = prepare(&mut c, &ops, "job-happy", 6, 2).await?;
     // The copy station's final screen shows the datacenter's address from Azure.
     assert!(screen.contains("Amsterdam"), "{screen}");
 
@@ -136,11 +152,14 @@ async fn the_job_is_created_from_the_prepared_drives_shipped_and_followed_to_com
     assert_eq!((dp.carrier_name.as_str(), dp.tracking_number.as_str(), dp.drive_count), ("DHL", "1234567890", Some(2)));
     wait_seed_state(&c, &ops, "job-happy", "shipped", T).await?;
 
-    // The datacenter receives and copies; the coordinator mirrors every step.
+    // The package arrives with both disks; the datacenter copies them into Azurite, one at a
+    // time; the coordinator mirrors every step.
     let ids: Vec<String> = drives.iter().map(|d| d.drive_id.clone().unwrap()).collect();
-    emu.dc("job-happy", "arrive", json!({ "drives": ids })).await?;
+    let by_id = images_by_drive(&images);
+    emu.dc("job-happy", "arrive", json!({ "drives": ids, "images": by_id })).await?;
     wait_seed_state(&c, &ops, "job-happy", "at_datacenter", T).await?;
-    emu.dc("job-happy", "start-copy", json!({ "drive": ids[0] })).await?;
+    let j = emu.dc("job-happy", "copy", json!({ "drive": ids[0] })).await?;
+    assert_eq!(j["properties"]["state"], "Transferring", "{j}");
     wait_seed_state(&c, &ops, "job-happy", "importing", T).await?;
     // The source agent says what MARS says: waiting for the import job, with its state.
     let src_cfg = c.path("src-job-happy.toml");
@@ -151,11 +170,29 @@ async fn the_job_is_created_from_the_prepared_drives_shipped_and_followed_to_com
         "{}",
         text(&o)
     );
-    emu.dc("job-happy", "finish-copy", json!({ "drive": ids[0], "bytes": 1000 })).await?;
-    emu.dc("job-happy", "start-copy", json!({ "drive": ids[1] })).await?;
-    emu.dc("job-happy", "finish-copy", json!({ "drive": ids[1], "bytes": 2000 })).await?;
+    let j = emu.dc("job-happy", "copy", json!({ "drive": ids[1] })).await?;
+    assert_eq!(j["properties"]["state"], "Packaging", "{j}");
     let det = wait_seed_state(&c, &ops, "job-happy", "imported", T).await?;
     assert!(det.seed.unwrap().state_reason.contains("every drive completed"));
+    // Every staging file is a blob in the seed's container, with the seed manifest's MD5 set,
+    // and its bytes have that MD5.
+    let blobs = emu.azurite.as_ref().unwrap().blobs()?;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(c.path("staging-job-happy/manifest.json"))?)?;
+    let listed = blobs.list("seed-import").await?;
+    let files = manifest["files"].as_array().unwrap();
+    assert_eq!(listed.len(), files.len() + 1, "every file and manifest.json: {listed:?}");
+    for f in files {
+        let path = f["path"].as_str().unwrap();
+        let want = hex::decode(f["md5"].as_str().unwrap())?;
+        let b = listed.iter().find(|b| b.name == path).unwrap_or_else(|| panic!("{path} is not in Azurite"));
+        assert_eq!((b.size, b.md5.as_deref()), (f["size"].as_u64().unwrap(), Some(&want[..])), "{path}");
+        let data = blobs.download("seed-import", path).await?;
+        assert_eq!(md5_of(&data), want, "{path}'s bytes");
+    }
+    let v = job_view(&c, &ops, "job-happy").await?;
+    let total: i64 = v.job.unwrap().drives.iter().map(|d| d.bytes_succeeded).sum();
+    assert!(total as u64 >= staging_bytes(&c.path("staging-job-happy")), "bytes copied are mirrored: {total}");
     emu.dc("job-happy", "ship-back", json!({ "carrier": "DHL", "tracking": "9876543210", "date": "2026-12-01" }))
         .await?;
     wait_event(&c, &ops, "job-happy", "Azure job state Packaging -> Completed", T).await?;
@@ -380,5 +417,88 @@ async fn deadlines_warn_at_days_10_12_and_13_and_expire_at_14() -> anyhow::Resul
     wait_event(&c, &ops, "job-d2", "NeverReceived", T).await?;
     let j = job_view(&c, &ops, "job-d2").await?.job.unwrap();
     assert_eq!((j.azure_state.as_str(), j.drives[0].state.as_str()), ("Closed", "NeverReceived"));
+    c.finish()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_a_corrupt_manifest_and_a_drive_never_received_end_with_their_reasons() -> anyhow::Result<()> {
+    let (mut c, emu) = cluster_with(true)?;
+    let ops = c.issue("operator", "alice")?;
+    let (_, images) = prepare(&mut c, &ops, "job-bad", 6, 3).await?;
+    wait_seed_state(&c, &ops, "job-bad", "import_job_created", T).await?;
+    let by_id = images_by_drive(&images);
+    let ids: Vec<String> = by_id.keys().cloned().collect();
+    // Someone types drive 1's key wrongly in the portal before shipping.
+    use seedship_azure::arm::{DriveStatus, Secret, UpdateJobParameters, UpdateJobProperties};
+    let wrong = seedship_disk::key::RecoveryPassword::generate()?.reveal();
+    let patch = UpdateJobParameters {
+        tags: None,
+        properties: Some(UpdateJobProperties {
+            drive_list: Some(vec![DriveStatus {
+                drive_id: Some(ids[0].clone()),
+                bit_locker_key: Some(Secret(wrong)),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+    };
+    emu.arm()?.update_job(SUB, RG, "job-bad", &patch).await?;
+    // Drive 2's manifest is damaged in transit.
+    {
+        use std::os::unix::fs::FileExt;
+        let h = seedship_disk::format::probe(&by_id[&ids[1]])?.unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&by_id[&ids[1]])?;
+        f.write_all_at(b"XXXX", h.manifest_offset + 20)?;
+    }
+    let o = c.run(
+        "ship",
+        &mut c.seedctl(
+            &ops,
+            &[
+                "ship",
+                "--job",
+                "job-bad",
+                "--carrier",
+                "FedEx",
+                "--tracking",
+                "123456789012",
+                "--drives",
+                "3",
+                "--date",
+                "2026-11-22",
+            ],
+        ),
+    )?;
+    assert!(o.status.success(), "{}", text(&o));
+    // Drive 3 never arrives.
+    let arrived: std::collections::BTreeMap<_, _> = by_id.iter().take(2).map(|(k, v)| (k.clone(), v.clone())).collect();
+    emu.dc("job-bad", "arrive", json!({ "drives": &ids[..2], "images": arrived })).await?;
+    let j = emu.dc("job-bad", "copy", json!({})).await?;
+    assert_eq!(j["properties"]["state"], "Packaging", "{j}");
+
+    let det = wait_seed_state(&c, &ops, "job-bad", "imported", T).await?;
+    let why = det.seed.unwrap().state_reason;
+    assert!(
+        why.contains(&format!(
+            "drive {} CompletedMoreInfo: the BitLocker key in the job does not unlock the drive (wrong key)",
+            ids[0]
+        )),
+        "{why}"
+    );
+    assert!(why.contains(&format!("drive {} CompletedMoreInfo: manifest hash mismatch", ids[1])), "{why}");
+    assert!(why.contains(&format!("drive {} NeverReceived", ids[2])), "{why}");
+    let j = job_view(&c, &ops, "job-bad").await?.job.unwrap();
+    let state_of = |id: &str| j.drives.iter().find(|d| d.drive_id == id).unwrap().clone();
+    assert_eq!(state_of(&ids[0]).state, "CompletedMoreInfo");
+    assert_eq!(state_of(&ids[2]).state, "NeverReceived");
+    // The error log is a blob in the diagnostics container, and it says why.
+    let log_uri = state_of(&ids[0]).error_log_uri;
+    assert!(log_uri.ends_with(&format!("waimportexport/job-bad_{}_error.xml", ids[0])), "{log_uri}");
+    let blobs = emu.azurite.as_ref().unwrap().blobs()?;
+    let log = String::from_utf8(blobs.download("waimportexport", &format!("job-bad_{}_error.xml", ids[0])).await?)?;
+    assert!(log.contains("wrong key") && log.contains("<DriveLog"), "{log}");
+    // Operators see the reasons in `seedctl job`.
+    let o = c.run("job", &mut c.seedctl(&ops, &["job", "job-bad"]))?;
+    assert!(text(&o).contains("manifest hash mismatch") && text(&o).contains("NeverReceived"), "{}", text(&o));
     c.finish()
 }

@@ -74,6 +74,7 @@ fn prepare(
         job_name: "job-1".into(),
         position: dp.position,
         set_size: 3,
+        container: "seeds".into(),
         parts,
     };
     Some(w.seal(&m).unwrap())

@@ -2,16 +2,19 @@
 //! (api-version 2021-01-01) on loopback, for tests, the demo and anyone without a subscription.
 //!
 //!   seedship-azure-emulator --state emulator.json [--tls-dir DIR] [--listen 127.0.0.1:0] [--ready-file F]
+//!                           [--storage-url http://127.0.0.1:10000 --storage-keys keys.txt]
 //!
 //! With `--tls-dir` it serves HTTPS, as ARM does (clients trust `DIR/ca.crt`); without it,
 //! plain HTTP for raw tests. The ready file gets `{"addr": "127.0.0.1:PORT", "url": ...}` once
-//! it listens. SIGTERM/ctrl-c stops it.
+//! it listens. With `--storage-url` (Azurite) the datacenter's "copy" command imports the
+//! drives into the storage accounts named in `--storage-keys`. SIGTERM/ctrl-c stops it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
 use seedship_e2e::emulator::{Emulator, router, serve_tls, tls};
+use seedship_e2e::ingest::Storage;
 
 #[derive(Debug, Parser)]
 #[command(name = "seedship-azure-emulator", about = "Emulated Azure Import/Export (ARM) service")]
@@ -27,14 +30,34 @@ struct Cli {
     /// Serve HTTPS with a certificate made (once) in this directory; clients trust its ca.crt.
     #[arg(long)]
     tls_dir: Option<PathBuf>,
+    /// Blob storage the datacenter copies into, path-style (Azurite: http://127.0.0.1:10000);
+    /// the account name is appended.
+    #[arg(long, requires = "storage_keys")]
+    storage_url: Option<String>,
+    /// `account=key` lines: the storage accounts that exist, with their keys (base64).
+    #[arg(long, requires = "storage_url")]
+    storage_keys: Option<PathBuf>,
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).init();
     let cli = Cli::parse();
+    let storage = match (&cli.storage_url, &cli.storage_keys) {
+        (Some(u), Some(k)) => match Storage::load(u, k) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("error: --storage-keys: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
     let emu = match Emulator::open(&cli.state) {
-        Ok(e) => Arc::new(e),
+        Ok(e) => Arc::new(match storage {
+            Some(s) => e.with_storage(s),
+            None => e,
+        }),
         Err(e) => {
             eprintln!("error: {e}");
             return std::process::ExitCode::from(2);
