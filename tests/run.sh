@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole seedship test suite, from a fresh clone: builds everything, installs what is
-# missing (cargo-nextest), and runs unit, service and end-to-end tests with time bounds.
+# missing (cargo-nextest; Azurite through npm), and runs unit, service and end-to-end tests
+# with time bounds.
 #
 #   tests/run.sh            # everything
 #   tests/run.sh -E 'test(lease)'   # extra arguments go to cargo nextest
@@ -19,6 +20,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "== cargo-nextest is missing; installing it (one time)"
   cargo install cargo-nextest --locked
 fi
+
+# Azurite (the Azure Storage emulator) for the import tests, pinned by its lock file and
+# installed once into a cache folder; the tests start it themselves.
+echo "== Azurite"
+SEEDSHIP_AZURITE_MAIN="$(deploy/azurite/install.sh)"
+export SEEDSHIP_AZURITE_MAIN
 
 echo "== running the test suite"
 # The whole run is bounded too, in case a process hangs outside any single test's limit.

@@ -5,9 +5,11 @@
 //! - [`client`]: the ARM client on the Azure SDK's pipeline; [`credential`]: how it authenticates.
 //! - [`blob`]: blob storage (official `azure_storage_blob`, plus a Shared Key policy).
 //! - [`emulator`]: the rules of the emulated service and datacenter.
+//! - [`openapi`]: checks JSON bodies against the official OpenAPI description.
 
 pub mod arm;
 pub mod blob;
 pub mod client;
 pub mod credential;
 pub mod emulator;
+pub mod openapi;

@@ -333,6 +333,24 @@ async fn deadlines(core: &Coordinator, job: &JobRecord) -> Result<()> {
     Ok(())
 }
 
+/// The PATCH that tells Azure the drives are on their way: `state: Shipping` and the
+/// delivery package.
+pub fn shipping_patch(rec: &ShippingRecord) -> arm::UpdateJobParameters {
+    arm::UpdateJobParameters {
+        tags: None,
+        properties: Some(arm::UpdateJobProperties {
+            state: Some(arm::JobState::Shipping.as_str().into()),
+            delivery_package: Some(arm::DeliveryPackageInformation {
+                carrier_name: rec.spec.carrier.clone(),
+                tracking_number: rec.spec.tracking_number.clone(),
+                drive_count: Some(rec.spec.drive_count as i64),
+                ship_date: Some(rec.spec.ship_date.clone()),
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
 /// Tells Azure the job is shipping, with the delivery package, and confirms the record. An
 /// Azure refusal removes the reservation (nothing changed) and is returned with its reason;
 /// no answer keeps it, for the worker to push again.
@@ -350,19 +368,7 @@ pub async fn push_shipping(core: &Coordinator, client: &ArmClient, rec: &Shippin
             return core.store.confirm_shipping(&rec.seed_id, core.now()).await;
         }
     }
-    let body = arm::UpdateJobParameters {
-        tags: None,
-        properties: Some(arm::UpdateJobProperties {
-            state: Some(arm::JobState::Shipping.as_str().into()),
-            delivery_package: Some(arm::DeliveryPackageInformation {
-                carrier_name: rec.spec.carrier.clone(),
-                tracking_number: rec.spec.tracking_number.clone(),
-                drive_count: Some(rec.spec.drive_count as i64),
-                ship_date: Some(rec.spec.ship_date.clone()),
-            }),
-            ..Default::default()
-        }),
-    };
+    let body = shipping_patch(rec);
     match client.update_job(&i.subscription_id, &i.resource_group, &i.job_name, &body).await {
         Ok(_) => core.store.confirm_shipping(&rec.seed_id, core.now()).await,
         Err(e) if e.is_transient() || matches!(e, ArmError::Decode(_)) => {
@@ -381,5 +387,93 @@ pub async fn push_shipping(core: &Coordinator, client: &ArmClient, rec: &Shippin
                 _ => Err(Error::FailedPrecondition(why)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seedship_azure::openapi::Spec;
+
+    const CONFIG: &str = r#"
+arm_endpoint = "https://127.0.0.1:9443"
+resource_group = "seedship-rg"
+[credential]
+kind = "emulator"
+[return_address]
+recipient_name = "Backup team"
+street_address1 = "1 Main St"
+city = "Utrecht"
+postal_code = "3511"
+country_or_region = "Netherlands"
+phone = "+31 30 000 0000"
+email = "backup@example.org"
+[return_shipping]
+carrier_name = "DHL"
+carrier_account_number = "123456"
+"#;
+
+    #[test]
+    fn what_the_coordinator_sends_fits_the_official_openapi_description() {
+        let side = AzureSide::new(toml::from_str(CONFIG).unwrap()).unwrap();
+        let seed = Seed {
+            seed_id: "sd-1".into(),
+            owner: "fs01".into(),
+            state: crate::domain::seed::SeedState::DisksPrepared,
+            state_reason: String::new(),
+            created_ms: 0,
+            updated_ms: 0,
+            spec: NewSeed {
+                job_name: "job-1".into(),
+                storage_account: "seedacct".into(),
+                container: "seeds".into(),
+                subscription_id: "0f0e0d0c-0000-4000-8000-00000000abcd".into(),
+                location: "westeurope".into(),
+                staging_location: "/staging".into(),
+                manifest_root: "ab".repeat(32),
+                total_bytes: 1,
+                file_count: 1,
+                target_site: None,
+                target_station: None,
+            },
+            allow_virtual_station: false,
+            import_job_state: String::new(),
+        };
+        let intent = side.intent(&seed);
+        assert_eq!(
+            intent.storage_account_id,
+            "/subscriptions/0f0e0d0c-0000-4000-8000-00000000abcd/resourceGroups/seedship-rg/providers/Microsoft.Storage/storageAccounts/seedacct"
+        );
+        let drive = DriveSpec {
+            drive_id: "SS-1".into(),
+            position: 1,
+            capacity_bytes: 1,
+            bytes_written: 1,
+            manifest_file: seedship_disk::format::MANIFEST_FILE.into(),
+            manifest_hash: "A".repeat(32),
+            drive_header_hash: "b".repeat(64),
+            status: DriveStatus::Prepared,
+            status_reason: String::new(),
+        };
+        let key = RecoveryPassword("000011-000022-000033-000044-000055-000066-000077-000088".into());
+        let spec = Spec::official();
+        let put = serde_json::to_value(side.put_body(&intent, vec![(drive, key)])).unwrap();
+        assert_eq!(spec.check("PutJobParameters", &put), Vec::<String>::new());
+        assert_eq!(put["properties"]["driveList"][0]["manifestFile"], "\\seedship\\DriveManifest.json");
+        let rec = ShippingRecord {
+            spec: NewShipping {
+                job_name: "job-1".into(),
+                carrier: "DHL".into(),
+                tracking_number: "1234567890".into(),
+                drive_count: 1,
+                ship_date: "2026-11-22".into(),
+            },
+            seed_id: "sd-1".into(),
+            recorded_by: "ops".into(),
+            recorded_ms: 0,
+            confirmed_ms: None,
+        };
+        let patch = serde_json::to_value(shipping_patch(&rec)).unwrap();
+        assert_eq!(spec.check("UpdateJobParameters", &patch), Vec::<String>::new());
     }
 }

@@ -235,3 +235,46 @@ fn the_clock_enforces_the_14_day_rules_cancellation_and_the_90_day_deletion() {
     assert_eq!(said.len(), 2, "{said:?}");
     assert!(s.jobs.is_empty());
 }
+
+#[test]
+fn every_answer_of_the_emulator_fits_the_official_openapi_description() {
+    let spec = crate::openapi::Spec::official();
+    let fits = |def: &str, v: &dyn erased::Json| {
+        let bad = spec.check(def, &v.json());
+        assert!(bad.is_empty(), "{def}: {bad:?}");
+    };
+    let mut s = ServiceState::default();
+    let (_, created) = s.put_job("sub", "rg", "job-o", put(2, "O"), "a", 0).unwrap();
+    fits("JobResponse", &created);
+    // What the coordinator sends must fit too (the request bodies of this test are its shapes).
+    fits("PutJobParameters", &put(2, "O"));
+    fits("UpdateJobParameters", &ship("T-O", true));
+    fits("JobResponse", &s.update_job("sub", "rg", "job-o", ship("T-O", true), "a", DAY_MS).unwrap());
+    fits("JobResponse", &s.get_job("sub", "rg", "job-o").unwrap().job);
+    fits("ListJobsResponse", &arm::ListJobsResponse { next_link: None, value: Some(s.list_jobs("sub", None)) });
+    fits("GetBitLockerKeysResponse", &s.bitlocker_keys("sub", "rg", "job-o").unwrap());
+    fits("LocationsResponse", &arm::LocationsResponse { value: Some(locations()) });
+    s.package_arrives("sub", "rg", "job-o", &["O0".into()]).unwrap();
+    s.start_copy("sub", "rg", "job-o", "O0").unwrap();
+    let j = s.finish_copy("sub", "rg", "job-o", "O0", 5, Some("wrong key"), Some("http://x/e.xml".into())).unwrap();
+    fits("JobResponse", &j);
+    fits("JobResponse", &s.ship_back("sub", "rg", "job-o", "DHL", "R-9", "2026-12-01").unwrap());
+    for e in [
+        s.get_job("sub", "rg", "nope").unwrap_err(),
+        s.put_job("sub", "rg", "bad name!", put(1, "Z"), "a", 0).unwrap_err(),
+    ] {
+        fits("ErrorResponse", &e.envelope());
+    }
+}
+
+/// Anything serializable, as JSON (for the schema checks above).
+mod erased {
+    pub trait Json {
+        fn json(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> serde_json::Value {
+            serde_json::to_value(self).expect("serializes")
+        }
+    }
+}
