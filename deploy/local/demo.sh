@@ -2,17 +2,24 @@
 # The main job on one machine: offline seeding against local stand-ins.
 #
 # What runs today (each later stage extends this script):
-#   1. build the binaries;
-#   2. a fresh PKI: CA, coordinator certificate, master key, and identities for a backup
+#   1. a fresh PKI: CA, coordinator certificate, master key, and identities for a backup
 #      server (source), a copy station (copy) and an operator;
-#   3. the coordinator on 127.0.0.1 (mTLS, SQLite), announcing its address in a ready file;
+#   2. the Azure stand-ins: Azurite (installed through npm into a cache, pinned by
+#      deploy/azurite/package-lock.json) holding the storage account, and the emulated Azure
+#      Resource Manager (Microsoft.ImportExport) and datacenter, over HTTPS;
+#   3. the coordinator on 127.0.0.1 (mTLS, SQLite), with its Azure side pointed at the emulator;
 #   4. the source agent and the copy agent register (the copy agent keeps a heartbeat);
 #   5. the source agent backs up a sample folder into a staging location (compressed,
 #      encrypted, deduplicated), verifies the staging set, and registers the seed;
 #   6. the copy agent prepares three shipping disks (image files sized so the seed must
 #      span all three): keys escrowed with the coordinator, every staging file checked,
-#      every disk read back, every drive reported; its final screen shows the labels;
-#   7. the operator view: agents, the seed and its history, the drives, the station's status.
+#      every disk read back, every drive reported; its final screen shows the labels and
+#      the datacenter's address;
+#   7. the coordinator creates the Azure import job from the prepared drives;
+#   8. the operator records the shipment (carrier, tracking number); Azure is told;
+#   9. the emulated datacenter receives the package, unlocks each disk with the job's key
+#      and copies every file into the storage account (Azurite), and ships the disks back;
+#      the coordinator follows every step; the operator view and the source agent show it.
 #
 #   deploy/local/demo.sh           # run, then stop everything
 #   deploy/local/demo.sh --keep    # leave the coordinator and copy agent running
@@ -50,7 +57,39 @@ say "1. a fresh PKI in $DEMO/pki"
 "$BIN/coordinator" pki issue --dir pki --role copy --name station-01
 "$BIN/coordinator" pki issue --dir pki --role operator --name ops
 
-say "2. the coordinator"
+say "2. the Azure stand-ins: Azurite (storage) and the emulated Import/Export service"
+AZURITE_MAIN=$("$ROOT/deploy/azurite/install.sh")
+ACCOUNT=demoseeds
+(umask 077 && echo "$ACCOUNT=$(head -c 64 /dev/urandom | base64 -w0)" > storage-keys.txt)
+mkdir -p azurite
+AZURITE_ACCOUNTS="$(sed 's/=/:/' storage-keys.txt)" node "$AZURITE_MAIN" --blobHost 127.0.0.1 --blobPort 0 \
+  --location azurite --skipApiVersionCheck --disableTelemetry >azurite.log 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 300); do grep -q "successfully listens on" azurite.log && break; sleep 0.1; done
+STORAGE_URL=$(sed -n 's/.*successfully listens on \(http[^ ]*\).*/\1/p' azurite.log | head -1)
+[ -n "$STORAGE_URL" ] || { cat azurite.log; echo "error: Azurite did not start in 30 s"; exit 1; }
+echo "Azurite (blob storage, account $ACCOUNT) on $STORAGE_URL"
+"$BIN/seedship-azure-emulator" --state emulator.json --tls-dir emulator-tls --ready-file emulator.ready \
+  --storage-url "$STORAGE_URL" --storage-keys storage-keys.txt >emulator.log 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do [ -s emulator.ready ] && break; sleep 0.1; done
+ARM_URL=$(sed -n 's/.*"url":"\([^"]*\)".*/\1/p' emulator.ready)
+[ -n "$ARM_URL" ] || { cat emulator.log; echo "error: the emulator did not start in 10 s"; exit 1; }
+echo "emulated Azure Resource Manager and datacenter on $ARM_URL (log: $DEMO/emulator.log)"
+SUB=0f0e0d0c-0000-4000-8000-00000000abcd
+RG=seedship-demo
+datacenter() { # job action json
+  curl -sS --fail-with-body --cacert emulator-tls/ca.crt -H 'content-type: application/json' \
+    -X POST "$ARM_URL/_datacenter/subscriptions/$SUB/resourceGroups/$RG/jobs/$1/$2" -d "$3" >"datacenter-$2.json" \
+    || { cat "datacenter-$2.json"; echo; echo "error: datacenter command $2 failed"; exit 1; }
+}
+seed_state() { "$BIN/seedctl" --config seedctl.toml --json seed demo-seed-01 | sed -n 's/^    "state": "\([a-z_]*\)",$/\1/p' | head -1; }
+wait_state() { # state seconds
+  for _ in $(seq 1 $(( $2 * 10 ))); do [ "$(seed_state)" = "$1" ] && return 0; sleep 0.1; done
+  "$BIN/seedctl" --config seedctl.toml seed demo-seed-01; echo "error: the seed did not reach $1 in $2 s"; exit 1
+}
+
+say "3. the coordinator"
 cat > coordinator.toml <<TOML
 listen = "127.0.0.1:0"
 ready_file = "coordinator.ready"
@@ -63,12 +102,29 @@ cert_file = "pki/coordinator.crt"
 key_file = "pki/coordinator.key"
 [leases]
 heartbeat_interval = "2s"
+[azure]
+arm_endpoint = "$ARM_URL"
+ca_file = "emulator-tls/ca.crt"
+resource_group = "$RG"
+poll_interval = "1s"
+credential = { kind = "emulator" }
+[azure.return_address]
+recipient_name = "Backup team, Contoso"
+street_address1 = "1 Main St"
+city = "Utrecht"
+postal_code = "3511 AA"
+country_or_region = "Netherlands"
+phone = "+31 30 000 0000"
+email = "backup@contoso.example"
+[azure.return_shipping]
+carrier_name = "DHL"
+carrier_account_number = "123456789"
 TOML
 "$BIN/coordinator" serve --config coordinator.toml >coordinator.log 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 100); do
   [ -s coordinator.ready ] && break
-  kill -0 "${PIDS[0]}" 2>/dev/null || { cat coordinator.log; echo "error: the coordinator exited"; exit 1; }
+  kill -0 "${PIDS[2]}" 2>/dev/null || { cat coordinator.log; echo "error: the coordinator exited"; exit 1; }
   sleep 0.1
 done
 [ -s coordinator.ready ] || { cat coordinator.log; echo "error: the coordinator did not start in 10 s"; exit 1; }
@@ -104,7 +160,7 @@ key_file = "pki/ops.key"
 server_name = "localhost"
 TOML
 
-say "3. agents register"
+say "4. agents register"
 "$BIN/source-agent" --config fileserver-01.toml register 2>>source-agent.log
 "$BIN/copy-agent" --config station-01.toml run >copy-agent.out 2>copy-agent.log &
 PIDS+=($!)
@@ -112,7 +168,7 @@ for _ in $(seq 1 100); do grep -q "registered" copy-agent.log 2>/dev/null && bre
 grep -q "registered" copy-agent.log || { cat copy-agent.log; echo "error: the copy agent did not register"; exit 1; }
 echo "copy agent station-01 is running and sending heartbeats (log: $DEMO/copy-agent.log)"
 
-say "4. an offline backup of a sample folder into a staging location"
+say "5. an offline backup of a sample folder into a staging location"
 CORPUS_TOOL="$ROOT/../shared/bench/make_corpus.py"
 if [ -f "$CORPUS_TOOL" ] && command -v python3 >/dev/null; then
   python3 "$CORPUS_TOOL" generate --out sample --size-mib 64 --seed 7 >/dev/null
@@ -134,7 +190,7 @@ echo
 echo '$ source-agent verify --staging staging'
 "$BIN/source-agent" verify --staging staging
 
-say "5. the copy station prepares the shipping disks"
+say "6. the copy station prepares the shipping disks"
 TOTAL=$(du -sb staging | cut -f1)
 # Each disk keeps 16 MiB for header, journal and manifest; the rest is 6 % above a third.
 SIZE=$(( (16 << 20) + (TOTAL * 106 / 100 / 3 / 65536 + 1) * 65536 + 131072 ))
@@ -152,7 +208,45 @@ cat copy-agent.out
 echo '$ copy-agent status'
 "$BIN/copy-agent" --config station-01.toml status
 
-say "6. the operator view (seedctl --config $DEMO/seedctl.toml ...)"
+say "7. the coordinator creates the Azure import job"
+wait_state import_job_created 30
+echo '$ seedctl job demo-seed-01'
+"$BIN/seedctl" --config seedctl.toml job demo-seed-01
+
+say "8. the disks are shipped; the operator records the tracking number"
+echo "$ seedctl ship --job demo-seed-01 --carrier DHL --tracking 1234567890 --drives 3 --date $(date +%F)"
+"$BIN/seedctl" --config seedctl.toml ship --job demo-seed-01 --carrier DHL --tracking 1234567890 --drives 3 --date "$(date +%F)"
+wait_state shipped 10
+echo
+echo '$ seedctl jobs'
+"$BIN/seedctl" --config seedctl.toml jobs
+
+say "9. the datacenter receives the package and imports the drives into the storage account"
+datacenter demo-seed-01 arrive "{\"disks\": [\"$DEMO/disks/disk1.img\", \"$DEMO/disks/disk2.img\", \"$DEMO/disks/disk3.img\"]}"
+wait_state at_datacenter 10
+echo "package received: 3 drives"
+datacenter demo-seed-01 copy '{}'
+wait_state imported 30
+echo "every drive copied into storage account $ACCOUNT"
+datacenter demo-seed-01 ship-back "{\"carrier\": \"DHL\", \"tracking\": \"9876543210\", \"date\": \"$(date +%F)\"}"
+for _ in $(seq 1 100); do "$BIN/seedctl" --config seedctl.toml job demo-seed-01 | grep -q "^Azure      Completed" && break; sleep 0.1; done
+echo '$ seedctl job demo-seed-01'
+"$BIN/seedctl" --config seedctl.toml job demo-seed-01
+echo
+echo "The storage account's container, as the datacenter lists it:"
+curl -sS --cacert emulator-tls/ca.crt "$ARM_URL/_datacenter/storage/$ACCOUNT/seed-import" > storage.json
+python3 - storage.json staging/manifest.json <<'PY'
+import json, sys
+blobs = {b["name"]: b for b in json.load(open(sys.argv[1]))["blobs"]}
+files = json.load(open(sys.argv[2]))["files"]
+same = sum(1 for f in files if f["path"] in blobs and blobs[f["path"]]["md5"] == f["md5"] and blobs[f["path"]]["size"] == f["size"])
+print(f"  {len(blobs)} blobs; {same} of {len(files)} staging files present with the seed manifest's size and MD5")
+for n in sorted(blobs)[:5]:
+    print(f"  {n}  {blobs[n]['size']} bytes  md5 {blobs[n]['md5']}")
+sys.exit(0 if same == len(files) else 1)
+PY
+
+say "10. the operator view (seedctl --config $DEMO/seedctl.toml ...)"
 echo '$ seedctl agents'
 "$BIN/seedctl" --config seedctl.toml agents
 echo
@@ -169,9 +263,9 @@ echo '$ source-agent status'
 "$BIN/source-agent" --config fileserver-01.toml status 2>>source-agent.log
 
 say "done"
-echo "The chain runs as far as it exists today: PKI, coordinator, agents, an offline backup staged,"
-echo "verified and registered, and shipping disks prepared, verified and reported. The Azure import"
-echo "job and vault seeding join this script as they land."
+echo "The chain runs as far as it exists today: an offline backup staged, verified and registered;"
+echo "shipping disks prepared, verified and reported; the Azure import job created, shipped, received"
+echo "and imported into the storage account. Vault seeding joins this script when it lands."
 if [ "$KEEP" = 1 ]; then
-  echo "Still running (--keep): coordinator pid ${PIDS[0]}, copy agent pid ${PIDS[1]}. Stop them with: kill ${PIDS[*]}"
+  echo "Still running (--keep): Azurite, the emulator, the coordinator and the copy agent. Stop them with: kill ${PIDS[*]}"
 fi

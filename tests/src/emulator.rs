@@ -107,9 +107,12 @@ impl Emulator {
             std::io::Write::write_all(&mut f, &serde_json::to_vec_pretty(s).expect("serializes"))?;
             f.sync_all()?;
             std::fs::rename(&tmp, &self.file)?;
-            if let Some(dir) = self.file.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
+            // A bare file name's parent is "": the current directory.
+            let dir = match self.file.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            std::fs::File::open(dir)?.sync_all()?;
             Ok(())
         };
         write().map_err(|e| ApiError {
@@ -297,10 +300,15 @@ async fn keys(
 
 #[derive(Debug, serde::Deserialize)]
 pub struct ArriveBody {
+    /// The drives in the package, by id.
+    #[serde(default)]
     pub drives: Vec<String>,
     /// Drive id → the disk image that came for it (what "copy" reads).
     #[serde(default)]
     pub images: BTreeMap<String, PathBuf>,
+    /// Disk images in the package, identified by reading each one's header (its label).
+    #[serde(default)]
+    pub disks: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -335,7 +343,14 @@ pub struct AdvanceBody {
 type JobPath = UrlPath<(String, String, String)>;
 
 async fn dc_arrive(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) -> Response {
-    let r = body::<ArriveBody>(&b).and_then(|a| {
+    let r = body::<ArriveBody>(&b).and_then(|mut a| {
+        for d in std::mem::take(&mut a.disks) {
+            let h = seedship_disk::format::probe(&d).ok().flatten().ok_or_else(|| {
+                ApiError::new(400, "UnreadableDisk", format!("{} is not a seedship disk", d.display()))
+            })?;
+            a.drives.push(h.drive_id.clone());
+            a.images.insert(h.drive_id, d);
+        }
         let j = emu.mutate(|s, _| s.package_arrives(&sub, &rg, &job, &a.drives))?;
         emu.update(|p| {
             p.images.insert(job.to_ascii_lowercase(), a.images);
@@ -408,6 +423,22 @@ async fn dc_copy(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) ->
     }
     .await;
     r.map(|j| json(200, &j)).unwrap_or_else(|e| error(&e))
+}
+
+/// The datacenter's view of a container: every blob with its size and MD5 (hex).
+async fn dc_storage(State(emu): Emu, UrlPath((account, container)): UrlPath<(String, String)>) -> Response {
+    let r = async {
+        let storage = emu.storage.clone().ok_or_else(|| ApiError::new(409, "NoStorage", "no --storage-url"))?;
+        let store = storage.account(&account).map_err(|e| ApiError::new(404, "StorageAccountNotFound", e))?;
+        let blobs = store.list(&container).await.map_err(|e| ApiError::new(502, "StorageError", e.to_string()))?;
+        let out: Vec<serde_json::Value> = blobs
+            .into_iter()
+            .map(|b| serde_json::json!({ "name": b.name, "size": b.size, "md5": b.md5.map(hex::encode) }))
+            .collect();
+        Ok::<_, ApiError>(serde_json::json!({ "account": account, "container": container, "blobs": out }))
+    }
+    .await;
+    r.map(|v| json(200, &v)).unwrap_or_else(|e| error(&e))
 }
 
 async fn dc_start_copy(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) -> Response {
@@ -513,6 +544,7 @@ pub fn router(emu: Arc<Emulator>) -> Router {
         .route(&format!("{DC}/{{job}}/start-copy"), post(dc_start_copy))
         .route(&format!("{DC}/{{job}}/finish-copy"), post(dc_finish_copy))
         .route(&format!("{DC}/{{job}}/ship-back"), post(dc_ship_back))
+        .route("/_datacenter/storage/{account}/{container}", get(dc_storage))
         .route("/_datacenter/clock/advance", post(dc_advance))
         .route("/_datacenter/tick", post(dc_tick))
         .route("/_datacenter/faults", post(dc_faults))
