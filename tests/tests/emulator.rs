@@ -109,7 +109,7 @@ fn the_arm_face_of_the_emulator_behaves_like_azure_and_keeps_its_state() -> anyh
     let dc = "/_datacenter/subscriptions/sub-1/resourceGroups/rg-1/jobs/job-1";
     let (s, b) = http(a, "POST", &format!("{dc}/arrive"), &[], Some(&json!({"drives": [drive]}).to_string()))?;
     assert_eq!(s, 200, "{b}");
-    let (s, b) = http(a, "POST", &format!("{dc}/arrive"), &[], Some("{}"))?;
+    let (s, b) = http(a, "POST", &format!("{dc}/arrive"), &[], Some(r#"{"drives": 5}"#))?;
     assert_eq!((s, code(&b).as_str()), (400, "InvalidRequestContent"));
     http(a, "POST", &format!("{dc}/start-copy"), &[], Some(&json!({"drive": drive}).to_string()))?;
     let (s, b) = http(a, "GET", &format!("{JOBS}/job-1{V}"), &[AUTH], None)?;
