@@ -625,6 +625,14 @@ impl ServiceState {
         Ok(out)
     }
 
+    /// Records where a copied drive's verbose log is (jobs with log level `Verbose`).
+    pub fn set_verbose_log(&mut self, sub: &str, rg: &str, name: &str, drive: &str, uri: String) -> ApiResult<()> {
+        let mut j = self.job_mut(sub, rg, name)?.clone();
+        drive_mut(&mut j, name, drive)?.verbose_log_uri = Some(uri);
+        *self.job_mut(sub, rg, name)? = j;
+        Ok(())
+    }
+
     /// The drives go back: `ShippedBack`, the return package recorded; the job `Completed`
     /// when every drive completed, else `Closed`.
     pub fn ship_back(

@@ -311,6 +311,18 @@ pub struct ArriveBody {
     pub disks: Vec<PathBuf>,
 }
 
+#[derive(Debug, serde::Deserialize)]
+pub struct CorruptBody {
+    pub drive: String,
+    /// How many parts (files or pieces) to damage, largest first.
+    #[serde(default = "one")]
+    pub parts: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct CopyBody {
     /// One drive; absent: every drive that is `Received`.
@@ -415,7 +427,11 @@ async fn dc_copy(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) ->
                 p.ingest.insert(job.to_ascii_lowercase(), ingest);
             })?;
             emu.mutate(|s, _| {
-                s.finish_copy(&sub, &rg, &job, &drive, out.bytes, out.failure.as_deref(), out.error_log_uri.clone())
+                s.finish_copy(&sub, &rg, &job, &drive, out.bytes, out.failure.as_deref(), out.error_log_uri.clone())?;
+                match out.verbose_log_uri.clone() {
+                    Some(uri) => s.set_verbose_log(&sub, &rg, &job, &drive, uri),
+                    None => Ok(()),
+                }
             })?;
         }
         let s = emu.state.lock().expect("lock");
@@ -423,6 +439,26 @@ async fn dc_copy(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) ->
     }
     .await;
     r.map(|j| json(200, &j)).unwrap_or_else(|e| error(&e))
+}
+
+/// "Corrupt blocks": damages parts of a drive that arrived, before it is copied.
+async fn dc_corrupt(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) -> Response {
+    let r = body::<CorruptBody>(&b).and_then(|c| {
+        let (image, key) = {
+            let s = emu.state.lock().expect("lock");
+            let key = s.service.drive_key(&sub, &rg, &job, &c.drive)?;
+            let image = s.images.get(&job.to_ascii_lowercase()).and_then(|m| m.get(&c.drive)).cloned();
+            (image, key)
+        };
+        let image = image.ok_or_else(|| {
+            ApiError::new(409, "InvalidDriveState", format!("Drive '{}' has not arrived with a disk image.", c.drive))
+        })?;
+        let damaged = crate::ingest::corrupt_parts(&image, &key.0, c.parts)
+            .map_err(|e| ApiError::new(409, "UnreadableDisk", e))?;
+        tracing::info!(%job, drive = %c.drive, ?damaged, "disk damaged on purpose");
+        Ok(serde_json::json!({ "drive": c.drive, "damaged": damaged }))
+    });
+    r.map(|v| json(200, &v)).unwrap_or_else(|e| error(&e))
 }
 
 /// The datacenter's view of a container: every blob with its size and MD5 (hex).
@@ -541,6 +577,7 @@ pub fn router(emu: Arc<Emulator>) -> Router {
         .route(&format!("{JOBS}/{{job}}/listBitLockerKeys"), post(keys))
         .route(&format!("{DC}/{{job}}/arrive"), post(dc_arrive))
         .route(&format!("{DC}/{{job}}/copy"), post(dc_copy))
+        .route(&format!("{DC}/{{job}}/corrupt"), post(dc_corrupt))
         .route(&format!("{DC}/{{job}}/start-copy"), post(dc_start_copy))
         .route(&format!("{DC}/{{job}}/finish-copy"), post(dc_finish_copy))
         .route(&format!("{DC}/{{job}}/ship-back"), post(dc_ship_back))

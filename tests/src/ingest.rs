@@ -281,3 +281,27 @@ async fn commit_ready(store: &BlobStore, state: &mut IngestJob, out: &mut DriveO
         }
     }
 }
+
+/// "Corrupt blocks": damages the first extent of each of the `n` largest parts on a disk
+/// (one byte of its ciphertext), as handling in transit might. Returns the blobs damaged.
+/// The datacenter has the job's key, which it needs to find the parts.
+pub fn corrupt_parts(image: &Path, key: &str, n: usize) -> Result<Vec<String>, String> {
+    use std::os::unix::fs::FileExt;
+    let pw = RecoveryPassword::parse(key).map_err(|e| format!("the job's key: {e}"))?;
+    let reader = DiskReader::open(image, &pw).map_err(|e| e.to_string())?;
+    let mut parts = reader.manifest.parts.clone();
+    parts.sort_by(|a, b| b.length.cmp(&a.length).then(a.path.cmp(&b.path)));
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(image).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for p in parts.iter().take(n) {
+        // Past the extent's 64-byte head, inside its sealed payload.
+        let at = p.disk_offset + 64 + (p.length.min(4096) / 2);
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, at).map_err(|e| e.to_string())?;
+        b[0] ^= 0x5a;
+        f.write_all_at(&b, at).map_err(|e| e.to_string())?;
+        out.push(p.path.clone());
+    }
+    f.sync_all().map_err(|e| e.to_string())?;
+    Ok(out)
+}

@@ -14,15 +14,18 @@ const T: Duration = Duration::from_secs(30);
 
 /// A cluster whose coordinator talks to a fresh emulator (polling every second).
 fn cluster() -> anyhow::Result<(Cluster, Emulator)> {
-    cluster_with(false)
+    cluster_with(false, "Error")
 }
 
-/// The same, the emulated datacenter copying into Azurite when `storage`.
-fn cluster_with(storage: bool) -> anyhow::Result<(Cluster, Emulator)> {
+/// The same, the emulated datacenter copying into Azurite when `storage`; jobs ask Azure for
+/// logs at `log_level` ("Error" or "Verbose").
+fn cluster_with(storage: bool, log_level: &str) -> anyhow::Result<(Cluster, Emulator)> {
     let base = tempfile::Builder::new().prefix("seedship-azure-").tempdir()?.keep();
     let emu = if storage { Emulator::start_with_storage(&base)? } else { Emulator::start(&base)? };
     let c = Cluster::start_with(Options {
-        extra_toml: emu.coordinator_toml("1s"),
+        extra_toml: emu
+            .coordinator_toml("1s")
+            .replace("poll_interval", &format!("log_level = \"{log_level}\"\npoll_interval")),
         offset_clock: true,
         ..Default::default()
     })?;
@@ -65,7 +68,7 @@ async fn job_view(c: &Cluster, ops: &Identity, job: &str) -> anyhow::Result<pb::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_job_is_created_from_the_prepared_drives_shipped_imported_into_azurite_and_followed_to_completed()
 -> anyhow::Result<()> {
-    let (mut c, emu) = cluster_with(true)?;
+    let (mut c, emu) = cluster_with(true, "Verbose")?;
     let ops = c.issue("operator", "alice")?;
     let (screen, images) = prepare(&mut c, &ops, "job-happy", 6, 2).await?;
     // The copy station's final screen shows the datacenter's address from Azure.
@@ -89,7 +92,7 @@ async fn the_job_is_created_from_the_prepared_drives_shipped_imported_into_azuri
     );
     assert_eq!(p.return_address.unwrap().city, "Utrecht");
     assert_eq!(p.return_shipping.unwrap().carrier_name, "DHL");
-    assert_eq!((p.diagnostics_path.as_deref(), p.log_level.as_deref()), (Some("waimportexport"), Some("Error")));
+    assert_eq!((p.diagnostics_path.as_deref(), p.log_level.as_deref()), (Some("waimportexport"), Some("Verbose")));
     let drives = p.drive_list.unwrap();
     assert_eq!(drives.len(), 2);
     let keys = escrowed_keys(&c);
@@ -191,7 +194,9 @@ async fn the_job_is_created_from_the_prepared_drives_shipped_imported_into_azuri
         assert_eq!(md5_of(&data), want, "{path}'s bytes");
     }
     let v = job_view(&c, &ops, "job-happy").await?;
-    let total: i64 = v.job.unwrap().drives.iter().map(|d| d.bytes_succeeded).sum();
+    let jd = v.job.unwrap().drives;
+    assert!(jd.iter().all(|d| d.verbose_log_uri.contains("waimportexport/job-happy_")), "verbose logs: {jd:?}");
+    let total: i64 = jd.iter().map(|d| d.bytes_succeeded).sum();
     assert!(total as u64 >= staging_bytes(&c.path("staging-job-happy")), "bytes copied are mirrored: {total}");
     emu.dc("job-happy", "ship-back", json!({ "carrier": "DHL", "tracking": "9876543210", "date": "2026-12-01" }))
         .await?;
@@ -414,20 +419,27 @@ async fn deadlines_warn_at_days_10_12_and_13_and_expire_at_14() -> anyhow::Resul
     assert!(why.contains("did not receive the drives within 14 days") || why.contains("NeverReceived"), "{why}");
     // Azure's side: job-d1 deleted, job-d2's drive never received; operators see both.
     assert!(emu.job("job-d1").await?.is_none());
-    wait_event(&c, &ops, "job-d2", "NeverReceived", T).await?;
+    wait_event(&c, &ops, "job-d2", "Azure job state Shipping -> Closed", T).await?;
     let j = job_view(&c, &ops, "job-d2").await?.job.unwrap();
     assert_eq!((j.azure_state.as_str(), j.drives[0].state.as_str()), ("Closed", "NeverReceived"));
     c.finish()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_key_a_corrupt_manifest_and_a_drive_never_received_end_with_their_reasons() -> anyhow::Result<()> {
-    let (mut c, emu) = cluster_with(true)?;
+async fn a_wrong_key_a_corrupt_manifest_damaged_blocks_and_a_drive_never_received_end_with_their_reasons()
+-> anyhow::Result<()> {
+    let (mut c, emu) = cluster_with(true, "Error")?;
     let ops = c.issue("operator", "alice")?;
-    let (_, images) = prepare(&mut c, &ops, "job-bad", 6, 3).await?;
+    let (_, images) = prepare(&mut c, &ops, "job-bad", 6, 4).await?;
     wait_seed_state(&c, &ops, "job-bad", "import_job_created", T).await?;
     let by_id = images_by_drive(&images);
-    let ids: Vec<String> = by_id.keys().cloned().collect();
+    // The drive with the most parts is the one damaged (so some of it still imports).
+    let keys = escrowed_keys(&c);
+    let parts =
+        |id: &String| seedship_disk::format::DiskReader::open(&by_id[id], &keys[id]).unwrap().manifest.parts.len();
+    let mut ids: Vec<String> = by_id.keys().cloned().collect();
+    ids.sort_by_key(|id| (parts(id), id.clone()));
+    assert!(parts(&ids[3]) >= 2, "a drive with two parts or more");
     // Someone types drive 1's key wrongly in the portal before shipping.
     use seedship_azure::arm::{DriveStatus, Secret, UpdateJobParameters, UpdateJobProperties};
     let wrong = seedship_disk::key::RecoveryPassword::generate()?.reveal();
@@ -463,16 +475,20 @@ async fn a_wrong_key_a_corrupt_manifest_and_a_drive_never_received_end_with_thei
                 "--tracking",
                 "123456789012",
                 "--drives",
-                "3",
+                "4",
                 "--date",
                 "2026-11-22",
             ],
         ),
     )?;
     assert!(o.status.success(), "{}", text(&o));
-    // Drive 3 never arrives.
-    let arrived: std::collections::BTreeMap<_, _> = by_id.iter().take(2).map(|(k, v)| (k.clone(), v.clone())).collect();
-    emu.dc("job-bad", "arrive", json!({ "drives": &ids[..2], "images": arrived })).await?;
+    // Drive 3 never arrives; drive 4 arrives damaged.
+    let arrived: std::collections::BTreeMap<_, _> =
+        by_id.iter().filter(|(k, _)| **k != ids[2]).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let came: Vec<&String> = arrived.keys().collect();
+    emu.dc("job-bad", "arrive", json!({ "drives": came, "images": arrived })).await?;
+    let d = emu.dc("job-bad", "corrupt", json!({ "drive": ids[3], "parts": 1 })).await?;
+    let damaged = d["damaged"][0].as_str().unwrap().to_string();
     let j = emu.dc("job-bad", "copy", json!({})).await?;
     assert_eq!(j["properties"]["state"], "Packaging", "{j}");
 
@@ -487,6 +503,7 @@ async fn a_wrong_key_a_corrupt_manifest_and_a_drive_never_received_end_with_thei
     );
     assert!(why.contains(&format!("drive {} CompletedMoreInfo: manifest hash mismatch", ids[1])), "{why}");
     assert!(why.contains(&format!("drive {} NeverReceived", ids[2])), "{why}");
+    assert!(why.contains(&format!("drive {} CompletedMoreInfo: 1 part(s) could not be read", ids[3])), "{why}");
     let j = job_view(&c, &ops, "job-bad").await?.job.unwrap();
     let state_of = |id: &str| j.drives.iter().find(|d| d.drive_id == id).unwrap().clone();
     assert_eq!(state_of(&ids[0]).state, "CompletedMoreInfo");
@@ -497,6 +514,13 @@ async fn a_wrong_key_a_corrupt_manifest_and_a_drive_never_received_end_with_thei
     let blobs = emu.azurite.as_ref().unwrap().blobs()?;
     let log = String::from_utf8(blobs.download("waimportexport", &format!("job-bad_{}_error.xml", ids[0])).await?)?;
     assert!(log.contains("wrong key") && log.contains("<DriveLog"), "{log}");
+    // The damaged part is named in its drive's log and is not in the storage account; the
+    // rest of that drive was imported.
+    let log = String::from_utf8(blobs.download("waimportexport", &format!("job-bad_{}_error.xml", ids[3])).await?)?;
+    assert!(log.contains(&format!("blob seed-import/{damaged}: part at offset")), "{log}");
+    assert!(state_of(&ids[3]).bytes_succeeded > 0, "the undamaged parts were imported");
+    let listed = blobs.list("seed-import").await?;
+    assert!(!listed.iter().any(|b| b.name == damaged), "{damaged} must not be in Azurite: {listed:?}");
     // Operators see the reasons in `seedctl job`.
     let o = c.run("job", &mut c.seedctl(&ops, &["job", "job-bad"]))?;
     assert!(text(&o).contains("manifest hash mismatch") && text(&o).contains("NeverReceived"), "{}", text(&o));
