@@ -156,7 +156,13 @@ pub const SAS_VERSION: &str = "2021-08-06";
 
 /// A service SAS for one container, signed with the account key: `permissions` in the
 /// canonical order (`racwdl`), valid until `expiry_unix` seconds. Returns the query string.
-pub fn container_sas(account: &str, key: &str, container: &str, permissions: &str, expiry_unix: i64) -> BlobResult<String> {
+pub fn container_sas(
+    account: &str,
+    key: &str,
+    container: &str,
+    permissions: &str,
+    expiry_unix: i64,
+) -> BlobResult<String> {
     let raw = B64
         .decode(key.trim())
         .map_err(|_| BlobError::Other(format!("the key of storage account {account} is not base64")))?;
@@ -191,16 +197,13 @@ pub fn container_sas(account: &str, key: &str, container: &str, permissions: &st
             })
             .collect::<String>()
     };
-    Ok(format!(
-        "sv={SAS_VERSION}&sr=c&sp={permissions}&se={}&sig={}",
-        enc(&expiry),
-        enc(&B64.encode(sig.as_ref()))
-    ))
+    Ok(format!("sv={SAS_VERSION}&sr=c&sp={permissions}&se={}&sig={}", enc(&expiry), enc(&B64.encode(sig.as_ref()))))
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ`.
 fn time_fmt(unix: i64) -> String {
-    let t = azure_core::time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(azure_core::time::OffsetDateTime::UNIX_EPOCH);
+    let t = azure_core::time::OffsetDateTime::from_unix_timestamp(unix)
+        .unwrap_or(azure_core::time::OffsetDateTime::UNIX_EPOCH);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
         t.year(),
@@ -365,6 +368,85 @@ impl BlobStore {
     pub async fn download(&self, container: &str, name: &str) -> BlobResult<Vec<u8>> {
         let r = self.service.blob_client(container, name).download(None).await.map_err(map)?;
         Ok(r.body.collect().await.map_err(map)?.to_vec())
+    }
+}
+
+/// The storage accounts one can reach: a blob endpoint per account (`{account}` in the
+/// template), and how to authenticate to each (an account key, or an Entra ID credential).
+#[derive(Clone, Default)]
+pub struct Accounts {
+    /// e.g. `https://{account}.blob.core.windows.net`, or Azurite's `http://127.0.0.1:10000/{account}`.
+    pub endpoint_template: String,
+    /// Account → key (base64).
+    pub keys: std::collections::BTreeMap<String, String>,
+    /// For accounts without a key here.
+    pub token: Option<Arc<dyn TokenCredential>>,
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accounts")
+            .field("endpoint_template", &self.endpoint_template)
+            .field("accounts_with_keys", &self.keys.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Accounts {
+    /// Reads `account=key` lines (base64 keys, as Azure shows them); `#` starts a comment.
+    pub fn load_keys(path: &std::path::Path) -> Result<std::collections::BTreeMap<String, String>, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut keys = std::collections::BTreeMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (a, k) = line
+                .split_once('=')
+                .ok_or_else(|| format!("{} line {}: expected account=key", path.display(), n + 1))?;
+            let (a, k) = (a.trim(), k.trim());
+            if B64.decode(k).is_err() {
+                return Err(format!("{} line {}: the key of {a} is not base64", path.display(), n + 1));
+            }
+            keys.insert(a.to_string(), k.to_string());
+        }
+        Ok(keys)
+    }
+
+    pub fn endpoint(&self, account: &str) -> String {
+        self.endpoint_template.replace("{account}", account)
+    }
+
+    /// A client for `account`, with its key or the token credential.
+    pub fn store(&self, account: &str) -> BlobResult<BlobStore> {
+        let auth = match (self.keys.get(account), &self.token) {
+            (Some(key), _) => BlobAuth::SharedKey { account: account.into(), key: key.clone() },
+            (None, Some(t)) => BlobAuth::Token(t.clone()),
+            (None, None) => {
+                return Err(BlobError::Other(format!(
+                    "no key and no Entra ID credential for storage account {account}"
+                )));
+            }
+        };
+        BlobStore::new(&self.endpoint(account), auth)
+    }
+
+    /// A SAS for one container of `account` (needs its key: user delegation SAS is not
+    /// implemented).
+    pub fn container_sas(
+        &self,
+        account: &str,
+        container: &str,
+        permissions: &str,
+        expiry_unix: i64,
+    ) -> BlobResult<String> {
+        let key = self.keys.get(account).ok_or_else(|| {
+            BlobError::Other(format!(
+                "no key for storage account {account}: agents get container SAS tokens signed with the account key (user delegation SAS is not implemented)"
+            ))
+        })?;
+        container_sas(account, key, container, permissions, expiry_unix)
     }
 }
 

@@ -36,6 +36,39 @@ pub struct AzureConfig {
     pub poll_interval: Duration,
     pub return_address: ReturnAddressConfig,
     pub return_shipping: ReturnShippingConfig,
+    /// The storage accounts: where the import containers and the vaults are.
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// How the coordinator reaches blob storage (`[azure.storage]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The blob endpoint of an account, `{account}` replaced by its name. Azure:
+    /// `https://{account}.blob.core.windows.net`; Azurite: `http://127.0.0.1:10000/{account}`.
+    #[serde(default = "default_blob_endpoint")]
+    pub endpoint: String,
+    /// `account=key` lines (base64 keys; mode 0600). Accounts without a key here are reached
+    /// with the `[azure]` credential (Entra ID). Agents' SAS tokens are signed with these keys.
+    #[serde(default)]
+    pub keys_file: Option<PathBuf>,
+    /// How long an agent's SAS token is valid.
+    #[serde(default = "default_sas_ttl", with = "humantime_serde")]
+    pub sas_ttl: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { endpoint: default_blob_endpoint(), keys_file: None, sas_ttl: default_sas_ttl() }
+    }
+}
+
+fn default_blob_endpoint() -> String {
+    "https://{account}.blob.core.windows.net".into()
+}
+fn default_sas_ttl() -> Duration {
+    Duration::from_secs(3600)
 }
 
 /// Where Azure sends the drives back.
@@ -112,6 +145,9 @@ impl AzureConfig {
         if let Some(p) = &mut self.ca_file {
             fix(p);
         }
+        if let Some(p) = &mut self.storage.keys_file {
+            fix(p);
+        }
         match &mut self.credential {
             CredentialConfig::ClientSecret { secret_file, .. } => fix(secret_file),
             CredentialConfig::ClientCertificate { certificate_file, key_file, .. } => {
@@ -175,6 +211,18 @@ impl AzureConfig {
         if let Some(ca) = &self.ca_file {
             std::fs::read(ca).map_err(|e| format!("azure.ca_file {}: {e}", ca.display()))?;
         }
+        if !self.storage.endpoint.contains("{account}") {
+            return Err(format!(
+                "azure.storage.endpoint {:?} must contain {{account}} (e.g. https://{{account}}.blob.core.windows.net)",
+                self.storage.endpoint
+            ));
+        }
+        if let Some(k) = &self.storage.keys_file {
+            seedship_azure::blob::Accounts::load_keys(k).map_err(|e| format!("azure.storage.keys_file: {e}"))?;
+        }
+        if self.storage.sas_ttl < Duration::from_secs(60) || self.storage.sas_ttl > Duration::from_secs(7 * 86400) {
+            return Err("azure.storage.sas_ttl must be between 1m and 7d".into());
+        }
         Ok(())
     }
 
@@ -182,6 +230,22 @@ impl AzureConfig {
     /// file fails now, not at the first call).
     pub fn client(&self) -> Result<ArmClient, String> {
         self.client_with(ArmOptions::default())
+    }
+
+    /// The storage accounts these settings reach (keys from `storage.keys_file`, the rest with
+    /// the credential).
+    pub fn accounts(&self) -> Result<seedship_azure::blob::Accounts, String> {
+        let keys = match &self.storage.keys_file {
+            Some(k) => {
+                seedship_azure::blob::Accounts::load_keys(k).map_err(|e| format!("azure.storage.keys_file: {e}"))?
+            }
+            None => Default::default(),
+        };
+        Ok(seedship_azure::blob::Accounts {
+            endpoint_template: self.storage.endpoint.clone(),
+            keys,
+            token: Some(self.credential.build()?),
+        })
     }
 
     /// The resource group holding the storage accounts.

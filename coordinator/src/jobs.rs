@@ -27,6 +27,8 @@ use crate::error::{Error, Result};
 /// The coordinator's Azure side: its settings and two ARM clients.
 pub struct AzureSide {
     pub cfg: AzureConfig,
+    /// Blob storage (import containers, vaults).
+    pub accounts: seedship_azure::blob::Accounts,
     /// For background work: long timeouts, many retries.
     pub arm: ArmClient,
     /// For an operator's request that waits on the answer: a few quick retries.
@@ -49,7 +51,8 @@ impl AzureSide {
             timeout: Duration::from_secs(10),
             ..Default::default()
         })?;
-        Ok(AzureSide { cfg, arm, quick })
+        let accounts = cfg.accounts()?;
+        Ok(AzureSide { cfg, accounts, arm, quick })
     }
 
     /// The job a seed gets: in the configured resource group, at the seed's location, into

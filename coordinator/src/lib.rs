@@ -10,6 +10,7 @@
 //! | [`sweeper`] | returns expired leases to the queue |
 //! | [`jobs`] | the Azure worker: creates import jobs, follows them, deadlines, shipping |
 //! | [`metrics`] | OpenTelemetry metrics |
+//! | [`verifier`] | checks each imported seed against its manifest; asks for repairs |
 //! | [`pki`] | `coordinator pki init/issue` |
 //! | [`keys`] | sealing drive keys under the master key |
 //! | [`config`] | the typed configuration |
@@ -31,5 +32,6 @@ pub mod server;
 pub mod store;
 pub mod sweeper;
 pub mod tls;
+pub mod verifier;
 
 pub use server::run;

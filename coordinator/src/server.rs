@@ -79,7 +79,8 @@ pub async fn run_with_clock(
         stop_rx.clone(),
     ));
     if let Some(side) = azure {
-        tokio::spawn(crate::jobs::run(Arc::downgrade(&core), side, stop_rx));
+        tokio::spawn(crate::jobs::run(Arc::downgrade(&core), side.clone(), stop_rx.clone()));
+        tokio::spawn(crate::verifier::run(Arc::downgrade(&core), side, stop_rx));
     }
 
     let (health, health_svc) = tonic_health::server::health_reporter();

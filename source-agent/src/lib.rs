@@ -5,10 +5,12 @@
 //! - [`register`]: registering a complete staged seed with the coordinator.
 //! - `verify`, `restore` and `recovery-key` work on a staging set through the format crate.
 //! - `status`: where each of this server's seeds stands, in the coordinator's words.
+//! - [`repair`]: uploads again the files the import verification found missing or damaged.
 
 pub mod backup;
 pub mod passphrase;
 pub mod register;
+pub mod repair;
 pub mod seedfile;
 
 use seedship_proto::client::Conn;

@@ -38,8 +38,10 @@ enum Cmd {
         #[arg(long)]
         staging: Option<PathBuf>,
     },
-    /// Register, then send heartbeats until stopped (SIGTERM/ctrl-c).
+    /// Register, then send heartbeats and carry out repairs until stopped (SIGTERM/ctrl-c).
     Run,
+    /// Upload again, once, the files the coordinator found missing or damaged in the import.
+    Repair,
     /// Show this server's seeds and where each stands.
     Status {
         #[arg(long)]
@@ -154,7 +156,38 @@ fn main() -> ExitCode {
                         tracing::info!(identity = %id, "registered with the coordinator");
                         println!("registered as {id}");
                     }
-                    Cmd::Run => agent::register_and_run(conn, cfg.site.as_deref(), VERSION).await?,
+                    Cmd::Run => {
+                        // Repairs are asked for while the agent runs (as MARS does at its
+                        // scheduled runs): checked every 30 s beside the heartbeats.
+                        let c2 = conn.clone();
+                        tokio::spawn(async move {
+                            loop {
+                                match source_agent::repair::repair_once(&c2).await {
+                                    Ok(s) if s.orders > 0 => tracing::info!(
+                                        uploaded = s.uploaded.len(),
+                                        lost = s.lost.len(),
+                                        bytes = s.bytes,
+                                        "repair pass done"
+                                    ),
+                                    Ok(_) => {}
+                                    Err(e) => tracing::warn!(error = %e.message(), "repair pass failed; retrying"),
+                                }
+                                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                            }
+                        });
+                        agent::register_and_run(conn, cfg.site.as_deref(), VERSION).await?
+                    }
+                    Cmd::Repair => {
+                        let s = source_agent::repair::repair_once(&conn).await?;
+                        if s.orders == 0 {
+                            println!("no repairs asked of this server");
+                        } else {
+                            println!("{} file(s) uploaded again ({} bytes)", s.uploaded.len(), s.bytes);
+                            for (p, why) in &s.lost {
+                                println!("lost: {p}: {why}");
+                            }
+                        }
+                    }
                     Cmd::Status { json } => {
                         let seeds = source_agent::status(&conn).await?;
                         if json {

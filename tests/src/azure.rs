@@ -143,8 +143,17 @@ impl Emulator {
         Ok(Emulator { child, url, tls, state, log, azurite, http })
     }
 
-    /// The coordinator's `[azure]` table for this emulator, polling every `poll`.
+    /// The coordinator's `[azure]` table for this emulator, polling every `poll` (and its
+    /// storage in Azurite, when started with it).
     pub fn coordinator_toml(&self, poll: &str) -> String {
+        let storage = match &self.azurite {
+            Some(a) => format!(
+                "[azure.storage]\nendpoint = \"{}/{{account}}\"\nkeys_file = \"{}\"\n",
+                a.url,
+                self.state.with_file_name("storage-keys.txt").display()
+            ),
+            None => String::new(),
+        };
         format!(
             r#"[azure]
 arm_endpoint = "{}"
@@ -166,7 +175,7 @@ carrier_account_number = "123456"
 "#,
             self.url,
             self.tls.join("ca.crt").display()
-        )
+        ) + &storage
     }
 
     /// An ARM client for checking what the emulator holds.

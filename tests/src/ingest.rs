@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use md5::{Digest, Md5};
-use seedship_azure::blob::{BlobAuth, BlobStore};
+use seedship_azure::blob::{Accounts, BlobStore};
 use seedship_disk::format::{DiskReader, probe};
 use seedship_disk::key::RecoveryPassword;
 use serde::{Deserialize, Serialize};
@@ -21,34 +21,26 @@ const BLOCK: usize = 4 << 20;
 /// Where the storage accounts are: path-style base URL (Azurite) and each account's key.
 #[derive(Debug, Clone, Default)]
 pub struct Storage {
-    pub base_url: String,
-    pub keys: BTreeMap<String, String>,
+    pub accounts: Accounts,
 }
 
 impl Storage {
-    /// Reads `account=key` lines (the base64 keys, as Azure shows them).
+    /// `account=key` lines (the base64 keys, as Azure shows them).
     pub fn load(base_url: &str, keys_file: &Path) -> Result<Storage, String> {
-        let text = std::fs::read_to_string(keys_file).map_err(|e| format!("{}: {e}", keys_file.display()))?;
-        let mut keys = BTreeMap::new();
-        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let (a, k) = line
-                .split_once('=')
-                .ok_or_else(|| format!("{} line {}: expected account=key", keys_file.display(), n + 1))?;
-            keys.insert(a.trim().to_string(), k.trim().to_string());
-        }
-        Ok(Storage { base_url: base_url.trim_end_matches('/').to_string(), keys })
+        Ok(Storage {
+            accounts: Accounts {
+                endpoint_template: format!("{}/{{account}}", base_url.trim_end_matches('/')),
+                keys: Accounts::load_keys(keys_file)?,
+                token: None,
+            },
+        })
     }
 
     pub fn account(&self, account: &str) -> Result<BlobStore, String> {
-        let key = self
-            .keys
-            .get(account)
-            .ok_or_else(|| format!("storage account {account} does not exist in the emulated Azure"))?;
-        BlobStore::new(
-            &format!("{}/{account}/", self.base_url),
-            BlobAuth::SharedKey { account: account.into(), key: key.clone() },
-        )
-        .map_err(|e| e.to_string())
+        if !self.accounts.keys.contains_key(account) {
+            return Err(format!("storage account {account} does not exist in the emulated Azure"));
+        }
+        self.accounts.store(account).map_err(|e| e.to_string())
     }
 }
 

@@ -253,3 +253,46 @@ pub struct Idem {
     pub method: &'static str,
     pub fingerprint: [u8; 32],
 }
+
+/// One file of a seed as the import verification found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedFile {
+    pub path: String,
+    pub size: u64,
+    /// "verified", "missing" or "corrupted".
+    pub status: String,
+    pub detail: String,
+}
+
+/// A staging file the source agent is asked to upload again, and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairFile {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub md5: String,
+    /// "requested", "uploaded" or "lost".
+    pub state: String,
+    pub detail: String,
+    pub updated_ms: UnixMs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerificationReport {
+    pub seed: Seed,
+    pub files: Vec<VerifiedFile>,
+    pub repairs: Vec<RepairFile>,
+    pub checked_ms: Option<UnixMs>,
+}
+
+/// Files a source agent is asked to upload again, with where and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairOrder {
+    pub seed: Seed,
+    pub files: Vec<RepairFile>,
+    /// The storage account's blob endpoint.
+    pub endpoint: String,
+    /// SAS token for the seed's container (create, write).
+    pub sas: String,
+    pub expires_ms: UnixMs,
+}

@@ -257,6 +257,62 @@ impl Coordinator {
         Ok(lines)
     }
 
+    /// The repairs asked of `owner`, each with a SAS token for its import container (create
+    /// and write only, for `[azure.storage] sas_ttl`).
+    pub async fn repair_orders(&self, owner: &SpiffeId) -> Result<Vec<RepairOrder>> {
+        let orders = self.store.repair_orders(&owner.name).await?;
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let azure = self.azure.as_ref().ok_or_else(|| {
+            Error::FailedPrecondition("the coordinator has no [azure] settings: no storage to repair into".into())
+        })?;
+        // SAS tokens are checked by the storage service against real time, not ours.
+        let wall = crate::clock::SystemClock.now_ms();
+        let expires_ms = wall + azure.cfg.storage.sas_ttl.as_millis() as i64;
+        let mut out = Vec::with_capacity(orders.len());
+        for (seed, files) in orders {
+            let sas = azure
+                .accounts
+                .container_sas(&seed.spec.storage_account, &seed.spec.container, "cw", expires_ms / 1000)
+                .map_err(|e| {
+                    Error::FailedPrecondition(format!("cannot give a SAS token for job {}: {e}", seed.spec.job_name))
+                })?;
+            tracing::info!(owner = %owner, job = %seed.spec.job_name, files = files.len(), "repair order handed out (container-scoped SAS, create+write)");
+            out.push(RepairOrder {
+                endpoint: azure.accounts.endpoint(&seed.spec.storage_account),
+                seed,
+                files,
+                sas,
+                expires_ms,
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn report_repair(
+        &self,
+        owner: &SpiffeId,
+        cmd: Cmd<(String, Vec<String>, Vec<(String, String)>)>,
+    ) -> Result<Seed> {
+        let idem = self.idem(owner, "ReportRepair", &cmd);
+        let (seed, uploaded, lost) = &cmd.body;
+        let s = Self::audit(
+            owner,
+            "ReportRepair",
+            self.store.report_repair(&idem, owner, seed, uploaded, lost, self.now()).await,
+        )?;
+        tracing::info!(owner = %owner, job = %s.spec.job_name, uploaded = uploaded.len(), lost = lost.len(), state = %s.state, "repair reported");
+        Ok(s)
+    }
+
+    pub async fn verification(&self, seed: &str) -> Result<VerificationReport> {
+        self.store
+            .verification(seed)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no seed with id or job name {seed:?}")))
+    }
+
     pub async fn job(&self, job: &str) -> Result<ImportJob> {
         self.store
             .job(job)

@@ -478,6 +478,64 @@ impl From<WorkItem> for pb::WorkStatus {
     }
 }
 
+impl TryFrom<pb::ReportRepairRequest> for Cmd<(String, Vec<String>, Vec<(String, String)>)> {
+    type Error = Error;
+    fn try_from(r: pb::ReportRepairRequest) -> Result<Self> {
+        seed_key("seed_id", &r.seed_id)?;
+        if r.uploaded.len() + r.lost.len() > 100_000 {
+            return Err(Error::invalid("uploaded", "at most 100000 files in one report"));
+        }
+        for p in r.uploaded.iter().chain(r.lost.iter().map(|l| &l.path)) {
+            v::text("path", p, 1024)?;
+        }
+        let lost = r.lost.into_iter().map(|l| (l.path, l.reason.chars().take(500).collect())).collect();
+        cmd(r.request_id, (r.seed_id, r.uploaded, lost))
+    }
+}
+
+impl From<RepairOrder> for pb::RepairOrder {
+    fn from(o: RepairOrder) -> Self {
+        pb::RepairOrder {
+            seed_id: o.seed.seed_id,
+            job_name: o.seed.spec.job_name,
+            staging_location: o.seed.spec.staging_location,
+            blob_endpoint: o.endpoint,
+            container: o.seed.spec.container,
+            sas: o.sas,
+            sas_expires_unix_ms: o.expires_ms,
+            files: o
+                .files
+                .into_iter()
+                .map(|f| pb::RepairFile { path: f.path, size: f.size, sha256: f.sha256, md5: f.md5 })
+                .collect(),
+        }
+    }
+}
+
+impl From<VerificationReport> for pb::GetVerificationResponse {
+    fn from(r: VerificationReport) -> Self {
+        pb::GetVerificationResponse {
+            seed: Some(r.seed.into()),
+            files: r
+                .files
+                .into_iter()
+                .map(|f| pb::VerifiedFile { path: f.path, size: f.size, status: f.status, detail: f.detail })
+                .collect(),
+            repairs: r
+                .repairs
+                .into_iter()
+                .map(|f| pb::RepairStatus {
+                    path: f.path,
+                    state: f.state,
+                    detail: f.detail,
+                    updated_unix_ms: f.updated_ms,
+                })
+                .collect(),
+            checked_unix_ms: r.checked_ms.unwrap_or(0),
+        }
+    }
+}
+
 /// An import job for operators; `now` gives the days left on the running deadline.
 pub fn job_to_pb(j: ImportJob, now: UnixMs) -> pb::ImportJob {
     let r = j.record;

@@ -72,6 +72,16 @@ impl pb::operator_service_server::OperatorService for Api {
         }))
     }
 
+    async fn get_verification(
+        &self,
+        req: Request<pb::GetVerificationRequest>,
+    ) -> Result<Response<pb::GetVerificationResponse>, Status> {
+        self.auth.require(&req, "GetVerification", OPERATOR)?;
+        let key = req.into_inner().seed;
+        seed_key("seed", &key)?;
+        Ok(Response::new(self.core.verification(&key).await?.into()))
+    }
+
     async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::GetJobResponse>, Status> {
         self.auth.require(&req, "GetJob", OPERATOR)?;
         let key = req.into_inner().job;

@@ -27,4 +27,23 @@ impl pb::seed_service_server::SeedService for Api {
         let seeds = self.core.own_seeds(&owner).await?;
         Ok(Response::new(pb::ListOwnSeedsResponse { seeds: seeds.into_iter().map(Into::into).collect() }))
     }
+
+    async fn get_repairs(
+        &self,
+        req: Request<pb::GetRepairsRequest>,
+    ) -> Result<Response<pb::GetRepairsResponse>, Status> {
+        let owner = self.auth.require(&req, "GetRepairs", SOURCE)?;
+        let orders = self.core.repair_orders(&owner).await?;
+        Ok(Response::new(pb::GetRepairsResponse { orders: orders.into_iter().map(Into::into).collect() }))
+    }
+
+    async fn report_repair(
+        &self,
+        req: Request<pb::ReportRepairRequest>,
+    ) -> Result<Response<pb::ReportRepairResponse>, Status> {
+        let owner = self.auth.require(&req, "ReportRepair", SOURCE)?;
+        let cmd = Cmd::try_from(req.into_inner())?;
+        let seed = self.core.report_repair(&owner, cmd).await?;
+        Ok(Response::new(pb::ReportRepairResponse { seed: Some(seed.into()) }))
+    }
 }

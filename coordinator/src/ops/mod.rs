@@ -66,6 +66,8 @@ pub enum Cmd {
     /// Show one import job (job name or seed id): Azure's state and each drive's, the
     /// datacenter address, shipping, the deadline and the history.
     Job { job: String },
+    /// The import verification report of a seed: verified, missing, corrupted, and repairs.
+    Verification { seed: String },
     /// Seed history across all seeds, newest first.
     Events {
         #[arg(long)]
@@ -204,6 +206,10 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
         Cmd::Job { job } => {
             let r = ops.get_job(pb::GetJobRequest { job: job.clone() }).await?.into_inner();
             (job_detail_text(&r), job_detail_json(&r))
+        }
+        Cmd::Verification { seed } => {
+            let r = ops.get_verification(pb::GetVerificationRequest { seed: seed.clone() }).await?.into_inner();
+            (verification_text(&r), verification_json(&r))
         }
         Cmd::Events { seed, limit } => {
             let r = ops

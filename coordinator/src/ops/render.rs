@@ -366,6 +366,60 @@ pub fn job_detail_json(r: &pb::GetJobResponse) -> Value {
     })
 }
 
+/// The import verification report: a summary, then every file that is not verified, then
+/// the repairs and what became of them.
+pub fn verification_text(r: &pb::GetVerificationResponse) -> String {
+    let Some(s) = &r.seed else { return String::new() };
+    let count = |st: &str| r.files.iter().filter(|f| f.status == st).count();
+    let mut out = vec![
+        format!("Seed       {} ({})", s.job_name, s.seed_id),
+        format!("State      {} — {}", state_name(s.state), s.state_reason),
+    ];
+    if r.files.is_empty() {
+        out.push("Verified   not yet (the import container is checked once the import is done)".into());
+        return out.join("\n");
+    }
+    out.push(format!(
+        "Verified   {} of {} file(s) at {}; {} missing, {} corrupted",
+        count("verified"),
+        r.files.len(),
+        rfc3339(r.checked_unix_ms),
+        count("missing"),
+        count("corrupted")
+    ));
+    let bad: Vec<Vec<String>> = r
+        .files
+        .iter()
+        .filter(|f| f.status != "verified")
+        .map(|f| vec![f.path.clone(), f.status.clone(), size(f.size), f.detail.clone()])
+        .collect();
+    if !bad.is_empty() {
+        out.push(String::new());
+        out.push(table(&["FILE", "STATUS", "SIZE", "WHY"], bad));
+    }
+    if !r.repairs.is_empty() {
+        out.push(String::new());
+        out.push("Repairs (asked of the source agent)".into());
+        out.push(table(
+            &["FILE", "STATE", "UPDATED", "DETAIL"],
+            r.repairs
+                .iter()
+                .map(|p| vec![p.path.clone(), p.state.clone(), rfc3339(p.updated_unix_ms), p.detail.clone()])
+                .collect(),
+        ));
+    }
+    out.join("\n")
+}
+
+pub fn verification_json(r: &pb::GetVerificationResponse) -> Value {
+    json!({
+        "seed": r.seed.as_ref().map(seed_json),
+        "checked": if r.checked_unix_ms == 0 { Value::Null } else { Value::String(rfc3339(r.checked_unix_ms)) },
+        "files": r.files.iter().map(|f| json!({"path": f.path, "size": f.size, "status": f.status, "detail": f.detail})).collect::<Vec<_>>(),
+        "repairs": r.repairs.iter().map(|p| json!({"path": p.path, "state": p.state, "detail": p.detail, "updated": rfc3339(p.updated_unix_ms)})).collect::<Vec<_>>(),
+    })
+}
+
 pub fn events_table(events: &[pb::SeedEvent]) -> String {
     table(
         &["TIME", "JOB", "EVENT", "FROM", "TO", "ACTOR", "REASON"],

@@ -11,6 +11,8 @@
 //! | `drives` | drives reported per seed, with the recovery password sealed under the master key | the Azure job's drive list; keys are needed once, at job creation |
 //! | `import_jobs` | each seed's Azure import job: the intent written before the PUT, Azure's job state, the datacenter address, the deadline clocks and warnings, "unavailable since" | a crash between intent and PUT converges on one job; deadlines and operators' views |
 //! | `job_drives` | every drive of every job as Azure last reported it (state, copy status, percent, bytes, log URIs) | the operator view and the history of each drive |
+//! | `verify_results` | per file of each seed: verified, missing or corrupted, and why (the latest verification) | the operators' report; what to repair |
+//! | `repairs` | files asked of a source agent again, and what became of each (uploaded, lost) | repair sends only what is missing; a seed never reaches "seeded" with gaps |
 //! | `shipping` | carrier, tracking number, drive count and ship date per job, who recorded it, and when Azure confirmed it | Azure needs the tracking number within 14 days; numbers are unique across jobs |
 //! | `requests` | the answer to each mutating request, by caller and request id | a retried request gets the stored answer instead of being applied twice |
 //!
@@ -140,6 +142,32 @@ pub trait Store: Send + Sync + 'static {
         now: UnixMs,
     ) -> Result<bool>;
     async fn job(&self, job: &str) -> Result<Option<ImportJob>>;
+
+    // ---- import verification and repair
+    /// `imported` (or `needs_repair` with every file back) → `verifying`.
+    async fn start_verification(&self, seed_id: &str, now: UnixMs) -> Result<Seed>;
+    /// Stores a verification's findings: passed → `seeding_vault`; otherwise `needs_repair`
+    /// with `repair` asked of the source agent.
+    async fn finish_verification(
+        &self,
+        seed_id: &str,
+        files: &[VerifiedFile],
+        repair: &[RepairFile],
+        now: UnixMs,
+    ) -> Result<Seed>;
+    /// The caller's seeds waiting for files from it.
+    async fn repair_orders(&self, owner: &str) -> Result<Vec<(Seed, Vec<RepairFile>)>>;
+    /// What the source agent uploaded, and what it could not (with why).
+    async fn report_repair(
+        &self,
+        idem: &Idem,
+        owner: &SpiffeId,
+        seed_id: &str,
+        uploaded: &[String],
+        lost: &[(String, String)],
+        now: UnixMs,
+    ) -> Result<Seed>;
+    async fn verification(&self, seed: &str) -> Result<Option<VerificationReport>>;
 
     // ---- shipping
     /// Takes the tracking number for a job (of two racing operators exactly one wins), before

@@ -13,6 +13,7 @@
 mod jobs;
 mod reads;
 mod rows;
+mod verify;
 mod writes;
 
 #[cfg(test)]
@@ -41,6 +42,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_virtual_stations", include_str!("../../../migrations/0002_virtual_stations.sql")),
     ("0003_drive_status", include_str!("../../../migrations/0003_drive_status.sql")),
     ("0004_import_jobs", include_str!("../../../migrations/0004_import_jobs.sql")),
+    ("0005_verification", include_str!("../../../migrations/0005_verification.sql")),
 ];
 
 /// Most operations committed together.
@@ -384,6 +386,46 @@ impl Store for SqliteStore {
     async fn job(&self, job: &str) -> Result<Option<ImportJob>> {
         let job = job.to_string();
         self.read(move |c| reads::job(c, &job)).await
+    }
+
+    async fn start_verification(&self, seed_id: &str, now: UnixMs) -> Result<Seed> {
+        let seed_id = seed_id.to_string();
+        self.write(move |c| verify::start_verification(c, &seed_id, now)).await
+    }
+
+    async fn finish_verification(
+        &self,
+        seed_id: &str,
+        files: &[VerifiedFile],
+        repair: &[RepairFile],
+        now: UnixMs,
+    ) -> Result<Seed> {
+        let (seed_id, files, repair) = (seed_id.to_string(), files.to_vec(), repair.to_vec());
+        self.write(move |c| verify::finish_verification(c, &seed_id, &files, &repair, now)).await
+    }
+
+    async fn repair_orders(&self, owner: &str) -> Result<Vec<(Seed, Vec<RepairFile>)>> {
+        let owner = owner.to_string();
+        self.read(move |c| verify::repair_orders(c, &owner)).await
+    }
+
+    async fn report_repair(
+        &self,
+        idem: &Idem,
+        owner: &SpiffeId,
+        seed_id: &str,
+        uploaded: &[String],
+        lost: &[(String, String)],
+        now: UnixMs,
+    ) -> Result<Seed> {
+        let (idem, owner, seed_id, uploaded, lost) =
+            (idem.clone(), owner.clone(), seed_id.to_string(), uploaded.to_vec(), lost.to_vec());
+        self.write(move |c| verify::report_repair(c, &idem, &owner, &seed_id, &uploaded, &lost, now)).await
+    }
+
+    async fn verification(&self, seed: &str) -> Result<Option<VerificationReport>> {
+        let seed = seed.to_string();
+        self.read(move |c| verify::verification(c, &seed)).await
     }
 
     async fn reserve_shipping(

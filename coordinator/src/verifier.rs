@@ -1,0 +1,159 @@
+//! The import verification: once a seed is imported, every blob of its import container is
+//! checked against the seed manifest (presence, size, the blob's MD5, and the data itself:
+//! MD5 and SHA-256), and the manifest against the root the source agent registered. What is
+//! missing or damaged is asked of the source agent again (repair); the seed reaches the vault
+//! only when every file verifies.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use md5::Md5;
+use seedship_azure::blob::{BlobError, BlobStore};
+use seedship_repo::manifest::{ManifestFile, SeedManifest, root_of};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::domain::model::*;
+use crate::domain::seed::SeedState;
+use crate::domain::service::Coordinator;
+use crate::jobs::AzureSide;
+
+/// The seed manifest's own blob name.
+pub const MANIFEST_BLOB: &str = "manifest.json";
+
+/// Runs the verifier until `stop`: starts verification of imported seeds and verifies every
+/// seed in `verifying` (again after a restart: a verification is idempotent).
+pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retry_at: BTreeMap<String, (Instant, u32)> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let Some(core) = core.upgrade() else { return };
+        for s in core.list_seeds(Some(SeedState::Imported), 1000).await.unwrap_or_default() {
+            if let Err(e) = core.store.start_verification(&s.seed_id, core.now()).await {
+                tracing::warn!(job = %s.spec.job_name, error = %e, "cannot start the verification");
+            }
+        }
+        for s in core.list_seeds(Some(SeedState::Verifying), 1000).await.unwrap_or_default() {
+            if retry_at.get(&s.seed_id).is_some_and(|(t, _)| *t > Instant::now()) {
+                continue;
+            }
+            match verify(&side, &s).await {
+                Ok((files, repair)) => {
+                    retry_at.remove(&s.seed_id);
+                    match core.store.finish_verification(&s.seed_id, &files, &repair, core.now()).await {
+                        Ok(after) => {
+                            tracing::info!(job = %s.spec.job_name, state = %after.state, "{}", after.state_reason)
+                        }
+                        Err(e) => tracing::warn!(job = %s.spec.job_name, error = %e, "cannot record the verification"),
+                    }
+                }
+                Err(e) => {
+                    let n = retry_at.get(&s.seed_id).map_or(1, |(_, n)| n + 1);
+                    let wait = Duration::from_secs(1 << n.min(6));
+                    tracing::warn!(job = %s.spec.job_name, error = %e, retry_in = ?wait, "verification could not run; retrying");
+                    retry_at.insert(s.seed_id.clone(), (Instant::now() + wait, n));
+                }
+            }
+        }
+    }
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Checks one seed's import container. `Err` when storage could not be read (retry);
+/// otherwise every manifest file's finding, and the files to ask for again.
+pub async fn verify(side: &AzureSide, seed: &Seed) -> Result<(Vec<VerifiedFile>, Vec<RepairFile>), String> {
+    let store = side.accounts.store(&seed.spec.storage_account).map_err(|e| e.to_string())?;
+    verify_container(&store, seed).await
+}
+
+async fn verify_container(store: &BlobStore, seed: &Seed) -> Result<(Vec<VerifiedFile>, Vec<RepairFile>), String> {
+    let container = &seed.spec.container;
+    let ask = |path: &str, size: u64, sha256: &str, md5: &str, why: &str| RepairFile {
+        path: path.into(),
+        size,
+        sha256: sha256.into(),
+        md5: md5.into(),
+        state: "requested".into(),
+        detail: why.into(),
+        updated_ms: 0,
+    };
+    // The manifest first: it must hash to the root the source agent registered.
+    let manifest = match store.download(container, MANIFEST_BLOB).await {
+        Ok(bytes) => match serde_json::from_slice::<SeedManifest>(&bytes) {
+            Ok(m) if root_of(&m.files) == seed.spec.manifest_root => Ok(m),
+            Ok(_) => Err("its root hash is not the one registered".to_string()),
+            Err(e) => Err(format!("it is not a seed manifest: {e}")),
+        },
+        Err(e) if e.is_not_found() => Err("it is missing".to_string()),
+        Err(e) => return Err(format!("container {container}: {e}")),
+    };
+    let manifest = match manifest {
+        Ok(m) => m,
+        Err(why) => {
+            let detail = format!("the seed manifest {why}");
+            let f = VerifiedFile {
+                path: MANIFEST_BLOB.into(),
+                size: 0,
+                status: if why == "it is missing" { "missing" } else { "corrupted" }.into(),
+                detail: detail.clone(),
+            };
+            return Ok((vec![f], vec![ask(MANIFEST_BLOB, 0, "", "", &detail)]));
+        }
+    };
+    let listed: BTreeMap<String, seedship_azure::blob::BlobInfo> = match store.list(container).await {
+        Ok(l) => l.into_iter().map(|b| (b.name.clone(), b)).collect(),
+        Err(BlobError::Service { status: 404, .. }) => BTreeMap::new(),
+        Err(e) => return Err(format!("container {container}: {e}")),
+    };
+    let mut files = Vec::with_capacity(manifest.files.len());
+    let mut repair = Vec::new();
+    for f in &manifest.files {
+        let (status, detail) = check_file(store, container, f, listed.get(&f.path)).await?;
+        if status != "verified" {
+            repair.push(ask(&f.path, f.size, &f.sha256, &f.md5, &detail));
+        }
+        files.push(VerifiedFile { path: f.path.clone(), size: f.size, status: status.into(), detail });
+    }
+    Ok((files, repair))
+}
+
+async fn check_file(
+    store: &BlobStore,
+    container: &str,
+    f: &ManifestFile,
+    blob: Option<&seedship_azure::blob::BlobInfo>,
+) -> Result<(&'static str, String), String> {
+    let Some(b) = blob else {
+        return Ok(("missing", "not in the import container".into()));
+    };
+    if b.size != f.size {
+        return Ok(("corrupted", format!("{} bytes, the manifest says {}", b.size, f.size)));
+    }
+    match &b.md5 {
+        Some(m) if hex_of(m) != f.md5 => {
+            return Ok(("corrupted", format!("its Content-MD5 is {}, the manifest says {}", hex_of(m), f.md5)));
+        }
+        None => return Ok(("corrupted", "it has no Content-MD5 (the import did not finish it)".into())),
+        _ => {}
+    }
+    let data = match store.download(container, &f.path).await {
+        Ok(d) => d,
+        Err(e) if e.is_not_found() => return Ok(("missing", "not in the import container".into())),
+        Err(e) => return Err(format!("{container}/{}: {e}", f.path)),
+    };
+    let md5 = hex_of(&Md5::digest(&data));
+    let sha = hex_of(&Sha256::digest(&data));
+    if md5 != f.md5 || sha != f.sha256 {
+        return Ok(("corrupted", "its data does not hash to the manifest's SHA-256 and MD5 (damaged blocks)".into()));
+    }
+    Ok(("verified", String::new()))
+}

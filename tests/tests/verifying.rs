@@ -1,0 +1,143 @@
+//! After the import: the coordinator verifies the import container against the seed manifest,
+//! asks the source agent for what is missing or damaged, and only a complete seed moves on.
+//! Real coordinator, copy agent, source agent, emulator and Azurite.
+
+use std::time::Duration;
+
+use seedship_e2e::azure::{Emulator, wait_event, wait_seed_state};
+use seedship_e2e::prep::{copy_agent, disk_size, image, stage, staging_bytes, station, text};
+use seedship_e2e::{Cluster, Identity, Options, bin};
+use seedship_proto::{client, pb};
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(40);
+
+fn cluster() -> anyhow::Result<(Cluster, Emulator)> {
+    let base = tempfile::Builder::new().prefix("seedship-verify-").tempdir()?.keep();
+    let emu = Emulator::start_with_storage(&base)?;
+    let c = Cluster::start_with(Options { extra_toml: emu.coordinator_toml("1s"), ..Default::default() })?;
+    Ok((c, emu))
+}
+
+/// Stages, prepares (on `disks` images), waits for the job, ships. Returns the images by
+/// drive id, in disk position order.
+async fn shipped(
+    c: &mut Cluster,
+    ops: &Identity,
+    job: &str,
+    disks: u64,
+) -> anyhow::Result<Vec<(String, std::path::PathBuf)>> {
+    let st = format!("st-{job}");
+    let staging = stage(c, ops, job, 6, 3, &st).await?;
+    let (cfg, dir) = station(c, &st, "")?;
+    let size = disk_size(staging_bytes(&staging), disks);
+    let images: Vec<_> = (1..=disks).map(|i| image(&dir, &format!("disk{i}.img"), size)).collect();
+    let o = c.run(&format!("copy-{job}"), &mut copy_agent(&cfg))?;
+    anyhow::ensure!(o.status.success(), "copy agent: {}", text(&o));
+    wait_seed_state(c, ops, job, "import_job_created", T).await?;
+    let o = c.run(
+        "ship",
+        &mut c.seedctl(
+            ops,
+            &[
+                "ship",
+                "--job",
+                job,
+                "--carrier",
+                "DHL",
+                "--tracking",
+                &format!("{}", 1000000000 + disks * 7 + job.len() as u64),
+                "--drives",
+                &disks.to_string(),
+                "--date",
+                "2026-11-22",
+            ],
+        ),
+    )?;
+    anyhow::ensure!(o.status.success(), "ship: {}", text(&o));
+    Ok(images.into_iter().map(|p| (seedship_disk::format::probe(&p).unwrap().unwrap().drive_id, p)).collect())
+}
+
+fn source_repair(c: &mut Cluster, job: &str) -> anyhow::Result<String> {
+    let cfg = c.path(&format!("src-{job}.toml"));
+    let o = c.run("repair", std::process::Command::new(bin("source-agent")).arg("--config").arg(&cfg).arg("repair"))?;
+    anyhow::ensure!(o.status.success(), "source-agent repair: {}", text(&o));
+    Ok(text(&o))
+}
+
+async fn report(c: &Cluster, ops: &Identity, job: &str) -> anyhow::Result<pb::GetVerificationResponse> {
+    Ok(client::operator(c.connect(ops).await?)
+        .get_verification(pb::GetVerificationRequest { seed: job.into() })
+        .await?
+        .into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_import_is_verified_repaired_with_only_what_is_missing_and_then_complete() -> anyhow::Result<()> {
+    let (mut c, emu) = cluster()?;
+    let ops = c.issue("operator", "alice")?;
+    let drives = shipped(&mut c, &ops, "job-part", 2).await?;
+    // Only the first disk arrives; the second is never received.
+    emu.dc("job-part", "arrive", json!({ "disks": [drives[0].1] })).await?;
+    emu.dc("job-part", "copy", json!({})).await?;
+    // The verifier finds what is missing and asks the source agent for it; repair rounds
+    // (the seed manifest itself may have been on the lost disk) end with a complete seed.
+    let mut rounds = 0;
+    let mut sent = Vec::new();
+    loop {
+        let r = report(&c, &ops, "job-part").await?;
+        let st = pb::SeedState::try_from(r.seed.as_ref().unwrap().state).unwrap();
+        if st == pb::SeedState::SeedingVault {
+            break;
+        }
+        if st == pb::SeedState::NeedsRepair {
+            let asked: Vec<String> =
+                r.repairs.iter().filter(|p| p.state == "requested").map(|p| p.path.clone()).collect();
+            if !asked.is_empty() {
+                rounds += 1;
+                anyhow::ensure!(rounds <= 3, "more than 3 repair rounds");
+                // Only the files not verified are asked for.
+                let verified: Vec<&str> =
+                    r.files.iter().filter(|f| f.status == "verified").map(|f| f.path.as_str()).collect();
+                assert!(asked.iter().all(|a| !verified.contains(&a.as_str())), "{asked:?} vs {verified:?}");
+                let out = source_repair(&mut c, "job-part")?;
+                assert!(out.contains(&format!("{} file(s) uploaded again", asked.len())), "{out}");
+                sent.extend(asked);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        anyhow::ensure!(rounds <= 3);
+    }
+    assert!(rounds >= 1, "the missing disk's files were repaired");
+    let r = report(&c, &ops, "job-part").await?;
+    let files = r.files.len();
+    assert!(r.files.iter().all(|f| f.status == "verified"), "{:?}", r.files);
+    assert!(sent.len() < files + 1, "only what was missing was sent: {sent:?} of {files}");
+    assert!(r.repairs.iter().all(|p| p.state == "uploaded"));
+    wait_event(&c, &ops, "job-part", "verified in the import container", T).await?;
+    let o = c.run("verification", &mut c.seedctl(&ops, &["verification", "job-part"]))?;
+    assert!(text(&o).contains(&format!("Verified   {files} of {files} file(s)")), "{}", text(&o));
+    c.finish()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_deleted_before_repair_blocks_the_seed_with_a_clear_report() -> anyhow::Result<()> {
+    let (mut c, emu) = cluster()?;
+    let ops = c.issue("operator", "alice")?;
+    let drives = shipped(&mut c, &ops, "job-gone", 2).await?;
+    emu.dc("job-gone", "arrive", json!({ "disks": [drives[0].1] })).await?;
+    emu.dc("job-gone", "copy", json!({})).await?;
+    wait_seed_state(&c, &ops, "job-gone", "needs_repair", T).await?;
+    std::fs::remove_dir_all(c.path("staging-job-gone"))?;
+    let out = source_repair(&mut c, "job-gone")?;
+    assert!(out.contains("lost: ") && out.contains("not in the staging location"), "{out}");
+    let e =
+        wait_event(&c, &ops, "job-gone", "are neither in the import container nor in the staging location", T).await?;
+    assert_eq!(e.event, "data_lost");
+    let det = wait_seed_state(&c, &ops, "job-gone", "needs_repair", T).await?;
+    let why = det.seed.unwrap().state_reason;
+    assert!(why.starts_with("blocked: ") && why.contains("new offline round") && why.contains("fresh seed"), "{why}");
+    let o = c.run("verification", &mut c.seedctl(&ops, &["verification", "job-gone"]))?;
+    assert!(text(&o).contains("lost") && text(&o).contains("missing"), "{}", text(&o));
+    c.finish()
+}
