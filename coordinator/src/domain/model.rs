@@ -296,3 +296,12 @@ pub struct RepairOrder {
     pub sas: String,
     pub expires_ms: UnixMs,
 }
+
+/// What a source agent did with a repair order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairReport {
+    pub seed_id: String,
+    pub uploaded: Vec<String>,
+    /// (path, why) of each file it could not send.
+    pub lost: Vec<(String, String)>,
+}

@@ -290,17 +290,13 @@ impl Coordinator {
         Ok(out)
     }
 
-    pub async fn report_repair(
-        &self,
-        owner: &SpiffeId,
-        cmd: Cmd<(String, Vec<String>, Vec<(String, String)>)>,
-    ) -> Result<Seed> {
+    pub async fn report_repair(&self, owner: &SpiffeId, cmd: Cmd<RepairReport>) -> Result<Seed> {
         let idem = self.idem(owner, "ReportRepair", &cmd);
-        let (seed, uploaded, lost) = &cmd.body;
+        let RepairReport { seed_id, uploaded, lost } = &cmd.body;
         let s = Self::audit(
             owner,
             "ReportRepair",
-            self.store.report_repair(&idem, owner, seed, uploaded, lost, self.now()).await,
+            self.store.report_repair(&idem, owner, seed_id, uploaded, lost, self.now()).await,
         )?;
         tracing::info!(owner = %owner, job = %s.spec.job_name, uploaded = uploaded.len(), lost = lost.len(), state = %s.state, "repair reported");
         Ok(s)

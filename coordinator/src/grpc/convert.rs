@@ -478,7 +478,7 @@ impl From<WorkItem> for pb::WorkStatus {
     }
 }
 
-impl TryFrom<pb::ReportRepairRequest> for Cmd<(String, Vec<String>, Vec<(String, String)>)> {
+impl TryFrom<pb::ReportRepairRequest> for Cmd<RepairReport> {
     type Error = Error;
     fn try_from(r: pb::ReportRepairRequest) -> Result<Self> {
         seed_key("seed_id", &r.seed_id)?;
@@ -489,7 +489,7 @@ impl TryFrom<pb::ReportRepairRequest> for Cmd<(String, Vec<String>, Vec<(String,
             v::text("path", p, 1024)?;
         }
         let lost = r.lost.into_iter().map(|l| (l.path, l.reason.chars().take(500).collect())).collect();
-        cmd(r.request_id, (r.seed_id, r.uploaded, lost))
+        cmd(r.request_id, RepairReport { seed_id: r.seed_id, uploaded: r.uploaded, lost })
     }
 }
 
