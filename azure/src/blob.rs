@@ -364,6 +364,48 @@ impl BlobStore {
         Ok(out)
     }
 
+    /// Copy Blob (server-side, within the service): `source_url` (readable: the same
+    /// account, or a SAS in the URL) into `container/name`. Waits for a pending copy to end
+    /// (polling its status for up to `wait`).
+    pub async fn copy_from(
+        &self,
+        container: &str,
+        name: &str,
+        source_url: &str,
+        wait: std::time::Duration,
+    ) -> BlobResult<()> {
+        use azure_storage_blob::models::{BlobClientStartCopyFromUrlResultHeaders, CopyStatus};
+        let blob = self.service.blob_client(container, name);
+        let started = blob.start_copy_from_url(source_url.to_string(), None).await.map_err(map)?;
+        let mut status = started.copy_status().map_err(map)?;
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match status {
+                Some(CopyStatus::Success) | None => return Ok(()),
+                Some(CopyStatus::Failed) | Some(CopyStatus::Aborted) => {
+                    return Err(BlobError::Other(format!("the copy of {name} into {container} did not succeed")));
+                }
+                _ => {}
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(BlobError::Other(format!("the copy of {name} into {container} is still pending")));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            status = blob.get_properties(None).await.map_err(map)?.copy_status().map_err(map)?;
+        }
+    }
+
+    /// Deletes a blob; a blob already gone is fine.
+    pub async fn delete(&self, container: &str, name: &str) -> BlobResult<()> {
+        match self.service.blob_client(container, name).delete(None).await {
+            Ok(_) => Ok(()),
+            Err(e) => match map(e) {
+                e if e.is_not_found() => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
     /// A whole blob's bytes.
     pub async fn download(&self, container: &str, name: &str) -> BlobResult<Vec<u8>> {
         let r = self.service.blob_client(container, name).download(None).await.map_err(map)?;

@@ -39,6 +39,48 @@ pub struct AzureConfig {
     /// The storage accounts: where the import containers and the vaults are.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Where each server's vault lives.
+    #[serde(default)]
+    pub vaults: VaultConfig,
+}
+
+/// `[azure.vaults]`: one vault per protected server, in the storage account of its seed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    /// The vault's container; `{server}` is the source agent's name (made a valid container
+    /// name: lowercase letters, digits and '-').
+    #[serde(default = "default_vault_container")]
+    pub container: String,
+}
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        VaultConfig { container: default_vault_container() }
+    }
+}
+
+fn default_vault_container() -> String {
+    "vault-{server}".into()
+}
+
+impl VaultConfig {
+    /// The container name for `server`'s vault.
+    pub fn container_for(&self, server: &str) -> String {
+        let raw = self.container.replace("{server}", server).to_ascii_lowercase();
+        let mut out = String::new();
+        for ch in raw.chars() {
+            let ch = if ch.is_ascii_lowercase() || ch.is_ascii_digit() { ch } else { '-' };
+            if !(ch == '-' && (out.is_empty() || out.ends_with('-'))) {
+                out.push(ch);
+            }
+        }
+        let mut out = out.trim_end_matches('-').chars().take(63).collect::<String>();
+        while out.len() < 3 {
+            out.push('0');
+        }
+        out.trim_end_matches('-').to_string()
+    }
 }
 
 /// How the coordinator reaches blob storage (`[azure.storage]`).
@@ -299,6 +341,15 @@ carrier_account_number = "123456"
         assert_eq!((c.diagnostics_path.as_str(), c.poll_interval), ("waimportexport", Duration::from_secs(30)));
         assert_eq!(c.return_address.to_arm().city, "Utrecht");
         c.client().unwrap();
+    }
+
+    #[test]
+    fn vault_containers_are_valid_names() {
+        let v = VaultConfig::default();
+        assert_eq!(v.container_for("fileserver-01"), "vault-fileserver-01");
+        assert_eq!(v.container_for("FS_01.corp"), "vault-fs-01-corp");
+        let long = "x".repeat(100);
+        assert_eq!(v.container_for(&long).len(), 63);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! | [`jobs`] | the Azure worker: creates import jobs, follows them, deadlines, shipping |
 //! | [`metrics`] | OpenTelemetry metrics |
 //! | [`verifier`] | checks each imported seed against its manifest; asks for repairs |
+//! | [`vaulter`] | copies a verified seed into its server's vault; the first recovery points |
 //! | [`pki`] | `coordinator pki init/issue` |
 //! | [`keys`] | sealing drive keys under the master key |
 //! | [`config`] | the typed configuration |
@@ -32,6 +33,7 @@ pub mod server;
 pub mod store;
 pub mod sweeper;
 pub mod tls;
+pub mod vaulter;
 pub mod verifier;
 
 pub use server::run;

@@ -80,7 +80,8 @@ pub async fn run_with_clock(
     ));
     if let Some(side) = azure {
         tokio::spawn(crate::jobs::run(Arc::downgrade(&core), side.clone(), stop_rx.clone()));
-        tokio::spawn(crate::verifier::run(Arc::downgrade(&core), side, stop_rx));
+        tokio::spawn(crate::verifier::run(Arc::downgrade(&core), side.clone(), stop_rx.clone()));
+        tokio::spawn(crate::vaulter::run(Arc::downgrade(&core), side, stop_rx));
     }
 
     let (health, health_svc) = tonic_health::server::health_reporter();

@@ -86,6 +86,8 @@ pub struct Options {
     /// The coordinator reads a clock offset from `clock-offset` in the test directory, so a
     /// test can fast-forward its deadlines ([`Cluster::advance_clock`]).
     pub offset_clock: bool,
+    /// Environment of the coordinator process (test hooks), at every start.
+    pub coordinator_env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -96,6 +98,7 @@ impl Default for Options {
             db_busy_timeout: "2s",
             extra_toml: String::new(),
             offset_clock: false,
+            coordinator_env: Vec::new(),
         }
     }
 }
@@ -116,6 +119,7 @@ pub struct Cluster {
     allowed_errors: Vec<String>,
     starts: u32,
     coordinator_pid: u32,
+    coordinator_env: Vec<(String, String)>,
     finished: bool,
 }
 
@@ -171,6 +175,7 @@ db_busy_timeout = "{}"
             allowed_errors: Vec::new(),
             starts: 0,
             coordinator_pid: 0,
+            coordinator_env: opts.coordinator_env.clone(),
             finished: false,
         };
         c.start_coordinator()?;
@@ -211,8 +216,9 @@ db_busy_timeout = "{}"
         let _ = std::fs::remove_file(&ready);
         self.starts += 1;
         let name = format!("coordinator-{}", self.starts);
-        self.coordinator_pid =
-            self.spawn(&name, Command::new(bin("coordinator")).arg("serve").arg("--config").arg(&self.config))?;
+        let mut cmd = Command::new(bin("coordinator"));
+        cmd.arg("serve").arg("--config").arg(&self.config).envs(self.coordinator_env.clone());
+        self.coordinator_pid = self.spawn(&name, &mut cmd)?;
         let deadline = Instant::now() + Duration::from_secs(20);
         let addr = loop {
             let found = std::fs::read_to_string(&ready)

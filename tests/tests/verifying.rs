@@ -13,10 +13,35 @@ use serde_json::json;
 const T: Duration = Duration::from_secs(40);
 
 fn cluster() -> anyhow::Result<(Cluster, Emulator)> {
+    cluster_env(Vec::new())
+}
+
+fn cluster_env(env: Vec<(String, String)>) -> anyhow::Result<(Cluster, Emulator)> {
     let base = tempfile::Builder::new().prefix("seedship-verify-").tempdir()?.keep();
     let emu = Emulator::start_with_storage(&base)?;
-    let c = Cluster::start_with(Options { extra_toml: emu.coordinator_toml("1s"), ..Default::default() })?;
+    let c = Cluster::start_with(Options {
+        extra_toml: emu.coordinator_toml("1s"),
+        coordinator_env: env,
+        ..Default::default()
+    })?;
     Ok((c, emu))
+}
+
+/// Every staging file is in the server's vault with the manifest's size and MD5.
+async fn vault_is_complete(emu: &Emulator, c: &Cluster, job: &str, server: &str) -> anyhow::Result<usize> {
+    let blobs = emu.azurite.as_ref().unwrap().blobs()?;
+    let listed = blobs.list(&format!("vault-{server}")).await?;
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(c.path(&format!("staging-{job}/manifest.json")))?)?;
+    let files = m["files"].as_array().unwrap();
+    for f in files {
+        let p = f["path"].as_str().unwrap();
+        let b = listed.iter().find(|b| b.name == p).unwrap_or_else(|| panic!("{p} is not in the vault"));
+        assert_eq!(b.size, f["size"].as_u64().unwrap(), "{p}");
+        assert_eq!(b.md5.as_deref().map(hex::encode).as_deref(), f["md5"].as_str(), "{p}");
+    }
+    assert!(listed.iter().any(|b| b.name == format!("seeds/{job}.manifest.json")), "the seed's manifest is kept");
+    Ok(files.len())
 }
 
 /// Stages, prepares (on `disks` images), waits for the job, ships. Returns the images by
@@ -117,6 +142,12 @@ async fn a_partial_import_is_verified_repaired_with_only_what_is_missing_and_the
     wait_event(&c, &ops, "job-part", "verified in the import container", T).await?;
     let o = c.run("verification", &mut c.seedctl(&ops, &["verification", "job-part"]))?;
     assert!(text(&o).contains(&format!("Verified   {files} of {files} file(s)")), "{}", text(&o));
+    // Then the vault is seeded from the import container, and its first recovery point listed.
+    let det = wait_seed_state(&c, &ops, "job-part", "seeded", T).await?;
+    assert!(det.seed.unwrap().state_reason.contains("online incrementals are enabled"));
+    vault_is_complete(&emu, &c, "job-part", "src-job-part").await?;
+    let o = c.run("points", &mut c.seedctl(&ops, &["recovery-points", "--server", "src-job-part"]))?;
+    assert!(text(&o).contains("vault-src-job-part") && text(&o).contains(" seed "), "{}", text(&o));
     c.finish()
 }
 
@@ -139,5 +170,39 @@ async fn staging_deleted_before_repair_blocks_the_seed_with_a_clear_report() -> 
     assert!(why.starts_with("blocked: ") && why.contains("new offline round") && why.contains("fresh seed"), "{why}");
     let o = c.run("verification", &mut c.seedctl(&ops, &["verification", "job-gone"]))?;
     assert!(text(&o).contains("lost") && text(&o).contains("missing"), "{}", text(&o));
+    c.finish()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_killed_while_seeding_the_vault_converges_after_restart() -> anyhow::Result<()> {
+    // A pause between copies, so the kill lands midway.
+    let (mut c, emu) = cluster_env(vec![("SEEDSHIP_TEST_VAULT_COPY_PAUSE_MS".into(), "400".into())])?;
+    let ops = c.issue("operator", "alice")?;
+    let drives = shipped(&mut c, &ops, "job-kill", 1).await?;
+    emu.dc("job-kill", "arrive", json!({ "disks": [drives[0].1] })).await?;
+    emu.dc("job-kill", "copy", json!({})).await?;
+    wait_seed_state(&c, &ops, "job-kill", "seeding_vault", T).await?;
+    // Wait for the first copies to land in the vault, then kill -9.
+    let blobs = emu.azurite.as_ref().unwrap().blobs()?;
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let n = blobs.list("vault-src-job-kill").await.map(|l| l.len()).unwrap_or(0);
+        if n >= 1 {
+            break;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "no copy into the vault started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.kill9_coordinator()?;
+    let partial = blobs.list("vault-src-job-kill").await?.len();
+    c.start_coordinator()?;
+    wait_seed_state(&c, &ops, "job-kill", "seeded", T).await?;
+    let files = vault_is_complete(&emu, &c, "job-kill", "src-job-kill").await?;
+    assert!(partial < files, "the kill came before the end ({partial} of {files})");
+    let r = client::operator(c.connect(&ops).await?)
+        .list_recovery_points(pb::ListRecoveryPointsRequest { server: "src-job-kill".into() })
+        .await?
+        .into_inner();
+    assert_eq!(r.points.len(), 1, "one recovery point, recorded once: {:?}", r.points);
     c.finish()
 }

@@ -305,3 +305,26 @@ pub struct RepairReport {
     /// (path, why) of each file it could not send.
     pub lost: Vec<(String, String)>,
 }
+
+/// A server's vault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vault {
+    pub server: String,
+    pub account: String,
+    pub container: String,
+    pub seed_id: String,
+    pub created_ms: UnixMs,
+}
+
+/// One recovery point of a vault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryPoint {
+    pub server: String,
+    pub snapshot_id: String,
+    /// "seed" or "incremental".
+    pub kind: String,
+    pub seed_id: Option<String>,
+    pub manifest_root: String,
+    pub created_ms: UnixMs,
+    pub container: String,
+}

@@ -309,6 +309,10 @@ impl Coordinator {
             .ok_or_else(|| Error::NotFound(format!("no seed with id or job name {seed:?}")))
     }
 
+    pub async fn recovery_points(&self, server: Option<&str>) -> Result<Vec<RecoveryPoint>> {
+        self.store.recovery_points(server).await
+    }
+
     pub async fn job(&self, job: &str) -> Result<ImportJob> {
         self.store
             .job(job)

@@ -536,6 +536,20 @@ impl From<VerificationReport> for pb::GetVerificationResponse {
     }
 }
 
+impl From<RecoveryPoint> for pb::RecoveryPoint {
+    fn from(p: RecoveryPoint) -> Self {
+        pb::RecoveryPoint {
+            server: p.server,
+            snapshot_id: p.snapshot_id,
+            kind: p.kind,
+            seed_id: p.seed_id.unwrap_or_default(),
+            manifest_root: p.manifest_root,
+            created_unix_ms: p.created_ms,
+            container: p.container,
+        }
+    }
+}
+
 /// An import job for operators; `now` gives the days left on the running deadline.
 pub fn job_to_pb(j: ImportJob, now: UnixMs) -> pb::ImportJob {
     let r = j.record;

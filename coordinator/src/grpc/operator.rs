@@ -82,6 +82,16 @@ impl pb::operator_service_server::OperatorService for Api {
         Ok(Response::new(self.core.verification(&key).await?.into()))
     }
 
+    async fn list_recovery_points(
+        &self,
+        req: Request<pb::ListRecoveryPointsRequest>,
+    ) -> Result<Response<pb::ListRecoveryPointsResponse>, Status> {
+        self.auth.require(&req, "ListRecoveryPoints", OPERATOR)?;
+        let server = opt_key("server", &req.into_inner().server)?;
+        let points = self.core.recovery_points(server.as_deref()).await?;
+        Ok(Response::new(pb::ListRecoveryPointsResponse { points: points.into_iter().map(Into::into).collect() }))
+    }
+
     async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::GetJobResponse>, Status> {
         self.auth.require(&req, "GetJob", OPERATOR)?;
         let key = req.into_inner().job;

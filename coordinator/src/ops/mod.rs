@@ -68,6 +68,11 @@ pub enum Cmd {
     Job { job: String },
     /// The import verification report of a seed: verified, missing, corrupted, and repairs.
     Verification { seed: String },
+    /// Recovery points of every vault (or one server's), oldest first.
+    RecoveryPoints {
+        #[arg(long)]
+        server: Option<String>,
+    },
     /// Seed history across all seeds, newest first.
     Events {
         #[arg(long)]
@@ -210,6 +215,13 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
         Cmd::Verification { seed } => {
             let r = ops.get_verification(pb::GetVerificationRequest { seed: seed.clone() }).await?.into_inner();
             (verification_text(&r), verification_json(&r))
+        }
+        Cmd::RecoveryPoints { server } => {
+            let r = ops
+                .list_recovery_points(pb::ListRecoveryPointsRequest { server: server.clone().unwrap_or_default() })
+                .await?
+                .into_inner();
+            (recovery_points_table(&r.points), Value::Array(r.points.iter().map(recovery_point_json).collect()))
         }
         Cmd::Events { seed, limit } => {
             let r = ops

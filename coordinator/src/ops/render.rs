@@ -420,6 +420,32 @@ pub fn verification_json(r: &pb::GetVerificationResponse) -> Value {
     })
 }
 
+pub fn recovery_points_table(points: &[pb::RecoveryPoint]) -> String {
+    table(
+        &["SERVER", "VAULT", "SNAPSHOT", "KIND", "CREATED", "FROM SEED"],
+        points
+            .iter()
+            .map(|p| {
+                vec![
+                    p.server.clone(),
+                    p.container.clone(),
+                    p.snapshot_id.chars().take(12).collect(),
+                    p.kind.clone(),
+                    rfc3339(p.created_unix_ms),
+                    dash(&p.seed_id),
+                ]
+            })
+            .collect(),
+    )
+}
+
+pub fn recovery_point_json(p: &pb::RecoveryPoint) -> Value {
+    json!({
+        "server": p.server, "vault": p.container, "snapshot_id": p.snapshot_id, "kind": p.kind,
+        "created": rfc3339(p.created_unix_ms), "seed_id": p.seed_id, "manifest_root": p.manifest_root,
+    })
+}
+
 pub fn events_table(events: &[pb::SeedEvent]) -> String {
     table(
         &["TIME", "JOB", "EVENT", "FROM", "TO", "ACTOR", "REASON"],

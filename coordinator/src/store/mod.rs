@@ -13,6 +13,8 @@
 //! | `job_drives` | every drive of every job as Azure last reported it (state, copy status, percent, bytes, log URIs) | the operator view and the history of each drive |
 //! | `verify_results` | per file of each seed: verified, missing or corrupted, and why (the latest verification) | the operators' report; what to repair |
 //! | `repairs` | files asked of a source agent again, and what became of each (uploaded, lost) | repair sends only what is missing; a seed never reaches "seeded" with gaps |
+//! | `vaults` | each server's vault: storage account and container, and the seed it came from | the catalogue; incrementals and restores go to the right vault |
+//! | `recovery_points` | every snapshot of every vault, seed or incremental | operators list recovery points per server; restores pick one |
 //! | `shipping` | carrier, tracking number, drive count and ship date per job, who recorded it, and when Azure confirmed it | Azure needs the tracking number within 14 days; numbers are unique across jobs |
 //! | `requests` | the answer to each mutating request, by caller and request id | a retried request gets the stored answer instead of being applied twice |
 //!
@@ -168,6 +170,20 @@ pub trait Store: Send + Sync + 'static {
         now: UnixMs,
     ) -> Result<Seed>;
     async fn verification(&self, seed: &str) -> Result<Option<VerificationReport>>;
+
+    // ---- vaults
+    async fn vault_of(&self, server: &str) -> Result<Option<Vault>>;
+    /// The seed's data is in the vault: recorded, with its snapshots as recovery points.
+    async fn vault_seeded(
+        &self,
+        seed_id: &str,
+        account: &str,
+        container: &str,
+        snapshots: &[String],
+        now: UnixMs,
+    ) -> Result<Seed>;
+    async fn add_recovery_point(&self, server: &str, snapshot_id: &str, now: UnixMs) -> Result<RecoveryPoint>;
+    async fn recovery_points(&self, server: Option<&str>) -> Result<Vec<RecoveryPoint>>;
 
     // ---- shipping
     /// Takes the tracking number for a job (of two racing operators exactly one wins), before

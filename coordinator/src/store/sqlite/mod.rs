@@ -13,6 +13,7 @@
 mod jobs;
 mod reads;
 mod rows;
+mod vaults;
 mod verify;
 mod writes;
 
@@ -43,6 +44,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_drive_status", include_str!("../../../migrations/0003_drive_status.sql")),
     ("0004_import_jobs", include_str!("../../../migrations/0004_import_jobs.sql")),
     ("0005_verification", include_str!("../../../migrations/0005_verification.sql")),
+    ("0006_vaults", include_str!("../../../migrations/0006_vaults.sql")),
 ];
 
 /// Most operations committed together.
@@ -426,6 +428,34 @@ impl Store for SqliteStore {
     async fn verification(&self, seed: &str) -> Result<Option<VerificationReport>> {
         let seed = seed.to_string();
         self.read(move |c| verify::verification(c, &seed)).await
+    }
+
+    async fn vault_of(&self, server: &str) -> Result<Option<Vault>> {
+        let server = server.to_string();
+        self.read(move |c| vaults::vault_of(c, &server)).await
+    }
+
+    async fn vault_seeded(
+        &self,
+        seed_id: &str,
+        account: &str,
+        container: &str,
+        snapshots: &[String],
+        now: UnixMs,
+    ) -> Result<Seed> {
+        let (seed_id, account, container, snapshots) =
+            (seed_id.to_string(), account.to_string(), container.to_string(), snapshots.to_vec());
+        self.write(move |c| vaults::vault_seeded(c, &seed_id, &account, &container, &snapshots, now)).await
+    }
+
+    async fn add_recovery_point(&self, server: &str, snapshot_id: &str, now: UnixMs) -> Result<RecoveryPoint> {
+        let (server, snapshot_id) = (server.to_string(), snapshot_id.to_string());
+        self.write(move |c| vaults::add_recovery_point(c, &server, &snapshot_id, now)).await
+    }
+
+    async fn recovery_points(&self, server: Option<&str>) -> Result<Vec<RecoveryPoint>> {
+        let server = server.map(str::to_string);
+        self.read(move |c| vaults::recovery_points(c, server.as_deref())).await
     }
 
     async fn reserve_shipping(

@@ -1,0 +1,132 @@
+//! The vault catalogue: which server has which vault, and its recovery points.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::db_err;
+use super::rows::*;
+use crate::clock::UnixMs;
+use crate::domain::model::*;
+use crate::domain::seed::{SeedEvent, SeedState};
+use crate::error::{Error, Result};
+
+pub const VAULTER: &str = "coordinator/vault";
+
+pub fn vault_of(c: &Connection, server: &str) -> Result<Option<Vault>> {
+    c.query_row(
+        "SELECT server, account, container, seed_id, created_ms FROM vaults WHERE server = ?1",
+        params![server],
+        |r| {
+            Ok(Vault {
+                server: r.get(0)?,
+                account: r.get(1)?,
+                container: r.get(2)?,
+                seed_id: r.get(3)?,
+                created_ms: r.get(4)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(db_err)
+}
+
+/// The vault is seeded: it is recorded for the seed's server with the seed's snapshots as its
+/// first recovery points, and the seed is `seeded`.
+pub fn vault_seeded(
+    c: &Connection,
+    seed_id: &str,
+    account: &str,
+    container: &str,
+    snapshots: &[String],
+    now: UnixMs,
+) -> Result<Seed> {
+    let mut seed = require_seed(c, seed_id)?;
+    if seed.state == SeedState::Seeded {
+        return Ok(seed);
+    }
+    if seed.state != SeedState::SeedingVault {
+        return Err(Error::FailedPrecondition(format!(
+            "seed {} is {}, not seeding the vault",
+            seed.spec.job_name, seed.state
+        )));
+    }
+    match vault_of(c, &seed.owner)? {
+        Some(v) if v.account != account || v.container != container => {
+            return Err(Error::FailedPrecondition(format!(
+                "server {} already has its vault in {}/{}",
+                seed.owner, v.account, v.container
+            )));
+        }
+        Some(_) => {}
+        None => {
+            exec(
+                c,
+                "INSERT INTO vaults (server, account, container, seed_id, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![seed.owner, account, container, seed_id, now],
+            )
+            .map_err(db_err)?;
+        }
+    }
+    for id in snapshots {
+        exec(
+            c,
+            "INSERT OR IGNORE INTO recovery_points (server, snapshot_id, kind, seed_id, manifest_root, created_ms) \
+             VALUES (?1, ?2, 'seed', ?3, ?4, ?5)",
+            params![seed.owner, id, seed_id, seed.spec.manifest_root, now],
+        )
+        .map_err(db_err)?;
+    }
+    let first = snapshots.first().map(|s| &s[..s.len().min(12)]).unwrap_or("-");
+    let reason = format!(
+        "vault {account}/{container} seeded: recovery point {first} (seed manifest root {}); online incrementals are enabled",
+        &seed.spec.manifest_root[..16]
+    );
+    transition(c, &mut seed, Transition { event: SeedEvent::VaultSeeded, actor: VAULTER, reason }, now)?;
+    Ok(seed)
+}
+
+/// Adds a recovery point written online (an incremental) to `server`'s vault.
+pub fn add_recovery_point(c: &Connection, server: &str, snapshot_id: &str, now: UnixMs) -> Result<RecoveryPoint> {
+    let v = vault_of(c, server)?.ok_or_else(|| {
+        Error::FailedPrecondition(format!("server {server} has no vault yet (its seed is not seeded)"))
+    })?;
+    exec(
+        c,
+        "INSERT OR IGNORE INTO recovery_points (server, snapshot_id, kind, seed_id, manifest_root, created_ms) \
+         VALUES (?1, ?2, 'incremental', NULL, '', ?3)",
+        params![server, snapshot_id, now],
+    )
+    .map_err(db_err)?;
+    Ok(RecoveryPoint {
+        server: server.into(),
+        snapshot_id: snapshot_id.into(),
+        kind: "incremental".into(),
+        seed_id: None,
+        manifest_root: String::new(),
+        created_ms: now,
+        container: v.container,
+    })
+}
+
+pub fn recovery_points(c: &Connection, server: Option<&str>) -> Result<Vec<RecoveryPoint>> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT p.server, p.snapshot_id, p.kind, p.seed_id, p.manifest_root, p.created_ms, v.container \
+             FROM recovery_points p JOIN vaults v ON v.server = p.server \
+             WHERE (?1 IS NULL OR p.server = ?1) ORDER BY p.server, p.created_ms, p.snapshot_id",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(params![server], |r| {
+            Ok(RecoveryPoint {
+                server: r.get(0)?,
+                snapshot_id: r.get(1)?,
+                kind: r.get(2)?,
+                seed_id: r.get(3)?,
+                manifest_root: r.get(4)?,
+                created_ms: r.get(5)?,
+                container: r.get(6)?,
+            })
+        })
+        .map_err(db_err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+}

@@ -1,0 +1,103 @@
+//! Seeding the vault: once a seed is verified, every file of it is copied server-side (Copy
+//! Blob, within the storage account) from the import container into the server's vault
+//! container, checked there (size and MD5), and the seed's snapshots become the vault's first
+//! recovery points. Idempotent and resumable: a file already in the vault with the right size
+//! and MD5 is not copied again, so a coordinator that stops midway converges when it starts.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use seedship_repo::manifest::SeedManifest;
+use tokio::sync::watch;
+
+use crate::domain::model::*;
+use crate::domain::seed::SeedState;
+use crate::domain::service::Coordinator;
+use crate::jobs::AzureSide;
+use crate::verifier::MANIFEST_BLOB;
+
+pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Tests: a pause between copies, so a test can stop the coordinator mid-copy.
+    let pause =
+        std::env::var("SEEDSHIP_TEST_VAULT_COPY_PAUSE_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let Some(core) = core.upgrade() else { return };
+        for s in core.list_seeds(Some(SeedState::SeedingVault), 1000).await.unwrap_or_default() {
+            match seed_vault(&core, &side, &s, pause).await {
+                Ok(after) => tracing::info!(job = %s.spec.job_name, "{}", after.state_reason),
+                Err(e) => {
+                    tracing::warn!(job = %s.spec.job_name, error = %e, "seeding the vault did not finish; retrying")
+                }
+            }
+        }
+    }
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+async fn seed_vault(
+    core: &Coordinator,
+    side: &AzureSide,
+    seed: &Seed,
+    pause: Option<Duration>,
+) -> Result<Seed, String> {
+    let account = &seed.spec.storage_account;
+    let import = &seed.spec.container;
+    let vault = side.cfg.vaults.container_for(&seed.owner);
+    let store = side.accounts.store(account).map_err(|e| e.to_string())?;
+    let manifest_bytes =
+        store.download(import, MANIFEST_BLOB).await.map_err(|e| format!("{import}/{MANIFEST_BLOB}: {e}"))?;
+    let manifest: SeedManifest =
+        serde_json::from_slice(&manifest_bytes).map_err(|e| format!("{MANIFEST_BLOB}: {e}"))?;
+    if seedship_repo::manifest::root_of(&manifest.files) != seed.spec.manifest_root {
+        return Err("the seed manifest in the import container does not match the registered root".into());
+    }
+    store.ensure_container(&vault).await.map_err(|e| format!("vault container {vault}: {e}"))?;
+    // The source blobs are read through a short read-only SAS of the import container.
+    let wall = crate::clock::Clock::now_ms(&crate::clock::SystemClock) / 1000;
+    let sas = side.accounts.container_sas(account, import, "r", wall + 3600).map_err(|e| e.to_string())?;
+    let (mut copied, mut kept) = (0usize, 0usize);
+    for f in &manifest.files {
+        if let Some(b) = store.properties(&vault, &f.path).await.map_err(|e| e.to_string())?
+            && b.size == f.size
+            && b.md5.as_deref().map(hex_of).as_deref() == Some(f.md5.as_str())
+        {
+            kept += 1;
+            continue;
+        }
+        let src = format!("{}?{sas}", store.blob_url(import, &f.path));
+        store
+            .copy_from(&vault, &f.path, &src, Duration::from_secs(600))
+            .await
+            .map_err(|e| format!("{}: {e}", f.path))?;
+        let b = store.properties(&vault, &f.path).await.map_err(|e| e.to_string())?;
+        let ok = b
+            .as_ref()
+            .is_some_and(|b| b.size == f.size && b.md5.as_deref().map(hex_of).as_deref() == Some(f.md5.as_str()));
+        if !ok {
+            return Err(format!("{} in the vault does not have the manifest's size and MD5 after the copy", f.path));
+        }
+        copied += 1;
+        if let Some(p) = pause {
+            tokio::time::sleep(p).await;
+        }
+    }
+    // The seed's provenance travels with the vault.
+    let record = format!("seeds/{}.manifest.json", seed.spec.job_name);
+    store.put_small(&vault, &record, manifest_bytes).await.map_err(|e| format!("{record}: {e}"))?;
+    let snapshots: Vec<String> =
+        manifest.files.iter().filter_map(|f| f.path.strip_prefix("snapshots/").map(str::to_string)).collect();
+    if snapshots.is_empty() {
+        return Err("the seed has no snapshot: nothing to restore from".into());
+    }
+    tracing::info!(job = %seed.spec.job_name, %vault, copied, kept, "vault copy complete");
+    core.store.vault_seeded(&seed.seed_id, account, &vault, &snapshots, core.now()).await.map_err(|e| e.to_string())
+}
