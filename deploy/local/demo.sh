@@ -19,7 +19,10 @@
 #   8. the operator records the shipment (carrier, tracking number); Azure is told;
 #   9. the emulated datacenter receives the package, unlocks each disk with the job's key
 #      and copies every file into the storage account (Azurite), and ships the disks back;
-#      the coordinator follows every step; the operator view and the source agent show it.
+#      the coordinator follows every step;
+#  10. the coordinator verifies every blob against the seed manifest and seeds the server's
+#      vault (server-side copies), whose first recovery point is the seed's snapshot;
+#  11. the operator view and the source agent show it all.
 #
 #   deploy/local/demo.sh           # run, then stop everything
 #   deploy/local/demo.sh --keep    # leave the coordinator and copy agent running
@@ -119,6 +122,9 @@ email = "backup@contoso.example"
 [azure.return_shipping]
 carrier_name = "DHL"
 carrier_account_number = "123456789"
+[azure.storage]
+endpoint = "$STORAGE_URL/{account}"
+keys_file = "storage-keys.txt"
 TOML
 "$BIN/coordinator" serve --config coordinator.toml >coordinator.log 2>&1 &
 PIDS+=($!)
@@ -246,7 +252,15 @@ for n in sorted(blobs)[:5]:
 sys.exit(0 if same == len(files) else 1)
 PY
 
-say "10. the operator view (seedctl --config $DEMO/seedctl.toml ...)"
+say "10. the coordinator verifies the import and seeds the vault"
+wait_state seeded 60
+echo '$ seedctl verification demo-seed-01'
+"$BIN/seedctl" --config seedctl.toml verification demo-seed-01
+echo
+echo '$ seedctl recovery-points'
+"$BIN/seedctl" --config seedctl.toml recovery-points
+
+say "11. the operator view (seedctl --config $DEMO/seedctl.toml ...)"
 echo '$ seedctl agents'
 "$BIN/seedctl" --config seedctl.toml agents
 echo
@@ -265,7 +279,8 @@ echo '$ source-agent status'
 say "done"
 echo "The chain runs as far as it exists today: an offline backup staged, verified and registered;"
 echo "shipping disks prepared, verified and reported; the Azure import job created, shipped, received"
-echo "and imported into the storage account. Vault seeding joins this script when it lands."
+echo "and imported into the storage account; verified and copied into the server's vault. Online"
+echo "incrementals and restores from the vault join this script as they land."
 if [ "$KEEP" = 1 ]; then
   echo "Still running (--keep): Azurite, the emulator, the coordinator and the copy agent. Stop them with: kill ${PIDS[*]}"
 fi
