@@ -20,11 +20,37 @@ pub struct RestoreStats {
     pub symlinks: u64,
     pub hardlinks: u64,
     pub bytes: u64,
+    /// What could not be restored (a chunk or tree that fails its check, an unreadable pack),
+    /// with why. A file in this list is not left in the target: nothing half-written is
+    /// mistaken for complete.
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+/// What to restore, and how.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RestoreOptions {
+    /// Only these paths of the snapshot (`/`-separated, as `source-name/dir/file`), and what
+    /// is under them; empty: everything.
+    pub include: Vec<String>,
+    /// Replace files that already exist in the target (directories are merged).
+    pub overwrite: bool,
+}
+
+impl RestoreOptions {
+    /// Whether `rel` is to be restored, or lies on the way to something that is.
+    fn wants(&self, rel: &str) -> bool {
+        self.include.is_empty()
+            || self.include.iter().any(|i| {
+                let i = i.trim_matches('/');
+                rel == i || rel.starts_with(&format!("{i}/")) || i.starts_with(&format!("{rel}/"))
+            })
+    }
 }
 
 struct Restorer<'a> {
     repo: &'a Repository,
     index: &'a Index,
+    opts: &'a RestoreOptions,
     links: HashMap<u64, PathBuf>,
     stats: RestoreStats,
     /// Directory times are set after their contents (writing a file changes the parent's mtime).
@@ -64,19 +90,48 @@ impl Restorer<'_> {
         Tree::decode(&b, &format!("tree {id}"))
     }
 
-    fn node(&mut self, dir: &Path, n: &Node) -> Result<()> {
+    /// Clears the way for a non-directory entry: an existing file is an error, or replaced
+    /// with `overwrite`.
+    fn make_room(&self, path: &Path) -> Result<()> {
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => Err(RepoError::Invalid(format!("{} is a directory in the target", path.display()))),
+            Ok(_) if self.opts.overwrite => fs::remove_file(path).map_err(|e| RepoError::io(path, e)),
+            Ok(_) => {
+                Err(RepoError::Invalid(format!("{} exists in the target (restore with overwrite)", path.display())))
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn node(&mut self, dir: &Path, rel_dir: &str, n: &Node) -> Result<()> {
         let name = n.name_os();
         if name.is_empty() || name == "." || name == ".." || name.to_string_lossy().contains('/') {
             return Err(RepoError::corrupt("snapshot tree", format!("unsafe entry name {name:?}")));
         }
         let path = dir.join(&name);
+        let rel = if rel_dir.is_empty() {
+            name.to_string_lossy().to_string()
+        } else {
+            format!("{rel_dir}/{}", name.to_string_lossy())
+        };
+        if !self.opts.wants(&rel) {
+            return Ok(());
+        }
+        if n.kind != NodeKind::Dir {
+            self.make_room(&path)?;
+        }
         match n.kind {
             NodeKind::Dir => {
                 fs::create_dir_all(&path).map_err(|e| RepoError::io(&path, e))?;
                 if let Some(sub) = &n.subtree {
-                    let t = self.tree(sub)?;
-                    for child in &t.nodes {
-                        self.node(&path, child)?;
+                    match self.tree(sub) {
+                        Ok(t) => {
+                            for child in &t.nodes {
+                                self.node(&path, &rel, child)?;
+                            }
+                        }
+                        // A damaged directory listing: named, and the rest goes on.
+                        Err(e) => self.stats.failed.push((path.clone(), format!("directory contents: {e}"))),
                     }
                 }
                 set_owner(&path, n);
@@ -93,7 +148,13 @@ impl Restorer<'_> {
                     }
                     self.links.insert(g, path.clone());
                 }
-                self.file(&path, n)?;
+                if let Err(e) = self.file(&path, n) {
+                    // A chunk that fails its check: the file is named, not left half-written.
+                    let _ = fs::remove_file(&path);
+                    self.links.retain(|_, p| p != &path);
+                    self.stats.failed.push((path.clone(), e.to_string()));
+                    return Ok(());
+                }
                 set_owner(&path, n);
                 fs::set_permissions(&path, fs::Permissions::from_mode(n.mode)).map_err(|e| RepoError::io(&path, e))?;
                 let f = File::options().write(true).open(&path).map_err(|e| RepoError::io(&path, e))?;
@@ -147,11 +208,24 @@ impl Restorer<'_> {
 /// Restores `snap` into `target` (created if missing); each source path becomes a directory
 /// entry of `target` named after its last component.
 pub fn restore(repo: &Repository, index: &Index, snap: &Snapshot, target: &Path) -> Result<RestoreStats> {
+    restore_with(repo, index, snap, target, &RestoreOptions { include: Vec::new(), overwrite: false })
+}
+
+/// [`restore`] with a selection and overwrite: what cannot be restored is listed in
+/// [`RestoreStats::failed`] while the rest is restored.
+pub fn restore_with(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    target: &Path,
+    opts: &RestoreOptions,
+) -> Result<RestoreStats> {
     fs::create_dir_all(target).map_err(|e| RepoError::io(target, e))?;
-    let mut r = Restorer { repo, index, links: HashMap::new(), stats: RestoreStats::default(), dir_times: Vec::new() };
+    let mut r =
+        Restorer { repo, index, opts, links: HashMap::new(), stats: RestoreStats::default(), dir_times: Vec::new() };
     let root = r.tree(&snap.tree)?;
     for n in &root.nodes {
-        r.node(target, n)?;
+        r.node(target, "", n)?;
     }
     for (p, ns) in r.dir_times.iter().rev() {
         set_times(p, *ns, true)?;

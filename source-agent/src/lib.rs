@@ -6,12 +6,14 @@
 //! - `verify`, `restore` and `recovery-key` work on a staging set through the format crate.
 //! - `status`: where each of this server's seeds stands, in the coordinator's words.
 //! - [`repair`]: uploads again the files the import verification found missing or damaged.
+//! - [`vault`]: this server's vault through the coordinator (SAS), and its local cache.
 
 pub mod backup;
 pub mod passphrase;
 pub mod register;
 pub mod repair;
 pub mod seedfile;
+pub mod vault;
 
 use seedship_proto::client::Conn;
 use seedship_proto::pb;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use seedship_proto::agent;
+use seedship_repo::restore::RestoreOptions;
 use source_agent::backup::{self, BackupRequest, progress::human_bytes};
 use source_agent::seedfile::SeedTarget;
 use source_agent::{EXIT_PARTIAL, VERSION, passphrase};
@@ -59,14 +60,30 @@ enum Cmd {
         #[command(flatten)]
         secret: Secret,
     },
-    /// Restore the latest snapshot (or --snapshot) of a staging set into TARGET.
+    /// Restore the latest snapshot (or --snapshot) of a staging set, or of this server's vault
+    /// (--vault), into TARGET; every chunk is checked before it is written.
     Restore {
+        /// Restore from this staging set (no coordinator needed).
+        #[arg(long, required_unless_present = "vault", conflicts_with = "vault")]
+        staging: Option<PathBuf>,
+        /// Restore from this server's vault, through the coordinator.
         #[arg(long)]
-        staging: PathBuf,
+        vault: bool,
+        /// Where the vault's files are kept locally (default ~/.cache/seedship/<vault>).
+        #[arg(long, requires = "vault")]
+        cache: Option<PathBuf>,
         #[arg(long)]
         target: PathBuf,
+        /// A snapshot id (or its start); default: the latest.
         #[arg(long)]
         snapshot: Option<String>,
+        /// Only this path of the snapshot (as `source-name/dir/file`) and what is under it;
+        /// repeat for more.
+        #[arg(long = "include")]
+        include: Vec<String>,
+        /// Replace files that already exist in TARGET (a non-empty TARGET is refused without it).
+        #[arg(long)]
+        overwrite: bool,
         #[command(flatten)]
         secret: Secret,
     },
@@ -137,8 +154,9 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Backup(args) => backup_cmd(&cli.config, *args),
         Cmd::Verify { staging, read_data, secret } => local(|| verify(&staging, read_data, &secret)),
-        Cmd::Restore { staging, target, snapshot, secret } => {
-            local(|| restore(&staging, &target, snapshot.as_deref(), &secret))
+        Cmd::Restore { staging: Some(staging), target, snapshot, include, overwrite, secret, .. } => {
+            let opts = RestoreOptions { include, overwrite };
+            local_code(|| restore(&staging, &target, snapshot.as_deref(), &opts, &secret))
         }
         Cmd::RecoveryKey { staging, secret } => local(|| recovery_key(&staging, &secret)),
         cmd => {
@@ -176,6 +194,29 @@ fn main() -> ExitCode {
                             }
                         });
                         agent::register_and_run(conn, cfg.site.as_deref(), VERSION).await?
+                    }
+                    Cmd::Restore { staging: None, cache, target, snapshot, include, overwrite, secret, .. } => {
+                        check_target(&target, overwrite)?;
+                        let v = source_agent::vault::access(&conn, false).await?;
+                        let cache = cache.unwrap_or_else(|| source_agent::vault::default_cache(&v.container));
+                        let st = source_agent::vault::sync(&v, &cache).await?;
+                        println!(
+                            "vault {}: {} file(s), {} downloaded ({}) into {}",
+                            v.container,
+                            st.files,
+                            st.downloaded,
+                            human_bytes(st.bytes),
+                            cache.display()
+                        );
+                        let opts = RestoreOptions { include, overwrite };
+                        let code = tokio::task::spawn_blocking(move || {
+                            restore(&cache, &target, snapshot.as_deref(), &opts, &secret)
+                        })
+                        .await
+                        .map_err(|e| e.to_string())??;
+                        if code != 0 {
+                            return Err("some files could not be restored (listed above)".into());
+                        }
                     }
                     Cmd::Repair => {
                         let s = source_agent::repair::repair_once(&conn).await?;
@@ -261,7 +302,32 @@ fn verify(staging: &Path, read_data: bool, secret: &Secret) -> Result<(), String
     Err(format!("{} problem(s) found; the staging set must not be shipped as it is", report.findings.len()))
 }
 
-fn restore(staging: &Path, target: &Path, snapshot: Option<&str>, secret: &Secret) -> Result<(), String> {
+/// A restore goes into an empty (or new) folder, unless overwriting is asked for.
+fn check_target(target: &Path, overwrite: bool) -> Result<(), String> {
+    match std::fs::read_dir(target).map(|mut rd| rd.next().is_some()) {
+        Ok(true) if !overwrite => Err(format!(
+            "the target {} is not empty; restore into an empty folder, or give --overwrite to replace what is there",
+            target.display()
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            Err(format!("the target {} is a file, not a folder", target.display()))
+        }
+        Err(e) => Err(format!("the target {}: {e}", target.display())),
+    }
+}
+
+/// Restores and prints what was restored and what was not; returns 3 when something could not
+/// be restored.
+fn restore(
+    staging: &Path,
+    target: &Path,
+    snapshot: Option<&str>,
+    opts: &RestoreOptions,
+    secret: &Secret,
+) -> Result<u8, String> {
+    check_target(target, opts.overwrite)?;
     let repo = open(staging, secret)?;
     let (index, _) = repo.load_index().map_err(|e| e.to_string())?;
     let snaps = repo.snapshots().map_err(|e| e.to_string())?;
@@ -271,7 +337,7 @@ fn restore(staging: &Path, target: &Path, snapshot: Option<&str>, secret: &Secre
         }
         None => snaps.into_iter().last().ok_or("the repository has no snapshot yet")?,
     };
-    let st = seedship_repo::restore::restore(&repo, &index, &snap, target).map_err(|e| e.to_string())?;
+    let st = seedship_repo::restore::restore_with(&repo, &index, &snap, target, opts).map_err(|e| e.to_string())?;
     println!(
         "restored snapshot {} ({}) to {}: {} files, {} directories, {} symlinks, {} hard links, {}",
         &id[..12],
@@ -283,7 +349,26 @@ fn restore(staging: &Path, target: &Path, snapshot: Option<&str>, secret: &Secre
         st.hardlinks,
         human_bytes(st.bytes)
     );
-    Ok(())
+    if st.failed.is_empty() {
+        return Ok(0);
+    }
+    println!("NOT restored ({}):", st.failed.len());
+    for (p, why) in &st.failed {
+        println!("  {}: {why}", p.display());
+    }
+    Ok(source_agent::EXIT_PARTIAL)
+}
+
+/// Like `local`, for a command whose success has degrees (its exit code).
+fn local_code(f: impl FnOnce() -> Result<u8, String>) -> ExitCode {
+    let _ = tracing_init_default();
+    match f() {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn recovery_key(staging: &Path, secret: &Secret) -> Result<(), String> {

@@ -680,3 +680,43 @@ pub fn start_emulator_with(
 pub fn rid() -> String {
     seedship_proto::client::new_request_id()
 }
+
+/// Every entry under `p` (depth first, children before their directory).
+pub fn walk(p: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(p) else { return out };
+    for e in rd {
+        let e = e.unwrap();
+        let path = e.path();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
+}
+
+/// Compares two trees: names, kinds, modes, owners, sizes, times, contents, link targets.
+pub fn same_tree(a: &Path, b: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let mut ea: Vec<PathBuf> = walk(a).into_iter().map(|p| p.strip_prefix(a).unwrap().to_path_buf()).collect();
+    let mut eb: Vec<PathBuf> = walk(b).into_iter().map(|p| p.strip_prefix(b).unwrap().to_path_buf()).collect();
+    ea.sort();
+    eb.sort();
+    assert_eq!(ea, eb, "the same entries");
+    for rel in ea.iter().chain(std::iter::once(&PathBuf::new())) {
+        let (pa, pb) = (a.join(rel), b.join(rel));
+        let (ma, mb) = (std::fs::symlink_metadata(&pa).unwrap(), std::fs::symlink_metadata(&pb).unwrap());
+        assert_eq!(ma.file_type(), mb.file_type(), "{rel:?}");
+        assert_eq!(ma.mode() & 0o7777, mb.mode() & 0o7777, "mode of {rel:?}");
+        assert_eq!((ma.uid(), ma.gid()), (mb.uid(), mb.gid()), "owner of {rel:?}");
+        assert_eq!((ma.mtime(), ma.mtime_nsec()), (mb.mtime(), mb.mtime_nsec()), "mtime of {rel:?}");
+        if ma.is_file() {
+            assert_eq!(ma.len(), mb.len(), "size of {rel:?}");
+            assert!(std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap(), "content of {rel:?}");
+        }
+        if ma.file_type().is_symlink() {
+            assert_eq!(std::fs::read_link(&pa).unwrap(), std::fs::read_link(&pb).unwrap(), "target of {rel:?}");
+        }
+    }
+}

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use seedship_e2e::{backup_cmd, bin, make_corpus, passphrase_file, run_ok, wait_for};
+use seedship_e2e::{backup_cmd, bin, make_corpus, passphrase_file, run_ok, same_tree, wait_for, walk};
 
 fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null()).output().expect("runs")
@@ -74,44 +74,6 @@ fn edge_tree(root: &Path) -> PathBuf {
     }
     set_mtime(&src, 1_600_000_000, 1);
     src
-}
-
-fn walk(p: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = fs::read_dir(p) else { return out };
-    for e in rd {
-        let e = e.unwrap();
-        let path = e.path();
-        if e.file_type().unwrap().is_dir() {
-            out.extend(walk(&path));
-        }
-        out.push(path);
-    }
-    out
-}
-
-/// Compares two trees: names, kinds, modes, owners, sizes, times, contents, link targets.
-fn same_tree(a: &Path, b: &Path) {
-    let mut ea: Vec<PathBuf> = walk(a).into_iter().map(|p| p.strip_prefix(a).unwrap().to_path_buf()).collect();
-    let mut eb: Vec<PathBuf> = walk(b).into_iter().map(|p| p.strip_prefix(b).unwrap().to_path_buf()).collect();
-    ea.sort();
-    eb.sort();
-    assert_eq!(ea, eb, "the same entries");
-    for rel in ea.iter().chain(std::iter::once(&PathBuf::new())) {
-        let (pa, pb) = (a.join(rel), b.join(rel));
-        let (ma, mb) = (fs::symlink_metadata(&pa).unwrap(), fs::symlink_metadata(&pb).unwrap());
-        assert_eq!(ma.file_type(), mb.file_type(), "{rel:?}");
-        assert_eq!(ma.mode() & 0o7777, mb.mode() & 0o7777, "mode of {rel:?}");
-        assert_eq!((ma.uid(), ma.gid()), (mb.uid(), mb.gid()), "owner of {rel:?}");
-        assert_eq!((ma.mtime(), ma.mtime_nsec()), (mb.mtime(), mb.mtime_nsec()), "mtime of {rel:?}");
-        if ma.is_file() {
-            assert_eq!(ma.len(), mb.len(), "size of {rel:?}");
-            assert!(fs::read(&pa).unwrap() == fs::read(&pb).unwrap(), "content of {rel:?}");
-        }
-        if ma.file_type().is_symlink() {
-            assert_eq!(fs::read_link(&pa).unwrap(), fs::read_link(&pb).unwrap(), "target of {rel:?}");
-        }
-    }
 }
 
 fn manifest_root(staging: &Path) -> String {

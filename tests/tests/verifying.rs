@@ -90,6 +90,22 @@ fn source_repair(c: &mut Cluster, job: &str) -> anyhow::Result<String> {
     Ok(text(&o))
 }
 
+/// `source-agent restore --vault` for `job`'s server into `target`.
+fn restore_cmd(c: &Cluster, job: &str, target: &std::path::Path, extra: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin("source-agent"));
+    cmd.arg("--config")
+        .arg(c.path(&format!("src-{job}.toml")))
+        .args(["restore", "--vault", "--cache"])
+        .arg(c.path(&format!("vault-cache-{job}")))
+        .arg("--target")
+        .arg(target)
+        .args(extra);
+    if !extra.contains(&"--passphrase-file") {
+        cmd.arg("--passphrase-file").arg(seedship_e2e::passphrase_file(c.dir.path()).unwrap());
+    }
+    cmd
+}
+
 async fn report(c: &Cluster, ops: &Identity, job: &str) -> anyhow::Result<pb::GetVerificationResponse> {
     Ok(client::operator(c.connect(ops).await?)
         .get_verification(pb::GetVerificationRequest { seed: job.into() })
@@ -148,6 +164,54 @@ async fn a_partial_import_is_verified_repaired_with_only_what_is_missing_and_the
     vault_is_complete(&emu, &c, "job-part", "src-job-part").await?;
     let o = c.run("points", &mut c.seedctl(&ops, &["recovery-points", "--server", "src-job-part"]))?;
     assert!(text(&o).contains("vault-src-job-part") && text(&o).contains(" seed "), "{}", text(&o));
+
+    // The server restores from its vault (through the coordinator, with a SAS token):
+    // byte for byte and metadata as the source.
+    let target = c.path("restored");
+    let o = c.run("restore", &mut restore_cmd(&c, "job-part", &target, &[]))?;
+    assert!(o.status.success() && text(&o).contains("restored snapshot"), "{}", text(&o));
+    seedship_e2e::same_tree(&c.path("corpus-job-part"), &target.join("corpus-job-part"));
+    // A non-empty target is refused unless --overwrite; one folder can be chosen.
+    let o = c.run("restore-again", &mut restore_cmd(&c, "job-part", &target, &[]))?;
+    assert!(!o.status.success() && text(&o).contains("is not empty"), "{}", text(&o));
+    let first = std::fs::read_dir(c.path("corpus-job-part"))?.flatten().find(|e| e.path().is_dir()).unwrap();
+    let sub = format!("corpus-job-part/{}", first.file_name().to_string_lossy());
+    let part = c.path("restored-part");
+    let o = c.run("restore-part", &mut restore_cmd(&c, "job-part", &part, &["--include", &sub]))?;
+    assert!(o.status.success(), "{}", text(&o));
+    seedship_e2e::same_tree(&first.path(), &part.join(&sub));
+    assert_eq!(std::fs::read_dir(part.join("corpus-job-part"))?.count(), 1, "only the chosen folder");
+    // A wrong passphrase is a clear error.
+    let bad = c.path("wrong-pass");
+    std::fs::write(&bad, "not the passphrase\n")?;
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    // A chunk damaged in the vault where the blob's MD5 cannot tell (storage that corrupted
+    // data and its MD5 alike): the restore names what it could not restore, restores the
+    // rest, and fails.
+    let blobs = emu.azurite.as_ref().unwrap().blobs()?;
+    let vault = "vault-src-job-part";
+    let pack =
+        blobs.list(vault).await?.into_iter().filter(|b| b.name.starts_with("data/")).max_by_key(|b| b.size).unwrap();
+    let mut data = blobs.download(vault, &pack.name).await?;
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    let md5 = {
+        use md5::Digest;
+        md5::Md5::digest(&data).to_vec()
+    };
+    blobs.stage_block(vault, &pack.name, b"0000", data).await?;
+    blobs.commit(vault, &pack.name, vec![b"0000".to_vec()], Some(md5)).await?;
+    let damaged = c.path("restored-damaged");
+    let o = c.run("restore-damaged", &mut restore_cmd(&c, "job-part", &damaged, &[]))?;
+    let t = text(&o);
+    assert!(!o.status.success() && t.contains("NOT restored ("), "{t}");
+    let restored = seedship_e2e::walk(&damaged).into_iter().filter(|p| p.is_file()).count();
+    assert!(restored > 0, "the rest is restored: {t}");
+    let bad_s = bad.to_string_lossy().to_string();
+    let mut cmd = restore_cmd(&c, "job-part", &c.path("restored-wrong"), &["--passphrase-file", &bad_s]);
+    let o = c.run("restore-wrong", &mut cmd)?;
+    let t = text(&o);
+    assert!(!o.status.success() && t.contains("passphrase") && !t.contains("cannot be used multiple times"), "{t}");
     c.finish()
 }
 

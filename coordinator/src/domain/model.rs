@@ -328,3 +328,13 @@ pub struct RecoveryPoint {
     pub created_ms: UnixMs,
     pub container: String,
 }
+
+/// A server's way into its own vault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultAccess {
+    pub vault: Vault,
+    pub endpoint: String,
+    pub sas: String,
+    pub expires_ms: UnixMs,
+    pub points: Vec<RecoveryPoint>,
+}

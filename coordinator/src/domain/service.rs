@@ -309,6 +309,26 @@ impl Coordinator {
             .ok_or_else(|| Error::NotFound(format!("no seed with id or job name {seed:?}")))
     }
 
+    /// The caller's vault with a SAS token for it (read+list, or also create+write).
+    pub async fn vault_access(&self, owner: &SpiffeId, write: bool) -> Result<VaultAccess> {
+        let v = self.store.vault_of(&owner.name).await?.ok_or_else(|| {
+            Error::NotFound(format!("server {} has no vault yet: its seed is not in the vault", owner.name))
+        })?;
+        let azure = self
+            .azure
+            .as_ref()
+            .ok_or_else(|| Error::FailedPrecondition("the coordinator has no [azure] settings".into()))?;
+        let expires_ms = crate::clock::SystemClock.now_ms() + azure.cfg.storage.sas_ttl.as_millis() as i64;
+        let perms = if write { "racwl" } else { "rl" };
+        let sas = azure
+            .accounts
+            .container_sas(&v.account, &v.container, perms, expires_ms / 1000)
+            .map_err(|e| Error::FailedPrecondition(format!("cannot give a SAS token for the vault: {e}")))?;
+        let points = self.store.recovery_points(Some(&owner.name)).await?;
+        tracing::info!(server = %owner, vault = %v.container, write, "vault access handed out (container-scoped SAS)");
+        Ok(VaultAccess { endpoint: azure.accounts.endpoint(&v.account), vault: v, sas, expires_ms, points })
+    }
+
     pub async fn recovery_points(&self, server: Option<&str>) -> Result<Vec<RecoveryPoint>> {
         self.store.recovery_points(server).await
     }

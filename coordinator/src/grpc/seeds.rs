@@ -37,6 +37,18 @@ impl pb::seed_service_server::SeedService for Api {
         Ok(Response::new(pb::GetRepairsResponse { orders: orders.into_iter().map(Into::into).collect() }))
     }
 
+    async fn get_vault(&self, req: Request<pb::GetVaultRequest>) -> Result<Response<pb::GetVaultResponse>, Status> {
+        let owner = self.auth.require(&req, "GetVault", SOURCE)?;
+        let a = self.core.vault_access(&owner, req.into_inner().write).await?;
+        Ok(Response::new(pb::GetVaultResponse {
+            blob_endpoint: a.endpoint,
+            container: a.vault.container,
+            sas: a.sas,
+            sas_expires_unix_ms: a.expires_ms,
+            points: a.points.into_iter().map(Into::into).collect(),
+        }))
+    }
+
     async fn report_repair(
         &self,
         req: Request<pb::ReportRepairRequest>,
