@@ -98,25 +98,26 @@ enum Cmd {
 
 #[derive(Debug, Args)]
 struct BackupArgs {
-    /// Write to a staging location instead of the vault (the only mode until the vault exists).
-    #[arg(long, required = true)]
+    /// Write a full seed to a staging location (offline seeding). Without it: an incremental
+    /// into this server's vault, once its seed is there.
+    #[arg(long)]
     offline: bool,
     /// The staging location: a local path or a mounted share.
-    #[arg(long)]
-    staging: PathBuf,
+    #[arg(long, required_if_eq("offline", "true"))]
+    staging: Option<PathBuf>,
     /// The staging location as a copy station will see it (default: --staging).
     #[arg(long)]
     staging_share: Option<String>,
-    #[arg(long)]
-    job_name: String,
-    #[arg(long)]
-    storage_account: String,
-    #[arg(long)]
-    container: String,
-    #[arg(long)]
-    subscription_id: String,
-    #[arg(long)]
-    location: String,
+    #[arg(long, required_if_eq("offline", "true"))]
+    job_name: Option<String>,
+    #[arg(long, required_if_eq("offline", "true"))]
+    storage_account: Option<String>,
+    #[arg(long, required_if_eq("offline", "true"))]
+    container: Option<String>,
+    #[arg(long, required_if_eq("offline", "true"))]
+    subscription_id: Option<String>,
+    #[arg(long, required_if_eq("offline", "true"))]
+    location: Option<String>,
     #[arg(long)]
     target_site: Option<String>,
     #[arg(long)]
@@ -144,6 +145,9 @@ struct BackupArgs {
     pack_target_mib: u64,
     #[arg(long)]
     passphrase_file: Option<PathBuf>,
+    /// Online: where the vault's small files are kept locally (default ~/.cache/seedship/<vault>).
+    #[arg(long)]
+    cache: Option<PathBuf>,
     /// Files and folders to back up.
     #[arg(required = true)]
     sources: Vec<PathBuf>,
@@ -247,6 +251,42 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// An incremental into this server's vault (see `backup::online`).
+fn online_backup_cmd(config: &Path, a: BackupArgs) -> ExitCode {
+    let unlock = match passphrase::unlock(a.passphrase_file.as_deref(), None) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let sources: Vec<PathBuf> = a.sources.iter().map(|s| std::path::absolute(s).unwrap_or(s.clone())).collect();
+    let workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    let time = a.time.clone().unwrap_or_else(backup::now_rfc3339);
+    let cfg = agent::load_or_exit(config);
+    agent::run_main("seedship-source-agent", cfg, |cfg| async move {
+        let conn = seedship_proto::client::connect(&cfg.coordinator).await?;
+        let out = source_agent::vault::incremental(&conn, a.cache, unlock, sources, time, workers).await?;
+        println!(
+            "incremental {} (parent {}) into the vault in {:.1}s",
+            &out.snapshot[..12],
+            out.parent.as_deref().map(|p| &p[..12]).unwrap_or("-"),
+            out.elapsed.as_secs_f64()
+        );
+        println!("  files        {} ({} unchanged, not read again)", out.files, out.unchanged_files);
+        println!("  read         {}", human_bytes(out.read_bytes));
+        println!("  new data     {} in {} new chunk(s)", human_bytes(out.new_bytes), out.new_chunks);
+        println!("  uploaded     {} in {} file(s)", human_bytes(out.upload_bytes), out.upload.len());
+        for s in &out.skipped {
+            println!("  skipped      {}: {}", s.path.display(), s.reason);
+        }
+        if !out.skipped.is_empty() {
+            return Err(format!("{} file(s) could not be read (listed above)", out.skipped.len()).into());
+        }
+        Ok(())
+    })
 }
 
 fn print_registered(r: &seedship_proto::pb::RegisterSeedResponse) {
@@ -378,25 +418,28 @@ fn recovery_key(staging: &Path, secret: &Secret) -> Result<(), String> {
 }
 
 fn backup_cmd(config: &Path, a: BackupArgs) -> ExitCode {
-    let _ = a.offline;
+    if !a.offline {
+        return online_backup_cmd(config, a);
+    }
     let _guard = tracing_init_default();
-    let pass = match passphrase::passphrase(a.passphrase_file.as_deref(), !seedship_repo::repo::exists(&a.staging)) {
+    let a_staging = a.staging.clone().expect("clap requires --staging with --offline");
+    let pass = match passphrase::passphrase(a.passphrase_file.as_deref(), !seedship_repo::repo::exists(&a_staging)) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    let staging = std::path::absolute(&a.staging).unwrap_or(a.staging.clone());
+    let staging = std::path::absolute(&a_staging).unwrap_or(a_staging.clone());
     let req = BackupRequest {
         sources: a.sources.iter().map(|s| std::path::absolute(s).unwrap_or(s.clone())).collect(),
         staging: staging.clone(),
         target: SeedTarget {
-            job_name: a.job_name,
-            storage_account: a.storage_account,
-            container: a.container,
-            subscription_id: a.subscription_id,
-            location: a.location,
+            job_name: a.job_name.unwrap_or_default(),
+            storage_account: a.storage_account.unwrap_or_default(),
+            container: a.container.unwrap_or_default(),
+            subscription_id: a.subscription_id.unwrap_or_default(),
+            location: a.location.unwrap_or_default(),
             staging_share: a.staging_share.unwrap_or_else(|| staging.display().to_string()),
             target_site: a.target_site,
             target_station: a.target_station,

@@ -29,10 +29,18 @@ pub async fn access(conn: &Conn, write: bool) -> Result<VaultAccess, String> {
     Ok(VaultAccess { store, container: r.container, points: r.points })
 }
 
+/// The agent's cache folder: `$SEEDSHIP_CACHE`, or `~/.cache/seedship`.
+pub fn cache_root() -> PathBuf {
+    if let Some(c) = std::env::var_os("SEEDSHIP_CACHE") {
+        return PathBuf::from(c);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache/seedship")
+}
+
 /// Default cache folder of a vault.
 pub fn default_cache(container: &str) -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-    home.join(".cache/seedship").join(container)
+    cache_root().join(container)
 }
 
 /// What a sync did.
@@ -43,13 +51,79 @@ pub struct SyncStats {
     pub bytes: u64,
 }
 
+/// Which of the vault's files a sync takes: everything (for a restore), or the small ones an
+/// incremental needs (config, keys, index, snapshots; not the data packs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncWhat {
+    All,
+    Metadata,
+}
+
+/// An incremental into this server's vault: the vault's small files are synced into `cache`,
+/// the backup runs there (unchanged files not read, known chunks not stored), the new packs,
+/// index and snapshot are uploaded (the snapshot last), and the recovery point is reported.
+pub async fn incremental(
+    conn: &Conn,
+    cache: Option<PathBuf>,
+    unlock: seedship_repo::Unlock,
+    sources: Vec<PathBuf>,
+    time: String,
+    workers: usize,
+) -> Result<crate::backup::online::OnlineOutcome, String> {
+    let v = access(conn, true).await?;
+    let cache = cache.unwrap_or_else(|| default_cache(&v.container));
+    sync_what(&v, &cache, SyncWhat::Metadata).await?;
+    let c2 = cache.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        crate::backup::online::backup_into_cache(&c2, &unlock, &sources, time, workers)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    for rel in &out.upload {
+        let path = cache.join(rel);
+        let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        put(&v, rel, data).await?;
+    }
+    // The packs are in the vault now; the cache keeps only the small files.
+    let _ = std::fs::remove_dir_all(cache.join(seedship_repo::layout::DATA_DIR));
+    seedship_proto::client::seeds(conn.clone())
+        .report_recovery_point(pb::ReportRecoveryPointRequest {
+            request_id: seedship_proto::client::new_request_id(),
+            snapshot_id: out.snapshot.clone(),
+        })
+        .await
+        .map_err(|e| {
+            format!("the incremental is in the vault, but the coordinator did not record it: {}", e.message())
+        })?;
+    Ok(out)
+}
+
+/// Uploads one file with Put Block and Put Block List, the blob's MD5 set.
+async fn put(v: &VaultAccess, name: &str, data: Vec<u8>) -> Result<(), String> {
+    const BLOCK: usize = 4 << 20;
+    let md5 = Md5::digest(&data).to_vec();
+    let mut ids = Vec::new();
+    let chunks: Vec<&[u8]> = if data.is_empty() { vec![&[][..]] } else { data.chunks(BLOCK).collect() };
+    for (i, c) in chunks.into_iter().enumerate() {
+        let id = format!("{:020}", i * BLOCK).into_bytes();
+        v.store.stage_block(&v.container, name, &id, c.to_vec()).await.map_err(|e| format!("{name}: {e}"))?;
+        ids.push(id);
+    }
+    v.store.commit(&v.container, name, ids, Some(md5)).await.map_err(|e| format!("{name}: {e}"))
+}
+
 /// Brings `cache` up to date with the vault's repository files: each blob missing locally, or
 /// with another size or MD5, is downloaded, checked against the blob's MD5 and written
 /// atomically. The seed's own records (`seeds/`) are left out.
 pub async fn sync(v: &VaultAccess, cache: &Path) -> Result<SyncStats, String> {
+    sync_what(v, cache, SyncWhat::All).await
+}
+
+pub async fn sync_what(v: &VaultAccess, cache: &Path, what: SyncWhat) -> Result<SyncStats, String> {
     let blobs = v.store.list(&v.container).await.map_err(|e| format!("listing the vault: {e}"))?;
     let mut st = SyncStats::default();
-    for b in blobs.iter().filter(|b| !b.name.starts_with("seeds/")) {
+    let wanted = |name: &str| !name.starts_with("seeds/") && (what == SyncWhat::All || !name.starts_with("data/"));
+    for b in blobs.iter().filter(|b| wanted(&b.name)) {
         if b.name.contains("..") || b.name.starts_with('/') {
             return Err(format!("the vault holds an unsafe name {:?}", b.name));
         }

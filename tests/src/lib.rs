@@ -249,6 +249,7 @@ db_busy_timeout = "{}"
         let child = cmd
             .current_dir(self.dir.path())
             .env("RUST_LOG", "info")
+            .env("SEEDSHIP_CACHE", self.dir.path().join("agent-cache"))
             .stdin(Stdio::null())
             .stdout(f.try_clone()?)
             .stderr(f)
@@ -278,6 +279,7 @@ db_busy_timeout = "{}"
         let mut child = cmd
             .current_dir(self.dir.path())
             .env("RUST_LOG", "info")
+            .env("SEEDSHIP_CACHE", self.dir.path().join("agent-cache"))
             .stdin(Stdio::piped())
             .stdout(f.try_clone()?)
             .stderr(f)
@@ -384,6 +386,7 @@ db_busy_timeout = "{}"
         let out = cmd
             .current_dir(self.dir.path())
             .env("RUST_LOG", "info")
+            .env("SEEDSHIP_CACHE", self.dir.path().join("agent-cache"))
             .stdin(Stdio::null())
             .output()
             .with_context(|| format!("running {name}"))?;
@@ -400,6 +403,7 @@ db_busy_timeout = "{}"
             let child = cmd
                 .current_dir(self.dir.path())
                 .env("RUST_LOG", "info")
+                .env("SEEDSHIP_CACHE", self.dir.path().join("agent-cache"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())

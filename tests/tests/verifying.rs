@@ -270,3 +270,79 @@ async fn a_coordinator_killed_while_seeding_the_vault_converges_after_restart() 
     assert_eq!(r.points.len(), 1, "one recovery point, recorded once: {:?}", r.points);
     c.finish()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_after_seeding_sends_only_what_changed_and_restores() -> anyhow::Result<()> {
+    let (mut c, emu) = cluster()?;
+    let ops = c.issue("operator", "alice")?;
+    let drives = shipped(&mut c, &ops, "job-inc", 1).await?;
+    emu.dc("job-inc", "arrive", json!({ "disks": [drives[0].1] })).await?;
+    emu.dc("job-inc", "copy", json!({})).await?;
+    wait_seed_state(&c, &ops, "job-inc", "seeded", T).await?;
+
+    // Change about 10 % of the files, then back up online.
+    let corpus = c.path("corpus-job-inc");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/make_corpus.py");
+    seedship_e2e::run_ok(
+        std::process::Command::new("python3")
+            .arg(&script)
+            .args(["mutate", "--out"])
+            .arg(&corpus)
+            .arg("--undo")
+            .arg(c.path("undo-job-inc"))
+            .args(["--fraction", "0.1", "--seed", "9"]),
+    )?;
+    let cfg = c.path("src-job-inc.toml");
+    let backup = |c: &mut Cluster, name: &str| {
+        c.run(
+            name,
+            std::process::Command::new(bin("source-agent"))
+                .arg("--config")
+                .arg(&cfg)
+                .args(["backup", "--cache"])
+                .arg(c.path("vault-cache-job-inc"))
+                .arg("--passphrase-file")
+                .arg(seedship_e2e::passphrase_file(c.dir.path()).unwrap())
+                .arg(&corpus),
+        )
+    };
+    let o = backup(&mut c, "incremental")?;
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let num = |label: &str| -> u64 {
+        let line = t.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("{label}: {t}"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let files = num("files");
+    let unchanged: u64 = t
+        .lines()
+        .find(|l| l.contains("unchanged, not read again"))
+        .unwrap()
+        .split('(')
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()?;
+    assert!(unchanged > 0 && unchanged < files, "unchanged files are not read again: {t}");
+    // A second run with nothing changed reads nothing and sends only the new snapshot and index.
+    let o = backup(&mut c, "incremental-again")?;
+    let t2 = text(&o);
+    assert!(o.status.success(), "{t2}");
+    assert!(t2.contains(&format!("({files} unchanged, not read again)")) && t2.contains("read         0 B"), "{t2}");
+    assert!(t2.contains("new data     0 B"), "{t2}");
+
+    // Three recovery points (seed and two incrementals); the latest restores the changed tree.
+    let r = client::operator(c.connect(&ops).await?)
+        .list_recovery_points(pb::ListRecoveryPointsRequest { server: "src-job-inc".into() })
+        .await?
+        .into_inner();
+    let kinds: Vec<&str> = r.points.iter().map(|p| p.kind.as_str()).collect();
+    assert_eq!(kinds, vec!["seed", "incremental", "incremental"], "{:?}", r.points);
+    let target = c.path("restored-inc");
+    let o = c.run("restore-inc", &mut restore_cmd(&c, "job-inc", &target, &[]))?;
+    assert!(o.status.success(), "{}", text(&o));
+    seedship_e2e::same_tree(&corpus, &target.join("corpus-job-inc"));
+    c.finish()
+}

@@ -329,6 +329,35 @@ impl Coordinator {
         Ok(VaultAccess { endpoint: azure.accounts.endpoint(&v.account), vault: v, sas, expires_ms, points })
     }
 
+    /// Records an incremental the agent wrote into its own vault, once its snapshot is there.
+    pub async fn report_recovery_point(&self, owner: &SpiffeId, cmd: Cmd<String>) -> Result<RecoveryPoint> {
+        let snapshot = &cmd.body;
+        let v = self
+            .store
+            .vault_of(&owner.name)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("server {} has no vault yet", owner.name)))?;
+        let azure = self
+            .azure
+            .as_ref()
+            .ok_or_else(|| Error::FailedPrecondition("the coordinator has no [azure] settings".into()))?;
+        let store = azure.accounts.store(&v.account).map_err(|e| Error::Unavailable(e.to_string()))?;
+        let name = format!("snapshots/{snapshot}");
+        match store.properties(&v.container, &name).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(Error::NotFound(format!(
+                    "snapshot {snapshot} is not in vault {}; upload it first",
+                    v.container
+                )));
+            }
+            Err(e) => return Err(Error::Unavailable(format!("the vault cannot be read: {e}; retry"))),
+        }
+        let p = self.store.add_recovery_point(&owner.name, snapshot, self.now()).await?;
+        tracing::info!(server = %owner, vault = %v.container, snapshot = %&snapshot[..12], "recovery point recorded (incremental)");
+        Ok(p)
+    }
+
     pub async fn recovery_points(&self, server: Option<&str>) -> Result<Vec<RecoveryPoint>> {
         self.store.recovery_points(server).await
     }

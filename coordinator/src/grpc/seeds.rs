@@ -49,6 +49,20 @@ impl pb::seed_service_server::SeedService for Api {
         }))
     }
 
+    async fn report_recovery_point(
+        &self,
+        req: Request<pb::ReportRecoveryPointRequest>,
+    ) -> Result<Response<pb::ReportRecoveryPointResponse>, Status> {
+        let owner = self.auth.require(&req, "ReportRecoveryPoint", SOURCE)?;
+        let r = req.into_inner();
+        let id = r.snapshot_id.clone();
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(crate::error::Error::invalid("snapshot_id", "expected 64 lowercase hex characters").into());
+        }
+        let p = self.core.report_recovery_point(&owner, Cmd { request_id: r.request_id, body: id }).await?;
+        Ok(Response::new(pb::ReportRecoveryPointResponse { point: Some(p.into()) }))
+    }
+
     async fn report_repair(
         &self,
         req: Request<pb::ReportRepairRequest>,

@@ -8,6 +8,7 @@
 //! manifest root.
 
 pub mod chunker;
+pub mod online;
 pub mod pipeline;
 pub mod progress;
 pub mod scan;
@@ -123,7 +124,7 @@ impl Drop for Lock {
     }
 }
 
-fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     let t = time_now();
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
@@ -263,6 +264,10 @@ pub fn run(req: &BackupRequest) -> Result<BackupOutcome, BackupError> {
         stats: SnapshotStats { skipped: (scan.skipped.len() + out.skipped.len()) as u64, ..stats.clone() },
     };
     let snapshot = repo.write_snapshot(&snap)?;
+    // The next backup (an incremental into the vault) does not read unchanged files again.
+    if let Err(e) = online::FileCache::save(&repo.config.id, &snapshot, &scan, &out) {
+        tracing::warn!(error = %e, "the file cache was not saved; the first incremental reads every file");
+    }
 
     let known: HashMap<String, (u64, String, String)> = sink
         .packs
@@ -332,7 +337,7 @@ fn no_space(e: RepoError, scan: &Scan, p: &Progress) -> BackupError {
 }
 
 /// Writes one tree blob per directory, bottom-up; returns the root tree id and the counts.
-fn build_trees(
+pub(crate) fn build_trees(
     scan: &Scan,
     out: &pipeline::Output,
     sink: &mut Sink,

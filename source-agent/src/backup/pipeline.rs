@@ -292,6 +292,19 @@ pub fn run(
     progress: &Progress,
     workers: usize,
 ) -> Result<Output, RepoError> {
+    run_with(scan, repo, sink, progress, workers, &[])
+}
+
+/// [`run`], except that files whose contents are already known (`known[file]`, from the file
+/// cache of an earlier backup: same size, time and mode) are not read at all.
+pub fn run_with(
+    scan: &Scan,
+    repo: &Arc<Repository>,
+    sink: &mut Sink,
+    progress: &Progress,
+    workers: usize,
+    known: &[Option<Vec<Extent>>],
+) -> Result<Output, RepoError> {
     let (work_tx, work_rx) = crossbeam_channel::bounded::<Work>(workers * 2);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<Done>(workers * 4);
     let level = repo.config.compression.level;
@@ -304,7 +317,7 @@ pub fn run(
             let mut r = Reader { tx: work_tx, seq: 0, chunker: Chunker::new(&params), progress };
             for (file, &e) in scan.files.iter().enumerate() {
                 let entry = &scan.entries[e];
-                if entry.link_first.is_some() {
+                if entry.link_first.is_some() || known.get(file).is_some_and(Option::is_some) {
                     continue;
                 }
                 if !r.file(&entry.path, file) {
@@ -375,5 +388,10 @@ pub fn run(
         }
         Ok(())
     })?;
+    for (file, k) in known.iter().enumerate() {
+        if let Some(ext) = k {
+            out.extents[file] = Some(ext.clone());
+        }
+    }
     Ok(out)
 }
