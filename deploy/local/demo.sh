@@ -22,7 +22,10 @@
 #      the coordinator follows every step;
 #  10. the coordinator verifies every blob against the seed manifest and seeds the server's
 #      vault (server-side copies), whose first recovery point is the seed's snapshot;
-#  11. the operator view and the source agent show it all.
+#  11. some files change and the server backs up online: only what changed is read and sent;
+#  12. the latest recovery point is restored from the vault into a fresh folder and compared
+#      with the source (names, modes, sizes, times, contents);
+#  13. the operator view, and a summary: sizes, time and throughput of each stage, ids.
 #
 #   deploy/local/demo.sh           # run, then stop everything
 #   deploy/local/demo.sh --keep    # leave the coordinator and copy agent running
@@ -53,6 +56,11 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+# Stage timings for the summary: "name seconds bytes".
+T_START=$(date +%s.%N)
+stage_begin() { STAGE_T=$(date +%s.%N); }
+since() { python3 -c 'import sys, time; print(f"{time.time() - float(sys.argv[1]):.3f}")' "$1"; }
+stage_end() { echo "$1 $(since "$STAGE_T") $2" >> timings.txt; }
 
 say "1. a fresh PKI in $DEMO/pki"
 "$BIN/coordinator" pki init --dir pki --trust-domain seedship.demo
@@ -62,6 +70,8 @@ say "1. a fresh PKI in $DEMO/pki"
 
 say "2. the Azure stand-ins: Azurite (storage) and the emulated Import/Export service"
 AZURITE_MAIN=$("$ROOT/deploy/azurite/install.sh")
+# The agents' caches (the vault's small files, the file cache) stay in the demo folder.
+export SEEDSHIP_CACHE="$DEMO/agent-cache"
 ACCOUNT=demoseeds
 (umask 077 && echo "$ACCOUNT=$(head -c 64 /dev/urandom | base64 -w0)" > storage-keys.txt)
 mkdir -p azurite
@@ -187,11 +197,13 @@ fi
 echo "sample folder: $(du -sh sample | cut -f1) in $(find sample -type f | wc -l) files"
 (umask 077 && echo "demo passphrase $RANDOM$RANDOM$RANDOM" > passphrase)
 echo '$ source-agent backup --offline --staging staging --job-name demo-seed-01 ... sample'
+stage_begin
 "$BIN/source-agent" --config fileserver-01.toml backup --offline --quiet \
   --staging staging --staging-share "$DEMO/staging" \
   --job-name demo-seed-01 --storage-account demoseeds --container seed-import \
   --subscription-id 0f0e0d0c-0000-4000-8000-00000000abcd --location westeurope \
   --passphrase-file passphrase sample 2>>source-agent.log
+stage_end "offline-backup" "$(du -sb sample | cut -f1)"
 echo
 echo '$ source-agent verify --staging staging'
 "$BIN/source-agent" verify --staging staging
@@ -204,10 +216,12 @@ for i in 1 2 3; do truncate -s "$SIZE" "disks/disk$i.img"; done
 echo "three blank disk images of $((SIZE / 1048576)) MiB in $DEMO/disks (two could not hold the seed)"
 # One machine plays both the backup server and the copy station; Azure wants them apart.
 echo '$ seedctl allow-virtual-station demo-seed-01 --reason "..."'
+stage_begin
 "$BIN/seedctl" --config seedctl.toml allow-virtual-station demo-seed-01 \
   --reason "demo: the backup server and the copy station are one machine" >/dev/null
 for _ in $(seq 1 1200); do grep -q "^Ship to:" copy-agent.out 2>/dev/null && break; sleep 0.1; done
 grep -q "^Ship to:" copy-agent.out || { cat copy-agent.log; echo "error: the disks were not prepared within 120 s"; exit 1; }
+stage_end "disk-preparation" "$TOTAL"
 sleep 0.2
 grep -E "^job demo-seed-01  (copy|verify)" copy-agent.log | tail -2 || true
 cat copy-agent.out
@@ -231,8 +245,10 @@ say "9. the datacenter receives the package and imports the drives into the stor
 datacenter demo-seed-01 arrive "{\"disks\": [\"$DEMO/disks/disk1.img\", \"$DEMO/disks/disk2.img\", \"$DEMO/disks/disk3.img\"]}"
 wait_state at_datacenter 10
 echo "package received: 3 drives"
+stage_begin
 datacenter demo-seed-01 copy '{}'
 wait_state imported 30
+stage_end "datacenter-import" "$TOTAL"
 echo "every drive copied into storage account $ACCOUNT"
 datacenter demo-seed-01 ship-back "{\"carrier\": \"DHL\", \"tracking\": \"9876543210\", \"date\": \"$(date +%F)\"}"
 for _ in $(seq 1 100); do "$BIN/seedctl" --config seedctl.toml job demo-seed-01 | grep -q "^Azure      Completed" && break; sleep 0.1; done
@@ -253,14 +269,59 @@ sys.exit(0 if same == len(files) else 1)
 PY
 
 say "10. the coordinator verifies the import and seeds the vault"
+stage_begin
 wait_state seeded 60
+stage_end "verify-and-seed-vault" "$TOTAL"
 echo '$ seedctl verification demo-seed-01'
 "$BIN/seedctl" --config seedctl.toml verification demo-seed-01
 echo
 echo '$ seedctl recovery-points'
 "$BIN/seedctl" --config seedctl.toml recovery-points
 
-say "11. the operator view (seedctl --config $DEMO/seedctl.toml ...)"
+say "11. the server protects itself online: some files change, an incremental goes to the vault"
+if [ -f "$CORPUS_TOOL" ] && command -v python3 >/dev/null; then
+  python3 "$CORPUS_TOOL" mutate --out sample --undo sample-undo --fraction 0.05 --seed 11 >/dev/null
+else
+  for i in 1 2 3; do echo "changed after seeding" >> "sample/docs/file-$i.txt"; done
+fi
+echo "about 5 % of the sample's files changed"
+echo '$ source-agent backup sample'
+stage_begin
+"$BIN/source-agent" --config fileserver-01.toml backup --passphrase-file passphrase sample 2>>source-agent.log | tee incremental.out
+stage_end "incremental" "$(du -sb sample | cut -f1)"
+echo
+echo '$ seedctl recovery-points'
+"$BIN/seedctl" --config seedctl.toml recovery-points
+
+say "12. restore the latest recovery point from the vault into a fresh folder, and compare"
+echo '$ source-agent restore --vault --target restored'
+stage_begin
+"$BIN/source-agent" --config fileserver-01.toml restore --vault --target restored --passphrase-file passphrase 2>>source-agent.log
+stage_end "restore" "$(du -sb restored | cut -f1)"
+python3 - sample restored/sample <<'PY'
+import hashlib, os, sys
+def walk(root):
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            st = os.lstat(p)
+            h = None
+            if os.path.isfile(p) and not os.path.islink(p):
+                h = hashlib.sha256(open(p, "rb").read()).hexdigest()
+            out[os.path.relpath(p, root)] = (st.st_mode, st.st_size if h else 0, st.st_mtime_ns, h)
+    return out
+a, b = walk(sys.argv[1]), walk(sys.argv[2])
+diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+files = sum(1 for v in a.values() if v[3])
+size = sum(v[1] for v in a.values())
+if diff:
+    print(f"DIFFERENT: {len(diff)} entries, e.g. {diff[:5]}")
+    sys.exit(1)
+print(f"identical: {len(a)} entries ({files} files, {size} bytes): names, modes, sizes, times and contents")
+PY
+
+say "13. the operator view (seedctl --config $DEMO/seedctl.toml ...)"
 echo '$ seedctl agents'
 "$BIN/seedctl" --config seedctl.toml agents
 echo
@@ -276,11 +337,27 @@ echo
 echo '$ source-agent status'
 "$BIN/source-agent" --config fileserver-01.toml status 2>>source-agent.log
 
-say "done"
-echo "The chain runs as far as it exists today: an offline backup staged, verified and registered;"
-echo "shipping disks prepared, verified and reported; the Azure import job created, shipped, received"
-echo "and imported into the storage account; verified and copied into the server's vault. Online"
-echo "incrementals and restores from the vault join this script as they land."
+say "summary"
+JOB_LINE=$("$BIN/seedctl" --config seedctl.toml jobs | sed -n 2p)
+echo "job:     demo-seed-01 (seed $(sed -n 's/.*seed \(sd-[0-9a-f]*\).*/\1/p' copy-agent.out | head -1)); $(echo "$JOB_LINE" | awk '{print "Azure state " $3 ", tracking " $7}')"
+echo "drives:  $(grep -o 'drive SS-[A-Z0-9]*' copy-agent.out | sort -u | sed 's/drive //' | tr '\n' ' ')"
+echo "sample:  $(du -sh sample | cut -f1) in $(find sample -type f | wc -l) files; staged $(du -sh staging | cut -f1)"
+grep "uploaded" incremental.out | sed 's/^ */incremental: /' || true
+echo
+python3 - timings.txt <<'PY'
+import sys
+print(f"{'STAGE':24} {'SECONDS':>8} {'BYTES':>12} {'MB/s':>8}")
+for line in open(sys.argv[1]):
+    name, secs, n = line.split()
+    secs, n = float(secs), int(n)
+    print(f"{name:24} {secs:8.2f} {n:12d} {n / 1e6 / max(secs, 1e-6):8.1f}")
+PY
+echo "total:   $(since "$T_START") s (the emulated datacenter and shipping take no time here)"
+echo
+echo "The whole chain ran: an offline backup staged, verified and registered; shipping disks"
+echo "prepared, verified and reported; the Azure import job created, shipped, received and imported"
+echo "into the storage account; verified and copied into the server's vault; an online incremental;"
+echo "and a restore from the vault identical to the source."
 if [ "$KEEP" = 1 ]; then
   echo "Still running (--keep): Azurite, the emulator, the coordinator and the copy agent. Stop them with: kill ${PIDS[*]}"
 fi
