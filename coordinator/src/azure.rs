@@ -52,11 +52,15 @@ pub struct VaultConfig {
     /// name: lowercase letters, digits and '-').
     #[serde(default = "default_vault_container")]
     pub container: String,
+    /// Policy: delete a seed's data from its import container as soon as the vault holds it
+    /// verified (recorded in the seed's history). Default: keep it until `seedctl cleanup-import`.
+    #[serde(default)]
+    pub cleanup_import: bool,
 }
 
 impl Default for VaultConfig {
     fn default() -> Self {
-        VaultConfig { container: default_vault_container() }
+        VaultConfig { container: default_vault_container(), cleanup_import: false }
     }
 }
 

@@ -30,7 +30,15 @@ pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, mut stop: watch:
         let Some(core) = core.upgrade() else { return };
         for s in core.list_seeds(Some(SeedState::SeedingVault), 1000).await.unwrap_or_default() {
             match seed_vault(&core, &side, &s, pause).await {
-                Ok(after) => tracing::info!(job = %s.spec.job_name, "{}", after.state_reason),
+                Ok(after) => {
+                    tracing::info!(job = %s.spec.job_name, "{}", after.state_reason);
+                    if side.cfg.vaults.cleanup_import
+                        && let Err(e) =
+                            core.cleanup_import("coordinator/vault (cleanup_import policy)", &s.seed_id).await
+                    {
+                        tracing::warn!(job = %s.spec.job_name, error = %e, "the import container was not cleaned up; `seedctl cleanup-import` does it");
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(job = %s.spec.job_name, error = %e, "seeding the vault did not finish; retrying")
                 }

@@ -43,6 +43,11 @@ enum Cmd {
     Run,
     /// Upload again, once, the files the coordinator found missing or damaged in the import.
     Repair,
+    /// Delete a staging location once its seed is in the vault (the deletion is recorded).
+    Cleanup {
+        #[arg(long)]
+        staging: PathBuf,
+    },
     /// Show this server's seeds and where each stands.
     Status {
         #[arg(long)]
@@ -221,6 +226,14 @@ fn main() -> ExitCode {
                         if code != 0 {
                             return Err("some files could not be restored (listed above)".into());
                         }
+                    }
+                    Cmd::Cleanup { staging } => {
+                        let (job, bytes) = source_agent::vault::delete_staging(&conn, &staging).await?;
+                        println!(
+                            "deleted the staging location {} of seed {job} ({})",
+                            staging.display(),
+                            human_bytes(bytes)
+                        );
                     }
                     Cmd::Repair => {
                         let s = source_agent::repair::repair_once(&conn).await?;

@@ -147,3 +147,38 @@ pub async fn sync_what(v: &VaultAccess, cache: &Path, what: SyncWhat) -> Result<
     }
     Ok(st)
 }
+
+/// Deletes a staging location whose seed is in the vault (the coordinator says "seeded"),
+/// and has the deletion recorded. Refused before, naming the seed's state.
+pub async fn delete_staging(conn: &Conn, staging: &Path) -> Result<(String, u64), String> {
+    let sf = crate::seedfile::SeedFile::load(staging)?
+        .ok_or_else(|| format!("{} is not a staging location (no seed.json)", staging.display()))?;
+    let root =
+        sf.completed.clone().ok_or_else(|| format!("the staging set in {} was never completed", staging.display()))?;
+    let seeds = crate::status(conn).await.map_err(|e| e.message().to_string())?;
+    let seed = seeds.iter().find(|s| s.job_name == sf.target.job_name && s.manifest_root == root).ok_or_else(|| {
+        format!("the coordinator has no seed {} from this server with this staging set", sf.target.job_name)
+    })?;
+    if seed.state != pb::SeedState::Seeded as i32 {
+        return Err(format!(
+            "seed {} is not in the vault yet ({}); the staging location is kept until it is",
+            seed.job_name, seed.state_reason
+        ));
+    }
+    let bytes: u64 = seedship_repo::layout::list_files(staging)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .filter_map(|f| std::fs::metadata(staging.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    std::fs::remove_dir_all(staging).map_err(|e| format!("{}: {e}", staging.display()))?;
+    seedship_proto::client::seeds(conn.clone())
+        .report_staging_deleted(pb::ReportStagingDeletedRequest {
+            request_id: seedship_proto::client::new_request_id(),
+            seed_id: seed.seed_id.clone(),
+            bytes,
+        })
+        .await
+        .map_err(|e| format!("deleted, but the coordinator did not record it: {}", e.message()))?;
+    Ok((seed.job_name.clone(), bytes))
+}

@@ -234,6 +234,9 @@ async fn staging_deleted_before_repair_blocks_the_seed_with_a_clear_report() -> 
     assert!(why.starts_with("blocked: ") && why.contains("new offline round") && why.contains("fresh seed"), "{why}");
     let o = c.run("verification", &mut c.seedctl(&ops, &["verification", "job-gone"]))?;
     assert!(text(&o).contains("lost") && text(&o).contains("missing"), "{}", text(&o));
+    // Nothing is cleaned up before the vault holds the seed.
+    let o = c.run("cleanup-early", &mut c.seedctl(&ops, &["cleanup-import", "job-gone"]))?;
+    assert!(!o.status.success() && text(&o).contains("only once the vault holds the seed"), "{}", text(&o));
     c.finish()
 }
 
@@ -344,5 +347,37 @@ async fn an_incremental_after_seeding_sends_only_what_changed_and_restores() -> 
     let o = c.run("restore-inc", &mut restore_cmd(&c, "job-inc", &target, &[]))?;
     assert!(o.status.success(), "{}", text(&o));
     seedship_e2e::same_tree(&corpus, &target.join("corpus-job-inc"));
+
+    // Another server gets no way into this vault: no vault of its own, and it cannot record a
+    // recovery point in someone else's.
+    let other = c.issue("source", "src-other")?;
+    let mut seeds = client::seeds(c.connect(&other).await?);
+    let e = seeds.get_vault(pb::GetVaultRequest { write: true }).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    let snap = r.points.last().unwrap().snapshot_id.clone();
+    let e = seeds
+        .report_recovery_point(pb::ReportRecoveryPointRequest { request_id: seedship_e2e::rid(), snapshot_id: snap })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+
+    // Clean-up once seeded: the import container, then the staging location; both recorded.
+    let o = c.run("cleanup-import", &mut c.seedctl(&ops, &["cleanup-import", "job-inc"]))?;
+    assert!(o.status.success() && text(&o).contains("cleaned up"), "{}", text(&o));
+    let blobs = emu.azurite.as_ref().unwrap().blobs()?;
+    assert!(blobs.list("seed-import").await?.is_empty(), "the import container is empty");
+    let e = wait_event(&c, &ops, "job-inc", "import container seedacct/seed-import cleaned up", T).await?;
+    assert!(e.actor.contains("/operator/alice"), "{}", e.actor);
+    let o = c.run(
+        "cleanup-staging",
+        std::process::Command::new(bin("source-agent"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["cleanup", "--staging"])
+            .arg(c.path("staging-job-inc")),
+    )?;
+    assert!(o.status.success() && text(&o).contains("deleted the staging location"), "{}", text(&o));
+    assert!(!c.path("staging-job-inc").exists());
+    wait_event(&c, &ops, "job-inc", "staging location deleted by its source agent", T).await?;
     c.finish()
 }

@@ -358,6 +358,56 @@ impl Coordinator {
         Ok(p)
     }
 
+    /// Deletes a seeded seed's files from its import container; recorded with who did it.
+    pub async fn cleanup_import(&self, actor: &str, seed: &str) -> Result<(Seed, u32, u64)> {
+        let detail = self.store.seed_detail(seed).await?.ok_or_else(|| Error::NotFound(format!("no seed {seed:?}")))?;
+        let s = detail.seed;
+        if s.state != SeedState::Seeded {
+            return Err(Error::FailedPrecondition(format!(
+                "seed {} is {}; the import container is cleaned up only once the vault holds the seed verified (seeded)",
+                s.spec.job_name, s.state
+            )));
+        }
+        let azure = self
+            .azure
+            .as_ref()
+            .ok_or_else(|| Error::FailedPrecondition("the coordinator has no [azure] settings".into()))?;
+        let store = azure.accounts.store(&s.spec.storage_account).map_err(|e| Error::Unavailable(e.to_string()))?;
+        let blobs = store
+            .list(&s.spec.container)
+            .await
+            .map_err(|e| Error::Unavailable(format!("import container: {e}; retry")))?;
+        let (mut n, mut bytes) = (0u32, 0u64);
+        for b in blobs {
+            store
+                .delete(&s.spec.container, &b.name)
+                .await
+                .map_err(|e| Error::Unavailable(format!("{}: {e}; retry", b.name)))?;
+            n += 1;
+            bytes += b.size;
+        }
+        let reason = format!(
+            "import container {}/{} cleaned up: {n} blob(s), {bytes} bytes deleted (the vault holds the seed)",
+            s.spec.storage_account, s.spec.container
+        );
+        let s = self.store.record_cleanup(&s.seed_id, None, actor, "import_cleaned_up", &reason, self.now()).await?;
+        tracing::info!(actor, job = %s.spec.job_name, blobs = n, bytes, "import container cleaned up");
+        Ok((s, n, bytes))
+    }
+
+    pub async fn staging_deleted(&self, owner: &SpiffeId, seed_id: &str, bytes: u64) -> Result<Seed> {
+        let reason = format!("staging location deleted by its source agent ({bytes} bytes); the vault holds the seed");
+        let s = Self::audit(
+            owner,
+            "ReportStagingDeleted",
+            self.store
+                .record_cleanup(seed_id, Some(&owner.name), &owner.uri(), "staging_deleted", &reason, self.now())
+                .await,
+        )?;
+        tracing::info!(owner = %owner, job = %s.spec.job_name, bytes, "staging location deleted");
+        Ok(s)
+    }
+
     pub async fn recovery_points(&self, server: Option<&str>) -> Result<Vec<RecoveryPoint>> {
         self.store.recovery_points(server).await
     }

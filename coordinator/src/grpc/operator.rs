@@ -82,6 +82,17 @@ impl pb::operator_service_server::OperatorService for Api {
         Ok(Response::new(self.core.verification(&key).await?.into()))
     }
 
+    async fn cleanup_import(
+        &self,
+        req: Request<pb::CleanupImportRequest>,
+    ) -> Result<Response<pb::CleanupImportResponse>, Status> {
+        let op = self.auth.require(&req, "CleanupImport", OPERATOR)?;
+        let key = req.into_inner().seed;
+        seed_key("seed", &key)?;
+        let (seed, n, bytes) = self.core.cleanup_import(&op.uri(), &key).await?;
+        Ok(Response::new(pb::CleanupImportResponse { seed: Some(seed.into()), blobs_deleted: n, bytes_deleted: bytes }))
+    }
+
     async fn list_recovery_points(
         &self,
         req: Request<pb::ListRecoveryPointsRequest>,

@@ -63,6 +63,17 @@ impl pb::seed_service_server::SeedService for Api {
         Ok(Response::new(pb::ReportRecoveryPointResponse { point: Some(p.into()) }))
     }
 
+    async fn report_staging_deleted(
+        &self,
+        req: Request<pb::ReportStagingDeletedRequest>,
+    ) -> Result<Response<pb::ReportStagingDeletedResponse>, Status> {
+        let owner = self.auth.require(&req, "ReportStagingDeleted", SOURCE)?;
+        let r = req.into_inner();
+        crate::grpc::convert::seed_key("seed_id", &r.seed_id)?;
+        let seed = self.core.staging_deleted(&owner, &r.seed_id, r.bytes).await?;
+        Ok(Response::new(pb::ReportStagingDeletedResponse { seed: Some(seed.into()) }))
+    }
+
     async fn report_repair(
         &self,
         req: Request<pb::ReportRepairRequest>,

@@ -68,6 +68,8 @@ pub enum Cmd {
     Job { job: String },
     /// The import verification report of a seed: verified, missing, corrupted, and repairs.
     Verification { seed: String },
+    /// Delete a seeded seed's data from its import container (recorded in its history).
+    CleanupImport { seed: String },
     /// Recovery points of every vault (or one server's), oldest first.
     RecoveryPoints {
         #[arg(long)]
@@ -215,6 +217,22 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
         Cmd::Verification { seed } => {
             let r = ops.get_verification(pb::GetVerificationRequest { seed: seed.clone() }).await?.into_inner();
             (verification_text(&r), verification_json(&r))
+        }
+        Cmd::CleanupImport { seed } => {
+            let r = ops
+                .cleanup_import(pb::CleanupImportRequest { request_id: new_request_id(), seed: seed.clone() })
+                .await?
+                .into_inner();
+            let s = r.seed.unwrap_or_default();
+            (
+                format!(
+                    "import container of {} cleaned up: {} blob(s), {} deleted",
+                    s.job_name,
+                    r.blobs_deleted,
+                    size(r.bytes_deleted)
+                ),
+                serde_json::json!({"seed": seed_json(&s), "blobs_deleted": r.blobs_deleted, "bytes_deleted": r.bytes_deleted}),
+            )
         }
         Cmd::RecoveryPoints { server } => {
             let r = ops

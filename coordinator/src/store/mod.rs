@@ -184,6 +184,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Seed>;
     async fn add_recovery_point(&self, server: &str, snapshot_id: &str, now: UnixMs) -> Result<RecoveryPoint>;
     async fn recovery_points(&self, server: Option<&str>) -> Result<Vec<RecoveryPoint>>;
+    /// Records a clean-up (import container or staging) of a seeded seed in its history.
+    /// FAILED_PRECONDITION unless the seed is `seeded`; with `owner`, only the owner's seed.
+    async fn record_cleanup(
+        &self,
+        seed: &str,
+        owner: Option<&str>,
+        actor: &str,
+        event: &str,
+        reason: &str,
+        now: UnixMs,
+    ) -> Result<Seed>;
 
     // ---- shipping
     /// Takes the tracking number for a job (of two racing operators exactly one wins), before

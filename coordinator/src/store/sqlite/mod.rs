@@ -458,6 +458,20 @@ impl Store for SqliteStore {
         self.read(move |c| vaults::recovery_points(c, server.as_deref())).await
     }
 
+    async fn record_cleanup(
+        &self,
+        seed: &str,
+        owner: Option<&str>,
+        actor: &str,
+        event: &str,
+        reason: &str,
+        now: UnixMs,
+    ) -> Result<Seed> {
+        let (seed, owner, actor, event, reason) =
+            (seed.to_string(), owner.map(str::to_string), actor.to_string(), event.to_string(), reason.to_string());
+        self.write(move |c| vaults::record_cleanup(c, &seed, owner.as_deref(), &actor, &event, &reason, now)).await
+    }
+
     async fn reserve_shipping(
         &self,
         idem: &Idem,

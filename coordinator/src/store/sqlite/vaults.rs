@@ -130,3 +130,27 @@ pub fn recovery_points(c: &Connection, server: Option<&str>) -> Result<Vec<Recov
         .map_err(db_err)?;
     rows.collect::<rusqlite::Result<_>>().map_err(db_err)
 }
+
+/// Records a clean-up of a seeded seed (no state change).
+pub fn record_cleanup(
+    c: &Connection,
+    key: &str,
+    owner: Option<&str>,
+    actor: &str,
+    event: &str,
+    reason: &str,
+    now: UnixMs,
+) -> Result<Seed> {
+    let seed = require_seed(c, key)?;
+    if owner.is_some_and(|o| o != seed.owner) {
+        return Err(Error::PermissionDenied(format!("seed {key} belongs to another source agent")));
+    }
+    if seed.state != SeedState::Seeded {
+        return Err(Error::FailedPrecondition(format!(
+            "seed {} is {}; its data is deleted only once the vault holds it verified (seeded)",
+            seed.spec.job_name, seed.state
+        )));
+    }
+    insert_event(c, &seed.seed_id, now, actor, Some(seed.state), seed.state, event, reason)?;
+    Ok(seed)
+}
