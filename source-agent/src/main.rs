@@ -107,7 +107,8 @@ struct BackupArgs {
     /// into this server's vault, once its seed is there.
     #[arg(long)]
     offline: bool,
-    /// The staging location: a local path or a mounted share.
+    /// The staging location: a local path or a mounted share. Online, while the seed is on
+    /// its way: where its staging set is (default: as registered).
     #[arg(long, required_if_eq("offline", "true"))]
     staging: Option<PathBuf>,
     /// The staging location as a copy station will see it (default: --staging).
@@ -281,11 +282,20 @@ fn online_backup_cmd(config: &Path, a: BackupArgs) -> ExitCode {
     let cfg = agent::load_or_exit(config);
     agent::run_main("seedship-source-agent", cfg, |cfg| async move {
         let conn = seedship_proto::client::connect(&cfg.coordinator).await?;
-        let out = source_agent::vault::incremental(&conn, a.cache, unlock, sources, time, workers).await?;
+        let inc = source_agent::vault::incremental(&conn, a.cache, unlock, sources, time, workers, a.staging).await?;
+        for s in &inc.sent_from_outbox {
+            println!("sent from the outbox: incremental {} (written while the seed travelled)", &s[..12]);
+        }
+        let out = inc.out;
         println!(
-            "incremental {} (parent {}) into the vault in {:.1}s",
+            "incremental {} (parent {}) {} in {:.1}s",
             &out.snapshot[..12],
             out.parent.as_deref().map(|p| &p[..12]).unwrap_or("-"),
+            if inc.pending {
+                "written to the outbox: the seed is on its way; it goes to the vault once the vault is seeded"
+            } else {
+                "into the vault"
+            },
             out.elapsed.as_secs_f64()
         );
         println!("  files        {} ({} unchanged, not read again)", out.files, out.unchanged_files);

@@ -69,33 +69,159 @@ pub async fn incremental(
     sources: Vec<PathBuf>,
     time: String,
     workers: usize,
-) -> Result<crate::backup::online::OnlineOutcome, String> {
-    let v = access(conn, true).await?;
+    staging: Option<PathBuf>,
+) -> Result<Incremental, String> {
+    let v = match access(conn, true).await {
+        Ok(v) => v,
+        // No vault yet: while the seed travels, the incremental goes to the outbox.
+        Err(e) if e.contains("has no vault yet") => {
+            return in_transit(conn, unlock, sources, time, workers, staging).await;
+        }
+        Err(e) => return Err(e),
+    };
     let cache = cache.unwrap_or_else(|| default_cache(&v.container));
+    let sent = flush_outbox(conn, &v).await?;
     sync_what(&v, &cache, SyncWhat::Metadata).await?;
     let c2 = cache.clone();
     let out = tokio::task::spawn_blocking(move || {
-        crate::backup::online::backup_into_cache(&c2, &unlock, &sources, time, workers)
+        crate::backup::online::backup_into_cache(&c2, &unlock, &sources, time, workers, false)
     })
     .await
     .map_err(|e| e.to_string())??;
-    for rel in &out.upload {
-        let path = cache.join(rel);
-        let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        put(&v, rel, data).await?;
-    }
+    upload_and_report(conn, &v, &cache, &out.upload, std::slice::from_ref(&out.snapshot)).await?;
     // The packs are in the vault now; the cache keeps only the small files.
     let _ = std::fs::remove_dir_all(cache.join(seedship_repo::layout::DATA_DIR));
-    seedship_proto::client::seeds(conn.clone())
-        .report_recovery_point(pb::ReportRecoveryPointRequest {
-            request_id: seedship_proto::client::new_request_id(),
-            snapshot_id: out.snapshot.clone(),
-        })
-        .await
-        .map_err(|e| {
-            format!("the incremental is in the vault, but the coordinator did not record it: {}", e.message())
-        })?;
-    Ok(out)
+    Ok(Incremental { out, pending: false, sent_from_outbox: sent })
+}
+
+/// What `backup` did online.
+pub struct Incremental {
+    pub out: crate::backup::online::OnlineOutcome,
+    /// Written to the outbox (the seed is still in transit), not to the vault.
+    pub pending: bool,
+    /// Recovery points from the outbox sent first (written while the seed travelled).
+    pub sent_from_outbox: Vec<String>,
+}
+
+/// Uploads `files` (relative to `dir`; snapshots last) into the vault, then reports each of
+/// `snapshots` as a recovery point.
+async fn upload_and_report(
+    conn: &Conn,
+    v: &VaultAccess,
+    dir: &Path,
+    files: &[String],
+    snapshots: &[String],
+) -> Result<(), String> {
+    let (snaps, rest): (Vec<&String>, Vec<&String>) = files.iter().partition(|f| f.starts_with("snapshots/"));
+    for rel in rest.into_iter().chain(snaps) {
+        let path = dir.join(rel);
+        let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        put(v, rel, data).await?;
+    }
+    for id in snapshots {
+        seedship_proto::client::seeds(conn.clone())
+            .report_recovery_point(pb::ReportRecoveryPointRequest {
+                request_id: seedship_proto::client::new_request_id(),
+                snapshot_id: id.clone(),
+            })
+            .await
+            .map_err(|e| {
+                format!("snapshot {id} is in the vault, but the coordinator did not record it: {}", e.message())
+            })?;
+    }
+    Ok(())
+}
+
+/// The outbox of incrementals written while the seed travels: a repository of the staging
+/// set's small files plus the new packs, under the agent's cache.
+fn outbox_dir() -> PathBuf {
+    cache_root().join("outbox")
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Outbox {
+    /// Files to upload (relative to the outbox), in order.
+    files: Vec<String>,
+    /// Snapshots to report, oldest first.
+    snapshots: Vec<String>,
+}
+
+fn load_outbox(dir: &Path) -> Outbox {
+    std::fs::read(dir.join("outbox.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+/// An incremental while the seed is in transit: chained to the seed's snapshot in the staging
+/// set, written to the outbox, uploaded once the vault is seeded.
+async fn in_transit(
+    conn: &Conn,
+    unlock: seedship_repo::Unlock,
+    sources: Vec<PathBuf>,
+    time: String,
+    workers: usize,
+    staging: Option<PathBuf>,
+) -> Result<Incremental, String> {
+    let seeds = crate::status(conn).await.map_err(|e| e.message().to_string())?;
+    let live = |st: i32| {
+        ![pb::SeedState::Seeded, pb::SeedState::Failed, pb::SeedState::Cancelled].iter().any(|s| *s as i32 == st)
+    };
+    let seed = seeds
+        .iter()
+        .find(|s| live(s.state))
+        .ok_or("this server has no vault and no seed on its way to one; stage a seed with `backup --offline`")?;
+    let staging = staging.unwrap_or_else(|| PathBuf::from(&seed.staging_location));
+    let dir = outbox_dir();
+    if !dir.join(seedship_repo::layout::CONFIG).exists() {
+        // The staging set's small files start the outbox repository (the staging set itself
+        // stays as it was shipped).
+        for rel in seedship_repo::layout::list_files(&staging).map_err(|e| e.to_string())? {
+            let small = rel == seedship_repo::layout::CONFIG
+                || rel.starts_with("keys/")
+                || rel.starts_with("index/")
+                || rel.starts_with("snapshots/");
+            if small {
+                let src = staging.join(&rel);
+                let data = std::fs::read(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+                seedship_repo::layout::write_atomic(&dir.join(&rel), &data).map_err(|e| e.to_string())?;
+            }
+        }
+        if !dir.join(seedship_repo::layout::CONFIG).exists() {
+            return Err(format!(
+                "the staging location {} of seed {} is not here; give --staging",
+                staging.display(),
+                seed.job_name
+            ));
+        }
+    }
+    let d2 = dir.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        crate::backup::online::backup_into_cache(&d2, &unlock, &sources, time, workers, true)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let mut ob = load_outbox(&dir);
+    for f in &out.upload {
+        if !ob.files.contains(f) {
+            ob.files.push(f.clone());
+        }
+    }
+    ob.snapshots.push(out.snapshot.clone());
+    let json = serde_json::to_vec(&ob).map_err(|e| e.to_string())?;
+    seedship_repo::layout::write_atomic(&dir.join("outbox.json"), &json).map_err(|e| e.to_string())?;
+    Ok(Incremental { out, pending: true, sent_from_outbox: Vec::new() })
+}
+
+/// Sends what the outbox holds (if anything) into the vault, then empties it.
+async fn flush_outbox(conn: &Conn, v: &VaultAccess) -> Result<Vec<String>, String> {
+    let dir = outbox_dir();
+    let ob = load_outbox(&dir);
+    if ob.snapshots.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Index files written later replace earlier ones: only those still there are sent.
+    let files: Vec<String> = ob.files.iter().filter(|f| dir.join(f).exists()).cloned().collect();
+    upload_and_report(conn, v, &dir, &files, &ob.snapshots).await?;
+    std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(ob.snapshots)
 }
 
 /// Uploads one file with Put Block and Put Block List, the blob's MD5 set.

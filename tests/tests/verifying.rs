@@ -381,3 +381,68 @@ async fn an_incremental_after_seeding_sends_only_what_changed_and_restores() -> 
     wait_event(&c, &ops, "job-inc", "staging location deleted by its source agent", T).await?;
     c.finish()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incrementals_while_the_seed_travels_go_to_the_outbox_and_into_the_vault_after_seeding() -> anyhow::Result<()> {
+    let (mut c, emu) = cluster()?;
+    let ops = c.issue("operator", "alice")?;
+    let drives = shipped(&mut c, &ops, "job-tr", 1).await?;
+    let corpus = c.path("corpus-job-tr");
+    let mutate = |c: &Cluster, seed: &str| {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/make_corpus.py");
+        seedship_e2e::run_ok(
+            std::process::Command::new("python3")
+                .arg(&script)
+                .args(["mutate", "--out"])
+                .arg(&corpus)
+                .arg("--undo")
+                .arg(c.path(&format!("undo-{seed}")))
+                .args(["--fraction", "0.1", "--seed", seed]),
+        )
+    };
+    let cfg = c.path("src-job-tr.toml");
+    let backup = |c: &mut Cluster, name: &str| {
+        c.run(
+            name,
+            std::process::Command::new(bin("source-agent"))
+                .arg("--config")
+                .arg(&cfg)
+                .args(["backup", "--staging"])
+                .arg(c.path("staging-job-tr"))
+                .arg("--passphrase-file")
+                .arg(seedship_e2e::passphrase_file(c.dir.path()).unwrap())
+                .arg(&corpus),
+        )
+    };
+    // The disks are on their way: the backup does not wait, it goes to the outbox.
+    mutate(&c, "5")?;
+    seedship_e2e::run_ok(std::process::Command::new("cp").arg("-a").arg(&corpus).arg(c.path("expected-1")))?;
+    let o = backup(&mut c, "in-transit")?;
+    let t = text(&o);
+    assert!(o.status.success() && t.contains("written to the outbox"), "{t}");
+    let pending = t.split_whitespace().nth(1).unwrap().to_string();
+
+    emu.dc("job-tr", "arrive", json!({ "disks": [drives[0].1] })).await?;
+    emu.dc("job-tr", "copy", json!({})).await?;
+    wait_seed_state(&c, &ops, "job-tr", "seeded", T).await?;
+
+    // The next backup sends the outbox first, then its own incremental.
+    mutate(&c, "6")?;
+    let o = backup(&mut c, "after-seeding")?;
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains(&format!("sent from the outbox: incremental {pending}")) && t.contains("into the vault"), "{t}");
+    let r = client::operator(c.connect(&ops).await?)
+        .list_recovery_points(pb::ListRecoveryPointsRequest { server: "src-job-tr".into() })
+        .await?
+        .into_inner();
+    let kinds: Vec<&str> = r.points.iter().map(|p| p.kind.as_str()).collect();
+    assert_eq!(kinds, vec!["seed", "incremental", "incremental"], "{:?}", r.points);
+    assert!(r.points[1].snapshot_id.starts_with(&pending));
+    // The in-transit recovery point restores the tree as it was then.
+    let target = c.path("restored-transit");
+    let o = c.run("restore-transit", &mut restore_cmd(&c, "job-tr", &target, &["--snapshot", &pending]))?;
+    assert!(o.status.success(), "{}", text(&o));
+    seedship_e2e::same_tree(&c.path("expected-1"), &target.join("corpus-job-tr"));
+    c.finish()
+}

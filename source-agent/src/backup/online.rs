@@ -94,17 +94,22 @@ pub struct OnlineOutcome {
 /// The local part of an incremental: backs `sources` up into the cache repository at
 /// `cache` (which holds the vault's config, keys, index and snapshots), storing only chunks the
 /// index does not have. Returns what to upload (paths relative to `cache`).
+/// With `keep_packs` (the in-transit outbox) the packs already there are kept: they are not
+/// in the vault yet.
 pub fn backup_into_cache(
     cache: &Path,
     unlock: &Unlock,
     sources: &[PathBuf],
     time: String,
     workers: usize,
+    keep_packs: bool,
 ) -> Result<OnlineOutcome, String> {
     let started = Instant::now();
     let repo = Arc::new(Repository::open(cache, unlock).map_err(|e| e.to_string())?);
-    // Leftovers of an interrupted run are not ours to keep: packs are re-made from the sources.
-    let _ = std::fs::remove_dir_all(cache.join(layout::DATA_DIR));
+    if !keep_packs {
+        // Leftovers of an interrupted run are not ours to keep: packs are re-made from the sources.
+        let _ = std::fs::remove_dir_all(cache.join(layout::DATA_DIR));
+    }
     let (mut index, _) = repo.load_index().map_err(|e| e.to_string())?;
     let parent = repo.snapshots().map_err(|e| e.to_string())?.into_iter().last().map(|(id, _)| id);
     let stored: HashSet<_> = index.blobs.keys().copied().collect();
