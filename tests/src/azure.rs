@@ -154,28 +154,7 @@ impl Emulator {
             ),
             None => String::new(),
         };
-        format!(
-            r#"[azure]
-arm_endpoint = "{}"
-ca_file = "{}"
-resource_group = "{RG}"
-poll_interval = "{poll}"
-credential = {{ kind = "emulator" }}
-[azure.return_address]
-recipient_name = "Backup team"
-street_address1 = "1 Main St"
-city = "Utrecht"
-postal_code = "3511"
-country_or_region = "Netherlands"
-phone = "+31 30 000 0000"
-email = "backup@example.org"
-[azure.return_shipping]
-carrier_name = "DHL"
-carrier_account_number = "123456"
-"#,
-            self.url,
-            self.tls.join("ca.crt").display()
-        ) + &storage
+        azure_table(&self.url, &self.tls.join("ca.crt"), r#"{ kind = "emulator" }"#, poll) + &storage
     }
 
     /// An ARM client for checking what the emulator holds.
@@ -224,6 +203,32 @@ carrier_account_number = "123456"
     pub async fn job_count(&self) -> Result<usize> {
         Ok(self.arm()?.list_jobs(SUB, Some(RG)).await?.len())
     }
+}
+
+/// A coordinator `[azure]` table: ARM at `endpoint` (trusting `ca`), `credential` (inline
+/// TOML), polling every `poll`, with the test return address and shipping.
+pub fn azure_table(endpoint: &str, ca: &Path, credential: &str, poll: &str) -> String {
+    format!(
+        r#"[azure]
+arm_endpoint = "{endpoint}"
+ca_file = "{}"
+resource_group = "{RG}"
+poll_interval = "{poll}"
+credential = {credential}
+[azure.return_address]
+recipient_name = "Backup team"
+street_address1 = "1 Main St"
+city = "Utrecht"
+postal_code = "3511"
+country_or_region = "Netherlands"
+phone = "+31 30 000 0000"
+email = "backup@example.org"
+[azure.return_shipping]
+carrier_name = "DHL"
+carrier_account_number = "123456"
+"#,
+        ca.display()
+    )
 }
 
 /// Waits until `job`'s seed is in `state` (as `seedctl` names it), returning its detail.

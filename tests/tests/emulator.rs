@@ -245,26 +245,7 @@ async fn the_coordinators_arm_client_drives_the_emulator_over_https() -> anyhow:
 }
 
 fn azure_toml(tls: &std::path::Path, credential: &str) -> String {
-    format!(
-        r#"[azure]
-arm_endpoint = "https://127.0.0.1:1"
-ca_file = "{}"
-resource_group = "seedship-rg"
-credential = {credential}
-[azure.return_address]
-recipient_name = "Backup team"
-street_address1 = "1 Main St"
-city = "Utrecht"
-postal_code = "3511"
-country_or_region = "Netherlands"
-phone = "+31 30 000 0000"
-email = "backup@example.org"
-[azure.return_shipping]
-carrier_name = "DHL"
-carrier_account_number = "123456"
-"#,
-        tls.join("ca.crt").display()
-    )
+    seedship_e2e::azure::azure_table("https://127.0.0.1:1", &tls.join("ca.crt"), credential, "5m")
 }
 
 #[test]

@@ -106,6 +106,34 @@ fn restore_cmd(c: &Cluster, job: &str, target: &std::path::Path, extra: &[&str])
     cmd
 }
 
+/// Changes about 10 % of `corpus`'s files (`make_corpus.py mutate`).
+fn mutate(c: &Cluster, corpus: &std::path::Path, seed: &str) -> anyhow::Result<()> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/make_corpus.py");
+    seedship_e2e::run_ok(
+        std::process::Command::new("python3")
+            .arg(&script)
+            .args(["mutate", "--out"])
+            .arg(corpus)
+            .arg("--undo")
+            .arg(c.path(&format!("undo-{seed}")))
+            .args(["--fraction", "0.1", "--seed", seed]),
+    )?;
+    Ok(())
+}
+
+/// `source-agent backup` (online) of `job`'s corpus, with `extra` arguments.
+fn online_backup(c: &Cluster, job: &str, extra: &[&std::ffi::OsStr]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin("source-agent"));
+    cmd.arg("--config")
+        .arg(c.path(&format!("src-{job}.toml")))
+        .arg("backup")
+        .args(extra)
+        .arg("--passphrase-file")
+        .arg(seedship_e2e::passphrase_file(c.dir.path()).unwrap())
+        .arg(c.path(&format!("corpus-{job}")));
+    cmd
+}
+
 async fn report(c: &Cluster, ops: &Identity, job: &str) -> anyhow::Result<pb::GetVerificationResponse> {
     Ok(client::operator(c.connect(ops).await?)
         .get_verification(pb::GetVerificationRequest { seed: job.into() })
@@ -285,29 +313,11 @@ async fn an_incremental_after_seeding_sends_only_what_changed_and_restores() -> 
 
     // Change about 10 % of the files, then back up online.
     let corpus = c.path("corpus-job-inc");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/make_corpus.py");
-    seedship_e2e::run_ok(
-        std::process::Command::new("python3")
-            .arg(&script)
-            .args(["mutate", "--out"])
-            .arg(&corpus)
-            .arg("--undo")
-            .arg(c.path("undo-job-inc"))
-            .args(["--fraction", "0.1", "--seed", "9"]),
-    )?;
-    let cfg = c.path("src-job-inc.toml");
+    mutate(&c, &corpus, "9")?;
+    let cache = c.path("vault-cache-job-inc");
     let backup = |c: &mut Cluster, name: &str| {
-        c.run(
-            name,
-            std::process::Command::new(bin("source-agent"))
-                .arg("--config")
-                .arg(&cfg)
-                .args(["backup", "--cache"])
-                .arg(c.path("vault-cache-job-inc"))
-                .arg("--passphrase-file")
-                .arg(seedship_e2e::passphrase_file(c.dir.path()).unwrap())
-                .arg(&corpus),
-        )
+        let mut cmd = online_backup(c, "job-inc", &["--cache".as_ref(), cache.as_os_str()]);
+        c.run(name, &mut cmd)
     };
     let o = backup(&mut c, "incremental")?;
     let t = text(&o);
@@ -372,7 +382,7 @@ async fn an_incremental_after_seeding_sends_only_what_changed_and_restores() -> 
         "cleanup-staging",
         std::process::Command::new(bin("source-agent"))
             .arg("--config")
-            .arg(&cfg)
+            .arg(c.path("src-job-inc.toml"))
             .args(["cleanup", "--staging"])
             .arg(c.path("staging-job-inc")),
     )?;
@@ -388,34 +398,13 @@ async fn incrementals_while_the_seed_travels_go_to_the_outbox_and_into_the_vault
     let ops = c.issue("operator", "alice")?;
     let drives = shipped(&mut c, &ops, "job-tr", 1).await?;
     let corpus = c.path("corpus-job-tr");
-    let mutate = |c: &Cluster, seed: &str| {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/make_corpus.py");
-        seedship_e2e::run_ok(
-            std::process::Command::new("python3")
-                .arg(&script)
-                .args(["mutate", "--out"])
-                .arg(&corpus)
-                .arg("--undo")
-                .arg(c.path(&format!("undo-{seed}")))
-                .args(["--fraction", "0.1", "--seed", seed]),
-        )
-    };
-    let cfg = c.path("src-job-tr.toml");
+    let staging = c.path("staging-job-tr");
     let backup = |c: &mut Cluster, name: &str| {
-        c.run(
-            name,
-            std::process::Command::new(bin("source-agent"))
-                .arg("--config")
-                .arg(&cfg)
-                .args(["backup", "--staging"])
-                .arg(c.path("staging-job-tr"))
-                .arg("--passphrase-file")
-                .arg(seedship_e2e::passphrase_file(c.dir.path()).unwrap())
-                .arg(&corpus),
-        )
+        let mut cmd = online_backup(c, "job-tr", &["--staging".as_ref(), staging.as_os_str()]);
+        c.run(name, &mut cmd)
     };
     // The disks are on their way: the backup does not wait, it goes to the outbox.
-    mutate(&c, "5")?;
+    mutate(&c, &corpus, "5")?;
     seedship_e2e::run_ok(std::process::Command::new("cp").arg("-a").arg(&corpus).arg(c.path("expected-1")))?;
     let o = backup(&mut c, "in-transit")?;
     let t = text(&o);
@@ -427,7 +416,7 @@ async fn incrementals_while_the_seed_travels_go_to_the_outbox_and_into_the_vault
     wait_seed_state(&c, &ops, "job-tr", "seeded", T).await?;
 
     // The next backup sends the outbox first, then its own incremental.
-    mutate(&c, "6")?;
+    mutate(&c, &corpus, "6")?;
     let o = backup(&mut c, "after-seeding")?;
     let t = text(&o);
     assert!(o.status.success(), "{t}");
