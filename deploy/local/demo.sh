@@ -30,6 +30,10 @@
 #   deploy/local/demo.sh           # run, then stop everything
 #   deploy/local/demo.sh --keep    # leave the coordinator and copy agent running
 # State and logs go to $SEEDSHIP_DEMO_DIR (default: .demo in the clone), wiped at each run.
+# For benchmarks (tests/bench/vault-vs-restic.sh): SEEDSHIP_DEMO_SAMPLE=DIR backs up that
+# folder instead of a generated one, SEEDSHIP_DEMO_PROFILE=release uses release binaries, and
+# SEEDSHIP_DEMO_UNTIL=seeded stops once the vault is seeded, leaving everything running (the
+# process ids are in $SEEDSHIP_DEMO_DIR/pids).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -42,8 +46,12 @@ if [ -t 1 ]; then say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }; else say() {
 
 command -v cargo >/dev/null || { echo "error: cargo is not installed (https://rustup.rs)"; exit 1; }
 say "building seedship (target dir: $CARGO_TARGET_DIR)"
-cargo build --workspace --bins --locked
-BIN="$CARGO_TARGET_DIR/debug"
+PROFILE="${SEEDSHIP_DEMO_PROFILE:-debug}"
+if [ "$PROFILE" = release ]; then cargo build --release --workspace --bins --locked; else cargo build --workspace --bins --locked; fi
+BIN="$CARGO_TARGET_DIR/$PROFILE"
+SAMPLE="${SEEDSHIP_DEMO_SAMPLE:-sample}"
+UNTIL="${SEEDSHIP_DEMO_UNTIL:-}"
+[ -n "$UNTIL" ] && KEEP=1
 
 rm -rf "$DEMO"
 mkdir -p "$DEMO"
@@ -186,7 +194,9 @@ echo "copy agent station-01 is running and sending heartbeats (log: $DEMO/copy-a
 
 say "5. an offline backup of a sample folder into a staging location"
 CORPUS_TOOL="$ROOT/../shared/bench/make_corpus.py"
-if [ -f "$CORPUS_TOOL" ] && command -v python3 >/dev/null; then
+if [ "$SAMPLE" != sample ]; then
+  [ -d "$SAMPLE" ] || { echo "error: SEEDSHIP_DEMO_SAMPLE=$SAMPLE is not a folder"; exit 1; }
+elif [ -f "$CORPUS_TOOL" ] && command -v python3 >/dev/null; then
   python3 "$CORPUS_TOOL" generate --out sample --size-mib 64 --seed 7 >/dev/null
 else
   mkdir -p sample/docs sample/media
@@ -194,7 +204,7 @@ else
   head -c 20000000 /dev/urandom > sample/media/video.bin
   cp sample/media/video.bin sample/media/copy-of-video.bin
 fi
-echo "sample folder: $(du -sh sample | cut -f1) in $(find sample -type f | wc -l) files"
+echo "sample folder: $(du -sh "$SAMPLE" | cut -f1) in $(find "$SAMPLE" -type f | wc -l) files"
 (umask 077 && echo "demo passphrase $RANDOM$RANDOM$RANDOM" > passphrase)
 echo '$ source-agent backup --offline --staging staging --job-name demo-seed-01 ... sample'
 stage_begin
@@ -202,8 +212,8 @@ stage_begin
   --staging staging --staging-share "$DEMO/staging" \
   --job-name demo-seed-01 --storage-account demoseeds --container seed-import \
   --subscription-id 0f0e0d0c-0000-4000-8000-00000000abcd --location westeurope \
-  --passphrase-file passphrase sample 2>>source-agent.log
-stage_end "offline-backup" "$(du -sb sample | cut -f1)"
+  --passphrase-file passphrase "$SAMPLE" 2>>source-agent.log
+stage_end "offline-backup" "$(du -sb "$SAMPLE" | cut -f1)"
 echo
 echo '$ source-agent verify --staging staging'
 "$BIN/source-agent" verify --staging staging
@@ -219,8 +229,8 @@ echo '$ seedctl allow-virtual-station demo-seed-01 --reason "..."'
 stage_begin
 "$BIN/seedctl" --config seedctl.toml allow-virtual-station demo-seed-01 \
   --reason "demo: the backup server and the copy station are one machine" >/dev/null
-for _ in $(seq 1 1200); do grep -q "^Ship to:" copy-agent.out 2>/dev/null && break; sleep 0.1; done
-grep -q "^Ship to:" copy-agent.out || { cat copy-agent.log; echo "error: the disks were not prepared within 120 s"; exit 1; }
+for _ in $(seq 1 12000); do grep -q "^Ship to:" copy-agent.out 2>/dev/null && break; sleep 0.1; done
+grep -q "^Ship to:" copy-agent.out || { cat copy-agent.log; echo "error: the disks were not prepared within 20 min"; exit 1; }
 stage_end "disk-preparation" "$TOTAL"
 sleep 0.2
 grep -E "^job demo-seed-01  (copy|verify)" copy-agent.log | tail -2 || true
@@ -247,7 +257,7 @@ wait_state at_datacenter 10
 echo "package received: 3 drives"
 stage_begin
 datacenter demo-seed-01 copy '{}'
-wait_state imported 30
+wait_state imported 900
 stage_end "datacenter-import" "$TOTAL"
 echo "every drive copied into storage account $ACCOUNT"
 datacenter demo-seed-01 ship-back "{\"carrier\": \"DHL\", \"tracking\": \"9876543210\", \"date\": \"$(date +%F)\"}"
@@ -270,13 +280,18 @@ PY
 
 say "10. the coordinator verifies the import and seeds the vault"
 stage_begin
-wait_state seeded 60
+wait_state seeded 900
 stage_end "verify-and-seed-vault" "$TOTAL"
 echo '$ seedctl verification demo-seed-01'
 "$BIN/seedctl" --config seedctl.toml verification demo-seed-01
 echo
 echo '$ seedctl recovery-points'
 "$BIN/seedctl" --config seedctl.toml recovery-points
+if [ "$UNTIL" = seeded ]; then
+  echo "${PIDS[*]}" > pids
+  echo "stopping here (SEEDSHIP_DEMO_UNTIL=seeded); still running: ${PIDS[*]}"
+  exit 0
+fi
 
 say "11. the server protects itself online: some files change, an incremental goes to the vault"
 if [ -f "$CORPUS_TOOL" ] && command -v python3 >/dev/null; then
