@@ -48,7 +48,7 @@ trap stop EXIT
 BIN="$CARGO_TARGET_DIR/release"
 export SEEDSHIP_CACHE="$DEMO/agent-cache"
 PASS="$DEMO/passphrase"
-ours() { (cd "$DEMO" && "$BIN/source-agent" --config fileserver-01.toml "$@"); }
+OURS=(env -C "$DEMO" "$BIN/source-agent" --config fileserver-01.toml)
 export RESTIC_REPOSITORY="$WORK/restic" RESTIC_PASSWORD_FILE="$PASS"
 restic init >/dev/null
 restic backup --quiet "$CORPUS" >/dev/null
@@ -64,7 +64,7 @@ timed() {
 : > "$WORK/results.tsv"
 echo "== incremental, nothing changed ($RUNS runs each)"
 for i in $(seq 1 "$RUNS"); do
-  timed "ours-nochange-$i" ours backup --passphrase-file "$PASS" "$CORPUS"
+  timed "ours-nochange-$i" "${OURS[@]}" backup --passphrase-file "$PASS" "$CORPUS"
   timed "restic-nochange-$i" restic backup "$CORPUS"
 done
 echo "== mutate 5 % of the files, then one incremental each"
@@ -74,10 +74,10 @@ import os, sys
 print(sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(sys.argv[1]) for f in fs))
 PY
 )
-timed "ours-mutated" ours backup --passphrase-file "$PASS" "$CORPUS"
+timed "ours-mutated" "${OURS[@]}" backup --passphrase-file "$PASS" "$CORPUS"
 timed "restic-mutated" restic backup "$CORPUS"
 echo "== full restore into an empty folder"
-timed "ours-restore" ours restore --vault --cache "$WORK/cache-restore" --target "$WORK/restore-ours" --passphrase-file "$PASS"
+timed "ours-restore" "${OURS[@]}" restore --vault --cache "$WORK/cache-restore" --target "$WORK/restore-ours" --passphrase-file "$PASS"
 timed "restic-restore" restic restore latest --target "$WORK/restore-restic"
 NAME=$(basename "$CORPUS")
 diff -r "$CORPUS" "$WORK/restore-ours/$NAME" >/dev/null && echo "   ours: identical to the corpus"
