@@ -246,30 +246,53 @@ pub async fn sync(v: &VaultAccess, cache: &Path) -> Result<SyncStats, String> {
 }
 
 pub async fn sync_what(v: &VaultAccess, cache: &Path, what: SyncWhat) -> Result<SyncStats, String> {
+    /// Downloads at once (the storage service serves them in parallel; MD5 checks and writes
+    /// run on the blocking pool).
+    const PARALLEL: usize = 4;
     let blobs = v.store.list(&v.container).await.map_err(|e| format!("listing the vault: {e}"))?;
     let mut st = SyncStats::default();
     let wanted = |name: &str| !name.starts_with("seeds/") && (what == SyncWhat::All || !name.starts_with("data/"));
-    for b in blobs.iter().filter(|b| wanted(&b.name)) {
+    let mut todo = Vec::new();
+    for b in blobs.into_iter().filter(|b| wanted(&b.name)) {
         if b.name.contains("..") || b.name.starts_with('/') {
             return Err(format!("the vault holds an unsafe name {:?}", b.name));
         }
         st.files += 1;
         let local = cache.join(&b.name);
-        if let Ok(data) = std::fs::read(&local)
-            && data.len() as u64 == b.size
-            && b.md5.as_deref().is_none_or(|m| Md5::digest(&data).as_slice() == m)
-        {
-            continue;
+        let same = std::fs::metadata(&local).is_ok_and(|m| m.len() == b.size)
+            && std::fs::read(&local).is_ok_and(|d| b.md5.as_deref().is_none_or(|m| Md5::digest(&d).as_slice() == m));
+        if !same {
+            todo.push((b, local));
         }
-        let data = v.store.download(&v.container, &b.name).await.map_err(|e| format!("{}: {e}", b.name))?;
-        if let Some(m) = &b.md5
-            && Md5::digest(&data).as_slice() != m.as_slice()
-        {
-            return Err(format!("{} from the vault does not match its MD5 (damaged in storage or in transit)", b.name));
+    }
+    let mut running = tokio::task::JoinSet::new();
+    let mut todo = todo.into_iter();
+    loop {
+        while running.len() < PARALLEL {
+            let Some((b, local)) = todo.next() else { break };
+            let (store, container) = (v.store.clone(), v.container.clone());
+            running.spawn(async move {
+                let data = store.download(&container, &b.name).await.map_err(|e| format!("{}: {e}", b.name))?;
+                tokio::task::spawn_blocking(move || {
+                    if let Some(m) = &b.md5
+                        && Md5::digest(&data).as_slice() != m.as_slice()
+                    {
+                        return Err(format!(
+                            "{} from the vault does not match its MD5 (damaged in storage or in transit)",
+                            b.name
+                        ));
+                    }
+                    seedship_repo::layout::write_atomic(&local, &data).map_err(|e| e.to_string())?;
+                    Ok(data.len() as u64)
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            });
         }
-        seedship_repo::layout::write_atomic(&local, &data).map_err(|e| e.to_string())?;
+        let Some(done) = running.join_next().await else { break };
+        let n = done.map_err(|e| e.to_string())??;
         st.downloaded += 1;
-        st.bytes += data.len() as u64;
+        st.bytes += n;
     }
     Ok(st)
 }

@@ -34,7 +34,7 @@ TOOL="$ROOT/../shared/bench/make_corpus.py"
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
 CORPUS="$WORK/corpus"
-rm -rf "$CORPUS" "$WORK/undo" "$WORK/restic" "$WORK/restore-"* "$WORK/cache-restore"
+rm -rf "$CORPUS" "$WORK/undo" "$WORK/restic" "$WORK/restore-"* "$WORK/cache-restore" "$WORK/results.tsv"
 echo "== corpus: $SIZE MiB"
 python3 "$TOOL" generate --out "$CORPUS" --size-mib "$SIZE" --seed 1 >/dev/null
 BYTES=$(du -sb "$CORPUS" | cut -f1)
@@ -79,6 +79,7 @@ timed "restic-mutated" restic backup "$CORPUS"
 echo "== full restore into an empty folder"
 timed "ours-restore" "${OURS[@]}" restore --vault --cache "$WORK/cache-restore" --target "$WORK/restore-ours" --passphrase-file "$PASS"
 timed "restic-restore" restic restore latest --target "$WORK/restore-restic"
+timed "ours-restore-warm" "${OURS[@]}" restore --vault --cache "$WORK/cache-restore" --target "$WORK/restore-ours-warm" --passphrase-file "$PASS"
 NAME=$(basename "$CORPUS")
 diff -r "$CORPUS" "$WORK/restore-ours/$NAME" >/dev/null && echo "   ours: identical to the corpus"
 diff -r "$CORPUS" "$WORK/restore-restic$CORPUS" >/dev/null && echo "   restic: identical to the corpus"
@@ -103,7 +104,8 @@ print("| step | seedship wall s | restic wall s | seedship CPU s | restic CPU s 
 print("|---|---|---|---|---|---|")
 for label, a, b in [("incremental, nothing changed", med("ours-nochange"), med("restic-nochange")),
                     ("incremental after mutate (5 %)", med("ours-mutated"), med("restic-mutated")),
-                    ("full restore", med("ours-restore"), med("restic-restore"))]:
+                    ("full restore", r["ours-restore"][:2], med("restic-restore")),
+                    ("full restore, local cache already warm", r["ours-restore-warm"][:2], med("restic-restore"))]:
     print(f"| {label} | {a[0]:.2f} | {b[0]:.2f} | {a[1]:.2f} | {b[1]:.2f} | {b[0] / a[0]:.2f}x |")
 print()
 print(f"after the mutation: seedship uploaded {ours_up.group(1) if ours_up else '?'}; restic added {restic_added.group(1) if restic_added else '?'}")
