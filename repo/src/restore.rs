@@ -2,7 +2,7 @@
 //! authenticated and checked against its id before a byte is written.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
@@ -53,8 +53,13 @@ struct Restorer<'a> {
     opts: &'a RestoreOptions,
     links: HashMap<u64, PathBuf>,
     stats: RestoreStats,
-    /// Directory times are set after their contents (writing a file changes the parent's mtime).
-    dir_times: Vec<(PathBuf, i64)>,
+    /// Directories' owner, mode and times are set after their contents (writing a file
+    /// changes the parent's mtime; a read-only directory must still take its files).
+    dirs: Vec<(PathBuf, Node)>,
+    /// Regular files, written by several threads once the tree is walked.
+    files: Vec<(PathBuf, Node)>,
+    /// Second and later names of hard-linked files: (link, first name).
+    later_links: Vec<(PathBuf, PathBuf)>,
 }
 
 fn time_of(ns: i64) -> std::time::SystemTime {
@@ -134,32 +139,18 @@ impl Restorer<'_> {
                         Err(e) => self.stats.failed.push((path.clone(), format!("directory contents: {e}"))),
                     }
                 }
-                set_owner(&path, n);
-                fs::set_permissions(&path, fs::Permissions::from_mode(n.mode)).map_err(|e| RepoError::io(&path, e))?;
-                self.dir_times.push((path, n.mtime_ns));
+                self.dirs.push((path, n.clone()));
                 self.stats.dirs += 1;
             }
             NodeKind::File => {
                 if let Some(g) = n.link_group {
                     if let Some(first) = self.links.get(&g) {
-                        fs::hard_link(first, &path).map_err(|e| RepoError::io(&path, e))?;
-                        self.stats.hardlinks += 1;
+                        self.later_links.push((path, first.clone()));
                         return Ok(());
                     }
                     self.links.insert(g, path.clone());
                 }
-                if let Err(e) = self.file(&path, n) {
-                    // A chunk that fails its check: the file is named, not left half-written.
-                    let _ = fs::remove_file(&path);
-                    self.links.retain(|_, p| p != &path);
-                    self.stats.failed.push((path.clone(), e.to_string()));
-                    return Ok(());
-                }
-                set_owner(&path, n);
-                fs::set_permissions(&path, fs::Permissions::from_mode(n.mode)).map_err(|e| RepoError::io(&path, e))?;
-                let f = File::options().write(true).open(&path).map_err(|e| RepoError::io(&path, e))?;
-                f.set_modified(time_of(n.mtime_ns)).map_err(|e| RepoError::io(&path, e))?;
-                self.stats.files += 1;
+                self.files.push((path, n.clone()));
             }
             NodeKind::Symlink => {
                 let target =
@@ -178,31 +169,74 @@ impl Restorer<'_> {
         }
         Ok(())
     }
+}
 
-    fn file(&mut self, path: &Path, n: &Node) -> Result<()> {
-        let f = OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| RepoError::io(path, e))?;
-        // Holes stay holes: the length is set first and only data extents are written.
-        f.set_len(n.size).map_err(|e| RepoError::io(path, e))?;
-        let mut off = 0u64;
-        for e in &n.content {
-            match e {
-                Extent::Data { chunk, len } => {
-                    let data = self.repo.read_blob(self.index, &parse_id(chunk)?)?;
-                    if data.len() as u64 != *len {
-                        return Err(RepoError::corrupt(format!("chunk {chunk}"), "length differs from the tree"));
-                    }
-                    f.write_all_at(&data, off).map_err(|e| RepoError::io(path, e))?;
-                    off += len;
-                    self.stats.bytes += len;
+/// Writes one regular file (created new, its holes left holes) and sets its owner, mode and
+/// time; returns the bytes written.
+fn write_file(repo: &Repository, index: &Index, path: &Path, n: &Node) -> Result<u64> {
+    let f = OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| RepoError::io(path, e))?;
+    f.set_len(n.size).map_err(|e| RepoError::io(path, e))?;
+    let (mut off, mut bytes) = (0u64, 0u64);
+    for e in &n.content {
+        match e {
+            Extent::Data { chunk, len } => {
+                let data = repo.read_blob(index, &parse_id(chunk)?)?;
+                if data.len() as u64 != *len {
+                    return Err(RepoError::corrupt(format!("chunk {chunk}"), "length differs from the tree"));
                 }
-                Extent::Hole { hole } => off += hole,
+                f.write_all_at(&data, off).map_err(|e| RepoError::io(path, e))?;
+                off += len;
+                bytes += len;
             }
+            Extent::Hole { hole } => off += hole,
         }
-        if off != n.size {
-            return Err(RepoError::corrupt(format!("file {}", path.display()), "extents do not add up to its size"));
-        }
-        Ok(())
     }
+    if off != n.size {
+        return Err(RepoError::corrupt(format!("file {}", path.display()), "extents do not add up to its size"));
+    }
+    set_owner(path, n);
+    fs::set_permissions(path, fs::Permissions::from_mode(n.mode)).map_err(|e| RepoError::io(path, e))?;
+    f.set_modified(time_of(n.mtime_ns)).map_err(|e| RepoError::io(path, e))?;
+    Ok(bytes)
+}
+
+/// Writes `files` on up to `threads` threads. A file that fails (a chunk that fails its check)
+/// is removed and listed, not left half-written.
+fn write_files(
+    repo: &Repository,
+    index: &Index,
+    files: &[(PathBuf, Node)],
+    threads: usize,
+) -> (u64, u64, Vec<(PathBuf, String)>) {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let out = Mutex::new((0u64, 0u64, Vec::new()));
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((path, n)) = files.get(i) else { return };
+                    let r = write_file(repo, index, path, n);
+                    let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+                    match r {
+                        Ok(b) => {
+                            o.0 += 1;
+                            o.1 += b;
+                        }
+                        Err(e) => {
+                            let _ = fs::remove_file(path);
+                            o.2.push((path.clone(), e.to_string()));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let (n, b, mut failed) = out.into_inner().unwrap_or_else(|p| p.into_inner());
+    failed.sort();
+    (n, b, failed)
 }
 
 /// Restores `snap` into `target` (created if missing); each source path becomes a directory
@@ -221,14 +255,40 @@ pub fn restore_with(
     opts: &RestoreOptions,
 ) -> Result<RestoreStats> {
     fs::create_dir_all(target).map_err(|e| RepoError::io(target, e))?;
-    let mut r =
-        Restorer { repo, index, opts, links: HashMap::new(), stats: RestoreStats::default(), dir_times: Vec::new() };
+    let mut r = Restorer {
+        repo,
+        index,
+        opts,
+        links: HashMap::new(),
+        stats: RestoreStats::default(),
+        dirs: Vec::new(),
+        files: Vec::new(),
+        later_links: Vec::new(),
+    };
     let root = r.tree(&snap.tree)?;
     for n in &root.nodes {
         r.node(target, "", n)?;
     }
-    for (p, ns) in r.dir_times.iter().rev() {
-        set_times(p, *ns, true)?;
+    // File contents: decoding and writing on every core.
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(8);
+    let (files, bytes, failed) = write_files(repo, index, &r.files, threads);
+    r.stats.files += files;
+    r.stats.bytes += bytes;
+    let lost: std::collections::HashSet<PathBuf> = failed.iter().map(|(p, _)| p.clone()).collect();
+    r.stats.failed.extend(failed);
+    for (link, first) in std::mem::take(&mut r.later_links) {
+        if lost.contains(&first) {
+            r.stats.failed.push((link, format!("a hard link to {}, which could not be restored", first.display())));
+            continue;
+        }
+        fs::hard_link(&first, &link).map_err(|e| RepoError::io(&link, e))?;
+        r.stats.hardlinks += 1;
+    }
+    // Directories last, innermost first: owner, mode, then times (their contents are in).
+    for (p, n) in &r.dirs {
+        set_owner(p, n);
+        fs::set_permissions(p, fs::Permissions::from_mode(n.mode)).map_err(|e| RepoError::io(p, e))?;
+        set_times(p, n.mtime_ns, true)?;
     }
     Ok(r.stats)
 }
