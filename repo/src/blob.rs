@@ -88,11 +88,41 @@ fn frame_and_seal(crypto: &Crypto, kind: Kind, data: &[u8], compressed: Option<V
 
 /// Opens, decompresses and checks a blob against its id.
 pub fn decode(crypto: &Crypto, kind: Kind, sealed: &[u8], id: &ChunkId, raw_len: usize, what: &str) -> Result<Vec<u8>> {
-    let plain = crypto.open(kind, sealed, what)?;
+    let mut buf = sealed.to_vec();
+    decode_in_place(crypto, kind, &mut buf, id, raw_len, what).map(|d| d.into_owned())
+}
+
+thread_local! {
+    /// One zstd decompression context per thread: creating one per chunk costs more than it seems.
+    static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn decompress(payload: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+    DCTX.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut().expect("just made").decompress(payload, raw_len)
+    })
+}
+
+/// [`decode`] opening `sealed` in place: data stored as is comes back borrowed from it (no
+/// copy), compressed data in a new buffer. Either way it has been checked against its id.
+pub fn decode_in_place<'a>(
+    crypto: &Crypto,
+    kind: Kind,
+    sealed: &'a mut [u8],
+    id: &ChunkId,
+    raw_len: usize,
+    what: &str,
+) -> Result<std::borrow::Cow<'a, [u8]>> {
+    use std::borrow::Cow;
+    let plain = crypto.open_in_place(kind, sealed, what)?;
     let (flag, payload) = plain.split_first().ok_or_else(|| RepoError::corrupt(what, "empty blob"))?;
     let data = match *flag {
-        RAW => payload.to_vec(),
-        ZSTD => zstd::bulk::decompress(payload, raw_len).map_err(|e| RepoError::corrupt(what, format!("zstd: {e}")))?,
+        RAW => Cow::Borrowed(payload),
+        ZSTD => Cow::Owned(decompress(payload, raw_len).map_err(|e| RepoError::corrupt(what, format!("zstd: {e}")))?),
         f => return Err(RepoError::corrupt(what, format!("unknown blob flag {f}"))),
     };
     if data.len() != raw_len {

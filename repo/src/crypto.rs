@@ -147,6 +147,18 @@ impl Crypto {
         buf.truncate(n);
         Ok(buf)
     }
+
+    /// [`Crypto::open`] in place: returns the plaintext, a part of `sealed` (no copy).
+    pub fn open_in_place<'a>(&self, kind: Kind, sealed: &'a mut [u8], what: &str) -> Result<&'a mut [u8]> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(RepoError::corrupt(what, "too short to be a sealed object"));
+        }
+        let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).expect("12 bytes");
+        self.aead
+            .open_in_place(nonce, Aad::from(aad(kind)), rest)
+            .map_err(|_| RepoError::corrupt(what, "authentication failed (modified, or another repository's key)"))
+    }
 }
 
 #[cfg(test)]
@@ -160,6 +172,8 @@ mod tests {
         assert_eq!(a, c.seal(Kind::Data, b"hello"));
         assert_ne!(a, c.seal(Kind::Data, b"hellp"));
         assert_eq!(c.open(Kind::Data, &a, "x").unwrap(), b"hello");
+        assert_eq!(c.open_in_place(Kind::Data, &mut a.clone(), "x").unwrap(), b"hello");
+        assert!(c.open_in_place(Kind::Tree, &mut a.clone(), "x").is_err(), "kind is bound in place too");
         assert!(c.open(Kind::Tree, &a, "x").is_err(), "kind is bound");
         let mut bad = a.clone();
         bad[14] ^= 1;

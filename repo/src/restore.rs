@@ -5,10 +5,14 @@ use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use crate::blob;
+use crate::crypto::{ChunkId, Crypto};
 use crate::error::{RepoError, Result};
-use crate::index::Index;
+use crate::index::{Index, Location};
 use crate::repo::{Repository, parse_id};
 use crate::snapshot::Snapshot;
 use crate::tree::{Extent, Node, NodeKind, Tree};
@@ -20,6 +24,9 @@ pub struct RestoreStats {
     pub symlinks: u64,
     pub hardlinks: u64,
     pub bytes: u64,
+    /// Packs read (in part or whole), and the bytes read from them.
+    pub packs_read: u64,
+    pub bytes_read: u64,
     /// What could not be restored (a chunk or tree that fails its check, an unreadable pack),
     /// with why. A file in this list is not left in the target: nothing half-written is
     /// mistaken for complete.
@@ -47,27 +54,138 @@ impl RestoreOptions {
     }
 }
 
+/// Where a restore reads packs from: the repository's own folder ([`LocalPacks`]), or a
+/// remote store (the vault). Each read is one range of one pack, so only what the restore
+/// needs is fetched.
+pub trait PackSource: Sync {
+    /// `len` bytes of pack `pack` (its hex id) from `offset`, into `buf` (resized to `len`; a
+    /// thread reuses its buffer from pack to pack).
+    fn read(&self, pack: &str, offset: u64, len: u64, buf: &mut Vec<u8>) -> Result<()>;
+    /// How many packs to read at once (each is decoded and written by the thread that read it).
+    fn parallel(&self) -> usize;
+}
+
+/// The packs of a repository folder.
+pub struct LocalPacks<'a>(pub &'a Path);
+
+impl PackSource for LocalPacks<'_> {
+    fn read(&self, pack: &str, offset: u64, len: u64, buf: &mut Vec<u8>) -> Result<()> {
+        let path = crate::layout::pack_path(self.0, pack);
+        let f = fs::File::open(&path).map_err(|e| RepoError::io(&path, e))?;
+        buf.clear();
+        buf.resize(len as usize, 0);
+        f.read_exact_at(buf, offset).map_err(|e| RepoError::io(&path, e))
+    }
+
+    fn parallel(&self) -> usize {
+        cores()
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(8)
+}
+
+/// `f` over `items` on up to `threads` threads, each with its own `state`; results in the
+/// items' order.
+fn par_map<T: Sync, S, R: Send>(
+    items: &[T],
+    threads: usize,
+    state: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, &T) -> R + Sync,
+) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let out: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads.clamp(1, items.len().max(1)) {
+            s.spawn(|| {
+                let mut st = state();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(t) = items.get(i) else { return };
+                    let r = f(&mut st, t);
+                    *out[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                }
+            });
+        }
+    });
+    out.into_iter().map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).expect("every item mapped")).collect()
+}
+
+/// Reads the trees `ids`: those stored near each other in a pack (trees have packs of their
+/// own) come in one read.
+fn read_trees(crypto: &Crypto, index: &Index, packs: &dyn PackSource, ids: &[&String]) -> Vec<(String, Result<Tree>)> {
+    /// Blobs this close are read together (the bytes between are read and dropped).
+    const GAP: u64 = 1 << 20;
+    type Wanted = (ChunkId, Location, String);
+    let mut out = Vec::new();
+    let mut by_pack: HashMap<[u8; 32], Vec<Wanted>> = HashMap::new();
+    for id in ids {
+        let found = parse_id(id).and_then(|c| {
+            let l = index.blobs.get(&c).ok_or_else(|| RepoError::corrupt(format!("tree {id}"), "not in the index"))?;
+            Ok((c, *l))
+        });
+        match found {
+            Ok((c, l)) => by_pack.entry(l.pack).or_default().push((c, l, id.to_string())),
+            Err(e) => out.push((id.to_string(), Err(e))),
+        }
+    }
+    let mut ranges: Vec<([u8; 32], Vec<Wanted>)> = Vec::new();
+    for (pack, mut v) in by_pack {
+        v.sort_by_key(|w| w.1.offset);
+        let mut cur: Vec<Wanted> = Vec::new();
+        for w in v {
+            if let Some(last) = cur.last()
+                && w.1.offset > last.1.offset + last.1.length as u64 + GAP
+            {
+                ranges.push((pack, std::mem::take(&mut cur)));
+            }
+            cur.push(w);
+        }
+        ranges.push((pack, cur));
+    }
+    let got = par_map(&ranges, packs.parallel().max(4), Vec::new, |buf, (pack, blobs)| {
+        let pack = hex::encode(pack);
+        let start = blobs.iter().map(|w| w.1.offset).min().unwrap_or(0);
+        let end = blobs.iter().map(|w| w.1.offset + w.1.length as u64).max().unwrap_or(0);
+        let read = match packs.read(&pack, start, end - start, buf) {
+            Ok(()) if buf.len() as u64 == end - start => Ok(()),
+            Ok(()) => Err(format!("pack {pack}: {} bytes read of {}", buf.len(), end - start)),
+            Err(e) => Err(format!("pack {pack}: {e}")),
+        };
+        let mut trees = Vec::new();
+        for (c, l, id) in blobs {
+            let what = format!("tree {id} in pack {pack}");
+            let t = match &read {
+                Err(e) => Err(RepoError::Invalid(e.clone())),
+                Ok(()) => {
+                    let at = (l.offset - start) as usize;
+                    let sealed = &mut buf[at..at + l.length as usize];
+                    blob::decode_in_place(crypto, l.kind, sealed, c, l.raw_length as usize, &what)
+                        .and_then(|b| Tree::decode(&b, &format!("tree {id}")))
+                }
+            };
+            trees.push((id.clone(), t));
+        }
+        trees
+    });
+    out.extend(got.into_iter().flatten());
+    out
+}
+
 struct Restorer<'a> {
-    repo: &'a Repository,
-    index: &'a Index,
     opts: &'a RestoreOptions,
+    /// Every directory listing the restore needs, read beforehand (in parallel).
+    trees: HashMap<String, std::result::Result<Tree, String>>,
     links: HashMap<u64, PathBuf>,
     stats: RestoreStats,
     /// Directories' owner, mode and times are set after their contents (writing a file
     /// changes the parent's mtime; a read-only directory must still take its files).
     dirs: Vec<(PathBuf, Node)>,
-    /// Regular files, written by several threads once the tree is walked.
+    /// Regular files, written once the tree is walked.
     files: Vec<(PathBuf, Node)>,
     /// Second and later names of hard-linked files: (link, first name).
     later_links: Vec<(PathBuf, PathBuf)>,
-}
-
-fn time_of(ns: i64) -> std::time::SystemTime {
-    if ns >= 0 {
-        UNIX_EPOCH + Duration::from_nanos(ns as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
-    }
 }
 
 fn set_times(path: &Path, ns: i64, follow: bool) -> Result<()> {
@@ -89,10 +207,54 @@ fn set_owner(path: &Path, n: &Node) {
     );
 }
 
+fn join_rel(rel_dir: &str, name: &str) -> String {
+    if rel_dir.is_empty() { name.to_string() } else { format!("{rel_dir}/{name}") }
+}
+
+/// Reads every directory listing under `root` that `opts` selects, a level at a time, each
+/// level's listings in parallel. A listing that cannot be read is kept as its error.
+fn load_trees(
+    crypto: &Crypto,
+    index: &Index,
+    packs: &dyn PackSource,
+    root: &str,
+    opts: &RestoreOptions,
+) -> HashMap<String, std::result::Result<Tree, String>> {
+    let mut trees = HashMap::new();
+    let mut level = vec![(root.to_string(), String::new())];
+    while !level.is_empty() {
+        let mut fetch: Vec<&String> = level.iter().map(|(id, _)| id).filter(|id| !trees.contains_key(*id)).collect();
+        fetch.sort();
+        fetch.dedup();
+        let got = read_trees(crypto, index, packs, &fetch);
+        for (id, t) in got {
+            trees.insert(id, t.map_err(|e| e.to_string()));
+        }
+        // The same listing may sit at several places; what is wanted under each differs.
+        let mut next = Vec::new();
+        for (id, rel_dir) in &level {
+            let Some(Ok(t)) = trees.get(id) else { continue };
+            for n in t.nodes.iter().filter(|n| n.kind == NodeKind::Dir) {
+                let rel = join_rel(rel_dir, &n.name_os().to_string_lossy());
+                if let Some(sub) = &n.subtree
+                    && opts.wants(&rel)
+                {
+                    next.push((sub.clone(), rel));
+                }
+            }
+        }
+        level = next;
+    }
+    trees
+}
+
 impl Restorer<'_> {
-    fn tree(&self, id: &str) -> Result<Tree> {
-        let b = self.repo.read_blob(self.index, &parse_id(id)?)?;
-        Tree::decode(&b, &format!("tree {id}"))
+    fn tree(&self, id: &str) -> std::result::Result<&Tree, String> {
+        match self.trees.get(id) {
+            Some(Ok(t)) => Ok(t),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(format!("tree {id} was not read")),
+        }
     }
 
     /// Clears the way for a non-directory entry: an existing file is an error, or replaced
@@ -114,11 +276,7 @@ impl Restorer<'_> {
             return Err(RepoError::corrupt("snapshot tree", format!("unsafe entry name {name:?}")));
         }
         let path = dir.join(&name);
-        let rel = if rel_dir.is_empty() {
-            name.to_string_lossy().to_string()
-        } else {
-            format!("{rel_dir}/{}", name.to_string_lossy())
-        };
+        let rel = join_rel(rel_dir, &name.to_string_lossy());
         if !self.opts.wants(&rel) {
             return Ok(());
         }
@@ -129,7 +287,7 @@ impl Restorer<'_> {
             NodeKind::Dir => {
                 fs::create_dir_all(&path).map_err(|e| RepoError::io(&path, e))?;
                 if let Some(sub) = &n.subtree {
-                    match self.tree(sub) {
+                    match self.tree(sub).cloned() {
                         Ok(t) => {
                             for child in &t.nodes {
                                 self.node(&path, &rel, child)?;
@@ -171,72 +329,222 @@ impl Restorer<'_> {
     }
 }
 
-/// Writes one regular file (created new, its holes left holes) and sets its owner, mode and
-/// time; returns the bytes written.
-fn write_file(repo: &Repository, index: &Index, path: &Path, n: &Node) -> Result<u64> {
-    let f = OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| RepoError::io(path, e))?;
-    f.set_len(n.size).map_err(|e| RepoError::io(path, e))?;
-    let (mut off, mut bytes) = (0u64, 0u64);
-    for e in &n.content {
-        match e {
-            Extent::Data { chunk, len } => {
-                let data = repo.read_blob(index, &parse_id(chunk)?)?;
-                if data.len() as u64 != *len {
-                    return Err(RepoError::corrupt(format!("chunk {chunk}"), "length differs from the tree"));
-                }
-                f.write_all_at(&data, off).map_err(|e| RepoError::io(path, e))?;
-                off += len;
-                bytes += len;
-            }
-            Extent::Hole { hole } => off += hole,
-        }
-    }
-    if off != n.size {
-        return Err(RepoError::corrupt(format!("file {}", path.display()), "extents do not add up to its size"));
-    }
-    set_owner(path, n);
-    fs::set_permissions(path, fs::Permissions::from_mode(n.mode)).map_err(|e| RepoError::io(path, e))?;
-    f.set_modified(time_of(n.mtime_ns)).map_err(|e| RepoError::io(path, e))?;
-    Ok(bytes)
+/// A regular file being restored: its chunks arrive in pack order, from several threads.
+struct FileJob<'a> {
+    path: &'a Path,
+    node: &'a Node,
+    /// Chunks not yet written (or failed); the thread that takes it to 0 finishes the file.
+    remaining: AtomicUsize,
+    /// Made (empty, at its size) by the first chunk to arrive.
+    created: OnceLock<std::result::Result<(), String>>,
+    failed: Mutex<Option<String>>,
 }
 
-/// Writes `files` on up to `threads` threads. A file that fails (a chunk that fails its check)
-/// is removed and listed, not left half-written.
+impl FileJob<'_> {
+    fn fail(&self, why: String) {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(why);
+    }
+
+    fn has_failed(&self) -> bool {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    fn create(&self) -> std::result::Result<fs::File, String> {
+        let f = OpenOptions::new().write(true).create_new(true).open(self.path).map_err(|e| io_text(self.path, e))?;
+        f.set_len(self.node.size).map_err(|e| io_text(self.path, e))?;
+        Ok(f)
+    }
+
+    /// Writes `data` at `off` (creating the file first if no chunk has yet).
+    fn write(&self, data: &[u8], off: u64) {
+        if !self.has_failed() {
+            let mut mine = None;
+            let created = self.created.get_or_init(|| self.create().map(|f| mine = Some(f)));
+            let r = match (mine, created) {
+                (Some(f), _) => Ok(f),
+                (None, Ok(())) => OpenOptions::new().write(true).open(self.path).map_err(|e| io_text(self.path, e)),
+                (None, Err(e)) => Err(e.clone()),
+            }
+            .and_then(|f| f.write_all_at(data, off).map_err(|e| io_text(self.path, e)));
+            if let Err(e) = r {
+                self.fail(e);
+            }
+        }
+        self.done();
+    }
+
+    /// One chunk fewer to wait for; after the last, the owner, mode and time.
+    fn done(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.finish();
+        }
+    }
+
+    fn finish(&self) {
+        if self.has_failed() {
+            return;
+        }
+        if self.created.get().is_none()
+            && let Err(e) = self.create()
+        {
+            return self.fail(e);
+        }
+        set_owner(self.path, self.node);
+        let r = fs::set_permissions(self.path, fs::Permissions::from_mode(self.node.mode))
+            .map_err(|e| io_text(self.path, e))
+            .and_then(|_| set_times(self.path, self.node.mtime_ns, true).map_err(|e| e.to_string()));
+        if let Err(e) = r {
+            self.fail(e);
+        }
+    }
+}
+
+fn io_text(path: &Path, e: std::io::Error) -> String {
+    RepoError::io(path, e).to_string()
+}
+
+/// Where one chunk goes: (file, offset in it).
+type Target = (usize, u64);
+
+/// One blob of a pack that the restore needs, and where its data goes.
+struct BlobUse {
+    id: ChunkId,
+    loc: Location,
+    targets: Vec<Target>,
+}
+
+/// Writes every file's contents: the packs the files need are read (only the ranges that hold
+/// needed blobs), [`PackSource::parallel`] at a time; each thread decodes the pack it read
+/// and writes its chunks wherever they belong. Returns (files, bytes, failed): a file that
+/// fails (a chunk that fails its check, a pack that cannot be read) is removed and listed,
+/// not left half-written.
 fn write_files(
-    repo: &Repository,
+    crypto: &Crypto,
     index: &Index,
+    packs: &dyn PackSource,
     files: &[(PathBuf, Node)],
-    threads: usize,
-) -> (u64, u64, Vec<(PathBuf, String)>) {
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let next = AtomicUsize::new(0);
-    let out = Mutex::new((0u64, 0u64, Vec::new()));
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((path, n)) = files.get(i) else { return };
-                    let r = write_file(repo, index, path, n);
-                    let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
-                    match r {
-                        Ok(b) => {
-                            o.0 += 1;
-                            o.1 += b;
-                        }
-                        Err(e) => {
-                            let _ = fs::remove_file(path);
-                            o.2.push((path.clone(), e.to_string()));
-                        }
+) -> (u64, u64, Vec<(PathBuf, String)>, ReadStats) {
+    let jobs: Vec<FileJob> = files
+        .iter()
+        .map(|(path, node)| FileJob {
+            path,
+            node,
+            remaining: AtomicUsize::new(0),
+            created: OnceLock::new(),
+            failed: Mutex::new(None),
+        })
+        .collect();
+    // The plan: pack → the blobs needed from it → where each one's data goes.
+    let mut by_pack: HashMap<[u8; 32], Vec<BlobUse>> = HashMap::new();
+    let mut slot: HashMap<ChunkId, usize> = HashMap::new();
+    for (i, j) in jobs.iter().enumerate() {
+        let mut mine = Vec::new();
+        let mut off = 0u64;
+        let plan = j.node.content.iter().try_for_each(|e| {
+            match e {
+                Extent::Data { chunk, len } => {
+                    let id = parse_id(chunk)?;
+                    let loc = *index.blobs.get(&id).ok_or_else(|| {
+                        RepoError::corrupt(format!("chunk {chunk}"), "not in the index (the repository is incomplete)")
+                    })?;
+                    if loc.raw_length as u64 != *len {
+                        return Err(RepoError::corrupt(format!("chunk {chunk}"), "length differs from the tree"));
+                    }
+                    mine.push((id, loc, off));
+                    off += len;
+                }
+                Extent::Hole { hole } => off += hole,
+            }
+            Ok(())
+        });
+        let plan = plan.and_then(|_| {
+            if off == j.node.size {
+                Ok(())
+            } else {
+                Err(RepoError::corrupt(format!("file {}", j.path.display()), "extents do not add up to its size"))
+            }
+        });
+        if let Err(e) = plan {
+            j.fail(e.to_string());
+            continue;
+        }
+        j.remaining.store(mine.len(), Ordering::Relaxed);
+        for (id, loc, off) in mine {
+            let uses = by_pack.entry(loc.pack).or_default();
+            let k = *slot.entry(id).or_insert_with(|| {
+                uses.push(BlobUse { id, loc, targets: Vec::new() });
+                uses.len() - 1
+            });
+            uses[k].targets.push((i, off));
+        }
+    }
+    // Files without data (empty, or all holes) are made now.
+    for j in jobs.iter().filter(|j| j.remaining.load(Ordering::Relaxed) == 0) {
+        j.finish();
+    }
+    let mut plan: Vec<([u8; 32], Vec<BlobUse>)> = by_pack.into_iter().collect();
+    plan.sort_by_key(|(p, _)| *p);
+    for (_, uses) in &mut plan {
+        uses.sort_by_key(|u| u.loc.offset);
+    }
+    let read = ReadStats { packs: plan.len() as u64, bytes: AtomicU64::new(0) };
+    par_map(&plan, packs.parallel(), Vec::new, |buf, (pack, uses)| {
+        let pack = hex::encode(pack);
+        let start = uses.iter().map(|u| u.loc.offset).min().unwrap_or(0);
+        let end = uses.iter().map(|u| u.loc.offset + u.loc.length as u64).max().unwrap_or(0);
+        let fail_all = |why: &str| {
+            for (f, _) in uses.iter().flat_map(|u| &u.targets) {
+                jobs[*f].fail(why.to_string());
+                jobs[*f].done();
+            }
+        };
+        match packs.read(&pack, start, end - start, buf) {
+            Ok(()) if buf.len() as u64 == end - start => {}
+            Ok(()) => return fail_all(&format!("pack {pack}: {} bytes read of {}", buf.len(), end - start)),
+            Err(e) => return fail_all(&format!("pack {pack}: {e}")),
+        }
+        read.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        for u in uses {
+            let at = (u.loc.offset - start) as usize;
+            let what = format!("chunk {} in pack {pack}", hex::encode(u.id));
+            let sealed = &mut buf[at..at + u.loc.length as usize];
+            match blob::decode_in_place(crypto, u.loc.kind, sealed, &u.id, u.loc.raw_length as usize, &what) {
+                Ok(data) => {
+                    for &(f, off) in &u.targets {
+                        jobs[f].write(&data, off);
                     }
                 }
-            });
+                Err(e) => {
+                    for &(f, _) in &u.targets {
+                        jobs[f].fail(e.to_string());
+                        jobs[f].done();
+                    }
+                }
+            }
         }
     });
-    let (n, b, mut failed) = out.into_inner().unwrap_or_else(|p| p.into_inner());
+    let (mut n, mut bytes, mut failed) = (0u64, 0u64, Vec::new());
+    for j in jobs {
+        match j.failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(why) => {
+                let _ = fs::remove_file(j.path);
+                failed.push((j.path.to_path_buf(), why));
+            }
+            None => {
+                n += 1;
+                bytes +=
+                    j.node.content.iter().map(|e| if let Extent::Data { len, .. } = e { *len } else { 0 }).sum::<u64>();
+            }
+        }
+    }
     failed.sort();
-    (n, b, failed)
+    (n, bytes, failed, read)
+}
+
+/// What a restore read from its pack source.
+struct ReadStats {
+    packs: u64,
+    bytes: AtomicU64,
 }
 
 /// Restores `snap` into `target` (created if missing); each source path becomes a directory
@@ -254,26 +562,43 @@ pub fn restore_with(
     target: &Path,
     opts: &RestoreOptions,
 ) -> Result<RestoreStats> {
+    restore_from(repo.crypto(), index, &LocalPacks(&repo.root), snap, target, opts)
+}
+
+/// [`restore_with`] reading the packs from `packs` (the vault, say): only the packs, and the
+/// ranges of them, that the selection needs are read, and files are written while they are.
+pub fn restore_from(
+    crypto: &Crypto,
+    index: &Index,
+    packs: &dyn PackSource,
+    snap: &Snapshot,
+    target: &Path,
+    opts: &RestoreOptions,
+) -> Result<RestoreStats> {
     fs::create_dir_all(target).map_err(|e| RepoError::io(target, e))?;
+    let t0 = std::time::Instant::now();
+    let trees = load_trees(crypto, index, packs, &snap.tree, opts);
+    tracing::debug!(trees = trees.len(), ms = t0.elapsed().as_millis() as u64, "directory listings read");
     let mut r = Restorer {
-        repo,
-        index,
         opts,
+        trees,
         links: HashMap::new(),
         stats: RestoreStats::default(),
         dirs: Vec::new(),
         files: Vec::new(),
         later_links: Vec::new(),
     };
-    let root = r.tree(&snap.tree)?;
+    let root = r.tree(&snap.tree).map_err(|e| RepoError::corrupt("the snapshot's root directory", e))?.clone();
     for n in &root.nodes {
         r.node(target, "", n)?;
     }
-    // File contents: decoding and writing on every core.
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(8);
-    let (files, bytes, failed) = write_files(repo, index, &r.files, threads);
+    tracing::debug!(files = r.files.len(), ms = t0.elapsed().as_millis() as u64, "tree walked");
+    let (files, bytes, failed, read) = write_files(crypto, index, packs, &r.files);
+    tracing::debug!(packs = read.packs, ms = t0.elapsed().as_millis() as u64, "file contents written");
     r.stats.files += files;
     r.stats.bytes += bytes;
+    r.stats.packs_read = read.packs;
+    r.stats.bytes_read = read.bytes.into_inner();
     let lost: std::collections::HashSet<PathBuf> = failed.iter().map(|(p, _)| p.clone()).collect();
     r.stats.failed.extend(failed);
     for (link, first) in std::mem::take(&mut r.later_links) {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use seedship_proto::agent;
-use seedship_repo::restore::RestoreOptions;
+use seedship_repo::restore::{LocalPacks, PackSource, RestoreOptions};
 use source_agent::backup::{self, BackupRequest, progress::human_bytes};
 use source_agent::seedfile::SeedTarget;
 use source_agent::{EXIT_PARTIAL, VERSION, passphrase};
@@ -166,7 +166,7 @@ fn main() -> ExitCode {
         Cmd::Verify { staging, read_data, secret } => local(|| verify(&staging, read_data, &secret)),
         Cmd::Restore { staging: Some(staging), target, snapshot, include, overwrite, secret, .. } => {
             let opts = RestoreOptions { include, overwrite };
-            local_code(|| restore(&staging, &target, snapshot.as_deref(), &opts, &secret))
+            local_code(|| restore(&staging, &LocalPacks(&staging), &target, snapshot.as_deref(), &opts, &secret))
         }
         Cmd::RecoveryKey { staging, secret } => local(|| recovery_key(&staging, &secret)),
         cmd => {
@@ -209,18 +209,26 @@ fn main() -> ExitCode {
                         check_target(&target, overwrite)?;
                         let v = source_agent::vault::access(&conn, false).await?;
                         let cache = cache.unwrap_or_else(|| source_agent::vault::default_cache(&v.container));
+                        tracing::debug!("vault access granted");
                         let st = source_agent::vault::sync(&v, &cache).await?;
+                        tracing::debug!("vault metadata synced");
                         println!(
-                            "vault {}: {} file(s), {} downloaded ({}) into {}",
+                            "vault {}: {} small file(s) in {} ({} downloaded, {})",
                             v.container,
                             st.files,
+                            cache.display(),
                             st.downloaded,
                             human_bytes(st.bytes),
-                            cache.display()
                         );
+                        let packs = source_agent::vault::VaultPacks {
+                            store: v.store,
+                            container: v.container,
+                            rt: tokio::runtime::Handle::current(),
+                            parallel: RESTORE_DOWNLOADS,
+                        };
                         let opts = RestoreOptions { include, overwrite };
                         let code = tokio::task::spawn_blocking(move || {
-                            restore(&cache, &target, snapshot.as_deref(), &opts, &secret)
+                            restore(&cache, &packs, &target, snapshot.as_deref(), &opts, &secret)
                         })
                         .await
                         .map_err(|e| e.to_string())??;
@@ -383,16 +391,26 @@ fn check_target(target: &Path, overwrite: bool) -> Result<(), String> {
 
 /// Restores and prints what was restored and what was not; returns 3 when something could not
 /// be restored.
+/// Packs a restore from the vault downloads at once (each one's decoding and writing overlaps
+/// the others' downloads).
+const RESTORE_DOWNLOADS: usize = 4;
+
+/// Restores a snapshot of the repository in `dir` (a staging set, or the vault's cached small
+/// files), reading the packs from `packs`.
 fn restore(
-    staging: &Path,
+    dir: &Path,
+    packs: &dyn PackSource,
     target: &Path,
     snapshot: Option<&str>,
     opts: &RestoreOptions,
     secret: &Secret,
 ) -> Result<u8, String> {
     check_target(target, opts.overwrite)?;
-    let repo = open(staging, secret)?;
+    let t0 = std::time::Instant::now();
+    let repo = open(dir, secret)?;
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "repository opened");
     let (index, _) = repo.load_index().map_err(|e| e.to_string())?;
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, blobs = index.blobs.len(), "index loaded");
     let snaps = repo.snapshots().map_err(|e| e.to_string())?;
     let (id, snap) = match snapshot {
         Some(want) => {
@@ -400,9 +418,12 @@ fn restore(
         }
         None => snaps.into_iter().last().ok_or("the repository has no snapshot yet")?,
     };
-    let st = seedship_repo::restore::restore_with(&repo, &index, &snap, target, opts).map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let st = seedship_repo::restore::restore_from(repo.crypto(), &index, packs, &snap, target, opts)
+        .map_err(|e| e.to_string())?;
+    let secs = started.elapsed().as_secs_f64().max(1e-3);
     println!(
-        "restored snapshot {} ({}) to {}: {} files, {} directories, {} symlinks, {} hard links, {}",
+        "restored snapshot {} ({}) to {}: {} files, {} directories, {} symlinks, {} hard links, {} in {secs:.1} s ({}/s); read {} from {} pack(s)",
         &id[..12],
         snap.time,
         target.display(),
@@ -410,7 +431,10 @@ fn restore(
         st.dirs,
         st.symlinks,
         st.hardlinks,
-        human_bytes(st.bytes)
+        human_bytes(st.bytes),
+        human_bytes((st.bytes as f64 / secs) as u64),
+        human_bytes(st.bytes_read),
+        st.packs_read,
     );
     if st.failed.is_empty() {
         return Ok(0);

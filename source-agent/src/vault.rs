@@ -1,6 +1,7 @@
 //! This server's vault, through the coordinator: it hands out a short-lived SAS token for the
-//! server's own vault container (never the account key), and the agent keeps a local copy
-//! (cache) of the vault's files to restore from, checked against each blob's MD5.
+//! server's own vault container (never the account key). The agent keeps a local copy (cache)
+//! of the vault's small files, checked against each blob's MD5; a restore reads the packs it
+//! needs straight from the vault.
 
 use std::path::{Path, PathBuf};
 
@@ -51,14 +52,6 @@ pub struct SyncStats {
     pub bytes: u64,
 }
 
-/// Which of the vault's files a sync takes: everything (for a restore), or the small ones an
-/// incremental needs (config, keys, index, snapshots; not the data packs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncWhat {
-    All,
-    Metadata,
-}
-
 /// An incremental into this server's vault: the vault's small files are synced into `cache`,
 /// the backup runs there (unchanged files not read, known chunks not stored), the new packs,
 /// index and snapshot are uploaded (the snapshot last), and the recovery point is reported.
@@ -81,7 +74,7 @@ pub async fn incremental(
     };
     let cache = cache.unwrap_or_else(|| default_cache(&v.container));
     let sent = flush_outbox(conn, &v).await?;
-    sync_what(&v, &cache, SyncWhat::Metadata).await?;
+    sync(&v, &cache).await?;
     let c2 = cache.clone();
     let out = tokio::task::spawn_blocking(move || {
         crate::backup::online::backup_into_cache(&c2, &unlock, &sources, time, workers, false)
@@ -238,20 +231,17 @@ async fn put(v: &VaultAccess, name: &str, data: Vec<u8>) -> Result<(), String> {
     v.store.commit(&v.container, name, ids, Some(md5)).await.map_err(|e| format!("{name}: {e}"))
 }
 
-/// Brings `cache` up to date with the vault's repository files: each blob missing locally, or
-/// with another size or MD5, is downloaded, checked against the blob's MD5 and written
-/// atomically. The seed's own records (`seeds/`) are left out.
+/// Brings `cache` up to date with the vault's small files (config, keys, index, snapshots):
+/// each one missing locally, or with another size or MD5, is downloaded, checked against the
+/// blob's MD5 and written atomically. The data packs stay in the vault (a restore reads what
+/// it needs of them, [`VaultPacks`]); the seed's own records (`seeds/`) are left out.
 pub async fn sync(v: &VaultAccess, cache: &Path) -> Result<SyncStats, String> {
-    sync_what(v, cache, SyncWhat::All).await
-}
-
-pub async fn sync_what(v: &VaultAccess, cache: &Path, what: SyncWhat) -> Result<SyncStats, String> {
     /// Downloads at once (the storage service serves them in parallel; MD5 checks and writes
     /// run on the blocking pool).
     const PARALLEL: usize = 4;
     let blobs = v.store.list(&v.container).await.map_err(|e| format!("listing the vault: {e}"))?;
     let mut st = SyncStats::default();
-    let wanted = |name: &str| !name.starts_with("seeds/") && (what == SyncWhat::All || !name.starts_with("data/"));
+    let wanted = |name: &str| !name.starts_with("seeds/") && !name.starts_with("data/");
     let mut todo = Vec::new();
     for b in blobs.into_iter().filter(|b| wanted(&b.name)) {
         if b.name.contains("..") || b.name.starts_with('/') {
@@ -295,6 +285,29 @@ pub async fn sync_what(v: &VaultAccess, cache: &Path, what: SyncWhat) -> Result<
         st.bytes += n;
     }
     Ok(st)
+}
+
+/// The vault's packs, for a restore: each read is one ranged download (split into parallel
+/// requests when large), made from the restore's own threads.
+pub struct VaultPacks {
+    pub store: BlobStore,
+    pub container: String,
+    pub rt: tokio::runtime::Handle,
+    /// Packs read at once.
+    pub parallel: usize,
+}
+
+impl seedship_repo::restore::PackSource for VaultPacks {
+    fn read(&self, pack: &str, offset: u64, len: u64, buf: &mut Vec<u8>) -> seedship_repo::Result<()> {
+        let name = format!("{}/{}/{pack}", seedship_repo::layout::DATA_DIR, pack.get(..2).unwrap_or(pack));
+        self.rt
+            .block_on(self.store.download_range(&self.container, &name, offset, len, buf))
+            .map_err(|e| seedship_repo::RepoError::Invalid(format!("reading {name} from the vault: {e}")))
+    }
+
+    fn parallel(&self) -> usize {
+        self.parallel
+    }
 }
 
 /// Deletes a staging location whose seed is in the vault (the coordinator says "seeded"),

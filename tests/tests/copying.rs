@@ -492,7 +492,7 @@ async fn a_full_disk_is_marked_bad_and_a_replacement_typed_at_the_prompt_takes_i
             let _ = Command::new("umount").arg(&self.0).status();
         }
     }
-    let _guard = Unmount(small.clone());
+    let guard = Unmount(small.clone());
     let size = disk_size(staging_bytes(&staging), 1);
     let d1 = image(&small, "d1.img", size);
 
@@ -525,6 +525,8 @@ async fn a_full_disk_is_marked_bad_and_a_replacement_typed_at_the_prompt_takes_i
     let d = op.get_seed(pb::GetSeedRequest { seed: "job-e".into() }).await?.into_inner();
     assert_eq!(d.seed.unwrap().state, pb::SeedState::DisksPrepared as i32);
     assert_eq!(d.drives.iter().filter(|x| x.status == "prepared").count(), 1);
+    // Unmount before the cluster's directory is removed, or the removal fails on the mount.
+    drop(guard);
     c.finish()
 }
 

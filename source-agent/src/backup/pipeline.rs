@@ -28,10 +28,12 @@ pub struct Progress {
     pub stored_bytes: AtomicU64,
 }
 
-/// Where sealed blobs go: the current pack, closed at the target size.
+/// Where sealed blobs go: the current pack, closed at the target size. Trees go into packs of
+/// their own, so a restore reads every directory listing without reading file data.
 pub struct Sink {
     repo: Arc<Repository>,
-    current: Option<PackWriter>,
+    /// The current data pack \[0\] and tree pack \[1\].
+    current: [Option<PackWriter>; 2],
     next_pack: u64,
     pending: std::collections::VecDeque<PendingPack>,
     pub packs: Vec<FinishedPack>,
@@ -43,7 +45,7 @@ impl Sink {
     pub fn new(repo: Arc<Repository>, stored: HashSet<ChunkId>) -> Sink {
         Sink {
             repo,
-            current: None,
+            current: [None, None],
             next_pack: 0,
             pending: Default::default(),
             packs: Vec::new(),
@@ -67,18 +69,19 @@ impl Sink {
         if self.is_stored(&id) {
             return Ok(false);
         }
-        if self.current.is_none() {
-            self.current = Some(PackWriter::create(&self.repo.root, self.next_pack)?);
+        let slot = usize::from(kind == Kind::Tree);
+        if self.current[slot].is_none() {
+            self.current[slot] = Some(PackWriter::create(&self.repo.root, self.next_pack)?);
             self.next_pack += 1;
         }
-        let pack = self.current.as_mut().expect("just created");
+        let pack = self.current[slot].as_mut().expect("just created");
         pack.add(kind, id, sealed, raw_len)?;
         progress.stored_bytes.fetch_add(sealed.len() as u64, Ordering::Relaxed);
         if let Ok(mut s) = self.stored.write() {
             s.insert(id);
         }
         if pack.size() >= self.repo.config.pack_target_bytes {
-            self.close_current()?;
+            self.close_current(slot)?;
         }
         Ok(true)
     }
@@ -94,9 +97,10 @@ impl Sink {
         Ok(id)
     }
 
-    /// Closes the current pack; it completes in the background (at most two at a time).
-    fn close_current(&mut self) -> Result<(), RepoError> {
-        if let Some(p) = self.current.take()
+    /// Closes the current pack of `slot`; it completes in the background (at most two at a
+    /// time).
+    fn close_current(&mut self, slot: usize) -> Result<(), RepoError> {
+        if let Some(p) = self.current[slot].take()
             && !p.is_empty()
         {
             self.pending.push_back(p.finish_in_background(self.repo.crypto(), &self.repo.root)?);
@@ -116,9 +120,10 @@ impl Sink {
         Ok(())
     }
 
-    /// Closes the current pack and waits until every pack is on disk.
+    /// Closes the current packs and waits until every pack is on disk.
     pub fn finish(&mut self) -> Result<(), RepoError> {
-        self.close_current()?;
+        self.close_current(0)?;
+        self.close_current(1)?;
         while !self.pending.is_empty() {
             self.collect_one()?;
         }

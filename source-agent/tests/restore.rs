@@ -1,0 +1,154 @@
+//! The restore read path against a real staging set: trees in packs of their own, only the
+//! packs (and ranges) a selection needs are read, and a damaged pack costs only its files.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use seedship_repo::restore::{LocalPacks, PackSource, RestoreOptions, restore_from};
+use seedship_repo::{KdfParams, Kind, Repository, Unlock};
+use source_agent::backup::{BackupRequest, run};
+use source_agent::seedfile::SeedTarget;
+
+/// Reads through to the staging set's packs, recording what was read; optionally damages
+/// every read of one pack.
+struct Recording<'a> {
+    inner: LocalPacks<'a>,
+    reads: Mutex<BTreeMap<String, u64>>,
+    damage: Option<String>,
+}
+
+impl PackSource for Recording<'_> {
+    fn read(&self, pack: &str, offset: u64, len: u64, buf: &mut Vec<u8>) -> seedship_repo::Result<()> {
+        self.inner.read(pack, offset, len, buf)?;
+        *self.reads.lock().unwrap().entry(pack.to_string()).or_default() += len;
+        if self.damage.as_deref() == Some(pack) {
+            let mid = buf.len() / 2;
+            buf[mid] ^= 0x40;
+        }
+        Ok(())
+    }
+
+    fn parallel(&self) -> usize {
+        3
+    }
+}
+
+/// Files of random bytes (incompressible, so the packs fill up) under `dir`.
+fn files(dir: &Path, n: usize, size: usize, seed: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for i in 0..n {
+        let data: Vec<u8> = (0..size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(dir.join(format!("f{i:02}.bin")), data).unwrap();
+    }
+}
+
+fn content(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_restore_reads_only_what_it_needs_and_a_damaged_pack_costs_only_its_files() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    files(&src.join("a"), 12, 200_000, 1);
+    files(&src.join("b"), 12, 200_000, 2);
+    std::fs::write(src.join("empty"), b"").unwrap();
+    let staging = t.path().join("staging");
+    let req = BackupRequest {
+        sources: vec![src.clone()],
+        staging: staging.clone(),
+        target: SeedTarget {
+            job_name: "job-r".into(),
+            storage_account: "acct".into(),
+            container: "seed".into(),
+            subscription_id: "sub".into(),
+            location: "westeurope".into(),
+            staging_share: staging.display().to_string(),
+            target_site: None,
+            target_station: None,
+        },
+        passphrase: "restore test".into(),
+        compression_level: 3,
+        time: None,
+        workers: 2,
+        quiet: true,
+        kdf: KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 },
+        pack_target_bytes: 512 << 10,
+    };
+    run(&req).unwrap();
+    let repo = Repository::open(&staging, &Unlock::Passphrase("restore test".into())).unwrap();
+    let (index, _) = repo.load_index().unwrap();
+    let (_, snap) = repo.snapshots().unwrap().pop().unwrap();
+
+    // Trees have packs of their own.
+    let mut kinds: BTreeMap<[u8; 32], BTreeSet<u8>> = BTreeMap::new();
+    for l in index.blobs.values() {
+        kinds.entry(l.pack).or_default().insert(l.kind as u8);
+    }
+    assert!(kinds.len() >= 6, "several packs: {}", kinds.len());
+    assert!(kinds.values().all(|k| k.len() == 1), "no pack mixes trees and data: {kinds:?}");
+    let tree_packs: BTreeSet<String> =
+        kinds.iter().filter(|(_, k)| k.contains(&(Kind::Tree as u8))).map(|(p, _)| hex::encode(p)).collect();
+    assert!(!tree_packs.is_empty());
+
+    // The whole snapshot: identical, every pack read once.
+    let rec = Recording { inner: LocalPacks(&staging), reads: Mutex::default(), damage: None };
+    let full = t.path().join("full");
+    let st = restore_from(repo.crypto(), &index, &rec, &snap, &full, &RestoreOptions::default()).unwrap();
+    assert!(st.failed.is_empty(), "{:?}", st.failed);
+    assert_eq!(content(&full.join("src")), content(&src));
+    assert_eq!(st.files, 25);
+    assert_eq!(st.packs_read, kinds.len() as u64 - tree_packs.len() as u64, "data packs, each read once");
+    let all_read = rec.reads.lock().unwrap().clone();
+    assert_eq!(all_read.len(), kinds.len(), "every pack read");
+
+    // One folder: only the packs holding its chunks (and the trees) are read.
+    let rec = Recording { inner: LocalPacks(&staging), reads: Mutex::default(), damage: None };
+    let part = t.path().join("part");
+    let opts = RestoreOptions { include: vec!["src/a".into()], overwrite: false };
+    let st = restore_from(repo.crypto(), &index, &rec, &snap, &part, &opts).unwrap();
+    assert!(st.failed.is_empty(), "{:?}", st.failed);
+    assert_eq!(content(&part.join("src/a")), content(&src.join("a")));
+    assert!(!part.join("src/b").exists() && !part.join("src/empty").exists());
+    let read = rec.reads.lock().unwrap().clone();
+    assert!(read.len() < all_read.len(), "fewer packs than the whole snapshot: {} of {}", read.len(), all_read.len());
+    assert!(st.bytes_read < all_read.values().sum::<u64>() * 3 / 4, "{} bytes read", st.bytes_read);
+
+    // A damaged data pack: its files are named and removed; every other file is restored.
+    let victim = all_read.keys().find(|p| !tree_packs.contains(*p)).unwrap().clone();
+    let rec = Recording { inner: LocalPacks(&staging), reads: Mutex::default(), damage: Some(victim.clone()) };
+    let dmg = t.path().join("damaged");
+    let st = restore_from(repo.crypto(), &index, &rec, &snap, &dmg, &RestoreOptions::default()).unwrap();
+    assert!(!st.failed.is_empty());
+    for (p, why) in &st.failed {
+        assert!(why.contains(&victim) && why.contains("damaged"), "{}: {why}", p.display());
+        assert!(!p.exists(), "{} is not left half-written", p.display());
+    }
+    let got = content(&dmg.join("src"));
+    let want = content(&src);
+    assert_eq!(got.len() + st.failed.len(), want.len());
+    for (p, data) in &got {
+        assert_eq!(Some(data), want.get(p), "{} restored intact", p.display());
+    }
+}
