@@ -54,6 +54,16 @@ impl RestoreOptions {
     }
 }
 
+/// Counters a restore advances as it goes; another thread reads them to show progress. The
+/// totals are known once the tree is walked.
+#[derive(Debug, Default)]
+pub struct RestoreProgress {
+    pub total_files: AtomicU64,
+    pub total_bytes: AtomicU64,
+    pub files: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
 /// Where a restore reads packs from: the repository's own folder ([`LocalPacks`]), or a
 /// remote store (the vault). Each read is one range of one pack, so only what the restore
 /// needs is fetched.
@@ -331,6 +341,7 @@ impl Restorer<'_> {
 
 /// A regular file being restored: its chunks arrive in pack order, from several threads.
 struct FileJob<'a> {
+    progress: &'a RestoreProgress,
     path: &'a Path,
     node: &'a Node,
     /// Chunks not yet written (or failed); the thread that takes it to 0 finishes the file.
@@ -366,8 +377,11 @@ impl FileJob<'_> {
                 (None, Err(e)) => Err(e.clone()),
             }
             .and_then(|f| f.write_all_at(data, off).map_err(|e| io_text(self.path, e)));
-            if let Err(e) = r {
-                self.fail(e);
+            match r {
+                Ok(()) => {
+                    self.progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                Err(e) => self.fail(e),
             }
         }
         self.done();
@@ -393,8 +407,11 @@ impl FileJob<'_> {
         let r = fs::set_permissions(self.path, fs::Permissions::from_mode(self.node.mode))
             .map_err(|e| io_text(self.path, e))
             .and_then(|_| set_times(self.path, self.node.mtime_ns, true).map_err(|e| e.to_string()));
-        if let Err(e) = r {
-            self.fail(e);
+        match r {
+            Ok(()) => {
+                self.progress.files.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => self.fail(e),
         }
     }
 }
@@ -423,10 +440,12 @@ fn write_files(
     index: &Index,
     packs: &dyn PackSource,
     files: &[(PathBuf, Node)],
+    progress: &RestoreProgress,
 ) -> (u64, u64, Vec<(PathBuf, String)>, ReadStats) {
     let jobs: Vec<FileJob> = files
         .iter()
         .map(|(path, node)| FileJob {
+            progress,
             path,
             node,
             remaining: AtomicUsize::new(0),
@@ -478,6 +497,9 @@ fn write_files(
             uses[k].targets.push((i, off));
         }
     }
+    progress.total_files.store(jobs.len() as u64, Ordering::Relaxed);
+    let total: u64 = plan_bytes(&by_pack);
+    progress.total_bytes.store(total, Ordering::Relaxed);
     // Files without data (empty, or all holes) are made now.
     for j in jobs.iter().filter(|j| j.remaining.load(Ordering::Relaxed) == 0) {
         j.finish();
@@ -541,6 +563,11 @@ fn write_files(
     (n, bytes, failed, read)
 }
 
+/// The bytes the plan writes (each blob once per place it goes).
+fn plan_bytes(by_pack: &HashMap<[u8; 32], Vec<BlobUse>>) -> u64 {
+    by_pack.values().flatten().map(|u| u.loc.raw_length as u64 * u.targets.len() as u64).sum()
+}
+
 /// What a restore read from its pack source.
 struct ReadStats {
     packs: u64,
@@ -562,7 +589,7 @@ pub fn restore_with(
     target: &Path,
     opts: &RestoreOptions,
 ) -> Result<RestoreStats> {
-    restore_from(repo.crypto(), index, &LocalPacks(&repo.root), snap, target, opts)
+    restore_from(repo.crypto(), index, &LocalPacks(&repo.root), snap, target, opts, &RestoreProgress::default())
 }
 
 /// [`restore_with`] reading the packs from `packs` (the vault, say): only the packs, and the
@@ -574,6 +601,7 @@ pub fn restore_from(
     snap: &Snapshot,
     target: &Path,
     opts: &RestoreOptions,
+    progress: &RestoreProgress,
 ) -> Result<RestoreStats> {
     fs::create_dir_all(target).map_err(|e| RepoError::io(target, e))?;
     let t0 = std::time::Instant::now();
@@ -593,7 +621,7 @@ pub fn restore_from(
         r.node(target, "", n)?;
     }
     tracing::debug!(files = r.files.len(), ms = t0.elapsed().as_millis() as u64, "tree walked");
-    let (files, bytes, failed, read) = write_files(crypto, index, packs, &r.files);
+    let (files, bytes, failed, read) = write_files(crypto, index, packs, &r.files, progress);
     tracing::debug!(packs = read.packs, ms = t0.elapsed().as_millis() as u64, "file contents written");
     r.stats.files += files;
     r.stats.bytes += bytes;

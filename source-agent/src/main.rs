@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use seedship_proto::agent;
-use seedship_repo::restore::{LocalPacks, PackSource, RestoreOptions};
+use seedship_repo::restore::{LocalPacks, PackSource, RestoreOptions, RestoreProgress};
 use source_agent::backup::{self, BackupRequest, progress::human_bytes};
 use source_agent::seedfile::SeedTarget;
 use source_agent::{EXIT_PARTIAL, VERSION, passphrase};
@@ -419,8 +419,18 @@ fn restore(
         None => snaps.into_iter().last().ok_or("the repository has no snapshot yet")?,
     };
     let started = std::time::Instant::now();
-    let st = seedship_repo::restore::restore_from(repo.crypto(), &index, packs, &snap, target, opts)
-        .map_err(|e| e.to_string())?;
+    let progress = std::sync::Arc::new(RestoreProgress::default());
+    let p2 = progress.clone();
+    let display = source_agent::backup::progress::Display::start_with(
+        move || {
+            let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            (n(&p2.files), n(&p2.total_files), n(&p2.bytes), n(&p2.total_bytes))
+        },
+        false,
+    );
+    let st = seedship_repo::restore::restore_from(repo.crypto(), &index, packs, &snap, target, opts, &progress);
+    display.stop();
+    let st = st.map_err(|e| e.to_string())?;
     let secs = started.elapsed().as_secs_f64().max(1e-3);
     println!(
         "restored snapshot {} ({}) to {}: {} files, {} directories, {} symlinks, {} hard links, {} in {secs:.1} s ({}/s); read {} from {} pack(s)",

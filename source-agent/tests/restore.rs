@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use seedship_repo::restore::{LocalPacks, PackSource, RestoreOptions, restore_from};
+use seedship_repo::restore::{LocalPacks, PackSource, RestoreOptions, RestoreProgress, restore_from};
 use seedship_repo::{KdfParams, Kind, Repository, Unlock};
 use source_agent::backup::{BackupRequest, run};
 use source_agent::seedfile::SeedTarget;
@@ -115,7 +115,11 @@ fn a_restore_reads_only_what_it_needs_and_a_damaged_pack_costs_only_its_files() 
     // The whole snapshot: identical, every pack read once.
     let rec = Recording { inner: LocalPacks(&staging), reads: Mutex::default(), damage: None };
     let full = t.path().join("full");
-    let st = restore_from(repo.crypto(), &index, &rec, &snap, &full, &RestoreOptions::default()).unwrap();
+    let progress = RestoreProgress::default();
+    let st = restore_from(repo.crypto(), &index, &rec, &snap, &full, &RestoreOptions::default(), &progress).unwrap();
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!((load(&progress.files), load(&progress.total_files)), (25, 25), "progress counts every file");
+    assert_eq!((load(&progress.bytes), load(&progress.total_bytes)), (24 * 200_000, 24 * 200_000));
     assert!(st.failed.is_empty(), "{:?}", st.failed);
     assert_eq!(content(&full.join("src")), content(&src));
     assert_eq!(st.files, 25);
@@ -127,7 +131,7 @@ fn a_restore_reads_only_what_it_needs_and_a_damaged_pack_costs_only_its_files() 
     let rec = Recording { inner: LocalPacks(&staging), reads: Mutex::default(), damage: None };
     let part = t.path().join("part");
     let opts = RestoreOptions { include: vec!["src/a".into()], overwrite: false };
-    let st = restore_from(repo.crypto(), &index, &rec, &snap, &part, &opts).unwrap();
+    let st = restore_from(repo.crypto(), &index, &rec, &snap, &part, &opts, &RestoreProgress::default()).unwrap();
     assert!(st.failed.is_empty(), "{:?}", st.failed);
     assert_eq!(content(&part.join("src/a")), content(&src.join("a")));
     assert!(!part.join("src/b").exists() && !part.join("src/empty").exists());
@@ -139,7 +143,9 @@ fn a_restore_reads_only_what_it_needs_and_a_damaged_pack_costs_only_its_files() 
     let victim = all_read.keys().find(|p| !tree_packs.contains(*p)).unwrap().clone();
     let rec = Recording { inner: LocalPacks(&staging), reads: Mutex::default(), damage: Some(victim.clone()) };
     let dmg = t.path().join("damaged");
-    let st = restore_from(repo.crypto(), &index, &rec, &snap, &dmg, &RestoreOptions::default()).unwrap();
+    let st =
+        restore_from(repo.crypto(), &index, &rec, &snap, &dmg, &RestoreOptions::default(), &RestoreProgress::default())
+            .unwrap();
     assert!(!st.failed.is_empty());
     for (p, why) in &st.failed {
         assert!(why.contains(&victim) && why.contains("damaged"), "{}: {why}", p.display());

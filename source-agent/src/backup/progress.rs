@@ -26,6 +26,14 @@ pub struct Display {
 
 impl Display {
     pub fn start(p: Arc<Progress>, total_files: u64, total_bytes: u64, quiet: bool) -> Display {
+        Display::start_with(
+            move || (p.files.load(Ordering::Relaxed), total_files, p.bytes.load(Ordering::Relaxed), total_bytes),
+            quiet,
+        )
+    }
+
+    /// A display of whatever `counts` returns: (files, of files, bytes, of bytes).
+    pub fn start_with(counts: impl Fn() -> (u64, u64, u64, u64) + Send + 'static, quiet: bool) -> Display {
         let stop = Arc::new(AtomicBool::new(false));
         let tty = std::io::stderr().is_terminal();
         let every = if tty { Duration::from_secs(1) } else { Duration::from_secs(10) };
@@ -40,7 +48,8 @@ impl Display {
                         continue;
                     }
                     last = Instant::now();
-                    let line = line(&p, total_files, total_bytes, start.elapsed());
+                    let (files, total_files, bytes, total_bytes) = counts();
+                    let line = line(files, total_files, bytes, total_bytes, start.elapsed());
                     let mut err = std::io::stderr();
                     if tty {
                         let _ = write!(err, "\r{line}\x1b[K");
@@ -64,9 +73,7 @@ impl Display {
     }
 }
 
-fn line(p: &Progress, total_files: u64, total_bytes: u64, elapsed: Duration) -> String {
-    let files = p.files.load(Ordering::Relaxed);
-    let bytes = p.bytes.load(Ordering::Relaxed);
+fn line(files: u64, total_files: u64, bytes: u64, total_bytes: u64, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(0.001);
     let rate = bytes as f64 / secs;
     let eta = if rate > 0.0 && total_bytes > bytes {
