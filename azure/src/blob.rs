@@ -446,6 +446,39 @@ impl BlobStore {
     }
 }
 
+/// Where a vault's repository is: a container of its own (no prefix), or a folder
+/// (`prefix`, ending in '/') of a group's container.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VaultPlace {
+    pub container: String,
+    pub prefix: String,
+}
+
+impl VaultPlace {
+    /// `container`, or `container/folder`: how the catalogue records it.
+    pub fn path(&self) -> String {
+        format!(
+            "{}{}{}",
+            self.container,
+            if self.prefix.is_empty() { "" } else { "/" },
+            self.prefix.trim_end_matches('/')
+        )
+    }
+
+    /// The inverse of [`VaultPlace::path`] (a container name has no '/').
+    pub fn parse(path: &str) -> VaultPlace {
+        match path.split_once('/') {
+            Some((c, f)) => VaultPlace { container: c.to_string(), prefix: format!("{f}/") },
+            None => VaultPlace { container: path.to_string(), prefix: String::new() },
+        }
+    }
+
+    /// The blob name of the repository file `name`.
+    pub fn blob(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+}
+
 /// The storage accounts one can reach: a blob endpoint per account (`{account}` in the
 /// template), and how to authenticate to each (an account key, or an Entra ID credential).
 #[derive(Clone, Default)]

@@ -44,7 +44,8 @@ pub struct AzureConfig {
     pub vaults: VaultConfig,
 }
 
-/// `[azure.vaults]`: one vault per protected server, in the storage account of its seed.
+/// `[azure.vaults]`: one vault per protected server, or per group of servers, in the storage
+/// account of the seed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VaultConfig {
@@ -52,6 +53,13 @@ pub struct VaultConfig {
     /// name: lowercase letters, digits and '-').
     #[serde(default = "default_vault_container")]
     pub container: String,
+    /// Groups of servers that share one vault: group name → server names. Each member's
+    /// repository is a folder (its name) of the group's container.
+    #[serde(default)]
+    pub groups: std::collections::BTreeMap<String, Vec<String>>,
+    /// A group vault's container; `{group}` is the group's name.
+    #[serde(default = "default_group_container")]
+    pub group_container: String,
     /// Policy: delete a seed's data from its import container as soon as the vault holds it
     /// verified (recorded in the seed's history). Default: keep it until `seedctl cleanup-import`.
     #[serde(default)]
@@ -60,7 +68,12 @@ pub struct VaultConfig {
 
 impl Default for VaultConfig {
     fn default() -> Self {
-        VaultConfig { container: default_vault_container(), cleanup_import: false }
+        VaultConfig {
+            container: default_vault_container(),
+            groups: Default::default(),
+            group_container: default_group_container(),
+            cleanup_import: false,
+        }
     }
 }
 
@@ -68,22 +81,64 @@ fn default_vault_container() -> String {
     "vault-{server}".into()
 }
 
+fn default_group_container() -> String {
+    "vaultgroup-{group}".into()
+}
+
+/// Lowercase letters, digits and single '-', 3 to 63 characters: a valid container name (and a
+/// safe folder name).
+fn container_name(raw: &str) -> String {
+    let raw = raw.to_ascii_lowercase();
+    let mut out = String::new();
+    for ch in raw.chars() {
+        let ch = if ch.is_ascii_lowercase() || ch.is_ascii_digit() { ch } else { '-' };
+        if !(ch == '-' && (out.is_empty() || out.ends_with('-'))) {
+            out.push(ch);
+        }
+    }
+    let mut out = out.trim_end_matches('-').chars().take(63).collect::<String>();
+    while out.len() < 3 {
+        out.push('0');
+    }
+    out.trim_end_matches('-').to_string()
+}
+
 impl VaultConfig {
-    /// The container name for `server`'s vault.
+    /// The container name for `server`'s own vault.
     pub fn container_for(&self, server: &str) -> String {
-        let raw = self.container.replace("{server}", server).to_ascii_lowercase();
-        let mut out = String::new();
-        for ch in raw.chars() {
-            let ch = if ch.is_ascii_lowercase() || ch.is_ascii_digit() { ch } else { '-' };
-            if !(ch == '-' && (out.is_empty() || out.ends_with('-'))) {
-                out.push(ch);
+        container_name(&self.container.replace("{server}", server))
+    }
+
+    /// Where `server`'s repository goes: its own container, or its folder of its group's.
+    pub fn place_for(&self, server: &str) -> seedship_azure::blob::VaultPlace {
+        match self.groups.iter().find(|(_, members)| members.iter().any(|m| m == server)) {
+            Some((group, _)) => seedship_azure::blob::VaultPlace {
+                container: container_name(&self.group_container.replace("{group}", group)),
+                prefix: format!("{}/", container_name(server)),
+            },
+            None => seedship_azure::blob::VaultPlace { container: self.container_for(server), prefix: String::new() },
+        }
+    }
+
+    /// A server in two groups, or a group without members, is a configuration error.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut seen = std::collections::BTreeMap::new();
+        for (g, members) in &self.groups {
+            if members.is_empty() {
+                return Err(format!("azure.vaults.groups.{g} has no servers"));
+            }
+            for m in members {
+                if let Some(other) = seen.insert(m.as_str(), g.as_str()) {
+                    return Err(format!(
+                        "server {m:?} is in two vault groups ({other} and {g}); a server has one vault"
+                    ));
+                }
             }
         }
-        let mut out = out.trim_end_matches('-').chars().take(63).collect::<String>();
-        while out.len() < 3 {
-            out.push('0');
+        if !self.groups.is_empty() && !self.group_container.contains("{group}") {
+            return Err("azure.vaults.group_container must contain {group}".into());
         }
-        out.trim_end_matches('-').to_string()
+        Ok(())
     }
 }
 
@@ -257,6 +312,7 @@ impl AzureConfig {
         if let Some(ca) = &self.ca_file {
             std::fs::read(ca).map_err(|e| format!("azure.ca_file {}: {e}", ca.display()))?;
         }
+        self.vaults.validate()?;
         if !self.storage.endpoint.contains("{account}") {
             return Err(format!(
                 "azure.storage.endpoint {:?} must contain {{account}} (e.g. https://{{account}}.blob.core.windows.net)",
@@ -352,6 +408,20 @@ carrier_account_number = "123456"
         let v = VaultConfig::default();
         assert_eq!(v.container_for("fileserver-01"), "vault-fileserver-01");
         assert_eq!(v.container_for("FS_01.corp"), "vault-fs-01-corp");
+        let mut g = VaultConfig::default();
+        g.groups.insert("Finance".into(), vec!["fs-01".into(), "FS_02".into()]);
+        assert!(g.validate().is_ok());
+        let p = g.place_for("FS_02");
+        assert_eq!((p.container.as_str(), p.prefix.as_str()), ("vaultgroup-finance", "fs-02/"));
+        assert_eq!(p.path(), "vaultgroup-finance/fs-02");
+        assert_eq!(seedship_azure::blob::VaultPlace::parse(&p.path()), p);
+        let own = g.place_for("fs-03");
+        assert_eq!(
+            (own.container.as_str(), own.prefix.as_str(), own.path().as_str()),
+            ("vault-fs-03", "", "vault-fs-03")
+        );
+        g.groups.insert("ops".into(), vec!["fs-01".into()]);
+        assert!(g.validate().unwrap_err().contains("two vault groups"));
         let long = "x".repeat(100);
         assert_eq!(v.container_for(&long).len(), 63);
     }

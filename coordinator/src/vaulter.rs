@@ -59,7 +59,8 @@ async fn seed_vault(
 ) -> Result<Seed, String> {
     let account = &seed.spec.storage_account;
     let import = &seed.spec.container;
-    let vault = side.cfg.vaults.container_for(&seed.owner);
+    let place = side.cfg.vaults.place_for(&seed.owner);
+    let vault = &place.container;
     let store = side.accounts.store(account).map_err(|e| e.to_string())?;
     let manifest_bytes =
         store.download(import, MANIFEST_BLOB).await.map_err(|e| format!("{import}/{MANIFEST_BLOB}: {e}"))?;
@@ -68,13 +69,14 @@ async fn seed_vault(
     if seedship_repo::manifest::root_of(&manifest.files) != seed.spec.manifest_root {
         return Err("the seed manifest in the import container does not match the registered root".into());
     }
-    store.ensure_container(&vault).await.map_err(|e| format!("vault container {vault}: {e}"))?;
+    store.ensure_container(vault).await.map_err(|e| format!("vault container {vault}: {e}"))?;
     // The source blobs are read through a short read-only SAS of the import container.
     let wall = crate::clock::Clock::now_ms(&crate::clock::SystemClock) / 1000;
     let sas = side.accounts.container_sas(account, import, "r", wall + 3600).map_err(|e| e.to_string())?;
     let (mut copied, mut kept) = (0usize, 0usize);
     for f in &manifest.files {
-        if let Some(b) = store.properties(&vault, &f.path).await.map_err(|e| e.to_string())?
+        let dest = place.blob(&f.path);
+        if let Some(b) = store.properties(vault, &dest).await.map_err(|e| e.to_string())?
             && b.size == f.size
             && b.md5.as_deref().map(hex_of).as_deref() == Some(f.md5.as_str())
         {
@@ -82,11 +84,8 @@ async fn seed_vault(
             continue;
         }
         let src = format!("{}?{sas}", store.blob_url(import, &f.path));
-        store
-            .copy_from(&vault, &f.path, &src, Duration::from_secs(600))
-            .await
-            .map_err(|e| format!("{}: {e}", f.path))?;
-        let b = store.properties(&vault, &f.path).await.map_err(|e| e.to_string())?;
+        store.copy_from(vault, &dest, &src, Duration::from_secs(600)).await.map_err(|e| format!("{}: {e}", f.path))?;
+        let b = store.properties(vault, &dest).await.map_err(|e| e.to_string())?;
         let ok = b
             .as_ref()
             .is_some_and(|b| b.size == f.size && b.md5.as_deref().map(hex_of).as_deref() == Some(f.md5.as_str()));
@@ -99,13 +98,14 @@ async fn seed_vault(
         }
     }
     // The seed's provenance travels with the vault.
-    let record = format!("seeds/{}.manifest.json", seed.spec.job_name);
-    store.put_small(&vault, &record, manifest_bytes).await.map_err(|e| format!("{record}: {e}"))?;
+    let record = place.blob(&format!("seeds/{}.manifest.json", seed.spec.job_name));
+    store.put_small(vault, &record, manifest_bytes).await.map_err(|e| format!("{record}: {e}"))?;
     let snapshots: Vec<String> =
         manifest.files.iter().filter_map(|f| f.path.strip_prefix("snapshots/").map(str::to_string)).collect();
     if snapshots.is_empty() {
         return Err("the seed has no snapshot: nothing to restore from".into());
     }
+    let vault = place.path();
     tracing::info!(job = %seed.spec.job_name, %vault, copied, kept, "vault copy complete");
     core.store.vault_seeded(&seed.seed_id, account, &vault, &snapshots, core.now()).await.map_err(|e| e.to_string())
 }

@@ -208,13 +208,13 @@ fn main() -> ExitCode {
                     Cmd::Restore { staging: None, cache, target, snapshot, include, overwrite, secret, .. } => {
                         check_target(&target, overwrite)?;
                         let v = source_agent::vault::access(&conn, false).await?;
-                        let cache = cache.unwrap_or_else(|| source_agent::vault::default_cache(&v.container));
+                        let cache = cache.unwrap_or_else(|| source_agent::vault::default_cache(&v.name()));
                         tracing::debug!("vault access granted");
                         let st = source_agent::vault::sync(&v, &cache).await?;
                         tracing::debug!("vault metadata synced");
                         println!(
                             "vault {}: {} small file(s) in {} ({} downloaded, {})",
-                            v.container,
+                            v.name(),
                             st.files,
                             cache.display(),
                             st.downloaded,
@@ -223,6 +223,7 @@ fn main() -> ExitCode {
                         let packs = source_agent::vault::VaultPacks {
                             store: v.store,
                             container: v.container,
+                            prefix: v.prefix,
                             rt: tokio::runtime::Handle::current(),
                             parallel: RESTORE_DOWNLOADS,
                         };

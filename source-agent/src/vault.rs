@@ -14,6 +14,8 @@ use seedship_proto::pb;
 pub struct VaultAccess {
     pub store: BlobStore,
     pub container: String,
+    /// This server's folder in a group's container ("" for a vault of its own).
+    pub prefix: String,
     pub points: Vec<pb::RecoveryPoint>,
 }
 
@@ -27,7 +29,17 @@ pub async fn access(conn: &Conn, write: bool) -> Result<VaultAccess, String> {
         .map_err(|e| format!("the coordinator gave no vault: {}", e.message()))?
         .into_inner();
     let store = BlobStore::new(&r.blob_endpoint, BlobAuth::Sas(r.sas)).map_err(|e| e.to_string())?;
-    Ok(VaultAccess { store, container: r.container, points: r.points })
+    if !(r.prefix.is_empty() || (r.prefix.ends_with('/') && !r.prefix.contains(".."))) {
+        return Err(format!("the coordinator gave an unusable vault folder {:?}", r.prefix));
+    }
+    Ok(VaultAccess { store, container: r.container, prefix: r.prefix, points: r.points })
+}
+
+impl VaultAccess {
+    /// `container`, or `container/folder` in a group's vault.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.container, self.prefix).trim_end_matches('/').to_string()
+    }
 }
 
 /// The agent's cache folder: `$SEEDSHIP_CACHE`, or `~/.cache/seedship`.
@@ -39,9 +51,9 @@ pub fn cache_root() -> PathBuf {
     home.join(".cache/seedship")
 }
 
-/// Default cache folder of a vault.
-pub fn default_cache(container: &str) -> PathBuf {
-    cache_root().join(container)
+/// Default cache folder of a vault (its [`VaultAccess::name`]).
+pub fn default_cache(vault: &str) -> PathBuf {
+    cache_root().join(vault)
 }
 
 /// What a sync did.
@@ -72,7 +84,7 @@ pub async fn incremental(
         }
         Err(e) => return Err(e),
     };
-    let cache = cache.unwrap_or_else(|| default_cache(&v.container));
+    let cache = cache.unwrap_or_else(|| default_cache(&v.name()));
     let sent = flush_outbox(conn, &v).await?;
     sync(&v, &cache).await?;
     let c2 = cache.clone();
@@ -220,6 +232,7 @@ async fn flush_outbox(conn: &Conn, v: &VaultAccess) -> Result<Vec<String>, Strin
 /// Uploads one file with Put Block and Put Block List, the blob's MD5 set.
 async fn put(v: &VaultAccess, name: &str, data: Vec<u8>) -> Result<(), String> {
     const BLOCK: usize = 4 << 20;
+    let name = &format!("{}{name}", v.prefix);
     let md5 = Md5::digest(&data).to_vec();
     let mut ids = Vec::new();
     let chunks: Vec<&[u8]> = if data.is_empty() { vec![&[][..]] } else { data.chunks(BLOCK).collect() };
@@ -243,12 +256,14 @@ pub async fn sync(v: &VaultAccess, cache: &Path) -> Result<SyncStats, String> {
     let mut st = SyncStats::default();
     let wanted = |name: &str| !name.starts_with("seeds/") && !name.starts_with("data/");
     let mut todo = Vec::new();
-    for b in blobs.into_iter().filter(|b| wanted(&b.name)) {
-        if b.name.contains("..") || b.name.starts_with('/') {
+    // In a group's vault, only this server's folder.
+    let mine = blobs.into_iter().filter_map(|b| b.name.strip_prefix(&v.prefix).map(str::to_string).map(|rel| (rel, b)));
+    for (rel, b) in mine.filter(|(rel, _)| wanted(rel)) {
+        if rel.contains("..") || rel.starts_with('/') {
             return Err(format!("the vault holds an unsafe name {:?}", b.name));
         }
         st.files += 1;
-        let local = cache.join(&b.name);
+        let local = cache.join(&rel);
         let same = std::fs::metadata(&local).is_ok_and(|m| m.len() == b.size)
             && std::fs::read(&local).is_ok_and(|d| b.md5.as_deref().is_none_or(|m| Md5::digest(&d).as_slice() == m));
         if !same {
@@ -292,6 +307,8 @@ pub async fn sync(v: &VaultAccess, cache: &Path) -> Result<SyncStats, String> {
 pub struct VaultPacks {
     pub store: BlobStore,
     pub container: String,
+    /// The server's folder in a group's container ("" for a vault of its own).
+    pub prefix: String,
     pub rt: tokio::runtime::Handle,
     /// Packs read at once.
     pub parallel: usize,
@@ -299,7 +316,8 @@ pub struct VaultPacks {
 
 impl seedship_repo::restore::PackSource for VaultPacks {
     fn read(&self, pack: &str, offset: u64, len: u64, buf: &mut Vec<u8>) -> seedship_repo::Result<()> {
-        let name = format!("{}/{}/{pack}", seedship_repo::layout::DATA_DIR, pack.get(..2).unwrap_or(pack));
+        let name =
+            format!("{}{}/{}/{pack}", self.prefix, seedship_repo::layout::DATA_DIR, pack.get(..2).unwrap_or(pack));
         self.rt
             .block_on(self.store.download_range(&self.container, &name, offset, len, buf))
             .map_err(|e| seedship_repo::RepoError::Invalid(format!("reading {name} from the vault: {e}")))

@@ -29,8 +29,27 @@ fn cluster_env(env: Vec<(String, String)>) -> anyhow::Result<(Cluster, Emulator)
 
 /// Every staging file is in the server's vault with the manifest's size and MD5.
 async fn vault_is_complete(emu: &Emulator, c: &Cluster, job: &str, server: &str) -> anyhow::Result<usize> {
+    vault_folder_is_complete(emu, c, job, &format!("vault-{server}"), "").await
+}
+
+/// Every staging file of `job` is in `container` under `folder`, with the manifest's size and MD5.
+async fn vault_folder_is_complete(
+    emu: &Emulator,
+    c: &Cluster,
+    job: &str,
+    container: &str,
+    folder: &str,
+) -> anyhow::Result<usize> {
     let blobs = emu.azurite.as_ref().unwrap().blobs()?;
-    let listed = blobs.list(&format!("vault-{server}")).await?;
+    let listed: Vec<_> = blobs
+        .list(container)
+        .await?
+        .into_iter()
+        .filter_map(|mut b| {
+            b.name = b.name.strip_prefix(folder)?.to_string();
+            Some(b)
+        })
+        .collect();
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(c.path(&format!("staging-{job}/manifest.json")))?)?;
     let files = m["files"].as_array().unwrap();
@@ -433,5 +452,48 @@ async fn incrementals_while_the_seed_travels_go_to_the_outbox_and_into_the_vault
     let o = c.run("restore-transit", &mut restore_cmd(&c, "job-tr", &target, &["--snapshot", &pending]))?;
     assert!(o.status.success(), "{}", text(&o));
     seedship_e2e::same_tree(&c.path("expected-1"), &target.join("corpus-job-tr"));
+    c.finish()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_of_a_group_share_one_vault_each_in_its_own_folder() -> anyhow::Result<()> {
+    let base = tempfile::Builder::new().prefix("seedship-verify-").tempdir()?.keep();
+    let emu = Emulator::start_with_storage(&base)?;
+    let extra = emu.coordinator_toml("1s") + "[azure.vaults.groups]\nfinance = [\"src-job-ga\", \"src-job-gb2\"]\n";
+    let mut c = Cluster::start_with(Options { extra_toml: extra, ..Default::default() })?;
+    let ops = c.issue("operator", "alice")?;
+    for job in ["job-ga", "job-gb2"] {
+        let drives = shipped(&mut c, &ops, job, 1).await?;
+        emu.dc(job, "arrive", json!({ "disks": [drives[0].1] })).await?;
+        emu.dc(job, "copy", json!({})).await?;
+        wait_seed_state(&c, &ops, job, "seeded", T).await?;
+    }
+    // One container; each server's repository complete in its own folder, and no other vault.
+    for job in ["job-ga", "job-gb2"] {
+        vault_folder_is_complete(&emu, &c, job, "vaultgroup-finance", &format!("src-{job}/")).await?;
+    }
+    let blobs = emu.azurite.as_ref().unwrap().blobs()?;
+    assert!(blobs.list("vault-src-job-ga").await.map(|l| l.is_empty()).unwrap_or(true), "no vault of its own");
+    let mut op = client::operator(c.connect(&ops).await?);
+    let r = op.list_recovery_points(pb::ListRecoveryPointsRequest { server: "src-job-gb2".into() }).await?.into_inner();
+    assert_eq!(r.points.len(), 1, "{:?}", r.points);
+    assert_eq!(r.points[0].container, "vaultgroup-finance/src-job-gb2");
+
+    // An incremental of one member goes into its folder; each member restores its own data.
+    let corpus = c.path("corpus-job-ga");
+    mutate(&c, &corpus, "4")?;
+    let o = c.run("incremental-ga", &mut online_backup(&c, "job-ga", &[]))?;
+    assert!(o.status.success(), "{}", text(&o));
+    let names: Vec<String> = blobs.list("vaultgroup-finance").await?.into_iter().map(|b| b.name).collect();
+    assert!(names.iter().all(|n| n.starts_with("src-job-ga/") || n.starts_with("src-job-gb2/")), "{names:?}");
+    for job in ["job-ga", "job-gb2"] {
+        let target = c.path(&format!("restored-{job}"));
+        let o = c.run(&format!("restore-{job}"), &mut restore_cmd(&c, job, &target, &[]))?;
+        assert!(o.status.success(), "{}", text(&o));
+        seedship_e2e::same_tree(&c.path(&format!("corpus-{job}")), &target.join(format!("corpus-{job}")));
+    }
+    let r = op.list_recovery_points(pb::ListRecoveryPointsRequest { server: "src-job-ga".into() }).await?.into_inner();
+    let kinds: Vec<&str> = r.points.iter().map(|p| p.kind.as_str()).collect();
+    assert_eq!(kinds, vec!["seed", "incremental"]);
     c.finish()
 }

@@ -320,9 +320,12 @@ impl Coordinator {
             .ok_or_else(|| Error::FailedPrecondition("the coordinator has no [azure] settings".into()))?;
         let expires_ms = crate::clock::SystemClock.now_ms() + azure.cfg.storage.sas_ttl.as_millis() as i64;
         let perms = if write { "racwl" } else { "rl" };
+        // A group's members share its container: the SAS is for the container, the folder is
+        // the member's own (see docs/security.md).
+        let place = seedship_azure::blob::VaultPlace::parse(&v.container);
         let sas = azure
             .accounts
-            .container_sas(&v.account, &v.container, perms, expires_ms / 1000)
+            .container_sas(&v.account, &place.container, perms, expires_ms / 1000)
             .map_err(|e| Error::FailedPrecondition(format!("cannot give a SAS token for the vault: {e}")))?;
         let points = self.store.recovery_points(Some(&owner.name)).await?;
         tracing::info!(server = %owner, vault = %v.container, write, "vault access handed out (container-scoped SAS)");
@@ -342,8 +345,9 @@ impl Coordinator {
             .as_ref()
             .ok_or_else(|| Error::FailedPrecondition("the coordinator has no [azure] settings".into()))?;
         let store = azure.accounts.store(&v.account).map_err(|e| Error::Unavailable(e.to_string()))?;
-        let name = format!("snapshots/{snapshot}");
-        match store.properties(&v.container, &name).await {
+        let place = seedship_azure::blob::VaultPlace::parse(&v.container);
+        let name = place.blob(&format!("snapshots/{snapshot}"));
+        match store.properties(&place.container, &name).await {
             Ok(Some(_)) => {}
             Ok(None) => {
                 return Err(Error::NotFound(format!(

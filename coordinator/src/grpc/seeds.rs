@@ -40,9 +40,11 @@ impl pb::seed_service_server::SeedService for Api {
     async fn get_vault(&self, req: Request<pb::GetVaultRequest>) -> Result<Response<pb::GetVaultResponse>, Status> {
         let owner = self.auth.require(&req, "GetVault", SOURCE)?;
         let a = self.core.vault_access(&owner, req.into_inner().write).await?;
+        let place = seedship_azure::blob::VaultPlace::parse(&a.vault.container);
         Ok(Response::new(pb::GetVaultResponse {
             blob_endpoint: a.endpoint,
-            container: a.vault.container,
+            container: place.container,
+            prefix: place.prefix,
             sas: a.sas,
             sas_expires_unix_ms: a.expires_ms,
             points: a.points.into_iter().map(Into::into).collect(),

@@ -13,7 +13,7 @@
 //! | `job_drives` | every drive of every job as Azure last reported it (state, copy status, percent, bytes, log URIs) | the operator view and the history of each drive |
 //! | `verify_results` | per file of each seed: verified, missing or corrupted, and why (the latest verification) | the operators' report; what to repair |
 //! | `repairs` | files asked of a source agent again, and what became of each (uploaded, lost) | repair sends only what is missing; a seed never reaches "seeded" with gaps |
-//! | `vaults` | each server's vault: storage account and container, and the seed it came from | the catalogue; incrementals and restores go to the right vault |
+//! | `vaults` | each server's vault: storage account and container (`container/folder` for a member of a group vault), and the seed it came from | the catalogue; incrementals and restores go to the right vault |
 //! | `recovery_points` | every snapshot of every vault, seed or incremental | operators list recovery points per server; restores pick one |
 //! | `shipping` | carrier, tracking number, drive count and ship date per job, who recorded it, and when Azure confirmed it | Azure needs the tracking number within 14 days; numbers are unique across jobs |
 //! | `requests` | the answer to each mutating request, by caller and request id | a retried request gets the stored answer instead of being applied twice |
