@@ -6,7 +6,7 @@ use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use crate::blob;
@@ -41,6 +41,9 @@ pub struct RestoreOptions {
     pub include: Vec<String>,
     /// Replace files that already exist in the target (directories are merged).
     pub overwrite: bool,
+    /// Write everything through the page cache (by default long runs of file data are
+    /// written with O_DIRECT where the file system allows it).
+    pub page_cache: bool,
 }
 
 impl RestoreOptions {
@@ -366,8 +369,9 @@ impl FileJob<'_> {
         Ok(f)
     }
 
-    /// Writes `data` at `off` (creating the file first if no chunk has yet).
-    fn write(&self, data: &[u8], off: u64) {
+    /// Writes `data` (the next `chunks` chunks of the file, back to back) at `off`, creating
+    /// the file first if no chunk has yet.
+    fn write(&self, data: &[u8], off: u64, chunks: usize, w: &mut Writer) {
         if !self.has_failed() {
             let mut mine = None;
             let created = self.created.get_or_init(|| self.create().map(|f| mine = Some(f)));
@@ -376,7 +380,7 @@ impl FileJob<'_> {
                 (None, Ok(())) => OpenOptions::new().write(true).open(self.path).map_err(|e| io_text(self.path, e)),
                 (None, Err(e)) => Err(e.clone()),
             }
-            .and_then(|f| f.write_all_at(data, off).map_err(|e| io_text(self.path, e)));
+            .and_then(|f| w.put(self.path, &f, data, off).map_err(|e| io_text(self.path, e)));
             match r {
                 Ok(()) => {
                     self.progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -384,12 +388,16 @@ impl FileJob<'_> {
                 Err(e) => self.fail(e),
             }
         }
-        self.done();
+        self.done_n(chunks);
     }
 
     /// One chunk fewer to wait for; after the last, the owner, mode and time.
     fn done(&self) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+        self.done_n(1);
+    }
+
+    fn done_n(&self, n: usize) {
+        if n > 0 && self.remaining.fetch_sub(n, Ordering::AcqRel) == n {
             self.finish();
         }
     }
@@ -414,6 +422,74 @@ impl FileJob<'_> {
             Err(e) => self.fail(e),
         }
     }
+}
+
+/// Block size O_DIRECT writes are aligned to (offset, length and memory); 4096 suits 512- and
+/// 4096-byte devices alike.
+const ALIGN: u64 = 4096;
+/// A run whose aligned middle is at least this long is written with O_DIRECT: below it, the
+/// cost of each direct write outweighs what it saves.
+const DIRECT_MIN: u64 = 256 << 10;
+
+/// How a restore thread writes file data. Long runs of a file's bytes go to the disk directly
+/// (O_DIRECT), not through the page cache: a restore writes far more than anyone will read
+/// back soon, and on a VM each new page-cache page can cost more than the copy into it. The
+/// unaligned ends of a run, short runs, and everything on a file system that refuses O_DIRECT
+/// go through the page cache. The two never share a block: each byte of a file is written
+/// once, and a direct write covers only whole blocks inside its own run.
+struct Writer<'a> {
+    /// Cleared (for the whole restore) the first time the file system refuses O_DIRECT.
+    direct: &'a AtomicBool,
+    /// Aligned copy of a run's middle.
+    scratch: Vec<u8>,
+}
+
+impl Writer<'_> {
+    fn put(&mut self, path: &Path, f: &fs::File, data: &[u8], off: u64) -> std::io::Result<()> {
+        let end = off + data.len() as u64;
+        let (a, b) = (off.div_ceil(ALIGN) * ALIGN, end / ALIGN * ALIGN);
+        if self.direct.load(Ordering::Relaxed) && b > a && b - a >= DIRECT_MIN {
+            let (head, rest) = data.split_at((a - off) as usize);
+            let (middle, tail) = rest.split_at((b - a) as usize);
+            match self.put_direct(path, middle, a) {
+                Ok(()) => {
+                    f.write_all_at(head, off)?;
+                    return f.write_all_at(tail, b);
+                }
+                // Not supported here (tmpfs, some network file systems): the page cache.
+                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {
+                    tracing::debug!(error = %e, "O_DIRECT refused; writing through the page cache");
+                    self.direct.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        f.write_all_at(data, off)
+    }
+
+    fn put_direct(&mut self, path: &Path, middle: &[u8], at: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let d = OpenOptions::new().write(true).custom_flags(nix::fcntl::OFlag::O_DIRECT.bits()).open(path)?;
+        let need = middle.len() + ALIGN as usize;
+        if self.scratch.len() < need {
+            self.scratch.resize(need, 0);
+        }
+        let base = self.scratch.as_ptr().align_offset(ALIGN as usize);
+        let buf = &mut self.scratch[base..base + middle.len()];
+        buf.copy_from_slice(middle);
+        d.write_all_at(buf, at)
+    }
+}
+
+/// A run is written once it holds this much (bounding each thread's memory).
+const RUN_MAX: usize = 4 << 20;
+
+/// Consecutive chunks of one file, gathered to be written at once.
+struct Run {
+    file: usize,
+    start: u64,
+    data: Vec<u8>,
+    chunks: usize,
 }
 
 fn io_text(path: &Path, e: std::io::Error) -> String {
@@ -441,6 +517,7 @@ fn write_files(
     packs: &dyn PackSource,
     files: &[(PathBuf, Node)],
     progress: &RestoreProgress,
+    direct_io: bool,
 ) -> (u64, u64, Vec<(PathBuf, String)>, ReadStats) {
     let jobs: Vec<FileJob> = files
         .iter()
@@ -510,7 +587,9 @@ fn write_files(
         uses.sort_by_key(|u| u.loc.offset);
     }
     let read = ReadStats { packs: plan.len() as u64, bytes: AtomicU64::new(0) };
-    par_map(&plan, packs.parallel(), Vec::new, |buf, (pack, uses)| {
+    let direct = AtomicBool::new(direct_io);
+    let state = || (Vec::new(), Writer { direct: &direct, scratch: Vec::new() }, Vec::new());
+    par_map(&plan, packs.parallel(), state, |(buf, w, run_buf), (pack, uses)| {
         let pack = hex::encode(pack);
         let start = uses.iter().map(|u| u.loc.offset).min().unwrap_or(0);
         let end = uses.iter().map(|u| u.loc.offset + u.loc.length as u64).max().unwrap_or(0);
@@ -526,6 +605,14 @@ fn write_files(
             Err(e) => return fail_all(&format!("pack {pack}: {e}")),
         }
         read.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        // A pack holds a file's chunks mostly in order: consecutive ones are written as one run.
+        let mut run: Option<Run> = None;
+        let flush = |run: &mut Option<Run>, w: &mut Writer, run_buf: &mut Vec<u8>| {
+            if let Some(r) = run.take() {
+                jobs[r.file].write(&r.data, r.start, r.chunks, w);
+                *run_buf = r.data;
+            }
+        };
         for u in uses {
             let at = (u.loc.offset - start) as usize;
             let what = format!("chunk {} in pack {pack}", hex::encode(u.id));
@@ -533,7 +620,21 @@ fn write_files(
             match blob::decode_in_place(crypto, u.loc.kind, sealed, &u.id, u.loc.raw_length as usize, &what) {
                 Ok(data) => {
                     for &(f, off) in &u.targets {
-                        jobs[f].write(&data, off);
+                        match &mut run {
+                            Some(r)
+                                if r.file == f && r.start + r.data.len() as u64 == off && r.data.len() < RUN_MAX =>
+                            {
+                                r.data.extend_from_slice(&data);
+                                r.chunks += 1;
+                            }
+                            _ => {
+                                flush(&mut run, w, run_buf);
+                                let mut d = std::mem::take(run_buf);
+                                d.clear();
+                                d.extend_from_slice(&data);
+                                run = Some(Run { file: f, start: off, data: d, chunks: 1 });
+                            }
+                        }
                     }
                 }
                 Err(e) => {
@@ -544,6 +645,7 @@ fn write_files(
                 }
             }
         }
+        flush(&mut run, w, run_buf);
     });
     let (mut n, mut bytes, mut failed) = (0u64, 0u64, Vec::new());
     for j in jobs {
@@ -577,7 +679,7 @@ struct ReadStats {
 /// Restores `snap` into `target` (created if missing); each source path becomes a directory
 /// entry of `target` named after its last component.
 pub fn restore(repo: &Repository, index: &Index, snap: &Snapshot, target: &Path) -> Result<RestoreStats> {
-    restore_with(repo, index, snap, target, &RestoreOptions { include: Vec::new(), overwrite: false })
+    restore_with(repo, index, snap, target, &RestoreOptions::default())
 }
 
 /// [`restore`] with a selection and overwrite: what cannot be restored is listed in
@@ -621,7 +723,7 @@ pub fn restore_from(
         r.node(target, "", n)?;
     }
     tracing::debug!(files = r.files.len(), ms = t0.elapsed().as_millis() as u64, "tree walked");
-    let (files, bytes, failed, read) = write_files(crypto, index, packs, &r.files, progress);
+    let (files, bytes, failed, read) = write_files(crypto, index, packs, &r.files, progress, !opts.page_cache);
     tracing::debug!(packs = read.packs, ms = t0.elapsed().as_millis() as u64, "file contents written");
     r.stats.files += files;
     r.stats.bytes += bytes;

@@ -89,6 +89,10 @@ enum Cmd {
         /// Replace files that already exist in TARGET (a non-empty TARGET is refused without it).
         #[arg(long)]
         overwrite: bool,
+        /// Write all file data through the page cache (by default long runs are written with
+        /// O_DIRECT where the file system allows it).
+        #[arg(long)]
+        page_cache: bool,
         #[command(flatten)]
         secret: Secret,
     },
@@ -164,8 +168,8 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Backup(args) => backup_cmd(&cli.config, *args),
         Cmd::Verify { staging, read_data, secret } => local(|| verify(&staging, read_data, &secret)),
-        Cmd::Restore { staging: Some(staging), target, snapshot, include, overwrite, secret, .. } => {
-            let opts = RestoreOptions { include, overwrite };
+        Cmd::Restore { staging: Some(staging), target, snapshot, include, overwrite, page_cache, secret, .. } => {
+            let opts = RestoreOptions { include, overwrite, page_cache };
             local_code(|| restore(&staging, &LocalPacks(&staging), &target, snapshot.as_deref(), &opts, &secret))
         }
         Cmd::RecoveryKey { staging, secret } => local(|| recovery_key(&staging, &secret)),
@@ -205,7 +209,17 @@ fn main() -> ExitCode {
                         });
                         agent::register_and_run(conn, cfg.site.as_deref(), VERSION).await?
                     }
-                    Cmd::Restore { staging: None, cache, target, snapshot, include, overwrite, secret, .. } => {
+                    Cmd::Restore {
+                        staging: None,
+                        cache,
+                        target,
+                        snapshot,
+                        include,
+                        overwrite,
+                        page_cache,
+                        secret,
+                        ..
+                    } => {
                         check_target(&target, overwrite)?;
                         let v = source_agent::vault::access(&conn, false).await?;
                         let cache = cache.unwrap_or_else(|| source_agent::vault::default_cache(&v.name()));
@@ -227,7 +241,7 @@ fn main() -> ExitCode {
                             rt: tokio::runtime::Handle::current(),
                             parallel: RESTORE_DOWNLOADS,
                         };
-                        let opts = RestoreOptions { include, overwrite };
+                        let opts = RestoreOptions { include, overwrite, page_cache };
                         let code = tokio::task::spawn_blocking(move || {
                             restore(&cache, &packs, &target, snapshot.as_deref(), &opts, &secret)
                         })

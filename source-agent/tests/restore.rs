@@ -73,6 +73,8 @@ fn a_restore_reads_only_what_it_needs_and_a_damaged_pack_costs_only_its_files() 
     let src = t.path().join("src");
     files(&src.join("a"), 12, 200_000, 1);
     files(&src.join("b"), 12, 200_000, 2);
+    // Large enough for runs written with O_DIRECT.
+    files(&src.join("c"), 2, 3_000_000, 3);
     std::fs::write(src.join("empty"), b"").unwrap();
     let staging = t.path().join("staging");
     let req = BackupRequest {
@@ -118,11 +120,19 @@ fn a_restore_reads_only_what_it_needs_and_a_damaged_pack_costs_only_its_files() 
     let progress = RestoreProgress::default();
     let st = restore_from(repo.crypto(), &index, &rec, &snap, &full, &RestoreOptions::default(), &progress).unwrap();
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!((load(&progress.files), load(&progress.total_files)), (25, 25), "progress counts every file");
-    assert_eq!((load(&progress.bytes), load(&progress.total_bytes)), (24 * 200_000, 24 * 200_000));
+    assert_eq!((load(&progress.files), load(&progress.total_files)), (27, 27), "progress counts every file");
+    let total = 24 * 200_000 + 2 * 3_000_000;
+    assert_eq!((load(&progress.bytes), load(&progress.total_bytes)), (total, total));
+    // Through the page cache only: the same files.
+    let cached = t.path().join("cached");
+    let opts = RestoreOptions { page_cache: true, ..Default::default() };
+    let again = RestoreProgress::default();
+    let st2 = restore_from(repo.crypto(), &index, &LocalPacks(&staging), &snap, &cached, &opts, &again).unwrap();
+    assert!(st2.failed.is_empty(), "{:?}", st2.failed);
+    assert_eq!(content(&cached.join("src")), content(&src));
     assert!(st.failed.is_empty(), "{:?}", st.failed);
     assert_eq!(content(&full.join("src")), content(&src));
-    assert_eq!(st.files, 25);
+    assert_eq!(st.files, 27);
     assert_eq!(st.packs_read, kinds.len() as u64 - tree_packs.len() as u64, "data packs, each read once");
     let all_read = rec.reads.lock().unwrap().clone();
     assert_eq!(all_read.len(), kinds.len(), "every pack read");
@@ -130,7 +140,7 @@ fn a_restore_reads_only_what_it_needs_and_a_damaged_pack_costs_only_its_files() 
     // One folder: only the packs holding its chunks (and the trees) are read.
     let rec = Recording { inner: LocalPacks(&staging), reads: Mutex::default(), damage: None };
     let part = t.path().join("part");
-    let opts = RestoreOptions { include: vec!["src/a".into()], overwrite: false };
+    let opts = RestoreOptions { include: vec!["src/a".into()], ..Default::default() };
     let st = restore_from(repo.crypto(), &index, &rec, &snap, &part, &opts, &RestoreProgress::default()).unwrap();
     assert!(st.failed.is_empty(), "{:?}", st.failed);
     assert_eq!(content(&part.join("src/a")), content(&src.join("a")));
