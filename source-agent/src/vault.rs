@@ -123,11 +123,18 @@ async fn upload_and_report(
         let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         put(v, rel, data).await?;
     }
-    for id in snapshots {
+    // The index now in the vault supersedes the older index files: the last report names it.
+    let index: Vec<String> = files
+        .iter()
+        .filter_map(|f| f.strip_prefix(&format!("{}/", seedship_repo::layout::INDEX_DIR)))
+        .map(str::to_string)
+        .collect();
+    for (i, id) in snapshots.iter().enumerate() {
         seedship_proto::client::seeds(conn.clone())
             .report_recovery_point(pb::ReportRecoveryPointRequest {
                 request_id: seedship_proto::client::new_request_id(),
                 snapshot_id: id.clone(),
+                index_files: if i + 1 == snapshots.len() { index.clone() } else { Vec::new() },
             })
             .await
             .map_err(|e| {

@@ -364,6 +364,22 @@ async fn an_incremental_after_seeding_sends_only_what_changed_and_restores() -> 
     assert!(o.status.success(), "{t2}");
     assert!(t2.contains(&format!("({files} unchanged, not read again)")) && t2.contains("read         0 B"), "{t2}");
     assert!(t2.contains("new data     0 B"), "{t2}");
+    // Each index holds the ones before it: the vault keeps only the latest, as the cache does.
+    let blobs = emu.azurite.as_ref().unwrap().blobs()?;
+    let mut in_vault: Vec<String> = blobs
+        .list("vault-src-job-inc")
+        .await?
+        .into_iter()
+        .filter_map(|b| b.name.strip_prefix("index/").map(str::to_string))
+        .collect();
+    let mut in_cache: Vec<String> = std::fs::read_dir(cache.join("index"))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    in_vault.sort();
+    in_cache.sort();
+    assert!(!in_cache.is_empty());
+    assert_eq!(in_vault, in_cache, "superseded index files are deleted from the vault");
 
     // Three recovery points (seed and two incrementals); the latest restores the changed tree.
     let r = client::operator(c.connect(&ops).await?)
@@ -385,10 +401,16 @@ async fn an_incremental_after_seeding_sends_only_what_changed_and_restores() -> 
     assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
     let snap = r.points.last().unwrap().snapshot_id.clone();
     let e = seeds
-        .report_recovery_point(pb::ReportRecoveryPointRequest { request_id: seedship_e2e::rid(), snapshot_id: snap })
+        .report_recovery_point(pb::ReportRecoveryPointRequest {
+            request_id: seedship_e2e::rid(),
+            snapshot_id: snap,
+            index_files: vec!["0".repeat(64)],
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    let still = blobs.list("vault-src-job-inc").await?.into_iter().filter(|b| b.name.starts_with("index/")).count();
+    assert_eq!(still, in_vault.len(), "another server cannot prune this vault's index");
 
     // Clean-up once seeded: the import container, then the staging location; both recorded.
     let o = c.run("cleanup-import", &mut c.seedctl(&ops, &["cleanup-import", "job-inc"]))?;

@@ -332,6 +332,39 @@ impl Coordinator {
         Ok(VaultAccess { endpoint: azure.accounts.endpoint(&v.account), vault: v, sas, expires_ms, points })
     }
 
+    /// Deletes the index files of `owner`'s vault that `keep` supersedes (each index holds every
+    /// blob of the ones before it), once every file of `keep` is in the vault. Agents get no
+    /// delete permission; this is the coordinator's. A failure is logged and left for the next
+    /// incremental (the old files only cost space).
+    pub async fn prune_vault_index(&self, owner: &SpiffeId, keep: &[String]) {
+        let r: std::result::Result<usize, String> = async {
+            let v = self.store.vault_of(&owner.name).await.map_err(|e| e.to_string())?.ok_or("no vault")?;
+            let azure = self.azure.as_ref().ok_or("no [azure] settings")?;
+            let store = azure.accounts.store(&v.account).map_err(|e| e.to_string())?;
+            let place = seedship_azure::blob::VaultPlace::parse(&v.container);
+            let dir = place.blob("index/");
+            let listed = store.list(&place.container).await.map_err(|e| e.to_string())?;
+            let present: Vec<&str> = listed.iter().filter_map(|b| b.name.strip_prefix(&dir)).collect();
+            if let Some(missing) = keep.iter().find(|k| !present.contains(&k.as_str())) {
+                return Err(format!("index file {missing} is not in the vault; nothing deleted"));
+            }
+            let mut deleted = 0;
+            for old in present.iter().filter(|p| !keep.iter().any(|k| k == *p)) {
+                store.delete(&place.container, &format!("{dir}{old}")).await.map_err(|e| e.to_string())?;
+                deleted += 1;
+            }
+            Ok(deleted)
+        }
+        .await;
+        match r {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(server = %owner, deleted = n, "superseded index files deleted from the vault"),
+            Err(e) => {
+                tracing::warn!(server = %owner, error = %e, "the vault's old index files were not deleted; the next incremental retries")
+            }
+        }
+    }
+
     /// Records an incremental the agent wrote into its own vault, once its snapshot is there.
     pub async fn report_recovery_point(&self, owner: &SpiffeId, cmd: Cmd<String>) -> Result<RecoveryPoint> {
         let snapshot = &cmd.body;

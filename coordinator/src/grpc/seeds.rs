@@ -61,7 +61,17 @@ impl pb::seed_service_server::SeedService for Api {
         if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(crate::error::Error::invalid("snapshot_id", "expected 64 lowercase hex characters").into());
         }
+        for f in &r.index_files {
+            if f.len() != 64 || !f.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                return Err(
+                    crate::error::Error::invalid("index_files", "expected 64 lowercase hex characters each").into()
+                );
+            }
+        }
         let p = self.core.report_recovery_point(&owner, Cmd { request_id: r.request_id, body: id }).await?;
+        if !r.index_files.is_empty() {
+            self.core.prune_vault_index(&owner, &r.index_files).await;
+        }
         Ok(Response::new(pb::ReportRecoveryPointResponse { point: Some(p.into()) }))
     }
 
