@@ -40,6 +40,9 @@ pub struct Config {
     /// The Azure side (import jobs through Azure Resource Manager); absent: disk preparation only.
     #[serde(default)]
     pub azure: Option<crate::azure::AzureConfig>,
+    /// Where each seed's import container is (the coordinator chooses it).
+    #[serde(default)]
+    pub imports: crate::domain::placement::ImportConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -203,6 +206,12 @@ impl Config {
         Ok(())
     }
 
+    /// The import-container rules, checked against the vault container patterns.
+    pub fn placement(&self) -> Result<crate::domain::placement::Placement, String> {
+        let vaults = self.azure.as_ref().map(|a| a.vaults.clone()).unwrap_or_default();
+        crate::domain::placement::Placement::new(&self.imports, &[&vaults.container, &vaults.group_container])
+    }
+
     /// Checks ranges and that every referenced file can be used.
     pub fn validate(&self) -> Result<(), ConfigError> {
         seedship_proto::identity::validate_label("trust domain", &self.trust_domain)
@@ -229,6 +238,7 @@ impl Config {
         if let Some(mk) = &self.master_key_file {
             crate::keys::MasterKey::load(mk).map_err(ConfigError::Invalid)?;
         }
+        self.placement().map_err(ConfigError::Invalid)?;
         if let Some(a) = &self.azure {
             a.validate().map_err(ConfigError::Invalid)?;
             if self.master_key_file.is_none() {

@@ -438,6 +438,7 @@ carrier_account_number = "123456"
                 file_count: 1,
                 target_site: None,
                 target_station: None,
+                repository_id: "cd".repeat(16),
             },
             allow_virtual_station: false,
             import_job_state: String::new(),

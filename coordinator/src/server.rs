@@ -68,6 +68,7 @@ pub async fn run_with_clock(
     if let Some(side) = &azure {
         core = core.with_azure(side.clone());
     }
+    core = core.with_placement(cfg.placement().map_err(Error::Internal)?);
     let core = Arc::new(core);
     let api = Api { auth: Auth::new(&cfg.trust_domain), core: core.clone() };
 

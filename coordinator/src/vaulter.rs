@@ -30,7 +30,13 @@ pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, mut stop: watch:
         let Some(core) = core.upgrade() else { return };
         for s in core.list_seeds(Some(SeedState::SeedingVault), 1000).await.unwrap_or_default() {
             match seed_vault(&core, &side, &s, pause).await {
-                Ok(after) => {
+                Ok(Err(refusal)) => {
+                    tracing::error!(job = %s.spec.job_name, reason = %refusal, "the seed is not copied into the vault");
+                    if let Err(e) = core.store.fail_seed(&s.seed_id, "coordinator/vault", &refusal, core.now()).await {
+                        tracing::warn!(job = %s.spec.job_name, error = %e, "cannot record the refusal; retrying");
+                    }
+                }
+                Ok(Ok(after)) => {
                     tracing::info!(job = %s.spec.job_name, "{}", after.state_reason);
                     if side.cfg.vaults.cleanup_import
                         && let Err(e) =
@@ -51,12 +57,20 @@ fn hex_of(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A vault's identity: its `config` and key files are written once, by its first seed, and
+/// never replaced.
+fn is_identity(path: &str) -> bool {
+    path == seedship_repo::layout::CONFIG || path.starts_with("keys/")
+}
+
+/// Seeds the vault: `Err` to retry (storage unreachable), `Ok(Err(why))` when the seed must
+/// not go into this vault at all (the seed fails with why), `Ok(Ok(seed))` when done.
 async fn seed_vault(
     core: &Coordinator,
     side: &AzureSide,
     seed: &Seed,
     pause: Option<Duration>,
-) -> Result<Seed, String> {
+) -> Result<Result<Seed, String>, String> {
     let account = &seed.spec.storage_account;
     let import = &seed.spec.container;
     let place = side.cfg.vaults.place_for(&seed.owner);
@@ -64,8 +78,7 @@ async fn seed_vault(
     let store = side.accounts.store(account).map_err(|e| e.to_string())?;
     let manifest_bytes =
         store.download(import, MANIFEST_BLOB).await.map_err(|e| format!("{import}/{MANIFEST_BLOB}: {e}"))?;
-    let manifest: SeedManifest =
-        serde_json::from_slice(&manifest_bytes).map_err(|e| format!("{MANIFEST_BLOB}: {e}"))?;
+    let manifest = SeedManifest::parse(&manifest_bytes, MANIFEST_BLOB).map_err(|e| e.to_string())?;
     if seedship_repo::manifest::root_of(&manifest.files) != seed.spec.manifest_root {
         return Err("the seed manifest in the import container does not match the registered root".into());
     }
@@ -73,6 +86,21 @@ async fn seed_vault(
     // The source blobs are read through a short read-only SAS of the import container.
     let wall = crate::clock::Clock::now_ms(&crate::clock::SystemClock) / 1000;
     let sas = side.accounts.container_sas(account, import, "r", wall + 3600).map_err(|e| e.to_string())?;
+    // A vault that already holds a repository keeps it: a seed of another one (other keys)
+    // would make every restore fail. Registration refuses such seeds; this is the last guard.
+    for f in manifest.files.iter().filter(|f| is_identity(&f.path)) {
+        let dest = place.blob(&f.path);
+        if let Some(b) = store.properties(vault, &dest).await.map_err(|e| e.to_string())?
+            && !(b.size == f.size && b.md5.as_deref().map(hex_of).as_deref() == Some(f.md5.as_str()))
+        {
+            return Ok(Err(format!(
+                "vault {} already holds another repository ({} differs from this seed's); the vault's config and keys are never replaced, so this seed is not copied in. \
+                 Back up online into the vault instead, or have an operator retire the vault first",
+                place.path(),
+                f.path
+            )));
+        }
+    }
     let (mut copied, mut kept) = (0usize, 0usize);
     for f in &manifest.files {
         let dest = place.blob(&f.path);
@@ -107,5 +135,9 @@ async fn seed_vault(
     }
     let vault = place.path();
     tracing::info!(job = %seed.spec.job_name, %vault, copied, kept, "vault copy complete");
-    core.store.vault_seeded(&seed.seed_id, account, &vault, &snapshots, core.now()).await.map_err(|e| e.to_string())
+    core.store
+        .vault_seeded(&seed.seed_id, account, &vault, &snapshots, core.now())
+        .await
+        .map(Ok)
+        .map_err(|e| e.to_string())
 }

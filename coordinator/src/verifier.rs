@@ -88,7 +88,7 @@ async fn verify_container(store: &BlobStore, seed: &Seed) -> Result<(Vec<Verifie
     };
     // The manifest first: it must hash to the root the source agent registered.
     let manifest = match store.download(container, MANIFEST_BLOB).await {
-        Ok(bytes) => match serde_json::from_slice::<SeedManifest>(&bytes) {
+        Ok(bytes) => match SeedManifest::parse(&bytes, MANIFEST_BLOB) {
             Ok(m) if root_of(&m.files) == seed.spec.manifest_root => Ok(m),
             Ok(_) => Err("its root hash is not the one registered".to_string()),
             Err(e) => Err(format!("it is not a seed manifest: {e}")),

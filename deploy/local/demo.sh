@@ -210,7 +210,7 @@ echo '$ source-agent backup --offline --staging staging --job-name demo-seed-01 
 stage_begin
 "$BIN/source-agent" --config fileserver-01.toml backup --offline --quiet \
   --staging staging --staging-share "$DEMO/staging" \
-  --job-name demo-seed-01 --storage-account demoseeds --container seed-import \
+  --job-name demo-seed-01 --storage-account demoseeds \
   --subscription-id 0f0e0d0c-0000-4000-8000-00000000abcd --location westeurope \
   --passphrase-file passphrase "$SAMPLE" 2>>source-agent.log
 stage_end "offline-backup" "$(du -sb "$SAMPLE" | cut -f1)"
@@ -265,8 +265,25 @@ for _ in $(seq 1 100); do "$BIN/seedctl" --config seedctl.toml job demo-seed-01 
 echo '$ seedctl job demo-seed-01'
 "$BIN/seedctl" --config seedctl.toml job demo-seed-01
 echo
-echo "The storage account's container, as the datacenter lists it:"
-curl -sS --cacert emulator-tls/ca.crt "$ARM_URL/_datacenter/storage/$ACCOUNT/seed-import" > storage.json
+# The coordinator chose the seed's import container when it was registered.
+CONTAINER=$("$BIN/seedctl" --config seedctl.toml --json seed demo-seed-01 | python3 -c '
+import json, sys
+def find(v):
+    if isinstance(v, dict):
+        if isinstance(v.get("container"), str):
+            return v["container"]
+        for x in v.values():
+            c = find(x)
+            if c:
+                return c
+    if isinstance(v, list):
+        for x in v:
+            c = find(x)
+            if c:
+                return c
+print(find(json.load(sys.stdin)) or "")')
+echo "The seed's import container ($CONTAINER, chosen by the coordinator), as the datacenter lists it:"
+curl -sS --cacert emulator-tls/ca.crt "$ARM_URL/_datacenter/storage/$ACCOUNT/$CONTAINER" > storage.json
 python3 - storage.json staging/manifest.json <<'PY'
 import json, sys
 blobs = {b["name"]: b for b in json.load(open(sys.argv[1]))["blobs"]}

@@ -9,6 +9,7 @@
 //! The same format is written to a staging location by the source agent, copied to shipping
 //! disks by the copy agent, verified by the coordinator, and becomes the vault.
 
+pub mod beneath;
 pub mod blob;
 pub mod crypto;
 pub mod error;

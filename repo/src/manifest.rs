@@ -50,17 +50,36 @@ impl SeedManifest {
     pub fn load(root: &Path) -> Result<SeedManifest> {
         let p = root.join(layout::MANIFEST);
         let b = std::fs::read(&p).map_err(|e| RepoError::io(&p, e))?;
-        let m: SeedManifest =
-            serde_json::from_slice(&b).map_err(|e| RepoError::corrupt(p.display().to_string(), e.to_string()))?;
+        SeedManifest::parse(&b, &p.display().to_string())
+    }
+
+    /// Parses a manifest from anywhere (a staging set, a blob, another machine) and checks it
+    /// as a reader must before using a name in it: the format, the root against its files,
+    /// and every path (see [`check_path`]), each once, in order, with sane sizes and hashes.
+    pub fn parse(b: &[u8], what: &str) -> Result<SeedManifest> {
+        let m: SeedManifest = serde_json::from_slice(b).map_err(|e| RepoError::corrupt(what, e.to_string()))?;
         if m.format != "seedship-seed-manifest" || m.version != 1 {
-            return Err(RepoError::corrupt(p.display().to_string(), "not a version 1 seed manifest"));
+            return Err(RepoError::corrupt(what, "not a version 1 seed manifest"));
         }
         let recomputed = root_of(&m.files);
         if recomputed != m.root {
-            return Err(RepoError::corrupt(
-                p.display().to_string(),
-                format!("root {} does not match its files ({recomputed})", m.root),
-            ));
+            return Err(RepoError::corrupt(what, format!("root {} does not match its files ({recomputed})", m.root)));
+        }
+        let mut prev: Option<&str> = None;
+        for f in &m.files {
+            check_path(&f.path).map_err(|e| RepoError::corrupt(what, e))?;
+            if prev.is_some_and(|p| p >= f.path.as_str()) {
+                return Err(RepoError::corrupt(what, format!("{:?} is listed twice or out of order", f.path)));
+            }
+            if f.size > MAX_FILE_BYTES {
+                return Err(RepoError::corrupt(what, format!("{:?} has an impossible size {}", f.path, f.size)));
+            }
+            let hex =
+                |h: &str, n: usize| h.len() == n && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+            if !hex(&f.sha256, 64) || !hex(&f.md5, 32) {
+                return Err(RepoError::corrupt(what, format!("{:?} lacks a SHA-256 or MD5 in lowercase hex", f.path)));
+            }
+            prev = Some(&f.path);
         }
         Ok(m)
     }
@@ -68,6 +87,34 @@ impl SeedManifest {
     pub fn write(&self, root: &Path) -> Result<()> {
         layout::write_atomic(&root.join(layout::MANIFEST), &serde_json::to_vec_pretty(self).expect("serializes"))
     }
+}
+
+/// No file of a staging set is larger than this (1 PiB).
+pub const MAX_FILE_BYTES: u64 = 1 << 50;
+
+/// Whether `path` is a name a staging set can hold: the repository's layout only (`config`,
+/// `keys/<name>`, `data/<2 hex>/<hex>`, `index/<hex>`, `snapshots/<hex>`), each part plain
+/// (letters, digits, `.`, `_`, `-`; not starting with `.`). Such a name cannot climb out of a
+/// staging root, name an absolute path, or reach another folder of a blob container.
+pub fn check_path(path: &str) -> std::result::Result<(), String> {
+    let bad =
+        || format!("{path:?} is not a file of a staging set (only config, keys/, data/, index/ and snapshots/ names)");
+    let plain = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 128
+            && !p.starts_with('.')
+            && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    let hexname = |p: &str| (2..=128).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_hexdigit());
+    let parts: Vec<&str> = path.split('/').collect();
+    let ok = match parts.as_slice() {
+        [layout::CONFIG] => true,
+        [layout::KEYS_DIR, name] => plain(name),
+        [layout::DATA_DIR, two, name] => two.len() == 2 && hexname(two) && hexname(name) && name.starts_with(two),
+        [layout::INDEX_DIR | layout::SNAPSHOTS_DIR, name] => hexname(name),
+        _ => false,
+    };
+    if ok { Ok(()) } else { Err(bad()) }
 }
 
 pub fn root_of(files: &[ManifestFile]) -> String {
@@ -99,4 +146,50 @@ pub fn hash_file(path: &Path) -> Result<(u64, String, String)> {
 /// Hashes of bytes already in memory.
 pub fn hash_bytes(b: &[u8]) -> (String, String) {
     (hex::encode(Sha256::digest(b)), hex::encode(Md5::digest(b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_repository_layout_is_a_staging_path() {
+        let id = "ab".repeat(32);
+        for ok in [
+            "config".to_string(),
+            "keys/key.json".into(),
+            format!("data/ab/{id}"),
+            format!("index/{id}"),
+            format!("snapshots/{id}"),
+        ] {
+            assert!(check_path(&ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "../pki/station-01.key",
+            "/etc/shadow",
+            "keys/../../etc/shadow",
+            "keys/.hidden",
+            "data/ab/../../x",
+            "data/cd/abab",
+            "config/x",
+            "snapshots/zz",
+            "",
+            "manifest.json",
+            "seed.json",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_manifest_naming_a_path_outside_is_refused_even_with_a_matching_root() {
+        let f = |p: &str| ManifestFile { path: p.into(), size: 1, sha256: "a".repeat(64), md5: "b".repeat(32) };
+        let m = SeedManifest::new(vec![f("config"), f("../pki/station-01.key")]);
+        let e = SeedManifest::parse(&serde_json::to_vec(&m).unwrap(), "m").unwrap_err().to_string();
+        assert!(e.contains("station-01.key"), "{e}");
+        let m = SeedManifest::new(vec![f("config"), f("config")]);
+        assert!(SeedManifest::parse(&serde_json::to_vec(&m).unwrap(), "m").unwrap_err().to_string().contains("twice"));
+        let ok = SeedManifest::new(vec![f("config"), f("keys/key.json")]);
+        assert!(SeedManifest::parse(&serde_json::to_vec(&ok).unwrap(), "m").is_ok());
+    }
 }

@@ -2,13 +2,16 @@
 //! authenticated and checked against its id before a byte is written.
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+use crate::beneath::{self, Beneath};
 use crate::blob;
 use crate::crypto::{ChunkId, Crypto};
 use crate::error::{RepoError, Result};
@@ -188,36 +191,20 @@ fn read_trees(crypto: &Crypto, index: &Index, packs: &dyn PackSource, ids: &[&St
 
 struct Restorer<'a> {
     opts: &'a RestoreOptions,
+    /// The target: every entry is made beneath it, never through a link (see `beneath`).
+    root: &'a Beneath,
     /// Every directory listing the restore needs, read beforehand (in parallel).
     trees: HashMap<String, std::result::Result<Tree, String>>,
     links: HashMap<u64, PathBuf>,
     stats: RestoreStats,
     /// Directories' owner, mode and times are set after their contents (writing a file
-    /// changes the parent's mtime; a read-only directory must still take its files).
+    /// changes the parent's mtime; a read-only directory must still take its files). Paths
+    /// here and below are relative to the target.
     dirs: Vec<(PathBuf, Node)>,
     /// Regular files, written once the tree is walked.
     files: Vec<(PathBuf, Node)>,
     /// Second and later names of hard-linked files: (link, first name).
     later_links: Vec<(PathBuf, PathBuf)>,
-}
-
-fn set_times(path: &Path, ns: i64, follow: bool) -> Result<()> {
-    use nix::sys::stat::{UtimensatFlags, utimensat};
-    use nix::sys::time::TimeSpec;
-    let ts = TimeSpec::new(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
-    let flag = if follow { UtimensatFlags::FollowSymlink } else { UtimensatFlags::NoFollowSymlink };
-    utimensat(nix::fcntl::AT_FDCWD, path, &ts, &ts, flag).map_err(|e| RepoError::io(path, std::io::Error::from(e)))
-}
-
-fn set_owner(path: &Path, n: &Node) {
-    // Only root can give files away; as anyone else, the restoring user owns them.
-    let _ = nix::unistd::fchownat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        Some(nix::unistd::Uid::from_raw(n.uid)),
-        Some(nix::unistd::Gid::from_raw(n.gid)),
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-    );
 }
 
 fn join_rel(rel_dir: &str, name: &str) -> String {
@@ -271,15 +258,32 @@ impl Restorer<'_> {
     }
 
     /// Clears the way for a non-directory entry: an existing file is an error, or replaced
-    /// with `overwrite`.
+    /// with `overwrite` (a link there is removed itself, never followed).
     fn make_room(&self, path: &Path) -> Result<()> {
-        match fs::symlink_metadata(path) {
-            Ok(m) if m.is_dir() => Err(RepoError::Invalid(format!("{} is a directory in the target", path.display()))),
-            Ok(_) if self.opts.overwrite => fs::remove_file(path).map_err(|e| RepoError::io(path, e)),
-            Ok(_) => {
-                Err(RepoError::Invalid(format!("{} exists in the target (restore with overwrite)", path.display())))
+        let shown = self.root.display(path);
+        match self.root.lstat(path).map_err(|e| RepoError::io(&shown, e))? {
+            Some(st) if (st.st_mode & nix::libc::S_IFMT) == nix::libc::S_IFDIR => {
+                Err(RepoError::Invalid(format!("{} is a directory in the target", shown.display())))
             }
-            Err(_) => Ok(()),
+            Some(_) if self.opts.overwrite => self.root.remove_file(path).map_err(|e| RepoError::io(&shown, e)),
+            Some(_) => {
+                Err(RepoError::Invalid(format!("{} exists in the target (restore with overwrite)", shown.display())))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Makes directory `path`; with `overwrite`, a link or file where the snapshot has a
+    /// directory is replaced (removed itself, never followed).
+    fn make_dir(&self, path: &Path) -> Result<()> {
+        let shown = self.root.display(path);
+        match self.root.mkdir(path, 0o777) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && self.opts.overwrite => {
+                self.root.remove_file(path).map_err(|e| RepoError::io(&shown, e))?;
+                self.root.mkdir(path, 0o777).map(|_| ()).map_err(|e| RepoError::io(&shown, e))
+            }
+            Err(e) => Err(RepoError::io(&shown, e)),
         }
     }
 
@@ -296,9 +300,10 @@ impl Restorer<'_> {
         if n.kind != NodeKind::Dir {
             self.make_room(&path)?;
         }
+        let shown = self.root.display(&path);
         match n.kind {
             NodeKind::Dir => {
-                fs::create_dir_all(&path).map_err(|e| RepoError::io(&path, e))?;
+                self.make_dir(&path)?;
                 if let Some(sub) = &n.subtree {
                     match self.tree(sub).cloned() {
                         Ok(t) => {
@@ -307,7 +312,7 @@ impl Restorer<'_> {
                             }
                         }
                         // A damaged directory listing: named, and the rest goes on.
-                        Err(e) => self.stats.failed.push((path.clone(), format!("directory contents: {e}"))),
+                        Err(e) => self.stats.failed.push((shown, format!("directory contents: {e}"))),
                     }
                 }
                 self.dirs.push((path, n.clone()));
@@ -326,16 +331,13 @@ impl Restorer<'_> {
             NodeKind::Symlink => {
                 let target =
                     n.target_os().ok_or_else(|| RepoError::corrupt("snapshot tree", "symlink without a target"))?;
-                std::os::unix::fs::symlink(&target, &path).map_err(|e| RepoError::io(&path, e))?;
-                set_owner(&path, n);
-                set_times(&path, n.mtime_ns, false)?;
+                self.root.symlink(&target, &path).map_err(|e| RepoError::io(&shown, e))?;
+                self.root.set_entry_meta(&path, n.uid, n.gid, n.mtime_ns).map_err(|e| RepoError::io(&shown, e))?;
                 self.stats.symlinks += 1;
             }
             NodeKind::Fifo => {
-                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(n.mode))
-                    .map_err(|e| RepoError::io(&path, std::io::Error::from(e)))?;
-                set_owner(&path, n);
-                set_times(&path, n.mtime_ns, false)?;
+                self.root.mkfifo(&path, n.mode).map_err(|e| RepoError::io(&shown, e))?;
+                self.root.set_entry_meta(&path, n.uid, n.gid, n.mtime_ns).map_err(|e| RepoError::io(&shown, e))?;
             }
         }
         Ok(())
@@ -345,6 +347,8 @@ impl Restorer<'_> {
 /// A regular file being restored: its chunks arrive in pack order, from several threads.
 struct FileJob<'a> {
     progress: &'a RestoreProgress,
+    root: &'a Beneath,
+    /// Relative to the target.
     path: &'a Path,
     node: &'a Node,
     /// Chunks not yet written (or failed); the thread that takes it to 0 finishes the file.
@@ -363,10 +367,21 @@ impl FileJob<'_> {
         self.failed.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
+    fn shown(&self) -> PathBuf {
+        self.root.display(self.path)
+    }
+
     fn create(&self) -> std::result::Result<fs::File, String> {
-        let f = OpenOptions::new().write(true).create_new(true).open(self.path).map_err(|e| io_text(self.path, e))?;
-        f.set_len(self.node.size).map_err(|e| io_text(self.path, e))?;
+        let f = self
+            .root
+            .open_file(self.path, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL, 0o600)
+            .map_err(|e| io_text(&self.shown(), e))?;
+        f.set_len(self.node.size).map_err(|e| io_text(&self.shown(), e))?;
         Ok(f)
+    }
+
+    fn open(&self, extra: OFlag) -> std::io::Result<fs::File> {
+        self.root.open_file(self.path, OFlag::O_WRONLY | extra, 0)
     }
 
     /// Writes `data` (the next `chunks` chunks of the file, back to back) at `off`, creating
@@ -377,10 +392,10 @@ impl FileJob<'_> {
             let created = self.created.get_or_init(|| self.create().map(|f| mine = Some(f)));
             let r = match (mine, created) {
                 (Some(f), _) => Ok(f),
-                (None, Ok(())) => OpenOptions::new().write(true).open(self.path).map_err(|e| io_text(self.path, e)),
+                (None, Ok(())) => self.open(OFlag::empty()).map_err(|e| io_text(&self.shown(), e)),
                 (None, Err(e)) => Err(e.clone()),
             }
-            .and_then(|f| w.put(self.path, &f, data, off).map_err(|e| io_text(self.path, e)));
+            .and_then(|f| w.put(self, &f, data, off).map_err(|e| io_text(&self.shown(), e)));
             match r {
                 Ok(()) => {
                     self.progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -406,15 +421,14 @@ impl FileJob<'_> {
         if self.has_failed() {
             return;
         }
-        if self.created.get().is_none()
-            && let Err(e) = self.create()
-        {
-            return self.fail(e);
-        }
-        set_owner(self.path, self.node);
-        let r = fs::set_permissions(self.path, fs::Permissions::from_mode(self.node.mode))
-            .map_err(|e| io_text(self.path, e))
-            .and_then(|_| set_times(self.path, self.node.mtime_ns, true).map_err(|e| e.to_string()));
+        let f = match self.created.get() {
+            None => self.create(),
+            Some(_) => self.open(OFlag::empty()).map_err(|e| io_text(&self.shown(), e)),
+        };
+        let n = self.node;
+        let r = f.and_then(|f| {
+            beneath::set_meta(&f, n.uid, n.gid, n.mode, n.mtime_ns).map_err(|e| io_text(&self.shown(), e))
+        });
         match r {
             Ok(()) => {
                 self.progress.files.fetch_add(1, Ordering::Relaxed);
@@ -445,13 +459,13 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    fn put(&mut self, path: &Path, f: &fs::File, data: &[u8], off: u64) -> std::io::Result<()> {
+    fn put(&mut self, job: &FileJob, f: &fs::File, data: &[u8], off: u64) -> std::io::Result<()> {
         let end = off + data.len() as u64;
         let (a, b) = (off.div_ceil(ALIGN) * ALIGN, end / ALIGN * ALIGN);
         if self.direct.load(Ordering::Relaxed) && b > a && b - a >= DIRECT_MIN {
             let (head, rest) = data.split_at((a - off) as usize);
             let (middle, tail) = rest.split_at((b - a) as usize);
-            match self.put_direct(path, middle, a) {
+            match self.put_direct(job, middle, a) {
                 Ok(()) => {
                     f.write_all_at(head, off)?;
                     return f.write_all_at(tail, b);
@@ -467,9 +481,8 @@ impl Writer<'_> {
         f.write_all_at(data, off)
     }
 
-    fn put_direct(&mut self, path: &Path, middle: &[u8], at: u64) -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let d = OpenOptions::new().write(true).custom_flags(nix::fcntl::OFlag::O_DIRECT.bits()).open(path)?;
+    fn put_direct(&mut self, job: &FileJob, middle: &[u8], at: u64) -> std::io::Result<()> {
+        let d = job.open(OFlag::O_DIRECT)?;
         let need = middle.len() + ALIGN as usize;
         if self.scratch.len() < need {
             self.scratch.resize(need, 0);
@@ -512,6 +525,7 @@ struct BlobUse {
 /// fails (a chunk that fails its check, a pack that cannot be read) is removed and listed,
 /// not left half-written.
 fn write_files(
+    root: &Beneath,
     crypto: &Crypto,
     index: &Index,
     packs: &dyn PackSource,
@@ -523,6 +537,7 @@ fn write_files(
         .iter()
         .map(|(path, node)| FileJob {
             progress,
+            root,
             path,
             node,
             remaining: AtomicUsize::new(0),
@@ -557,7 +572,7 @@ fn write_files(
             if off == j.node.size {
                 Ok(())
             } else {
-                Err(RepoError::corrupt(format!("file {}", j.path.display()), "extents do not add up to its size"))
+                Err(RepoError::corrupt(format!("file {}", j.shown().display()), "extents do not add up to its size"))
             }
         });
         if let Err(e) = plan {
@@ -649,10 +664,11 @@ fn write_files(
     });
     let (mut n, mut bytes, mut failed) = (0u64, 0u64, Vec::new());
     for j in jobs {
+        let shown = j.shown();
         match j.failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
             Some(why) => {
-                let _ = fs::remove_file(j.path);
-                failed.push((j.path.to_path_buf(), why));
+                let _ = root.remove_file(j.path);
+                failed.push((shown, why));
             }
             None => {
                 n += 1;
@@ -706,11 +722,14 @@ pub fn restore_from(
     progress: &RestoreProgress,
 ) -> Result<RestoreStats> {
     fs::create_dir_all(target).map_err(|e| RepoError::io(target, e))?;
+    let target_dir = Beneath::open(target).map_err(|e| RepoError::io(target, e))?;
+    let root = &target_dir;
     let t0 = std::time::Instant::now();
     let trees = load_trees(crypto, index, packs, &snap.tree, opts);
     tracing::debug!(trees = trees.len(), ms = t0.elapsed().as_millis() as u64, "directory listings read");
     let mut r = Restorer {
         opts,
+        root,
         trees,
         links: HashMap::new(),
         stats: RestoreStats::default(),
@@ -718,12 +737,12 @@ pub fn restore_from(
         files: Vec::new(),
         later_links: Vec::new(),
     };
-    let root = r.tree(&snap.tree).map_err(|e| RepoError::corrupt("the snapshot's root directory", e))?.clone();
-    for n in &root.nodes {
-        r.node(target, "", n)?;
+    let top = r.tree(&snap.tree).map_err(|e| RepoError::corrupt("the snapshot's root directory", e))?.clone();
+    for n in &top.nodes {
+        r.node(Path::new(""), "", n)?;
     }
     tracing::debug!(files = r.files.len(), ms = t0.elapsed().as_millis() as u64, "tree walked");
-    let (files, bytes, failed, read) = write_files(crypto, index, packs, &r.files, progress, !opts.page_cache);
+    let (files, bytes, failed, read) = write_files(root, crypto, index, packs, &r.files, progress, !opts.page_cache);
     tracing::debug!(packs = read.packs, ms = t0.elapsed().as_millis() as u64, "file contents written");
     r.stats.files += files;
     r.stats.bytes += bytes;
@@ -732,18 +751,21 @@ pub fn restore_from(
     let lost: std::collections::HashSet<PathBuf> = failed.iter().map(|(p, _)| p.clone()).collect();
     r.stats.failed.extend(failed);
     for (link, first) in std::mem::take(&mut r.later_links) {
-        if lost.contains(&first) {
-            r.stats.failed.push((link, format!("a hard link to {}, which could not be restored", first.display())));
+        let (shown_link, shown_first) = (root.display(&link), root.display(&first));
+        if lost.contains(&shown_first) {
+            r.stats
+                .failed
+                .push((shown_link, format!("a hard link to {}, which could not be restored", shown_first.display())));
             continue;
         }
-        fs::hard_link(&first, &link).map_err(|e| RepoError::io(&link, e))?;
+        root.hard_link(&first, &link).map_err(|e| RepoError::io(&shown_link, e))?;
         r.stats.hardlinks += 1;
     }
     // Directories last, innermost first: owner, mode, then times (their contents are in).
     for (p, n) in &r.dirs {
-        set_owner(p, n);
-        fs::set_permissions(p, fs::Permissions::from_mode(n.mode)).map_err(|e| RepoError::io(p, e))?;
-        set_times(p, n.mtime_ns, true)?;
+        let shown = root.display(p);
+        let d = root.open_file(p, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0).map_err(|e| RepoError::io(&shown, e))?;
+        beneath::set_meta(&d, n.uid, n.gid, n.mode, n.mtime_ns).map_err(|e| RepoError::io(&shown, e))?;
     }
     Ok(r.stats)
 }

@@ -118,11 +118,53 @@ impl Tree {
     /// Canonical bytes: nodes sorted by name bytes.
     pub fn encode(mut self) -> Vec<u8> {
         self.nodes.sort_by_key(|a| a.name_bytes());
-        serde_json::to_vec(&self).expect("trees serialize")
+        self.encode_as_is()
     }
 
+    /// The nodes in the order given, without sorting. Backups use [`Tree::encode`]; this is
+    /// for tests that must write what a forged or damaged repository could hold (readers
+    /// refuse it).
+    pub fn encode_as_is(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("trees serialize")
+    }
+
+    /// Parses a tree and checks it as a reader must before trusting its names: every name is
+    /// one path component (not empty, not `.` or `..`, no `/` or NUL), given once (as text or
+    /// base64, valid), and the names are strictly sorted by their bytes, so no name appears
+    /// twice. A tree that breaks this is damaged or forged, and refused.
     pub fn decode(b: &[u8], what: &str) -> crate::error::Result<Tree> {
-        serde_json::from_slice(b).map_err(|e| crate::error::RepoError::corrupt(what, format!("tree: {e}")))
+        let bad = |detail: String| crate::error::RepoError::corrupt(what, detail);
+        let t: Tree = serde_json::from_slice(b).map_err(|e| bad(format!("tree: {e}")))?;
+        let mut prev: Option<Vec<u8>> = None;
+        for (i, n) in t.nodes.iter().enumerate() {
+            let name = match (&n.name, &n.name_b64) {
+                (Some(s), None) => s.as_bytes().to_vec(),
+                (None, Some(b)) => {
+                    B64.decode(b).map_err(|_| bad(format!("tree: entry {i} has a name that is not base64")))?
+                }
+                _ => return Err(bad(format!("tree: entry {i} must have exactly one of name and name_b64"))),
+            };
+            if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
+                return Err(bad(format!(
+                    "tree: unsafe entry name {:?} (a name is one path component)",
+                    String::from_utf8_lossy(&name)
+                )));
+            }
+            if let Some(p) = &prev
+                && *p >= name
+            {
+                let why = if *p == name { "appears twice" } else { "is out of order" };
+                return Err(bad(format!("tree: entry name {:?} {why}", String::from_utf8_lossy(&name))));
+            }
+            if n.kind != NodeKind::Dir && n.subtree.is_some() {
+                return Err(bad(format!(
+                    "tree: {:?} is not a directory but has a subtree",
+                    String::from_utf8_lossy(&name)
+                )));
+            }
+            prev = Some(name);
+        }
+        Ok(t)
     }
 }
 
@@ -139,5 +181,17 @@ mod tests {
         let back = Tree::decode(&t, "t").unwrap();
         assert_eq!(back.nodes[0].name_bytes(), b"a");
         assert_eq!(back.nodes[1].name_bytes(), raw);
+    }
+
+    #[test]
+    fn duplicate_unsorted_and_unsafe_names_are_refused() {
+        let t = |names: &[&[u8]]| Tree { nodes: names.iter().map(|n| Node::new(n, NodeKind::File)).collect() };
+        let err = |names: &[&[u8]]| Tree::decode(&t(names).encode_as_is(), "t").unwrap_err().to_string();
+        assert!(err(&[b"a", b"a"]).contains("appears twice"));
+        assert!(err(&[b"b", b"a"]).contains("out of order"));
+        for name in [&b".."[..], b".", b"", b"a/b", b"x\0y"] {
+            assert!(err(&[name]).contains("unsafe entry name"), "{name:?}");
+        }
+        assert!(Tree::decode(&t(&[b"a", b"b"]).encode_as_is(), "t").is_ok());
     }
 }

@@ -122,7 +122,8 @@ struct BackupArgs {
     job_name: Option<String>,
     #[arg(long, required_if_eq("offline", "true"))]
     storage_account: Option<String>,
-    #[arg(long, required_if_eq("offline", "true"))]
+    /// A suggested import container; by default (and as a rule) the coordinator chooses it.
+    #[arg(long)]
     container: Option<String>,
     #[arg(long, required_if_eq("offline", "true"))]
     subscription_id: Option<String>,

@@ -44,6 +44,15 @@ pub async fn register(conn: &Conn, staging: &Path, reverify: bool) -> Result<pb:
             return Err(RegisterError::Damaged(format!("{} {}", f.path, f.problem)));
         }
     }
+    // The repository's own id (its config), which the seed.json record must agree with.
+    let config = seedship_repo::repo::read_config(staging)
+        .map_err(|e| RegisterError::NotReady(format!("the staging set's config cannot be read: {e}")))?;
+    if config.id != sf.repository_id {
+        return Err(RegisterError::Damaged(format!(
+            "seed.json names repository {} but the staging set's config is repository {}",
+            sf.repository_id, config.id
+        )));
+    }
     let t = &sf.target;
     let req = pb::RegisterSeedRequest {
         request_id: String::new(),
@@ -58,6 +67,7 @@ pub async fn register(conn: &Conn, staging: &Path, reverify: bool) -> Result<pb:
         file_count: manifest.files.len() as u64,
         target_site: t.target_site.clone().unwrap_or_default(),
         target_station: t.target_station.clone().unwrap_or_default(),
+        repository_id: config.id,
     };
     let resp = with_retry("RegisterSeed", 5, |request_id| {
         let mut c = client::seeds(conn.clone());

@@ -551,7 +551,7 @@ pub fn backup_cmd(dir: &Path, staging: &Path, job: &str, sources: &[&Path], conf
         c.arg("--config").arg(cfg);
     }
     c.args(["backup", "--offline", "--quiet", "--kdf-memory-kib", "1024", "--job-name", job])
-        .args(["--storage-account", "seedacct", "--container", "seed-import", "--location", "westeurope"])
+        .args(["--storage-account", "seedacct", "--location", "westeurope"])
         .args(["--subscription-id", "0f0e0d0c-0000-4000-8000-00000000abcd"])
         .arg("--staging")
         .arg(staging)
@@ -583,7 +583,7 @@ pub fn seed_request(job: &str) -> seedship_proto::pb::RegisterSeedRequest {
         request_id: seedship_proto::client::new_request_id(),
         job_name: job.to_string(),
         storage_account: "seedacct".into(),
-        container: "seed-import".into(),
+        container: String::new(),
         subscription_id: "0f0e0d0c-0000-4000-8000-00000000abcd".into(),
         location: "westeurope".into(),
         staging_location: format!("/staging/{job}"),
@@ -592,8 +592,12 @@ pub fn seed_request(job: &str) -> seedship_proto::pb::RegisterSeedRequest {
         file_count: 42,
         target_site: String::new(),
         target_station: String::new(),
+        repository_id: TEST_REPOSITORY_ID.into(),
     }
 }
+
+/// The repository id of [`seed_request`]'s seeds (all of one server's seeds share one).
+pub const TEST_REPOSITORY_ID: &str = "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd";
 
 /// A minimal HTTP/1.1 client for tests of the emulated Azure APIs: one request on its own
 /// connection. Returns the status code and the body.

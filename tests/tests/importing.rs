@@ -176,13 +176,17 @@ async fn the_job_is_created_from_the_prepared_drives_shipped_imported_into_azuri
     let j = emu.dc("job-happy", "copy", json!({ "drive": ids[1] })).await?;
     assert_eq!(j["properties"]["state"], "Packaging", "{j}");
     let det = wait_seed_state(&c, &ops, "job-happy", "imported", T).await?;
-    assert!(det.seed.unwrap().state_reason.contains("every drive completed"));
+    let seed = det.seed.unwrap();
+    assert!(seed.state_reason.contains("every drive completed"));
+    // The coordinator chose the import container from the seed's id.
+    let container = seed.container.clone();
+    assert_eq!(container, format!("import-{}", seed.seed_id));
     // Every staging file is a blob in the seed's container, with the seed manifest's MD5 set,
     // and its bytes have that MD5.
     let blobs = emu.azurite.as_ref().unwrap().blobs()?;
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(c.path("staging-job-happy/manifest.json"))?)?;
-    let listed = blobs.list("seed-import").await?;
+    let listed = blobs.list(&container).await?;
     let files = manifest["files"].as_array().unwrap();
     assert_eq!(listed.len(), files.len() + 1, "every file and manifest.json: {listed:?}");
     for f in files {
@@ -190,7 +194,7 @@ async fn the_job_is_created_from_the_prepared_drives_shipped_imported_into_azuri
         let want = hex::decode(f["md5"].as_str().unwrap())?;
         let b = listed.iter().find(|b| b.name == path).unwrap_or_else(|| panic!("{path} is not in Azurite"));
         assert_eq!((b.size, b.md5.as_deref()), (f["size"].as_u64().unwrap(), Some(&want[..])), "{path}");
-        let data = blobs.download("seed-import", path).await?;
+        let data = blobs.download(&container, path).await?;
         assert_eq!(md5_of(&data), want, "{path}'s bytes");
     }
     let v = job_view(&c, &ops, "job-happy").await?;
@@ -493,7 +497,8 @@ async fn a_wrong_key_a_corrupt_manifest_damaged_blocks_and_a_drive_never_receive
     assert_eq!(j["properties"]["state"], "Packaging", "{j}");
 
     let det = wait_seed_state(&c, &ops, "job-bad", "imported", T).await?;
-    let why = det.seed.unwrap().state_reason;
+    let seed = det.seed.unwrap();
+    let (why, container) = (seed.state_reason, seed.container);
     assert!(
         why.contains(&format!(
             "drive {} CompletedMoreInfo: the BitLocker key in the job does not unlock the drive (wrong key)",
@@ -517,9 +522,9 @@ async fn a_wrong_key_a_corrupt_manifest_damaged_blocks_and_a_drive_never_receive
     // The damaged part is named in its drive's log and is not in the storage account; the
     // rest of that drive was imported.
     let log = String::from_utf8(blobs.download("waimportexport", &format!("job-bad_{}_error.xml", ids[3])).await?)?;
-    assert!(log.contains(&format!("blob seed-import/{damaged}: part at offset")), "{log}");
+    assert!(log.contains(&format!("blob {container}/{damaged}: part at offset")), "{log}");
     assert!(state_of(&ids[3]).bytes_succeeded > 0, "the undamaged parts were imported");
-    let listed = blobs.list("seed-import").await?;
+    let listed = blobs.list(&container).await?;
     assert!(!listed.iter().any(|b| b.name == damaged), "{damaged} must not be in Azurite: {listed:?}");
     // Operators see the reasons in `seedctl job`.
     let o = c.run("job", &mut c.seedctl(&ops, &["job", "job-bad"]))?;

@@ -328,7 +328,44 @@ async fn an_incremental_after_seeding_sends_only_what_changed_and_restores() -> 
     let drives = shipped(&mut c, &ops, "job-inc", 1).await?;
     emu.dc("job-inc", "arrive", json!({ "disks": [drives[0].1] })).await?;
     emu.dc("job-inc", "copy", json!({})).await?;
-    wait_seed_state(&c, &ops, "job-inc", "seeded", T).await?;
+    let import = wait_seed_state(&c, &ops, "job-inc", "seeded", T).await?.seed.unwrap().container;
+    let blobs = emu.azurite.as_ref().unwrap().blobs()?;
+    let identity = |b: &seedship_azure::blob::BlobInfo| b.name == "config" || b.name.starts_with("keys/");
+    let vault_identity = |list: Vec<seedship_azure::blob::BlobInfo>| {
+        list.into_iter().filter(identity).map(|b| (b.name, b.md5)).collect::<Vec<_>>()
+    };
+    let before = vault_identity(blobs.list("vault-src-job-inc").await?);
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    // A second offline seed from this server (a new repository, with other keys) is refused
+    // when it registers, before any disk is written, and says why; the vault keeps its keys.
+    c.allow_error("already has a vault");
+    let staging2 = c.path("staging-job-inc-2");
+    let corpus = c.path("corpus-job-inc");
+    let cfg = c.path("src-job-inc.toml");
+    let o = c.run(
+        "second-seed",
+        &mut seedship_e2e::backup_cmd(c.dir.path(), &staging2, "job-inc-2", &[&corpus], Some(&cfg))?,
+    )?;
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("already has a vault (vault-src-job-inc)") && text(&o).contains("online"),
+        "{}",
+        text(&o)
+    );
+    let e = client::operator(c.connect(&ops).await?)
+        .get_seed(pb::GetSeedRequest { seed: "job-inc-2".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "no seed was registered: {e:?}");
+    assert_eq!(
+        vault_identity(blobs.list("vault-src-job-inc").await?),
+        before,
+        "the vault's config and keys are unchanged"
+    );
+    // A blob in the import container that the seed's manifest does not name (another
+    // tenant's, say) survives the clean-up below.
+    blobs.put_small(&import, "other/keep", b"not this seed's".to_vec()).await?;
 
     // Change about 10 % of the files, then back up online.
     let corpus = c.path("corpus-job-inc");
@@ -415,9 +452,9 @@ async fn an_incremental_after_seeding_sends_only_what_changed_and_restores() -> 
     // Clean-up once seeded: the import container, then the staging location; both recorded.
     let o = c.run("cleanup-import", &mut c.seedctl(&ops, &["cleanup-import", "job-inc"]))?;
     assert!(o.status.success() && text(&o).contains("cleaned up"), "{}", text(&o));
-    let blobs = emu.azurite.as_ref().unwrap().blobs()?;
-    assert!(blobs.list("seed-import").await?.is_empty(), "the import container is empty");
-    let e = wait_event(&c, &ops, "job-inc", "import container seedacct/seed-import cleaned up", T).await?;
+    let left: Vec<String> = blobs.list(&import).await?.into_iter().map(|b| b.name).collect();
+    assert_eq!(left, vec!["other/keep".to_string()], "only what the seed's manifest names is deleted");
+    let e = wait_event(&c, &ops, "job-inc", &format!("import container seedacct/{import} cleaned up"), T).await?;
     assert!(e.actor.contains("/operator/alice"), "{}", e.actor);
     let o = c.run(
         "cleanup-staging",

@@ -4,6 +4,7 @@
 pub mod import;
 pub mod lease;
 pub mod model;
+pub mod placement;
 pub mod seed;
 pub mod service;
 pub mod validate;

@@ -44,6 +44,9 @@ pub struct NewSeed {
     pub file_count: u64,
     pub target_site: Option<String>,
     pub target_station: Option<String>,
+    /// The repository the seed holds (its config's id); a server's seeds and vault share one.
+    #[serde(default)]
+    pub repository_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::{Clock, UnixMs};
 use crate::domain::lease::Fence;
 use crate::domain::model::*;
+use crate::domain::placement::Placement;
 use crate::domain::seed::SeedState;
 use crate::error::{Error, Result};
 use crate::jobs::AzureSide;
@@ -31,6 +32,8 @@ pub struct Coordinator {
     pub(crate) master_key: Option<Arc<MasterKey>>,
     /// The Azure side, when `[azure]` is configured.
     azure: Option<Arc<AzureSide>>,
+    /// Where seeds' import containers go.
+    placement: Placement,
 }
 
 /// A mutating request as the service receives it: the caller's request id and the payload.
@@ -55,7 +58,13 @@ impl Coordinator {
         settings: Settings,
         master_key: Option<Arc<MasterKey>>,
     ) -> Self {
-        Coordinator { store, clock, settings, master_key, azure: None }
+        Coordinator { store, clock, settings, master_key, azure: None, placement: Placement::default() }
+    }
+
+    /// With the configured import-container rules (default: `import-{seed}`).
+    pub fn with_placement(mut self, placement: Placement) -> Self {
+        self.placement = placement;
+        self
     }
 
     /// With the Azure side: shipping is sent to Azure, and addresses come from it.
@@ -107,9 +116,13 @@ impl Coordinator {
 
     pub async fn register_seed(&self, owner: &SpiffeId, cmd: Cmd<NewSeed>) -> Result<SeedRegistration> {
         let idem = self.idem(owner, "RegisterSeed", &cmd);
-        let reg = self.store.register_seed(&idem, owner, &cmd.body, self.now()).await?;
+        let reg = Self::audit(
+            owner,
+            "RegisterSeed",
+            self.store.register_seed(&idem, owner, &cmd.body, &self.placement, self.now()).await,
+        )?;
         if reg.created {
-            tracing::info!(seed = %reg.seed.seed_id, job = %reg.seed.spec.job_name, owner = %owner, "seed registered and queued for disk preparation");
+            tracing::info!(seed = %reg.seed.seed_id, job = %reg.seed.spec.job_name, owner = %owner, container = %reg.seed.spec.container, "seed registered and queued for disk preparation");
         }
         Ok(reg)
     }
@@ -395,7 +408,9 @@ impl Coordinator {
         Ok(p)
     }
 
-    /// Deletes a seeded seed's files from its import container; recorded with who did it.
+    /// Deletes a seeded seed's files from its import container: exactly the files its verified
+    /// seed manifest names (and the manifest), in the seed's own container, nothing else.
+    /// Recorded with who did it.
     pub async fn cleanup_import(&self, actor: &str, seed: &str) -> Result<(Seed, u32, u64)> {
         let detail = self.store.seed_detail(seed).await?.ok_or_else(|| Error::NotFound(format!("no seed {seed:?}")))?;
         let s = detail.seed;
@@ -409,19 +424,36 @@ impl Coordinator {
             .azure
             .as_ref()
             .ok_or_else(|| Error::FailedPrecondition("the coordinator has no [azure] settings".into()))?;
+        // The names come from the verification, which read them from the manifest that hashes
+        // to the root the source registered; none can be a blob the seed did not have.
+        let report = self.store.verification(&s.seed_id).await?.ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "seed {} has no verification on record; nothing deleted",
+                s.spec.job_name
+            ))
+        })?;
+        let mut names: Vec<String> = report.files.iter().map(|f| f.path.clone()).collect();
+        if let Some(bad) = names.iter().find(|p| seedship_repo::manifest::check_path(p).is_err()) {
+            return Err(Error::FailedPrecondition(format!(
+                "the verified manifest of seed {} names {bad:?}, which is no staging file; nothing deleted",
+                s.spec.job_name
+            )));
+        }
+        names.push(crate::verifier::MANIFEST_BLOB.to_string());
         let store = azure.accounts.store(&s.spec.storage_account).map_err(|e| Error::Unavailable(e.to_string()))?;
-        let blobs = store
-            .list(&s.spec.container)
-            .await
-            .map_err(|e| Error::Unavailable(format!("import container: {e}; retry")))?;
         let (mut n, mut bytes) = (0u32, 0u64);
-        for b in blobs {
+        for name in &names {
+            let size = match store.properties(&s.spec.container, name).await {
+                Ok(Some(b)) => b.size,
+                Ok(None) => continue,
+                Err(e) => return Err(Error::Unavailable(format!("{name}: {e}; retry"))),
+            };
             store
-                .delete(&s.spec.container, &b.name)
+                .delete(&s.spec.container, name)
                 .await
-                .map_err(|e| Error::Unavailable(format!("{}: {e}; retry", b.name)))?;
+                .map_err(|e| Error::Unavailable(format!("{name}: {e}; retry")))?;
             n += 1;
-            bytes += b.size;
+            bytes += size;
         }
         let reason = format!(
             "import container {}/{} cleaned up: {n} blob(s), {bytes} bytes deleted (the vault holds the seed)",

@@ -95,6 +95,32 @@ pub fn staging_location(v: &str) -> R {
 }
 
 /// Lowercase hex of `len` bytes.
+/// The largest seed the coordinator records: 1 EiB (sizes are stored as signed 64-bit).
+pub const MAX_SEED_BYTES: u64 = 1 << 60;
+/// The most files one seed may have.
+pub const MAX_SEED_FILES: u64 = 1 << 32;
+/// The largest byte size or offset of anything else (a drive, progress): 2^62.
+pub const MAX_BYTES: u64 = 1 << 62;
+
+/// A size or count from 1 to `max`.
+pub fn count(field: &str, v: u64, max: u64) -> R {
+    if v == 0 {
+        return Err(err(field, "must be above 0"));
+    }
+    if v > max {
+        return Err(err(field, format!("{v} is above the largest allowed, {max}")));
+    }
+    Ok(())
+}
+
+/// A size or offset from 0 to [`MAX_BYTES`].
+pub fn bytes(field: &str, v: u64) -> R {
+    if v > MAX_BYTES {
+        return Err(err(field, format!("{v} is above the largest allowed, {MAX_BYTES}")));
+    }
+    Ok(())
+}
+
 pub fn hex_digest(field: &str, v: &str, bytes: usize) -> R {
     if v.len() != bytes * 2 || !v.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
         return Err(err(field, format!("expected {} lowercase hex characters, got {v:?}", bytes * 2)));

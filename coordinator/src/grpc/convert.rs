@@ -64,17 +64,16 @@ impl TryFrom<pb::RegisterSeedRequest> for Cmd<NewSeed> {
     fn try_from(r: pb::RegisterSeedRequest) -> Result<Self> {
         v::job_name(&r.job_name)?;
         v::storage_account(&r.storage_account)?;
-        v::container(&r.container)?;
+        if !r.container.is_empty() {
+            v::container(&r.container)?;
+        }
         v::subscription_id(&r.subscription_id)?;
         v::location(&r.location)?;
         v::staging_location(&r.staging_location)?;
         v::hex_digest("manifest_root", &r.manifest_root, 32)?;
-        if r.total_bytes == 0 {
-            return Err(Error::invalid("total_bytes", "must be above 0"));
-        }
-        if r.file_count == 0 {
-            return Err(Error::invalid("file_count", "must be above 0"));
-        }
+        v::hex_digest("repository_id", &r.repository_id, 16)?;
+        v::count("total_bytes", r.total_bytes, v::MAX_SEED_BYTES)?;
+        v::count("file_count", r.file_count, v::MAX_SEED_FILES)?;
         if !r.target_site.is_empty() {
             v::label("target_site", &r.target_site)?;
         }
@@ -95,6 +94,7 @@ impl TryFrom<pb::RegisterSeedRequest> for Cmd<NewSeed> {
                 file_count: r.file_count,
                 target_site: opt(r.target_site),
                 target_station: opt(r.target_station),
+                repository_id: r.repository_id,
             },
         )
     }
@@ -121,6 +121,7 @@ impl TryFrom<pb::ReportProgressRequest> for Cmd<(Fence, ProgressDelta)> {
     fn try_from(r: pb::ReportProgressRequest) -> Result<Self> {
         let f = fence(r.work_id, r.generation)?;
         v::text("phase", &r.phase, 32)?;
+        v::bytes("to_bytes", r.to_bytes)?;
         if r.to_bytes <= r.from_bytes {
             return Err(Error::invalid(
                 "to_bytes",
@@ -149,6 +150,7 @@ impl TryFrom<pb::ReportDriveRequest> for DriveCmd {
         if d.position == 0 || d.position > 10 {
             return Err(Error::invalid("drive.position", "must be 1-10 (an import job holds at most 10 drives)"));
         }
+        v::bytes("drive.capacity_bytes", d.capacity_bytes)?;
         if d.capacity_bytes == 0 || d.bytes_written > d.capacity_bytes {
             return Err(Error::invalid(
                 "drive.capacity_bytes",
@@ -367,6 +369,7 @@ impl From<Seed> for pb::SeedSummary {
             target_station: s.spec.target_station.unwrap_or_default(),
             allow_virtual_station: s.allow_virtual_station,
             import_job_state: s.import_job_state,
+            repository_id: s.spec.repository_id,
         }
     }
 }
@@ -616,6 +619,7 @@ mod tests {
             file_count: 1,
             target_site: String::new(),
             target_station: String::new(),
+            repository_id: "cd".repeat(16),
         }
     }
 
@@ -641,7 +645,10 @@ mod tests {
             ("staging_location", Box::new(|r| r.staging_location.clear())),
             ("manifest_root", Box::new(|r| r.manifest_root = "zz".into())),
             ("total_bytes", Box::new(|r| r.total_bytes = 0)),
+            ("total_bytes", Box::new(|r| r.total_bytes = u64::MAX)),
             ("file_count", Box::new(|r| r.file_count = 0)),
+            ("file_count", Box::new(|r| r.file_count = u64::MAX)),
+            ("repository_id", Box::new(|r| r.repository_id.clear())),
             ("target_site", Box::new(|r| r.target_site = "Not Ok".into())),
         ];
         for (name, f) in cases {

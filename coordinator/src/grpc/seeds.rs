@@ -82,6 +82,7 @@ impl pb::seed_service_server::SeedService for Api {
         let owner = self.auth.require(&req, "ReportStagingDeleted", SOURCE)?;
         let r = req.into_inner();
         crate::grpc::convert::seed_key("seed_id", &r.seed_id)?;
+        crate::domain::validate::bytes("bytes", r.bytes)?;
         let seed = self.core.staging_deleted(&owner, &r.seed_id, r.bytes).await?;
         Ok(Response::new(pb::ReportStagingDeletedResponse { seed: Some(seed.into()) }))
     }

@@ -34,6 +34,7 @@ use crate::clock::UnixMs;
 use crate::domain::import::{DeadlineKind, JobIntent, JobRecord, JobSnapshot};
 use crate::domain::lease::Fence;
 use crate::domain::model::*;
+use crate::domain::placement::Placement;
 use crate::error::Result;
 
 /// Lease timing handed to the store's lease operations.
@@ -53,11 +54,15 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- seeds
     /// Registers a seed and queues its disk-prep work, or returns the identical existing one.
+    /// `seed.container` is the source's suggestion (may be empty); the stored container is
+    /// chosen by `placement`, unique among seeds, and never a vault's. A server's seeds and
+    /// vault are of one repository.
     async fn register_seed(
         &self,
         idem: &Idem,
         owner: &SpiffeId,
         seed: &NewSeed,
+        placement: &Placement,
         now: UnixMs,
     ) -> Result<SeedRegistration>;
 
@@ -173,6 +178,8 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- vaults
     async fn vault_of(&self, server: &str) -> Result<Option<Vault>>;
+    /// Fails a seed that cannot go on (not one already ended), with who and why.
+    async fn fail_seed(&self, seed_id: &str, actor: &str, reason: &str, now: UnixMs) -> Result<Seed>;
     /// The seed's data is in the vault: recorded, with its snapshots as recovery points.
     async fn vault_seeded(
         &self,

@@ -34,6 +34,7 @@ use crate::clock::UnixMs;
 use crate::domain::import::{DeadlineKind, JobIntent, JobRecord, JobSnapshot};
 use crate::domain::lease::Fence;
 use crate::domain::model::*;
+use crate::domain::placement::Placement;
 use crate::domain::seed::SeedState;
 use crate::error::{Error, Result};
 
@@ -45,6 +46,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_import_jobs", include_str!("../../../migrations/0004_import_jobs.sql")),
     ("0005_verification", include_str!("../../../migrations/0005_verification.sql")),
     ("0006_vaults", include_str!("../../../migrations/0006_vaults.sql")),
+    ("0007_seed_placement", include_str!("../../../migrations/0007_seed_placement.sql")),
 ];
 
 /// Most operations committed together.
@@ -248,10 +250,11 @@ impl Store for SqliteStore {
         idem: &Idem,
         owner: &SpiffeId,
         seed: &NewSeed,
+        placement: &Placement,
         now: UnixMs,
     ) -> Result<SeedRegistration> {
-        let (idem, owner, seed) = (idem.clone(), owner.clone(), seed.clone());
-        self.write(move |c| writes::register_seed(c, &idem, &owner, &seed, now)).await
+        let (idem, owner, seed, placement) = (idem.clone(), owner.clone(), seed.clone(), placement.clone());
+        self.write(move |c| writes::register_seed(c, &idem, &owner, &seed, &placement, now)).await
     }
 
     async fn claim_work(&self, idem: &Idem, station: &SpiffeId, t: LeaseTiming) -> Result<Option<Lease>> {
@@ -433,6 +436,11 @@ impl Store for SqliteStore {
     async fn vault_of(&self, server: &str) -> Result<Option<Vault>> {
         let server = server.to_string();
         self.read(move |c| vaults::vault_of(c, &server)).await
+    }
+
+    async fn fail_seed(&self, seed_id: &str, actor: &str, reason: &str, now: UnixMs) -> Result<Seed> {
+        let (seed_id, actor, reason) = (seed_id.to_string(), actor.to_string(), reason.to_string());
+        self.write(move |c| vaults::fail_seed(c, &seed_id, &actor, &reason, now)).await
     }
 
     async fn vault_seeded(

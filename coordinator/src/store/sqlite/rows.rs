@@ -45,7 +45,7 @@ pub fn state_col(row: &Row, idx: usize) -> rusqlite::Result<SeedState> {
 pub const SEED_COLS: &str = "s.seed_id, s.owner, s.state, s.state_reason, s.created_ms, s.updated_ms, \
     s.job_name, s.storage_account, s.container, s.subscription_id, s.location, s.staging_location, \
     s.manifest_root, s.total_bytes, s.file_count, s.target_site, s.target_station, s.allow_virtual_station, \
-    (SELECT j.azure_state FROM import_jobs j WHERE j.seed_id = s.seed_id)";
+    (SELECT j.azure_state FROM import_jobs j WHERE j.seed_id = s.seed_id), s.repository_id";
 
 pub fn seed_row(row: &Row) -> rusqlite::Result<Seed> {
     Ok(Seed {
@@ -67,6 +67,7 @@ pub fn seed_row(row: &Row) -> rusqlite::Result<Seed> {
             file_count: row.get::<_, i64>(14)? as u64,
             target_site: row.get(15)?,
             target_station: row.get(16)?,
+            repository_id: row.get(19)?,
         },
         allow_virtual_station: row.get(17)?,
         import_job_state: row.get::<_, Option<String>>(18)?.unwrap_or_default(),

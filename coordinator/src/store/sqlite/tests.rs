@@ -10,6 +10,7 @@ use super::SqliteStore;
 use crate::domain::import::{JobIntent, JobPhase, JobSnapshot};
 use crate::domain::lease::Fence;
 use crate::domain::model::*;
+use crate::domain::placement::Placement;
 use crate::domain::seed::SeedState;
 use crate::error::Error;
 use crate::store::{LeaseTiming, Store};
@@ -22,7 +23,7 @@ fn seed(job: &str) -> NewSeed {
     NewSeed {
         job_name: job.into(),
         storage_account: "acct".into(),
-        container: "seeds".into(),
+        container: String::new(),
         subscription_id: "0f0e0d0c-0000-4000-8000-00000000abcd".into(),
         location: "westeurope".into(),
         staging_location: format!("/staging/{job}"),
@@ -31,6 +32,7 @@ fn seed(job: &str) -> NewSeed {
         file_count: 1,
         target_site: None,
         target_station: None,
+        repository_id: "cd".repeat(16),
     }
 }
 
@@ -40,7 +42,10 @@ async fn prepared_job(store: &SqliteStore, job: &str) {
     let st = SpiffeId::new("t", Role::Copy, "st1").unwrap();
     let info = AgentInfo { site: None, hostname: "h".into(), version: "v".into(), virtualization: String::new() };
     store.register_agent(&idem(&st, &format!("{job}-a"), "RegisterAgent", 1), &st, &info, 1).await.unwrap();
-    store.register_seed(&idem(&src, &format!("{job}-s"), "RegisterSeed", 1), &src, &seed(job), 1).await.unwrap();
+    store
+        .register_seed(&idem(&src, &format!("{job}-s"), "RegisterSeed", 1), &src, &seed(job), &Placement::default(), 1)
+        .await
+        .unwrap();
     let t = LeaseTiming { now: 2, ttl_ms: 60_000 };
     let lease = store.claim_work(&idem(&st, &format!("{job}-c"), "ClaimWork", 1), &st, t).await.unwrap().unwrap();
     let fence = Fence { work_id: lease.work.work_id.clone(), generation: lease.work.generation };
@@ -210,7 +215,10 @@ async fn a_drive_in_another_active_job_refuses_the_second_job() {
     let st = SpiffeId::new("t", Role::Copy, "st2").unwrap();
     let info = AgentInfo { site: None, hostname: "h".into(), version: "v".into(), virtualization: String::new() };
     store.register_agent(&idem(&st, "a", "RegisterAgent", 1), &st, &info, 1).await.unwrap();
-    store.register_seed(&idem(&src, "s", "RegisterSeed", 1), &src, &seed("job-y"), 1).await.unwrap();
+    store
+        .register_seed(&idem(&src, "s", "RegisterSeed", 1), &src, &seed("job-y"), &Placement::default(), 1)
+        .await
+        .unwrap();
     let lease = store
         .claim_work(&idem(&st, "c", "ClaimWork", 1), &st, LeaseTiming { now: 2, ttl_ms: 60_000 })
         .await
@@ -258,7 +266,10 @@ async fn drives_escrow_their_key_first_and_work_completes_only_when_none_is_prep
     let st = SpiffeId::new("t", Role::Copy, "st1").unwrap();
     let info = AgentInfo { site: None, hostname: "h".into(), version: "v".into(), virtualization: String::new() };
     store.register_agent(&idem(&st, "a", "RegisterAgent", 1), &st, &info, 1).await.unwrap();
-    store.register_seed(&idem(&src, "s", "RegisterSeed", 1), &src, &seed("job-w"), 1).await.unwrap();
+    store
+        .register_seed(&idem(&src, "s", "RegisterSeed", 1), &src, &seed("job-w"), &Placement::default(), 1)
+        .await
+        .unwrap();
     let t = LeaseTiming { now: 2, ttl_ms: 60_000 };
     let lease = store.claim_work(&idem(&st, "c", "ClaimWork", 1), &st, t).await.unwrap().unwrap();
     let fence = Fence { work_id: lease.work.work_id.clone(), generation: lease.work.generation };

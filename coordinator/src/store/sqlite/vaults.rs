@@ -31,6 +31,15 @@ pub fn vault_of(c: &Connection, server: &str) -> Result<Option<Vault>> {
 
 /// The vault is seeded: it is recorded for the seed's server with the seed's snapshots as its
 /// first recovery points, and the seed is `seeded`.
+pub fn fail_seed(c: &Connection, seed_id: &str, actor: &str, reason: &str, now: UnixMs) -> Result<Seed> {
+    let mut seed = require_seed(c, seed_id)?;
+    if seed.state.is_terminal() {
+        return Ok(seed);
+    }
+    transition(c, &mut seed, Transition { event: SeedEvent::Fail, actor, reason: reason.to_string() }, now)?;
+    Ok(seed)
+}
+
 pub fn vault_seeded(
     c: &Connection,
     seed_id: &str,
@@ -60,8 +69,9 @@ pub fn vault_seeded(
         None => {
             exec(
                 c,
-                "INSERT INTO vaults (server, account, container, seed_id, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![seed.owner, account, container, seed_id, now],
+                "INSERT INTO vaults (server, account, container, seed_id, created_ms, repository_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![seed.owner, account, container, seed_id, now, seed.spec.repository_id],
             )
             .map_err(db_err)?;
         }

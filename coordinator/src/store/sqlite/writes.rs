@@ -8,6 +8,7 @@ use super::rows::*;
 use crate::clock::UnixMs;
 use crate::domain::lease::{Fence, WorkItem, WorkState};
 use crate::domain::model::*;
+use crate::domain::placement::Placement;
 use crate::domain::seed::{SeedEvent, SeedState};
 use crate::error::{Error, Result};
 use crate::store::LeaseTiming;
@@ -59,11 +60,84 @@ pub fn heartbeat(c: &Connection, idem: &Idem, who: &SpiffeId, status: &str, now:
     })
 }
 
+/// Seeds still under way (neither ended nor in the vault): what a new one must agree with.
+const UNDER_WAY: &str = "s.state NOT IN ('failed', 'cancelled', 'seeded')";
+
+/// A server's seeds and its vault hold one repository: another one's keys would replace the
+/// vault's (and every restore, old and new, would fail). Refused before any disk is written.
+fn check_one_repository(c: &Connection, owner: &str, spec: &NewSeed) -> Result<()> {
+    let vault: Option<(String, String)> = c
+        .query_row("SELECT container, repository_id FROM vaults WHERE server = ?1", params![owner], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
+        .map_err(db_err)?;
+    if let Some((container, repo)) = vault
+        && repo != spec.repository_id
+    {
+        let held =
+            if repo.is_empty() { "its first seed's repository".to_string() } else { format!("repository {repo}") };
+        return Err(Error::FailedPrecondition(format!(
+            "server {owner} already has a vault ({container}) holding {held}; this seed is repository {}, whose keys would replace the vault's. \
+             Back up online into the vault instead (source-agent backup without --offline), or have an operator retire the vault first",
+            spec.repository_id
+        )));
+    }
+    let other: Option<(String, String)> = c
+        .query_row(
+            &format!(
+                "SELECT s.job_name, s.state FROM seeds s WHERE s.owner = ?1 AND {UNDER_WAY} \
+                 AND s.repository_id <> ?2 AND s.job_name <> ?3 LIMIT 1"
+            ),
+            params![owner, spec.repository_id, spec.job_name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(db_err)?;
+    if let Some((job, state)) = other {
+        return Err(Error::FailedPrecondition(format!(
+            "server {owner} has seed {job} ({state}) of another repository under way; both would seed one vault with different keys. \
+             Wait until it is seeded and back up online, or cancel it first"
+        )));
+    }
+    Ok(())
+}
+
+/// The seed's import container: the source's suggestion if the rules allow it, else the
+/// coordinator's choice; never another seed's, never a vault's.
+fn place_seed(c: &Connection, spec: &NewSeed, seed_id: &str, placement: &Placement) -> Result<String> {
+    let container = if spec.container.is_empty() {
+        placement.chosen(seed_id)
+    } else {
+        placement.allows(&spec.container).map_err(|why| Error::invalid("container", why))?;
+        spec.container.clone()
+    };
+    let taken: bool = c
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM seeds WHERE storage_account = ?1 AND container = ?2) \
+             OR EXISTS (SELECT 1 FROM vaults WHERE account = ?1 AND (container = ?2 OR container LIKE ?2 || '/%'))",
+            params![spec.storage_account, container],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+    if taken {
+        return Err(Error::invalid(
+            "container",
+            format!(
+                "{container:?} is already in use in storage account {}; leave it empty and the coordinator chooses one",
+                spec.storage_account
+            ),
+        ));
+    }
+    Ok(container)
+}
+
 pub fn register_seed(
     c: &Connection,
     idem: &Idem,
     owner: &SpiffeId,
     spec: &NewSeed,
+    placement: &Placement,
     now: UnixMs,
 ) -> Result<SeedRegistration> {
     idempotent(c, idem, now, || {
@@ -76,29 +150,45 @@ pub fn register_seed(
             .optional()
             .map_err(db_err)?;
         if let Some(seed) = existing {
-            if seed.owner == owner.name && seed.spec == *spec {
+            // The same seed again: the same details, and the container as chosen (or the same
+            // suggestion).
+            let same_place = spec.container.is_empty() || spec.container == seed.spec.container;
+            let again = NewSeed { container: seed.spec.container.clone(), ..spec.clone() };
+            if seed.owner == owner.name && same_place && seed.spec == again {
                 return Ok(SeedRegistration { seed, created: false });
             }
+            // Another tenant's seed is not named, nor its owner.
             return Err(Error::AlreadyExists(format!(
-                "job name {:?} is already used by another seed ({}, registered by {}); choose a new job name",
-                spec.job_name, seed.seed_id, seed.owner
+                "job name {:?} is already in use; choose a new job name",
+                spec.job_name
             )));
         }
+        let is_seed_id: bool = c
+            .query_row("SELECT EXISTS (SELECT 1 FROM seeds WHERE seed_id = ?1)", params![spec.job_name], |r| r.get(0))
+            .map_err(db_err)?;
+        if is_seed_id || spec.job_name.starts_with("sd-") {
+            return Err(Error::invalid(
+                "job_name",
+                "names starting with \"sd-\" are seed ids, not job names; choose another job name",
+            ));
+        }
+        check_one_repository(c, &owner.name, spec)?;
         let suffix = random_suffix()?;
         let seed_id = format!("sd-{suffix}");
+        let container = place_seed(c, spec, &seed_id, placement)?;
         let reason = format!("registered by {owner}");
         exec(
             c,
             "INSERT INTO seeds (seed_id, job_name, owner, storage_account, container, subscription_id, location, \
              staging_location, manifest_root, total_bytes, file_count, target_site, target_station, state, \
-             state_reason, created_ms, updated_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)",
+             state_reason, created_ms, updated_ms, repository_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16, ?17)",
             params![
                 seed_id,
                 spec.job_name,
                 owner.name,
                 spec.storage_account,
-                spec.container,
+                container,
                 spec.subscription_id,
                 spec.location,
                 spec.staging_location,
@@ -109,7 +199,8 @@ pub fn register_seed(
                 spec.target_station,
                 SeedState::Registered.as_str(),
                 reason,
-                now
+                now,
+                spec.repository_id
             ],
         )
         .map_err(db_err)?;
