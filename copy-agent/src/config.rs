@@ -31,6 +31,10 @@ pub struct Station {
     pub disk_dir: Option<PathBuf>,
     /// The station's own records: the disk set of the work in hand, history, live status.
     pub state_dir: PathBuf,
+    /// The only folders (local paths or mounted shares) staging locations may lie in. A seed
+    /// whose staging location is elsewhere is not read (the work goes back to the queue for
+    /// another station); empty: none is read. Nothing outside a staging set is ever opened.
+    pub staging_roots: Vec<PathBuf>,
     /// How often to ask for work when there is none, and to look again for disks.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
@@ -45,6 +49,7 @@ impl Default for Station {
             disks: Vec::new(),
             disk_dir: None,
             state_dir: PathBuf::from("copy-agent-state"),
+            staging_roots: Vec::new(),
             poll_interval: Duration::from_secs(5),
             progress_interval: Duration::from_secs(2),
         }
@@ -60,6 +65,7 @@ impl Config {
         cfg.station.disks = cfg.station.disks.iter().map(abs).collect();
         cfg.station.disk_dir = cfg.station.disk_dir.as_ref().map(abs);
         cfg.station.state_dir = abs(&cfg.station.state_dir);
+        cfg.station.staging_roots = cfg.station.staging_roots.iter().map(abs).collect();
         if let Some(site) = &cfg.site {
             seedship_proto::identity::validate_label("site", site)
                 .map_err(|e| ConfigError::Invalid(format!("site: {e}")))?;

@@ -172,7 +172,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 async fn prepare_inner(ctx: &Ctx, lease: &pb::Lease, keeper: &Keeper) -> Result<Outcome, Fail> {
     let (loc, root) = (lease.staging_location.clone(), lease.manifest_root.clone());
-    let staging = Arc::new(blocking(move || Staging::open(&loc, &root)).await.map_err(Fail::Staging)?);
+    let roots = ctx.station.staging_roots.clone();
+    let staging = Arc::new(blocking(move || Staging::open(&loc, &root, &roots)).await.map_err(Fail::Staging)?);
     tracing::info!(job = %lease.job_name, files = staging.files.len(), bytes = staging.manifest.total_bytes(), "staging set opened and checked against the registered manifest");
     let mut last_wait = String::new();
     loop {
@@ -822,7 +823,8 @@ pub struct BenchReport {
 pub fn bench(staging: &std::path::Path, paths: &[PathBuf]) -> Result<BenchReport, String> {
     let bytes = std::fs::read(staging.join(seedship_repo::layout::MANIFEST)).map_err(|e| e.to_string())?;
     let m: seedship_repo::manifest::SeedManifest = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-    let st = Staging::open(&staging.display().to_string(), &m.root).map_err(|e| e.to_string())?;
+    let st =
+        Staging::open(&staging.display().to_string(), &m.root, &[staging.to_path_buf()]).map_err(|e| e.to_string())?;
     let found: Vec<Disk> = paths.iter().map(|p| disks::probe(p)).collect();
     let specs: Vec<plan::DiskSpec> = found
         .iter()

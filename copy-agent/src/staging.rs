@@ -3,12 +3,13 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::ErrorKind;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use seedship_disk::plan::FileSpec;
+use seedship_repo::beneath::Beneath;
 use seedship_repo::layout::MANIFEST;
-use seedship_repo::manifest::{SeedManifest, root_of};
+use seedship_repo::manifest::SeedManifest;
 
 /// Why a staging set cannot be copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +31,9 @@ impl std::fmt::Display for StagingError {
 #[derive(Debug)]
 pub struct Staging {
     pub root: PathBuf,
+    /// The root, opened: every staging file is opened beneath it, never through a link or
+    /// `..` out of it (see `seedship_repo::beneath`).
+    dir: Beneath,
     pub manifest: SeedManifest,
     /// The manifest's bytes as read once: they are shipped too (as `manifest.json`).
     pub manifest_bytes: Arc<Vec<u8>>,
@@ -46,15 +50,47 @@ fn unreachable(root: &std::path::Path, what: &str, e: &std::io::Error) -> Stagin
     ))
 }
 
+/// Whether `location` (a path a seed's owner registered) is one of `roots` or inside one,
+/// compared as the file system resolves both. `Err` says why not, naming only what the seed's
+/// owner gave.
+pub fn allowed(location: &str, roots: &[PathBuf]) -> Result<PathBuf, StagingError> {
+    let given = Path::new(location);
+    if !given.is_absolute() {
+        return Err(StagingError::Invalid(format!(
+            "staging location {location:?} is not an absolute path; register the seed with the share path a copy station mounts"
+        )));
+    }
+    if roots.is_empty() {
+        return Err(StagingError::Unreachable(format!(
+            "this station has no staging_roots configured, so it reads no staging location (not {location}); an operator adds the shares it may read to [station] staging_roots"
+        )));
+    }
+    let real = std::fs::canonicalize(given).map_err(|e| unreachable(given, "the directory", &e))?;
+    for r in roots {
+        if let Ok(root) = std::fs::canonicalize(r)
+            && real.starts_with(&root)
+        {
+            return Ok(real);
+        }
+    }
+    Err(StagingError::Unreachable(format!(
+        "staging location {location} is not under one of this station's staging_roots; another station may read it, or an operator adds its share to [station] staging_roots"
+    )))
+}
+
 impl Staging {
-    /// Opens the staging set at `location` and checks it is the one registered with
-    /// `manifest_root`: the manifest's root, and every file's presence and size (the content
-    /// is checked while copying).
-    pub fn open(location: &str, manifest_root: &str) -> Result<Staging, StagingError> {
-        let root = PathBuf::from(location);
-        std::fs::metadata(&root).map_err(|e| unreachable(&root, "the directory", &e))?;
+    /// Opens the staging set at `location` (which must lie under one of `roots`) and checks it
+    /// is the one registered with `manifest_root`: the manifest's root and names (the
+    /// repository's layout only: nothing outside the staging root is ever opened), and every
+    /// file's presence and size (the content is checked while copying).
+    pub fn open(location: &str, manifest_root: &str, roots: &[PathBuf]) -> Result<Staging, StagingError> {
+        let root = allowed(location, roots)?;
+        let dir = Beneath::open(&root).map_err(|e| unreachable(&root, "the directory", &e))?;
         let mpath = root.join(MANIFEST);
-        let bytes = match std::fs::read(&mpath) {
+        let bytes = match dir.read(Path::new(MANIFEST)).and_then(|mut f| {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut b).map(|_| b)
+        }) {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(StagingError::Invalid(format!(
@@ -64,11 +100,9 @@ impl Staging {
             }
             Err(e) => return Err(unreachable(&root, MANIFEST, &e)),
         };
-        let manifest: SeedManifest = serde_json::from_slice(&bytes)
-            .map_err(|e| StagingError::Invalid(format!("{} is not a seed manifest: {e}", mpath.display())))?;
-        if root_of(&manifest.files) != manifest.root {
-            return Err(StagingError::Invalid(format!("{} does not match its own root hash", mpath.display())));
-        }
+        // Every name is checked before any file is opened.
+        let manifest = SeedManifest::parse(&bytes, &mpath.display().to_string())
+            .map_err(|e| StagingError::Invalid(format!("the seed manifest is refused: {e}")))?;
         if manifest.root != manifest_root {
             return Err(StagingError::Invalid(format!(
                 "the staging set at {} has manifest root {}, but the seed was registered with {manifest_root}: it changed since registration",
@@ -79,8 +113,10 @@ impl Staging {
         let mut files = Vec::with_capacity(manifest.files.len() + 1);
         let mut expected = HashMap::new();
         for f in &manifest.files {
-            let p = root.join(&f.path);
-            match std::fs::metadata(&p) {
+            match dir.read(Path::new(&f.path)).and_then(|h| h.metadata()) {
+                Ok(m) if !m.is_file() => {
+                    return Err(StagingError::Invalid(format!("staging file {} is not a regular file", f.path)));
+                }
                 Ok(m) if m.len() != f.size => {
                     return Err(StagingError::Invalid(format!(
                         "staging file {} is {} bytes, but the seed manifest says {}: it changed since registration",
@@ -96,6 +132,9 @@ impl Staging {
                         f.path
                     )));
                 }
+                Err(e) if e.kind() == ErrorKind::InvalidInput => {
+                    return Err(StagingError::Invalid(format!("staging file {} is refused: {e}", f.path)));
+                }
                 Err(e) => return Err(unreachable(&root, &f.path, &e)),
             }
             files.push(FileSpec { path: f.path.clone(), size: f.size });
@@ -105,7 +144,7 @@ impl Staging {
         files.push(FileSpec { path: MANIFEST.into(), size: bytes.len() as u64 });
         expected.insert(MANIFEST.into(), (sha, md5));
         let sizes = files.iter().map(|f| (f.path.clone(), f.size)).collect();
-        Ok(Staging { root, manifest, manifest_bytes: Arc::new(bytes), files, sizes, expected })
+        Ok(Staging { root, dir, manifest, manifest_bytes: Arc::new(bytes), files, sizes, expected })
     }
 
     /// Checks a whole file's hashes against the seed manifest; `Invalid` names the file.
@@ -130,10 +169,22 @@ impl Staging {
 
     /// Hashes a file split over several disks in one pass and checks it.
     pub fn check_whole(&self, path: &str) -> Result<(), StagingError> {
-        let p = self.root.join(path);
-        let (size, sha, md5) = seedship_repo::manifest::hash_file(&p)
+        let f = self.open_file(path)?;
+        let (size, sha, md5) = seedship_repo::manifest::hash_open(f, Path::new(path))
             .map_err(|e| StagingError::Unreachable(format!("cannot read staging file {path}: {e}")))?;
         self.check(path, size, &sha, &md5)
+    }
+
+    /// Opens a staging file beneath the root; only names of the seed manifest are opened.
+    fn open_file(&self, path: &str) -> Result<File, StagingError> {
+        if !self.expected.contains_key(path) {
+            return Err(StagingError::Invalid(format!("{path} is not in the seed manifest")));
+        }
+        self.dir.read(Path::new(path)).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => StagingError::Invalid(format!("staging file {path} is missing")),
+            ErrorKind::InvalidInput => StagingError::Invalid(format!("staging file {path} is refused: {e}")),
+            _ => unreachable(&self.root, path, &e),
+        })
     }
 }
 
@@ -155,10 +206,7 @@ impl<'a> Reader<'a> {
             return Ok(b[(offset as usize).min(end)..end].to_vec());
         }
         if !self.open.contains_key(path) {
-            let f = File::open(self.staging.root.join(path)).map_err(|e| match e.kind() {
-                ErrorKind::NotFound => StagingError::Invalid(format!("staging file {path} is missing")),
-                _ => unreachable(&self.staging.root, path, &e),
-            })?;
+            let f = self.staging.open_file(path)?;
             self.open.insert(path.to_string(), f);
         }
         // Read into spare capacity (no zeroing of 8 MiB buffers first).

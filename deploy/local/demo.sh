@@ -173,6 +173,7 @@ cat >> station-01.toml <<TOML
 [station]
 disk_dir = "disks"
 state_dir = "copy-station"
+staging_roots = ["staging"]
 poll_interval = "1s"
 progress_interval = "1s"
 TOML

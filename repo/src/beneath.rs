@@ -35,11 +35,17 @@ fn errno(e: Errno) -> io::Error {
 /// Why a name was refused: the kernel's answer, said in our words.
 fn refused(path: &Path, e: Errno) -> io::Error {
     match e {
-        Errno::ELOOP => io::Error::other(format!(
-            "{}: a symbolic link is on the way; it is not followed (names stay inside their root)",
-            path.display()
-        )),
-        Errno::EXDEV => io::Error::other(format!("{}: the name leads outside the root; refused", path.display())),
+        Errno::ELOOP => io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{}: a symbolic link is on the way; it is not followed (names stay inside their root)",
+                path.display()
+            ),
+        ),
+        Errno::EXDEV => io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: the name leads outside the root; refused", path.display()),
+        ),
         Errno::ENOSYS => io::Error::other(
             "this kernel has no openat2 (Linux 5.6 or later is needed to keep names inside their root)",
         ),

@@ -127,7 +127,13 @@ pub fn root_of(files: &[ManifestFile]) -> String {
 
 /// Reads a file and returns (size, SHA-256 hex, MD5 hex).
 pub fn hash_file(path: &Path) -> Result<(u64, String, String)> {
-    let mut f = File::open(path).map_err(|e| RepoError::io(path, e))?;
+    let f = File::open(path).map_err(|e| RepoError::io(path, e))?;
+    hash_open(f, path)
+}
+
+/// Size, SHA-256 and MD5 of an open file, read from where it stands (`path` names it in
+/// errors).
+pub fn hash_open(mut f: File, path: &Path) -> Result<(u64, String, String)> {
     let (mut sha, mut md5) = (Sha256::new(), Md5::new());
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;

@@ -60,10 +60,16 @@ pub fn station(c: &Cluster, name: &str, extra: &str) -> anyhow::Result<(PathBuf,
     let disks = c.path(&format!("disks-{name}"));
     std::fs::create_dir_all(&disks)?;
     let mut t = std::fs::read_to_string(&cfg)?;
+    // Stations read stagings anywhere in the test's folder, unless `extra` says otherwise.
+    let roots = if extra.contains("staging_roots") {
+        String::new()
+    } else {
+        format!("staging_roots = [\"{}\"]\n", c.path("").display())
+    };
     t.push_str(&format!(
-        "[station]\ndisk_dir = \"{}\"\nstate_dir = \"{}\"\npoll_interval = \"200ms\"\nprogress_interval = \"50ms\"\n{extra}",
+        "[station]\ndisk_dir = \"{}\"\nstate_dir = \"{}\"\n{roots}poll_interval = \"200ms\"\nprogress_interval = \"50ms\"\n{extra}",
         disks.display(),
-        c.path(&format!("state-{name}")).display()
+        c.path(&format!("state-{name}")).display(),
     ));
     std::fs::write(&cfg, t)?;
     Ok((cfg, disks))

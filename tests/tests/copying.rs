@@ -152,7 +152,8 @@ fn clean_run(images: &[PathBuf], keys: &HashMap<String, RecoveryPassword>, stagi
             job_name: h.job_name.clone(),
             position: h.position,
             set_size: h.set_size,
-            container: "seed-import".into(),
+            // The coordinator's choice for the seed (the default `import-{seed}`).
+            container: coordinator::domain::placement::Placement::default().chosen(&h.seed_id),
             parts,
         };
         w.seal(&manifest).unwrap();

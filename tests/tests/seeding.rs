@@ -58,14 +58,17 @@ async fn backup_registers_the_seed_idempotently_and_survives_an_unreachable_coor
     let staging2 = c.path("staging2");
     let o = c.run("backup-conflict", &mut backup_cmd(c.dir.path(), &staging2, "job-fs01", &[&other], Some(&cfg))?)?;
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("refused") && text(&o).contains("already used"), "{}", text(&o));
+    assert!(text(&o).contains("refused") && text(&o).contains("already in use"), "{}", text(&o));
     assert!(staging2.join("manifest.json").exists());
 
     // The source agent's status shows the coordinator's words.
     let o = c.run("status", Command::new(bin("source-agent")).arg("--config").arg(&cfg).arg("status"))?;
     assert!(text(&o).contains("job-fs01  queued_for_disk_prep  waiting for a copy station"), "{}", text(&o));
 
-    // Coordinator down at registration: the backup is kept, and `register` works later.
+    // Coordinator down at registration: the backup is kept, and `register` works later. (Another
+    // server: fs01's seed of another repository is under way, which a second one may not join.)
+    let fs02 = c.issue("source", "fs02")?;
+    let cfg = c.agent_config(&fs02, Some("hq"))?;
     c.kill9_coordinator()?;
     let src3 = c.path("src3");
     std::fs::create_dir(&src3)?;
@@ -78,7 +81,7 @@ async fn backup_registers_the_seed_idempotently_and_survives_an_unreachable_coor
     assert!(text(&o).contains("the staged seed is kept"), "{}", text(&o));
     assert!(staging3.join("manifest.json").exists());
     c.start_coordinator()?;
-    let cfg = c.agent_config(&fs01, Some("hq"))?;
+    let cfg = c.agent_config(&fs02, Some("hq"))?;
     let o = c.run(
         "register-later",
         Command::new(bin("source-agent")).arg("--config").arg(&cfg).args(["register", "--staging"]).arg(&staging3),

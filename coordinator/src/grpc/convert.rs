@@ -504,6 +504,7 @@ impl From<RepairOrder> for pb::RepairOrder {
             staging_location: o.seed.spec.staging_location,
             blob_endpoint: o.endpoint,
             container: o.seed.spec.container,
+            manifest_root: o.seed.spec.manifest_root,
             sas: o.sas,
             sas_expires_unix_ms: o.expires_ms,
             files: o
