@@ -194,7 +194,7 @@ grep -q "registered" copy-agent.log || { cat copy-agent.log; echo "error: the co
 echo "copy agent station-01 is running and sending heartbeats (log: $DEMO/copy-agent.log)"
 
 say "5. an offline backup of a sample folder into a staging location"
-CORPUS_TOOL="$ROOT/../shared/bench/make_corpus.py"
+CORPUS_TOOL="$ROOT/tests/corpus/corpus.py"
 if [ "$SAMPLE" != sample ]; then
   [ -d "$SAMPLE" ] || { echo "error: SEEDSHIP_DEMO_SAMPLE=$SAMPLE is not a folder"; exit 1; }
 elif [ -f "$CORPUS_TOOL" ] && command -v python3 >/dev/null; then

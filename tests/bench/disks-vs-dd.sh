@@ -4,7 +4,7 @@
 #   tests/bench/disks-vs-dd.sh [-w WORKDIR] [-r RUNS] [-s CORPUS_MIB]
 #
 # The staged data: a staging set made by `source-agent backup --offline` from a generated
-# corpus (../shared/bench/make_corpus.py). Each run, on the same file system:
+# corpus (tests/corpus/corpus.py). Each run, on the same file system:
 #   dd write       dd if=<staged data, one file> of=<image> bs=4M oflag=direct
 #   seedship copy  `copy-agent bench`: the copy agent's own writer threads (plan, encryption,
 #                  every staging file checked against the seed manifest, seal), 1 disk and 3
@@ -36,7 +36,7 @@ cd "$WORK"
 
 if [ ! -f staging/manifest.json ]; then
   rm -rf corpus staging
-  python3 "$ROOT/../shared/bench/make_corpus.py" generate --out corpus --size-mib "$MIB" --seed 11 >/dev/null
+  python3 "$ROOT/tests/corpus/corpus.py" generate --out corpus --size-mib "$MIB" --seed 11 >/dev/null
   (umask 077 && echo "bench passphrase" > passphrase)
   "$BIN/source-agent" backup --offline --quiet --no-register --job-name disk-bench \
     --storage-account bench --container bench --location westeurope \

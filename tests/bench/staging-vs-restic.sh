@@ -20,8 +20,10 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [-w WORKDIR] [-r RUNS]"; exit 2 ;;
   esac
 done
+PEERS="$ROOT/../shared/bench/peers.sh"
+[ -x "$PEERS" ] || [ -f "$PEERS" ] || { echo "error: $PEERS is missing: this peer benchmark uses the workplace's shared peer scripts, beside the clone"; exit 1; }
 command -v restic >/dev/null || { echo "error: restic is not installed (apt-get install restic)"; exit 1; }
 cargo build --release --workspace --bins --locked
 export SEEDSHIP_BIN="$CARGO_TARGET_DIR/release"
 export SEEDSHIP_PASSPHRASE=seedship-bench
-exec "$ROOT/../shared/bench/peers.sh" -w "$WORK" -r "$RUNS" -t 2400 --only restic,extra --extra "$ROOT/tests/bench/seedship.extra"
+exec bash "$PEERS" -w "$WORK" -r "$RUNS" -t 2400 --only restic,extra --extra "$ROOT/tests/bench/seedship.extra"

@@ -4,12 +4,12 @@
 #
 #   tests/bench/vault-vs-restic.sh [-w WORKDIR] [-s SIZE_MIB] [-r RUNS]
 #
-# 1. generates the corpus (../shared/bench/make_corpus.py, seed 1);
+# 1. generates the corpus (tests/corpus/corpus.py, seed 1);
 # 2. runs the demo (deploy/local/demo.sh, release binaries) on it until the vault is seeded:
 #    Azurite, the emulated Azure, the coordinator, an offline seed, disks, import, vault;
 # 3. restic: init a local repository and back the corpus up once (the baseline);
 # 4. both, RUNS times each, median: an incremental with nothing changed;
-# 5. make_corpus.py mutate (5 % of files), then one incremental each, with the bytes each
+# 5. corpus.py mutate (5 % of files), then one incremental each, with the bytes each
 #    sent (ours: uploaded to the vault; restic: added to its repository);
 # 6. a full restore each into an empty folder, RUNS times, alternating (ours, restic, ours,
 #    ...; the page cache makes whichever runs on freshly freed memory slower), median: ours
@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 command -v restic >/dev/null || { echo "error: restic is not installed (apt-get install restic)"; exit 1; }
-TOOL="$ROOT/../shared/bench/make_corpus.py"
+TOOL="$ROOT/tests/corpus/corpus.py"
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
 CORPUS="$WORK/corpus"

@@ -564,10 +564,14 @@ pub fn backup_cmd(dir: &Path, staging: &Path, job: &str, sources: &[&Path], conf
     Ok(c)
 }
 
-/// Generates a deterministic corpus with `../shared/bench/make_corpus.py`.
+/// The project's corpus generator (`tests/corpus/corpus.py`).
+pub fn corpus_tool() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/corpus.py")
+}
+
+/// Generates a deterministic corpus with `tests/corpus/corpus.py`.
 pub fn make_corpus(out: &Path, size_mib: u32, seed: u32) -> Result<()> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/make_corpus.py");
-    anyhow::ensure!(script.is_file(), "{} is missing (shared/ must sit beside the clone)", script.display());
+    let script = corpus_tool();
     run_ok(Command::new("python3").arg(script).args(["generate", "--out"]).arg(out).args([
         "--size-mib",
         &size_mib.to_string(),

@@ -125,9 +125,9 @@ fn restore_cmd(c: &Cluster, job: &str, target: &std::path::Path, extra: &[&str])
     cmd
 }
 
-/// Changes about 10 % of `corpus`'s files (`make_corpus.py mutate`).
+/// Changes about 10 % of `corpus`'s files (`tests/corpus/corpus.py mutate`).
 fn mutate(c: &Cluster, corpus: &std::path::Path, seed: &str) -> anyhow::Result<()> {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/make_corpus.py");
+    let script = seedship_e2e::corpus_tool();
     seedship_e2e::run_ok(
         std::process::Command::new("python3")
             .arg(&script)
