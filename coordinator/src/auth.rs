@@ -13,9 +13,17 @@ pub struct Auth {
     trust_domain: String,
 }
 
-/// The SPIFFE id in a DER certificate's URI SANs, if it has exactly one.
+/// The SPIFFE id in a client certificate's URI SANs, if it has exactly one, and if the
+/// certificate is for client authentication: the extended key usage extension must be there
+/// and name clientAuth (webpki accepts a certificate without the extension for any use).
 pub fn spiffe_id_of(der: &[u8]) -> Result<SpiffeId, String> {
     let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("unreadable client certificate: {e}"))?;
+    match cert.extended_key_usage().map_err(|e| format!("bad extendedKeyUsage: {e}"))? {
+        Some(eku) if eku.value.client_auth => {}
+        _ => {
+            return Err("client certificate lacks the clientAuth extended key usage; issue client certificates with `coordinator pki issue`".into());
+        }
+    }
     let san = cert
         .subject_alternative_name()
         .map_err(|e| format!("bad subjectAltName: {e}"))?

@@ -159,6 +159,24 @@ pub fn issue_leaf(
     days: i64,
     offset_days: i64,
 ) -> Result<(String, String), PkiError> {
+    let eku = if id.role == Role::Coordinator {
+        vec![ExtendedKeyUsagePurpose::ServerAuth]
+    } else {
+        vec![ExtendedKeyUsagePurpose::ClientAuth]
+    };
+    issue_leaf_with(issuer, id, dns_or_ip, days, offset_days, eku)
+}
+
+/// [`issue_leaf`] with the extended key usages given (tests make certificates the coordinator
+/// must refuse, e.g. without clientAuth).
+pub fn issue_leaf_with(
+    issuer: &Issuer<'_, KeyPair>,
+    id: &SpiffeId,
+    dns_or_ip: &[String],
+    days: i64,
+    offset_days: i64,
+    extended_key_usages: Vec<ExtendedKeyUsagePurpose>,
+) -> Result<(String, String), PkiError> {
     let key = KeyPair::generate()?;
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -173,11 +191,7 @@ pub fn issue_leaf(
         }
     }
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    p.extended_key_usages = if id.role == Role::Coordinator {
-        vec![ExtendedKeyUsagePurpose::ServerAuth]
-    } else {
-        vec![ExtendedKeyUsagePurpose::ClientAuth]
-    };
+    p.extended_key_usages = extended_key_usages;
     p.use_authority_key_identifier_extension = true;
     let (nb, na) = validity(days);
     p.not_before = nb + Duration::days(offset_days);

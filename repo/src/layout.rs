@@ -38,11 +38,31 @@ pub fn create_dir_all(dir: &Path) -> Result<()> {
 /// Writes `bytes` to `path` so that a crash leaves either the old file, no file, or the whole
 /// new file: a temporary file, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_mode(path, bytes, 0o644)
+}
+
+/// [`write_atomic`] for a file only its owner may read (mode 0600 from the start): the key
+/// file, which holds the sealed master keys.
+pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_mode(path, bytes, 0o600)
+}
+
+fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().ok_or_else(|| RepoError::Invalid(format!("{} has no parent", path.display())))?;
     create_dir_all(dir)?;
     let tmp = tmp_path(path);
     {
-        let mut f = File::create(&tmp).map_err(|e| RepoError::io(&tmp, e))?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(|e| RepoError::io(&tmp, e))?;
+        // A leftover temporary file keeps its old mode; this one gets `mode`.
+        f.set_permissions(<fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(mode))
+            .map_err(|e| RepoError::io(&tmp, e))?;
         f.write_all(bytes).map_err(|e| RepoError::io(&tmp, e))?;
         f.sync_all().map_err(|e| RepoError::io(&tmp, e))?;
     }

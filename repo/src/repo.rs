@@ -152,7 +152,7 @@ impl Repository {
             chunk_id: "blake3-keyed-256".into(),
             pack_target_bytes: opts.pack_target_bytes,
         };
-        layout::write_atomic(&key_path(root), &serde_json::to_vec_pretty(&keyfile).expect("serializes"))?;
+        layout::write_atomic_private(&key_path(root), &serde_json::to_vec_pretty(&keyfile).expect("serializes"))?;
         // The config last: its presence marks a usable repository.
         layout::write_atomic(&root.join(layout::CONFIG), &serde_json::to_vec_pretty(&config).expect("serializes"))?;
         let crypto = keys.crypto();

@@ -193,7 +193,7 @@ async fn in_transit(
             if small {
                 let src = staging.join(&rel);
                 let data = std::fs::read(&src).map_err(|e| format!("{}: {e}", src.display()))?;
-                seedship_repo::layout::write_atomic(&dir.join(&rel), &data).map_err(|e| e.to_string())?;
+                write_small(&dir.join(&rel), &data)?;
             }
         }
         if !dir.join(seedship_repo::layout::CONFIG).exists() {
@@ -251,6 +251,17 @@ async fn put(v: &VaultAccess, name: &str, data: Vec<u8>) -> Result<(), String> {
     v.store.commit(&v.container, name, ids, Some(md5)).await.map_err(|e| format!("{name}: {e}"))
 }
 
+/// Writes one of a repository's small files; the key file only its owner may read.
+fn write_small(path: &Path, data: &[u8]) -> Result<(), String> {
+    let in_keys = path.parent().and_then(|p| p.file_name()).is_some_and(|n| n == seedship_repo::layout::KEYS_DIR);
+    if in_keys {
+        seedship_repo::layout::write_atomic_private(path, data)
+    } else {
+        seedship_repo::layout::write_atomic(path, data)
+    }
+    .map_err(|e| e.to_string())
+}
+
 /// Brings `cache` up to date with the vault's small files (config, keys, index, snapshots):
 /// each one missing locally, or with another size or MD5, is downloaded, checked against the
 /// blob's MD5 and written atomically. The data packs stay in the vault (a restore reads what
@@ -266,8 +277,8 @@ pub async fn sync(v: &VaultAccess, cache: &Path) -> Result<SyncStats, String> {
     // In a group's vault, only this server's folder.
     let mine = blobs.into_iter().filter_map(|b| b.name.strip_prefix(&v.prefix).map(str::to_string).map(|rel| (rel, b)));
     for (rel, b) in mine.filter(|(rel, _)| wanted(rel)) {
-        if rel.contains("..") || rel.starts_with('/') {
-            return Err(format!("the vault holds an unsafe name {:?}", b.name));
+        if let Err(why) = seedship_repo::manifest::check_path(&rel) {
+            return Err(format!("the vault holds an unsafe name {:?}: {why}", b.name));
         }
         st.files += 1;
         let local = cache.join(&rel);
@@ -294,7 +305,7 @@ pub async fn sync(v: &VaultAccess, cache: &Path) -> Result<SyncStats, String> {
                             b.name
                         ));
                     }
-                    seedship_repo::layout::write_atomic(&local, &data).map_err(|e| e.to_string())?;
+                    write_small(&local, &data)?;
                     Ok(data.len() as u64)
                 })
                 .await

@@ -103,7 +103,8 @@ impl Emulator {
     fn save(&self, s: &Persisted) -> Result<(), ApiError> {
         let tmp = self.file.with_extension("tmp");
         let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
+            // The state holds the jobs' drive keys: the emulator's alone.
+            let mut f = private_file(&tmp)?;
             std::io::Write::write_all(&mut f, &serde_json::to_vec_pretty(s).expect("serializes"))?;
             f.sync_all()?;
             std::fs::rename(&tmp, &self.file)?;
@@ -610,7 +611,8 @@ pub fn tls(dir: &Path) -> Result<tokio_rustls::TlsAcceptor, String> {
         p.distinguished_name.push(DnType::CommonName, "seedship Azure emulator");
         let cert = p.signed_by(&key, &issuer).map_err(|e| err(&e))?;
         std::fs::write(&ca_p, ca_cert.pem()).map_err(|e| err(&e))?;
-        std::fs::write(&key_p, key.serialize_pem()).map_err(|e| err(&e))?;
+        std::io::Write::write_all(&mut private_file(&key_p).map_err(|e| err(&e))?, key.serialize_pem().as_bytes())
+            .map_err(|e| err(&e))?;
         std::fs::write(&cert_p, cert.pem()).map_err(|e| err(&e))?;
     }
     let certs: Vec<_> =
@@ -660,4 +662,12 @@ pub async fn serve_tls(
                 .await;
         });
     }
+}
+
+/// Creates (or truncates) `path` readable by its owner only (mode 0600, also when it existed).
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(f)
 }

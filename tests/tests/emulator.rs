@@ -168,6 +168,11 @@ async fn the_coordinators_arm_client_drives_the_emulator_over_https() -> anyhow:
     put.location = Some("westeurope".into());
     let (s, j) = arm.put_job("sub-1", "rg-1", "job-arm", &put).await?;
     assert_eq!((s, j.properties.unwrap().state.as_deref()), (201, Some("Creating")));
+    // The state (it holds drive keys) and the TLS key are the emulator's alone.
+    use std::os::unix::fs::PermissionsExt;
+    for f in [d.path().join("emulator.json"), tls.join("server.key")] {
+        assert_eq!(std::fs::metadata(&f)?.permissions().mode() & 0o777, 0o600, "{}", f.display());
+    }
     assert_eq!(arm.put_job("sub-1", "rg-1", "job-arm", &put).await?.0, 200, "a retried PUT finds the same job");
     let keys = arm.bitlocker_keys("sub-1", "rg-1", "job-arm").await?;
     assert_eq!(keys.value.unwrap().len(), 1);

@@ -193,3 +193,26 @@ async fn a_staging_location_outside_the_stations_roots_is_not_read() -> anyhow::
     assert_ne!(seed.seed.unwrap().state, seedship_proto::pb::SeedState::Failed as i32);
     c.finish()
 }
+
+/// The coordinator's database (every tenant's records, sealed drive keys) and its WAL files
+/// are readable by the coordinator's user only; so is a staging set's key file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_and_key_files_are_private() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut c = Cluster::start()?;
+    let fs = c.issue("source", "fs01")?;
+    client::seeds(c.connect(&fs).await?).register_seed(seed_request("job-modes")).await?;
+    for f in ["coordinator.db", "coordinator.db-wal", "coordinator.db-shm"] {
+        let mode = std::fs::metadata(c.path(f))?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    let corpus = c.path("corpus");
+    std::fs::create_dir_all(&corpus)?;
+    std::fs::write(corpus.join("a.txt"), b"a")?;
+    let staging = c.path("staging");
+    let o = c.run("backup", &mut seedship_e2e::backup_cmd(c.dir.path(), &staging, "job-m", &[&corpus], None)?)?;
+    assert!(o.status.success(), "{}", seedship_e2e::prep::text(&o));
+    let mode = std::fs::metadata(staging.join("keys/key.json"))?.permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "keys/key.json");
+    c.finish()
+}

@@ -78,6 +78,26 @@ async fn refuses_clients_without_a_certificate_from_our_ca() -> anyhow::Result<(
     try_register(&c.url(), base.clone().identity(TlsIdentity::from_pem(cert, key))).await.unwrap_err();
     refusal_logged(&c, "certificate expired")?;
 
+    // 4. A certificate signed by our own CA for an operator, but without the clientAuth
+    //    extended key usage (none at all, or serverAuth only): not a client certificate.
+    let id = seedship_proto::identity::SpiffeId::new(&td, seedship_proto::identity::Role::Operator, "noeku")?;
+    for eku in [vec![], vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth]] {
+        let (cert, key) = coordinator::pki::issue_leaf_with(&issuer, &id, &[], 30, 0, eku)?;
+        let ch = tonic::transport::Channel::from_shared(c.url())?
+            .tls_config(base.clone().identity(TlsIdentity::from_pem(cert, key)))?;
+        let refused = match ch.connect().await {
+            Err(_) => true,
+            Ok(ch) => seedship_proto::pb::operator_service_client::OperatorServiceClient::new(ch)
+                .list_seeds(seedship_proto::pb::ListSeedsRequest::default())
+                .await
+                .is_err(),
+        };
+        assert!(refused, "an operator certificate without clientAuth was accepted");
+    }
+    wait_for("the missing clientAuth logged", Duration::from_secs(5), || {
+        c.coordinator_logs().contains("lacks the clientAuth extended key usage").then_some(())
+    })?;
+
     // None of them got through to a handler.
     assert_eq!(c.coordinator_logs().matches("agent registered").count(), 1, "only the control call may succeed");
     c.finish()

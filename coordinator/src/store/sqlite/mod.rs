@@ -89,6 +89,32 @@ pub(crate) fn db_err(e: rusqlite::Error) -> Error {
     }
 }
 
+/// The database holds sealed drive keys and every tenant's records: it and its `-wal` and
+/// `-shm` files are the coordinator's alone (mode 0600). A new database file is made so.
+fn private_files(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let fail = |p: &Path, e: std::io::Error| Error::Unavailable(format!("database {}: {e}", p.display()));
+    if !path.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| fail(path, e))?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::metadata(&p) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).map_err(|e| fail(&p, e))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn open_conn(path: &Path, busy: Duration) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)
@@ -103,11 +129,14 @@ impl SqliteStore {
     /// starts the writer thread. `busy` bounds how long a write waits for a lock held by
     /// another process before the callers get UNAVAILABLE.
     pub fn open(path: &Path, busy: Duration) -> Result<Self> {
+        private_files(path)?;
         let conn = open_conn(path, busy)?;
         let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(db_err)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(Error::Internal(format!("database {} refused WAL mode (got {mode})", path.display())));
         }
+        // SQLite gives the -wal and -shm files the database's mode; an older one is fixed here.
+        private_files(path)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(db_err)?;
         // Savepoint sub-journals in memory: every operation has one, and they never need disk.
         conn.pragma_update(None, "temp_store", "MEMORY").map_err(db_err)?;
