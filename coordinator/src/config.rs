@@ -87,6 +87,16 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Requests served at once across all connections; more wait.
     pub max_concurrent_requests: usize,
+    /// Requests one client certificate may have in the coordinator at once; more are refused
+    /// at once (RESOURCE_EXHAUSTED), so no one caller can fill the shared limit.
+    pub max_requests_per_identity: usize,
+    /// Requests all source agents (backup servers) together may have in at once.
+    pub max_source_requests: usize,
+    /// A request's body must arrive within this; headers without a body hold nothing longer.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// HTTP/2 streams one connection may have open at once.
+    pub max_streams_per_connection: u32,
     /// Largest request message; larger ones get RESOURCE_EXHAUSTED.
     pub max_message_bytes: usize,
     /// How long a write waits for a database lock held by someone else before UNAVAILABLE.
@@ -105,6 +115,10 @@ impl Default for ServerConfig {
         ServerConfig {
             request_timeout: Duration::from_secs(10),
             max_concurrent_requests: 512,
+            max_requests_per_identity: 32,
+            max_source_requests: 256,
+            body_timeout: Duration::from_secs(5),
+            max_streams_per_connection: 64,
             max_message_bytes: seedship_proto::MAX_MESSAGE_BYTES,
             db_busy_timeout: Duration::from_secs(2),
             idempotency_retention: Duration::from_secs(7 * 24 * 3600),
@@ -225,6 +239,12 @@ impl Config {
         }
         if self.server.max_concurrent_requests == 0 {
             return bad("server.max_concurrent_requests must be at least 1".into());
+        }
+        if self.server.max_requests_per_identity == 0 || self.server.max_source_requests == 0 {
+            return bad("server.max_requests_per_identity and max_source_requests must be at least 1".into());
+        }
+        if self.server.body_timeout.is_zero() || self.server.max_streams_per_connection == 0 {
+            return bad("server.body_timeout and max_streams_per_connection must be above 0".into());
         }
         if !(1024..=64 * 1024 * 1024).contains(&self.server.max_message_bytes) {
             return bad("server.max_message_bytes must be between 1024 and 67108864".into());

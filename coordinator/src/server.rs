@@ -105,10 +105,18 @@ pub async fn run_with_clock(
             <$server>::new(api.clone()).max_decoding_message_size(max).max_encoding_message_size(max)
         };
     }
+    let limits = crate::grpc::limits::Limits {
+        per_identity: cfg.server.max_requests_per_identity,
+        sources: cfg.server.max_source_requests,
+        body_timeout: cfg.server.body_timeout,
+        max_body: max,
+    };
     let result = Server::builder()
         .timeout(cfg.server.request_timeout)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .max_concurrent_streams(cfg.server.max_streams_per_connection)
         .trace_fn(|req| seedship_telemetry::server_span(req.headers(), req.uri().path()))
+        .layer(crate::grpc::limits::LimitLayer::new(limits))
         .layer(GlobalConcurrencyLimitLayer::new(cfg.server.max_concurrent_requests))
         .layer(MapResponseLayer::new(layers::rewrite_status))
         .add_service(health_svc)

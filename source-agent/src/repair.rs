@@ -58,7 +58,7 @@ fn hash_file(mut f: std::fs::File) -> std::io::Result<(u64, String, String)> {
 /// the seed was registered with.
 fn check(staging: Option<&Beneath>, file: &pb::RepairFile, root: &str) -> Option<String> {
     let Some(dir) = staging else {
-        return Some("the staging location cannot be opened (deleted?)".into());
+        return Some("not in the staging location: the location cannot be opened (deleted?)".into());
     };
     if file.path == MANIFEST {
         let mut b = Vec::new();

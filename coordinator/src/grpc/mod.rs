@@ -6,6 +6,7 @@ pub mod agents;
 pub mod convert;
 pub mod diskprep;
 pub mod layers;
+pub mod limits;
 pub mod operator;
 pub mod seeds;
 pub mod shipping;
