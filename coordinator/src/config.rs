@@ -67,6 +67,13 @@ pub struct LeaseConfig {
     /// How often agents should send heartbeats.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
+    /// Released work goes behind the rest and waits this long before a station may claim it
+    /// again, twice as long after each further release in a row without progress.
+    #[serde(with = "humantime_serde")]
+    pub release_backoff: Duration,
+    /// After this many releases in a row without progress the work is held until an operator
+    /// runs `seedctl retry`.
+    pub max_releases: u32,
 }
 
 impl Default for LeaseConfig {
@@ -75,6 +82,8 @@ impl Default for LeaseConfig {
             ttl: Duration::from_secs(60),
             sweep_interval: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(30),
+            release_backoff: Duration::from_secs(5),
+            max_releases: 8,
         }
     }
 }
@@ -236,6 +245,9 @@ impl Config {
         }
         if self.leases.sweep_interval.is_zero() || self.leases.sweep_interval > self.leases.ttl {
             return bad("leases.sweep_interval must be above 0 and at most leases.ttl".into());
+        }
+        if self.leases.max_releases == 0 {
+            return bad("leases.max_releases must be at least 1".into());
         }
         if self.server.max_concurrent_requests == 0 {
             return bad("server.max_concurrent_requests must be at least 1".into());

@@ -62,7 +62,14 @@ pub async fn run_with_clock(
     let mut core = Coordinator::new(
         Arc::new(store),
         clock,
-        Settings { lease_ttl: cfg.leases.ttl, heartbeat_interval: cfg.leases.heartbeat_interval },
+        Settings {
+            lease_ttl: cfg.leases.ttl,
+            heartbeat_interval: cfg.leases.heartbeat_interval,
+            release_backoff: crate::domain::lease::Backoff {
+                base_ms: cfg.leases.release_backoff.as_millis() as i64,
+                max_releases: cfg.leases.max_releases,
+            },
+        },
         master_key,
     );
     if let Some(side) = &azure {

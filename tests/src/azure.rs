@@ -273,7 +273,7 @@ pub async fn wait_event(
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let r = seedship_proto::client::operator(conn.clone())
-            .list_events(seedship_proto::pb::ListEventsRequest { seed: job.into(), limit: 1000 })
+            .list_events(seedship_proto::pb::ListEventsRequest { seed: job.into(), limit: 1000, before_event_id: 0 })
             .await?
             .into_inner();
         if let Some(e) = r.events.iter().find(|e| e.reason.contains(needle)) {

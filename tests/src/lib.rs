@@ -88,6 +88,9 @@ pub struct Options {
     pub offset_clock: bool,
     /// Environment of the coordinator process (test hooks), at every start.
     pub coordinator_env: Vec<(String, String)>,
+    /// `[leases] release_backoff` and `max_releases`.
+    pub release_backoff: &'static str,
+    pub max_releases: u32,
 }
 
 impl Default for Options {
@@ -99,6 +102,8 @@ impl Default for Options {
             extra_toml: String::new(),
             offset_clock: false,
             coordinator_env: Vec::new(),
+            release_backoff: "200ms",
+            max_releases: 8,
         }
     }
 }
@@ -154,6 +159,8 @@ key_file = "pki/coordinator.key"
 ttl = "{}"
 sweep_interval = "{}"
 heartbeat_interval = "1s"
+release_backoff = "{}"
+max_releases = {}
 [server]
 db_busy_timeout = "{}"
 {}
@@ -161,6 +168,8 @@ db_busy_timeout = "{}"
                 if opts.offset_clock { "clock_offset_file = \"clock-offset\"\n" } else { "" },
                 opts.lease_ttl,
                 opts.sweep_interval,
+                opts.release_backoff,
+                opts.max_releases,
                 opts.db_busy_timeout,
                 opts.extra_toml
             ),

@@ -7,6 +7,9 @@ use seedship_e2e::{Cluster, Options, rid, seed_request, wait_for_async};
 use seedship_proto::{client, pb};
 use tonic::Code;
 
+type DiskPrep = pb::disk_prep_service_client::DiskPrepServiceClient<seedship_proto::client::Conn>;
+type Operator = pb::operator_service_client::OperatorServiceClient<seedship_proto::client::Conn>;
+
 fn progress(l: &pb::Lease, from: u64, to: u64) -> pb::ReportProgressRequest {
     pb::ReportProgressRequest {
         request_id: rid(),
@@ -353,5 +356,119 @@ async fn a_virtual_source_gets_a_physical_station_on_another_host_unless_an_oper
     let ev = d.history.iter().find(|e| e.event == "allow_virtual_station").expect("recorded in the history");
     assert_eq!(ev.actor, "spiffe://e2e.test/operator/alice");
     assert!(ev.reason.contains("lab without a physical copy station"), "{}", ev.reason);
+    c.finish()
+}
+
+/// A seed whose staging a station cannot read does not hold the head of the queue: each
+/// release puts it behind the others with a growing wait, and after `max_releases` in a row it
+/// is held, with the reason, until an operator retries it. Its history stays short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_seed_goes_behind_the_others_backs_off_and_is_held() -> anyhow::Result<()> {
+    let c = Cluster::start_with(Options { release_backoff: "400ms", max_releases: 3, ..Default::default() })?;
+    let (fs, st, ops) = (c.issue("source", "fs01")?, c.issue("copy", "st-a")?, c.issue("operator", "alice")?);
+    let station = c.connect(&st).await?;
+    seedship_proto::agent::register(&station, None, "t").await?;
+    let mut dp = client::diskprep(station);
+    let mut op = client::operator(c.connect(&ops).await?);
+    let mut seeds = client::seeds(c.connect(&fs).await?);
+    seeds.register_seed(seed_request("job-bad")).await?;
+    seeds.register_seed(seed_request("job-good")).await?;
+    let claim = |dp: &mut DiskPrep| {
+        let mut dp = dp.clone();
+        async move { dp.claim_work(pb::ClaimWorkRequest { request_id: rid() }).await.map(|r| r.into_inner().lease) }
+    };
+    let release = |dp: &mut DiskPrep, l: &pb::Lease| {
+        let mut dp = dp.clone();
+        let req = pb::ReleaseWorkRequest {
+            request_id: rid(),
+            work_id: l.work_id.clone(),
+            generation: l.generation,
+            reason: "staging location cannot be read".into(),
+            staging_invalid: false,
+        };
+        async move { dp.release_work(req).await }
+    };
+
+    // The older seed first; released, it goes behind the good one, which is claimed next.
+    let bad = claim(&mut dp).await?.unwrap();
+    assert_eq!(bad.job_name, "job-bad");
+    release(&mut dp, &bad).await?;
+    let good = claim(&mut dp).await?.unwrap();
+    assert_eq!(good.job_name, "job-good", "a released seed goes behind the others");
+    assert!(claim(&mut dp).await?.is_none(), "the released seed waits before it can be claimed again");
+
+    // Released again and again: the wait grows, and after the third it is held.
+    for n in 2..=3u32 {
+        let l = wait_for_async("the released seed to be claimable", Duration::from_secs(10), || {
+            let mut dp = dp.clone();
+            async move { claim(&mut dp).await.ok().flatten() }
+        })
+        .await?;
+        assert_eq!(l.job_name, "job-bad");
+        release(&mut dp, &l).await?;
+        let d = op.get_seed(pb::GetSeedRequest { seed: "job-bad".into() }).await?.into_inner();
+        assert!(d.seed.unwrap().state_reason.contains(&format!("held after {n} releases")) == (n == 3));
+    }
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(claim(&mut dp).await?.is_none(), "held work is not handed out");
+    let d = op.get_seed(pb::GetSeedRequest { seed: "job-bad".into() }).await?.into_inner();
+    assert_eq!(d.work.as_ref().unwrap().status, "held");
+    let why = d.seed.unwrap().state_reason;
+    assert!(why.contains("held after 3 releases") && why.contains("seedctl retry job-bad"), "{why}");
+    assert!(d.history_total < 20, "{} events for three releases", d.history_total);
+
+    // An operator retries it: back in the queue, and claimed.
+    let e = op
+        .retry_work(pb::RetryWorkRequest { request_id: rid(), seed: "job-good".into(), reason: "x".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    op.retry_work(pb::RetryWorkRequest { request_id: rid(), seed: "job-bad".into(), reason: "share mounted".into() })
+        .await?;
+    let l = claim(&mut dp).await?.expect("claimable after the retry");
+    assert_eq!(l.job_name, "job-bad");
+    c.finish()
+}
+
+/// Identical events in a row are one history row with a count; a seed's detail carries only
+/// its newest events, and older ones are paged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_events_are_coalesced_and_long_histories_are_paged() -> anyhow::Result<()> {
+    let c = Cluster::start()?;
+    let (fs, ops) = (c.issue("source", "fs01")?, c.issue("operator", "alice")?);
+    client::seeds(c.connect(&fs).await?).register_seed(seed_request("job-h")).await?;
+    let mut op = client::operator(c.connect(&ops).await?);
+    let allow = |op: &mut Operator, why: String| {
+        let mut op = op.clone();
+        async move {
+            op.allow_virtual_station(pb::AllowVirtualStationRequest {
+                request_id: rid(),
+                seed: "job-h".into(),
+                reason: why,
+            })
+            .await
+        }
+    };
+    for _ in 0..5 {
+        allow(&mut op, "same reason".into()).await?;
+    }
+    let d = op.get_seed(pb::GetSeedRequest { seed: "job-h".into() }).await?.into_inner();
+    let same: Vec<_> = d.history.iter().filter(|e| e.event == "allow_virtual_station").collect();
+    assert_eq!(same.len(), 1, "{:?}", d.history);
+    assert_eq!(same[0].repeats, 5);
+    for i in 0..230 {
+        allow(&mut op, format!("reason {i}")).await?;
+    }
+    let d = op.get_seed(pb::GetSeedRequest { seed: "job-h".into() }).await?.into_inner();
+    assert_eq!(d.history.len(), 200, "one page");
+    assert!(d.history_total >= 233, "{}", d.history_total);
+    assert!(d.history.last().unwrap().reason.contains("reason 229"), "the newest last");
+    let oldest = d.history.first().unwrap().event_id;
+    let older = op
+        .list_events(pb::ListEventsRequest { seed: "job-h".into(), limit: 1000, before_event_id: oldest })
+        .await?
+        .into_inner()
+        .events;
+    assert_eq!(older.len() as u64 + 200, d.history_total);
     c.finish()
 }

@@ -27,6 +27,8 @@ pub enum WorkState {
     Leased,
     Done,
     Cancelled,
+    /// Released too often without progress: waits for an operator (`seedctl retry`).
+    Held,
 }
 
 impl WorkState {
@@ -36,10 +38,11 @@ impl WorkState {
             WorkState::Leased => "leased",
             WorkState::Done => "done",
             WorkState::Cancelled => "cancelled",
+            WorkState::Held => "held",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [WorkState::Queued, WorkState::Leased, WorkState::Done, WorkState::Cancelled]
+        [WorkState::Queued, WorkState::Leased, WorkState::Done, WorkState::Cancelled, WorkState::Held]
             .into_iter()
             .find(|w| w.as_str() == s)
     }
@@ -61,6 +64,23 @@ pub struct WorkItem {
     pub phase: String,
     pub target_site: Option<String>,
     pub target_station: Option<String>,
+}
+
+/// How released work waits before a station may claim it again: `base_ms` after the first
+/// release, doubling with each further one (at most an hour), and after `max_releases` in a
+/// row without progress it is held for an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base_ms: i64,
+    pub max_releases: u32,
+}
+
+impl Backoff {
+    /// The wait after release number `n` (1 for the first).
+    pub fn wait_ms(&self, n: u32) -> i64 {
+        let shift = n.saturating_sub(1).min(20);
+        self.base_ms.saturating_mul(1 << shift).min(3_600_000)
+    }
 }
 
 /// The lease a caller claims to hold.

@@ -195,6 +195,9 @@ pub struct HistoryEntry {
     pub to: SeedState,
     pub event: String,
     pub reason: String,
+    /// How many identical events in a row this row stands for, and when the last one was.
+    pub repeats: u32,
+    pub last_ms: UnixMs,
 }
 
 /// A transition to record: who did what, and why.
@@ -205,12 +208,18 @@ pub struct Transition<'a> {
     pub reason: String,
 }
 
+/// Events a seed's detail carries (the newest); the rest are paged.
+pub const HISTORY_PAGE: u32 = 200;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeedDetail {
     pub seed: Seed,
     pub work: Option<WorkItem>,
     pub drives: Vec<Drive>,
+    /// The newest events (at most [`HISTORY_PAGE`]), oldest first.
     pub history: Vec<HistoryEntry>,
+    /// Every event of the seed; older ones are paged with `list_events`.
+    pub history_total: u64,
     pub shipping: Option<ShippingRecord>,
     pub job: Option<JobRecord>,
 }

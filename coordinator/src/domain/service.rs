@@ -23,6 +23,8 @@ use crate::store::{LeaseTiming, Store};
 pub struct Settings {
     pub lease_ttl: Duration,
     pub heartbeat_interval: Duration,
+    /// How released work waits before it can be claimed again, and when it is held.
+    pub release_backoff: crate::domain::lease::Backoff,
 }
 
 pub struct Coordinator {
@@ -216,7 +218,9 @@ impl Coordinator {
         Self::audit(
             station,
             "ReleaseWork",
-            self.store.release_work(&idem, station, fence, reason, *invalid, self.now()).await,
+            self.store
+                .release_work(&idem, station, fence, reason, *invalid, self.settings.release_backoff, self.now())
+                .await,
         )?;
         if *invalid {
             tracing::warn!(station = %station, work = %fence.work_id, %reason, "staging set refused; seed failed");
@@ -496,6 +500,15 @@ impl Coordinator {
         Ok(s)
     }
 
+    /// Puts held disk-prep work back in the queue (see the RPC).
+    pub async fn retry_work(&self, operator: &SpiffeId, cmd: Cmd<(String, String)>) -> Result<Seed> {
+        let idem = self.idem(operator, "RetryWork", &cmd);
+        let (seed, reason) = &cmd.body;
+        let s = self.store.retry_work(&idem, operator, seed, reason, self.now()).await?;
+        tracing::info!(operator = %operator, job = %s.spec.job_name, %reason, "held disk-prep work put back in the queue");
+        Ok(s)
+    }
+
     pub async fn shipping(&self, job: &str) -> Result<ShippingRecord> {
         self.store
             .get_shipping(job)
@@ -526,7 +539,7 @@ impl Coordinator {
         self.store.list_agents(role).await
     }
 
-    pub async fn list_events(&self, seed: Option<&str>, limit: u32) -> Result<Vec<HistoryEntry>> {
-        self.store.list_events(seed, limit).await
+    pub async fn list_events(&self, seed: Option<&str>, limit: u32, before: i64) -> Result<Vec<HistoryEntry>> {
+        self.store.list_events(seed, limit, before).await
     }
 }

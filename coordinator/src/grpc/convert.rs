@@ -279,6 +279,18 @@ impl TryFrom<pb::AllowVirtualStationRequest> for Cmd<(String, String)> {
     }
 }
 
+impl TryFrom<pb::RetryWorkRequest> for Cmd<(String, String)> {
+    type Error = Error;
+    fn try_from(r: pb::RetryWorkRequest) -> Result<Self> {
+        seed_key("seed", &r.seed)?;
+        v::text("reason", &r.reason, 500)?;
+        if r.reason.trim().is_empty() {
+            return Err(Error::invalid("reason", "is required: say what was fixed, for the seed's history"));
+        }
+        cmd(r.request_id, (r.seed, r.reason))
+    }
+}
+
 /// A seed key (id or job name) from a read request.
 pub fn seed_key(field: &str, s: &str) -> Result<()> {
     if s.is_empty() {
@@ -461,6 +473,8 @@ impl From<HistoryEntry> for pb::SeedEvent {
             to_state: state_to_pb(e.to) as i32,
             event: e.event,
             reason: e.reason,
+            repeats: e.repeats,
+            last_unix_ms: e.last_ms,
         }
     }
 }

@@ -27,6 +27,13 @@ impl pb::operator_service_server::OperatorService for Api {
         Ok(Response::new(pb::AllowVirtualStationResponse { seed: Some(seed.into()) }))
     }
 
+    async fn retry_work(&self, req: Request<pb::RetryWorkRequest>) -> Result<Response<pb::RetryWorkResponse>, Status> {
+        let operator = self.auth.require(&req, "RetryWork", OPERATOR)?;
+        let cmd = crate::domain::service::Cmd::try_from(req.into_inner())?;
+        let seed = self.core.retry_work(&operator, cmd).await?;
+        Ok(Response::new(pb::RetryWorkResponse { seed: Some(seed.into()) }))
+    }
+
     async fn list_seeds(&self, req: Request<pb::ListSeedsRequest>) -> Result<Response<pb::ListSeedsResponse>, Status> {
         self.auth.require(&req, "ListSeeds", OPERATOR)?;
         let r = req.into_inner();
@@ -47,6 +54,7 @@ impl pb::operator_service_server::OperatorService for Api {
             work: d.work.map(Into::into),
             drives: d.drives.into_iter().map(Into::into).collect(),
             history: d.history.into_iter().map(Into::into).collect(),
+            history_total: d.history_total,
             shipping: d.shipping.map(Into::into),
             server_time_unix_ms: self.core.now(),
         }))
@@ -108,7 +116,8 @@ impl pb::operator_service_server::OperatorService for Api {
         let key = req.into_inner().job;
         seed_key("job", &key)?;
         let job = self.core.job(&key).await?;
-        let history = self.core.list_events(Some(&job.seed_id), 1000).await?;
+        let mut history = self.core.list_events(Some(&job.seed_id), 1000, 0).await?;
+        history.reverse();
         let now = self.core.now();
         Ok(Response::new(pb::GetJobResponse {
             job: Some(convert::job_to_pb(job, now)),
@@ -137,7 +146,7 @@ impl pb::operator_service_server::OperatorService for Api {
         self.auth.require(&req, "ListEvents", OPERATOR)?;
         let r = req.into_inner();
         let key = opt_key("seed", &r.seed)?;
-        let events = self.core.list_events(key.as_deref(), limit(r.limit)?).await?;
+        let events = self.core.list_events(key.as_deref(), limit(r.limit)?, r.before_event_id).await?;
         Ok(Response::new(pb::ListEventsResponse { events: events.into_iter().map(Into::into).collect() }))
     }
 }

@@ -81,6 +81,16 @@ pub enum Cmd {
         seed: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Only events older than this event id (page back through a long history).
+        #[arg(long)]
+        before: Option<i64>,
+    },
+    /// Put a seed's held disk-prep work (released too often by copy stations) back in the queue.
+    Retry {
+        seed: String,
+        /// What was fixed; kept in the seed's history.
+        #[arg(long)]
+        reason: String,
     },
     /// Record carrier and tracking number for a job's package.
     Ship {
@@ -241,9 +251,13 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
                 .into_inner();
             (recovery_points_table(&r.points), Value::Array(r.points.iter().map(recovery_point_json).collect()))
         }
-        Cmd::Events { seed, limit } => {
+        Cmd::Events { seed, limit, before } => {
             let r = ops
-                .list_events(pb::ListEventsRequest { seed: seed.clone().unwrap_or_default(), limit: *limit })
+                .list_events(pb::ListEventsRequest {
+                    seed: seed.clone().unwrap_or_default(),
+                    limit: *limit,
+                    before_event_id: before.unwrap_or(0),
+                })
                 .await?
                 .into_inner();
             (events_table(&r.events), Value::Array(r.events.iter().map(event_json).collect()))
@@ -262,6 +276,18 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
                 .into_inner();
             let rec = r.record.unwrap_or_default();
             (shipping_text(&rec), shipping_json(&rec))
+        }
+        Cmd::Retry { seed, reason } => {
+            let r = ops
+                .retry_work(pb::RetryWorkRequest {
+                    request_id: new_request_id(),
+                    seed: seed.clone(),
+                    reason: reason.clone(),
+                })
+                .await?
+                .into_inner();
+            let s = r.seed.unwrap_or_default();
+            (format!("seed {} ({}): its disk-prep work is back in the queue", s.job_name, s.seed_id), seed_json(&s))
         }
         Cmd::AllowVirtualStation { seed, reason } => {
             let r = ops

@@ -139,7 +139,17 @@ pub fn seed_detail_text(r: &pb::GetSeedResponse) -> String {
         out.push(shipping_text(sh));
     }
     out.push(String::new());
-    out.push("History".into());
+    let shown = r.history.len() as u64;
+    if r.history_total > shown {
+        let oldest = r.history.first().map(|e| e.event_id).unwrap_or(0);
+        out.push(format!(
+            "History (the newest {shown} of {} events; older ones: seedctl events --seed {} --before {oldest})",
+            r.history_total,
+            r.seed.as_ref().map(|s| s.job_name.as_str()).unwrap_or("JOB")
+        ));
+    } else {
+        out.push("History".into());
+    }
     out.push(events_table(&r.history));
     out.join("\n")
 }
@@ -155,6 +165,7 @@ pub fn seed_detail_json(r: &pb::GetSeedResponse) -> Value {
         "drives": r.drives.iter().map(drive_json).collect::<Vec<_>>(),
         "shipping": r.shipping.as_ref().map(shipping_json),
         "history": r.history.iter().map(event_json).collect::<Vec<_>>(),
+        "history_total": r.history_total,
     })
 }
 
@@ -459,7 +470,11 @@ pub fn events_table(events: &[pb::SeedEvent]) -> String {
                     if e.from_state == 0 { "-".into() } else { state_name(e.from_state) },
                     state_name(e.to_state),
                     e.actor.clone(),
-                    e.reason.clone(),
+                    if e.repeats > 1 {
+                        format!("{} (x{}, last {})", e.reason, e.repeats, rfc3339(e.last_unix_ms))
+                    } else {
+                        e.reason.clone()
+                    },
                 ]
             })
             .collect(),
@@ -472,6 +487,7 @@ pub fn event_json(e: &pb::SeedEvent) -> Value {
         "at": rfc3339(e.at_unix_ms), "at_unix_ms": e.at_unix_ms, "actor": e.actor,
         "from": if e.from_state == 0 { Value::Null } else { Value::String(state_name(e.from_state)) },
         "to": state_name(e.to_state), "event": e.event, "reason": e.reason,
+        "repeats": e.repeats.max(1), "last": rfc3339(e.last_unix_ms.max(e.at_unix_ms)),
     })
 }
 

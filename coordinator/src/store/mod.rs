@@ -32,7 +32,7 @@ use seedship_proto::identity::{Role, SpiffeId};
 
 use crate::clock::UnixMs;
 use crate::domain::import::{DeadlineKind, JobIntent, JobRecord, JobSnapshot};
-use crate::domain::lease::Fence;
+use crate::domain::lease::{Backoff, Fence};
 use crate::domain::model::*;
 use crate::domain::placement::Placement;
 use crate::error::Result;
@@ -104,6 +104,7 @@ pub trait Store: Send + Sync + 'static {
         fence: &Fence,
         reason: &str,
         staging_invalid: bool,
+        backoff: Backoff,
         now: UnixMs,
     ) -> Result<()>;
     /// The sealed key of `drive_id`, for the station holding the live lease `fence` that
@@ -231,6 +232,10 @@ pub trait Store: Send + Sync + 'static {
         now: UnixMs,
     ) -> Result<Seed>;
 
+    /// Puts held work back in the queue; recorded in the seed's history.
+    async fn retry_work(&self, idem: &Idem, operator: &SpiffeId, seed: &str, reason: &str, now: UnixMs)
+    -> Result<Seed>;
+
     // ---- housekeeping
     /// Forgets idempotency records older than `before`; returns how many.
     async fn purge_requests(&self, before: UnixMs) -> Result<u64>;
@@ -243,5 +248,6 @@ pub trait Store: Send + Sync + 'static {
     async fn list_drives(&self, seed: Option<&str>) -> Result<Vec<Drive>>;
     async fn list_jobs(&self) -> Result<Vec<ImportJob>>;
     async fn list_agents(&self, role: Option<Role>) -> Result<Vec<Agent>>;
-    async fn list_events(&self, seed: Option<&str>, limit: u32) -> Result<Vec<HistoryEntry>>;
+    /// Events, newest first; `before` (an event id, 0 for none) pages back.
+    async fn list_events(&self, seed: Option<&str>, limit: u32, before: i64) -> Result<Vec<HistoryEntry>>;
 }

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{LeaseTiming, Store};
 use crate::clock::UnixMs;
 use crate::domain::import::{DeadlineKind, JobIntent, JobRecord, JobSnapshot};
-use crate::domain::lease::Fence;
+use crate::domain::lease::{Backoff, Fence};
 use crate::domain::model::*;
 use crate::domain::placement::Placement;
 use crate::domain::seed::SeedState;
@@ -47,6 +47,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_verification", include_str!("../../../migrations/0005_verification.sql")),
     ("0006_vaults", include_str!("../../../migrations/0006_vaults.sql")),
     ("0007_seed_placement", include_str!("../../../migrations/0007_seed_placement.sql")),
+    ("0008_fair_queue", include_str!("../../../migrations/0008_fair_queue.sql")),
 ];
 
 /// Most operations committed together.
@@ -340,10 +341,12 @@ impl Store for SqliteStore {
         fence: &Fence,
         reason: &str,
         staging_invalid: bool,
+        backoff: Backoff,
         now: UnixMs,
     ) -> Result<()> {
         let (idem, station, fence, reason) = (idem.clone(), station.clone(), fence.clone(), reason.to_string());
-        self.write(move |c| writes::release_work(c, &idem, &station, &fence, &reason, staging_invalid, now)).await
+        self.write(move |c| writes::release_work(c, &idem, &station, &fence, &reason, staging_invalid, backoff, now))
+            .await
     }
 
     async fn drive_key(&self, station: &SpiffeId, fence: &Fence, drive_id: &str, now: UnixMs) -> Result<SealedKey> {
@@ -534,6 +537,18 @@ impl Store for SqliteStore {
         self.read(move |c| jobs::stale_reservations(c, before)).await
     }
 
+    async fn retry_work(
+        &self,
+        idem: &Idem,
+        operator: &SpiffeId,
+        seed: &str,
+        reason: &str,
+        now: UnixMs,
+    ) -> Result<Seed> {
+        let (idem, operator, seed, reason) = (idem.clone(), operator.clone(), seed.to_string(), reason.to_string());
+        self.write(move |c| writes::retry_work(c, &idem, &operator, &seed, &reason, now)).await
+    }
+
     async fn allow_virtual_station(
         &self,
         idem: &Idem,
@@ -582,8 +597,8 @@ impl Store for SqliteStore {
         self.read(move |c| reads::list_agents(c, role)).await
     }
 
-    async fn list_events(&self, seed: Option<&str>, limit: u32) -> Result<Vec<HistoryEntry>> {
+    async fn list_events(&self, seed: Option<&str>, limit: u32, before: i64) -> Result<Vec<HistoryEntry>> {
         let seed = seed.map(str::to_string);
-        self.read(move |c| reads::list_events(c, seed.as_deref(), limit)).await
+        self.read(move |c| reads::list_events(c, seed.as_deref(), limit, before)).await
     }
 }

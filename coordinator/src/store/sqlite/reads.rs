@@ -56,18 +56,15 @@ pub fn seed_detail(c: &Connection, key: &str) -> Result<Option<SeedDetail>> {
     .into_iter()
     .next();
     let drives = list_drives(c, Some(&seed.seed_id))?;
-    let history = collect(
-        c,
-        &format!(
-            "SELECT {EVENT_COLS} FROM seed_events e JOIN seeds s ON s.seed_id = e.seed_id \
-             WHERE e.seed_id = ?1 ORDER BY e.event_id"
-        ),
-        params![seed.seed_id],
-        event_row,
-    )?;
+    // The newest page only: a seed's history has no bound, an answer has.
+    let mut history = list_events(c, Some(&seed.seed_id), HISTORY_PAGE, 0)?;
+    history.reverse();
+    let history_total: i64 =
+        query_row(c, "SELECT COUNT(*) FROM seed_events WHERE seed_id = ?1", params![seed.seed_id], |r| r.get(0))
+            .map_err(db_err)?;
     let shipping = shipping_by_job(c, &seed.spec.job_name)?;
     let job = load_job(c, &seed.seed_id)?;
-    Ok(Some(SeedDetail { seed, work, drives, history, shipping, job }))
+    Ok(Some(SeedDetail { seed, work, drives, history, history_total: history_total as u64, shipping, job }))
 }
 
 pub fn list_drives(c: &Connection, seed: Option<&str>) -> Result<Vec<Drive>> {
@@ -143,14 +140,15 @@ pub fn list_agents(c: &Connection, role: Option<Role>) -> Result<Vec<Agent>> {
     )
 }
 
-pub fn list_events(c: &Connection, seed: Option<&str>, limit: u32) -> Result<Vec<HistoryEntry>> {
+pub fn list_events(c: &Connection, seed: Option<&str>, limit: u32, before: i64) -> Result<Vec<HistoryEntry>> {
+    let before = if before <= 0 { i64::MAX } else { before };
     collect(
         c,
         &format!(
             "SELECT {EVENT_COLS} FROM seed_events e JOIN seeds s ON s.seed_id = e.seed_id \
-             WHERE (?1 IS NULL OR s.seed_id = ?1 OR s.job_name = ?1) ORDER BY e.event_id DESC LIMIT ?2"
+             WHERE (?1 IS NULL OR s.seed_id = ?1 OR s.job_name = ?1) AND e.event_id < ?3 ORDER BY e.event_id DESC LIMIT ?2"
         ),
-        params![seed, limit],
+        params![seed, limit, before],
         event_row,
     )
 }

@@ -168,12 +168,28 @@ pub fn insert_event(
     event: &str,
     reason: &str,
 ) -> Result<()> {
-    exec(
+    // The same event again (a station retrying, Azure still unavailable): one row, counted.
+    let from = from.map(|s| s.as_str());
+    let last: Option<i64> = query_row(
         c,
-        "INSERT INTO seed_events (seed_id, at_ms, actor, from_state, to_state, event, reason) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![seed_id, now, actor, from.map(|s| s.as_str()), to.as_str(), event, reason],
+        "SELECT event_id FROM seed_events WHERE event_id = (SELECT MAX(event_id) FROM seed_events WHERE seed_id = ?1) \
+         AND actor = ?2 AND from_state IS ?3 AND to_state = ?4 AND event = ?5 AND reason = ?6",
+        params![seed_id, actor, from, to.as_str(), event, reason],
+        |r| r.get(0),
     )
+    .optional()
+    .map_err(db_err)?;
+    match last {
+        Some(id) => {
+            exec(c, "UPDATE seed_events SET repeats = repeats + 1, last_ms = ?2 WHERE event_id = ?1", params![id, now])
+        }
+        None => exec(
+            c,
+            "INSERT INTO seed_events (seed_id, at_ms, actor, from_state, to_state, event, reason, last_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?2)",
+            params![seed_id, now, actor, from, to.as_str(), event, reason],
+        ),
+    }
     .map_err(db_err)?;
     Ok(())
 }
@@ -193,11 +209,13 @@ pub fn event_row(row: &Row) -> rusqlite::Result<HistoryEntry> {
         actor: row.get(6)?,
         event: row.get(7)?,
         reason: row.get(8)?,
+        repeats: row.get::<_, i64>(9)?.clamp(1, u32::MAX as i64) as u32,
+        last_ms: row.get(10)?,
     })
 }
 
-pub const EVENT_COLS: &str =
-    "e.event_id, e.seed_id, s.job_name, e.at_ms, e.from_state, e.to_state, e.actor, e.event, e.reason";
+pub const EVENT_COLS: &str = "e.event_id, e.seed_id, s.job_name, e.at_ms, e.from_state, e.to_state, e.actor, e.event, \
+    e.reason, e.repeats, e.last_ms";
 
 pub const DRIVE_COLS: &str = "d.drive_id, d.position, d.capacity_bytes, d.bytes_written, d.manifest_file, \
     d.manifest_hash, d.drive_header_hash, d.seed_id, s.job_name, d.reported_by, d.reported_ms, d.sealed_key IS NOT NULL, \

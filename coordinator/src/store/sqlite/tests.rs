@@ -310,7 +310,7 @@ async fn drives_escrow_their_key_first_and_work_completes_only_when_none_is_prep
             .unwrap();
     }
     let events: Vec<String> =
-        store.list_events(Some(&lease.seed.seed_id), 100).await.unwrap().into_iter().map(|e| e.event).collect();
+        store.list_events(Some(&lease.seed.seed_id), 100, 0).await.unwrap().into_iter().map(|e| e.event).collect();
     assert_eq!(events.iter().filter(|e| *e == "station_waiting").count(), 1, "{events:?}");
     assert_eq!(events.iter().filter(|e| *e == "station_resumed").count(), 1, "{events:?}");
     store.complete_work(&idem(&st, "f3", "CompleteWork", 1), &st, &fence, 10).await.unwrap();

@@ -6,7 +6,7 @@ use seedship_proto::identity::SpiffeId;
 use super::db_err;
 use super::rows::*;
 use crate::clock::UnixMs;
-use crate::domain::lease::{Fence, WorkItem, WorkState};
+use crate::domain::lease::{Backoff, Fence, WorkItem, WorkState};
 use crate::domain::model::*;
 use crate::domain::placement::Placement;
 use crate::domain::seed::{SeedEvent, SeedState};
@@ -255,14 +255,14 @@ pub fn claim_work(c: &Connection, idem: &Idem, station: &SpiffeId, t: LeaseTimin
                 &format!(
                     "SELECT {WORK_COLS} FROM work_items w JOIN seeds s ON s.seed_id = w.seed_id \
                      LEFT JOIN agents src ON src.role = 'source' AND src.name = s.owner \
-                     WHERE w.state = 'queued' \
+                     WHERE w.state = 'queued' AND w.not_before_ms <= ?5 \
                      AND (w.target_station IS NULL OR w.target_station = ?1) \
                      AND (w.target_site IS NULL OR w.target_site = ?2) \
                      AND (s.allow_virtual_station = 1 OR src.identity IS NULL OR src.virtualization IN ('', 'none') \
                           OR (?3 = 'none' AND src.hostname <> ?4)) \
                      ORDER BY w.queued_ms, w.work_id LIMIT 1"
                 ),
-                params![station.name, site, agent.info.virtualization, agent.info.hostname],
+                params![station.name, site, agent.info.virtualization, agent.info.hostname, t.now],
                 work_row,
             )
             .optional()
@@ -381,6 +381,9 @@ pub fn report_progress(
         let was_waiting = work.phase == WAITING;
         work.progress(&station.name, fence.generation, delta, t.now, t.ttl_ms)?;
         save_work(c, &work)?;
+        // Progress: the releases before it were not this work's fault.
+        exec(c, "UPDATE work_items SET releases = 0 WHERE work_id = ?1 AND releases <> 0", params![work.work_id])
+            .map_err(db_err)?;
         if was_waiting {
             let reason = format!("copy station {} is working again", station.name);
             note_station(c, &work.seed_id, station, "station_resumed", &reason, t.now)?;
@@ -492,6 +495,7 @@ pub fn release_work(
     fence: &Fence,
     reason: &str,
     staging_invalid: bool,
+    backoff: Backoff,
     now: UnixMs,
 ) -> Result<()> {
     idempotent(c, idem, now, || {
@@ -509,17 +513,35 @@ pub fn release_work(
         }
         work.release(&station.name, fence.generation, now)?;
         save_work(c, &work)?;
-        let mut seed = require_seed(c, &work.seed_id)?;
-        transition(
+        // Behind the others, after a wait that grows with each release in a row; held for an
+        // operator after too many.
+        let releases: i64 =
+            query_row(c, "SELECT releases + 1 FROM work_items WHERE work_id = ?1", params![work.work_id], |r| r.get(0))
+                .map_err(db_err)?;
+        let held = releases >= backoff.max_releases as i64;
+        let not_before = now + backoff.wait_ms(releases as u32);
+        exec(
             c,
-            &mut seed,
-            Transition {
-                event: SeedEvent::LeaseLost,
-                actor: &station.uri(),
-                reason: format!("released by copy station {}: {why}; waiting for a copy station", station.name),
-            },
-            now,
-        )?;
+            "UPDATE work_items SET releases = ?2, not_before_ms = ?3, queued_ms = ?4, \
+             state = CASE WHEN ?5 THEN 'held' ELSE state END WHERE work_id = ?1",
+            params![work.work_id, releases, not_before, now, held],
+        )
+        .map_err(db_err)?;
+        let mut seed = require_seed(c, &work.seed_id)?;
+        let reason = if held {
+            format!(
+                "held after {releases} releases in a row by copy stations (last by {}: {why}); fix the cause, then `seedctl retry {} --reason ...`",
+                station.name, seed.spec.job_name
+            )
+        } else {
+            format!(
+                "released by copy station {}: {why}; back in the queue behind the others, claimable again in {} s (release {releases} of {})",
+                station.name,
+                (backoff.wait_ms(releases as u32) + 999) / 1000,
+                backoff.max_releases
+            )
+        };
+        transition(c, &mut seed, Transition { event: SeedEvent::LeaseLost, actor: &station.uri(), reason }, now)?;
         Ok(())
     })
 }
@@ -594,6 +616,39 @@ pub fn allow_virtual_station(
             &format!("a virtual copy station (or the source's own host) may prepare this seed: {reason}"),
         )?;
         s.allow_virtual_station = true;
+        s.updated_ms = now;
+        Ok(s)
+    })
+}
+
+pub fn retry_work(
+    c: &Connection,
+    idem: &Idem,
+    operator: &SpiffeId,
+    seed: &str,
+    reason: &str,
+    now: UnixMs,
+) -> Result<Seed> {
+    idempotent(c, idem, now, || {
+        let mut s = require_seed(c, seed)?;
+        let n = exec(
+            c,
+            "UPDATE work_items SET state = 'queued', releases = 0, not_before_ms = 0, queued_ms = ?2 \
+             WHERE seed_id = ?1 AND state = 'held'",
+            params![s.seed_id, now],
+        )
+        .map_err(db_err)?;
+        if n == 0 {
+            return Err(Error::FailedPrecondition(format!(
+                "the disk-prep work of seed {} is not held; nothing to retry",
+                s.spec.job_name
+            )));
+        }
+        let why = format!("{operator} put the held disk-prep work back in the queue: {reason}");
+        insert_event(c, &s.seed_id, now, &operator.uri(), Some(s.state), s.state, "work_retried", &why)?;
+        exec(c, "UPDATE seeds SET state_reason = ?2, updated_ms = ?3 WHERE seed_id = ?1", params![s.seed_id, why, now])
+            .map_err(db_err)?;
+        s.state_reason = why;
         s.updated_ms = now;
         Ok(s)
     })
