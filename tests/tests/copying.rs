@@ -328,7 +328,6 @@ async fn bad_staging_is_refused_or_released_and_a_flipped_bit_on_disk_is_caught_
     c.allow_error("drive marked bad");
     let ops = c.issue("operator", "alice")?;
     let bad = stage(&mut c, &ops, "job-bad", 8, 4, "st-x").await?;
-    let good = stage(&mut c, &ops, "job-good", 48, 5, "st-x").await?;
     let (cfg, disks) = station(&c, "st-x", "")?;
     let mut op = client::operator(c.connect(&ops).await?);
 
@@ -341,6 +340,8 @@ async fn bad_staging_is_refused_or_released_and_a_flipped_bit_on_disk_is_caught_
     let d = op.get_seed(pb::GetSeedRequest { seed: "job-bad".into() }).await?.into_inner();
     assert_eq!(d.seed.unwrap().state, pb::SeedState::QueuedForDiskPrep as i32);
     assert!(d.history.iter().any(|e| e.reason.contains("cannot be read")), "{:?}", d.history);
+    // (Registered after that release: a released seed goes behind the seeds already queued.)
+    let good = stage(&mut c, &ops, "job-good", 48, 5, "st-x").await?;
 
     // A flipped bit in a staging file: refused before shipping, naming the file; the seed fails.
     std::fs::rename(&away, &bad)?;

@@ -69,7 +69,8 @@ async fn state_survives_kill_9() -> anyhow::Result<()> {
         phase: "copy".into(),
     };
     assert_eq!(client::diskprep(cp.clone()).report_progress(next).await?.into_inner().progress_bytes, 500_000);
-    // The generation never goes back: the next claim after a release is 2.
+    // The generation never goes back: the next claim of it after a release is 2 (the released
+    // seed goes behind the others, and waits out its back-off).
     client::diskprep(cp.clone())
         .release_work(pb::ReleaseWorkRequest {
             request_id: rid(),
@@ -89,12 +90,16 @@ async fn state_survives_kill_9() -> anyhow::Result<()> {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
-    let l2 = client::diskprep(cp.clone())
-        .claim_work(pb::ClaimWorkRequest { request_id: rid() })
-        .await?
-        .into_inner()
-        .lease
-        .unwrap();
+    let claim = || {
+        let mut dp = client::diskprep(cp.clone());
+        async move { dp.claim_work(pb::ClaimWorkRequest { request_id: rid() }).await.map(|r| r.into_inner().lease) }
+    };
+    let other = claim().await?.unwrap();
+    assert_eq!((other.job_name.as_str(), other.generation), ("job-b", 1));
+    let l2 = seedship_e2e::wait_for_async("job-a claimable again", std::time::Duration::from_secs(10), || async {
+        claim().await.ok().flatten()
+    })
+    .await?;
     assert_eq!((l2.job_name.as_str(), l2.generation), ("job-a", 2));
     c.finish()
 }

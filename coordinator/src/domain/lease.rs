@@ -83,6 +83,15 @@ impl Backoff {
     }
 }
 
+/// A station giving work back: why, whether the staging set itself is wrong (the seed fails),
+/// and how the work then waits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub reason: String,
+    pub staging_invalid: bool,
+    pub backoff: Backoff,
+}
+
 /// The lease a caller claims to hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fence {

@@ -215,12 +215,15 @@ impl Coordinator {
     pub async fn release(&self, station: &SpiffeId, cmd: Cmd<(Fence, String, bool)>) -> Result<()> {
         let idem = self.idem(station, "ReleaseWork", &cmd);
         let (fence, reason, invalid) = &cmd.body;
+        let release = crate::domain::lease::Release {
+            reason: reason.clone(),
+            staging_invalid: *invalid,
+            backoff: self.settings.release_backoff,
+        };
         Self::audit(
             station,
             "ReleaseWork",
-            self.store
-                .release_work(&idem, station, fence, reason, *invalid, self.settings.release_backoff, self.now())
-                .await,
+            self.store.release_work(&idem, station, fence, &release, self.now()).await,
         )?;
         if *invalid {
             tracing::warn!(station = %station, work = %fence.work_id, %reason, "staging set refused; seed failed");

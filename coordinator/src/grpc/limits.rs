@@ -36,10 +36,13 @@ pub struct Limits {
 /// Forgotten identities are dropped once this many are known (only idle ones).
 const KNOWN_MAX: usize = 20_000;
 
+/// A caller's role (from its certificate) and its share.
+type Share = (Option<Role>, Arc<Semaphore>);
+
 struct Shared {
     limits: Limits,
     /// Certificate (SHA-256 of its DER) → its role and its share.
-    known: Mutex<HashMap<[u8; 32], (Option<Role>, Arc<Semaphore>)>>,
+    known: Mutex<HashMap<[u8; 32], Share>>,
     sources: Arc<Semaphore>,
 }
 

@@ -32,7 +32,7 @@ use seedship_proto::identity::{Role, SpiffeId};
 
 use crate::clock::UnixMs;
 use crate::domain::import::{DeadlineKind, JobIntent, JobRecord, JobSnapshot};
-use crate::domain::lease::{Backoff, Fence};
+use crate::domain::lease::{Fence, Release};
 use crate::domain::model::*;
 use crate::domain::placement::Placement;
 use crate::error::Result;
@@ -102,9 +102,7 @@ pub trait Store: Send + Sync + 'static {
         idem: &Idem,
         station: &SpiffeId,
         fence: &Fence,
-        reason: &str,
-        staging_invalid: bool,
-        backoff: Backoff,
+        release: &Release,
         now: UnixMs,
     ) -> Result<()>;
     /// The sealed key of `drive_id`, for the station holding the live lease `fence` that

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{LeaseTiming, Store};
 use crate::clock::UnixMs;
 use crate::domain::import::{DeadlineKind, JobIntent, JobRecord, JobSnapshot};
-use crate::domain::lease::{Backoff, Fence};
+use crate::domain::lease::{Fence, Release};
 use crate::domain::model::*;
 use crate::domain::placement::Placement;
 use crate::domain::seed::SeedState;
@@ -339,14 +339,11 @@ impl Store for SqliteStore {
         idem: &Idem,
         station: &SpiffeId,
         fence: &Fence,
-        reason: &str,
-        staging_invalid: bool,
-        backoff: Backoff,
+        release: &Release,
         now: UnixMs,
     ) -> Result<()> {
-        let (idem, station, fence, reason) = (idem.clone(), station.clone(), fence.clone(), reason.to_string());
-        self.write(move |c| writes::release_work(c, &idem, &station, &fence, &reason, staging_invalid, backoff, now))
-            .await
+        let (idem, station, fence, release) = (idem.clone(), station.clone(), fence.clone(), release.clone());
+        self.write(move |c| writes::release_work(c, &idem, &station, &fence, &release, now)).await
     }
 
     async fn drive_key(&self, station: &SpiffeId, fence: &Fence, drive_id: &str, now: UnixMs) -> Result<SealedKey> {

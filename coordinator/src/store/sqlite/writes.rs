@@ -6,7 +6,7 @@ use seedship_proto::identity::SpiffeId;
 use super::db_err;
 use super::rows::*;
 use crate::clock::UnixMs;
-use crate::domain::lease::{Backoff, Fence, WorkItem, WorkState};
+use crate::domain::lease::{Fence, Release, WorkItem, WorkState};
 use crate::domain::model::*;
 use crate::domain::placement::Placement;
 use crate::domain::seed::{SeedEvent, SeedState};
@@ -493,11 +493,11 @@ pub fn release_work(
     idem: &Idem,
     station: &SpiffeId,
     fence: &Fence,
-    reason: &str,
-    staging_invalid: bool,
-    backoff: Backoff,
+    release: &Release,
     now: UnixMs,
 ) -> Result<()> {
+    let Release { reason, staging_invalid, backoff } = release;
+    let (staging_invalid, backoff) = (*staging_invalid, *backoff);
     idempotent(c, idem, now, || {
         let mut work = load_work(c, &fence.work_id)?;
         let why = if reason.is_empty() { "no reason given" } else { reason };
