@@ -73,8 +73,21 @@ async fn shipped(
 ) -> anyhow::Result<Vec<(String, std::path::PathBuf)>> {
     let st = format!("st-{job}");
     let staging = stage(c, ops, job, 6, 3, &st).await?;
-    let (cfg, dir) = station(c, &st, "")?;
-    let size = disk_size(staging_bytes(&staging), disks);
+    prepare_and_ship(c, ops, job, &staging, disks, &st).await
+}
+
+/// Prepares `staging` (registered as `job`) on `disks` images at station `st`, waits for the
+/// job, ships. Returns the images by drive id, in disk position order.
+async fn prepare_and_ship(
+    c: &mut Cluster,
+    ops: &Identity,
+    job: &str,
+    staging: &std::path::Path,
+    disks: u64,
+    st: &str,
+) -> anyhow::Result<Vec<(String, std::path::PathBuf)>> {
+    let (cfg, dir) = station(c, st, "")?;
+    let size = disk_size(staging_bytes(staging), disks);
     let images: Vec<_> = (1..=disks).map(|i| image(&dir, &format!("disk{i}.img"), size)).collect();
     let o = c.run(&format!("copy-{job}"), &mut copy_agent(&cfg))?;
     anyhow::ensure!(o.status.success(), "copy agent: {}", text(&o));
@@ -554,5 +567,60 @@ async fn servers_of_a_group_share_one_vault_each_in_its_own_folder() -> anyhow::
     let r = op.list_recovery_points(pb::ListRecoveryPointsRequest { server: "src-job-ga".into() }).await?.into_inner();
     let kinds: Vec<&str> = r.points.iter().map(|p| p.kind.as_str()).collect();
     assert_eq!(kinds, vec!["seed", "incremental"]);
+    c.finish()
+}
+
+/// A source that lies about its repository (another repository's staging set, registered
+/// under its vault's repository id) gets past registration, but its seed never reaches the
+/// vault: the vault's config and keys are never replaced, and the seed fails saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_of_another_repository_never_replaces_a_vaults_keys() -> anyhow::Result<()> {
+    let (mut c, emu) = cluster()?;
+    let ops = c.issue("operator", "alice")?;
+    let drives = shipped(&mut c, &ops, "job-lie", 1).await?;
+    emu.dc("job-lie", "arrive", json!({ "disks": [drives[0].1] })).await?;
+    emu.dc("job-lie", "copy", json!({})).await?;
+    let first = wait_seed_state(&c, &ops, "job-lie", "seeded", T).await?.seed.unwrap();
+    let blobs = emu.azurite.as_ref().unwrap().blobs()?;
+    let identity = |list: Vec<seedship_azure::blob::BlobInfo>| {
+        list.into_iter()
+            .filter(|b| b.name == "config" || b.name.starts_with("keys/"))
+            .map(|b| (b.name, b.md5))
+            .collect::<Vec<_>>()
+    };
+    let before = identity(blobs.list("vault-src-job-lie").await?);
+
+    // A new repository staged, then registered by hand with the vault's repository id.
+    let staging2 = c.path("staging-job-lie-2");
+    let corpus = c.path("corpus-job-lie");
+    let o = c.run("stage-2", &mut seedship_e2e::backup_cmd(c.dir.path(), &staging2, "job-lie-2", &[&corpus], None)?)?;
+    anyhow::ensure!(o.status.success(), "{}", text(&o));
+    let m = seedship_repo::manifest::SeedManifest::load(&staging2)?;
+    let src = Identity {
+        name: "src-job-lie".into(),
+        cert: c.pki.join("src-job-lie.crt"),
+        key: c.pki.join("src-job-lie.key"),
+    };
+    let mut r = seedship_e2e::seed_request("job-lie-2");
+    r.staging_location = staging2.display().to_string();
+    r.manifest_root = m.root.clone();
+    r.total_bytes = m.total_bytes();
+    r.file_count = m.files.len() as u64;
+    r.repository_id = first.repository_id.clone();
+    client::seeds(c.connect(&src).await?).register_seed(r).await?;
+    client::operator(c.connect(&ops).await?)
+        .allow_virtual_station(pb::AllowVirtualStationRequest {
+            request_id: seedship_e2e::rid(),
+            seed: "job-lie-2".into(),
+            reason: "test machine is a VM".into(),
+        })
+        .await?;
+    c.allow_error("the seed is not copied into the vault");
+    let drives = prepare_and_ship(&mut c, &ops, "job-lie-2", &staging2, 1, "st-job-lie-2").await?;
+    emu.dc("job-lie-2", "arrive", json!({ "disks": [drives[0].1] })).await?;
+    emu.dc("job-lie-2", "copy", json!({})).await?;
+    let failed = wait_seed_state(&c, &ops, "job-lie-2", "failed", T).await?.seed.unwrap();
+    assert!(failed.state_reason.contains("already holds another repository"), "{}", failed.state_reason);
+    assert_eq!(identity(blobs.list("vault-src-job-lie").await?), before, "the vault's config and keys are unchanged");
     c.finish()
 }

@@ -267,27 +267,27 @@ pub fn drive_key_request(r: pb::GetDriveKeyRequest) -> Result<(Fence, String)> {
     Ok((f, r.drive_id))
 }
 
+/// An operator's action on one seed, with the reason its history keeps.
+fn seed_action(request_id: String, seed: String, reason: String, hint: &str) -> Result<Cmd<(String, String)>> {
+    seed_key("seed", &seed)?;
+    v::text("reason", &reason, 500)?;
+    if reason.trim().is_empty() {
+        return Err(Error::invalid("reason", format!("is required: {hint}, for the seed's history")));
+    }
+    cmd(request_id, (seed, reason))
+}
+
 impl TryFrom<pb::AllowVirtualStationRequest> for Cmd<(String, String)> {
     type Error = Error;
     fn try_from(r: pb::AllowVirtualStationRequest) -> Result<Self> {
-        seed_key("seed", &r.seed)?;
-        v::text("reason", &r.reason, 500)?;
-        if r.reason.trim().is_empty() {
-            return Err(Error::invalid("reason", "is required: say why, for the seed's history"));
-        }
-        cmd(r.request_id, (r.seed, r.reason))
+        seed_action(r.request_id, r.seed, r.reason, "say why")
     }
 }
 
 impl TryFrom<pb::RetryWorkRequest> for Cmd<(String, String)> {
     type Error = Error;
     fn try_from(r: pb::RetryWorkRequest) -> Result<Self> {
-        seed_key("seed", &r.seed)?;
-        v::text("reason", &r.reason, 500)?;
-        if r.reason.trim().is_empty() {
-            return Err(Error::invalid("reason", "is required: say what was fixed, for the seed's history"));
-        }
-        cmd(r.request_id, (r.seed, r.reason))
+        seed_action(r.request_id, r.seed, r.reason, "say what was fixed")
     }
 }
 
