@@ -340,6 +340,7 @@ fn print_registered(r: &seedship_proto::pb::RegisterSeedResponse) {
     let s = r.seed.clone().unwrap_or_default();
     let how = if r.created { "registered" } else { "was already registered" };
     println!("seed {} (job {}) {how}: {}", s.seed_id, s.job_name, s.state_reason);
+    println!("import container (chosen by the coordinator): {}/{}", s.storage_account, s.container);
 }
 
 /// Runs a command that needs no coordinator; errors print as `error: ...` with exit 1.

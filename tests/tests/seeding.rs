@@ -30,6 +30,7 @@ async fn backup_registers_the_seed_idempotently_and_survives_an_unreachable_coor
     )?;
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("registered: waiting for a copy station"), "{}", text(&o));
+    assert!(text(&o).contains("import container (chosen by the coordinator): seedacct/import-sd-"), "{}", text(&o));
 
     // The coordinator has exactly what the manifest says.
     let m = manifest(&staging);
