@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use crate::azure::AzureConfig;
 use crate::domain::import::{JobDrive, JobIntent, JobPhase, JobRecord, JobSnapshot};
 use crate::domain::model::*;
+use crate::domain::seed::SeedState;
 use crate::domain::service::Coordinator;
 use crate::error::{Error, Result};
 
@@ -33,6 +34,9 @@ pub struct AzureSide {
     pub arm: ArmClient,
     /// For an operator's request that waits on the answer: a few quick retries.
     pub quick: ArmClient,
+    /// Datacenter addresses by Azure location, as the worker last read them: a station's
+    /// `CompleteWork` is answered from here and never waits on Azure.
+    addresses: std::sync::Mutex<std::collections::HashMap<String, (Vec<String>, Instant)>>,
 }
 
 impl std::fmt::Debug for AzureSide {
@@ -52,7 +56,25 @@ impl AzureSide {
             ..Default::default()
         })?;
         let accounts = cfg.accounts()?;
-        Ok(AzureSide { cfg, accounts, arm, quick })
+        Ok(AzureSide { cfg, accounts, arm, quick, addresses: Default::default() })
+    }
+
+    /// The datacenter address of `location` if it has been read (within a day).
+    pub fn cached_address(&self, location: &str) -> Option<Vec<String>> {
+        let a = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
+        a.get(location).filter(|(_, at)| at.elapsed() < Duration::from_secs(86_400)).map(|(l, _)| l.clone())
+    }
+
+    /// Reads the datacenter address of `location` from Azure (the Locations API) into the cache.
+    pub async fn refresh_address(&self, location: &str) -> std::result::Result<Vec<String>, String> {
+        let loc = self.arm.location(location).await.map_err(|e| e.to_string())?;
+        let lines = loc.properties.map(|p| p.address_lines()).unwrap_or_default();
+        if lines.is_empty() {
+            return Err(format!("Azure gave no address for location {location}"));
+        }
+        let mut a = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
+        a.insert(location.to_string(), (lines.clone(), Instant::now()));
+        Ok(lines)
     }
 
     /// The job a seed gets: in the configured resource group, at the seed's location, into
@@ -185,6 +207,20 @@ pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, mut stop: watch:
 }
 
 async fn round(core: &Coordinator, side: &AzureSide, due: &mut Due, poll: Duration) -> Result<()> {
+    // The datacenter addresses the copy stations will show, read before their work ends.
+    let mut locations: Vec<String> = Vec::new();
+    for state in [SeedState::QueuedForDiskPrep, SeedState::Preparing, SeedState::DisksPrepared] {
+        for s in core.list_seeds(Some(state), 1000).await? {
+            if !locations.contains(&s.spec.location) && side.cached_address(&s.spec.location).is_none() {
+                locations.push(s.spec.location);
+            }
+        }
+    }
+    for loc in locations {
+        if let Err(e) = side.refresh_address(&loc).await {
+            tracing::warn!(location = %loc, error = %e, "the datacenter address could not be read; retrying");
+        }
+    }
     for seed in core.store.seeds_awaiting_jobs().await? {
         let intent = side.intent(&seed);
         let rec = core.store.record_job_intent(&intent, core.now()).await?;

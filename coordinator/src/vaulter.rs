@@ -7,7 +7,8 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use seedship_repo::manifest::SeedManifest;
+use seedship_azure::blob::{BlobInfo, BlobStore};
+use seedship_repo::manifest::{ManifestFile, SeedManifest};
 use tokio::sync::watch;
 
 use crate::domain::model::*;
@@ -57,6 +58,36 @@ fn hex_of(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Whether `b` is `f` whole: its size and MD5.
+fn whole(b: Option<&BlobInfo>, f: &ManifestFile) -> bool {
+    b.is_some_and(|b| b.size == f.size && b.md5.as_deref().map(hex_of).as_deref() == Some(f.md5.as_str()))
+}
+
+/// Server-side copies from the import container into the vault, each checked after.
+struct Copier<'a> {
+    store: &'a BlobStore,
+    vault: &'a str,
+    import: &'a str,
+    sas: &'a str,
+    place: &'a seedship_azure::blob::VaultPlace,
+}
+
+impl Copier<'_> {
+    async fn run(&self, f: &ManifestFile) -> Result<(), String> {
+        let dest = self.place.blob(&f.path);
+        let src = format!("{}?{}", self.store.blob_url(self.import, &f.path), self.sas);
+        self.store
+            .copy_from(self.vault, &dest, &src, Duration::from_secs(600))
+            .await
+            .map_err(|e| format!("{}: {e}", f.path))?;
+        let b = self.store.properties(self.vault, &dest).await.map_err(|e| e.to_string())?;
+        if !whole(b.as_ref(), f) {
+            return Err(format!("{} in the vault does not have the manifest's size and MD5 after the copy", f.path));
+        }
+        Ok(())
+    }
+}
+
 /// A vault's identity: its `config` and key files are written once, by its first seed, and
 /// never replaced.
 fn is_identity(path: &str) -> bool {
@@ -101,28 +132,43 @@ async fn seed_vault(
             )));
         }
     }
+    let copier = Copier { store: &store, vault, import, sas: &sas, place: &place };
     let (mut copied, mut kept) = (0usize, 0usize);
     for f in &manifest.files {
         let dest = place.blob(&f.path);
-        if let Some(b) = store.properties(vault, &dest).await.map_err(|e| e.to_string())?
-            && b.size == f.size
-            && b.md5.as_deref().map(hex_of).as_deref() == Some(f.md5.as_str())
-        {
+        if whole(store.properties(vault, &dest).await.map_err(|e| e.to_string())?.as_ref(), f) {
             kept += 1;
             continue;
         }
-        let src = format!("{}?{sas}", store.blob_url(import, &f.path));
-        store.copy_from(vault, &dest, &src, Duration::from_secs(600)).await.map_err(|e| format!("{}: {e}", f.path))?;
-        let b = store.properties(vault, &dest).await.map_err(|e| e.to_string())?;
-        let ok = b
-            .as_ref()
-            .is_some_and(|b| b.size == f.size && b.md5.as_deref().map(hex_of).as_deref() == Some(f.md5.as_str()));
-        if !ok {
-            return Err(format!("{} in the vault does not have the manifest's size and MD5 after the copy", f.path));
-        }
+        copier.run(f).await?;
         copied += 1;
         if let Some(p) = pause {
             tokio::time::sleep(p).await;
+        }
+    }
+    // Before `seeded`, the whole vault as listed now: storage can lose a write it acknowledged
+    // (a failover, an emulator restarted before it saved), so each file was checked when it
+    // was copied, and every one is checked again here; what is missing is copied again.
+    let mut round = 0;
+    loop {
+        let listed: std::collections::HashMap<String, seedship_azure::blob::BlobInfo> =
+            store.list(vault).await.map_err(|e| e.to_string())?.into_iter().map(|b| (b.name.clone(), b)).collect();
+        let missing: Vec<_> = manifest.files.iter().filter(|f| !whole(listed.get(&place.blob(&f.path)), f)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        round += 1;
+        if round > 3 {
+            return Err(format!(
+                "{} file(s) of the seed (first: {}) are still not in the vault after copying them again; retrying",
+                missing.len(),
+                missing[0].path
+            ));
+        }
+        tracing::warn!(job = %seed.spec.job_name, files = missing.len(), first = %missing[0].path, "files the vault had confirmed are gone; copying them again");
+        for f in missing {
+            copier.run(f).await?;
+            copied += 1;
         }
     }
     // The seed's provenance travels with the vault.

@@ -62,6 +62,26 @@ pub struct SyncStats {
     pub files: usize,
     pub downloaded: usize,
     pub bytes: u64,
+    /// Local small files the vault does not hold (left by an interrupted run), removed.
+    pub removed: usize,
+    /// The vault's packs: hex id → (size, MD5 hex).
+    pub packs: std::collections::HashMap<String, (u64, Option<String>)>,
+}
+
+/// The packs in this server's vault: hex id → (size, MD5 hex).
+async fn pack_listing(v: &VaultAccess) -> Result<std::collections::HashMap<String, (u64, Option<String>)>, String> {
+    let dir = format!("{}{}/", v.prefix, seedship_repo::layout::DATA_DIR);
+    Ok(v.store
+        .list(&v.container)
+        .await
+        .map_err(|e| format!("listing the vault: {e}"))?
+        .into_iter()
+        .filter(|b| b.name.starts_with(&dir))
+        .filter_map(|b| {
+            let id = b.name.rsplit('/').next()?.to_string();
+            Some((id, (b.size, b.md5.as_deref().map(hex::encode))))
+        })
+        .collect())
 }
 
 /// An incremental into this server's vault: the vault's small files are synced into `cache`,
@@ -86,17 +106,30 @@ pub async fn incremental(
     };
     let cache = cache.unwrap_or_else(|| default_cache(&v.name()));
     let sent = flush_outbox(conn, &v).await?;
-    sync(&v, &cache).await?;
+    // What the vault holds comes from the vault: its small files (and none left over from an
+    // interrupted run), and the packs it lists.
+    let synced = sync(&v, &cache).await?;
     let c2 = cache.clone();
     let out = tokio::task::spawn_blocking(move || {
-        crate::backup::online::backup_into_cache(&c2, &unlock, &sources, time, workers, false)
+        let present: std::collections::HashSet<String> = synced.packs.into_keys().collect();
+        crate::backup::online::backup_into_cache(&c2, &unlock, &sources, time, workers, Some(&present))
     })
     .await
     .map_err(|e| e.to_string())??;
+    crash_point("before-upload");
     upload_and_report(conn, &v, &cache, &out.upload, std::slice::from_ref(&out.snapshot)).await?;
     // The packs are in the vault now; the cache keeps only the small files.
     let _ = std::fs::remove_dir_all(cache.join(seedship_repo::layout::DATA_DIR));
     Ok(Incremental { out, pending: false, sent_from_outbox: sent })
+}
+
+/// Tests: `SEEDSHIP_TEST_CRASH_AT=<point>` ends the process at once there, as a crash would
+/// (nothing after it runs; what was written before stays).
+fn crash_point(point: &str) {
+    if std::env::var("SEEDSHIP_TEST_CRASH_AT").is_ok_and(|v| v == point) {
+        eprintln!("test hook: the agent stops at {point}");
+        std::process::exit(137);
+    }
 }
 
 /// What `backup` did online.
@@ -108,8 +141,10 @@ pub struct Incremental {
     pub sent_from_outbox: Vec<String>,
 }
 
-/// Uploads `files` (relative to `dir`; snapshots last) into the vault, then reports each of
-/// `snapshots` as a recovery point.
+/// Uploads `files` (relative to `dir`) into the vault, then reports each of `snapshots` as a
+/// recovery point. The packs go first and are checked in the vault (size and MD5, from a
+/// fresh listing; one that did not arrive whole is sent again once) before the index and then
+/// the snapshots are written: a snapshot in the vault never names a pack that is not there.
 async fn upload_and_report(
     conn: &Conn,
     v: &VaultAccess,
@@ -117,12 +152,50 @@ async fn upload_and_report(
     files: &[String],
     snapshots: &[String],
 ) -> Result<(), String> {
-    let (snaps, rest): (Vec<&String>, Vec<&String>) = files.iter().partition(|f| f.starts_with("snapshots/"));
-    for rel in rest.into_iter().chain(snaps) {
+    let data_dir = format!("{}/", seedship_repo::layout::DATA_DIR);
+    let (packs, rest): (Vec<&String>, Vec<&String>) = files.iter().partition(|f| f.starts_with(&data_dir));
+    let (snaps, rest): (Vec<&String>, Vec<&String>) = rest.into_iter().partition(|f| f.starts_with("snapshots/"));
+    let read = |rel: &str| {
         let path = dir.join(rel);
-        let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let mut sent = Vec::with_capacity(packs.len());
+    for rel in &packs {
+        let data = read(rel)?;
+        let (size, md5) = (data.len() as u64, Md5::digest(&data).to_vec());
         put(v, rel, data).await?;
+        sent.push(pb::PackRef { name: rel.to_string(), size, md5: hex::encode(&md5) });
     }
+    for attempt in 0..2 {
+        let listed = pack_listing(v).await?;
+        let short: Vec<&pb::PackRef> = sent
+            .iter()
+            .filter(|p| {
+                let id = p.name.rsplit('/').next().unwrap_or_default();
+                listed.get(id).is_none_or(|(size, md5)| *size != p.size || md5.as_deref() != Some(p.md5.as_str()))
+            })
+            .collect();
+        if short.is_empty() {
+            break;
+        }
+        if attempt == 1 {
+            return Err(format!(
+                "{} of {} new pack(s) did not arrive in the vault whole (first: {}); nothing was recorded: run the backup again",
+                short.len(),
+                sent.len(),
+                short[0].name
+            ));
+        }
+        tracing::warn!(packs = short.len(), "packs missing or different in the vault after upload; sending them again");
+        for p in short {
+            put(v, &p.name, read(&p.name)?).await?;
+        }
+    }
+    crash_point("after-packs");
+    for rel in rest.into_iter().chain(snaps) {
+        put(v, rel, read(rel)?).await?;
+    }
+    crash_point("before-report");
     // The index now in the vault supersedes the older index files: the last report names it.
     let index: Vec<String> = files
         .iter()
@@ -135,6 +208,7 @@ async fn upload_and_report(
                 request_id: seedship_proto::client::new_request_id(),
                 snapshot_id: id.clone(),
                 index_files: if i + 1 == snapshots.len() { index.clone() } else { Vec::new() },
+                packs: sent.clone(),
             })
             .await
             .map_err(|e| {
@@ -206,7 +280,7 @@ async fn in_transit(
     }
     let d2 = dir.clone();
     let out = tokio::task::spawn_blocking(move || {
-        crate::backup::online::backup_into_cache(&d2, &unlock, &sources, time, workers, true)
+        crate::backup::online::backup_into_cache(&d2, &unlock, &sources, time, workers, None)
     })
     .await
     .map_err(|e| e.to_string())??;
@@ -229,8 +303,13 @@ async fn flush_outbox(conn: &Conn, v: &VaultAccess) -> Result<Vec<String>, Strin
     if ob.snapshots.is_empty() {
         return Ok(Vec::new());
     }
-    // Index files written later replace earlier ones: only those still there are sent.
-    let files: Vec<String> = ob.files.iter().filter(|f| dir.join(f).exists()).cloned().collect();
+    // Everything the outbox holds goes, not only what its record lists: a run interrupted
+    // before it updated the record left packs that later snapshots of the outbox use.
+    let files: Vec<String> = seedship_repo::layout::list_files(&dir)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|f| ["data/", "index/", "snapshots/"].iter().any(|d| f.starts_with(d)))
+        .collect();
     upload_and_report(conn, v, &dir, &files, &ob.snapshots).await?;
     std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(ob.snapshots)
@@ -274,9 +353,19 @@ pub async fn sync(v: &VaultAccess, cache: &Path) -> Result<SyncStats, String> {
     let mut st = SyncStats::default();
     let wanted = |name: &str| !name.starts_with("seeds/") && !name.starts_with("data/");
     let mut todo = Vec::new();
+    let mut in_vault = std::collections::HashSet::new();
     // In a group's vault, only this server's folder.
-    let mine = blobs.into_iter().filter_map(|b| b.name.strip_prefix(&v.prefix).map(str::to_string).map(|rel| (rel, b)));
-    for (rel, b) in mine.filter(|(rel, _)| wanted(rel)) {
+    let mine: Vec<(String, seedship_azure::blob::BlobInfo)> = blobs
+        .into_iter()
+        .filter_map(|b| b.name.strip_prefix(&v.prefix).map(str::to_string).map(|rel| (rel, b)))
+        .collect();
+    for (rel, b) in &mine {
+        if let Some(id) = rel.strip_prefix("data/").and_then(|r| r.rsplit('/').next()) {
+            st.packs.insert(id.to_string(), (b.size, b.md5.as_deref().map(hex::encode)));
+        }
+    }
+    for (rel, b) in mine.into_iter().filter(|(rel, _)| wanted(rel)) {
+        in_vault.insert(rel.clone());
         if let Err(why) = seedship_repo::manifest::check_path(&rel) {
             return Err(format!("the vault holds an unsafe name {:?}: {why}", b.name));
         }
@@ -316,6 +405,25 @@ pub async fn sync(v: &VaultAccess, cache: &Path) -> Result<SyncStats, String> {
         let n = done.map_err(|e| e.to_string())??;
         st.downloaded += 1;
         st.bytes += n;
+    }
+    // The cache mirrors the vault: an index or snapshot the vault does not hold (written by a
+    // run that was interrupted before its upload finished) would make the next backup take
+    // chunks as stored that are not, and chain to a snapshot nobody can restore.
+    for dir in [seedship_repo::layout::INDEX_DIR, seedship_repo::layout::SNAPSHOTS_DIR] {
+        let Ok(rd) = std::fs::read_dir(cache.join(dir)) else { continue };
+        for e in rd.flatten() {
+            let rel = format!("{dir}/{}", e.file_name().to_string_lossy());
+            if !in_vault.contains(&rel) {
+                std::fs::remove_file(e.path()).map_err(|err| format!("{}: {err}", e.path().display()))?;
+                st.removed += 1;
+            }
+        }
+    }
+    if st.removed > 0 {
+        tracing::warn!(
+            removed = st.removed,
+            "the cache held index or snapshot files the vault does not (an interrupted backup); removed"
+        );
     }
     Ok(st)
 }

@@ -453,12 +453,30 @@ async fn an_incremental_after_seeding_sends_only_what_changed_and_restores() -> 
     let e = seeds
         .report_recovery_point(pb::ReportRecoveryPointRequest {
             request_id: seedship_e2e::rid(),
-            snapshot_id: snap,
+            snapshot_id: snap.clone(),
             index_files: vec!["0".repeat(64)],
+            ..Default::default()
         })
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    // The owner itself cannot record a point naming a pack the vault does not hold whole.
+    let owner = Identity {
+        name: "src-job-inc".into(),
+        cert: c.pki.join("src-job-inc.crt"),
+        key: c.pki.join("src-job-inc.key"),
+    };
+    let e = client::seeds(c.connect(&owner).await?)
+        .report_recovery_point(pb::ReportRecoveryPointRequest {
+            request_id: seedship_e2e::rid(),
+            snapshot_id: snap,
+            index_files: Vec::new(),
+            packs: vec![pb::PackRef { name: format!("data/ab/ab{}", "0".repeat(62)), size: 10, md5: "0".repeat(32) }],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    assert!(e.message().contains("is not in vault"), "{}", e.message());
     let still = blobs.list("vault-src-job-inc").await?.into_iter().filter(|b| b.name.starts_with("index/")).count();
     assert_eq!(still, in_vault.len(), "another server cannot prune this vault's index");
 
@@ -622,5 +640,70 @@ async fn a_seed_of_another_repository_never_replaces_a_vaults_keys() -> anyhow::
     let failed = wait_seed_state(&c, &ops, "job-lie-2", "failed", T).await?.seed.unwrap();
     assert!(failed.state_reason.contains("already holds another repository"), "{}", failed.state_reason);
     assert_eq!(identity(blobs.list("vault-src-job-lie").await?), before, "the vault's config and keys are unchanged");
+    c.finish()
+}
+
+async fn recovery_points(c: &Cluster, ops: &Identity, server: &str) -> anyhow::Result<Vec<pb::RecoveryPoint>> {
+    Ok(client::operator(c.connect(ops).await?)
+        .list_recovery_points(pb::ListRecoveryPointsRequest { server: server.into() })
+        .await?
+        .into_inner()
+        .points)
+}
+
+/// An incremental interrupted at any point of its upload (its index and snapshot written
+/// locally, its packs not yet in the vault; its packs in but not its snapshot; all in but not
+/// reported) does not poison the next ones: every recovery point the coordinator then reports
+/// restores exactly the tree it was taken of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_incremental_leaves_every_reported_point_restorable() -> anyhow::Result<()> {
+    let (mut c, emu) = cluster()?;
+    let ops = c.issue("operator", "alice")?;
+    let drives = shipped(&mut c, &ops, "job-cr", 1).await?;
+    emu.dc("job-cr", "arrive", json!({ "disks": [drives[0].1] })).await?;
+    emu.dc("job-cr", "copy", json!({})).await?;
+    wait_seed_state(&c, &ops, "job-cr", "seeded", T).await?;
+    let corpus = c.path("corpus-job-cr");
+    let cache = c.path("vault-cache-job-cr");
+    // The tree as each recovery point should restore it, by snapshot id.
+    let mut expected: Vec<(String, std::path::PathBuf)> = Vec::new();
+    let keep = |c: &Cluster, n: usize| -> anyhow::Result<std::path::PathBuf> {
+        let to = c.path(&format!("expected-{n}"));
+        seedship_e2e::run_ok(std::process::Command::new("cp").arg("-a").arg(&corpus).arg(&to))?;
+        Ok(to)
+    };
+    let seed_point = recovery_points(&c, &ops, "src-job-cr").await?.last().unwrap().snapshot_id.clone();
+    expected.push((seed_point, keep(&c, 0)?));
+    for (n, crash) in ["before-upload", "after-packs", "before-report"].into_iter().enumerate() {
+        mutate(&c, &corpus, &format!("{}", 30 + n))?;
+        let mut cmd = online_backup(&c, "job-cr", &["--cache".as_ref(), cache.as_os_str()]);
+        cmd.env("SEEDSHIP_TEST_CRASH_AT", crash);
+        let o = c.run(&format!("crash-{crash}"), &mut cmd)?;
+        assert!(!o.status.success(), "the hook stops the agent at {crash}: {}", text(&o));
+        // The next incremental, after the crash, is whole.
+        mutate(&c, &corpus, &format!("{}", 40 + n))?;
+        let o = c.run(
+            &format!("after-{crash}"),
+            &mut online_backup(&c, "job-cr", &["--cache".as_ref(), cache.as_os_str()]),
+        )?;
+        assert!(o.status.success(), "{}", text(&o));
+        let latest = recovery_points(&c, &ops, "src-job-cr").await?.last().unwrap().snapshot_id.clone();
+        expected.push((latest, keep(&c, n + 1)?));
+    }
+    // Every point the coordinator reports restores; those taken here restore their tree.
+    let all = recovery_points(&c, &ops, "src-job-cr").await?;
+    for p in &all {
+        let target = c.path(&format!("restored-{}", &p.snapshot_id[..12]));
+        let o = c.run(
+            &format!("restore-{}", &p.snapshot_id[..12]),
+            &mut restore_cmd(&c, "job-cr", &target, &["--snapshot", &p.snapshot_id]),
+        )?;
+        assert!(o.status.success(), "recovery point {} does not restore: {}", p.snapshot_id, text(&o));
+        if let Some((_, tree)) = expected.iter().find(|(id, _)| *id == p.snapshot_id) {
+            seedship_e2e::same_tree(tree, &target.join("corpus-job-cr"));
+        }
+    }
+    assert_eq!(expected.len(), 4);
+    assert!(expected.iter().all(|(id, _)| all.iter().any(|p| p.snapshot_id == *id)));
     c.finish()
 }

@@ -266,15 +266,21 @@ impl Coordinator {
         Ok(rec)
     }
 
-    /// The datacenter address for `location`, as lines; `Err` with a reason to show instead.
-    pub async fn shipping_address(&self, location: &str) -> std::result::Result<Vec<String>, String> {
+    /// The datacenter address for `location`, as lines, from what the Azure worker has read:
+    /// this never waits on Azure. `Err` with a reason to show instead; when the address is not
+    /// read yet, reading it starts in the background.
+    pub fn shipping_address(&self, location: &str) -> std::result::Result<Vec<String>, String> {
         let azure = self.azure.as_ref().ok_or("the coordinator has no [azure] settings")?;
-        let loc = azure.quick.location(location).await.map_err(|e| e.to_string())?;
-        let lines = loc.properties.map(|p| p.address_lines()).unwrap_or_default();
-        if lines.is_empty() {
-            return Err(format!("Azure gave no address for location {location}"));
+        if let Some(lines) = azure.cached_address(location) {
+            return Ok(lines);
         }
-        Ok(lines)
+        let (side, loc) = (azure.clone(), location.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = side.refresh_address(&loc).await {
+                tracing::warn!(location = %loc, error = %e, "the datacenter address could not be read");
+            }
+        });
+        Err("it has not been read from Azure yet".into())
     }
 
     /// The repairs asked of `owner`, each with a SAS token for its import container (create
@@ -385,8 +391,14 @@ impl Coordinator {
         }
     }
 
-    /// Records an incremental the agent wrote into its own vault, once its snapshot is there.
-    pub async fn report_recovery_point(&self, owner: &SpiffeId, cmd: Cmd<String>) -> Result<RecoveryPoint> {
+    /// Records an incremental the agent wrote into its own vault, once its snapshot is there
+    /// and every pack it added (`packs`: name, size, MD5 hex) is there whole.
+    pub async fn report_recovery_point(
+        &self,
+        owner: &SpiffeId,
+        cmd: Cmd<String>,
+        packs: &[(String, u64, String)],
+    ) -> Result<RecoveryPoint> {
         let snapshot = &cmd.body;
         let v = self
             .store
@@ -409,6 +421,25 @@ impl Coordinator {
                 )));
             }
             Err(e) => return Err(Error::Unavailable(format!("the vault cannot be read: {e}; retry"))),
+        }
+        for (pack, size, md5) in packs {
+            let found = store
+                .properties(&place.container, &place.blob(pack))
+                .await
+                .map_err(|e| Error::Unavailable(format!("the vault cannot be read: {e}; retry")))?;
+            let whole = found
+                .as_ref()
+                .is_some_and(|b| b.size == *size && b.md5.as_deref().map(hex::encode).as_deref() == Some(md5.as_str()));
+            if !whole {
+                return Err(Error::NotFound(format!(
+                    "pack {pack} of snapshot {snapshot} is not in vault {} whole ({}); upload it again, then report",
+                    v.container,
+                    match found {
+                        None => "missing".to_string(),
+                        Some(b) => format!("{} bytes, the report says {size}", b.size),
+                    }
+                )));
+            }
         }
         let p = self.store.add_recovery_point(&owner.name, snapshot, self.now()).await?;
         tracing::info!(server = %owner, vault = %v.container, snapshot = %&snapshot[..12], "recovery point recorded (incremental)");

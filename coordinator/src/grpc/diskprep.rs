@@ -55,7 +55,8 @@ impl pb::disk_prep_service_server::DiskPrepService for Api {
         let cmd = Cmd::try_from(req.into_inner())?;
         let seed = self.core.complete(&station, cmd).await?;
         // The datacenter's address for the seed's Azure location, for the label.
-        let address = match self.core.shipping_address(&seed.spec.location).await {
+        // From the coordinator's cache only: recording a station's work never waits on Azure.
+        let address = match self.core.shipping_address(&seed.spec.location) {
             Ok(lines) => lines,
             Err(why) => vec![format!(
                 "address pending: the shipping address of Azure location {} could not be read ({why}); `seedctl job {}` shows it once the import job is created",

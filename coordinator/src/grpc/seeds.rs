@@ -68,7 +68,20 @@ impl pb::seed_service_server::SeedService for Api {
                 );
             }
         }
-        let p = self.core.report_recovery_point(&owner, Cmd { request_id: r.request_id, body: id }).await?;
+        if r.packs.len() > 10_000 {
+            return Err(crate::error::Error::invalid("packs", "at most 10000 packs in one report").into());
+        }
+        let mut packs = Vec::with_capacity(r.packs.len());
+        for p in r.packs {
+            seedship_repo::manifest::check_path(&p.name)
+                .ok()
+                .filter(|_| p.name.starts_with("data/"))
+                .ok_or_else(|| crate::error::Error::invalid("packs", format!("{:?} is not a pack's name", p.name)))?;
+            crate::domain::validate::hex_digest("packs.md5", &p.md5, 16)?;
+            crate::domain::validate::bytes("packs.size", p.size)?;
+            packs.push((p.name, p.size, p.md5));
+        }
+        let p = self.core.report_recovery_point(&owner, Cmd { request_id: r.request_id, body: id }, &packs).await?;
         if !r.index_files.is_empty() {
             self.core.prune_vault_index(&owner, &r.index_files).await;
         }

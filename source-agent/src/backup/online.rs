@@ -94,23 +94,35 @@ pub struct OnlineOutcome {
 /// The local part of an incremental: backs `sources` up into the cache repository at
 /// `cache` (which holds the vault's config, keys, index and snapshots), storing only chunks the
 /// index does not have. Returns what to upload (paths relative to `cache`).
-/// With `keep_packs` (the in-transit outbox) the packs already there are kept: they are not
-/// in the vault yet.
+/// `in_vault` is the set of packs (hex ids) the vault holds, as listed just before: index
+/// entries of any other pack are dropped, so their chunks are stored again rather than taken
+/// as there. `None` (the in-transit outbox) keeps the packs already in the folder: they are
+/// not in the vault yet, and are uploaded with it.
 pub fn backup_into_cache(
     cache: &Path,
     unlock: &Unlock,
     sources: &[PathBuf],
     time: String,
     workers: usize,
-    keep_packs: bool,
+    in_vault: Option<&HashSet<String>>,
 ) -> Result<OnlineOutcome, String> {
     let started = Instant::now();
     let repo = Arc::new(Repository::open(cache, unlock).map_err(|e| e.to_string())?);
-    if !keep_packs {
+    if in_vault.is_some() {
         // Leftovers of an interrupted run are not ours to keep: packs are re-made from the sources.
         let _ = std::fs::remove_dir_all(cache.join(layout::DATA_DIR));
     }
     let (mut index, _) = repo.load_index().map_err(|e| e.to_string())?;
+    if let Some(present) = in_vault {
+        let before = index.blobs.len();
+        index.blobs.retain(|_, loc| present.contains(&hex::encode(loc.pack)));
+        if index.blobs.len() < before {
+            tracing::warn!(
+                dropped = before - index.blobs.len(),
+                "the vault's index names blobs in packs the vault does not hold; they are stored again"
+            );
+        }
+    }
     let parent = repo.snapshots().map_err(|e| e.to_string())?.into_iter().last().map(|(id, _)| id);
     let stored: HashSet<_> = index.blobs.keys().copied().collect();
     let scan = Scan::run(sources).map_err(|e| e.to_string())?;
