@@ -29,6 +29,8 @@ pub struct Azurite {
     child: Child,
     /// Path-style blob endpoint base, e.g. `http://127.0.0.1:39123`.
     pub url: String,
+    main: PathBuf,
+    dir: PathBuf,
 }
 
 impl Drop for Azurite {
@@ -57,20 +59,18 @@ impl Azurite {
                 PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
             }
         };
+        let (child, url) = Self::spawn(&main, dir, 0)?;
+        Ok(Azurite { child, url, main, dir: dir.to_path_buf() })
+    }
+
+    fn spawn(main: &Path, dir: &Path, port: u16) -> Result<(Child, String)> {
         let data = dir.join("azurite");
         std::fs::create_dir_all(&data)?;
         let log = dir.join("azurite.log");
         let child = std::process::Command::new("node")
-            .arg(&main)
-            .args([
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                "0",
-                "--skipApiVersionCheck",
-                "--disableTelemetry",
-                "--location",
-            ])
+            .arg(main)
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .args(["--skipApiVersionCheck", "--disableTelemetry", "--location"])
             .arg(&data)
             .env("AZURITE_ACCOUNTS", format!("{ACCOUNT}:{ACCOUNT_KEY}"))
             .stdin(std::process::Stdio::null())
@@ -78,14 +78,28 @@ impl Azurite {
             .stderr(std::fs::OpenOptions::new().append(true).open(&log)?)
             .spawn()
             .context("starting Azurite (node)")?;
-        let mut a = Azurite { child, url: String::new() };
-        a.url = crate::wait_for("Azurite to listen", Duration::from_secs(30), || {
+        let url = crate::wait_for("Azurite to listen", Duration::from_secs(30), || {
             let t = std::fs::read_to_string(&log).ok()?;
             let at = t.find("successfully listens on ")?;
             Some(t[at + "successfully listens on ".len()..].lines().next()?.trim().to_string())
         })
         .with_context(|| format!("Azurite's log: {}", std::fs::read_to_string(&log).unwrap_or_default()))?;
-        Ok(a)
+        Ok((child, url))
+    }
+
+    /// Kills Azurite with SIGKILL (what it had not saved yet is lost, as after a crash) and
+    /// starts it again on the same port with the same data folder.
+    pub fn kill9_and_restart(&mut self) -> Result<()> {
+        let port: u16 =
+            self.url.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).context("Azurite's port")?;
+        self.child.kill()?;
+        self.child.wait()?;
+        let (child, url) = crate::wait_for("Azurite to start again on its port", Duration::from_secs(20), || {
+            Self::spawn(&self.main, &self.dir, port).ok()
+        })?;
+        anyhow::ensure!(url == self.url, "Azurite came back at {url}, not {}", self.url);
+        self.child = child;
+        Ok(())
     }
 
     /// The test account's blobs.

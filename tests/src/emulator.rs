@@ -60,6 +60,9 @@ pub struct Faults {
     /// client sees when a connection drops after the service acted.
     #[serde(default)]
     pub after_apply: bool,
+    /// The request hangs this long before its (injected) answer: Azure not answering.
+    #[serde(default)]
+    pub hang_secs: u64,
 }
 
 impl Emulator {
@@ -542,6 +545,9 @@ async fn inject(State(emu): Emu, req: axum::extract::Request, next: axum::middle
         }
     };
     let Some(f) = fault else { return next.run(req).await };
+    if f.hang_secs > 0 {
+        tokio::time::sleep(std::time::Duration::from_secs(f.hang_secs)).await;
+    }
     if f.after_apply {
         let done = next.run(req).await;
         tracing::info!(status = %done.status(), "request carried out; its answer replaced by an injected fault");

@@ -531,3 +531,30 @@ async fn a_wrong_key_a_corrupt_manifest_damaged_blocks_and_a_drive_never_receive
     assert!(text(&o).contains("manifest hash mismatch") && text(&o).contains("NeverReceived"), "{}", text(&o));
     c.finish()
 }
+
+/// Azure not answering does not hold up a copy station: its finished work is recorded at once
+/// and it prints the drives and their labels, with the address "pending" until the
+/// coordinator's Azure worker reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_station_finishes_while_azure_hangs() -> anyhow::Result<()> {
+    let (mut c, emu) = cluster()?;
+    let ops = c.issue("operator", "alice")?;
+    // Every ARM read hangs for 30 s, from before the seed exists (no address is cached).
+    emu.faults(json!({ "status": 503, "count": 100000, "method": "GET", "hang_secs": 30 })).await?;
+    let t = std::time::Instant::now();
+    let (out, _) = prepare(&mut c, &ops, "job-hang", 4, 1).await?;
+    let took = t.elapsed();
+    assert!(out.contains("Ship to:") && out.contains("address pending"), "{out}");
+    assert!(out.contains("DRIVE ID") || out.contains("drive"), "{out}");
+    // The station did not wait on Azure (before: 8 tries of a 10 s request timeout, then
+    // "lease lost").
+    assert!(took < Duration::from_secs(25), "the station took {took:?}");
+    let d = client::operator(c.connect(&ops).await?)
+        .get_seed(pb::GetSeedRequest { seed: "job-hang".into() })
+        .await?
+        .into_inner();
+    assert_eq!(d.seed.unwrap().state, pb::SeedState::DisksPrepared as i32);
+    emu.faults(json!({ "status": 503, "count": 0 })).await?;
+    c.allow_error("address");
+    c.finish()
+}

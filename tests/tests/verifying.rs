@@ -334,6 +334,46 @@ async fn a_coordinator_killed_while_seeding_the_vault_converges_after_restart() 
     c.finish()
 }
 
+/// Storage killed while the vault is seeded loses copies it had confirmed (Azurite saves its
+/// records every 5 s): the coordinator checks the whole vault again before it says `seeded`,
+/// copies again what is gone, and the vault restores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_losing_confirmed_copies_is_caught_before_seeded() -> anyhow::Result<()> {
+    // Slow copies into the vault, so the kill and the restart fit between two of them: the
+    // coordinator sees no error at all.
+    let (mut c, mut emu) = cluster_env(vec![("SEEDSHIP_TEST_VAULT_COPY_PAUSE_MS".into(), "3000".into())])?;
+    let ops = c.issue("operator", "alice")?;
+    let drives = shipped(&mut c, &ops, "job-az", 1).await?;
+    emu.dc("job-az", "arrive", json!({ "disks": [drives[0].1] })).await?;
+    emu.dc("job-az", "copy", json!({})).await?;
+    wait_seed_state(&c, &ops, "job-az", "seeding_vault", T).await?;
+    // Past Azurite's save interval, the import is saved; then, right after the next copy
+    // lands (the coordinator has checked it and pauses), the kill and the restart.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    let blobs = emu.azurite.as_ref().unwrap().blobs()?;
+    let count = || async { blobs.list("vault-src-job-az").await.map(|l| l.len()).unwrap_or(0) };
+    let seen = count().await;
+    let deadline = std::time::Instant::now() + T;
+    while count().await <= seen {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "no further copy into the vault");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = count().await;
+    emu.azurite.as_mut().unwrap().kill9_and_restart()?;
+    let after = blobs.list("vault-src-job-az").await.map(|l| l.len()).unwrap_or(0);
+    eprintln!("vault blobs: {before} before the kill, {after} after the restart");
+    c.allow_error("vault");
+    wait_seed_state(&c, &ops, "job-az", "seeded", T).await?;
+    vault_is_complete(&emu, &c, "job-az", "src-job-az").await?;
+    let again = c.coordinator_logs().lines().filter(|l| l.contains("are gone; copying them again")).count();
+    eprintln!("re-copies after the final check: {again}");
+    let target = c.path("restored-job-az");
+    let o = c.run("restore-az", &mut restore_cmd(&c, "job-az", &target, &[]))?;
+    assert!(o.status.success(), "{}", text(&o));
+    seedship_e2e::same_tree(&c.path("corpus-job-az"), &target.join("corpus-job-az"));
+    c.finish()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incremental_after_seeding_sends_only_what_changed_and_restores() -> anyhow::Result<()> {
     let (mut c, emu) = cluster()?;
