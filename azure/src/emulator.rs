@@ -559,7 +559,8 @@ impl ServiceState {
         let mut j = self.job_mut(sub, rg, name)?.clone();
         Self::in_state(&j, name, &["Received", "Transferring"])?;
         let d = drive_mut(&mut j, name, drive)?;
-        if drive_state(d) != "Received" {
+        // Transferring: a copy the datacenter was doing when it stopped starts again.
+        if !matches!(drive_state(d), "Received" | "Transferring") {
             return Err(ApiError::new(
                 409,
                 "InvalidDriveState",

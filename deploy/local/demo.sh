@@ -58,7 +58,9 @@ mkdir -p "$DEMO"
 cd "$DEMO"
 PIDS=()
 cleanup() {
-  if [ "$KEEP" = 0 ]; then
+  # A run that failed stops what it started, even when asked to keep it running.
+  local rc=$?
+  if [ "$KEEP" = 0 ] || [ "$rc" != 0 ]; then
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   fi
@@ -105,8 +107,18 @@ datacenter() { # job action json
     || { cat "datacenter-$2.json"; echo; echo "error: datacenter command $2 failed"; exit 1; }
 }
 seed_state() { "$BIN/seedctl" --config seedctl.toml --json seed demo-seed-01 | sed -n 's/^    "state": "\([a-z_]*\)",$/\1/p' | head -1; }
-wait_state() { # state seconds
-  for _ in $(seq 1 $(( $2 * 10 ))); do [ "$(seed_state)" = "$1" ] && return 0; sleep 0.1; done
+# The seed's states in lifecycle order: a wait is for a state or any later one (a seed can
+# pass through a state between two looks).
+ORDER="registered queued_for_disk_prep preparing disks_prepared import_job_created shipped at_datacenter importing imported verifying needs_repair seeding_vault seeded"
+rank() { local i=0; for s in $ORDER; do [ "$s" = "$1" ] && { echo $i; return; }; i=$((i + 1)); done; echo -1; }
+wait_state() { # state seconds: that state or a later one
+  local want; want=$(rank "$1")
+  for _ in $(seq 1 $(( $2 * 10 ))); do
+    local now; now=$(seed_state)
+    case "$now" in failed|cancelled) break ;; esac
+    [ "$(rank "$now")" -ge "$want" ] && return 0
+    sleep 0.1
+  done
   "$BIN/seedctl" --config seedctl.toml seed demo-seed-01; echo "error: the seed did not reach $1 in $2 s"; exit 1
 }
 

@@ -46,10 +46,12 @@ BYTES=$(du -sb "$CORPUS" | cut -f1)
 
 echo "== the chain until the vault is seeded (deploy/local/demo.sh)"
 DEMO="$WORK/demo"
-SEEDSHIP_DEMO_DIR="$DEMO" SEEDSHIP_DEMO_SAMPLE="$CORPUS" SEEDSHIP_DEMO_PROFILE=release SEEDSHIP_DEMO_UNTIL=seeded \
-  deploy/local/demo.sh > "$WORK/demo.log" 2>&1 || { tail -40 "$WORK/demo.log"; exit 1; }
+# Whatever happens from here, what the demo left running is stopped when this script ends (a
+# failed demo stops its own processes).
 stop() { [ -f "$DEMO/pids" ] && kill $(cat "$DEMO/pids") 2>/dev/null || true; }
 trap stop EXIT
+SEEDSHIP_DEMO_DIR="$DEMO" SEEDSHIP_DEMO_SAMPLE="$CORPUS" SEEDSHIP_DEMO_PROFILE=release SEEDSHIP_DEMO_UNTIL=seeded \
+  deploy/local/demo.sh > "$WORK/demo.log" 2>&1 || { tail -40 "$WORK/demo.log"; exit 1; }
 BIN="$CARGO_TARGET_DIR/release"
 export SEEDSHIP_CACHE="$DEMO/agent-cache"
 PASS="$DEMO/passphrase"

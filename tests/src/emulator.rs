@@ -395,7 +395,8 @@ async fn dc_copy(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) ->
             let drives: Vec<String> = list
                 .iter()
                 .filter(|d| c.drive.as_ref().is_none_or(|x| d.drive_id.as_ref() == Some(x)))
-                .filter(|d| c.drive.is_some() || d.state.as_deref() == Some("Received"))
+                // A drive left Transferring (the datacenter stopped mid-copy) is copied again.
+                .filter(|d| c.drive.is_some() || matches!(d.state.as_deref(), Some("Received" | "Transferring")))
                 .filter_map(|d| d.drive_id.clone())
                 .collect();
             (drives, j.details().clone(), s.images.get(&job.to_ascii_lowercase()).cloned().unwrap_or_default())

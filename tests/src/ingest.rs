@@ -104,14 +104,15 @@ pub async fn copy_drive(storage: &Storage, order: &DriveOrder, state: &mut Inges
             return out;
         }
     };
-    match copy_parts(&store, order, state, &mut out).await {
+    let mut touched = std::collections::BTreeSet::new();
+    match copy_parts(&store, order, state, &mut out, &mut touched).await {
         Ok(()) => {}
         Err(why) => {
             out.log.push(format!("drive {}: {why}", order.drive_id));
             out.failure.get_or_insert(why);
         }
     }
-    commit_ready(&store, state, &mut out).await;
+    commit_ready(&store, state, &mut out, &touched).await;
     let logs = store.ensure_container(&order.diagnostics_path).await;
     if out.failure.is_some() {
         let body = xml_log(order, &out.log, "Error");
@@ -152,6 +153,7 @@ async fn copy_parts(
     order: &DriveOrder,
     state: &mut IngestJob,
     out: &mut DriveOutcome,
+    touched: &mut std::collections::BTreeSet<String>,
 ) -> Result<(), String> {
     let image = order.image.clone();
     let header = probe(&image)
@@ -230,6 +232,7 @@ async fn copy_parts(
         b.size = p.blob_size;
         b.parts = p.parts;
         b.staged.insert(p.file_offset, (p.length, ids, p.md5.clone()));
+        touched.insert(p.path.clone());
         out.bytes += p.length as i64;
         out.log.push(format!("blob {container}/{}: {} bytes at offset {} staged", p.path, p.length, p.file_offset));
     }
@@ -248,8 +251,15 @@ fn read_seed_manifest(data: &[u8], state: &mut IngestJob) {
     }
 }
 
-/// Commits every blob whose parts are all staged and whose MD5 is known.
-async fn commit_ready(store: &BlobStore, state: &mut IngestJob, out: &mut DriveOutcome) {
+/// Commits every blob whose parts are all staged and whose MD5 is known. A commit that fails
+/// fails this drive only when this drive carried a part of that blob (`touched`); a blob of
+/// another drive's that is still not committed is only logged (its own drive failed already).
+async fn commit_ready(
+    store: &BlobStore,
+    state: &mut IngestJob,
+    out: &mut DriveOutcome,
+    touched: &std::collections::BTreeSet<String>,
+) {
     let md5s = state.file_md5.clone();
     for (name, b) in state.blobs.iter_mut().filter(|(_, b)| !b.committed) {
         let covered: u64 = b.staged.values().map(|(len, _, _)| *len).sum();
@@ -268,7 +278,9 @@ async fn commit_ready(store: &BlobStore, state: &mut IngestJob, out: &mut DriveO
             }
             Err(e) => {
                 out.log.push(format!("blob {}/{name}: Put Block List failed: {e}", b.container));
-                out.failure.get_or_insert_with(|| format!("blob {name} could not be committed: {e}"));
+                if touched.contains(name) {
+                    out.failure.get_or_insert_with(|| format!("blob {name} could not be committed: {e}"));
+                }
             }
         }
     }

@@ -322,12 +322,34 @@ fn a_full_staging_location_is_a_clear_error_and_a_rerun_resumes() {
     let t = text(&o);
     assert!(t.contains("staging location is full") && t.contains("more is needed"), "{t}");
     assert!(!staging.join("manifest.json").exists());
+    // How much it asked for, against how much more the finished set took.
+    let asked = {
+        let at = t.find("about ").unwrap() + "about ".len();
+        let words: Vec<&str> = t[at..].split_whitespace().take(2).collect();
+        let unit = match words[1] {
+            "B" => 1.0,
+            "KiB" => 1024.0,
+            "MiB" => 1048576.0,
+            "GiB" => 1073741824.0,
+            u => panic!("unit {u}: {t}"),
+        };
+        words[0].parse::<f64>().unwrap() * unit
+    };
+    let size_of = |p: &std::path::Path| -> f64 {
+        walk(p).iter().filter(|f| f.is_file()).map(|f| fs::metadata(f).unwrap().len()).sum::<u64>() as f64
+    };
+    let at_full = size_of(&staging);
 
     run_ok(Command::new("mount").args(["-o", "remount,size=200m"]).arg(&mnt)).unwrap();
     let mut c = backup_cmd(d.path(), &staging, "job-full", &[&corpus], None).unwrap();
     c.args(["--pack-target-mib", "2"]);
     let o = run(&mut c);
     assert!(o.status.success(), "{}", text(&o));
+    let more = size_of(&staging) - at_full;
+    assert!(
+        asked >= more * 0.5 && asked <= more * 2.0 + 3.0 * 1048576.0,
+        "asked for {asked} more bytes; the set took {more} more"
+    );
     assert!(text(&o).contains("were kept"), "the re-run resumes: {}", text(&o));
     assert!(verify(&staging, &[]).status.success());
 }

@@ -126,6 +126,7 @@ impl Coordinator {
         if reg.created {
             tracing::info!(seed = %reg.seed.seed_id, job = %reg.seed.spec.job_name, owner = %owner, container = %reg.seed.spec.container, "seed registered and queued for disk preparation");
         }
+        self.warm_address(&reg.seed.spec.location);
         Ok(reg)
     }
 
@@ -138,6 +139,7 @@ impl Coordinator {
         let lease = self.store.claim_work(&idem, station, self.timing()).await?;
         if let Some(l) = &lease {
             tracing::info!(station = %station, work = %l.work.work_id, job = %l.seed.spec.job_name, generation = l.work.generation, "lease granted");
+            self.warm_address(&l.seed.spec.location);
         }
         Ok(lease)
     }
@@ -274,13 +276,23 @@ impl Coordinator {
         if let Some(lines) = azure.cached_address(location) {
             return Ok(lines);
         }
+        self.warm_address(location);
+        Err("it has not been read from Azure yet".into())
+    }
+
+    /// Starts reading the datacenter address of `location` in the background, unless it is
+    /// known: a seed's station will want it when its disks are done.
+    fn warm_address(&self, location: &str) {
+        let Some(azure) = &self.azure else { return };
+        if azure.cached_address(location).is_some() {
+            return;
+        }
         let (side, loc) = (azure.clone(), location.to_string());
         tokio::spawn(async move {
             if let Err(e) = side.refresh_address(&loc).await {
                 tracing::warn!(location = %loc, error = %e, "the datacenter address could not be read");
             }
         });
-        Err("it has not been read from Azure yet".into())
     }
 
     /// The repairs asked of `owner`, each with a SAS token for its import container (create

@@ -241,12 +241,13 @@ pub fn run(req: &BackupRequest) -> Result<BackupOutcome, BackupError> {
         Ok(o) => o,
         Err(e) => {
             display.stop();
-            return Err(no_space(e, &scan, &progress));
+            return Err(no_space(e, &scan, &progress, req.pack_target_bytes));
         }
     };
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "phase: data written");
-    let (root, stats) = build_trees(&scan, &out, &mut sink, &progress).map_err(|e| no_space(e, &scan, &progress))?;
-    sink.finish().map_err(|e| no_space(e, &scan, &progress))?;
+    let room = |e| no_space(e, &scan, &progress, req.pack_target_bytes);
+    let (root, stats) = build_trees(&scan, &out, &mut sink, &progress).map_err(room)?;
+    sink.finish().map_err(room)?;
     display.stop();
 
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "phase: trees written, packs closed");
@@ -320,8 +321,10 @@ pub fn run(req: &BackupRequest) -> Result<BackupOutcome, BackupError> {
     })
 }
 
-/// Turns "disk full" into an error that says how much more is needed.
-fn no_space(e: RepoError, scan: &Scan, p: &Progress) -> BackupError {
+/// Turns "disk full" into an error that says how much more is needed: what is left to read,
+/// at the ratio stored so far, plus the pack that was being written when the space ran out
+/// (it is written again) and a little for the trees, index and manifest.
+fn no_space(e: RepoError, scan: &Scan, p: &Progress, pack_target: u64) -> BackupError {
     use std::sync::atomic::Ordering;
     match e {
         RepoError::NoSpace { path, .. } => {
@@ -329,7 +332,7 @@ fn no_space(e: RepoError, scan: &Scan, p: &Progress) -> BackupError {
             let stored = p.stored_bytes.load(Ordering::Relaxed);
             let left = scan.total_bytes.saturating_sub(read);
             let ratio = (stored as f64 / read as f64).clamp(0.05, 1.1);
-            let needed = (left as f64 * ratio) as u64 + (64 << 20);
+            let needed = (left as f64 * ratio) as u64 + pack_target + (1 << 20);
             BackupError::NoSpace { path, needed: progress::human_bytes(needed) }
         }
         other => BackupError::Repo(other),
