@@ -245,7 +245,8 @@ async fn round(core: &Coordinator, side: &AzureSide, due: &mut Due, poll: Durati
             JobPhase::Created => follow(core, side, &job).await?,
             JobPhase::Refused | JobPhase::Gone => Outcome::Done,
         };
-        due.after(&seed, &outcome, poll, now);
+        // The wait runs from the end of the call: a slow call (a hung Azure) must not be retried at once.
+        due.after(&seed, &outcome, poll, Instant::now());
     }
     // Shipping that an operator recorded but Azure has not confirmed (Azure was down, or the
     // coordinator stopped in between): pushed again.
@@ -263,7 +264,7 @@ async fn round(core: &Coordinator, side: &AzureSide, due: &mut Due, poll: Durati
                 Outcome::Done
             }
         };
-        due.after(&key, &outcome, poll, now);
+        due.after(&key, &outcome, poll, Instant::now());
     }
     Ok(())
 }

@@ -110,7 +110,8 @@ rows = [
   ("read back, 1 disk", "dd iflag=direct", rate["dd_read"], "seedship verify", rate["s_verify1"]),
   ("read back, 3 disks", "dd iflag=direct (1 disk)", rate["dd_read"], "seedship verify", rate["s_verify3"]),
 ]
-lines = [f"Staged data: {mb:.0f} MB; median of {runs} runs (seconds: " +
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown CPU")
+lines = [f"CPU: {cpu}; staged data: {mb:.0f} MB; median of {runs} runs (seconds: " +
          ", ".join(f"{k} {med[k]:.2f}" for k in med) + ")", "",
          "| step | peer | peer MB/s | seedship | seedship MB/s | ratio |", "|---|---|---:|---|---:|---:|"]
 for step, peer, pr, us, ur in rows:

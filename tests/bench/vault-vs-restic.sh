@@ -120,8 +120,10 @@ def med(prefix):
 def out(name):
     return open(f"{work}/out-{name}.txt").read()
 ours_up = re.search(r"uploaded\s+(\S+ \S+)", out("ours-mutated"))
-restic_added = re.search(r"Added to the repo(?:sitory)?: (\S+ \S+)", out("restic-mutated"))
-print(f"corpus {total / 2**20:.0f} MiB; median of {runs} runs for the no-change incremental and the restores")
+# restic prints "Added to the repository: X (Y stored)": X before compression, Y what it stored.
+restic_added = re.search(r"Added to the repo(?:sitory)?: (\S+ \S+)(?: \((\S+ \S+) stored\))?", out("restic-mutated"))
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown CPU")
+print(f"corpus {total / 2**20:.0f} MiB; median of {runs} runs for the no-change incremental and the restores; CPU: {cpu}")
 print()
 print("| step | seedship wall s | restic wall s | seedship CPU s | restic CPU s | ratio (restic/seedship wall) |")
 print("|---|---|---|---|---|---|")
@@ -132,6 +134,7 @@ for label, a, b in [("incremental, nothing changed", med("ours-nochange"), med("
     print(f"| {label} | {a[0]:.2f} | {b[0]:.2f} | {a[1]:.2f} | {b[1]:.2f} | {b[0] / a[0]:.2f}x |")
 print()
 print(f"Azurite (on the same cores) used {az_cpu} s of CPU per restore of ours, not counted above.")
-print(f"after the mutation: seedship uploaded {ours_up.group(1) if ours_up else '?'}; restic added {restic_added.group(1) if restic_added else '?'}")
+stored = (restic_added.group(2) or "? (this restic does not say)") if restic_added else "?"
+print(f"after the mutation, stored bytes beside stored bytes: seedship uploaded {ours_up.group(1) if ours_up else '?'} (compressed, encrypted); restic stored {stored} (it added {restic_added.group(1) if restic_added else '?'} before compression)")
 PY
 echo "   size of the files the mutation changed (their previous versions, in the undo folder): $CHANGED bytes" | tee -a "$WORK/vault-vs-restic.md"
