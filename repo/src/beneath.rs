@@ -179,6 +179,28 @@ impl Beneath {
         nix::unistd::symlinkat(target, &dir, name.as_os_str()).map_err(errno)
     }
 
+    /// Sets the mode of the entry at `rel` (a FIFO or device: nothing that can be opened to
+    /// `fchmod` without blocking). The parent is held open, so only the last name is looked up,
+    /// and what is there was just made by the caller.
+    pub fn set_mode(&self, rel: &Path, mode: u32) -> io::Result<()> {
+        let (dir, name) = self.parent(rel)?;
+        let st =
+            nix::sys::stat::fstatat(&dir, name.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).map_err(errno)?;
+        if (SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT) == SFlag::S_IFLNK {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is a symbolic link", self.display(rel).display()),
+            ));
+        }
+        nix::sys::stat::fchmodat(
+            &dir,
+            name.as_os_str(),
+            Mode::from_bits_truncate(mode),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(errno)
+    }
+
     /// Makes a FIFO at `rel`.
     pub fn mkfifo(&self, rel: &Path, mode: u32) -> io::Result<()> {
         let (dir, name) = self.parent(rel)?;

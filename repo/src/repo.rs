@@ -228,6 +228,20 @@ impl Repository {
         blob::decode(&self.crypto, l.kind, &sealed, id, l.raw_length as usize, &what)
     }
 
+    /// Rebuilds the index from the headers of every pack in the folder (each pack says which
+    /// blobs it holds, sealed with the repository's key) and writes it in place of the index
+    /// files there (a damaged one included). Returns (packs read, blobs indexed).
+    pub fn rebuild_index(&self) -> Result<(usize, usize)> {
+        let mut index = Index::default();
+        let packs = self.packs()?;
+        for (id, path) in &packs {
+            let entries = pack::read_header(&self.crypto, path)?;
+            index.add_pack(id, &entries)?;
+        }
+        self.write_index(&index)?;
+        Ok((packs.len(), index.blobs.len()))
+    }
+
     /// Writes the whole index (replacing older index files) and returns the new file names.
     pub fn write_index(&self, index: &Index) -> Result<Vec<String>> {
         let dir = self.root.join(layout::INDEX_DIR);

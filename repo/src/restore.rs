@@ -287,6 +287,16 @@ impl Restorer<'_> {
         }
     }
 
+    /// Restores one entry (and what is under it); what cannot be restored is listed, and the
+    /// rest goes on: one entry never stops the others.
+    fn entry(&mut self, dir: &Path, rel_dir: &str, n: &Node) {
+        if let Err(e) = self.node(dir, rel_dir, n) {
+            let shown = self.root.display(&dir.join(n.name_os()));
+            let what = if n.kind == NodeKind::Dir { " (and everything in it)" } else { "" };
+            self.stats.failed.push((shown, format!("{e}{what}")));
+        }
+    }
+
     fn node(&mut self, dir: &Path, rel_dir: &str, n: &Node) -> Result<()> {
         let name = n.name_os();
         if name.is_empty() || name == "." || name == ".." || name.to_string_lossy().contains('/') {
@@ -308,7 +318,7 @@ impl Restorer<'_> {
                     match self.tree(sub).cloned() {
                         Ok(t) => {
                             for child in &t.nodes {
-                                self.node(&path, &rel, child)?;
+                                self.entry(&path, &rel, child);
                             }
                         }
                         // A damaged directory listing: named, and the rest goes on.
@@ -337,6 +347,8 @@ impl Restorer<'_> {
             }
             NodeKind::Fifo => {
                 self.root.mkfifo(&path, n.mode).map_err(|e| RepoError::io(&shown, e))?;
+                // mkfifo applies the umask; the mode is the snapshot's, exactly.
+                self.root.set_mode(&path, n.mode).map_err(|e| RepoError::io(&shown, e))?;
                 self.root.set_entry_meta(&path, n.uid, n.gid, n.mtime_ns).map_err(|e| RepoError::io(&shown, e))?;
             }
         }
@@ -608,16 +620,39 @@ fn write_files(
         let pack = hex::encode(pack);
         let start = uses.iter().map(|u| u.loc.offset).min().unwrap_or(0);
         let end = uses.iter().map(|u| u.loc.offset + u.loc.length as u64).max().unwrap_or(0);
-        let fail_all = |why: &str| {
-            for (f, _) in uses.iter().flat_map(|u| &u.targets) {
-                jobs[*f].fail(why.to_string());
-                jobs[*f].done();
+        // The range as a whole cannot be read (a pack cut short, an unreadable block): each
+        // blob is read on its own, so only the chunks that are really gone cost their files.
+        let one_by_one = |why: String, buf: &mut Vec<u8>, w: &mut Writer| {
+            tracing::warn!(%pack, reason = %why, "pack not readable as a whole; reading its chunks one by one");
+            for u in uses {
+                let what = format!("chunk {} in pack {pack}", hex::encode(u.id));
+                let got = match packs.read(&pack, u.loc.offset, u.loc.length as u64, buf) {
+                    Ok(()) if buf.len() == u.loc.length as usize => {
+                        read.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                        blob::decode_in_place(crypto, u.loc.kind, buf, &u.id, u.loc.raw_length as usize, &what)
+                            .map(|d| d.to_vec())
+                    }
+                    Ok(()) => Err(RepoError::corrupt(
+                        &what,
+                        format!("{} bytes of {} could be read ({why})", buf.len(), u.loc.length),
+                    )),
+                    Err(e) => Err(RepoError::corrupt(&what, format!("cannot be read: {e} ({why})"))),
+                };
+                for &(f, off) in &u.targets {
+                    match &got {
+                        Ok(data) => jobs[f].write(data, off, 1, w),
+                        Err(e) => {
+                            jobs[f].fail(e.to_string());
+                            jobs[f].done();
+                        }
+                    }
+                }
             }
         };
         match packs.read(&pack, start, end - start, buf) {
             Ok(()) if buf.len() as u64 == end - start => {}
-            Ok(()) => return fail_all(&format!("pack {pack}: {} bytes read of {}", buf.len(), end - start)),
-            Err(e) => return fail_all(&format!("pack {pack}: {e}")),
+            Ok(()) => return one_by_one(format!("{} bytes read of {}", buf.len(), end - start), buf, w),
+            Err(e) => return one_by_one(e.to_string(), buf, w),
         }
         read.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
         // A pack holds a file's chunks mostly in order: consecutive ones are written as one run.
@@ -739,7 +774,7 @@ pub fn restore_from(
     };
     let top = r.tree(&snap.tree).map_err(|e| RepoError::corrupt("the snapshot's root directory", e))?.clone();
     for n in &top.nodes {
-        r.node(Path::new(""), "", n)?;
+        r.entry(Path::new(""), "", n);
     }
     tracing::debug!(files = r.files.len(), ms = t0.elapsed().as_millis() as u64, "tree walked");
     let (files, bytes, failed, read) = write_files(root, crypto, index, packs, &r.files, progress, !opts.page_cache);
@@ -758,14 +793,20 @@ pub fn restore_from(
                 .push((shown_link, format!("a hard link to {}, which could not be restored", shown_first.display())));
             continue;
         }
-        root.hard_link(&first, &link).map_err(|e| RepoError::io(&shown_link, e))?;
-        r.stats.hardlinks += 1;
+        match root.hard_link(&first, &link) {
+            Ok(()) => r.stats.hardlinks += 1,
+            Err(e) => r.stats.failed.push((shown_link, format!("hard link to {}: {e}", shown_first.display()))),
+        }
     }
     // Directories last, innermost first: owner, mode, then times (their contents are in).
     for (p, n) in &r.dirs {
         let shown = root.display(p);
-        let d = root.open_file(p, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0).map_err(|e| RepoError::io(&shown, e))?;
-        beneath::set_meta(&d, n.uid, n.gid, n.mode, n.mtime_ns).map_err(|e| RepoError::io(&shown, e))?;
+        let set = root
+            .open_file(p, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)
+            .and_then(|d| beneath::set_meta(&d, n.uid, n.gid, n.mode, n.mtime_ns));
+        if let Err(e) = set {
+            r.stats.failed.push((shown, format!("owner, mode or time not set: {e}")));
+        }
     }
     Ok(r.stats)
 }

@@ -103,6 +103,13 @@ enum Cmd {
         #[command(flatten)]
         secret: Secret,
     },
+    /// Rebuild a staging set's index from its packs (when an index file is damaged).
+    RepairIndex {
+        #[arg(long)]
+        staging: PathBuf,
+        #[command(flatten)]
+        secret: Secret,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +181,7 @@ fn main() -> ExitCode {
             local_code(|| restore(&staging, &LocalPacks(&staging), &target, snapshot.as_deref(), &opts, &secret))
         }
         Cmd::RecoveryKey { staging, secret } => local(|| recovery_key(&staging, &secret)),
+        Cmd::RepairIndex { staging, secret } => local(|| repair_index(&staging, &secret)),
         cmd => {
             let cfg = agent::load_or_exit(&cli.config);
             agent::run_main("seedship-source-agent", cfg, |cfg| async move {
@@ -326,6 +334,10 @@ fn online_backup_cmd(config: &Path, a: BackupArgs) -> ExitCode {
         println!("  read         {}", human_bytes(out.read_bytes));
         println!("  new data     {} in {} new chunk(s)", human_bytes(out.new_bytes), out.new_chunks);
         println!("  uploaded     {} in {} file(s)", human_bytes(out.upload_bytes), out.upload.len());
+        if let Some(line) = source_agent::backup::xattrs_line(&out.xattrs_not_kept) {
+            println!("  not kept     {line}");
+            tracing::warn!("{line}");
+        }
         for s in &out.skipped {
             println!("  skipped      {}: {}", s.path.display(), s.reason);
         }
@@ -426,7 +438,21 @@ fn restore(
     let t0 = std::time::Instant::now();
     let repo = open(dir, secret)?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "repository opened");
-    let (index, _) = repo.load_index().map_err(|e| e.to_string())?;
+    let (index, _) = repo.load_index().map_err(|e| match e {
+        seedship_repo::RepoError::Corrupt { what, detail } if what.starts_with("index file") => {
+            if dir.join(seedship_repo::layout::DATA_DIR).is_dir() {
+                format!(
+                    "{what} is damaged: {detail}. The packs hold what the index lists: rebuild it with `source-agent repair-index --staging {}`, then restore again",
+                    dir.display()
+                )
+            } else {
+                format!(
+                    "the vault's {what} is damaged: {detail}. Restore from the staging set if it is still there (after `source-agent repair-index --staging DIR` if its index is damaged too); rebuilding a vault's index from its packs is not supported yet"
+                )
+            }
+        }
+        e => e.to_string(),
+    })?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, blobs = index.blobs.len(), "index loaded");
     let snaps = repo.snapshots().map_err(|e| e.to_string())?;
     let (id, snap) = match snapshot {
@@ -483,6 +509,19 @@ fn local_code(f: impl FnOnce() -> Result<u8, String>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Rebuilds the index of the repository at `staging` from its packs' headers.
+fn repair_index(staging: &Path, secret: &Secret) -> Result<(), String> {
+    let repo = open(staging, secret)?;
+    let (packs, blobs) = repo.rebuild_index().map_err(|e| format!("the index could not be rebuilt: {e}"))?;
+    println!("index rebuilt from {packs} pack(s): {blobs} blob(s)");
+    if staging.join(seedship_repo::layout::MANIFEST).exists() {
+        println!(
+            "note: the seed manifest still names the old index file, so `verify` reports it changed; restores work. A staging set not yet shipped is best staged again."
+        );
+    }
+    Ok(())
 }
 
 fn recovery_key(staging: &Path, secret: &Secret) -> Result<(), String> {
@@ -577,6 +616,10 @@ fn print_summary(o: &backup::BackupOutcome, staging: &Path) {
     }
     println!("  snapshot     {}", &o.snapshot[..12.min(o.snapshot.len())]);
     println!("  manifest     {} files, root {}", o.manifest.files.len(), o.manifest.root);
+    if let Some(line) = source_agent::backup::xattrs_line(&o.xattrs_not_kept) {
+        println!("  not kept     {line}");
+        tracing::warn!("{line}");
+    }
     if !o.skipped.is_empty() {
         println!("  skipped      {} (exit code {EXIT_PARTIAL}):", o.skipped.len());
         for s in &o.skipped {

@@ -88,6 +88,22 @@ pub struct BackupOutcome {
     pub packs: usize,
     pub elapsed: Duration,
     pub skipped: Vec<Skipped>,
+    /// Entries backed up without their extended attributes (ACLs, capabilities, labels).
+    pub xattrs_not_kept: Vec<PathBuf>,
+}
+
+/// What a summary says of extended attributes not kept: how many, and a few of them.
+pub fn xattrs_line(paths: &[PathBuf]) -> Option<String> {
+    if paths.is_empty() {
+        return None;
+    }
+    let some: Vec<String> = paths.iter().take(3).map(|p| p.display().to_string()).collect();
+    Some(format!(
+        "{} entr{} with extended attributes (POSIX ACLs, file capabilities, SELinux labels, user attributes): backed up WITHOUT them; this version does not keep them (e.g. {})",
+        paths.len(),
+        if paths.len() == 1 { "y" } else { "ies" },
+        some.join(", ")
+    ))
 }
 
 /// Exclusive use of a staging location; a lock left by a dead process is taken over.
@@ -215,6 +231,7 @@ pub fn run(req: &BackupRequest) -> Result<BackupOutcome, BackupError> {
             packs: m.files.iter().filter(|f| f.path.starts_with("data/")).count(),
             elapsed: started.elapsed(),
             skipped: Vec::new(),
+            xattrs_not_kept: Vec::new(),
             manifest: m,
         });
     }
@@ -317,6 +334,7 @@ pub fn run(req: &BackupRequest) -> Result<BackupOutcome, BackupError> {
         packs: manifest.files.iter().filter(|f| f.path.starts_with("data/")).count(),
         elapsed: started.elapsed(),
         skipped,
+        xattrs_not_kept: scan.xattrs_not_kept.clone(),
         manifest,
     })
 }

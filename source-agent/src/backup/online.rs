@@ -89,6 +89,8 @@ pub struct OnlineOutcome {
     pub upload_bytes: u64,
     pub elapsed: Duration,
     pub skipped: Vec<super::scan::Skipped>,
+    /// Entries backed up without their extended attributes.
+    pub xattrs_not_kept: Vec<PathBuf>,
 }
 
 /// The local part of an incremental: backs `sources` up into the cache repository at
@@ -192,5 +194,6 @@ pub fn backup_into_cache(
         upload_bytes,
         elapsed: started.elapsed(),
         skipped,
+        xattrs_not_kept: scan.xattrs_not_kept.clone(),
     })
 }

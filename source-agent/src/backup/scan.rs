@@ -64,6 +64,9 @@ pub struct Scan {
     pub files: Vec<usize>,
     pub total_bytes: u64,
     pub skipped: Vec<Skipped>,
+    /// Entries with extended attributes (POSIX ACLs, file capabilities, SELinux labels, user
+    /// attributes): backed up without them, and said so.
+    pub xattrs_not_kept: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +116,9 @@ impl Scan {
             self.skipped.push(Skipped { path, reason: format!("{what}; not backed up") });
             return None;
         };
+        if rustix::fs::llistxattr_query(&path).is_ok_and(|n| n > 0) {
+            self.xattrs_not_kept.push(path.clone());
+        }
         let idx = self.entries.len();
         let mut e = Entry {
             name,
