@@ -120,6 +120,8 @@ pub struct Emulator {
     /// The storage the datacenter copies into, when started with it.
     pub azurite: Option<Azurite>,
     http: reqwest::Client,
+    /// The extra arguments it was started with (storage), for a restart.
+    extra: Vec<std::ffi::OsString>,
 }
 
 impl Drop for Emulator {
@@ -154,7 +156,25 @@ impl Emulator {
         let (child, _, url) = start_emulator_with(&state, &log, Some(&tls), &extra)?;
         let ca = reqwest::Certificate::from_pem(&std::fs::read(tls.join("ca.crt"))?)?;
         let http = reqwest::Client::builder().add_root_certificate(ca).timeout(Duration::from_secs(120)).build()?;
-        Ok(Emulator { child, url, tls, state, log, azurite, http })
+        Ok(Emulator { child, url, tls, state, log, azurite, http, extra })
+    }
+
+    /// Kills the emulator with SIGKILL and starts it again on the same address, with its state
+    /// file (what it had saved), TLS and storage.
+    pub fn kill9_and_restart(&mut self) -> Result<()> {
+        let addr = self.url.trim_start_matches("https://").trim_end_matches('/').to_string();
+        self.child.kill()?;
+        self.child.wait()?;
+        let mut extra = self.extra.clone();
+        extra.extend(["--listen".into(), addr.clone().into()]);
+        let log = self.log.with_extension(format!("{}.log", std::process::id()));
+        let (child, _, url) =
+            crate::wait_for("the emulator to start again on its address", Duration::from_secs(20), || {
+                start_emulator_with(&self.state, &log, Some(&self.tls), &extra).ok()
+            })?;
+        anyhow::ensure!(url == self.url, "the emulator came back at {url}, not {}", self.url);
+        self.child = child;
+        Ok(())
     }
 
     /// The coordinator's `[azure]` table for this emulator, polling every `poll` (and its

@@ -227,6 +227,10 @@ db_busy_timeout = "{}"
         let name = format!("coordinator-{}", self.starts);
         let mut cmd = Command::new(bin("coordinator"));
         cmd.arg("serve").arg("--config").arg(&self.config).envs(self.coordinator_env.clone());
+        // A restart listens where the first start did, so agents' configs stay right.
+        if self.addr.port() != 0 {
+            cmd.arg("--listen").arg(self.addr.to_string());
+        }
         self.coordinator_pid = self.spawn(&name, &mut cmd)?;
         let deadline = Instant::now() + Duration::from_secs(20);
         let addr = loop {
