@@ -823,8 +823,9 @@ pub struct BenchReport {
 pub fn bench(staging: &std::path::Path, paths: &[PathBuf]) -> Result<BenchReport, String> {
     let bytes = std::fs::read(staging.join(seedship_repo::layout::MANIFEST)).map_err(|e| e.to_string())?;
     let m: seedship_repo::manifest::SeedManifest = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-    let st =
-        Staging::open(&staging.display().to_string(), &m.root, &[staging.to_path_buf()]).map_err(|e| e.to_string())?;
+    let staging = std::path::absolute(staging).map_err(|e| format!("{}: {e}", staging.display()))?;
+    let st = Staging::open(&staging.display().to_string(), &m.root, std::slice::from_ref(&staging))
+        .map_err(|e| e.to_string())?;
     let found: Vec<Disk> = paths.iter().map(|p| disks::probe(p)).collect();
     let specs: Vec<plan::DiskSpec> = found
         .iter()

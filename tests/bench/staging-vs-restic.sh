@@ -26,4 +26,5 @@ command -v restic >/dev/null || { echo "error: restic is not installed (apt-get 
 cargo build --release --workspace --bins --locked
 export SEEDSHIP_BIN="$CARGO_TARGET_DIR/release"
 export SEEDSHIP_PASSPHRASE=seedship-bench
+echo "CPU:$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 exec bash "$PEERS" -w "$WORK" -r "$RUNS" -t 2400 --only restic,extra --extra "$ROOT/tests/bench/seedship.extra"

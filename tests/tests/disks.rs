@@ -49,3 +49,27 @@ fn a_used_disk_is_wiped_only_on_explicit_confirmation() {
     assert!(out.contains("drive SS-OLD (2 of 3) of seed sd-old (job job-old)"), "{out}");
     DiskWriter::create(&img, 64 << 20, &new, &RecoveryPassword::from_bytes(&[2; 16])).unwrap();
 }
+
+/// `copy-agent bench` (the benchmark's way in) takes a staging path relative to where it runs,
+/// as `tests/bench/disks-vs-dd.sh` gives it, and prepares and reads back the disk.
+#[test]
+fn the_disk_benchmark_prepares_a_relative_staging_path() {
+    let d = tempfile::tempdir().unwrap();
+    let corpus = d.path().join("corpus");
+    seedship_e2e::make_corpus(&corpus, 2, 3).unwrap();
+    let staging = d.path().join("staging");
+    seedship_e2e::run_ok(&mut seedship_e2e::backup_cmd(d.path(), &staging, "job-bench", &[&corpus], None).unwrap())
+        .unwrap();
+    std::fs::File::create(d.path().join("d.img")).unwrap().set_len(64 << 20).unwrap();
+    let out = Command::new(bin("copy-agent"))
+        .current_dir(d.path())
+        .args(["bench", "--staging", "staging", "--disk", "d.img"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["disks"], 1, "{text}");
+    assert!(r["bytes"].as_u64().unwrap() > 0, "{text}");
+}
