@@ -247,6 +247,25 @@ async fn kill_nine_anywhere_and_every_reported_point_restores() -> anyhow::Resul
                 break;
             }
         }
+        if round == 0 {
+            // The coordinator killed while an incremental runs: the agent fails or retries;
+            // whatever it got recorded must restore.
+            attempt += 1;
+            mutate(&c, &corpus, seed % 1000 + attempt)?;
+            let before: Vec<String> = points(&c, &ops).await?.into_iter().map(|p| p.snapshot_id).collect();
+            let tree = keep(&c, 100 + attempt as usize)?;
+            let pid = c.spawn(&format!("backup-coordinator-killed-{attempt}"), &mut backup(&c))?;
+            tokio::time::sleep(rng.ms(20, 200)).await;
+            c.kill9_coordinator()?;
+            c.start_coordinator()?;
+            kills.push("coordinator during an incremental".into());
+            let _ = c.wait_exit(pid, Duration::from_secs(60));
+            for p in points(&c, &ops).await? {
+                if !before.contains(&p.snapshot_id) {
+                    expected.push((p.snapshot_id, tree.clone()));
+                }
+            }
+        }
         attempt += 1;
         mutate(&c, &corpus, seed % 1000 + attempt)?;
         let before: Vec<String> = points(&c, &ops).await?.into_iter().map(|p| p.snapshot_id).collect();
