@@ -10,6 +10,7 @@
 pub mod arm;
 pub mod blob;
 pub mod client;
+pub mod databox;
 pub mod credential;
 pub mod emulator;
 pub mod openapi;
