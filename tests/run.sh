@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole seedship test suite, from a fresh clone: builds everything, installs what is
-# missing (cargo-nextest; Azurite through npm), and runs unit, service and end-to-end tests
+# missing (cargo-nextest; Azurite through npm; a Python venv through pip), and runs unit, service and end-to-end tests
 # with time bounds.
 #
 #   tests/run.sh            # everything
@@ -26,6 +26,12 @@ fi
 echo "== Azurite"
 SEEDSHIP_AZURITE_MAIN="$(deploy/azurite/install.sh)"
 export SEEDSHIP_AZURITE_MAIN
+
+# The Python tools the fidelity tests run (jsonschema, Microsoft's azure-mgmt-databox), pinned
+# by deploy/python/requirements.txt, in a venv made once in the same cache.
+echo "== Python tools"
+SEEDSHIP_PYTHON="$(deploy/python/install.sh)"
+export SEEDSHIP_PYTHON
 
 echo "== running the test suite"
 # The whole run is bounded too, in case a process hangs outside any single test's limit.

@@ -10,7 +10,7 @@
 pub mod arm;
 pub mod blob;
 pub mod client;
-pub mod databox;
 pub mod credential;
+pub mod databox;
 pub mod emulator;
 pub mod openapi;

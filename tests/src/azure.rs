@@ -40,6 +40,47 @@ impl Drop for Azurite {
     }
 }
 
+/// The Python of `deploy/python` (jsonschema, Microsoft's `azure-mgmt-databox`), for the tests
+/// that check our Azure side with tools we did not write: `SEEDSHIP_PYTHON`, or made now (once).
+pub fn python() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("SEEDSHIP_PYTHON") {
+        return Ok(PathBuf::from(p));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/python/install.sh");
+    let out = std::process::Command::new(&script)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "the Python tools could not be installed ({}): {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// Where Azure's `Microsoft.DataBox` document and its examples are kept in the repository.
+pub fn databox_spec() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../azure/spec/databox-2025-02-01")
+}
+
+/// Runs `tests/py/armcheck.py` (the `jsonschema` package over Azure's document) on `target`:
+/// `--examples DIR` or a record of exchanges. Its report, or an error with it.
+pub fn armcheck(args: &[&std::ffi::OsStr]) -> Result<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/armcheck.py");
+    let out = std::process::Command::new(python()?)
+        .arg(&script)
+        .arg(databox_spec().join("databox.json"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running armcheck.py")?;
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(out.status.success(), "armcheck found problems:\n{report}");
+    Ok(report)
+}
+
 impl Azurite {
     pub fn start(dir: &Path) -> Result<Azurite> {
         let main = match std::env::var_os("SEEDSHIP_AZURITE_MAIN") {

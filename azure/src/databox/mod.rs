@@ -215,7 +215,9 @@ impl CopyStatus {
             CopyStatus::OtherUserError => "a customer-side error",
             CopyStatus::DriveNotDetected => "the disk was not detected",
             CopyStatus::DriveCorrupted => "the disk is corrupted",
-            CopyStatus::MetadataFilesModifiedOrRemoved => "the drive manifest or metadata files were changed or removed",
+            CopyStatus::MetadataFilesModifiedOrRemoved => {
+                "the drive manifest or metadata files were changed or removed"
+            }
         }
     }
 }

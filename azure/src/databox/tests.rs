@@ -134,7 +134,10 @@ fn secrets_are_never_shown_by_debug() {
     assert!(shown.contains("<redacted>"));
     let wire = serde_json::to_value(model::JobDetails::DataBoxCustomerDisk(details)).unwrap();
     assert_eq!(wire["jobDetailsType"], "DataBoxCustomerDisk");
-    assert_eq!(wire["importDiskDetailsCollection"]["SERIAL1"]["bitLockerKey"], "111111-222222-333333-444444-555555-666666-777777-888888");
+    assert_eq!(
+        wire["importDiskDetailsCollection"]["SERIAL1"]["bitLockerKey"],
+        "111111-222222-333333-444444-555555-666666-777777-888888"
+    );
     let secrets = model::JobSecrets::DataBoxDisk(model::DataBoxDiskJobSecrets {
         pass_key: Some(Secret("p4ss-key".into())),
         ..Default::default()
