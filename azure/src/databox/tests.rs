@@ -33,9 +33,16 @@ fn def_of(schema: &Value) -> Option<String> {
     schema.get("$ref").and_then(Value::as_str).map(|r| r.rsplit('/').next().unwrap_or(r).to_string())
 }
 
-/// Example file → (operationId, body definition, status → response definition), from the
-/// document's `x-ms-examples`.
-fn examples_by_operation() -> BTreeMap<String, (String, Option<String>, BTreeMap<String, String>)> {
+/// What the document says of one example file: its operation, the definition of the request
+/// body, and status → the definition of the answer.
+struct ExampleOf {
+    operation: String,
+    body: Option<String>,
+    responses: BTreeMap<String, String>,
+}
+
+/// Example file → its operation, from the document's `x-ms-examples`.
+fn examples_by_operation() -> BTreeMap<String, ExampleOf> {
     let spec = read(&spec_dir().join("databox.json"));
     let mut out = BTreeMap::new();
     for (_, ops) in spec["paths"].as_object().unwrap() {
@@ -56,7 +63,7 @@ fn examples_by_operation() -> BTreeMap<String, (String, Option<String>, BTreeMap
                 .collect::<BTreeMap<_, _>>();
             for (_, e) in examples {
                 let file = e["$ref"].as_str().unwrap().trim_start_matches("./examples/").to_string();
-                out.insert(file, (id.clone(), body.clone(), responses.clone()));
+                out.insert(file, ExampleOf { operation: id.clone(), body: body.clone(), responses: responses.clone() });
             }
         }
     }
@@ -78,7 +85,8 @@ fn every_official_example_reads_and_writes_back_unchanged() {
     let mut bodies = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().to_string();
-        let (op, body_def, responses) = ops.get(&name).unwrap_or_else(|| panic!("{name}: no operation refers to it"));
+        let of = ops.get(&name).unwrap_or_else(|| panic!("{name}: no operation refers to it"));
+        let (op, body_def, responses) = (&of.operation, &of.body, &of.responses);
         let e = read(&dir.join(&name));
         assert_eq!(e["parameters"]["api-version"], API_VERSION, "{name}");
         files += 1;
