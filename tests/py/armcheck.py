@@ -42,10 +42,14 @@ def open_enum(node):
     return bool(e) and (e.get("modelAsString") or e.get("modelAsExtensible"))
 
 
-def convert(node):
-    """A Swagger 2.0 schema as JSON Schema 2020-12 over `$defs`; `allOf` bases are the open forms."""
+def convert(node, direction="response"):
+    """A Swagger 2.0 schema as JSON Schema 2020-12 over `$defs`; `allOf` bases are the open forms.
+
+    As Azure's own validators read the document: an answer need not hold a required secret
+    (`x-ms-secret` values are never sent back), and a request need not hold a required
+    read-only value."""
     if isinstance(node, list):
-        return [convert(n) for n in node]
+        return [convert(n, direction) for n in node]
     if not isinstance(node, dict):
         return node
     if "$ref" in node:
@@ -60,13 +64,18 @@ def convert(node):
             out["allOf"] = [{"$ref": "#/$defs/" + ref_name(a["$ref"]) + "__open"} for a in v]
             continue
         if k == "properties":
-            out["properties"] = {pn: convert(pv) for pn, pv in v.items()}
+            out["properties"] = {pn: convert(pv, direction) for pn, pv in v.items()}
             continue
-        out[k] = convert(v)
+        if k == "required":
+            skip = "x-ms-secret" if direction == "response" else "readOnly"
+            props = node.get("properties", {})
+            out["required"] = [r for r in v if not props.get(r, {}).get(skip)]
+            continue
+        out[k] = convert(v, direction)
     return out
 
 
-def schema_defs(spec):
+def schema_defs(spec, direction):
     defs = spec["definitions"]
     bases = {n: d["discriminator"] for n, d in defs.items() if "discriminator" in d}
     subtypes = {b: [] for b in bases}
@@ -77,7 +86,7 @@ def schema_defs(spec):
                 subtypes[b].append((n, d["x-ms-discriminator-value"]))
     out = {}
     for n, d in defs.items():
-        opened = convert(d)
+        opened = convert(d, direction)
         for a in d.get("allOf", []):
             b = ref_name(a["$ref"])
             if b in bases and "x-ms-discriminator-value" in d:
@@ -100,7 +109,7 @@ def schema_defs(spec):
 class Spec:
     def __init__(self, path):
         self.doc = json.loads(pathlib.Path(path).read_text())
-        self.defs = schema_defs(self.doc)
+        self.defs = {d: schema_defs(self.doc, d) for d in ("request", "response")}
         self.validators = {}
         self.ops = []
         for template, methods in self.doc["paths"].items():
@@ -119,10 +128,10 @@ class Spec:
                     }
                 )
 
-    def validator(self, schema):
-        key = json.dumps(schema, sort_keys=True)
+    def validator(self, schema, direction):
+        key = direction + json.dumps(schema, sort_keys=True)
         if key not in self.validators:
-            root = {"$defs": self.defs, **convert(schema)}
+            root = {"$defs": self.defs[direction], **convert(schema, direction)}
             Draft202012Validator.check_schema(root)
             self.validators[key] = Draft202012Validator(root, format_checker=FormatChecker())
         return self.validators[key]
@@ -133,16 +142,17 @@ class Spec:
                 return op
         return None
 
-    def errors(self, schema, value, what):
+    def errors(self, schema, value, what, direction="response"):
         out = []
-        for e in sorted(self.validator(schema).iter_errors(value), key=lambda e: list(e.absolute_path)):
+        for e in sorted(self.validator(schema, direction).iter_errors(value), key=lambda e: list(e.absolute_path)):
             where = "/".join(str(p) for p in e.absolute_path) or "(root)"
-            detail = e.message
+            detail = e.message[:300]
             if e.context:
-                # oneOf/anyOf: the closest branch's own complaints say more than "is not valid".
+                # oneOf/anyOf: the closest branch's own complaint says more than the whole value.
                 best = jsonschema.exceptions.best_match(e.context)
-                detail += f" [{best.message} at {'/'.join(str(p) for p in best.absolute_path) or '(root)'}]"
-            out.append(f"{what}: {where}: {detail[:400]}")
+                at = "/".join(str(p) for p in best.absolute_path) or "(root)"
+                detail = f"fits none of its kinds ({e.validator}); closest: {at}: {best.message[:300]}"
+            out.append(f"{what}: {where}: {detail}")
         return out
 
     def response_schema(self, op, status):
@@ -162,7 +172,7 @@ def check_examples(spec, folder):
             e = json.loads((pathlib.Path(folder) / name).read_text())
             body = e.get("parameters", {}).get("body")
             if op["body"] is not None and body is not None:
-                problems += spec.errors(op["body"], body, f"{name} request")
+                problems += spec.errors(op["body"], body, f"{name} request", "request")
                 bodies += 1
             for code, r in e.get("responses", {}).items():
                 if r.get("body") is None:
@@ -212,7 +222,7 @@ def check_record(spec, path):
             if op["body"] is None:
                 problems.append(f"{what}: a body for an operation that takes none")
             else:
-                problems += spec.errors(op["body"], x["request"], f"{what} request")
+                problems += spec.errors(op["body"], x["request"], f"{what} request", "request")
         schema, why = spec.response_schema(op, status)
         if why:
             problems.append(f"{what}: {why}")

@@ -10,6 +10,7 @@
 //! - Every wait is a bounded poll ([`wait_for`]); nothing sleeps blindly.
 
 pub mod azure;
+pub mod databox;
 pub mod emulator;
 pub mod ingest;
 pub mod prep;
@@ -678,9 +679,20 @@ pub fn start_emulator_with(
     tls: Option<&Path>,
     extra: &[std::ffi::OsString],
 ) -> Result<(Child, String, String)> {
+    start_emulator_binary("seedship-azure-emulator", state, log, tls, extra)
+}
+
+/// Starts emulator binary `name` with its state, log and TLS; waits for its ready file.
+pub fn start_emulator_binary(
+    name: &str,
+    state: &Path,
+    log: &Path,
+    tls: Option<&Path>,
+    extra: &[std::ffi::OsString],
+) -> Result<(Child, String, String)> {
     let ready = state.with_extension("ready");
     let _ = std::fs::remove_file(&ready);
-    let mut cmd = Command::new(bin("seedship-azure-emulator"));
+    let mut cmd = Command::new(bin(name));
     cmd.args(extra);
     if let Some(t) = tls {
         cmd.arg("--tls-dir").arg(t);

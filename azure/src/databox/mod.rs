@@ -7,6 +7,7 @@
 //! the known values, and a value Azure adds later is kept raw, never a parse error. Keys and
 //! passkeys are [`Secret`]s, which `Debug` never shows.
 
+pub mod copylog;
 pub mod model;
 
 use serde::{Deserialize, Serialize};
