@@ -1,8 +1,14 @@
-//! The coordinator's Azure Resource Manager client for `Microsoft.ImportExport`, built on the
-//! Azure SDK's core HTTP pipeline (`azure_core`): retries with backoff on throttling and 5xx,
-//! bearer tokens from an `azure_identity` credential (or a fixed token for the emulator),
+//! The coordinator's Azure Resource Manager client for `Microsoft.DataBox` 2025-02-01, built on
+//! the Azure SDK's core HTTP pipeline (`azure_core`): retries with backoff on throttling and
+//! 5xx, bearer tokens from an `azure_identity` credential (or a fixed token for the emulator),
 //! TLS through reqwest with rustls. The endpoint is configurable: Azure
 //! (`https://management.azure.com`) or the emulator. The same code talks to both.
+//!
+//! Long-running operations (PUT, PATCH, DELETE of a job) are followed as Azure answers them:
+//! `202` with an opaque `location` polled until it answers other than `202`; a `202` whose
+//! location is the job itself means done; `Azure-AsyncOperation` is polled instead when sent,
+//! and `Retry-After` is honoured. A monitor URL on another host than the endpoint is refused:
+//! the bearer token goes nowhere else.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +22,7 @@ use azure_core::http::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::arm::{self, API_VERSION};
+use crate::databox::{API_VERSION, model, paths};
 
 /// What went wrong talking to Azure.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +52,14 @@ impl ArmError {
 
     pub fn is_not_found(&self) -> bool {
         matches!(self, ArmError::Azure { status: 404, .. })
+    }
+
+    /// Azure's error code, when Azure answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ArmError::Azure { code, .. } => Some(code),
+            _ => None,
+        }
     }
 }
 
@@ -78,6 +92,11 @@ pub struct ArmOptions {
     pub max_retries: u32,
     pub initial_delay: Duration,
     pub timeout: Duration,
+    /// How long one long-running operation is followed before the call gives up (the
+    /// operation goes on in Azure; a later GET sees its result).
+    pub operation_timeout: Duration,
+    /// The wait between polls when Azure sends no `Retry-After`: this, doubling, up to 10 s.
+    pub poll_delay: Duration,
 }
 
 impl Default for ArmOptions {
@@ -87,6 +106,8 @@ impl Default for ArmOptions {
             max_retries: 6,
             initial_delay: Duration::from_millis(200),
             timeout: Duration::from_secs(60),
+            operation_timeout: Duration::from_secs(300),
+            poll_delay: Duration::from_millis(500),
         }
     }
 }
@@ -95,6 +116,30 @@ impl Default for ArmOptions {
 pub struct ArmClient {
     endpoint: Url,
     pipeline: Pipeline,
+    operation_timeout: Duration,
+    poll_delay: Duration,
+}
+
+/// An answer: status, headers (names lower-case) and body.
+struct Answer {
+    status: u16,
+    headers: std::collections::HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// How a long-running operation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LroEnd {
+    /// Done; the resource is at its URL (GET it).
+    Done,
+    /// A delete is done: the resource is gone.
+    Deleted,
 }
 
 const SCOPE: &str = "https://management.azure.com/.default";
@@ -136,7 +181,12 @@ impl ArmClient {
             vec![auth],
             None,
         );
-        Ok(ArmClient { endpoint, pipeline })
+        Ok(ArmClient {
+            endpoint,
+            pipeline,
+            operation_timeout: options.operation_timeout,
+            poll_delay: options.poll_delay,
+        })
     }
 
     fn url(&self, path: &str) -> ArmResult<Url> {
@@ -145,17 +195,22 @@ impl ArmClient {
         Ok(u)
     }
 
-    async fn call<T: DeserializeOwned>(
+    /// Sends one request (through the pipeline: retries, token) and reads the whole answer.
+    async fn send(
         &self,
         method: Method,
-        path: &str,
-        body: Option<&impl Serialize>,
-    ) -> ArmResult<(u16, Option<T>)> {
-        let mut req = Request::new(self.url(path)?, method);
+        url: Url,
+        body: Option<Vec<u8>>,
+        headers: &[(&'static str, String)],
+    ) -> ArmResult<Answer> {
+        let mut req = Request::new(url, method);
         req.insert_header("accept", "application/json");
+        for (k, v) in headers {
+            req.insert_header(*k, v.clone());
+        }
         if let Some(b) = body {
             req.insert_header("content-type", "application/json");
-            req.set_body(serde_json::to_vec(b).expect("serializes"));
+            req.set_body(b);
         }
         let opts = PipelineSendOptions { skip_checks: true, ..Default::default() };
         let resp = self
@@ -163,90 +218,273 @@ impl ArmClient {
             .send(&Context::new(), &mut req, Some(opts))
             .await
             .map_err(|e| ArmError::Unreachable(e.to_string()))?;
-        let (status, _headers, body) = resp.deconstruct();
-        let status = u16::from(status);
-        if !(200..300).contains(&status) {
-            let env: arm::ErrorResponse = serde_json::from_slice(body.as_ref()).unwrap_or_default();
-            let e = env.error.unwrap_or_default();
-            return Err(ArmError::Azure {
-                status,
-                code: e.code.unwrap_or_else(|| format!("HTTP{status}")),
-                message: e
-                    .message
-                    .unwrap_or_else(|| String::from_utf8_lossy(body.as_ref()).chars().take(300).collect()),
-            });
+        let (status, h, body) = resp.deconstruct();
+        let headers = h.iter().map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.as_str().to_string())).collect();
+        Ok(Answer { status: u16::from(status), headers, body: body.as_ref().to_vec() })
+    }
+
+    /// An error answer as [`ArmError::Azure`] with ARM's code and message.
+    fn refused(a: &Answer) -> ArmError {
+        let env: model::ApiError = serde_json::from_slice(&a.body).unwrap_or_default();
+        let e = env.error.unwrap_or_default();
+        ArmError::Azure {
+            status: a.status,
+            code: e.code.unwrap_or_else(|| format!("HTTP{}", a.status)),
+            message: e.message.unwrap_or_else(|| String::from_utf8_lossy(&a.body).chars().take(300).collect()),
         }
-        if body.as_ref().is_empty() {
-            return Ok((status, None));
+    }
+
+    /// A call whose success has a JSON body (or none).
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+        headers: &[(&'static str, String)],
+    ) -> ArmResult<(Answer, Option<T>)> {
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("serializes"));
+        let a = self.send(method, self.url(path)?, bytes, headers).await?;
+        if !(200..300).contains(&a.status) {
+            return Err(Self::refused(&a));
         }
-        let v = serde_json::from_slice(body.as_ref()).map_err(|e| ArmError::Decode(format!("{path}: {e}")))?;
-        Ok((status, Some(v)))
+        if a.body.is_empty() {
+            return Ok((a, None));
+        }
+        let v = serde_json::from_slice(&a.body).map_err(|e| ArmError::Decode(format!("{path}: {e}")))?;
+        Ok((a, Some(v)))
     }
 
     fn need<T>(path: &str, v: Option<T>) -> ArmResult<T> {
         v.ok_or_else(|| ArmError::Decode(format!("{path}: empty answer")))
     }
 
-    fn job_path(sub: &str, rg: &str, job: &str) -> String {
-        arm::paths::job_id(sub, rg, job)
+    /// A monitor URL to poll: absolute, https, and on the endpoint's host (the token goes
+    /// nowhere else).
+    fn monitor(&self, raw: &str) -> ArmResult<Url> {
+        let u: Url = self
+            .endpoint
+            .join(raw)
+            .map_err(|e| ArmError::Decode(format!("the operation's monitor URL is not a URL ({e})")))?;
+        if u.scheme() != "https"
+            || u.host_str() != self.endpoint.host_str()
+            || u.port_or_known_default() != self.endpoint.port_or_known_default()
+        {
+            return Err(ArmError::Decode(format!(
+                "the operation's monitor is on {}, not on the Azure Resource Manager endpoint {}; not followed",
+                u.origin().ascii_serialization(),
+                self.endpoint.origin().ascii_serialization()
+            )));
+        }
+        Ok(u)
     }
 
-    pub async fn locations(&self) -> ArmResult<Vec<arm::Location>> {
-        let p = format!("/providers/{}/locations", arm::PROVIDER);
-        let (_, r) = self.call::<arm::LocationsResponse>(Method::Get, &p, None::<&()>).await?;
-        Ok(Self::need(&p, r)?.value.unwrap_or_default())
+    /// Follows a long-running operation from its first answer until it ends.
+    async fn follow(&self, resource: &str, first: Answer) -> ArmResult<LroEnd> {
+        match first.status {
+            202 | 201 => {}
+            204 => return Ok(LroEnd::Deleted),
+            s if (200..300).contains(&s) => return Ok(LroEnd::Done),
+            _ => return Err(Self::refused(&first)),
+        }
+        // Azure-AsyncOperation first when sent, else the location.
+        let (mut url, async_op) = match (first.header("azure-asyncoperation"), first.header("location")) {
+            (Some(u), _) => (self.monitor(u)?, true),
+            (None, Some(u)) => (self.monitor(u)?, false),
+            (None, None) if first.status == 201 => return Ok(LroEnd::Done),
+            (None, None) => return Err(ArmError::Decode("a 202 without a location to poll".into())),
+        };
+        let mut retry_after = first.header("retry-after").map(str::to_string);
+        let mut delay = self.poll_delay;
+        let deadline = tokio::time::Instant::now() + self.operation_timeout;
+        let resource_path = resource.trim_end_matches('/').to_ascii_lowercase();
+        loop {
+            // A 202 whose location is the resource itself: done, GET it.
+            if !async_op && url.path().trim_end_matches('/').eq_ignore_ascii_case(&resource_path) {
+                return Ok(LroEnd::Done);
+            }
+            let wait = match retry_after.as_deref().and_then(|v| v.trim().parse::<u64>().ok()) {
+                Some(s) => Duration::from_secs(s.min(60)),
+                None => {
+                    let d = delay;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                    d
+                }
+            };
+            if tokio::time::Instant::now() + wait > deadline {
+                return Err(ArmError::Unreachable(format!(
+                    "the operation on {resource} was still running after {} s; Azure goes on with it",
+                    self.operation_timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(wait).await;
+            let next = self.send(Method::Get, url.clone(), None, &[]).await?;
+            retry_after = next.header("retry-after").map(str::to_string);
+            if async_op {
+                if next.status == 202 {
+                    continue;
+                }
+                if next.status != 200 {
+                    return Err(Self::refused(&next));
+                }
+                #[derive(serde::Deserialize)]
+                struct Status {
+                    status: String,
+                    #[serde(default)]
+                    error: Option<model::ErrorDetail>,
+                }
+                let st: Status = serde_json::from_slice(&next.body)
+                    .map_err(|e| ArmError::Decode(format!("the operation's status: {e}")))?;
+                match st.status.as_str() {
+                    "Succeeded" => return Ok(LroEnd::Done),
+                    "Failed" | "Canceled" | "Cancelled" => {
+                        let e = st.error.unwrap_or_default();
+                        return Err(ArmError::Azure {
+                            status: 200,
+                            code: e.code.unwrap_or_else(|| format!("Operation{}", st.status)),
+                            message: e.message.unwrap_or_else(|| format!("the operation on {resource}: {}", st.status)),
+                        });
+                    }
+                    _ => continue,
+                }
+            }
+            match next.status {
+                202 => {
+                    if let Some(l) = next.header("location") {
+                        url = self.monitor(l)?;
+                    }
+                }
+                204 => return Ok(LroEnd::Deleted),
+                s if (200..300).contains(&s) => return Ok(LroEnd::Done),
+                _ => return Err(Self::refused(&next)),
+            }
+        }
     }
 
-    pub async fn location(&self, name: &str) -> ArmResult<arm::Location> {
-        let p = arm::paths::location_id(name);
-        let (_, r) = self.call(Method::Get, &p, None::<&()>).await?;
-        Self::need(&p, r)
-    }
-
-    /// Creates the job (201), or gets the same job back (200) when it exists with this body.
-    pub async fn put_job(
+    /// `POST .../locations/{loc}/validateInputs` (subscription level).
+    pub async fn validate_inputs(
         &self,
         sub: &str,
-        rg: &str,
-        job: &str,
-        body: &arm::PutJobParameters,
-    ) -> ArmResult<(u16, arm::JobResponse)> {
-        let p = Self::job_path(sub, rg, job);
-        let (s, r) = self.call(Method::Put, &p, Some(body)).await?;
-        Ok((s, Self::need(&p, r)?))
-    }
-
-    pub async fn get_job(&self, sub: &str, rg: &str, job: &str) -> ArmResult<arm::JobResponse> {
-        let p = Self::job_path(sub, rg, job);
-        let (_, r) = self.call(Method::Get, &p, None::<&()>).await?;
+        location: &str,
+        body: &model::ValidationRequest,
+    ) -> ArmResult<model::ValidationResponse> {
+        let p =
+            format!("/subscriptions/{sub}/providers/{}/locations/{location}/validateInputs", crate::databox::PROVIDER);
+        let (_, r) = self.call(Method::Post, &p, Some(body), &[]).await?;
         Self::need(&p, r)
     }
 
+    /// `POST .../locations/{loc}/regionConfiguration` (subscription level).
+    pub async fn region_configuration(
+        &self,
+        sub: &str,
+        location: &str,
+        body: &model::RegionConfigurationRequest,
+    ) -> ArmResult<model::RegionConfigurationResponse> {
+        let p = format!(
+            "/subscriptions/{sub}/providers/{}/locations/{location}/regionConfiguration",
+            crate::databox::PROVIDER
+        );
+        let (_, r) = self.call(Method::Post, &p, Some(body), &[]).await?;
+        Self::need(&p, r)
+    }
+
+    /// Creates the job (or changes the one there) and follows the operation to its end.
+    pub async fn put_job(&self, sub: &str, rg: &str, job: &str, body: &model::JobResource) -> ArmResult<LroEnd> {
+        let p = paths::job_id(sub, rg, job);
+        let a = self.send(Method::Put, self.url(&p)?, Some(serde_json::to_vec(body).expect("serializes")), &[]).await?;
+        self.follow(&p, a).await
+    }
+
+    /// The job with its details (`$expand=details`), and its ETag.
+    pub async fn get_job(&self, sub: &str, rg: &str, job: &str) -> ArmResult<(model::JobResource, Option<String>)> {
+        let p = paths::job_id(sub, rg, job);
+        let mut u = self.url(&p)?;
+        u.query_pairs_mut().append_pair("$expand", "details");
+        let a = self.send(Method::Get, u, None, &[]).await?;
+        if a.status != 200 {
+            return Err(Self::refused(&a));
+        }
+        let v = serde_json::from_slice(&a.body).map_err(|e| ArmError::Decode(format!("{p}: {e}")))?;
+        Ok((v, a.header("etag").map(str::to_string)))
+    }
+
+    /// PATCH (with `If-Match` when given), followed to its end.
     pub async fn update_job(
         &self,
         sub: &str,
         rg: &str,
         job: &str,
-        body: &arm::UpdateJobParameters,
-    ) -> ArmResult<arm::JobResponse> {
-        let p = Self::job_path(sub, rg, job);
-        let (_, r) = self.call(Method::Patch, &p, Some(body)).await?;
+        body: &model::JobResourceUpdateParameter,
+        if_match: Option<&str>,
+    ) -> ArmResult<LroEnd> {
+        let p = paths::job_id(sub, rg, job);
+        let headers: Vec<(&'static str, String)> =
+            if_match.map(|e| vec![("if-match", e.to_string())]).unwrap_or_default();
+        let a = self
+            .send(Method::Patch, self.url(&p)?, Some(serde_json::to_vec(body).expect("serializes")), &headers)
+            .await?;
+        self.follow(&p, a).await
+    }
+
+    /// DELETE, followed to its end (a job already gone is no error).
+    pub async fn delete_job(&self, sub: &str, rg: &str, job: &str) -> ArmResult<()> {
+        let p = paths::job_id(sub, rg, job);
+        let a = self.send(Method::Delete, self.url(&p)?, None, &[]).await?;
+        if a.status == 404 {
+            return Ok(());
+        }
+        self.follow(&p, a).await.map(|_| ())
+    }
+
+    pub async fn cancel_job(&self, sub: &str, rg: &str, job: &str, reason: &str) -> ArmResult<()> {
+        let p = format!("{}/cancel", paths::job_id(sub, rg, job));
+        let body = model::CancellationReason { reason: Some(reason.into()) };
+        self.call::<serde_json::Value>(Method::Post, &p, Some(&body), &[]).await.map(|_| ())
+    }
+
+    /// `markDevicesShipped`: the customer's package (carrier and tracking id).
+    pub async fn mark_devices_shipped(
+        &self,
+        sub: &str,
+        rg: &str,
+        job: &str,
+        carrier: &str,
+        tracking: &str,
+    ) -> ArmResult<()> {
+        let p = format!("{}/markDevicesShipped", paths::job_id(sub, rg, job));
+        let body = model::MarkDevicesShippedRequest {
+            deliver_to_dc_package_details: Some(model::PackageCarrierInfo {
+                carrier_name: Some(carrier.into()),
+                tracking_id: Some(tracking.into()),
+            }),
+        };
+        self.call::<serde_json::Value>(Method::Post, &p, Some(&body), &[]).await.map(|_| ())
+    }
+
+    /// `listCredentials`: the job's secrets (disk keys, the Data Box Disk passkey).
+    pub async fn list_credentials(
+        &self,
+        sub: &str,
+        rg: &str,
+        job: &str,
+    ) -> ArmResult<model::UnencryptedCredentialsList> {
+        let p = format!("{}/listCredentials", paths::job_id(sub, rg, job));
+        let (_, r) = self.call(Method::Post, &p, None::<&()>, &[]).await?;
         Self::need(&p, r)
     }
 
-    pub async fn delete_job(&self, sub: &str, rg: &str, job: &str) -> ArmResult<()> {
-        let p = Self::job_path(sub, rg, job);
-        self.call::<serde_json::Value>(Method::Delete, &p, None::<&()>).await.map(|_| ())
+    pub async fn mitigate(&self, sub: &str, rg: &str, job: &str, body: &model::MitigateJobRequest) -> ArmResult<()> {
+        let p = format!("{}/mitigate", paths::job_id(sub, rg, job));
+        self.call::<serde_json::Value>(Method::Post, &p, Some(body), &[]).await.map(|_| ())
     }
 
-    /// Every job of a subscription or resource group (following `nextLink`). Lists leave the
-    /// drive lists out: GET each job for those.
-    pub async fn list_jobs(&self, sub: &str, rg: Option<&str>) -> ArmResult<Vec<arm::JobResponse>> {
+    /// Every job of a subscription or resource group (following `nextLink`), without details.
+    pub async fn list_jobs(&self, sub: &str, rg: Option<&str>) -> ArmResult<Vec<model::JobResource>> {
         let p = match rg {
-            Some(rg) => format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/{}/jobs", arm::PROVIDER),
-            None => format!("/subscriptions/{sub}/providers/{}/jobs", arm::PROVIDER),
+            Some(rg) => format!("{}/jobs", paths::rg_prefix(sub, rg)),
+            None => format!("/subscriptions/{sub}/providers/{}/jobs", crate::databox::PROVIDER),
         };
-        let (_, r) = self.call::<arm::ListJobsResponse>(Method::Get, &p, None::<&()>).await?;
+        let (_, r) = self.call::<model::JobResourceList>(Method::Get, &p, None::<&()>, &[]).await?;
         let mut page = Self::need(&p, r)?;
         let mut out = page.value.take().unwrap_or_default();
         let mut guard = 0;
@@ -255,18 +493,14 @@ impl ArmClient {
             if guard > 1000 {
                 return Err(ArmError::Decode("more than 1000 pages of jobs".into()));
             }
-            let u: Url = next.parse().map_err(|e| ArmError::Decode(format!("nextLink: {e}")))?;
-            let path = format!("{}?{}", u.path(), u.query().unwrap_or(""));
-            let (_, r) = self.call::<arm::ListJobsResponse>(Method::Get, &path, None::<&()>).await?;
-            page = Self::need(&path, r)?;
+            let u = self.monitor(&next)?;
+            let a = self.send(Method::Get, u, None, &[]).await?;
+            if a.status != 200 {
+                return Err(Self::refused(&a));
+            }
+            page = serde_json::from_slice(&a.body).map_err(|e| ArmError::Decode(format!("nextLink: {e}")))?;
             out.extend(page.value.take().unwrap_or_default());
         }
         Ok(out)
-    }
-
-    pub async fn bitlocker_keys(&self, sub: &str, rg: &str, job: &str) -> ArmResult<arm::GetBitLockerKeysResponse> {
-        let p = format!("{}/listBitLockerKeys", Self::job_path(sub, rg, job));
-        let (_, r) = self.call(Method::Post, &p, None::<&()>).await?;
-        Self::need(&p, r)
     }
 }

@@ -14,147 +14,33 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use seedship_azure::arm::{self, JobResponse};
-use seedship_azure::client::{ArmClient, ArmError, ArmOptions};
+use seedship_azure::client::{ArmClient, ArmError};
+use seedship_azure::databox::{Sku, copylog, model};
 use tokio::sync::watch;
 
-use crate::azure::AzureConfig;
-use crate::domain::import::{JobDrive, JobIntent, JobPhase, JobRecord, JobSnapshot};
+use crate::azure::{AzureSide, body, state};
+use crate::domain::import::{CopyError, JobIntent, JobPhase, JobRecord, JobSnapshot};
 use crate::domain::model::*;
 use crate::domain::seed::SeedState;
 use crate::domain::service::Coordinator;
 use crate::error::{Error, Result};
 
-/// The coordinator's Azure side: its settings and two ARM clients.
-pub struct AzureSide {
-    pub cfg: AzureConfig,
-    /// Blob storage (import containers, vaults).
-    pub accounts: seedship_azure::blob::Accounts,
-    /// For background work: long timeouts, many retries.
-    pub arm: ArmClient,
-    /// For an operator's request that waits on the answer: a few quick retries.
-    pub quick: ArmClient,
-    /// Datacenter addresses by Azure location, as the worker last read them: a station's
-    /// `CompleteWork` is answered from here and never waits on Azure.
-    addresses: std::sync::Mutex<std::collections::HashMap<String, (Vec<String>, Instant)>>,
-}
-
-impl std::fmt::Debug for AzureSide {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AzureSide").field("endpoint", &self.cfg.arm_endpoint).finish()
+/// The job a seed gets: in the configured resource group, at the seed's location, into the
+/// seed's storage account.
+pub fn intent(side: &AzureSide, seed: &Seed) -> JobIntent {
+    JobIntent {
+        seed_id: seed.seed_id.clone(),
+        job_name: seed.spec.job_name.clone(),
+        subscription_id: seed.spec.subscription_id.clone(),
+        resource_group: side.cfg.resource_group.clone(),
+        location: seed.spec.location.clone(),
+        storage_account_id: format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Storage/storageAccounts/{}",
+            seed.spec.subscription_id,
+            side.cfg.storage_resource_group(),
+            seed.spec.storage_account
+        ),
     }
-}
-
-impl AzureSide {
-    pub fn new(cfg: AzureConfig) -> std::result::Result<AzureSide, String> {
-        // Within a call: 4 retries (about 3 s); the worker retries calls after that.
-        let arm = cfg.client_with(ArmOptions { max_retries: 4, ..Default::default() })?;
-        let quick = cfg.client_with(ArmOptions {
-            max_retries: 2,
-            initial_delay: Duration::from_millis(200),
-            timeout: Duration::from_secs(10),
-            ..Default::default()
-        })?;
-        let accounts = cfg.accounts()?;
-        Ok(AzureSide { cfg, accounts, arm, quick, addresses: Default::default() })
-    }
-
-    /// The datacenter address of `location` if it has been read (within a day).
-    pub fn cached_address(&self, location: &str) -> Option<Vec<String>> {
-        let a = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
-        a.get(location).filter(|(_, at)| at.elapsed() < Duration::from_secs(86_400)).map(|(l, _)| l.clone())
-    }
-
-    /// Reads the datacenter address of `location` from Azure (the Locations API) into the cache.
-    pub async fn refresh_address(&self, location: &str) -> std::result::Result<Vec<String>, String> {
-        let loc = self.arm.location(location).await.map_err(|e| e.to_string())?;
-        let lines = loc.properties.map(|p| p.address_lines()).unwrap_or_default();
-        if lines.is_empty() {
-            return Err(format!("Azure gave no address for location {location}"));
-        }
-        let mut a = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
-        a.insert(location.to_string(), (lines.clone(), Instant::now()));
-        Ok(lines)
-    }
-
-    /// The job a seed gets: in the configured resource group, at the seed's location, into
-    /// the seed's storage account.
-    pub fn intent(&self, seed: &Seed) -> JobIntent {
-        JobIntent {
-            seed_id: seed.seed_id.clone(),
-            job_name: seed.spec.job_name.clone(),
-            subscription_id: seed.spec.subscription_id.clone(),
-            resource_group: self.cfg.resource_group.clone(),
-            location: seed.spec.location.clone(),
-            storage_account_id: format!(
-                "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Storage/storageAccounts/{}",
-                seed.spec.subscription_id,
-                self.cfg.storage_resource_group(),
-                seed.spec.storage_account
-            ),
-        }
-    }
-
-    /// The PUT body: storage account, drive list with keys, return address and shipping,
-    /// diagnostics path and log level.
-    pub fn put_body(&self, intent: &JobIntent, drives: Vec<(DriveSpec, RecoveryPassword)>) -> arm::PutJobParameters {
-        let drive_list = drives
-            .into_iter()
-            .map(|(d, key)| arm::DriveStatus {
-                drive_id: Some(d.drive_id),
-                bit_locker_key: Some(arm::Secret(key.0)),
-                manifest_file: Some(d.manifest_file),
-                manifest_hash: Some(d.manifest_hash),
-                drive_header_hash: Some(d.drive_header_hash),
-                ..Default::default()
-            })
-            .collect();
-        arm::PutJobParameters {
-            location: Some(intent.location.clone()),
-            tags: Some([("seedship-seed".to_string(), serde_json::Value::String(intent.seed_id.clone()))].into()),
-            properties: Some(arm::JobDetails {
-                storage_account_id: Some(intent.storage_account_id.clone()),
-                job_type: Some("Import".into()),
-                return_address: Some(self.cfg.return_address.to_arm()),
-                return_shipping: Some(self.cfg.return_shipping.to_arm()),
-                diagnostics_path: Some(self.cfg.diagnostics_path.clone()),
-                log_level: Some(self.cfg.log_level.clone()),
-                backup_drive_manifest: Some(true),
-                drive_list: Some(drive_list),
-                ..Default::default()
-            }),
-        }
-    }
-}
-
-/// The parts of an Azure job the coordinator keeps.
-pub fn snapshot(job: &JobResponse) -> JobSnapshot {
-    let p = job.properties.clone().unwrap_or_default();
-    JobSnapshot {
-        state: p.state.clone().unwrap_or_default(),
-        percent_complete: p.percent_complete,
-        drives: p
-            .drive_list
-            .unwrap_or_default()
-            .into_iter()
-            .map(|d| JobDrive {
-                drive_id: d.drive_id.unwrap_or_default(),
-                state: d.state.unwrap_or_default(),
-                copy_status: d.copy_status.unwrap_or_default(),
-                percent_complete: d.percent_complete,
-                bytes_succeeded: d.bytes_succeeded,
-                error_log_uri: d.error_log_uri.unwrap_or_default(),
-                verbose_log_uri: d.verbose_log_uri.unwrap_or_default(),
-                manifest_uri: d.manifest_uri.unwrap_or_default(),
-            })
-            .collect(),
-        delivery_tracking: p.delivery_package.map(|d| d.tracking_number),
-        cancel_requested: p.cancel_requested.unwrap_or(false),
-    }
-}
-
-fn address_of(job: &JobResponse) -> Vec<String> {
-    job.properties.as_ref().and_then(|p| p.shipping_information.as_ref()).map(|s| s.address_lines()).unwrap_or_default()
 }
 
 /// What became of one Azure call for a job.
@@ -208,21 +94,22 @@ pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, mut stop: watch:
 
 async fn round(core: &Coordinator, side: &AzureSide, due: &mut Due, poll: Duration) -> Result<()> {
     // The datacenter addresses the copy stations will show, read before their work ends.
-    let mut locations: Vec<String> = Vec::new();
+    let mut locations: Vec<(String, String)> = Vec::new();
     for state in [SeedState::QueuedForDiskPrep, SeedState::Preparing, SeedState::DisksPrepared] {
         for s in core.list_seeds(Some(state), 1000).await? {
-            if !locations.contains(&s.spec.location) && side.cached_address(&s.spec.location).is_none() {
-                locations.push(s.spec.location);
+            if !locations.iter().any(|(l, _)| *l == s.spec.location) && side.cached_address(&s.spec.location).is_none()
+            {
+                locations.push((s.spec.location, s.spec.subscription_id));
             }
         }
     }
-    for loc in locations {
-        if let Err(e) = side.refresh_address(&loc).await {
+    for (loc, sub) in locations {
+        if let Err(e) = side.refresh_address(&sub, &loc).await {
             tracing::warn!(location = %loc, error = %e, "the datacenter address could not be read; retrying");
         }
     }
     for seed in core.store.seeds_awaiting_jobs().await? {
-        let intent = side.intent(&seed);
+        let intent = intent(side, &seed);
         let rec = core.store.record_job_intent(&intent, core.now()).await?;
         match rec.phase {
             JobPhase::Refused => {
@@ -275,28 +162,37 @@ async fn unavailable(core: &Coordinator, job: &JobRecord, e: &ArmError) -> Resul
     Ok(Outcome::Retry)
 }
 
-/// An intent: adopt the job if Azure has it, otherwise PUT it.
+/// An intent: adopt the job if Azure has it; otherwise validate the inputs, PUT it (following
+/// the operation), and read it back.
 async fn create(core: &Coordinator, side: &AzureSide, job: &JobRecord) -> Result<Outcome> {
     let i = &job.intent;
     match side.arm.get_job(&i.subscription_id, &i.resource_group, &i.job_name).await {
-        Ok(found) => {
-            let theirs = found.properties.as_ref().and_then(|p| p.storage_account_id.clone()).unwrap_or_default();
-            if !theirs.eq_ignore_ascii_case(&i.storage_account_id) {
-                let why = format!(
-                    "a different job named {} already exists in resource group {} (storage account {theirs}); rename the seed's job",
-                    i.job_name, i.resource_group
-                );
-                core.store.job_refused(&i.seed_id, &why, core.now()).await?;
-                return Ok(Outcome::Done);
-            }
-            tracing::info!(job = %i.job_name, "import job found in Azure after a restart; adopted, not created again");
-            core.store.job_created(&i.seed_id, &snapshot(&found), &address_of(&found), true, core.now()).await?;
-            return Ok(Outcome::Done);
-        }
+        Ok((found, _)) => return adopt(core, side, job, &found, true).await,
         Err(e) if e.is_not_found() => {}
         Err(e) if e.is_transient() => return unavailable(core, job, &e).await,
         Err(e) => {
             core.store.job_refused(&i.seed_id, &e.to_string(), core.now()).await?;
+            return Ok(Outcome::Done);
+        }
+    }
+    // Azure's own checks first: each refusal is named for the operator.
+    match side
+        .arm
+        .validate_inputs(&i.subscription_id, &i.location, &body::validation(i, &side.cfg, Sku::CustomerDisk))
+        .await
+    {
+        Ok(v) => {
+            let refused = state::refusals(&v);
+            if !refused.is_empty() {
+                let why = format!("Azure's validateInputs refused the job: {}", refused.join("; "));
+                tracing::warn!(job = %i.job_name, "{why}");
+                core.store.job_refused(&i.seed_id, &why, core.now()).await?;
+                return Ok(Outcome::Done);
+            }
+        }
+        Err(e) if e.is_transient() || matches!(e, ArmError::Decode(_)) => return unavailable(core, job, &e).await,
+        Err(e) => {
+            core.store.job_refused(&i.seed_id, &format!("Azure's validateInputs failed: {e}"), core.now()).await?;
             return Ok(Outcome::Done);
         }
     }
@@ -313,16 +209,19 @@ async fn create(core: &Coordinator, side: &AzureSide, job: &JobRecord) -> Result
         let key = mk.open(&d.work_id, &d.spec.drive_id, sealed)?;
         list.push((d.spec, key));
     }
-    let body = side.put_body(i, list);
-    match side.arm.put_job(&i.subscription_id, &i.resource_group, &i.job_name, &body).await {
-        Ok((status, created)) => {
-            tracing::info!(job = %i.job_name, status, "import job created in Azure");
-            core.store.job_created(&i.seed_id, &snapshot(&created), &address_of(&created), false, core.now()).await?;
-            Ok(Outcome::Done)
+    let put = body::customer_disk_job(i, &side.cfg, list);
+    match side.arm.put_job(&i.subscription_id, &i.resource_group, &i.job_name, &put).await {
+        Ok(end) => {
+            tracing::info!(job = %i.job_name, ?end, "import job created in Azure");
+            match side.arm.get_job(&i.subscription_id, &i.resource_group, &i.job_name).await {
+                Ok((created, _)) => adopt(core, side, job, &created, false).await,
+                // Created, not read back: the next round GETs it (and adopts it).
+                Err(e) => unavailable(core, job, &e).await,
+            }
         }
-        Err(e) if e.is_transient() => unavailable(core, job, &e).await,
-        // An unreadable 2xx: the PUT may have landed; the next round GETs it.
-        Err(e @ ArmError::Decode(_)) => unavailable(core, job, &e).await,
+        // No answer, or the operation still running: the PUT may have landed; the next round
+        // GETs the job first, so it is never created twice.
+        Err(e) if e.is_transient() || matches!(e, ArmError::Decode(_)) => unavailable(core, job, &e).await,
         Err(e) => {
             tracing::warn!(job = %i.job_name, error = %e, "Azure refused to create the import job");
             core.store.job_refused(&i.seed_id, &e.to_string(), core.now()).await?;
@@ -331,12 +230,41 @@ async fn create(core: &Coordinator, side: &AzureSide, job: &JobRecord) -> Result
     }
 }
 
-/// A created job: GET it and mirror what Azure says.
+/// A job Azure has: taken as this seed's when it imports into the seed's storage account.
+async fn adopt(
+    core: &Coordinator,
+    side: &AzureSide,
+    job: &JobRecord,
+    found: &model::JobResource,
+    after_restart: bool,
+) -> Result<Outcome> {
+    let i = &job.intent;
+    let theirs = state::storage_account(found).unwrap_or_default();
+    if !theirs.eq_ignore_ascii_case(&i.storage_account_id) {
+        let why = format!(
+            "a different job named {} already exists in resource group {} (storage account {theirs}); rename the seed's job",
+            i.job_name, i.resource_group
+        );
+        core.store.job_refused(&i.seed_id, &why, core.now()).await?;
+        return Ok(Outcome::Done);
+    }
+    if after_restart {
+        tracing::info!(job = %i.job_name, "import job found in Azure after a restart; adopted, not created again");
+    }
+    let address = side.remember_address(&i.location, found);
+    core.store.job_created(&i.seed_id, &state::snapshot(found), &address, after_restart, core.now()).await?;
+    Ok(Outcome::Done)
+}
+
+/// A created job: GET it, read the copy logs of disks that did not copy in full, and mirror
+/// what Azure says.
 async fn follow(core: &Coordinator, side: &AzureSide, job: &JobRecord) -> Result<Outcome> {
     let i = &job.intent;
     match side.arm.get_job(&i.subscription_id, &i.resource_group, &i.job_name).await {
-        Ok(found) => {
-            let changes = core.store.mirror_job(&i.seed_id, &snapshot(&found), core.now()).await?;
+        Ok((found, _)) => {
+            let mut snap = state::snapshot(&found);
+            read_copy_logs(side, job, &mut snap).await;
+            let changes = core.store.mirror_job(&i.seed_id, &snap, core.now()).await?;
             for c in changes {
                 tracing::info!(job = %i.job_name, "{c}");
             }
@@ -349,6 +277,51 @@ async fn follow(core: &Coordinator, side: &AzureSide, job: &JobRecord) -> Result
         }
         Err(e) => unavailable(core, job, &e).await,
     }
+}
+
+/// The errored files of each disk whose copy log is new, from `databoxcopylog` in the seed's
+/// own storage account (a log Azure names elsewhere is not read). A log that cannot be read
+/// now is read at a later poll.
+async fn read_copy_logs(side: &AzureSide, job: &JobRecord, snap: &mut JobSnapshot) {
+    let account = job.intent.storage_account_id.rsplit('/').next().unwrap_or_default().to_string();
+    for d in snap.drives.iter_mut() {
+        let before = job.drives.iter().find(|b| b.drive_id == d.drive_id);
+        if let Some(b) = before.filter(|b| b.error_log_uri == d.error_log_uri) {
+            d.errors = b.errors.clone();
+            continue;
+        }
+        let Some(name) = copy_log_name(&d.error_log_uri) else { continue };
+        let text = match side.accounts.store(&account) {
+            Ok(store) => store.download(copylog::LOG_CONTAINER, &name).await,
+            Err(e) => Err(e),
+        };
+        match text {
+            Ok(bytes) => {
+                d.errors = copylog::parse(&String::from_utf8_lossy(&bytes))
+                    .into_iter()
+                    .map(|e| CopyError { path: e.path, category: e.category, code: e.code, message: e.message })
+                    .collect();
+            }
+            Err(e) => {
+                tracing::warn!(job = %job.intent.job_name, disk = %d.drive_id, error = %e, "the copy log could not be read yet");
+                // Not remembered as read: the next poll tries again.
+                d.error_log_uri = before.map(|b| b.error_log_uri.clone()).unwrap_or_default();
+            }
+        }
+    }
+}
+
+/// The blob name of a copy log link, when it is one: `.../databoxcopylog/<order>_<serial>_CopyLog_<id>.xml`.
+fn copy_log_name(link: &str) -> Option<String> {
+    let path = link.split('?').next()?;
+    let mut parts = path.rsplit('/');
+    let name = parts.next()?;
+    let container = parts.next()?;
+    (container == copylog::LOG_CONTAINER
+        && name.contains("_CopyLog_")
+        && name.ends_with(".xml")
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+    .then(|| name.to_string())
 }
 
 /// Azure's two 14-day clocks: warnings at days 10, 12 and 13, the seed failed at 14.
@@ -373,27 +346,9 @@ async fn deadlines(core: &Coordinator, job: &JobRecord) -> Result<()> {
     Ok(())
 }
 
-/// The PATCH that tells Azure the drives are on their way: `state: Shipping` and the
-/// delivery package.
-pub fn shipping_patch(rec: &ShippingRecord) -> arm::UpdateJobParameters {
-    arm::UpdateJobParameters {
-        tags: None,
-        properties: Some(arm::UpdateJobProperties {
-            state: Some(arm::JobState::Shipping.as_str().into()),
-            delivery_package: Some(arm::DeliveryPackageInformation {
-                carrier_name: rec.spec.carrier.clone(),
-                tracking_number: rec.spec.tracking_number.clone(),
-                drive_count: Some(rec.spec.drive_count as i64),
-                ship_date: Some(rec.spec.ship_date.clone()),
-            }),
-            ..Default::default()
-        }),
-    }
-}
-
-/// Tells Azure the job is shipping, with the delivery package, and confirms the record. An
-/// Azure refusal removes the reservation (nothing changed) and is returned with its reason;
-/// no answer keeps it, for the worker to push again.
+/// Tells Azure the disks are on their way (`markDevicesShipped`: carrier and tracking number)
+/// and confirms the record. An Azure refusal removes the reservation (nothing changed) and is
+/// returned with its reason; no answer keeps it, for the worker to push again.
 pub async fn push_shipping(core: &Coordinator, client: &ArmClient, rec: &ShippingRecord) -> Result<ShippingRecord> {
     let job = core
         .store
@@ -402,15 +357,25 @@ pub async fn push_shipping(core: &Coordinator, client: &ArmClient, rec: &Shippin
         .ok_or_else(|| Error::NotFound(format!("job {} has no import job", rec.spec.job_name)))?;
     let i = &job.record.intent;
     // A push from before a crash may have landed already.
-    if let Ok(found) = client.get_job(&i.subscription_id, &i.resource_group, &i.job_name).await {
-        let snap = snapshot(&found);
-        if snap.delivery_tracking.as_deref() == Some(rec.spec.tracking_number.as_str()) && snap.state != "Creating" {
+    if let Ok((found, _)) = client.get_job(&i.subscription_id, &i.resource_group, &i.job_name).await {
+        let snap = state::snapshot(&found);
+        if snap.delivery_tracking.as_deref() == Some(rec.spec.tracking_number.as_str())
+            && crate::domain::import::shipped(&snap)
+        {
             return core.store.confirm_shipping(&rec.seed_id, core.now()).await;
         }
     }
-    let body = shipping_patch(rec);
-    match client.update_job(&i.subscription_id, &i.resource_group, &i.job_name, &body).await {
-        Ok(_) => core.store.confirm_shipping(&rec.seed_id, core.now()).await,
+    let sent = client
+        .mark_devices_shipped(
+            &i.subscription_id,
+            &i.resource_group,
+            &i.job_name,
+            &rec.spec.carrier,
+            &rec.spec.tracking_number,
+        )
+        .await;
+    match sent {
+        Ok(()) => core.store.confirm_shipping(&rec.seed_id, core.now()).await,
         Err(e) if e.is_transient() || matches!(e, ArmError::Decode(_)) => {
             core.store.azure_unavailable(&rec.seed_id, &e.to_string(), core.now()).await?;
             Err(Error::Unavailable(format!(
@@ -422,8 +387,8 @@ pub async fn push_shipping(core: &Coordinator, client: &ArmClient, rec: &Shippin
             let why =
                 format!("Azure refused the shipping details for job {}: {e}; nothing was changed", rec.spec.job_name);
             core.store.drop_shipping(&rec.seed_id, &why, core.now()).await?;
-            match &e {
-                ArmError::Azure { code, .. } if code == "DuplicateTrackingNumber" => Err(Error::AlreadyExists(why)),
+            match e.code() {
+                Some("DuplicateTrackingNumber") => Err(Error::AlreadyExists(why)),
                 _ => Err(Error::FailedPrecondition(why)),
             }
         }
@@ -433,7 +398,6 @@ pub async fn push_shipping(core: &Coordinator, client: &ArmClient, rec: &Shippin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seedship_azure::openapi::Spec;
 
     const CONFIG: &str = r#"
 arm_endpoint = "https://127.0.0.1:9443"
@@ -445,7 +409,7 @@ recipient_name = "Backup team"
 street_address1 = "1 Main St"
 city = "Utrecht"
 postal_code = "3511"
-country_or_region = "Netherlands"
+country = "NL"
 phone = "+31 30 000 0000"
 email = "backup@example.org"
 [return_shipping]
@@ -454,7 +418,7 @@ carrier_account_number = "123456"
 "#;
 
     #[test]
-    fn what_the_coordinator_sends_fits_the_official_openapi_description() {
+    fn the_job_body_names_each_disk_by_serial_with_its_manifest_and_key() {
         let side = AzureSide::new(toml::from_str(CONFIG).unwrap()).unwrap();
         let seed = Seed {
             seed_id: "sd-1".into(),
@@ -480,7 +444,7 @@ carrier_account_number = "123456"
             allow_virtual_station: false,
             import_job_state: String::new(),
         };
-        let intent = side.intent(&seed);
+        let intent = intent(&side, &seed);
         assert_eq!(
             intent.storage_account_id,
             "/subscriptions/0f0e0d0c-0000-4000-8000-00000000abcd/resourceGroups/seedship-rg/providers/Microsoft.Storage/storageAccounts/seedacct"
@@ -497,24 +461,36 @@ carrier_account_number = "123456"
             status_reason: String::new(),
         };
         let key = RecoveryPassword("000011-000022-000033-000044-000055-000066-000077-000088".into());
-        let spec = Spec::official();
-        let put = serde_json::to_value(side.put_body(&intent, vec![(drive, key)])).unwrap();
-        assert_eq!(spec.check("PutJobParameters", &put), Vec::<String>::new());
-        assert_eq!(put["properties"]["driveList"][0]["manifestFile"], "\\seedship\\DriveManifest.json");
-        let rec = ShippingRecord {
-            spec: NewShipping {
-                job_name: "job-1".into(),
-                carrier: "DHL".into(),
-                tracking_number: "1234567890".into(),
-                drive_count: 1,
-                ship_date: "2026-11-22".into(),
-            },
-            seed_id: "sd-1".into(),
-            recorded_by: "ops".into(),
-            recorded_ms: 0,
-            confirmed_ms: None,
-        };
-        let patch = serde_json::to_value(shipping_patch(&rec)).unwrap();
-        assert_eq!(spec.check("UpdateJobParameters", &patch), Vec::<String>::new());
+        let put = serde_json::to_value(body::customer_disk_job(&intent, &side.cfg, vec![(drive, key)])).unwrap();
+        let d = &put["properties"]["details"];
+        assert_eq!(put["sku"]["name"], "DataBoxCustomerDisk");
+        assert_eq!(d["jobDetailsType"], "DataBoxCustomerDisk");
+        let disk = &d["importDiskDetailsCollection"]["SS-1"];
+        assert_eq!(disk["manifestFile"], "\\seedship\\DriveManifest.json");
+        assert_eq!(disk["manifestHash"], "A".repeat(32));
+        assert_eq!(disk["bitLockerKey"], "000011-000022-000033-000044-000055-000066-000077-000088");
+        assert_eq!(d["dataImportDetails"].as_array().unwrap().len(), 1);
+        assert_eq!(d["dataImportDetails"][0]["accountDetails"]["storageAccountId"], intent.storage_account_id.as_str());
+        assert_eq!(d["returnToCustomerPackageDetails"]["carrierAccountNumber"], "123456");
+        assert_eq!(d["shippingAddress"]["country"], "NL");
+        assert_eq!(put["tags"]["seedship-seed"], "sd-1");
+        // The key never shows in Debug (logs).
+        let shown = format!("{:?}", body::customer_disk_job(&intent, &side.cfg, vec![]));
+        assert!(!shown.contains("123456"), "{shown}");
+    }
+
+    #[test]
+    fn only_copy_logs_in_databoxcopylog_are_read() {
+        let ok = "http://127.0.0.1:10000/acct/databoxcopylog/job-1_SS-1_CopyLog_0123abcd.xml";
+        assert_eq!(copy_log_name(ok).as_deref(), Some("job-1_SS-1_CopyLog_0123abcd.xml"));
+        assert_eq!(copy_log_name(&format!("{ok}?sv=2024&sig=x")).as_deref(), Some("job-1_SS-1_CopyLog_0123abcd.xml"));
+        for bad in [
+            "",
+            "https://a.blob.core.windows.net/vault-x/job-1_SS-1_CopyLog_1.xml",
+            "https://a.blob.core.windows.net/databoxcopylog/keys.bin",
+            "https://a.blob.core.windows.net/databoxcopylog/..%2Fx_CopyLog_1.xml",
+        ] {
+            assert_eq!(copy_log_name(bad), None, "{bad}");
+        }
     }
 }

@@ -10,12 +10,12 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::util::MapResponseLayer;
 
 use crate::auth::Auth;
+use crate::azure::AzureSide;
 use crate::clock::{Clock, OffsetFileClock, SystemClock};
 use crate::config::Config;
 use crate::domain::service::{Coordinator, Settings};
 use crate::error::{Error, Result};
 use crate::grpc::{Api, layers};
-use crate::jobs::AzureSide;
 use crate::keys::MasterKey;
 use crate::store::sqlite::SqliteStore;
 

@@ -11,10 +11,10 @@ use seedship_azure::blob::{BlobInfo, BlobStore};
 use seedship_repo::manifest::{ManifestFile, SeedManifest};
 use tokio::sync::watch;
 
+use crate::azure::AzureSide;
 use crate::domain::model::*;
 use crate::domain::seed::SeedState;
 use crate::domain::service::Coordinator;
-use crate::jobs::AzureSide;
 use crate::verifier::MANIFEST_BLOB;
 
 pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, mut stop: watch::Receiver<bool>) {

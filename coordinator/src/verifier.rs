@@ -14,10 +14,10 @@ use seedship_repo::manifest::{ManifestFile, SeedManifest, root_of};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+use crate::azure::AzureSide;
 use crate::domain::model::*;
 use crate::domain::seed::SeedState;
 use crate::domain::service::Coordinator;
-use crate::jobs::AzureSide;
 
 /// The seed manifest's own blob name.
 pub const MANIFEST_BLOB: &str = "manifest.json";

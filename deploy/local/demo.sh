@@ -6,7 +6,7 @@
 #      server (source), a copy station (copy) and an operator;
 #   2. the Azure stand-ins: Azurite (installed through npm into a cache, pinned by
 #      deploy/azurite/package-lock.json) holding the storage account, and the emulated Azure
-#      Resource Manager (Microsoft.ImportExport) and datacenter, over HTTPS;
+#      Resource Manager (Microsoft.DataBox 2025-02-01) and datacenter, over HTTPS;
 #   3. the coordinator on 127.0.0.1 (mTLS, SQLite), with its Azure side pointed at the emulator;
 #   4. the source agent and the copy agent register (the copy agent keeps a heartbeat);
 #   5. the source agent backs up a sample folder into a staging location (compressed,
@@ -15,10 +15,13 @@
 #      span all three): keys escrowed with the coordinator, every staging file checked,
 #      every disk read back, every drive reported; its final screen shows the labels and
 #      the datacenter's address;
-#   7. the coordinator creates the Azure import job from the prepared drives;
-#   8. the operator records the shipment (carrier, tracking number); Azure is told;
-#   9. the emulated datacenter receives the package, unlocks each disk with the job's key
-#      and copies every file into the storage account (Azurite), and ships the disks back;
+#   7. the coordinator creates the Azure Data Box job (customer disks) from the prepared
+#      disks, after Azure's validateInputs;
+#   8. the operator records the shipment (carrier, tracking number); Azure is told
+#      (markDevicesShipped);
+#   9. the emulated datacenter receives the package, unlocks each disk with the job's key,
+#      copies every file into the storage account (Azurite), writes the copy logs to
+#      databoxcopylog, and ships the disks back;
 #      the coordinator follows every step;
 #  10. the coordinator verifies every blob against the seed manifest and seeds the server's
 #      vault (server-side copies), whose first recovery point is the seed's snapshot;
@@ -78,7 +81,7 @@ say "1. a fresh PKI in $DEMO/pki"
 "$BIN/coordinator" pki issue --dir pki --role copy --name station-01
 "$BIN/coordinator" pki issue --dir pki --role operator --name ops
 
-say "2. the Azure stand-ins: Azurite (storage) and the emulated Import/Export service"
+say "2. the Azure stand-ins: Azurite (storage) and the emulated Azure Data Box service (Microsoft.DataBox)"
 AZURITE_MAIN=$("$ROOT/deploy/azurite/install.sh")
 # The agents' caches (the vault's small files, the file cache) stay in the demo folder.
 export SEEDSHIP_CACHE="$DEMO/agent-cache"
@@ -92,18 +95,18 @@ for _ in $(seq 1 300); do grep -q "successfully listens on" azurite.log && break
 STORAGE_URL=$(sed -n 's/.*successfully listens on \(http[^ ]*\).*/\1/p' azurite.log | head -1)
 [ -n "$STORAGE_URL" ] || { cat azurite.log; echo "error: Azurite did not start in 30 s"; exit 1; }
 echo "Azurite (blob storage, account $ACCOUNT) on $STORAGE_URL"
-"$BIN/seedship-azure-emulator" --state emulator.json --tls-dir emulator-tls --ready-file emulator.ready \
-  --storage-url "$STORAGE_URL" --storage-keys storage-keys.txt >emulator.log 2>&1 &
+SUB=0f0e0d0c-0000-4000-8000-00000000abcd
+RG=seedship-demo
+"$BIN/seedship-emulator" --state emulator.json --tls-dir emulator-tls --ready-file emulator.ready \
+  --resource-group "$SUB/$RG" --storage-url "$STORAGE_URL" --storage-keys storage-keys.txt >emulator.log 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 100); do [ -s emulator.ready ] && break; sleep 0.1; done
 ARM_URL=$(sed -n 's/.*"url":"\([^"]*\)".*/\1/p' emulator.ready)
 [ -n "$ARM_URL" ] || { cat emulator.log; echo "error: the emulator did not start in 10 s"; exit 1; }
-echo "emulated Azure Resource Manager and datacenter on $ARM_URL (log: $DEMO/emulator.log)"
-SUB=0f0e0d0c-0000-4000-8000-00000000abcd
-RG=seedship-demo
+echo "emulated Azure Resource Manager (Microsoft.DataBox 2025-02-01) and datacenter on $ARM_URL (log: $DEMO/emulator.log)"
 datacenter() { # job action json
   curl -sS --fail-with-body --cacert emulator-tls/ca.crt -H 'content-type: application/json' \
-    -X POST "$ARM_URL/_datacenter/subscriptions/$SUB/resourceGroups/$RG/jobs/$1/$2" -d "$3" >"datacenter-$2.json" \
+    -X POST "$ARM_URL/_datacenter/jobs/$SUB/$RG/$1/$2" -d "$3" >"datacenter-$2.json" \
     || { cat "datacenter-$2.json"; echo; echo "error: datacenter command $2 failed"; exit 1; }
 }
 seed_state() { "$BIN/seedctl" --config seedctl.toml --json seed demo-seed-01 | sed -n 's/^    "state": "\([a-z_]*\)",$/\1/p' | head -1; }
@@ -146,7 +149,7 @@ recipient_name = "Backup team, Contoso"
 street_address1 = "1 Main St"
 city = "Utrecht"
 postal_code = "3511 AA"
-country_or_region = "Netherlands"
+country = "NL"
 phone = "+31 30 000 0000"
 email = "backup@contoso.example"
 [azure.return_shipping]
@@ -273,7 +276,7 @@ datacenter demo-seed-01 copy '{}'
 wait_state imported 900
 stage_end "datacenter-import" "$TOTAL"
 echo "every drive copied into storage account $ACCOUNT"
-datacenter demo-seed-01 ship-back "{\"carrier\": \"DHL\", \"tracking\": \"9876543210\", \"date\": \"$(date +%F)\"}"
+datacenter demo-seed-01 ship-back '{"carrier": "DHL", "tracking": "9876543210"}'
 for _ in $(seq 1 100); do "$BIN/seedctl" --config seedctl.toml job demo-seed-01 | grep -q "^Azure      Completed" && break; sleep 0.1; done
 echo '$ seedctl job demo-seed-01'
 "$BIN/seedctl" --config seedctl.toml job demo-seed-01

@@ -1,6 +1,7 @@
-//! The Azure stand-ins for end-to-end tests: the emulated Resource Manager and datacenter
-//! (`seedship-azure-emulator`, over TLS with its own CA), the coordinator's `[azure]` table
-//! pointing at it, and the datacenter's commands.
+//! The Azure stand-ins for end-to-end tests: Azurite, the emulated Resource Manager and
+//! datacenter (`seedship-emulator`, over TLS with its own CA), the coordinator's `[azure]`
+//! table pointing at it, the datacenter's commands, and the Python tools we did not write
+//! (`armcheck` over Azure's document, Microsoft's SDK).
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -152,16 +153,21 @@ impl Azurite {
     }
 }
 
+/// `seedship-emulator` (Azure's `Microsoft.DataBox` and its datacenter) on loopback over TLS,
+/// with the test's resource group, and a record of every ARM exchange (`armcheck` validates it
+/// against Azure's document).
 pub struct Emulator {
     pub child: Child,
     pub url: String,
     pub tls: PathBuf,
     pub state: PathBuf,
     pub log: PathBuf,
+    /// Every ARM exchange, a JSON line each (`--record`).
+    pub record: PathBuf,
     /// The storage the datacenter copies into, when started with it.
     pub azurite: Option<Azurite>,
     http: reqwest::Client,
-    /// The extra arguments it was started with (storage), for a restart.
+    /// The extra arguments it was started with, for a restart.
     extra: Vec<std::ffi::OsString>,
 }
 
@@ -172,32 +178,45 @@ impl Drop for Emulator {
     }
 }
 
+/// The storage account id of the test's account.
+pub fn account_id() -> String {
+    format!("/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Storage/storageAccounts/{ACCOUNT}")
+}
+
 impl Emulator {
-    /// Starts the emulator with its state, TLS and log under `dir` (no storage: "copy" is
-    /// refused).
+    /// Starts the emulator with its state, TLS, log and record under `dir` (no storage:
+    /// "copy" is refused).
     pub fn start(dir: &Path) -> Result<Emulator> {
-        Self::start_inner(dir, None)
+        Self::start_with(dir, false, &[])
     }
 
     /// Starts Azurite, and the emulator copying into it.
     pub fn start_with_storage(dir: &Path) -> Result<Emulator> {
-        let azurite = Azurite::start(dir)?;
-        Self::start_inner(dir, Some(azurite))
+        Self::start_with(dir, true, &[])
     }
 
-    fn start_inner(dir: &Path, azurite: Option<Azurite>) -> Result<Emulator> {
-        let (tls, state, log) = (dir.join("emulator-tls"), dir.join("emulator.json"), dir.join("emulator.log"));
+    /// Starts the emulator (and Azurite when `storage`) with `args` beside the usual ones.
+    pub fn start_with(dir: &Path, storage: bool, args: &[&str]) -> Result<Emulator> {
+        let (tls, state, log, record) = (
+            dir.join("emulator-tls"),
+            dir.join("emulator.json"),
+            dir.join("emulator.log"),
+            dir.join("emulator-record.jsonl"),
+        );
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut extra: Vec<std::ffi::OsString> = Vec::new();
+        let azurite = if storage { Some(Azurite::start(dir)?) } else { None };
+        let mut extra: Vec<std::ffi::OsString> =
+            vec!["--resource-group".into(), format!("{SUB}/{RG}").into(), "--record".into(), record.clone().into()];
         if let Some(a) = &azurite {
             let keys = dir.join("storage-keys.txt");
             std::fs::write(&keys, format!("{ACCOUNT}={ACCOUNT_KEY}\n"))?;
             extra.extend(["--storage-url".into(), a.url.clone().into(), "--storage-keys".into(), keys.into()]);
         }
+        extra.extend(args.iter().map(Into::into));
         let (child, _, url) = start_emulator_with(&state, &log, Some(&tls), &extra)?;
         let ca = reqwest::Certificate::from_pem(&std::fs::read(tls.join("ca.crt"))?)?;
         let http = reqwest::Client::builder().add_root_certificate(ca).timeout(Duration::from_secs(120)).build()?;
-        Ok(Emulator { child, url, tls, state, log, azurite, http, extra })
+        Ok(Emulator { child, url, tls, state, log, record, azurite, http, extra })
     }
 
     /// Kills the emulator with SIGKILL and starts it again on the same address, with its state
@@ -216,6 +235,15 @@ impl Emulator {
         anyhow::ensure!(url == self.url, "the emulator came back at {url}, not {}", self.url);
         self.child = child;
         Ok(())
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.tls.join("ca.crt")
+    }
+
+    /// An HTTP client that trusts the emulator.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// The coordinator's `[azure]` table for this emulator, polling every `poll` (and its
@@ -247,9 +275,10 @@ impl Emulator {
         Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? })
     }
 
-    /// A datacenter command for one job: `arrive`, `start-copy`, `finish-copy`, `ship-back`.
+    /// A datacenter command for one job of the test's resource group: `arrive`, `copy`,
+    /// `fail`, `wait`, `complete`, `prepare`, `dispatch`, `deliver`, `pickup`, `ship-back`.
     pub async fn dc(&self, job: &str, action: &str, body: Value) -> Result<Value> {
-        self.post(&format!("/_datacenter/subscriptions/{SUB}/resourceGroups/{RG}/jobs/{job}/{action}"), body).await
+        self.post(&format!("/_datacenter/jobs/{SUB}/{RG}/{job}/{action}"), body).await
     }
 
     /// Moves the datacenter's clock (and the coordinator's) `days` forward and applies the
@@ -265,10 +294,10 @@ impl Emulator {
         self.post("/_datacenter/faults", body).await.map(|_| ())
     }
 
-    /// The job as Azure holds it, or `None`.
-    pub async fn job(&self, job: &str) -> Result<Option<seedship_azure::arm::JobResponse>> {
+    /// The job as Azure holds it (with its details), or `None`.
+    pub async fn job(&self, job: &str) -> Result<Option<seedship_azure::databox::model::JobResource>> {
         match self.arm()?.get_job(SUB, RG, job).await {
-            Ok(j) => Ok(Some(j)),
+            Ok((j, _)) => Ok(Some(j)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(anyhow!(e)),
         }
@@ -277,6 +306,11 @@ impl Emulator {
     /// How many jobs the resource group holds.
     pub async fn job_count(&self) -> Result<usize> {
         Ok(self.arm()?.list_jobs(SUB, Some(RG)).await?.len())
+    }
+
+    /// Runs `armcheck` over everything recorded so far; its report.
+    pub fn check_record(&self) -> Result<String> {
+        armcheck(&[self.record.as_os_str()]).with_context(|| format!("the record {}", self.record.display()))
     }
 }
 
@@ -295,7 +329,7 @@ recipient_name = "Backup team"
 street_address1 = "1 Main St"
 city = "Utrecht"
 postal_code = "3511"
-country_or_region = "Netherlands"
+country = "NL"
 phone = "+31 30 000 0000"
 email = "backup@example.org"
 [azure.return_shipping]

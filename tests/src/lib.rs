@@ -10,9 +10,6 @@
 //! - Every wait is a bounded poll ([`wait_for`]); nothing sleeps blindly.
 
 pub mod azure;
-pub mod databox;
-pub mod emulator;
-pub mod ingest;
 pub mod prep;
 pub mod raw;
 
@@ -679,7 +676,7 @@ pub fn start_emulator_with(
     tls: Option<&Path>,
     extra: &[std::ffi::OsString],
 ) -> Result<(Child, String, String)> {
-    start_emulator_binary("seedship-azure-emulator", state, log, tls, extra)
+    start_emulator_binary("seedship-emulator", state, log, tls, extra)
 }
 
 /// Starts emulator binary `name` with its state, log and TLS; waits for its ready file.

@@ -3,8 +3,7 @@
 
 use std::ffi::OsStr;
 
-use seedship_e2e::azure::{RG, SUB, armcheck, databox_spec, python};
-use seedship_e2e::databox::{DataBoxEmulator, account_id};
+use seedship_e2e::azure::{Emulator, RG, SUB, account_id, armcheck, databox_spec, python};
 
 /// The checker itself: every official example passes it, and a body with a field the document
 /// does not name, a wrong type or an unknown kind does not.
@@ -45,7 +44,7 @@ fn the_schema_checker_passes_every_official_example_and_fails_a_wrong_body() {
 #[test]
 fn microsofts_python_sdk_drives_the_emulator() {
     let dir = tempfile::tempdir().unwrap();
-    let emu = DataBoxEmulator::start(dir.path(), false, &["--page-size", "2"]).unwrap();
+    let emu = Emulator::start_with(dir.path(), false, &["--page-size", "2"]).unwrap();
     let out = std::process::Command::new(python().unwrap())
         .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py/sdk_databox.py"))
         .args([emu.url.as_str(), emu.ca().to_str().unwrap(), SUB, RG, &account_id()])
@@ -62,7 +61,7 @@ fn microsofts_python_sdk_drives_the_emulator() {
 }
 
 async fn call(
-    emu: &DataBoxEmulator,
+    emu: &Emulator,
     method: reqwest::Method,
     path: &str,
     body: Option<serde_json::Value>,
@@ -97,7 +96,7 @@ fn job_body(serial: &str, contact: &str) -> serde_json::Value {
 }
 
 /// Polls a monitor until it answers other than 202; the last answer.
-async fn follow(emu: &DataBoxEmulator, mut location: String) -> (u16, String) {
+async fn follow(emu: &Emulator, mut location: String) -> (u16, String) {
     for _ in 0..20 {
         let (status, headers, _) = call(emu, reqwest::Method::GET, &location, None).await;
         if status != 202 {
@@ -120,9 +119,8 @@ async fn follow(emu: &DataBoxEmulator, mut location: String) -> (u16, String) {
 async fn the_emulator_answers_as_azure_resource_manager_does() {
     use reqwest::Method;
     let dir = tempfile::tempdir().unwrap();
-    let emu =
-        DataBoxEmulator::start(dir.path(), false, &["--page-size", "1", "--retry-after", "0", "--async-operation"])
-            .unwrap();
+    let emu = Emulator::start_with(dir.path(), false, &["--page-size", "1", "--retry-after", "0", "--async-operation"])
+        .unwrap();
     let job = |name: &str| {
         format!(
             "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.DataBox/jobs/{name}?api-version=2025-02-01"

@@ -1,9 +1,12 @@
 //! The Azure side end to end: real coordinator and copy agent, the emulated Resource Manager
-//! and datacenter over HTTPS. The import job is created from the prepared drives, shipping is
-//! recorded, and the coordinator follows the job to the end; deadlines, races and crashes.
+//! (`Microsoft.DataBox`) and datacenter over HTTPS. The customer-disk job is created from the
+//! prepared disks, shipping is recorded, and the coordinator follows the job to the end;
+//! deadlines, races, crashes, and a copy that waits for the customer. Every exchange with the
+//! emulator is checked against Azure's document at the end of each test.
 
 use std::time::Duration;
 
+use seedship_azure::databox::model;
 use seedship_e2e::azure::{Emulator, RG, SUB, wait_event, wait_seed_state};
 use seedship_e2e::prep::{copy_agent, disk_size, escrowed_keys, image, stage, staging_bytes, station, text};
 use seedship_e2e::{Cluster, Identity, Options, bin};
@@ -83,34 +86,42 @@ async fn the_job_is_created_from_the_prepared_drives_shipped_imported_into_azuri
         s.state_reason
     );
     let job = emu.job("job-happy").await?.expect("the job is in Azure");
+    assert_eq!(job.sku.as_ref().unwrap().name.as_deref(), Some("DataBoxCustomerDisk"));
     let p = job.properties.unwrap();
+    let Some(model::JobDetails::DataBoxCustomerDisk(d)) = p.details else { panic!("not a customer-disk job") };
+    let account = d.data_import_details.as_ref().unwrap()[0].account_details.clone();
+    let Some(model::DataAccountDetails::StorageAccount(a)) = account else { panic!("not a storage account") };
     assert_eq!(
-        p.storage_account_id.as_deref(),
+        a.storage_account_id.as_deref(),
         Some(&*format!(
             "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Storage/storageAccounts/seedacct"
         ))
     );
-    assert_eq!(p.return_address.unwrap().city, "Utrecht");
-    assert_eq!(p.return_shipping.unwrap().carrier_name, "DHL");
-    assert_eq!((p.diagnostics_path.as_deref(), p.log_level.as_deref()), (Some("waimportexport"), Some("Verbose")));
-    let drives = p.drive_list.unwrap();
-    assert_eq!(drives.len(), 2);
+    assert_eq!(d.data_import_details.unwrap()[0].log_collection_level.as_deref(), Some("Verbose"));
+    assert_eq!(d.shipping_address.unwrap().city.as_deref(), Some("Utrecht"));
+    assert_eq!(d.return_to_customer_package_details.unwrap().carrier_name.as_deref(), Some("DHL"));
+    let disks = d.import_disk_details_collection.unwrap();
+    assert_eq!(disks.len(), 2);
     let keys = escrowed_keys(&c);
-    let azure_keys = emu.arm()?.bitlocker_keys(SUB, RG, "job-happy").await?.value.unwrap();
-    for k in &azure_keys {
-        let id = k.drive_id.clone().unwrap();
-        assert_eq!(k.bit_locker_key.as_ref().unwrap().0, keys[&id].reveal(), "drive {id}'s key is the escrowed one");
+    let creds = emu.arm()?.list_credentials(SUB, RG, "job-happy").await?;
+    let Some(model::JobSecrets::DataBoxCustomerDisk(secrets)) = creds.value.unwrap().remove(0).job_secrets else {
+        panic!("no disk secrets")
+    };
+    for k in secrets.disk_secrets.unwrap() {
+        let id = k.disk_serial_number.clone().unwrap();
+        assert_eq!(k.bit_locker_key.unwrap().expose(), keys[&id].reveal(), "disk {id}'s key is the escrowed one");
     }
-    for d in &drives {
+    for d in disks.values() {
         assert_eq!(d.manifest_file.as_deref(), Some("\\seedship\\DriveManifest.json"));
-        assert_eq!(d.manifest_hash.as_ref().unwrap().len(), 32);
-        assert!(d.drive_header_hash.is_some());
+        let h = d.manifest_hash.as_ref().unwrap();
+        assert!(h.len() == 32 && h.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()), "{h}");
+        assert!(d.bit_locker_key.is_none(), "Azure never shows the key");
     }
     let v = job_view(&c, &ops, "job-happy").await?;
     let j = v.job.unwrap();
     assert_eq!(
         (j.phase.as_str(), j.azure_state.as_str(), j.deadline.as_str()),
-        ("created", "Creating", "tracking_number")
+        ("created", "AwaitingShipmentDetails", "tracking_number")
     );
     assert_eq!(j.deadline_days_left, 14);
     assert!(j.shipping_address.iter().any(|l| l.contains("Amsterdam")), "{:?}", j.shipping_address);
@@ -126,7 +137,10 @@ async fn the_job_is_created_from_the_prepared_drives_shipped_imported_into_azuri
         let o = c.run("seedctl-bad-ship", &mut c.seedctl(&ops, &a))?;
         assert!(!o.status.success() && text(&o).contains(want), "{want}: {}", text(&o));
     }
-    assert_eq!(emu.job("job-happy").await?.unwrap().properties.unwrap().state.as_deref(), Some("Creating"));
+    assert_eq!(
+        emu.job("job-happy").await?.unwrap().properties.unwrap().status.as_deref(),
+        Some("AwaitingShipmentDetails")
+    );
 
     // Shipping: recorded, sent to Azure, the seed is shipped; the tracking clock starts.
     let o = c.run(
@@ -150,34 +164,31 @@ async fn the_job_is_created_from_the_prepared_drives_shipped_imported_into_azuri
     )?;
     assert!(o.status.success() && text(&o).contains("Azure confirmed"), "{}", text(&o));
     let p = emu.job("job-happy").await?.unwrap().properties.unwrap();
-    assert_eq!(p.state.as_deref(), Some("Shipping"));
-    let dp = p.delivery_package.unwrap();
-    assert_eq!((dp.carrier_name.as_str(), dp.tracking_number.as_str(), dp.drive_count), ("DHL", "1234567890", Some(2)));
+    assert_eq!(p.status.as_deref(), Some("ShippedToAzureDC"));
+    let Some(model::JobDetails::DataBoxCustomerDisk(d)) = p.details else { panic!() };
+    let dp = d.deliver_to_dc_package_details.unwrap();
+    assert_eq!((dp.carrier_name.as_deref(), dp.tracking_id.as_deref()), (Some("DHL"), Some("1234567890")));
     wait_seed_state(&c, &ops, "job-happy", "shipped", T).await?;
 
     // The package arrives with both disks; the datacenter copies them into Azurite, one at a
     // time; the coordinator mirrors every step.
-    let ids: Vec<String> = drives.iter().map(|d| d.drive_id.clone().unwrap()).collect();
+    let ids: Vec<String> = disks.keys().cloned().collect();
     let by_id = images_by_drive(&images);
-    emu.dc("job-happy", "arrive", json!({ "drives": ids, "images": by_id })).await?;
+    emu.dc("job-happy", "arrive", json!({ "images": by_id })).await?;
     wait_seed_state(&c, &ops, "job-happy", "at_datacenter", T).await?;
-    let j = emu.dc("job-happy", "copy", json!({ "drive": ids[0] })).await?;
-    assert_eq!(j["properties"]["state"], "Transferring", "{j}");
+    let j = emu.dc("job-happy", "copy", json!({ "serial": ids[0], "complete": false })).await?;
+    assert_eq!(j["properties"]["status"], "DataCopy", "{j}");
     wait_seed_state(&c, &ops, "job-happy", "importing", T).await?;
     // The source agent says what MARS says: waiting for the import job, with its state.
     let src_cfg = c.path("src-job-happy.toml");
     let o =
         c.run("status", std::process::Command::new(bin("source-agent")).arg("--config").arg(&src_cfg).arg("status"))?;
-    assert!(
-        text(&o).contains("waiting for the import job to complete (Azure job state: Transferring)"),
-        "{}",
-        text(&o)
-    );
-    let j = emu.dc("job-happy", "copy", json!({ "drive": ids[1] })).await?;
-    assert_eq!(j["properties"]["state"], "Packaging", "{j}");
+    assert!(text(&o).contains("waiting for the import job to complete (Azure job state: DataCopy)"), "{}", text(&o));
+    let j = emu.dc("job-happy", "copy", json!({ "serial": ids[1] })).await?;
+    assert_eq!(j["properties"]["status"], "Completed", "{j}");
     let det = wait_seed_state(&c, &ops, "job-happy", "imported", T).await?;
     let seed = det.seed.unwrap();
-    assert!(seed.state_reason.contains("every drive completed"));
+    assert!(seed.state_reason.contains("every disk was copied"), "{}", seed.state_reason);
     // The coordinator chose the import container from the seed's id.
     let container = seed.container.clone();
     assert_eq!(container, format!("import-{}", seed.seed_id));
@@ -199,16 +210,15 @@ async fn the_job_is_created_from_the_prepared_drives_shipped_imported_into_azuri
     }
     let v = job_view(&c, &ops, "job-happy").await?;
     let jd = v.job.unwrap().drives;
-    assert!(jd.iter().all(|d| d.verbose_log_uri.contains("waimportexport/job-happy_")), "verbose logs: {jd:?}");
+    assert!(jd.iter().all(|d| d.verbose_log_uri.contains("databoxcopylog/job-happy_")), "verbose logs: {jd:?}");
+    assert!(jd.iter().all(|d| d.state == "Completed" && d.copy_errors.is_empty()), "{jd:?}");
     let total: i64 = jd.iter().map(|d| d.bytes_succeeded).sum();
     assert!(total as u64 >= staging_bytes(&c.path("staging-job-happy")), "bytes copied are mirrored: {total}");
-    emu.dc("job-happy", "ship-back", json!({ "carrier": "DHL", "tracking": "9876543210", "date": "2026-12-01" }))
-        .await?;
-    wait_event(&c, &ops, "job-happy", "Azure job state Packaging -> Completed", T).await?;
+    emu.dc("job-happy", "ship-back", json!({ "carrier": "DHL", "tracking": "9876543210" })).await?;
+    wait_event(&c, &ops, "job-happy", "Azure job state DataCopy -> Completed", T).await?;
     let v = job_view(&c, &ops, "job-happy").await?;
     let j = v.job.unwrap();
     assert_eq!(j.azure_state, "Completed");
-    assert!(j.drives.iter().all(|d| d.state == "ShippedBack"), "{:?}", j.drives);
     let events: Vec<&str> = v.history.iter().map(|e| e.event.as_str()).collect();
     for e in [
         "import_job_intent",
@@ -225,9 +235,11 @@ async fn the_job_is_created_from_the_prepared_drives_shipped_imported_into_azuri
     let o = c.run("seedctl-job", &mut c.seedctl(&ops, &["job", "job-happy"]))?;
     let t = text(&o);
     assert!(t.contains("Ship to    Microsoft") || t.contains("Amsterdam"), "{t}");
-    assert!(t.contains("tracking 1234567890") && t.contains("ShippedBack"), "{t}");
+    assert!(t.contains("tracking 1234567890") && t.contains("Completed"), "{t}");
     let o = c.run("seedctl-jobs", &mut c.seedctl(&ops, &["jobs"]))?;
     assert!(text(&o).contains("job-happy") && text(&o).contains("Completed"), "{}", text(&o));
+    let report = emu.check_record()?;
+    assert!(report.contains("; 0 problems") && report.contains("Jobs_MarkDevicesShipped"), "{report}");
     c.finish()
 }
 
@@ -272,31 +284,36 @@ async fn two_operators_race_for_one_tracking_number_and_azure_side_changes_are_s
     assert!(text(loser).contains("already exists") && text(loser).contains("1Z999AA10123456784"), "{}", text(loser));
     let (winner, other) = if won[0] { ("job-r1", "job-r2") } else { ("job-r2", "job-r1") };
     wait_seed_state(&c, &alice, winner, "shipped", T).await?;
-    let in_azure = |j: Option<seedship_azure::arm::JobResponse>| {
+    let in_azure = |j: Option<model::JobResource>| {
         let p = j.unwrap().properties.unwrap();
-        (p.state.unwrap(), p.delivery_package.map(|d| d.tracking_number))
+        let Some(model::JobDetails::DataBoxCustomerDisk(d)) = p.details else { panic!() };
+        (p.status.unwrap(), d.deliver_to_dc_package_details.and_then(|d| d.tracking_id))
     };
-    assert_eq!(in_azure(emu.job(winner).await?), ("Shipping".into(), Some("1Z999AA10123456784".into())));
-    assert_eq!(in_azure(emu.job(other).await?), ("Creating".into(), None), "the loser changed nothing in Azure");
+    assert_eq!(in_azure(emu.job(winner).await?), ("ShippedToAzureDC".into(), Some("1Z999AA10123456784".into())));
+    assert_eq!(
+        in_azure(emu.job(other).await?),
+        ("AwaitingShipmentDetails".into(), None),
+        "the loser changed nothing in Azure"
+    );
     let d = job_view(&c, &alice, other).await?;
     assert!(d.job.unwrap().shipping.is_none(), "the loser recorded nothing");
     // Every shipping change says who made it.
     let e = wait_event(&c, &alice, winner, "shipped via UPS with tracking number 1Z999AA10123456784", T).await?;
     assert!(e.actor.contains("/operator/"), "{}", e.actor);
 
-    // A job deleted on the Azure side is detected and surfaced on the seed.
+    // A job cancelled and deleted on the Azure side is detected and surfaced on the seed.
+    emu.arm()?.cancel_job(SUB, RG, other, "cleaning up the portal").await?;
     emu.arm()?.delete_job(SUB, RG, other).await?;
     let det = wait_seed_state(&c, &alice, other, "failed", T).await?;
-    assert!(det.seed.unwrap().state_reason.contains("no longer exists in resource group seedship-rg"));
+    let why = det.seed.unwrap().state_reason;
+    // The coordinator may have seen the cancel before the delete.
+    assert!(
+        why.contains("no longer exists in resource group seedship-rg") || why.contains("cancelled in Azure"),
+        "{why}"
+    );
 
     // A job cancelled in Azure: the seed fails with the reason, and shipping is refused.
-    use seedship_azure::arm::{UpdateJobParameters, UpdateJobProperties};
-    let cancel = UpdateJobParameters {
-        tags: None,
-        properties: Some(UpdateJobProperties { cancel_requested: Some(true), ..Default::default() }),
-    };
-    emu.arm()?.update_job(SUB, RG, "job-r3", &cancel).await?;
-    emu.post("/_datacenter/tick", json!({})).await?;
+    emu.arm()?.cancel_job(SUB, RG, "job-r3", "ordered by mistake").await?;
     let det = wait_seed_state(&c, &alice, "job-r3", "failed", T).await?;
     assert!(det.seed.unwrap().state_reason.contains("cancelled in Azure"));
     let o = c.run(
@@ -319,6 +336,8 @@ async fn two_operators_race_for_one_tracking_number_and_azure_side_changes_are_s
         ),
     )?;
     assert!(!o.status.success() && text(&o).contains("cancelled"), "{}", text(&o));
+    let report = emu.check_record()?;
+    assert!(report.contains("; 0 problems"), "{report}");
     c.finish()
 }
 
@@ -402,7 +421,7 @@ async fn deadlines_warn_at_days_10_12_and_13_and_expire_at_14() -> anyhow::Resul
             },
         )
         .await?;
-        let e = wait_event(&c, &ops, "job-d1", &format!("day {day}: {left} day(s) left to ship the drives"), T).await?;
+        let e = wait_event(&c, &ops, "job-d1", &format!("day {day}: {left} day(s) left to ship the disks"), T).await?;
         assert_eq!(e.actor, "coordinator/azure");
         wait_event(&c, &ops, "job-d2", &format!("day {day}: {left} day(s) left for the datacenter to receive"), T)
             .await?;
@@ -414,18 +433,19 @@ async fn deadlines_warn_at_days_10_12_and_13_and_expire_at_14() -> anyhow::Resul
             text(&o)
         );
     }
-    assert!(c.coordinator_logs().contains("1 day(s) left to ship the drives"), "warned in the log");
+    assert!(c.coordinator_logs().contains("1 day(s) left to ship the disks"), "warned in the log");
     emu.advance(&c, 1.0).await?;
     let det = wait_seed_state(&c, &ops, "job-d1", "failed", T).await?;
-    assert!(det.seed.unwrap().state_reason.contains("no tracking number within 14 days"));
+    let why = det.seed.unwrap().state_reason;
+    assert!(why.contains("no shipment details within 14 days") || why.contains("no longer exists"), "{why}");
     let det = wait_seed_state(&c, &ops, "job-d2", "failed", T).await?;
     let why = det.seed.unwrap().state_reason;
-    assert!(why.contains("did not receive the drives within 14 days") || why.contains("NeverReceived"), "{why}");
-    // Azure's side: job-d1 deleted, job-d2's drive never received; operators see both.
+    assert!(why.contains("did not receive the disks within 14 days"), "{why}");
+    // Azure's side: job-d1 was deleted (no shipment details in two weeks); job-d2 is still
+    // waiting for its package.
     assert!(emu.job("job-d1").await?.is_none());
-    wait_event(&c, &ops, "job-d2", "Azure job state Shipping -> Closed", T).await?;
     let j = job_view(&c, &ops, "job-d2").await?.job.unwrap();
-    assert_eq!((j.azure_state.as_str(), j.drives[0].state.as_str()), ("Closed", "NeverReceived"));
+    assert_eq!(j.azure_state.as_str(), "ShippedToAzureDC");
     c.finish()
 }
 
@@ -444,21 +464,19 @@ async fn a_wrong_key_a_corrupt_manifest_damaged_blocks_and_a_drive_never_receive
     let mut ids: Vec<String> = by_id.keys().cloned().collect();
     ids.sort_by_key(|id| (parts(id), id.clone()));
     assert!(parts(&ids[3]) >= 2, "a drive with two parts or more");
-    // Someone types drive 1's key wrongly in the portal before shipping.
-    use seedship_azure::arm::{DriveStatus, Secret, UpdateJobParameters, UpdateJobProperties};
+    // Someone types disk 1's key wrongly in the portal before shipping (a PUT of the whole job
+    // with the disks and their keys, as the portal sends it).
     let wrong = seedship_disk::key::RecoveryPassword::generate()?.reveal();
-    let patch = UpdateJobParameters {
-        tags: None,
-        properties: Some(UpdateJobProperties {
-            drive_list: Some(vec![DriveStatus {
-                drive_id: Some(ids[0].clone()),
-                bit_locker_key: Some(Secret(wrong)),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-    };
-    emu.arm()?.update_job(SUB, RG, "job-bad", &patch).await?;
+    let mut job = emu.job("job-bad").await?.unwrap();
+    let p = job.properties.as_mut().unwrap();
+    let Some(model::JobDetails::DataBoxCustomerDisk(d)) = p.details.as_mut() else { panic!() };
+    for (serial, disk) in d.import_disk_details_collection.as_mut().unwrap().iter_mut() {
+        let key = if *serial == ids[0] { wrong.clone() } else { keys[serial].reveal() };
+        disk.bit_locker_key = Some(seedship_azure::databox::Secret(key));
+    }
+    d.return_to_customer_package_details.as_mut().unwrap().carrier_account_number =
+        Some(seedship_azure::databox::Secret("123456".into()));
+    emu.arm()?.put_job(SUB, RG, "job-bad", &job).await?;
     // Drive 2's manifest is damaged in transit.
     {
         use std::os::unix::fs::FileExt;
@@ -486,49 +504,56 @@ async fn a_wrong_key_a_corrupt_manifest_damaged_blocks_and_a_drive_never_receive
         ),
     )?;
     assert!(o.status.success(), "{}", text(&o));
-    // Drive 3 never arrives; drive 4 arrives damaged.
+    // Disk 3 never arrives; disk 4 arrives damaged.
     let arrived: std::collections::BTreeMap<_, _> =
         by_id.iter().filter(|(k, _)| **k != ids[2]).map(|(k, v)| (k.clone(), v.clone())).collect();
-    let came: Vec<&String> = arrived.keys().collect();
-    emu.dc("job-bad", "arrive", json!({ "drives": came, "images": arrived })).await?;
-    let d = emu.dc("job-bad", "corrupt", json!({ "drive": ids[3], "parts": 1 })).await?;
+    emu.dc("job-bad", "arrive", json!({ "images": arrived })).await?;
+    let d = emu.dc("job-bad", "corrupt", json!({ "serial": ids[3], "parts": 1 })).await?;
     let damaged = d["damaged"][0].as_str().unwrap().to_string();
     let j = emu.dc("job-bad", "copy", json!({})).await?;
-    assert_eq!(j["properties"]["state"], "Packaging", "{j}");
+    assert_eq!(j["properties"]["status"], "CompletedWithErrors", "{j}");
 
     let det = wait_seed_state(&c, &ops, "job-bad", "imported", T).await?;
     let seed = det.seed.unwrap();
     let (why, container) = (seed.state_reason, seed.container);
-    assert!(
-        why.contains(&format!(
-            "drive {} CompletedMoreInfo: the BitLocker key in the job does not unlock the drive (wrong key)",
-            ids[0]
-        )),
-        "{why}"
-    );
-    assert!(why.contains(&format!("drive {} CompletedMoreInfo: manifest hash mismatch", ids[1])), "{why}");
-    assert!(why.contains(&format!("drive {} NeverReceived", ids[2])), "{why}");
-    assert!(why.contains(&format!("drive {} CompletedMoreInfo: 1 part(s) could not be read", ids[3])), "{why}");
+    assert!(why.contains(&format!("disk {} OtherUserError", ids[0])) && why.contains("(wrong key)"), "{why}");
+    assert!(why.contains(&format!("disk {} MetadataFilesModifiedOrRemoved", ids[1])), "{why}");
+    assert!(why.contains("manifest hash mismatch"), "{why}");
+    assert!(why.contains(&format!("disk {} DriveNotReceived", ids[2])), "{why}");
+    assert!(why.contains(&format!("disk {} CompletedWithErrors", ids[3])), "{why}");
     let j = job_view(&c, &ops, "job-bad").await?.job.unwrap();
     let state_of = |id: &str| j.drives.iter().find(|d| d.drive_id == id).unwrap().clone();
-    assert_eq!(state_of(&ids[0]).state, "CompletedMoreInfo");
-    assert_eq!(state_of(&ids[2]).state, "NeverReceived");
-    // The error log is a blob in the diagnostics container, and it says why.
+    assert_eq!(state_of(&ids[0]).state, "OtherUserError");
+    assert_eq!(state_of(&ids[2]).state, "DriveNotReceived");
+    // The copy log is a blob in databoxcopylog, named as Azure names it, and it says why.
     let log_uri = state_of(&ids[0]).error_log_uri;
-    assert!(log_uri.ends_with(&format!("waimportexport/job-bad_{}_error.xml", ids[0])), "{log_uri}");
+    let name = log_uri.rsplit('/').next().unwrap().to_string();
+    assert!(
+        log_uri.contains("/databoxcopylog/") && name.starts_with(&format!("job-bad_{}_CopyLog_", ids[0])),
+        "{log_uri}"
+    );
     let blobs = emu.azurite.as_ref().unwrap().blobs()?;
-    let log = String::from_utf8(blobs.download("waimportexport", &format!("job-bad_{}_error.xml", ids[0])).await?)?;
-    assert!(log.contains("wrong key") && log.contains("<DriveLog"), "{log}");
-    // The damaged part is named in its drive's log and is not in the storage account; the
-    // rest of that drive was imported.
-    let log = String::from_utf8(blobs.download("waimportexport", &format!("job-bad_{}_error.xml", ids[3])).await?)?;
-    assert!(log.contains(&format!("blob {container}/{damaged}: part at offset")), "{log}");
+    let log = String::from_utf8(blobs.download("databoxcopylog", &name).await?)?;
+    assert!(log.contains("wrong key") && log.contains("<CopyLog Summary"), "{log}");
+    // The damaged part is the errored entity of its disk (read from the copy log by the
+    // coordinator), and it is not in the storage account; the rest of that disk was imported.
+    let errors = state_of(&ids[3]).copy_errors;
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.path == format!("{container}/{damaged}") && e.category == "UploadErrorDataValidationError"),
+        "{errors:?}"
+    );
     assert!(state_of(&ids[3]).bytes_succeeded > 0, "the undamaged parts were imported");
     let listed = blobs.list(&container).await?;
     assert!(!listed.iter().any(|b| b.name == damaged), "{damaged} must not be in Azurite: {listed:?}");
     // Operators see the reasons in `seedctl job`.
     let o = c.run("job", &mut c.seedctl(&ops, &["job", "job-bad"]))?;
-    assert!(text(&o).contains("manifest hash mismatch") && text(&o).contains("NeverReceived"), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("manifest hash mismatch") && t.contains("DriveNotReceived"), "{t}");
+    assert!(t.contains("Not imported (from the copy logs)") && t.contains(&damaged), "{t}");
+    let report = emu.check_record()?;
+    assert!(report.contains("; 0 problems"), "{report}");
     c.finish()
 }
 
@@ -539,8 +564,9 @@ async fn a_wrong_key_a_corrupt_manifest_damaged_blocks_and_a_drive_never_receive
 async fn a_station_finishes_while_azure_hangs() -> anyhow::Result<()> {
     let (mut c, emu) = cluster()?;
     let ops = c.issue("operator", "alice")?;
-    // Every ARM read hangs for 30 s, from before the seed exists (no address is cached).
-    emu.faults(json!({ "status": 503, "count": 100000, "method": "GET", "hang_secs": 30 })).await?;
+    // Every ARM POST (regionConfiguration: the address) hangs for 30 s, from before the seed
+    // exists (no address is cached).
+    emu.faults(json!({ "status": 503, "count": 100000, "method": "POST", "hang_secs": 30 })).await?;
     let t = std::time::Instant::now();
     let (out, _) = prepare(&mut c, &ops, "job-hang", 4, 1).await?;
     let took = t.elapsed();

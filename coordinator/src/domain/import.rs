@@ -1,23 +1,25 @@
-//! The Azure import job as the coordinator follows it: pure rules, no I/O.
+//! The Azure import job (a `Microsoft.DataBox` job) as the coordinator follows it: pure rules,
+//! no I/O.
 //!
-//! - [`follow`]: which seed events bring a seed in line with the job state Azure reports.
-//! - [`Deadline`]: Azure's two 14-day clocks (tracking number after creation, delivery after
+//! - [`follow`]: which seed events bring a seed in line with the job's stage as Azure reports it.
+//! - [`Deadline`]: the two 14-day clocks (shipment details after creation, delivery after
 //!   shipping), the warning steps at days 10, 12 and 13, and the expiry at 14.
-//! - [`drive_changes`]: what changed on each drive between two polls, in words for the history.
+//! - [`drive_changes`]: what changed on each disk between two polls, in words for the history.
 
+use seedship_azure::databox::{CopyStatus, SHIPMENT_DETAILS_DAYS, StageName, StageStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{UnixMs, rfc3339};
 use crate::domain::seed::{SeedEvent, SeedState};
 
 pub const DAY_MS: i64 = 86_400_000;
-/// Azure deletes a job without a tracking number, and gives up on drives not received, after
-/// this many days.
-pub const DEADLINE_DAYS: i64 = 14;
+/// Azure deletes a customer-disk job without shipment details after this many days; the
+/// coordinator gives the datacenter as long to receive shipped disks.
+pub const DEADLINE_DAYS: i64 = SHIPMENT_DETAILS_DAYS;
 /// The days on which operators are warned; day 14 is the expiry.
 pub const WARN_DAYS: [i64; 3] = [10, 12, 13];
-/// At most this many drives in one import job.
-pub const MAX_DRIVES: usize = 10;
+/// At most this many disks in one customer-disk job.
+pub const MAX_DRIVES: usize = seedship_azure::databox::MAX_CUSTOMER_DISKS;
 
 /// What the coordinator asks Azure to create, written before the PUT.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,28 +60,70 @@ impl JobPhase {
     }
 }
 
-/// One drive as Azure reports it (strings as they came).
+/// One disk as Azure reports it (strings as they came).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobDrive {
+    /// The disk's serial number (the key of `importDiskDetailsCollection`).
     pub drive_id: String,
+    /// Its `copyStatus` (`NotStarted`, `InProgress`, `Completed`, `DriveNotReceived`, ...).
     pub state: String,
+    /// What the copy status means, and how many files errored.
     pub copy_status: String,
     pub percent_complete: Option<i64>,
     pub bytes_succeeded: Option<i64>,
     pub error_log_uri: String,
     pub verbose_log_uri: String,
     pub manifest_uri: String,
+    /// The files the disk's copy log names as not imported (read by the coordinator).
+    pub errors: Vec<CopyError>,
+}
+
+/// One file the datacenter could not import, from a disk's copy log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyError {
+    pub path: String,
+    pub category: String,
+    pub code: i32,
+    pub message: String,
 }
 
 /// The parts of an Azure job the coordinator mirrors.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSnapshot {
+    /// The job's `status` (its current stage: `AwaitingShipmentDetails`, `DataCopy`, ...).
     pub state: String,
+    /// The current stage's `stageStatus` (`InProgress`, `WaitingForCustomerAction`, ...).
+    pub stage_status: String,
+    /// The job's `error` (code: message), when Azure sets one.
+    pub error: String,
+    /// What Azure offers the customer (`mitigate`), when it waits for them.
+    pub actions: Vec<String>,
     pub percent_complete: Option<i64>,
     pub drives: Vec<JobDrive>,
-    /// The delivery package's tracking number, once Azure has one.
+    /// The tracking number of the package to the datacenter, once Azure has one.
     pub delivery_tracking: Option<String>,
     pub cancel_requested: bool,
+}
+
+/// The disks are on their way to the datacenter, or past that.
+pub fn shipped(job: &JobSnapshot) -> bool {
+    matches!(
+        StageName::parse(&job.state),
+        Some(
+            StageName::ShippedToAzureDc
+                | StageName::PickedUp
+                | StageName::AtAzureDc
+                | StageName::ReadyToReceiveAtAzureDc
+                | StageName::DataCopy
+        )
+    )
+}
+
+impl JobSnapshot {
+    /// Azure waits for the customer (answered with `seedctl mitigate`).
+    pub fn waits_for_customer(&self) -> bool {
+        StageStatus::parse(&self.stage_status).is_some_and(StageStatus::waits_for_customer)
+    }
 }
 
 /// Everything the coordinator keeps about a job.
@@ -98,6 +142,12 @@ pub struct JobRecord {
     pub last_error: String,
     pub warned_step: i64,
     pub warned_kind: String,
+    /// The current stage's status, as Azure last said it.
+    pub stage_status: String,
+    /// What Azure offers when it waits for the customer.
+    pub actions: Vec<String>,
+    /// The job's error as Azure last said it ("code: message").
+    pub azure_error: String,
     pub drives: Vec<JobDrive>,
 }
 
@@ -107,9 +157,20 @@ impl JobRecord {
         if self.phase != JobPhase::Created {
             return None;
         }
-        match (self.created_ms, self.shipped_ms, self.azure_state.as_str()) {
-            (Some(c), None, "Creating" | "") => Some(Deadline { kind: DeadlineKind::TrackingNumber, start_ms: c }),
-            (_, Some(s), "Shipping" | "Creating") => Some(Deadline { kind: DeadlineKind::Delivery, start_ms: s }),
+        let stage = StageName::parse(&self.azure_state);
+        let unknown = self.azure_state.is_empty();
+        match (self.created_ms, self.shipped_ms) {
+            (Some(c), None)
+                if unknown || matches!(stage, Some(StageName::AwaitingShipmentDetails | StageName::Created)) =>
+            {
+                Some(Deadline { kind: DeadlineKind::TrackingNumber, start_ms: c })
+            }
+            (_, Some(s))
+                if unknown
+                    || matches!(stage, Some(StageName::ShippedToAzureDc | StageName::AwaitingShipmentDetails)) =>
+            {
+                Some(Deadline { kind: DeadlineKind::Delivery, start_ms: s })
+            }
             _ => None,
         }
     }
@@ -119,9 +180,10 @@ impl JobRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeadlineKind {
-    /// From job creation until the tracking number is entered; then Azure deletes the job.
+    /// From job creation until the shipment details (carrier, tracking number) are given; then
+    /// Azure deletes the job.
     TrackingNumber,
-    /// From shipping until the datacenter receives the drives; then they are `NeverReceived`.
+    /// From shipping until the datacenter receives the disks.
     Delivery,
 }
 
@@ -174,18 +236,18 @@ impl Deadline {
         let due = rfc3339(self.due_ms());
         match (self.kind, self.expired(now)) {
             (DeadlineKind::TrackingNumber, false) => format!(
-                "{} day(s) left to ship the drives and record the tracking number (Azure deletes the job at {due}); run `seedctl ship`",
+                "{} day(s) left to ship the disks and give the tracking number (Azure deletes the job at {due}); run `seedctl ship`",
                 self.days_left(now)
             ),
-            (DeadlineKind::TrackingNumber, true) => {
-                format!("no tracking number within {DEADLINE_DAYS} days of creating the job: Azure deleted it at {due}")
-            }
+            (DeadlineKind::TrackingNumber, true) => format!(
+                "no shipment details within {DEADLINE_DAYS} days of creating the job: Azure deleted it at {due}"
+            ),
             (DeadlineKind::Delivery, false) => format!(
-                "{} day(s) left for the datacenter to receive the drives (Azure marks them NeverReceived at {due}); check the shipment with the carrier",
+                "{} day(s) left for the datacenter to receive the disks (deadline {due}); check the shipment with the carrier",
                 self.days_left(now)
             ),
             (DeadlineKind::Delivery, true) => format!(
-                "the datacenter did not receive the drives within {DEADLINE_DAYS} days of shipping (deadline {due}): Azure marks them NeverReceived"
+                "the datacenter did not receive the disks within {DEADLINE_DAYS} days of shipping (deadline {due}); check the shipment with the carrier"
             ),
         }
     }
@@ -212,53 +274,90 @@ pub struct Follow {
     pub note: Option<String>,
 }
 
+/// The disks that need attention: not copied in full, with what Azure says and the log.
 fn drive_summary(drives: &[JobDrive]) -> String {
     let mut attention: Vec<String> = drives
         .iter()
-        .filter(|d| matches!(d.state.as_str(), "CompletedMoreInfo" | "NeverReceived"))
+        .filter(|d| CopyStatus::parse(&d.state).is_none_or(|c| c.is_failure() || c == CopyStatus::CompletedWithErrors))
+        .filter(|d| !d.state.is_empty())
         .map(|d| {
             let why = if d.copy_status.is_empty() { String::new() } else { format!(": {}", d.copy_status) };
+            let files = match d.errors.as_slice() {
+                [] => String::new(),
+                [e] => format!("; {}: {}", e.path, e.message),
+                [e, rest @ ..] => format!("; {}: {} (and {} more)", e.path, e.message, rest.len()),
+            };
             let log =
-                if d.error_log_uri.is_empty() { String::new() } else { format!(" (error log {})", d.error_log_uri) };
-            format!("drive {} {}{why}{log}", d.drive_id, d.state)
+                if d.error_log_uri.is_empty() { String::new() } else { format!(" (copy log {})", d.error_log_uri) };
+            format!("disk {} {}{why}{files}{log}", d.drive_id, d.state)
         })
         .collect();
     attention.sort();
     attention.join("; ")
 }
 
+/// The seed state a job stage means, or what it means for the seed: `Err(reason)` for a job
+/// that ended without the data, `Ok(None)` for a stage this version does not know.
+fn stage_target(job: &JobSnapshot) -> Result<Option<SeedState>, String> {
+    let Some(stage) = StageName::parse(&job.state) else { return Ok(None) };
+    Ok(Some(match stage {
+        StageName::AwaitingShipmentDetails
+        | StageName::Created
+        | StageName::DeviceOrdered
+        | StageName::DevicePrepared
+        | StageName::Dispatched
+        | StageName::Delivered => SeedState::ImportJobCreated,
+        StageName::ShippedToAzureDc | StageName::PickedUp => SeedState::Shipped,
+        StageName::AtAzureDc | StageName::ReadyToReceiveAtAzureDc => SeedState::AtDatacenter,
+        StageName::DataCopy => SeedState::Importing,
+        StageName::Completed
+        | StageName::CompletedWithErrors
+        | StageName::CompletedWithWarnings
+        | StageName::PreparingToShipFromAzureDc
+        | StageName::ReadyToDispatchFromAzureDc
+        | StageName::ShippedToCustomer => SeedState::Imported,
+        StageName::Cancelled => return Err("the import job was cancelled in Azure; the disks are returned".into()),
+        StageName::Aborted | StageName::FailedIssueReportedAtCustomer | StageName::FailedIssueDetectedAtAzureDc => {
+            let drives = drive_summary(&job.drives);
+            let error = if job.error.is_empty() { String::new() } else { format!(" ({})", job.error) };
+            return Err(if drives.is_empty() {
+                format!("Azure ended the import job {} before the data was imported{error}", job.state)
+            } else {
+                format!("Azure ended the import job {} before the data was imported{error}: {drives}", job.state)
+            });
+        }
+    }))
+}
+
 /// The seed events that bring a seed in `seed` in line with `job`, as Azure reports it.
 ///
-/// Azure's job states map to seed states: `Creating` → import_job_created, `Shipping` →
-/// shipped, `Received` → at_datacenter, `Transferring` → importing, `Packaging` and
-/// `Completed` → imported. A `Closed` or cancelled job before the import finished fails the
-/// seed with the reason (drives never received, more info). Unknown states are noted, raw.
+/// Stages map to seed states: until the disks are on their way → import_job_created,
+/// `ShippedToAzureDC`/`PickedUp` → shipped, `AtAzureDC` → at_datacenter, `DataCopy` →
+/// importing, `Completed*` and the return-shipping stages → imported. A cancelled, aborted or
+/// failed job before the import finished fails the seed with the disks' reasons. An unknown
+/// stage is noted, raw; so is a stage waiting for the customer (`seedctl mitigate`).
 pub fn follow(seed: SeedState, job: &JobSnapshot) -> Follow {
     let mut out = Follow::default();
-    let target = match job.state.as_str() {
-        "Creating" => SeedState::ImportJobCreated,
-        "Shipping" => SeedState::Shipped,
-        "Received" => SeedState::AtDatacenter,
-        "Transferring" => SeedState::Importing,
-        "Packaging" | "Completed" => SeedState::Imported,
-        "Closed" | "Canceled" | "Cancelled" => {
-            if rank(seed).is_some_and(|r| r < 4) {
-                let why = if job.state == "Closed" {
-                    let drives = drive_summary(&job.drives);
-                    if drives.is_empty() {
-                        "Azure closed the import job before the data was imported".to_string()
-                    } else {
-                        format!("Azure closed the import job before the data was imported: {drives}")
-                    }
-                } else {
-                    "the import job was cancelled in Azure; the drives are returned".to_string()
-                };
-                out.events.push((SeedEvent::Fail, why));
-            }
+    if job.waits_for_customer() {
+        let error = if job.error.is_empty() { String::new() } else { format!(": {}", job.error) };
+        let offers =
+            if job.actions.is_empty() { String::new() } else { format!(" (Azure offers {})", job.actions.join(", ")) };
+        out.note = Some(format!(
+            "Azure waits for a customer action in stage {}{error}{offers}; answer with `seedctl mitigate`",
+            job.state
+        ));
+    }
+    let target = match stage_target(job) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            out.note =
+                Some(format!("Azure reports job stage {:?}, which seedship does not know; shown as is", job.state));
             return out;
         }
-        other => {
-            out.note = Some(format!("Azure reports job state {other:?}, which seedship does not know; shown as is"));
+        Err(why) => {
+            if rank(seed).is_some_and(|r| r < 4) {
+                out.events.push((SeedEvent::Fail, why));
+            }
             return out;
         }
     };
@@ -266,13 +365,13 @@ pub fn follow(seed: SeedState, job: &JobSnapshot) -> Follow {
         return out;
     };
     let steps = [
-        (SeedEvent::Shipped, "Azure reports the drives shipping".to_string()),
-        (SeedEvent::Received, "Azure reports the drives received at the datacenter".to_string()),
-        (SeedEvent::ImportStarted, "the datacenter started copying the drives into the storage account".to_string()),
+        (SeedEvent::Shipped, "Azure reports the disks shipped to the datacenter".to_string()),
+        (SeedEvent::Received, "Azure reports the disks received at the datacenter".to_string()),
+        (SeedEvent::ImportStarted, "the datacenter started copying the disks into the storage account".to_string()),
         (SeedEvent::ImportCompleted, {
             let drives = drive_summary(&job.drives);
             if drives.is_empty() {
-                format!("Azure finished the import (job {}); every drive completed", job.state)
+                format!("Azure finished the import (job {}); every disk was copied", job.state)
             } else {
                 format!("Azure finished the import (job {}); needs attention: {drives}", job.state)
             }
@@ -286,7 +385,7 @@ pub fn follow(seed: SeedState, job: &JobSnapshot) -> Follow {
     out
 }
 
-/// One line per drive whose state, copy status or logs changed between `before` and `after`.
+/// One line per disk whose copy status or logs changed between `before` and `after`.
 pub fn drive_changes(before: &[JobDrive], after: &[JobDrive]) -> Vec<String> {
     let mut out = Vec::new();
     for d in after {
@@ -301,13 +400,13 @@ pub fn drive_changes(before: &[JobDrive], after: &[JobDrive]) -> Vec<String> {
             continue;
         }
         let mut line = format!(
-            "drive {}: {}{}",
+            "disk {}: {}{}",
             d.drive_id,
             match old {
                 Some(o) if o.state != d.state && !o.state.is_empty() => format!("{} -> {}", o.state, d.state),
                 _ => d.state.clone(),
             },
-            if d.copy_status.is_empty() { String::new() } else { format!(", copy status {}", d.copy_status) }
+            if d.copy_status.is_empty() { String::new() } else { format!(" ({})", d.copy_status) }
         );
         if let Some(p) = d.percent_complete {
             line.push_str(&format!(", {p}%"));
@@ -316,7 +415,7 @@ pub fn drive_changes(before: &[JobDrive], after: &[JobDrive]) -> Vec<String> {
             line.push_str(&format!(", {b} bytes"));
         }
         if !d.error_log_uri.is_empty() {
-            line.push_str(&format!(", error log {}", d.error_log_uri));
+            line.push_str(&format!(", copy log {}", d.error_log_uri));
         }
         if !d.verbose_log_uri.is_empty() {
             line.push_str(&format!(", verbose log {}", d.verbose_log_uri));
@@ -329,10 +428,16 @@ pub fn drive_changes(before: &[JobDrive], after: &[JobDrive]) -> Vec<String> {
 /// What the seed shows while its job is followed, e.g. for `source-agent status`.
 pub fn waiting_reason(job: &JobSnapshot) -> String {
     let total = job.drives.len();
-    let done = job.drives.iter().filter(|d| matches!(d.state.as_str(), "Completed" | "CompletedMoreInfo")).count();
+    let done = job
+        .drives
+        .iter()
+        .filter(|d| {
+            CopyStatus::parse(&d.state).is_some_and(|c| !matches!(c, CopyStatus::NotStarted | CopyStatus::InProgress))
+        })
+        .count();
     let pct = job.percent_complete.map(|p| format!(", {p}%")).unwrap_or_default();
     format!(
-        "waiting for the import job to complete: Azure job state {}{pct}, {done} of {total} drive(s) copied",
+        "waiting for the import job to complete: Azure job stage {}{pct}, {done} of {total} disk(s) done",
         job.state
     )
 }
@@ -362,25 +467,31 @@ mod tests {
     }
 
     #[test]
-    fn every_azure_state_maps_to_one_seed_state() {
+    fn every_stage_maps_to_one_seed_state() {
         use SeedEvent as E;
         use SeedState as S;
-        assert_eq!(events(S::ImportJobCreated, "Creating"), vec![]);
-        assert_eq!(events(S::ImportJobCreated, "Shipping"), vec![E::Shipped]);
-        assert_eq!(events(S::Shipped, "Received"), vec![E::Received]);
-        assert_eq!(events(S::Shipped, "Transferring"), vec![E::Received, E::ImportStarted]);
+        assert_eq!(events(S::ImportJobCreated, "AwaitingShipmentDetails"), vec![]);
+        assert_eq!(events(S::ImportJobCreated, "ShippedToAzureDC"), vec![E::Shipped]);
+        assert_eq!(events(S::Shipped, "AtAzureDC"), vec![E::Received]);
+        assert_eq!(events(S::Shipped, "DataCopy"), vec![E::Received, E::ImportStarted]);
         assert_eq!(
             events(S::ImportJobCreated, "Completed"),
             vec![E::Shipped, E::Received, E::ImportStarted, E::ImportCompleted]
         );
-        assert_eq!(events(S::Importing, "Packaging"), vec![E::ImportCompleted]);
+        assert_eq!(events(S::Importing, "CompletedWithErrors"), vec![E::ImportCompleted]);
+        assert_eq!(events(S::Importing, "ShippedToCustomer"), vec![E::ImportCompleted]);
         assert_eq!(events(S::Imported, "Completed"), vec![]);
         // Never backwards, and nothing after the import is touched.
-        assert_eq!(events(S::Importing, "Shipping"), vec![]);
+        assert_eq!(events(S::Importing, "ShippedToAzureDC"), vec![]);
         assert_eq!(events(S::Verifying, "Completed"), vec![]);
+        // Every known stage has its meaning.
+        for stage in seedship_azure::databox::StageName::ALL {
+            let f = follow(S::ImportJobCreated, &snap(stage.as_str(), &[]));
+            assert!(f.note.is_none(), "{stage:?}: {:?}", f.note);
+        }
         // Each event sequence is valid in the lifecycle.
         for (seed, state) in
-            [(S::ImportJobCreated, "Completed"), (S::Shipped, "Packaging"), (S::AtDatacenter, "Transferring")]
+            [(S::ImportJobCreated, "Completed"), (S::Shipped, "CompletedWithWarnings"), (S::AtDatacenter, "DataCopy")]
         {
             let mut s = seed;
             for e in events(seed, state) {
@@ -391,38 +502,52 @@ mod tests {
     }
 
     #[test]
-    fn closed_and_cancelled_jobs_fail_the_seed_with_the_reason() {
+    fn failed_and_cancelled_jobs_fail_the_seed_with_the_reason() {
         let f = follow(
             SeedState::Shipped,
-            &snap("Closed", &[("D1", "NeverReceived", ""), ("D2", "CompletedMoreInfo", "wrong BitLocker key")]),
+            &snap(
+                "Failed_IssueDetectedAtAzureDC",
+                &[
+                    ("D1", "DriveNotReceived", "the disk never arrived at the datacenter"),
+                    ("D2", "OtherUserError", "wrong key"),
+                ],
+            ),
         );
         assert_eq!(f.events.len(), 1);
         assert_eq!(f.events[0].0, SeedEvent::Fail);
-        assert!(f.events[0].1.contains("drive D1 NeverReceived"), "{}", f.events[0].1);
-        assert!(f.events[0].1.contains("drive D2 CompletedMoreInfo: wrong BitLocker key"), "{}", f.events[0].1);
-        assert_eq!(events(SeedState::ImportJobCreated, "Canceled"), vec![SeedEvent::Fail]);
-        // Closed after the import finished is not a failure of the seed.
-        assert_eq!(events(SeedState::Imported, "Closed"), vec![]);
+        assert!(f.events[0].1.contains("disk D1 DriveNotReceived: the disk never arrived"), "{}", f.events[0].1);
+        assert!(f.events[0].1.contains("disk D2 OtherUserError: wrong key"), "{}", f.events[0].1);
+        assert_eq!(events(SeedState::ImportJobCreated, "Cancelled"), vec![SeedEvent::Fail]);
+        assert_eq!(events(SeedState::AtDatacenter, "Aborted"), vec![SeedEvent::Fail]);
+        // Ended after the import finished is not a failure of the seed.
+        assert_eq!(events(SeedState::Imported, "Cancelled"), vec![]);
     }
 
     #[test]
-    fn unknown_states_are_noted_raw() {
+    fn unknown_stages_are_noted_raw_and_a_wait_for_the_customer_is_said() {
         let f = follow(SeedState::Shipped, &snap("Teleporting", &[]));
         assert!(f.events.is_empty());
         assert!(f.note.unwrap().contains("\"Teleporting\""));
+        let mut waiting = snap("DataCopy", &[]);
+        waiting.stage_status = "WaitingForCustomerAction".into();
+        waiting.actions = vec!["Resume".into(), "MoveToCleanUpDevice".into()];
+        waiting.error = "SsemUserCopyErrorWaitingForAction: the copy stopped".into();
+        let f = follow(SeedState::Importing, &waiting);
+        let note = f.note.unwrap();
+        assert!(note.contains("seedctl mitigate") && note.contains("Resume, MoveToCleanUpDevice"), "{note}");
     }
 
     #[test]
-    fn completed_more_info_is_in_the_import_reason() {
+    fn disks_not_copied_in_full_are_in_the_import_reason() {
         let f = follow(
             SeedState::Importing,
             &snap(
-                "Packaging",
-                &[("D1", "Completed", "Completed"), ("D2", "CompletedMoreInfo", "manifest hash mismatch")],
+                "CompletedWithErrors",
+                &[("D1", "Completed", "copied"), ("D2", "CompletedWithErrors", "2 file(s) errored")],
             ),
         );
         assert_eq!(f.events[0].0, SeedEvent::ImportCompleted);
-        assert!(f.events[0].1.contains("D2 CompletedMoreInfo: manifest hash mismatch"));
+        assert!(f.events[0].1.contains("disk D2 CompletedWithErrors: 2 file(s) errored"), "{}", f.events[0].1);
         assert!(!f.events[0].1.contains("D1"));
     }
 
@@ -441,6 +566,7 @@ mod tests {
         assert_eq!(d.days_left(at(15.0)), 0);
         assert!(d.describe(at(10.0)).starts_with("4 day(s) left"));
         assert!(d.describe(at(14.0)).contains("Azure deleted it"));
+        assert!(d.describe(at(10.0)).contains("seedctl ship"));
     }
 
     #[test]
@@ -455,7 +581,7 @@ mod tests {
                 storage_account_id: "/a".into(),
             },
             phase: JobPhase::Created,
-            azure_state: "Creating".into(),
+            azure_state: "AwaitingShipmentDetails".into(),
             percent_complete: None,
             intent_ms: 0,
             created_ms: Some(5),
@@ -466,25 +592,25 @@ mod tests {
             last_error: String::new(),
             warned_step: 0,
             warned_kind: String::new(),
+            stage_status: String::new(),
+            actions: vec![],
+            azure_error: String::new(),
             drives: vec![],
         };
         assert_eq!(r.deadline().unwrap().kind, DeadlineKind::TrackingNumber);
         r.shipped_ms = Some(9);
-        r.azure_state = "Shipping".into();
+        r.azure_state = "ShippedToAzureDC".into();
         assert_eq!(r.deadline(), Some(Deadline { kind: DeadlineKind::Delivery, start_ms: 9 }));
-        r.azure_state = "Received".into();
+        r.azure_state = "AtAzureDC".into();
         assert_eq!(r.deadline(), None);
     }
 
     #[test]
     fn drive_changes_name_what_moved() {
-        let before = snap("Transferring", &[("D1", "Received", "")]).drives;
-        let mut after = snap("Transferring", &[("D1", "Transferring", "InProgress")]).drives;
+        let before = snap("AtAzureDC", &[("D1", "NotStarted", "")]).drives;
+        let mut after = snap("DataCopy", &[("D1", "InProgress", "the copy is running")]).drives;
         after[0].percent_complete = Some(0);
-        assert_eq!(
-            drive_changes(&before, &after),
-            vec!["drive D1: Received -> Transferring, copy status InProgress, 0%"]
-        );
+        assert_eq!(drive_changes(&before, &after), vec!["disk D1: NotStarted -> InProgress (the copy is running), 0%"]);
         assert!(drive_changes(&after, &after).is_empty());
     }
 }

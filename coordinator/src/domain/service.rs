@@ -8,13 +8,13 @@ use seedship_proto::identity::{Role, SpiffeId};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::azure::AzureSide;
 use crate::clock::{Clock, UnixMs};
 use crate::domain::lease::Fence;
 use crate::domain::model::*;
 use crate::domain::placement::Placement;
 use crate::domain::seed::SeedState;
 use crate::error::{Error, Result};
-use crate::jobs::AzureSide;
 use crate::keys::MasterKey;
 use crate::store::{LeaseTiming, Store};
 
@@ -126,7 +126,7 @@ impl Coordinator {
         if reg.created {
             tracing::info!(seed = %reg.seed.seed_id, job = %reg.seed.spec.job_name, owner = %owner, container = %reg.seed.spec.container, "seed registered and queued for disk preparation");
         }
-        self.warm_address(&reg.seed.spec.location);
+        self.warm_address(&reg.seed.spec.subscription_id, &reg.seed.spec.location);
         Ok(reg)
     }
 
@@ -139,7 +139,7 @@ impl Coordinator {
         let lease = self.store.claim_work(&idem, station, self.timing()).await?;
         if let Some(l) = &lease {
             tracing::info!(station = %station, work = %l.work.work_id, job = %l.seed.spec.job_name, generation = l.work.generation, "lease granted");
-            self.warm_address(&l.seed.spec.location);
+            self.warm_address(&l.seed.spec.subscription_id, &l.seed.spec.location);
         }
         Ok(lease)
     }
@@ -271,25 +271,25 @@ impl Coordinator {
     /// The datacenter address for `location`, as lines, from what the Azure worker has read:
     /// this never waits on Azure. `Err` with a reason to show instead; when the address is not
     /// read yet, reading it starts in the background.
-    pub fn shipping_address(&self, location: &str) -> std::result::Result<Vec<String>, String> {
+    pub fn shipping_address(&self, subscription: &str, location: &str) -> std::result::Result<Vec<String>, String> {
         let azure = self.azure.as_ref().ok_or("the coordinator has no [azure] settings")?;
         if let Some(lines) = azure.cached_address(location) {
             return Ok(lines);
         }
-        self.warm_address(location);
+        self.warm_address(subscription, location);
         Err("it has not been read from Azure yet".into())
     }
 
     /// Starts reading the datacenter address of `location` in the background, unless it is
     /// known: a seed's station will want it when its disks are done.
-    fn warm_address(&self, location: &str) {
+    fn warm_address(&self, subscription: &str, location: &str) {
         let Some(azure) = &self.azure else { return };
         if azure.cached_address(location).is_some() {
             return;
         }
-        let (side, loc) = (azure.clone(), location.to_string());
+        let (side, sub, loc) = (azure.clone(), subscription.to_string(), location.to_string());
         tokio::spawn(async move {
-            if let Err(e) = side.refresh_address(&loc).await {
+            if let Err(e) = side.refresh_address(&sub, &loc).await {
                 tracing::warn!(location = %loc, error = %e, "the datacenter address could not be read");
             }
         });

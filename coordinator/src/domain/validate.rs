@@ -24,16 +24,15 @@ pub fn request_id(v: &str) -> R {
     chars("request_id", v, 1, 128, |c| c.is_ascii_graphic(), "use 1-128 printable ASCII characters")
 }
 
-/// Azure Import/Export job name: 2-64 of letters, digits, '-' and '_'.
+/// An Azure Data Box job name that the API and the portal both take: 3-24 letters, digits and
+/// '-', a letter or digit first and last.
 pub fn job_name(v: &str) -> R {
-    chars(
-        "job_name",
-        v,
-        2,
-        64,
-        |c| c.is_ascii_alphanumeric() || c == '-' || c == '_',
-        "use 2-64 letters, digits, '-' or '_'",
-    )
+    let rule = "use 3-24 letters, digits or '-', starting and ending with a letter or digit";
+    chars("job_name", v, 3, 24, |c| c.is_ascii_alphanumeric() || c == '-', rule)?;
+    if !seedship_azure::databox::paths::valid_job_name(v) {
+        return Err(err("job_name", format!("{rule}; got {v:?}")));
+    }
+    Ok(())
 }
 
 /// Azure storage account name: 3-24 lowercase letters and digits.
@@ -272,7 +271,10 @@ mod tests {
     fn names_the_field() {
         assert_eq!(field_of(job_name("a")), "job_name");
         assert_eq!(field_of(job_name("bad name")), "job_name");
-        assert!(job_name("Seed_2026-11").is_ok());
+        assert!(job_name("Seed-2026-11").is_ok());
+        assert_eq!(field_of(job_name("Seed_2026-11")), "job_name");
+        assert_eq!(field_of(job_name("-seed")), "job_name");
+        assert_eq!(field_of(job_name(&"x".repeat(25))), "job_name");
         assert_eq!(field_of(storage_account("Upper")), "storage_account");
         assert_eq!(field_of(container("a--b")), "container");
         assert!(container("seed-import").is_ok());

@@ -610,9 +610,17 @@ pub fn job_to_pb(j: ImportJob, now: UnixMs) -> pb::ImportJob {
                 error_log_uri: d.error_log_uri,
                 verbose_log_uri: d.verbose_log_uri,
                 manifest_uri: d.manifest_uri,
+                copy_errors: d
+                    .errors
+                    .into_iter()
+                    .map(|e| pb::CopyError { path: e.path, category: e.category, code: e.code, message: e.message })
+                    .collect(),
             })
             .collect(),
         shipping: j.shipping.map(Into::into),
+        stage_status: r.stage_status,
+        actions: r.actions,
+        azure_error: r.azure_error,
     }
 }
 

@@ -56,7 +56,7 @@ impl pb::disk_prep_service_server::DiskPrepService for Api {
         let seed = self.core.complete(&station, cmd).await?;
         // The datacenter's address for the seed's Azure location, for the label.
         // From the coordinator's cache only: recording a station's work never waits on Azure.
-        let address = match self.core.shipping_address(&seed.spec.location) {
+        let address = match self.core.shipping_address(&seed.spec.subscription_id, &seed.spec.location) {
             Ok(lines) => lines,
             Err(why) => vec![format!(
                 "address pending: the shipping address of Azure location {} could not be read ({why}); `seedctl job {}` shows it once the import job is created",

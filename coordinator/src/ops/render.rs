@@ -299,10 +299,14 @@ pub fn job_json(j: &pb::ImportJob) -> Value {
         }) },
         "azure_unavailable_since": at(j.azure_unavailable_since_unix_ms), "last_error": j.last_error,
         "last_polled": at(j.last_polled_unix_ms),
+        "stage_status": j.stage_status, "actions": j.actions, "azure_error": j.azure_error,
         "drives": j.drives.iter().map(|d| json!({
             "drive_id": d.drive_id, "state": d.state, "copy_status": d.copy_status,
             "percent_complete": d.percent_complete, "bytes_succeeded": d.bytes_succeeded,
             "error_log_uri": d.error_log_uri, "verbose_log_uri": d.verbose_log_uri, "manifest_uri": d.manifest_uri,
+            "copy_errors": d.copy_errors.iter().map(|e| json!({
+                "path": e.path, "category": e.category, "code": e.code, "message": e.message,
+            })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "shipping": j.shipping.as_ref().map(shipping_json),
     })
@@ -323,6 +327,20 @@ pub fn job_detail_text(r: &pb::GetJobResponse) -> String {
             j.subscription_id
         ),
     ];
+    if !j.stage_status.is_empty() {
+        out.push(format!("Stage      {} {}", j.azure_state, j.stage_status));
+    }
+    if !j.azure_error.is_empty() {
+        out.push(format!("Azure says {}", j.azure_error));
+    }
+    if !j.actions.is_empty() {
+        out.push(format!(
+            "Waiting    Azure waits for you: answer with `seedctl mitigate --job {} --resolution {}` ({})",
+            j.job_name,
+            j.actions[0],
+            j.actions.join(", ")
+        ));
+    }
     if !j.last_error.is_empty() {
         out.push(format!("Last error {}", j.last_error));
     }
@@ -349,7 +367,7 @@ pub fn job_detail_text(r: &pb::GetJobResponse) -> String {
     }
     out.push(String::new());
     out.push(table(
-        &["DRIVE", "AZURE STATE", "COPY STATUS", "PERCENT", "BYTES", "ERROR_LOG"],
+        &["DISK", "COPY STATUS", "MEANING", "PERCENT", "BYTES", "COPY LOG"],
         j.drives
             .iter()
             .map(|d| {
@@ -364,6 +382,20 @@ pub fn job_detail_text(r: &pb::GetJobResponse) -> String {
             })
             .collect(),
     ));
+    let errored: Vec<Vec<String>> = j
+        .drives
+        .iter()
+        .flat_map(|d| {
+            d.copy_errors.iter().map(|e| {
+                vec![d.drive_id.clone(), e.path.clone(), format!("{} ({})", e.category, e.code), e.message.clone()]
+            })
+        })
+        .collect();
+    if !errored.is_empty() {
+        out.push(String::new());
+        out.push("Not imported (from the copy logs)".into());
+        out.push(table(&["DISK", "PATH", "CATEGORY", "MESSAGE"], errored));
+    }
     out.push(String::new());
     out.push("History".into());
     out.push(events_table(&r.history));

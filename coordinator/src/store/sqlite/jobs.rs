@@ -137,15 +137,18 @@ pub fn record_job_intent(c: &Connection, intent: &JobIntent, now: UnixMs) -> Res
 
 /// What stops the job from being created (Azure's rules), if anything.
 fn job_problem(c: &Connection, intent: &JobIntent) -> Result<Option<String>> {
-    if !seedship_azure::arm::paths::valid_job_name(&intent.job_name) {
+    if !seedship_azure::databox::paths::valid_job_name(&intent.job_name) {
         return Ok(Some(format!(
-            "{:?} is not a valid Azure import job name (2-64 letters, digits, '-' or '_', starting with a letter or digit)",
+            "{:?} is not a valid Azure Data Box job name (3-24 letters, digits or '-', a letter or digit first and last)",
             intent.job_name
         )));
     }
     let drives = drives_for_job(c, &intent.seed_id)?;
     if drives.is_empty() || drives.len() > MAX_DRIVES {
-        return Ok(Some(format!("{} prepared drive(s); an Azure import job takes 1 to {MAX_DRIVES}", drives.len())));
+        return Ok(Some(format!(
+            "{} prepared disk(s); an Azure customer-disk job takes 1 to {MAX_DRIVES}",
+            drives.len()
+        )));
     }
     if let Some(d) = drives.iter().find(|d| d.sealed_key.is_none()) {
         return Ok(Some(format!("drive {} has no escrowed key; prepare the disk again", d.spec.drive_id)));
@@ -195,9 +198,11 @@ fn save_drives(c: &Connection, seed_id: &str, snap: &JobSnapshot, now: UnixMs) -
         exec(
             c,
             "INSERT INTO job_drives (seed_id, drive_id, state, copy_status, percent_complete, bytes_succeeded, \
-             error_log_uri, verbose_log_uri, manifest_uri, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             error_log_uri, verbose_log_uri, manifest_uri, updated_ms, copy_errors) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
              ON CONFLICT (seed_id, drive_id) DO UPDATE SET state = ?3, copy_status = ?4, percent_complete = ?5, \
-             bytes_succeeded = ?6, error_log_uri = ?7, verbose_log_uri = ?8, manifest_uri = ?9, updated_ms = ?10",
+             bytes_succeeded = ?6, error_log_uri = ?7, verbose_log_uri = ?8, manifest_uri = ?9, updated_ms = ?10, \
+             copy_errors = ?11",
             params![
                 seed_id,
                 d.drive_id,
@@ -208,7 +213,8 @@ fn save_drives(c: &Connection, seed_id: &str, snap: &JobSnapshot, now: UnixMs) -
                 d.error_log_uri,
                 d.verbose_log_uri,
                 d.manifest_uri,
-                now
+                now,
+                serde_json::to_string(&d.errors).expect("serializes"),
             ],
         )
         .map_err(db_err)?;
@@ -349,18 +355,26 @@ pub fn mirror_job(c: &Connection, seed_id: &str, snap: &JobSnapshot, now: UnixMs
         note(c, &seed, now, AZURE, "azure_drive_state", &line)?;
         said.push(line);
     }
-    let shipped_now = job.shipped_ms.is_none() && snap.state == "Shipping";
+    let shipped_now = job.shipped_ms.is_none() && import::shipped(snap);
     exec(
         c,
-        "UPDATE import_jobs SET azure_state = ?2, percent_complete = ?3, shipped_ms = COALESCE(shipped_ms, ?4) \
-         WHERE seed_id = ?1",
-        params![seed_id, snap.state, snap.percent_complete, if shipped_now { Some(now) } else { None }],
+        "UPDATE import_jobs SET azure_state = ?2, percent_complete = ?3, shipped_ms = COALESCE(shipped_ms, ?4), \
+         stage_status = ?5, actions = ?6, azure_error = ?7 WHERE seed_id = ?1",
+        params![
+            seed_id,
+            snap.state,
+            snap.percent_complete,
+            if shipped_now { Some(now) } else { None },
+            snap.stage_status,
+            serde_json::to_string(&snap.actions).expect("serializes"),
+            snap.error
+        ],
     )
     .map_err(db_err)?;
     save_drives(c, seed_id, snap, now)?;
     let follow = import::follow(seed.state, snap);
     if let Some(n) = &follow.note
-        && job.azure_state != snap.state
+        && (job.azure_state != snap.state || job.stage_status != snap.stage_status)
     {
         note(c, &seed, now, AZURE, "azure_unknown_state", n)?;
     }

@@ -48,6 +48,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0006_vaults", include_str!("../../../migrations/0006_vaults.sql")),
     ("0007_seed_placement", include_str!("../../../migrations/0007_seed_placement.sql")),
     ("0008_fair_queue", include_str!("../../../migrations/0008_fair_queue.sql")),
+    ("0009_databox", include_str!("../../../migrations/0009_databox.sql")),
 ];
 
 /// Most operations committed together.

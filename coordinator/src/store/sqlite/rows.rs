@@ -279,7 +279,8 @@ pub fn shipping_row(row: &Row) -> rusqlite::Result<ShippingRecord> {
 
 pub const JOB_COLS: &str = "j.seed_id, j.job_name, j.subscription_id, j.resource_group, j.location, \
     j.storage_account_id, j.phase, j.azure_state, j.percent_complete, j.intent_ms, j.created_ms, j.shipped_ms, \
-    j.shipping_address, j.last_polled_ms, j.unavailable_since_ms, j.last_error, j.warned_step, j.warned_kind";
+    j.shipping_address, j.last_polled_ms, j.unavailable_since_ms, j.last_error, j.warned_step, j.warned_kind, \
+    j.stage_status, j.actions, j.azure_error";
 
 /// An `import_jobs` row; its drives are filled in by [`load_job`].
 pub fn job_row(row: &Row) -> rusqlite::Result<JobRecord> {
@@ -306,6 +307,9 @@ pub fn job_row(row: &Row) -> rusqlite::Result<JobRecord> {
         last_error: row.get(15)?,
         warned_step: row.get(16)?,
         warned_kind: row.get(17)?,
+        stage_status: row.get(18)?,
+        actions: serde_json::from_str(&row.get::<_, String>(19)?).unwrap_or_default(),
+        azure_error: row.get(20)?,
         drives: Vec::new(),
     })
 }
@@ -314,7 +318,7 @@ pub fn job_drives(c: &Connection, seed_id: &str) -> Result<Vec<JobDrive>> {
     let mut stmt = c
         .prepare_cached(
             "SELECT drive_id, state, copy_status, percent_complete, bytes_succeeded, error_log_uri, verbose_log_uri, \
-             manifest_uri FROM job_drives WHERE seed_id = ?1 ORDER BY drive_id",
+             manifest_uri, copy_errors FROM job_drives WHERE seed_id = ?1 ORDER BY drive_id",
         )
         .map_err(db_err)?;
     let rows = stmt
@@ -328,6 +332,7 @@ pub fn job_drives(c: &Connection, seed_id: &str) -> Result<Vec<JobDrive>> {
                 error_log_uri: r.get(5)?,
                 verbose_log_uri: r.get(6)?,
                 manifest_uri: r.get(7)?,
+                errors: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or_default(),
             })
         })
         .map_err(db_err)?;

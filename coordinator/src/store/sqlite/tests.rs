@@ -75,7 +75,7 @@ async fn prepared_job(store: &SqliteStore, job: &str) {
     };
     let rec = store.record_job_intent(&intent, 5).await.unwrap();
     assert_eq!(rec.phase, JobPhase::Intent);
-    let snap = JobSnapshot { state: "Creating".into(), ..Default::default() };
+    let snap = JobSnapshot { state: "AwaitingShipmentDetails".into(), ..Default::default() };
     store.job_created(&s.seed_id, &snap, &["Azure DC".to_string()], false, 5).await.unwrap();
 }
 
@@ -174,27 +174,34 @@ async fn the_job_is_mirrored_into_the_history_and_the_seed_follows_azure() {
         ..Default::default()
     };
     let snap = |state: &str, d: JobDrive| JobSnapshot { state: state.into(), drives: vec![d], ..Default::default() };
-    store.mirror_job(&seed_id, &snap("Received", drive("Received", "")), 40).await.unwrap();
+    store.mirror_job(&seed_id, &snap("AtAzureDC", drive("NotStarted", "")), 40).await.unwrap();
     let det = store.seed_detail("job-m").await.unwrap().unwrap();
     assert_eq!(det.seed.state, SeedState::AtDatacenter);
     assert!(det.history.iter().any(|h| h.event == "azure_available"));
-    assert!(det.seed.state_reason.contains("Azure job state Received"), "{}", det.seed.state_reason);
-    let changes = store
-        .mirror_job(&seed_id, &snap("Packaging", drive("CompletedMoreInfo", "wrong BitLocker key")), 50)
-        .await
-        .unwrap();
-    assert!(changes.iter().any(|c| c.contains("Received -> CompletedMoreInfo")), "{changes:?}");
+    assert!(det.seed.state_reason.contains("Azure job stage AtAzureDC"), "{}", det.seed.state_reason);
+    let mut failed = drive("OtherUserError", "a customer-side error");
+    failed.errors = vec![crate::domain::import::CopyError {
+        path: "D-job-m".into(),
+        category: "DiskError".into(),
+        code: 1,
+        message: "the BitLocker key of the disk does not unlock it (wrong key)".into(),
+    }];
+    let changes = store.mirror_job(&seed_id, &snap("CompletedWithErrors", failed.clone()), 50).await.unwrap();
+    assert!(changes.iter().any(|c| c.contains("NotStarted -> OtherUserError")), "{changes:?}");
     let det = store.seed_detail("job-m").await.unwrap().unwrap();
     assert_eq!(det.seed.state, SeedState::Imported);
     assert!(
-        det.seed.state_reason.contains("drive D-job-m CompletedMoreInfo: wrong BitLocker key"),
+        det.seed
+            .state_reason
+            .contains("disk D-job-m OtherUserError: a customer-side error; D-job-m: the BitLocker key"),
         "{}",
         det.seed.state_reason
     );
     let job = det.job.unwrap();
-    assert_eq!((job.azure_state.as_str(), job.drives[0].state.as_str()), ("Packaging", "CompletedMoreInfo"));
+    assert_eq!((job.azure_state.as_str(), job.drives[0].state.as_str()), ("CompletedWithErrors", "OtherUserError"));
+    assert_eq!(job.drives[0].errors, failed.errors, "the copy log's entities are kept");
     // An unknown state is kept raw; nothing breaks.
-    store.mirror_job(&seed_id, &snap("Teleporting", drive("CompletedMoreInfo", "x")), 60).await.unwrap();
+    store.mirror_job(&seed_id, &snap("Teleporting", drive("OtherUserError", "x")), 60).await.unwrap();
     let det = store.seed_detail("job-m").await.unwrap().unwrap();
     assert_eq!(det.job.unwrap().azure_state, "Teleporting");
     assert!(det.history.iter().any(|h| h.event == "azure_unknown_state" && h.reason.contains("\"Teleporting\"")));

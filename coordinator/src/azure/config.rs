@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use seedship_azure::arm::{ReturnAddress, ReturnShipping};
 use seedship_azure::client::{ArmClient, ArmOptions};
 use seedship_azure::credential::CredentialConfig;
+use seedship_azure::databox::{Secret, model};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,10 +25,8 @@ pub struct AzureConfig {
     /// The resource group of the seeds' storage accounts; default: `resource_group`.
     #[serde(default)]
     pub storage_resource_group: Option<String>,
-    /// Where Azure writes the copy logs, in the storage account.
-    #[serde(default = "default_diagnostics")]
-    pub diagnostics_path: String,
-    /// "Error" or "Verbose".
+    /// The copy logs Azure writes (`logCollectionLevel`): "Error" (a log of what failed) or
+    /// "Verbose" (also every file copied).
     #[serde(default = "default_log_level")]
     pub log_level: String,
     /// How often each active job is fetched.
@@ -172,11 +170,14 @@ fn default_sas_ttl() -> Duration {
     Duration::from_secs(3600)
 }
 
-/// Where Azure sends the drives back.
+/// Who Azure contacts about a job, and where it sends the disks back (customer disks) or
+/// delivers its own (Data Box Disk): the job's `contactDetails` and `shippingAddress`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReturnAddressConfig {
     pub recipient_name: String,
+    #[serde(default)]
+    pub company_name: Option<String>,
     pub street_address1: String,
     #[serde(default)]
     pub street_address2: Option<String>,
@@ -184,7 +185,8 @@ pub struct ReturnAddressConfig {
     #[serde(default)]
     pub state_or_province: Option<String>,
     pub postal_code: String,
-    pub country_or_region: String,
+    /// The country as ISO 3166-1 alpha-2 (e.g. "NL", "US"), as Azure takes it.
+    pub country: String,
     pub phone: String,
     pub email: String,
 }
@@ -200,9 +202,6 @@ pub struct ReturnShippingConfig {
 fn default_endpoint() -> String {
     "https://management.azure.com".into()
 }
-fn default_diagnostics() -> String {
-    "waimportexport".into()
-}
 fn default_log_level() -> String {
     "Error".into()
 }
@@ -211,26 +210,38 @@ fn default_poll() -> Duration {
 }
 
 impl ReturnAddressConfig {
-    pub fn to_arm(&self) -> ReturnAddress {
-        ReturnAddress {
-            recipient_name: self.recipient_name.clone(),
-            street_address1: self.street_address1.clone(),
+    /// The job's `contactDetails`.
+    pub fn contact(&self) -> model::ContactDetails {
+        model::ContactDetails {
+            contact_name: Some(self.recipient_name.clone()),
+            phone: Some(self.phone.clone()),
+            email_list: Some(vec![self.email.clone()]),
+            ..Default::default()
+        }
+    }
+
+    /// The job's `shippingAddress`.
+    pub fn address(&self) -> model::ShippingAddress {
+        model::ShippingAddress {
+            street_address1: Some(self.street_address1.clone()),
             street_address2: self.street_address2.clone(),
-            city: self.city.clone(),
+            city: Some(self.city.clone()),
             state_or_province: self.state_or_province.clone(),
-            postal_code: self.postal_code.clone(),
-            country_or_region: self.country_or_region.clone(),
-            phone: self.phone.clone(),
-            email: self.email.clone(),
+            country: Some(self.country.clone()),
+            postal_code: Some(self.postal_code.clone()),
+            company_name: self.company_name.clone(),
+            ..Default::default()
         }
     }
 }
 
 impl ReturnShippingConfig {
-    pub fn to_arm(&self) -> ReturnShipping {
-        ReturnShipping {
-            carrier_name: self.carrier_name.clone(),
-            carrier_account_number: self.carrier_account_number.clone(),
+    /// The job's `returnToCustomerPackageDetails` (customer disks).
+    pub fn package(&self) -> model::PackageCarrierDetails {
+        model::PackageCarrierDetails {
+            carrier_name: Some(self.carrier_name.clone()),
+            carrier_account_number: Some(Secret(self.carrier_account_number.clone())),
+            ..Default::default()
         }
     }
 }
@@ -294,13 +305,19 @@ impl AzureConfig {
             ("street_address1", &a.street_address1),
             ("city", &a.city),
             ("postal_code", &a.postal_code),
-            ("country_or_region", &a.country_or_region),
+            ("country", &a.country),
             ("phone", &a.phone),
             ("email", &a.email),
         ] {
             if v.trim().is_empty() {
                 return Err(format!("azure.return_address.{field} is required (Azure ships the drives back there)"));
             }
+        }
+        if a.country.len() != 2 || !a.country.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(format!(
+                "azure.return_address.country must be a two-letter ISO 3166 code such as \"NL\" or \"US\", got {:?}",
+                a.country
+            ));
         }
         if !a.email.contains('@') {
             return Err(format!("azure.return_address.email {:?} is not an email address", a.email));
@@ -386,7 +403,7 @@ recipient_name = "Backup team"
 street_address1 = "1 Main St"
 city = "Utrecht"
 postal_code = "3511"
-country_or_region = "Netherlands"
+country = "NL"
 phone = "+31 30 000 0000"
 email = "backup@example.org"
 [return_shipping]
@@ -398,8 +415,9 @@ carrier_account_number = "123456"
     fn a_full_table_parses_validates_and_builds_a_client() {
         let c: AzureConfig = toml::from_str(FULL).unwrap();
         c.validate().unwrap();
-        assert_eq!((c.diagnostics_path.as_str(), c.poll_interval), ("waimportexport", Duration::from_secs(30)));
-        assert_eq!(c.return_address.to_arm().city, "Utrecht");
+        assert_eq!((c.log_level.as_str(), c.poll_interval), ("Verbose", Duration::from_secs(30)));
+        assert_eq!(c.return_address.address().city.as_deref(), Some("Utrecht"));
+        assert_eq!(c.return_address.contact().email_list, Some(vec!["backup@example.org".to_string()]));
         c.client().unwrap();
     }
 
@@ -437,6 +455,7 @@ carrier_account_number = "123456"
         assert!(with("Verbose", "Chatty").contains("azure.log_level"));
         assert!(with("backup@example.org", "nobody").contains("azure.return_address.email"));
         assert!(with("\"Utrecht\"", "\"  \"").contains("azure.return_address.city"));
+        assert!(with("\"NL\"", "\"Netherlands\"").contains("two-letter ISO 3166"));
         let e = toml::from_str::<AzureConfig>(&FULL.replace("phone = \"+31 30 000 0000\"\n", "")).unwrap_err();
         assert!(e.to_string().contains("phone"), "{e}");
         let mut c: AzureConfig = toml::from_str(FULL).unwrap();

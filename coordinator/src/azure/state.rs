@@ -1,0 +1,203 @@
+//! What the coordinator reads from Azure, as the pure rules take it: a `Microsoft.DataBox` job
+//! as a [`JobSnapshot`] (its stage, the stage's status, the job's error, each disk's copy
+//! status, progress and logs), the datacenter address as lines, and `validateInputs`' refusals
+//! as reasons. Strings stay as Azure sent them; nothing here decides.
+
+use seedship_azure::databox::{CopyStatus, model};
+
+use crate::domain::import::{JobDrive, JobSnapshot};
+
+/// A job (GET with `$expand=details`) as the coordinator mirrors it.
+pub fn snapshot(job: &model::JobResource) -> JobSnapshot {
+    let p = job.properties.clone().unwrap_or_default();
+    let state = p.status.clone().unwrap_or_default();
+    let error = p
+        .error
+        .as_ref()
+        .map(|e| format!("{}: {}", e.code.as_deref().unwrap_or(""), e.message.as_deref().unwrap_or("")))
+        .unwrap_or_default();
+    let mut snap =
+        JobSnapshot { state, error, cancel_requested: p.cancellation_reason.is_some(), ..Default::default() };
+    let (stages, actions, drives, logs, tracking) = match p.details {
+        Some(model::JobDetails::DataBoxCustomerDisk(d)) => {
+            let drives = d
+                .copy_progress
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| {
+                    disk(
+                        c.serial_number,
+                        c.copy_status,
+                        c.bytes_processed,
+                        c.total_bytes_to_process,
+                        c.files_errored_out,
+                    )
+                })
+                .collect::<Vec<_>>();
+            // Disks Azure has no progress for yet: listed as not started.
+            let mut drives = drives;
+            for serial in d.import_disk_details_collection.iter().flat_map(|m| m.keys()) {
+                if !drives.iter().any(|x| &x.drive_id == serial) {
+                    drives.push(JobDrive { drive_id: serial.clone(), ..Default::default() });
+                }
+            }
+            let tracking = d.deliver_to_dc_package_details.and_then(|p| p.tracking_id);
+            (d.job_stages, d.actions, drives, d.copy_log_details, tracking)
+        }
+        Some(model::JobDetails::DataBoxDisk(d)) => {
+            let drives = d
+                .copy_progress
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| {
+                    let mut x = disk(c.serial_number, c.status, c.bytes_copied, None, None);
+                    x.percent_complete = c.percent_complete;
+                    x
+                })
+                .collect();
+            let tracking = d.return_package.and_then(|p| p.tracking_id);
+            (d.job_stages, d.actions, drives, d.copy_log_details, tracking)
+        }
+        _ => (None, None, Vec::new(), None, None),
+    };
+    snap.stage_status = stages
+        .as_ref()
+        .and_then(|s| s.iter().rev().find(|x| x.stage_name.as_deref() == Some(snap.state.as_str())).or(s.last()))
+        .and_then(|s| s.stage_status.clone())
+        .unwrap_or_default();
+    snap.actions = actions.unwrap_or_default();
+    snap.drives = drives;
+    for log in logs.into_iter().flatten() {
+        let (serial, error, verbose) = match log {
+            model::CopyLogDetails::DataBoxCustomerDisk(l) => (l.serial_number, l.error_log_link, l.verbose_log_link),
+            model::CopyLogDetails::DataBoxDisk(l) => (l.disk_serial_number, l.error_log_link, l.verbose_log_link),
+            _ => continue,
+        };
+        if let Some(d) = snap.drives.iter_mut().find(|d| Some(&d.drive_id) == serial.as_ref()) {
+            d.error_log_uri = error.unwrap_or_default();
+            d.verbose_log_uri = verbose.unwrap_or_default();
+        }
+    }
+    snap.drives.sort_by(|a, b| a.drive_id.cmp(&b.drive_id));
+    let (done, total): (i64, i64) =
+        snap.drives.iter().fold((0, 0), |(d, t), x| (d + x.percent_complete.unwrap_or(0), t + 100));
+    snap.percent_complete = (total > 0).then(|| done * 100 / total);
+    snap.delivery_tracking = tracking;
+    snap
+}
+
+fn disk(
+    serial: Option<String>,
+    status: Option<String>,
+    bytes: Option<i64>,
+    total: Option<i64>,
+    errored: Option<i64>,
+) -> JobDrive {
+    let status = status.unwrap_or_default();
+    let known = CopyStatus::parse(&status);
+    let mut what = known.map(|c| c.describe().to_string()).unwrap_or_default();
+    if let Some(n) = errored.filter(|n| *n > 0) {
+        what = format!("{what}; {n} file(s) errored");
+    }
+    let percent = match (known, bytes, total) {
+        (Some(CopyStatus::Completed | CopyStatus::CompletedWithErrors), _, _) => Some(100),
+        (_, Some(b), Some(t)) if t > 0 => Some((b * 100 / t).min(100)),
+        _ => Some(0),
+    };
+    JobDrive {
+        drive_id: serial.unwrap_or_default(),
+        state: status,
+        copy_status: what,
+        percent_complete: percent,
+        bytes_succeeded: bytes,
+        ..Default::default()
+    }
+}
+
+/// The storage account a job imports into (for adopting a job found after a crash).
+pub fn storage_account(job: &model::JobResource) -> Option<String> {
+    let imports = match job.properties.as_ref()?.details.as_ref()? {
+        model::JobDetails::DataBoxCustomerDisk(d) => d.data_import_details.as_ref(),
+        model::JobDetails::DataBoxDisk(d) => d.data_import_details.as_ref(),
+        _ => None,
+    }?;
+    imports.iter().find_map(|i| match &i.account_details {
+        Some(model::DataAccountDetails::StorageAccount(s)) => s.storage_account_id.clone(),
+        _ => None,
+    })
+}
+
+/// The datacenter's address as lines, for a label or a screen.
+pub fn address_lines(a: &model::DatacenterAddressResponse) -> Vec<String> {
+    match a {
+        model::DatacenterAddressResponse::DatacenterAddressLocation(l) => {
+            let city = [l.city.as_deref(), l.state.as_deref(), l.zip.as_deref()]
+                .into_iter()
+                .flatten()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            [
+                l.contact_person_name.clone(),
+                l.company.clone(),
+                l.street1.clone(),
+                l.street2.clone(),
+                l.street3.clone(),
+                Some(city),
+                l.country.clone(),
+                l.phone.as_ref().map(|p| format!("phone {p}")),
+                l.additional_shipping_information.clone(),
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.trim().is_empty())
+            .collect()
+        }
+        model::DatacenterAddressResponse::DatacenterAddressInstruction(i) => {
+            i.communication_instruction.iter().filter(|s| !s.trim().is_empty()).cloned().collect()
+        }
+        model::DatacenterAddressResponse::Other(_) => Vec::new(),
+    }
+}
+
+/// The datacenter address a job names (`details.datacenterAddress`).
+pub fn job_address(job: &model::JobResource) -> Vec<String> {
+    let a = match job.properties.as_ref().and_then(|p| p.details.as_ref()) {
+        Some(model::JobDetails::DataBoxCustomerDisk(d)) => d.datacenter_address.as_ref(),
+        Some(model::JobDetails::DataBoxDisk(d)) => d.datacenter_address.as_ref(),
+        _ => None,
+    };
+    a.map(address_lines).unwrap_or_default()
+}
+
+/// Each check of a `validateInputs` answer that is not valid, as "check: code: message".
+pub fn refusals(r: &model::ValidationResponse) -> Vec<String> {
+    use model::ValidationInputResponse as A;
+    let mut out = Vec::new();
+    for item in r.properties.iter().flat_map(|p| p.individual_response_details.iter().flatten()) {
+        let (kind, status, error) = match item {
+            A::ValidateAddress(a) => ("ValidateAddress", a.validation_status.clone(), a.error.clone()),
+            A::ValidateSubscriptionIsAllowedToCreateJob(a) => {
+                ("ValidateSubscriptionIsAllowedToCreateJob", a.status.clone(), a.error.clone())
+            }
+            A::ValidatePreferences(a) => ("ValidatePreferences", a.status.clone(), a.error.clone()),
+            A::ValidateCreateOrderLimit(a) => ("ValidateCreateOrderLimit", a.status.clone(), a.error.clone()),
+            A::ValidateSkuAvailability(a) => ("ValidateSkuAvailability", a.status.clone(), a.error.clone()),
+            A::ValidateDataTransferDetails(a) => ("ValidateDataTransferDetails", a.status.clone(), a.error.clone()),
+            A::Other(v) => {
+                out.push(format!("an unknown check answered: {v}"));
+                continue;
+            }
+        };
+        if matches!(status.as_deref(), Some("Valid" | "Skipped")) {
+            continue;
+        }
+        let e = error.unwrap_or_default();
+        out.push(format!(
+            "{kind}: {}{}",
+            e.code.map(|c| format!("{c}: ")).unwrap_or_default(),
+            e.message.unwrap_or_else(|| status.unwrap_or_else(|| "no status".into()))
+        ));
+    }
+    out
+}
