@@ -504,3 +504,24 @@ impl ArmClient {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_monitor_is_followed_only_on_the_endpoints_own_host() {
+        let c =
+            ArmClient::new("https://127.0.0.1:9443", Arc::new(StaticToken("t".into())), ArmOptions::default()).unwrap();
+        let ok = "https://127.0.0.1:9443/subscriptions/s/providers/Microsoft.DataBox/locations/westus/operationResults/x?t=1";
+        assert_eq!(c.monitor(ok).unwrap().as_str(), ok);
+        for bad in [
+            "https://evil.example/subscriptions/s/operationResults/x",
+            "https://127.0.0.1:9444/subscriptions/s/operationResults/x",
+            "http://127.0.0.1:9443/subscriptions/s/operationResults/x",
+        ] {
+            let e = c.monitor(bad).unwrap_err().to_string();
+            assert!(e.contains("not followed") || e.contains("not on"), "{bad}: {e}");
+        }
+    }
+}

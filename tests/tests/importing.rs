@@ -23,8 +23,13 @@ fn cluster() -> anyhow::Result<(Cluster, Emulator)> {
 /// The same, the emulated datacenter copying into Azurite when `storage`; jobs ask Azure for
 /// logs at `log_level` ("Error" or "Verbose").
 fn cluster_with(storage: bool, log_level: &str) -> anyhow::Result<(Cluster, Emulator)> {
+    cluster_args(storage, log_level, &[])
+}
+
+/// The same, the emulator started with `args` too.
+fn cluster_args(storage: bool, log_level: &str, args: &[&str]) -> anyhow::Result<(Cluster, Emulator)> {
     let base = tempfile::Builder::new().prefix("seedship-azure-").tempdir()?.keep();
-    let emu = if storage { Emulator::start_with_storage(&base)? } else { Emulator::start(&base)? };
+    let emu = Emulator::start_with(&base, storage, args)?;
     let c = Cluster::start_with(Options {
         extra_toml: emu
             .coordinator_toml("1s")
@@ -554,6 +559,102 @@ async fn a_wrong_key_a_corrupt_manifest_damaged_blocks_and_a_drive_never_receive
     assert!(t.contains("Not imported (from the copy logs)") && t.contains(&damaged), "{t}");
     let report = emu.check_record()?;
     assert!(report.contains("; 0 problems"), "{report}");
+    c.finish()
+}
+
+fn ship(c: &mut Cluster, ops: &Identity, job: &str, tracking: &str) -> anyhow::Result<()> {
+    let o = c.run(
+        "ship",
+        &mut c.seedctl(
+            ops,
+            &[
+                "ship",
+                "--job",
+                job,
+                "--carrier",
+                "FedEx",
+                "--tracking",
+                tracking,
+                "--drives",
+                "1",
+                "--date",
+                "2026-11-22",
+            ],
+        ),
+    )?;
+    anyhow::ensure!(o.status.success(), "{}", text(&o));
+    Ok(())
+}
+
+/// The datacenter's copy stops for the customer (`WaitingForCustomerAction`): the seed and
+/// `seedctl job` say so and what Azure offers; `seedctl mitigate` answers it (a bad resolution
+/// is refused, naming it), the answer is in the history, and the copy goes on to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_waiting_for_the_customer_is_answered_with_seedctl_mitigate() -> anyhow::Result<()> {
+    let (mut c, emu) = cluster_with(true, "Error")?;
+    let ops = c.issue("operator", "alice")?;
+    let (_, images) = prepare(&mut c, &ops, "job-wait", 2, 1).await?;
+    wait_seed_state(&c, &ops, "job-wait", "import_job_created", T).await?;
+    ship(&mut c, &ops, "job-wait", "123456789012")?;
+    emu.dc("job-wait", "arrive", json!({ "disks": images })).await?;
+    wait_seed_state(&c, &ops, "job-wait", "at_datacenter", T).await?;
+    // Answering when nothing waits is refused by Azure, and said.
+    let o =
+        c.run("mitigate-early", &mut c.seedctl(&ops, &["mitigate", "--job", "job-wait", "--resolution", "Resume"]))?;
+    assert!(!o.status.success() && text(&o).contains("NoActionRequired"), "{}", text(&o));
+    emu.dc("job-wait", "wait", json!({})).await?;
+    let e = wait_event(&c, &ops, "job-wait", "Azure waits for a customer action in stage DataCopy", T).await?;
+    assert!(e.reason.contains("SsemUserCopyErrorWaitingForAction") && e.reason.contains("Resume"), "{}", e.reason);
+    let o = c.run("job", &mut c.seedctl(&ops, &["job", "job-wait"]))?;
+    let t = text(&o);
+    assert!(t.contains("DataCopy WaitingForCustomerAction") && t.contains("seedctl mitigate --job job-wait"), "{t}");
+    let o = c.run("mitigate-bad", &mut c.seedctl(&ops, &["mitigate", "--job", "job-wait", "--resolution", "Pray"]))?;
+    assert!(!o.status.success() && text(&o).contains("resolution") && text(&o).contains("Pray"), "{}", text(&o));
+    let o = c.run("mitigate", &mut c.seedctl(&ops, &["mitigate", "--job", "job-wait", "--resolution", "Resume"]))?;
+    assert!(o.status.success() && text(&o).contains("CustomerActionPerformed"), "{}", text(&o));
+    let e = wait_event(&c, &ops, "job-wait", "answered Azure's wait with Resume", T).await?;
+    assert!(e.actor.contains("/operator/alice"), "{}", e.actor);
+    emu.dc("job-wait", "copy", json!({})).await?;
+    wait_seed_state(&c, &ops, "job-wait", "imported", T).await?;
+    let report = emu.check_record()?;
+    assert!(report.contains("; 0 problems") && report.contains("Mitigate"), "{report}");
+    c.finish()
+}
+
+/// A coordinator killed with -9 while it follows the PUT's long-running operation finds the job
+/// when it starts again and adopts it: exactly one job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_killed_during_the_puts_long_running_operation_ends_with_exactly_one_job() -> anyhow::Result<()> {
+    // Each operation answers "running" 6 times, 2 s apart (Retry-After): about 12 s.
+    let (mut c, emu) = cluster_args(false, "Error", &["--lro-polls", "6", "--retry-after", "2"])?;
+    let ops = c.issue("operator", "alice")?;
+    prepare(&mut c, &ops, "job-lro", 2, 1).await?;
+    // The PUT has landed (the job exists) and the coordinator polls its monitor.
+    let t0 = std::time::Instant::now();
+    let polled = || {
+        std::fs::read_to_string(&emu.record).unwrap_or_default().lines().any(|l| {
+            serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| {
+                v["method"] == "GET" && v["url"].as_str().is_some_and(|u| u.contains("/operationResults/"))
+            })
+        })
+    };
+    while !polled() {
+        anyhow::ensure!(t0.elapsed() < T, "the coordinator never polled the PUT's operation");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(emu.job_count().await?, 1);
+    let d = client::operator(c.connect(&ops).await?)
+        .get_seed(pb::GetSeedRequest { seed: "job-lro".into() })
+        .await?
+        .into_inner();
+    assert_eq!(d.seed.unwrap().state, pb::SeedState::DisksPrepared as i32, "still following the operation");
+    c.kill9_coordinator()?;
+    c.start_coordinator()?;
+    let det = wait_seed_state(&c, &ops, "job-lro", "import_job_created", T).await?;
+    assert!(det.seed.unwrap().state_reason.contains("adopted"), "found after the restart, not created again");
+    assert_eq!(emu.job_count().await?, 1, "exactly one job");
+    let report = emu.check_record()?;
+    assert!(report.contains("; 0 problems") && report.contains("(operation monitor)"), "{report}");
     c.finish()
 }
 

@@ -555,6 +555,55 @@ impl Coordinator {
         Ok(s)
     }
 
+    /// Answers Azure's wait for a customer action on `job` (the whole job, or one disk), then
+    /// reads the job back so the operator sees the result.
+    pub async fn mitigate(&self, operator: &SpiffeId, job: &str, resolution: &str, disk: &str) -> Result<ImportJob> {
+        let azure = self
+            .azure
+            .as_ref()
+            .ok_or_else(|| Error::FailedPrecondition("the coordinator has no [azure] settings".into()))?;
+        let rec = self.job(job).await?;
+        let i = &rec.record.intent;
+        if rec.record.phase != crate::domain::import::JobPhase::Created {
+            return Err(Error::FailedPrecondition(format!(
+                "job {} is not in Azure (its record is {}); there is nothing to answer",
+                i.job_name,
+                rec.record.phase.as_str()
+            )));
+        }
+        let body = if disk.is_empty() {
+            seedship_azure::databox::model::MitigateJobRequest {
+                customer_resolution_code: Some(resolution.into()),
+                ..Default::default()
+            }
+        } else {
+            seedship_azure::databox::model::MitigateJobRequest {
+                serial_number_customer_resolution_map: Some([(disk.to_string(), resolution.to_string())].into()),
+                ..Default::default()
+            }
+        };
+        match azure.quick.mitigate(&i.subscription_id, &i.resource_group, &i.job_name, &body).await {
+            Ok(()) => {}
+            Err(e) if e.is_transient() => {
+                return Err(Error::Unavailable(format!("Azure did not answer ({e}); nothing was changed, try again")));
+            }
+            Err(e) => {
+                return Err(Error::FailedPrecondition(format!("Azure refused the answer for job {}: {e}", i.job_name)));
+            }
+        }
+        let what = if disk.is_empty() {
+            format!("answered Azure's wait with {resolution}")
+        } else {
+            format!("answered Azure's wait with {resolution} for disk {disk}")
+        };
+        self.store.job_mitigated(&i.seed_id, &operator.to_string(), &what, self.now()).await?;
+        tracing::info!(operator = %operator, job = %i.job_name, %resolution, %disk, "Azure's wait for the customer answered");
+        if let Ok((found, _)) = azure.quick.get_job(&i.subscription_id, &i.resource_group, &i.job_name).await {
+            self.store.mirror_job(&i.seed_id, &crate::azure::state::snapshot(&found), self.now()).await?;
+        }
+        self.job(job).await
+    }
+
     pub async fn shipping(&self, job: &str) -> Result<ShippingRecord> {
         self.store
             .get_shipping(job)

@@ -291,6 +291,23 @@ impl TryFrom<pb::RetryWorkRequest> for Cmd<(String, String)> {
     }
 }
 
+/// A `Mitigate` request's fields: a job, one of Azure's resolution codes, an optional disk.
+pub fn mitigation(r: &pb::MitigateRequest) -> Result<()> {
+    v::request_id(&r.request_id)?;
+    seed_key("job", &r.job)?;
+    use seedship_azure::databox::ResolutionCode;
+    if ResolutionCode::parse(&r.resolution).is_none_or(|c| c == ResolutionCode::None) {
+        return Err(Error::invalid(
+            "resolution",
+            format!("{:?} is not one of Resume, Restart, MoveToCleanUpDevice, ReachOutToOperation", r.resolution),
+        ));
+    }
+    if !r.disk.is_empty() {
+        v::text("disk", &r.disk, 64)?;
+    }
+    Ok(())
+}
+
 /// A seed key (id or job name) from a read request.
 pub fn seed_key(field: &str, s: &str) -> Result<()> {
     if s.is_empty() {

@@ -34,6 +34,14 @@ impl pb::operator_service_server::OperatorService for Api {
         Ok(Response::new(pb::RetryWorkResponse { seed: Some(seed.into()) }))
     }
 
+    async fn mitigate(&self, req: Request<pb::MitigateRequest>) -> Result<Response<pb::MitigateResponse>, Status> {
+        let operator = self.auth.require(&req, "Mitigate", OPERATOR)?;
+        let r = req.into_inner();
+        crate::grpc::convert::mitigation(&r)?;
+        let job = self.core.mitigate(&operator, &r.job, &r.resolution, &r.disk).await?;
+        Ok(Response::new(pb::MitigateResponse { job: Some(crate::grpc::convert::job_to_pb(job, self.core.now())) }))
+    }
+
     async fn list_seeds(&self, req: Request<pb::ListSeedsRequest>) -> Result<Response<pb::ListSeedsResponse>, Status> {
         self.auth.require(&req, "ListSeeds", OPERATOR)?;
         let r = req.into_inner();

@@ -92,6 +92,17 @@ pub enum Cmd {
         #[arg(long)]
         reason: String,
     },
+    /// Answer an import job that waits for a customer action (Azure's mitigate).
+    Mitigate {
+        #[arg(long)]
+        job: String,
+        /// Resume, Restart, MoveToCleanUpDevice or ReachOutToOperation.
+        #[arg(long)]
+        resolution: String,
+        /// One disk's serial (default: the whole job).
+        #[arg(long, default_value = "")]
+        disk: String,
+    },
     /// Record carrier and tracking number for a job's package.
     Ship {
         #[arg(long)]
@@ -276,6 +287,26 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
                 .into_inner();
             let rec = r.record.unwrap_or_default();
             (shipping_text(&rec), shipping_json(&rec))
+        }
+        Cmd::Mitigate { job, resolution, disk } => {
+            let r = ops
+                .mitigate(pb::MitigateRequest {
+                    request_id: new_request_id(),
+                    job: job.clone(),
+                    resolution: resolution.clone(),
+                    disk: disk.clone(),
+                })
+                .await?
+                .into_inner();
+            let j = r.job.unwrap_or_default();
+            let text = format!(
+                "job {}: answered with {resolution}{}; Azure job stage {} {}",
+                j.job_name,
+                if disk.is_empty() { String::new() } else { format!(" for disk {disk}") },
+                j.azure_state,
+                j.stage_status
+            );
+            (text, render::job_json(&j))
         }
         Cmd::Retry { seed, reason } => {
             let r = ops

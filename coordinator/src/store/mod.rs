@@ -138,6 +138,8 @@ pub trait Store: Send + Sync + 'static {
     async fn mirror_job(&self, seed_id: &str, snap: &JobSnapshot, now: UnixMs) -> Result<Vec<String>>;
     /// The job is gone in Azure.
     async fn job_gone(&self, seed_id: &str, now: UnixMs) -> Result<()>;
+    /// An operator answered Azure's wait for a customer action (`mitigate`): in the history.
+    async fn job_mitigated(&self, seed_id: &str, operator: &str, what: &str, now: UnixMs) -> Result<()>;
     /// Announces a deadline step once (10, 12, 13; 14 fails the seed). True when new.
     async fn deadline_step(
         &self,

@@ -388,6 +388,12 @@ pub fn mirror_job(c: &Connection, seed_id: &str, snap: &JobSnapshot, now: UnixMs
     Ok(said)
 }
 
+/// An operator answered Azure's wait for a customer action.
+pub fn job_mitigated(c: &Connection, seed_id: &str, operator: &str, what: &str, now: UnixMs) -> Result<()> {
+    let seed = require_seed(c, seed_id)?;
+    note(c, &seed, now, operator, "azure_mitigated", what)
+}
+
 /// The job is not in Azure (deleted there, or expired): surfaced, and the seed fails when its
 /// import had not finished.
 pub fn job_gone(c: &Connection, seed_id: &str, now: UnixMs) -> Result<()> {

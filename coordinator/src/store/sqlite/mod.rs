@@ -401,6 +401,11 @@ impl Store for SqliteStore {
         self.write(move |c| jobs::mirror_job(c, &seed_id, &snap, now)).await
     }
 
+    async fn job_mitigated(&self, seed_id: &str, operator: &str, what: &str, now: UnixMs) -> Result<()> {
+        let (seed_id, operator, what) = (seed_id.to_string(), operator.to_string(), what.to_string());
+        self.write(move |c| jobs::job_mitigated(c, &seed_id, &operator, &what, now)).await
+    }
+
     async fn job_gone(&self, seed_id: &str, now: UnixMs) -> Result<()> {
         let seed_id = seed_id.to_string();
         self.write(move |c| jobs::job_gone(c, &seed_id, now)).await
