@@ -70,15 +70,5 @@ impl Clock for OffsetFileClock {
 
 /// Formats a time as RFC 3339 UTC with second precision, for people.
 pub fn rfc3339(ms: UnixMs) -> String {
-    if ms == 0 {
-        return "-".to_string();
-    }
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .map(|s| match s.find('.') {
-            Some(dot) => format!("{}Z", &s[..dot]),
-            None => s,
-        })
-        .unwrap_or_else(|| ms.to_string())
+    seedship_proto::human::rfc3339(ms)
 }

@@ -27,7 +27,6 @@ pub mod grpc;
 pub mod jobs;
 pub mod keys;
 pub mod metrics;
-pub mod ops;
 pub mod pki;
 pub mod server;
 pub mod store;

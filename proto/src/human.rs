@@ -12,6 +12,21 @@ pub fn bytes(b: u64) -> String {
     if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[i]) }
 }
 
+/// A Unix time in milliseconds as RFC 3339 UTC to the second ("2026-11-22T10:00:00Z"); "-" for 0.
+pub fn rfc3339(ms: i64) -> String {
+    if ms == 0 {
+        return "-".to_string();
+    }
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .map(|s| match s.find('.') {
+            Some(dot) => format!("{}Z", &s[..dot]),
+            None => s,
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -19,5 +34,11 @@ mod tests {
         assert_eq!(super::bytes(512), "512 B");
         assert_eq!(super::bytes(3 * 1024 * 1024), "3.0 MiB");
         assert_eq!(super::bytes(1536), "1.5 KiB");
+    }
+
+    #[test]
+    fn times_to_the_second() {
+        assert_eq!(super::rfc3339(0), "-");
+        assert_eq!(super::rfc3339(1_796_000_000_123), "2026-11-30T00:53:20Z");
     }
 }

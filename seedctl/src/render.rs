@@ -3,7 +3,7 @@
 use seedship_proto::pb;
 use serde_json::{Value, json};
 
-use crate::clock::rfc3339;
+use seedship_proto::human::rfc3339;
 
 fn state_name(s: i32) -> String {
     pb::SeedState::try_from(s)

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use coordinator::ops::{Cli, CliError};
+use seedctl::{Cli, CliError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         let cfg = cli.client_config()?;
         let conn = seedship_proto::client::connect(&cfg).await?;
-        coordinator::ops::run(&cli, conn).await
+        seedctl::run(&cli, conn).await
     });
     match result {
         Ok(out) => {

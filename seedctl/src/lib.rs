@@ -1,6 +1,7 @@
 //! `seedctl`, the operations team's command line: read views over every seed, drive, job,
-//! agent and event, and shipping records. It talks to the same gRPC API as everyone else,
-//! with an operator certificate. Human-readable by default, `--json` for scripts.
+//! agent and event, shipping records, and the operator's few actions. It talks to the same
+//! gRPC API as everyone else, with an operator certificate, and depends on the contract
+//! (`seedship-proto`) only. Human-readable by default, `--json` for scripts.
 
 mod render;
 
@@ -187,12 +188,17 @@ impl Cli {
     }
 }
 
+/// A seed state as `seedctl` names it ("queued_for_disk_prep") → the contract's number.
 fn parse_state(s: &str) -> Result<i32, CliError> {
-    let st = crate::domain::seed::SeedState::parse(s).ok_or_else(|| {
-        let all: Vec<&str> = crate::domain::seed::SeedState::ALL.iter().map(|s| s.as_str()).collect();
-        CliError::Usage(format!("unknown state {s:?}; one of: {}", all.join(", ")))
-    })?;
-    Ok(crate::grpc::convert::state_to_pb(st) as i32)
+    let name = |st: pb::SeedState| st.as_str_name().trim_start_matches("SEED_STATE_").to_ascii_lowercase();
+    let all: Vec<pb::SeedState> = (1..64)
+        .filter_map(|n| pb::SeedState::try_from(n).ok())
+        .filter(|st| *st != pb::SeedState::Unspecified)
+        .collect();
+    all.iter().find(|st| name(**st) == s).map(|st| *st as i32).ok_or_else(|| {
+        let names: Vec<String> = all.iter().map(|st| name(*st)).collect();
+        CliError::Usage(format!("unknown state {s:?}; one of: {}", names.join(", ")))
+    })
 }
 
 fn parse_role(s: &str) -> Result<i32, CliError> {
