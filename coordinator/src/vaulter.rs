@@ -20,9 +20,6 @@ use crate::verifier::MANIFEST_BLOB;
 pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Tests: a pause between copies, so a test can stop the coordinator mid-copy.
-    let pause =
-        std::env::var("SEEDSHIP_TEST_VAULT_COPY_PAUSE_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -30,7 +27,7 @@ pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, mut stop: watch:
         }
         let Some(core) = core.upgrade() else { return };
         for s in core.list_seeds(Some(SeedState::SeedingVault), 1000).await.unwrap_or_default() {
-            match seed_vault(&core, &side, &s, pause).await {
+            match seed_vault(&core, &side, &s).await {
                 Ok(Err(refusal)) => {
                     tracing::error!(job = %s.spec.job_name, reason = %refusal, "the seed is not copied into the vault");
                     if let Err(e) = core.store.fail_seed(&s.seed_id, "coordinator/vault", &refusal, core.now()).await {
@@ -96,12 +93,7 @@ fn is_identity(path: &str) -> bool {
 
 /// Seeds the vault: `Err` to retry (storage unreachable), `Ok(Err(why))` when the seed must
 /// not go into this vault at all (the seed fails with why), `Ok(Ok(seed))` when done.
-async fn seed_vault(
-    core: &Coordinator,
-    side: &AzureSide,
-    seed: &Seed,
-    pause: Option<Duration>,
-) -> Result<Result<Seed, String>, String> {
+async fn seed_vault(core: &Coordinator, side: &AzureSide, seed: &Seed) -> Result<Result<Seed, String>, String> {
     let account = &seed.spec.storage_account;
     let import = &seed.spec.container;
     let place = side.cfg.vaults.place_for(&seed.owner);
@@ -142,9 +134,8 @@ async fn seed_vault(
         }
         copier.run(f).await?;
         copied += 1;
-        if let Some(p) = pause {
-            tokio::time::sleep(p).await;
-        }
+        // Tests: a pause between copies, so a test can stop the coordinator mid-copy.
+        seedship_telemetry::failpoint::eval_async("vault-copy").await;
     }
     // Before `seeded`, the whole vault as listed now: storage can lose a write it acknowledged
     // (a failover, an emulator restarted before it saved), so each file was checked when it

@@ -123,13 +123,11 @@ pub async fn incremental(
     Ok(Incremental { out, pending: false, sent_from_outbox: sent })
 }
 
-/// Tests: `SEEDSHIP_TEST_CRASH_AT=<point>` ends the process at once there, as a crash would
-/// (nothing after it runs; what was written before stays).
+/// Tests: failpoint `incremental-<point>` (`SEEDSHIP_FAILPOINTS`, builds with the
+/// `failpoints` feature) can end the process at once there, as a crash would (nothing after it
+/// runs; what was written before stays).
 fn crash_point(point: &str) {
-    if std::env::var("SEEDSHIP_TEST_CRASH_AT").is_ok_and(|v| v == point) {
-        eprintln!("test hook: the agent stops at {point}");
-        std::process::exit(137);
-    }
+    seedship_telemetry::failpoint::eval(&format!("incremental-{point}"));
 }
 
 /// What `backup` did online.

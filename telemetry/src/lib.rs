@@ -9,6 +9,8 @@
 //! [`inject_headers`] and [`server_span`] carry the W3C `traceparent` from an agent's span to the
 //! coordinator's request span, so one trace follows a request across processes.
 
+pub mod failpoint;
+
 use std::collections::HashMap;
 use std::time::Duration;
 

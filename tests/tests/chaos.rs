@@ -92,7 +92,7 @@ async fn kill_nine_anywhere_and_every_reported_point_restores() -> anyhow::Resul
         lease_ttl: "2s",
         // Vault seeding slow enough that the storage kill lands while it runs, past Azurite's
         // 5 s save interval for the import before it.
-        coordinator_env: vec![("SEEDSHIP_TEST_VAULT_COPY_PAUSE_MS".into(), "1500".into())],
+        coordinator_env: vec![("SEEDSHIP_FAILPOINTS".into(), "vault-copy=sleep(1500)".into())],
         ..Default::default()
     })?;
     // What a kill makes other parts say is expected; a panic or a lost write is not.

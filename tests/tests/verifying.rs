@@ -303,7 +303,7 @@ async fn staging_deleted_before_repair_blocks_the_seed_with_a_clear_report() -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_killed_while_seeding_the_vault_converges_after_restart() -> anyhow::Result<()> {
     // A pause between copies, so the kill lands midway.
-    let (mut c, emu) = cluster_env(vec![("SEEDSHIP_TEST_VAULT_COPY_PAUSE_MS".into(), "400".into())])?;
+    let (mut c, emu) = cluster_env(vec![("SEEDSHIP_FAILPOINTS".into(), "vault-copy=sleep(400)".into())])?;
     let ops = c.issue("operator", "alice")?;
     let drives = shipped(&mut c, &ops, "job-kill", 1).await?;
     emu.dc("job-kill", "arrive", json!({ "disks": [drives[0].1] })).await?;
@@ -341,7 +341,7 @@ async fn a_coordinator_killed_while_seeding_the_vault_converges_after_restart() 
 async fn storage_losing_confirmed_copies_is_caught_before_seeded() -> anyhow::Result<()> {
     // Slow copies into the vault, so the kill and the restart fit between two of them: the
     // coordinator sees no error at all.
-    let (mut c, mut emu) = cluster_env(vec![("SEEDSHIP_TEST_VAULT_COPY_PAUSE_MS".into(), "3000".into())])?;
+    let (mut c, mut emu) = cluster_env(vec![("SEEDSHIP_FAILPOINTS".into(), "vault-copy=sleep(3000)".into())])?;
     let ops = c.issue("operator", "alice")?;
     let drives = shipped(&mut c, &ops, "job-az", 1).await?;
     emu.dc("job-az", "arrive", json!({ "disks": [drives[0].1] })).await?;
@@ -717,7 +717,7 @@ async fn an_interrupted_incremental_leaves_every_reported_point_restorable() -> 
     for (n, crash) in ["before-upload", "after-packs", "before-report"].into_iter().enumerate() {
         mutate(&c, &corpus, &format!("{}", 30 + n))?;
         let mut cmd = online_backup(&c, "job-cr", &["--cache".as_ref(), cache.as_os_str()]);
-        cmd.env("SEEDSHIP_TEST_CRASH_AT", crash);
+        cmd.env("SEEDSHIP_FAILPOINTS", format!("incremental-{crash}=exit(137)"));
         let o = c.run(&format!("crash-{crash}"), &mut cmd)?;
         assert!(!o.status.success(), "the hook stops the agent at {crash}: {}", text(&o));
         // The next incremental, after the crash, is whole.
