@@ -32,6 +32,47 @@ pub struct JobIntent {
     pub storage_account_id: String,
 }
 
+/// What the creation rules look at, loaded by the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFacts {
+    /// The seed's prepared disks, in order.
+    pub drives: Vec<DriveFact>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriveFact {
+    pub drive_id: String,
+    pub key_escrowed: bool,
+    /// The job name of another active job that has this disk, if any.
+    pub in_other_active_job: Option<String>,
+}
+
+/// What stops the job from being created (Azure's rules), if anything: a valid job name, 1 to
+/// 10 prepared disks, each with its key escrowed and in no other active job.
+pub fn job_problem(intent: &JobIntent, facts: &JobFacts) -> Option<String> {
+    if !seedship_azure::databox::paths::valid_job_name(&intent.job_name) {
+        return Some(format!(
+            "{:?} is not a valid Azure Data Box job name (3-24 letters, digits or '-', a letter or digit first and last)",
+            intent.job_name
+        ));
+    }
+    let n = facts.drives.len();
+    if n == 0 || n > MAX_DRIVES {
+        return Some(format!("{n} prepared disk(s); an Azure customer-disk job takes 1 to {MAX_DRIVES}"));
+    }
+    if let Some(d) = facts.drives.iter().find(|d| !d.key_escrowed) {
+        return Some(format!("drive {} has no escrowed key; prepare the disk again", d.drive_id));
+    }
+    facts.drives.iter().find_map(|d| {
+        d.in_other_active_job.as_ref().map(|other| {
+            format!(
+                "drive {} is already in active import job {other}; a drive serial can be in one active job only",
+                d.drive_id
+            )
+        })
+    })
+}
+
 /// Where the coordinator's record of a job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -549,6 +590,33 @@ mod tests {
         assert_eq!(f.events[0].0, SeedEvent::ImportCompleted);
         assert!(f.events[0].1.contains("disk D2 CompletedWithErrors: 2 file(s) errored"), "{}", f.events[0].1);
         assert!(!f.events[0].1.contains("D1"));
+    }
+
+    #[test]
+    fn the_creation_rules_name_what_is_wrong() {
+        let intent = JobIntent {
+            seed_id: "s".into(),
+            job_name: "job-1".into(),
+            subscription_id: "x".into(),
+            resource_group: "rg".into(),
+            location: "westeurope".into(),
+            storage_account_id: "/a".into(),
+        };
+        let disk = |id: &str, key: bool, other: Option<&str>| DriveFact {
+            drive_id: id.into(),
+            key_escrowed: key,
+            in_other_active_job: other.map(String::from),
+        };
+        let facts = |d: Vec<DriveFact>| JobFacts { drives: d };
+        assert_eq!(job_problem(&intent, &facts(vec![disk("A", true, None)])), None);
+        let bad_name = JobIntent { job_name: "job_1".into(), ..intent.clone() };
+        assert!(job_problem(&bad_name, &facts(vec![disk("A", true, None)])).unwrap().contains("not a valid"));
+        assert!(job_problem(&intent, &facts(vec![])).unwrap().contains("0 prepared disk(s)"));
+        let eleven = (0..11).map(|i| disk(&format!("D{i}"), true, None)).collect();
+        assert!(job_problem(&intent, &facts(eleven)).unwrap().contains("takes 1 to 10"));
+        assert!(job_problem(&intent, &facts(vec![disk("A", false, None)])).unwrap().contains("no escrowed key"));
+        let taken = facts(vec![disk("A", true, None), disk("B", true, Some("job-9"))]);
+        assert!(job_problem(&intent, &taken).unwrap().contains("drive B is already in active import job job-9"));
     }
 
     #[test]

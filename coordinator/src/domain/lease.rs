@@ -99,6 +99,31 @@ pub struct Fence {
     pub generation: u64,
 }
 
+/// How a seed's source runs, as it reported at registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceHost {
+    /// "none", "kvm", "vmware", ...; empty when it could not tell.
+    pub virtualization: String,
+    pub hostname: String,
+}
+
+/// How a copy station runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StationHost {
+    pub virtualization: String,
+    pub hostname: String,
+}
+
+/// Azure's rule: a seed from a virtual machine is prepared on a separate physical copy station
+/// (one that runs on no hypervisor, on another host), unless an operator allowed otherwise for
+/// that seed. A source that never registered, or could not tell how it runs, is not held to it.
+pub fn vm_rule_allows(source: Option<&SourceHost>, station: &StationHost, allowed_by_operator: bool) -> bool {
+    let Some(source) = source else { return true };
+    allowed_by_operator
+        || matches!(source.virtualization.as_str(), "" | "none")
+        || (station.virtualization == "none" && source.hostname != station.hostname)
+}
+
 impl WorkItem {
     /// Whether `station` at `site` may claim this item.
     pub fn eligible_for(&self, station: &str, site: Option<&str>) -> bool {
@@ -257,6 +282,22 @@ mod tests {
             target_site: None,
             target_station: None,
         }
+    }
+
+    #[test]
+    fn a_virtual_source_goes_to_a_physical_station_on_another_host() {
+        let vm = SourceHost { virtualization: "kvm".into(), hostname: "fs01".into() };
+        let metal = |host: &str| StationHost { virtualization: "none".into(), hostname: host.into() };
+        let virt = StationHost { virtualization: "vmware".into(), hostname: "st1".into() };
+        assert!(vm_rule_allows(Some(&vm), &metal("st1"), false));
+        assert!(!vm_rule_allows(Some(&vm), &metal("fs01"), false), "the same host");
+        assert!(!vm_rule_allows(Some(&vm), &virt, false), "a virtual station");
+        assert!(vm_rule_allows(Some(&vm), &virt, true), "an operator allowed it");
+        let physical = SourceHost { virtualization: "none".into(), hostname: "fs02".into() };
+        assert!(vm_rule_allows(Some(&physical), &virt, false));
+        let unknown = SourceHost { virtualization: String::new(), hostname: "fs03".into() };
+        assert!(vm_rule_allows(Some(&unknown), &virt, false));
+        assert!(vm_rule_allows(None, &virt, false), "a source that never registered");
     }
 
     #[test]

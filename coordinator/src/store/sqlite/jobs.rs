@@ -7,7 +7,7 @@ use seedship_proto::identity::SpiffeId;
 use super::db_err;
 use super::rows::*;
 use crate::clock::{UnixMs, rfc3339};
-use crate::domain::import::{self, DeadlineKind, JobIntent, JobPhase, JobRecord, JobSnapshot, MAX_DRIVES};
+use crate::domain::import::{self, DeadlineKind, JobIntent, JobPhase, JobRecord, JobSnapshot};
 use crate::domain::model::*;
 use crate::domain::seed::{SeedEvent, SeedState};
 use crate::error::{Error, Result};
@@ -85,7 +85,7 @@ pub fn record_job_intent(c: &Connection, intent: &JobIntent, now: UnixMs) -> Res
             seed.spec.job_name, seed.state
         )));
     }
-    let problem = job_problem(c, intent)?;
+    let problem = import::job_problem(intent, &job_facts(c, intent)?);
     exec(
         c,
         "INSERT INTO import_jobs (seed_id, job_name, subscription_id, resource_group, location, storage_account_id, \
@@ -135,24 +135,10 @@ pub fn record_job_intent(c: &Connection, intent: &JobIntent, now: UnixMs) -> Res
     require_job(c, &intent.seed_id)
 }
 
-/// What stops the job from being created (Azure's rules), if anything.
-fn job_problem(c: &Connection, intent: &JobIntent) -> Result<Option<String>> {
-    if !seedship_azure::databox::paths::valid_job_name(&intent.job_name) {
-        return Ok(Some(format!(
-            "{:?} is not a valid Azure Data Box job name (3-24 letters, digits or '-', a letter or digit first and last)",
-            intent.job_name
-        )));
-    }
+/// The facts Azure's creation rules look at ([`import::job_problem`] decides).
+fn job_facts(c: &Connection, intent: &JobIntent) -> Result<import::JobFacts> {
     let drives = drives_for_job(c, &intent.seed_id)?;
-    if drives.is_empty() || drives.len() > MAX_DRIVES {
-        return Ok(Some(format!(
-            "{} prepared disk(s); an Azure customer-disk job takes 1 to {MAX_DRIVES}",
-            drives.len()
-        )));
-    }
-    if let Some(d) = drives.iter().find(|d| d.sealed_key.is_none()) {
-        return Ok(Some(format!("drive {} has no escrowed key; prepare the disk again", d.spec.drive_id)));
-    }
+    let mut facts = import::JobFacts::default();
     for d in &drives {
         let other: Option<String> = c
             .query_row(
@@ -165,14 +151,13 @@ fn job_problem(c: &Connection, intent: &JobIntent) -> Result<Option<String>> {
             )
             .optional()
             .map_err(db_err)?;
-        if let Some(other) = other {
-            return Ok(Some(format!(
-                "drive {} is already in active import job {other}; a drive serial can be in one active job only",
-                d.spec.drive_id
-            )));
-        }
+        facts.drives.push(import::DriveFact {
+            drive_id: d.spec.drive_id.clone(),
+            key_escrowed: d.sealed_key.is_some(),
+            in_other_active_job: other,
+        });
     }
-    Ok(None)
+    Ok(facts)
 }
 
 /// Jobs the Azure worker still works on: intents of live seeds, and created jobs that Azure

@@ -6,7 +6,7 @@ use seedship_proto::identity::SpiffeId;
 use super::db_err;
 use super::rows::*;
 use crate::clock::UnixMs;
-use crate::domain::lease::{Fence, Release, WorkItem, WorkState};
+use crate::domain::lease::{Fence, Release, SourceHost, StationHost, WorkItem, WorkState, vm_rule_allows};
 use crate::domain::model::*;
 use crate::domain::placement::Placement;
 use crate::domain::seed::{SeedEvent, SeedState};
@@ -241,32 +241,53 @@ pub fn register_seed(
     })
 }
 
+/// How many queued items one claim looks at, oldest first.
+const CLAIM_CANDIDATES: usize = 1000;
+
 pub fn claim_work(c: &Connection, idem: &Idem, station: &SpiffeId, t: LeaseTiming) -> Result<Option<Lease>> {
     idempotent(c, idem, t.now, || {
         let agent = load_agent(c, &station.uri())?.ok_or_else(|| {
             Error::FailedPrecondition(format!("copy station {station} has not registered; call RegisterAgent first"))
         })?;
         let site = agent.info.site;
-        // Azure's rule: a seed from a virtual source goes only to a physical station on another
-        // host, unless an operator allowed otherwise for that seed. A source that never said how
-        // it runs is not held to it.
-        let item: Option<WorkItem> = c
-            .query_row(
-                &format!(
-                    "SELECT {WORK_COLS} FROM work_items w JOIN seeds s ON s.seed_id = w.seed_id \
-                     LEFT JOIN agents src ON src.role = 'source' AND src.name = s.owner \
-                     WHERE w.state = 'queued' AND w.not_before_ms <= ?5 \
-                     AND (w.target_station IS NULL OR w.target_station = ?1) \
-                     AND (w.target_site IS NULL OR w.target_site = ?2) \
-                     AND (s.allow_virtual_station = 1 OR src.identity IS NULL OR src.virtualization IN ('', 'none') \
-                          OR (?3 = 'none' AND src.hostname <> ?4)) \
-                     ORDER BY w.queued_ms, w.work_id LIMIT 1"
-                ),
-                params![station.name, site, agent.info.virtualization, agent.info.hostname, t.now],
-                work_row,
-            )
-            .optional()
+        let host =
+            StationHost { virtualization: agent.info.virtualization.clone(), hostname: agent.info.hostname.clone() };
+        // Load, decide, save: the queued work due now, oldest first, with its source's host;
+        // the rules (`WorkItem::eligible_for`, `vm_rule_allows`) pick the first this station
+        // may take.
+        let n = WORK_COLS.split(',').count();
+        let mut stmt = c
+            .prepare_cached(&format!(
+                "SELECT {WORK_COLS}, s.allow_virtual_station, src.identity, src.virtualization, src.hostname \
+                 FROM work_items w JOIN seeds s ON s.seed_id = w.seed_id \
+                 LEFT JOIN agents src ON src.role = 'source' AND src.name = s.owner \
+                 WHERE w.state = 'queued' AND w.not_before_ms <= ?1 \
+                 ORDER BY w.queued_ms, w.work_id LIMIT {CLAIM_CANDIDATES}"
+            ))
             .map_err(db_err)?;
+        let rows = stmt
+            .query_map(params![t.now], |r| {
+                let work = work_row(r)?;
+                let allowed: bool = r.get(n)?;
+                let source = match r.get::<_, Option<String>>(n + 1)? {
+                    None => None,
+                    Some(_) => Some(SourceHost {
+                        virtualization: r.get::<_, Option<String>>(n + 2)?.unwrap_or_default(),
+                        hostname: r.get::<_, Option<String>>(n + 3)?.unwrap_or_default(),
+                    }),
+                };
+                Ok((work, allowed, source))
+            })
+            .map_err(db_err)?;
+        let mut item = None;
+        for row in rows {
+            let (work, allowed, source) = row.map_err(db_err)?;
+            if work.eligible_for(&station.name, site.as_deref()) && vm_rule_allows(source.as_ref(), &host, allowed) {
+                item = Some(work);
+                break;
+            }
+        }
+        drop(stmt);
         let Some(mut work) = item else {
             return Ok(None);
         };
