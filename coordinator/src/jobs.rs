@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use seedship_azure::client::{ArmClient, ArmError};
+use seedship_azure::client::ArmError;
 use seedship_azure::databox::{Sku, copylog, model};
 use tokio::sync::watch;
 
@@ -22,8 +22,8 @@ use crate::azure::{AzureSide, body, state};
 use crate::domain::import::{CopyError, JobIntent, JobPhase, JobRecord, JobSnapshot};
 use crate::domain::model::*;
 use crate::domain::seed::SeedState;
-use crate::domain::service::Coordinator;
 use crate::error::{Error, Result};
+use crate::service::Coordinator;
 
 /// The job a seed gets: in the configured resource group, at the seed's location, into the
 /// seed's storage account.
@@ -108,9 +108,9 @@ async fn round(core: &Coordinator, side: &AzureSide, due: &mut Due, poll: Durati
             tracing::warn!(location = %loc, error = %e, "the datacenter address could not be read; retrying");
         }
     }
-    for seed in core.store.seeds_awaiting_jobs().await? {
+    for seed in core.seeds_awaiting_jobs().await? {
         let intent = intent(side, &seed);
-        let rec = core.store.record_job_intent(&intent, core.now()).await?;
+        let rec = core.record_job_intent(&intent).await?;
         match rec.phase {
             JobPhase::Refused => {
                 tracing::warn!(job = %intent.job_name, reason = %rec.last_error, "import job cannot be created")
@@ -121,7 +121,7 @@ async fn round(core: &Coordinator, side: &AzureSide, due: &mut Due, poll: Durati
         }
     }
     let now = Instant::now();
-    for job in core.store.followed_jobs().await? {
+    for job in core.followed_jobs().await? {
         deadlines(core, &job).await?;
         let seed = job.intent.seed_id.clone();
         if !due.ready(&seed, now) {
@@ -138,12 +138,12 @@ async fn round(core: &Coordinator, side: &AzureSide, due: &mut Due, poll: Durati
     // Shipping that an operator recorded but Azure has not confirmed (Azure was down, or the
     // coordinator stopped in between): pushed again.
     let before = core.now() - 30_000;
-    for rec in core.store.stale_reservations(before).await? {
+    for rec in core.stale_reservations(before).await? {
         let key = format!("ship:{}", rec.seed_id);
         if !due.ready(&key, now) {
             continue;
         }
-        let outcome = match push_shipping(core, &side.arm, &rec).await {
+        let outcome = match core.push_shipping(&side.arm, &rec).await {
             Ok(_) => Outcome::Done,
             Err(Error::Unavailable(_)) => Outcome::Retry,
             Err(e) => {
@@ -158,7 +158,7 @@ async fn round(core: &Coordinator, side: &AzureSide, due: &mut Due, poll: Durati
 
 async fn unavailable(core: &Coordinator, job: &JobRecord, e: &ArmError) -> Result<Outcome> {
     tracing::warn!(job = %job.intent.job_name, error = %e, "Azure unavailable; will retry");
-    core.store.azure_unavailable(&job.intent.seed_id, &e.to_string(), core.now()).await?;
+    core.azure_unavailable(&job.intent.seed_id, &e.to_string()).await?;
     Ok(Outcome::Retry)
 }
 
@@ -171,7 +171,7 @@ async fn create(core: &Coordinator, side: &AzureSide, job: &JobRecord) -> Result
         Err(e) if e.is_not_found() => {}
         Err(e) if e.is_transient() => return unavailable(core, job, &e).await,
         Err(e) => {
-            core.store.job_refused(&i.seed_id, &e.to_string(), core.now()).await?;
+            core.job_refused(&i.seed_id, &e.to_string()).await?;
             return Ok(Outcome::Done);
         }
     }
@@ -186,29 +186,17 @@ async fn create(core: &Coordinator, side: &AzureSide, job: &JobRecord) -> Result
             if !refused.is_empty() {
                 let why = format!("Azure's validateInputs refused the job: {}", refused.join("; "));
                 tracing::warn!(job = %i.job_name, "{why}");
-                core.store.job_refused(&i.seed_id, &why, core.now()).await?;
+                core.job_refused(&i.seed_id, &why).await?;
                 return Ok(Outcome::Done);
             }
         }
         Err(e) if e.is_transient() || matches!(e, ArmError::Decode(_)) => return unavailable(core, job, &e).await,
         Err(e) => {
-            core.store.job_refused(&i.seed_id, &format!("Azure's validateInputs failed: {e}"), core.now()).await?;
+            core.job_refused(&i.seed_id, &format!("Azure's validateInputs failed: {e}")).await?;
             return Ok(Outcome::Done);
         }
     }
-    let drives = core.store.drives_for_job(&i.seed_id).await?;
-    let mk = core.master_key.as_ref().ok_or_else(|| {
-        Error::FailedPrecondition("the coordinator has no master_key_file, so it cannot read drive keys".into())
-    })?;
-    let mut list = Vec::with_capacity(drives.len());
-    for d in drives {
-        let sealed = d
-            .sealed_key
-            .as_ref()
-            .ok_or_else(|| Error::FailedPrecondition(format!("drive {} has no escrowed key", d.spec.drive_id)))?;
-        let key = mk.open(&d.work_id, &d.spec.drive_id, sealed)?;
-        list.push((d.spec, key));
-    }
+    let list = core.drive_keys_for_job(&i.seed_id).await?;
     let put = body::customer_disk_job(i, &side.cfg, list);
     match side.arm.put_job(&i.subscription_id, &i.resource_group, &i.job_name, &put).await {
         Ok(end) => {
@@ -224,7 +212,7 @@ async fn create(core: &Coordinator, side: &AzureSide, job: &JobRecord) -> Result
         Err(e) if e.is_transient() || matches!(e, ArmError::Decode(_)) => unavailable(core, job, &e).await,
         Err(e) => {
             tracing::warn!(job = %i.job_name, error = %e, "Azure refused to create the import job");
-            core.store.job_refused(&i.seed_id, &e.to_string(), core.now()).await?;
+            core.job_refused(&i.seed_id, &e.to_string()).await?;
             Ok(Outcome::Done)
         }
     }
@@ -245,14 +233,14 @@ async fn adopt(
             "a different job named {} already exists in resource group {} (storage account {theirs}); rename the seed's job",
             i.job_name, i.resource_group
         );
-        core.store.job_refused(&i.seed_id, &why, core.now()).await?;
+        core.job_refused(&i.seed_id, &why).await?;
         return Ok(Outcome::Done);
     }
     if after_restart {
         tracing::info!(job = %i.job_name, "import job found in Azure after a restart; adopted, not created again");
     }
     let address = side.remember_address(&i.location, found);
-    core.store.job_created(&i.seed_id, &state::snapshot(found), &address, after_restart, core.now()).await?;
+    core.job_created(&i.seed_id, &state::snapshot(found), &address, after_restart).await?;
     Ok(Outcome::Done)
 }
 
@@ -264,7 +252,7 @@ async fn follow(core: &Coordinator, side: &AzureSide, job: &JobRecord) -> Result
         Ok((found, _)) => {
             let mut snap = state::snapshot(&found);
             read_copy_logs(side, job, &mut snap).await;
-            let changes = core.store.mirror_job(&i.seed_id, &snap, core.now()).await?;
+            let changes = core.mirror_job(&i.seed_id, &snap).await?;
             for c in changes {
                 tracing::info!(job = %i.job_name, "{c}");
             }
@@ -272,7 +260,7 @@ async fn follow(core: &Coordinator, side: &AzureSide, job: &JobRecord) -> Result
         }
         Err(e) if e.is_not_found() => {
             tracing::warn!(job = %i.job_name, "import job no longer exists in Azure");
-            core.store.job_gone(&i.seed_id, core.now()).await?;
+            core.job_gone(&i.seed_id).await?;
             Ok(Outcome::Done)
         }
         Err(e) => unavailable(core, job, &e).await,
@@ -333,7 +321,7 @@ async fn deadlines(core: &Coordinator, job: &JobRecord) -> Result<()> {
         return Ok(());
     }
     let text = d.describe(now);
-    if core.store.deadline_step(&job.intent.seed_id, d.kind, step, &text, now).await? {
+    if core.deadline_step(&job.intent.seed_id, d.kind, step, &text).await? {
         tracing::warn!(
             job = %job.intent.job_name,
             deadline = d.kind.as_str(),
@@ -344,55 +332,6 @@ async fn deadlines(core: &Coordinator, job: &JobRecord) -> Result<()> {
         crate::metrics::deadline_warning(&job.intent.job_name, d.kind.as_str(), step, d.days_left(now));
     }
     Ok(())
-}
-
-/// Tells Azure the disks are on their way (`markDevicesShipped`: carrier and tracking number)
-/// and confirms the record. An Azure refusal removes the reservation (nothing changed) and is
-/// returned with its reason; no answer keeps it, for the worker to push again.
-pub async fn push_shipping(core: &Coordinator, client: &ArmClient, rec: &ShippingRecord) -> Result<ShippingRecord> {
-    let job = core
-        .store
-        .job(&rec.seed_id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("job {} has no import job", rec.spec.job_name)))?;
-    let i = &job.record.intent;
-    // A push from before a crash may have landed already.
-    if let Ok((found, _)) = client.get_job(&i.subscription_id, &i.resource_group, &i.job_name).await {
-        let snap = state::snapshot(&found);
-        if snap.delivery_tracking.as_deref() == Some(rec.spec.tracking_number.as_str())
-            && crate::domain::import::shipped(&snap)
-        {
-            return core.store.confirm_shipping(&rec.seed_id, core.now()).await;
-        }
-    }
-    let sent = client
-        .mark_devices_shipped(
-            &i.subscription_id,
-            &i.resource_group,
-            &i.job_name,
-            &rec.spec.carrier,
-            &rec.spec.tracking_number,
-        )
-        .await;
-    match sent {
-        Ok(()) => core.store.confirm_shipping(&rec.seed_id, core.now()).await,
-        Err(e) if e.is_transient() || matches!(e, ArmError::Decode(_)) => {
-            core.store.azure_unavailable(&rec.seed_id, &e.to_string(), core.now()).await?;
-            Err(Error::Unavailable(format!(
-                "shipping for job {} is recorded, but Azure has not confirmed it yet ({e}); the coordinator keeps retrying",
-                rec.spec.job_name
-            )))
-        }
-        Err(e) => {
-            let why =
-                format!("Azure refused the shipping details for job {}: {e}; nothing was changed", rec.spec.job_name);
-            core.store.drop_shipping(&rec.seed_id, &why, core.now()).await?;
-            match e.code() {
-                Some("DuplicateTrackingNumber") => Err(Error::AlreadyExists(why)),
-                _ => Err(Error::FailedPrecondition(why)),
-            }
-        }
-    }
 }
 
 #[cfg(test)]

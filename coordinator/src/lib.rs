@@ -29,6 +29,7 @@ pub mod keys;
 pub mod metrics;
 pub mod pki;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod sweeper;
 pub mod tls;

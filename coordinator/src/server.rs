@@ -13,10 +13,10 @@ use crate::auth::Auth;
 use crate::azure::AzureSide;
 use crate::clock::{Clock, OffsetFileClock, SystemClock};
 use crate::config::Config;
-use crate::domain::service::{Coordinator, Settings};
 use crate::error::{Error, Result};
 use crate::grpc::{Api, layers};
 use crate::keys::MasterKey;
+use crate::service::{Coordinator, Settings};
 use crate::store::sqlite::SqliteStore;
 
 /// Runs the coordinator on `listener` until `shutdown` resolves.

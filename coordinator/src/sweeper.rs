@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::domain::service::Coordinator;
 use crate::error::Error;
+use crate::service::Coordinator;
 
 pub async fn run(core: Weak<Coordinator>, every: Duration, retention: Duration, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(every);

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::azure::AzureSide;
 use crate::domain::model::*;
 use crate::domain::seed::SeedState;
-use crate::domain::service::Coordinator;
+use crate::service::Coordinator;
 use crate::verifier::MANIFEST_BLOB;
 
 pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, mut stop: watch::Receiver<bool>) {
@@ -30,7 +30,7 @@ pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, mut stop: watch:
             match seed_vault(&core, &side, &s).await {
                 Ok(Err(refusal)) => {
                     tracing::error!(job = %s.spec.job_name, reason = %refusal, "the seed is not copied into the vault");
-                    if let Err(e) = core.store.fail_seed(&s.seed_id, "coordinator/vault", &refusal, core.now()).await {
+                    if let Err(e) = core.fail_seed(&s.seed_id, "coordinator/vault", &refusal).await {
                         tracing::warn!(job = %s.spec.job_name, error = %e, "cannot record the refusal; retrying");
                     }
                 }
@@ -172,9 +172,5 @@ async fn seed_vault(core: &Coordinator, side: &AzureSide, seed: &Seed) -> Result
     }
     let vault = place.path();
     tracing::info!(job = %seed.spec.job_name, %vault, copied, kept, "vault copy complete");
-    core.store
-        .vault_seeded(&seed.seed_id, account, &vault, &snapshots, core.now())
-        .await
-        .map(Ok)
-        .map_err(|e| e.to_string())
+    core.vault_seeded(&seed.seed_id, account, &vault, &snapshots).await.map(Ok).map_err(|e| e.to_string())
 }

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::azure::AzureSide;
 use crate::domain::model::*;
 use crate::domain::seed::SeedState;
-use crate::domain::service::Coordinator;
+use crate::service::Coordinator;
 
 /// The seed manifest's own blob name.
 pub const MANIFEST_BLOB: &str = "manifest.json";
@@ -35,7 +35,7 @@ pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, mut stop: watch:
         }
         let Some(core) = core.upgrade() else { return };
         for s in core.list_seeds(Some(SeedState::Imported), 1000).await.unwrap_or_default() {
-            if let Err(e) = core.store.start_verification(&s.seed_id, core.now()).await {
+            if let Err(e) = core.start_verification(&s.seed_id).await {
                 tracing::warn!(job = %s.spec.job_name, error = %e, "cannot start the verification");
             }
         }
@@ -46,7 +46,7 @@ pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, mut stop: watch:
             match verify(&side, &s).await {
                 Ok((files, repair)) => {
                     retry_at.remove(&s.seed_id);
-                    match core.store.finish_verification(&s.seed_id, &files, &repair, core.now()).await {
+                    match core.finish_verification(&s.seed_id, &files, &repair).await {
                         Ok(after) => {
                             tracing::info!(job = %s.spec.job_name, state = %after.state, "{}", after.state_reason)
                         }

@@ -1,10 +1,10 @@
-//! The coordinator's rules, free of I/O: the seed lifecycle, disk-prep leases, the domain
-//! types and their validation, and the service that ties them to a [`crate::store::Store`].
+//! The coordinator's rules, free of I/O: the seed lifecycle, disk-prep leases, the import
+//! job (stages, deadlines, creation rules), placement, the domain types and their validation.
+//! The use cases that load, decide with these rules and save are in [`crate::service`].
 
 pub mod import;
 pub mod lease;
 pub mod model;
 pub mod placement;
 pub mod seed;
-pub mod service;
 pub mod validate;

@@ -9,9 +9,9 @@ use crate::clock::UnixMs;
 use crate::domain::lease::{Fence, WorkItem};
 use crate::domain::model::*;
 use crate::domain::seed::SeedState;
-use crate::domain::service::Cmd;
 use crate::domain::validate as v;
 use crate::error::{Error, Result};
+use crate::service::Cmd;
 
 fn opt(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)

@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::Api;
 use super::convert::{self, DriveCmd};
-use crate::domain::service::Cmd;
+use crate::service::Cmd;
 
 const COPY: &[Role] = &[Role::Copy];
 

@@ -14,7 +14,7 @@ pub mod shipping;
 use std::sync::Arc;
 
 use crate::auth::Auth;
-use crate::domain::service::Coordinator;
+use crate::service::Coordinator;
 
 /// Shared by every service: the authorizer and the domain service.
 #[derive(Clone)]

@@ -22,14 +22,14 @@ impl pb::operator_service_server::OperatorService for Api {
         req: Request<pb::AllowVirtualStationRequest>,
     ) -> Result<Response<pb::AllowVirtualStationResponse>, Status> {
         let operator = self.auth.require(&req, "AllowVirtualStation", OPERATOR)?;
-        let cmd = crate::domain::service::Cmd::try_from(req.into_inner())?;
+        let cmd = crate::service::Cmd::try_from(req.into_inner())?;
         let seed = self.core.allow_virtual_station(&operator, cmd).await?;
         Ok(Response::new(pb::AllowVirtualStationResponse { seed: Some(seed.into()) }))
     }
 
     async fn retry_work(&self, req: Request<pb::RetryWorkRequest>) -> Result<Response<pb::RetryWorkResponse>, Status> {
         let operator = self.auth.require(&req, "RetryWork", OPERATOR)?;
-        let cmd = crate::domain::service::Cmd::try_from(req.into_inner())?;
+        let cmd = crate::service::Cmd::try_from(req.into_inner())?;
         let seed = self.core.retry_work(&operator, cmd).await?;
         Ok(Response::new(pb::RetryWorkResponse { seed: Some(seed.into()) }))
     }

@@ -3,7 +3,7 @@ use seedship_proto::pb;
 use tonic::{Request, Response, Status};
 
 use super::Api;
-use crate::domain::service::Cmd;
+use crate::service::Cmd;
 
 const SOURCE: &[Role] = &[Role::Source];
 

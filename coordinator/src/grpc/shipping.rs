@@ -3,8 +3,8 @@ use seedship_proto::pb;
 use tonic::{Request, Response, Status};
 
 use super::Api;
-use crate::domain::service::Cmd;
 use crate::domain::validate;
+use crate::service::Cmd;
 
 const OPERATOR: &[Role] = &[Role::Operator];
 

@@ -1,0 +1,189 @@
+//! Agents, seeds and disk-prep leases.
+
+use super::*;
+
+impl Coordinator {
+    pub async fn register_agent(&self, who: &SpiffeId, cmd: Cmd<AgentInfo>) -> Result<Agent> {
+        let idem = self.idem(who, "RegisterAgent", &cmd);
+        let agent = self.store.register_agent(&idem, who, &cmd.body, self.now()).await?;
+        tracing::info!(agent = %who, site = ?cmd.body.site, "agent registered");
+        Ok(agent)
+    }
+
+    pub async fn heartbeat(&self, who: &SpiffeId, cmd: Cmd<String>) -> Result<UnixMs> {
+        let idem = self.idem(who, "Heartbeat", &cmd);
+        self.store.heartbeat(&idem, who, &cmd.body, self.now()).await
+    }
+
+    pub async fn register_seed(&self, owner: &SpiffeId, cmd: Cmd<NewSeed>) -> Result<SeedRegistration> {
+        let idem = self.idem(owner, "RegisterSeed", &cmd);
+        let reg = Self::audit(
+            owner,
+            "RegisterSeed",
+            self.store.register_seed(&idem, owner, &cmd.body, &self.placement, self.now()).await,
+        )?;
+        if reg.created {
+            tracing::info!(seed = %reg.seed.seed_id, job = %reg.seed.spec.job_name, owner = %owner, container = %reg.seed.spec.container, "seed registered and queued for disk preparation");
+        }
+        self.warm_address(&reg.seed.spec.subscription_id, &reg.seed.spec.location);
+        Ok(reg)
+    }
+
+    pub async fn own_seeds(&self, owner: &SpiffeId) -> Result<Vec<Seed>> {
+        self.store.list_own_seeds(&owner.name).await
+    }
+
+    pub async fn claim(&self, station: &SpiffeId, cmd: Cmd<()>) -> Result<Option<Lease>> {
+        let idem = self.idem(station, "ClaimWork", &cmd);
+        let lease = self.store.claim_work(&idem, station, self.timing()).await?;
+        if let Some(l) = &lease {
+            tracing::info!(station = %station, work = %l.work.work_id, job = %l.seed.spec.job_name, generation = l.work.generation, "lease granted");
+            self.warm_address(&l.seed.spec.subscription_id, &l.seed.spec.location);
+        }
+        Ok(lease)
+    }
+
+    /// Renews a lease; `waiting` (non-empty) says what the station waits for.
+    pub async fn renew(&self, station: &SpiffeId, cmd: Cmd<(Fence, String)>) -> Result<UnixMs> {
+        let idem = self.idem(station, "RenewLease", &cmd);
+        let (fence, waiting) = &cmd.body;
+        Self::audit(station, "RenewLease", self.store.renew_lease(&idem, station, fence, waiting, self.timing()).await)
+    }
+
+    pub async fn progress(&self, station: &SpiffeId, cmd: Cmd<(Fence, ProgressDelta)>) -> Result<(u64, UnixMs)> {
+        let idem = self.idem(station, "ReportProgress", &cmd);
+        let (fence, delta) = &cmd.body;
+        Self::audit(
+            station,
+            "ReportProgress",
+            self.store.report_progress(&idem, station, fence, delta, self.timing()).await,
+        )
+    }
+
+    pub async fn report_drive(
+        &self,
+        station: &SpiffeId,
+        request_id: String,
+        fence: Fence,
+        drive: DriveReport,
+    ) -> Result<Drive> {
+        let sealed = match (&drive.recovery_password, &self.master_key) {
+            (None, _) => None,
+            (Some(pw), Some(mk)) => Some((mk.seal(&fence.work_id, &drive.spec.drive_id, pw)?, mk.fingerprint(&pw.0))),
+            (Some(_), None) => {
+                return Err(Error::FailedPrecondition(
+                    "the coordinator has no master_key_file configured, so it cannot store drive keys; configure one and retry".into(),
+                ));
+            }
+        };
+        // The fingerprint covers the key only through a keyed hash, never the key itself.
+        let cmd = Cmd { request_id, body: (&fence, &drive.spec, sealed.as_ref().map(|(_, fp)| fp.clone())) };
+        let idem = self.idem(station, "ReportDrive", &cmd);
+        let out = Self::audit(
+            station,
+            "ReportDrive",
+            self.store.report_drive(&idem, station, &fence, &drive.spec, sealed.map(|(k, _)| k), self.now()).await,
+        )?;
+        tracing::info!(station = %station, work = %fence.work_id, drive = %drive.spec.drive_id, "drive reported");
+        Ok(out)
+    }
+
+    /// A drive's recovery password, back to the station that reported it (see the RPC).
+    pub async fn drive_key(&self, station: &SpiffeId, fence: &Fence, drive_id: &str) -> Result<RecoveryPassword> {
+        let mk = self.master_key.as_ref().ok_or_else(|| {
+            Error::FailedPrecondition(
+                "the coordinator has no master_key_file configured, so it holds no drive keys".into(),
+            )
+        })?;
+        let sealed =
+            Self::audit(station, "GetDriveKey", self.store.drive_key(station, fence, drive_id, self.now()).await)?;
+        let key = mk.open(&fence.work_id, drive_id, &sealed)?;
+        tracing::info!(station = %station, work = %fence.work_id, drive = %drive_id, "drive key released to its lease holder");
+        Ok(key)
+    }
+
+    pub async fn complete(&self, station: &SpiffeId, cmd: Cmd<Fence>) -> Result<Seed> {
+        let idem = self.idem(station, "CompleteWork", &cmd);
+        let seed = Self::audit(
+            station,
+            "CompleteWork",
+            self.store.complete_work(&idem, station, &cmd.body, self.now()).await,
+        )?;
+        tracing::info!(station = %station, job = %seed.spec.job_name, "disk preparation complete");
+        Ok(seed)
+    }
+
+    pub async fn release(&self, station: &SpiffeId, cmd: Cmd<(Fence, String, bool)>) -> Result<()> {
+        let idem = self.idem(station, "ReleaseWork", &cmd);
+        let (fence, reason, invalid) = &cmd.body;
+        let release = crate::domain::lease::Release {
+            reason: reason.clone(),
+            staging_invalid: *invalid,
+            backoff: self.settings.release_backoff,
+        };
+        Self::audit(
+            station,
+            "ReleaseWork",
+            self.store.release_work(&idem, station, fence, &release, self.now()).await,
+        )?;
+        if *invalid {
+            tracing::warn!(station = %station, work = %fence.work_id, %reason, "staging set refused; seed failed");
+        } else {
+            tracing::info!(station = %station, work = %fence.work_id, %reason, "lease released");
+        }
+        Ok(())
+    }
+
+    /// Returns expired leases to the queue; the sweeper calls this.
+    pub async fn expire_leases(&self) -> Result<Vec<ExpiredLease>> {
+        let expired = self.store.expire_leases(self.now()).await?;
+        for e in &expired {
+            tracing::warn!(work = %e.work_id, seed = %e.seed_id, holder = %e.holder, generation = e.generation, "lease expired; work returned to the queue");
+        }
+        Ok(expired)
+    }
+
+    pub async fn purge_requests(&self, keep: Duration) -> Result<u64> {
+        self.store.purge_requests(self.now() - keep.as_millis() as i64).await
+    }
+
+    pub async fn allow_virtual_station(&self, operator: &SpiffeId, cmd: Cmd<(String, String)>) -> Result<Seed> {
+        let idem = self.idem(operator, "AllowVirtualStation", &cmd);
+        let (seed, reason) = &cmd.body;
+        let s = self.store.allow_virtual_station(&idem, operator, seed, reason, self.now()).await?;
+        tracing::info!(operator = %operator, job = %s.spec.job_name, %reason, "virtual copy station allowed for this seed");
+        Ok(s)
+    }
+
+    /// Puts held disk-prep work back in the queue (see the RPC).
+    pub async fn retry_work(&self, operator: &SpiffeId, cmd: Cmd<(String, String)>) -> Result<Seed> {
+        let idem = self.idem(operator, "RetryWork", &cmd);
+        let (seed, reason) = &cmd.body;
+        let s = self.store.retry_work(&idem, operator, seed, reason, self.now()).await?;
+        tracing::info!(operator = %operator, job = %s.spec.job_name, %reason, "held disk-prep work put back in the queue");
+        Ok(s)
+    }
+
+    pub async fn list_seeds(&self, state: Option<SeedState>, limit: u32) -> Result<Vec<Seed>> {
+        self.store.list_seeds(state, limit).await
+    }
+
+    pub async fn seed_detail(&self, seed: &str) -> Result<SeedDetail> {
+        self.store
+            .seed_detail(seed)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no seed with id or job name {seed:?}")))
+    }
+
+    pub async fn list_drives(&self, seed: Option<&str>) -> Result<Vec<Drive>> {
+        self.store.list_drives(seed).await
+    }
+
+    pub async fn list_agents(&self, role: Option<Role>) -> Result<Vec<Agent>> {
+        self.store.list_agents(role).await
+    }
+
+    pub async fn list_events(&self, seed: Option<&str>, limit: u32, before: i64) -> Result<Vec<HistoryEntry>> {
+        self.store.list_events(seed, limit, before).await
+    }
+}
