@@ -24,16 +24,13 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
-pub mod jobs;
 pub mod keys;
 pub mod metrics;
 pub mod pki;
 pub mod server;
 pub mod service;
 pub mod store;
-pub mod sweeper;
 pub mod tls;
-pub mod vaulter;
-pub mod verifier;
+pub mod workers;
 
 pub use server::run;

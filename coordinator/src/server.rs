@@ -80,16 +80,16 @@ pub async fn run_with_clock(
     let api = Api { auth: Auth::new(&cfg.trust_domain), core: core.clone() };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(crate::sweeper::run(
+    tokio::spawn(crate::workers::sweeper::run(
         Arc::downgrade(&core),
         cfg.leases.sweep_interval,
         cfg.server.idempotency_retention,
         stop_rx.clone(),
     ));
     if let Some(side) = azure {
-        tokio::spawn(crate::jobs::run(Arc::downgrade(&core), side.clone(), stop_rx.clone()));
-        tokio::spawn(crate::verifier::run(Arc::downgrade(&core), side.clone(), stop_rx.clone()));
-        tokio::spawn(crate::vaulter::run(Arc::downgrade(&core), side, stop_rx));
+        tokio::spawn(crate::workers::jobs::run(Arc::downgrade(&core), side.clone(), stop_rx.clone()));
+        tokio::spawn(crate::workers::verifier::run(Arc::downgrade(&core), side.clone(), stop_rx.clone()));
+        tokio::spawn(crate::workers::vaulter::run(Arc::downgrade(&core), side, stop_rx));
     }
 
     let (health, health_svc) = tonic_health::server::health_reporter();

@@ -197,7 +197,7 @@ impl Coordinator {
                 s.spec.job_name
             )));
         }
-        names.push(crate::verifier::MANIFEST_BLOB.to_string());
+        names.push(crate::workers::verifier::MANIFEST_BLOB.to_string());
         let store = azure.accounts.store(&s.spec.storage_account).map_err(|e| Error::Unavailable(e.to_string()))?;
         let (mut n, mut bytes) = (0u32, 0u64);
         for name in &names {

@@ -14,6 +14,7 @@ use seedship_repo::manifest::{ManifestFile, SeedManifest, root_of};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+use super::Backoff;
 use crate::azure::AzureSide;
 use crate::domain::model::*;
 use crate::domain::seed::SeedState;
@@ -24,44 +25,46 @@ pub const MANIFEST_BLOB: &str = "manifest.json";
 
 /// Runs the verifier until `stop`: starts verification of imported seeds and verifies every
 /// seed in `verifying` (again after a restart: a verification is idempotent).
-pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut retry_at: BTreeMap<String, (Instant, u32)> = BTreeMap::new();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
+pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, stop: watch::Receiver<bool>) {
+    let due = Arc::new(tokio::sync::Mutex::new(Backoff::default()));
+    super::run_every("verifier", Duration::from_secs(1), core, stop, move |core| {
+        let (side, due) = (side.clone(), due.clone());
+        async move { round(&core, &side, &mut *due.lock().await).await }
+    })
+    .await
+}
+
+async fn round(core: &Coordinator, side: &AzureSide, due: &mut Backoff) -> crate::error::Result<()> {
+    for s in core.list_seeds(Some(SeedState::Imported), 1000).await? {
+        if let Err(e) = core.start_verification(&s.seed_id).await {
+            tracing::warn!(job = %s.spec.job_name, error = %e, "cannot start the verification");
         }
-        let Some(core) = core.upgrade() else { return };
-        for s in core.list_seeds(Some(SeedState::Imported), 1000).await.unwrap_or_default() {
-            if let Err(e) = core.start_verification(&s.seed_id).await {
-                tracing::warn!(job = %s.spec.job_name, error = %e, "cannot start the verification");
-            }
+    }
+    for s in core.list_seeds(Some(SeedState::Verifying), 1000).await? {
+        if !due.ready(&s.seed_id, Instant::now()) {
+            continue;
         }
-        for s in core.list_seeds(Some(SeedState::Verifying), 1000).await.unwrap_or_default() {
-            if retry_at.get(&s.seed_id).is_some_and(|(t, _)| *t > Instant::now()) {
-                continue;
+        match verify(side, &s).await {
+            Ok((files, repair)) => {
+                due.done(&s.seed_id, Duration::ZERO, Instant::now());
+                match core.finish_verification(&s.seed_id, &files, &repair).await {
+                    Ok(after) => tracing::info!(job = %s.spec.job_name, state = %after.state, "{}", after.state_reason),
+                    Err(e) => tracing::warn!(job = %s.spec.job_name, error = %e, "cannot record the verification"),
+                }
             }
-            match verify(&side, &s).await {
-                Ok((files, repair)) => {
-                    retry_at.remove(&s.seed_id);
-                    match core.finish_verification(&s.seed_id, &files, &repair).await {
-                        Ok(after) => {
-                            tracing::info!(job = %s.spec.job_name, state = %after.state, "{}", after.state_reason)
-                        }
-                        Err(e) => tracing::warn!(job = %s.spec.job_name, error = %e, "cannot record the verification"),
-                    }
-                }
-                Err(e) => {
-                    let n = retry_at.get(&s.seed_id).map_or(1, |(_, n)| n + 1);
-                    let wait = Duration::from_secs(1 << n.min(6));
-                    tracing::warn!(job = %s.spec.job_name, error = %e, retry_in = ?wait, "verification could not run; retrying");
-                    retry_at.insert(s.seed_id.clone(), (Instant::now() + wait, n));
-                }
+            Err(e) => {
+                let (wait, failures) = due.failed(&s.seed_id, Duration::from_secs(64), Instant::now());
+                super::report(
+                    "verifier",
+                    &format!("verifying {} (next try in {} s)", s.spec.job_name, wait.as_secs()),
+                    &e,
+                    failures,
+                    true,
+                );
             }
         }
     }
+    Ok(())
 }
 
 fn hex_of(b: &[u8]) -> String {

@@ -5,50 +5,63 @@
 //! and MD5 is not copied again, so a coordinator that stops midway converges when it starts.
 
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use seedship_azure::blob::{BlobInfo, BlobStore};
 use seedship_repo::manifest::{ManifestFile, SeedManifest};
 use tokio::sync::watch;
 
+use super::Backoff;
+use super::verifier::MANIFEST_BLOB;
 use crate::azure::AzureSide;
 use crate::domain::model::*;
 use crate::domain::seed::SeedState;
 use crate::service::Coordinator;
-use crate::verifier::MANIFEST_BLOB;
 
-pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
+pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, stop: watch::Receiver<bool>) {
+    let due = Arc::new(tokio::sync::Mutex::new(Backoff::default()));
+    super::run_every("vaulter", Duration::from_secs(1), core, stop, move |core| {
+        let (side, due) = (side.clone(), due.clone());
+        async move { round(&core, &side, &mut *due.lock().await).await }
+    })
+    .await
+}
+
+async fn round(core: &Coordinator, side: &AzureSide, due: &mut Backoff) -> crate::error::Result<()> {
+    for s in core.list_seeds(Some(SeedState::SeedingVault), 1000).await? {
+        if !due.ready(&s.seed_id, Instant::now()) {
+            continue;
         }
-        let Some(core) = core.upgrade() else { return };
-        for s in core.list_seeds(Some(SeedState::SeedingVault), 1000).await.unwrap_or_default() {
-            match seed_vault(&core, &side, &s).await {
-                Ok(Err(refusal)) => {
-                    tracing::error!(job = %s.spec.job_name, reason = %refusal, "the seed is not copied into the vault");
-                    if let Err(e) = core.fail_seed(&s.seed_id, "coordinator/vault", &refusal).await {
-                        tracing::warn!(job = %s.spec.job_name, error = %e, "cannot record the refusal; retrying");
-                    }
+        match seed_vault(core, side, &s).await {
+            Ok(Err(refusal)) => {
+                due.done(&s.seed_id, Duration::ZERO, Instant::now());
+                tracing::error!(job = %s.spec.job_name, reason = %refusal, "the seed is not copied into the vault");
+                if let Err(e) = core.fail_seed(&s.seed_id, "coordinator/vault", &refusal).await {
+                    tracing::warn!(job = %s.spec.job_name, error = %e, "cannot record the refusal; retrying");
                 }
-                Ok(Ok(after)) => {
-                    tracing::info!(job = %s.spec.job_name, "{}", after.state_reason);
-                    if side.cfg.vaults.cleanup_import
-                        && let Err(e) =
-                            core.cleanup_import("coordinator/vault (cleanup_import policy)", &s.seed_id).await
-                    {
-                        tracing::warn!(job = %s.spec.job_name, error = %e, "the import container was not cleaned up; `seedctl cleanup-import` does it");
-                    }
+            }
+            Ok(Ok(after)) => {
+                due.done(&s.seed_id, Duration::ZERO, Instant::now());
+                tracing::info!(job = %s.spec.job_name, "{}", after.state_reason);
+                if side.cfg.vaults.cleanup_import
+                    && let Err(e) = core.cleanup_import("coordinator/vault (cleanup_import policy)", &s.seed_id).await
+                {
+                    tracing::warn!(job = %s.spec.job_name, error = %e, "the import container was not cleaned up; `seedctl cleanup-import` does it");
                 }
-                Err(e) => {
-                    tracing::warn!(job = %s.spec.job_name, error = %e, "seeding the vault did not finish; retrying")
-                }
+            }
+            Err(e) => {
+                let (wait, failures) = due.failed(&s.seed_id, Duration::from_secs(8), Instant::now());
+                super::report(
+                    "vaulter",
+                    &format!("seeding the vault of {} (next try in {} s)", s.spec.job_name, wait.as_secs()),
+                    &e,
+                    failures,
+                    true,
+                );
             }
         }
     }
+    Ok(())
 }
 
 fn hex_of(b: &[u8]) -> String {

@@ -10,7 +10,6 @@
 //! client retries within a call; the worker retries calls), and the seed says "Azure
 //! unavailable since …" meanwhile.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,7 @@ use seedship_azure::client::ArmError;
 use seedship_azure::databox::{Sku, copylog, model};
 use tokio::sync::watch;
 
+use super::Backoff;
 use crate::azure::{AzureSide, body, state};
 use crate::domain::import::{CopyError, JobIntent, JobPhase, JobRecord, JobSnapshot};
 use crate::domain::model::*;
@@ -50,49 +50,29 @@ enum Outcome {
     Retry,
 }
 
-/// When each job is next due, and how many calls in a row failed.
-#[derive(Default)]
-struct Due {
-    at: HashMap<String, (Instant, u32)>,
-}
-
-impl Due {
-    fn ready(&self, seed: &str, now: Instant) -> bool {
-        self.at.get(seed).is_none_or(|(t, _)| *t <= now)
-    }
-    fn after(&mut self, seed: &str, outcome: &Outcome, poll: Duration, now: Instant) {
-        let failures = match outcome {
-            Outcome::Done => 0,
-            Outcome::Retry => self.at.get(seed).map_or(1, |(_, f)| f + 1),
-        };
-        let wait = match outcome {
-            Outcome::Done => poll,
-            // 1 s, 2 s, 4 s … up to the poll interval.
-            Outcome::Retry => Duration::from_secs(1 << failures.min(8)).min(poll.max(Duration::from_secs(1))),
-        };
-        self.at.insert(seed.to_string(), (now + wait, failures));
-    }
-}
-
-/// Runs the worker until `stop`.
-pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, mut stop: watch::Receiver<bool>) {
+/// Runs the worker until `stop`: a round every second (or the poll interval, if shorter).
+pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, stop: watch::Receiver<bool>) {
     let poll = side.cfg.poll_interval;
-    let mut tick = tokio::time::interval(poll.min(Duration::from_secs(1)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut due = Due::default();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let Some(core) = core.upgrade() else { return };
-        if let Err(e) = round(&core, &side, &mut due, poll).await {
-            tracing::warn!(error = %e, "Azure worker round failed; retrying at the next tick");
+    let due = Arc::new(tokio::sync::Mutex::new(Backoff::default()));
+    super::run_every("azure", poll.min(Duration::from_secs(1)), core, stop, move |core| {
+        let (side, due) = (side.clone(), due.clone());
+        async move { round(&core, &side, &mut *due.lock().await, poll).await }
+    })
+    .await
+}
+
+/// After a call for `key`: due again after the poll interval, or after a back-off.
+fn after(due: &mut Backoff, key: &str, outcome: &Outcome, poll: Duration) {
+    let now = Instant::now();
+    match outcome {
+        Outcome::Done => due.done(key, poll, now),
+        Outcome::Retry => {
+            due.failed(key, poll, now);
         }
     }
 }
 
-async fn round(core: &Coordinator, side: &AzureSide, due: &mut Due, poll: Duration) -> Result<()> {
+async fn round(core: &Coordinator, side: &AzureSide, due: &mut Backoff, poll: Duration) -> Result<()> {
     // The datacenter addresses the copy stations will show, read before their work ends.
     let mut locations: Vec<(String, String)> = Vec::new();
     for state in [SeedState::QueuedForDiskPrep, SeedState::Preparing, SeedState::DisksPrepared] {
@@ -133,7 +113,7 @@ async fn round(core: &Coordinator, side: &AzureSide, due: &mut Due, poll: Durati
             JobPhase::Refused | JobPhase::Gone => Outcome::Done,
         };
         // The wait runs from the end of the call: a slow call (a hung Azure) must not be retried at once.
-        due.after(&seed, &outcome, poll, Instant::now());
+        after(due, &seed, &outcome, poll);
     }
     // Shipping that an operator recorded but Azure has not confirmed (Azure was down, or the
     // coordinator stopped in between): pushed again.
@@ -151,7 +131,7 @@ async fn round(core: &Coordinator, side: &AzureSide, due: &mut Due, poll: Durati
                 Outcome::Done
             }
         };
-        due.after(&key, &outcome, poll, Instant::now());
+        after(due, &key, &outcome, poll);
     }
     Ok(())
 }
