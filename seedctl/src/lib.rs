@@ -93,6 +93,13 @@ pub enum Cmd {
         #[arg(long)]
         reason: String,
     },
+    /// Cancel a seed before its disks are shipped (and its Azure job).
+    Cancel {
+        seed: String,
+        /// Why; kept in the seed's history and sent to Azure.
+        #[arg(long)]
+        reason: String,
+    },
     /// Answer an import job that waits for a customer action (Azure's mitigate).
     Mitigate {
         #[arg(long)]
@@ -293,6 +300,18 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
                 .into_inner();
             let rec = r.record.unwrap_or_default();
             (shipping_text(&rec), shipping_json(&rec))
+        }
+        Cmd::Cancel { seed, reason } => {
+            let r = ops
+                .cancel_seed(pb::CancelSeedRequest {
+                    request_id: new_request_id(),
+                    seed: seed.clone(),
+                    reason: reason.clone(),
+                })
+                .await?
+                .into_inner();
+            let s = r.seed.unwrap_or_default();
+            (format!("seed {} ({}) cancelled: {}", s.job_name, s.seed_id, s.state_reason), seed_json(&s))
         }
         Cmd::Mitigate { job, resolution, disk } => {
             let r = ops

@@ -658,6 +658,38 @@ async fn a_coordinator_killed_during_the_puts_long_running_operation_ends_with_e
     c.finish()
 }
 
+/// `seedctl cancel` before shipping cancels the seed, its disk-prep work and its Azure job
+/// (cancelled with the reason, then deleted); after shipping it is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_is_cancelled_with_its_azure_job_before_shipping_and_not_after() -> anyhow::Result<()> {
+    let (mut c, emu) = cluster()?;
+    let ops = c.issue("operator", "alice")?;
+    prepare(&mut c, &ops, "job-c1", 2, 1).await?;
+    prepare(&mut c, &ops, "job-c2", 2, 1).await?;
+    wait_seed_state(&c, &ops, "job-c1", "import_job_created", T).await?;
+    wait_seed_state(&c, &ops, "job-c2", "import_job_created", T).await?;
+    let o = c.run("cancel", &mut c.seedctl(&ops, &["cancel", "job-c1", "--reason", "ordered twice"]))?;
+    assert!(o.status.success() && text(&o).contains("cancelled"), "{}", text(&o));
+    let det = wait_seed_state(&c, &ops, "job-c1", "cancelled", T).await?;
+    assert!(det.seed.unwrap().state_reason.contains("ordered twice"));
+    assert!(emu.job("job-c1").await?.is_none(), "the Azure job was cancelled and deleted");
+    // Shipped: refused, by the coordinator and by Azure alike; nothing changes.
+    ship(&mut c, &ops, "job-c2", "223456789012")?;
+    wait_seed_state(&c, &ops, "job-c2", "shipped", T).await?;
+    let o = c.run("cancel-late", &mut c.seedctl(&ops, &["cancel", "job-c2", "--reason", "too late"]))?;
+    assert!(!o.status.success() && text(&o).contains("until its disks are shipped"), "{}", text(&o));
+    assert_eq!(emu.job("job-c2").await?.unwrap().properties.unwrap().status.as_deref(), Some("ShippedToAzureDC"));
+    // No reason: refused, naming the field.
+    let o = c.run("cancel-bare", &mut c.seedctl(&ops, &["cancel", "job-c2", "--reason", ""]))?;
+    assert!(!o.status.success() && text(&o).contains("reason"), "{}", text(&o));
+    let report = emu.check_record()?;
+    assert!(
+        report.contains("; 0 problems") && report.contains("Jobs_Cancel 1") && report.contains("Jobs_Delete"),
+        "{report}"
+    );
+    c.finish()
+}
+
 /// Azure not answering does not hold up a copy station: its finished work is recorded at once
 /// and it prints the drives and their labels, with the address "pending" until the
 /// coordinator's Azure worker reads it.

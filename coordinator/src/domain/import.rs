@@ -144,7 +144,13 @@ pub struct JobSnapshot {
     /// The tracking number of the package to the datacenter, once Azure has one.
     pub delivery_tracking: Option<String>,
     pub cancel_requested: bool,
+    /// Why the job was cancelled, as Azure keeps it (seedship's own start with [`CANCEL_PREFIX`]).
+    pub cancellation_reason: String,
 }
+
+/// How seedship's own cancellations start their reason in Azure, so that a cancel seen by the
+/// worker before the operator's request finishes cancels the seed (not fails it).
+pub const CANCEL_PREFIX: &str = "seedship: ";
 
 /// The disks are on their way to the datacenter, or past that.
 pub fn shipped(job: &JobSnapshot) -> bool {
@@ -357,7 +363,12 @@ fn stage_target(job: &JobSnapshot) -> Result<Option<SeedState>, String> {
         | StageName::PreparingToShipFromAzureDc
         | StageName::ReadyToDispatchFromAzureDc
         | StageName::ShippedToCustomer => SeedState::Imported,
-        StageName::Cancelled => return Err("the import job was cancelled in Azure; the disks are returned".into()),
+        StageName::Cancelled => {
+            return Err(match job.cancellation_reason.strip_prefix(CANCEL_PREFIX) {
+                Some(why) => format!("{CANCEL_PREFIX}cancelled by an operator: {why}"),
+                None => "the import job was cancelled in Azure; the disks are returned".into(),
+            });
+        }
         StageName::Aborted | StageName::FailedIssueReportedAtCustomer | StageName::FailedIssueDetectedAtAzureDc => {
             let drives = drive_summary(&job.drives);
             let error = if job.error.is_empty() { String::new() } else { format!(" ({})", job.error) };
@@ -397,7 +408,13 @@ pub fn follow(seed: SeedState, job: &JobSnapshot) -> Follow {
         }
         Err(why) => {
             if rank(seed).is_some_and(|r| r < 4) {
-                out.events.push((SeedEvent::Fail, why));
+                // seedship's own cancel (an operator's, possibly still finishing): the seed is
+                // cancelled, not failed.
+                let event = match why.strip_prefix(CANCEL_PREFIX) {
+                    Some(_) if seed.apply(SeedEvent::Cancel).is_ok() => SeedEvent::Cancel,
+                    _ => SeedEvent::Fail,
+                };
+                out.events.push((event, why.trim_start_matches(CANCEL_PREFIX).to_string()));
             }
             return out;
         }
@@ -559,6 +576,11 @@ mod tests {
         assert!(f.events[0].1.contains("disk D1 DriveNotReceived: the disk never arrived"), "{}", f.events[0].1);
         assert!(f.events[0].1.contains("disk D2 OtherUserError: wrong key"), "{}", f.events[0].1);
         assert_eq!(events(SeedState::ImportJobCreated, "Cancelled"), vec![SeedEvent::Fail]);
+        // seedship's own cancel cancels the seed.
+        let mut ours = snap("Cancelled", &[]);
+        ours.cancellation_reason = format!("{CANCEL_PREFIX}ordered twice");
+        let f = follow(SeedState::ImportJobCreated, &ours);
+        assert_eq!(f.events, vec![(SeedEvent::Cancel, "cancelled by an operator: ordered twice".to_string())]);
         assert_eq!(events(SeedState::AtDatacenter, "Aborted"), vec![SeedEvent::Fail]);
         // Ended after the import finished is not a failure of the seed.
         assert_eq!(events(SeedState::Imported, "Cancelled"), vec![]);

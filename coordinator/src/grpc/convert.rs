@@ -284,6 +284,13 @@ impl TryFrom<pb::AllowVirtualStationRequest> for Cmd<(String, String)> {
     }
 }
 
+impl TryFrom<pb::CancelSeedRequest> for Cmd<(String, String)> {
+    type Error = Error;
+    fn try_from(r: pb::CancelSeedRequest) -> Result<Self> {
+        seed_action(r.request_id, r.seed, r.reason, "say why the seed is cancelled")
+    }
+}
+
 impl TryFrom<pb::RetryWorkRequest> for Cmd<(String, String)> {
     type Error = Error;
     fn try_from(r: pb::RetryWorkRequest) -> Result<Self> {

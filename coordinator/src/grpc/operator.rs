@@ -34,6 +34,16 @@ impl pb::operator_service_server::OperatorService for Api {
         Ok(Response::new(pb::RetryWorkResponse { seed: Some(seed.into()) }))
     }
 
+    async fn cancel_seed(
+        &self,
+        req: Request<pb::CancelSeedRequest>,
+    ) -> Result<Response<pb::CancelSeedResponse>, Status> {
+        let operator = self.auth.require(&req, "CancelSeed", OPERATOR)?;
+        let cmd = crate::service::Cmd::try_from(req.into_inner())?;
+        let seed = self.core.cancel_seed(&operator, cmd).await?;
+        Ok(Response::new(pb::CancelSeedResponse { seed: Some(seed.into()) }))
+    }
+
     async fn mitigate(&self, req: Request<pb::MitigateRequest>) -> Result<Response<pb::MitigateResponse>, Status> {
         let operator = self.auth.require(&req, "Mitigate", OPERATOR)?;
         let r = req.into_inner();

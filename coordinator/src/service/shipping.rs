@@ -110,6 +110,68 @@ impl Coordinator {
         self.job(job).await
     }
 
+    /// Cancels a seed before its disks are shipped: its Azure job (if Azure has one) is
+    /// cancelled with the reason, then deleted; then the seed and its disk-prep work. Azure's
+    /// refusal, or no answer, changes nothing.
+    pub async fn cancel_seed(&self, operator: &SpiffeId, cmd: Cmd<(String, String)>) -> Result<Seed> {
+        let (seed, reason) = &cmd.body;
+        let detail = self.seed_detail(seed).await?;
+        if detail.seed.state.apply(crate::domain::seed::SeedEvent::Cancel).is_err() {
+            return Err(Error::FailedPrecondition(format!(
+                "seed {} is {}; a seed can be cancelled until its disks are shipped",
+                detail.seed.spec.job_name, detail.seed.state
+            )));
+        }
+        if let Some(job) = self.store.job(&detail.seed.seed_id).await? {
+            let i = &job.record.intent;
+            match job.record.phase {
+                crate::domain::import::JobPhase::Intent => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "the Azure job {} is being created right now; cancel again in a minute",
+                        i.job_name
+                    )));
+                }
+                crate::domain::import::JobPhase::Created => {
+                    let azure = self
+                        .azure
+                        .as_ref()
+                        .ok_or_else(|| Error::FailedPrecondition("the coordinator has no [azure] settings".into()))?;
+                    let why = format!("{}{reason}", crate::domain::import::CANCEL_PREFIX);
+                    match azure.quick.cancel_job(&i.subscription_id, &i.resource_group, &i.job_name, &why).await {
+                        Ok(()) => {}
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) if e.is_transient() => {
+                            return Err(Error::Unavailable(format!(
+                                "Azure did not answer ({e}); nothing was cancelled, try again"
+                            )));
+                        }
+                        Err(e) => {
+                            return Err(Error::FailedPrecondition(format!(
+                                "Azure refused to cancel job {}: {e}; nothing was cancelled",
+                                i.job_name
+                            )));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let idem = self.idem(operator, "CancelSeed", &cmd);
+        let s = self.store.cancel_seed(&idem, operator, seed, reason, self.now()).await?;
+        tracing::info!(operator = %operator, job = %s.spec.job_name, %reason, "seed cancelled");
+        // A cancelled job is deletable: leave nothing behind in the portal (after the seed is
+        // cancelled, so the job's disappearing is not taken for a loss).
+        if let (Some(azure), Some(job)) = (self.azure.as_ref(), self.store.job(&s.seed_id).await?)
+            && job.record.phase == crate::domain::import::JobPhase::Created
+        {
+            let i = &job.record.intent;
+            if let Err(e) = azure.quick.delete_job(&i.subscription_id, &i.resource_group, &i.job_name).await {
+                tracing::warn!(job = %i.job_name, error = %e, "the cancelled job could not be deleted in Azure; it stays there, cancelled");
+            }
+        }
+        Ok(s)
+    }
+
     pub async fn shipping(&self, job: &str) -> Result<ShippingRecord> {
         self.store
             .get_shipping(job)

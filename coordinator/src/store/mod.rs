@@ -232,6 +232,17 @@ pub trait Store: Send + Sync + 'static {
         now: UnixMs,
     ) -> Result<Seed>;
 
+    /// Cancels a seed (before its disks are shipped) and its disk-prep work; recorded in its
+    /// history with the operator and the reason.
+    async fn cancel_seed(
+        &self,
+        idem: &Idem,
+        operator: &SpiffeId,
+        seed: &str,
+        reason: &str,
+        now: UnixMs,
+    ) -> Result<Seed>;
+
     /// Puts held work back in the queue; recorded in the seed's history.
     async fn retry_work(&self, idem: &Idem, operator: &SpiffeId, seed: &str, reason: &str, now: UnixMs)
     -> Result<Seed>;

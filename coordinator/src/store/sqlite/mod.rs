@@ -540,6 +540,18 @@ impl Store for SqliteStore {
         self.read(move |c| jobs::stale_reservations(c, before)).await
     }
 
+    async fn cancel_seed(
+        &self,
+        idem: &Idem,
+        operator: &SpiffeId,
+        seed: &str,
+        reason: &str,
+        now: UnixMs,
+    ) -> Result<Seed> {
+        let (idem, operator, seed, reason) = (idem.clone(), operator.clone(), seed.to_string(), reason.to_string());
+        self.write(move |c| writes::cancel_seed(c, &idem, &operator, &seed, &reason, now)).await
+    }
+
     async fn retry_work(
         &self,
         idem: &Idem,

@@ -642,6 +642,48 @@ pub fn allow_virtual_station(
     })
 }
 
+pub fn cancel_seed(
+    c: &Connection,
+    idem: &Idem,
+    operator: &SpiffeId,
+    seed: &str,
+    reason: &str,
+    now: UnixMs,
+) -> Result<Seed> {
+    idempotent(c, idem, now, || {
+        let mut s = require_seed(c, seed)?;
+        if s.state == SeedState::Cancelled {
+            // The Azure worker saw the job cancelled first and cancelled the seed.
+            let why = format!("cancelled by {operator}: {reason}");
+            insert_event(c, &s.seed_id, now, &operator.uri(), Some(s.state), s.state, "operator_cancel", &why)?;
+            return Ok(s);
+        }
+        if s.state.apply(SeedEvent::Cancel).is_err() {
+            return Err(Error::FailedPrecondition(format!(
+                "seed {} is {}; a seed can be cancelled until its disks are shipped",
+                s.spec.job_name, s.state
+            )));
+        }
+        exec(
+            c,
+            "UPDATE work_items SET state = 'cancelled' WHERE seed_id = ?1 AND state IN ('queued', 'leased', 'held')",
+            params![s.seed_id],
+        )
+        .map_err(db_err)?;
+        transition(
+            c,
+            &mut s,
+            Transition {
+                event: SeedEvent::Cancel,
+                actor: &operator.uri(),
+                reason: format!("cancelled by {operator}: {reason}"),
+            },
+            now,
+        )?;
+        Ok(s)
+    })
+}
+
 pub fn retry_work(
     c: &Connection,
     idem: &Idem,
