@@ -436,6 +436,7 @@ pub async fn around(
         .cloned()
         .unwrap_or_else(|| HeaderValue::from_str(&request_id).expect("ASCII"));
     let (method, uri) = (req.method().clone(), req.uri().clone());
+    let if_match = req.headers().get("if-match").and_then(|v| v.to_str().ok()).map(str::to_string);
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, 16 << 20).await.unwrap_or_default();
     let req = axum::extract::Request::from_parts(parts, Body::from(bytes.clone()));
@@ -466,6 +467,7 @@ pub async fn around(
         "status": parts.status.as_u16(),
         "response": serde_json::from_slice::<serde_json::Value>(&out).ok(),
         "headers": headers,
+        "if_match": if_match,
     });
     if let Ok(mut f) = record.lock() {
         let _ = std::io::Write::write_all(&mut *f, format!("{line}\n").as_bytes());

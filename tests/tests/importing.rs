@@ -690,6 +690,38 @@ async fn a_seed_is_cancelled_with_its_azure_job_before_shipping_and_not_after() 
     c.finish()
 }
 
+/// The return address changes in the settings while a job waits for its disks: the coordinator
+/// sends the new details with a PATCH carrying the ETag it read (If-Match), once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_return_address_reaches_the_open_job_with_if_match() -> anyhow::Result<()> {
+    let (mut c, emu) = cluster()?;
+    let ops = c.issue("operator", "alice")?;
+    prepare(&mut c, &ops, "job-addr", 2, 1).await?;
+    wait_seed_state(&c, &ops, "job-addr", "import_job_created", T).await?;
+    let cfg = std::fs::read_to_string(&c.config)?;
+    assert!(cfg.contains("city = \"Utrecht\""));
+    std::fs::write(&c.config, cfg.replace("city = \"Utrecht\"", "city = \"Amersfoort\""))?;
+    c.kill9_coordinator()?;
+    c.start_coordinator()?;
+    let e = wait_event(&c, &ops, "job-addr", "updated in Azure to the [azure.return_address]", T).await?;
+    assert_eq!(e.actor, "coordinator/azure");
+    let p = emu.job("job-addr").await?.unwrap().properties.unwrap();
+    let Some(model::JobDetails::DataBoxCustomerDisk(d)) = p.details else { panic!() };
+    assert_eq!(d.shipping_address.unwrap().city.as_deref(), Some("Amersfoort"));
+    // One PATCH, with the ETag of the GET before it; no more once the job matches.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let patches: Vec<serde_json::Value> = std::fs::read_to_string(&emu.record)?
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["method"] == "PATCH")
+        .collect();
+    assert_eq!(patches.len(), 1, "{patches:?}");
+    assert!(patches[0]["if_match"].as_str().is_some_and(|e| e.starts_with('"')), "{:?}", patches[0]);
+    let report = emu.check_record()?;
+    assert!(report.contains("; 0 problems") && report.contains("Jobs_Update 1"), "{report}");
+    c.finish()
+}
+
 /// Azure not answering does not hold up a copy station: its finished work is recorded at once
 /// and it prints the drives and their labels, with the address "pending" until the
 /// coordinator's Azure worker reads it.

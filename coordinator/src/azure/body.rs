@@ -71,6 +71,47 @@ pub fn customer_disk_job(
     }
 }
 
+/// The PATCH that brings a job's contact, return address and return carrier in line with the
+/// settings, or `None` when they already are (the carrier's account number is never shown back,
+/// so only its name is compared).
+pub fn details_update(job: &model::JobResource, cfg: &AzureConfig) -> Option<model::JobResourceUpdateParameter> {
+    let d = match job.properties.as_ref()?.details.as_ref()? {
+        model::JobDetails::DataBoxCustomerDisk(d) => d,
+        _ => return None,
+    };
+    let contact = cfg.return_address.contact();
+    let address = cfg.return_address.address();
+    let carrier = cfg.return_shipping.package();
+    let same_contact = d.contact_details.as_ref().is_some_and(|c| {
+        c.contact_name == contact.contact_name && c.phone == contact.phone && c.email_list == contact.email_list
+    });
+    let same_address = d.shipping_address.as_ref().is_some_and(|a| {
+        a.street_address1 == address.street_address1
+            && a.street_address2 == address.street_address2
+            && a.city == address.city
+            && a.state_or_province == address.state_or_province
+            && a.country == address.country
+            && a.postal_code == address.postal_code
+            && a.company_name == address.company_name
+    });
+    let same_carrier =
+        d.return_to_customer_package_details.as_ref().is_some_and(|r| r.carrier_name == carrier.carrier_name);
+    if same_contact && same_address && same_carrier {
+        return None;
+    }
+    Some(model::JobResourceUpdateParameter {
+        properties: Some(model::UpdateJobProperties {
+            details: Some(model::UpdateJobDetails {
+                contact_details: Some(contact),
+                shipping_address: Some(address),
+                return_to_customer_package_details: Some(carrier),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    })
+}
+
 /// What `validateInputs` is asked before the PUT: the return address, the subscription, the
 /// SKU in the region, the order limit, and the storage account.
 pub fn validation(intent: &JobIntent, cfg: &AzureConfig, sku: Sku) -> model::ValidationRequest {

@@ -102,7 +102,7 @@ impl Coordinator {
         } else {
             format!("answered Azure's wait with {resolution} for disk {disk}")
         };
-        self.store.job_mitigated(&i.seed_id, &operator.to_string(), &what, self.now()).await?;
+        self.store.note_job(&i.seed_id, &operator.to_string(), "azure_mitigated", &what, self.now()).await?;
         tracing::info!(operator = %operator, job = %i.job_name, %resolution, %disk, "Azure's wait for the customer answered");
         if let Ok((found, _)) = azure.quick.get_job(&i.subscription_id, &i.resource_group, &i.job_name).await {
             self.store.mirror_job(&i.seed_id, &crate::azure::state::snapshot(&found), self.now()).await?;
@@ -275,6 +275,11 @@ impl Coordinator {
 
     pub async fn mirror_job(&self, seed_id: &str, snap: &JobSnapshot) -> Result<Vec<String>> {
         self.store.mirror_job(seed_id, snap, self.now()).await
+    }
+
+    /// Something the Azure worker did to a job, in the seed's history.
+    pub async fn note_job(&self, seed_id: &str, what: &str) -> Result<()> {
+        self.store.note_job(seed_id, "coordinator/azure", "azure_job_updated", what, self.now()).await
     }
 
     pub async fn job_gone(&self, seed_id: &str) -> Result<()> {

@@ -138,8 +138,9 @@ pub trait Store: Send + Sync + 'static {
     async fn mirror_job(&self, seed_id: &str, snap: &JobSnapshot, now: UnixMs) -> Result<Vec<String>>;
     /// The job is gone in Azure.
     async fn job_gone(&self, seed_id: &str, now: UnixMs) -> Result<()>;
-    /// An operator answered Azure's wait for a customer action (`mitigate`): in the history.
-    async fn job_mitigated(&self, seed_id: &str, operator: &str, what: &str, now: UnixMs) -> Result<()>;
+    /// Something done to a seed's job (an operator's `mitigate`, the worker's update), in the
+    /// seed's history as `event` by `actor`.
+    async fn note_job(&self, seed_id: &str, actor: &str, event: &str, what: &str, now: UnixMs) -> Result<()>;
     /// Announces a deadline step once (10, 12, 13; 14 fails the seed). True when new.
     async fn deadline_step(
         &self,

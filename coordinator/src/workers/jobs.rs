@@ -229,8 +229,9 @@ async fn adopt(
 async fn follow(core: &Coordinator, side: &AzureSide, job: &JobRecord) -> Result<Outcome> {
     let i = &job.intent;
     match side.arm.get_job(&i.subscription_id, &i.resource_group, &i.job_name).await {
-        Ok((found, _)) => {
+        Ok((found, etag)) => {
             let mut snap = state::snapshot(&found);
+            update_details(core, side, job, &found, etag.as_deref(), &snap).await?;
             read_copy_logs(side, job, &mut snap).await;
             let changes = core.mirror_job(&i.seed_id, &snap).await?;
             for c in changes {
@@ -245,6 +246,41 @@ async fn follow(core: &Coordinator, side: &AzureSide, job: &JobRecord) -> Result
         }
         Err(e) => unavailable(core, job, &e).await,
     }
+}
+
+/// Before the disks are shipped, a job whose contact, return address or return carrier differ
+/// from the settings (they changed since the job was made) is updated with a PATCH carrying
+/// the ETag just read (`If-Match`): a change made in the portal since is not overwritten (Azure
+/// answers 412, and the next poll reads the job again).
+async fn update_details(
+    core: &Coordinator,
+    side: &AzureSide,
+    job: &JobRecord,
+    found: &model::JobResource,
+    etag: Option<&str>,
+    snap: &JobSnapshot,
+) -> Result<()> {
+    let i = &job.intent;
+    if seedship_azure::databox::StageName::parse(&snap.state)
+        != Some(seedship_azure::databox::StageName::AwaitingShipmentDetails)
+    {
+        return Ok(());
+    }
+    let Some(patch) = body::details_update(found, &side.cfg) else { return Ok(()) };
+    match side.arm.update_job(&i.subscription_id, &i.resource_group, &i.job_name, &patch, etag).await {
+        Ok(_) => {
+            let what = "the job's contact, return address and return carrier updated in Azure to the [azure.return_address] and [azure.return_shipping] settings";
+            tracing::info!(job = %i.job_name, "{what}");
+            core.note_job(&i.seed_id, what).await?;
+        }
+        Err(e) if e.code() == Some("PreconditionFailed") => {
+            tracing::warn!(job = %i.job_name, "the job changed in Azure while it was being updated; reading it again");
+        }
+        Err(e) => {
+            tracing::warn!(job = %i.job_name, error = %e, "the job's details could not be updated; retrying at the next poll");
+        }
+    }
+    Ok(())
 }
 
 /// The errored files of each disk whose copy log is new, from `databoxcopylog` in the seed's

@@ -373,10 +373,10 @@ pub fn mirror_job(c: &Connection, seed_id: &str, snap: &JobSnapshot, now: UnixMs
     Ok(said)
 }
 
-/// An operator answered Azure's wait for a customer action.
-pub fn job_mitigated(c: &Connection, seed_id: &str, operator: &str, what: &str, now: UnixMs) -> Result<()> {
+/// Something done to a seed's job, in its history.
+pub fn note_job(c: &Connection, seed_id: &str, actor: &str, event: &str, what: &str, now: UnixMs) -> Result<()> {
     let seed = require_seed(c, seed_id)?;
-    note(c, &seed, now, operator, "azure_mitigated", what)
+    note(c, &seed, now, actor, event, what)
 }
 
 /// The job is not in Azure (deleted there, or expired): surfaced, and the seed fails when its

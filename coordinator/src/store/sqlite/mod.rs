@@ -401,9 +401,10 @@ impl Store for SqliteStore {
         self.write(move |c| jobs::mirror_job(c, &seed_id, &snap, now)).await
     }
 
-    async fn job_mitigated(&self, seed_id: &str, operator: &str, what: &str, now: UnixMs) -> Result<()> {
-        let (seed_id, operator, what) = (seed_id.to_string(), operator.to_string(), what.to_string());
-        self.write(move |c| jobs::job_mitigated(c, &seed_id, &operator, &what, now)).await
+    async fn note_job(&self, seed_id: &str, actor: &str, event: &str, what: &str, now: UnixMs) -> Result<()> {
+        let (seed_id, actor, event, what) =
+            (seed_id.to_string(), actor.to_string(), event.to_string(), what.to_string());
+        self.write(move |c| jobs::note_job(c, &seed_id, &actor, &event, &what, now)).await
     }
 
     async fn job_gone(&self, seed_id: &str, now: UnixMs) -> Result<()> {
