@@ -183,6 +183,26 @@ pub fn account_id() -> String {
     format!("/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Storage/storageAccounts/{ACCOUNT}")
 }
 
+/// A customer-disk job (PUT body) of the test's account, with one disk `serial` and
+/// `contact` as the contact's name, as a client would send it.
+pub fn customer_disk_job_json(serial: &str, contact: &str) -> Value {
+    serde_json::json!({
+        "location": "westeurope",
+        "sku": {"name": "DataBoxCustomerDisk"},
+        "properties": {"transferType": "ImportToAzure", "details": {
+            "jobDetailsType": "DataBoxCustomerDisk",
+            "contactDetails": {"contactName": contact, "phone": "+31 20 000 0000", "emailList": ["ops@example.com"]},
+            "shippingAddress": {"streetAddress1": "1 Dock", "city": "Amsterdam", "country": "NL", "postalCode": "1000 AA"},
+            "dataImportDetails": [{"accountDetails": {"dataAccountType": "StorageAccount", "storageAccountId": account_id()}}],
+            "importDiskDetailsCollection": {serial: {
+                "manifestFile": "\\DriveManifest.xml",
+                "manifestHash": "0123456789ABCDEF0123456789ABCDEF",
+                "bitLockerKey": "111111-222222-333333-444444-555555-666666-777777-888888"}},
+            "returnToCustomerPackageDetails": {"carrierName": "DHL", "carrierAccountNumber": "987654"}
+        }}
+    })
+}
+
 impl Emulator {
     /// Starts the emulator with its state, TLS, log and record under `dir` (no storage:
     /// "copy" is refused).

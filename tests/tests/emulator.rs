@@ -4,27 +4,12 @@
 
 use seedship_azure::client::{ArmClient, ArmError, ArmOptions, LroEnd, StaticToken};
 use seedship_azure::databox::model;
-use seedship_e2e::azure::{Emulator, RG, SUB, account_id};
+use seedship_e2e::azure::{Emulator, RG, SUB, customer_disk_job_json};
 use seedship_e2e::start_emulator;
 use serde_json::json;
 
 fn customer_disk_job(serial: &str) -> model::JobResource {
-    serde_json::from_value(json!({
-        "location": "westeurope",
-        "sku": {"name": "DataBoxCustomerDisk"},
-        "properties": {"transferType": "ImportToAzure", "details": {
-            "jobDetailsType": "DataBoxCustomerDisk",
-            "contactDetails": {"contactName": "Ops", "phone": "+31 20 000 0000", "emailList": ["ops@example.com"]},
-            "shippingAddress": {"streetAddress1": "1 Dock", "city": "Amsterdam", "country": "NL", "postalCode": "1000 AA"},
-            "dataImportDetails": [{"accountDetails": {"dataAccountType": "StorageAccount", "storageAccountId": account_id()}}],
-            "importDiskDetailsCollection": {serial: {
-                "manifestFile": "\\DriveManifest.xml",
-                "manifestHash": "0123456789ABCDEF0123456789ABCDEF",
-                "bitLockerKey": "111111-222222-333333-444444-555555-666666-777777-888888"}},
-            "returnToCustomerPackageDetails": {"carrierName": "DHL", "carrierAccountNumber": "987654"}
-        }}
-    }))
-    .unwrap()
+    serde_json::from_value(customer_disk_job_json(serial, "Ops")).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

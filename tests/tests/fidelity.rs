@@ -3,7 +3,7 @@
 
 use std::ffi::OsStr;
 
-use seedship_e2e::azure::{Emulator, RG, SUB, account_id, armcheck, databox_spec, python};
+use seedship_e2e::azure::{Emulator, RG, SUB, account_id, armcheck, customer_disk_job_json, databox_spec, python};
 
 /// The checker itself: every official example passes it, and a body with a field the document
 /// does not name, a wrong type or an unknown kind does not.
@@ -78,21 +78,7 @@ async fn call(
 }
 
 fn job_body(serial: &str, contact: &str) -> serde_json::Value {
-    serde_json::json!({
-        "location": "westeurope",
-        "sku": {"name": "DataBoxCustomerDisk"},
-        "properties": {"transferType": "ImportToAzure", "details": {
-            "jobDetailsType": "DataBoxCustomerDisk",
-            "contactDetails": {"contactName": contact, "phone": "+31 20 000 0000", "emailList": ["ops@example.com"]},
-            "shippingAddress": {"streetAddress1": "1 Dock", "city": "Amsterdam", "country": "NL", "postalCode": "1000 AA"},
-            "dataImportDetails": [{"accountDetails": {"dataAccountType": "StorageAccount", "storageAccountId": account_id()}}],
-            "importDiskDetailsCollection": {serial: {
-                "manifestFile": "\\DriveManifest.xml",
-                "manifestHash": "0123456789ABCDEF0123456789ABCDEF",
-                "bitLockerKey": "111111-222222-333333-444444-555555-666666-777777-888888"}},
-            "returnToCustomerPackageDetails": {"carrierName": "DHL", "carrierAccountNumber": "987654"}
-        }}
-    })
+    customer_disk_job_json(serial, contact)
 }
 
 /// Polls a monitor until it answers other than 202; the last answer.
