@@ -722,6 +722,27 @@ async fn a_changed_return_address_reaches_the_open_job_with_if_match() -> anyhow
     c.finish()
 }
 
+/// The PUT's operation never ends within the worker's patience (`operation_timeout`): the seed
+/// says Azure is unavailable, the worker goes on, and the next round finds the job and adopts
+/// it: one job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_whose_operation_outlasts_the_worker_is_adopted_at_the_next_round() -> anyhow::Result<()> {
+    let base = tempfile::Builder::new().prefix("seedship-azure-").tempdir()?.keep();
+    let emu = Emulator::start_with(&base, false, &["--lro-polls", "100000", "--retry-after", "1"])?;
+    let mut c = Cluster::start_with(Options {
+        extra_toml: emu.coordinator_toml("1s").replace("poll_interval", "operation_timeout = \"3s\"\npoll_interval"),
+        offset_clock: true,
+        ..Default::default()
+    })?;
+    let ops = c.issue("operator", "alice")?;
+    prepare(&mut c, &ops, "job-slow", 2, 1).await?;
+    wait_event(&c, &ops, "job-slow", "still running after 3 s", T).await?;
+    let det = wait_seed_state(&c, &ops, "job-slow", "import_job_created", T).await?;
+    assert!(det.seed.unwrap().state_reason.contains("adopted"), "found, not created again");
+    assert_eq!(emu.job_count().await?, 1, "one job");
+    c.finish()
+}
+
 /// Azure not answering does not hold up a copy station: its finished work is recorded at once
 /// and it prints the drives and their labels, with the address "pending" until the
 /// coordinator's Azure worker reads it.

@@ -32,6 +32,10 @@ pub struct AzureConfig {
     /// How often each active job is fetched.
     #[serde(default = "default_poll", with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// How long the worker follows one long-running operation (a PUT) before it gives up for
+    /// this round: Azure goes on with it, and the next round finds the job and adopts it.
+    #[serde(default = "default_operation_timeout", with = "humantime_serde")]
+    pub operation_timeout: Duration,
     pub return_address: ReturnAddressConfig,
     pub return_shipping: ReturnShippingConfig,
     /// The storage accounts: where the import containers and the vaults are.
@@ -205,6 +209,10 @@ fn default_endpoint() -> String {
 fn default_log_level() -> String {
     "Error".into()
 }
+fn default_operation_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
 fn default_poll() -> Duration {
     Duration::from_secs(300)
 }
@@ -298,6 +306,9 @@ impl AzureConfig {
         }
         if self.poll_interval < Duration::from_secs(1) {
             return Err("azure.poll_interval must be at least 1s".into());
+        }
+        if self.operation_timeout < Duration::from_secs(1) || self.operation_timeout > Duration::from_secs(3600) {
+            return Err("azure.operation_timeout must be between 1s and 1h".into());
         }
         let a = &self.return_address;
         for (field, v) in [

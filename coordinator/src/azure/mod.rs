@@ -36,8 +36,13 @@ impl std::fmt::Debug for AzureSide {
 
 impl AzureSide {
     pub fn new(cfg: AzureConfig) -> Result<AzureSide, String> {
-        // Within a call: 4 retries (about 3 s); the worker retries calls after that.
-        let arm = cfg.client_with(ArmOptions { max_retries: 4, ..Default::default() })?;
+        // Within a call: 4 retries (about 3 s); the worker retries calls after that. One
+        // operation is followed for `operation_timeout`, so a slow one does not hold the worker.
+        let arm = cfg.client_with(ArmOptions {
+            max_retries: 4,
+            operation_timeout: cfg.operation_timeout,
+            ..Default::default()
+        })?;
         let quick = cfg.client_with(ArmOptions {
             max_retries: 2,
             initial_delay: Duration::from_millis(200),
