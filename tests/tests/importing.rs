@@ -743,6 +743,37 @@ async fn a_put_whose_operation_outlasts_the_worker_is_adopted_at_the_next_round(
     c.finish()
 }
 
+/// Azure's validateInputs refuses the job (the seed's storage account does not exist): the seed
+/// fails with each refused check named, and no job is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_refused_by_validate_inputs_names_each_check_and_is_not_created() -> anyhow::Result<()> {
+    let base = tempfile::Builder::new().prefix("seedship-azure-").tempdir()?.keep();
+    // The emulated subscription has one storage account, and it is not the seed's.
+    let keys = base.join("other-keys.txt");
+    std::fs::write(&keys, "otheracct=b3RoZXI=\n")?;
+    let emu = Emulator::start_with(
+        &base,
+        false,
+        &["--storage-url", "http://127.0.0.1:9", "--storage-keys", keys.to_str().unwrap()],
+    )?;
+    let mut c = Cluster::start_with(Options { extra_toml: emu.coordinator_toml("1s"), ..Default::default() })?;
+    let ops = c.issue("operator", "alice")?;
+    prepare(&mut c, &ops, "job-val", 2, 1).await?;
+    let det = wait_seed_state(&c, &ops, "job-val", "failed", T).await?;
+    let why = det.seed.unwrap().state_reason;
+    assert!(
+        why.contains("Azure's validateInputs refused the job: ValidateDataTransferDetails: StorageAccountNotFound")
+            && why.contains("'seedacct'"),
+        "{why}"
+    );
+    assert_eq!(emu.job_count().await?, 0, "nothing was created");
+    let o = c.run("jobs", &mut c.seedctl(&ops, &["jobs"]))?;
+    assert!(text(&o).contains("job-val") && text(&o).contains("refused"), "{}", text(&o));
+    let report = emu.check_record()?;
+    assert!(report.contains("; 0 problems") && report.contains("Service_ValidateInputs 1"), "{report}");
+    c.finish()
+}
+
 /// Azure not answering does not hold up a copy station: its finished work is recorded at once
 /// and it prints the drives and their labels, with the address "pending" until the
 /// coordinator's Azure worker reads it.
