@@ -1,6 +1,6 @@
 //! What the coordinator sends Azure: the `Microsoft.DataBox` job of a seed (customer disks:
 //! each disk's serial with its manifest file, the manifest's MD5 in upper-case hex and its
-//! BitLocker key), the `validateInputs` that comes before it, the datacenter address request,
+//! BitLocker key; Data Box Disk: the order of Microsoft's disks), the `validateInputs` that comes before it, the datacenter address request,
 //! and the job's tags. Pure: built from the intent, the drives and the settings.
 
 use seedship_azure::databox::{Secret, Sku, model};
@@ -65,6 +65,34 @@ pub fn customer_disk_job(
         properties: Some(model::JobProperties {
             transfer_type: Some("ImportToAzure".into()),
             details: Some(model::JobDetails::DataBoxCustomerDisk(details)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The PUT body of a Data Box Disk order: `intent.disks` disks of 8 TB, delivered to the
+/// return address (where the copy station is), and one storage account to import into.
+pub fn databox_disk_job(intent: &JobIntent, cfg: &AzureConfig) -> model::JobResource {
+    let details = model::DataBoxDiskJobDetails {
+        job_details_type: Some(Sku::DataBoxDisk.as_str().into()),
+        contact_details: Some(cfg.return_address.contact()),
+        shipping_address: Some(cfg.return_address.address()),
+        data_import_details: Some(import_details(intent, cfg)),
+        preferred_disks: Some([(seedship_azure::databox::DATABOX_DISK_TB.to_string(), i64::from(intent.disks))].into()),
+        key_encryption_key: Some(model::KeyEncryptionKey {
+            kek_type: Some("MicrosoftManaged".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    model::JobResource {
+        location: Some(intent.location.clone()),
+        tags: Some([(SEED_TAG.to_string(), intent.seed_id.clone())].into()),
+        sku: Some(model::Sku { name: Some(Sku::DataBoxDisk.as_str().into()), ..Default::default() }),
+        properties: Some(model::JobProperties {
+            transfer_type: Some("ImportToAzure".into()),
+            details: Some(model::JobDetails::DataBoxDisk(details)),
             ..Default::default()
         }),
         ..Default::default()

@@ -36,6 +36,12 @@ pub struct AzureConfig {
     /// this round: Azure goes on with it, and the next round finds the job and adopts it.
     #[serde(default = "default_operation_timeout", with = "humantime_serde")]
     pub operation_timeout: Duration,
+    /// Policy: what new seeds are shipped on. "customer_disk" (the default: the operator's
+    /// own disks) or "databox_disk" (Microsoft's disks, ordered at registration; a seed too
+    /// large for one order of 5 disks goes on customer disks, and its history says why). An
+    /// operator can change it per seed before disk preparation (`seedctl kind`).
+    #[serde(default)]
+    pub disk_kind: crate::domain::model::DiskKind,
     pub return_address: ReturnAddressConfig,
     pub return_shipping: ReturnShippingConfig,
     /// The storage accounts: where the import containers and the vaults are.

@@ -6,6 +6,71 @@
 use seedship_azure::databox::{CopyStatus, model};
 
 use crate::domain::import::{JobDrive, JobSnapshot};
+use crate::domain::model::RecoveryPassword;
+
+/// What `listCredentials` gives for a Data Box Disk order: each disk's serial and key (the
+/// BitLocker recovery password of its volume), and the passkey with whether the customer
+/// chose it. Secrets; Debug never shows them.
+#[derive(Debug, Clone)]
+pub struct DiskCredentials {
+    pub disks: Vec<(String, RecoveryPassword)>,
+    pub passkey: Option<(RecoveryPassword, bool)>,
+}
+
+/// The Data Box Disk credentials of `list`, checked: every serial a valid drive id and once,
+/// every key a BitLocker recovery password. `Err` says what is wrong (never a secret).
+pub fn disk_credentials(list: &model::UnencryptedCredentialsList) -> Result<DiskCredentials, String> {
+    let secrets = list
+        .value
+        .iter()
+        .flatten()
+        .find_map(|c| match &c.job_secrets {
+            Some(model::JobSecrets::DataBoxDisk(s)) => Some(s),
+            _ => None,
+        })
+        .ok_or("Azure's listCredentials gave no Data Box Disk secrets")?;
+    if let Some(e) = &secrets.error {
+        return Err(format!(
+            "Azure could not give the disks' secrets: {}: {}",
+            e.code.as_deref().unwrap_or(""),
+            e.message.as_deref().unwrap_or("")
+        ));
+    }
+    let mut disks: Vec<(String, RecoveryPassword)> = Vec::new();
+    for d in secrets.disk_secrets.iter().flatten() {
+        let serial = d.disk_serial_number.clone().unwrap_or_default();
+        crate::domain::validate::drive_id(&serial)
+            .map_err(|_| format!("Azure named a disk {serial:?}, which is not a usable disk serial"))?;
+        if disks.iter().any(|(s, _)| *s == serial) {
+            return Err(format!("Azure listed disk {serial} twice"));
+        }
+        let key = d.bit_locker_key.as_ref().map(|k| k.expose().to_string()).unwrap_or_default();
+        crate::domain::validate::recovery_password(&key)
+            .map_err(|_| format!("Azure's key for disk {serial} is not a BitLocker recovery password"))?;
+        disks.push((serial, RecoveryPassword(key)));
+    }
+    if disks.is_empty() {
+        return Err("Azure's listCredentials named no disks".into());
+    }
+    let passkey = secrets
+        .pass_key
+        .as_ref()
+        .map(|k| (RecoveryPassword(k.expose().to_string()), secrets.is_passkey_user_defined.unwrap_or(false)));
+    Ok(DiskCredentials { disks, passkey })
+}
+
+/// Each Data Box Disk's size in bytes as the job says it (`disksAndSizeDetails`, in TB).
+pub fn disk_sizes(job: &model::JobResource) -> std::collections::BTreeMap<String, u64> {
+    match job.properties.as_ref().and_then(|p| p.details.as_ref()) {
+        Some(model::JobDetails::DataBoxDisk(d)) => d
+            .disks_and_size_details
+            .iter()
+            .flatten()
+            .map(|(s, tb)| (s.clone(), (*tb).max(0) as u64 * 1_000_000_000_000))
+            .collect(),
+        _ => Default::default(),
+    }
+}
 
 /// A job (GET with `$expand=details`) as the coordinator mirrors it.
 pub fn snapshot(job: &model::JobResource) -> JobSnapshot {

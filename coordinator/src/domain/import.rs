@@ -10,6 +10,7 @@ use seedship_azure::databox::{CopyStatus, SHIPMENT_DETAILS_DAYS, StageName, Stag
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{UnixMs, rfc3339};
+use crate::domain::model::DiskKind;
 use crate::domain::seed::{SeedEvent, SeedState};
 
 pub const DAY_MS: i64 = 86_400_000;
@@ -21,10 +22,81 @@ pub const WARN_DAYS: [i64; 3] = [10, 12, 13];
 /// At most this many disks in one customer-disk job.
 pub const MAX_DRIVES: usize = seedship_azure::databox::MAX_CUSTOMER_DISKS;
 
+/// At most this many disks in one Data Box Disk order.
+pub const MAX_DATABOX_DISKS: u32 = seedship_azure::databox::MAX_DATABOX_DISKS as u32;
+
+/// How many Data Box Disks a seed of `total_bytes` needs, with 2% room for seedship's own
+/// headers, manifests and checkpoints; `None` when one order of 5 does not hold it.
+pub fn databox_disks_needed(total_bytes: u64) -> Option<u32> {
+    let usable = seedship_azure::databox::DATABOX_DISK_USABLE_BYTES;
+    let want = total_bytes.saturating_add(total_bytes / 50).max(1);
+    let n = want.div_ceil(usable);
+    (n <= MAX_DATABOX_DISKS as u64).then_some(n as u32)
+}
+
+/// The kind a new seed of `total_bytes` gets under the `policy` of `[azure] disk_kind`, and
+/// why it differs from the policy when it does.
+pub fn kind_for(policy: DiskKind, total_bytes: u64) -> (DiskKind, Option<String>) {
+    match policy {
+        DiskKind::DataboxDisk if databox_disks_needed(total_bytes).is_none() => (
+            DiskKind::CustomerDisk,
+            Some(format!(
+                "{total_bytes} bytes do not fit one Data Box Disk order ({MAX_DATABOX_DISKS} disks of about 7 TB); shipped on customer disks instead"
+            )),
+        ),
+        k => (k, None),
+    }
+}
+
+/// What an operator's change of kind looks at, loaded by the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindFacts {
+    pub state: SeedState,
+    pub kind: DiskKind,
+    pub total_bytes: u64,
+    /// The seed has an import job record (an intent, a job, or a refusal).
+    pub has_job: bool,
+    /// A copy station has claimed the seed's disk-prep work at some time.
+    pub ever_claimed: bool,
+}
+
+/// Why the seed cannot be switched to `to` now, if it cannot: only before anything was done
+/// with the other kind.
+pub fn kind_change_problem(f: &KindFacts, to: DiskKind) -> Option<String> {
+    if f.kind == to {
+        return None;
+    }
+    if to == DiskKind::DataboxDisk && databox_disks_needed(f.total_bytes).is_none() {
+        return Some(format!(
+            "the seed holds {} bytes, more than one Data Box Disk order ({MAX_DATABOX_DISKS} disks of about 7 TB) takes",
+            f.total_bytes
+        ));
+    }
+    if f.has_job {
+        return Some(match f.kind {
+            DiskKind::DataboxDisk => {
+                "Microsoft's disks are already ordered for it; cancel the seed (`seedctl cancel`) and register it again"
+                    .into()
+            }
+            DiskKind::CustomerDisk => "its Azure job exists already".into(),
+        });
+    }
+    if f.ever_claimed || !matches!(f.state, SeedState::Registered | SeedState::QueuedForDiskPrep) {
+        return Some(format!("the seed is {}; the kind is chosen before a copy station starts on it", f.state));
+    }
+    None
+}
+
 /// What the coordinator asks Azure to create, written before the PUT.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobIntent {
     pub seed_id: String,
+    /// What the seed is shipped on: the job's SKU.
+    #[serde(default)]
+    pub kind: DiskKind,
+    /// Data Box Disk: how many disks to order (0 for customer disks).
+    #[serde(default)]
+    pub disks: u32,
     pub job_name: String,
     pub subscription_id: String,
     pub resource_group: String,
@@ -47,14 +119,19 @@ pub struct DriveFact {
     pub in_other_active_job: Option<String>,
 }
 
-/// What stops the job from being created (Azure's rules), if anything: a valid job name, 1 to
-/// 10 prepared disks, each with its key escrowed and in no other active job.
+/// What stops the job from being created (Azure's rules), if anything: a valid job name, and
+/// for customer disks 1 to 10 prepared disks, each with its key escrowed and in no other
+/// active job; for Data Box Disk an order of 1 to 5 disks.
 pub fn job_problem(intent: &JobIntent, facts: &JobFacts) -> Option<String> {
     if !seedship_azure::databox::paths::valid_job_name(&intent.job_name) {
         return Some(format!(
             "{:?} is not a valid Azure Data Box job name (3-24 letters, digits or '-', a letter or digit first and last)",
             intent.job_name
         ));
+    }
+    if intent.kind == DiskKind::DataboxDisk {
+        return (intent.disks == 0 || intent.disks > MAX_DATABOX_DISKS)
+            .then(|| format!("an order of {} Data Box Disk(s); Azure takes 1 to {MAX_DATABOX_DISKS}", intent.disks));
     }
     let n = facts.drives.len();
     if n == 0 || n > MAX_DRIVES {
@@ -407,7 +484,16 @@ pub fn follow(seed: SeedState, job: &JobSnapshot) -> Follow {
             return out;
         }
         Err(why) => {
-            if rank(seed).is_some_and(|r| r < 4) {
+            // Before the import finished (a Data Box Disk seed also while its disks are on
+            // their way or being written): the seed ends with the job.
+            let before_job = matches!(
+                seed,
+                SeedState::DisksOrdered
+                    | SeedState::QueuedForDiskPrep
+                    | SeedState::Preparing
+                    | SeedState::DisksPrepared
+            );
+            if before_job || rank(seed).is_some_and(|r| r < 4) {
                 // seedship's own cancel (an operator's, possibly still finishing): the seed is
                 // cancelled, not failed.
                 let event = match why.strip_prefix(CANCEL_PREFIX) {
@@ -615,8 +701,66 @@ mod tests {
     }
 
     #[test]
+    fn data_box_disk_orders_hold_5_disks_and_the_kind_changes_only_before_work_starts() {
+        let usable = seedship_azure::databox::DATABOX_DISK_USABLE_BYTES;
+        assert_eq!(databox_disks_needed(1), Some(1));
+        assert_eq!(databox_disks_needed(usable / 2), Some(1));
+        assert_eq!(databox_disks_needed(usable), Some(2), "2% room for seedship's metadata");
+        assert_eq!(databox_disks_needed(4 * usable), Some(5));
+        assert_eq!(databox_disks_needed(5 * usable), None);
+        assert_eq!(kind_for(DiskKind::DataboxDisk, 10), (DiskKind::DataboxDisk, None));
+        let (k, why) = kind_for(DiskKind::DataboxDisk, 5 * usable);
+        assert!(k == DiskKind::CustomerDisk && why.unwrap().contains("customer disks"));
+        let facts = KindFacts {
+            state: SeedState::QueuedForDiskPrep,
+            kind: DiskKind::CustomerDisk,
+            total_bytes: 10,
+            has_job: false,
+            ever_claimed: false,
+        };
+        assert_eq!(kind_change_problem(&facts, DiskKind::DataboxDisk), None);
+        assert_eq!(kind_change_problem(&facts, DiskKind::CustomerDisk), None, "no change is no problem");
+        let big = KindFacts { total_bytes: 5 * usable, ..facts.clone() };
+        assert!(kind_change_problem(&big, DiskKind::DataboxDisk).unwrap().contains("more than one"));
+        let claimed = KindFacts { ever_claimed: true, ..facts.clone() };
+        assert!(kind_change_problem(&claimed, DiskKind::DataboxDisk).unwrap().contains("before a copy station"));
+        let ordered = KindFacts { kind: DiskKind::DataboxDisk, has_job: true, state: SeedState::DisksOrdered, ..facts };
+        assert!(kind_change_problem(&ordered, DiskKind::CustomerDisk).unwrap().contains("seedctl cancel"));
+        let order = JobIntent {
+            kind: DiskKind::DataboxDisk,
+            disks: 6,
+            seed_id: "sd-1".into(),
+            job_name: "job-1".into(),
+            subscription_id: "s".into(),
+            resource_group: "rg".into(),
+            location: "westeurope".into(),
+            storage_account_id: "a".into(),
+        };
+        assert!(job_problem(&order, &JobFacts::default()).unwrap().contains("1 to 5"));
+        assert_eq!(job_problem(&JobIntent { disks: 2, ..order }, &JobFacts::default()), None);
+    }
+
+    #[test]
+    fn a_data_box_disk_order_cancelled_or_failed_before_the_disks_are_written_ends_the_seed() {
+        for seed in [SeedState::DisksOrdered, SeedState::QueuedForDiskPrep, SeedState::Preparing] {
+            let mut job = snap("Cancelled", &[]);
+            job.cancellation_reason = format!("{CANCEL_PREFIX}wrong order");
+            assert_eq!(follow(seed, &job).events[0].0, SeedEvent::Cancel, "{seed}");
+            let failed = snap("Failed_IssueDetectedAtAzureDC", &[]);
+            assert_eq!(follow(seed, &failed).events[0].0, SeedEvent::Fail, "{seed}");
+        }
+        // Delivered, not yet written: nothing to follow (the worker reads the keys).
+        assert!(follow(SeedState::DisksOrdered, &snap("Delivered", &[])).events.is_empty());
+        // Picked up after the disks were written: shipped.
+        let f = follow(SeedState::ImportJobCreated, &snap("PickedUp", &[]));
+        assert_eq!(f.events.iter().map(|e| e.0).collect::<Vec<_>>(), vec![SeedEvent::Shipped]);
+    }
+
+    #[test]
     fn the_creation_rules_name_what_is_wrong() {
         let intent = JobIntent {
+            kind: DiskKind::CustomerDisk,
+            disks: 0,
             seed_id: "s".into(),
             job_name: "job-1".into(),
             subscription_id: "x".into(),
@@ -663,6 +807,8 @@ mod tests {
     fn the_running_deadline_follows_the_job() {
         let mut r = JobRecord {
             intent: JobIntent {
+                kind: DiskKind::CustomerDisk,
+                disks: 0,
                 seed_id: "s".into(),
                 job_name: "j".into(),
                 subscription_id: "x".into(),

@@ -6,6 +6,7 @@
 //!      ^                                 |  |
 //!      +---- release / expiry (sweeper) -+  +-- renew / progress / report drive (same generation)
 //!
+//!   [waiting] --disks delivered--> [queued]   (Data Box Disk: nothing to write on before)
 //!   any non-done state --cancel--> [cancelled]
 //! ```
 //!
@@ -29,6 +30,8 @@ pub enum WorkState {
     Cancelled,
     /// Released too often without progress: waits for an operator (`seedctl retry`).
     Held,
+    /// Data Box Disk: waits for Microsoft's disks to be delivered; not claimable.
+    Waiting,
 }
 
 impl WorkState {
@@ -39,12 +42,20 @@ impl WorkState {
             WorkState::Done => "done",
             WorkState::Cancelled => "cancelled",
             WorkState::Held => "held",
+            WorkState::Waiting => "waiting",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [WorkState::Queued, WorkState::Leased, WorkState::Done, WorkState::Cancelled, WorkState::Held]
-            .into_iter()
-            .find(|w| w.as_str() == s)
+        [
+            WorkState::Queued,
+            WorkState::Leased,
+            WorkState::Done,
+            WorkState::Cancelled,
+            WorkState::Held,
+            WorkState::Waiting,
+        ]
+        .into_iter()
+        .find(|w| w.as_str() == s)
     }
 }
 

@@ -49,6 +49,52 @@ pub struct NewSeed {
     pub repository_id: String,
 }
 
+/// What a seed is shipped on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiskKind {
+    /// The operator's own disks (`DataBoxCustomerDisk`).
+    #[default]
+    CustomerDisk,
+    /// Microsoft's disks (`DataBoxDisk`): ordered first, delivered, filled, sent back.
+    DataboxDisk,
+}
+
+impl DiskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskKind::CustomerDisk => "customer_disk",
+            DiskKind::DataboxDisk => "databox_disk",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DiskKind> {
+        [DiskKind::CustomerDisk, DiskKind::DataboxDisk].into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The Azure SKU of the job.
+    pub fn sku(self) -> seedship_azure::databox::Sku {
+        match self {
+            DiskKind::CustomerDisk => seedship_azure::databox::Sku::CustomerDisk,
+            DiskKind::DataboxDisk => seedship_azure::databox::Sku::DataBoxDisk,
+        }
+    }
+
+    /// In words for operators.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DiskKind::CustomerDisk => "the operator's own disks",
+            DiskKind::DataboxDisk => "Microsoft's Data Box Disks",
+        }
+    }
+}
+
+impl std::fmt::Display for DiskKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seed {
     pub seed_id: String,
@@ -64,6 +110,9 @@ pub struct Seed {
     /// The Azure job state as last reported (raw); empty before the job exists.
     #[serde(default)]
     pub import_job_state: String,
+    /// What the seed is shipped on.
+    #[serde(default)]
+    pub kind: DiskKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +127,9 @@ pub struct Lease {
     pub work: WorkItem,
     pub seed: Seed,
     pub ttl_ms: i64,
+    /// Data Box Disk: the serials of the disks Microsoft delivered (not bad), in order.
+    #[serde(default)]
+    pub delivered: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +174,8 @@ pub enum DriveStatus {
     Prepared,
     /// The disk failed (I/O error, pulled out); it will not be shipped.
     Bad,
+    /// Microsoft delivered it for the seed (Data Box Disk), key escrowed; not written yet.
+    Delivered,
 }
 
 impl DriveStatus {
@@ -130,11 +184,34 @@ impl DriveStatus {
             DriveStatus::Preparing => "preparing",
             DriveStatus::Prepared => "prepared",
             DriveStatus::Bad => "bad",
+            DriveStatus::Delivered => "delivered",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [DriveStatus::Preparing, DriveStatus::Prepared, DriveStatus::Bad].into_iter().find(|d| d.as_str() == s)
+        [DriveStatus::Preparing, DriveStatus::Prepared, DriveStatus::Bad, DriveStatus::Delivered]
+            .into_iter()
+            .find(|d| d.as_str() == s)
     }
+}
+
+/// A disk Microsoft delivered for a Data Box Disk seed, with its key sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveredDisk {
+    pub serial: String,
+    pub position: u32,
+    pub capacity_bytes: u64,
+    pub sealed_key: SealedKey,
+}
+
+/// A seed's sealed Data Box Disk passkey (none before delivery) and what it is sealed with.
+#[derive(Debug, Clone)]
+pub struct PasskeyRecord {
+    pub seed: Seed,
+    pub work_id: String,
+    pub sealed: Option<SealedKey>,
+    pub user_defined: bool,
+    /// The job's stage as Azure last said it (empty before the order).
+    pub stage: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,18 +1,20 @@
 //! The seed lifecycle: a pure state machine.
 //!
 //! ```text
-//!  register
-//!     |
-//!     v
-//! [registered] --queue--> [queued_for_disk_prep] <----------------------+
-//!                               |                                       |
-//!                          lease_claimed                     lease_lost (expired, released)
-//!                               v                                       |
-//!                         [preparing] ----------------------------------+
+//!  register                 (Data Box Disk: Microsoft's disks are ordered first)
+//!     |          +--disks_ordered--> [disks_ordered] --disks_delivered--+
+//!     v          |                                                       v
+//! [registered] --+------------------queue-----------------> [queued_for_disk_prep] <--------+
+//!     ^                                                                  |                   |
+//!     +------------- unqueue (the operator chose Microsoft's disks) -----+                   |
+//!                                                                 lease_claimed    lease_lost (expired, released)
+//!                                                                        v                   |
+//!                                                                   [preparing] -------------+
 //!                               |
 //!                        disks_prepared
 //!                               v
 //!                       [disks_prepared] --import_job_created--> [import_job_created]
+//!               (Data Box Disk: the job exists since the order; both events at once)
 //!                                                                        |
 //!                                                                     shipped
 //!                                                                        v
@@ -29,7 +31,7 @@
 //!                                       [needs_repair]                          [seeded]
 //!
 //!  fail:   any state but seeded/failed/cancelled --> [failed]
-//!  cancel: registered, queued_for_disk_prep, preparing, disks_prepared,
+//!  cancel: registered, disks_ordered, queued_for_disk_prep, preparing, disks_prepared,
 //!          import_job_created (nothing shipped yet) --> [cancelled]
 //! ```
 //!
@@ -44,6 +46,8 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum SeedState {
     Registered,
+    /// Data Box Disk: Microsoft's disks are ordered; waiting for them to be delivered.
+    DisksOrdered,
     QueuedForDiskPrep,
     Preparing,
     DisksPrepared,
@@ -65,6 +69,12 @@ pub enum SeedState {
 #[serde(rename_all = "snake_case")]
 pub enum SeedEvent {
     Queue,
+    /// The operator chose Microsoft's disks for a seed still waiting in the queue.
+    Unqueue,
+    /// Data Box Disk: the order is placed with Azure.
+    DisksOrdered,
+    /// Data Box Disk: the disks reached the customer, their keys are escrowed.
+    DisksDelivered,
     LeaseClaimed,
     LeaseLost,
     DisksPrepared,
@@ -91,8 +101,9 @@ pub struct InvalidTransition {
 }
 
 impl SeedState {
-    pub const ALL: [SeedState; 15] = [
+    pub const ALL: [SeedState; 16] = [
         SeedState::Registered,
+        SeedState::DisksOrdered,
         SeedState::QueuedForDiskPrep,
         SeedState::Preparing,
         SeedState::DisksPrepared,
@@ -115,6 +126,9 @@ impl SeedState {
         use SeedState as S;
         let next = match (self, event) {
             (S::Registered, E::Queue) => S::QueuedForDiskPrep,
+            (S::QueuedForDiskPrep, E::Unqueue) => S::Registered,
+            (S::Registered, E::DisksOrdered) => S::DisksOrdered,
+            (S::DisksOrdered, E::DisksDelivered) => S::QueuedForDiskPrep,
             (S::QueuedForDiskPrep, E::LeaseClaimed) => S::Preparing,
             (S::Preparing, E::LeaseLost) => S::QueuedForDiskPrep,
             (S::Preparing, E::DisksPrepared) => S::DisksPrepared,
@@ -130,7 +144,12 @@ impl SeedState {
             (S::SeedingVault, E::VaultSeeded) => S::Seeded,
             (s, E::Fail) if !s.is_terminal() => S::Failed,
             (
-                S::Registered | S::QueuedForDiskPrep | S::Preparing | S::DisksPrepared | S::ImportJobCreated,
+                S::Registered
+                | S::DisksOrdered
+                | S::QueuedForDiskPrep
+                | S::Preparing
+                | S::DisksPrepared
+                | S::ImportJobCreated,
                 E::Cancel,
             ) => S::Cancelled,
             (state, event) => return Err(InvalidTransition { state, event }),
@@ -146,6 +165,7 @@ impl SeedState {
     pub fn as_str(self) -> &'static str {
         match self {
             SeedState::Registered => "registered",
+            SeedState::DisksOrdered => "disks_ordered",
             SeedState::QueuedForDiskPrep => "queued_for_disk_prep",
             SeedState::Preparing => "preparing",
             SeedState::DisksPrepared => "disks_prepared",
@@ -171,6 +191,7 @@ impl SeedState {
     pub fn describe(self) -> &'static str {
         match self {
             SeedState::Registered => "registered with the coordinator",
+            SeedState::DisksOrdered => "Microsoft's Data Box Disks are ordered; waiting for their delivery",
             SeedState::QueuedForDiskPrep => "waiting for a copy station to prepare the disks",
             SeedState::Preparing => "a copy station is writing the shipping disks",
             SeedState::DisksPrepared => "disks prepared; waiting for the import job to be created",
@@ -199,6 +220,9 @@ impl SeedEvent {
     pub fn as_str(self) -> &'static str {
         match self {
             SeedEvent::Queue => "queue",
+            SeedEvent::Unqueue => "unqueue",
+            SeedEvent::DisksOrdered => "disks_ordered",
+            SeedEvent::DisksDelivered => "disks_delivered",
             SeedEvent::LeaseClaimed => "lease_claimed",
             SeedEvent::LeaseLost => "lease_lost",
             SeedEvent::DisksPrepared => "disks_prepared",
@@ -230,8 +254,11 @@ mod tests {
     use super::SeedState as S;
     use super::*;
 
-    const EVENTS: [SeedEvent; 16] = [
+    const EVENTS: [SeedEvent; 19] = [
         E::Queue,
+        E::Unqueue,
+        E::DisksOrdered,
+        E::DisksDelivered,
         E::LeaseClaimed,
         E::LeaseLost,
         E::DisksPrepared,
@@ -253,6 +280,9 @@ mod tests {
     fn expected(state: SeedState, event: SeedEvent) -> Option<SeedState> {
         let table: &[(S, E, S)] = &[
             (S::Registered, E::Queue, S::QueuedForDiskPrep),
+            (S::QueuedForDiskPrep, E::Unqueue, S::Registered),
+            (S::Registered, E::DisksOrdered, S::DisksOrdered),
+            (S::DisksOrdered, E::DisksDelivered, S::QueuedForDiskPrep),
             (S::QueuedForDiskPrep, E::LeaseClaimed, S::Preparing),
             (S::Preparing, E::LeaseLost, S::QueuedForDiskPrep),
             (S::Preparing, E::DisksPrepared, S::DisksPrepared),
@@ -276,7 +306,12 @@ mod tests {
             E::Cancel
                 if matches!(
                     state,
-                    S::Registered | S::QueuedForDiskPrep | S::Preparing | S::DisksPrepared | S::ImportJobCreated
+                    S::Registered
+                        | S::DisksOrdered
+                        | S::QueuedForDiskPrep
+                        | S::Preparing
+                        | S::DisksPrepared
+                        | S::ImportJobCreated
                 ) =>
             {
                 Some(S::Cancelled)
@@ -319,6 +354,15 @@ mod tests {
                 assert!(t.apply(e).is_err(), "{t} + {e} must be refused");
             }
         }
+    }
+
+    #[test]
+    fn microsofts_disks_are_ordered_and_delivered_before_the_queue() {
+        let path = [E::DisksOrdered, E::DisksDelivered, E::LeaseClaimed, E::DisksPrepared, E::ImportJobCreated];
+        assert_eq!(path.iter().try_fold(S::Registered, |s, e| s.apply(*e)).unwrap(), S::ImportJobCreated);
+        assert_eq!(S::QueuedForDiskPrep.apply(E::Unqueue), Ok(S::Registered));
+        assert!(S::DisksOrdered.apply(E::LeaseClaimed).is_err(), "no disk prep before the disks are here");
+        assert_eq!(S::DisksOrdered.apply(E::Cancel), Ok(S::Cancelled));
     }
 
     #[test]

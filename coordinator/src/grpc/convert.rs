@@ -164,6 +164,7 @@ impl TryFrom<pb::ReportDriveRequest> for DriveCmd {
         let status = match d.status.as_str() {
             "" => DriveStatus::Prepared,
             s => DriveStatus::parse(s)
+                .filter(|d| *d != DriveStatus::Delivered)
                 .ok_or_else(|| Error::invalid("drive.status", format!("use preparing, prepared or bad; got {s:?}")))?,
         };
         v::text("drive.status_reason", &d.status_reason, 500)?;
@@ -172,18 +173,13 @@ impl TryFrom<pb::ReportDriveRequest> for DriveCmd {
                 v::hex_any_case("drive.manifest_hash", &d.manifest_hash, 32, 32)?;
                 v::hex_any_case("drive.drive_header_hash", &d.drive_header_hash, 32, 128)?;
             }
-            DriveStatus::Preparing | DriveStatus::Bad => {
+            DriveStatus::Preparing | DriveStatus::Bad | DriveStatus::Delivered => {
                 // Not sealed: the hashes are not known yet, or never will be.
                 v::hex_any_case("drive.manifest_hash", &d.manifest_hash, 0, 32)?;
                 v::hex_any_case("drive.drive_header_hash", &d.drive_header_hash, 0, 128)?;
             }
         }
-        if status == DriveStatus::Preparing && d.recovery_password.is_empty() {
-            return Err(Error::invalid(
-                "drive.recovery_password",
-                "is required when a drive is reported preparing: the key is escrowed before data is written",
-            ));
-        }
+
         if status == DriveStatus::Bad && d.status_reason.trim().is_empty() {
             return Err(Error::invalid("drive.status_reason", "say why the drive is bad"));
         }
@@ -298,6 +294,25 @@ impl TryFrom<pb::RetryWorkRequest> for Cmd<(String, String)> {
     }
 }
 
+impl TryFrom<pb::SetDiskKindRequest> for Cmd<(String, DiskKind, String)> {
+    type Error = Error;
+    fn try_from(r: pb::SetDiskKindRequest) -> Result<Self> {
+        let kind = match pb::DiskKind::try_from(r.disk_kind) {
+            Ok(pb::DiskKind::CustomerDisk) => DiskKind::CustomerDisk,
+            Ok(pb::DiskKind::DataboxDisk) => DiskKind::DataboxDisk,
+            _ => {
+                return Err(Error::invalid(
+                    "disk_kind",
+                    "choose DISK_KIND_CUSTOMER_DISK (your own disks) or DISK_KIND_DATABOX_DISK (Microsoft's)",
+                ));
+            }
+        };
+        let c = seed_action(r.request_id, r.seed, r.reason, "say why the kind changes")?;
+        let (seed, reason) = c.body;
+        Ok(Cmd { request_id: c.request_id, body: (seed, kind, reason) })
+    }
+}
+
 /// A `Mitigate` request's fields: a job, one of Azure's resolution codes, an optional disk.
 pub fn mitigation(r: &pb::MitigateRequest) -> Result<()> {
     v::request_id(&r.request_id)?;
@@ -353,6 +368,7 @@ pub fn state_to_pb(s: SeedState) -> pb::SeedState {
     use pb::SeedState as P;
     match s {
         SeedState::Registered => P::Registered,
+        SeedState::DisksOrdered => P::DisksOrdered,
         SeedState::QueuedForDiskPrep => P::QueuedForDiskPrep,
         SeedState::Preparing => P::Preparing,
         SeedState::DisksPrepared => P::DisksPrepared,
@@ -367,6 +383,13 @@ pub fn state_to_pb(s: SeedState) -> pb::SeedState {
         SeedState::Seeded => P::Seeded,
         SeedState::Failed => P::Failed,
         SeedState::Cancelled => P::Cancelled,
+    }
+}
+
+pub fn kind_to_pb(k: DiskKind) -> pb::DiskKind {
+    match k {
+        DiskKind::CustomerDisk => pb::DiskKind::CustomerDisk,
+        DiskKind::DataboxDisk => pb::DiskKind::DataboxDisk,
     }
 }
 
@@ -406,6 +429,7 @@ impl From<Seed> for pb::SeedSummary {
             allow_virtual_station: s.allow_virtual_station,
             import_job_state: s.import_job_state,
             repository_id: s.spec.repository_id,
+            disk_kind: kind_to_pb(s.kind) as i32,
         }
     }
 }
@@ -444,6 +468,8 @@ impl From<Lease> for pb::Lease {
             container: l.seed.spec.container,
             location: l.seed.spec.location,
             file_count: l.seed.spec.file_count,
+            disk_kind: kind_to_pb(l.seed.kind) as i32,
+            delivered_disks: l.delivered,
         }
     }
 }

@@ -44,6 +44,27 @@ impl pb::operator_service_server::OperatorService for Api {
         Ok(Response::new(pb::CancelSeedResponse { seed: Some(seed.into()) }))
     }
 
+    async fn set_disk_kind(
+        &self,
+        req: Request<pb::SetDiskKindRequest>,
+    ) -> Result<Response<pb::SetDiskKindResponse>, Status> {
+        let operator = self.auth.require(&req, "SetDiskKind", OPERATOR)?;
+        let cmd = crate::service::Cmd::try_from(req.into_inner())?;
+        let seed = self.core.set_disk_kind(&operator, cmd).await?;
+        Ok(Response::new(pb::SetDiskKindResponse { seed: Some(seed.into()) }))
+    }
+
+    async fn get_passkey(
+        &self,
+        req: Request<pb::GetPasskeyRequest>,
+    ) -> Result<Response<pb::GetPasskeyResponse>, Status> {
+        let operator = self.auth.require(&req, "GetPasskey", OPERATOR)?;
+        let r = req.into_inner();
+        crate::grpc::convert::seed_key("seed", &r.seed)?;
+        let (key, user_defined) = self.core.passkey(&operator, &r.seed).await?;
+        Ok(Response::new(pb::GetPasskeyResponse { passkey: key.0, user_defined }))
+    }
+
     async fn mitigate(&self, req: Request<pb::MitigateRequest>) -> Result<Response<pb::MitigateResponse>, Status> {
         let operator = self.auth.require(&req, "Mitigate", OPERATOR)?;
         let r = req.into_inner();

@@ -20,13 +20,20 @@ impl Coordinator {
         let reg = Self::audit(
             owner,
             "RegisterSeed",
-            self.store.register_seed(&idem, owner, &cmd.body, &self.placement, self.now()).await,
+            self.store
+                .register_seed(&idem, owner, &cmd.body, &self.placement, self.disk_kind_policy(), self.now())
+                .await,
         )?;
         if reg.created {
-            tracing::info!(seed = %reg.seed.seed_id, job = %reg.seed.spec.job_name, owner = %owner, container = %reg.seed.spec.container, "seed registered and queued for disk preparation");
+            tracing::info!(seed = %reg.seed.seed_id, job = %reg.seed.spec.job_name, owner = %owner, container = %reg.seed.spec.container, kind = %reg.seed.kind, "seed registered");
         }
         self.warm_address(&reg.seed.spec.subscription_id, &reg.seed.spec.location);
         Ok(reg)
+    }
+
+    /// What new seeds are shipped on: `[azure] disk_kind` (customer disks without `[azure]`).
+    fn disk_kind_policy(&self) -> DiskKind {
+        self.azure.as_ref().map(|a| a.cfg.disk_kind).unwrap_or_default()
     }
 
     pub async fn own_seeds(&self, owner: &SpiffeId) -> Result<Vec<Seed>> {

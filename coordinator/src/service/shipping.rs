@@ -3,6 +3,9 @@
 use seedship_azure::client::{ArmClient, ArmError};
 
 use super::*;
+
+/// What the sealed passkey is bound to, beside the work id (no drive id has a '#').
+const PASSKEY_AAD: &str = "#passkey";
 use crate::azure::state;
 use crate::domain::import::{DeadlineKind, JobIntent, JobRecord, JobSnapshot};
 
@@ -20,6 +23,13 @@ impl Coordinator {
         let idem = self.idem(operator, "RecordShipping", &cmd);
         let rec = self.store.reserve_shipping(&idem, operator, &cmd.body, self.now()).await?;
         if rec.confirmed_ms.is_some() {
+            return Ok(rec);
+        }
+        if self.seed_detail(&rec.seed_id).await?.seed.kind == DiskKind::DataboxDisk {
+            // Microsoft's disks go back with Microsoft's return label: Azure has no
+            // `markDevicesShipped` for them, and reports the pick-up itself.
+            let rec = self.store.confirm_shipping(&rec.seed_id, self.now()).await?;
+            tracing::info!(operator = %operator, job = %rec.spec.job_name, carrier = %rec.spec.carrier, tracking = %rec.spec.tracking_number, "Data Box Disk return shipment recorded");
             return Ok(rec);
         }
         let rec = self.push_shipping(&azure.quick, &rec).await?;
@@ -233,6 +243,89 @@ impl Coordinator {
                 }
             }
         }
+    }
+
+    /// Chooses what a seed is shipped on (see the RPC); the rules are
+    /// `domain::import::kind_change_problem`.
+    pub async fn set_disk_kind(&self, operator: &SpiffeId, cmd: Cmd<(String, DiskKind, String)>) -> Result<Seed> {
+        let idem = self.idem(operator, "SetDiskKind", &cmd);
+        let (seed, kind, reason) = &cmd.body;
+        let s = self.store.set_disk_kind(&idem, operator, seed, *kind, reason, self.now()).await?;
+        tracing::info!(operator = %operator, job = %s.spec.job_name, kind = %kind, %reason, "disk kind chosen");
+        Ok(s)
+    }
+
+    /// The passkey of a seed's Data Box Disk order, once Azure gave it; every release is in the
+    /// seed's history (never the passkey).
+    pub async fn passkey(&self, operator: &SpiffeId, seed: &str) -> Result<(RecoveryPassword, bool)> {
+        let rec = self.store.passkey(seed).await?;
+        let job = &rec.seed.spec.job_name;
+        if rec.seed.kind != DiskKind::DataboxDisk {
+            return Err(Error::FailedPrecondition(format!(
+                "seed {job} is shipped on the operator's own disks; only a Data Box Disk order has a passkey"
+            )));
+        }
+        let Some(sealed) = rec.sealed else {
+            let stage =
+                if rec.stage.is_empty() { "not ordered yet".to_string() } else { format!("in stage {}", rec.stage) };
+            return Err(Error::FailedPrecondition(format!(
+                "Azure gives the passkey once the disks are delivered; job {job} is {stage}. Ask again after delivery"
+            )));
+        };
+        let mk = self.master_key.as_ref().ok_or_else(|| {
+            Error::FailedPrecondition("the coordinator has no master_key_file, so it cannot read the passkey".into())
+        })?;
+        let key = mk.open(&rec.work_id, PASSKEY_AAD, &sealed)?;
+        self.store
+            .note_job(
+                &rec.seed.seed_id,
+                &operator.to_string(),
+                "passkey_released",
+                &format!("the Data Box Disk passkey was released to {operator}"),
+                self.now(),
+            )
+            .await?;
+        tracing::info!(operator = %operator, %job, "Data Box Disk passkey released");
+        Ok((key, rec.user_defined))
+    }
+
+    /// Data Box Disk: the delivered disks' keys and the passkey from `listCredentials`, sealed
+    /// under the master key (never kept or logged in the clear); the seed's disk-prep work is
+    /// queued. `sizes` are the disks' capacities as the job says them.
+    pub async fn disks_delivered(
+        &self,
+        seed_id: &str,
+        creds: &crate::azure::state::DiskCredentials,
+        sizes: &std::collections::BTreeMap<String, u64>,
+    ) -> Result<()> {
+        let mk = self.master_key.as_ref().ok_or_else(|| {
+            Error::FailedPrecondition(
+                "the coordinator has no master_key_file configured, so it cannot keep the Data Box Disk keys".into(),
+            )
+        })?;
+        let detail = self.seed_detail(seed_id).await?;
+        let work_id = detail
+            .work
+            .as_ref()
+            .map(|w| w.work_id.clone())
+            .ok_or_else(|| Error::Internal(format!("seed {seed_id} has no disk-prep work item")))?;
+        let mut disks = Vec::with_capacity(creds.disks.len());
+        for (i, (serial, key)) in creds.disks.iter().enumerate() {
+            disks.push(DeliveredDisk {
+                serial: serial.clone(),
+                position: i as u32 + 1,
+                capacity_bytes: sizes
+                    .get(serial)
+                    .copied()
+                    .unwrap_or(seedship_azure::databox::DATABOX_DISK_USABLE_BYTES),
+                sealed_key: mk.seal(&work_id, serial, key)?,
+            });
+        }
+        let passkey = match &creds.passkey {
+            Some((k, user)) => Some((mk.seal(&work_id, PASSKEY_AAD, k)?, *user)),
+            None => None,
+        };
+        self.store.disks_delivered(seed_id, &disks, passkey.as_ref(), self.now()).await
     }
 
     // ---- the Azure worker's steps (jobs.rs): each one store operation, with the clock.

@@ -5,11 +5,11 @@
 //! | table | what | why |
 //! |---|---|---|
 //! | `agents` | every agent's SPIFFE id, site, host, version, virtualization, registration and last heartbeat | the fleet view; site targeting; the physical-station rule for VM sources |
-//! | `seeds` | each seed's Azure coordinates, staging location, manifest root, size, owner, lifecycle state, and whether a virtual station is allowed | the unit of work the whole system moves forward |
+//! | `seeds` | each seed's Azure coordinates, staging location, manifest root, size, owner, lifecycle state, disk kind (customer disks or Data Box Disk), and whether a virtual station is allowed | the unit of work the whole system moves forward |
 //! | `seed_events` | every transition with time, actor and reason (append-only) | operators read a seed's history; audits |
 //! | `work_items` | each seed's disk-prep item, its lease holder, expiry, fencing generation and progress | leases must survive a coordinator restart, and the generation must never go back |
-//! | `drives` | drives reported per seed, with the recovery password sealed under the master key | the Azure job's drive list; keys are needed once, at job creation |
-//! | `import_jobs` | each seed's Azure import job: the intent written before the PUT, Azure's job state, the datacenter address, the deadline clocks and warnings, "unavailable since" | a crash between intent and PUT converges on one job; deadlines and operators' views |
+//! | `drives` | drives reported per seed (or delivered by Microsoft, for Data Box Disk), with the recovery password sealed under the master key | the Azure job's drive list; keys are needed once, at job creation |
+//! | `import_jobs` | each seed's Azure import job: the intent written before the PUT, Azure's job state, the datacenter address, the deadline clocks and warnings, "unavailable since", the sealed Data Box Disk passkey | a crash between intent and PUT converges on one job; deadlines and operators' views |
 //! | `job_drives` | every drive of every job as Azure last reported it (state, copy status, percent, bytes, log URIs) | the operator view and the history of each drive |
 //! | `verify_results` | per file of each seed: verified, missing or corrupted, and why (the latest verification) | the operators' report; what to repair |
 //! | `repairs` | files asked of a source agent again, and what became of each (uploaded, lost) | repair sends only what is missing; a seed never reaches "seeded" with gaps |
@@ -63,6 +63,7 @@ pub trait Store: Send + Sync + 'static {
         owner: &SpiffeId,
         seed: &NewSeed,
         placement: &Placement,
+        policy: DiskKind,
         now: UnixMs,
     ) -> Result<SeedRegistration>;
 
@@ -130,6 +131,17 @@ pub trait Store: Send + Sync + 'static {
         adopted: bool,
         now: UnixMs,
     ) -> Result<()>;
+    /// Data Box Disk: the disks are delivered; their sealed keys (and the passkey) kept, the
+    /// disk-prep work queued.
+    async fn disks_delivered(
+        &self,
+        seed_id: &str,
+        disks: &[DeliveredDisk],
+        passkey: Option<&(SealedKey, bool)>,
+        now: UnixMs,
+    ) -> Result<()>;
+    /// A seed's sealed Data Box Disk passkey, if Azure gave it.
+    async fn passkey(&self, seed: &str) -> Result<PasskeyRecord>;
     /// Azure refused the job: the seed fails with the reason.
     async fn job_refused(&self, seed_id: &str, reason: &str, now: UnixMs) -> Result<()>;
     /// Azure did not answer: "Azure unavailable since …" on the seed.
@@ -240,6 +252,17 @@ pub trait Store: Send + Sync + 'static {
         idem: &Idem,
         operator: &SpiffeId,
         seed: &str,
+        reason: &str,
+        now: UnixMs,
+    ) -> Result<Seed>;
+
+    /// An operator's choice of disk kind (`domain::import::kind_change_problem` decides).
+    async fn set_disk_kind(
+        &self,
+        idem: &Idem,
+        operator: &SpiffeId,
+        seed: &str,
+        kind: DiskKind,
         reason: &str,
         now: UnixMs,
     ) -> Result<Seed>;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use seedship_azure::client::ArmError;
-use seedship_azure::databox::{Sku, copylog, model};
+use seedship_azure::databox::{copylog, model};
 use tokio::sync::watch;
 
 use super::Backoff;
@@ -30,6 +30,11 @@ use crate::service::Coordinator;
 pub fn intent(side: &AzureSide, seed: &Seed) -> JobIntent {
     JobIntent {
         seed_id: seed.seed_id.clone(),
+        kind: seed.kind,
+        disks: match seed.kind {
+            DiskKind::DataboxDisk => crate::domain::import::databox_disks_needed(seed.spec.total_bytes).unwrap_or(0),
+            DiskKind::CustomerDisk => 0,
+        },
         job_name: seed.spec.job_name.clone(),
         subscription_id: seed.spec.subscription_id.clone(),
         resource_group: side.cfg.resource_group.clone(),
@@ -156,10 +161,7 @@ async fn create(core: &Coordinator, side: &AzureSide, job: &JobRecord) -> Result
         }
     }
     // Azure's own checks first: each refusal is named for the operator.
-    match side
-        .arm
-        .validate_inputs(&i.subscription_id, &i.location, &body::validation(i, &side.cfg, Sku::CustomerDisk))
-        .await
+    match side.arm.validate_inputs(&i.subscription_id, &i.location, &body::validation(i, &side.cfg, i.kind.sku())).await
     {
         Ok(v) => {
             let refused = state::refusals(&v);
@@ -176,8 +178,10 @@ async fn create(core: &Coordinator, side: &AzureSide, job: &JobRecord) -> Result
             return Ok(Outcome::Done);
         }
     }
-    let list = core.drive_keys_for_job(&i.seed_id).await?;
-    let put = body::customer_disk_job(i, &side.cfg, list);
+    let put = match i.kind {
+        DiskKind::CustomerDisk => body::customer_disk_job(i, &side.cfg, core.drive_keys_for_job(&i.seed_id).await?),
+        DiskKind::DataboxDisk => body::databox_disk_job(i, &side.cfg),
+    };
     match side.arm.put_job(&i.subscription_id, &i.resource_group, &i.job_name, &put).await {
         Ok(end) => {
             tracing::info!(job = %i.job_name, ?end, "import job created in Azure");
@@ -231,6 +235,9 @@ async fn follow(core: &Coordinator, side: &AzureSide, job: &JobRecord) -> Result
     match side.arm.get_job(&i.subscription_id, &i.resource_group, &i.job_name).await {
         Ok((found, etag)) => {
             let mut snap = state::snapshot(&found);
+            if i.kind == DiskKind::DataboxDisk {
+                delivered(core, side, job, &found, &snap).await?;
+            }
             update_details(core, side, job, &found, etag.as_deref(), &snap).await?;
             read_copy_logs(side, job, &mut snap).await;
             let changes = core.mirror_job(&i.seed_id, &snap).await?;
@@ -246,6 +253,44 @@ async fn follow(core: &Coordinator, side: &AzureSide, job: &JobRecord) -> Result
         }
         Err(e) => unavailable(core, job, &e).await,
     }
+}
+
+/// Data Box Disk: once Azure says the disks are delivered, their keys and the passkey are
+/// read (`listCredentials`) and escrowed, and the seed's disk-prep work is queued. Before
+/// delivery Azure refuses the passkey (`DevicesNotDelivered`); that, or no answer, is tried
+/// again at the next poll. Credentials Azure gives wrong (a serial twice, a key that is no
+/// recovery password) are surfaced on the seed and not used.
+async fn delivered(
+    core: &Coordinator,
+    side: &AzureSide,
+    job: &JobRecord,
+    found: &model::JobResource,
+    snap: &JobSnapshot,
+) -> Result<()> {
+    use seedship_azure::databox::StageName;
+    let i = &job.intent;
+    let seed = core.seed_detail(&i.seed_id).await?.seed;
+    if seed.state != SeedState::DisksOrdered || StageName::parse(&snap.state) != Some(StageName::Delivered) {
+        return Ok(());
+    }
+    let creds = match side.arm.list_credentials(&i.subscription_id, &i.resource_group, &i.job_name).await {
+        Ok(list) => state::disk_credentials(&list),
+        Err(e) => {
+            tracing::warn!(job = %i.job_name, error = %e, "the delivered disks' keys could not be read yet; retrying at the next poll");
+            return Ok(());
+        }
+    };
+    match creds {
+        Ok(creds) => {
+            core.disks_delivered(&i.seed_id, &creds, &state::disk_sizes(found)).await?;
+            tracing::info!(job = %i.job_name, disks = creds.disks.len(), "Data Box Disks delivered; keys escrowed and disk prep queued");
+        }
+        Err(why) => {
+            tracing::warn!(job = %i.job_name, %why, "the delivered disks' credentials are unusable");
+            core.note_job(&i.seed_id, &format!("the delivered disks cannot be written yet: {why}")).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Before the disks are shipped, a job whose contact, return address or return carrier differ
@@ -398,6 +443,7 @@ carrier_account_number = "123456"
             },
             allow_virtual_station: false,
             import_job_state: String::new(),
+            kind: DiskKind::CustomerDisk,
         };
         let intent = intent(&side, &seed);
         assert_eq!(

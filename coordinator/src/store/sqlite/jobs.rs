@@ -39,11 +39,13 @@ fn set_reason(c: &Connection, seed: &mut Seed, reason: &str, now: UnixMs) -> Res
     Ok(())
 }
 
-/// Seeds whose disks are prepared and that have no import job record yet.
+/// Seeds that need a job and have no import job record yet: customer disks once prepared,
+/// Data Box Disk at registration (the order).
 pub fn seeds_awaiting_jobs(c: &Connection) -> Result<Vec<Seed>> {
     let mut stmt = c
         .prepare_cached(&format!(
-            "SELECT {SEED_COLS} FROM seeds s WHERE s.state = 'disks_prepared' \
+            "SELECT {SEED_COLS} FROM seeds s WHERE ((s.state = 'disks_prepared' AND s.kind = 'customer_disk') \
+             OR (s.state = 'registered' AND s.kind = 'databox_disk')) \
              AND NOT EXISTS (SELECT 1 FROM import_jobs j WHERE j.seed_id = s.seed_id) ORDER BY s.updated_ms"
         ))
         .map_err(db_err)?;
@@ -79,10 +81,16 @@ pub fn record_job_intent(c: &Connection, intent: &JobIntent, now: UnixMs) -> Res
         return Ok(existing);
     }
     let seed = require_seed(c, &intent.seed_id)?;
-    if seed.state != SeedState::DisksPrepared {
+    let due = match seed.kind {
+        DiskKind::CustomerDisk => SeedState::DisksPrepared,
+        DiskKind::DataboxDisk => SeedState::Registered,
+    };
+    if seed.state != due || seed.kind != intent.kind {
         return Err(Error::FailedPrecondition(format!(
-            "seed {} is {}; an import job is created once its disks are prepared",
-            seed.spec.job_name, seed.state
+            "seed {} is {} on {}; its import job is created once it is {due}",
+            seed.spec.job_name,
+            seed.state,
+            seed.kind.describe()
         )));
     }
     let problem = import::job_problem(intent, &job_facts(c, intent)?);
@@ -117,7 +125,10 @@ pub fn record_job_intent(c: &Connection, intent: &JobIntent, now: UnixMs) -> Res
         )?;
         return require_job(c, &intent.seed_id);
     }
-    let drives = drives_for_job(c, &intent.seed_id)?;
+    let what = match intent.kind {
+        DiskKind::CustomerDisk => format!("with {} drive(s)", drives_for_job(c, &intent.seed_id)?.len()),
+        DiskKind::DataboxDisk => format!("ordering {} Data Box Disk(s)", intent.disks),
+    };
     note(
         c,
         &seed,
@@ -125,11 +136,8 @@ pub fn record_job_intent(c: &Connection, intent: &JobIntent, now: UnixMs) -> Res
         AZURE,
         "import_job_intent",
         &format!(
-            "creating Azure import job {} in resource group {} ({}) with {} drive(s)",
-            intent.job_name,
-            intent.resource_group,
-            intent.location,
-            drives.len()
+            "creating Azure import job {} in resource group {} ({}) {what}",
+            intent.job_name, intent.resource_group, intent.location
         ),
     )?;
     require_job(c, &intent.seed_id)
@@ -259,6 +267,24 @@ pub fn job_created(
     .map_err(db_err)?;
     save_drives(c, seed_id, snap, now)?;
     let how = if adopted { "found in Azure after a restart and adopted" } else { "created" };
+    if seed.kind == DiskKind::DataboxDisk {
+        return transition(
+            c,
+            &mut seed,
+            Transition {
+                event: SeedEvent::DisksOrdered,
+                actor: AZURE,
+                reason: format!(
+                    "Data Box Disk order {} {how} (state {}): {} disk(s) of {} TB; Microsoft delivers them to the [azure.return_address]",
+                    job.intent.job_name,
+                    snap.state,
+                    job.intent.disks,
+                    seedship_azure::databox::DATABOX_DISK_TB
+                ),
+            },
+            now,
+        );
+    }
     let to = if address.is_empty() { "the address in `seedctl job`".to_string() } else { address.join(", ") };
     transition(
         c,
@@ -373,6 +399,79 @@ pub fn mirror_job(c: &Connection, seed_id: &str, snap: &JobSnapshot, now: UnixMs
     Ok(said)
 }
 
+/// Data Box Disk: Microsoft delivered the disks. Each becomes a drive of the seed with its
+/// key (sealed by the caller), the passkey is kept sealed, and the disk-prep work is queued.
+/// Nothing happens for a seed no longer waiting for its disks.
+pub fn disks_delivered(
+    c: &Connection,
+    seed_id: &str,
+    disks: &[DeliveredDisk],
+    passkey: Option<&(SealedKey, bool)>,
+    now: UnixMs,
+) -> Result<()> {
+    let mut seed = require_seed(c, seed_id)?;
+    if seed.state != SeedState::DisksOrdered {
+        return Ok(());
+    }
+    for d in disks {
+        exec(
+            c,
+            "INSERT INTO drives (seed_id, drive_id, position, capacity_bytes, bytes_written, manifest_file, \
+             manifest_hash, drive_header_hash, sealed_key, reported_by, reported_ms, status, status_reason, delivered) \
+             VALUES (?1, ?2, ?3, ?4, 0, '', '', '', ?5, ?6, ?7, 'delivered', '', 1) \
+             ON CONFLICT (seed_id, drive_id) DO UPDATE SET sealed_key = excluded.sealed_key, delivered = 1",
+            params![seed_id, d.serial, d.position as i64, d.capacity_bytes as i64, d.sealed_key.0, AZURE, now],
+        )
+        .map_err(db_err)?;
+    }
+    if let Some((k, user_defined)) = passkey {
+        exec(
+            c,
+            "UPDATE import_jobs SET sealed_passkey = ?2, passkey_user_defined = ?3 WHERE seed_id = ?1",
+            params![seed_id, k.0, user_defined],
+        )
+        .map_err(db_err)?;
+    }
+    exec(
+        c,
+        "UPDATE work_items SET state = 'queued', queued_ms = ?2 WHERE seed_id = ?1 AND state = 'waiting'",
+        params![seed_id, now],
+    )
+    .map_err(db_err)?;
+    let serials: Vec<&str> = disks.iter().map(|d| d.serial.as_str()).collect();
+    transition(
+        c,
+        &mut seed,
+        Transition {
+            event: SeedEvent::DisksDelivered,
+            actor: AZURE,
+            reason: format!(
+                "Microsoft delivered {} Data Box Disk(s) ({}), keys escrowed; waiting for a copy station to write them",
+                disks.len(),
+                serials.join(", ")
+            ),
+        },
+        now,
+    )
+}
+
+/// The sealed Data Box Disk passkey of a seed (once delivered), whether the customer chose
+/// it, and the work id it is sealed with.
+pub fn passkey(c: &Connection, seed: &str) -> Result<PasskeyRecord> {
+    let s = require_seed(c, seed)?;
+    let work = load_work_of_seed(c, &s.seed_id)?;
+    let row: Option<(Option<Vec<u8>>, bool, String)> = query_row(
+        c,
+        "SELECT sealed_passkey, passkey_user_defined, azure_state FROM import_jobs WHERE seed_id = ?1",
+        params![s.seed_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .optional()
+    .map_err(db_err)?;
+    let (sealed, user_defined, stage) = row.unwrap_or((None, false, String::new()));
+    Ok(PasskeyRecord { seed: s, work_id: work.work_id, sealed: sealed.map(SealedKey), user_defined, stage })
+}
+
 /// Something done to a seed's job, in its history.
 pub fn note_job(c: &Connection, seed_id: &str, actor: &str, event: &str, what: &str, now: UnixMs) -> Result<()> {
     let seed = require_seed(c, seed_id)?;
@@ -395,7 +494,10 @@ pub fn job_gone(c: &Connection, seed_id: &str, now: UnixMs) -> Result<()> {
     );
     let before_import = matches!(
         seed.state,
-        SeedState::DisksPrepared
+        SeedState::DisksOrdered
+            | SeedState::QueuedForDiskPrep
+            | SeedState::Preparing
+            | SeedState::DisksPrepared
             | SeedState::ImportJobCreated
             | SeedState::Shipped
             | SeedState::AtDatacenter
@@ -538,14 +640,21 @@ pub fn confirm_shipping(c: &Connection, seed_id: &str, now: UnixMs) -> Result<Sh
         return Ok(rec);
     }
     exec(c, "UPDATE shipping SET confirmed_ms = ?2 WHERE seed_id = ?1", params![seed_id, now]).map_err(db_err)?;
+    // Customer disks: Azure took the delivery package (its stage follows at the next poll).
+    // Data Box Disk: recorded here only; Azure says PickedUp when its carrier scans the box.
+    let (stage, who) = match seed.kind {
+        DiskKind::CustomerDisk => ("Shipping", "Azure has the delivery package"),
+        DiskKind::DataboxDisk => ("", "Azure reports the pick-up when the carrier scans Microsoft's return label"),
+    };
     exec(
         c,
-        "UPDATE import_jobs SET shipped_ms = COALESCE(shipped_ms, ?2), azure_state = 'Shipping' WHERE seed_id = ?1",
-        params![seed_id, now],
+        "UPDATE import_jobs SET shipped_ms = COALESCE(shipped_ms, ?2), \
+         azure_state = CASE WHEN ?3 = '' THEN azure_state ELSE ?3 END WHERE seed_id = ?1",
+        params![seed_id, now, stage],
     )
     .map_err(db_err)?;
     let reason = format!(
-        "shipped via {} with tracking number {} ({} drive(s), {}), recorded by {}; Azure has the delivery package",
+        "shipped via {} with tracking number {} ({} drive(s), {}), recorded by {}; {who}",
         rec.spec.carrier, rec.spec.tracking_number, rec.spec.drive_count, rec.spec.ship_date, rec.recorded_by
     );
     if seed.state == SeedState::ImportJobCreated {

@@ -49,6 +49,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0007_seed_placement", include_str!("../../../migrations/0007_seed_placement.sql")),
     ("0008_fair_queue", include_str!("../../../migrations/0008_fair_queue.sql")),
     ("0009_databox", include_str!("../../../migrations/0009_databox.sql")),
+    ("0010_databox_disk", include_str!("../../../migrations/0010_databox_disk.sql")),
 ];
 
 /// Most operations committed together.
@@ -282,10 +283,11 @@ impl Store for SqliteStore {
         owner: &SpiffeId,
         seed: &NewSeed,
         placement: &Placement,
+        policy: DiskKind,
         now: UnixMs,
     ) -> Result<SeedRegistration> {
         let (idem, owner, seed, placement) = (idem.clone(), owner.clone(), seed.clone(), placement.clone());
-        self.write(move |c| writes::register_seed(c, &idem, &owner, &seed, &placement, now)).await
+        self.write(move |c| writes::register_seed(c, &idem, &owner, &seed, &placement, policy, now)).await
     }
 
     async fn claim_work(&self, idem: &Idem, station: &SpiffeId, t: LeaseTiming) -> Result<Option<Lease>> {
@@ -384,6 +386,22 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let (seed_id, snap, address) = (seed_id.to_string(), snap.clone(), address.to_vec());
         self.write(move |c| jobs::job_created(c, &seed_id, &snap, &address, adopted, now)).await
+    }
+
+    async fn disks_delivered(
+        &self,
+        seed_id: &str,
+        disks: &[DeliveredDisk],
+        passkey: Option<&(SealedKey, bool)>,
+        now: UnixMs,
+    ) -> Result<()> {
+        let (seed_id, disks, passkey) = (seed_id.to_string(), disks.to_vec(), passkey.cloned());
+        self.write(move |c| jobs::disks_delivered(c, &seed_id, &disks, passkey.as_ref(), now)).await
+    }
+
+    async fn passkey(&self, seed: &str) -> Result<PasskeyRecord> {
+        let seed = seed.to_string();
+        self.read(move |c| jobs::passkey(c, &seed)).await
     }
 
     async fn job_refused(&self, seed_id: &str, reason: &str, now: UnixMs) -> Result<()> {
@@ -539,6 +557,19 @@ impl Store for SqliteStore {
 
     async fn stale_reservations(&self, before: UnixMs) -> Result<Vec<ShippingRecord>> {
         self.read(move |c| jobs::stale_reservations(c, before)).await
+    }
+
+    async fn set_disk_kind(
+        &self,
+        idem: &Idem,
+        operator: &SpiffeId,
+        seed: &str,
+        kind: DiskKind,
+        reason: &str,
+        now: UnixMs,
+    ) -> Result<Seed> {
+        let (idem, operator, seed, reason) = (idem.clone(), operator.clone(), seed.to_string(), reason.to_string());
+        self.write(move |c| writes::set_disk_kind(c, &idem, &operator, &seed, kind, &reason, now)).await
     }
 
     async fn cancel_seed(

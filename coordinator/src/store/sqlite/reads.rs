@@ -157,20 +157,21 @@ pub fn list_events(c: &Connection, seed: Option<&str>, limit: u32, before: i64) 
 pub fn drive_key(c: &Connection, station: &SpiffeId, fence: &Fence, drive_id: &str, now: UnixMs) -> Result<SealedKey> {
     let work = load_work(c, &fence.work_id)?;
     work.check(&station.name, fence.generation, now)?;
-    let row: Option<(String, Option<Vec<u8>>)> = query_row(
+    let row: Option<(String, Option<Vec<u8>>, bool)> = query_row(
         c,
-        "SELECT reported_by, sealed_key FROM drives WHERE seed_id = ?1 AND drive_id = ?2",
+        "SELECT reported_by, sealed_key, delivered FROM drives WHERE seed_id = ?1 AND drive_id = ?2",
         params![work.seed_id, drive_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
     .optional()
     .map_err(db_err)?;
     match row {
         None => Err(Error::NotFound(format!("no drive {drive_id:?} was reported for work {}", fence.work_id))),
-        Some((by, _)) if by != station.uri() => {
+        // Microsoft's disk: its key is Azure's, for whichever station holds the lease.
+        Some((by, _, delivered)) if !delivered && by != station.uri() => {
             Err(Error::PermissionDenied(format!("drive {drive_id:?} was reported by another station")))
         }
-        Some((_, None)) => Err(Error::NotFound(format!("drive {drive_id:?} was reported without a key"))),
-        Some((_, Some(k))) => Ok(SealedKey(k)),
+        Some((_, None, _)) => Err(Error::NotFound(format!("drive {drive_id:?} was reported without a key"))),
+        Some((_, Some(k), _)) => Ok(SealedKey(k)),
     }
 }

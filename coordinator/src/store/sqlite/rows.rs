@@ -45,7 +45,7 @@ pub fn state_col(row: &Row, idx: usize) -> rusqlite::Result<SeedState> {
 pub const SEED_COLS: &str = "s.seed_id, s.owner, s.state, s.state_reason, s.created_ms, s.updated_ms, \
     s.job_name, s.storage_account, s.container, s.subscription_id, s.location, s.staging_location, \
     s.manifest_root, s.total_bytes, s.file_count, s.target_site, s.target_station, s.allow_virtual_station, \
-    (SELECT j.azure_state FROM import_jobs j WHERE j.seed_id = s.seed_id), s.repository_id";
+    (SELECT j.azure_state FROM import_jobs j WHERE j.seed_id = s.seed_id), s.repository_id, s.kind";
 
 pub fn seed_row(row: &Row) -> rusqlite::Result<Seed> {
     Ok(Seed {
@@ -71,6 +71,7 @@ pub fn seed_row(row: &Row) -> rusqlite::Result<Seed> {
         },
         allow_virtual_station: row.get(17)?,
         import_job_state: row.get::<_, Option<String>>(18)?.unwrap_or_default(),
+        kind: kind_col(row, 20)?,
     })
 }
 
@@ -117,6 +118,13 @@ pub fn load_work(c: &Connection, work_id: &str) -> Result<WorkItem> {
         .ok_or_else(|| Error::NotFound(format!("no work item {work_id:?}")))
 }
 
+pub fn load_work_of_seed(c: &Connection, seed_id: &str) -> Result<WorkItem> {
+    query_row(c, &format!("SELECT {WORK_COLS} FROM work_items w WHERE w.seed_id = ?1"), params![seed_id], work_row)
+        .optional()
+        .map_err(db_err)?
+        .ok_or_else(|| Error::NotFound(format!("seed {seed_id} has no disk-prep work item")))
+}
+
 pub fn save_work(c: &Connection, w: &WorkItem) -> Result<()> {
     exec(
         c,
@@ -151,6 +159,15 @@ pub fn transition(c: &Connection, seed: &mut Seed, t: Transition<'_>, now: UnixM
     )
     .map_err(db_err)?;
     insert_event(c, &seed.seed_id, now, t.actor, Some(seed.state), next, t.event.as_str(), &reason)?;
+    if next.is_terminal() {
+        // A seed that ended has no disk-prep work left (a station still holding it is refused).
+        exec(
+            c,
+            "UPDATE work_items SET state = 'cancelled' WHERE seed_id = ?1 AND state NOT IN ('done', 'cancelled')",
+            params![seed.seed_id],
+        )
+        .map_err(db_err)?;
+    }
     seed.state = next;
     seed.state_reason = reason;
     seed.updated_ms = now;
@@ -280,7 +297,13 @@ pub fn shipping_row(row: &Row) -> rusqlite::Result<ShippingRecord> {
 pub const JOB_COLS: &str = "j.seed_id, j.job_name, j.subscription_id, j.resource_group, j.location, \
     j.storage_account_id, j.phase, j.azure_state, j.percent_complete, j.intent_ms, j.created_ms, j.shipped_ms, \
     j.shipping_address, j.last_polled_ms, j.unavailable_since_ms, j.last_error, j.warned_step, j.warned_kind, \
-    j.stage_status, j.actions, j.azure_error";
+    j.stage_status, j.actions, j.azure_error, \
+    (SELECT s.kind FROM seeds s WHERE s.seed_id = j.seed_id), (SELECT s.total_bytes FROM seeds s WHERE s.seed_id = j.seed_id)";
+
+fn kind_col(row: &Row, i: usize) -> rusqlite::Result<DiskKind> {
+    let k: String = row.get(i)?;
+    DiskKind::parse(&k).ok_or_else(|| bad_col(i, "disk kind", &k))
+}
 
 /// An `import_jobs` row; its drives are filled in by [`load_job`].
 pub fn job_row(row: &Row) -> rusqlite::Result<JobRecord> {
@@ -294,6 +317,13 @@ pub fn job_row(row: &Row) -> rusqlite::Result<JobRecord> {
             resource_group: row.get(3)?,
             location: row.get(4)?,
             storage_account_id: row.get(5)?,
+            kind: kind_col(row, 21)?,
+            disks: match kind_col(row, 21)? {
+                DiskKind::DataboxDisk => {
+                    crate::domain::import::databox_disks_needed(row.get::<_, i64>(22)? as u64).unwrap_or(0)
+                }
+                DiskKind::CustomerDisk => 0,
+            },
         },
         phase: JobPhase::parse(&phase).ok_or_else(|| bad_col(6, "job phase", &phase))?,
         azure_state: row.get(7)?,

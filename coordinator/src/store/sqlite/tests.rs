@@ -43,7 +43,14 @@ async fn prepared_job(store: &SqliteStore, job: &str) {
     let info = AgentInfo { site: None, hostname: "h".into(), version: "v".into(), virtualization: String::new() };
     store.register_agent(&idem(&st, &format!("{job}-a"), "RegisterAgent", 1), &st, &info, 1).await.unwrap();
     store
-        .register_seed(&idem(&src, &format!("{job}-s"), "RegisterSeed", 1), &src, &seed(job), &Placement::default(), 1)
+        .register_seed(
+            &idem(&src, &format!("{job}-s"), "RegisterSeed", 1),
+            &src,
+            &seed(job),
+            &Placement::default(),
+            DiskKind::CustomerDisk,
+            1,
+        )
         .await
         .unwrap();
     let t = LeaseTiming { now: 2, ttl_ms: 60_000 };
@@ -65,6 +72,8 @@ async fn prepared_job(store: &SqliteStore, job: &str) {
     store.complete_work(&idem(&st, &format!("{job}-f"), "CompleteWork", 1), &st, &fence, 4).await.unwrap();
     let s = store.seed_detail(job).await.unwrap().unwrap().seed;
     let intent = JobIntent {
+        kind: DiskKind::CustomerDisk,
+        disks: 0,
         seed_id: s.seed_id.clone(),
         job_name: job.into(),
         subscription_id: s.spec.subscription_id.clone(),
@@ -223,7 +232,14 @@ async fn a_drive_in_another_active_job_refuses_the_second_job() {
     let info = AgentInfo { site: None, hostname: "h".into(), version: "v".into(), virtualization: String::new() };
     store.register_agent(&idem(&st, "a", "RegisterAgent", 1), &st, &info, 1).await.unwrap();
     store
-        .register_seed(&idem(&src, "s", "RegisterSeed", 1), &src, &seed("job-y"), &Placement::default(), 1)
+        .register_seed(
+            &idem(&src, "s", "RegisterSeed", 1),
+            &src,
+            &seed("job-y"),
+            &Placement::default(),
+            DiskKind::CustomerDisk,
+            1,
+        )
         .await
         .unwrap();
     let lease = store
@@ -250,6 +266,8 @@ async fn a_drive_in_another_active_job_refuses_the_second_job() {
     store.complete_work(&idem(&st, "f", "CompleteWork", 1), &st, &fence, 4).await.unwrap();
     let s = store.seed_detail("job-y").await.unwrap().unwrap().seed;
     let intent = JobIntent {
+        kind: DiskKind::CustomerDisk,
+        disks: 0,
         seed_id: s.seed_id.clone(),
         job_name: "job-y".into(),
         subscription_id: "x".into(),
@@ -274,7 +292,14 @@ async fn drives_escrow_their_key_first_and_work_completes_only_when_none_is_prep
     let info = AgentInfo { site: None, hostname: "h".into(), version: "v".into(), virtualization: String::new() };
     store.register_agent(&idem(&st, "a", "RegisterAgent", 1), &st, &info, 1).await.unwrap();
     store
-        .register_seed(&idem(&src, "s", "RegisterSeed", 1), &src, &seed("job-w"), &Placement::default(), 1)
+        .register_seed(
+            &idem(&src, "s", "RegisterSeed", 1),
+            &src,
+            &seed("job-w"),
+            &Placement::default(),
+            DiskKind::CustomerDisk,
+            1,
+        )
         .await
         .unwrap();
     let t = LeaseTiming { now: 2, ttl_ms: 60_000 };
@@ -321,4 +346,170 @@ async fn drives_escrow_their_key_first_and_work_completes_only_when_none_is_prep
     assert_eq!(events.iter().filter(|e| *e == "station_waiting").count(), 1, "{events:?}");
     assert_eq!(events.iter().filter(|e| *e == "station_resumed").count(), 1, "{events:?}");
     store.complete_work(&idem(&st, "f3", "CompleteWork", 1), &st, &fence, 10).await.unwrap();
+}
+
+/// Data Box Disk in the store: a seed waits for Microsoft's disks (no station can claim it),
+/// is ordered, gets the delivered disks with their keys, and only those disks are written;
+/// Azure's key stays whatever a station sends; the job exists, so prepared means ready to ship.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_box_disk_seed_is_ordered_delivered_and_written_on_the_delivered_disks_only() {
+    let d = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&d.path().join("c.db"), Duration::from_secs(2)).unwrap();
+    let src = SpiffeId::new("t", Role::Source, "fs01").unwrap();
+    let st = SpiffeId::new("t", Role::Copy, "st1").unwrap();
+    let ops = SpiffeId::new("t", Role::Operator, "alice").unwrap();
+    let info = AgentInfo { site: None, hostname: "h".into(), version: "v".into(), virtualization: String::new() };
+    store.register_agent(&idem(&st, "a", "RegisterAgent", 1), &st, &info, 1).await.unwrap();
+    let reg = store
+        .register_seed(
+            &idem(&src, "s", "RegisterSeed", 1),
+            &src,
+            &seed("job-dbd"),
+            &Placement::default(),
+            DiskKind::DataboxDisk,
+            1,
+        )
+        .await
+        .unwrap();
+    let s = reg.seed;
+    assert_eq!((s.state, s.kind), (SeedState::Registered, DiskKind::DataboxDisk));
+    let t = LeaseTiming { now: 2, ttl_ms: 60_000 };
+    assert!(
+        store.claim_work(&idem(&st, "c0", "ClaimWork", 1), &st, t).await.unwrap().is_none(),
+        "nothing to write on yet"
+    );
+    assert_eq!(store.seeds_awaiting_jobs().await.unwrap().len(), 1, "the order is due at once");
+
+    // The operator cannot switch it back once the order exists.
+    let intent = JobIntent {
+        kind: DiskKind::DataboxDisk,
+        disks: 1,
+        seed_id: s.seed_id.clone(),
+        job_name: "job-dbd".into(),
+        subscription_id: s.spec.subscription_id.clone(),
+        resource_group: "rg".into(),
+        location: "westeurope".into(),
+        storage_account_id: "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acct"
+            .into(),
+    };
+    assert_eq!(store.record_job_intent(&intent, 3).await.unwrap().phase, JobPhase::Intent);
+    let e = store
+        .set_disk_kind(&idem(&ops, "k", "SetDiskKind", 1), &ops, "job-dbd", DiskKind::CustomerDisk, "x", 3)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("already ordered"), "{e}");
+    let snap = JobSnapshot { state: "DeviceOrdered".into(), ..Default::default() };
+    store.job_created(&s.seed_id, &snap, &[], false, 4).await.unwrap();
+    let p = store.passkey("job-dbd").await.unwrap();
+    assert!(p.sealed.is_none() && p.stage == "DeviceOrdered", "no passkey before delivery");
+    assert_eq!(store.seed_detail("job-dbd").await.unwrap().unwrap().seed.state, SeedState::DisksOrdered);
+
+    let delivered = vec![
+        DeliveredDisk { serial: "MSD-1".into(), position: 1, capacity_bytes: 500, sealed_key: SealedKey(vec![1; 40]) },
+        DeliveredDisk { serial: "MSD-2".into(), position: 2, capacity_bytes: 500, sealed_key: SealedKey(vec![2; 40]) },
+    ];
+    store.disks_delivered(&s.seed_id, &delivered, Some(&(SealedKey(vec![3; 40]), false)), 5).await.unwrap();
+    assert!(store.passkey("job-dbd").await.unwrap().sealed.is_some());
+    let lease = store.claim_work(&idem(&st, "c1", "ClaimWork", 1), &st, LeaseTiming { now: 6, ttl_ms: 60_000 }).await;
+    let lease = lease.unwrap().expect("claimable once delivered");
+    assert_eq!(lease.delivered, vec!["MSD-1".to_string(), "MSD-2".to_string()]);
+    let fence = Fence { work_id: lease.work.work_id.clone(), generation: lease.work.generation };
+    // Azure's key is handed to the lease holder although the station never reported the disk.
+    assert_eq!(store.drive_key(&st, &fence, "MSD-1", 6).await.unwrap(), SealedKey(vec![1; 40]));
+
+    let drive = |id: &str, status| DriveSpec {
+        drive_id: id.into(),
+        position: 1,
+        capacity_bytes: 500,
+        bytes_written: 100,
+        manifest_file: "\\m.json".into(),
+        manifest_hash: "A".repeat(32),
+        drive_header_hash: "B".repeat(32),
+        status,
+        status_reason: String::new(),
+    };
+    let e = store
+        .report_drive(
+            &idem(&st, "d0", "ReportDrive", 1),
+            &st,
+            &fence,
+            &drive("MINE-1", DriveStatus::Preparing),
+            Some(SealedKey(vec![9; 40])),
+            7,
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not one of the Data Box Disks"), "{e}");
+    store
+        .report_drive(
+            &idem(&st, "d1", "ReportDrive", 1),
+            &st,
+            &fence,
+            &drive("MSD-1", DriveStatus::Preparing),
+            Some(SealedKey(vec![9; 40])),
+            7,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.drive_key(&st, &fence, "MSD-1", 7).await.unwrap(), SealedKey(vec![1; 40]), "Azure's key stays");
+    store
+        .report_drive(&idem(&st, "d2", "ReportDrive", 1), &st, &fence, &drive("MSD-1", DriveStatus::Prepared), None, 8)
+        .await
+        .unwrap();
+    let s = store.complete_work(&idem(&st, "f", "CompleteWork", 1), &st, &fence, 9).await.unwrap();
+    assert_eq!(s.state, SeedState::ImportJobCreated, "the job exists since the order");
+    assert!(s.state_reason.contains("1 unused one(s)"), "{}", s.state_reason);
+
+    // The return shipment is recorded here only; the job's stage is left as Azure says it.
+    let (ri, rec) = (idem(&ops, "r", "RecordShipping", 1), shipping("job-dbd", "T-DBD", 1));
+    let r = store.reserve_shipping(&ri, &ops, &rec, 10).await.unwrap();
+    store.confirm_shipping(&r.seed_id, 11).await.unwrap();
+    let det = store.seed_detail("job-dbd").await.unwrap().unwrap();
+    assert_eq!(det.seed.state, SeedState::Shipped);
+    assert_eq!(det.job.unwrap().azure_state, "DeviceOrdered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_switches_a_queued_seed_to_microsofts_disks_and_back() {
+    let d = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&d.path().join("c.db"), Duration::from_secs(2)).unwrap();
+    let src = SpiffeId::new("t", Role::Source, "fs01").unwrap();
+    let st = SpiffeId::new("t", Role::Copy, "st1").unwrap();
+    let ops = SpiffeId::new("t", Role::Operator, "alice").unwrap();
+    let info = AgentInfo { site: None, hostname: "h".into(), version: "v".into(), virtualization: String::new() };
+    store.register_agent(&idem(&st, "a", "RegisterAgent", 1), &st, &info, 1).await.unwrap();
+    store
+        .register_seed(
+            &idem(&src, "s", "RegisterSeed", 1),
+            &src,
+            &seed("job-k"),
+            &Placement::default(),
+            DiskKind::CustomerDisk,
+            1,
+        )
+        .await
+        .unwrap();
+    let s = store
+        .set_disk_kind(&idem(&ops, "k1", "SetDiskKind", 1), &ops, "job-k", DiskKind::DataboxDisk, "no disks on site", 2)
+        .await
+        .unwrap();
+    assert_eq!((s.state, s.kind), (SeedState::Registered, DiskKind::DataboxDisk));
+    let t = LeaseTiming { now: 3, ttl_ms: 60_000 };
+    assert!(store.claim_work(&idem(&st, "c0", "ClaimWork", 1), &st, t).await.unwrap().is_none());
+    let s = store
+        .set_disk_kind(&idem(&ops, "k2", "SetDiskKind", 1), &ops, "job-k", DiskKind::CustomerDisk, "disks found", 4)
+        .await
+        .unwrap();
+    assert_eq!((s.state, s.kind), (SeedState::QueuedForDiskPrep, DiskKind::CustomerDisk));
+    let t = LeaseTiming { now: 5, ttl_ms: 60_000 };
+    assert!(store.claim_work(&idem(&st, "c1", "ClaimWork", 1), &st, t).await.unwrap().is_some());
+    // Once a station has started, the kind stays.
+    let e = store
+        .set_disk_kind(&idem(&ops, "k3", "SetDiskKind", 1), &ops, "job-k", DiskKind::DataboxDisk, "x", 6)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("before a copy station starts"), "{e}");
+    let events: Vec<String> =
+        store.seed_detail("job-k").await.unwrap().unwrap().history.into_iter().map(|h| h.event).collect();
+    assert!(events.contains(&"unqueue".to_string()) && events.contains(&"queue".to_string()), "{events:?}");
 }

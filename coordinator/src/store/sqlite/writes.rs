@@ -138,6 +138,7 @@ pub fn register_seed(
     owner: &SpiffeId,
     spec: &NewSeed,
     placement: &Placement,
+    policy: DiskKind,
     now: UnixMs,
 ) -> Result<SeedRegistration> {
     idempotent(c, idem, now, || {
@@ -176,13 +177,17 @@ pub fn register_seed(
         let suffix = random_suffix()?;
         let seed_id = format!("sd-{suffix}");
         let container = place_seed(c, spec, &seed_id, placement)?;
-        let reason = format!("registered by {owner}");
+        let (kind, why_kind) = crate::domain::import::kind_for(policy, spec.total_bytes);
+        let reason = match &why_kind {
+            None => format!("registered by {owner}, to be shipped on {}", kind.describe()),
+            Some(why) => format!("registered by {owner}: {why}"),
+        };
         exec(
             c,
             "INSERT INTO seeds (seed_id, job_name, owner, storage_account, container, subscription_id, location, \
              staging_location, manifest_root, total_bytes, file_count, target_site, target_station, state, \
-             state_reason, created_ms, updated_ms, repository_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16, ?17)",
+             state_reason, created_ms, updated_ms, repository_id, kind) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16, ?17, ?18)",
             params![
                 seed_id,
                 spec.job_name,
@@ -200,7 +205,8 @@ pub fn register_seed(
                 SeedState::Registered.as_str(),
                 reason,
                 now,
-                spec.repository_id
+                spec.repository_id,
+                kind.as_str()
             ],
         )
         .map_err(db_err)?;
@@ -209,10 +215,14 @@ pub fn register_seed(
             c,
             "INSERT INTO work_items (work_id, seed_id, state, generation, holder, lease_expires_ms, progress_bytes, \
              total_bytes, phase, target_site, target_station, queued_ms) \
-             VALUES (?1, ?2, 'queued', 0, NULL, 0, 0, ?3, '', ?4, ?5, ?6)",
+             VALUES (?1, ?2, ?3, 0, NULL, 0, 0, ?4, '', ?5, ?6, ?7)",
             params![
                 format!("wk-{suffix}"),
                 seed_id,
+                match kind {
+                    DiskKind::CustomerDisk => WorkState::Queued.as_str(),
+                    DiskKind::DataboxDisk => WorkState::Waiting.as_str(),
+                },
                 spec.total_bytes as i64,
                 spec.target_site,
                 spec.target_station,
@@ -221,6 +231,10 @@ pub fn register_seed(
         )
         .map_err(db_err)?;
         let mut seed = require_seed(c, &seed_id)?;
+        if kind == DiskKind::DataboxDisk {
+            // The Azure worker orders the disks; the work is queued once they are delivered.
+            return Ok(SeedRegistration { seed, created: true });
+        }
         let target = match (&spec.target_site, &spec.target_station) {
             (None, None) => "any copy station".to_string(),
             (site, station) => {
@@ -307,12 +321,21 @@ pub fn claim_work(c: &Connection, idem: &Idem, station: &SpiffeId, t: LeaseTimin
             },
             t.now,
         )?;
+        // Microsoft's disks another station started are written again from the start (the
+        // station must have them): back to delivered.
+        exec(
+            c,
+            "UPDATE drives SET status = 'delivered', status_reason = '' WHERE seed_id = ?1 AND delivered = 1 \
+             AND reported_by <> ?2 AND status IN ('preparing', 'prepared')",
+            params![work.seed_id, station.uri()],
+        )
+        .map_err(db_err)?;
         // Drives another station reported are on disks this station does not have: they are
         // left behind (never shipped), and the history says so.
         let left = exec(
             c,
             "UPDATE drives SET status = 'bad', status_reason = ?3 WHERE seed_id = ?1 AND reported_by <> ?2 \
-             AND status <> 'bad'",
+             AND status <> 'bad' AND delivered = 0",
             params![
                 work.seed_id,
                 station.uri(),
@@ -335,8 +358,20 @@ pub fn claim_work(c: &Connection, idem: &Idem, station: &SpiffeId, t: LeaseTimin
                 ),
             )?;
         }
-        Ok(Some(Lease { work, seed, ttl_ms: t.ttl_ms }))
+        let delivered = delivered_serials(c, &work.seed_id)?;
+        Ok(Some(Lease { work, seed, ttl_ms: t.ttl_ms, delivered }))
     })
+}
+
+/// The disks Microsoft delivered for a seed that are not bad, in order.
+fn delivered_serials(c: &Connection, seed_id: &str) -> Result<Vec<String>> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT drive_id FROM drives WHERE seed_id = ?1 AND delivered = 1 AND status <> 'bad' ORDER BY position, drive_id",
+        )
+        .map_err(db_err)?;
+    let rows = stmt.query_map(params![seed_id], |r| r.get(0)).map_err(db_err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(db_err)
 }
 
 pub fn renew_lease(
@@ -425,6 +460,30 @@ pub fn report_drive(
     idempotent(c, idem, now, || {
         let work = load_work(c, &fence.work_id)?;
         work.check(&station.name, fence.generation, now)?;
+        let seed = require_seed(c, &work.seed_id)?;
+        let held: Option<(bool, bool)> = query_row(
+            c,
+            "SELECT delivered, sealed_key IS NOT NULL FROM drives WHERE seed_id = ?1 AND drive_id = ?2",
+            params![work.seed_id, d.drive_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(db_err)?;
+        let delivered = held.is_some_and(|(d, _)| d);
+        if seed.kind == DiskKind::DataboxDisk && !delivered {
+            return Err(Error::FailedPrecondition(format!(
+                "drive {} is not one of the Data Box Disks Microsoft delivered for job {}; write only those",
+                d.drive_id, seed.spec.job_name
+            )));
+        }
+        if d.status == DriveStatus::Preparing && key.is_none() && !held.is_some_and(|(_, k)| k) {
+            return Err(Error::invalid(
+                "drive.recovery_password",
+                "is required when a drive is reported preparing: the key is escrowed before data is written",
+            ));
+        }
+        // Microsoft's disk keeps Azure's key, whatever a station sends.
+        let key = if delivered { None } else { key };
         exec(
             c,
             "INSERT INTO drives (seed_id, drive_id, position, capacity_bytes, bytes_written, manifest_file, \
@@ -505,6 +564,28 @@ pub fn complete_work(c: &Connection, idem: &Idem, station: &SpiffeId, fence: &Fe
             },
             now,
         )?;
+        if seed.kind == DiskKind::DataboxDisk {
+            // The Data Box Disk job exists since the order: the disks go back at once.
+            let unused = drive_count(c, &work.seed_id, DriveStatus::Delivered)?;
+            let spare = if unused == 0 {
+                String::new()
+            } else {
+                format!(" (and the {unused} unused one(s): every disk goes back)")
+            };
+            transition(
+                c,
+                &mut seed,
+                Transition {
+                    event: SeedEvent::ImportJobCreated,
+                    actor: &station.uri(),
+                    reason: format!(
+                        "{drives} Data Box Disk(s) written by copy station {}; pack them{spare} in Microsoft's box with its return label, hand them to the carrier, and record the tracking number (`seedctl ship`)",
+                        station.name
+                    ),
+                },
+                now,
+            )?;
+        }
         Ok(seed)
     })
 }
@@ -666,7 +747,7 @@ pub fn cancel_seed(
         }
         exec(
             c,
-            "UPDATE work_items SET state = 'cancelled' WHERE seed_id = ?1 AND state IN ('queued', 'leased', 'held')",
+            "UPDATE work_items SET state = 'cancelled' WHERE seed_id = ?1 AND state IN ('queued', 'leased', 'held', 'waiting')",
             params![s.seed_id],
         )
         .map_err(db_err)?;
@@ -680,6 +761,82 @@ pub fn cancel_seed(
             },
             now,
         )?;
+        Ok(s)
+    })
+}
+
+/// An operator's choice of what a seed is shipped on, after the rules of
+/// [`crate::domain::import::kind_change_problem`]: to Microsoft's disks, queued work waits for
+/// them (the Azure worker orders them); to customer disks, the seed is queued for disk prep.
+pub fn set_disk_kind(
+    c: &Connection,
+    idem: &Idem,
+    operator: &SpiffeId,
+    seed: &str,
+    kind: DiskKind,
+    reason: &str,
+    now: UnixMs,
+) -> Result<Seed> {
+    idempotent(c, idem, now, || {
+        let mut s = require_seed(c, seed)?;
+        let work = load_work_of_seed(c, &s.seed_id)?;
+        let has_job: bool = c
+            .query_row("SELECT EXISTS (SELECT 1 FROM import_jobs WHERE seed_id = ?1)", params![s.seed_id], |r| r.get(0))
+            .map_err(db_err)?;
+        let facts = crate::domain::import::KindFacts {
+            state: s.state,
+            kind: s.kind,
+            total_bytes: s.spec.total_bytes,
+            has_job,
+            ever_claimed: work.generation > 0,
+        };
+        if let Some(why) = crate::domain::import::kind_change_problem(&facts, kind) {
+            return Err(Error::FailedPrecondition(format!(
+                "seed {} cannot be switched to {}: {why}",
+                s.spec.job_name,
+                kind.describe()
+            )));
+        }
+        if s.kind == kind {
+            return Ok(s);
+        }
+        exec(c, "UPDATE seeds SET kind = ?2 WHERE seed_id = ?1", params![s.seed_id, kind.as_str()]).map_err(db_err)?;
+        s.kind = kind;
+        let why = format!("{operator} chose {}: {reason}", kind.describe());
+        match kind {
+            DiskKind::DataboxDisk => {
+                exec(
+                    c,
+                    "UPDATE work_items SET state = 'waiting' WHERE seed_id = ?1 AND state = 'queued'",
+                    params![s.seed_id],
+                )
+                .map_err(db_err)?;
+                if s.state == SeedState::QueuedForDiskPrep {
+                    transition(
+                        c,
+                        &mut s,
+                        Transition { event: SeedEvent::Unqueue, actor: &operator.uri(), reason: why },
+                        now,
+                    )?;
+                } else {
+                    insert_event(c, &s.seed_id, now, &operator.uri(), Some(s.state), s.state, "disk_kind", &why)?;
+                }
+            }
+            DiskKind::CustomerDisk => {
+                exec(
+                    c,
+                    "UPDATE work_items SET state = 'queued', queued_ms = ?2 WHERE seed_id = ?1 AND state = 'waiting'",
+                    params![s.seed_id, now],
+                )
+                .map_err(db_err)?;
+                transition(
+                    c,
+                    &mut s,
+                    Transition { event: SeedEvent::Queue, actor: &operator.uri(), reason: why },
+                    now,
+                )?;
+            }
+        }
         Ok(s)
     })
 }
