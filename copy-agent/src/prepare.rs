@@ -241,7 +241,17 @@ async fn wait(ctx: &Ctx, keeper: &Keeper, why: &str, last: &mut String) -> Resul
 /// Finds the disks for this seed and the plan over them, or says what is missing.
 async fn assemble(ctx: &Ctx, lease: &pb::Lease, staging: &Staging) -> Result<(Vec<Member>, Plan), String> {
     let paths = disks::candidates(&ctx.station, &ctx.extra.lock().expect("lock"));
-    let found: Vec<Disk> = blocking(move || paths.iter().map(|p| disks::probe(p)).collect()).await;
+    let mut found: Vec<Disk> = blocking(move || paths.iter().map(|p| disks::probe(p)).collect()).await;
+    let microsofts = is_databox_disk(lease);
+    if microsofts {
+        // Microsoft's disks are known by serial: a block device's own, or an image named
+        // `<serial>.img`. Only the disks delivered for this job are written.
+        for d in found.iter_mut() {
+            if d.serial.is_none() && d.path.is_file() {
+                d.serial = d.path.file_stem().and_then(|s| disks::drive_id_from_serial(&s.to_string_lossy()));
+            }
+        }
+    }
     let state_dir = ctx.station.state_dir.clone();
     let mut record = SetRecord::load(&state_dir, &lease.work_id);
     let mut notes = Vec::new();
@@ -249,6 +259,13 @@ async fn assemble(ctx: &Ctx, lease: &pb::Lease, staging: &Staging) -> Result<(Ve
     let mut blanks: Vec<&Disk> = Vec::new();
     for d in &found {
         match &d.holds {
+            Holds::Blank if microsofts && !d.serial.as_ref().is_some_and(|s| lease.delivered_disks.contains(s)) => {
+                notes.push(format!(
+                    "{} is not one of the Data Box Disks Microsoft delivered for this job ({})",
+                    d.path.display(),
+                    lease.delivered_disks.join(", ")
+                ))
+            }
             Holds::Blank => blanks.push(d),
             Holds::Seedship(h) if h.seed_id == lease.seed_id => {
                 if record.as_ref().is_some_and(|r| r.is_bad(&h.drive_id)) {
@@ -314,7 +331,14 @@ async fn assemble(ctx: &Ctx, lease: &pb::Lease, staging: &Staging) -> Result<(Ve
         Some(r) => r,
         None => {
             if blanks.is_empty() {
-                return Err(with_notes("no blank shipping disk: attach the disks for this seed".into()));
+                return Err(with_notes(if microsofts {
+                    format!(
+                        "none of the Data Box Disks delivered for this job is attached: attach {} (unlocked, blank)",
+                        lease.delivered_disks.join(", ")
+                    )
+                } else {
+                    "no blank shipping disk: attach the disks for this seed".into()
+                }));
             }
             let specs: Vec<plan::DiskSpec> = blanks
                 .iter()
@@ -397,6 +421,11 @@ async fn assemble(ctx: &Ctx, lease: &pb::Lease, staging: &Staging) -> Result<(Ve
     }
     let plan = plan::plan(&staging.files, &rec.specs()).map_err(|e| e.to_string())?;
     Ok((members, plan))
+}
+
+/// The seed goes on Microsoft's Data Box Disks (the lease names the delivered ones).
+fn is_databox_disk(lease: &pb::Lease) -> bool {
+    lease.disk_kind == pb::DiskKind::DataboxDisk as i32
 }
 
 fn header_of(d: &Disk) -> &format::Header {
@@ -499,16 +528,33 @@ async fn start(ctx: &Ctx, keeper: &Keeper, lease: &pb::Lease, m: &Member, set_si
             }
         }
     }
-    let pw = RecoveryPassword::generate().map_err(|e| Fail::Bad(e.to_string()))?;
+    // Our own disk: a fresh key, escrowed before any data. Microsoft's: the key Azure made
+    // for it, already escrowed by the coordinator.
+    let (pw, escrow) = if is_databox_disk(lease) {
+        let r = client::diskprep(ctx.conn.clone())
+            .get_drive_key(pb::GetDriveKeyRequest {
+                work_id: keeper.work_id().into(),
+                generation: keeper.generation(),
+                drive_id: m.drive_id.clone(),
+            })
+            .await
+            .map_err(|s| {
+                keeper.lose(format!("the coordinator gave no key for Data Box Disk {}: {}", m.drive_id, s.message()));
+                Fail::from(s)
+            })?;
+        let pw = RecoveryPassword::parse(&r.into_inner().recovery_password)
+            .map_err(|e| Fail::Bad(format!("Azure's key for Data Box Disk {} is unusable: {e}", m.drive_id)))?;
+        (pw, String::new())
+    } else {
+        let pw = RecoveryPassword::generate().map_err(|e| Fail::Bad(e.to_string()))?;
+        let escrow = pw.reveal();
+        (pw, escrow)
+    };
     let (path, pw2, cap) = (m.path.clone(), pw.clone(), m.capacity);
     let w =
         blocking(move || DiskWriter::create(&path, cap, &info, &pw2)).await.map_err(|e| Fail::Bad(e.to_string()))?;
-    report_drive(
-        ctx,
-        keeper,
-        pb::DriveReport { recovery_password: pw.reveal(), status: "preparing".into(), ..m.report() },
-    )
-    .await?;
+    report_drive(ctx, keeper, pb::DriveReport { recovery_password: escrow, status: "preparing".into(), ..m.report() })
+        .await?;
     Ok(Start::Write(Box::new(w), pw))
 }
 

@@ -100,6 +100,19 @@ pub enum Cmd {
         #[arg(long)]
         reason: String,
     },
+    /// Choose what a seed is shipped on, before a copy station starts on it: customer_disk
+    /// (your own disks) or databox_disk (Microsoft's Data Box Disks, ordered at once).
+    Kind {
+        seed: String,
+        /// customer_disk or databox_disk.
+        kind: String,
+        /// Why; kept in the seed's history.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Show the passkey of a seed's Data Box Disk order (for Microsoft's unlock tool); every
+    /// release is in the seed's history.
+    Passkey { seed: String },
     /// Answer an import job that waits for a customer action (Azure's mitigate).
     Mitigate {
         #[arg(long)]
@@ -312,6 +325,48 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
                 .into_inner();
             let s = r.seed.unwrap_or_default();
             (format!("seed {} ({}) cancelled: {}", s.job_name, s.seed_id, s.state_reason), seed_json(&s))
+        }
+        Cmd::Kind { seed, kind, reason } => {
+            let disk_kind = match kind.as_str() {
+                "customer_disk" => pb::DiskKind::CustomerDisk,
+                "databox_disk" => pb::DiskKind::DataboxDisk,
+                other => {
+                    return Err(CliError::Usage(format!(
+                        "{other:?} is not a disk kind: use customer_disk (your own disks) or databox_disk (Microsoft's)"
+                    )));
+                }
+            };
+            let r = ops
+                .set_disk_kind(pb::SetDiskKindRequest {
+                    request_id: new_request_id(),
+                    seed: seed.clone(),
+                    disk_kind: disk_kind as i32,
+                    reason: reason.clone(),
+                })
+                .await?
+                .into_inner();
+            let s = r.seed.unwrap_or_default();
+            (
+                format!(
+                    "seed {} ({}) ships on {}: {}",
+                    s.job_name,
+                    s.seed_id,
+                    render::kind_name(s.disk_kind),
+                    s.state_reason
+                ),
+                seed_json(&s),
+            )
+        }
+        Cmd::Passkey { seed } => {
+            let r = ops.get_passkey(pb::GetPasskeyRequest { seed: seed.clone() }).await?.into_inner();
+            let chosen = if r.user_defined { " (chosen by you)" } else { "" };
+            (
+                format!(
+                    "Data Box Disk passkey of {seed}{chosen}: {}\nKeep it secret; use it with DataBoxDiskUnlock.",
+                    r.passkey
+                ),
+                serde_json::json!({ "seed": seed, "passkey": r.passkey, "user_defined": r.user_defined }),
+            )
         }
         Cmd::Mitigate { job, resolution, disk } => {
             let r = ops

@@ -11,6 +11,13 @@ fn state_name(s: i32) -> String {
         .unwrap_or_else(|_| format!("unknown({s})"))
 }
 
+/// "customer_disk" or "databox_disk".
+pub fn kind_name(k: i32) -> String {
+    pb::DiskKind::try_from(k)
+        .map(|k| k.as_str_name().trim_start_matches("DISK_KIND_").to_ascii_lowercase())
+        .unwrap_or_else(|_| format!("unknown({k})"))
+}
+
 fn role_name(r: i32) -> String {
     pb::Role::try_from(r)
         .map(|r| r.as_str_name().trim_start_matches("ROLE_").to_ascii_lowercase())
@@ -60,7 +67,7 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
 
 pub fn seeds_table(seeds: &[pb::SeedSummary], now: i64) -> String {
     table(
-        &["JOB", "SEED", "STATE", "AGE", "OWNER", "SIZE", "FILES", "WHY"],
+        &["JOB", "SEED", "STATE", "DISKS", "AGE", "OWNER", "SIZE", "FILES", "WHY"],
         seeds
             .iter()
             .map(|s| {
@@ -68,6 +75,7 @@ pub fn seeds_table(seeds: &[pb::SeedSummary], now: i64) -> String {
                     s.job_name.clone(),
                     s.seed_id.clone(),
                     state_name(s.state),
+                    kind_name(s.disk_kind),
                     age(now, s.created_unix_ms),
                     s.owner.clone(),
                     size(s.total_bytes),
@@ -90,7 +98,7 @@ pub fn seed_json(s: &pb::SeedSummary) -> Value {
         "subscription_id": s.subscription_id, "location": s.location,
         "staging_location": s.staging_location, "manifest_root": s.manifest_root,
         "target_site": s.target_site, "target_station": s.target_station,
-        "allow_virtual_station": s.allow_virtual_station,
+        "allow_virtual_station": s.allow_virtual_station, "disk_kind": kind_name(s.disk_kind),
     })
 }
 
@@ -101,6 +109,14 @@ pub fn seed_detail_text(r: &pb::GetSeedResponse) -> String {
         format!("Seed       {} ({})", s.job_name, s.seed_id),
         format!("State      {} — {}", state_name(s.state), s.state_reason),
         format!("Owner      {}", s.owner),
+        format!(
+            "Disks      {}",
+            match pb::DiskKind::try_from(s.disk_kind) {
+                Ok(pb::DiskKind::DataboxDisk) => "databox_disk (Microsoft's Data Box Disks)".to_string(),
+                Ok(pb::DiskKind::CustomerDisk) => "customer_disk (the operator's own disks)".to_string(),
+                _ => kind_name(s.disk_kind),
+            }
+        ),
         format!("Created    {} ({} ago)", rfc3339(s.created_unix_ms), age(now, s.created_unix_ms)),
         format!("Size       {} in {} files", size(s.total_bytes), s.file_count),
         format!(

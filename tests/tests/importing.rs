@@ -801,3 +801,116 @@ async fn a_station_finishes_while_azure_hangs() -> anyhow::Result<()> {
     c.allow_error("address");
     c.finish()
 }
+
+/// Data Box Disk end to end: the coordinator's policy puts the seed on Microsoft's disks; the
+/// order is placed at registration (DataBoxDisk, one 8 TB disk, to the return address); the
+/// passkey is refused before delivery; once delivered, the disks' keys are escrowed from
+/// `listCredentials` and the copy station writes the delivered disk (only it) with Azure's
+/// key; the return shipment is recorded locally; the datacenter copies it into Azurite, and
+/// every blob matches the seed manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn microsofts_disks_are_ordered_delivered_written_with_azures_keys_and_imported_to_completed()
+-> anyhow::Result<()> {
+    let base = tempfile::Builder::new().prefix("seedship-azure-").tempdir()?.keep();
+    let emu = Emulator::start_with(&base, true, &[])?;
+    let mut c = Cluster::start_with(Options {
+        extra_toml: emu.coordinator_toml("1s").replace("poll_interval", "disk_kind = \"databox_disk\"\npoll_interval"),
+        offset_clock: true,
+        ..Default::default()
+    })?;
+    let ops = c.issue("operator", "alice")?;
+    let (cfg, dir) = station(&c, "st-job-dbd", "")?;
+    let staging = stage(&mut c, &ops, "job-dbd", 6, 7, "st-job-dbd").await?;
+
+    // Ordered at registration: a DataBoxDisk job of one 8 TB disk, delivered to the return address.
+    let det = wait_seed_state(&c, &ops, "job-dbd", "disks_ordered", T).await?;
+    let s = det.seed.unwrap();
+    assert_eq!(s.disk_kind, pb::DiskKind::DataboxDisk as i32);
+    assert!(s.state_reason.contains("Data Box Disk order job-dbd created"), "{}", s.state_reason);
+    let job = emu.job("job-dbd").await?.expect("the order is in Azure");
+    assert_eq!(job.sku.as_ref().unwrap().name.as_deref(), Some("DataBoxDisk"));
+    let Some(model::JobDetails::DataBoxDisk(d)) = job.properties.unwrap().details else { panic!("not Data Box Disk") };
+    assert_eq!(d.preferred_disks, Some([("8".to_string(), 1)].into()));
+    assert_eq!(d.shipping_address.unwrap().city.as_deref(), Some("Utrecht"));
+    let o = c.run("seedctl-seed", &mut c.seedctl(&ops, &["seed", "job-dbd"]))?;
+    assert!(text(&o).contains("databox_disk (Microsoft's Data Box Disks)"), "{}", text(&o));
+
+    // Before delivery: no passkey (Azure gives it then), and the kind can no longer change.
+    let o = c.run("seedctl-passkey-early", &mut c.seedctl(&ops, &["passkey", "job-dbd"]))?;
+    assert!(!o.status.success() && text(&o).contains("once the disks are delivered"), "{}", text(&o));
+    let o = c.run(
+        "seedctl-kind",
+        &mut c.seedctl(&ops, &["kind", "job-dbd", "customer_disk", "--reason", "changed my mind"]),
+    )?;
+    assert!(!o.status.success() && text(&o).contains("already ordered"), "{}", text(&o));
+
+    // Microsoft prepares, dispatches and delivers the disk to the copy station; a disk of
+    // our own beside it is not touched.
+    let serials = emu.dc("job-dbd", "prepare", json!({})).await?;
+    emu.dc("job-dbd", "dispatch", json!({ "carrier": "UPS", "tracking": "1Z999AA10123456784" })).await?;
+    let size = disk_size(staging_bytes(&staging), 1);
+    let ours = image(&dir, "spare.img", size);
+    let delivered = emu.dc("job-dbd", "deliver", json!({ "dir": dir, "sizeBytes": size })).await?;
+    let disks: std::collections::BTreeMap<String, std::path::PathBuf> =
+        serde_json::from_value(delivered["disks"].clone())?;
+    assert_eq!(disks.len(), 1, "{serials} {delivered}");
+    let (serial, disk) = disks.into_iter().next().unwrap();
+    let det = wait_seed_state(&c, &ops, "job-dbd", "queued_for_disk_prep", T).await?;
+    assert!(det.seed.unwrap().state_reason.contains(&serial));
+    let o = c.run("seedctl-passkey", &mut c.seedctl(&ops, &["passkey", "job-dbd"]))?;
+    assert!(o.status.success() && text(&o).contains("#pk"), "{}", text(&o));
+    // The disk's key is Azure's, escrowed, and never in the coordinator's log.
+    let keys = escrowed_keys(&c);
+    let creds = emu.arm()?.list_credentials(SUB, RG, "job-dbd").await?;
+    let Some(model::JobSecrets::DataBoxDisk(secrets)) = creds.value.unwrap().remove(0).job_secrets else {
+        panic!("no Data Box Disk secrets")
+    };
+    let azure_key = secrets.disk_secrets.unwrap()[0].bit_locker_key.clone().unwrap();
+    assert_eq!(keys[&serial].reveal(), azure_key.expose());
+    let passkey = secrets.pass_key.unwrap();
+    let logs = c.coordinator_logs();
+    assert!(!logs.contains(azure_key.expose()) && !logs.contains(passkey.expose()), "a secret in the log");
+
+    // The station writes the delivered disk, and only it; the screen says how it goes back.
+    let o = c.run("copy-job-dbd", &mut copy_agent(&cfg))?;
+    assert!(o.status.success(), "copy agent: {}", text(&o));
+    assert!(text(&o).contains("Microsoft's return label"), "{}", text(&o));
+    assert_eq!(seedship_disk::format::probe(&disk)?.expect("written").drive_id, serial);
+    assert!(seedship_disk::format::probe(&ours)?.is_none(), "our own disk is left blank");
+    let det = wait_seed_state(&c, &ops, "job-dbd", "import_job_created", T).await?;
+    assert!(det.seed.unwrap().state_reason.contains("Microsoft's box"));
+
+    // The return shipment: recorded here (Azure has no markDevicesShipped for Microsoft's
+    // disks); the carrier's pick-up, the datacenter's copy into Azurite, Completed.
+    ship(&mut c, &ops, "job-dbd", "123456789013")?;
+    wait_seed_state(&c, &ops, "job-dbd", "shipped", T).await?;
+    emu.dc("job-dbd", "pickup", json!({ "carrier": "FedEx", "tracking": "123456789013" })).await?;
+    emu.dc("job-dbd", "arrive", json!({ "disks": [disk] })).await?;
+    wait_seed_state(&c, &ops, "job-dbd", "at_datacenter", T).await?;
+    let j = emu.dc("job-dbd", "copy", json!({})).await?;
+    assert_eq!(j["properties"]["status"], "Completed", "{j}");
+    let det = wait_seed_state(&c, &ops, "job-dbd", "imported", T).await?;
+    let seed = det.seed.unwrap();
+    assert!(seed.state_reason.contains("every disk was copied"), "{}", seed.state_reason);
+    let blobs = emu.azurite.as_ref().unwrap().blobs()?;
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(staging.join("manifest.json"))?)?;
+    let listed = blobs.list(&seed.container).await?;
+    let files = manifest["files"].as_array().unwrap();
+    assert_eq!(listed.len(), files.len() + 1, "every file and manifest.json: {listed:?}");
+    for f in files {
+        let path = f["path"].as_str().unwrap();
+        let want = hex::decode(f["md5"].as_str().unwrap())?;
+        let b = listed.iter().find(|b| b.name == path).unwrap_or_else(|| panic!("{path} is not in Azurite"));
+        assert_eq!((b.size, b.md5.as_deref()), (f["size"].as_u64().unwrap(), Some(&want[..])), "{path}");
+        assert_eq!(md5_of(&blobs.download(&seed.container, path).await?), want, "{path}'s bytes");
+    }
+    let v = job_view(&c, &ops, "job-dbd").await?;
+    let events: Vec<&str> = v.history.iter().map(|e| e.event.as_str()).collect();
+    for e in ["disks_ordered", "disks_delivered", "passkey_released", "import_job_created", "shipped", "received"] {
+        assert!(events.contains(&e), "{e} missing from {events:?}");
+    }
+    let report = emu.check_record()?;
+    assert!(report.contains("; 0 problems") && report.contains("Jobs_ListCredentials"), "{report}");
+    assert!(!report.contains("Jobs_MarkDevicesShipped"), "no markDevicesShipped for Microsoft's disks: {report}");
+    c.finish()
+}

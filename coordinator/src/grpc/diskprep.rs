@@ -57,6 +57,10 @@ impl pb::disk_prep_service_server::DiskPrepService for Api {
         // The datacenter's address for the seed's Azure location, for the label.
         // From the coordinator's cache only: recording a station's work never waits on Azure.
         let address = match self.core.shipping_address(&seed.spec.subscription_id, &seed.spec.location) {
+            // Microsoft's disks go back in Microsoft's box, with its prepaid return label.
+            _ if seed.kind == crate::domain::model::DiskKind::DataboxDisk => {
+                vec!["Microsoft's return label, in the Data Box Disk box (every delivered disk goes back)".to_string()]
+            }
             Ok(lines) => lines,
             Err(why) => vec![format!(
                 "address pending: the shipping address of Azure location {} could not be read ({why}); `seedctl job {}` shows it once the import job is created",
