@@ -1,7 +1,7 @@
 //! The seedship shipping-disk format, version 1 (`docs/formats/disk.md`).
 //!
 //! - [`key`]: each drive's own random key, shown and escrowed as a BitLocker-style recovery
-//!   password (48 digits in 8 groups of 6), the form the Azure Import/Export job's
+//!   password (48 digits in 8 groups of 6), the form the Azure Data Box job's
 //!   `bitLockerKey` field takes; the keys derived from it; the key-check value a disk header
 //!   carries so a wrong key is detected without holding key material.
 //! - [`plan`]: the placement of a whole staging set over a disk set, balanced, splitting files

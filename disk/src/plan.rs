@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Azure Import/Export: at most 10 drives per job.
+/// Azure Data Box customer disks: at most 10 drives per job (`seedship_azure::databox::MAX_CUSTOMER_DISKS`).
 pub const MAX_DRIVES: usize = 10;
 /// Largest plaintext extent.
 pub const EXTENT_MAX: u64 = 8 << 20;

@@ -16,7 +16,7 @@ pub const API_VERSION: &str = "2025-02-01";
 pub const PROVIDER: &str = "Microsoft.DataBox";
 pub const JOB_TYPE: &str = "Microsoft.DataBox/jobs";
 
-/// Disks in one customer-disk job (the Import/Export limit): 1 to 10.
+/// Disks in one customer-disk job: 1 to 10.
 pub const MAX_CUSTOMER_DISKS: usize = 10;
 /// Data Box Disk: 1 to 5 disks per order.
 pub const MAX_DATABOX_DISKS: usize = 5;

@@ -24,7 +24,8 @@ use tokio::sync::watch;
 use crate::service::Coordinator;
 
 /// Runs `round` every `interval` until `stop` changes or the service is dropped. A round that
-/// fails is reported ([`report`]) and the next one runs at the next tick.
+/// fails is reported ([`report`]) and the next one runs at the next tick; one still running
+/// when `stop` changes is dropped.
 pub async fn run_every<F, Fut>(
     name: &'static str,
     interval: Duration,
@@ -44,7 +45,16 @@ pub async fn run_every<F, Fut>(
             _ = stop.changed() => return,
         }
         let Some(core) = core.upgrade() else { return };
-        match round(core).await {
+        // A stop ends the round where it is (as a crash could, which every round survives):
+        // a round cut short by the server's shutdown is not a failure to report.
+        let outcome = tokio::select! {
+            r = round(core) => r,
+            _ = stop.changed() => return,
+        };
+        if *stop.borrow() {
+            return;
+        }
+        match outcome {
             Ok(()) => {
                 if failures > 0 {
                     tracing::info!(worker = name, failures, "round succeeds again");
