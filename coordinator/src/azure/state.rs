@@ -266,3 +266,40 @@ pub fn refusals(r: &model::ValidationResponse) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "000011-000022-000033-000044-000055-000066-000077-000088";
+
+    fn list(disks: &[(&str, &str)]) -> model::UnencryptedCredentialsList {
+        serde_json::from_value(serde_json::json!({"value": [{"jobName": "job-1", "jobSecrets": {
+            "jobSecretsType": "DataBoxDisk",
+            "passKey": "Pass#word1",
+            "isPasskeyUserDefined": false,
+            "diskSecrets": disks.iter().map(|(s, k)| serde_json::json!({"diskSerialNumber": s, "bitLockerKey": k})).collect::<Vec<_>>()
+        }}]}))
+        .unwrap()
+    }
+
+    #[test]
+    fn delivered_disks_credentials_are_checked_and_never_shown() {
+        let ok = disk_credentials(&list(&[("MSD-1", KEY), ("MSD-2", KEY)])).unwrap();
+        assert_eq!(ok.disks.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(), ["MSD-1", "MSD-2"]);
+        assert_eq!(ok.passkey.as_ref().map(|(k, user)| (k.0.as_str(), *user)), Some(("Pass#word1", false)));
+        let shown = format!("{ok:?}");
+        assert!(!shown.contains("Pass#word1") && !shown.contains("000011"), "{shown}");
+        for (disks, want) in [
+            (vec![("MSD-1", KEY), ("MSD-1", KEY)], "listed disk MSD-1 twice"),
+            (vec![("MSD-1", "123")], "not a BitLocker recovery password"),
+            (vec![("../x", KEY)], "not a usable disk serial"),
+            (vec![], "named no disks"),
+        ] {
+            let e = disk_credentials(&list(&disks)).unwrap_err();
+            assert!(e.contains(want) && !e.contains("000011"), "{want}: {e}");
+        }
+        let empty = model::UnencryptedCredentialsList::default();
+        assert!(disk_credentials(&empty).unwrap_err().contains("no Data Box Disk secrets"));
+    }
+}
