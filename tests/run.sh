@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole seedship test suite, from a fresh clone: builds everything, installs what is
-# missing (cargo-nextest; Azurite through npm; a Python venv through pip), and runs unit, service and end-to-end tests
+# missing (cargo-nextest; Debian packages with apt-get; Azurite through npm; a Python venv
+# through pip), and runs unit, service and end-to-end tests
 # with time bounds.
 #
 #   tests/run.sh            # everything
@@ -20,6 +21,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "== cargo-nextest is missing; installing it (one time)"
   cargo install cargo-nextest --locked
 fi
+
+# Debian packages: ntfs-3g (mkntfs, the FUSE mount, ntfsls) for the shipping disks' NTFS volumes.
+echo "== Debian packages"
+deploy/debian/install.sh
 
 # Azurite (the Azure Storage emulator) for the import tests, pinned by its lock file and
 # installed once into a cache folder; the tests start it themselves.

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages seedship's tests and demo run, where they are missing:
+#   ntfs-3g   mkntfs (formats customer disks), ntfs-3g (mounts them through FUSE), ntfsls/ntfscat
+# Needs root or sudo for apt-get. Prints nothing on stdout; says what it installs on stderr.
+set -euo pipefail
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+
+need=()
+for tool in mkntfs ntfs-3g ntfsls; do
+  if ! have "$tool"; then need+=(ntfs-3g); break; fi
+done
+
+if ((${#need[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    sudo=()
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+  else
+    echo "error: the Debian packages ${need[*]} are missing, and installing them needs root (or sudo)" >&2
+    exit 1
+  fi
+  echo "== installing Debian packages: ${need[*]}" >&2
+  "${sudo[@]}" apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+fi
+
+if [ ! -c /dev/fuse ]; then
+  echo "error: /dev/fuse is missing, so ntfs-3g cannot mount the disks' NTFS volumes; load the fuse module (modprobe fuse) or give the container the device" >&2
+  exit 1
+fi
