@@ -155,7 +155,13 @@ async fn arrive(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) -> 
     answer(body::<ArriveBody>(&b).and_then(|mut a| {
         for d in std::mem::take(&mut a.disks) {
             let h = seedship_disk::format::probe(&d).ok().flatten().ok_or_else(|| {
-                ApiError::bad("UnreadableDisk", format!("{} holds no data the datacenter can read", d.display()))
+                ApiError::bad(
+                    "UnreadableDisk",
+                    format!(
+                        "{} carries no serial the datacenter can read from it; name its serial in 'images' ({{serial: image}})",
+                        d.display()
+                    ),
+                )
             })?;
             a.images.insert(h.drive_id, d);
         }
@@ -208,7 +214,7 @@ async fn copy(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) -> Re
                     d.import_disk_details_collection
                         .iter()
                         .flatten()
-                        .map(|(s, x)| (s.clone(), x.manifest_hash.clone()))
+                        .map(|(s, x)| (s.clone(), (x.manifest_hash.clone(), x.manifest_file.clone())))
                         .collect::<BTreeMap<_, _>>(),
                 ),
                 seedship_azure::databox::model::JobDetails::DataBoxDisk(d) => (
@@ -228,7 +234,9 @@ async fn copy(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) -> Re
                     serial: serial.clone(),
                     image: images.get(serial).cloned().unwrap_or_default(),
                     key: j.disk_keys.get(serial).map(|k| k.expose().to_string()).unwrap_or_default(),
-                    manifest_hash: if j.sku() == Some(Sku::CustomerDisk) { hashes.get(serial).cloned().flatten() } else { None },
+                    manifest_hash: hashes.get(serial).and_then(|(h, _)| h.clone()),
+                    manifest_file: hashes.get(serial).and_then(|(_, f)| f.clone()),
+                    sku: j.sku().unwrap_or(Sku::CustomerDisk),
                     account: account.clone(),
                     verbose,
                 })

@@ -112,16 +112,21 @@ pub struct DiskOrder {
     pub key: String,
     /// The job's `manifestHash` for the disk (customer disks; Data Box Disks have none).
     pub manifest_hash: Option<String>,
+    /// The job's `manifestFile` for the disk (customer disks).
+    pub manifest_file: Option<String>,
+    /// The job's kind: a customer disk's NTFS volume is read through its drive manifest, a
+    /// Data Box Disk's through its `BlockBlob\<container>\` folders.
+    pub sku: seedship_azure::databox::Sku,
     pub account: String,
     pub verbose: bool,
 }
 
-fn block_id(offset: u64) -> String {
+pub(crate) fn block_id(offset: u64) -> String {
     format!("{offset:020}")
 }
 
 /// A failure of the whole disk: its copy status and why.
-struct Fail(CopyStatus, String);
+pub(crate) struct Fail(pub CopyStatus, pub String);
 
 /// Copies one disk into the storage account. Never panics on a bad disk: every problem
 /// becomes the disk's status, an errored entity or a line of its copy log.
@@ -184,6 +189,11 @@ async fn copy_parts(
     let image = order.image.clone();
     if image.as_os_str().is_empty() {
         return Err(Fail(CopyStatus::DriveNotDetected, "no disk came for this serial".into()));
+    }
+    // Anything but a disk in seedship's own (old) format is read as Azure reads disks: its
+    // first data volume as NTFS (a disk without one fails with VolumeNotNtfs).
+    if crate::ntfs_ingest::is_ntfs(&image) || matches!(probe(&image), Ok(None)) {
+        return crate::ntfs_ingest::copy_volume(store, order, state, out, touched).await;
     }
     let header = probe(&image)
         .map_err(|e| Fail(CopyStatus::HardwareError, format!("the disk cannot be read: {e}")))?
@@ -296,7 +306,7 @@ async fn copy_parts(
     Ok(())
 }
 
-fn read_seed_manifest(data: &[u8], state: &mut IngestJob) {
+pub(crate) fn read_seed_manifest(data: &[u8], state: &mut IngestJob) {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else { return };
     for f in v["files"].as_array().into_iter().flatten() {
         if let (Some(p), Some(m)) = (f["path"].as_str(), f["md5"].as_str()) {

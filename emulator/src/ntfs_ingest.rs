@@ -1,0 +1,283 @@
+//! The emulated datacenter reading an NTFS disk as Azure does: only the first data volume,
+//! which must be NTFS, read raw (never mounted).
+//!
+//! - A **customer disk** is read through its drive manifest (the job's `manifestFile`): the
+//!   manifest's MD5 must be the job's `manifestHash` (`ManifestCorrupted`), its `DriveId` the
+//!   disk's serial (`ManifestDriveIdMismatch`), its format valid (`ManifestFormatInvalid`,
+//!   `BlobListFormatInvalid`). Each blob's file is read block by block and each block's MD5
+//!   checked against the manifest before it is staged.
+//! - A **Data Box Disk** has no manifest: each file under `\BlockBlob\<container>\` becomes a
+//!   block blob of that container, a file directly in `\BlockBlob\` one of `$root`; files
+//!   outside `\BlockBlob\` are not uploaded. Names Azure would rename, and sizes it refuses,
+//!   are errored entities.
+//!
+//! Whole-disk failures carry the datacenter's code at the start of their reason.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use md5::{Digest, Md5};
+use seedship_azure::blob::BlobStore;
+use seedship_azure::databox::copylog::ErroredEntity;
+use seedship_azure::databox::{CopyStatus, Sku};
+use seedship_disk::azure::manifest::{self, DriveManifest};
+use seedship_disk::azure::names;
+use seedship_disk::ntfs::{Volume, VolumeError};
+
+use crate::ingest::{DiskOrder, DiskOutcome, Fail, IngestJob, block_id, read_seed_manifest};
+
+/// Whether the disk's first data volume is NTFS.
+pub fn is_ntfs(image: &Path) -> bool {
+    std::fs::File::open(image).is_ok_and(|mut f| seedship_disk::ntfs::first_volume(&mut f).is_ok())
+}
+
+/// One file to upload: where it is on the volume, the blob it becomes, and (customer disks)
+/// the manifest's length and block list.
+struct Upload {
+    file: String,
+    container: String,
+    blob: String,
+    expect: Option<(u64, Vec<manifest::Block>)>,
+}
+
+fn vol_fail(e: VolumeError) -> Fail {
+    match e {
+        VolumeError::NotNtfs(why) => Fail(CopyStatus::UnsupportedDrive, format!("VolumeNotNtfs: {why}")),
+        VolumeError::Io(what, e) => Fail(CopyStatus::HardwareError, format!("DiskOperationFailed: {what}: {e}")),
+        other => Fail(CopyStatus::DriveCorrupted, format!("DiskOperationFailed: {other}")),
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Fail> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Fail(CopyStatus::OtherServiceError, e.to_string()))
+}
+
+/// Copies the disk's NTFS volume into the storage account (see the module).
+pub(crate) async fn copy_volume(
+    store: &BlobStore,
+    order: &DiskOrder,
+    state: &mut IngestJob,
+    out: &mut DiskOutcome,
+    touched: &mut BTreeSet<String>,
+) -> Result<(), Fail> {
+    let image = order.image.clone();
+    let vol = blocking(move || Volume::open(&image)).await?.map_err(vol_fail)?;
+    let vol = Arc::new(Mutex::new(vol));
+    let uploads = match order.sku {
+        Sku::CustomerDisk => from_manifest(&vol, order).await?,
+        Sku::DataBoxDisk => from_folders(&vol, out).await?,
+    };
+    for u in uploads {
+        upload(store, &vol, u, state, out, touched).await?;
+    }
+    Ok(())
+}
+
+/// A customer disk's uploads, from its checked drive manifest.
+async fn from_manifest(vol: &Arc<Mutex<Volume>>, order: &DiskOrder) -> Result<Vec<Upload>, Fail> {
+    let meta = |why: String| Fail(CopyStatus::MetadataFilesModifiedOrRemoved, why);
+    let path = order.manifest_file.clone().unwrap_or_else(|| manifest::MANIFEST_PATH.into());
+    let v = vol.clone();
+    let p = path.clone();
+    let raw = blocking(move || v.lock().expect("lock").read_all(&p, manifest::MAX_MANIFEST_BYTES)).await?;
+    let raw = raw.map_err(|e| match e {
+        VolumeError::NotFound(_) => meta(format!("ManifestNotFound: there is no {path} on the disk's volume")),
+        other => vol_fail(other),
+    })?;
+    if let Some(want) = &order.manifest_hash {
+        let got = manifest::manifest_hash(&raw);
+        if !got.eq_ignore_ascii_case(want) {
+            return Err(meta(format!(
+                "ManifestCorrupted: the manifest's content does not match its hash (MD5 {got}, the job's manifestHash {want})"
+            )));
+        }
+    }
+    let m = DriveManifest::parse(&raw).map_err(|e| meta(e.to_string()))?;
+    if m.drive_id != order.serial {
+        return Err(Fail(
+            CopyStatus::OtherUserError,
+            format!(
+                "ManifestDriveIdMismatch: the manifest names drive {}, but the disk's serial is {}",
+                m.drive_id, order.serial
+            ),
+        ));
+    }
+    Ok(m.blobs
+        .into_iter()
+        .map(|b| {
+            let (container, blob) = b.blob_path.split_once('/').unwrap_or(("$root", b.blob_path.as_str()));
+            Upload {
+                file: b.file_path.clone(),
+                container: container.to_string(),
+                blob: blob.to_string(),
+                expect: Some((b.length, b.blocks)),
+            }
+        })
+        .collect())
+}
+
+/// A Data Box Disk's uploads: the files under `\BlockBlob\`.
+async fn from_folders(vol: &Arc<Mutex<Volume>>, out: &mut DiskOutcome) -> Result<Vec<Upload>, Fail> {
+    let v = vol.clone();
+    let files = blocking(move || v.lock().expect("lock").files()).await?.map_err(vol_fail)?;
+    let mut uploads = Vec::new();
+    for f in files {
+        let Some(rest) = f.path.strip_prefix("\\BlockBlob\\") else { continue };
+        let (container, blob) = match rest.split_once('\\') {
+            Some((c, b)) => (c.to_string(), b.replace('\\', "/")),
+            None => ("$root".to_string(), rest.to_string()),
+        };
+        if let Err(why) = names::blob_size(&f.path, f.size) {
+            out.errored.push(errored(
+                &container,
+                &blob,
+                "UploadErrorCloudHttp",
+                413,
+                &format!("BlockBlobSizeExceeded: {why}"),
+            ));
+            continue;
+        }
+        uploads.push(Upload { file: f.path, container, blob, expect: None });
+    }
+    Ok(uploads)
+}
+
+fn errored(container: &str, blob: &str, category: &str, code: i32, message: &str) -> ErroredEntity {
+    ErroredEntity { path: format!("{container}/{blob}"), category: category.into(), code, message: message.into() }
+}
+
+/// Reads one file block by block (the manifest's blocks, or 4 MiB), checks each block's MD5
+/// against the manifest, stages it, and records the blob for the commit.
+async fn upload(
+    store: &BlobStore,
+    vol: &Arc<Mutex<Volume>>,
+    u: Upload,
+    state: &mut IngestJob,
+    out: &mut DiskOutcome,
+    touched: &mut BTreeSet<String>,
+) -> Result<(), Fail> {
+    let refused = if u.container == "$root" { Ok(()) } else { names::container(&u.container) };
+    if let Err(why) = refused.and_then(|_| names::blob(&u.blob)) {
+        out.errored.push(errored(
+            &u.container,
+            &u.blob,
+            "UploadErrorCloudHttp",
+            400,
+            &format!("FileNameInvalid: {why}"),
+        ));
+        return Ok(());
+    }
+    store
+        .ensure_container(&u.container)
+        .await
+        .map_err(|e| Fail(CopyStatus::StorageAccountNotAccessible, format!("container {}: {e}", u.container)))?;
+    let lengths: Option<Vec<u64>> = u.expect.as_ref().map(|(_, b)| b.iter().map(|k| k.length).collect());
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let (v, file) = (vol.clone(), u.file.clone());
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut lengths = lengths.map(|l| l.into_iter());
+        let mut want = next_len(&mut lengths);
+        let mut buf: Vec<u8> = Vec::new();
+        let r = v.lock().expect("lock").read(&file, |b| {
+            buf.extend_from_slice(b);
+            loop {
+                // Past the manifest's blocks, 4 MiB pieces (they fail the check).
+                let cut = if want > 0 { want } else { 4 << 20 };
+                if (buf.len() as u64) < cut {
+                    break;
+                }
+                let piece: Vec<u8> = buf.drain(..cut as usize).collect();
+                let _ = tx.blocking_send(piece);
+                if want > 0 {
+                    want = next_len(&mut lengths);
+                }
+            }
+        });
+        if !buf.is_empty() {
+            let _ = tx.blocking_send(buf);
+        }
+        r
+    });
+    let mut md5 = Md5::new();
+    let mut ids = Vec::new();
+    let mut at = 0u64;
+    let mut broken: Option<String> = None;
+    let mut seed_manifest = Vec::new();
+    let blocks = u.expect.as_ref().map(|(_, b)| b.clone()).unwrap_or_default();
+    while let Some(piece) = rx.recv().await {
+        if broken.is_some() {
+            continue;
+        }
+        if let Some((_, _)) = &u.expect {
+            match blocks.iter().find(|k| k.offset == at) {
+                Some(k)
+                    if k.length == piece.len() as u64
+                        && k.hash.eq_ignore_ascii_case(&hex::encode(Md5::digest(&piece))) => {}
+                Some(_) => {
+                    broken =
+                        Some(format!("Corrupted: the block at offset {at} does not match its MD5 in the manifest"));
+                    continue;
+                }
+                None => {
+                    broken = Some(format!("FileUnexpectedEnd: the file is longer than the manifest's {at} bytes"));
+                    continue;
+                }
+            }
+        }
+        md5.update(&piece);
+        let id = block_id(at);
+        store.stage_block(&u.container, &u.blob, id.as_bytes(), piece.clone()).await.map_err(|e| {
+            Fail(
+                CopyStatus::StorageAccountNotAccessible,
+                format!("blob {}/{}: Put Block failed: {e}", u.container, u.blob),
+            )
+        })?;
+        if u.blob == "manifest.json" && seed_manifest.len() < 64 << 20 {
+            seed_manifest.extend_from_slice(&piece);
+        }
+        ids.push(id);
+        at += piece.len() as u64;
+    }
+    let read = reader.await.map_err(|e| Fail(CopyStatus::OtherServiceError, e.to_string()))?;
+    if let Err(e) = read {
+        let why = match e {
+            VolumeError::NotFound(p) => format!("FileNotFound: {p} is not on the volume"),
+            other => format!("IOFailed: {other}"),
+        };
+        out.errored.push(errored(&u.container, &u.blob, "UploadErrorWin32", 2, &why));
+        return Ok(());
+    }
+    if let Some((length, _)) = &u.expect
+        && broken.is_none()
+        && at != *length
+    {
+        broken = Some(format!("FileUnexpectedEnd: the file holds {at} of the manifest's {length} bytes"));
+    }
+    if let Some(why) = broken {
+        out.errored.push(errored(&u.container, &u.blob, "UploadErrorDataValidationError", 23, &why));
+        return Ok(());
+    }
+    if u.blob == "manifest.json" {
+        read_seed_manifest(&seed_manifest, state);
+    }
+    let b = state.blobs.entry(u.blob.clone()).or_default();
+    b.container = u.container.clone();
+    b.size = at;
+    b.parts = 1;
+    b.staged = [(0, (at, ids, hex::encode(md5.finalize())))].into();
+    b.committed = false;
+    touched.insert(u.blob.clone());
+    out.bytes += at as i64;
+    out.files += 1;
+    out.copied.push((format!("{}/{}", u.container, u.blob), at));
+    Ok(())
+}
+
+/// The next block length: from the manifest, or 4 MiB.
+fn next_len(lengths: &mut Option<std::vec::IntoIter<u64>>) -> u64 {
+    match lengths {
+        Some(it) => it.next().unwrap_or(0),
+        None => 4 << 20,
+    }
+}

@@ -1,0 +1,228 @@
+//! What the emulated datacenter reads from an NTFS disk, as Azure reads it: customer disks
+//! through their drive manifest (`<DriveManifest Version="2014-11-01">`), Data Box Disks
+//! through their `BlockBlob\<container>\` folders. The images are real NTFS volumes (mkntfs,
+//! written through an ntfs-3g mount); the datacenter reads them raw and copies into Azurite.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use md5::{Digest, Md5};
+use seedship_azure::databox::model;
+use seedship_disk::azure::manifest::{self, Access, DriveManifest, ManifestBlob};
+use seedship_e2e::azure::{Emulator, RG, SUB, account_id};
+use seedship_e2e::ntfs;
+use serde_json::json;
+
+const KEY: &str = "111111-222222-333333-444444-555555-666666-777777-888888";
+
+fn pattern(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// A customer disk's files under `\seedship\` of container `container`, and its manifest.
+fn manifest_for(serial: &str, container: &str, files: &[(&str, &[u8])]) -> DriveManifest {
+    DriveManifest {
+        drive_id: serial.into(),
+        access: Access::ContainerSas("?sv=2024-08-04&sr=c&sp=cw&sig=test".into()),
+        client_creator: "seedship tests".into(),
+        blobs: files
+            .iter()
+            .map(|(name, data)| {
+                let mut b = manifest::Blocks::default();
+                b.update(data);
+                let (blocks, length) = b.finish();
+                ManifestBlob {
+                    blob_path: format!("{container}/{name}"),
+                    file_path: format!("\\seedship\\{}", name.replace('/', "\\")),
+                    length,
+                    blocks,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// An NTFS customer disk at `dir/<serial>.img` holding `files` and `manifest` (as XML).
+fn customer_disk(dir: &std::path::Path, serial: &str, files: &[(&str, &[u8])], xml: &str) -> anyhow::Result<PathBuf> {
+    let img = ntfs::format(&dir.join(format!("{serial}.img")), 32)?;
+    let mut all: Vec<(String, &[u8])> = files.iter().map(|(n, d)| (format!("seedship/{n}"), *d)).collect();
+    all.push(("DriveManifest.xml".into(), xml.as_bytes()));
+    let refs: Vec<(&str, &[u8])> = all.iter().map(|(n, d)| (n.as_str(), *d)).collect();
+    ntfs::write(&img, &refs)?;
+    Ok(img)
+}
+
+fn copy_statuses(job: &model::JobResource) -> BTreeMap<String, String> {
+    let Some(model::JobDetails::DataBoxCustomerDisk(d)) = job.properties.as_ref().and_then(|p| p.details.clone())
+    else {
+        panic!("not a customer-disk job")
+    };
+    d.copy_progress
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| (c.serial_number.unwrap_or_default(), c.copy_status.unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_disks_are_read_through_their_drive_manifest_and_each_mismatch_gets_azures_code() -> anyhow::Result<()>
+{
+    let base = tempfile::Builder::new().prefix("seedship-media-").tempdir()?;
+    let emu = Emulator::start_with(base.path(), true, &[])?;
+    let dir = base.path().join("disks");
+    std::fs::create_dir_all(&dir)?;
+    let big = pattern(5 << 20, 1);
+    let small = pattern(100_000, 2);
+    let files: Vec<(&str, &[u8])> = vec![("data/00/big.bin", &big), ("small.bin", &small)];
+
+    // Good; a manifest naming another drive; a manifest changed after its hash was taken; a
+    // disk that is not NTFS; a good disk with one bit flipped in a file afterwards.
+    let mut disks = BTreeMap::new();
+    let mut hashes = BTreeMap::new();
+    for serial in ["NTFS-A", "NTFS-B", "NTFS-C", "NTFS-E"] {
+        let drive_id = if serial == "NTFS-B" { "NTFS-OTHER" } else { serial };
+        let xml = manifest_for(drive_id, "import-media", &files).to_xml();
+        hashes.insert(serial, manifest::manifest_hash(xml.as_bytes()));
+        let written = if serial == "NTFS-C" { xml.replace("seedship tests", "seedship test!") } else { xml };
+        disks.insert(serial, customer_disk(&dir, serial, &files, &written)?);
+    }
+    let not_ntfs = dir.join("NTFS-D.img");
+    std::fs::File::create(&not_ntfs)?.set_len(8 << 20)?;
+    disks.insert("NTFS-D", not_ntfs);
+    hashes.insert("NTFS-D", "0123456789ABCDEF0123456789ABCDEF".into());
+    let mut raw = std::fs::read(&disks["NTFS-E"])?;
+    let at = raw.windows(64).position(|w| w == &small[50_000..50_064]).expect("small.bin is on the image");
+    raw[at + 3] ^= 0x10;
+    std::fs::write(&disks["NTFS-E"], raw)?;
+
+    let collection: serde_json::Map<String, serde_json::Value> = hashes
+        .iter()
+        .map(|(s, h)| {
+            (s.to_string(), json!({"manifestFile": "\\DriveManifest.xml", "manifestHash": h, "bitLockerKey": KEY}))
+        })
+        .collect();
+    let job: model::JobResource = serde_json::from_value(json!({
+        "location": "westeurope",
+        "sku": {"name": "DataBoxCustomerDisk"},
+        "properties": {"transferType": "ImportToAzure", "details": {
+            "jobDetailsType": "DataBoxCustomerDisk",
+            "contactDetails": {"contactName": "Ops", "phone": "+31 20 000 0000", "emailList": ["ops@example.com"]},
+            "shippingAddress": {"streetAddress1": "1 Dock", "city": "Amsterdam", "country": "NL", "postalCode": "1000 AA"},
+            "dataImportDetails": [{"accountDetails": {"dataAccountType": "StorageAccount", "storageAccountId": account_id()}, "logCollectionLevel": "Verbose"}],
+            "importDiskDetailsCollection": collection,
+            "returnToCustomerPackageDetails": {"carrierName": "DHL", "carrierAccountNumber": "987654"}
+        }}
+    }))?;
+    let arm = emu.arm()?;
+    arm.put_job(SUB, RG, "job-ntfs", &job).await?;
+    arm.mark_devices_shipped(SUB, RG, "job-ntfs", "DHL", "1234567890").await?;
+    let images: BTreeMap<&str, &PathBuf> = disks.iter().map(|(s, p)| (*s, p)).collect();
+    emu.dc("job-ntfs", "arrive", json!({ "images": images })).await?;
+    let j = emu.dc("job-ntfs", "copy", json!({})).await?;
+    assert_eq!(j["properties"]["status"], "CompletedWithErrors", "{j}");
+
+    let statuses = copy_statuses(&emu.job("job-ntfs").await?.unwrap());
+    assert_eq!(
+        statuses,
+        BTreeMap::from([
+            ("NTFS-A".to_string(), "Completed".to_string()),
+            ("NTFS-B".to_string(), "OtherUserError".to_string()),
+            ("NTFS-C".to_string(), "MetadataFilesModifiedOrRemoved".to_string()),
+            ("NTFS-D".to_string(), "UnsupportedDrive".to_string()),
+            ("NTFS-E".to_string(), "CompletedWithErrors".to_string()),
+        ])
+    );
+    // Each disk's copy log says why, with the datacenter's code.
+    let blobs = emu.azurite.as_ref().unwrap().blobs()?;
+    let logs = blobs.list("databoxcopylog").await?;
+    let log_of = |serial: &str| {
+        let name = logs.iter().find(|b| b.name.contains(&format!("_{serial}_CopyLog_"))).map(|b| b.name.clone());
+        name.unwrap_or_else(|| panic!("no copy log for {serial}: {logs:?}"))
+    };
+    for (serial, code) in [
+        ("NTFS-B", "ManifestDriveIdMismatch"),
+        ("NTFS-C", "ManifestCorrupted"),
+        ("NTFS-D", "VolumeNotNtfs"),
+        ("NTFS-E", "Corrupted: the block at offset 0 does not match its MD5"),
+    ] {
+        let text = String::from_utf8(blobs.download("databoxcopylog", &log_of(serial)).await?)?;
+        assert!(text.contains(code), "{serial}: {text}");
+    }
+    // The good disk's files are blobs with their MD5, byte for byte.
+    let listed = blobs.list("import-media").await?;
+    for (name, data) in &files {
+        let b = listed.iter().find(|b| b.name == *name).unwrap_or_else(|| panic!("{name} missing: {listed:?}"));
+        let md5 = Md5::digest(data).to_vec();
+        assert_eq!((b.size, b.md5.as_deref()), (data.len() as u64, Some(&md5[..])), "{name}");
+        assert_eq!(blobs.download("import-media", name).await?, *data, "{name}'s bytes");
+    }
+    let report = emu.check_record()?;
+    assert!(report.contains("; 0 problems"), "{report}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_box_disk_is_read_through_its_blockblob_folders_and_names_azure_would_change_are_refused()
+-> anyhow::Result<()> {
+    let base = tempfile::Builder::new().prefix("seedship-media-").tempdir()?;
+    let emu = Emulator::start_with(base.path(), true, &[])?;
+    let job: model::JobResource = serde_json::from_value(json!({
+        "location": "westeurope",
+        "sku": {"name": "DataBoxDisk"},
+        "properties": {"transferType": "ImportToAzure", "details": {
+            "jobDetailsType": "DataBoxDisk",
+            "contactDetails": {"contactName": "Ops", "phone": "+31 20 000 0000", "emailList": ["ops@example.com"]},
+            "shippingAddress": {"streetAddress1": "1 Dock", "city": "Amsterdam", "country": "NL", "postalCode": "1000 AA"},
+            "dataImportDetails": [{"accountDetails": {"dataAccountType": "StorageAccount", "storageAccountId": account_id()}}],
+            "preferredDisks": {"8": 1}
+        }}
+    }))?;
+    emu.arm()?.put_job(SUB, RG, "job-dbd-ntfs", &job).await?;
+    emu.dc("job-dbd-ntfs", "prepare", json!({})).await?;
+    emu.dc("job-dbd-ntfs", "dispatch", json!({"carrier": "UPS", "tracking": "1Z999AA10123456784"})).await?;
+    let dir = base.path().join("delivered");
+    std::fs::create_dir_all(&dir)?;
+    let d = emu.dc("job-dbd-ntfs", "deliver", json!({"dir": dir, "sizeBytes": 32u64 << 20})).await?;
+    let (serial, img): (String, PathBuf) =
+        serde_json::from_value::<BTreeMap<String, PathBuf>>(d["disks"].clone())?.into_iter().next().unwrap();
+    // The disk as the station leaves it: files under BlockBlob\<container>\, one directly in
+    // BlockBlob\ ($root), one at the volume's root (not uploaded), one in a container Azure
+    // would rename.
+    let a = pattern(4_500_000, 3);
+    ntfs::format(&img, 32)?;
+    ntfs::write(
+        &img,
+        &[
+            ("BlockBlob/import-dbd/data/00/a.bin", &a),
+            ("BlockBlob/import-dbd/manifest.json", b"{}"),
+            ("BlockBlob/loose.txt", b"root"),
+            ("readme.txt", b"not uploaded"),
+            ("BlockBlob/Bad_Container/x.bin", b"x"),
+        ],
+    )?;
+    emu.dc("job-dbd-ntfs", "pickup", json!({"carrier": "UPS", "tracking": "1Z999AA10123456785"})).await?;
+    emu.dc("job-dbd-ntfs", "arrive", json!({ "images": { &serial: &img } })).await?;
+    let j = emu.dc("job-dbd-ntfs", "copy", json!({})).await?;
+    assert_eq!(j["properties"]["status"], "CompletedWithErrors", "{j}");
+    let blobs = emu.azurite.as_ref().unwrap().blobs()?;
+    let listed = blobs.list("import-dbd").await?;
+    let names: Vec<&str> = listed.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["data/00/a.bin", "manifest.json"]);
+    assert_eq!(listed[0].md5.as_deref(), Some(&Md5::digest(&a)[..]));
+    assert_eq!(blobs.download("import-dbd", "data/00/a.bin").await?, a);
+    assert_eq!(blobs.download("$root", "loose.txt").await?, b"root");
+    let logs = blobs.list("databoxcopylog").await?;
+    let log = logs.iter().find(|b| b.name.contains("_CopyLog_")).expect("a copy log");
+    let text = String::from_utf8(blobs.download("databoxcopylog", &log.name).await?)?;
+    assert!(text.contains("Bad_Container/x.bin") && text.contains("FileNameInvalid"), "{text}");
+    assert!(!text.contains("readme.txt"), "files outside BlockBlob are not uploaded: {text}");
+    Ok(())
+}
