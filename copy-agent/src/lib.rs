@@ -7,6 +7,7 @@ pub mod config;
 pub mod disks;
 pub mod history;
 pub mod keeper;
+pub mod media;
 pub mod prepare;
 pub mod run;
 pub mod set;

@@ -1,0 +1,354 @@
+//! Shipping disks in the layouts an Azure datacenter reads: an NTFS volume (made with `mkntfs`,
+//! 512-byte sectors), written through an `ntfs-3g` mount, then unmounted and read back raw
+//! with an NTFS reader that shares nothing with the mount (`seedship_disk::ntfs`).
+//!
+//! | layout | a staging file `p` of container `c` goes to | and |
+//! |---|---|---|
+//! | customer disk | `\seedship\p` | `\DriveManifest.xml` lists it as blob `c/p`, with its blocks' MD5s |
+//! | Data Box Disk | `\BlockBlob\c\p` | the folder names the container |
+//!
+//! Each disk also holds `\seedship\disk.json` ([`DiskId`]): which seed, job and position it
+//! is, so a disk found again after a crash is recognised. It is not in the manifest and not
+//! under `\BlockBlob\`, so it is never uploaded.
+//!
+//! What was written and verified is kept in a journal on the station ([`Journal`], no keys):
+//! after a crash the files it lists are not written again if the volume still holds them at
+//! their size.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use md5::{Digest, Md5};
+use seedship_disk::azure::manifest::{self, Access, Blocks, DriveManifest, ManifestBlob};
+use seedship_disk::ntfs::{Volume, VolumeError};
+use serde::{Deserialize, Serialize};
+
+/// The volume label of a seedship disk.
+pub const LABEL: &str = "seedship";
+/// Where a disk's identity is, from the volume's root.
+pub const ID_FILE: &str = "\\seedship\\disk.json";
+/// How much is read from staging and written at a time.
+const PIECE: usize = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// A tool is missing or failed: what, and its output.
+    #[error("{0}")]
+    Tool(String),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    /// The staging side failed while a file was copied.
+    #[error("{0}")]
+    Source(String),
+    #[error("{0}")]
+    Volume(#[from] VolumeError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MediaError + '_ {
+    move |source| MediaError::Io { path: path.display().to_string(), source }
+}
+
+fn tool(cmd: &mut Command) -> Result<(), MediaError> {
+    let shown = format!("{cmd:?}");
+    let o = cmd.output().map_err(|e| {
+        MediaError::Tool(format!("{shown} could not run ({e}); install ntfs-3g (deploy/debian/install.sh)"))
+    })?;
+    if !o.status.success() {
+        return Err(MediaError::Tool(format!(
+            "{shown} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout).trim(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Which layout a disk has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    CustomerDisk,
+    DataboxDisk,
+}
+
+impl Layout {
+    /// Where staging file `path` (`/`-separated) of `container` goes on the volume.
+    pub fn file_path(self, container: &str, path: &str) -> String {
+        let p = path.replace('/', "\\");
+        match self {
+            Layout::CustomerDisk => format!("\\seedship\\{p}"),
+            Layout::DataboxDisk => format!("\\BlockBlob\\{container}\\{p}"),
+        }
+    }
+}
+
+/// What a seedship disk says about itself (`\seedship\disk.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskId {
+    pub drive_id: String,
+    pub seed_id: String,
+    pub job_name: String,
+    pub position: u32,
+    pub set_size: u32,
+    pub layout: Layout,
+    pub container: String,
+}
+
+/// Formats `device` (a block device or an image) as one NTFS volume with 512-byte sectors.
+/// Everything on it is lost.
+pub fn format(device: &Path) -> Result<(), MediaError> {
+    tool(Command::new("mkntfs").args(["-F", "-Q", "-s", "512", "-L", LABEL]).arg(device))
+}
+
+/// An ntfs-3g mount; unmounted on drop (best effort) or by [`Mount::unmount`].
+pub struct Mount {
+    pub dir: PathBuf,
+    mounted: bool,
+}
+
+/// Mounts `device` read-write at `at` (made if missing).
+pub fn mount(device: &Path, at: &Path) -> Result<Mount, MediaError> {
+    std::fs::create_dir_all(at).map_err(io(at))?;
+    tool(Command::new("ntfs-3g").arg(device).arg(at))?;
+    Ok(Mount { dir: at.to_path_buf(), mounted: true })
+}
+
+impl Mount {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel.trim_start_matches('\\').replace('\\', "/"))
+    }
+
+    /// Flushes and unmounts: after this the volume on the device is complete.
+    pub fn unmount(mut self) -> Result<(), MediaError> {
+        self.mounted = false;
+        tool(Command::new("umount").arg(&self.dir))
+    }
+
+    /// Writes the disk's identity.
+    pub fn write_id(&self, id: &DiskId) -> Result<(), MediaError> {
+        let p = self.path(ID_FILE);
+        write_synced(&p, &serde_json::to_vec_pretty(id).expect("serializes"))
+    }
+
+    /// The size of the file at `rel` on the volume, if it is there.
+    pub fn size_of(&self, rel: &str) -> Option<u64> {
+        std::fs::metadata(self.path(rel)).ok().filter(|m| m.is_file()).map(|m| m.len())
+    }
+
+    /// Writes a file of `size` bytes at `rel`, its bytes from `read(offset, len)`, and fsyncs
+    /// it; returns its MD5 and the manifest's block list. A short or failed read is a
+    /// [`MediaError::Source`] and leaves a partial file, which a resume writes again.
+    pub fn write_file(
+        &self,
+        rel: &str,
+        size: u64,
+        mut read: impl FnMut(u64, usize) -> Result<Vec<u8>, String>,
+        mut progress: impl FnMut(u64),
+    ) -> Result<Written, MediaError> {
+        let p = self.path(rel);
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        let mut f = std::fs::File::create(&p).map_err(io(&p))?;
+        let (mut blocks, mut md5, mut at) = (Blocks::default(), Md5::new(), 0u64);
+        while at < size {
+            let want = PIECE.min((size - at) as usize);
+            let data = read(at, want).map_err(MediaError::Source)?;
+            if data.len() != want {
+                return Err(MediaError::Source(format!("{rel}: staging gave {} of {want} bytes at {at}", data.len())));
+            }
+            f.write_all(&data).map_err(io(&p))?;
+            blocks.update(&data);
+            md5.update(&data);
+            at += want as u64;
+            progress(want as u64);
+        }
+        f.sync_all().map_err(io(&p))?;
+        let (blocks, length) = blocks.finish();
+        Ok(Written { rel: rel.to_string(), length, md5: hex::encode(md5.finalize()), blocks })
+    }
+
+    /// Writes the drive manifest (customer disks) listing `files` as blobs of `container`;
+    /// returns its path and its MD5 in upper-case hex, as the job carries them.
+    pub fn write_manifest(
+        &self,
+        drive_id: &str,
+        access: Access,
+        container: &str,
+        files: &[(String, Written)],
+    ) -> Result<(String, String), MediaError> {
+        let m = DriveManifest {
+            drive_id: drive_id.to_string(),
+            access,
+            client_creator: format!("seedship {}", env!("CARGO_PKG_VERSION")),
+            blobs: files
+                .iter()
+                .map(|(path, w)| ManifestBlob {
+                    blob_path: format!("{container}/{path}"),
+                    file_path: w.rel.clone(),
+                    length: w.length,
+                    blocks: w.blocks.clone(),
+                })
+                .collect(),
+        };
+        let xml = m.to_xml();
+        write_synced(&self.path(manifest::MANIFEST_PATH), xml.as_bytes())?;
+        Ok((manifest::MANIFEST_PATH.to_string(), manifest::manifest_hash(xml.as_bytes())))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = Command::new("umount").arg(&self.dir).output();
+        }
+    }
+}
+
+fn write_synced(p: &Path, data: &[u8]) -> Result<(), MediaError> {
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    let mut f = std::fs::File::create(p).map_err(io(p))?;
+    f.write_all(data).map_err(io(p))?;
+    f.sync_all().map_err(io(p))
+}
+
+/// One file written to a volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Written {
+    /// On the volume, `\`-separated from the root.
+    pub rel: String,
+    pub length: u64,
+    /// Lower-case hex.
+    pub md5: String,
+    #[serde(skip)]
+    pub blocks: Vec<manifest::Block>,
+}
+
+/// The identity of the seedship disk at `device`, read raw (nothing mounted); `None` for a
+/// disk that is not NTFS or holds no identity.
+pub fn probe(device: &Path) -> Option<DiskId> {
+    let mut v = Volume::open(device).ok()?;
+    let raw = v.read_all(ID_FILE, 64 << 10).ok()?;
+    serde_json::from_slice(&raw).ok()
+}
+
+/// Reads every expected file back from the raw volume and compares size and MD5 (and the
+/// manifest's MD5, when given). Returns what differs, one line each; empty means all good.
+pub fn read_back(
+    device: &Path,
+    files: &[(String, u64, String)],
+    manifest_hash: Option<&str>,
+    mut progress: impl FnMut(u64),
+) -> Result<Vec<String>, MediaError> {
+    let mut v = Volume::open(device)?;
+    let mut bad = Vec::new();
+    for (rel, size, md5) in files {
+        let mut h = Md5::new();
+        match v.read(rel, |b| {
+            h.update(b);
+            progress(b.len() as u64);
+        }) {
+            Ok(n) if n != *size => bad.push(format!("{rel}: {n} bytes on the disk, {size} written")),
+            Ok(_) => {
+                let got = hex::encode(h.finalize());
+                if !got.eq_ignore_ascii_case(md5) {
+                    bad.push(format!("{rel}: MD5 {got} on the disk, {md5} written"));
+                }
+            }
+            Err(VolumeError::NotFound(_)) => bad.push(format!("{rel}: missing from the disk")),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(want) = manifest_hash {
+        match v.read_all(manifest::MANIFEST_PATH, manifest::MAX_MANIFEST_BYTES) {
+            Ok(raw) if manifest::manifest_hash(&raw).eq_ignore_ascii_case(want) => {}
+            Ok(_) => bad.push(format!("{}: changed since it was written", manifest::MANIFEST_PATH)),
+            Err(VolumeError::NotFound(_)) => bad.push(format!("{}: missing from the disk", manifest::MANIFEST_PATH)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(bad)
+}
+
+/// What a disk holds so far, kept on the station (`<state_dir>/media-<drive>.json`, 0600,
+/// replaced atomically): each staging file written, with its size and MD5, and its blocks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    pub drive_id: String,
+    /// Staging path → what was written.
+    pub files: BTreeMap<String, JournalEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub rel: String,
+    pub length: u64,
+    pub md5: String,
+    /// (offset, length, upper-case MD5) of each block.
+    pub blocks: Vec<(u64, u64, String)>,
+}
+
+impl Journal {
+    pub fn path(state_dir: &Path, drive_id: &str) -> PathBuf {
+        state_dir.join(format!("media-{drive_id}.json"))
+    }
+
+    /// The journal of `drive_id`, or an empty one.
+    pub fn load(state_dir: &Path, drive_id: &str) -> Journal {
+        std::fs::read(Self::path(state_dir, drive_id))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Journal>(&b).ok())
+            .filter(|j| j.drive_id == drive_id)
+            .unwrap_or_else(|| Journal { drive_id: drive_id.to_string(), files: BTreeMap::new() })
+    }
+
+    /// Records a written file and saves the journal.
+    pub fn record(&mut self, state_dir: &Path, path: &str, w: &Written) -> Result<(), MediaError> {
+        self.files.insert(
+            path.to_string(),
+            JournalEntry {
+                rel: w.rel.clone(),
+                length: w.length,
+                md5: w.md5.clone(),
+                blocks: w.blocks.iter().map(|b| (b.offset, b.length, b.hash.clone())).collect(),
+            },
+        );
+        self.save(state_dir)
+    }
+
+    pub fn save(&self, state_dir: &Path) -> Result<(), MediaError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = Self::path(state_dir, &self.drive_id);
+        let tmp = path.with_extension("json.tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        f.write_all(&serde_json::to_vec(self).expect("serializes")).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    /// The written file of staging `path`, if the journal has it and the volume still holds
+    /// it at its size: a resume need not write it again.
+    pub fn done(&self, path: &str, mount: &Mount) -> Option<Written> {
+        let e = self.files.get(path)?;
+        (mount.size_of(&e.rel) == Some(e.length)).then(|| Written {
+            rel: e.rel.clone(),
+            length: e.length,
+            md5: e.md5.clone(),
+            blocks: e
+                .blocks
+                .iter()
+                .map(|(offset, length, hash)| manifest::Block { offset: *offset, length: *length, hash: hash.clone() })
+                .collect(),
+        })
+    }
+}
