@@ -174,6 +174,112 @@ pub fn plan(files: &[FileSpec], disks: &[DiskSpec]) -> Result<Plan, PlanError> {
     Ok(Plan { disks: out, total_bytes })
 }
 
+/// The NTFS cluster size mkntfs chooses for the disks seedship formats.
+pub const NTFS_CLUSTER: u64 = 4096;
+
+/// Space an NTFS volume of `capacity` bytes keeps for itself once formatted: the boot and
+/// metadata files, a log of up to 64 MiB, the cluster bitmap (measured with mkntfs: 2.5 MB
+/// of 32 MiB, 44 MB of 8 GiB; this is above both).
+pub fn ntfs_reserve(capacity: u64) -> u64 {
+    (4 << 20) + (capacity / 128).min(64 << 20) + capacity / 32_768
+}
+
+/// Space one file of `size` bytes takes on NTFS: whole clusters, and its file record and
+/// directory entry.
+pub fn ntfs_cost(size: u64) -> u64 {
+    size.div_ceil(NTFS_CLUSTER) * NTFS_CLUSTER + NTFS_CLUSTER
+}
+
+/// Space the drive manifest listing `files` takes (about 400 bytes a blob and 90 a block),
+/// and the disk's identity file.
+pub fn manifest_cost(files: &[&FileSpec]) -> u64 {
+    let text: u64 = files.iter().map(|f| 400 + 90 * f.size.div_ceil(4 << 20)).sum::<u64>() + 4096;
+    ntfs_cost(text) + ntfs_cost(1024)
+}
+
+/// Places whole `files` over `disks` formatted as NTFS (Azure's layouts: a file never spans
+/// disks), balanced: the largest files first, each on the disk that is least full for its
+/// size. The operator is told how many more disks, of which size, the seed needs when the
+/// disks given are too few or too small.
+pub fn plan_whole(files: &[FileSpec], disks: &[DiskSpec]) -> Result<Plan, PlanError> {
+    if disks.is_empty() {
+        return Err(PlanError::Invalid("no disks given".into()));
+    }
+    if disks.len() > MAX_DRIVES {
+        return Err(PlanError::Invalid(format!(
+            "{} disks given; an import job takes at most {MAX_DRIVES}",
+            disks.len()
+        )));
+    }
+    let mut ids = std::collections::HashSet::new();
+    if let Some(d) = disks.iter().find(|d| !ids.insert(&d.id)) {
+        return Err(PlanError::Invalid(format!("disk {} is given twice", d.id)));
+    }
+    let room = |c: u64| c.saturating_sub(ntfs_reserve(c));
+    let largest = disks.iter().map(|d| d.capacity).max().unwrap_or(0);
+    let need: u64 =
+        files.iter().map(|f| ntfs_cost(f.size)).sum::<u64>() + manifest_cost(&files.iter().collect::<Vec<_>>());
+    let too_few = |have: u64| {
+        // How many disks of the largest size given would hold it, with a tenth to spare for
+        // whole files not filling each disk.
+        let per = room(largest).max(1);
+        let want = need + need / 10;
+        let disks_needed = want.div_ceil(per) as usize;
+        if disks_needed > MAX_DRIVES {
+            let size = (want.div_ceil(MAX_DRIVES as u64) * 129).div_ceil(128) + (68 << 20);
+            PlanError::TooManyDrives { need: want, size: largest, min_size: size }
+        } else {
+            PlanError::NeedMoreDisks {
+                have,
+                need: want,
+                more: disks_needed.saturating_sub(disks.len()).max(1),
+                size: largest,
+            }
+        }
+    };
+    let have: u64 = disks.iter().map(|d| room(d.capacity)).sum();
+    let mut order: Vec<&FileSpec> = files.iter().collect();
+    order.sort_by(|a, b| b.size.cmp(&a.size).then(a.path.cmp(&b.path)));
+    let mut placed: Vec<Vec<&FileSpec>> = vec![Vec::new(); disks.len()];
+    let mut used: Vec<u64> = vec![0; disks.len()];
+    for f in order {
+        let c = ntfs_cost(f.size);
+        let mut best: Option<(usize, f64)> = None;
+        for (i, d) in disks.iter().enumerate() {
+            let mut with = placed[i].clone();
+            with.push(f);
+            let total = used[i] + c;
+            if total + manifest_cost(&with) > room(d.capacity) {
+                continue;
+            }
+            let fill = total as f64 / room(d.capacity).max(1) as f64;
+            if best.is_none_or(|(_, b)| fill < b) {
+                best = Some((i, fill));
+            }
+        }
+        let Some((i, _)) = best else { return Err(too_few(have)) };
+        placed[i].push(f);
+        used[i] += c;
+    }
+    let mut out = Vec::new();
+    for (i, d) in disks.iter().enumerate() {
+        let mut mine = placed[i].clone();
+        mine.sort_by(|a, b| a.path.cmp(&b.path));
+        out.push(DiskPlan {
+            id: d.id.clone(),
+            position: i as u32 + 1,
+            capacity: d.capacity,
+            bytes: mine.iter().map(|f| f.size).sum(),
+            used: used[i] + manifest_cost(&mine) + ntfs_reserve(d.capacity),
+            parts: mine
+                .iter()
+                .map(|f| Part { path: f.path.clone(), file_offset: 0, length: f.size, part: 0, parts: 1 })
+                .collect(),
+        });
+    }
+    Ok(Plan { disks: out, total_bytes: files.iter().map(|f| f.size).sum() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +366,43 @@ mod tests {
         assert!(matches!(plan(&f, &disks(&[1 << 40; 11])), Err(PlanError::Invalid(_))));
         let dup = vec![DiskSpec { id: "A".into(), capacity: 1 << 30 }, DiskSpec { id: "A".into(), capacity: 1 << 30 }];
         assert!(matches!(plan(&f, &dup), Err(PlanError::Invalid(_))));
+    }
+
+    #[test]
+    fn whole_files_are_balanced_over_ntfs_disks_and_never_split() {
+        let fs = files(&[32 * MIB, 32 * MIB, 32 * MIB, 20 * MIB, 3 * MIB, 1, 0]);
+        let p = plan_whole(&fs, &disks(&[100 * MIB, 100 * MIB])).unwrap();
+        assert_eq!(p.total_bytes, fs.iter().map(|f| f.size).sum::<u64>());
+        for f in &fs {
+            let on: Vec<&Part> = p.disks.iter().flat_map(|d| &d.parts).filter(|x| x.path == f.path).collect();
+            assert_eq!(on.len(), 1, "{} is placed once, whole", f.path);
+            assert_eq!((on[0].file_offset, on[0].length, on[0].parts), (0, f.size, 1));
+        }
+        let (a, b) = (p.disks[0].bytes, p.disks[1].bytes);
+        assert!(a.abs_diff(b) <= 32 * MIB, "balanced: {a} / {b}");
+        for d in &p.disks {
+            assert!(d.used <= d.capacity, "{d:?}");
+        }
+        // Uneven disks get shares in proportion.
+        let p = plan_whole(&files(&[10 * MIB; 12]), &disks(&[200 * MIB, 60 * MIB])).unwrap();
+        assert!(p.disks[0].bytes > p.disks[1].bytes * 2, "{} / {}", p.disks[0].bytes, p.disks[1].bytes);
+    }
+
+    #[test]
+    fn too_few_or_too_small_ntfs_disks_say_what_is_needed() {
+        let fs = files(&[32 * MIB; 10]);
+        match plan_whole(&fs, &disks(&[100 * MIB])) {
+            Err(PlanError::NeedMoreDisks { more, size, .. }) => assert_eq!((more, size), (3, 100 * MIB)),
+            other => panic!("{other:?}"),
+        }
+        match plan_whole(&files(&[32 * MIB; 100]), &disks(&[100 * MIB])) {
+            Err(PlanError::TooManyDrives { min_size, .. }) => assert!(min_size > 320 * MIB, "{min_size}"),
+            other => panic!("{other:?}"),
+        }
+        // A file larger than any one disk cannot be placed whole.
+        assert!(plan_whole(&files(&[90 * MIB]), &disks(&[80 * MIB, 80 * MIB])).is_err());
+        assert!(plan_whole(&fs, &[]).is_err());
+        assert!(plan_whole(&fs, &disks(&[MIB; 11])).is_err());
+        assert!(ntfs_reserve(8 << 30) >= 44_000_000 && ntfs_reserve(32 * MIB) >= 2_560_000, "above what mkntfs used");
     }
 }
