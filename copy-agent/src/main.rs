@@ -47,6 +47,18 @@ enum Cmd {
         #[arg(long = "disk", required = true)]
         disks: Vec<PathBuf>,
     },
+    /// Benchmark: write a staging set onto one disk image as an NTFS volume in Azure's layout
+    /// (formatted, written through an ntfs-3g mount, read back raw). Prints JSON.
+    #[command(hide = true)]
+    BenchNtfs {
+        #[arg(long)]
+        staging: PathBuf,
+        #[arg(long)]
+        disk: PathBuf,
+        /// customer_disk (the default) or databox_disk.
+        #[arg(long, default_value = "customer_disk")]
+        layout: String,
+    },
     /// Make a disk blank for a new seed (a disk that holds another seed is never overwritten
     /// otherwise). Quick: header and journal; --full: every byte.
     Wipe {
@@ -66,6 +78,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Cmd::Wipe { disk, full, yes } = &cli.cmd {
         return wipe(disk, *full, *yes);
+    }
+    if let Cmd::BenchNtfs { staging, disk, layout } = &cli.cmd {
+        let layout = match layout.as_str() {
+            "customer_disk" => copy_agent::media::Layout::CustomerDisk,
+            "databox_disk" => copy_agent::media::Layout::DataboxDisk,
+            other => {
+                eprintln!("error: --layout {other:?}: use customer_disk or databox_disk");
+                return ExitCode::from(2);
+            }
+        };
+        return match copy_agent::media::bench(staging, disk, layout) {
+            Ok(r) => {
+                println!("{}", serde_json::to_string(&r).expect("serializes"));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Cmd::Bench { staging, disks } = &cli.cmd {
         return match copy_agent::prepare::bench(staging, disks) {
@@ -100,7 +132,7 @@ fn main() -> ExitCode {
                 let c = copy_agent::run::run(cfg, conn, opts).await?;
                 code2.store(c, std::sync::atomic::Ordering::SeqCst);
             }
-            Cmd::Status { .. } | Cmd::Wipe { .. } | Cmd::Bench { .. } => {
+            Cmd::Status { .. } | Cmd::Wipe { .. } | Cmd::Bench { .. } | Cmd::BenchNtfs { .. } => {
                 unreachable!("handled before the coordinator is needed")
             }
         }

@@ -352,3 +352,83 @@ impl Journal {
         })
     }
 }
+
+/// What [`bench`] measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub bytes: u64,
+    pub files: usize,
+    /// Formatting (mkntfs) and mounting.
+    pub format_seconds: f64,
+    /// Every staging file written through the mount (checked against the seed manifest), the
+    /// drive manifest, and the unmount (the data is on the device then).
+    pub copy_seconds: f64,
+    /// The raw read-back of every file.
+    pub verify_seconds: f64,
+}
+
+/// Writes a staging set onto one disk image in `layout` as a station would (every staging
+/// file's SHA-256 and MD5 checked against the seed manifest while it is copied), unmounts,
+/// and reads every file back raw. No coordinator: the disk is not shippable.
+pub fn bench(staging: &Path, disk: &Path, layout: Layout) -> Result<BenchReport, String> {
+    use sha2::Sha256;
+    let bytes = std::fs::read(staging.join(seedship_repo::layout::MANIFEST)).map_err(|e| e.to_string())?;
+    let m: seedship_repo::manifest::SeedManifest = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    let staging = std::path::absolute(staging).map_err(|e| format!("{}: {e}", staging.display()))?;
+    let st = crate::staging::Staging::open(&staging.display().to_string(), &m.root, std::slice::from_ref(&staging))
+        .map_err(|e| e.to_string())?;
+    let capacity = std::fs::metadata(disk).map_err(|e| format!("{}: {e}", disk.display()))?.len();
+    let p = seedship_disk::plan::plan_whole(&st.files, &[seedship_disk::plan::DiskSpec { id: "bench".into(), capacity }])
+        .map_err(|e| e.to_string())?;
+    let t = std::time::Instant::now();
+    format(disk).map_err(|e| e.to_string())?;
+    let mnt = disk.with_extension("mnt");
+    let mount = mount(disk, &mnt).map_err(|e| e.to_string())?;
+    let format_seconds = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    let container = "bench";
+    let mut reader = crate::staging::Reader::new(&st);
+    let mut written = Vec::new();
+    for part in &p.disks[0].parts {
+        let rel = layout.file_path(container, &part.path);
+        let mut sha = Sha256::new();
+        let w = mount
+            .write_file(
+                &rel,
+                part.length,
+                |at, n| {
+                    let b = reader.read(&part.path, at, n).map_err(|e| e.to_string())?;
+                    sha.update(&b);
+                    Ok(b)
+                },
+                |_| {},
+            )
+            .map_err(|e| e.to_string())?;
+        st.check(&part.path, w.length, &hex::encode(sha.finalize()), &w.md5).map_err(|e| e.to_string())?;
+        written.push((part.path.clone(), w));
+    }
+    let hash = match layout {
+        Layout::CustomerDisk => Some(
+            mount
+                .write_manifest("BENCH", Access::ContainerSas("bench".into()), container, &written)
+                .map_err(|e| e.to_string())?
+                .1,
+        ),
+        Layout::DataboxDisk => None,
+    };
+    mount.unmount().map_err(|e| e.to_string())?;
+    let copy_seconds = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    let expect: Vec<(String, u64, String)> = written.iter().map(|(_, w)| (w.rel.clone(), w.length, w.md5.clone())).collect();
+    let bad = read_back(disk, &expect, hash.as_deref(), |_| {}).map_err(|e| e.to_string())?;
+    if !bad.is_empty() {
+        return Err(format!("the read-back found differences: {}", bad.join("; ")));
+    }
+    Ok(BenchReport {
+        bytes: p.total_bytes,
+        files: written.len(),
+        format_seconds,
+        copy_seconds,
+        verify_seconds: t.elapsed().as_secs_f64(),
+    })
+}
