@@ -238,32 +238,61 @@ pub fn probe(device: &Path) -> Option<DiskId> {
 
 /// Reads every expected file back from the raw volume and compares size and MD5 (and the
 /// manifest's MD5, when given). Returns what differs, one line each; empty means all good.
+/// Two readers share the files (MD5 is the bound on two cores), each with its own handle.
 pub fn read_back(
     device: &Path,
     files: &[(String, u64, String)],
     manifest_hash: Option<&str>,
-    mut progress: impl FnMut(u64),
+    progress: impl Fn(u64) + Sync,
 ) -> Result<Vec<String>, MediaError> {
-    let mut v = Volume::open(device)?;
-    let mut bad = Vec::new();
-    for (rel, size, md5) in files {
-        let mut h = Md5::new();
-        match v.read(rel, |b| {
-            h.update(b);
-            progress(b.len() as u64);
-        }) {
-            Ok(n) if n != *size => bad.push(format!("{rel}: {n} bytes on the disk, {size} written")),
-            Ok(_) => {
-                let got = hex::encode(h.finalize());
-                if !got.eq_ignore_ascii_case(md5) {
-                    bad.push(format!("{rel}: MD5 {got} on the disk, {md5} written"));
-                }
-            }
-            Err(VolumeError::NotFound(_)) => bad.push(format!("{rel}: missing from the disk")),
-            Err(e) => return Err(e.into()),
-        }
+    // Largest first, each to the reader with less so far.
+    let mut order: Vec<&(String, u64, String)> = files.iter().collect();
+    order.sort_by_key(|f| std::cmp::Reverse(f.1));
+    let mut shares: [Vec<&(String, u64, String)>; 2] = [Vec::new(), Vec::new()];
+    let mut load = [0u64; 2];
+    for f in order {
+        let i = if load[0] <= load[1] { 0 } else { 1 };
+        load[i] += f.1;
+        shares[i].push(f);
     }
+    let progress = &progress;
+    let results: Vec<Result<Vec<String>, MediaError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = shares
+            .iter()
+            .map(|share| {
+                s.spawn(move || {
+                    let mut v = Volume::open(device)?;
+                    let mut bad = Vec::new();
+                    for (rel, size, md5) in share.iter().copied() {
+                        let mut h = Md5::new();
+                        match v.read(rel, |b| {
+                            h.update(b);
+                            progress(b.len() as u64);
+                        }) {
+                            Ok(n) if n != *size => bad.push(format!("{rel}: {n} bytes on the disk, {size} written")),
+                            Ok(_) => {
+                                let got = hex::encode(h.finalize());
+                                if !got.eq_ignore_ascii_case(md5) {
+                                    bad.push(format!("{rel}: MD5 {got} on the disk, {md5} written"));
+                                }
+                            }
+                            Err(VolumeError::NotFound(_)) => bad.push(format!("{rel}: missing from the disk")),
+                            Err(e) => return Err(MediaError::from(e)),
+                        }
+                    }
+                    Ok(bad)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("reader")).collect()
+    });
+    let mut bad = Vec::new();
+    for r in results {
+        bad.extend(r?);
+    }
+    bad.sort();
     if let Some(want) = manifest_hash {
+        let mut v = Volume::open(device)?;
         match v.read_all(manifest::MANIFEST_PATH, manifest::MAX_MANIFEST_BYTES) {
             Ok(raw) if manifest::manifest_hash(&raw).eq_ignore_ascii_case(want) => {}
             Ok(_) => bad.push(format!("{}: changed since it was written", manifest::MANIFEST_PATH)),
@@ -378,8 +407,9 @@ pub fn bench(staging: &Path, disk: &Path, layout: Layout) -> Result<BenchReport,
     let st = crate::staging::Staging::open(&staging.display().to_string(), &m.root, std::slice::from_ref(&staging))
         .map_err(|e| e.to_string())?;
     let capacity = std::fs::metadata(disk).map_err(|e| format!("{}: {e}", disk.display()))?.len();
-    let p = seedship_disk::plan::plan_whole(&st.files, &[seedship_disk::plan::DiskSpec { id: "bench".into(), capacity }])
-        .map_err(|e| e.to_string())?;
+    let p =
+        seedship_disk::plan::plan_whole(&st.files, &[seedship_disk::plan::DiskSpec { id: "bench".into(), capacity }])
+            .map_err(|e| e.to_string())?;
     let t = std::time::Instant::now();
     format(disk).map_err(|e| e.to_string())?;
     let mnt = disk.with_extension("mnt");
@@ -419,7 +449,8 @@ pub fn bench(staging: &Path, disk: &Path, layout: Layout) -> Result<BenchReport,
     mount.unmount().map_err(|e| e.to_string())?;
     let copy_seconds = t.elapsed().as_secs_f64();
     let t = std::time::Instant::now();
-    let expect: Vec<(String, u64, String)> = written.iter().map(|(_, w)| (w.rel.clone(), w.length, w.md5.clone())).collect();
+    let expect: Vec<(String, u64, String)> =
+        written.iter().map(|(_, w)| (w.rel.clone(), w.length, w.md5.clone())).collect();
     let bad = read_back(disk, &expect, hash.as_deref(), |_| {}).map_err(|e| e.to_string())?;
     if !bad.is_empty() {
         return Err(format!("the read-back found differences: {}", bad.join("; ")));
