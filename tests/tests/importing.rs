@@ -914,3 +914,39 @@ async fn microsofts_disks_are_ordered_delivered_written_with_azures_keys_and_imp
     assert!(!report.contains("Jobs_MarkDevicesShipped"), "no markDevicesShipped for Microsoft's disks: {report}");
     c.finish()
 }
+
+/// A copy station's lease for a customer-disk seed carries the SAS its drive manifest needs
+/// (`<ContainerSas>`): for that seed's import container only, create and write only. With it a
+/// station can add a blob there, but cannot read or list, nor write into another container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_carries_a_create_and_write_only_sas_for_its_own_import_container() -> anyhow::Result<()> {
+    let (mut c, emu) = cluster_with(true, "Error")?;
+    let ops = c.issue("operator", "alice")?;
+    stage(&mut c, &ops, "job-sas", 1, 3, "st-job-sas").await?;
+    let st = c.issue("copy", "st-job-sas")?;
+    let conn = c.connect(&st).await?;
+    seedship_proto::agent::register(&conn, None, "t").await?;
+    let lease = client::diskprep(conn)
+        .claim_work(pb::ClaimWorkRequest { request_id: seedship_e2e::rid() })
+        .await?
+        .into_inner()
+        .lease
+        .expect("the seed is queued for this station");
+    let sas = lease.container_sas.clone();
+    assert!(sas.contains("sr=c") && sas.contains("sp=cw") && sas.contains("se="), "{sas}");
+    assert!(!c.coordinator_logs().contains(&sas), "the SAS is never logged");
+    let azurite = emu.azurite.as_ref().unwrap();
+    let with_sas = seedship_azure::blob::BlobStore::new(
+        &format!("{}/seedacct/", azurite.url),
+        seedship_azure::blob::BlobAuth::Sas(sas.trim_start_matches('?').to_string()),
+    )?;
+    let blobs = azurite.blobs()?;
+    blobs.ensure_container(&lease.container).await?;
+    blobs.ensure_container("another").await?;
+    with_sas.put_small(&lease.container, "written-with-the-sas", b"x".to_vec()).await?;
+    assert_eq!(blobs.download(&lease.container, "written-with-the-sas").await?, b"x");
+    assert!(with_sas.download(&lease.container, "written-with-the-sas").await.is_err(), "no read");
+    assert!(with_sas.list(&lease.container).await.is_err(), "no list");
+    assert!(with_sas.put_small("another", "x", b"x".to_vec()).await.is_err(), "no other container");
+    c.finish()
+}

@@ -130,6 +130,20 @@ pub struct Lease {
     /// Data Box Disk: the serials of the disks Microsoft delivered (not bad), in order.
     #[serde(default)]
     pub delivered: Vec<String>,
+    /// Customer disks: the import container's SAS for the drive manifest, made fresh for each
+    /// answer (never stored with the idempotent answer).
+    #[serde(skip)]
+    pub container_sas: Option<SasToken>,
+}
+
+/// A SAS token (a query string). A secret: `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SasToken(pub String);
+
+impl std::fmt::Debug for SasToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SasToken(<redacted>)")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -470,6 +470,7 @@ impl From<Lease> for pb::Lease {
             file_count: l.seed.spec.file_count,
             disk_kind: kind_to_pb(l.seed.kind) as i32,
             delivered_disks: l.delivered,
+            container_sas: l.container_sas.map(|s| s.0).unwrap_or_default(),
         }
     }
 }

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// How long the drive manifest's SAS is valid: shipping, up to 14 days' wait, the copy.
+pub const MANIFEST_SAS_DAYS: i64 = 60;
+
 impl Coordinator {
     pub async fn register_agent(&self, who: &SpiffeId, cmd: Cmd<AgentInfo>) -> Result<Agent> {
         let idem = self.idem(who, "RegisterAgent", &cmd);
@@ -31,6 +34,25 @@ impl Coordinator {
         Ok(reg)
     }
 
+    /// Customer disks: a SAS for the seed's import container, create and write only, valid
+    /// [`MANIFEST_SAS_DAYS`], for the drive manifest's `ContainerSas`. `None` (and a warning)
+    /// when it cannot be made; never logged.
+    fn manifest_sas(&self, seed: &Seed) -> Option<SasToken> {
+        let azure = self.azure.as_ref()?;
+        if seed.kind != DiskKind::CustomerDisk {
+            return None;
+        }
+        // Checked by the storage service against real time, not the coordinator's clock.
+        let expires = crate::clock::SystemClock.now_ms() / 1000 + MANIFEST_SAS_DAYS * 86_400;
+        match azure.accounts.container_sas(&seed.spec.storage_account, &seed.spec.container, "cw", expires) {
+            Ok(sas) => Some(SasToken(sas)),
+            Err(e) => {
+                tracing::warn!(job = %seed.spec.job_name, error = %e, "no SAS for the drive manifest; the station cannot write it");
+                None
+            }
+        }
+    }
+
     /// What new seeds are shipped on: `[azure] disk_kind` (customer disks without `[azure]`).
     fn disk_kind_policy(&self) -> DiskKind {
         self.azure.as_ref().map(|a| a.cfg.disk_kind).unwrap_or_default()
@@ -42,10 +64,11 @@ impl Coordinator {
 
     pub async fn claim(&self, station: &SpiffeId, cmd: Cmd<()>) -> Result<Option<Lease>> {
         let idem = self.idem(station, "ClaimWork", &cmd);
-        let lease = self.store.claim_work(&idem, station, self.timing()).await?;
-        if let Some(l) = &lease {
+        let mut lease = self.store.claim_work(&idem, station, self.timing()).await?;
+        if let Some(l) = &mut lease {
             tracing::info!(station = %station, work = %l.work.work_id, job = %l.seed.spec.job_name, generation = l.work.generation, "lease granted");
             self.warm_address(&l.seed.spec.subscription_id, &l.seed.spec.location);
+            l.container_sas = self.manifest_sas(&l.seed);
         }
         Ok(lease)
     }

@@ -359,7 +359,7 @@ pub fn claim_work(c: &Connection, idem: &Idem, station: &SpiffeId, t: LeaseTimin
             )?;
         }
         let delivered = delivered_serials(c, &work.seed_id)?;
-        Ok(Some(Lease { work, seed, ttl_ms: t.ttl_ms, delivered }))
+        Ok(Some(Lease { work, seed, ttl_ms: t.ttl_ms, delivered, container_sas: None }))
     })
 }
 
