@@ -74,6 +74,20 @@ enum Cmd {
     },
 }
 
+/// A benchmark's report as JSON on stdout, or its error.
+fn print_json<T: serde::Serialize>(r: Result<T, String>) -> ExitCode {
+    match r {
+        Ok(r) => {
+            println!("{}", serde_json::to_string(&r).expect("serializes"));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Cmd::Wipe { disk, full, yes } = &cli.cmd {
@@ -88,28 +102,10 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        return match copy_agent::media::bench(staging, disk, layout) {
-            Ok(r) => {
-                println!("{}", serde_json::to_string(&r).expect("serializes"));
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        return print_json(copy_agent::media::bench(staging, disk, layout));
     }
     if let Cmd::Bench { staging, disks } = &cli.cmd {
-        return match copy_agent::prepare::bench(staging, disks) {
-            Ok(r) => {
-                println!("{}", serde_json::to_string(&r).expect("serializes"));
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        return print_json(copy_agent::prepare::bench(staging, disks));
     }
     let cfg = Config::load(&cli.config).unwrap_or_else(|e| {
         eprintln!("error: {e}");

@@ -87,8 +87,8 @@ fn usable(capacity: u64) -> u64 {
     capacity.saturating_sub(DISK_RESERVE)
 }
 
-/// Places `files` over `disks` (see the module doc).
-pub fn plan(files: &[FileSpec], disks: &[DiskSpec]) -> Result<Plan, PlanError> {
+/// 1 to 10 disks, each given once.
+fn check_disks(disks: &[DiskSpec]) -> Result<(), PlanError> {
     if disks.is_empty() {
         return Err(PlanError::Invalid("no disks given".into()));
     }
@@ -99,9 +99,15 @@ pub fn plan(files: &[FileSpec], disks: &[DiskSpec]) -> Result<Plan, PlanError> {
         )));
     }
     let mut ids = std::collections::HashSet::new();
-    if let Some(d) = disks.iter().find(|d| !ids.insert(&d.id)) {
-        return Err(PlanError::Invalid(format!("disk {} is given twice", d.id)));
+    match disks.iter().find(|d| !ids.insert(&d.id)) {
+        Some(d) => Err(PlanError::Invalid(format!("disk {} is given twice", d.id))),
+        None => Ok(()),
     }
+}
+
+/// Places `files` over `disks` (see the module doc).
+pub fn plan(files: &[FileSpec], disks: &[DiskSpec]) -> Result<Plan, PlanError> {
+    check_disks(disks)?;
     let need: u64 = files.iter().map(|f| cost(f.size)).sum();
     let total_bytes: u64 = files.iter().map(|f| f.size).sum();
     let have: u64 = disks.iter().map(|d| usable(d.capacity)).sum();
@@ -202,19 +208,7 @@ pub fn manifest_cost(files: &[&FileSpec]) -> u64 {
 /// size. The operator is told how many more disks, of which size, the seed needs when the
 /// disks given are too few or too small.
 pub fn plan_whole(files: &[FileSpec], disks: &[DiskSpec]) -> Result<Plan, PlanError> {
-    if disks.is_empty() {
-        return Err(PlanError::Invalid("no disks given".into()));
-    }
-    if disks.len() > MAX_DRIVES {
-        return Err(PlanError::Invalid(format!(
-            "{} disks given; an import job takes at most {MAX_DRIVES}",
-            disks.len()
-        )));
-    }
-    let mut ids = std::collections::HashSet::new();
-    if let Some(d) = disks.iter().find(|d| !ids.insert(&d.id)) {
-        return Err(PlanError::Invalid(format!("disk {} is given twice", d.id)));
-    }
+    check_disks(disks)?;
     let room = |c: u64| c.saturating_sub(ntfs_reserve(c));
     let largest = disks.iter().map(|d| d.capacity).max().unwrap_or(0);
     let need: u64 =
