@@ -96,6 +96,27 @@ pub struct DiskId {
     pub container: String,
 }
 
+/// Checks, before anything is written, that Azure keeps every name as it is: the import
+/// container, and each staging file's blob name and size. Names up to five problems.
+pub fn check_names(container: &str, files: &[seedship_disk::plan::FileSpec]) -> Result<(), String> {
+    use seedship_disk::azure::names;
+    let mut bad: Vec<String> = Vec::new();
+    if let Err(e) = names::container(container) {
+        bad.push(e);
+    }
+    for f in files {
+        if let Err(e) = names::blob(&f.path).and_then(|_| names::blob_size(&f.path, f.size)) {
+            bad.push(e);
+        }
+    }
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let more = if bad.len() > 5 { format!(" (and {} more)", bad.len() - 5) } else { String::new() };
+    bad.truncate(5);
+    Err(format!("Azure would rename or refuse what this seed would put on the disks: {}{more}", bad.join("; ")))
+}
+
 /// Formats `device` (a block device or an image) as one NTFS volume with 512-byte sectors.
 /// Everything on it is lost.
 pub fn format(device: &Path) -> Result<(), MediaError> {
@@ -406,6 +427,8 @@ pub fn bench(staging: &Path, disk: &Path, layout: Layout) -> Result<BenchReport,
     let staging = std::path::absolute(staging).map_err(|e| format!("{}: {e}", staging.display()))?;
     let st = crate::staging::Staging::open(&staging.display().to_string(), &m.root, std::slice::from_ref(&staging))
         .map_err(|e| e.to_string())?;
+    let container = "bench";
+    check_names(container, &st.files)?;
     let capacity = std::fs::metadata(disk).map_err(|e| format!("{}: {e}", disk.display()))?.len();
     let p =
         seedship_disk::plan::plan_whole(&st.files, &[seedship_disk::plan::DiskSpec { id: "bench".into(), capacity }])
@@ -416,7 +439,6 @@ pub fn bench(staging: &Path, disk: &Path, layout: Layout) -> Result<BenchReport,
     let mount = mount(disk, &mnt).map_err(|e| e.to_string())?;
     let format_seconds = t.elapsed().as_secs_f64();
     let t = std::time::Instant::now();
-    let container = "bench";
     let mut reader = crate::staging::Reader::new(&st);
     let mut written = Vec::new();
     for part in &p.disks[0].parts {
@@ -462,4 +484,21 @@ pub fn bench(staging: &Path, disk: &Path, layout: Layout) -> Result<BenchReport,
         copy_seconds,
         verify_seconds: t.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seedship_disk::plan::FileSpec;
+
+    #[test]
+    fn names_azure_would_change_are_refused_before_anything_is_written() {
+        let f = |p: &str, size: u64| FileSpec { path: p.into(), size };
+        assert_eq!(check_names("import-sd-1a2b", &[f("data/0a/0a1b", 10), f("manifest.json", 5)]), Ok(()));
+        let e = check_names("Import_SD", &[f("data/../x", 1), f("ok", 1), f("big", (7 << 40) + 1)]).unwrap_err();
+        assert!(e.contains("\"Import_SD\" is not a valid Azure container name"), "{e}");
+        assert!(e.contains("\"data/../x\"") && e.contains("big is") && !e.contains("\"ok\""), "{e}");
+        let many: Vec<FileSpec> = (0..8).map(|i| f(&format!("x{i}/"), 1)).collect();
+        assert!(check_names("abc", &many).unwrap_err().ends_with("(and 3 more)"));
+    }
 }
