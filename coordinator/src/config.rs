@@ -196,6 +196,16 @@ impl Config {
         if let Some(a) = &mut self.azure {
             a.resolve_paths(base);
         }
+        if let Some(p) = &mut self.imports.keys_file {
+            fix(p);
+        }
+    }
+
+    /// The keys that sign drive manifests' SAS without `[azure]` (`[imports] keys_file`).
+    pub fn manifest_signer(&self) -> Result<Option<seedship_azure::blob::Accounts>, String> {
+        let Some(k) = &self.imports.keys_file else { return Ok(None) };
+        let keys = seedship_azure::blob::Accounts::load_keys(k).map_err(|e| format!("imports.keys_file: {e}"))?;
+        Ok(Some(seedship_azure::blob::Accounts { endpoint_template: String::new(), keys, token: None }))
     }
 
     fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
@@ -271,6 +281,7 @@ impl Config {
             crate::keys::MasterKey::load(mk).map_err(ConfigError::Invalid)?;
         }
         self.placement().map_err(ConfigError::Invalid)?;
+        self.manifest_signer().map_err(ConfigError::Invalid)?;
         if let Some(a) = &self.azure {
             a.validate().map_err(ConfigError::Invalid)?;
             if self.master_key_file.is_none() {

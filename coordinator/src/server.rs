@@ -75,6 +75,9 @@ pub async fn run_with_clock(
     if let Some(side) = &azure {
         core = core.with_azure(side.clone());
     }
+    if let Some(signer) = cfg.manifest_signer().map_err(Error::Internal)? {
+        core = core.with_manifest_signer(signer);
+    }
     core = core.with_placement(cfg.placement().map_err(Error::Internal)?);
     let core = Arc::new(core);
     let api = Api { auth: Auth::new(&cfg.trust_domain), core: core.clone() };

@@ -1,16 +1,27 @@
 //! Finding the shipping disks and telling what each holds.
+//!
+//! A disk is given to the station in one of two ways:
+//! - a block device or an image file (customer disks): the station formats it as NTFS;
+//! - a folder where a Data Box Disk is mounted, unlocked, by Microsoft's unlock tool: the
+//!   station writes through that mount and reads the volume back from the device behind it
+//!   (found in `/proc/self/mountinfo`).
 
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::io::Read;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use seedship_disk::format::{self, Header};
-
 use crate::config::Station;
+use crate::media::{self, DiskId};
 
 /// One disk as the station sees it now.
 #[derive(Debug, Clone)]
 pub struct Disk {
+    /// As given: a device, an image, or a mount point.
     pub path: PathBuf,
+    /// The raw volume: the device or image (for a mount point, the one mounted there).
+    pub device: PathBuf,
+    /// Where the volume is mounted already (a Data Box Disk as delivered).
+    pub mounted_at: Option<PathBuf>,
     pub capacity: u64,
     /// Hardware serial (block devices), usable as a drive id.
     pub serial: Option<String>,
@@ -19,15 +30,17 @@ pub struct Disk {
 
 #[derive(Debug, Clone)]
 pub enum Holds {
+    /// Nothing on it (customer disk), or an unlocked Data Box Disk with its `BlockBlob` folder
+    /// and no seedship disk on it.
     Blank,
     /// A seedship disk (of any seed).
-    Seedship(Header),
+    Seedship(DiskId),
     /// Cannot be used: why, and what to do.
     Unusable(String),
 }
 
 /// Every disk path to consider: the configured ones, the entries of `disk_dir`, and `extra`
-/// (typed at the prompt), each once, in that order.
+/// (typed at the prompt, or remembered from the disk set), each once, in that order.
 pub fn candidates(st: &Station, extra: &[PathBuf]) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = st.disks.clone();
     if let Some(dir) = &st.disk_dir
@@ -47,33 +60,129 @@ pub fn candidates(st: &Station, extra: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
+/// How much of the start of a disk must be zero for it to count as blank.
+const BLANK_PROBE: usize = 1 << 20;
+
 /// Looks at one disk: size, serial, and what it holds.
 pub fn probe(path: &Path) -> Disk {
-    let unusable =
-        |why: String| Disk { path: path.to_path_buf(), capacity: 0, serial: None, holds: Holds::Unusable(why) };
+    let unusable = |why: String| Disk {
+        path: path.to_path_buf(),
+        device: path.to_path_buf(),
+        mounted_at: None,
+        capacity: 0,
+        serial: None,
+        holds: Holds::Unusable(why),
+    };
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) => return unusable(format!("cannot be opened: {e}")),
     };
-    let (capacity, serial) = if meta.is_file() {
-        (meta.len(), None)
-    } else if meta.file_type().is_block_device() {
-        match block_device(path, meta.rdev()) {
-            Ok(v) => v,
-            Err(e) => return unusable(e),
-        }
-    } else {
-        return unusable("is neither a block device nor an image file".into());
+    if meta.is_dir() {
+        return probe_mount(path).unwrap_or_else(unusable);
+    }
+    let (capacity, serial) = match size_and_serial(path) {
+        Ok(v) => v,
+        Err(e) => return unusable(e),
     };
     if capacity == 0 {
         return unusable("has no capacity (an empty image file? give it a size, e.g. `truncate -s 1T`)".into());
     }
-    let holds = match format::probe(path) {
-        Ok(None) => Holds::Blank,
-        Ok(Some(h)) => Holds::Seedship(h),
-        Err(e) => Holds::Unusable(e.to_string()),
+    let holds = match media::probe(path) {
+        Some(id) => Holds::Seedship(id),
+        None => match zero_start(path) {
+            Ok(true) => Holds::Blank,
+            Ok(false) => Holds::Unusable(
+                "holds data (a file system or partition table that is not a seedship disk); wipe it explicitly \
+                 (copy-agent wipe) to use it"
+                    .into(),
+            ),
+            Err(e) => Holds::Unusable(format!("cannot be read: {e}")),
+        },
     };
-    Disk { path: path.to_path_buf(), capacity, serial, holds }
+    Disk { path: path.to_path_buf(), device: path.to_path_buf(), mounted_at: None, capacity, serial, holds }
+}
+
+/// A folder: an unlocked Data Box Disk mounted there.
+fn probe_mount(dir: &Path) -> Result<Disk, String> {
+    let Some(device) = mounted_device(dir) else {
+        return Err("is a folder with nothing mounted there: unlock the Data Box Disk (Microsoft's \
+                    DataBoxDiskUnlock tool) and mount it there"
+            .into());
+    };
+    let (capacity, serial) = size_and_serial(&device).map_err(|e| format!("is mounted from {}, which {e}", device.display()))?;
+    // An image named `<serial>.img` names its disk; else the device's serial; else the folder.
+    let serial = serial
+        .or_else(|| device.is_file().then(|| device.file_stem().and_then(|s| drive_id_from_serial(&s.to_string_lossy()))).flatten())
+        .or_else(|| dir.file_name().and_then(|s| drive_id_from_serial(&s.to_string_lossy())));
+    let id = dir.join(media::ID_FILE.trim_start_matches('\\').replace('\\', "/"));
+    let holds = match std::fs::read(&id) {
+        Ok(raw) => match serde_json::from_slice::<DiskId>(&raw) {
+            Ok(h) => Holds::Seedship(h),
+            Err(e) => Holds::Unusable(format!("{} is unreadable ({e}); wipe the disk's seedship folder", id.display())),
+        },
+        Err(_) if dir.join("BlockBlob").is_dir() => Holds::Blank,
+        Err(_) => Holds::Unusable(
+            "has no BlockBlob folder: it is not an unlocked Data Box Disk of a storage-account order".into(),
+        ),
+    };
+    Ok(Disk { path: dir.to_path_buf(), device, mounted_at: Some(dir.to_path_buf()), capacity, serial, holds })
+}
+
+/// The device or image mounted at `dir`, from `/proc/self/mountinfo`.
+pub fn mounted_device(dir: &Path) -> Option<PathBuf> {
+    let dir = std::fs::canonicalize(dir).ok()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // Fields: id parent major:minor root mount-point options [optional...] - fstype source super-options
+    info.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let at = unescape(f.get(4)?);
+        let dash = f.iter().position(|x| *x == "-")?;
+        let source = unescape(f.get(dash + 2)?);
+        (Path::new(&at) == dir && source.starts_with('/')).then(|| PathBuf::from(source))
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether the first MiB of the disk (boot sector, partition tables) is all zero.
+fn zero_start(path: &Path) -> std::io::Result<bool> {
+    let mut f = std::fs::File::open(path)?;
+    let mut b = vec![0u8; BLANK_PROBE];
+    let mut n = 0;
+    while n < b.len() {
+        match f.read(&mut b[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(b[..n].iter().all(|x| *x == 0))
+}
+
+/// Size and hardware serial of an image file or a block device.
+fn size_and_serial(path: &Path) -> Result<(u64, Option<String>), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot be opened: {e}"))?;
+    if meta.is_file() {
+        Ok((meta.len(), None))
+    } else if meta.file_type().is_block_device() {
+        block_device(path, meta.rdev())
+    } else {
+        Err("is neither a block device nor an image file".into())
+    }
 }
 
 /// Size and hardware serial of a block device, from sysfs and udev.
@@ -108,7 +217,7 @@ pub fn drive_id_from_serial(s: &str) -> Option<String> {
 }
 
 /// A drive id for a disk without a serial: `SS-` and 12 random Crockford base32 characters,
-/// kept in the disk's header.
+/// kept in the disk's identity file.
 pub fn generated_id() -> String {
     use ring::rand::SecureRandom;
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -116,6 +225,39 @@ pub fn generated_id() -> String {
     ring::rand::SystemRandom::new().fill(&mut b).expect("system randomness");
     let s: String = b.iter().map(|x| ALPHABET[(*x & 31) as usize] as char).collect();
     format!("SS-{s}")
+}
+
+/// What [`wipe`] found and did.
+#[derive(Debug)]
+pub struct Wiped {
+    /// The seedship disk it held, if any.
+    pub previous: Option<DiskId>,
+    pub bytes_zeroed: u64,
+}
+
+/// Makes a disk blank again: zeroes its first and last MiB (boot sectors, partition tables and
+/// their backups), or every byte with `full`.
+pub fn wipe(path: &Path, full: bool) -> Result<Wiped, String> {
+    let (capacity, _) = size_and_serial(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let previous = media::probe(path);
+    let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let zeros = vec![0u8; 4 << 20];
+    let ranges: Vec<(u64, u64)> = if full || capacity <= 2 * BLANK_PROBE as u64 {
+        vec![(0, capacity)]
+    } else {
+        vec![(0, BLANK_PROBE as u64), (capacity - BLANK_PROBE as u64, capacity)]
+    };
+    let mut zeroed = 0;
+    for (mut at, end) in ranges {
+        while at < end {
+            let n = (end - at).min(zeros.len() as u64) as usize;
+            f.write_all_at(&zeros[..n], at).map_err(|e| format!("{}: {e}", path.display()))?;
+            at += n as u64;
+            zeroed += n as u64;
+        }
+    }
+    f.sync_all().map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Wiped { previous, bytes_zeroed: zeroed })
 }
 
 #[cfg(test)]
@@ -133,7 +275,14 @@ mod tests {
     }
 
     #[test]
-    fn probe_tells_blank_seedship_and_other_disks_apart() {
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape("/mnt/data\\040box"), "/mnt/data box");
+        assert_eq!(unescape("/a\\134b"), "/a\\b");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+
+    #[test]
+    fn probe_tells_blank_and_other_disks_apart_and_wipe_makes_them_blank() {
         let d = tempfile::tempdir().unwrap();
         let blank = d.path().join("a.img");
         std::fs::File::create(&blank).unwrap().set_len(8 << 20).unwrap();
@@ -143,8 +292,14 @@ mod tests {
         std::fs::File::create(&empty).unwrap();
         assert!(matches!(probe(&empty).holds, Holds::Unusable(ref w) if w.contains("truncate")));
         let junk = d.path().join("c.img");
-        std::fs::write(&junk, vec![7u8; 8192]).unwrap();
+        std::fs::write(&junk, vec![7u8; 3 << 20]).unwrap();
         assert!(matches!(probe(&junk).holds, Holds::Unusable(ref w) if w.contains("wipe")));
+        let w = wipe(&junk, false).unwrap();
+        assert_eq!((w.bytes_zeroed, w.previous), (3 << 20, None));
+        assert!(matches!(probe(&junk).holds, Holds::Blank));
         assert!(matches!(probe(&d.path().join("none")).holds, Holds::Unusable(_)));
+        let folder = d.path().join("mnt");
+        std::fs::create_dir(&folder).unwrap();
+        assert!(matches!(probe(&folder).holds, Holds::Unusable(ref w) if w.contains("nothing mounted")));
     }
 }

@@ -38,15 +38,6 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Benchmark: prepare a staging set onto blank disks as `run` would, without a
-    /// coordinator (keys are thrown away; the disks are not shippable). Prints JSON.
-    #[command(hide = true)]
-    Bench {
-        #[arg(long)]
-        staging: PathBuf,
-        #[arg(long = "disk", required = true)]
-        disks: Vec<PathBuf>,
-    },
     /// Benchmark: write a staging set onto one disk image as an NTFS volume in Azure's layout
     /// (formatted, written through an ntfs-3g mount, read back raw). Prints JSON.
     #[command(hide = true)]
@@ -60,7 +51,8 @@ enum Cmd {
         layout: String,
     },
     /// Make a disk blank for a new seed (a disk that holds another seed is never overwritten
-    /// otherwise). Quick: header and journal; --full: every byte.
+    /// otherwise). Quick: its first and last MiB (boot sectors, partition tables); --full: every
+    /// byte.
     Wipe {
         /// Block device or image file.
         #[arg(long)]
@@ -104,9 +96,6 @@ fn main() -> ExitCode {
         };
         return print_json(copy_agent::media::bench(staging, disk, layout));
     }
-    if let Cmd::Bench { staging, disks } = &cli.cmd {
-        return print_json(copy_agent::prepare::bench(staging, disks));
-    }
     let cfg = Config::load(&cli.config).unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(2)
@@ -128,7 +117,7 @@ fn main() -> ExitCode {
                 let c = copy_agent::run::run(cfg, conn, opts).await?;
                 code2.store(c, std::sync::atomic::Ordering::SeqCst);
             }
-            Cmd::Status { .. } | Cmd::Wipe { .. } | Cmd::Bench { .. } | Cmd::BenchNtfs { .. } => {
+            Cmd::Status { .. } | Cmd::Wipe { .. } | Cmd::BenchNtfs { .. } => {
                 unreachable!("handled before the coordinator is needed")
             }
         }
@@ -190,26 +179,6 @@ fn status(cfg: &Config, json: bool) -> ExitCode {
 }
 
 fn wipe(disk: &std::path::Path, full: bool, yes: bool) -> ExitCode {
-    let capacity = match std::fs::metadata(disk) {
-        Ok(m) if m.is_file() => m.len(),
-        Ok(_) => match std::fs::read_to_string(format!(
-            "/sys/class/block/{}/size",
-            std::fs::canonicalize(disk)
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
-                .unwrap_or_default()
-        )) {
-            Ok(sectors) => sectors.trim().parse::<u64>().unwrap_or(0) * 512,
-            Err(e) => {
-                eprintln!("error: cannot tell the size of {}: {e}", disk.display());
-                return ExitCode::FAILURE;
-            }
-        },
-        Err(e) => {
-            eprintln!("error: {}: {e}", disk.display());
-            return ExitCode::FAILURE;
-        }
-    };
     if !yes {
         eprintln!(
             "error: wiping {} destroys what it holds; run again with --yes to confirm{}",
@@ -218,7 +187,7 @@ fn wipe(disk: &std::path::Path, full: bool, yes: bool) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    match seedship_disk::format::wipe(disk, capacity, full) {
+    match copy_agent::disks::wipe(disk, full) {
         Ok(w) => {
             match w.previous {
                 Some(h) => println!(

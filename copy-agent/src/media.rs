@@ -129,14 +129,28 @@ pub struct Mount {
     mounted: bool,
 }
 
-/// Mounts `device` read-write at `at` (made if missing).
+/// Mounts `device` read-write at `at` (made if missing). A mount left there by a station that
+/// was killed (its ntfs-3g still running, or dead) is unmounted first.
 pub fn mount(device: &Path, at: &Path) -> Result<Mount, MediaError> {
+    release(at);
     std::fs::create_dir_all(at).map_err(io(at))?;
     tool(Command::new("ntfs-3g").arg(device).arg(at))?;
     Ok(Mount { dir: at.to_path_buf(), mounted: true })
 }
 
+/// Unmounts whatever is mounted at `at`, if anything (best effort; flushes a live ntfs-3g,
+/// clears a dead one's endpoint).
+pub fn release(at: &Path) {
+    let _ = Command::new("umount").arg(at).output();
+}
+
 impl Mount {
+    /// A volume mounted by someone else (a Data Box Disk as Microsoft's unlock tool mounts
+    /// it): written through, unmounted by [`Mount::unmount`] only, never on drop.
+    pub fn adopt(dir: &Path) -> Mount {
+        Mount { dir: dir.to_path_buf(), mounted: false }
+    }
+
     fn path(&self, rel: &str) -> PathBuf {
         self.dir.join(rel.trim_start_matches('\\').replace('\\', "/"))
     }
@@ -145,6 +159,11 @@ impl Mount {
     pub fn unmount(mut self) -> Result<(), MediaError> {
         self.mounted = false;
         tool(Command::new("umount").arg(&self.dir))
+    }
+
+    /// Drops the mount without unmounting it.
+    pub fn keep(mut self) {
+        self.mounted = false;
     }
 
     /// Writes the disk's identity.
@@ -324,6 +343,15 @@ pub fn read_back(
     Ok(bad)
 }
 
+/// Makes the next reads of `device` come from the device, not the page cache: the read-back
+/// checks what the disk holds, not what was just written to memory.
+pub fn evict(device: &Path) -> Result<(), MediaError> {
+    let f = std::fs::File::open(device).map_err(io(device))?;
+    f.sync_data().map_err(io(device))?;
+    nix::fcntl::posix_fadvise(&f, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED)
+        .map_err(|e| MediaError::Io { path: device.display().to_string(), source: e.into() })
+}
+
 /// What a disk holds so far, kept on the station (`<state_dir>/media-<drive>.json`, 0600,
 /// replaced atomically): each staging file written, with its size and MD5, and its blocks.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -331,6 +359,17 @@ pub struct Journal {
     pub drive_id: String,
     /// Staging path → what was written.
     pub files: BTreeMap<String, JournalEntry>,
+    /// Set once every file and the manifest are written and the volume is unmounted: only the
+    /// read-back is left.
+    #[serde(default)]
+    pub sealed: Option<Sealed>,
+}
+
+/// A disk whose writing is finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    /// The drive manifest's path and upper-case MD5 (customer disks).
+    pub manifest: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -353,7 +392,42 @@ impl Journal {
             .ok()
             .and_then(|b| serde_json::from_slice::<Journal>(&b).ok())
             .filter(|j| j.drive_id == drive_id)
-            .unwrap_or_else(|| Journal { drive_id: drive_id.to_string(), files: BTreeMap::new() })
+            .unwrap_or_else(|| Journal { drive_id: drive_id.to_string(), ..Default::default() })
+    }
+
+    /// Forgets what the disk held (it is being formatted again).
+    pub fn reset(state_dir: &Path, drive_id: &str) -> Result<(), MediaError> {
+        let p = Self::path(state_dir, drive_id);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&p)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every file written, as the read-back expects it: (path on the volume, length, MD5).
+    pub fn expected(&self) -> Vec<(String, u64, String)> {
+        self.files.values().map(|e| (e.rel.clone(), e.length, e.md5.clone())).collect()
+    }
+
+    /// SHA-256 (upper-case hex) of what the disk holds: each file's path on the volume,
+    /// length and MD5, one line each in path order, then the manifest's MD5. Two disks with
+    /// the same files in the same layout have the same hash.
+    pub fn content_hash(&self) -> String {
+        use sha2::{Digest as _, Sha256};
+        let mut lines: Vec<String> = self.files.values().map(|e| format!("{}\t{}\t{}\n", e.rel, e.length, e.md5)).collect();
+        lines.sort();
+        let mut h = Sha256::new();
+        for l in &lines {
+            h.update(l.as_bytes());
+        }
+        if let Some(Sealed { manifest: Some((_, md5)) }) = &self.sealed {
+            h.update(md5.as_bytes());
+        }
+        hex::encode_upper(h.finalize())
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.files.values().map(|e| e.length).sum()
     }
 
     /// Records a written file and saves the journal.

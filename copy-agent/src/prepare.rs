@@ -1,15 +1,18 @@
-//! Preparing the disks of one leased seed: plan, write (all disks in parallel), verify every
-//! staging file while copying, read every disk back, report the drives, complete.
+//! Preparing the disks of one leased seed in Azure's layouts ([`crate::media`]): plan whole
+//! files over the disks, write every disk in parallel through its NTFS mount (each staging
+//! file checked against the seed manifest while it is copied), write the drive manifest
+//! (customer disks), unmount, read every disk back raw, report the drives, complete.
 //!
 //! Invariants:
-//! - No extent is written under a key the coordinator has not acknowledged: a new disk gets
-//!   its header, then its key is escrowed (the drive reported "preparing"), then data. A disk
-//!   found with a header of this seed but no escrowed key has no data under that key and is
-//!   started again.
-//! - Writers stop before the next extent once the lease is lost or expired ([`Keeper`]).
-//! - A resumed disk continues after its journal's last checkpoint with the key it started
-//!   with, fetched back from the coordinator; synthetic nonces make rewritten extents
-//!   identical, so no nonce ever covers two plaintexts.
+//! - No seed data goes on a customer disk whose key the coordinator has not acknowledged: a
+//!   new disk is formatted and given its identity, then its key is escrowed (the drive
+//!   reported "preparing"), then data. A disk found with an identity of this seed but no
+//!   escrowed key holds no data and is formatted again. (The key is the drive's BitLocker
+//!   recovery password for the job; the volume is not yet encrypted with it: issue 16.)
+//! - Writers stop before the next piece of 4 MiB once the lease is lost or expired
+//!   ([`Keeper`]).
+//! - A resumed disk skips the files its journal lists as written and the volume still holds
+//!   at their size; everything is read back before the drive is reported prepared.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -17,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use seedship_disk::format::{self, DiskError, DiskInfo, DiskReader, DiskWriter, DriveManifest, MANIFEST_FILE, Sealed};
+use seedship_disk::azure::manifest::Access;
 use seedship_disk::key::RecoveryPassword;
 use seedship_disk::plan::{self, DiskPlan, Plan};
 use seedship_proto::agent::with_retry;
@@ -30,6 +33,7 @@ use crate::board::Board;
 use crate::config::Station;
 use crate::disks::{self, Disk, Holds};
 use crate::keeper::{Keeper, Stop};
+use crate::media::{self, DiskId, Journal, Layout, MediaError, Mount};
 use crate::set::{SetDisk, SetRecord};
 use crate::staging::{Reader, Staging, StagingError};
 
@@ -76,6 +80,8 @@ enum Fail {
     Stop(Stop),
     Staging(StagingError),
     Bad(String),
+    /// The seed cannot be prepared here now: the lease is given back, the seed stays queued.
+    GiveBack(String),
 }
 
 impl From<Status> for Fail {
@@ -85,31 +91,57 @@ impl From<Status> for Fail {
 }
 
 /// A disk taking part in this round, at its position.
+#[derive(Clone)]
 struct Member {
     position: u32,
     drive_id: String,
     capacity: u64,
+    /// As the operator gave it (device, image or mount point).
     path: PathBuf,
+    /// The raw volume.
+    device: PathBuf,
+    /// Mounted already by someone else (a delivered Data Box Disk).
+    mounted_at: Option<PathBuf>,
     /// Already a disk of this seed (resume), else blank.
-    existing: Option<format::Header>,
+    existing: Option<DiskId>,
 }
 
 impl Member {
     /// The fields every report of this drive carries.
-    fn report(&self) -> pb::DriveReport {
+    fn report(&self, layout: Layout) -> pb::DriveReport {
         pb::DriveReport {
             drive_id: self.drive_id.clone(),
             position: self.position,
             capacity_bytes: self.capacity,
-            manifest_file: MANIFEST_FILE.into(),
+            manifest_file: match layout {
+                Layout::CustomerDisk => seedship_disk::azure::manifest::MANIFEST_PATH.into(),
+                Layout::DataboxDisk => String::new(),
+            },
             ..Default::default()
+        }
+    }
+
+    /// Where the station mounts the volume itself.
+    fn own_mount(&self, state_dir: &std::path::Path) -> PathBuf {
+        state_dir.join("mnt").join(&self.drive_id)
+    }
+
+    /// The volume mounted for writing: the delivered mount if it is still there, else the
+    /// station's own.
+    fn mount(&self, state_dir: &std::path::Path) -> Result<Mount, MediaError> {
+        match &self.mounted_at {
+            Some(at) if disks::mounted_device(at).is_some() => Ok(Mount::adopt(at)),
+            _ => media::mount(&self.device, &self.own_mount(state_dir)),
         }
     }
 }
 
+/// Where a member's writing starts.
 enum Start {
-    Write(Box<DiskWriter>, RecoveryPassword),
-    Sealed(RecoveryPassword),
+    /// Write what the journal lacks, then the manifest; then read back.
+    Write,
+    /// Written and unmounted before: read back only.
+    Sealed,
 }
 
 fn is_refusal(s: &Status) -> bool {
@@ -129,6 +161,7 @@ pub async fn prepare(ctx: &Ctx, lease: &pb::Lease, claimed_at: Instant) -> Outco
         Err(Fail::Stop(Stop::Asked)) => Outcome::Stopped,
         Err(Fail::Stop(Stop::Lost(why))) => Outcome::Lost(why),
         Err(Fail::Staging(e)) => release(ctx, &keeper, e).await,
+        Err(Fail::GiveBack(why)) => release(ctx, &keeper, StagingError::Unreachable(why)).await,
         Err(Fail::Bad(why)) => Outcome::Released(why),
     };
     ctx.board.clear();
@@ -158,10 +191,10 @@ async fn release(ctx: &Ctx, keeper: &Keeper, e: StagingError) -> Outcome {
         tracing::warn!(code = ?s.code(), error = %s.message(), "could not release the lease; it will expire");
     }
     if invalid {
-        tracing::error!(reason = %reason, "staging set refused: it is not the one registered; the seed failed");
+        tracing::error!(reason = %reason, "staging set refused; the seed failed");
         Outcome::Refused(reason)
     } else {
-        tracing::warn!(reason = %reason, "lease released: staging unreachable; the seed stays queued");
+        tracing::warn!(reason = %reason, "lease released; the seed stays queued");
         Outcome::Released(reason)
     }
 }
@@ -175,6 +208,15 @@ async fn prepare_inner(ctx: &Ctx, lease: &pb::Lease, keeper: &Keeper) -> Result<
     let roots = ctx.station.staging_roots.clone();
     let staging = Arc::new(blocking(move || Staging::open(&loc, &root, &roots)).await.map_err(Fail::Staging)?);
     tracing::info!(job = %lease.job_name, files = staging.files.len(), bytes = staging.manifest.total_bytes(), "staging set opened and checked against the registered manifest");
+    // Names Azure would change or refuse fail the seed before anything is written.
+    media::check_names(&lease.container, &staging.files).map_err(|why| Fail::Staging(StagingError::Invalid(why)))?;
+    if layout(lease) == Layout::CustomerDisk && lease.container_sas.is_empty() {
+        return Err(Fail::GiveBack(
+            "the coordinator gave no SAS for the drive manifest, which Azure needs to import a customer disk: \
+             give it the storage account's key ([azure.storage] or [imports] keys_file)"
+                .into(),
+        ));
+    }
     let mut last_wait = String::new();
     loop {
         keeper.alive().map_err(Fail::Stop)?;
@@ -240,25 +282,39 @@ async fn wait(ctx: &Ctx, keeper: &Keeper, why: &str, last: &mut String) -> Resul
 
 /// Finds the disks for this seed and the plan over them, or says what is missing.
 async fn assemble(ctx: &Ctx, lease: &pb::Lease, staging: &Staging) -> Result<(Vec<Member>, Plan), String> {
-    let paths = disks::candidates(&ctx.station, &ctx.extra.lock().expect("lock"));
-    let mut found: Vec<Disk> = blocking(move || paths.iter().map(|p| disks::probe(p)).collect()).await;
-    let microsofts = is_databox_disk(lease);
-    if microsofts {
-        // Microsoft's disks are known by serial: a block device's own, or an image named
-        // `<serial>.img`. Only the disks delivered for this job are written.
-        for d in found.iter_mut() {
-            if d.serial.is_none() && d.path.is_file() {
-                d.serial = d.path.file_stem().and_then(|s| disks::drive_id_from_serial(&s.to_string_lossy()));
-            }
-        }
-    }
     let state_dir = ctx.station.state_dir.clone();
     let mut record = SetRecord::load(&state_dir, &lease.work_id);
+    let mut extra = ctx.extra.lock().expect("lock").clone();
+    extra.extend(record.as_ref().map(|r| r.devices()).unwrap_or_default());
+    let paths = disks::candidates(&ctx.station, &extra);
+    let found: Vec<Disk> = blocking(move || {
+        let mut seen = std::collections::HashSet::new();
+        paths
+            .iter()
+            .map(|p| disks::probe(p))
+            // A delivered disk still mounted is seen at its mount point and at its device.
+            .filter(|d| seen.insert(std::fs::canonicalize(&d.device).unwrap_or_else(|_| d.device.clone())))
+            .collect()
+    })
+    .await;
+    let microsofts = is_databox_disk(lease);
     let mut notes = Vec::new();
     let mut ours: HashMap<u32, &Disk> = HashMap::new();
+    let mut restart: HashMap<u32, &Disk> = HashMap::new();
     let mut blanks: Vec<&Disk> = Vec::new();
     for d in &found {
         match &d.holds {
+            // A disk of the set without its identity: the station was stopped while formatting
+            // it. It holds no data of the seed; it is formatted again.
+            Holds::Unusable(_) | Holds::Blank if restartable(record.as_ref(), d).is_some() => {
+                restart.insert(restartable(record.as_ref(), d).expect("checked"), d);
+            }
+            Holds::Blank if microsofts && d.mounted_at.is_none() => notes.push(format!(
+                "{} is not a mounted Data Box Disk: this seed goes on the Data Box Disks Microsoft delivered ({}), \
+                 unlocked and mounted",
+                d.path.display(),
+                lease.delivered_disks.join(", ")
+            )),
             Holds::Blank if microsofts && !d.serial.as_ref().is_some_and(|s| lease.delivered_disks.contains(s)) => {
                 notes.push(format!(
                     "{} is not one of the Data Box Disks Microsoft delivered for this job ({})",
@@ -266,6 +322,10 @@ async fn assemble(ctx: &Ctx, lease: &pb::Lease, staging: &Staging) -> Result<(Ve
                     lease.delivered_disks.join(", ")
                 ))
             }
+            Holds::Blank if !microsofts && d.mounted_at.is_some() => notes.push(format!(
+                "{} is a mounted folder; customer disks are given as block devices or image files",
+                d.path.display()
+            )),
             Holds::Blank => blanks.push(d),
             Holds::Seedship(h) if h.seed_id == lease.seed_id => {
                 if record.as_ref().is_some_and(|r| r.is_bad(&h.drive_id)) {
@@ -301,8 +361,8 @@ async fn assemble(ctx: &Ctx, lease: &pb::Lease, staging: &Staging) -> Result<(Ve
     };
 
     if record.is_none() && !ours.is_empty() {
-        // The station's record is gone but the disks are here: rebuild it from their headers.
-        let n = ours.values().next().map(|d| header_of(d).set_size).unwrap_or(0);
+        // The station's record is gone but the disks are here: rebuild it from their identities.
+        let n = ours.values().next().map(|d| id_of(d).set_size).unwrap_or(0);
         let mut disks = Vec::new();
         for p in 1..=n {
             let Some(d) = ours.get(&p) else {
@@ -310,13 +370,13 @@ async fn assemble(ctx: &Ctx, lease: &pb::Lease, staging: &Staging) -> Result<(Ve
                     "disk {p} of {n} of this seed is missing and this station has no record of it: attach it"
                 )));
             };
-            let h = header_of(d);
             disks.push(SetDisk {
                 position: p,
-                drive_id: h.drive_id.clone(),
-                capacity: h.capacity,
+                drive_id: id_of(d).drive_id.clone(),
+                capacity: d.capacity,
                 bad: None,
                 replaced: vec![],
+                device: Some(d.device.clone()),
             });
         }
         record = Some(SetRecord {
@@ -333,7 +393,7 @@ async fn assemble(ctx: &Ctx, lease: &pb::Lease, staging: &Staging) -> Result<(Ve
             if blanks.is_empty() {
                 return Err(with_notes(if microsofts {
                     format!(
-                        "none of the Data Box Disks delivered for this job is attached: attach {} (unlocked, blank)",
+                        "none of the Data Box Disks delivered for this job is attached: unlock and mount {}",
                         lease.delivered_disks.join(", ")
                     )
                 } else {
@@ -347,7 +407,7 @@ async fn assemble(ctx: &Ctx, lease: &pb::Lease, staging: &Staging) -> Result<(Ve
                     capacity: d.capacity,
                 })
                 .collect();
-            let p = plan::plan(&staging.files, &specs).map_err(|e| with_notes(e.to_string()))?;
+            let p = plan::plan_whole(&staging.files, &specs).map_err(|e| with_notes(e.to_string()))?;
             tracing::info!(disks = p.disks.len(), bytes = p.total_bytes, "placement planned");
             let disks = p
                 .disks
@@ -358,6 +418,7 @@ async fn assemble(ctx: &Ctx, lease: &pb::Lease, staging: &Staging) -> Result<(Ve
                     capacity: d.capacity,
                     bad: None,
                     replaced: vec![],
+                    device: None,
                 })
                 .collect();
             SetRecord {
@@ -373,13 +434,28 @@ async fn assemble(ctx: &Ctx, lease: &pb::Lease, staging: &Staging) -> Result<(Ve
     let n = rec.set_size();
     for pos in 1..=n {
         let entry = rec.at(pos).clone();
-        if let Some(d) = ours.get(&pos).filter(|d| header_of(d).drive_id == entry.drive_id && entry.bad.is_none()) {
+        if let Some(d) = ours.get(&pos).filter(|d| id_of(d).drive_id == entry.drive_id && entry.bad.is_none()) {
+            rec.at(pos).device = Some(d.device.clone());
             members.push(Member {
                 position: pos,
                 drive_id: entry.drive_id.clone(),
                 capacity: entry.capacity,
                 path: d.path.clone(),
-                existing: Some(header_of(d).clone()),
+                device: d.device.clone(),
+                mounted_at: d.mounted_at.clone(),
+                existing: Some(id_of(d).clone()),
+            });
+            continue;
+        }
+        if let Some(d) = restart.get(&pos).filter(|_| entry.bad.is_none()) {
+            members.push(Member {
+                position: pos,
+                drive_id: entry.drive_id.clone(),
+                capacity: entry.capacity,
+                path: d.path.clone(),
+                device: d.device.clone(),
+                mounted_at: d.mounted_at.clone(),
+                existing: None,
             });
             continue;
         }
@@ -395,11 +471,14 @@ async fn assemble(ctx: &Ctx, lease: &pb::Lease, staging: &Staging) -> Result<(Ve
             } else if let Some(serial) = &blanks[i].serial {
                 e.drive_id = serial.clone();
             }
+            e.device = Some(blanks[i].device.clone());
             members.push(Member {
                 position: pos,
                 drive_id: e.drive_id.clone(),
                 capacity: e.capacity,
                 path: blanks[i].path.clone(),
+                device: blanks[i].device.clone(),
+                mounted_at: blanks[i].mounted_at.clone(),
                 existing: None,
             });
             continue;
@@ -419,8 +498,23 @@ async fn assemble(ctx: &Ctx, lease: &pb::Lease, staging: &Staging) -> Result<(Ve
     if !missing.is_empty() {
         return Err(with_notes(missing.join("; ")));
     }
-    let plan = plan::plan(&staging.files, &rec.specs()).map_err(|e| e.to_string())?;
+    let plan = plan::plan_whole(&staging.files, &rec.specs()).map_err(|e| e.to_string())?;
     Ok((members, plan))
+}
+
+/// The position of the set whose disk `d` was when the station last saw it (same device, and
+/// same serial where it has one), for a disk that no longer shows its identity.
+fn restartable(record: Option<&SetRecord>, d: &Disk) -> Option<u32> {
+    let canon = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    record?
+        .disks
+        .iter()
+        .find(|e| {
+            e.bad.is_none()
+                && e.device.as_deref().is_some_and(|dev| canon(dev) == canon(&d.device))
+                && d.serial.as_ref().is_none_or(|s| *s == e.drive_id)
+        })
+        .map(|e| e.position)
 }
 
 /// The seed goes on Microsoft's Data Box Disks (the lease names the delivered ones).
@@ -428,7 +522,11 @@ fn is_databox_disk(lease: &pb::Lease) -> bool {
     lease.disk_kind == pb::DiskKind::DataboxDisk as i32
 }
 
-fn header_of(d: &Disk) -> &format::Header {
+fn layout(lease: &pb::Lease) -> Layout {
+    if is_databox_disk(lease) { Layout::DataboxDisk } else { Layout::CustomerDisk }
+}
+
+fn id_of(d: &Disk) -> &DiskId {
     match &d.holds {
         Holds::Seedship(h) => h,
         _ => unreachable!("only seedship disks are ours"),
@@ -459,67 +557,72 @@ async fn mark_bad(ctx: &Ctx, keeper: &Keeper, lease: &pb::Lease, m: &Member, why
     let why: String = why.chars().take(500).collect();
     tracing::error!(drive = %m.drive_id, position = m.position, path = %m.path.display(), reason = %why, "drive marked bad");
     eprintln!("copy-agent: drive {} (disk {}) is bad: {why}", m.drive_id, m.position);
-    report_drive(ctx, keeper, pb::DriveReport { status: "bad".into(), status_reason: why.clone(), ..m.report() })
-        .await?;
-    if let Some(mut rec) = SetRecord::load(&ctx.station.state_dir, &lease.work_id) {
+    report_drive(
+        ctx,
+        keeper,
+        pb::DriveReport { status: "bad".into(), status_reason: why.clone(), ..m.report(layout(lease)) },
+    )
+    .await?;
+    let state_dir = ctx.station.state_dir.clone();
+    let own = m.own_mount(&state_dir);
+    blocking(move || media::release(&own)).await;
+    if let Some(mut rec) = SetRecord::load(&state_dir, &lease.work_id) {
         rec.at(m.position).bad = Some(why);
-        if let Err(e) = rec.save(&ctx.station.state_dir) {
+        if let Err(e) = rec.save(&state_dir) {
             tracing::warn!(error = %e, "cannot record the bad drive");
         }
     }
     Ok(())
 }
 
-/// Opens or creates one member's disk, with its key escrowed before any data.
+/// Opens or creates one member's disk: a new customer disk is formatted and given its
+/// identity, and its key escrowed before any data.
 async fn start(ctx: &Ctx, keeper: &Keeper, lease: &pb::Lease, m: &Member, set_size: u32) -> Result<Start, Fail> {
-    let info = DiskInfo {
+    let state_dir = ctx.station.state_dir.clone();
+    let layout = layout(lease);
+    let id = DiskId {
         drive_id: m.drive_id.clone(),
         seed_id: lease.seed_id.clone(),
         job_name: lease.job_name.clone(),
         position: m.position,
         set_size,
+        layout,
+        container: lease.container.clone(),
     };
-    if let Some(h) = &m.existing {
+    if m.existing.is_some() {
+        let resume = |sd: PathBuf, drive: String| {
+            let j = Journal::load(&sd, &drive);
+            if j.sealed.is_some() { Start::Sealed } else { Start::Write }
+        };
+        if layout == Layout::DataboxDisk {
+            // Microsoft's disk, with Azure's key: nothing to ask.
+            let (sd, drive) = (state_dir.clone(), m.drive_id.clone());
+            return Ok(blocking(move || resume(sd, drive)).await);
+        }
         let r = client::diskprep(ctx.conn.clone())
             .get_drive_key(pb::GetDriveKeyRequest {
                 work_id: keeper.work_id().into(),
                 generation: keeper.generation(),
-                drive_id: h.drive_id.clone(),
+                drive_id: m.drive_id.clone(),
             })
             .await;
         match r {
-            Ok(k) => {
-                let pw = RecoveryPassword::parse(&k.into_inner().recovery_password).map_err(|e| {
-                    Fail::Bad(format!("the coordinator's key for drive {} is unusable: {e}", h.drive_id))
-                })?;
-                if h.state == "sealed" {
-                    return Ok(Start::Sealed(pw));
-                }
-                let (path, pw2) = (m.path.clone(), pw.clone());
-                return match blocking(move || DiskWriter::resume(&path, &pw2)).await {
-                    Ok((w, cp)) => {
-                        tracing::info!(drive = %m.drive_id, extents = cp.extents, "resuming the disk after its last checkpoint");
-                        Ok(Start::Write(Box::new(w), pw))
-                    }
-                    Err(e @ DiskError::WrongKey { .. }) => Err(Fail::Bad(format!(
-                        "{e}: it is not the disk reported as drive {}; wipe it or attach the right one",
-                        h.drive_id
-                    ))),
-                    Err(e) => Err(Fail::Bad(e.to_string())),
-                };
+            Ok(_) => {
+                let (sd, drive) = (state_dir.clone(), m.drive_id.clone());
+                let s = blocking(move || resume(sd, drive)).await;
+                tracing::info!(drive = %m.drive_id, sealed = matches!(s, Start::Sealed), "resuming the disk from the station's journal");
+                return Ok(s);
             }
             Err(s) if s.code() == Code::NotFound => {
-                // The header was written but the key never reached the coordinator, so no data
-                // is under that key: start the disk again.
-                tracing::info!(drive = %h.drive_id, "disk has a header but no escrowed key; starting it again");
-                let (path, cap) = (m.path.clone(), m.capacity);
-                blocking(move || format::wipe(&path, cap, false)).await.map_err(|e| Fail::Bad(e.to_string()))?;
+                // The identity was written but the key never reached the coordinator, so no
+                // data is on the disk: start it again.
+                tracing::info!(drive = %m.drive_id, "disk has an identity but no escrowed key; starting it again");
             }
             Err(s) if s.code() == Code::PermissionDenied => {
                 return Err(Fail::Bad(format!(
                     "{} holds drive {} of this seed, started by another station; wipe it to prepare it here",
                     m.path.display(),
-                    h.drive_id
+                    m.drive_id
                 )));
             }
             Err(s) => {
@@ -528,34 +631,55 @@ async fn start(ctx: &Ctx, keeper: &Keeper, lease: &pb::Lease, m: &Member, set_si
             }
         }
     }
-    // Our own disk: a fresh key, escrowed before any data. Microsoft's: the key Azure made
-    // for it, already escrowed by the coordinator.
-    let (pw, escrow) = if is_databox_disk(lease) {
-        let r = client::diskprep(ctx.conn.clone())
-            .get_drive_key(pb::GetDriveKeyRequest {
-                work_id: keeper.work_id().into(),
-                generation: keeper.generation(),
-                drive_id: m.drive_id.clone(),
+    let bad = |e: MediaError| Fail::Bad(e.to_string());
+    match layout {
+        Layout::CustomerDisk => {
+            let pw = RecoveryPassword::generate().map_err(|e| Fail::Bad(e.to_string()))?;
+            let m2 = m.clone();
+            blocking(move || -> Result<(), MediaError> {
+                media::release(&m2.own_mount(&state_dir));
+                Journal::reset(&state_dir, &m2.drive_id)?;
+                media::format(&m2.device)?;
+                let mount = m2.mount(&state_dir)?;
+                mount.write_id(&id)?;
+                mount.unmount()
             })
             .await
-            .map_err(|s| {
-                keeper.lose(format!("the coordinator gave no key for Data Box Disk {}: {}", m.drive_id, s.message()));
-                Fail::from(s)
-            })?;
-        let pw = RecoveryPassword::parse(&r.into_inner().recovery_password)
-            .map_err(|e| Fail::Bad(format!("Azure's key for Data Box Disk {} is unusable: {e}", m.drive_id)))?;
-        (pw, String::new())
-    } else {
-        let pw = RecoveryPassword::generate().map_err(|e| Fail::Bad(e.to_string()))?;
-        let escrow = pw.reveal();
-        (pw, escrow)
-    };
-    let (path, pw2, cap) = (m.path.clone(), pw.clone(), m.capacity);
-    let w =
-        blocking(move || DiskWriter::create(&path, cap, &info, &pw2)).await.map_err(|e| Fail::Bad(e.to_string()))?;
-    report_drive(ctx, keeper, pb::DriveReport { recovery_password: escrow, status: "preparing".into(), ..m.report() })
-        .await?;
-    Ok(Start::Write(Box::new(w), pw))
+            .map_err(bad)?;
+            report_drive(
+                ctx,
+                keeper,
+                pb::DriveReport { recovery_password: pw.reveal(), status: "preparing".into(), ..m.report(layout) },
+            )
+            .await?;
+        }
+        Layout::DataboxDisk => {
+            let m2 = m.clone();
+            blocking(move || -> Result<(), MediaError> {
+                Journal::reset(&state_dir, &m2.drive_id)?;
+                let mount = m2.mount(&state_dir)?;
+                mount.write_id(&id)?;
+                mount.keep();
+                Ok(())
+            })
+            .await
+            .map_err(bad)?;
+            report_drive(ctx, keeper, pb::DriveReport { status: "preparing".into(), ..m.report(layout) }).await?;
+        }
+    }
+    Ok(Start::Write)
+}
+
+/// What one disk's writer needs.
+struct Job {
+    member: Member,
+    plan: DiskPlan,
+    layout: Layout,
+    container: String,
+    /// The drive manifest's access to the import container (customer disks).
+    sas: String,
+    state_dir: PathBuf,
+    lane: usize,
 }
 
 /// One pass over the set: start, write, verify. `Fail::Bad` after marking a drive bad.
@@ -568,6 +692,7 @@ async fn round(
     plan: &Plan,
 ) -> Result<Vec<Prepared>, Fail> {
     let set_size = members.len() as u32;
+    let layout = layout(lease);
     let mut starts = Vec::with_capacity(members.len());
     for m in members {
         match start(ctx, keeper, lease, m, set_size).await {
@@ -594,24 +719,27 @@ async fn round(
 
     // Copy: every disk in its own thread.
     let mut tasks = Vec::new();
-    let mut keys = Vec::new();
     for (i, (m, s)) in members.iter().zip(starts).enumerate() {
         let dp = plan.disks[m.position as usize - 1].clone();
         let (staging, keeper2, board) = (staging.clone(), keeper.clone(), ctx.board.clone());
-        let info = (lease.seed_id.clone(), lease.job_name.clone(), lease.container.clone());
         match s {
-            Start::Sealed(pw) => {
+            Start::Sealed => {
                 board.phase(i, "sealed", dp.bytes);
                 board.advance(i, dp.bytes, false);
                 keeper.add_done(dp.bytes);
-                keys.push(pw);
                 tasks.push(None);
             }
-            Start::Write(w, pw) => {
-                keys.push(pw);
-                tasks.push(Some(tokio::task::spawn_blocking(move || {
-                    write_disk(*w, &dp, &staging, &keeper2, &board, i, info)
-                })));
+            Start::Write => {
+                let job = Job {
+                    member: m.clone(),
+                    plan: dp,
+                    layout,
+                    container: lease.container.clone(),
+                    sas: lease.container_sas.clone(),
+                    state_dir: ctx.station.state_dir.clone(),
+                    lane: i,
+                };
+                tasks.push(Some(tokio::task::spawn_blocking(move || write_disk(&job, &staging, &keeper2, &board))));
             }
         }
     }
@@ -626,29 +754,15 @@ async fn round(
     }
     settle(ctx, keeper, lease, fails).await?;
 
-    // Files split over disks: check them whole.
-    let split: Vec<String> = plan
-        .disks
-        .iter()
-        .flat_map(|d| d.parts.iter().filter(|p| p.parts > 1 && p.part == 1).map(|p| p.path.clone()))
-        .collect();
-    if !split.is_empty() {
-        let st = staging.clone();
-        blocking(move || split.iter().try_for_each(|p| st.check_whole(p))).await.map_err(Fail::Staging)?;
-    }
-
     // Read every disk back.
     keeper.set_phase("verify");
     ctx.board.job_phase("verify", "");
     let mut tasks = Vec::new();
-    for (i, (m, pw)) in members.iter().zip(keys.iter()).enumerate() {
-        let (path, pw, keeper2, board, staging) =
-            (m.path.clone(), pw.clone(), keeper.clone(), ctx.board.clone(), staging.clone());
-        let (id, pos) = (m.drive_id.clone(), m.position);
-        board.phase(i, "verify", plan.disks[pos as usize - 1].bytes);
-        tasks.push(tokio::task::spawn_blocking(move || {
-            verify_disk(&path, &pw, &id, pos, &staging, &keeper2, &board, i)
-        }));
+    for (i, m) in members.iter().enumerate() {
+        let (keeper2, board, staging) = (keeper.clone(), ctx.board.clone(), staging.clone());
+        let (m2, dp, sd) = (m.clone(), plan.disks[m.position as usize - 1].clone(), ctx.station.state_dir.clone());
+        board.phase(i, "verify", dp.bytes);
+        tasks.push(tokio::task::spawn_blocking(move || verify_disk(&m2, &dp, &sd, &staging, &keeper2, &board, i)));
     }
     let mut sealed = Vec::new();
     let mut fails = Vec::new();
@@ -662,28 +776,29 @@ async fn round(
 
     // Report each drive prepared, with the drive-list fields.
     let mut out = Vec::new();
-    for (i, (m, s)) in members.iter().zip(sealed).enumerate() {
+    for (i, (m, j)) in members.iter().zip(sealed).enumerate() {
+        let manifest_hash = j.sealed.as_ref().and_then(|s| s.manifest.as_ref()).map(|(_, h)| h.clone()).unwrap_or_default();
         report_drive(
             ctx,
             keeper,
             pb::DriveReport {
-                bytes_written: s.bytes,
-                manifest_hash: s.manifest_md5.to_ascii_uppercase(),
-                drive_header_hash: s.header_sha256.to_ascii_uppercase(),
+                bytes_written: j.bytes(),
+                manifest_hash: manifest_hash.clone(),
+                drive_header_hash: j.content_hash(),
                 status: "prepared".into(),
-                ..m.report()
+                ..m.report(layout)
             },
         )
         .await?;
         ctx.board.phase(i, "prepared", 0);
-        tracing::info!(drive = %m.drive_id, position = m.position, bytes = s.bytes, manifest_hash = %s.manifest_md5, "drive prepared and verified");
+        tracing::info!(drive = %m.drive_id, position = m.position, bytes = j.bytes(), files = j.files.len(), manifest_hash = %manifest_hash, "drive prepared and verified");
         out.push(Prepared {
             position: m.position,
             set_size,
             drive_id: m.drive_id.clone(),
             path: m.path.clone(),
-            bytes: s.bytes,
-            manifest_hash: s.manifest_md5.to_ascii_uppercase(),
+            bytes: j.bytes(),
+            manifest_hash,
         });
     }
     Ok(out)
@@ -711,125 +826,121 @@ async fn settle(ctx: &Ctx, keeper: &Keeper, lease: &pb::Lease, fails: Vec<(&Memb
     }
 }
 
-/// Writes one disk (from its checkpoint), checks each whole file against the seed manifest,
-/// and seals the disk.
-fn write_disk(
-    mut w: DiskWriter,
-    dp: &DiskPlan,
-    staging: &Staging,
-    keeper: &Keeper,
-    board: &Board,
-    lane: usize,
-    (seed_id, job_name, container): (String, String, String),
-) -> Result<(), Fail> {
+/// Writes one disk: every planned staging file the journal lacks (each checked against the
+/// seed manifest as it is copied, then journaled), the drive manifest (customer disks), and
+/// the unmount that makes the volume complete.
+fn write_disk(job: &Job, staging: &Staging, keeper: &Keeper, board: &Board) -> Result<(), Fail> {
+    use sha2::{Digest, Sha256};
+    let m = &job.member;
+    let mut journal = Journal::load(&job.state_dir, &m.drive_id);
+    // A disk that cannot be mounted or written is bad, unless the lease is what stopped it.
+    let bad = |e: MediaError| keeper.alive().err().map(Fail::Stop).unwrap_or_else(|| Fail::Bad(e.to_string()));
+    let mount = m.mount(&job.state_dir).map_err(bad)?;
     let mut reader = Reader::new(staging);
-    let gate = keeper.clone();
-    w.set_gate(move || gate.alive().is_ok());
-    let cause: std::cell::RefCell<Option<Fail>> = std::cell::RefCell::new(None);
-    // Asked before every extent and before every checkpoint: no write once the lease is gone.
-    let alive = || match keeper.alive() {
-        Ok(()) => true,
-        Err(s) => {
-            *cause.borrow_mut() = Some(Fail::Stop(s));
-            false
+    let mut files = Vec::new();
+    let mut kept = 0;
+    for part in &job.plan.parts {
+        keeper.alive().map_err(Fail::Stop)?;
+        if let Some(w) = journal.done(&part.path, &mount) {
+            board.advance(job.lane, w.length, false);
+            keeper.add_done(w.length);
+            files.push((part.path.clone(), w));
+            kept += 1;
+            continue;
         }
-    };
-    let known = |path: &str| staging.md5_of(path);
-    let r = format::write_plan_with(
-        &mut w,
-        dp,
-        &staging.sizes,
-        &known,
-        |path, off, len| {
-            if !alive() {
-                return Err(std::io::Error::other("stopped"));
-            }
-            reader.read(path, off, len).map_err(|e| {
-                *cause.borrow_mut() = Some(Fail::Staging(e));
-                std::io::Error::other("staging")
-            })
-        },
-        |n, fresh| {
-            board.advance(lane, n, fresh);
-            keeper.add_done(n);
-            alive()
-        },
-    );
-    let parts = match r {
-        Ok(p) => p,
-        Err(DiskError::Source { .. }) => {
-            return Err(cause.into_inner().unwrap_or(Fail::Bad("staging read failed".into())));
-        }
-        // A write refused by the gate is a lost lease, not a bad disk.
-        Err(e) => return Err(keeper.alive().err().map(Fail::Stop).unwrap_or(Fail::Bad(e.to_string()))),
-    };
-    for p in parts.iter().filter(|p| p.parts == 1) {
-        staging.check(&p.path, p.length, &p.sha256, &p.md5).map_err(Fail::Staging)?;
+        let rel = job.layout.file_path(&job.container, &part.path);
+        let mut sha = Sha256::new();
+        let cause: std::cell::RefCell<Option<Fail>> = std::cell::RefCell::new(None);
+        let w = mount.write_file(
+            &rel,
+            part.length,
+            |at, n| {
+                if let Err(s) = keeper.alive() {
+                    *cause.borrow_mut() = Some(Fail::Stop(s));
+                    return Err("stopped".into());
+                }
+                let b = reader.read(&part.path, at, n).map_err(|e| {
+                    let why = e.to_string();
+                    *cause.borrow_mut() = Some(Fail::Staging(e));
+                    why
+                })?;
+                sha.update(&b);
+                Ok(b)
+            },
+            |n| {
+                board.advance(job.lane, n, true);
+                keeper.add_done(n);
+            },
+        );
+        let w = match w {
+            Ok(w) => w,
+            Err(MediaError::Source(why)) => return Err(cause.into_inner().unwrap_or(Fail::Bad(why))),
+            Err(e) => return Err(bad(e)),
+        };
+        staging.check(&part.path, w.length, &hex::encode(sha.finalize()), &w.md5).map_err(Fail::Staging)?;
+        journal.record(&job.state_dir, &part.path, &w).map_err(|e| Fail::Stop(Stop::Lost(e.to_string())))?;
+        files.push((part.path.clone(), w));
     }
     keeper.alive().map_err(Fail::Stop)?;
-    let h = w.header().clone();
-    let manifest = DriveManifest {
-        format: "seedship-drive-manifest".into(),
-        version: 1,
-        drive_id: h.drive_id,
-        seed_id,
-        job_name,
-        position: h.position,
-        set_size: h.set_size,
-        container,
-        parts,
+    let manifest = match job.layout {
+        Layout::CustomerDisk => Some(
+            mount
+                .write_manifest(&m.drive_id, Access::ContainerSas(job.sas.clone()), &job.container, &files)
+                .map_err(bad)?,
+        ),
+        Layout::DataboxDisk => None,
     };
-    w.seal(&manifest).map_err(|e| keeper.alive().err().map(Fail::Stop).unwrap_or(Fail::Bad(e.to_string())))?;
+    mount.unmount().map_err(bad)?;
+    tracing::info!(drive = %m.drive_id, files = files.len(), kept, "disk written and unmounted (kept: files the journal had)");
+    journal.sealed = Some(media::Sealed { manifest });
+    journal.save(&job.state_dir).map_err(|e| Fail::Stop(Stop::Lost(e.to_string())))?;
     Ok(())
 }
 
-/// Reads a sealed disk back: every extent decrypted and checked, every part against the
-/// drive manifest and every whole file against the seed manifest.
-#[allow(clippy::too_many_arguments)]
+/// Reads a written disk back from the raw volume, with an NTFS reader that shares nothing
+/// with the mount: every file's size and MD5 against the journal and the seed manifest, and
+/// the drive manifest's MD5. Returns the journal, sealed.
 fn verify_disk(
-    path: &std::path::Path,
-    pw: &RecoveryPassword,
-    drive_id: &str,
-    position: u32,
+    m: &Member,
+    dp: &DiskPlan,
+    state_dir: &std::path::Path,
     staging: &Staging,
     keeper: &Keeper,
     board: &Board,
     lane: usize,
-) -> Result<Sealed, Fail> {
-    let bad = |e: DiskError| Fail::Bad(format!("read-back failed: {e}"));
-    format::evict(path).map_err(bad)?;
-    let r = DiskReader::open(path, pw).map_err(bad)?;
-    if r.manifest.drive_id != drive_id || r.manifest.position != position {
+) -> Result<Journal, Fail> {
+    let journal = Journal::load(state_dir, &m.drive_id);
+    let Some(sealed) = journal.sealed.clone() else {
+        return Err(Fail::Bad("the station's journal of the disk is gone; it is written again".into()));
+    };
+    // Every planned file is in the journal, with the seed manifest's MD5.
+    for p in &dp.parts {
+        match (journal.files.get(&p.path), staging.md5_of(&p.path)) {
+            (Some(e), Some(md5)) if e.md5.eq_ignore_ascii_case(&md5) && e.length == p.length => {}
+            _ => {
+                return Err(Fail::Bad(format!(
+                    "the station's journal does not match the seed manifest for {}; the disk is written again",
+                    p.path
+                )));
+            }
+        }
+    }
+    seedship_telemetry::failpoint::eval("read-back");
+    let bad = |e: MediaError| Fail::Bad(format!("read-back failed: {e}"));
+    media::evict(&m.device).map_err(bad)?;
+    keeper.alive().map_err(Fail::Stop)?;
+    let manifest_hash = sealed.manifest.as_ref().map(|(_, h)| h.as_str());
+    let diffs = media::read_back(&m.device, &journal.expected(), manifest_hash, |n| board.advance(lane, n, true))
+        .map_err(bad)?;
+    keeper.alive().map_err(Fail::Stop)?;
+    if !diffs.is_empty() {
+        let more = if diffs.len() > 3 { format!(" (and {} more)", diffs.len() - 3) } else { String::new() };
         return Err(Fail::Bad(format!(
-            "read-back found drive {} at position {}, not {drive_id} at {position}",
-            r.manifest.drive_id, r.manifest.position
+            "the read-back found the disk differs from what was written: {}{more}",
+            diffs.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
         )));
     }
-    // Two readers take alternate parts, so reading one part overlaps decrypting another.
-    let parts = &r.manifest.parts;
-    let reader = &r;
-    std::thread::scope(|s| {
-        let hs: Vec<_> = (0..2)
-            .map(|k| {
-                s.spawn(move || -> Result<(), Fail> {
-                    for (i, p) in parts.iter().enumerate().skip(k).step_by(2) {
-                        keeper.alive().map_err(Fail::Stop)?;
-                        reader.verify_part(i).map_err(bad)?;
-                        // The sealed manifest must say what the seed manifest says of each whole file.
-                        if p.parts == 1 {
-                            staging
-                                .check(&p.path, p.length, &p.sha256, &p.md5)
-                                .map_err(|e| Fail::Bad(format!("read-back: {e}")))?;
-                        }
-                        board.advance(lane, p.length, true);
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        hs.into_iter().try_for_each(|h| h.join().expect("read-back thread panicked"))
-    })?;
-    r.sealed().map_err(bad)
+    Ok(journal)
 }
 
 async fn complete(ctx: &Ctx, keeper: &Keeper, drives: Vec<Prepared>) -> Result<Outcome, Fail> {
@@ -852,90 +963,4 @@ async fn complete(ctx: &Ctx, keeper: &Keeper, drives: Vec<Prepared>) -> Result<O
         Err(s) if is_refusal(&s) => Err(Fail::Stop(Stop::Lost(format!("CompleteWork refused: {}", s.message())))),
         Err(s) => Err(Fail::Stop(Stop::Lost(format!("CompleteWork failed: {}", s.message())))),
     }
-}
-
-/// What [`bench`] measured.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct BenchReport {
-    pub disks: usize,
-    pub bytes: u64,
-    pub copy_seconds: f64,
-    pub verify_seconds: f64,
-}
-
-/// Prepares a staging set onto blank disks exactly as `run` does (same plan, writer threads,
-/// staging checks, seal and read-back), without a coordinator: keys are generated here and
-/// thrown away. For benchmarks only; the disks are not shippable.
-pub fn bench(staging: &std::path::Path, paths: &[PathBuf]) -> Result<BenchReport, String> {
-    let bytes = std::fs::read(staging.join(seedship_repo::layout::MANIFEST)).map_err(|e| e.to_string())?;
-    let m: seedship_repo::manifest::SeedManifest = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-    let staging = std::path::absolute(staging).map_err(|e| format!("{}: {e}", staging.display()))?;
-    let st = Staging::open(&staging.display().to_string(), &m.root, std::slice::from_ref(&staging))
-        .map_err(|e| e.to_string())?;
-    let found: Vec<Disk> = paths.iter().map(|p| disks::probe(p)).collect();
-    let specs: Vec<plan::DiskSpec> = found
-        .iter()
-        .map(|d| match d.holds {
-            Holds::Blank => Ok(plan::DiskSpec { id: disks::generated_id(), capacity: d.capacity }),
-            _ => Err(format!("{} is not a blank disk", d.path.display())),
-        })
-        .collect::<Result<_, _>>()?;
-    let p = plan::plan(&st.files, &specs).map_err(|e| e.to_string())?;
-    let lease =
-        pb::Lease { work_id: "bench".into(), ttl_ms: 10 * 86_400_000, total_bytes: u64::MAX, ..Default::default() };
-    let keeper = Keeper::new(&lease, Instant::now(), Arc::new(AtomicBool::new(false)));
-    let board = Board::new(std::path::Path::new("/nonexistent"));
-    board.set_lanes(
-        p.disks.iter().map(|d| (d.position, p.disks.len() as u32, d.id.clone(), String::new(), d.bytes)).collect(),
-    );
-    let mut keys = Vec::new();
-    let mut writers = Vec::new();
-    for (d, dp) in found.iter().zip(&p.disks) {
-        let pw = RecoveryPassword::generate().map_err(|e| e.to_string())?;
-        let info = DiskInfo {
-            drive_id: dp.id.clone(),
-            seed_id: "bench".into(),
-            job_name: "bench".into(),
-            position: dp.position,
-            set_size: p.disks.len() as u32,
-        };
-        writers.push(DiskWriter::create(&d.path, d.capacity, &info, &pw).map_err(|e| e.to_string())?);
-        keys.push(pw);
-    }
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        let hs: Vec<_> = writers
-            .into_iter()
-            .zip(&p.disks)
-            .enumerate()
-            .map(|(i, (w, dp))| {
-                let (st, keeper, board) = (&st, &keeper, &board);
-                s.spawn(move || {
-                    write_disk(w, dp, st, keeper, board, i, ("bench".into(), "bench".into(), "bench".into()))
-                })
-            })
-            .collect();
-        hs.into_iter().try_for_each(|h| h.join().expect("writer").map_err(|e| format!("{e:?}")))
-    })?;
-    let copy_seconds = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        let hs: Vec<_> = found
-            .iter()
-            .zip(&p.disks)
-            .zip(&keys)
-            .enumerate()
-            .map(|(i, ((d, dp), pw))| {
-                let (st, keeper, board) = (&st, &keeper, &board);
-                s.spawn(move || verify_disk(&d.path, pw, &dp.id, dp.position, st, keeper, board, i))
-            })
-            .collect();
-        hs.into_iter().try_for_each(|h| h.join().expect("verifier").map(|_| ()).map_err(|e| format!("{e:?}")))
-    })?;
-    Ok(BenchReport {
-        disks: p.disks.len(),
-        bytes: p.total_bytes,
-        copy_seconds,
-        verify_seconds: t.elapsed().as_secs_f64(),
-    })
 }

@@ -1,6 +1,6 @@
 //! The disk set of the work in hand: which drive is at which position, with what capacity,
 //! and which turned out bad. Kept in `state_dir/sets/<work>.json` (written atomically before
-//! any header is), so a restarted station puts every disk back at its place and a replacement
+//! any disk is formatted), so a restarted station puts every disk back at its place and a replacement
 //! disk gets exactly the share of the one it replaces.
 
 use std::path::{Path, PathBuf};
@@ -20,6 +20,10 @@ pub struct SetDisk {
     /// Bad drives this position had before.
     #[serde(default)]
     pub replaced: Vec<String>,
+    /// The raw volume it was last found at: a Data Box Disk the station unmounted after
+    /// writing is found there again after a restart.
+    #[serde(default)]
+    pub device: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +62,11 @@ impl SetRecord {
 
     pub fn at(&mut self, position: u32) -> &mut SetDisk {
         &mut self.disks[position as usize - 1]
+    }
+
+    /// The raw volumes of the set's disks, as last seen.
+    pub fn devices(&self) -> Vec<PathBuf> {
+        self.disks.iter().filter_map(|d| d.device.clone()).collect()
     }
 
     /// Whether `drive_id` was this set's drive once and turned bad.

@@ -3,12 +3,7 @@
 //! A drive key is 128 random bits, written as a BitLocker recovery password: 8 groups of 6
 //! digits, each group 11 × a 16-bit word (so every group is a multiple of 11 below 720896, which
 //! is how BitLocker checks a typed password). The words, in order and little-endian, are the
-//! 16 key bytes. From them come, with BLAKE3 key derivation:
-//! - the AES-256-GCM key for the disk's extents and manifest (context
-//!   `"seedship drive v1 encryption"`);
-//! - the key for synthetic nonces (context `"seedship drive v1 nonce"`);
-//! - the key-check value stored in the disk header (context `"seedship drive v1 check"`,
-//!   first 16 bytes, hex): it tells a wrong key from a right one and reveals nothing else.
+//! 16 bytes of the recovery key BitLocker stretches into the key that protects the volume.
 
 use std::fmt;
 
@@ -39,20 +34,6 @@ pub enum KeyError {
 impl From<KeyError> for PlanError {
     fn from(e: KeyError) -> Self {
         PlanError::Invalid(e.to_string())
-    }
-}
-
-/// Keys derived from a recovery password.
-pub struct DriveKeys {
-    pub encryption: [u8; 32],
-    pub nonce: [u8; 32],
-    /// Hex of 16 bytes, stored in the disk header.
-    pub check: String,
-}
-
-impl fmt::Debug for DriveKeys {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DriveKeys").field("check", &self.check).finish_non_exhaustive()
     }
 }
 
@@ -89,7 +70,8 @@ impl RecoveryPassword {
         Ok(RecoveryPassword { words })
     }
 
-    fn bytes(&self) -> [u8; 16] {
+    /// The 16 bytes of the recovery key (the words, little-endian).
+    pub fn bytes(&self) -> [u8; 16] {
         let mut b = [0u8; 16];
         for (i, w) in self.words.iter().enumerate() {
             b[2 * i..2 * i + 2].copy_from_slice(&w.to_le_bytes());
@@ -101,16 +83,6 @@ impl RecoveryPassword {
     /// an operator on purpose; never log it.
     pub fn reveal(&self) -> String {
         self.words.iter().map(|w| format!("{:06}", *w as u32 * 11)).collect::<Vec<_>>().join("-")
-    }
-
-    pub fn keys(&self) -> DriveKeys {
-        let b = self.bytes();
-        let check = blake3::derive_key("seedship drive v1 check", &b);
-        DriveKeys {
-            encryption: blake3::derive_key("seedship drive v1 encryption", &b),
-            nonce: blake3::derive_key("seedship drive v1 nonce", &b),
-            check: hex::encode(&check[..16]),
-        }
     }
 }
 
@@ -126,7 +98,7 @@ mod tests {
             assert_eq!(text.len(), 55);
             let back = RecoveryPassword::parse(&text).unwrap();
             assert_eq!(back, p);
-            assert_eq!(back.keys().check, p.keys().check);
+            assert_eq!(back.bytes(), p.bytes());
         }
     }
 
@@ -140,15 +112,5 @@ mod tests {
         assert!(!e.to_string().contains(&p[..6]));
         assert_eq!(RecoveryPassword::parse("123-456").unwrap_err(), KeyError::Shape);
         assert!(!format!("{:?}", RecoveryPassword::from_bytes(&[7; 16])).contains(&p[..6]));
-    }
-
-    #[test]
-    fn keys_differ_per_password_and_check_tells_them_apart() {
-        let a = RecoveryPassword::from_bytes(&[1; 16]).keys();
-        let b = RecoveryPassword::from_bytes(&[2; 16]).keys();
-        assert_ne!(a.encryption, b.encryption);
-        assert_ne!(a.check, b.check);
-        assert_ne!(a.encryption, a.nonce);
-        assert_eq!(a.check.len(), 32);
     }
 }

@@ -1,25 +1,15 @@
-//! Placement of a staging set over a disk set, before anything is written.
+//! Placement of a staging set over a disk set, before anything is written ([`plan_whole`]).
 //!
-//! Every disk gets a share of the data in proportion to its usable capacity, so disks written
-//! in parallel finish together. Files are placed whole, in manifest order; a file is split
-//! only where it crosses a disk's share, so a set of n disks splits at most n − 1 files. The
-//! plan is a pure function of the files and the disks: the same inputs always give the same
-//! placement, which is what lets a resumed preparation continue the same plan.
-//!
-//! What a disk can hold is its capacity less a fixed reserve (header, journal, drive manifest)
-//! and, per extent of at most [`EXTENT_MAX`] bytes, the extent's header, tag and alignment.
+//! Azure imports each file of a disk as one blob, so a file never spans disks; staging files
+//! are packs of at most 32 MiB, so none needs to. Every disk gets a share of the data in
+//! proportion to the room its NTFS volume leaves, so disks written in parallel finish
+//! together. The plan is a pure function of the files and the disks: the same inputs always
+//! give the same placement, which is what lets a resumed preparation continue the same plan.
 
 use serde::{Deserialize, Serialize};
 
 /// Azure Data Box customer disks: at most 10 drives per job (`seedship_azure::databox::MAX_CUSTOMER_DISKS`).
 pub const MAX_DRIVES: usize = 10;
-/// Largest plaintext extent.
-pub const EXTENT_MAX: u64 = 8 << 20;
-/// Per-extent space beyond its plaintext, at most: header, GCM tag, padding to 4 KiB.
-pub const EXTENT_OVERHEAD: u64 = 2 * 4096;
-/// Per-disk space for the header, the journal and the drive manifest.
-pub const DISK_RESERVE: u64 = 16 << 20;
-
 /// A file of the staging set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileSpec {
@@ -34,15 +24,11 @@ pub struct DiskSpec {
     pub capacity: u64,
 }
 
-/// One piece of a file on one disk.
+/// A file placed on one disk, whole.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Part {
     pub path: String,
-    pub file_offset: u64,
     pub length: u64,
-    /// 0-based part number of this file, and how many parts it has (1 when whole).
-    pub part: u32,
-    pub parts: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,9 +38,9 @@ pub struct DiskPlan {
     pub position: u32,
     pub capacity: u64,
     pub parts: Vec<Part>,
-    /// Plaintext bytes placed here.
+    /// Bytes of staging files placed here.
     pub bytes: u64,
-    /// Disk space those bytes take, with overheads.
+    /// Disk space those files take, with the file system's overheads.
     pub used: u64,
 }
 
@@ -78,15 +64,6 @@ pub enum PlanError {
     Invalid(String),
 }
 
-/// Disk space `len` plaintext bytes take.
-pub fn cost(len: u64) -> u64 {
-    len + len.div_ceil(EXTENT_MAX).max(1) * EXTENT_OVERHEAD
-}
-
-fn usable(capacity: u64) -> u64 {
-    capacity.saturating_sub(DISK_RESERVE)
-}
-
 /// 1 to 10 disks, each given once.
 fn check_disks(disks: &[DiskSpec]) -> Result<(), PlanError> {
     if disks.is_empty() {
@@ -103,81 +80,6 @@ fn check_disks(disks: &[DiskSpec]) -> Result<(), PlanError> {
         Some(d) => Err(PlanError::Invalid(format!("disk {} is given twice", d.id))),
         None => Ok(()),
     }
-}
-
-/// Places `files` over `disks` (see the module doc).
-pub fn plan(files: &[FileSpec], disks: &[DiskSpec]) -> Result<Plan, PlanError> {
-    check_disks(disks)?;
-    let need: u64 = files.iter().map(|f| cost(f.size)).sum();
-    let total_bytes: u64 = files.iter().map(|f| f.size).sum();
-    let have: u64 = disks.iter().map(|d| usable(d.capacity)).sum();
-    let largest = disks.iter().map(|d| d.capacity).max().unwrap_or(0);
-    // Splitting adds at most one extent's overhead per split.
-    let need_with_splits = need + (disks.len() as u64) * EXTENT_OVERHEAD;
-    if have < need_with_splits {
-        let per = usable(largest).max(1);
-        let disks_needed = need_with_splits.div_ceil(per) as usize;
-        if disks_needed > MAX_DRIVES {
-            let min_size = need_with_splits.div_ceil(MAX_DRIVES as u64) + DISK_RESERVE;
-            return Err(PlanError::TooManyDrives { need: need_with_splits, size: largest, min_size });
-        }
-        let more = (need_with_splits - have).div_ceil(per) as usize;
-        return Err(PlanError::NeedMoreDisks { have, need: need_with_splits, more, size: largest });
-    }
-
-    // Each disk's share of the data, in proportion to its usable space.
-    let mut shares: Vec<u64> = disks
-        .iter()
-        .map(|d| ((total_bytes as u128 * usable(d.capacity) as u128) / have.max(1) as u128) as u64)
-        .collect();
-    let assigned: u64 = shares.iter().sum();
-    if let Some(last) = shares.last_mut() {
-        *last += total_bytes - assigned;
-    }
-
-    let mut out: Vec<DiskPlan> = disks
-        .iter()
-        .enumerate()
-        .map(|(i, d)| DiskPlan {
-            id: d.id.clone(),
-            position: i as u32 + 1,
-            capacity: d.capacity,
-            parts: Vec::new(),
-            bytes: 0,
-            used: 0,
-        })
-        .collect();
-    let mut disk = 0usize;
-    for f in files {
-        let mut offset = 0u64;
-        let mut pieces: Vec<(usize, u64, u64)> = Vec::new();
-        loop {
-            let left = f.size - offset;
-            let room = shares[disk].saturating_sub(out[disk].bytes);
-            let last_disk = disk + 1 == out.len();
-            let take = if last_disk || left <= room { left } else { room };
-            if take > 0 || (left == 0 && pieces.is_empty()) {
-                pieces.push((disk, offset, take));
-                out[disk].bytes += take;
-                offset += take;
-            }
-            if offset >= f.size {
-                break;
-            }
-            disk += 1;
-        }
-        let parts = pieces.len() as u32;
-        for (n, (d, off, len)) in pieces.into_iter().enumerate() {
-            out[d].used += cost(len);
-            out[d].parts.push(Part { path: f.path.clone(), file_offset: off, length: len, part: n as u32, parts });
-        }
-    }
-    for d in &out {
-        if d.used > usable(d.capacity) {
-            return Err(PlanError::NeedMoreDisks { have, need: need_with_splits, more: 1, size: largest });
-        }
-    }
-    Ok(Plan { disks: out, total_bytes })
 }
 
 /// The NTFS cluster size mkntfs chooses for the disks seedship formats.
@@ -267,7 +169,7 @@ pub fn plan_whole(files: &[FileSpec], disks: &[DiskSpec]) -> Result<Plan, PlanEr
             used: used[i] + manifest_cost(&mine) + ntfs_reserve(d.capacity),
             parts: mine
                 .iter()
-                .map(|f| Part { path: f.path.clone(), file_offset: 0, length: f.size, part: 0, parts: 1 })
+                .map(|f| Part { path: f.path.clone(), length: f.size })
                 .collect(),
         });
     }
@@ -288,80 +190,6 @@ mod tests {
         caps.iter().enumerate().map(|(i, c)| DiskSpec { id: format!("D{i}"), capacity: *c }).collect()
     }
 
-    /// Every byte of every file is placed exactly once, in order.
-    fn covers(files: &[FileSpec], p: &Plan) {
-        for f in files {
-            let mut parts: Vec<&Part> = p.disks.iter().flat_map(|d| &d.parts).filter(|x| x.path == f.path).collect();
-            parts.sort_by_key(|x| x.file_offset);
-            let mut at = 0;
-            for (i, x) in parts.iter().enumerate() {
-                assert_eq!((x.file_offset, x.part, x.parts), (at, i as u32, parts.len() as u32), "{}", f.path);
-                at += x.length;
-            }
-            assert_eq!(at, f.size, "{}", f.path);
-        }
-    }
-
-    #[test]
-    fn one_disk_takes_everything_whole() {
-        let f = files(&[32 * MIB, 10, 0, 5 * MIB]);
-        let p = plan(&f, &disks(&[1 << 30])).unwrap();
-        covers(&f, &p);
-        assert!(p.disks[0].parts.iter().all(|x| x.parts == 1));
-        assert_eq!(p.total_bytes, 37 * MIB + 10);
-    }
-
-    #[test]
-    fn three_disks_share_the_data_and_split_at_most_two_files() {
-        let f = files(&[32 * MIB; 9]);
-        let d = disks(&[120 * MIB, 120 * MIB, 120 * MIB]);
-        let p = plan(&f, &d).unwrap();
-        covers(&f, &p);
-        for x in &p.disks {
-            assert!(x.used <= usable(x.capacity));
-            assert!(x.bytes.abs_diff(96 * MIB) <= 32 * MIB, "balanced: {} on {}", x.bytes, x.id);
-        }
-        let split = f
-            .iter()
-            .filter(|ff| p.disks.iter().flat_map(|d| &d.parts).any(|x| x.path == ff.path && x.parts > 1))
-            .count();
-        assert!(split <= 2, "{split} files split");
-        assert_eq!(p, plan(&f, &d).unwrap(), "the plan is deterministic");
-    }
-
-    #[test]
-    fn uneven_disks_get_proportional_shares() {
-        let f = files(&[10 * MIB; 30]);
-        let p = plan(&f, &disks(&[416 * MIB, 116 * MIB])).unwrap();
-        covers(&f, &p);
-        assert!(
-            p.disks[0].bytes > 3 * p.disks[1].bytes - 20 * MIB,
-            "{:?}",
-            p.disks.iter().map(|d| d.bytes).collect::<Vec<_>>()
-        );
-    }
-
-    #[test]
-    fn too_small_says_how_many_more_and_too_big_says_what_size() {
-        let f = files(&[100 * MIB; 5]);
-        match plan(&f, &disks(&[216 * MIB])) {
-            Err(PlanError::NeedMoreDisks { more, size, .. }) => {
-                assert_eq!(size, 216 * MIB);
-                assert_eq!(more, 2);
-            }
-            other => panic!("{other:?}"),
-        }
-        let e = plan(&files(&[1000 * MIB; 3]), &disks(&[100 * MIB])).unwrap_err();
-        match &e {
-            PlanError::TooManyDrives { min_size, .. } => assert!(*min_size > 300 * MIB),
-            other => panic!("{other:?}"),
-        }
-        assert!(e.to_string().contains("at most 10 drives"), "{e}");
-        assert!(matches!(plan(&f, &disks(&[1 << 40; 11])), Err(PlanError::Invalid(_))));
-        let dup = vec![DiskSpec { id: "A".into(), capacity: 1 << 30 }, DiskSpec { id: "A".into(), capacity: 1 << 30 }];
-        assert!(matches!(plan(&f, &dup), Err(PlanError::Invalid(_))));
-    }
-
     #[test]
     fn whole_files_are_balanced_over_ntfs_disks_and_never_split() {
         let fs = files(&[32 * MIB, 32 * MIB, 32 * MIB, 20 * MIB, 3 * MIB, 1, 0]);
@@ -370,7 +198,7 @@ mod tests {
         for f in &fs {
             let on: Vec<&Part> = p.disks.iter().flat_map(|d| &d.parts).filter(|x| x.path == f.path).collect();
             assert_eq!(on.len(), 1, "{} is placed once, whole", f.path);
-            assert_eq!((on[0].file_offset, on[0].length, on[0].parts), (0, f.size, 1));
+            assert_eq!(on[0].length, f.size);
         }
         let (a, b) = (p.disks[0].bytes, p.disks[1].bytes);
         assert!(a.abs_diff(b) <= 32 * MIB, "balanced: {a} / {b}");

@@ -8,14 +8,13 @@
 //! | `POST /_datacenter/resource-groups` `{subscription, resourceGroup}` | the resource group exists |
 //! | `POST /_datacenter/jobs/{sub}/{rg}/{job}/prepare` | Data Box Disk: disks picked, serials and keys made |
 //! | `.../dispatch` `{carrier, tracking}` | Data Box Disk: the disks leave |
-//! | `.../deliver` `{dir, sizeBytes}` | Data Box Disk: the disks arrive, as empty images `dir/<serial>.img` |
+//! | `.../deliver` `{dir, sizeBytes}` | Data Box Disk: the disks arrive as images `dir/<serial>.img`: NTFS (mkntfs) with the folders `BlockBlob`, `PageBlob`, `AzureFile`, `DataBoxDiskImport` (made through an ntfs-3g mount); BitLocker comes with issue 16 |
 //! | `.../pickup` `{carrier, tracking}` | Data Box Disk: the carrier collects the filled disks |
-//! | `.../arrive` `{disks: [image], images: {serial: image}}` | the package reaches the datacenter; a disk left out is `DriveNotReceived` |
+//! | `.../arrive` `{disks: [image], images: {serial: image}}` | the package reaches the datacenter; a disk in `disks` is known by its drive manifest's `DriveId`, else by its name `<serial>.img`; a disk left out is `DriveNotReceived` |
 //! | `.../copy` `{serial?, complete?}` | each received disk copied into blob storage (the copy log in `databoxcopylog`); then the job completes unless `complete: false` |
 //! | `.../fail` `{serial, status}` | a disk's copy ends with that copy status |
 //! | `.../wait` `{serial?}` | the copy waits for a customer action (`mitigate`) |
 //! | `.../complete` | the copy ends: the job's final state follows from its disks |
-//! | `.../corrupt` `{serial, parts}` | parts of a received disk are damaged |
 //! | `.../ship-back` `{carrier, tracking}` | the disks go back |
 //! | `GET /_datacenter/storage/{account}/{container}` | blobs with size and MD5 |
 //! | `POST /_datacenter/clock/advance` `{days}`, `POST /_datacenter/tick` | the service's timers |
@@ -121,13 +120,8 @@ async fn deliver(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) ->
         let mut disks = BTreeMap::new();
         for serial in serials {
             let path = d.dir.join(format!("{serial}.img"));
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
+            crate::ntfs_ingest::make_databox_disk(&path, size)
                 .map_err(|e| ApiError::new(500, "DeliveryFailed", format!("{}: {e}", path.display())))?;
-            f.set_len(size).map_err(|e| ApiError::new(500, "DeliveryFailed", format!("{}: {e}", path.display())))?;
             disks.insert(serial, path);
         }
         Ok(json(200, &serde_json::json!({ "disks": disks })))
@@ -143,7 +137,7 @@ async fn pickup(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) -> 
 
 #[derive(Debug, Default, Deserialize)]
 struct ArriveBody {
-    /// Disk images in the package, identified by reading each one's header.
+    /// Disk images in the package, each known by its drive manifest's `DriveId` or its name.
     #[serde(default)]
     disks: Vec<PathBuf>,
     /// Serial → the disk image that came for it.
@@ -154,7 +148,7 @@ struct ArriveBody {
 async fn arrive(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) -> Response {
     answer(body::<ArriveBody>(&b).and_then(|mut a| {
         for d in std::mem::take(&mut a.disks) {
-            let h = seedship_disk::format::probe(&d).ok().flatten().ok_or_else(|| {
+            let serial = crate::ntfs_ingest::serial_of(&d).ok_or_else(|| {
                 ApiError::bad(
                     "UnreadableDisk",
                     format!(
@@ -163,7 +157,7 @@ async fn arrive(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) -> 
                     ),
                 )
             })?;
-            a.images.insert(h.drive_id, d);
+            a.images.insert(serial, d);
         }
         let serials: Vec<String> = a.images.keys().cloned().collect();
         emu.mutate(|s, now| s.arrive(&sub, &rg, &job, &serials, now))?;
@@ -329,31 +323,6 @@ async fn complete(State(emu): Emu, UrlPath((sub, rg, job)): JobPath) -> Response
     answer(emu.mutate(|s, now| s.complete(&sub, &rg, &job, now)).and_then(|_| show(&emu, &sub, &rg, &job)))
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct CorruptBody {
-    serial: String,
-    /// How many parts (files or pieces) to damage, largest first.
-    #[serde(default)]
-    parts: usize,
-}
-
-async fn corrupt(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) -> Response {
-    answer(body::<CorruptBody>(&b).and_then(|c| {
-        let (image, key) = {
-            let s = emu.state.lock().expect("lock");
-            let key = s.service.disk_key(&sub, &rg, &job, &c.serial)?;
-            (s.images.get(&job_key(&sub, &rg, &job)).and_then(|m| m.get(&c.serial)).cloned(), key)
-        };
-        let image = image.ok_or_else(|| {
-            ApiError::conflict("DiskNotReceived", format!("Disk '{}' has not arrived with a disk image.", c.serial))
-        })?;
-        let damaged = crate::ingest::corrupt_parts(&image, key.expose(), c.parts.max(1))
-            .map_err(|e| ApiError::conflict("UnreadableDisk", e))?;
-        tracing::info!(%job, serial = %c.serial, ?damaged, "disk damaged on purpose");
-        Ok(json(200, &serde_json::json!({ "serial": c.serial, "damaged": damaged })))
-    }))
-}
-
 async fn ship_back(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) -> Response {
     answer(body::<CarrierBody>(&b).and_then(|c| {
         emu.mutate(|s, now| s.ship_back(&sub, &rg, &job, &c.carrier, &c.tracking, now))?;
@@ -471,7 +440,6 @@ pub fn router(emu: Arc<Emulator>) -> Router {
         .route(&format!("{JOB}/fail"), post(fail))
         .route(&format!("{JOB}/wait"), post(wait))
         .route(&format!("{JOB}/complete"), post(complete))
-        .route(&format!("{JOB}/corrupt"), post(corrupt))
         .route(&format!("{JOB}/ship-back"), post(ship_back))
         .route("/_datacenter/storage/{account}/{container}", get(storage))
         .route("/_datacenter/clock/advance", post(advance))

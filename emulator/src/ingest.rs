@@ -1,26 +1,20 @@
 //! The emulated datacenter's copy: what Azure's people and machines do with a disk that
-//! arrived. It opens the disk image, checks its drive manifest against the job's manifest hash
-//! (customer disks), unlocks it with the disk's BitLocker key (the recovery password), and
-//! uploads every part into the storage account's container: Put Block, then Put Block List with
-//! the blob's MD5. A blob split over several disks is committed once all its parts are staged.
-//! A part that fails its check is an errored entity (the disk ends `CompletedWithErrors`); a disk
-//! that cannot be read ends with the copy status that says why. Either way the copy log goes to
+//! arrived. It opens the disk's first NTFS volume ([`crate::ntfs_ingest`]): a customer disk
+//! through its drive manifest (checked against the job's manifest hash), a Data Box Disk
+//! through its `BlockBlob\<container>\` folders, and uploads every file into the storage
+//! account's container: Put Block, then Put Block List with the blob's MD5. A file that fails
+//! its check is an errored entity (the disk ends `CompletedWithErrors`); a disk that cannot be
+//! read ends with the copy status that says why. Either way the copy log goes to
 //! `databoxcopylog` in the job's storage account, as Azure writes it
 //! (`seedship_azure::databox::copylog`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use md5::{Digest, Md5};
 use seedship_azure::blob::{Accounts, BlobStore};
 use seedship_azure::databox::CopyStatus;
 use seedship_azure::databox::copylog::{self, ErroredEntity, LOG_CONTAINER};
-use seedship_disk::format::{DiskReader, probe};
-use seedship_disk::key::RecoveryPassword;
 use serde::{Deserialize, Serialize};
-
-/// Put Block size.
-const BLOCK: usize = 4 << 20;
 
 /// Where the storage accounts are: path-style base URL (Azurite) and each account's key.
 #[derive(Debug, Clone, Default)]
@@ -190,120 +184,9 @@ async fn copy_parts(
     if image.as_os_str().is_empty() {
         return Err(Fail(CopyStatus::DriveNotDetected, "no disk came for this serial".into()));
     }
-    // Anything but a disk in seedship's own (old) format is read as Azure reads disks: its
-    // first data volume as NTFS (a disk without one fails with VolumeNotNtfs).
-    if crate::ntfs_ingest::is_ntfs(&image) || matches!(probe(&image), Ok(None)) {
-        return crate::ntfs_ingest::copy_volume(store, order, state, out, touched).await;
-    }
-    let header = probe(&image)
-        .map_err(|e| Fail(CopyStatus::HardwareError, format!("the disk cannot be read: {e}")))?
-        .ok_or_else(|| {
-        Fail(CopyStatus::UnsupportedData, "the disk holds no data in a format the datacenter reads".into())
-    })?;
-    if header.drive_id != order.serial {
-        return Err(Fail(
-            CopyStatus::OtherUserError,
-            format!("the disk received as {} holds the data of disk {}", order.serial, header.drive_id),
-        ));
-    }
-    // The manifest must be the one the job names (its MD5 is the job's manifestHash).
-    if let Some(want) = &order.manifest_hash {
-        let raw = {
-            use std::os::unix::fs::FileExt;
-            let f = std::fs::File::open(&image)
-                .map_err(|e| Fail(CopyStatus::HardwareError, format!("the disk cannot be read: {e}")))?;
-            let len = f.metadata().map_err(|e| Fail(CopyStatus::HardwareError, e.to_string()))?.len();
-            if header.manifest_length > 64 << 20 || header.manifest_offset.saturating_add(header.manifest_length) > len
-            {
-                return Err(Fail(
-                    CopyStatus::MetadataFilesModifiedOrRemoved,
-                    "the drive manifest is out of range on the disk (corrupt header)".into(),
-                ));
-            }
-            let mut b = vec![0u8; header.manifest_length as usize];
-            f.read_exact_at(&mut b, header.manifest_offset)
-                .map_err(|e| Fail(CopyStatus::HardwareError, format!("the drive manifest cannot be read: {e}")))?;
-            b
-        };
-        let md5 = hex::encode(Md5::digest(&raw));
-        if !md5.eq_ignore_ascii_case(want) {
-            return Err(Fail(
-                CopyStatus::MetadataFilesModifiedOrRemoved,
-                format!(
-                    "manifest hash mismatch: the drive manifest's MD5 is {}, the job's manifestHash is {want}",
-                    md5.to_ascii_uppercase()
-                ),
-            ));
-        }
-    }
-    let pw = RecoveryPassword::parse(&order.key).map_err(|_| {
-        Fail(
-            CopyStatus::OtherUserError,
-            "the BitLocker key of the disk is not a recovery password; the disk cannot be unlocked".into(),
-        )
-    })?;
-    let reader = tokio::task::spawn_blocking(move || DiskReader::open(&image, &pw))
-        .await
-        .map_err(|e| Fail(CopyStatus::OtherServiceError, e.to_string()))?
-        .map_err(|e| match e {
-            seedship_disk::format::DiskError::WrongKey { .. } => {
-                Fail(CopyStatus::OtherUserError, "the BitLocker key of the disk does not unlock it (wrong key)".into())
-            }
-            other => Fail(CopyStatus::DriveCorrupted, format!("the disk cannot be opened: {other}")),
-        })?;
-    let container = if reader.manifest.container.is_empty() {
-        order.order.to_ascii_lowercase()
-    } else {
-        reader.manifest.container.clone()
-    };
-    store
-        .ensure_container(&container)
-        .await
-        .map_err(|e| Fail(CopyStatus::StorageAccountNotAccessible, format!("container {container}: {e}")))?;
-    let reader = std::sync::Arc::new(reader);
-    let parts = reader.manifest.parts.clone();
-    for (i, p) in parts.iter().enumerate() {
-        let r = reader.clone();
-        let read = tokio::task::spawn_blocking(move || r.read_part(i))
-            .await
-            .map_err(|e| Fail(CopyStatus::OtherServiceError, e.to_string()))?;
-        let data = match read {
-            Ok(d) => d,
-            Err(e) => {
-                out.errored.push(ErroredEntity {
-                    path: format!("{container}/{}", p.path),
-                    category: "UploadErrorDataValidationError".into(),
-                    code: 23,
-                    message: format!("the part at offset {} failed its check on the disk: {e}", p.file_offset),
-                });
-                continue;
-            }
-        };
-        let mut ids = Vec::new();
-        for (k, chunk) in data.chunks(BLOCK).enumerate() {
-            let id = block_id(p.file_offset + (k * BLOCK) as u64);
-            store.stage_block(&container, &p.path, id.as_bytes(), chunk.to_vec()).await.map_err(|e| {
-                Fail(
-                    CopyStatus::StorageAccountNotAccessible,
-                    format!("blob {container}/{}: Put Block failed: {e}", p.path),
-                )
-            })?;
-            ids.push(id);
-        }
-        if p.path == "manifest.json" && p.parts == 1 {
-            read_seed_manifest(&data, state);
-        }
-        let b = state.blobs.entry(p.path.clone()).or_default();
-        b.container = container.clone();
-        b.size = p.blob_size;
-        b.parts = p.parts;
-        b.staged.insert(p.file_offset, (p.length, ids, p.md5.clone()));
-        touched.insert(p.path.clone());
-        out.bytes += p.length as i64;
-        out.files += 1;
-        out.copied.push((format!("{container}/{}", p.path), p.length));
-    }
-    Ok(())
+    // Read as Azure reads disks: the first data volume as NTFS (a disk without one fails
+    // with VolumeNotNtfs).
+    crate::ntfs_ingest::copy_volume(store, order, state, out, touched).await
 }
 
 pub(crate) fn read_seed_manifest(data: &[u8], state: &mut IngestJob) {
@@ -350,28 +233,4 @@ async fn commit_ready(
             }
         }
     }
-}
-
-/// "Corrupt blocks": damages the first extent of each of the `n` largest parts on a disk
-/// (one byte of its ciphertext), as handling in transit might. Returns the blobs damaged.
-/// The datacenter has the job's key, which it needs to find the parts.
-pub fn corrupt_parts(image: &Path, key: &str, n: usize) -> Result<Vec<String>, String> {
-    use std::os::unix::fs::FileExt;
-    let pw = RecoveryPassword::parse(key).map_err(|e| format!("the job's key: {e}"))?;
-    let reader = DiskReader::open(image, &pw).map_err(|e| e.to_string())?;
-    let mut parts = reader.manifest.parts.clone();
-    parts.sort_by(|a, b| b.length.cmp(&a.length).then(a.path.cmp(&b.path)));
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(image).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    for p in parts.iter().take(n) {
-        // Past the extent's 64-byte head, inside its sealed payload.
-        let at = p.disk_offset + 64 + (p.length.min(4096) / 2);
-        let mut b = [0u8; 1];
-        f.read_exact_at(&mut b, at).map_err(|e| e.to_string())?;
-        b[0] ^= 0x5a;
-        f.write_all_at(&b, at).map_err(|e| e.to_string())?;
-        out.push(p.path.clone());
-    }
-    f.sync_all().map_err(|e| e.to_string())?;
-    Ok(out)
 }

@@ -27,9 +27,49 @@ use seedship_disk::ntfs::{Volume, VolumeError};
 
 use crate::ingest::{DiskOrder, DiskOutcome, Fail, IngestJob, block_id, read_seed_manifest};
 
-/// Whether the disk's first data volume is NTFS.
-pub fn is_ntfs(image: &Path) -> bool {
-    std::fs::File::open(image).is_ok_and(|mut f| seedship_disk::ntfs::first_volume(&mut f).is_ok())
+/// The serial the datacenter reads off a disk image: its drive manifest's `DriveId`, else its
+/// name (`<serial>.img`, as Data Box Disks are delivered).
+pub fn serial_of(image: &Path) -> Option<String> {
+    let from_manifest = Volume::open(image)
+        .ok()
+        .and_then(|mut v| v.read_all(manifest::MANIFEST_PATH, manifest::MAX_MANIFEST_BYTES).ok())
+        .and_then(|raw| DriveManifest::parse(&raw).ok())
+        .map(|m| m.drive_id);
+    from_manifest.or_else(|| {
+        let stem = image.file_stem()?.to_string_lossy().to_string();
+        (image.extension().is_some_and(|e| e == "img") && !stem.is_empty()).then_some(stem)
+    })
+}
+
+/// The folders an unlocked Data Box Disk of a storage-account order holds when it arrives.
+pub const DATABOX_FOLDERS: [&str; 4] = ["BlockBlob", "PageBlob", "AzureFile", "DataBoxDiskImport"];
+
+/// Makes a delivered Data Box Disk at `path` (kept if it is one already): an image of `size`
+/// bytes holding one NTFS volume (mkntfs, 512-byte sectors) with [`DATABOX_FOLDERS`], made
+/// through an ntfs-3g mount. Not yet BitLocker-encrypted (issue 16).
+pub fn make_databox_disk(path: &Path, size: u64) -> Result<(), String> {
+    use std::process::Command;
+    if Volume::open(path).is_ok() {
+        return Ok(());
+    }
+    let run = |cmd: &mut Command| -> Result<(), String> {
+        let o = cmd.output().map_err(|e| format!("{cmd:?}: {e} (install ntfs-3g)"))?;
+        if !o.status.success() {
+            return Err(format!("{cmd:?}: {}", String::from_utf8_lossy(&o.stderr).trim()));
+        }
+        Ok(())
+    };
+    let f = std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(path).map_err(|e| e.to_string())?;
+    f.set_len(size).map_err(|e| e.to_string())?;
+    drop(f);
+    run(Command::new("mkntfs").args(["-F", "-Q", "-s", "512", "-L", "DataBoxDisk"]).arg(path))?;
+    let mnt = path.with_extension("delivering");
+    std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
+    run(Command::new("ntfs-3g").arg(path).arg(&mnt))?;
+    let made = DATABOX_FOLDERS.iter().try_for_each(|d| std::fs::create_dir(mnt.join(d)).map_err(|e| e.to_string()));
+    let unmounted = run(Command::new("umount").arg(&mnt));
+    let _ = std::fs::remove_dir(&mnt);
+    made.and(unmounted)
 }
 
 /// One file to upload: where it is on the volume, the blob it becomes, and (customer disks)
@@ -85,16 +125,12 @@ async fn from_manifest(vol: &Arc<Mutex<Volume>>, order: &DiskOrder) -> Result<Ve
         VolumeError::NotFound(_) => meta(format!("ManifestNotFound: there is no {path} on the disk's volume")),
         other => vol_fail(other),
     })?;
-    if let Some(want) = &order.manifest_hash {
-        let got = manifest::manifest_hash(&raw);
-        if !got.eq_ignore_ascii_case(want) {
-            return Err(meta(format!(
-                "ManifestCorrupted: the manifest's content does not match its hash (MD5 {got}, the job's manifestHash {want})"
-            )));
-        }
-    }
-    let m = DriveManifest::parse(&raw).map_err(|e| meta(e.to_string()))?;
-    if m.drive_id != order.serial {
+    // A manifest that names another drive says so first (the wrong disk in the package);
+    // then the job's hash; then the format.
+    let parsed = DriveManifest::parse(&raw);
+    if let Ok(m) = &parsed
+        && m.drive_id != order.serial
+    {
         return Err(Fail(
             CopyStatus::OtherUserError,
             format!(
@@ -103,6 +139,15 @@ async fn from_manifest(vol: &Arc<Mutex<Volume>>, order: &DiskOrder) -> Result<Ve
             ),
         ));
     }
+    if let Some(want) = &order.manifest_hash {
+        let got = manifest::manifest_hash(&raw);
+        if !got.eq_ignore_ascii_case(want) {
+            return Err(meta(format!(
+                "ManifestCorrupted: the manifest's content does not match its hash (MD5 {got}, the job's manifestHash {want})"
+            )));
+        }
+    }
+    let m = parsed.map_err(|e| meta(e.to_string()))?;
     Ok(m.blobs
         .into_iter()
         .map(|b| {

@@ -6,7 +6,8 @@
 //! `sleep(MS)` (pause there, every time) or `exit(CODE)` (end the process at once, nothing
 //! after it runs). The places: `vault-copy` (the coordinator, after each file it copies into a
 //! vault), `incremental-before-upload`, `incremental-after-packs`, `incremental-before-report`
-//! (the source agent's online backup).
+//! (the source agent's online backup), `read-back` (the copy agent, before it reads back a
+//! disk it has written and unmounted).
 
 /// The environment variable tests set.
 pub const ENV: &str = "SEEDSHIP_FAILPOINTS";

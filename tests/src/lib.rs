@@ -141,6 +141,10 @@ impl Cluster {
                 .arg(&pki)
                 .args(["--trust-domain", "e2e.test"]),
         )?;
+        // The storage account's key signs the drive manifests' SAS (`[imports] keys_file`).
+        let keys = dir.path().join("manifest-keys.txt");
+        std::fs::write(&keys, format!("{}={}\n", azure::ACCOUNT, azure::ACCOUNT_KEY))?;
+        std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let config = dir.path().join("coordinator.toml");
         std::fs::write(
             &config,
@@ -150,7 +154,9 @@ ready_file = "ready.json"
 database = "coordinator.db"
 trust_domain = "e2e.test"
 master_key_file = "pki/master.key"
-{}[tls]
+{}[imports]
+keys_file = "manifest-keys.txt"
+[tls]
 ca_file = "pki/ca.crt"
 cert_file = "pki/coordinator.crt"
 key_file = "pki/coordinator.key"
@@ -495,6 +501,8 @@ db_busy_timeout = "{}"
                 let _ = p.child.wait();
             }
         }
+        // NTFS volumes mounted by the tests, or left mounted by a killed copy agent.
+        ntfs::unmount_under(self.dir.path());
     }
 
     fn print_logs(&self) {

@@ -34,7 +34,7 @@ pub async fn stage(
     let o = c.run(
         &format!("backup-{job}"),
         backup_cmd(c.dir.path(), &staging, job, &[&corpus], Some(&cfg))?
-            .args(["--pack-target-mib", "4"])
+            .args(["--pack-target-mib", "1"])
             .args(if station.is_empty() { vec![] } else { vec!["--target-station", station] }),
     )?;
     anyhow::ensure!(o.status.success(), "backup failed: {}", text(&o));
@@ -81,13 +81,39 @@ pub fn image(dir: &Path, name: &str, size: u64) -> PathBuf {
     p
 }
 
-/// Capacity of each of `n` disks such that `n` of them hold `bytes` of staging files but
-/// `n - 1` cannot: 6 % above an even share (for extent overhead), plus the 16 MiB every disk
-/// keeps for its header, journal and manifest.
-pub fn disk_size(bytes: u64, n: u64) -> u64 {
-    let usable = (bytes * 106 / 100 / n).div_ceil(64 << 10) * (64 << 10) + (128 << 10);
-    assert!((n - 1) * usable < bytes, "{n} disks of {usable} usable bytes: fewer would do");
-    (16 << 20) + usable
+/// The staging files of the set at `staging`, as the planner sees them.
+pub fn staging_files(staging: &Path) -> Vec<seedship_disk::plan::FileSpec> {
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(staging.join("manifest.json")).unwrap()).unwrap();
+    let mut files: Vec<seedship_disk::plan::FileSpec> = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| seedship_disk::plan::FileSpec {
+            path: f["path"].as_str().unwrap().into(),
+            size: f["size"].as_u64().unwrap(),
+        })
+        .collect();
+    let size = std::fs::metadata(staging.join("manifest.json")).unwrap().len();
+    files.push(seedship_disk::plan::FileSpec { path: "manifest.json".into(), size });
+    files
+}
+
+/// Capacity of each of `n` disks such that `n` of them hold the staging set at `staging` as
+/// NTFS volumes but `n - 1` cannot: the smallest size (in steps of 256 KiB) the planner
+/// accepts for `n`, and 256 KiB more.
+pub fn disk_size(staging: &Path, n: u64) -> u64 {
+    use seedship_disk::plan::{DiskSpec, plan_whole};
+    let files = staging_files(staging);
+    let disks = |k: u64, size: u64| -> Vec<DiskSpec> {
+        (0..k).map(|i| DiskSpec { id: format!("D{i}"), capacity: size }).collect()
+    };
+    let mut size = 6u64 << 20;
+    while plan_whole(&files, &disks(n, size)).is_err() {
+        size += 256 << 10;
+    }
+    size += 256 << 10;
+    assert!(n == 1 || plan_whole(&files, &disks(n - 1, size)).is_err(), "{n} disks of {size} bytes: fewer would do");
+    size
 }
 
 pub fn copy_agent(cfg: &Path) -> Command {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use seedship_e2e::azure::{Emulator, wait_seed_state};
-use seedship_e2e::prep::{copy_agent, disk_size, image, stage, staging_bytes, station, text};
+use seedship_e2e::prep::{copy_agent, disk_size, image, stage, station, text};
 use seedship_e2e::{Cluster, Identity, Options, bin};
 use seedship_proto::{client, pb};
 use serde_json::json;
@@ -105,7 +105,7 @@ async fn kill_nine_anywhere_and_every_reported_point_restores() -> anyhow::Resul
     //    journals once the lease has expired), and the coordinator once.
     let staging = stage(&mut c, &ops, "job-ch", 8, (seed % 50) as u32 + 1, "st-ch").await?;
     let (cfg, dir) = station(&c, "st-ch", "")?;
-    let size = disk_size(staging_bytes(&staging), 2);
+    let size = disk_size(&staging, 2);
     let images: Vec<PathBuf> = (1..=2).map(|i| image(&dir, &format!("disk{i}.img"), size)).collect();
     let mut coordinator_killed = false;
     for round in 0.. {

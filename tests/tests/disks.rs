@@ -1,24 +1,19 @@
-//! Shipping disks through the real `copy-agent` binary.
+//! Shipping disks through the real `copy-agent` binary, on NTFS images made by the real tools.
 
 use std::process::{Command, Stdio};
 
-use seedship_disk::format::{DiskInfo, DiskWriter};
-use seedship_disk::key::RecoveryPassword;
 use seedship_e2e::bin;
 
 #[test]
 fn a_used_disk_is_wiped_only_on_explicit_confirmation() {
     let d = tempfile::tempdir().unwrap();
-    let img = d.path().join("disk1.img");
-    std::fs::File::create(&img).unwrap().set_len(64 << 20).unwrap();
-    let info = DiskInfo {
-        drive_id: "SS-OLD".into(),
-        seed_id: "sd-old".into(),
-        job_name: "job-old".into(),
-        position: 2,
-        set_size: 3,
-    };
-    DiskWriter::create(&img, 64 << 20, &info, &RecoveryPassword::from_bytes(&[1; 16])).unwrap();
+    let img = seedship_e2e::ntfs::format(&d.path().join("disk1.img"), 64).unwrap();
+    let id = serde_json::json!({
+        "drive_id": "SS-OLD", "seed_id": "sd-old", "job_name": "job-old", "position": 2, "set_size": 3,
+        "layout": "customer_disk", "container": "import-sd-old",
+    });
+    seedship_e2e::ntfs::write(&img, &[("seedship/disk.json", id.to_string().as_bytes()), ("seedship/data/x", b"x")])
+        .unwrap();
     let before = std::fs::read(&img).unwrap();
 
     // Without --yes nothing is written.
@@ -26,17 +21,6 @@ fn a_used_disk_is_wiped_only_on_explicit_confirmation() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--yes"));
     assert!(std::fs::read(&img).unwrap() == before);
-
-    // A new seed cannot take the disk while it holds the old one.
-    let new = DiskInfo {
-        drive_id: "SS-NEW".into(),
-        seed_id: "sd-new".into(),
-        job_name: "job-new".into(),
-        position: 1,
-        set_size: 1,
-    };
-    let e = DiskWriter::create(&img, 64 << 20, &new, &RecoveryPassword::from_bytes(&[2; 16])).err().unwrap();
-    assert!(e.to_string().contains("wipe it explicitly"), "{e}");
 
     let o = Command::new(bin("copy-agent"))
         .args(["wipe", "--yes", "--disk"])
@@ -46,14 +30,17 @@ fn a_used_disk_is_wiped_only_on_explicit_confirmation() {
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(out.contains("drive SS-OLD (2 of 3) of seed sd-old (job job-old)"), "{out}");
-    DiskWriter::create(&img, 64 << 20, &new, &RecoveryPassword::from_bytes(&[2; 16])).unwrap();
+    assert!(out.contains("drive SS-OLD (2 of 3) of seed sd-old (job job-old); 2097152 bytes zeroed"), "{out}");
+    // Blank again: no volume at the start, none at the end (NTFS keeps a boot sector copy there).
+    let after = std::fs::read(&img).unwrap();
+    assert!(after[..1 << 20].iter().all(|b| *b == 0) && after[after.len() - (1 << 20)..].iter().all(|b| *b == 0));
+    assert!(seedship_disk::ntfs::Volume::open(&img).is_err());
 }
 
-/// `copy-agent bench` (the benchmark's way in) takes a staging path relative to where it runs,
-/// as `tests/bench/disks-vs-dd.sh` gives it, and prepares and reads back the disk.
+/// `copy-agent bench-ntfs` (the benchmark's way in) takes a staging path relative to where it
+/// runs, as `tests/bench/ntfs-vs-cp.sh` gives it, writes the NTFS volume and reads it back.
 #[test]
-fn the_disk_benchmark_prepares_a_relative_staging_path() {
+fn the_ntfs_benchmark_writes_a_relative_staging_path_and_reads_it_back() {
     let d = tempfile::tempdir().unwrap();
     let corpus = d.path().join("corpus");
     seedship_e2e::make_corpus(&corpus, 2, 3).unwrap();
@@ -63,13 +50,13 @@ fn the_disk_benchmark_prepares_a_relative_staging_path() {
     std::fs::File::create(d.path().join("d.img")).unwrap().set_len(64 << 20).unwrap();
     let out = Command::new(bin("copy-agent"))
         .current_dir(d.path())
-        .args(["bench", "--staging", "staging", "--disk", "d.img"])
+        .args(["bench-ntfs", "--staging", "staging", "--disk", "d.img"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(r["disks"], 1, "{text}");
-    assert!(r["bytes"].as_u64().unwrap() > 0, "{text}");
+    assert!(r["bytes"].as_u64().unwrap() > 0 && r["files"].as_u64().unwrap() > 1, "{text}");
+    assert!(seedship_e2e::ntfs::top_level(&d.path().join("d.img")).unwrap().contains(&"DriveManifest.xml".to_string()));
 }

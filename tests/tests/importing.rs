@@ -42,7 +42,7 @@ fn cluster_args(storage: bool, log_level: &str, args: &[&str]) -> anyhow::Result
 
 /// Drive id → image path, as the datacenter's "arrive" takes them.
 fn images_by_drive(images: &[std::path::PathBuf]) -> std::collections::BTreeMap<String, std::path::PathBuf> {
-    images.iter().map(|p| (seedship_disk::format::probe(p).unwrap().unwrap().drive_id, p.clone())).collect()
+    images.iter().map(|p| (seedship_e2e::ntfs::drive_id_of(p).expect("a seedship disk"), p.clone())).collect()
 }
 
 fn md5_of(data: &[u8]) -> Vec<u8> {
@@ -62,7 +62,7 @@ async fn prepare(
     let st_name = format!("st-{job}");
     let staging = stage(c, ops, job, mib, mib, &st_name).await?;
     let (cfg, dir) = station(c, &st_name, "")?;
-    let size = disk_size(staging_bytes(&staging), disks);
+    let size = disk_size(&staging, disks);
     let images: Vec<_> = (1..=disks).map(|i| image(&dir, &format!("disk{i}.img"), size)).collect();
     let o = c.run(&format!("copy-{job}"), &mut copy_agent(&cfg))?;
     anyhow::ensure!(o.status.success(), "copy agent: {}", text(&o));
@@ -455,40 +455,28 @@ async fn deadlines_warn_at_days_10_12_and_13_and_expire_at_14() -> anyhow::Resul
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_key_a_corrupt_manifest_damaged_blocks_and_a_drive_never_received_end_with_their_reasons()
+async fn a_wrong_disk_a_changed_manifest_damaged_blocks_and_a_drive_never_received_end_with_azures_codes()
 -> anyhow::Result<()> {
     let (mut c, emu) = cluster_with(true, "Error")?;
     let ops = c.issue("operator", "alice")?;
     let (_, images) = prepare(&mut c, &ops, "job-bad", 6, 4).await?;
     wait_seed_state(&c, &ops, "job-bad", "import_job_created", T).await?;
     let by_id = images_by_drive(&images);
-    // The drive with the most parts is the one damaged (so some of it still imports).
-    let keys = escrowed_keys(&c);
-    let parts =
-        |id: &String| seedship_disk::format::DiskReader::open(&by_id[id], &keys[id]).unwrap().manifest.parts.len();
+    // The drive with the most files is the one damaged (so some of it still imports).
+    let files = |id: &String| seedship_e2e::ntfs::read_disk(&by_id[id]).unwrap().manifest.unwrap().blobs;
     let mut ids: Vec<String> = by_id.keys().cloned().collect();
-    ids.sort_by_key(|id| (parts(id), id.clone()));
-    assert!(parts(&ids[3]) >= 2, "a drive with two parts or more");
-    // Someone types disk 1's key wrongly in the portal before shipping (a PUT of the whole job
-    // with the disks and their keys, as the portal sends it).
-    let wrong = seedship_disk::key::RecoveryPassword::generate()?.reveal();
-    let mut job = emu.job("job-bad").await?.unwrap();
-    let p = job.properties.as_mut().unwrap();
-    let Some(model::JobDetails::DataBoxCustomerDisk(d)) = p.details.as_mut() else { panic!() };
-    for (serial, disk) in d.import_disk_details_collection.as_mut().unwrap().iter_mut() {
-        let key = if *serial == ids[0] { wrong.clone() } else { keys[serial].reveal() };
-        disk.bit_locker_key = Some(seedship_azure::databox::Secret(key));
-    }
-    d.return_to_customer_package_details.as_mut().unwrap().carrier_account_number =
-        Some(seedship_azure::databox::Secret("123456".into()));
-    emu.arm()?.put_job(SUB, RG, "job-bad", &job).await?;
-    // Drive 2's manifest is damaged in transit.
-    {
-        use std::os::unix::fs::FileExt;
-        let h = seedship_disk::format::probe(&by_id[&ids[1]])?.unwrap();
-        let f = std::fs::OpenOptions::new().write(true).open(&by_id[&ids[1]])?;
-        f.write_all_at(b"XXXX", h.manifest_offset + 20)?;
-    }
+    ids.sort_by_key(|id| (files(id).len(), id.clone()));
+    assert!(files(&ids[3]).len() >= 2, "a drive with two files or more");
+    // Drive 2's manifest is changed after it was written (its hash is in the job already).
+    let raw = seedship_e2e::ntfs::cat(&by_id[&ids[1]], "\\DriveManifest.xml")?;
+    let changed = String::from_utf8(raw)?.replace("<ClientCreator>seedship", "<ClientCreator>someone");
+    seedship_e2e::ntfs::write(&by_id[&ids[1]], &[("DriveManifest.xml", changed.as_bytes())])?;
+    // Drive 4 is damaged in transit: one bit of its largest file.
+    let blobs4 = files(&ids[3]);
+    let largest = blobs4.iter().max_by_key(|b| (b.length, b.blob_path.clone())).unwrap();
+    let damaged = largest.blob_path.split_once('/').unwrap().1.to_string();
+    let needle = seedship_e2e::ntfs::cat(&by_id[&ids[3]], &largest.file_path)?[1000..1064].to_vec();
+    assert!(seedship_e2e::ntfs::flip_bit_in(&by_id[&ids[3]], &needle)?);
     let o = c.run(
         "ship",
         &mut c.seedctl(
@@ -509,21 +497,22 @@ async fn a_wrong_key_a_corrupt_manifest_damaged_blocks_and_a_drive_never_receive
         ),
     )?;
     assert!(o.status.success(), "{}", text(&o));
-    // Disk 3 never arrives; disk 4 arrives damaged.
-    let arrived: std::collections::BTreeMap<_, _> =
-        by_id.iter().filter(|(k, _)| **k != ids[2]).map(|(k, v)| (k.clone(), v.clone())).collect();
+    // Disk 3 never arrives: it was packed in place of disk 1, which stayed behind (the
+    // datacenter finds disk 3's manifest on the disk with disk 1's serial).
+    let mut arrived = by_id.clone();
+    arrived.insert(ids[0].clone(), by_id[&ids[2]].clone());
+    arrived.remove(&ids[2]);
     emu.dc("job-bad", "arrive", json!({ "images": arrived })).await?;
-    let d = emu.dc("job-bad", "corrupt", json!({ "serial": ids[3], "parts": 1 })).await?;
-    let damaged = d["damaged"][0].as_str().unwrap().to_string();
     let j = emu.dc("job-bad", "copy", json!({})).await?;
     assert_eq!(j["properties"]["status"], "CompletedWithErrors", "{j}");
 
     let det = wait_seed_state(&c, &ops, "job-bad", "imported", T).await?;
     let seed = det.seed.unwrap();
     let (why, container) = (seed.state_reason, seed.container);
-    assert!(why.contains(&format!("disk {} OtherUserError", ids[0])) && why.contains("(wrong key)"), "{why}");
+    assert!(why.contains(&format!("disk {} OtherUserError", ids[0])), "{why}");
+    assert!(why.contains(&format!("ManifestDriveIdMismatch: the manifest names drive {}", ids[2])), "{why}");
     assert!(why.contains(&format!("disk {} MetadataFilesModifiedOrRemoved", ids[1])), "{why}");
-    assert!(why.contains("manifest hash mismatch"), "{why}");
+    assert!(why.contains("ManifestCorrupted"), "{why}");
     assert!(why.contains(&format!("disk {} DriveNotReceived", ids[2])), "{why}");
     assert!(why.contains(&format!("disk {} CompletedWithErrors", ids[3])), "{why}");
     let j = job_view(&c, &ops, "job-bad").await?.job.unwrap();
@@ -539,8 +528,8 @@ async fn a_wrong_key_a_corrupt_manifest_damaged_blocks_and_a_drive_never_receive
     );
     let blobs = emu.azurite.as_ref().unwrap().blobs()?;
     let log = String::from_utf8(blobs.download("databoxcopylog", &name).await?)?;
-    assert!(log.contains("wrong key") && log.contains("<CopyLog Summary"), "{log}");
-    // The damaged part is the errored entity of its disk (read from the copy log by the
+    assert!(log.contains("ManifestDriveIdMismatch") && log.contains("<CopyLog Summary"), "{log}");
+    // The damaged file is the errored entity of its disk (read from the copy log by the
     // coordinator), and it is not in the storage account; the rest of that disk was imported.
     let errors = state_of(&ids[3]).copy_errors;
     assert!(
@@ -549,13 +538,13 @@ async fn a_wrong_key_a_corrupt_manifest_damaged_blocks_and_a_drive_never_receive
             .any(|e| e.path == format!("{container}/{damaged}") && e.category == "UploadErrorDataValidationError"),
         "{errors:?}"
     );
-    assert!(state_of(&ids[3]).bytes_succeeded > 0, "the undamaged parts were imported");
+    assert!(state_of(&ids[3]).bytes_succeeded > 0, "the undamaged files were imported");
     let listed = blobs.list(&container).await?;
     assert!(!listed.iter().any(|b| b.name == damaged), "{damaged} must not be in Azurite: {listed:?}");
     // Operators see the reasons in `seedctl job`.
     let o = c.run("job", &mut c.seedctl(&ops, &["job", "job-bad"]))?;
     let t = text(&o);
-    assert!(t.contains("manifest hash mismatch") && t.contains("DriveNotReceived"), "{t}");
+    assert!(t.contains("ManifestCorrupted") && t.contains("DriveNotReceived"), "{t}");
     assert!(t.contains("Not imported (from the copy logs)") && t.contains(&damaged), "{t}");
     let report = emu.check_record()?;
     assert!(report.contains("; 0 problems"), "{report}");
@@ -809,7 +798,7 @@ async fn a_station_finishes_while_azure_hangs() -> anyhow::Result<()> {
 /// key; the return shipment is recorded locally; the datacenter copies it into Azurite, and
 /// every blob matches the seed manifest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn microsofts_disks_are_ordered_delivered_written_with_azures_keys_and_imported_to_completed()
+async fn microsofts_disks_are_ordered_delivered_unlocked_written_in_their_blockblob_folders_and_imported()
 -> anyhow::Result<()> {
     let base = tempfile::Builder::new().prefix("seedship-azure-").tempdir()?.keep();
     let emu = Emulator::start_with(&base, true, &[])?;
@@ -844,13 +833,16 @@ async fn microsofts_disks_are_ordered_delivered_written_with_azures_keys_and_imp
     )?;
     assert!(!o.status.success() && text(&o).contains("already ordered"), "{}", text(&o));
 
-    // Microsoft prepares, dispatches and delivers the disk to the copy station; a disk of
-    // our own beside it is not touched.
+    // Microsoft prepares, dispatches and delivers the disk to the copy station (an NTFS
+    // volume with its BlockBlob, PageBlob and AzureFile folders); a disk of our own beside
+    // it is not touched.
     let serials = emu.dc("job-dbd", "prepare", json!({})).await?;
     emu.dc("job-dbd", "dispatch", json!({ "carrier": "UPS", "tracking": "1Z999AA10123456784" })).await?;
-    let size = disk_size(staging_bytes(&staging), 1);
+    let size = disk_size(&staging, 1);
     let ours = image(&dir, "spare.img", size);
-    let delivered = emu.dc("job-dbd", "deliver", json!({ "dir": dir, "sizeBytes": size })).await?;
+    let dock = c.path("delivered");
+    std::fs::create_dir_all(&dock)?;
+    let delivered = emu.dc("job-dbd", "deliver", json!({ "dir": dock, "sizeBytes": size })).await?;
     let disks: std::collections::BTreeMap<String, std::path::PathBuf> =
         serde_json::from_value(delivered["disks"].clone())?;
     assert_eq!(disks.len(), 1, "{serials} {delivered}");
@@ -871,12 +863,27 @@ async fn microsofts_disks_are_ordered_delivered_written_with_azures_keys_and_imp
     let logs = c.coordinator_logs();
     assert!(!logs.contains(azure_key.expose()) && !logs.contains(passkey.expose()), "a secret in the log");
 
-    // The station writes the delivered disk, and only it; the screen says how it goes back.
+    // The operator unlocks the disk (Microsoft's tool mounts it; here ntfs-3g, as BitLocker
+    // comes with issue 16) in the station's disk folder. The station writes it, and only it,
+    // into BlockBlob\<container>\, unmounts it and reads it back; the screen says how it goes back.
+    let folders = seedship_e2e::ntfs::top_level(&disk)?;
+    assert!(["BlockBlob", "PageBlob", "AzureFile"].iter().all(|f| folders.contains(&f.to_string())), "{folders:?}");
+    seedship_e2e::ntfs::mount(&disk, &dir.join(&serial))?;
     let o = c.run("copy-job-dbd", &mut copy_agent(&cfg))?;
     assert!(o.status.success(), "copy agent: {}", text(&o));
     assert!(text(&o).contains("Microsoft's return label"), "{}", text(&o));
-    assert_eq!(seedship_disk::format::probe(&disk)?.expect("written").drive_id, serial);
-    assert!(seedship_disk::format::probe(&ours)?.is_none(), "our own disk is left blank");
+    let container = client::operator(c.connect(&ops).await?)
+        .get_seed(pb::GetSeedRequest { seed: "job-dbd".into() })
+        .await?
+        .into_inner()
+        .seed
+        .unwrap()
+        .container;
+    let views = seedship_e2e::ntfs::check_set(std::slice::from_ref(&disk), &staging, &container)?;
+    assert_eq!((views[0].id["drive_id"].as_str(), views[0].id["layout"].as_str()), (Some(serial.as_str()), Some("databox_disk")));
+    assert!(views[0].manifest.is_none(), "a Data Box Disk has no drive manifest");
+    assert!(std::fs::read(&ours)?.iter().all(|b| *b == 0), "our own disk is left blank");
+    assert!(!seedship_e2e::ntfs::is_mounted(&dir.join(&serial)), "the station unmounted the disk");
     let det = wait_seed_state(&c, &ops, "job-dbd", "import_job_created", T).await?;
     assert!(det.seed.unwrap().state_reason.contains("Microsoft's box"));
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use seedship_e2e::azure::{Emulator, wait_event, wait_seed_state};
-use seedship_e2e::prep::{copy_agent, disk_size, image, stage, staging_bytes, station, text};
+use seedship_e2e::prep::{copy_agent, disk_size, image, stage, station, text};
 use seedship_e2e::{Cluster, Identity, Options, bin};
 use seedship_proto::{client, pb};
 use serde_json::json;
@@ -87,7 +87,7 @@ async fn prepare_and_ship(
     st: &str,
 ) -> anyhow::Result<Vec<(String, std::path::PathBuf)>> {
     let (cfg, dir) = station(c, st, "")?;
-    let size = disk_size(staging_bytes(staging), disks);
+    let size = disk_size(staging, disks);
     let images: Vec<_> = (1..=disks).map(|i| image(&dir, &format!("disk{i}.img"), size)).collect();
     let o = c.run(&format!("copy-{job}"), &mut copy_agent(&cfg))?;
     anyhow::ensure!(o.status.success(), "copy agent: {}", text(&o));
@@ -112,7 +112,7 @@ async fn prepare_and_ship(
         ),
     )?;
     anyhow::ensure!(o.status.success(), "ship: {}", text(&o));
-    Ok(images.into_iter().map(|p| (seedship_disk::format::probe(&p).unwrap().unwrap().drive_id, p)).collect())
+    Ok(images.into_iter().map(|p| (seedship_e2e::ntfs::drive_id_of(&p).expect("a seedship disk"), p)).collect())
 }
 
 fn source_repair(c: &mut Cluster, job: &str) -> anyhow::Result<String> {

@@ -24,6 +24,9 @@ pub const MAX_DATABOX_DISKS: usize = 5;
 pub const DATABOX_DISK_TB: u32 = 8;
 /// What one Data Box Disk holds (about 7 TB usable of 8).
 pub const DATABOX_DISK_USABLE_BYTES: u64 = 7_000_000_000_000;
+/// What Azure Backup's offline backup takes on Data Box Disk per server (after compression);
+/// above it, Azure Backup documents Data Box (the appliance) instead.
+pub const DATABOX_DISK_PER_SERVER_BYTES: u64 = 7_200_000_000_000;
 /// Days from job creation to give the tracking number, or the job expires.
 pub const SHIPMENT_DETAILS_DAYS: i64 = 14;
 

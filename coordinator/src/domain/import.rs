@@ -25,10 +25,14 @@ pub const MAX_DRIVES: usize = seedship_azure::databox::MAX_CUSTOMER_DISKS;
 /// At most this many disks in one Data Box Disk order.
 pub const MAX_DATABOX_DISKS: u32 = seedship_azure::databox::MAX_DATABOX_DISKS as u32;
 
-/// How many Data Box Disks a seed of `total_bytes` needs, with 2% room for seedship's own
-/// headers, manifests and checkpoints; `None` when one order of 5 does not hold it.
+/// How many Data Box Disks a seed of `total_bytes` needs, with 2% room for the file system and
+/// the disk's identity; `None` above Azure Backup's 7.2 TB per server on Data Box Disk, or when
+/// one order of 5 does not hold it.
 pub fn databox_disks_needed(total_bytes: u64) -> Option<u32> {
-    let usable = seedship_azure::databox::DATABOX_DISK_USABLE_BYTES;
+    use seedship_azure::databox::{DATABOX_DISK_PER_SERVER_BYTES, DATABOX_DISK_USABLE_BYTES as usable};
+    if total_bytes > DATABOX_DISK_PER_SERVER_BYTES {
+        return None;
+    }
     let want = total_bytes.saturating_add(total_bytes / 50).max(1);
     let n = want.div_ceil(usable);
     (n <= MAX_DATABOX_DISKS as u64).then_some(n as u32)
@@ -41,7 +45,7 @@ pub fn kind_for(policy: DiskKind, total_bytes: u64) -> (DiskKind, Option<String>
         DiskKind::DataboxDisk if databox_disks_needed(total_bytes).is_none() => (
             DiskKind::CustomerDisk,
             Some(format!(
-                "{total_bytes} bytes do not fit one Data Box Disk order ({MAX_DATABOX_DISKS} disks of about 7 TB); shipped on customer disks instead"
+                "{total_bytes} bytes are above what Azure Backup takes on Data Box Disk (7.2 TB per server); shipped on customer disks instead"
             )),
         ),
         k => (k, None),
@@ -68,7 +72,7 @@ pub fn kind_change_problem(f: &KindFacts, to: DiskKind) -> Option<String> {
     }
     if to == DiskKind::DataboxDisk && databox_disks_needed(f.total_bytes).is_none() {
         return Some(format!(
-            "the seed holds {} bytes, more than one Data Box Disk order ({MAX_DATABOX_DISKS} disks of about 7 TB) takes",
+            "the seed holds {} bytes, more than Azure Backup takes on Data Box Disk (7.2 TB per server)",
             f.total_bytes
         ));
     }
@@ -701,13 +705,13 @@ mod tests {
     }
 
     #[test]
-    fn data_box_disk_orders_hold_5_disks_and_the_kind_changes_only_before_work_starts() {
+    fn data_box_disk_seeds_hold_7_2_tb_and_the_kind_changes_only_before_work_starts() {
         let usable = seedship_azure::databox::DATABOX_DISK_USABLE_BYTES;
         assert_eq!(databox_disks_needed(1), Some(1));
         assert_eq!(databox_disks_needed(usable / 2), Some(1));
         assert_eq!(databox_disks_needed(usable), Some(2), "2% room for seedship's metadata");
-        assert_eq!(databox_disks_needed(4 * usable), Some(5));
-        assert_eq!(databox_disks_needed(5 * usable), None);
+        assert_eq!(databox_disks_needed(7_200_000_000_000), Some(2));
+        assert_eq!(databox_disks_needed(7_200_000_000_001), None, "Azure Backup's limit per server");
         assert_eq!(kind_for(DiskKind::DataboxDisk, 10), (DiskKind::DataboxDisk, None));
         let (k, why) = kind_for(DiskKind::DataboxDisk, 5 * usable);
         assert!(k == DiskKind::CustomerDisk && why.unwrap().contains("customer disks"));

@@ -13,11 +13,17 @@ pub struct ImportConfig {
     /// `{seed}` (the import prefix), which no vault container may start with.
     #[serde(default = "default_container")]
     pub container: String,
+    /// `account=key` lines (base64 keys; mode 0600) that sign the SAS a customer disk's drive
+    /// manifest carries (`<ContainerSas>`), for a coordinator without `[azure]` (with it,
+    /// `[azure.storage] keys_file` signs, and this is the fallback). Without either, customer
+    /// disks cannot be prepared: Azure refuses a drive manifest without access.
+    #[serde(default)]
+    pub keys_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ImportConfig {
     fn default() -> Self {
-        ImportConfig { container: default_container() }
+        ImportConfig { container: default_container(), keys_file: None }
     }
 }
 
@@ -122,7 +128,7 @@ mod tests {
 
     #[test]
     fn overlapping_or_open_patterns_are_configuration_errors() {
-        let cfg = |c: &str| ImportConfig { container: c.into() };
+        let cfg = |c: &str| ImportConfig { container: c.into(), keys_file: None };
         assert!(Placement::new(&cfg("vault-{seed}"), &["vault-{server}"]).is_err());
         assert!(Placement::new(&cfg("v-{seed}"), &["v-vault-{server}"]).is_err());
         assert!(Placement::new(&cfg("import-{seed}"), &["{server}-vault"]).is_err());

@@ -157,10 +157,8 @@ impl TryFrom<pb::ReportDriveRequest> for DriveCmd {
                 format!("must be above 0 and at least bytes_written ({})", d.bytes_written),
             ));
         }
+        // A customer disk's drive manifest; none on a Data Box Disk (the store checks which).
         v::text("drive.manifest_file", &d.manifest_file, 260)?;
-        if d.manifest_file.is_empty() {
-            return Err(Error::invalid("drive.manifest_file", "is required"));
-        }
         let status = match d.status.as_str() {
             "" => DriveStatus::Prepared,
             s => DriveStatus::parse(s)
@@ -169,6 +167,12 @@ impl TryFrom<pb::ReportDriveRequest> for DriveCmd {
         };
         v::text("drive.status_reason", &d.status_reason, 500)?;
         match status {
+            DriveStatus::Prepared if d.manifest_file.is_empty() => {
+                if !d.manifest_hash.is_empty() {
+                    return Err(Error::invalid("drive.manifest_hash", "must be empty when there is no manifest_file"));
+                }
+                v::hex_any_case("drive.drive_header_hash", &d.drive_header_hash, 32, 128)?;
+            }
             DriveStatus::Prepared => {
                 v::hex_any_case("drive.manifest_hash", &d.manifest_hash, 32, 32)?;
                 v::hex_any_case("drive.drive_header_hash", &d.drive_header_hash, 32, 128)?;

@@ -41,6 +41,8 @@ pub struct Coordinator {
     master_key: Option<Arc<MasterKey>>,
     /// The Azure side, when `[azure]` is configured.
     azure: Option<Arc<AzureSide>>,
+    /// `[imports] keys_file`: signs drive manifests' SAS without (or beside) the Azure side.
+    signer: Option<seedship_azure::blob::Accounts>,
     /// Where seeds' import containers go.
     placement: Placement,
 }
@@ -67,7 +69,13 @@ impl Coordinator {
         settings: Settings,
         master_key: Option<Arc<MasterKey>>,
     ) -> Self {
-        Coordinator { store, clock, settings, master_key, azure: None, placement: Placement::default() }
+        Coordinator { store, clock, settings, master_key, azure: None, placement: Placement::default(), signer: None }
+    }
+
+    /// With keys that sign drive manifests' SAS when the Azure side has none for an account.
+    pub fn with_manifest_signer(mut self, signer: seedship_azure::blob::Accounts) -> Self {
+        self.signer = Some(signer);
+        self
     }
 
     /// With the configured import-container rules (default: `import-{seed}`).

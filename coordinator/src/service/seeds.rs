@@ -38,19 +38,21 @@ impl Coordinator {
     /// [`MANIFEST_SAS_DAYS`], for the drive manifest's `ContainerSas`. `None` (and a warning)
     /// when it cannot be made; never logged.
     fn manifest_sas(&self, seed: &Seed) -> Option<SasToken> {
-        let azure = self.azure.as_ref()?;
         if seed.kind != DiskKind::CustomerDisk {
             return None;
         }
         // Checked by the storage service against real time, not the coordinator's clock.
         let expires = crate::clock::SystemClock.now_ms() / 1000 + MANIFEST_SAS_DAYS * 86_400;
-        match azure.accounts.container_sas(&seed.spec.storage_account, &seed.spec.container, "cw", expires) {
-            Ok(sas) => Some(SasToken(sas)),
-            Err(e) => {
-                tracing::warn!(job = %seed.spec.job_name, error = %e, "no SAS for the drive manifest; the station cannot write it");
-                None
+        let signers = [self.azure.as_ref().map(|a| &a.accounts), self.signer.as_ref()];
+        let mut why = String::from("no storage account key is configured ([azure.storage] or [imports] keys_file)");
+        for accounts in signers.into_iter().flatten() {
+            match accounts.container_sas(&seed.spec.storage_account, &seed.spec.container, "cw", expires) {
+                Ok(sas) => return Some(SasToken(sas)),
+                Err(e) => why = e.to_string(),
             }
         }
+        tracing::warn!(job = %seed.spec.job_name, reason = %why, "no SAS for the drive manifest; a station cannot prepare customer disks for this seed");
+        None
     }
 
     /// What new seeds are shipped on: `[azure] disk_kind` (customer disks without `[azure]`).

@@ -455,7 +455,7 @@ carrier_account_number = "123456"
             position: 1,
             capacity_bytes: 1,
             bytes_written: 1,
-            manifest_file: seedship_disk::format::MANIFEST_FILE.into(),
+            manifest_file: seedship_disk::azure::manifest::MANIFEST_PATH.into(),
             manifest_hash: "A".repeat(32),
             drive_header_hash: "b".repeat(64),
             status: DriveStatus::Prepared,
@@ -467,7 +467,7 @@ carrier_account_number = "123456"
         assert_eq!(put["sku"]["name"], "DataBoxCustomerDisk");
         assert_eq!(d["jobDetailsType"], "DataBoxCustomerDisk");
         let disk = &d["importDiskDetailsCollection"]["SS-1"];
-        assert_eq!(disk["manifestFile"], "\\seedship\\DriveManifest.json");
+        assert_eq!(disk["manifestFile"], "\\DriveManifest.xml");
         assert_eq!(disk["manifestHash"], "A".repeat(32));
         assert_eq!(disk["bitLockerKey"], "000011-000022-000033-000044-000055-000066-000077-000088");
         assert_eq!(d["dataImportDetails"].as_array().unwrap().len(), 1);

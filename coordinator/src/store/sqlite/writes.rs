@@ -476,6 +476,23 @@ pub fn report_drive(
                 d.drive_id, seed.spec.job_name
             )));
         }
+        if d.status == DriveStatus::Prepared {
+            match (seed.kind, d.manifest_file.is_empty()) {
+                (DiskKind::CustomerDisk, true) => {
+                    return Err(Error::invalid(
+                        "drive.manifest_file",
+                        "is required for a customer disk: the import job carries its drive manifest's path and MD5",
+                    ));
+                }
+                (DiskKind::DataboxDisk, false) => {
+                    return Err(Error::invalid(
+                        "drive.manifest_file",
+                        "must be empty for a Data Box Disk: Azure reads its BlockBlob folders, not a drive manifest",
+                    ));
+                }
+                _ => {}
+            }
+        }
         if d.status == DriveStatus::Preparing && key.is_none() && !held.is_some_and(|(_, k)| k) {
             return Err(Error::invalid(
                 "drive.recovery_password",
