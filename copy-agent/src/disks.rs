@@ -109,10 +109,16 @@ fn probe_mount(dir: &Path) -> Result<Disk, String> {
                     DataBoxDiskUnlock tool) and mount it there"
             .into());
     };
-    let (capacity, serial) = size_and_serial(&device).map_err(|e| format!("is mounted from {}, which {e}", device.display()))?;
+    let (capacity, serial) =
+        size_and_serial(&device).map_err(|e| format!("is mounted from {}, which {e}", device.display()))?;
     // An image named `<serial>.img` names its disk; else the device's serial; else the folder.
     let serial = serial
-        .or_else(|| device.is_file().then(|| device.file_stem().and_then(|s| drive_id_from_serial(&s.to_string_lossy()))).flatten())
+        .or_else(|| {
+            device
+                .is_file()
+                .then(|| device.file_stem().and_then(|s| drive_id_from_serial(&s.to_string_lossy())))
+                .flatten()
+        })
         .or_else(|| dir.file_name().and_then(|s| drive_id_from_serial(&s.to_string_lossy())));
     let id = dir.join(media::ID_FILE.trim_start_matches('\\').replace('\\', "/"));
     let holds = match std::fs::read(&id) {
@@ -294,8 +300,11 @@ mod tests {
         let junk = d.path().join("c.img");
         std::fs::write(&junk, vec![7u8; 3 << 20]).unwrap();
         assert!(matches!(probe(&junk).holds, Holds::Unusable(ref w) if w.contains("wipe")));
+        // The first and the last MiB (where NTFS and GPT keep their backups) are zeroed.
         let w = wipe(&junk, false).unwrap();
-        assert_eq!((w.bytes_zeroed, w.previous), (3 << 20, None));
+        assert_eq!((w.bytes_zeroed, w.previous), (2 << 20, None));
+        let after = std::fs::read(&junk).unwrap();
+        assert!(after[..1 << 20].iter().chain(&after[2 << 20..]).all(|b| *b == 0) && after[1 << 20] == 7);
         assert!(matches!(probe(&junk).holds, Holds::Blank));
         assert!(matches!(probe(&d.path().join("none")).holds, Holds::Unusable(_)));
         let folder = d.path().join("mnt");

@@ -414,7 +414,8 @@ impl Journal {
     /// the same files in the same layout have the same hash.
     pub fn content_hash(&self) -> String {
         use sha2::{Digest as _, Sha256};
-        let mut lines: Vec<String> = self.files.values().map(|e| format!("{}\t{}\t{}\n", e.rel, e.length, e.md5)).collect();
+        let mut lines: Vec<String> =
+            self.files.values().map(|e| format!("{}\t{}\t{}\n", e.rel, e.length, e.md5)).collect();
         lines.sort();
         let mut h = Sha256::new();
         for l in &lines {

@@ -777,7 +777,8 @@ async fn round(
     // Report each drive prepared, with the drive-list fields.
     let mut out = Vec::new();
     for (i, (m, j)) in members.iter().zip(sealed).enumerate() {
-        let manifest_hash = j.sealed.as_ref().and_then(|s| s.manifest.as_ref()).map(|(_, h)| h.clone()).unwrap_or_default();
+        let manifest_hash =
+            j.sealed.as_ref().and_then(|s| s.manifest.as_ref()).map(|(_, h)| h.clone()).unwrap_or_default();
         report_drive(
             ctx,
             keeper,

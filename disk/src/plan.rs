@@ -167,10 +167,7 @@ pub fn plan_whole(files: &[FileSpec], disks: &[DiskSpec]) -> Result<Plan, PlanEr
             capacity: d.capacity,
             bytes: mine.iter().map(|f| f.size).sum(),
             used: used[i] + manifest_cost(&mine) + ntfs_reserve(d.capacity),
-            parts: mine
-                .iter()
-                .map(|f| Part { path: f.path.clone(), length: f.size })
-                .collect(),
+            parts: mine.iter().map(|f| Part { path: f.path.clone(), length: f.size }).collect(),
         });
     }
     Ok(Plan { disks: out, total_bytes: files.iter().map(|f| f.size).sum() })

@@ -6,7 +6,7 @@
 //! | command | what happens |
 //! |---|---|
 //! | `POST /_datacenter/resource-groups` `{subscription, resourceGroup}` | the resource group exists |
-//! | `POST /_datacenter/jobs/{sub}/{rg}/{job}/prepare` | Data Box Disk: disks picked, serials and keys made |
+//! | `POST /_datacenter/jobs/{sub}/{rg}/{job}/prepare` `{disks?}` | Data Box Disk: disks picked (the order's count, or `disks`), serials and keys made |
 //! | `.../dispatch` `{carrier, tracking}` | Data Box Disk: the disks leave |
 //! | `.../deliver` `{dir, sizeBytes}` | Data Box Disk: the disks arrive as images `dir/<serial>.img`: NTFS (mkntfs) with the folders `BlockBlob`, `PageBlob`, `AzureFile`, `DataBoxDiskImport` (made through an ntfs-3g mount); BitLocker comes with issue 16 |
 //! | `.../pickup` `{carrier, tracking}` | Data Box Disk: the carrier collects the filled disks |
@@ -88,8 +88,19 @@ struct CarrierBody {
     tracking: String,
 }
 
-async fn prepare(State(emu): Emu, UrlPath((sub, rg, job)): JobPath) -> Response {
-    answer(emu.mutate(|s, now| s.prepare_disks(&sub, &rg, &job, now)).and_then(|_| show(&emu, &sub, &rg, &job)))
+#[derive(Debug, Default, Deserialize)]
+struct PrepareBody {
+    /// How many disks fulfil the order (Microsoft may ship more, smaller disks than the
+    /// order's preferred ones); default: the order's count.
+    #[serde(default)]
+    disks: Option<u32>,
+}
+
+async fn prepare(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) -> Response {
+    answer(body::<PrepareBody>(&b).and_then(|p| {
+        emu.mutate(|s, now| s.prepare_disks(&sub, &rg, &job, p.disks, now))?;
+        show(&emu, &sub, &rg, &job)
+    }))
 }
 
 async fn dispatch(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) -> Response {

@@ -59,7 +59,8 @@ pub fn make_databox_disk(path: &Path, size: u64) -> Result<(), String> {
         }
         Ok(())
     };
-    let f = std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(path).map_err(|e| e.to_string())?;
+    let f =
+        std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(path).map_err(|e| e.to_string())?;
     f.set_len(size).map_err(|e| e.to_string())?;
     drop(f);
     run(Command::new("mkntfs").args(["-F", "-Q", "-s", "512", "-L", "DataBoxDisk"]).arg(path))?;

@@ -1388,11 +1388,25 @@ impl ServiceState {
 
     /// Data Box Disk: the disks are picked and prepared; each gets a serial and a key, and the
     /// order a passkey (unless the customer gave one). Returns the serials.
-    pub fn prepare_disks(&mut self, sub: &str, rg: &str, name: &str, now_ms: i64) -> ApiResult<Vec<String>> {
+    pub fn prepare_disks(
+        &mut self,
+        sub: &str,
+        rg: &str,
+        name: &str,
+        disks: Option<u32>,
+        now_ms: i64,
+    ) -> ApiResult<Vec<String>> {
+        if disks.is_some_and(|d| d == 0 || d as usize > MAX_DATABOX_DISKS) {
+            return Err(ApiError::bad(
+                "InvalidRequestContent",
+                format!("'disks' must be 1 to {MAX_DATABOX_DISKS} (an order holds at most {MAX_DATABOX_DISKS} disks)."),
+            ));
+        }
         let n = self.next();
         let j = self.dc_job(sub, rg, name, Sku::DataBoxDisk, &[StageName::DeviceOrdered])?;
         let JobDetails::DataBoxDisk(d) = j.details() else { unreachable!("checked") };
-        let count: i64 = d.preferred_disks.iter().flatten().map(|(_, n)| *n).sum();
+        let ordered: i64 = d.preferred_disks.iter().flatten().map(|(_, n)| *n).sum();
+        let count = disks.map(i64::from).unwrap_or(ordered);
         let mut serials = Vec::new();
         for i in 0..count.max(1) as u64 {
             let serial = format!("EMUDBD{:06}{:02}", n % 1_000_000, i);

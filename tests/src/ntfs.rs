@@ -152,9 +152,17 @@ pub fn check_set(images: &[PathBuf], staging: &Path, container: &str) -> Result<
         if let Some(man) = &d.manifest {
             anyhow::ensure!(man.drive_id == d.id["drive_id"], "{}: DriveId {}", d.image.display(), man.drive_id);
             let listed: std::collections::BTreeSet<&str> = man.blobs.iter().map(|b| b.file_path.as_str()).collect();
-            let there: std::collections::BTreeSet<&str> =
-                d.files.keys().map(|k| k.as_str()).filter(|k| k.starts_with("\\seedship\\") && *k != "\\seedship\\disk.json").collect();
-            anyhow::ensure!(listed == there, "{}: the manifest lists {listed:?}, the disk holds {there:?}", d.image.display());
+            let there: std::collections::BTreeSet<&str> = d
+                .files
+                .keys()
+                .map(|k| k.as_str())
+                .filter(|k| k.starts_with("\\seedship\\") && *k != "\\seedship\\disk.json")
+                .collect();
+            anyhow::ensure!(
+                listed == there,
+                "{}: the manifest lists {listed:?}, the disk holds {there:?}",
+                d.image.display()
+            );
         }
     }
     Ok(disks)

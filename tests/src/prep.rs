@@ -107,7 +107,7 @@ pub fn disk_size(staging: &Path, n: u64) -> u64 {
     let disks = |k: u64, size: u64| -> Vec<DiskSpec> {
         (0..k).map(|i| DiskSpec { id: format!("D{i}"), capacity: size }).collect()
     };
-    let mut size = 6u64 << 20;
+    let mut size = 4u64 << 20;
     while plan_whole(&files, &disks(n, size)).is_err() {
         size += 256 << 10;
     }

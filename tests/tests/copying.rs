@@ -12,7 +12,8 @@ use seedship_proto::{client, pb};
 
 /// The container the coordinator chose for `job` (its default, `import-<seed>`).
 async fn container_of(c: &Cluster, ops: &seedship_e2e::Identity, job: &str) -> anyhow::Result<String> {
-    let d = client::operator(c.connect(ops).await?).get_seed(pb::GetSeedRequest { seed: job.into() }).await?.into_inner();
+    let d =
+        client::operator(c.connect(ops).await?).get_seed(pb::GetSeedRequest { seed: job.into() }).await?.into_inner();
     Ok(coordinator::domain::placement::Placement::default().chosen(&d.seed.unwrap().seed_id))
 }
 
@@ -98,7 +99,10 @@ async fn two_stations_prepare_two_seeds_spanning_three_ntfs_disks_each_that_read
             assert_eq!(Some(&rep.manifest_hash), v.manifest_md5.as_ref());
             assert_eq!(rep.drive_header_hash, content_hash(v));
             let bytes: u64 = v.manifest.as_ref().unwrap().blobs.iter().map(|b| b.length).sum();
-            assert_eq!((rep.position as u64, rep.bytes_written, rep.has_key), (v.id["position"].as_u64().unwrap(), bytes, true));
+            assert_eq!(
+                (rep.position as u64, rep.bytes_written, rep.has_key),
+                (v.id["position"].as_u64().unwrap(), bytes, true)
+            );
         }
     }
 
@@ -192,7 +196,11 @@ async fn kill_9_at_random_points_resumes_without_recopying_what_the_journal_hold
                 if power_cut {
                     kill_mounts_under(&state);
                 }
-                eprintln!("round {round} ({job}): killed after {:?}{}", t0.elapsed(), if power_cut { " with its mounts" } else { "" });
+                eprintln!(
+                    "round {round} ({job}): killed after {:?}{}",
+                    t0.elapsed(),
+                    if power_cut { " with its mounts" } else { "" }
+                );
                 kills += 1;
                 job_kills += 1;
             }
@@ -344,10 +352,8 @@ async fn bad_staging_is_refused_or_released_and_a_flipped_bit_on_disk_is_caught_
     let size = disk_size(&good, 2);
     let container = container_of(&c, &ops, "job-good").await?;
     let imgs = [image(&disks, "g1.img", size), image(&disks, "g2.img", size)];
-    let pid = c.spawn(
-        "copy-good",
-        copy_agent(&cfg).env(seedship_telemetry::failpoint::ENV, "read-back=sleep(4000)"),
-    )?;
+    let pid =
+        c.spawn("copy-good", copy_agent(&cfg).env(seedship_telemetry::failpoint::ENV, "read-back=sleep(4000)"))?;
     let state = c.path("state-st-x");
     seedship_e2e::wait_for("both disks written and unmounted", Duration::from_secs(60), || {
         let sealed = std::fs::read_dir(&state)
@@ -359,7 +365,13 @@ async fn bad_staging_is_refused_or_released_and_a_flipped_bit_on_disk_is_caught_
         (sealed == 2).then_some(())
     })?;
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(good.join("manifest.json"))?)?;
-    let pack = m["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).find(|p| p.starts_with("data/")).unwrap();
+    let pack = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .find(|p| p.starts_with("data/"))
+        .unwrap();
     let needle = std::fs::read(good.join(pack))?[4096..4160].to_vec();
     let hit = imgs.iter().find(|i| flip_bit_in(i, &needle).unwrap()).expect("the staging file is on a disk").clone();
     let bad_drive = seedship_e2e::ntfs::read_disk(&hit)?.id["drive_id"].as_str().unwrap().to_string();
@@ -374,7 +386,8 @@ async fn bad_staging_is_refused_or_released_and_a_flipped_bit_on_disk_is_caught_
     .await?;
     let rep = d.drives.iter().find(|x| x.drive_id == bad_drive).unwrap();
     assert!(
-        rep.status_reason.contains("read-back found the disk differs") && rep.status_reason.contains(&format!("{}: MD5", pack.replace('/', "\\"))),
+        rep.status_reason.contains("read-back found the disk differs")
+            && rep.status_reason.contains(&format!("{}: MD5", pack.replace('/', "\\"))),
         "{}",
         rep.status_reason
     );

@@ -116,10 +116,17 @@ async fn the_job_is_created_from_the_prepared_drives_shipped_imported_into_azuri
         let id = k.disk_serial_number.clone().unwrap();
         assert_eq!(k.bit_locker_key.unwrap().expose(), keys[&id].reveal(), "disk {id}'s key is the escrowed one");
     }
-    for d in disks.values() {
-        assert_eq!(d.manifest_file.as_deref(), Some("\\seedship\\DriveManifest.json"));
-        let h = d.manifest_hash.as_ref().unwrap();
-        assert!(h.len() == 32 && h.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()), "{h}");
+    // Each disk's manifest path and MD5 are those of the drive manifest on its volume.
+    let on_disk: std::collections::BTreeMap<String, String> = images
+        .iter()
+        .map(|i| {
+            let v = seedship_e2e::ntfs::read_disk(i).unwrap();
+            (v.id["drive_id"].as_str().unwrap().to_string(), v.manifest_md5.unwrap())
+        })
+        .collect();
+    for (serial, d) in &disks {
+        assert_eq!(d.manifest_file.as_deref(), Some("\\DriveManifest.xml"));
+        assert_eq!(d.manifest_hash.as_ref(), on_disk.get(serial), "disk {serial}");
         assert!(d.bit_locker_key.is_none(), "Azure never shows the key");
     }
     let v = job_view(&c, &ops, "job-happy").await?;
@@ -880,7 +887,10 @@ async fn microsofts_disks_are_ordered_delivered_unlocked_written_in_their_blockb
         .unwrap()
         .container;
     let views = seedship_e2e::ntfs::check_set(std::slice::from_ref(&disk), &staging, &container)?;
-    assert_eq!((views[0].id["drive_id"].as_str(), views[0].id["layout"].as_str()), (Some(serial.as_str()), Some("databox_disk")));
+    assert_eq!(
+        (views[0].id["drive_id"].as_str(), views[0].id["layout"].as_str()),
+        (Some(serial.as_str()), Some("databox_disk"))
+    );
     assert!(views[0].manifest.is_none(), "a Data Box Disk has no drive manifest");
     assert!(std::fs::read(&ours)?.iter().all(|b| *b == 0), "our own disk is left blank");
     assert!(!seedship_e2e::ntfs::is_mounted(&dir.join(&serial)), "the station unmounted the disk");

@@ -226,3 +226,149 @@ async fn a_data_box_disk_is_read_through_its_blockblob_folders_and_names_azure_w
     assert!(!text.contains("readme.txt"), "files outside BlockBlob are not uploaded: {text}");
     Ok(())
 }
+
+/// A cluster (coordinator, Azure emulator, Azurite) with `policy` as `[azure] disk_kind`.
+fn chain_cluster(policy: &str) -> anyhow::Result<(seedship_e2e::Cluster, Emulator)> {
+    let base = tempfile::Builder::new().prefix("seedship-chain-").tempdir()?.keep();
+    let emu = Emulator::start_with(&base, true, &[])?;
+    let c = seedship_e2e::Cluster::start_with(seedship_e2e::Options {
+        extra_toml: emu
+            .coordinator_toml("1s")
+            .replace("poll_interval", &format!("disk_kind = \"{policy}\"\npoll_interval")),
+        offset_clock: true,
+        ..Default::default()
+    })?;
+    Ok((c, emu))
+}
+
+/// Every staging file is a blob of the vault with the seed manifest's size and MD5.
+async fn vault_holds(emu: &Emulator, staging: &std::path::Path, container: &str) -> anyhow::Result<()> {
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(staging.join("manifest.json"))?)?;
+    let listed = emu.azurite.as_ref().unwrap().blobs()?.list(container).await?;
+    for f in m["files"].as_array().unwrap() {
+        let p = f["path"].as_str().unwrap();
+        let b = listed.iter().find(|b| b.name == p).ok_or_else(|| anyhow::anyhow!("{p} is not in {container}"))?;
+        anyhow::ensure!(b.size == f["size"].as_u64().unwrap(), "{p}'s size");
+        anyhow::ensure!(b.md5.as_deref().map(hex::encode).as_deref() == f["md5"].as_str(), "{p}'s MD5");
+    }
+    Ok(())
+}
+
+const T: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Customer disks, the whole chain: a seed staged by the source agent, prepared by a copy
+/// station on three NTFS disks (placed whole, balanced), the job created with each disk's
+/// manifest path and MD5, shipped, read by the datacenter through the drive manifests, verified
+/// and copied into the server's vault: `seeded`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_disks_spanning_three_go_through_the_whole_chain_to_seeded() -> anyhow::Result<()> {
+    use seedship_e2e::azure::wait_seed_state;
+    use seedship_e2e::prep::{copy_agent, disk_size, image, stage, station, text};
+    let (mut c, emu) = chain_cluster("customer_disk")?;
+    let ops = c.issue("operator", "alice")?;
+    let staging = stage(&mut c, &ops, "job-cd3", 12, 11, "st-cd3").await?;
+    let (cfg, dir) = station(&c, "st-cd3", "")?;
+    let size = disk_size(&staging, 3);
+    let images: Vec<PathBuf> = (1..=3).map(|i| image(&dir, &format!("disk{i}.img"), size)).collect();
+    let o = c.run("copy-cd3", &mut copy_agent(&cfg))?;
+    anyhow::ensure!(o.status.success(), "copy agent: {}", text(&o));
+    let det = wait_seed_state(&c, &ops, "job-cd3", "import_job_created", T).await?;
+    let container = det.seed.unwrap().container;
+    let views = ntfs::check_set(&images, &staging, &container)?;
+    assert!(views.iter().all(|v| v.manifest.as_ref().is_some_and(|m| !m.blobs.is_empty())), "every disk holds files");
+    let o = c.run(
+        "ship",
+        &mut c.seedctl(
+            &ops,
+            &[
+                "ship",
+                "--job",
+                "job-cd3",
+                "--carrier",
+                "DHL",
+                "--tracking",
+                "1000000333",
+                "--drives",
+                "3",
+                "--date",
+                "2026-11-22",
+            ],
+        ),
+    )?;
+    anyhow::ensure!(o.status.success(), "ship: {}", text(&o));
+    // The datacenter knows each disk by the serial its drive manifest names.
+    emu.dc("job-cd3", "arrive", json!({ "disks": images })).await?;
+    let j = emu.dc("job-cd3", "copy", json!({})).await?;
+    assert_eq!(j["properties"]["status"], "Completed", "{j}");
+    wait_seed_state(&c, &ops, "job-cd3", "seeded", T).await?;
+    vault_holds(&emu, &staging, "vault-src-job-cd3").await?;
+    let report = emu.check_record()?;
+    assert!(report.contains("; 0 problems"), "{report}");
+    c.finish()
+}
+
+/// Data Box Disk, the whole chain: ordered at registration, fulfilled by Microsoft with three
+/// disks, delivered as NTFS volumes, unlocked and mounted at the station, written under
+/// `BlockBlob\<container>\` (whole files, balanced), unmounted and read back, sent back, read by
+/// the datacenter through the folders, verified and copied into the vault: `seeded`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_box_disks_spanning_three_go_through_the_whole_chain_to_seeded() -> anyhow::Result<()> {
+    use seedship_e2e::azure::wait_seed_state;
+    use seedship_e2e::prep::{copy_agent, disk_size, stage, station, text};
+    let (mut c, emu) = chain_cluster("databox_disk")?;
+    let ops = c.issue("operator", "alice")?;
+    let (cfg, dir) = station(&c, "st-dbd3", "")?;
+    let staging = stage(&mut c, &ops, "job-dbd3", 12, 12, "st-dbd3").await?;
+    wait_seed_state(&c, &ops, "job-dbd3", "disks_ordered", T).await?;
+    emu.dc("job-dbd3", "prepare", json!({ "disks": 3 })).await?;
+    emu.dc("job-dbd3", "dispatch", json!({ "carrier": "UPS", "tracking": "1Z999AA10123456785" })).await?;
+    let dock = c.path("delivered");
+    std::fs::create_dir_all(&dock)?;
+    let size = disk_size(&staging, 3);
+    let delivered = emu.dc("job-dbd3", "deliver", json!({ "dir": dock, "sizeBytes": size })).await?;
+    let disks: BTreeMap<String, PathBuf> = serde_json::from_value(delivered["disks"].clone())?;
+    assert_eq!(disks.len(), 3, "{delivered}");
+    let det = wait_seed_state(&c, &ops, "job-dbd3", "queued_for_disk_prep", T).await?;
+    let container = det.seed.unwrap().container;
+    // Unlocked and mounted in the station's disk folder, one folder per disk.
+    for (serial, image) in &disks {
+        ntfs::mount(image, &dir.join(serial))?;
+    }
+    let o = c.run("copy-dbd3", &mut copy_agent(&cfg))?;
+    anyhow::ensure!(o.status.success(), "copy agent: {}", text(&o));
+    let images: Vec<PathBuf> = disks.values().cloned().collect();
+    let views = ntfs::check_set(&images, &staging, &container)?;
+    assert!(views.iter().all(|v| v.files.keys().any(|f| f.starts_with("\\BlockBlob\\"))), "every disk holds files");
+    assert!(disks.keys().all(|s| !ntfs::is_mounted(&dir.join(s))), "the station unmounted every disk");
+    wait_seed_state(&c, &ops, "job-dbd3", "import_job_created", T).await?;
+    let o = c.run(
+        "ship",
+        &mut c.seedctl(
+            &ops,
+            &[
+                "ship",
+                "--job",
+                "job-dbd3",
+                "--carrier",
+                "FedEx",
+                "--tracking",
+                "123456789333",
+                "--drives",
+                "3",
+                "--date",
+                "2026-11-22",
+            ],
+        ),
+    )?;
+    anyhow::ensure!(o.status.success(), "ship: {}", text(&o));
+    wait_seed_state(&c, &ops, "job-dbd3", "shipped", T).await?;
+    emu.dc("job-dbd3", "pickup", json!({ "carrier": "FedEx", "tracking": "123456789333" })).await?;
+    emu.dc("job-dbd3", "arrive", json!({ "disks": images })).await?;
+    let j = emu.dc("job-dbd3", "copy", json!({})).await?;
+    assert_eq!(j["properties"]["status"], "Completed", "{j}");
+    wait_seed_state(&c, &ops, "job-dbd3", "seeded", T).await?;
+    vault_holds(&emu, &staging, "vault-src-job-dbd3").await?;
+    let report = emu.check_record()?;
+    assert!(report.contains("; 0 problems"), "{report}");
+    c.finish()
+}

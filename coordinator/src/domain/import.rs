@@ -725,7 +725,7 @@ mod tests {
         assert_eq!(kind_change_problem(&facts, DiskKind::DataboxDisk), None);
         assert_eq!(kind_change_problem(&facts, DiskKind::CustomerDisk), None, "no change is no problem");
         let big = KindFacts { total_bytes: 5 * usable, ..facts.clone() };
-        assert!(kind_change_problem(&big, DiskKind::DataboxDisk).unwrap().contains("more than one"));
+        assert!(kind_change_problem(&big, DiskKind::DataboxDisk).unwrap().contains("7.2 TB per server"));
         let claimed = KindFacts { ever_claimed: true, ..facts.clone() };
         assert!(kind_change_problem(&claimed, DiskKind::DataboxDisk).unwrap().contains("before a copy station"));
         let ordered = KindFacts { kind: DiskKind::DataboxDisk, has_job: true, state: SeedState::DisksOrdered, ..facts };

@@ -145,7 +145,8 @@ fn a_data_box_disk_order_is_prepared_delivered_and_gives_its_passkey_only_then()
     s.put_job(SUB, RG, "order-1", databox_disk(2), "me", T0).unwrap();
     assert_eq!(status(&s, "order-1"), "DeviceOrdered");
     assert_eq!(s.list_credentials(SUB, RG, "order-1").unwrap_err().code, "DevicesNotDelivered");
-    let serials = s.prepare_disks(SUB, RG, "order-1", T0 + 1).unwrap();
+    assert!(s.prepare_disks(SUB, RG, "order-1", Some(6), T0 + 1).is_err(), "an order holds at most 5 disks");
+    let serials = s.prepare_disks(SUB, RG, "order-1", None, T0 + 1).unwrap();
     assert_eq!(serials.len(), 2);
     s.dispatch(SUB, RG, "order-1", "UPS", "1Z", T0 + 2).unwrap();
     assert_eq!(s.list_credentials(SUB, RG, "order-1").unwrap_err().code, "DevicesNotDelivered");

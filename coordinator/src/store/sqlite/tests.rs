@@ -321,8 +321,16 @@ async fn drives_escrow_their_key_first_and_work_completes_only_when_none_is_prep
     store.report_drive(&rd("d1"), &st, &fence, &spec("D1", DriveStatus::Preparing, ""), Some(key), 3).await.unwrap();
     let e = store.complete_work(&idem(&st, "f1", "CompleteWork", 1), &st, &fence, 4).await;
     assert!(matches!(e, Err(Error::FailedPrecondition(ref m)) if m.contains("no prepared drive")), "{e:?}");
-    // The final report carries no key: the escrowed one is kept.
+    // The final report carries no key: the escrowed one is kept. A customer disk's report
+    // names its drive manifest.
     let a = "A".repeat(32);
+    let bare = DriveSpec {
+        manifest_file: String::new(),
+        manifest_hash: String::new(),
+        ..spec("D1", DriveStatus::Prepared, &a)
+    };
+    let e = store.report_drive(&rd("d2x"), &st, &fence, &bare, None, 5).await.unwrap_err();
+    assert!(e.to_string().contains("is required for a customer disk"), "{e}");
     let d1 = store.report_drive(&rd("d2"), &st, &fence, &spec("D1", DriveStatus::Prepared, &a), None, 5).await.unwrap();
     assert!(d1.has_key && d1.spec.status == DriveStatus::Prepared);
     store
@@ -417,13 +425,14 @@ async fn a_data_box_disk_seed_is_ordered_delivered_and_written_on_the_delivered_
     // Azure's key is handed to the lease holder although the station never reported the disk.
     assert_eq!(store.drive_key(&st, &fence, "MSD-1", 6).await.unwrap(), SealedKey(vec![1; 40]));
 
+    // A Data Box Disk carries no drive manifest.
     let drive = |id: &str, status| DriveSpec {
         drive_id: id.into(),
         position: 1,
         capacity_bytes: 500,
         bytes_written: 100,
-        manifest_file: "\\m.json".into(),
-        manifest_hash: "A".repeat(32),
+        manifest_file: String::new(),
+        manifest_hash: String::new(),
         drive_header_hash: "B".repeat(32),
         status,
         status_reason: String::new(),
@@ -452,6 +461,13 @@ async fn a_data_box_disk_seed_is_ordered_delivered_and_written_on_the_delivered_
         .await
         .unwrap();
     assert_eq!(store.drive_key(&st, &fence, "MSD-1", 7).await.unwrap(), SealedKey(vec![1; 40]), "Azure's key stays");
+    let with_manifest =
+        DriveSpec { manifest_file: "\\DriveManifest.xml".into(), ..drive("MSD-1", DriveStatus::Prepared) };
+    let e = store
+        .report_drive(&idem(&st, "d2x", "ReportDrive", 1), &st, &fence, &with_manifest, None, 8)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("must be empty for a Data Box Disk"), "{e}");
     store
         .report_drive(&idem(&st, "d2", "ReportDrive", 1), &st, &fence, &drive("MSD-1", DriveStatus::Prepared), None, 8)
         .await
