@@ -49,6 +49,24 @@ enum Cmd {
         /// customer_disk (the default) or databox_disk.
         #[arg(long, default_value = "customer_disk")]
         layout: String,
+        /// The import container the files are written for (its name is checked as Azure
+        /// would check it, before anything is written).
+        #[arg(long, default_value = "bench")]
+        container: String,
+    },
+    /// How many shipping disks, of which size, a staging set needs (NTFS's overhead counted):
+    /// the smallest size for --disks N, or how many disks of --disk-size BYTES. Reads only the
+    /// staging set's manifest.
+    Plan {
+        #[arg(long)]
+        staging: PathBuf,
+        #[arg(long)]
+        disks: Option<usize>,
+        #[arg(long)]
+        disk_size: Option<u64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Make a disk blank for a new seed (a disk that holds another seed is never overwritten
     /// otherwise). Quick: its first and last MiB (boot sectors, partition tables); --full: every
@@ -85,7 +103,27 @@ fn main() -> ExitCode {
     if let Cmd::Wipe { disk, full, yes } = &cli.cmd {
         return wipe(disk, *full, *yes);
     }
-    if let Cmd::BenchNtfs { staging, disk, layout } = &cli.cmd {
+    if let Cmd::Plan { staging, disks, disk_size, json } = &cli.cmd {
+        return match copy_agent::media::sizing(staging, *disks, *disk_size) {
+            Ok(s) if *json => print_json(Ok(s)),
+            Ok(s) => {
+                println!(
+                    "{} disk(s) of at least {} bytes ({}) hold this seed: {} in {} files, NTFS's overhead counted",
+                    s.disks,
+                    s.disk_size,
+                    seedship_proto::human::bytes(s.disk_size),
+                    seedship_proto::human::bytes(s.bytes),
+                    s.files
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Cmd::BenchNtfs { staging, disk, layout, container } = &cli.cmd {
         let layout = match layout.as_str() {
             "customer_disk" => copy_agent::media::Layout::CustomerDisk,
             "databox_disk" => copy_agent::media::Layout::DataboxDisk,
@@ -94,7 +132,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        return print_json(copy_agent::media::bench(staging, disk, layout));
+        return print_json(copy_agent::media::bench(staging, disk, layout, container));
     }
     let cfg = Config::load(&cli.config).unwrap_or_else(|e| {
         eprintln!("error: {e}");
@@ -117,7 +155,7 @@ fn main() -> ExitCode {
                 let c = copy_agent::run::run(cfg, conn, opts).await?;
                 code2.store(c, std::sync::atomic::Ordering::SeqCst);
             }
-            Cmd::Status { .. } | Cmd::Wipe { .. } | Cmd::BenchNtfs { .. } => {
+            Cmd::Status { .. } | Cmd::Wipe { .. } | Cmd::BenchNtfs { .. } | Cmd::Plan { .. } => {
                 unreachable!("handled before the coordinator is needed")
             }
         }

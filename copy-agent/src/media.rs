@@ -478,6 +478,47 @@ impl Journal {
     }
 }
 
+/// What [`sizing`] found: the disks a staging set needs, with NTFS's overhead counted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sizing {
+    pub files: usize,
+    pub bytes: u64,
+    pub disks: usize,
+    /// Each disk's capacity, at least.
+    pub disk_size: u64,
+}
+
+/// How many disks, of which size, the staging set at `staging` needs: `disks` of the smallest
+/// size that holds it, or as few disks of `disk_size` as hold it (one disk when neither is
+/// given). Reads only the seed manifest.
+pub fn sizing(staging: &Path, disks: Option<usize>, disk_size: Option<u64>) -> Result<Sizing, String> {
+    use seedship_disk::plan::{FileSpec, MAX_DRIVES, disks_for, size_for};
+    let raw = std::fs::read(staging.join(seedship_repo::layout::MANIFEST))
+        .map_err(|e| format!("{}: {e} (is it a staging set?)", staging.display()))?;
+    let m = seedship_repo::manifest::SeedManifest::parse(&raw, &staging.display().to_string())
+        .map_err(|e| format!("the seed manifest is refused: {e}"))?;
+    let mut files: Vec<FileSpec> = m.files.iter().map(|f| FileSpec { path: f.path.clone(), size: f.size }).collect();
+    files.push(FileSpec { path: seedship_repo::layout::MANIFEST.into(), size: raw.len() as u64 });
+    let bytes = files.iter().map(|f| f.size).sum();
+    let (disks, disk_size) = match (disks, disk_size) {
+        (Some(_), Some(_)) => return Err("give --disks or --disk-size, not both".into()),
+        (None, Some(size)) => match disks_for(&files, size) {
+            Some(n) => (n, size),
+            None => {
+                return Err(format!(
+                    "{MAX_DRIVES} disks of {size} bytes do not hold this seed ({bytes} bytes); use larger disks (see --disks {MAX_DRIVES})"
+                ));
+            }
+        },
+        (n, None) => {
+            let n = n.unwrap_or(1);
+            let size = size_for(&files, n).ok_or_else(|| format!("use 1 to {MAX_DRIVES} disks (an import job holds at most {MAX_DRIVES})"))?;
+            (n, size)
+        }
+    };
+    Ok(Sizing { files: files.len(), bytes, disks, disk_size })
+}
+
 /// What [`bench`] measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
@@ -495,14 +536,13 @@ pub struct BenchReport {
 /// Writes a staging set onto one disk image in `layout` as a station would (every staging
 /// file's SHA-256 and MD5 checked against the seed manifest while it is copied), unmounts,
 /// and reads every file back raw. No coordinator: the disk is not shippable.
-pub fn bench(staging: &Path, disk: &Path, layout: Layout) -> Result<BenchReport, String> {
+pub fn bench(staging: &Path, disk: &Path, layout: Layout, container: &str) -> Result<BenchReport, String> {
     use sha2::Sha256;
     let bytes = std::fs::read(staging.join(seedship_repo::layout::MANIFEST)).map_err(|e| e.to_string())?;
     let m: seedship_repo::manifest::SeedManifest = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
     let staging = std::path::absolute(staging).map_err(|e| format!("{}: {e}", staging.display()))?;
     let st = crate::staging::Staging::open(&staging.display().to_string(), &m.root, std::slice::from_ref(&staging))
         .map_err(|e| e.to_string())?;
-    let container = "bench";
     check_names(container, &st.files)?;
     let capacity = std::fs::metadata(disk).map_err(|e| format!("{}: {e}", disk.display()))?.len();
     let p =

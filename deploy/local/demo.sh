@@ -11,16 +11,20 @@
 #   4. the source agent and the copy agent register (the copy agent keeps a heartbeat);
 #   5. the source agent backs up a sample folder into a staging location (compressed,
 #      encrypted, deduplicated), verifies the staging set, and registers the seed;
-#   6. the copy agent prepares three shipping disks (image files sized so the seed must
-#      span all three): keys escrowed with the coordinator, every staging file checked,
-#      every disk read back, every drive reported; its final screen shows the labels and
-#      the datacenter's address;
+#   6. the copy agent prepares three shipping disks (image files sized, by its own plan, so
+#      the seed must span all three): each formatted as NTFS (mkntfs) and written through an
+#      ntfs-3g mount in Azure's customer-disk layout with its drive manifest
+#      (DriveManifest.xml), keys escrowed with the coordinator, every staging file checked,
+#      every disk unmounted and read back raw, every drive reported; its final screen shows
+#      the labels and the datacenter's address; ntfsls lists what is on each disk;
 #   7. the coordinator creates the Azure Data Box job (customer disks) from the prepared
 #      disks, after Azure's validateInputs;
 #   8. the operator records the shipment (carrier, tracking number); Azure is told
 #      (markDevicesShipped);
-#   9. the emulated datacenter receives the package, unlocks each disk with the job's key,
-#      copies every file into the storage account (Azurite), writes the copy logs to
+#   9. the emulated datacenter receives the package, reads each disk's NTFS volume through
+#      its drive manifest (checked against the job's manifest hash and the disk's serial;
+#      BitLocker comes with issue 16), copies every file into the storage account (Azurite)
+#      with its MD5, writes the copy logs to
 #      databoxcopylog, and ships the disks back;
 #      the coordinator follows every step;
 #  10. the coordinator verifies every blob against the seed manifest and seeds the server's
@@ -52,6 +56,8 @@ say "building seedship (target dir: $CARGO_TARGET_DIR)"
 PROFILE="${SEEDSHIP_DEMO_PROFILE:-debug}"
 if [ "$PROFILE" = release ]; then cargo build --release --workspace --bins --locked; else cargo build --workspace --bins --locked; fi
 BIN="$CARGO_TARGET_DIR/$PROFILE"
+# mkntfs and ntfs-3g write the shipping disks (Debian's ntfs-3g; installed when missing).
+"$ROOT/deploy/debian/install.sh"
 SAMPLE="${SEEDSHIP_DEMO_SAMPLE:-sample}"
 UNTIL="${SEEDSHIP_DEMO_UNTIL:-}"
 [ -n "$UNTIL" ] && KEEP=1
@@ -226,7 +232,7 @@ echo '$ source-agent backup --offline --staging staging --job-name demo-seed-01 
 stage_begin
 "$BIN/source-agent" --config fileserver-01.toml backup --offline --quiet \
   --staging staging --staging-share "$DEMO/staging" \
-  --job-name demo-seed-01 --storage-account demoseeds \
+  --job-name demo-seed-01 --storage-account demoseeds --pack-target-mib 8 \
   --subscription-id 0f0e0d0c-0000-4000-8000-00000000abcd --location westeurope \
   --passphrase-file passphrase "$SAMPLE" 2>>source-agent.log
 stage_end "offline-backup" "$(du -sb "$SAMPLE" | cut -f1)"
@@ -236,10 +242,13 @@ echo '$ source-agent verify --staging staging'
 
 say "6. the copy station prepares the shipping disks"
 TOTAL=$(du -sb staging | cut -f1)
-# Each disk keeps 16 MiB for header, journal and manifest; the rest is 6 % above a third.
-SIZE=$(( (16 << 20) + (TOTAL * 106 / 100 / 3 / 65536 + 1) * 65536 + 131072 ))
+# The copy agent's plan says what size three disks must be (whole files, NTFS's overhead).
+echo '$ copy-agent plan --staging staging --disks 3'
+"$BIN/copy-agent" plan --staging staging --disks 3
+SIZE=$("$BIN/copy-agent" plan --staging staging --disks 3 --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["disk_size"])')
+NEED=$("$BIN/copy-agent" plan --staging staging --disk-size "$SIZE" --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["disks"])')
 for i in 1 2 3; do truncate -s "$SIZE" "disks/disk$i.img"; done
-echo "three blank disk images of $((SIZE / 1048576)) MiB in $DEMO/disks (two could not hold the seed)"
+echo "three blank disk images of $((SIZE / 1048576)) MiB in $DEMO/disks ($NEED of that size are needed)"
 # One machine plays both the backup server and the copy station; Azure wants them apart.
 echo '$ seedctl allow-virtual-station demo-seed-01 --reason "..."'
 stage_begin
@@ -253,6 +262,15 @@ grep -E "^job demo-seed-01  (copy|verify)" copy-agent.log | tail -2 || true
 cat copy-agent.out
 echo '$ copy-agent status'
 "$BIN/copy-agent" --config station-01.toml status
+# What is on a shipped disk, listed by ntfs-3g's own tools from the raw image.
+for i in 1 2 3; do
+  echo "\$ ntfsls disks/disk$i.img; ntfsls -p /seedship/data disks/disk$i.img"
+  ntfsls "disks/disk$i.img" | tr '\n' ' '; echo
+  echo "  seedship/data: $(ntfsls -p /seedship/data "disks/disk$i.img" | wc -l) folder(s)"
+done
+echo '$ ntfscat disks/disk1.img DriveManifest.xml | head -12'
+ntfscat disks/disk1.img DriveManifest.xml > disk1-manifest.xml
+head -12 disk1-manifest.xml | sed 's/<ContainerSas>.*<\/ContainerSas>/<ContainerSas>(redacted)<\/ContainerSas>/'
 
 say "7. the coordinator creates the Azure import job"
 wait_state import_job_created 30

@@ -173,6 +173,34 @@ pub fn plan_whole(files: &[FileSpec], disks: &[DiskSpec]) -> Result<Plan, PlanEr
     Ok(Plan { disks: out, total_bytes: files.iter().map(|f| f.size).sum() })
 }
 
+/// The smallest capacity (a whole number of MiB, up to 64 TiB) of which `n` disks hold `files`
+/// as NTFS volumes; `None` when no such size is in range or `n` is not 1 to [`MAX_DRIVES`].
+pub fn size_for(files: &[FileSpec], n: usize) -> Option<u64> {
+    const MIB: u64 = 1 << 20;
+    let fits = |mib: u64| {
+        let disks: Vec<DiskSpec> = (0..n).map(|i| DiskSpec { id: format!("d{i}"), capacity: mib * MIB }).collect();
+        plan_whole(files, &disks).is_ok()
+    };
+    let (mut lo, mut hi) = (1u64, 64u64 << 20);
+    if !(1..=MAX_DRIVES).contains(&n) || !fits(hi) {
+        return None;
+    }
+    // Whether a size fits grows with the size: bisect for the smallest.
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid) { hi = mid } else { lo = mid + 1 }
+    }
+    Some(lo * MIB)
+}
+
+/// How many disks of `capacity` bytes hold `files` as NTFS volumes; `None` above [`MAX_DRIVES`].
+pub fn disks_for(files: &[FileSpec], capacity: u64) -> Option<usize> {
+    (1..=MAX_DRIVES).find(|n| {
+        let disks: Vec<DiskSpec> = (0..*n).map(|i| DiskSpec { id: format!("d{i}"), capacity }).collect();
+        plan_whole(files, &disks).is_ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +233,19 @@ mod tests {
         // Uneven disks get shares in proportion.
         let p = plan_whole(&files(&[10 * MIB; 12]), &disks(&[200 * MIB, 60 * MIB])).unwrap();
         assert!(p.disks[0].bytes > p.disks[1].bytes * 2, "{} / {}", p.disks[0].bytes, p.disks[1].bytes);
+    }
+
+    #[test]
+    fn the_size_for_n_disks_is_the_smallest_that_fits_and_the_count_for_a_size_too() {
+        let fs = files(&[32 * MIB; 10]);
+        let size = size_for(&fs, 3).unwrap();
+        let d = |n: usize, c: u64| disks(&vec![c; n]);
+        assert!(plan_whole(&fs, &d(3, size)).is_ok() && plan_whole(&fs, &d(3, size - MIB)).is_err(), "{size}");
+        assert_eq!(disks_for(&fs, size), Some(3));
+        assert_eq!(disks_for(&fs, 2 * size), Some(2));
+        assert_eq!(disks_for(&fs, 36 * MIB), None, "no 32 MiB file fits a 36 MiB NTFS disk");
+        assert_eq!(size_for(&fs, 11), None);
+        assert_eq!(size_for(&fs, 0), None);
     }
 
     #[test]

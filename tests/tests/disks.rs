@@ -59,4 +59,37 @@ fn the_ntfs_benchmark_writes_a_relative_staging_path_and_reads_it_back() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(r["bytes"].as_u64().unwrap() > 0 && r["files"].as_u64().unwrap() > 1, "{text}");
     assert!(seedship_e2e::ntfs::top_level(&d.path().join("d.img")).unwrap().contains(&"DriveManifest.xml".to_string()));
+
+    // A container name Azure would refuse is caught before anything is written.
+    std::fs::File::create(d.path().join("e.img")).unwrap().set_len(64 << 20).unwrap();
+    let out = Command::new(bin("copy-agent"))
+        .current_dir(d.path())
+        .args(["bench-ntfs", "--staging", "staging", "--disk", "e.img", "--container", "Import_Seed"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("\"Import_Seed\" is not a valid Azure container name"), "{err}");
+    assert!(std::fs::read(d.path().join("e.img")).unwrap().iter().all(|b| *b == 0), "nothing was written");
+
+    // The operator asks how many disks of which size the seed needs.
+    let plan = |args: &[&str]| {
+        let o = Command::new(bin("copy-agent")).current_dir(d.path()).args(["plan", "--staging", "staging", "--json"]).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let three = plan(&["--disks", "3"]);
+    let size = three["disk_size"].as_u64().unwrap();
+    assert_eq!(three["disks"], 3);
+    assert!(plan(&["--disk-size", &size.to_string()])["disks"].as_u64().unwrap() <= 3, "{three}");
+    let one = plan(&["--disks", "1"]);
+    assert_eq!(plan(&["--disk-size", &one["disk_size"].to_string()])["disks"], 1, "{one}");
+    let o = Command::new(bin("copy-agent"))
+        .current_dir(d.path())
+        .args(["plan", "--staging", "staging", "--disk-size", "5000000"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("use larger disks"));
+    let o = Command::new(bin("copy-agent")).current_dir(d.path()).args(["plan", "--staging", "staging", "--disks", "11"]).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("1 to 10 disks"));
 }
