@@ -1,6 +1,7 @@
 //! The seedship copy agent, on a copy station: claims disk-prep work from the coordinator,
-//! writes each seed onto encrypted shipping disks (spanning them by plan), verifies them, and
-//! reports every drive. See `docs/formats/disk.md` for what it writes.
+//! writes each seed onto shipping disks an Azure datacenter can import (NTFS volumes in
+//! Azure's layouts, spanning them by plan), reads them back, and reports every drive. See
+//! `docs/formats/media.md` for what it writes.
 
 pub mod board;
 pub mod config;

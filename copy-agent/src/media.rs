@@ -178,36 +178,63 @@ impl Mount {
     }
 
     /// Writes a file of `size` bytes at `rel`, its bytes from `read(offset, len)`, and fsyncs
-    /// it; returns its MD5 and the manifest's block list. A short or failed read is a
-    /// [`MediaError::Source`] and leaves a partial file, which a resume writes again.
+    /// it. Its SHA-256 and the drive manifest's 4 MiB block MD5s (with `blocks`) are computed
+    /// on a thread of their own while the bytes go through the mount; then `accept(sha256)`
+    /// says whether they are the expected bytes and gives their MD5 (the seed manifest has it,
+    /// computed by the source agent from the same bytes; the read-back checks it on the disk).
+    /// A short or failed read, or bytes `accept` refuses, is a [`MediaError::Source`] and
+    /// leaves a partial file, which a resume writes again.
     pub fn write_file(
         &self,
         rel: &str,
         size: u64,
+        blocks: bool,
         mut read: impl FnMut(u64, usize) -> Result<Vec<u8>, String>,
         mut progress: impl FnMut(u64),
+        accept: impl FnOnce(&str) -> Result<String, String>,
     ) -> Result<Written, MediaError> {
+        use sha2::{Digest as _, Sha256};
         let p = self.path(rel);
         if let Some(dir) = p.parent() {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
         let mut f = std::fs::File::create(&p).map_err(io(&p))?;
-        let (mut blocks, mut md5, mut at) = (Blocks::default(), Md5::new(), 0u64);
-        while at < size {
-            let want = PIECE.min((size - at) as usize);
-            let data = read(at, want).map_err(MediaError::Source)?;
-            if data.len() != want {
-                return Err(MediaError::Source(format!("{rel}: staging gave {} of {want} bytes at {at}", data.len())));
+        let (sha256, list, length) = std::thread::scope(|s| -> Result<_, MediaError> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(4);
+            let hasher = s.spawn(move || {
+                let (mut sha, mut list, mut n) = (Sha256::new(), Blocks::default(), 0u64);
+                for piece in rx {
+                    sha.update(&piece[..]);
+                    if blocks {
+                        list.update(&piece);
+                    }
+                    n += piece.len() as u64;
+                }
+                (hex::encode(sha.finalize()), if blocks { list.finish().0 } else { Vec::new() }, n)
+            });
+            let mut at = 0u64;
+            while at < size {
+                let want = PIECE.min((size - at) as usize);
+                let data = read(at, want).map_err(MediaError::Source)?;
+                if data.len() != want {
+                    return Err(MediaError::Source(format!(
+                        "{rel}: staging gave {} of {want} bytes at {at}",
+                        data.len()
+                    )));
+                }
+                let data = std::sync::Arc::new(data);
+                // The hasher works on this piece while it goes through the mount.
+                let _ = tx.send(data.clone());
+                f.write_all(&data).map_err(io(&p))?;
+                at += want as u64;
+                progress(want as u64);
             }
-            f.write_all(&data).map_err(io(&p))?;
-            blocks.update(&data);
-            md5.update(&data);
-            at += want as u64;
-            progress(want as u64);
-        }
+            drop(tx);
+            Ok(hasher.join().expect("hasher thread"))
+        })?;
+        let md5 = accept(&sha256).map_err(MediaError::Source)?;
         f.sync_all().map_err(io(&p))?;
-        let (blocks, length) = blocks.finish();
-        Ok(Written { rel: rel.to_string(), length, md5: hex::encode(md5.finalize()), blocks })
+        Ok(Written { rel: rel.to_string(), length, md5, blocks: list })
     }
 
     /// Writes the drive manifest (customer disks) listing `files` as blobs of `container`;
@@ -512,7 +539,8 @@ pub fn sizing(staging: &Path, disks: Option<usize>, disk_size: Option<u64>) -> R
         },
         (n, None) => {
             let n = n.unwrap_or(1);
-            let size = size_for(&files, n).ok_or_else(|| format!("use 1 to {MAX_DRIVES} disks (an import job holds at most {MAX_DRIVES})"))?;
+            let size = size_for(&files, n)
+                .ok_or_else(|| format!("use 1 to {MAX_DRIVES} disks (an import job holds at most {MAX_DRIVES})"))?;
             (n, size)
         }
     };
@@ -537,7 +565,6 @@ pub struct BenchReport {
 /// file's SHA-256 and MD5 checked against the seed manifest while it is copied), unmounts,
 /// and reads every file back raw. No coordinator: the disk is not shippable.
 pub fn bench(staging: &Path, disk: &Path, layout: Layout, container: &str) -> Result<BenchReport, String> {
-    use sha2::Sha256;
     let bytes = std::fs::read(staging.join(seedship_repo::layout::MANIFEST)).map_err(|e| e.to_string())?;
     let m: seedship_repo::manifest::SeedManifest = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
     let staging = std::path::absolute(staging).map_err(|e| format!("{}: {e}", staging.display()))?;
@@ -558,20 +585,16 @@ pub fn bench(staging: &Path, disk: &Path, layout: Layout, container: &str) -> Re
     let mut written = Vec::new();
     for part in &p.disks[0].parts {
         let rel = layout.file_path(container, &part.path);
-        let mut sha = Sha256::new();
         let w = mount
             .write_file(
                 &rel,
                 part.length,
-                |at, n| {
-                    let b = reader.read(&part.path, at, n).map_err(|e| e.to_string())?;
-                    sha.update(&b);
-                    Ok(b)
-                },
+                layout == Layout::CustomerDisk,
+                |at, n| reader.read(&part.path, at, n).map_err(|e| e.to_string()),
                 |_| {},
+                |sha| st.check(&part.path, part.length, sha).map_err(|e| e.to_string()),
             )
             .map_err(|e| e.to_string())?;
-        st.check(&part.path, w.length, &hex::encode(sha.finalize()), &w.md5).map_err(|e| e.to_string())?;
         written.push((part.path.clone(), w));
     }
     let hash = match layout {

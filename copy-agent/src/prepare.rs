@@ -831,7 +831,6 @@ async fn settle(ctx: &Ctx, keeper: &Keeper, lease: &pb::Lease, fails: Vec<(&Memb
 /// seed manifest as it is copied, then journaled), the drive manifest (customer disks), and
 /// the unmount that makes the volume complete.
 fn write_disk(job: &Job, staging: &Staging, keeper: &Keeper, board: &Board) -> Result<(), Fail> {
-    use sha2::{Digest, Sha256};
     let m = &job.member;
     let mut journal = Journal::load(&job.state_dir, &m.drive_id);
     // A disk that cannot be mounted or written is bad, unless the lease is what stopped it.
@@ -850,27 +849,32 @@ fn write_disk(job: &Job, staging: &Staging, keeper: &Keeper, board: &Board) -> R
             continue;
         }
         let rel = job.layout.file_path(&job.container, &part.path);
-        let mut sha = Sha256::new();
         let cause: std::cell::RefCell<Option<Fail>> = std::cell::RefCell::new(None);
         let w = mount.write_file(
             &rel,
             part.length,
+            job.layout == Layout::CustomerDisk,
             |at, n| {
                 if let Err(s) = keeper.alive() {
                     *cause.borrow_mut() = Some(Fail::Stop(s));
                     return Err("stopped".into());
                 }
-                let b = reader.read(&part.path, at, n).map_err(|e| {
+                reader.read(&part.path, at, n).map_err(|e| {
                     let why = e.to_string();
                     *cause.borrow_mut() = Some(Fail::Staging(e));
                     why
-                })?;
-                sha.update(&b);
-                Ok(b)
+                })
             },
             |n| {
                 board.advance(job.lane, n, true);
                 keeper.add_done(n);
+            },
+            |sha| {
+                staging.check(&part.path, part.length, sha).map_err(|e| {
+                    let why = e.to_string();
+                    *cause.borrow_mut() = Some(Fail::Staging(e));
+                    why
+                })
             },
         );
         let w = match w {
@@ -878,7 +882,6 @@ fn write_disk(job: &Job, staging: &Staging, keeper: &Keeper, board: &Board) -> R
             Err(MediaError::Source(why)) => return Err(cause.into_inner().unwrap_or(Fail::Bad(why))),
             Err(e) => return Err(bad(e)),
         };
-        staging.check(&part.path, w.length, &hex::encode(sha.finalize()), &w.md5).map_err(Fail::Staging)?;
         journal.record(&job.state_dir, &part.path, &w).map_err(|e| Fail::Stop(Stop::Lost(e.to_string())))?;
         files.push((part.path.clone(), w));
     }

@@ -147,32 +147,25 @@ impl Staging {
         Ok(Staging { root, dir, manifest, manifest_bytes: Arc::new(bytes), files, sizes, expected })
     }
 
-    /// Checks a whole file's hashes against the seed manifest; `Invalid` names the file.
-    pub fn check(&self, path: &str, size: u64, sha256: &str, md5: &str) -> Result<(), StagingError> {
+    /// Checks a whole file's size and SHA-256 against the seed manifest, and gives its MD5 from
+    /// there (the source agent computed both from the same bytes); `Invalid` names the file.
+    pub fn check(&self, path: &str, size: u64, sha256: &str) -> Result<String, StagingError> {
         let (want_sha, want_md5) = self
             .expected
             .get(path)
             .ok_or_else(|| StagingError::Invalid(format!("{path} is not in the seed manifest")))?;
         let want_size = self.sizes.get(path).copied().unwrap_or(0);
-        if size != want_size || sha256 != want_sha || md5 != want_md5 {
+        if size != want_size || sha256 != want_sha {
             return Err(StagingError::Invalid(format!(
                 "staging file {path} does not match the seed manifest (SHA-256 {sha256}, the manifest says {want_sha}): it changed since registration"
             )));
         }
-        Ok(())
+        Ok(want_md5.clone())
     }
 
     /// The seed manifest's MD5 of a file (valid for the bytes once their SHA-256 matches).
     pub fn md5_of(&self, path: &str) -> Option<String> {
         self.expected.get(path).map(|(_, md5)| md5.clone())
-    }
-
-    /// Hashes a file split over several disks in one pass and checks it.
-    pub fn check_whole(&self, path: &str) -> Result<(), StagingError> {
-        let f = self.open_file(path)?;
-        let (size, sha, md5) = seedship_repo::manifest::hash_open(f, Path::new(path))
-            .map_err(|e| StagingError::Unreachable(format!("cannot read staging file {path}: {e}")))?;
-        self.check(path, size, &sha, &md5)
     }
 
     /// Opens a staging file beneath the root; only names of the seed manifest are opened.

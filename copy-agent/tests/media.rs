@@ -5,8 +5,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use copy_agent::media::{self, DiskId, Journal, Layout};
+use md5::{Digest, Md5};
 use seedship_disk::azure::manifest::{self, Access, DriveManifest};
 use seedship_disk::ntfs::Volume;
+use sha2::Sha256;
 
 fn pattern(n: usize, seed: u32) -> Vec<u8> {
     let mut x = seed | 1;
@@ -59,8 +61,13 @@ fn a_customer_disk_is_written_with_its_manifest_read_back_raw_and_a_change_is_ca
             .write_file(
                 &rel,
                 data.len() as u64,
+                true,
                 |at, n| Ok(data[at as usize..at as usize + n].to_vec()),
                 |n| moved += n,
+                |sha| {
+                    assert_eq!(sha, hex::encode(Sha256::digest(data)), "the SHA-256 of the bytes written");
+                    Ok(hex::encode(Md5::digest(data)))
+                },
             )
             .unwrap();
         journal.record(d.path(), path, &w).unwrap();
@@ -127,12 +134,44 @@ fn a_data_box_disk_gets_the_blockblob_layout_and_a_failing_source_is_an_error() 
     let data = pattern(300_000, 3);
     let rel = Layout::DataboxDisk.file_path("import-sd-1", "data/00/x");
     assert_eq!(rel, "\\BlockBlob\\import-sd-1\\data\\00\\x");
-    let w =
-        m.write_file(&rel, data.len() as u64, |at, n| Ok(data[at as usize..at as usize + n].to_vec()), |_| {}).unwrap();
-    let e = m.write_file("\\BlockBlob\\import-sd-1\\y", 10, |_, _| Err("staging is gone".into()), |_| {}).unwrap_err();
+    let md5 = hex::encode(Md5::digest(&data));
+    let w = m
+        .write_file(
+            &rel,
+            data.len() as u64,
+            false,
+            |at, n| Ok(data[at as usize..at as usize + n].to_vec()),
+            |_| {},
+            |_| Ok(md5.clone()),
+        )
+        .unwrap();
+    assert!(w.blocks.is_empty(), "no drive manifest, no block list");
+    let e = m
+        .write_file(
+            "\\BlockBlob\\import-sd-1\\y",
+            10,
+            false,
+            |_, _| Err("staging is gone".into()),
+            |_| {},
+            |_| Ok(String::new()),
+        )
+        .unwrap_err();
     assert!(e.to_string().contains("staging is gone"), "{e}");
-    let e = m.write_file("\\BlockBlob\\import-sd-1\\z", 10, |_, _| Ok(vec![0; 3]), |_| {}).unwrap_err();
+    let e = m
+        .write_file("\\BlockBlob\\import-sd-1\\z", 10, false, |_, _| Ok(vec![0; 3]), |_| {}, |_| Ok(String::new()))
+        .unwrap_err();
     assert!(e.to_string().contains("3 of 10 bytes"), "{e}");
+    let e = m
+        .write_file(
+            "\\BlockBlob\\import-sd-1\\w",
+            10,
+            false,
+            |_, _| Ok(vec![0; 10]),
+            |_| {},
+            |_| Err("w changed since registration".into()),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("changed since registration"), "{e}");
     m.unmount().unwrap();
     assert_eq!(media::read_back(&img, &[(w.rel, w.length, w.md5)], None, |_| {}).unwrap(), Vec::<String>::new());
     let files = Volume::open(&img).unwrap().files().unwrap();

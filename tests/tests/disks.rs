@@ -74,7 +74,12 @@ fn the_ntfs_benchmark_writes_a_relative_staging_path_and_reads_it_back() {
 
     // The operator asks how many disks of which size the seed needs.
     let plan = |args: &[&str]| {
-        let o = Command::new(bin("copy-agent")).current_dir(d.path()).args(["plan", "--staging", "staging", "--json"]).args(args).output().unwrap();
+        let o = Command::new(bin("copy-agent"))
+            .current_dir(d.path())
+            .args(["plan", "--staging", "staging", "--json"])
+            .args(args)
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
     };
@@ -90,6 +95,10 @@ fn the_ntfs_benchmark_writes_a_relative_staging_path_and_reads_it_back() {
         .output()
         .unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("use larger disks"));
-    let o = Command::new(bin("copy-agent")).current_dir(d.path()).args(["plan", "--staging", "staging", "--disks", "11"]).output().unwrap();
+    let o = Command::new(bin("copy-agent"))
+        .current_dir(d.path())
+        .args(["plan", "--staging", "staging", "--disks", "11"])
+        .output()
+        .unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("1 to 10 disks"));
 }
