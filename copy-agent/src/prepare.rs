@@ -107,6 +107,19 @@ struct Member {
 }
 
 impl Member {
+    /// The set's disk `entry`, found at `d`.
+    fn at(entry: &SetDisk, d: &Disk, existing: Option<DiskId>) -> Member {
+        Member {
+            position: entry.position,
+            drive_id: entry.drive_id.clone(),
+            capacity: entry.capacity,
+            path: d.path.clone(),
+            device: d.device.clone(),
+            mounted_at: d.mounted_at.clone(),
+            existing,
+        }
+    }
+
     /// The fields every report of this drive carries.
     fn report(&self, layout: Layout) -> pb::DriveReport {
         pb::DriveReport {
@@ -436,27 +449,11 @@ async fn assemble(ctx: &Ctx, lease: &pb::Lease, staging: &Staging) -> Result<(Ve
         let entry = rec.at(pos).clone();
         if let Some(d) = ours.get(&pos).filter(|d| id_of(d).drive_id == entry.drive_id && entry.bad.is_none()) {
             rec.at(pos).device = Some(d.device.clone());
-            members.push(Member {
-                position: pos,
-                drive_id: entry.drive_id.clone(),
-                capacity: entry.capacity,
-                path: d.path.clone(),
-                device: d.device.clone(),
-                mounted_at: d.mounted_at.clone(),
-                existing: Some(id_of(d).clone()),
-            });
+            members.push(Member::at(&entry, d, Some(id_of(d).clone())));
             continue;
         }
         if let Some(d) = restart.get(&pos).filter(|_| entry.bad.is_none()) {
-            members.push(Member {
-                position: pos,
-                drive_id: entry.drive_id.clone(),
-                capacity: entry.capacity,
-                path: d.path.clone(),
-                device: d.device.clone(),
-                mounted_at: d.mounted_at.clone(),
-                existing: None,
-            });
+            members.push(Member::at(&entry, d, None));
             continue;
         }
         // A blank disk at least as large takes the position (with the planned capacity).
@@ -472,15 +469,7 @@ async fn assemble(ctx: &Ctx, lease: &pb::Lease, staging: &Staging) -> Result<(Ve
                 e.drive_id = serial.clone();
             }
             e.device = Some(blanks[i].device.clone());
-            members.push(Member {
-                position: pos,
-                drive_id: e.drive_id.clone(),
-                capacity: e.capacity,
-                path: blanks[i].path.clone(),
-                device: blanks[i].device.clone(),
-                mounted_at: blanks[i].mounted_at.clone(),
-                existing: None,
-            });
+            members.push(Member::at(e, blanks[i], None));
             continue;
         }
         missing.push(match &entry.bad {

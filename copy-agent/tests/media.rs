@@ -101,6 +101,10 @@ fn a_customer_disk_is_written_with_its_manifest_read_back_raw_and_a_change_is_ca
     f.write_all(b"!").unwrap();
     f.sync_all().unwrap();
     drop(f);
+    let xml_path = d.path().join("mnt/DriveManifest.xml");
+    let edited =
+        std::fs::read_to_string(&xml_path).unwrap().replace("<ClientCreator>seedship", "<ClientCreator>another");
+    std::fs::write(&xml_path, edited).unwrap();
     m.unmount().unwrap();
     let mut raw = std::fs::read(&img).unwrap();
     let a = &files[0].1;
@@ -108,9 +112,10 @@ fn a_customer_disk_is_written_with_its_manifest_read_back_raw_and_a_change_is_ca
     raw[at + 1] ^= 0x80;
     std::fs::write(&img, raw).unwrap();
     let bad = media::read_back(&img, &expect, Some(&mhash), |_| {}).unwrap();
-    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert_eq!(bad.len(), 3, "{bad:?}");
     assert!(bad[0].starts_with("\\seedship\\data\\00\\pack-a: MD5"), "{bad:?}");
     assert!(bad[1].contains("pack-b: 123458 bytes on the disk, 123457 written"), "{bad:?}");
+    assert_eq!(bad[2], "\\DriveManifest.xml: changed since it was written");
 
     // The journal survives the writer and says which files need not be written again.
     let journal = Journal::load(d.path(), "SS-MEDIA01");

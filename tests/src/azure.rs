@@ -266,6 +266,17 @@ impl Emulator {
         &self.http
     }
 
+    /// A cluster whose coordinator talks to this emulator, polling every second, with the
+    /// wall clock offset file (for the 14-day deadlines) and `azure_lines` added to `[azure]`
+    /// (for example `disk_kind = "databox_disk"`).
+    pub fn cluster(&self, azure_lines: &str) -> Result<crate::Cluster> {
+        crate::Cluster::start_with(crate::Options {
+            extra_toml: self.coordinator_toml("1s").replace("poll_interval", &format!("{azure_lines}\npoll_interval")),
+            offset_clock: true,
+            ..Default::default()
+        })
+    }
+
     /// The coordinator's `[azure]` table for this emulator, polling every `poll` (and its
     /// storage in Azurite, when started with it).
     pub fn coordinator_toml(&self, poll: &str) -> String {
@@ -373,9 +384,15 @@ pub async fn wait_seed_state(
     loop {
         let r = seedship_proto::client::operator(conn.clone())
             .get_seed(seedship_proto::pb::GetSeedRequest { seed: job.into() })
-            .await
-            .context("GetSeed")?
-            .into_inner();
+            .await;
+        // A busy coordinator says UNAVAILABLE ("retry"), as clients are told to do.
+        let r = match r {
+            Err(e) if e.code() == tonic::Code::Unavailable && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            r => r.context("GetSeed")?.into_inner(),
+        };
         let s = r.seed.clone().unwrap_or_default();
         let name = seedship_proto::pb::SeedState::try_from(s.state)
             .map(|st| st.as_str_name().trim_start_matches("SEED_STATE_").to_ascii_lowercase())
@@ -403,8 +420,14 @@ pub async fn wait_event(
     loop {
         let r = seedship_proto::client::operator(conn.clone())
             .list_events(seedship_proto::pb::ListEventsRequest { seed: job.into(), limit: 1000, before_event_id: 0 })
-            .await?
-            .into_inner();
+            .await;
+        let r = match r {
+            Err(e) if e.code() == tonic::Code::Unavailable && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            r => r?.into_inner(),
+        };
         if let Some(e) = r.events.iter().find(|e| e.reason.contains(needle)) {
             return Ok(e.clone());
         }

@@ -524,6 +524,24 @@ impl Drop for Cluster {
     }
 }
 
+/// The seed of `job` as an operator sees it (`GetSeed`), asked again while the coordinator
+/// answers UNAVAILABLE (busy: its answer says to retry), for up to 20 s.
+pub async fn get_seed(c: &Cluster, ops: &Identity, job: &str) -> Result<seedship_proto::pb::GetSeedResponse> {
+    let conn = c.connect(ops).await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = seedship_proto::client::operator(conn.clone())
+            .get_seed(seedship_proto::pb::GetSeedRequest { seed: job.into() })
+            .await;
+        match r {
+            Err(e) if e.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            r => return Ok(r.context("GetSeed")?.into_inner()),
+        }
+    }
+}
+
 /// The first thing in `text` shaped like a BitLocker recovery password: 8 groups of 6 digits
 /// joined by '-'.
 pub fn find_recovery_password(text: &str) -> Option<String> {

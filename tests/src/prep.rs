@@ -116,6 +116,34 @@ pub fn disk_size(staging: &Path, n: u64) -> u64 {
     size
 }
 
+/// Records the shipment of `job` (`drives` disks) with `seedctl ship`, as an operator does.
+pub fn ship(
+    c: &mut Cluster,
+    ops: &Identity,
+    job: &str,
+    carrier: &str,
+    tracking: &str,
+    drives: u32,
+) -> anyhow::Result<()> {
+    let drives = drives.to_string();
+    let args = [
+        "ship",
+        "--job",
+        job,
+        "--carrier",
+        carrier,
+        "--tracking",
+        tracking,
+        "--drives",
+        &drives,
+        "--date",
+        "2026-11-22",
+    ];
+    let o = c.run("ship", &mut c.seedctl(ops, &args))?;
+    anyhow::ensure!(o.status.success(), "ship: {}", text(&o));
+    Ok(())
+}
+
 pub fn copy_agent(cfg: &Path) -> Command {
     let mut c = Command::new(bin("copy-agent"));
     c.arg("--config").arg(cfg).args(["run", "--once"]);

@@ -12,8 +12,7 @@ use seedship_proto::{client, pb};
 
 /// The container the coordinator chose for `job` (its default, `import-<seed>`).
 async fn container_of(c: &Cluster, ops: &seedship_e2e::Identity, job: &str) -> anyhow::Result<String> {
-    let d =
-        client::operator(c.connect(ops).await?).get_seed(pb::GetSeedRequest { seed: job.into() }).await?.into_inner();
+    let d = seedship_e2e::get_seed(c, ops, job).await?;
     Ok(coordinator::domain::placement::Placement::default().chosen(&d.seed.unwrap().seed_id))
 }
 
@@ -25,6 +24,14 @@ fn sorted_images(dir: &Path) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
+}
+
+/// The first pack (`data/...`) the seed manifest of the staging set at `staging` lists.
+fn first_pack(staging: &Path) -> anyhow::Result<String> {
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(staging.join("manifest.json"))?)?;
+    let files = m["files"].as_array().ok_or_else(|| anyhow::anyhow!("no files in the seed manifest"))?;
+    let pack = files.iter().filter_map(|f| f["path"].as_str()).find(|p| p.starts_with("data/"));
+    pack.map(str::to_string).ok_or_else(|| anyhow::anyhow!("no pack in the seed manifest"))
 }
 
 /// Whether any of the images holds an NTFS volume yet (the station started formatting).
@@ -84,11 +91,10 @@ async fn two_stations_prepare_two_seeds_spanning_three_ntfs_disks_each_that_read
     // Read raw by ntfs-3g's own reader, the disks hold the staging sets byte for byte where
     // Azure's layout puts them, each drive manifest lists its disk exactly, and each disk is
     // what was reported.
-    let mut op = client::operator(c.connect(&ops).await?);
     for (dir, st, job) in [(&disks_a, &stage_a, "job-a"), (&disks_b, &stage_b, "job-b")] {
         let container = container_of(&c, &ops, job).await?;
         let views = check_set(&sorted_images(dir), st, &container)?;
-        let d = op.get_seed(pb::GetSeedRequest { seed: job.into() }).await?.into_inner();
+        let d = seedship_e2e::get_seed(&c, &ops, job).await?;
         assert_eq!(d.seed.as_ref().unwrap().state, pb::SeedState::DisksPrepared as i32);
         assert_eq!(d.drives.len(), 3);
         for v in &views {
@@ -205,10 +211,7 @@ async fn kill_9_at_random_points_resumes_without_recopying_what_the_journal_hold
                 job_kills += 1;
             }
             // Killed after completing, before exiting: done.
-            let d = client::operator(c.connect(&ops).await?)
-                .get_seed(pb::GetSeedRequest { seed: job.into() })
-                .await?
-                .into_inner();
+            let d = seedship_e2e::get_seed(&c, &ops, job).await?;
             if d.seed.unwrap().state == pb::SeedState::DisksPrepared as i32 {
                 break;
             }
@@ -220,10 +223,7 @@ async fn kill_9_at_random_points_resumes_without_recopying_what_the_journal_hold
         // drives reported are the ones on the disks.
         let container = container_of(&c, &ops, job).await?;
         let views = check_set(&images, &staging, &container)?;
-        let d = client::operator(c.connect(&ops).await?)
-            .get_seed(pb::GetSeedRequest { seed: job.into() })
-            .await?
-            .into_inner();
+        let d = seedship_e2e::get_seed(&c, &ops, job).await?;
         assert_eq!(d.seed.unwrap().state, pb::SeedState::DisksPrepared as i32);
         for v in &views {
             let rep = d.drives.iter().find(|x| v.id["drive_id"] == x.drive_id.as_str() && x.status == "prepared");
@@ -281,10 +281,7 @@ async fn a_station_paused_past_its_lease_is_refused_when_it_wakes_and_another_ta
     assert!(!log.contains("Disks prepared"), "{log}");
 
     // The seed has B's three drives prepared; A's are left behind, on the record.
-    let d = client::operator(c.connect(&ops).await?)
-        .get_seed(pb::GetSeedRequest { seed: "job-p".into() })
-        .await?
-        .into_inner();
+    let d = seedship_e2e::get_seed(&c, &ops, "job-p").await?;
     assert_eq!(d.seed.unwrap().state, pb::SeedState::DisksPrepared as i32);
     let prepared: Vec<_> = d.drives.iter().filter(|x| x.status == "prepared").collect();
     assert_eq!(prepared.len(), 3);
@@ -308,7 +305,7 @@ async fn bad_staging_is_refused_or_released_and_a_flipped_bit_on_disk_is_caught_
     let ops = c.issue("operator", "alice")?;
     let bad = stage(&mut c, &ops, "job-bad", 8, 4, "st-x").await?;
     let (cfg, disks) = station(&c, "st-x", "")?;
-    let mut op = client::operator(c.connect(&ops).await?);
+    let op = client::operator(c.connect(&ops).await?);
 
     // Staging unreachable: the lease is given back with the reason; the seed is not failed.
     let away = c.path("staging-away");
@@ -316,7 +313,7 @@ async fn bad_staging_is_refused_or_released_and_a_flipped_bit_on_disk_is_caught_
     let o = c.run("copy-unreachable", &mut copy_agent(&cfg))?;
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(text(&o).contains("gave the work back") && text(&o).contains("is it mounted"), "{}", text(&o));
-    let d = op.get_seed(pb::GetSeedRequest { seed: "job-bad".into() }).await?.into_inner();
+    let d = seedship_e2e::get_seed(&c, &ops, "job-bad").await?;
     assert_eq!(d.seed.unwrap().state, pb::SeedState::QueuedForDiskPrep as i32);
     assert!(d.history.iter().any(|e| e.reason.contains("cannot be read")), "{:?}", d.history);
     // (Registered after that release: a released seed goes behind the seeds already queued.)
@@ -324,15 +321,7 @@ async fn bad_staging_is_refused_or_released_and_a_flipped_bit_on_disk_is_caught_
 
     // A flipped bit in a staging file: refused before shipping, naming the file; the seed fails.
     std::fs::rename(&away, &bad)?;
-    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(bad.join("manifest.json"))?)?;
-    let pack = m["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap())
-        .find(|p| p.starts_with("data/"))
-        .unwrap()
-        .to_string();
+    let pack = first_pack(&bad)?;
     let mut b = std::fs::read(bad.join(&pack))?;
     b[1000] ^= 0x10;
     std::fs::write(bad.join(&pack), b)?;
@@ -340,7 +329,7 @@ async fn bad_staging_is_refused_or_released_and_a_flipped_bit_on_disk_is_caught_
     let o = c.run("copy-flipped-staging", &mut copy_agent(&cfg))?;
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(text(&o).contains(&pack) && text(&o).contains("changed since registration"), "{}", text(&o));
-    let d = op.get_seed(pb::GetSeedRequest { seed: "job-bad".into() }).await?.into_inner();
+    let d = seedship_e2e::get_seed(&c, &ops, "job-bad").await?;
     let s = d.seed.unwrap();
     assert_eq!(s.state, pb::SeedState::Failed as i32);
     assert!(s.state_reason.contains(&pack), "{}", s.state_reason);
@@ -364,15 +353,8 @@ async fn bad_staging_is_refused_or_released_and_a_flipped_bit_on_disk_is_caught_
             .count();
         (sealed == 2).then_some(())
     })?;
-    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(good.join("manifest.json"))?)?;
-    let pack = m["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap())
-        .find(|p| p.starts_with("data/"))
-        .unwrap();
-    let needle = std::fs::read(good.join(pack))?[4096..4160].to_vec();
+    let pack = first_pack(&good)?;
+    let needle = std::fs::read(good.join(&pack))?[4096..4160].to_vec();
     let hit = imgs.iter().find(|i| flip_bit_in(i, &needle).unwrap()).expect("the staging file is on a disk").clone();
     let bad_drive = seedship_e2e::ntfs::read_disk(&hit)?.id["drive_id"].as_str().unwrap().to_string();
     let d = seedship_e2e::wait_for_async("the drive marked bad", Duration::from_secs(30), || {
@@ -405,7 +387,7 @@ async fn bad_staging_is_refused_or_released_and_a_flipped_bit_on_disk_is_caught_
     assert!(st.success(), "{}", c.log_of("copy-good"));
     let good_disks: Vec<PathBuf> = imgs.iter().filter(|i| **i != hit).cloned().chain([replacement]).collect();
     check_set(&good_disks, &good, &container)?;
-    let d = op.get_seed(pb::GetSeedRequest { seed: "job-good".into() }).await?.into_inner();
+    let d = seedship_e2e::get_seed(&c, &ops, "job-good").await?;
     assert_eq!(d.seed.unwrap().state, pb::SeedState::DisksPrepared as i32);
     assert_eq!(d.drives.iter().filter(|x| x.status == "prepared").count(), 2);
     c.finish()
@@ -429,7 +411,7 @@ async fn too_few_disks_wait_on_the_record_a_used_disk_needs_a_wipe_and_disks_add
     });
     seedship_e2e::ntfs::write(&used, &[("seedship/disk.json", old.to_string().as_bytes())])?;
     let pid = c.spawn("copy-w", &mut copy_agent(&cfg))?;
-    let mut op = client::operator(c.connect(&ops).await?);
+    let op = client::operator(c.connect(&ops).await?);
     let d = seedship_e2e::wait_for_async("the wait on the record", Duration::from_secs(20), || {
         let mut op = op.clone();
         async move {
@@ -461,7 +443,7 @@ async fn too_few_disks_wait_on_the_record_a_used_disk_needs_a_wipe_and_disks_add
     let st = c.wait_exit(pid, Duration::from_secs(30))?;
     assert!(st.success(), "{}", c.log_of("copy-w"));
     check_set(&sorted_images(&disks), &staging, &container_of(&c, &ops, "job-w").await?)?;
-    let d = op.get_seed(pb::GetSeedRequest { seed: "job-w".into() }).await?.into_inner();
+    let d = seedship_e2e::get_seed(&c, &ops, "job-w").await?;
     assert!(d.history.iter().any(|e| e.event == "station_resumed"), "{:?}", d.history);
     c.finish()
 }
@@ -496,7 +478,7 @@ async fn a_full_disk_is_marked_bad_and_a_replacement_typed_at_the_prompt_takes_i
 
     // Disks named on the command line; the prompt takes more.
     let (pid, mut stdin) = c.spawn_piped("copy-e", copy_agent(&cfg).arg("--interactive").arg("--disk").arg(&d1))?;
-    let mut op = client::operator(c.connect(&ops).await?);
+    let op = client::operator(c.connect(&ops).await?);
     let d = seedship_e2e::wait_for_async("the full disk marked bad", Duration::from_secs(30), || {
         let mut op = op.clone();
         async move {
@@ -519,7 +501,7 @@ async fn a_full_disk_is_marked_bad_and_a_replacement_typed_at_the_prompt_takes_i
     let st = c.wait_exit(pid, Duration::from_secs(30))?;
     assert!(st.success(), "{}", c.log_of("copy-e"));
     check_set(std::slice::from_ref(&replacement), &staging, &container_of(&c, &ops, "job-e").await?)?;
-    let d = op.get_seed(pb::GetSeedRequest { seed: "job-e".into() }).await?.into_inner();
+    let d = seedship_e2e::get_seed(&c, &ops, "job-e").await?;
     assert_eq!(d.seed.unwrap().state, pb::SeedState::DisksPrepared as i32);
     assert_eq!(d.drives.iter().filter(|x| x.status == "prepared").count(), 1);
     // Unmount before the cluster's directory is removed, or the removal fails on the mount.
@@ -550,10 +532,7 @@ async fn sigterm_gives_the_work_back_and_the_next_run_resumes_from_the_journals(
     } else {
         assert_eq!(st.code(), Some(3), "{log}");
         assert!(log.contains("the work was given back"), "{log}");
-        let d = client::operator(c.connect(&ops).await?)
-            .get_seed(pb::GetSeedRequest { seed: "job-t".into() })
-            .await?
-            .into_inner();
+        let d = seedship_e2e::get_seed(&c, &ops, "job-t").await?;
         assert_eq!(d.seed.unwrap().state, pb::SeedState::QueuedForDiskPrep as i32);
         assert!(d.history.iter().any(|e| e.reason.contains("stopped by its operator")), "{:?}", d.history);
         // No TTL to wait for: the next run claims at once and continues from the journals.

@@ -30,13 +30,7 @@ fn cluster_with(storage: bool, log_level: &str) -> anyhow::Result<(Cluster, Emul
 fn cluster_args(storage: bool, log_level: &str, args: &[&str]) -> anyhow::Result<(Cluster, Emulator)> {
     let base = tempfile::Builder::new().prefix("seedship-azure-").tempdir()?.keep();
     let emu = Emulator::start_with(&base, storage, args)?;
-    let c = Cluster::start_with(Options {
-        extra_toml: emu
-            .coordinator_toml("1s")
-            .replace("poll_interval", &format!("log_level = \"{log_level}\"\npoll_interval")),
-        offset_clock: true,
-        ..Default::default()
-    })?;
+    let c = emu.cluster(&format!("log_level = \"{log_level}\""))?;
     Ok((c, emu))
 }
 
@@ -725,11 +719,7 @@ async fn a_changed_return_address_reaches_the_open_job_with_if_match() -> anyhow
 async fn a_put_whose_operation_outlasts_the_worker_is_adopted_at_the_next_round() -> anyhow::Result<()> {
     let base = tempfile::Builder::new().prefix("seedship-azure-").tempdir()?.keep();
     let emu = Emulator::start_with(&base, false, &["--lro-polls", "100000", "--retry-after", "1"])?;
-    let mut c = Cluster::start_with(Options {
-        extra_toml: emu.coordinator_toml("1s").replace("poll_interval", "operation_timeout = \"3s\"\npoll_interval"),
-        offset_clock: true,
-        ..Default::default()
-    })?;
+    let mut c = emu.cluster("operation_timeout = \"3s\"")?;
     let ops = c.issue("operator", "alice")?;
     prepare(&mut c, &ops, "job-slow", 2, 1).await?;
     wait_event(&c, &ops, "job-slow", "still running after 3 s", T).await?;
@@ -809,11 +799,7 @@ async fn microsofts_disks_are_ordered_delivered_unlocked_written_in_their_blockb
 -> anyhow::Result<()> {
     let base = tempfile::Builder::new().prefix("seedship-azure-").tempdir()?.keep();
     let emu = Emulator::start_with(&base, true, &[])?;
-    let mut c = Cluster::start_with(Options {
-        extra_toml: emu.coordinator_toml("1s").replace("poll_interval", "disk_kind = \"databox_disk\"\npoll_interval"),
-        offset_clock: true,
-        ..Default::default()
-    })?;
+    let mut c = emu.cluster("disk_kind = \"databox_disk\"")?;
     let ops = c.issue("operator", "alice")?;
     let (cfg, dir) = station(&c, "st-job-dbd", "")?;
     let staging = stage(&mut c, &ops, "job-dbd", 6, 7, "st-job-dbd").await?;

@@ -231,13 +231,7 @@ async fn a_data_box_disk_is_read_through_its_blockblob_folders_and_names_azure_w
 fn chain_cluster(policy: &str) -> anyhow::Result<(seedship_e2e::Cluster, Emulator)> {
     let base = tempfile::Builder::new().prefix("seedship-chain-").tempdir()?.keep();
     let emu = Emulator::start_with(&base, true, &[])?;
-    let c = seedship_e2e::Cluster::start_with(seedship_e2e::Options {
-        extra_toml: emu
-            .coordinator_toml("1s")
-            .replace("poll_interval", &format!("disk_kind = \"{policy}\"\npoll_interval")),
-        offset_clock: true,
-        ..Default::default()
-    })?;
+    let c = emu.cluster(&format!("disk_kind = \"{policy}\""))?;
     Ok((c, emu))
 }
 
@@ -263,7 +257,7 @@ const T: std::time::Duration = std::time::Duration::from_secs(60);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_disks_spanning_three_go_through_the_whole_chain_to_seeded() -> anyhow::Result<()> {
     use seedship_e2e::azure::wait_seed_state;
-    use seedship_e2e::prep::{copy_agent, disk_size, image, stage, station, text};
+    use seedship_e2e::prep::{copy_agent, disk_size, image, ship, stage, station, text};
     let (mut c, emu) = chain_cluster("customer_disk")?;
     let ops = c.issue("operator", "alice")?;
     let staging = stage(&mut c, &ops, "job-cd3", 12, 11, "st-cd3").await?;
@@ -276,26 +270,7 @@ async fn customer_disks_spanning_three_go_through_the_whole_chain_to_seeded() ->
     let container = det.seed.unwrap().container;
     let views = ntfs::check_set(&images, &staging, &container)?;
     assert!(views.iter().all(|v| v.manifest.as_ref().is_some_and(|m| !m.blobs.is_empty())), "every disk holds files");
-    let o = c.run(
-        "ship",
-        &mut c.seedctl(
-            &ops,
-            &[
-                "ship",
-                "--job",
-                "job-cd3",
-                "--carrier",
-                "DHL",
-                "--tracking",
-                "1000000333",
-                "--drives",
-                "3",
-                "--date",
-                "2026-11-22",
-            ],
-        ),
-    )?;
-    anyhow::ensure!(o.status.success(), "ship: {}", text(&o));
+    ship(&mut c, &ops, "job-cd3", "DHL", "1000000333", 3)?;
     // The datacenter knows each disk by the serial its drive manifest names.
     emu.dc("job-cd3", "arrive", json!({ "disks": images })).await?;
     let j = emu.dc("job-cd3", "copy", json!({})).await?;
@@ -314,7 +289,7 @@ async fn customer_disks_spanning_three_go_through_the_whole_chain_to_seeded() ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_box_disks_spanning_three_go_through_the_whole_chain_to_seeded() -> anyhow::Result<()> {
     use seedship_e2e::azure::wait_seed_state;
-    use seedship_e2e::prep::{copy_agent, disk_size, stage, station, text};
+    use seedship_e2e::prep::{copy_agent, disk_size, ship, stage, station, text};
     let (mut c, emu) = chain_cluster("databox_disk")?;
     let ops = c.issue("operator", "alice")?;
     let (cfg, dir) = station(&c, "st-dbd3", "")?;
@@ -341,26 +316,7 @@ async fn data_box_disks_spanning_three_go_through_the_whole_chain_to_seeded() ->
     assert!(views.iter().all(|v| v.files.keys().any(|f| f.starts_with("\\BlockBlob\\"))), "every disk holds files");
     assert!(disks.keys().all(|s| !ntfs::is_mounted(&dir.join(s))), "the station unmounted every disk");
     wait_seed_state(&c, &ops, "job-dbd3", "import_job_created", T).await?;
-    let o = c.run(
-        "ship",
-        &mut c.seedctl(
-            &ops,
-            &[
-                "ship",
-                "--job",
-                "job-dbd3",
-                "--carrier",
-                "FedEx",
-                "--tracking",
-                "123456789333",
-                "--drives",
-                "3",
-                "--date",
-                "2026-11-22",
-            ],
-        ),
-    )?;
-    anyhow::ensure!(o.status.success(), "ship: {}", text(&o));
+    ship(&mut c, &ops, "job-dbd3", "FedEx", "123456789333", 3)?;
     wait_seed_state(&c, &ops, "job-dbd3", "shipped", T).await?;
     emu.dc("job-dbd3", "pickup", json!({ "carrier": "FedEx", "tracking": "123456789333" })).await?;
     emu.dc("job-dbd3", "arrive", json!({ "disks": images })).await?;
