@@ -134,6 +134,16 @@ fn kill_mounts_under(dir: &Path) {
     let _ = Command::new("pkill").arg("-9").arg("-f").arg(format!("ntfs-3g .*{}", dir.display())).status();
 }
 
+/// How many files the station's disk journals in `state` list.
+fn journaled_files(state: &Path) -> usize {
+    let Ok(dir) = std::fs::read_dir(state) else { return 0 };
+    dir.filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("media-"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .map(|t| t.matches("\"rel\":").count())
+        .sum()
+}
+
 /// How many files the disks written in a run kept from their journals (its log says).
 fn kept_in(log: &str) -> u32 {
     log.lines()
@@ -167,8 +177,11 @@ async fn kill_9_at_random_points_resumes_without_recopying_what_the_journal_hold
             round += 1;
             let name = format!("copy-{round}");
             let pid = c.spawn(&name, &mut copy_agent(&cfg))?;
-            // Kill at a random point after the claim (sometimes before it).
+            // Kill at a random point after the claim (sometimes before it); one round in three,
+            // after this run journaled a file, so resumes meet journals on any machine.
             let wait_claim = rng.below(4) != 0;
+            let mid_copy = rng.below(3) == 0;
+            let journaled = journaled_files(&state);
             let t0 = Instant::now();
             while wait_claim && !c.log_of(&name).contains("work claimed") && t0.elapsed() < Duration::from_secs(20) {
                 if c.try_wait(pid)?.is_some() {
@@ -176,12 +189,19 @@ async fn kill_9_at_random_points_resumes_without_recopying_what_the_journal_hold
                 }
                 std::thread::sleep(Duration::from_millis(2));
             }
-            // Short windows until eleven kills landed (formatting and the first files); then
+            while mid_copy && journaled_files(&state) <= journaled && t0.elapsed() < Duration::from_secs(20) {
+                if c.try_wait(pid)?.is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            // Short windows until twelve kills landed (formatting and the first files); then
             // longer ones let the copy and the read-back finish, still killing them now and then.
-            let window = match (job_kills < 11, wait_claim) {
-                (true, true) => 120,
-                (true, false) => 60,
-                (false, _) => 1500,
+            let window = match (job_kills < 12, wait_claim, mid_copy) {
+                (true, _, true) => 20,
+                (true, true, false) => 120,
+                (true, false, false) => 60,
+                (false, _, _) => 1500,
             };
             std::thread::sleep(Duration::from_millis(rng.below(window)));
             let finished = c.try_wait(pid)?;
