@@ -217,6 +217,7 @@ impl Emulator {
 
     /// Starts the emulator (and Azurite when `storage`) with `args` beside the usual ones.
     pub fn start_with(dir: &Path, storage: bool, args: &[&str]) -> Result<Emulator> {
+        sweep_kept_dirs(dir);
         let (tls, state, log, record) = (
             dir.join("emulator-tls"),
             dir.join("emulator.json"),
@@ -369,6 +370,37 @@ carrier_account_number = "123456"
 "#,
         ca.display()
     )
+}
+
+/// A new folder in the temporary directory, named `<prefix>…`, that outlives the test (its
+/// emulator and Azurite logs stay there for a failed test to be read).
+pub fn kept_dir(prefix: &str) -> Result<std::path::PathBuf> {
+    Ok(tempfile::Builder::new().prefix(prefix).tempdir()?.keep())
+}
+
+/// Removes the kept folders beside `dir` (`seedship-*`, made by [`kept_dir`]) older than six
+/// hours, so that runs on a developer's machine do not fill its disk.
+fn sweep_kept_dirs(dir: &Path) {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name().map(|n| n.to_string_lossy().to_string())) else {
+        return;
+    };
+    let family = name.trim_end_matches(|c: char| c.is_ascii_alphanumeric());
+    if !family.starts_with("seedship-") || family.is_empty() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for e in entries.filter_map(|e| e.ok()) {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(6 * 3600));
+        if old && e.file_name().to_string_lossy().starts_with(family) && e.path() != dir {
+            crate::ntfs::unmount_under(&e.path());
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Waits until `job`'s seed is in `state` (as `seedctl` names it), returning its detail.

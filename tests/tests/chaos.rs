@@ -85,7 +85,7 @@ async fn kill_nine_anywhere_and_every_reported_point_restores() -> anyhow::Resul
     let mut rng = Rng(seed);
     let mut kills: Vec<String> = Vec::new();
 
-    let base = tempfile::Builder::new().prefix("seedship-chaos-").tempdir()?.keep();
+    let base = seedship_e2e::azure::kept_dir("seedship-chaos-")?;
     let mut emu = Emulator::start_with_storage(&base)?;
     let mut c = Cluster::start_with(Options {
         extra_toml: emu.coordinator_toml("1s"),

@@ -28,7 +28,7 @@ fn cluster_with(storage: bool, log_level: &str) -> anyhow::Result<(Cluster, Emul
 
 /// The same, the emulator started with `args` too.
 fn cluster_args(storage: bool, log_level: &str, args: &[&str]) -> anyhow::Result<(Cluster, Emulator)> {
-    let base = tempfile::Builder::new().prefix("seedship-azure-").tempdir()?.keep();
+    let base = seedship_e2e::azure::kept_dir("seedship-azure-")?;
     let emu = Emulator::start_with(&base, storage, args)?;
     let c = emu.cluster(&format!("log_level = \"{log_level}\""))?;
     Ok((c, emu))
@@ -717,7 +717,7 @@ async fn a_changed_return_address_reaches_the_open_job_with_if_match() -> anyhow
 /// it: one job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_put_whose_operation_outlasts_the_worker_is_adopted_at_the_next_round() -> anyhow::Result<()> {
-    let base = tempfile::Builder::new().prefix("seedship-azure-").tempdir()?.keep();
+    let base = seedship_e2e::azure::kept_dir("seedship-azure-")?;
     let emu = Emulator::start_with(&base, false, &["--lro-polls", "100000", "--retry-after", "1"])?;
     let mut c = emu.cluster("operation_timeout = \"3s\"")?;
     let ops = c.issue("operator", "alice")?;
@@ -733,7 +733,7 @@ async fn a_put_whose_operation_outlasts_the_worker_is_adopted_at_the_next_round(
 /// fails with each refused check named, and no job is created.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_refused_by_validate_inputs_names_each_check_and_is_not_created() -> anyhow::Result<()> {
-    let base = tempfile::Builder::new().prefix("seedship-azure-").tempdir()?.keep();
+    let base = seedship_e2e::azure::kept_dir("seedship-azure-")?;
     // The emulated subscription has one storage account, and it is not the seed's.
     let keys = base.join("other-keys.txt");
     std::fs::write(&keys, "otheracct=b3RoZXI=\n")?;
@@ -797,7 +797,7 @@ async fn a_station_finishes_while_azure_hangs() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn microsofts_disks_are_ordered_delivered_unlocked_written_in_their_blockblob_folders_and_imported()
 -> anyhow::Result<()> {
-    let base = tempfile::Builder::new().prefix("seedship-azure-").tempdir()?.keep();
+    let base = seedship_e2e::azure::kept_dir("seedship-azure-")?;
     let emu = Emulator::start_with(&base, true, &[])?;
     let mut c = emu.cluster("disk_kind = \"databox_disk\"")?;
     let ops = c.issue("operator", "alice")?;

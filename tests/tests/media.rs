@@ -229,7 +229,7 @@ async fn a_data_box_disk_is_read_through_its_blockblob_folders_and_names_azure_w
 
 /// A cluster (coordinator, Azure emulator, Azurite) with `policy` as `[azure] disk_kind`.
 fn chain_cluster(policy: &str) -> anyhow::Result<(seedship_e2e::Cluster, Emulator)> {
-    let base = tempfile::Builder::new().prefix("seedship-chain-").tempdir()?.keep();
+    let base = seedship_e2e::azure::kept_dir("seedship-chain-")?;
     let emu = Emulator::start_with(&base, true, &[])?;
     let c = emu.cluster(&format!("disk_kind = \"{policy}\""))?;
     Ok((c, emu))

@@ -17,7 +17,7 @@ fn cluster() -> anyhow::Result<(Cluster, Emulator)> {
 }
 
 fn cluster_env(env: Vec<(String, String)>) -> anyhow::Result<(Cluster, Emulator)> {
-    let base = tempfile::Builder::new().prefix("seedship-verify-").tempdir()?.keep();
+    let base = seedship_e2e::azure::kept_dir("seedship-verify-")?;
     let emu = Emulator::start_with_storage(&base)?;
     let c = Cluster::start_with(Options {
         extra_toml: emu.coordinator_toml("1s"),
@@ -587,7 +587,7 @@ async fn incrementals_while_the_seed_travels_go_to_the_outbox_and_into_the_vault
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_of_a_group_share_one_vault_each_in_its_own_folder() -> anyhow::Result<()> {
-    let base = tempfile::Builder::new().prefix("seedship-verify-").tempdir()?.keep();
+    let base = seedship_e2e::azure::kept_dir("seedship-verify-")?;
     let emu = Emulator::start_with_storage(&base)?;
     let extra = emu.coordinator_toml("1s") + "[azure.vaults.groups]\nfinance = [\"src-job-ga\", \"src-job-gb2\"]\n";
     let mut c = Cluster::start_with(Options { extra_toml: extra, ..Default::default() })?;
