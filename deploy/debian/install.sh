@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages seedship's tests and demo run, where they are missing:
-#   ntfs-3g   mkntfs (formats customer disks), ntfs-3g (mounts them through FUSE), ntfsls/ntfscat
+#   ntfs-3g         mkntfs (formats customer disks), ntfs-3g (mounts them through FUSE), ntfsls/ntfscat
+#   dislocker       dislocker-file/-fuse: opens BitLocker volumes (the datacenter's and the tests' reader)
+#   libbde-utils    bdeinfo/bdemount: libbde, a second BitLocker reader
+#   cryptsetup-bin  cryptsetup bitlkDump: a third one, for the metadata
 # Needs root or sudo for apt-get. Prints nothing on stdout; says what it installs on stderr.
 set -euo pipefail
 
@@ -10,6 +13,9 @@ need=()
 for tool in mkntfs ntfs-3g ntfsls; do
   if ! have "$tool"; then need+=(ntfs-3g); break; fi
 done
+have dislocker-file || need+=(dislocker)
+have bdeinfo || need+=(libbde-utils)
+have cryptsetup || need+=(cryptsetup-bin)
 
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ]; then

@@ -1,0 +1,130 @@
+//! The BitLocker volumes we write, opened by readers we did not write: dislocker
+//! (`dislocker-file`), libbde (`bdeinfo`) and cryptsetup (`bitlkDump`), with the recovery
+//! password, and every file read back through an NTFS reader.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use seedship_bitlocker::volume::{Method, RESERVED_TAIL, SECTOR, encrypt_in_place};
+use seedship_disk::key::RecoveryPassword;
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e} (deploy/debian/install.sh installs it)"))
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A plain NTFS volume on an image of `mib` MiB that leaves BitLocker's tail free, holding `files`.
+fn ntfs_image(dir: &Path, mib: u64, files: &[(&str, Vec<u8>)]) -> PathBuf {
+    let img = dir.join("disk.img");
+    std::fs::File::create(&img).unwrap().set_len(mib << 20).unwrap();
+    let sectors = ((mib << 20) - RESERVED_TAIL) / SECTOR;
+    let o = run(Command::new("mkntfs")
+        .args(["-F", "-Q", "-s", "512", "-L", "seedship"])
+        .arg(&img)
+        .arg(sectors.to_string()));
+    assert!(o.status.success(), "{}", text(&o));
+    let mnt = dir.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    assert!(run(Command::new("ntfs-3g").arg(&img).arg(&mnt)).status.success());
+    for (name, data) in files {
+        let p = mnt.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+    assert!(run(Command::new("umount").arg(&mnt)).status.success());
+    img
+}
+
+fn pattern(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn dislocker_libbde_and_cryptsetup_open_our_xts_aes_256_volume_with_the_recovery_password_only() {
+    opened_by_others(Method::XtsAes256, "AES-XTS 256-bit", 512);
+}
+
+#[test]
+fn dislocker_libbde_and_cryptsetup_open_our_xts_aes_128_volume_with_the_recovery_password_only() {
+    opened_by_others(Method::XtsAes128, "AES-XTS 128-bit", 256);
+}
+
+fn opened_by_others(method: Method, libbde_name: &str, key_bits: u32) {
+    let d = tempfile::tempdir().unwrap();
+    let files = vec![("seedship/data/00/pack", pattern(3 << 20, 1)), ("DriveManifest.xml", pattern(5000, 2))];
+    let img = ntfs_image(d.path(), 32, &files);
+    let pw = RecoveryPassword::generate().unwrap();
+    encrypt_in_place(&img, &pw, method).unwrap();
+    let raw = std::fs::read(&img).unwrap();
+    assert_eq!(&raw[3..11], b"-FVE-FS-");
+    assert!(raw.windows(64).all(|w| w != &files[0].1[1000..1064]), "no plaintext left on the volume");
+
+    // dislocker decrypts the whole volume to a file; ntfs-3g's reader finds every file.
+    let plain = d.path().join("plain.img");
+    let o =
+        run(Command::new("dislocker-file").arg("-V").arg(&img).arg(format!("-p{}", pw.reveal())).arg("--").arg(&plain));
+    assert!(o.status.success(), "dislocker: {}", text(&o));
+    for (name, data) in &files {
+        let o = run(Command::new("ntfscat").arg(&plain).arg(name));
+        assert!(o.status.success(), "ntfscat {name}: {}", text(&o));
+        assert!(o.stdout == *data, "{name} differs after dislocker");
+    }
+    // A wrong password opens nothing.
+    let wrong = RecoveryPassword::generate().unwrap();
+    let o = run(Command::new("dislocker-file")
+        .arg("-V")
+        .arg(&img)
+        .arg(format!("-p{}", wrong.reveal()))
+        .arg("--")
+        .arg(d.path().join("w.img")));
+    assert!(
+        !o.status.success()
+            || !d.path().join("w.img").exists()
+            || std::fs::metadata(d.path().join("w.img")).unwrap().len() == 0,
+        "{}",
+        text(&o)
+    );
+
+    // libbde reads the metadata and, with the recovery password, opens the VMK and the FVEK;
+    // Debian's libbde (20190102) predates XTS, so it stops when it sets the sector keys. With a
+    // wrong password it cannot open the keys.
+    let o = run(Command::new("bdeinfo").arg(format!("-r{}", pw.reveal())).arg(&img));
+    let right = text(&o);
+    let o = run(Command::new("bdeinfo").arg(format!("-r{}", wrong.reveal())).arg(&img));
+    let wrong_text = text(&o);
+    assert!(!right.contains("Unable to unlock volume"), "bdeinfo, right password:\n{right}");
+    assert!(right.contains(libbde_name) || right.contains("tweak key"), "bdeinfo, right password:\n{right}");
+    assert!(wrong_text.contains("Unable to unlock volume"), "bdeinfo, wrong password:\n{wrong_text}");
+    assert!(wrong_text.contains(libbde_name) && wrong_text.contains(": Recovery password"), "{wrong_text}");
+    assert!(wrong_text.contains("Description\t\t\t: seedship "), "{wrong_text}");
+    if method == Method::XtsAes128 {
+        // libbde decrypts XTS-AES-128 too: bdemount's view of the volume holds every file.
+        let mnt = d.path().join("bde");
+        std::fs::create_dir_all(&mnt).unwrap();
+        let o = run(Command::new("bdemount").arg(format!("-r{}", pw.reveal())).arg(&img).arg(&mnt));
+        assert!(o.status.success(), "bdemount: {}", text(&o));
+        let read: Vec<bool> = files
+            .iter()
+            .map(|(name, data)| run(Command::new("ntfscat").arg(mnt.join("bde1")).arg(name)).stdout == *data)
+            .collect();
+        let _ = run(Command::new("umount").arg(&mnt));
+        assert!(read.iter().all(|ok| *ok), "libbde's view differs: {read:?}");
+    }
+    // cryptsetup reads the metadata.
+    let o = run(Command::new("cryptsetup").args(["bitlkDump"]).arg(&img));
+    let dump = text(&o);
+    assert!(o.status.success(), "bitlkDump: {dump}");
+    assert!(dump.contains("VMK protected with recovery passphrase") && dump.contains("xts-plain64"), "{dump}");
+    assert!(dump.contains(&format!("Cipher key:   \t{key_bits} bits")), "{dump}");
+}
