@@ -89,13 +89,12 @@ pub fn probe(path: &Path) -> Disk {
     }
     let holds = match media::probe(path) {
         Some(id) => Holds::Seedship(id),
-        None => match zero_start(path) {
-            Ok(true) => Holds::Blank,
-            Ok(false) => Holds::Unusable(
-                "holds data (a file system or partition table that is not a seedship disk); wipe it explicitly \
-                 (copy-agent wipe) to use it"
-                    .into(),
-            ),
+        None => match start_of(path) {
+            Ok(start) if start.iter().all(|b| *b == 0) => Holds::Blank,
+            Ok(start) => Holds::Unusable(format!(
+                "holds {} that is not a seedship disk; wipe it explicitly (copy-agent wipe) to use it",
+                what_is_on(&start)
+            )),
             Err(e) => Holds::Unusable(format!("cannot be read: {e}")),
         },
     };
@@ -165,8 +164,8 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Whether the first MiB of the disk (boot sector, partition tables) is all zero.
-fn zero_start(path: &Path) -> std::io::Result<bool> {
+/// The first MiB of the disk (boot sector, partition tables), or less on a smaller one.
+fn start_of(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut f = std::fs::File::open(path)?;
     let mut b = vec![0u8; BLANK_PROBE];
     let mut n = 0;
@@ -176,7 +175,33 @@ fn zero_start(path: &Path) -> std::io::Result<bool> {
             k => n += k,
         }
     }
-    Ok(b[..n].iter().all(|x| *x == 0))
+    b.truncate(n);
+    Ok(b)
+}
+
+/// What the start of a disk that is not blank says it holds.
+fn what_is_on(start: &[u8]) -> &'static str {
+    let at = |range: std::ops::Range<usize>| start.get(range).unwrap_or_default();
+    if at(3..11) == b"-FVE-FS-" || at(3..11) == b"MSWIN4.1" && start.windows(8).any(|w| w == b"-FVE-FS-") {
+        "a BitLocker volume"
+    } else if at(3..11) == b"NTFS    " {
+        "an NTFS volume"
+    } else if at(512..520) == b"EFI PART" {
+        "a GPT partition table"
+    } else if at(510..512) == [0x55, 0xaa] {
+        "an MBR partition table or a file system"
+    } else {
+        "data"
+    }
+}
+
+/// The logical sector size of the block device whose sysfs folder is `sys` (a partition's
+/// is its disk's).
+fn logical_sector_size(sys: &Path) -> Result<u64, String> {
+    let read = |p: PathBuf| std::fs::read_to_string(p).ok().and_then(|t| t.trim().parse::<u64>().ok());
+    read(sys.join("queue/logical_block_size"))
+        .or_else(|| read(sys.join("../queue/logical_block_size")))
+        .ok_or_else(|| format!("cannot tell its sector size from {}", sys.display()))
 }
 
 /// Size and hardware serial of an image file or a block device.
@@ -199,6 +224,13 @@ fn block_device(path: &Path, rdev: u64) -> Result<(u64, Option<String>), String>
     let sectors = std::fs::read_to_string(sys.join("size"))
         .map_err(|e| format!("cannot tell its size from {}: {e}", sys.display()))?;
     let capacity = sectors.trim().parse::<u64>().map_err(|_| "has an unreadable size in sysfs".to_string())? * 512;
+    let sector = logical_sector_size(&sys)?;
+    if sector != 512 {
+        return Err(format!(
+            "has {sector}-byte logical sectors: Azure imports only disks with 512-byte logical sectors \
+             (512n or 512e; not 4Kn)"
+        ));
+    }
     let (major, minor) = ((rdev >> 8) & 0xfff | ((rdev >> 32) & !0xfff), (rdev & 0xff) | ((rdev >> 12) & !0xff));
     let udev = std::fs::read_to_string(format!("/run/udev/data/b{major}:{minor}")).unwrap_or_default();
     let from_udev = |key: &str| udev.lines().find_map(|l| l.strip_prefix(&format!("E:{key}=")).map(str::to_string));
@@ -281,6 +313,20 @@ mod tests {
     }
 
     #[test]
+    fn a_4kn_disk_is_told_apart_by_its_logical_sector_size() {
+        let d = tempfile::tempdir().unwrap();
+        let disk = d.path().join("sdb");
+        std::fs::create_dir_all(disk.join("queue")).unwrap();
+        std::fs::create_dir_all(disk.join("sdb1")).unwrap();
+        std::fs::write(disk.join("queue/logical_block_size"), "4096\n").unwrap();
+        assert_eq!(logical_sector_size(&disk), Ok(4096));
+        assert_eq!(logical_sector_size(&disk.join("sdb1")), Ok(4096), "a partition has its disk's");
+        std::fs::write(disk.join("queue/logical_block_size"), "512\n").unwrap();
+        assert_eq!(logical_sector_size(&disk), Ok(512));
+        assert!(logical_sector_size(d.path()).is_err());
+    }
+
+    #[test]
     fn mountinfo_escapes_are_undone() {
         assert_eq!(unescape("/mnt/data\\040box"), "/mnt/data box");
         assert_eq!(unescape("/a\\134b"), "/a\\b");
@@ -299,7 +345,12 @@ mod tests {
         assert!(matches!(probe(&empty).holds, Holds::Unusable(ref w) if w.contains("truncate")));
         let junk = d.path().join("c.img");
         std::fs::write(&junk, vec![7u8; 3 << 20]).unwrap();
-        assert!(matches!(probe(&junk).holds, Holds::Unusable(ref w) if w.contains("wipe")));
+        assert!(matches!(probe(&junk).holds, Holds::Unusable(ref w) if w.contains("holds data") && w.contains("wipe")));
+        let mut bl = vec![0u8; 2 << 20];
+        bl[3..11].copy_from_slice(b"-FVE-FS-");
+        let locked = d.path().join("bl.img");
+        std::fs::write(&locked, &bl).unwrap();
+        assert!(matches!(probe(&locked).holds, Holds::Unusable(ref w) if w.contains("holds a BitLocker volume")));
         // The first and the last MiB (where NTFS and GPT keep their backups) are zeroed.
         let w = wipe(&junk, false).unwrap();
         assert_eq!((w.bytes_zeroed, w.previous), (2 << 20, None));
