@@ -9,8 +9,8 @@
 //! | the rest, up to the reserved tail | the NTFS volume's sectors, XTS-AES encrypted, the tweak being the sector number |
 //! | the reserved tail ([`RESERVED_TAIL`]) | three FVE metadata blocks of 64 KiB, each followed by its validation, then the first 16 sectors of the NTFS volume, encrypted where they lie |
 //!
-//! The NTFS volume must end before the reserved tail (format it with that many sectors), so
-//! nothing NTFS writes can land on the metadata.
+//! The NTFS volume must end before the reserved tail (format it with
+//! [`Layout::ntfs_sectors`] sectors), so nothing NTFS writes can land on the metadata.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -77,6 +77,12 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// How many 512-byte sectors the NTFS volume on a disk of `size` bytes may have: it must
+    /// end where the reserved tail begins (format it with this count).
+    pub fn ntfs_sectors(size: u64) -> u64 {
+        Layout::at_end(size / SECTOR * SECTOR).meta[0] / SECTOR
+    }
+
     /// The reserved tail of a volume of `size` bytes.
     pub fn at_end(size: u64) -> Layout {
         let tail = (size - RESERVED_TAIL) / META_REGION * META_REGION;
@@ -341,4 +347,20 @@ pub fn encrypt_in_place(path: &Path, password: &RecoveryPassword, method: Method
     f.write_all_at(&head, 0).map_err(io)?;
     f.sync_all().map_err(io)?;
     Ok(layout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_is_aligned_and_ntfs_ends_before_it_on_any_disk_size() {
+        for size in [32u64 << 20, (32 << 20) + 12_345, 8_001_563_222_016] {
+            let l = Layout::at_end(size / SECTOR * SECTOR);
+            assert_eq!(l.meta[0] % META_REGION, 0);
+            assert!(l.backup + BOOT_SECTORS * SECTOR <= size, "{size}: {l:?}");
+            assert!(size - l.meta[0] < RESERVED_TAIL + META_REGION, "{size}: at most 64 KiB more is kept");
+            assert_eq!(Layout::ntfs_sectors(size) * SECTOR, l.meta[0]);
+        }
+    }
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use seedship_bitlocker::volume::{Method, RESERVED_TAIL, SECTOR, encrypt_in_place};
+use seedship_bitlocker::volume::{Layout, Method, encrypt_in_place};
 use seedship_disk::key::RecoveryPassword;
 
 fn run(cmd: &mut Command) -> std::process::Output {
@@ -19,8 +19,10 @@ fn text(o: &std::process::Output) -> String {
 /// A plain NTFS volume on an image of `mib` MiB that leaves BitLocker's tail free, holding `files`.
 fn ntfs_image(dir: &Path, mib: u64, files: &[(&str, Vec<u8>)]) -> PathBuf {
     let img = dir.join("disk.img");
-    std::fs::File::create(&img).unwrap().set_len(mib << 20).unwrap();
-    let sectors = ((mib << 20) - RESERVED_TAIL) / SECTOR;
+    // Not a whole number of 64 KiB: the tail is aligned all the same.
+    let size = (mib << 20) + 12_800;
+    std::fs::File::create(&img).unwrap().set_len(size).unwrap();
+    let sectors = Layout::ntfs_sectors(size);
     let o = run(Command::new("mkntfs")
         .args(["-F", "-Q", "-s", "512", "-L", "seedship"])
         .arg(&img)
