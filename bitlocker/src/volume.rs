@@ -231,7 +231,7 @@ fn volume_header(layout: &Layout, ntfs_boot: &[u8]) -> [u8; 512] {
     h[..3].copy_from_slice(&[0xeb, 0x58, 0x90]);
     h[3..11].copy_from_slice(b"-FVE-FS-");
     h[11..13].copy_from_slice(&(SECTOR as u16).to_le_bytes());
-    h[13] = ntfs_boot[13]; // sectors per cluster, as NTFS had it
+    h[13] = if ntfs_boot[13] == 0 { 8 } else { ntfs_boot[13] }; // sectors per cluster, as NTFS had it (4 KiB clusters on an empty volume)
     h[21] = 0xf8;
     h[24..26].copy_from_slice(&0x3fu16.to_le_bytes());
     h[26..28].copy_from_slice(&0xffu16.to_le_bytes());
@@ -282,17 +282,61 @@ impl Sectors {
     }
 }
 
-/// Turns the plain NTFS volume on `path` (a device or an image of `size` bytes, its NTFS
-/// volume ending before [`RESERVED_TAIL`]) into a BitLocker volume in place, protected by
-/// `password`, with fresh random keys. Every sector of the NTFS volume is encrypted.
-pub fn encrypt_in_place(path: &Path, password: &RecoveryPassword, method: Method) -> Result<Layout, BitLockerError> {
+/// The disk or image at `path`, its size in whole sectors, and the layout of a volume on it.
+fn open_volume(path: &Path) -> Result<(std::fs::File, Layout), BitLockerError> {
     let io = |source| BitLockerError::Io { path: path.display().to_string(), source };
     let f = OpenOptions::new().read(true).write(true).open(path).map_err(io)?;
     let size = f.metadata().map_err(io)?.len() / SECTOR * SECTOR;
     if size < 2 * RESERVED_TAIL {
         return Err(BitLockerError::Refused(format!("{} is too small for a BitLocker volume", path.display())));
     }
-    let layout = Layout::at_end(size);
+    Ok((f, Layout::at_end(size)))
+}
+
+/// Fresh random keys for a volume protected by `password`.
+fn protect(password: &RecoveryPassword, method: Method) -> Protected {
+    let mut fvek = random::<64>().to_vec();
+    fvek.truncate(method.fvek_len());
+    let salt = random::<16>();
+    Protected {
+        method,
+        vmk: random::<32>(),
+        fvek,
+        salt,
+        stretched: stretch_recovery_key(&password.bytes(), &salt),
+        volume_id: random::<16>(),
+        vmk_id: random::<16>(),
+        time: filetime_now(),
+    }
+}
+
+/// Writes what makes the volume BitLocker: the boot sectors `boot` (what a reader shows as
+/// the first 16 sectors), encrypted, in the backup area; the three metadata blocks; the
+/// volume header. Then syncs.
+fn seal(f: &std::fs::File, path: &Path, layout: &Layout, p: &Protected, boot: &[u8]) -> Result<(), BitLockerError> {
+    let io = |source| BitLockerError::Io { path: path.display().to_string(), source };
+    let mut backup = boot.to_vec();
+    Sectors::new(p.method, &p.fvek).encrypt(&mut backup, layout.backup / SECTOR);
+    f.write_all_at(&backup, layout.backup).map_err(io)?;
+    let block = metadata_block(layout, p);
+    for m in layout.meta {
+        let mut region = vec![0u8; META_REGION as usize];
+        region[..block.len()].copy_from_slice(&block);
+        f.write_all_at(&region, m).map_err(io)?;
+    }
+    let mut head = vec![0u8; (BOOT_SECTORS * SECTOR) as usize];
+    head[..512].copy_from_slice(&volume_header(layout, boot));
+    f.write_all_at(&head, 0).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+/// Turns the plain NTFS volume on `path` (a device or an image, its NTFS volume ending
+/// before the reserved tail: [`Layout::ntfs_sectors`]) into a BitLocker volume in place,
+/// protected by `password`, with fresh random keys. Every sector of the NTFS volume is
+/// encrypted.
+pub fn encrypt_in_place(path: &Path, password: &RecoveryPassword, method: Method) -> Result<Layout, BitLockerError> {
+    let io = |source| BitLockerError::Io { path: path.display().to_string(), source };
+    let (f, layout) = open_volume(path)?;
     let mut boot = vec![0u8; (BOOT_SECTORS * SECTOR) as usize];
     f.read_exact_at(&mut boot, 0).map_err(io)?;
     if &boot[3..11] != b"NTFS    " {
@@ -303,29 +347,12 @@ pub fn encrypt_in_place(path: &Path, password: &RecoveryPassword, method: Method
         return Err(BitLockerError::Refused(format!(
             "the NTFS volume on {} reaches into the last {} bytes, which BitLocker keeps for itself",
             path.display(),
-            size - layout.meta[0]
+            layout.size - layout.meta[0]
         )));
     }
-    let mut fvek = random::<64>().to_vec();
-    fvek.truncate(method.fvek_len());
-    let salt = random::<16>();
-    let p = Protected {
-        method,
-        vmk: random::<32>(),
-        fvek,
-        salt,
-        stretched: stretch_recovery_key(&password.bytes(), &salt),
-        volume_id: random::<16>(),
-        vmk_id: random::<16>(),
-        time: filetime_now(),
-    };
+    let p = protect(password, method);
+    // The NTFS volume past its boot sectors is encrypted where it is, 1 MiB at a time.
     let sectors = Sectors::new(method, &p.fvek);
-
-    // The boot sectors go, encrypted, to the backup area; the rest of NTFS is encrypted where
-    // it is, 1 MiB at a time.
-    let mut backup = boot.clone();
-    sectors.encrypt(&mut backup, layout.backup / SECTOR);
-    f.write_all_at(&backup, layout.backup).map_err(io)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut at = BOOT_SECTORS * SECTOR;
     while at < layout.meta[0] {
@@ -336,16 +363,18 @@ pub fn encrypt_in_place(path: &Path, password: &RecoveryPassword, method: Method
         f.write_all_at(chunk, at).map_err(io)?;
         at += n as u64;
     }
-    let block = metadata_block(&layout, &p);
-    for m in layout.meta {
-        let mut region = vec![0u8; META_REGION as usize];
-        region[..block.len()].copy_from_slice(&block);
-        f.write_all_at(&region, m).map_err(io)?;
-    }
-    let mut head = vec![0u8; (BOOT_SECTORS * SECTOR) as usize];
-    head[..512].copy_from_slice(&volume_header(&layout, &boot));
-    f.write_all_at(&head, 0).map_err(io)?;
-    f.sync_all().map_err(io)?;
+    seal(&f, path, &layout, &p, &boot)?;
+    Ok(layout)
+}
+
+/// Makes an empty BitLocker volume on `path`, protected by `password`, without touching its
+/// data area: only the volume header, the metadata and the (zero) boot sectors are written.
+/// Unlocked read-write (dislocker-fuse), it is a blank volume to format as NTFS with
+/// [`Layout::ntfs_sectors`] sectors; what it held before reads as noise.
+pub fn create_empty(path: &Path, password: &RecoveryPassword, method: Method) -> Result<Layout, BitLockerError> {
+    let (f, layout) = open_volume(path)?;
+    let p = protect(password, method);
+    seal(&f, path, &layout, &p, &vec![0u8; (BOOT_SECTORS * SECTOR) as usize])?;
     Ok(layout)
 }
 

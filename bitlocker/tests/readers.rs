@@ -130,3 +130,59 @@ fn opened_by_others(method: Method, libbde_name: &str, key_bits: u32) {
     assert!(dump.contains("VMK protected with recovery passphrase") && dump.contains("xts-plain64"), "{dump}");
     assert!(dump.contains(&format!("Cipher key:   \t{key_bits} bits")), "{dump}");
 }
+
+/// An empty BitLocker volume (no pass over its data area), unlocked read-write by dislocker's
+/// FUSE layer, formatted with mkntfs and filled through ntfs-3g on top of it: then read back
+/// by dislocker-file and ntfscat, and by libbde (XTS-AES-128).
+#[test]
+fn an_empty_volume_is_formatted_and_filled_through_dislocker_fuse_and_reads_back() {
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("disk.img");
+    let size = (32u64 << 20) + 4096;
+    std::fs::File::create(&img).unwrap().set_len(size).unwrap();
+    let pw = RecoveryPassword::generate().unwrap();
+    seedship_bitlocker::volume::create_empty(&img, &pw, Method::XtsAes128).unwrap();
+
+    let (clear, mnt) = (d.path().join("clear"), d.path().join("mnt"));
+    std::fs::create_dir_all(&clear).unwrap();
+    std::fs::create_dir_all(&mnt).unwrap();
+    let o =
+        run(Command::new("dislocker-fuse").arg("-V").arg(&img).arg(format!("-p{}", pw.reveal())).arg("--").arg(&clear));
+    assert!(o.status.success(), "dislocker-fuse: {}", text(&o));
+    let volume = clear.join("dislocker-file");
+    let files = vec![("seedship/data/00/pack", pattern(2 << 20, 3)), ("DriveManifest.xml", pattern(3000, 4))];
+    // Everything through the mounts first; the mounts go before any assertion can fail.
+    let wrote = (|| -> Result<(), String> {
+        let o = run(Command::new("mkntfs")
+            .args(["-F", "-Q", "-s", "512", "-L", "seedship"])
+            .arg(&volume)
+            .arg(Layout::ntfs_sectors(size).to_string()));
+        if !o.status.success() {
+            return Err(format!("mkntfs through dislocker: {}", text(&o)));
+        }
+        let o = run(Command::new("ntfs-3g").arg(&volume).arg(&mnt));
+        if !o.status.success() {
+            return Err(format!("ntfs-3g on dislocker: {}", text(&o)));
+        }
+        for (name, data) in &files {
+            let p = mnt.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).map_err(|e| e.to_string())?;
+            std::fs::write(p, data).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })();
+    let _ = run(Command::new("umount").arg(&mnt));
+    let _ = run(Command::new("umount").arg(&clear));
+    wrote.unwrap();
+
+    let plain = d.path().join("plain.img");
+    let o =
+        run(Command::new("dislocker-file").arg("-V").arg(&img).arg(format!("-p{}", pw.reveal())).arg("--").arg(&plain));
+    assert!(o.status.success(), "dislocker-file: {}", text(&o));
+    for (name, data) in &files {
+        let o = run(Command::new("ntfscat").arg(&plain).arg(name));
+        assert!(o.status.success() && o.stdout == *data, "{name} after dislocker: {}", text(&o));
+    }
+    let raw = std::fs::read(&img).unwrap();
+    assert!(raw.windows(64).all(|w| w != &files[0].1[1000..1064]), "nothing written in the clear");
+}
