@@ -12,11 +12,23 @@ type Ccm = ccm::Ccm<Aes256, U16, U12>;
 pub const STRETCH_ROUNDS: u64 = 0x10_0000;
 
 /// The 256-bit key that protects a recovery-password VMK: the 16-byte recovery key (the
-/// recovery password's words, little-endian) hashed, then `{last, initial, salt, count}`
-/// hashed [`STRETCH_ROUNDS`] times.
+/// recovery password's words, little-endian) hashed, then stretched ([`stretch`]).
 pub fn stretch_recovery_key(recovery_key: &[u8; 16], salt: &[u8; 16]) -> [u8; 32] {
+    stretch(Sha256::digest(recovery_key).into(), salt)
+}
+
+/// The 256-bit key that protects a user-password VMK (a Data Box passkey): SHA-256 twice
+/// over the password in UTF-16LE (no terminator), then stretched ([`stretch`]).
+pub fn stretch_user_password(password: &str, salt: &[u8; 16]) -> [u8; 32] {
+    let utf16: Vec<u8> = password.encode_utf16().flat_map(|c| c.to_le_bytes()).collect();
+    stretch(Sha256::digest(Sha256::digest(&utf16)).into(), salt)
+}
+
+/// BitLocker's key stretching: `{last, initial, salt, count}` hashed with SHA-256
+/// [`STRETCH_ROUNDS`] times, `last` starting at zero.
+fn stretch(initial: [u8; 32], salt: &[u8; 16]) -> [u8; 32] {
     let mut chain = [0u8; 88];
-    chain[32..64].copy_from_slice(&Sha256::digest(recovery_key));
+    chain[32..64].copy_from_slice(&initial);
     chain[64..80].copy_from_slice(salt);
     for count in 0..STRETCH_ROUNDS {
         chain[80..88].copy_from_slice(&count.to_le_bytes());

@@ -8,8 +8,13 @@
 //!
 //! - [`keys`]: the recovery password stretched into the key that protects the volume master
 //!   key (VMK), and BitLocker's AES-CCM key wrapping.
+//! - [`convert`]: a written NTFS volume encrypted in place, resumable after a crash.
+//! - [`dislocker`]: unlocking with dislocker-fuse, the reader the station and the emulated
+//!   datacenter use.
 //! - [`volume`]: the volume header, the three FVE metadata blocks with their validation, the
 //!   protectors, the backup of the NTFS boot sectors, and XTS-AES over the sectors.
 
+pub mod convert;
+pub mod dislocker;
 pub mod keys;
 pub mod volume;

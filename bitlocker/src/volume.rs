@@ -20,7 +20,7 @@ use aes::{Aes128, Aes256};
 use seedship_disk::key::RecoveryPassword;
 use xts_mode::{Xts128, get_tweak_default};
 
-use crate::keys::{random, stretch_recovery_key, wrap};
+use crate::keys::{random, stretch_recovery_key, stretch_user_password, wrap};
 
 pub const SECTOR: u64 = 512;
 /// One metadata block's region.
@@ -66,6 +66,9 @@ pub enum BitLockerError {
     Io { path: String, source: std::io::Error },
     #[error("{0}")]
     Refused(String),
+    /// The caller stopped a conversion (it resumes where it stopped).
+    #[error("stopped: {0}")]
+    Stopped(String),
 }
 
 /// Where the metadata blocks and the boot-sector backup are on a volume of `size` bytes.
@@ -92,18 +95,29 @@ impl Layout {
 
 /// What one volume's metadata is made of. The keys are never written in the clear, never
 /// logged.
-struct Protected {
-    method: Method,
+pub(crate) struct Protected {
+    pub(crate) method: Method,
     vmk: [u8; 32],
-    fvek: Vec<u8>,
+    pub(crate) fvek: Vec<u8>,
     salt: [u8; 16],
     /// The recovery key, stretched with `salt`: it wraps the VMK.
     stretched: [u8; 32],
+    /// A user password's protector (a Data Box passkey): its salt and stretched key.
+    user: Option<([u8; 16], [u8; 32])>,
     volume_id: [u8; 16],
     vmk_id: [u8; 16],
     /// Creation, as a FILETIME.
     time: u64,
 }
+
+/// The AES-CCM nonce counters of the wrapped keys in one volume's metadata.
+const NONCE_RECOVERY_VMK: u32 = 1;
+const NONCE_USER_VMK: u32 = 2;
+const NONCE_FVEK: u32 = 3;
+const NONCE_VALIDATION: u32 = 4;
+/// Protection types of a VMK.
+const PROTECTION_RECOVERY_PASSWORD: u16 = 0x0800;
+const PROTECTION_PASSWORD: u16 = 0x2000;
 
 fn filetime_now() -> u64 {
     let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -160,25 +174,56 @@ fn utf16z(s: &str) -> Vec<u8> {
     s.encode_utf16().chain(std::iter::once(0)).flat_map(|c| c.to_le_bytes()).collect()
 }
 
-/// One FVE metadata block (block header, metadata header, entries) and its validation.
-fn metadata_block(layout: &Layout, p: &Protected) -> Vec<u8> {
-    let (method, time) = (p.method, p.time);
-    // The recovery-password protector: the VMK under the stretched recovery key.
+/// A VMK datum (value type 8) of `protection`: its identifier, time, and the VMK under
+/// `key` (stretched with `salt`), after `name` when given.
+fn vmk_datum(
+    p: &Protected,
+    protection: u16,
+    name: Option<&str>,
+    salt: &[u8; 16],
+    key: &[u8; 32],
+    nonce: u32,
+) -> Vec<u8> {
     let mut vmk = p.vmk_id.to_vec();
-    vmk.extend_from_slice(&time.to_le_bytes());
+    if protection == PROTECTION_PASSWORD {
+        // Its own identifier: the last byte differs from the recovery protector's.
+        let last = vmk.len() - 1;
+        vmk[last] ^= 0x5a;
+    }
+    vmk.extend_from_slice(&p.time.to_le_bytes());
     vmk.extend_from_slice(&0u16.to_le_bytes());
-    vmk.extend_from_slice(&0x0800u16.to_le_bytes());
-    vmk.extend(datum(0, 2, &utf16z("DiskPassword")));
+    vmk.extend_from_slice(&protection.to_le_bytes());
+    if let Some(name) = name {
+        vmk.extend(datum(0, 2, &utf16z(name)));
+    }
     let mut stretch = 0x1000u16.to_le_bytes().to_vec();
     stretch.extend_from_slice(&0u16.to_le_bytes());
-    stretch.extend_from_slice(&p.salt);
+    stretch.extend_from_slice(salt);
     vmk.extend(datum(0, 3, &stretch));
-    vmk.extend(ccm_datum(0, &p.stretched, time, 1, &key_datum(0x2000, &p.vmk)));
+    vmk.extend(ccm_datum(0, key, p.time, nonce, &key_datum(0x2000, &p.vmk)));
+    datum(2, 8, &vmk)
+}
+
+/// One FVE metadata block (block header, metadata header, entries) and its validation.
+pub(crate) fn metadata_block(layout: &Layout, p: &Protected) -> Vec<u8> {
+    let (method, time) = (p.method, p.time);
     // A description, as Windows writes one (computer, volume, date); libbde shows it.
     let mut entries = datum(7, 2, &utf16z(&format!("seedship {}", filetime_date(time))));
-    entries.extend(datum(2, 8, &vmk));
+    // The recovery-password protector: the VMK under the stretched recovery key.
+    entries.extend(vmk_datum(
+        p,
+        PROTECTION_RECOVERY_PASSWORD,
+        Some("DiskPassword"),
+        &p.salt,
+        &p.stretched,
+        NONCE_RECOVERY_VMK,
+    ));
+    // A password protector (Data Box Disks: the order's passkey).
+    if let Some((salt, key)) = &p.user {
+        entries.extend(vmk_datum(p, PROTECTION_PASSWORD, None, salt, key, NONCE_USER_VMK));
+    }
     // The full volume encryption key under the VMK.
-    entries.extend(ccm_datum(3, &p.vmk, time, 2, &key_datum(method.code(), &p.fvek)));
+    entries.extend(ccm_datum(3, &p.vmk, time, NONCE_FVEK, &key_datum(method.code(), &p.fvek)));
     // Where the NTFS boot sectors are kept, and how many bytes.
     let mut virt = layout.backup.to_le_bytes().to_vec();
     virt.extend_from_slice(&(BOOT_SECTORS * SECTOR).to_le_bytes());
@@ -191,7 +236,7 @@ fn metadata_block(layout: &Layout, p: &Protected) -> Vec<u8> {
     dataset.extend_from_slice(&0x30u32.to_le_bytes());
     dataset.extend_from_slice(&(dataset_len as u32).to_le_bytes());
     dataset.extend_from_slice(&p.volume_id);
-    dataset.extend_from_slice(&3u32.to_le_bytes()); // the next nonce counter
+    dataset.extend_from_slice(&(NONCE_VALIDATION + 1).to_le_bytes()); // the next nonce counter
     dataset.extend_from_slice(&u32::from(method.code()).to_le_bytes());
     dataset.extend_from_slice(&time.to_le_bytes());
     dataset.extend(entries);
@@ -216,7 +261,7 @@ fn metadata_block(layout: &Layout, p: &Protected) -> Vec<u8> {
     // The validation: a CRC32 of the block, and its SHA-256 under the VMK.
     use sha2::Digest;
     let sha = sha2::Sha256::digest(&block);
-    let proof = ccm_datum(0, &p.vmk, time, 3, &key_datum(0x2000, &sha));
+    let proof = ccm_datum(0, &p.vmk, time, NONCE_VALIDATION, &key_datum(0x2000, &sha));
     let mut out = block.clone();
     out.extend_from_slice(&((8 + proof.len()) as u16).to_le_bytes());
     out.extend_from_slice(&2u16.to_le_bytes());
@@ -253,13 +298,13 @@ fn volume_header(layout: &Layout, ntfs_boot: &[u8]) -> [u8; 512] {
 }
 
 /// The sector cipher of `method` over `fvek`.
-enum Sectors {
+pub(crate) enum Sectors {
     A128(Box<Xts128<Aes128>>),
     A256(Box<Xts128<Aes256>>),
 }
 
 impl Sectors {
-    fn new(method: Method, fvek: &[u8]) -> Sectors {
+    pub(crate) fn new(method: Method, fvek: &[u8]) -> Sectors {
         use aes::cipher::KeyInit;
         match method {
             Method::XtsAes128 => Sectors::A128(Box::new(Xts128::new(
@@ -274,27 +319,42 @@ impl Sectors {
     }
 
     /// Encrypts whole sectors in place, the first being sector `first`.
-    fn encrypt(&self, buf: &mut [u8], first: u64) {
+    pub(crate) fn encrypt(&self, buf: &mut [u8], first: u64) {
         match self {
             Sectors::A128(x) => x.encrypt_area(buf, SECTOR as usize, u128::from(first), get_tweak_default),
             Sectors::A256(x) => x.encrypt_area(buf, SECTOR as usize, u128::from(first), get_tweak_default),
         }
     }
+
+    /// Decrypts whole sectors in place, the first being sector `first`.
+    pub(crate) fn decrypt(&self, buf: &mut [u8], first: u64) {
+        match self {
+            Sectors::A128(x) => x.decrypt_area(buf, SECTOR as usize, u128::from(first), get_tweak_default),
+            Sectors::A256(x) => x.decrypt_area(buf, SECTOR as usize, u128::from(first), get_tweak_default),
+        }
+    }
 }
 
-/// The disk or image at `path`, its size in whole sectors, and the layout of a volume on it.
-fn open_volume(path: &Path) -> Result<(std::fs::File, Layout), BitLockerError> {
-    let io = |source| BitLockerError::Io { path: path.display().to_string(), source };
-    let f = OpenOptions::new().read(true).write(true).open(path).map_err(io)?;
-    let size = f.metadata().map_err(io)?.len() / SECTOR * SECTOR;
+pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> BitLockerError + '_ {
+    move |source| BitLockerError::Io { path: path.display().to_string(), source }
+}
+
+/// The disk or image at `path` opened for writing, and the layout of a volume on all of it
+/// (a block device's size is where its end is, not its metadata's length).
+pub(crate) fn open_volume(path: &Path) -> Result<(std::fs::File, Layout), BitLockerError> {
+    use std::io::{Seek, SeekFrom};
+    let io = io_err(path);
+    let mut f = OpenOptions::new().read(true).write(true).open(path).map_err(&io)?;
+    let size = f.seek(SeekFrom::End(0)).map_err(&io)? / SECTOR * SECTOR;
     if size < 2 * RESERVED_TAIL {
         return Err(BitLockerError::Refused(format!("{} is too small for a BitLocker volume", path.display())));
     }
     Ok((f, Layout::at_end(size)))
 }
 
-/// Fresh random keys for a volume protected by `password`.
-fn protect(password: &RecoveryPassword, method: Method) -> Protected {
+/// Fresh random keys for a volume protected by `password` and, when given, by the user
+/// password `passkey` as well.
+pub(crate) fn protect(password: &RecoveryPassword, passkey: Option<&str>, method: Method) -> Protected {
     let mut fvek = random::<64>().to_vec();
     fvek.truncate(method.fvek_len());
     let salt = random::<16>();
@@ -304,77 +364,155 @@ fn protect(password: &RecoveryPassword, method: Method) -> Protected {
         fvek,
         salt,
         stretched: stretch_recovery_key(&password.bytes(), &salt),
+        user: passkey.map(|pk| {
+            let salt = random::<16>();
+            (salt, stretch_user_password(pk, &salt))
+        }),
         volume_id: random::<16>(),
         vmk_id: random::<16>(),
         time: filetime_now(),
     }
 }
 
-/// Writes what makes the volume BitLocker: the boot sectors `boot` (what a reader shows as
-/// the first 16 sectors), encrypted, in the backup area; the three metadata blocks; the
-/// volume header. Then syncs.
-fn seal(f: &std::fs::File, path: &Path, layout: &Layout, p: &Protected, boot: &[u8]) -> Result<(), BitLockerError> {
-    let io = |source| BitLockerError::Io { path: path.display().to_string(), source };
-    let mut backup = boot.to_vec();
-    Sectors::new(p.method, &p.fvek).encrypt(&mut backup, layout.backup / SECTOR);
-    f.write_all_at(&backup, layout.backup).map_err(io)?;
+/// Writes the three metadata blocks into the reserved tail, then syncs.
+pub(crate) fn write_metadata(
+    f: &std::fs::File,
+    path: &Path,
+    layout: &Layout,
+    p: &Protected,
+) -> Result<(), BitLockerError> {
+    let io = io_err(path);
     let block = metadata_block(layout, p);
     for m in layout.meta {
         let mut region = vec![0u8; META_REGION as usize];
         region[..block.len()].copy_from_slice(&block);
-        f.write_all_at(&region, m).map_err(io)?;
+        f.write_all_at(&region, m).map_err(&io)?;
     }
+    f.sync_all().map_err(&io)
+}
+
+/// Writes the boot sectors `boot` (what a reader shows as the first 16 sectors), encrypted,
+/// into the backup area, syncs, then the volume header over them, and syncs: once the header
+/// is there, the boot sectors are in the backup.
+pub(crate) fn write_header(
+    f: &std::fs::File,
+    path: &Path,
+    layout: &Layout,
+    sectors: &Sectors,
+    boot: &[u8],
+) -> Result<(), BitLockerError> {
+    let io = io_err(path);
+    let mut backup = boot.to_vec();
+    sectors.encrypt(&mut backup, layout.backup / SECTOR);
+    f.write_all_at(&backup, layout.backup).map_err(&io)?;
+    f.sync_all().map_err(&io)?;
     let mut head = vec![0u8; (BOOT_SECTORS * SECTOR) as usize];
     head[..512].copy_from_slice(&volume_header(layout, boot));
-    f.write_all_at(&head, 0).map_err(io)?;
-    f.sync_all().map_err(io)
+    f.write_all_at(&head, 0).map_err(&io)?;
+    f.sync_all().map_err(&io)
 }
 
-/// Turns the plain NTFS volume on `path` (a device or an image, its NTFS volume ending
-/// before the reserved tail: [`Layout::ntfs_sectors`]) into a BitLocker volume in place,
-/// protected by `password`, with fresh random keys. Every sector of the NTFS volume is
-/// encrypted.
-pub fn encrypt_in_place(path: &Path, password: &RecoveryPassword, method: Method) -> Result<Layout, BitLockerError> {
-    let io = |source| BitLockerError::Io { path: path.display().to_string(), source };
+/// The datums of `buf`, one after another: (entry type, value type, data after the header).
+fn datums(mut buf: &[u8]) -> Vec<(u16, u16, &[u8])> {
+    let mut out = Vec::new();
+    while buf.len() >= 8 {
+        let size = usize::from(u16::from_le_bytes([buf[0], buf[1]]));
+        if size < 8 || size > buf.len() {
+            break;
+        }
+        let entry = u16::from_le_bytes([buf[2], buf[3]]);
+        let value = u16::from_le_bytes([buf[4], buf[5]]);
+        out.push((entry, value, &buf[8..size]));
+        buf = &buf[size..];
+    }
+    out
+}
+
+/// An AES-CCM datum's contents unwrapped under `key`: the key datum's method and key.
+fn unwrap_key(ccm: &[u8], key: &[u8; 32]) -> Option<(u16, Vec<u8>)> {
+    let nonce: [u8; 12] = ccm.get(..12)?.try_into().ok()?;
+    let plain = crate::keys::unwrap(key, &nonce, &ccm[12..])?;
+    let (_, value, data) = *datums(&plain).first()?;
+    (value == 1 && data.len() > 4).then(|| (u16::from_le_bytes([data[0], data[1]]), data[4..].to_vec()))
+}
+
+/// The method and FVEK of the volume whose metadata is in `layout`'s tail, unlocked with
+/// the recovery password: how a conversion interrupted by a crash finds its keys again.
+/// Reads our own metadata only (the readers in the tests are what proves it is BitLocker).
+pub(crate) fn read_keys(
+    f: &std::fs::File,
+    path: &Path,
+    layout: &Layout,
+    password: &RecoveryPassword,
+) -> Result<(Method, Vec<u8>), BitLockerError> {
+    let mut why = String::from("no metadata block");
+    for m in layout.meta {
+        let mut region = vec![0u8; META_REGION as usize];
+        f.read_exact_at(&mut region, m).map_err(io_err(path))?;
+        if &region[..8] != b"-FVE-FS-" {
+            continue;
+        }
+        let total = usize::from(u16::from_le_bytes([region[8], region[9]])) * 16;
+        let Some(block) = region.get(..total) else { continue };
+        let Some(crc) = region.get(total + 4..total + 8) else { continue };
+        if crc32fast::hash(block) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
+            why = "every metadata block fails its CRC32".into();
+            continue;
+        }
+        let dataset = &block[64..];
+        let len = (u32::from_le_bytes(dataset[..4].try_into().expect("4 bytes")) as usize).min(dataset.len());
+        let entries = datums(&dataset[0x30..len]);
+        let mut vmk = None;
+        for (entry, value, data) in &entries {
+            if (*entry, *value) != (2, 8) || data.len() < 28 {
+                continue;
+            }
+            if u16::from_le_bytes([data[26], data[27]]) != PROTECTION_RECOVERY_PASSWORD {
+                continue;
+            }
+            let nested = datums(&data[28..]);
+            let salt = nested.iter().find(|d| d.1 == 3).and_then(|d| d.2.get(4..20));
+            let ccm = nested.iter().find(|d| d.1 == 5).map(|d| d.2);
+            if let (Some(salt), Some(ccm)) = (salt, ccm) {
+                let key = stretch_recovery_key(&password.bytes(), salt.try_into().expect("16 bytes"));
+                vmk = unwrap_key(ccm, &key).map(|(_, k)| k);
+            }
+        }
+        let Some(vmk) = vmk.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok()) else {
+            return Err(BitLockerError::Refused(format!(
+                "the recovery password does not open the BitLocker metadata on {}",
+                path.display()
+            )));
+        };
+        let fvek = entries.iter().find(|d| (d.0, d.1) == (3, 5)).and_then(|d| unwrap_key(d.2, &vmk));
+        let method = match fvek.as_ref().map(|(m, _)| *m) {
+            Some(0x8004) => Method::XtsAes128,
+            Some(0x8005) => Method::XtsAes256,
+            _ => {
+                return Err(BitLockerError::Refused(format!("{}: the metadata holds no XTS-AES key", path.display())));
+            }
+        };
+        return Ok((method, fvek.expect("matched").1));
+    }
+    Err(BitLockerError::Refused(format!("{}: {why}", path.display())))
+}
+
+/// Makes an empty BitLocker volume on `path`, protected by `password` (and by the user
+/// password `passkey` when given), without touching its data area: only the metadata, the
+/// (zero) boot sectors and the volume header are written. Unlocked read-write
+/// (dislocker-fuse), it is a blank volume to format as NTFS with [`Layout::ntfs_sectors`]
+/// sectors; what it held before reads as noise.
+pub fn create_empty(
+    path: &Path,
+    password: &RecoveryPassword,
+    passkey: Option<&str>,
+    method: Method,
+) -> Result<Layout, BitLockerError> {
     let (f, layout) = open_volume(path)?;
-    let mut boot = vec![0u8; (BOOT_SECTORS * SECTOR) as usize];
-    f.read_exact_at(&mut boot, 0).map_err(io)?;
-    if &boot[3..11] != b"NTFS    " {
-        return Err(BitLockerError::Refused(format!("{} does not start with an NTFS volume", path.display())));
-    }
-    let ntfs_sectors = u64::from_le_bytes(boot[40..48].try_into().expect("8 bytes")) + 1;
-    if ntfs_sectors * SECTOR > layout.meta[0] {
-        return Err(BitLockerError::Refused(format!(
-            "the NTFS volume on {} reaches into the last {} bytes, which BitLocker keeps for itself",
-            path.display(),
-            layout.size - layout.meta[0]
-        )));
-    }
-    let p = protect(password, method);
-    // The NTFS volume past its boot sectors is encrypted where it is, 1 MiB at a time.
+    let p = protect(password, passkey, method);
+    write_metadata(&f, path, &layout, &p)?;
     let sectors = Sectors::new(method, &p.fvek);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = BOOT_SECTORS * SECTOR;
-    while at < layout.meta[0] {
-        let n = (layout.meta[0] - at).min(buf.len() as u64) as usize;
-        let chunk = &mut buf[..n];
-        f.read_exact_at(chunk, at).map_err(io)?;
-        sectors.encrypt(chunk, at / SECTOR);
-        f.write_all_at(chunk, at).map_err(io)?;
-        at += n as u64;
-    }
-    seal(&f, path, &layout, &p, &boot)?;
-    Ok(layout)
-}
-
-/// Makes an empty BitLocker volume on `path`, protected by `password`, without touching its
-/// data area: only the volume header, the metadata and the (zero) boot sectors are written.
-/// Unlocked read-write (dislocker-fuse), it is a blank volume to format as NTFS with
-/// [`Layout::ntfs_sectors`] sectors; what it held before reads as noise.
-pub fn create_empty(path: &Path, password: &RecoveryPassword, method: Method) -> Result<Layout, BitLockerError> {
-    let (f, layout) = open_volume(path)?;
-    let p = protect(password, method);
-    seal(&f, path, &layout, &p, &vec![0u8; (BOOT_SECTORS * SECTOR) as usize])?;
+    write_header(&f, path, &layout, &sectors, &vec![0u8; (BOOT_SECTORS * SECTOR) as usize])?;
     Ok(layout)
 }
 

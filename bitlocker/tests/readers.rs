@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use seedship_bitlocker::volume::{Layout, Method, encrypt_in_place};
+use seedship_bitlocker::convert::encrypt_in_place;
+use seedship_bitlocker::volume::{Layout, Method};
 use seedship_disk::key::RecoveryPassword;
 
 fn run(cmd: &mut Command) -> std::process::Output {
@@ -67,7 +68,7 @@ fn opened_by_others(method: Method, libbde_name: &str, key_bits: u32) {
     let files = vec![("seedship/data/00/pack", pattern(3 << 20, 1)), ("DriveManifest.xml", pattern(5000, 2))];
     let img = ntfs_image(d.path(), 32, &files);
     let pw = RecoveryPassword::generate().unwrap();
-    encrypt_in_place(&img, &pw, method).unwrap();
+    encrypt_in_place(&img, &pw, method, &d.path().join("convert.log")).unwrap();
     let raw = std::fs::read(&img).unwrap();
     assert_eq!(&raw[3..11], b"-FVE-FS-");
     assert!(raw.windows(64).all(|w| w != &files[0].1[1000..1064]), "no plaintext left on the volume");
@@ -141,7 +142,7 @@ fn an_empty_volume_is_formatted_and_filled_through_dislocker_fuse_and_reads_back
     let size = (32u64 << 20) + 4096;
     std::fs::File::create(&img).unwrap().set_len(size).unwrap();
     let pw = RecoveryPassword::generate().unwrap();
-    seedship_bitlocker::volume::create_empty(&img, &pw, Method::XtsAes128).unwrap();
+    seedship_bitlocker::volume::create_empty(&img, &pw, None, Method::XtsAes128).unwrap();
 
     let (clear, mnt) = (d.path().join("clear"), d.path().join("mnt"));
     std::fs::create_dir_all(&clear).unwrap();
@@ -185,4 +186,36 @@ fn an_empty_volume_is_formatted_and_filled_through_dislocker_fuse_and_reads_back
     }
     let raw = std::fs::read(&img).unwrap();
     assert!(raw.windows(64).all(|w| w != &files[0].1[1000..1064]), "nothing written in the clear");
+}
+
+#[test]
+fn dislocker_fuse_unlocks_with_the_password_typed_on_its_terminal_and_names_each_refusal() {
+    use seedship_bitlocker::dislocker::{Secret, UnlockError, unlock};
+    let d = tempfile::tempdir().unwrap();
+    let files = vec![("seedship/data/00/pack", pattern(1 << 20, 5))];
+    let img = ntfs_image(d.path(), 32, &files);
+    let plain_copy = d.path().join("plain-ntfs.img");
+    std::fs::copy(&img, &plain_copy).unwrap();
+    let pw = RecoveryPassword::generate().unwrap();
+    encrypt_in_place(&img, &pw, Method::XtsAes256, &d.path().join("convert.log")).unwrap();
+    let at = d.path().join("clear");
+
+    let u = unlock(&img, &at, Secret::Recovery(&pw), true).unwrap();
+    let o = run(Command::new("ntfscat").arg(u.file()).arg(files[0].0));
+    u.lock().unwrap();
+    assert!(o.status.success() && o.stdout == files[0].1, "read through dislocker-fuse: {}", text(&o));
+    assert!(!seedship_bitlocker::dislocker::is_unlocked(&at), "locked again");
+
+    let other = RecoveryPassword::generate().unwrap();
+    let wrong = unlock(&img, &at, Secret::Recovery(&other), true).err().expect("a wrong password is refused");
+    assert!(matches!(wrong, UnlockError::WrongKey(..)), "{wrong}");
+    let none = unlock(&img, &at, Secret::User("not-a-passkey"), true).err().expect("no password protector");
+    assert!(matches!(none, UnlockError::NoProtector(..)), "{none}");
+    let plain = unlock(&plain_copy, &at, Secret::Recovery(&pw), true).err().expect("not BitLocker");
+    assert!(matches!(plain, UnlockError::NotBitLocker(..)), "{plain}");
+    for e in [wrong, none, plain].map(|e| e.to_string()) {
+        let digits = |p: &RecoveryPassword| p.reveal().replace('-', "");
+        assert!(!e.contains(&digits(&pw)[..6]) && !e.contains(&digits(&other)[..6]), "{e}");
+        assert!(!e.contains("not-a-passkey"), "{e}");
+    }
 }

@@ -53,6 +53,10 @@ enum Cmd {
         /// would check it, before anything is written).
         #[arg(long, default_value = "bench")]
         container: String,
+        /// none, in-place (NTFS written plain, then encrypted) or dislocker (NTFS written
+        /// through dislocker-fuse over an empty BitLocker volume).
+        #[arg(long, default_value = "none")]
+        bitlocker: String,
     },
     /// How many shipping disks, of which size, a staging set needs (NTFS's overhead counted):
     /// the smallest size for --disks N, or how many disks of --disk-size BYTES. Reads only the
@@ -123,7 +127,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Cmd::BenchNtfs { staging, disk, layout, container } = &cli.cmd {
+    if let Cmd::BenchNtfs { staging, disk, layout, container, bitlocker } = &cli.cmd {
         let layout = match layout.as_str() {
             "customer_disk" => copy_agent::media::Layout::CustomerDisk,
             "databox_disk" => copy_agent::media::Layout::DataboxDisk,
@@ -132,7 +136,16 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        return print_json(copy_agent::media::bench(staging, disk, layout, container));
+        let encryption = match bitlocker.as_str() {
+            "none" => copy_agent::media::BenchEncryption::None,
+            "in-place" => copy_agent::media::BenchEncryption::InPlace,
+            "dislocker" => copy_agent::media::BenchEncryption::Dislocker,
+            other => {
+                eprintln!("error: --bitlocker {other:?}: use none, in-place or dislocker");
+                return ExitCode::from(2);
+            }
+        };
+        return print_json(copy_agent::media::bench(staging, disk, layout, container, encryption));
     }
     let cfg = Config::load(&cli.config).unwrap_or_else(|e| {
         eprintln!("error: {e}");

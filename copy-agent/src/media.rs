@@ -117,10 +117,16 @@ pub fn check_names(container: &str, files: &[seedship_disk::plan::FileSpec]) -> 
     Err(format!("Azure would rename or refuse what this seed would put on the disks: {}{more}", bad.join("; ")))
 }
 
-/// Formats `device` (a block device or an image) as one NTFS volume with 512-byte sectors.
-/// Everything on it is lost.
-pub fn format(device: &Path) -> Result<(), MediaError> {
-    tool(Command::new("mkntfs").args(["-F", "-Q", "-s", "512", "-L", LABEL]).arg(device))
+/// Formats `device` (a block device, an image or an unlocked BitLocker volume) as one NTFS
+/// volume with 512-byte sectors: `sectors` of them, or all the device holds. Everything on it
+/// is lost.
+pub fn format(device: &Path, sectors: Option<u64>) -> Result<(), MediaError> {
+    let mut cmd = Command::new("mkntfs");
+    cmd.args(["-F", "-Q", "-s", "512", "-L", LABEL]).arg(device);
+    if let Some(n) = sectors {
+        cmd.arg(n.to_string());
+    }
+    tool(&mut cmd)
 }
 
 /// An ntfs-3g mount; unmounted on drop (best effort) or by [`Mount::unmount`].
@@ -552,33 +558,71 @@ pub fn sizing(staging: &Path, disks: Option<usize>, disk_size: Option<u64>) -> R
 pub struct BenchReport {
     pub bytes: u64,
     pub files: usize,
-    /// Formatting (mkntfs) and mounting.
+    /// Formatting (mkntfs; with dislocker, the empty BitLocker volume and its unlock first)
+    /// and mounting.
     pub format_seconds: f64,
     /// Every staging file written through the mount (checked against the seed manifest), the
-    /// drive manifest, and the unmount (the data is on the device then).
+    /// drive manifest, and the unmount (the data is on the device then; with dislocker, locked
+    /// again).
     pub copy_seconds: f64,
-    /// The raw read-back of every file.
+    /// Encrypting the written volume in place (`in_place` only).
+    pub encrypt_seconds: f64,
+    /// The raw read-back of every file (through a read-only dislocker unlock when encrypted).
     pub verify_seconds: f64,
+}
+
+/// How a benchmark's volume is encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchEncryption {
+    /// Plain NTFS.
+    None,
+    /// NTFS written plain, then encrypted in place (XTS-AES-256).
+    InPlace,
+    /// An empty BitLocker volume (XTS-AES-256) unlocked read-write by dislocker-fuse, NTFS
+    /// formatted and written through it.
+    Dislocker,
 }
 
 /// Writes a staging set onto one disk image in `layout` as a station would (every staging
 /// file's SHA-256 and MD5 checked against the seed manifest while it is copied), unmounts,
 /// and reads every file back raw. No coordinator: the disk is not shippable.
-pub fn bench(staging: &Path, disk: &Path, layout: Layout, container: &str) -> Result<BenchReport, String> {
-    let bytes = std::fs::read(staging.join(seedship_repo::layout::MANIFEST)).map_err(|e| e.to_string())?;
-    let m: seedship_repo::manifest::SeedManifest = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+pub fn bench(
+    staging: &Path,
+    disk: &Path,
+    layout: Layout,
+    container: &str,
+    encryption: BenchEncryption,
+) -> Result<BenchReport, String> {
+    use seedship_bitlocker::dislocker::{self, Secret};
+    use seedship_bitlocker::volume::{self as bitlocker, Method};
+    let s = |e: &dyn std::fmt::Display| e.to_string();
+    let bytes = std::fs::read(staging.join(seedship_repo::layout::MANIFEST)).map_err(|e| s(&e))?;
+    let m: seedship_repo::manifest::SeedManifest = serde_json::from_slice(&bytes).map_err(|e| s(&e))?;
     let staging = std::path::absolute(staging).map_err(|e| format!("{}: {e}", staging.display()))?;
     let st = crate::staging::Staging::open(&staging.display().to_string(), &m.root, std::slice::from_ref(&staging))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| s(&e))?;
     check_names(container, &st.files)?;
     let capacity = std::fs::metadata(disk).map_err(|e| format!("{}: {e}", disk.display()))?.len();
     let p =
         seedship_disk::plan::plan_whole(&st.files, &[seedship_disk::plan::DiskSpec { id: "bench".into(), capacity }])
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| s(&e))?;
+    let pw = seedship_disk::key::RecoveryPassword::generate().map_err(|e| s(&e))?;
+    let (sectors, clear) = match encryption {
+        BenchEncryption::None => (None, disk.with_extension("clear")),
+        _ => (Some(bitlocker::Layout::ntfs_sectors(capacity)), disk.with_extension("clear")),
+    };
     let t = std::time::Instant::now();
-    format(disk).map_err(|e| e.to_string())?;
+    let unlocked = match encryption {
+        BenchEncryption::Dislocker => {
+            bitlocker::create_empty(disk, &pw, None, Method::XtsAes256).map_err(|e| s(&e))?;
+            Some(dislocker::unlock(disk, &clear, Secret::Recovery(&pw), false).map_err(|e| s(&e))?)
+        }
+        _ => None,
+    };
+    let volume = unlocked.as_ref().map(|u| u.file()).unwrap_or_else(|| disk.to_path_buf());
+    format(&volume, sectors).map_err(|e| s(&e))?;
     let mnt = disk.with_extension("mnt");
-    let mount = mount(disk, &mnt).map_err(|e| e.to_string())?;
+    let mount = mount(&volume, &mnt).map_err(|e| s(&e))?;
     let format_seconds = t.elapsed().as_secs_f64();
     let t = std::time::Instant::now();
     let mut reader = crate::staging::Reader::new(&st);
@@ -594,24 +638,42 @@ pub fn bench(staging: &Path, disk: &Path, layout: Layout, container: &str) -> Re
                 |_| {},
                 |sha| st.check(&part.path, part.length, sha).map_err(|e| e.to_string()),
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| s(&e))?;
         written.push((part.path.clone(), w));
     }
     let hash = match layout {
         Layout::CustomerDisk => Some(
             mount
                 .write_manifest("BENCH", Access::ContainerSas("bench".into()), container, &written)
-                .map_err(|e| e.to_string())?
+                .map_err(|e| s(&e))?
                 .1,
         ),
         Layout::DataboxDisk => None,
     };
-    mount.unmount().map_err(|e| e.to_string())?;
+    mount.unmount().map_err(|e| s(&e))?;
+    if let Some(u) = unlocked {
+        u.lock().map_err(|e| s(&e))?;
+    }
     let copy_seconds = t.elapsed().as_secs_f64();
     let t = std::time::Instant::now();
+    if encryption == BenchEncryption::InPlace {
+        seedship_bitlocker::convert::encrypt_in_place(disk, &pw, Method::XtsAes256, &disk.with_extension("convert"))
+            .map_err(|e| s(&e))?;
+    }
+    let encrypt_seconds = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    evict(disk).map_err(|e| s(&e))?;
     let expect: Vec<(String, u64, String)> =
         written.iter().map(|(_, w)| (w.rel.clone(), w.length, w.md5.clone())).collect();
-    let bad = read_back(disk, &expect, hash.as_deref(), |_| {}).map_err(|e| e.to_string())?;
+    let bad = match encryption {
+        BenchEncryption::None => read_back(disk, &expect, hash.as_deref(), |_| {}).map_err(|e| s(&e))?,
+        _ => {
+            let u = dislocker::unlock(disk, &clear, Secret::Recovery(&pw), true).map_err(|e| s(&e))?;
+            let bad = read_back(&u.file(), &expect, hash.as_deref(), |_| {}).map_err(|e| s(&e))?;
+            u.lock().map_err(|e| s(&e))?;
+            bad
+        }
+    };
     if !bad.is_empty() {
         return Err(format!("the read-back found differences: {}", bad.join("; ")));
     }
@@ -620,6 +682,7 @@ pub fn bench(staging: &Path, disk: &Path, layout: Layout, container: &str) -> Re
         files: written.len(),
         format_seconds,
         copy_seconds,
+        encrypt_seconds,
         verify_seconds: t.elapsed().as_secs_f64(),
     })
 }

@@ -628,7 +628,7 @@ async fn start(ctx: &Ctx, keeper: &Keeper, lease: &pb::Lease, m: &Member, set_si
             blocking(move || -> Result<(), MediaError> {
                 media::release(&m2.own_mount(&state_dir));
                 Journal::reset(&state_dir, &m2.drive_id)?;
-                media::format(&m2.device)?;
+                media::format(&m2.device, None)?;
                 let mount = m2.mount(&state_dir)?;
                 mount.write_id(&id)?;
                 mount.unmount()

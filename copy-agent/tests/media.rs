@@ -25,7 +25,7 @@ fn pattern(n: usize, seed: u32) -> Vec<u8> {
 fn image(dir: &Path, name: &str, mib: u64) -> PathBuf {
     let p = dir.join(name);
     std::fs::File::create(&p).unwrap().set_len(mib << 20).unwrap();
-    media::format(&p).unwrap();
+    media::format(&p, None).unwrap();
     p
 }
 
