@@ -44,11 +44,13 @@ pub struct Progress {
 /// with `method`; or completes a conversion that a crash interrupted (its intent is in
 /// `log`); or does nothing if the volume is converted already and `password` opens it.
 /// `progress` is told after each chunk; an error from it stops the conversion (resumable).
+/// The volume's description names it `label` (the drive id), readable without the key.
 /// The log is removed at the end.
 pub fn convert(
     path: &Path,
     password: &RecoveryPassword,
     method: Method,
+    label: &str,
     log: &Path,
     mut progress: impl FnMut(Progress) -> Result<(), String>,
 ) -> Result<Layout, BitLockerError> {
@@ -87,7 +89,7 @@ pub fn convert(
                     layout.size - layout.meta[0]
                 )));
             }
-            let p = protect(password, None, method);
+            let p = protect(password, None, method, label);
             write_metadata(&f, path, &layout, &p)?;
             (Sectors::new(method, &p.fvek), BOOT_SECTORS * SECTOR)
         }
@@ -140,9 +142,10 @@ pub fn encrypt_in_place(
     path: &Path,
     password: &RecoveryPassword,
     method: Method,
+    label: &str,
     log: &Path,
 ) -> Result<Layout, BitLockerError> {
-    convert(path, password, method, log, |_| Ok(()))
+    convert(path, password, method, label, log, |_| Ok(()))
 }
 
 /// A chunk about to be encrypted: where, and each plain sector's CRC32.

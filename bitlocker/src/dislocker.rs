@@ -155,7 +155,8 @@ pub fn unlock(device: &Path, at: &Path, secret: Secret<'_>, read_only: bool) -> 
     if read_only {
         cmd.arg("-r");
     }
-    cmd.arg("--").arg(at).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // A UTF-8 locale: dislocker turns a password into UTF-16 with the locale's rules.
+    cmd.arg("--").arg(at).env("LC_ALL", "C.UTF-8").stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(UnlockError::Missing)?;
     let mut out = Vec::new();
     match (&secret, pty) {

@@ -108,6 +108,8 @@ pub(crate) struct Protected {
     vmk_id: [u8; 16],
     /// Creation, as a FILETIME.
     time: u64,
+    /// What the description names the volume (the drive id), before "seedship" and the date.
+    label: String,
 }
 
 /// The AES-CCM nonce counters of the wrapped keys in one volume's metadata.
@@ -115,6 +117,8 @@ const NONCE_RECOVERY_VMK: u32 = 1;
 const NONCE_USER_VMK: u32 = 2;
 const NONCE_FVEK: u32 = 3;
 const NONCE_VALIDATION: u32 = 4;
+/// The description datum's entry and value types.
+const DESCRIPTION: (u16, u16) = (7, 2);
 /// Protection types of a VMK.
 const PROTECTION_RECOVERY_PASSWORD: u16 = 0x0800;
 const PROTECTION_PASSWORD: u16 = 0x2000;
@@ -207,8 +211,10 @@ fn vmk_datum(
 /// One FVE metadata block (block header, metadata header, entries) and its validation.
 pub(crate) fn metadata_block(layout: &Layout, p: &Protected) -> Vec<u8> {
     let (method, time) = (p.method, p.time);
-    // A description, as Windows writes one (computer, volume, date); libbde shows it.
-    let mut entries = datum(7, 2, &utf16z(&format!("seedship {}", filetime_date(time))));
+    // A description, as Windows writes one ("<computer> <volume> <date>"; here the drive id,
+    // "seedship", the date): libbde shows it, and it names the disk without the key.
+    let mut entries =
+        datum(DESCRIPTION.0, DESCRIPTION.1, &utf16z(&format!("{} seedship {}", p.label, filetime_date(time))));
     // The recovery-password protector: the VMK under the stretched recovery key.
     entries.extend(vmk_datum(
         p,
@@ -354,7 +360,7 @@ pub(crate) fn open_volume(path: &Path) -> Result<(std::fs::File, Layout), BitLoc
 
 /// Fresh random keys for a volume protected by `password` and, when given, by the user
 /// password `passkey` as well.
-pub(crate) fn protect(password: &RecoveryPassword, passkey: Option<&str>, method: Method) -> Protected {
+pub(crate) fn protect(password: &RecoveryPassword, passkey: Option<&str>, method: Method, label: &str) -> Protected {
     let mut fvek = random::<64>().to_vec();
     fvek.truncate(method.fvek_len());
     let salt = random::<16>();
@@ -371,6 +377,7 @@ pub(crate) fn protect(password: &RecoveryPassword, passkey: Option<&str>, method
         volume_id: random::<16>(),
         vmk_id: random::<16>(),
         time: filetime_now(),
+        label: label.split_whitespace().collect::<Vec<_>>().join("_"),
     }
 }
 
@@ -436,6 +443,53 @@ fn unwrap_key(ccm: &[u8], key: &[u8; 32]) -> Option<(u16, Vec<u8>)> {
     (value == 1 && data.len() > 4).then(|| (u16::from_le_bytes([data[0], data[1]]), data[4..].to_vec()))
 }
 
+/// The first metadata block in `layout`'s tail that passes its CRC32: its dataset's bytes.
+fn metadata_dataset(f: &std::fs::File, path: &Path, layout: &Layout) -> Result<Vec<u8>, BitLockerError> {
+    let mut why = String::from("no BitLocker metadata block");
+    for m in layout.meta {
+        let mut region = vec![0u8; META_REGION as usize];
+        f.read_exact_at(&mut region, m).map_err(io_err(path))?;
+        if &region[..8] != b"-FVE-FS-" {
+            continue;
+        }
+        let total = usize::from(u16::from_le_bytes([region[8], region[9]])) * 16;
+        let (Some(block), Some(crc)) = (region.get(..total), region.get(total + 4..total + 8)) else { continue };
+        if total < 64 + 0x30 || crc32fast::hash(block) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
+            why = "every metadata block fails its CRC32".into();
+            continue;
+        }
+        let dataset = &block[64..];
+        let len = (u32::from_le_bytes(dataset[..4].try_into().expect("4 bytes")) as usize).clamp(0x30, dataset.len());
+        return Ok(dataset[..len].to_vec());
+    }
+    Err(BitLockerError::Refused(format!("{}: {why}", path.display())))
+}
+
+/// The drive id the description of the BitLocker volume on `path` names (its first word),
+/// read without a key; `None` when it is not a BitLocker volume of ours.
+pub fn label(path: &Path) -> Option<String> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut head = [0u8; 11];
+    f.read_exact_at(&mut head, 0).ok()?;
+    if &head[3..11] != b"-FVE-FS-" {
+        return None;
+    }
+    let size = f.seek(SeekFrom::End(0)).ok()? / SECTOR * SECTOR;
+    if size < 2 * RESERVED_TAIL {
+        return None;
+    }
+    let dataset = metadata_dataset(&f, path, &Layout::at_end(size)).ok()?;
+    let entries = datums(&dataset[0x30..]);
+    let (_, _, text) = entries.iter().find(|d| (d.0, d.1) == DESCRIPTION)?;
+    let units: Vec<u16> =
+        text.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).take_while(|u| *u != 0).collect();
+    let s = String::from_utf16(&units).ok()?;
+    let mut words = s.split_whitespace();
+    let first = words.next()?.to_string();
+    (words.next() == Some("seedship")).then_some(first)
+}
+
 /// The method and FVEK of the volume whose metadata is in `layout`'s tail, unlocked with
 /// the recovery password: how a conversion interrupted by a crash finds its keys again.
 /// Reads our own metadata only (the readers in the tests are what proves it is BitLocker).
@@ -445,56 +499,35 @@ pub(crate) fn read_keys(
     layout: &Layout,
     password: &RecoveryPassword,
 ) -> Result<(Method, Vec<u8>), BitLockerError> {
-    let mut why = String::from("no metadata block");
-    for m in layout.meta {
-        let mut region = vec![0u8; META_REGION as usize];
-        f.read_exact_at(&mut region, m).map_err(io_err(path))?;
-        if &region[..8] != b"-FVE-FS-" {
+    let dataset = metadata_dataset(f, path, layout)?;
+    let entries = datums(&dataset[0x30..]);
+    let mut vmk = None;
+    for (entry, value, data) in &entries {
+        if (*entry, *value) != (2, 8) || data.len() < 28 {
             continue;
         }
-        let total = usize::from(u16::from_le_bytes([region[8], region[9]])) * 16;
-        let Some(block) = region.get(..total) else { continue };
-        let Some(crc) = region.get(total + 4..total + 8) else { continue };
-        if crc32fast::hash(block) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
-            why = "every metadata block fails its CRC32".into();
+        if u16::from_le_bytes([data[26], data[27]]) != PROTECTION_RECOVERY_PASSWORD {
             continue;
         }
-        let dataset = &block[64..];
-        let len = (u32::from_le_bytes(dataset[..4].try_into().expect("4 bytes")) as usize).min(dataset.len());
-        let entries = datums(&dataset[0x30..len]);
-        let mut vmk = None;
-        for (entry, value, data) in &entries {
-            if (*entry, *value) != (2, 8) || data.len() < 28 {
-                continue;
-            }
-            if u16::from_le_bytes([data[26], data[27]]) != PROTECTION_RECOVERY_PASSWORD {
-                continue;
-            }
-            let nested = datums(&data[28..]);
-            let salt = nested.iter().find(|d| d.1 == 3).and_then(|d| d.2.get(4..20));
-            let ccm = nested.iter().find(|d| d.1 == 5).map(|d| d.2);
-            if let (Some(salt), Some(ccm)) = (salt, ccm) {
-                let key = stretch_recovery_key(&password.bytes(), salt.try_into().expect("16 bytes"));
-                vmk = unwrap_key(ccm, &key).map(|(_, k)| k);
-            }
+        let nested = datums(&data[28..]);
+        let salt = nested.iter().find(|d| d.1 == 3).and_then(|d| d.2.get(4..20));
+        let ccm = nested.iter().find(|d| d.1 == 5).map(|d| d.2);
+        if let (Some(salt), Some(ccm)) = (salt, ccm) {
+            let key = stretch_recovery_key(&password.bytes(), salt.try_into().expect("16 bytes"));
+            vmk = unwrap_key(ccm, &key).map(|(_, k)| k);
         }
-        let Some(vmk) = vmk.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok()) else {
-            return Err(BitLockerError::Refused(format!(
-                "the recovery password does not open the BitLocker metadata on {}",
-                path.display()
-            )));
-        };
-        let fvek = entries.iter().find(|d| (d.0, d.1) == (3, 5)).and_then(|d| unwrap_key(d.2, &vmk));
-        let method = match fvek.as_ref().map(|(m, _)| *m) {
-            Some(0x8004) => Method::XtsAes128,
-            Some(0x8005) => Method::XtsAes256,
-            _ => {
-                return Err(BitLockerError::Refused(format!("{}: the metadata holds no XTS-AES key", path.display())));
-            }
-        };
-        return Ok((method, fvek.expect("matched").1));
     }
-    Err(BitLockerError::Refused(format!("{}: {why}", path.display())))
+    let Some(vmk) = vmk.and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok()) else {
+        return Err(BitLockerError::Refused(format!(
+            "the recovery password does not open the BitLocker metadata on {}",
+            path.display()
+        )));
+    };
+    match entries.iter().find(|d| (d.0, d.1) == (3, 5)).and_then(|d| unwrap_key(d.2, &vmk)) {
+        Some((0x8004, fvek)) if fvek.len() == 32 => Ok((Method::XtsAes128, fvek)),
+        Some((0x8005, fvek)) if fvek.len() == 64 => Ok((Method::XtsAes256, fvek)),
+        _ => Err(BitLockerError::Refused(format!("{}: the metadata holds no XTS-AES key", path.display()))),
+    }
 }
 
 /// Makes an empty BitLocker volume on `path`, protected by `password` (and by the user
@@ -507,9 +540,10 @@ pub fn create_empty(
     password: &RecoveryPassword,
     passkey: Option<&str>,
     method: Method,
+    label: &str,
 ) -> Result<Layout, BitLockerError> {
     let (f, layout) = open_volume(path)?;
-    let p = protect(password, passkey, method);
+    let p = protect(password, passkey, method, label);
     write_metadata(&f, path, &layout, &p)?;
     let sectors = Sectors::new(method, &p.fvek);
     write_header(&f, path, &layout, &sectors, &vec![0u8; (BOOT_SECTORS * SECTOR) as usize])?;

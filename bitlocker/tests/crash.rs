@@ -23,7 +23,7 @@ fn convert_child() {
         RecoveryPassword::parse(parts.next().unwrap()).unwrap(),
         if parts.next() == Some("128") { Method::XtsAes128 } else { Method::XtsAes256 },
     );
-    convert(&img, &pw, method, &log, |p| {
+    convert(&img, &pw, method, "CRASH-1", &log, |p| {
         println!("progress {} {}", p.done, p.total);
         Ok(())
     })
@@ -125,7 +125,7 @@ fn a_conversion_killed_at_twenty_random_points_resumes_to_a_volume_dislocker_rea
         }
         eprintln!("round {round} ({method:?}): {kills} kills so far");
         // Whatever state the kills left, one more call completes it (or finds it complete).
-        convert(&img, &pw, method, &log, |_| Ok(())).unwrap();
+        convert(&img, &pw, method, "CRASH-1", &log, |_| Ok(())).unwrap();
         assert!(!log.exists(), "the log goes once the volume is complete");
         let plain = d.path().join("plain.img");
         let o = Command::new("dislocker-file")

@@ -68,7 +68,7 @@ fn opened_by_others(method: Method, libbde_name: &str, key_bits: u32) {
     let files = vec![("seedship/data/00/pack", pattern(3 << 20, 1)), ("DriveManifest.xml", pattern(5000, 2))];
     let img = ntfs_image(d.path(), 32, &files);
     let pw = RecoveryPassword::generate().unwrap();
-    encrypt_in_place(&img, &pw, method, &d.path().join("convert.log")).unwrap();
+    encrypt_in_place(&img, &pw, method, "DRIVE-A", &d.path().join("convert.log")).unwrap();
     let raw = std::fs::read(&img).unwrap();
     assert_eq!(&raw[3..11], b"-FVE-FS-");
     assert!(raw.windows(64).all(|w| w != &files[0].1[1000..1064]), "no plaintext left on the volume");
@@ -110,7 +110,9 @@ fn opened_by_others(method: Method, libbde_name: &str, key_bits: u32) {
     assert!(right.contains(libbde_name) || right.contains("tweak key"), "bdeinfo, right password:\n{right}");
     assert!(wrong_text.contains("Unable to unlock volume"), "bdeinfo, wrong password:\n{wrong_text}");
     assert!(wrong_text.contains(libbde_name) && wrong_text.contains(": Recovery password"), "{wrong_text}");
-    assert!(wrong_text.contains("Description\t\t\t: seedship "), "{wrong_text}");
+    // The description names the drive, readable without a key (ours and libbde's reading).
+    assert!(wrong_text.contains("Description\t\t\t: DRIVE-A seedship "), "{wrong_text}");
+    assert_eq!(seedship_bitlocker::volume::label(&img).as_deref(), Some("DRIVE-A"));
     if method == Method::XtsAes128 {
         // libbde decrypts XTS-AES-128 too: bdemount's view of the volume holds every file.
         let mnt = d.path().join("bde");
@@ -142,7 +144,9 @@ fn an_empty_volume_is_formatted_and_filled_through_dislocker_fuse_and_reads_back
     let size = (32u64 << 20) + 4096;
     std::fs::File::create(&img).unwrap().set_len(size).unwrap();
     let pw = RecoveryPassword::generate().unwrap();
-    seedship_bitlocker::volume::create_empty(&img, &pw, None, Method::XtsAes128).unwrap();
+    // As Microsoft's Data Box Disks: a recovery password and a passkey (a password protector).
+    let passkey = "Pass#word1 x!";
+    seedship_bitlocker::volume::create_empty(&img, &pw, Some(passkey), Method::XtsAes128, "DRIVE-C").unwrap();
 
     let (clear, mnt) = (d.path().join("clear"), d.path().join("mnt"));
     std::fs::create_dir_all(&clear).unwrap();
@@ -186,6 +190,23 @@ fn an_empty_volume_is_formatted_and_filled_through_dislocker_fuse_and_reads_back
     }
     let raw = std::fs::read(&img).unwrap();
     assert!(raw.windows(64).all(|w| w != &files[0].1[1000..1064]), "nothing written in the clear");
+
+    // The passkey opens it too: dislocker (-u) and libbde (-p); a wrong one is refused.
+    use seedship_bitlocker::dislocker::{Secret, UnlockError, unlock};
+    let u = unlock(&img, &clear, Secret::User(passkey), true).unwrap();
+    let o = run(Command::new("ntfscat").arg(u.file()).arg(files[0].0));
+    u.lock().unwrap();
+    assert!(o.status.success() && o.stdout == files[0].1, "through the passkey: {}", text(&o));
+    let e = unlock(&img, &clear, Secret::User("Pass#word2"), true).err().expect("a wrong passkey is refused");
+    assert!(matches!(e, UnlockError::WrongKey(..)), "{e}");
+    let o = run(Command::new("bdeinfo").arg(format!("-p{passkey}")).arg(&img));
+    assert!(
+        !text(&o).contains("Unable to unlock volume") && text(&o).contains("Password"),
+        "bdeinfo -p:\n{}",
+        text(&o)
+    );
+    let o = run(Command::new("bdeinfo").arg("-pPass#word2").arg(&img));
+    assert!(text(&o).contains("Unable to unlock volume"), "bdeinfo, wrong passkey:\n{}", text(&o));
 }
 
 #[test]
@@ -197,7 +218,7 @@ fn dislocker_fuse_unlocks_with_the_password_typed_on_its_terminal_and_names_each
     let plain_copy = d.path().join("plain-ntfs.img");
     std::fs::copy(&img, &plain_copy).unwrap();
     let pw = RecoveryPassword::generate().unwrap();
-    encrypt_in_place(&img, &pw, Method::XtsAes256, &d.path().join("convert.log")).unwrap();
+    encrypt_in_place(&img, &pw, Method::XtsAes256, "DRIVE-B", &d.path().join("convert.log")).unwrap();
     let at = d.path().join("clear");
 
     let u = unlock(&img, &at, Secret::Recovery(&pw), true).unwrap();

@@ -129,6 +129,21 @@ pub fn format(device: &Path, sectors: Option<u64>) -> Result<(), MediaError> {
     tool(&mut cmd)
 }
 
+/// The size of the device or image at `path`, in bytes (a block device's end, not its
+/// metadata's length).
+pub fn device_size(path: &Path) -> Result<u64, MediaError> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).map_err(io(path))?;
+    f.seek(SeekFrom::End(0)).map_err(io(path))
+}
+
+/// Formats `device` as the NTFS volume of a customer disk: it ends where BitLocker's reserved
+/// tail begins, so the volume can be encrypted in place once written.
+pub fn format_for_bitlocker(device: &Path) -> Result<(), MediaError> {
+    let size = device_size(device)?;
+    format(device, Some(seedship_bitlocker::volume::Layout::ntfs_sectors(size)))
+}
+
 /// An ntfs-3g mount; unmounted on drop (best effort) or by [`Mount::unmount`].
 pub struct Mount {
     pub dir: PathBuf,
@@ -393,9 +408,12 @@ pub struct Journal {
     /// Staging path → what was written.
     pub files: BTreeMap<String, JournalEntry>,
     /// Set once every file and the manifest are written and the volume is unmounted: only the
-    /// read-back is left.
+    /// encryption (customer disks) and the read-back are left.
     #[serde(default)]
     pub sealed: Option<Sealed>,
+    /// Set once the sealed volume is a complete BitLocker volume (customer disks).
+    #[serde(default)]
+    pub encrypted: bool,
 }
 
 /// A disk whose writing is finished.
@@ -428,13 +446,20 @@ impl Journal {
             .unwrap_or_else(|| Journal { drive_id: drive_id.to_string(), ..Default::default() })
     }
 
-    /// Forgets what the disk held (it is being formatted again).
+    /// The BitLocker conversion's intent log of `drive_id` (no keys, no data).
+    pub fn conversion_log(state_dir: &Path, drive_id: &str) -> PathBuf {
+        state_dir.join(format!("media-{drive_id}.convert"))
+    }
+
+    /// Forgets what the disk held (it is being formatted again), and any conversion of it.
     pub fn reset(state_dir: &Path, drive_id: &str) -> Result<(), MediaError> {
-        let p = Self::path(state_dir, drive_id);
-        match std::fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&p)(e)),
-            _ => Ok(()),
+        for p in [Self::path(state_dir, drive_id), Self::conversion_log(state_dir, drive_id)] {
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&p)(e)),
+                _ => {}
+            }
         }
+        Ok(())
     }
 
     /// Every file written, as the read-back expects it: (path on the volume, length, MD5).
@@ -607,14 +632,13 @@ pub fn bench(
         seedship_disk::plan::plan_whole(&st.files, &[seedship_disk::plan::DiskSpec { id: "bench".into(), capacity }])
             .map_err(|e| s(&e))?;
     let pw = seedship_disk::key::RecoveryPassword::generate().map_err(|e| s(&e))?;
-    let (sectors, clear) = match encryption {
-        BenchEncryption::None => (None, disk.with_extension("clear")),
-        _ => (Some(bitlocker::Layout::ntfs_sectors(capacity)), disk.with_extension("clear")),
-    };
+    // Encrypted, NTFS ends where BitLocker's reserved tail begins.
+    let sectors = (encryption != BenchEncryption::None).then(|| bitlocker::Layout::ntfs_sectors(capacity));
+    let clear = disk.with_extension("clear");
     let t = std::time::Instant::now();
     let unlocked = match encryption {
         BenchEncryption::Dislocker => {
-            bitlocker::create_empty(disk, &pw, None, Method::XtsAes256).map_err(|e| s(&e))?;
+            bitlocker::create_empty(disk, &pw, None, Method::XtsAes256, "BENCH").map_err(|e| s(&e))?;
             Some(dislocker::unlock(disk, &clear, Secret::Recovery(&pw), false).map_err(|e| s(&e))?)
         }
         _ => None,
@@ -657,8 +681,14 @@ pub fn bench(
     let copy_seconds = t.elapsed().as_secs_f64();
     let t = std::time::Instant::now();
     if encryption == BenchEncryption::InPlace {
-        seedship_bitlocker::convert::encrypt_in_place(disk, &pw, Method::XtsAes256, &disk.with_extension("convert"))
-            .map_err(|e| s(&e))?;
+        seedship_bitlocker::convert::encrypt_in_place(
+            disk,
+            &pw,
+            Method::XtsAes256,
+            "BENCH",
+            &disk.with_extension("convert"),
+        )
+        .map_err(|e| s(&e))?;
     }
     let encrypt_seconds = t.elapsed().as_secs_f64();
     let t = std::time::Instant::now();

@@ -1,14 +1,17 @@
 //! Preparing the disks of one leased seed in Azure's layouts ([`crate::media`]): plan whole
 //! files over the disks, write every disk in parallel through its NTFS mount (each staging
 //! file checked against the seed manifest while it is copied), write the drive manifest
-//! (customer disks), unmount, read every disk back raw, report the drives, complete.
+//! (customer disks), unmount, encrypt customer disks in place as BitLocker volumes, read
+//! every disk back through an unlock by dislocker (customer disks) and a raw NTFS reader,
+//! report the drives, complete.
 //!
 //! Invariants:
 //! - No seed data goes on a customer disk whose key the coordinator has not acknowledged: a
 //!   new disk is formatted and given its identity, then its key is escrowed (the drive
 //!   reported "preparing"), then data. A disk found with an identity of this seed but no
-//!   escrowed key holds no data and is formatted again. (The key is the drive's BitLocker
-//!   recovery password for the job; the volume is not yet encrypted with it: issue 16.)
+//!   escrowed key holds no data and is formatted again. The key is the drive's BitLocker
+//!   recovery password for the job: the volume is encrypted with it once written, and a
+//!   resumed conversion gets it from the coordinator again (never from the station's disk).
 //! - Writers stop before the next piece of 4 MiB once the lease is lost or expired
 //!   ([`Keeper`]).
 //! - A resumed disk skips the files its journal lists as written and the volume still holds
@@ -28,6 +31,9 @@ use seedship_proto::client::{self, Conn};
 use seedship_proto::pb;
 use tokio::sync::mpsc;
 use tonic::{Code, Status};
+
+use seedship_bitlocker::dislocker::{self, Secret, UnlockError};
+use seedship_bitlocker::volume::Method;
 
 use crate::board::Board;
 use crate::config::Station;
@@ -104,6 +110,9 @@ struct Member {
     mounted_at: Option<PathBuf>,
     /// Already a disk of this seed (resume), else blank.
     existing: Option<DiskId>,
+    /// The BitLocker recovery password its volume is encrypted with (customer disks; known
+    /// once the disk is started).
+    password: Option<RecoveryPassword>,
 }
 
 impl Member {
@@ -117,6 +126,7 @@ impl Member {
             device: d.device.clone(),
             mounted_at: d.mounted_at.clone(),
             existing,
+            password: None,
         }
     }
 
@@ -137,6 +147,11 @@ impl Member {
     /// Where the station mounts the volume itself.
     fn own_mount(&self, state_dir: &std::path::Path) -> PathBuf {
         state_dir.join("mnt").join(&self.drive_id)
+    }
+
+    /// Where dislocker unlocks the BitLocker volume.
+    fn unlock_dir(&self, state_dir: &std::path::Path) -> PathBuf {
+        state_dir.join("unlocked").join(&self.drive_id)
     }
 
     /// The volume mounted for writing: the delivered mount if it is still there, else the
@@ -314,9 +329,15 @@ async fn assemble(ctx: &Ctx, lease: &pb::Lease, staging: &Staging) -> Result<(Ve
     let mut notes = Vec::new();
     let mut ours: HashMap<u32, &Disk> = HashMap::new();
     let mut restart: HashMap<u32, &Disk> = HashMap::new();
+    // Written disks of the set that no longer show their identity in the clear: being
+    // encrypted, or encrypted (the station's journal says they were written and unmounted).
+    let mut locked: HashMap<u32, &Disk> = HashMap::new();
     let mut blanks: Vec<&Disk> = Vec::new();
     for d in &found {
         match &d.holds {
+            Holds::Unusable(_) if written(record.as_ref(), d, &state_dir).is_some() => {
+                locked.insert(written(record.as_ref(), d, &state_dir).expect("checked"), d);
+            }
             // A disk of the set without its identity: the station was stopped while formatting
             // it. It holds no data of the seed; it is formatted again.
             Holds::Unusable(_) | Holds::Blank if restartable(record.as_ref(), d).is_some() => {
@@ -452,6 +473,19 @@ async fn assemble(ctx: &Ctx, lease: &pb::Lease, staging: &Staging) -> Result<(Ve
             members.push(Member::at(&entry, d, Some(id_of(d).clone())));
             continue;
         }
+        if let Some(d) = locked.get(&pos).filter(|_| entry.bad.is_none()) {
+            let id = DiskId {
+                drive_id: entry.drive_id.clone(),
+                seed_id: lease.seed_id.clone(),
+                job_name: lease.job_name.clone(),
+                position: pos,
+                set_size: n,
+                layout: layout(lease),
+                container: lease.container.clone(),
+            };
+            members.push(Member::at(&entry, d, Some(id)));
+            continue;
+        }
         if let Some(d) = restart.get(&pos).filter(|_| entry.bad.is_none()) {
             members.push(Member::at(&entry, d, None));
             continue;
@@ -504,6 +538,15 @@ fn restartable(record: Option<&SetRecord>, d: &Disk) -> Option<u32> {
                 && d.serial.as_ref().is_none_or(|s| *s == e.drive_id)
         })
         .map(|e| e.position)
+}
+
+/// The position of the set whose disk `d` was when the station last saw it, if the station's
+/// journal says that disk was written and unmounted: its identity is encrypted now (or being
+/// encrypted), and it resumes from the journal.
+fn written(record: Option<&SetRecord>, d: &Disk, state_dir: &std::path::Path) -> Option<u32> {
+    let pos = restartable(record, d)?;
+    let drive = &record?.disks[pos as usize - 1].drive_id;
+    Journal::load(state_dir, drive).sealed.is_some().then_some(pos)
 }
 
 /// The seed goes on Microsoft's Data Box Disks (the lease names the delivered ones).
@@ -565,8 +608,15 @@ async fn mark_bad(ctx: &Ctx, keeper: &Keeper, lease: &pb::Lease, m: &Member, why
 }
 
 /// Opens or creates one member's disk: a new customer disk is formatted and given its
-/// identity, and its key escrowed before any data.
-async fn start(ctx: &Ctx, keeper: &Keeper, lease: &pb::Lease, m: &Member, set_size: u32) -> Result<Start, Fail> {
+/// identity, and its key escrowed before any data. Returns where its writing starts, and its
+/// recovery password (customer disks).
+async fn start(
+    ctx: &Ctx,
+    keeper: &Keeper,
+    lease: &pb::Lease,
+    m: &Member,
+    set_size: u32,
+) -> Result<(Start, Option<RecoveryPassword>), Fail> {
     let state_dir = ctx.station.state_dir.clone();
     let layout = layout(lease);
     let id = DiskId {
@@ -579,14 +629,15 @@ async fn start(ctx: &Ctx, keeper: &Keeper, lease: &pb::Lease, m: &Member, set_si
         container: lease.container.clone(),
     };
     if m.existing.is_some() {
-        let resume = |sd: PathBuf, drive: String| {
+        let resume = move |sd: PathBuf, drive: String| {
             let j = Journal::load(&sd, &drive);
-            if j.sealed.is_some() { Start::Sealed } else { Start::Write }
+            let done = j.sealed.is_some() && (j.encrypted || layout == Layout::DataboxDisk);
+            if done { Start::Sealed } else { Start::Write }
         };
         if layout == Layout::DataboxDisk {
             // Microsoft's disk, with Azure's key: nothing to ask.
             let (sd, drive) = (state_dir.clone(), m.drive_id.clone());
-            return Ok(blocking(move || resume(sd, drive)).await);
+            return Ok((blocking(move || resume(sd, drive)).await, None));
         }
         let r = client::diskprep(ctx.conn.clone())
             .get_drive_key(pb::GetDriveKeyRequest {
@@ -596,11 +647,14 @@ async fn start(ctx: &Ctx, keeper: &Keeper, lease: &pb::Lease, m: &Member, set_si
             })
             .await;
         match r {
-            Ok(_) => {
+            Ok(r) => {
+                let pw = RecoveryPassword::parse(&r.into_inner().recovery_password).map_err(|e| {
+                    Fail::Stop(Stop::Lost(format!("the coordinator gave an unusable recovery password: {e}")))
+                })?;
                 let (sd, drive) = (state_dir.clone(), m.drive_id.clone());
                 let s = blocking(move || resume(sd, drive)).await;
                 tracing::info!(drive = %m.drive_id, sealed = matches!(s, Start::Sealed), "resuming the disk from the station's journal");
-                return Ok(s);
+                return Ok((s, Some(pw)));
             }
             Err(s) if s.code() == Code::NotFound => {
                 // The identity was written but the key never reached the coordinator, so no
@@ -627,8 +681,9 @@ async fn start(ctx: &Ctx, keeper: &Keeper, lease: &pb::Lease, m: &Member, set_si
             let m2 = m.clone();
             blocking(move || -> Result<(), MediaError> {
                 media::release(&m2.own_mount(&state_dir));
+                dislocker::release(&m2.unlock_dir(&state_dir));
                 Journal::reset(&state_dir, &m2.drive_id)?;
-                media::format(&m2.device, None)?;
+                media::format_for_bitlocker(&m2.device)?;
                 let mount = m2.mount(&state_dir)?;
                 mount.write_id(&id)?;
                 mount.unmount()
@@ -641,6 +696,7 @@ async fn start(ctx: &Ctx, keeper: &Keeper, lease: &pb::Lease, m: &Member, set_si
                 pb::DriveReport { recovery_password: pw.reveal(), status: "preparing".into(), ..m.report(layout) },
             )
             .await?;
+            return Ok((Start::Write, Some(pw)));
         }
         Layout::DataboxDisk => {
             let m2 = m.clone();
@@ -656,7 +712,7 @@ async fn start(ctx: &Ctx, keeper: &Keeper, lease: &pb::Lease, m: &Member, set_si
             report_drive(ctx, keeper, pb::DriveReport { status: "preparing".into(), ..m.report(layout) }).await?;
         }
     }
-    Ok(Start::Write)
+    Ok((Start::Write, None))
 }
 
 /// What one disk's writer needs.
@@ -683,9 +739,13 @@ async fn round(
     let set_size = members.len() as u32;
     let layout = layout(lease);
     let mut starts = Vec::with_capacity(members.len());
+    let mut passwords = Vec::with_capacity(members.len());
     for m in members {
         match start(ctx, keeper, lease, m, set_size).await {
-            Ok(s) => starts.push(s),
+            Ok((s, pw)) => {
+                starts.push(s);
+                passwords.push(pw);
+            }
             Err(Fail::Bad(why)) => {
                 mark_bad(ctx, keeper, lease, m, &why).await?;
                 return Err(Fail::Bad(why));
@@ -708,6 +768,13 @@ async fn round(
 
     // Copy: every disk in its own thread.
     let mut tasks = Vec::new();
+    // Each member with its recovery password (customer disks), for the encryption and the
+    // read-back.
+    let mut armed = members.to_vec();
+    for (m, pw) in armed.iter_mut().zip(passwords) {
+        m.password = pw;
+    }
+    let members = &armed[..];
     for (i, (m, s)) in members.iter().zip(starts).enumerate() {
         let dp = plan.disks[m.position as usize - 1].clone();
         let (staging, keeper2, board) = (staging.clone(), keeper.clone(), ctx.board.clone());
@@ -794,13 +861,14 @@ async fn round(
     Ok(out)
 }
 
-/// Turns the failures of a parallel step into one outcome: a stop beats a staging problem,
-/// which beats bad disks (each reported bad).
+/// Turns the failures of a parallel step into one outcome: a stop beats a staging problem or
+/// a station that cannot go on (the lease is given back), which beat bad disks (each reported
+/// bad).
 async fn settle(ctx: &Ctx, keeper: &Keeper, lease: &pb::Lease, fails: Vec<(&Member, Fail)>) -> Result<(), Fail> {
     if let Some(i) = fails.iter().position(|(_, f)| matches!(f, Fail::Stop(_))) {
         return Err(fails.into_iter().nth(i).expect("found").1);
     }
-    if let Some(i) = fails.iter().position(|(_, f)| matches!(f, Fail::Staging(_))) {
+    if let Some(i) = fails.iter().position(|(_, f)| matches!(f, Fail::Staging(_) | Fail::GiveBack(_))) {
         return Err(fails.into_iter().nth(i).expect("found").1);
     }
     let mut first = None;
@@ -818,10 +886,75 @@ async fn settle(ctx: &Ctx, keeper: &Keeper, lease: &pb::Lease, fails: Vec<(&Memb
 
 /// Writes one disk: every planned staging file the journal lacks (each checked against the
 /// seed manifest as it is copied, then journaled), the drive manifest (customer disks), and
-/// the unmount that makes the volume complete.
+/// the unmount that makes the volume complete; then encrypts a customer disk's volume in
+/// place. Each step is skipped when the journal has it done.
 fn write_disk(job: &Job, staging: &Staging, keeper: &Keeper, board: &Board) -> Result<(), Fail> {
+    let mut journal = Journal::load(&job.state_dir, &job.member.drive_id);
+    if journal.sealed.is_none() {
+        write_files(job, staging, keeper, board, &mut journal)?;
+    }
+    match &job.member.password {
+        Some(pw) if !journal.encrypted => encrypt_disk(job, pw, keeper, board, &mut journal),
+        _ => Ok(()),
+    }
+}
+
+/// Encrypts the written, unmounted volume in place with XTS-AES-256 (what the Import/Export
+/// tool uses), resuming a conversion a crash interrupted; then journals it encrypted.
+fn encrypt_disk(
+    job: &Job,
+    pw: &RecoveryPassword,
+    keeper: &Keeper,
+    board: &Board,
+    journal: &mut Journal,
+) -> Result<(), Fail> {
     let m = &job.member;
-    let mut journal = Journal::load(&job.state_dir, &m.drive_id);
+    let log = Journal::conversion_log(&job.state_dir, &m.drive_id);
+    let stop: std::cell::RefCell<Option<Stop>> = std::cell::RefCell::new(None);
+    let mut shown = None;
+    let r = seedship_bitlocker::convert::convert(&m.device, pw, Method::XtsAes256, &m.drive_id, &log, |p| {
+        match shown {
+            None => {
+                board.phase(job.lane, "encrypt", p.total);
+                board.advance(job.lane, p.done, false);
+            }
+            Some(before) => board.advance(job.lane, p.done - before, true),
+        }
+        shown = Some(p.done);
+        keeper.alive().map_err(|s| {
+            let why = s.to_string();
+            *stop.borrow_mut() = Some(s);
+            why
+        })
+    });
+    match r {
+        Ok(_) => {}
+        Err(seedship_bitlocker::volume::BitLockerError::Stopped(why)) => {
+            return Err(Fail::Stop(stop.into_inner().unwrap_or(Stop::Lost(why))));
+        }
+        Err(e) => {
+            return Err(keeper
+                .alive()
+                .err()
+                .map(Fail::Stop)
+                .unwrap_or_else(|| Fail::Bad(format!("encrypting the disk failed: {e}"))));
+        }
+    }
+    journal.encrypted = true;
+    journal.save(&job.state_dir).map_err(|e| Fail::Stop(Stop::Lost(e.to_string())))?;
+    tracing::info!(drive = %m.drive_id, "disk encrypted: a BitLocker volume (XTS-AES-256) its recovery password opens");
+    Ok(())
+}
+
+/// The files and the manifest of [`write_disk`], then the unmount; journals the disk sealed.
+fn write_files(
+    job: &Job,
+    staging: &Staging,
+    keeper: &Keeper,
+    board: &Board,
+    journal: &mut Journal,
+) -> Result<(), Fail> {
+    let m = &job.member;
     // A disk that cannot be mounted or written is bad, unless the lease is what stopped it.
     let bad = |e: MediaError| keeper.alive().err().map(Fail::Stop).unwrap_or_else(|| Fail::Bad(e.to_string()));
     let mount = m.mount(&job.state_dir).map_err(bad)?;
@@ -922,9 +1055,27 @@ fn verify_disk(
     let bad = |e: MediaError| Fail::Bad(format!("read-back failed: {e}"));
     media::evict(&m.device).map_err(bad)?;
     keeper.alive().map_err(Fail::Stop)?;
+    // A customer disk is read through dislocker's unlock with its recovery password: a
+    // BitLocker implementation we did not write decrypts what ours encrypted.
+    let unlocked = match &m.password {
+        Some(pw) => Some(dislocker::unlock(&m.device, &m.unlock_dir(state_dir), Secret::Recovery(pw), true).map_err(
+            |e| match e {
+                UnlockError::Missing(_) | UnlockError::Io(..) => {
+                    Fail::GiveBack(format!("the read-back cannot unlock: {e}"))
+                }
+                e => Fail::Bad(format!("the read-back found the disk does not unlock: {e}")),
+            },
+        )?),
+        None => None,
+    };
+    let volume = unlocked.as_ref().map(|u| u.file()).unwrap_or_else(|| m.device.clone());
     let manifest_hash = sealed.manifest.as_ref().map(|(_, h)| h.as_str());
-    let diffs = media::read_back(&m.device, &journal.expected(), manifest_hash, |n| board.advance(lane, n, true))
-        .map_err(bad)?;
+    let diffs =
+        media::read_back(&volume, &journal.expected(), manifest_hash, |n| board.advance(lane, n, true)).map_err(bad);
+    if let Some(u) = unlocked {
+        let _ = u.lock();
+    }
+    let diffs = diffs?;
     keeper.alive().map_err(Fail::Stop)?;
     if !diffs.is_empty() {
         let more = if diffs.len() > 3 { format!(" (and {} more)", diffs.len() - 3) } else { String::new() };

@@ -85,11 +85,15 @@ fn check_disks(disks: &[DiskSpec]) -> Result<(), PlanError> {
 /// The NTFS cluster size mkntfs chooses for the disks seedship formats.
 pub const NTFS_CLUSTER: u64 = 4096;
 
+/// The end of a disk BitLocker keeps for itself (its three metadata blocks and the backup
+/// of the NTFS boot sectors, 256 KiB, aligned to 64 KiB): the NTFS volume stops before it.
+pub const BITLOCKER_TAIL: u64 = 320 << 10;
+
 /// Space an NTFS volume of `capacity` bytes keeps for itself once formatted: the boot and
 /// metadata files, a log of up to 64 MiB, the cluster bitmap (measured with mkntfs: 2.5 MB
-/// of 32 MiB, 44 MB of 8 GiB; this is above both).
+/// of 32 MiB, 44 MB of 8 GiB; this is above both), and BitLocker's tail.
 pub fn ntfs_reserve(capacity: u64) -> u64 {
-    (4 << 20) + (capacity / 128).min(64 << 20) + capacity / 32_768
+    (4 << 20) + (capacity / 128).min(64 << 20) + capacity / 32_768 + BITLOCKER_TAIL
 }
 
 /// Space one file of `size` bytes takes on NTFS: whole clusters, and its file record and

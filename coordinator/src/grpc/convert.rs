@@ -261,6 +261,10 @@ impl TryFrom<pb::RecordShippingRequest> for Cmd<NewShipping> {
 }
 
 /// The lease and drive of a `GetDriveKey` request.
+pub fn lease_passkey_request(r: pb::GetLeasePasskeyRequest) -> Result<Fence> {
+    fence(r.work_id, r.generation)
+}
+
 pub fn drive_key_request(r: pb::GetDriveKeyRequest) -> Result<(Fence, String)> {
     let f = fence(r.work_id, r.generation)?;
     v::drive_id(&r.drive_id)?;

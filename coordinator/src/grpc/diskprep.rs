@@ -80,6 +80,16 @@ impl pb::disk_prep_service_server::DiskPrepService for Api {
         Ok(Response::new(pb::GetDriveKeyResponse { recovery_password: key.0 }))
     }
 
+    async fn get_lease_passkey(
+        &self,
+        req: Request<pb::GetLeasePasskeyRequest>,
+    ) -> Result<Response<pb::GetLeasePasskeyResponse>, Status> {
+        let station = self.auth.require(&req, "GetLeasePasskey", COPY)?;
+        let fence = convert::lease_passkey_request(req.into_inner())?;
+        let key = self.core.lease_passkey(&station, &fence).await?;
+        Ok(Response::new(pb::GetLeasePasskeyResponse { passkey: key.0 }))
+    }
+
     async fn release_work(
         &self,
         req: Request<pb::ReleaseWorkRequest>,

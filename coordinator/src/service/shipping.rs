@@ -259,6 +259,18 @@ impl Coordinator {
     /// seed's history (never the passkey).
     pub async fn passkey(&self, operator: &SpiffeId, seed: &str) -> Result<(RecoveryPassword, bool)> {
         let rec = self.store.passkey(seed).await?;
+        self.release_passkey(operator, rec).await
+    }
+
+    /// The passkey of the seed whose work `station` holds with the live lease `fence`: the
+    /// station unlocks the delivered disks with it.
+    pub async fn lease_passkey(&self, station: &SpiffeId, fence: &Fence) -> Result<RecoveryPassword> {
+        let rec = Self::audit(station, "GetLeasePasskey", self.store.lease_passkey(station, fence, self.now()).await)?;
+        Ok(self.release_passkey(station, rec).await?.0)
+    }
+
+    async fn release_passkey(&self, to: &SpiffeId, rec: PasskeyRecord) -> Result<(RecoveryPassword, bool)> {
+        let operator = to;
         let job = &rec.seed.spec.job_name;
         if rec.seed.kind != DiskKind::DataboxDisk {
             return Err(Error::FailedPrecondition(format!(

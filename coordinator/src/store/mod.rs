@@ -142,6 +142,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// A seed's sealed Data Box Disk passkey, if Azure gave it.
     async fn passkey(&self, seed: &str) -> Result<PasskeyRecord>;
+    /// The sealed passkey of the seed whose work the station holds with the live lease `fence`.
+    async fn lease_passkey(&self, station: &SpiffeId, fence: &Fence, now: UnixMs) -> Result<PasskeyRecord>;
     /// Azure refused the job: the seed fails with the reason.
     async fn job_refused(&self, seed_id: &str, reason: &str, now: UnixMs) -> Result<()>;
     /// Azure did not answer: "Azure unavailable since …" on the seed.

@@ -399,6 +399,16 @@ impl Store for SqliteStore {
         self.write(move |c| jobs::disks_delivered(c, &seed_id, &disks, passkey.as_ref(), now)).await
     }
 
+    async fn lease_passkey(&self, station: &SpiffeId, fence: &Fence, now: UnixMs) -> Result<PasskeyRecord> {
+        let (station, fence) = (station.clone(), fence.clone());
+        self.read(move |c| {
+            let work = rows::load_work(c, &fence.work_id)?;
+            work.check(&station.name, fence.generation, now)?;
+            jobs::passkey(c, &work.seed_id)
+        })
+        .await
+    }
+
     async fn passkey(&self, seed: &str) -> Result<PasskeyRecord> {
         let seed = seed.to_string();
         self.read(move |c| jobs::passkey(c, &seed)).await
