@@ -89,7 +89,7 @@ pub fn convert(
                     layout.size - layout.meta[0]
                 )));
             }
-            let p = protect(password, None, method, label);
+            let p = protect(Some(password), None, method, label);
             write_metadata(&f, path, &layout, &p)?;
             (Sectors::new(method, &p.fvek), BOOT_SECTORS * SECTOR)
         }

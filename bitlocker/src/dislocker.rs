@@ -104,9 +104,20 @@ pub fn is_unlocked(dir: &Path) -> bool {
     dir.join(FILE).is_file()
 }
 
-/// Unlocks a leftover mount at `dir`, if any (a station killed while a volume was unlocked).
+/// Undoes a leftover unlock at `dir`, if any (a station killed while a volume was unlocked):
+/// unmounted, or detached (`umount -l`) when it is still busy; stacked mounts too.
 pub fn release(dir: &Path) {
-    let _ = Command::new("umount").arg(dir).output();
+    for _ in 0..4 {
+        let Ok(o) = Command::new("umount").arg(dir).output() else { return };
+        if o.status.success() {
+            continue;
+        }
+        let said = String::from_utf8_lossy(&o.stderr);
+        if said.contains("not mounted") || said.contains("no mount point") || said.contains("No such file") {
+            return;
+        }
+        let _ = Command::new("umount").arg("-l").arg(dir).output();
+    }
 }
 
 /// Whether `device` starts with a BitLocker volume header (Windows 7 and later).

@@ -99,9 +99,10 @@ pub(crate) struct Protected {
     pub(crate) method: Method,
     vmk: [u8; 32],
     pub(crate) fvek: Vec<u8>,
-    salt: [u8; 16],
-    /// The recovery key, stretched with `salt`: it wraps the VMK.
-    stretched: [u8; 32],
+    /// The recovery-password protector: its salt and the recovery key stretched with it,
+    /// which wraps the VMK. Every volume seedship makes has one; only a test of a volume
+    /// without one (Azure's `BitLockerProtectorNotFound`) leaves it out.
+    recovery: Option<([u8; 16], [u8; 32])>,
     /// A user password's protector (a Data Box passkey): its salt and stretched key.
     user: Option<([u8; 16], [u8; 32])>,
     volume_id: [u8; 16],
@@ -216,14 +217,9 @@ pub(crate) fn metadata_block(layout: &Layout, p: &Protected) -> Vec<u8> {
     let mut entries =
         datum(DESCRIPTION.0, DESCRIPTION.1, &utf16z(&format!("{} seedship {}", p.label, filetime_date(time))));
     // The recovery-password protector: the VMK under the stretched recovery key.
-    entries.extend(vmk_datum(
-        p,
-        PROTECTION_RECOVERY_PASSWORD,
-        Some("DiskPassword"),
-        &p.salt,
-        &p.stretched,
-        NONCE_RECOVERY_VMK,
-    ));
+    if let Some((salt, key)) = &p.recovery {
+        entries.extend(vmk_datum(p, PROTECTION_RECOVERY_PASSWORD, Some("DiskPassword"), salt, key, NONCE_RECOVERY_VMK));
+    }
     // A password protector (Data Box Disks: the order's passkey).
     if let Some((salt, key)) = &p.user {
         entries.extend(vmk_datum(p, PROTECTION_PASSWORD, None, salt, key, NONCE_USER_VMK));
@@ -358,18 +354,24 @@ pub(crate) fn open_volume(path: &Path) -> Result<(std::fs::File, Layout), BitLoc
     Ok((f, Layout::at_end(size)))
 }
 
-/// Fresh random keys for a volume protected by `password` and, when given, by the user
-/// password `passkey` as well.
-pub(crate) fn protect(password: &RecoveryPassword, passkey: Option<&str>, method: Method, label: &str) -> Protected {
+/// Fresh random keys for a volume protected by `password` (a recovery password) and, when
+/// given, by the user password `passkey` as well.
+pub(crate) fn protect(
+    password: Option<&RecoveryPassword>,
+    passkey: Option<&str>,
+    method: Method,
+    label: &str,
+) -> Protected {
     let mut fvek = random::<64>().to_vec();
     fvek.truncate(method.fvek_len());
-    let salt = random::<16>();
     Protected {
         method,
         vmk: random::<32>(),
         fvek,
-        salt,
-        stretched: stretch_recovery_key(&password.bytes(), &salt),
+        recovery: password.map(|pw| {
+            let salt = random::<16>();
+            (salt, stretch_recovery_key(&pw.bytes(), &salt))
+        }),
         user: passkey.map(|pk| {
             let salt = random::<16>();
             (salt, stretch_user_password(pk, &salt))
@@ -538,6 +540,28 @@ pub(crate) fn read_keys(
 pub fn create_empty(
     path: &Path,
     password: &RecoveryPassword,
+    passkey: Option<&str>,
+    method: Method,
+    label: &str,
+) -> Result<Layout, BitLockerError> {
+    create(path, Some(password), passkey, method, label)
+}
+
+/// An empty BitLocker volume that only a user password (`passkey`) opens, without the
+/// numerical-password protector Azure's import needs: what a customer who turned BitLocker on
+/// with a password only would send (`BitLockerProtectorNotFound`). For tests of that refusal.
+pub fn create_empty_password_only(
+    path: &Path,
+    passkey: &str,
+    method: Method,
+    label: &str,
+) -> Result<Layout, BitLockerError> {
+    create(path, None, Some(passkey), method, label)
+}
+
+fn create(
+    path: &Path,
+    password: Option<&RecoveryPassword>,
     passkey: Option<&str>,
     method: Method,
     label: &str,

@@ -110,11 +110,11 @@ fn probe_mount(dir: &Path) -> Result<Disk, String> {
     };
     let (capacity, serial) =
         size_and_serial(&device).map_err(|e| format!("is mounted from {}, which {e}", device.display()))?;
-    // An image named `<serial>.img` names its disk; else the device's serial; else the folder.
+    // An image named `<serial>.img` names its disk; else the device's serial; else the folder
+    // (a volume the station unlocked itself is mounted at `mnt/<serial>`).
     let serial = serial
         .or_else(|| {
-            device
-                .is_file()
+            (device.is_file() && device.file_name().is_none_or(|n| n != seedship_bitlocker::dislocker::FILE))
                 .then(|| device.file_stem().and_then(|s| drive_id_from_serial(&s.to_string_lossy())))
                 .flatten()
         })
@@ -162,6 +162,21 @@ fn unescape(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The serial of a locked BitLocker disk at `path` (a device or an image, not a folder): its
+/// hardware serial, else an image's name (`<serial>.img`, as Data Box Disks are delivered),
+/// else the drive its BitLocker description names. `None` when it is not BitLocker.
+pub fn locked_serial(path: &Path) -> Option<String> {
+    if path.is_dir() || !seedship_bitlocker::dislocker::is_bitlocker(path).unwrap_or(false) {
+        return None;
+    }
+    let (_, serial) = size_and_serial(path).ok()?;
+    serial
+        .or_else(|| {
+            path.is_file().then(|| path.file_stem().and_then(|s| drive_id_from_serial(&s.to_string_lossy()))).flatten()
+        })
+        .or_else(|| seedship_bitlocker::volume::label(path))
 }
 
 /// The first MiB of the disk (boot sector, partition tables), or less on a smaller one.

@@ -314,7 +314,14 @@ async fn assemble(ctx: &Ctx, lease: &pb::Lease, staging: &Staging) -> Result<(Ve
     let mut record = SetRecord::load(&state_dir, &lease.work_id);
     let mut extra = ctx.extra.lock().expect("lock").clone();
     extra.extend(record.as_ref().map(|r| r.devices()).unwrap_or_default());
-    let paths = disks::candidates(&ctx.station, &extra);
+    let mut paths = disks::candidates(&ctx.station, &extra);
+    if is_databox_disk(lease) {
+        // Microsoft's disks arrive locked: unlocked here with the order's passkey, as
+        // Microsoft's Linux tool does (dislocker, then ntfs-3g), each then seen at its mount.
+        let unlocked = unlock_delivered(ctx, lease, &paths).await?;
+        paths.retain(|p| !unlocked.iter().any(|(locked, _)| locked == p));
+        paths.extend(unlocked.into_iter().map(|(_, mnt)| mnt));
+    }
     let found: Vec<Disk> = blocking(move || {
         let mut seen = std::collections::HashSet::new();
         paths
@@ -538,6 +545,55 @@ fn restartable(record: Option<&SetRecord>, d: &Disk) -> Option<u32> {
                 && d.serial.as_ref().is_none_or(|s| *s == e.drive_id)
         })
         .map(|e| e.position)
+}
+
+/// Unlocks each locked Data Box Disk among `paths` that Microsoft delivered for this seed, with
+/// the order's passkey from the coordinator (asked once, only when such a disk is there), and
+/// mounts its NTFS volume with ntfs-3g at `state_dir/mnt/<serial>`. A disk unlocked before (a
+/// restarted station) is used as it is. Returns (locked disk, mount point) for each.
+async fn unlock_delivered(ctx: &Ctx, lease: &pb::Lease, paths: &[PathBuf]) -> Result<Vec<(PathBuf, PathBuf)>, String> {
+    let delivered = lease.delivered_disks.clone();
+    let p = paths.to_vec();
+    let locked: Vec<(PathBuf, String)> = blocking(move || {
+        p.into_iter()
+            .filter_map(|p| disks::locked_serial(&p).filter(|s| delivered.contains(s)).map(|s| (p, s)))
+            .collect()
+    })
+    .await;
+    if locked.is_empty() {
+        return Ok(Vec::new());
+    }
+    let passkey = client::diskprep(ctx.conn.clone())
+        .get_lease_passkey(pb::GetLeasePasskeyRequest { work_id: lease.work_id.clone(), generation: lease.generation })
+        .await
+        .map_err(|s| format!("the coordinator gave no passkey for the delivered Data Box Disks: {}", s.message()))?
+        .into_inner()
+        .passkey;
+    let state_dir = ctx.station.state_dir.clone();
+    blocking(move || {
+        let mut out = Vec::new();
+        for (disk, serial) in locked {
+            let (clear, mnt) = (state_dir.join("unlocked").join(&serial), state_dir.join("mnt").join(&serial));
+            if !dislocker::is_unlocked(&clear) {
+                media::release(&mnt);
+                // Stays unlocked past this call: locked again once the disk is done.
+                dislocker::unlock(&disk, &clear, Secret::User(&passkey), false)
+                    .map_err(|e| {
+                        format!("Data Box Disk {serial} ({}): {e}; check the order's passkey", disk.display())
+                    })?
+                    .keep();
+                tracing::info!(%serial, disk = %disk.display(), "Data Box Disk unlocked with the passkey");
+            }
+            if disks::mounted_device(&mnt).is_none() {
+                media::mount(&clear.join(dislocker::FILE), &mnt)
+                    .map_err(|e| format!("Data Box Disk {serial}: its unlocked volume does not mount: {e}"))?
+                    .keep();
+            }
+            out.push((disk, mnt));
+        }
+        Ok(out)
+    })
+    .await
 }
 
 /// The position of the set whose disk `d` was when the station last saw it, if the station's
@@ -858,6 +914,17 @@ async fn round(
             manifest_hash,
         });
     }
+    if layout == Layout::DataboxDisk {
+        // Locked again, as they go back to Microsoft: unmounted, then the unlock undone.
+        let (ms, sd) = (members.to_vec(), ctx.station.state_dir.clone());
+        blocking(move || {
+            for m in ms {
+                media::release(&m.own_mount(&sd));
+                dislocker::release(&m.unlock_dir(&sd));
+            }
+        })
+        .await;
+    }
     Ok(out)
 }
 
@@ -1060,10 +1127,12 @@ fn verify_disk(
     let unlocked = match &m.password {
         Some(pw) => Some(dislocker::unlock(&m.device, &m.unlock_dir(state_dir), Secret::Recovery(pw), true).map_err(
             |e| match e {
-                UnlockError::Missing(_) | UnlockError::Io(..) => {
-                    Fail::GiveBack(format!("the read-back cannot unlock: {e}"))
+                // The disk's own fault: not BitLocker, no protector, a key that does not open it.
+                UnlockError::NotBitLocker(_) | UnlockError::NoProtector(..) | UnlockError::WrongKey(..) => {
+                    Fail::Bad(format!("the read-back found the disk does not unlock: {e}"))
                 }
-                e => Fail::Bad(format!("the read-back found the disk does not unlock: {e}")),
+                // The station's: dislocker missing or failing; the work is given back.
+                e => Fail::GiveBack(format!("the read-back cannot unlock the disk: {e}")),
             },
         )?),
         None => None,

@@ -8,7 +8,7 @@
 //! | `POST /_datacenter/resource-groups` `{subscription, resourceGroup}` | the resource group exists |
 //! | `POST /_datacenter/jobs/{sub}/{rg}/{job}/prepare` `{disks?}` | Data Box Disk: disks picked (the order's count, or `disks`), serials and keys made |
 //! | `.../dispatch` `{carrier, tracking}` | Data Box Disk: the disks leave |
-//! | `.../deliver` `{dir, sizeBytes}` | Data Box Disk: the disks arrive as images `dir/<serial>.img`: NTFS (mkntfs) with the folders `BlockBlob`, `PageBlob`, `AzureFile`, `DataBoxDiskImport` (made through an ntfs-3g mount); BitLocker comes with issue 16 |
+//! | `.../deliver` `{dir, sizeBytes}` | Data Box Disk: the disks arrive as images `dir/<serial>.img`: BitLocker XTS-AES-128 volumes (seedship's writer) that the disk's `bitLockerKey` and the order's passkey unlock, holding NTFS (mkntfs) with the folders `BlockBlob`, `PageBlob`, `AzureFile`, `DataBoxDiskImport` (made through dislocker-fuse and ntfs-3g) |
 //! | `.../pickup` `{carrier, tracking}` | Data Box Disk: the carrier collects the filled disks |
 //! | `.../arrive` `{disks: [image], images: {serial: image}}` | the package reaches the datacenter; a disk in `disks` is known by its drive manifest's `DriveId`, else by its name `<serial>.img`; a disk left out is `DriveNotReceived` |
 //! | `.../copy` `{serial?, complete?}` | each received disk copied into blob storage (the copy log in `databoxcopylog`); then the job completes unless `complete: false` |
@@ -128,10 +128,19 @@ async fn deliver(State(emu): Emu, UrlPath((sub, rg, job)): JobPath, b: Bytes) ->
         }
         let serials = emu.mutate(|s, now| s.deliver(&sub, &rg, &job, now))?;
         let size = if d.size_bytes == 0 { seedship_azure::databox::DATABOX_DISK_USABLE_BYTES } else { d.size_bytes };
+        // Each disk is BitLocker with its own key, and the order's passkey opens every one.
+        let (keys, passkey) = {
+            let s = emu.state.lock().expect("lock");
+            let j = s.service.job(&sub, &rg, &job)?;
+            let keys: BTreeMap<String, String> =
+                j.disk_keys.iter().map(|(k, v)| (k.clone(), v.expose().to_string())).collect();
+            (keys, j.passkey.as_ref().map(|p| p.expose().to_string()).unwrap_or_default())
+        };
         let mut disks = BTreeMap::new();
         for serial in serials {
             let path = d.dir.join(format!("{serial}.img"));
-            crate::ntfs_ingest::make_databox_disk(&path, size)
+            let key = keys.get(&serial).map(String::as_str).unwrap_or_default();
+            crate::ntfs_ingest::make_databox_disk(&path, size, &serial, key, &passkey)
                 .map_err(|e| ApiError::new(500, "DeliveryFailed", format!("{}: {e}", path.display())))?;
             disks.insert(serial, path);
         }

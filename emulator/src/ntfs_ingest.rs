@@ -1,5 +1,10 @@
-//! The emulated datacenter reading an NTFS disk as Azure does: only the first data volume,
-//! which must be NTFS, read raw (never mounted).
+//! The emulated datacenter reading a disk as Azure does: only the first data volume, which
+//! must be BitLocker-encrypted NTFS. It is unlocked with the disk's BitLocker key (the job's
+//! recovery password) by dislocker, a BitLocker implementation seedship did not write, and
+//! the NTFS volume read raw through that unlock (never mounted). A disk that is not BitLocker
+//! fails with `BitLockerVolumeNotFound`, one without a numerical-password protector with
+//! `BitLockerProtectorNotFound`, one the key does not open with `BitLockerKeyInvalid`, and an
+//! unlocked volume that is not NTFS with `VolumeNotNtfs`.
 //!
 //! - A **customer disk** is read through its drive manifest (the job's `manifestFile`): the
 //!   manifest's MD5 must be the job's `manifestHash` (`ManifestCorrupted`), its `DriveId` the
@@ -27,15 +32,18 @@ use seedship_disk::ntfs::{Volume, VolumeError};
 
 use crate::ingest::{DiskOrder, DiskOutcome, Fail, IngestJob, block_id, read_seed_manifest};
 
-/// The serial the datacenter reads off a disk image: its drive manifest's `DriveId`, else its
-/// name (`<serial>.img`, as Data Box Disks are delivered).
+/// The serial the datacenter reads off a disk image (a real disk's is on its label): the drive
+/// its BitLocker description names, else (a plain NTFS disk) its drive manifest's `DriveId`,
+/// else its name (`<serial>.img`, as Data Box Disks are delivered).
 pub fn serial_of(image: &Path) -> Option<String> {
-    let from_manifest = Volume::open(image)
-        .ok()
-        .and_then(|mut v| v.read_all(manifest::MANIFEST_PATH, manifest::MAX_MANIFEST_BYTES).ok())
-        .and_then(|raw| DriveManifest::parse(&raw).ok())
-        .map(|m| m.drive_id);
-    from_manifest.or_else(|| {
+    let from_manifest = || {
+        Volume::open(image)
+            .ok()
+            .and_then(|mut v| v.read_all(manifest::MANIFEST_PATH, manifest::MAX_MANIFEST_BYTES).ok())
+            .and_then(|raw| DriveManifest::parse(&raw).ok())
+            .map(|m| m.drive_id)
+    };
+    seedship_bitlocker::volume::label(image).or_else(from_manifest).or_else(|| {
         let stem = image.file_stem()?.to_string_lossy().to_string();
         (image.extension().is_some_and(|e| e == "img") && !stem.is_empty()).then_some(stem)
     })
@@ -44,14 +52,26 @@ pub fn serial_of(image: &Path) -> Option<String> {
 /// The folders an unlocked Data Box Disk of a storage-account order holds when it arrives.
 pub const DATABOX_FOLDERS: [&str; 4] = ["BlockBlob", "PageBlob", "AzureFile", "DataBoxDiskImport"];
 
+/// Where the datacenter unlocks a disk for a while: a fresh folder of its own.
+fn unlock_dir(serial: &str) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("seedship-datacenter-{}-{n}-{serial}", std::process::id()))
+}
+
 /// Makes a delivered Data Box Disk at `path` (kept if it is one already): an image of `size`
-/// bytes holding one NTFS volume (mkntfs, 512-byte sectors) with [`DATABOX_FOLDERS`], made
-/// through an ntfs-3g mount. Not yet BitLocker-encrypted (issue 16).
-pub fn make_databox_disk(path: &Path, size: u64) -> Result<(), String> {
+/// bytes holding a BitLocker volume (XTS-AES-128, made by seedship's writer) that `key` (the
+/// disk's recovery password, `listCredentials`' `bitLockerKey`) and `passkey` (the order's)
+/// unlock, its description naming `serial`; inside, one NTFS volume (mkntfs, 512-byte
+/// sectors) with [`DATABOX_FOLDERS`], made through dislocker-fuse and an ntfs-3g mount.
+pub fn make_databox_disk(path: &Path, size: u64, serial: &str, key: &str, passkey: &str) -> Result<(), String> {
+    use seedship_bitlocker::dislocker::{self, Secret};
+    use seedship_bitlocker::volume::{self as bitlocker, Method};
     use std::process::Command;
-    if Volume::open(path).is_ok() {
+    if bitlocker::label(path).is_some() {
         return Ok(());
     }
+    let pw = seedship_disk::key::RecoveryPassword::parse(key).map_err(|e| format!("the disk's key: {e}"))?;
     let run = |cmd: &mut Command| -> Result<(), String> {
         let o = cmd.output().map_err(|e| format!("{cmd:?}: {e} (install ntfs-3g)"))?;
         if !o.status.success() {
@@ -63,14 +83,50 @@ pub fn make_databox_disk(path: &Path, size: u64) -> Result<(), String> {
         std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(path).map_err(|e| e.to_string())?;
     f.set_len(size).map_err(|e| e.to_string())?;
     drop(f);
-    run(Command::new("mkntfs").args(["-F", "-Q", "-s", "512", "-L", "DataBoxDisk"]).arg(path))?;
+    let layout =
+        bitlocker::create_empty(path, &pw, Some(passkey), Method::XtsAes128, serial).map_err(|e| e.to_string())?;
+    let clear = unlock_dir(serial);
+    let unlocked = dislocker::unlock(path, &clear, Secret::Recovery(&pw), false).map_err(|e| e.to_string())?;
+    let volume = unlocked.file();
+    let ntfs_sectors = layout.meta[0] / bitlocker::SECTOR;
     let mnt = path.with_extension("delivering");
-    std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
-    run(Command::new("ntfs-3g").arg(path).arg(&mnt))?;
-    let made = DATABOX_FOLDERS.iter().try_for_each(|d| std::fs::create_dir(mnt.join(d)).map_err(|e| e.to_string()));
-    let unmounted = run(Command::new("umount").arg(&mnt));
+    let made = (|| {
+        run(Command::new("mkntfs")
+            .args(["-F", "-Q", "-s", "512", "-L", "DataBoxDisk"])
+            .arg(&volume)
+            .arg(ntfs_sectors.to_string()))?;
+        std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
+        run(Command::new("ntfs-3g").arg(&volume).arg(&mnt))?;
+        let made = DATABOX_FOLDERS.iter().try_for_each(|d| std::fs::create_dir(mnt.join(d)).map_err(|e| e.to_string()));
+        made.and(run(Command::new("umount").arg(&mnt)))
+    })();
     let _ = std::fs::remove_dir(&mnt);
-    made.and(unmounted)
+    let locked = unlocked.lock().map_err(|e| e.to_string());
+    let _ = std::fs::remove_dir(&clear);
+    made.and(locked)
+}
+
+/// Unlocks the disk's BitLocker volume with its key, read-only, as the datacenter does; every
+/// refusal with Azure's code.
+fn unlock(order: &DiskOrder) -> Result<seedship_bitlocker::dislocker::Unlocked, Fail> {
+    use seedship_bitlocker::dislocker::{self, Secret, UnlockError};
+    let invalid = |why: String| Fail(CopyStatus::OtherUserError, format!("BitLockerKeyInvalid: {why}"));
+    let Ok(pw) = seedship_disk::key::RecoveryPassword::parse(&order.key) else {
+        return Err(invalid("the job holds no valid BitLocker key for this disk".into()));
+    };
+    dislocker::unlock(&order.image, &unlock_dir(&order.serial), Secret::Recovery(&pw), true).map_err(|e| match e {
+        UnlockError::NotBitLocker(_) => Fail(
+            CopyStatus::UnsupportedDrive,
+            "BitLockerVolumeNotFound: the disk's first volume is not BitLocker-encrypted".into(),
+        ),
+        UnlockError::NoProtector(..) => Fail(
+            CopyStatus::OtherUserError,
+            "BitLockerProtectorNotFound: the numerical password key protector does not exist".into(),
+        ),
+        UnlockError::WrongKey(..) => invalid("the job's BitLocker key does not unlock the volume".into()),
+        UnlockError::Missing(e) => Fail(CopyStatus::OtherServiceError, format!("dislocker is not installed: {e}")),
+        e => Fail(CopyStatus::HardwareError, format!("BitLockerUnlockVolumeFailed: {e}")),
+    })
 }
 
 /// One file to upload: where it is on the volume, the blob it becomes, and (customer disks)
@@ -102,17 +158,29 @@ pub(crate) async fn copy_volume(
     out: &mut DiskOutcome,
     touched: &mut BTreeSet<String>,
 ) -> Result<(), Fail> {
-    let image = order.image.clone();
-    let vol = blocking(move || Volume::open(&image)).await?.map_err(vol_fail)?;
-    let vol = Arc::new(Mutex::new(vol));
-    let uploads = match order.sku {
-        Sku::CustomerDisk => from_manifest(&vol, order).await?,
-        Sku::DataBoxDisk => from_folders(&vol, out).await?,
-    };
-    for u in uploads {
-        upload(store, &vol, u, state, out, touched).await?;
+    let o = order.clone();
+    let unlocked = blocking(move || unlock(&o)).await??;
+    let r = async {
+        let volume = unlocked.file();
+        let vol = blocking(move || Volume::open(&volume)).await?.map_err(vol_fail)?;
+        let vol = Arc::new(Mutex::new(vol));
+        let uploads = match order.sku {
+            Sku::CustomerDisk => from_manifest(&vol, order).await?,
+            Sku::DataBoxDisk => from_folders(&vol, out).await?,
+        };
+        for u in uploads {
+            upload(store, &vol, u, state, out, touched).await?;
+        }
+        Ok(())
     }
-    Ok(())
+    .await;
+    let dir = unlocked.dir().to_path_buf();
+    let _ = blocking(move || {
+        let _ = unlocked.lock();
+        let _ = std::fs::remove_dir(&dir);
+    })
+    .await;
+    r
 }
 
 /// A customer disk's uploads, from its checked drive manifest.

@@ -1,11 +1,70 @@
 //! NTFS disk images made with the real tools, for tests: `mkntfs` formats, `ntfs-3g` mounts,
-//! the files go in through the mount, and the image is unmounted before anyone reads it.
+//! the files go in through the mount, and the image is unmounted before anyone reads it. A
+//! BitLocker disk is read through dislocker's unlock with its drive's key ([`Keys`]).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use md5::Digest as _;
+use seedship_bitlocker::dislocker::{self, Secret, Unlocked};
+use seedship_disk::key::RecoveryPassword;
+
+/// Drive id → its BitLocker recovery password (`prep::escrowed_keys`).
+pub type Keys = HashMap<String, RecoveryPassword>;
+
+/// A disk opened for reading (or writing): a BitLocker disk unlocked by dislocker-fuse with its
+/// drive's key (locked again on drop), or a plain one as it is.
+pub struct Opened {
+    unlocked: Option<Unlocked>,
+    _dir: Option<tempfile::TempDir>,
+    volume: PathBuf,
+}
+
+impl Opened {
+    /// The NTFS volume: the decrypted one, or the image itself.
+    pub fn volume(&self) -> &Path {
+        &self.volume
+    }
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        if let Some(u) = self.unlocked.take() {
+            let _ = u.lock();
+        }
+    }
+}
+
+/// Opens `image`: unlocked with the key of the drive its BitLocker description names when it
+/// is BitLocker, read-only unless `write`.
+pub fn open(image: &Path, keys: &Keys, write: bool) -> Result<Opened> {
+    if !dislocker::is_bitlocker(image)? {
+        return Ok(Opened { unlocked: None, _dir: None, volume: image.to_path_buf() });
+    }
+    let drive = seedship_bitlocker::volume::label(image)
+        .with_context(|| format!("{}: a BitLocker volume that names no drive", image.display()))?;
+    let key = keys.get(&drive).with_context(|| format!("{}: no key for drive {drive}", image.display()))?;
+    let dir = tempfile::tempdir()?;
+    let u = dislocker::unlock(image, &dir.path().join("clear"), Secret::Recovery(key), !write)?;
+    let volume = u.file();
+    Ok(Opened { unlocked: Some(u), _dir: Some(dir), volume })
+}
+
+/// Encrypts the NTFS volume on `image` (formatted by [`format`]) in place with seedship's
+/// BitLocker writer, as a customer disk of drive `drive` with recovery password `key`.
+pub fn encrypt(image: &Path, drive: &str, key: &RecoveryPassword) -> Result<()> {
+    let log = image.with_extension("convert");
+    seedship_bitlocker::convert::encrypt_in_place(
+        image,
+        key,
+        seedship_bitlocker::volume::Method::XtsAes256,
+        drive,
+        &log,
+    )?;
+    Ok(())
+}
 
 fn run(cmd: &mut Command) -> Result<()> {
     let o = cmd.output().with_context(|| format!("{cmd:?} (is ntfs-3g installed? tests/run.sh installs it)"))?;
@@ -18,17 +77,20 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// An image of `mib` MiB at `path`, formatted NTFS with 512-byte sectors.
+/// An image of `mib` MiB at `path`, formatted NTFS with 512-byte sectors, the volume ending
+/// before BitLocker's reserved tail (so [`encrypt`] can make it a BitLocker volume).
 pub fn format(path: &Path, mib: u64) -> Result<PathBuf> {
     std::fs::File::create(path)?.set_len(mib << 20)?;
-    run(Command::new("mkntfs").args(["-F", "-Q", "-s", "512", "-L", "seedship"]).arg(path))?;
+    let sectors = seedship_bitlocker::volume::Layout::ntfs_sectors(mib << 20);
+    run(Command::new("mkntfs").args(["-F", "-Q", "-s", "512", "-L", "seedship"]).arg(path).arg(sectors.to_string()))?;
     Ok(path.to_path_buf())
 }
 
 /// Mounts `image` with ntfs-3g and writes `files` (`/`-separated paths from the volume's root)
 /// through the mount, then unmounts.
 pub fn write(image: &Path, files: &[(&str, &[u8])]) -> Result<()> {
-    let mnt = image.with_extension("mnt");
+    let dir = tempfile::tempdir()?;
+    let mnt = dir.path().join("mnt");
     std::fs::create_dir_all(&mnt)?;
     run(Command::new("ntfs-3g").arg(image).arg(&mnt))?;
     let wrote = (|| -> Result<()> {
@@ -88,11 +150,14 @@ pub fn cat(image: &Path, path: &str) -> Result<Vec<u8>> {
     Ok(o.stdout)
 }
 
-pub fn read_disk(image: &Path) -> Result<DiskView> {
-    let mut v = seedship_disk::ntfs::Volume::open(image)?;
+/// What `image` holds (unlocked with its drive's key from `keys` when it is BitLocker).
+pub fn read_disk(image: &Path, keys: &Keys) -> Result<DiskView> {
+    let opened = open(image, keys, false)?;
+    let volume = opened.volume();
+    let mut v = seedship_disk::ntfs::Volume::open(volume)?;
     let mut files = std::collections::BTreeMap::new();
     for e in v.files()? {
-        let data = cat(image, &e.path)?;
+        let data = cat(volume, &e.path)?;
         anyhow::ensure!(data.len() as u64 == e.size, "{}: ntfscat gave {} bytes of {}", e.path, data.len(), e.size);
         files.insert(e.path, data);
     }
@@ -106,13 +171,14 @@ pub fn read_disk(image: &Path) -> Result<DiskView> {
 /// Reads a disk set and checks it holds the staging set at `staging` exactly: every staging
 /// file (and the seed manifest) on exactly one disk, byte for byte, where the layout puts it;
 /// on customer disks, each listed in the drive manifest as blob `<container>/<path>` with
-/// block MD5s that match, and nothing else listed. Returns the disks, in position order.
-pub fn check_set(images: &[PathBuf], staging: &Path, container: &str) -> Result<Vec<DiskView>> {
+/// block MD5s that match, and nothing else listed. BitLocker disks are read through dislocker
+/// with their drive's key from `keys`. Returns the disks, in position order.
+pub fn check_set(images: &[PathBuf], staging: &Path, container: &str, keys: &Keys) -> Result<Vec<DiskView>> {
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(staging.join("manifest.json"))?)?;
     let mut expect: Vec<String> =
         m["files"].as_array().context("files")?.iter().map(|f| f["path"].as_str().unwrap().to_string()).collect();
     expect.push("manifest.json".into());
-    let mut disks: Vec<DiskView> = images.iter().map(|i| read_disk(i)).collect::<Result<_>>()?;
+    let mut disks: Vec<DiskView> = images.iter().map(|i| read_disk(i, keys)).collect::<Result<_>>()?;
     disks.sort_by_key(|d| d.id["position"].as_u64());
     let n = disks.len() as u64;
     for (i, d) in disks.iter().enumerate() {
@@ -169,29 +235,48 @@ pub fn check_set(images: &[PathBuf], staging: &Path, container: &str) -> Result<
 }
 
 /// Flips one bit of `image` inside the first copy of `needle` on it (some bytes of a file),
-/// as a disk damaged after writing. Returns whether the needle was found.
-pub fn flip_bit_in(image: &Path, needle: &[u8]) -> Result<bool> {
+/// as a disk damaged after writing; a BitLocker disk's bit is flipped in its decrypted view
+/// (dislocker writes it back encrypted). Returns whether the needle was found.
+pub fn flip_bit_in(image: &Path, needle: &[u8], keys: &Keys) -> Result<bool> {
     use std::os::unix::fs::FileExt;
-    let data = std::fs::read(image)?;
+    let opened = open(image, keys, true)?;
+    let data = std::fs::read(opened.volume())?;
     let Some(at) = data.windows(needle.len()).position(|w| w == needle) else { return Ok(false) };
-    let f = std::fs::OpenOptions::new().write(true).open(image)?;
+    let f = std::fs::OpenOptions::new().write(true).open(opened.volume())?;
     f.write_all_at(&[data[at + needle.len() / 2] ^ 0x01], (at + needle.len() / 2) as u64)?;
     f.sync_all()?;
     Ok(true)
 }
 
-/// The drive id in a seedship disk's identity (`\seedship\disk.json`), read raw.
+/// The drive id of a seedship disk: the one its BitLocker description names, else the one in
+/// its identity (`\seedship\disk.json`), read raw.
 pub fn drive_id_of(image: &Path) -> Option<String> {
+    if let Some(drive) = seedship_bitlocker::volume::label(image) {
+        return Some(drive);
+    }
     let raw = seedship_disk::ntfs::Volume::open(image).ok()?.read_all("\\seedship\\disk.json", 1 << 16).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
     v["drive_id"].as_str().map(str::to_string)
 }
 
 /// The names at the root of the volume on `image`, as `ntfsls` lists them (folders too).
-pub fn top_level(image: &Path) -> Result<Vec<String>> {
-    let o = Command::new("ntfsls").arg(image).output()?;
+pub fn top_level(image: &Path, keys: &Keys) -> Result<Vec<String>> {
+    let opened = open(image, keys, false)?;
+    let o = Command::new("ntfsls").arg(opened.volume()).output()?;
     anyhow::ensure!(o.status.success(), "ntfsls: {}", String::from_utf8_lossy(&o.stderr));
     Ok(String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
+}
+
+/// The mount points below `dir` (a station's unlocks and mounts it left behind).
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(dir) = std::fs::canonicalize(dir) else { return Vec::new() };
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(&dir))
+        .collect()
 }
 
 /// Whether something is mounted at `dir`.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use seedship_e2e::ntfs::{DiskView, check_set, flip_bit_in};
-use seedship_e2e::prep::{copy_agent, disk_size, image, stage, station, text};
+use seedship_e2e::prep::{copy_agent, disk_size, escrowed_keys, image, stage, station, text};
 use seedship_e2e::{Cluster, bin};
 use seedship_proto::{client, pb};
 
@@ -93,7 +93,7 @@ async fn two_stations_prepare_two_seeds_spanning_three_ntfs_disks_each_that_read
     // what was reported.
     for (dir, st, job) in [(&disks_a, &stage_a, "job-a"), (&disks_b, &stage_b, "job-b")] {
         let container = container_of(&c, &ops, job).await?;
-        let views = check_set(&sorted_images(dir), st, &container)?;
+        let views = check_set(&sorted_images(dir), st, &container, &escrowed_keys(&c))?;
         let d = seedship_e2e::get_seed(&c, &ops, job).await?;
         assert_eq!(d.seed.as_ref().unwrap().state, pb::SeedState::DisksPrepared as i32);
         assert_eq!(d.drives.len(), 3);
@@ -126,6 +126,13 @@ impl Lcg {
         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
+}
+
+/// Whether a disk's BitLocker conversion is under way at the station (its intent log exists).
+fn converting(state: &Path) -> bool {
+    std::fs::read_dir(state)
+        .map(|rd| rd.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().ends_with(".convert")))
+        .unwrap_or(false)
 }
 
 /// Kills the ntfs-3g processes serving mounts below `dir`: with the agent's kill, a power cut
@@ -166,6 +173,7 @@ async fn kill_9_at_random_points_resumes_without_recopying_what_the_journal_hold
     let mut kills = 0;
     let mut round = 0;
     let mut kept = 0;
+    let mut in_encryption = 0;
     for (job, mib) in [("job-k1", 48u32), ("job-k2", 48)] {
         let staging = stage(&mut c, &ops, job, mib, 7, "st-k").await?;
         let dir = disks.join(job);
@@ -206,6 +214,9 @@ async fn kill_9_at_random_points_resumes_without_recopying_what_the_journal_hold
             std::thread::sleep(Duration::from_millis(rng.below(window)));
             let finished = c.try_wait(pid)?;
             if finished.is_none() {
+                if converting(&state) {
+                    in_encryption += 1;
+                }
                 c.kill9(pid)?;
             }
             kept += kept_in(&c.log_of(&name));
@@ -242,7 +253,7 @@ async fn kill_9_at_random_points_resumes_without_recopying_what_the_journal_hold
         // Whatever the kills interrupted, the set holds the staging set exactly, and the
         // drives reported are the ones on the disks.
         let container = container_of(&c, &ops, job).await?;
-        let views = check_set(&images, &staging, &container)?;
+        let views = check_set(&images, &staging, &container, &escrowed_keys(&c))?;
         let d = seedship_e2e::get_seed(&c, &ops, job).await?;
         assert_eq!(d.seed.unwrap().state, pb::SeedState::DisksPrepared as i32);
         for v in &views {
@@ -255,7 +266,10 @@ async fn kill_9_at_random_points_resumes_without_recopying_what_the_journal_hold
             std::fs::rename(img, dir.join(img.file_name().unwrap()))?;
         }
     }
-    eprintln!("{kills} kills in {round} rounds; {kept} file(s) kept from the journals instead of copied again");
+    eprintln!(
+        "{kills} kills in {round} rounds ({in_encryption} while a disk was being encrypted); {kept} file(s) kept from \
+         the journals instead of copied again"
+    );
     assert!(kills >= 20, "only {kills} kills landed before completion");
     assert!(kept > 0, "no resumed disk kept a file it had written");
     c.finish()
@@ -290,7 +304,7 @@ async fn a_station_paused_past_its_lease_is_refused_when_it_wakes_and_another_ta
     // Station B claims the seed and prepares it on its own disks.
     let o = c.run("copy-b", &mut copy_agent(&cfg_b))?;
     assert!(o.status.success(), "{}", text(&o));
-    check_set(&sorted_images(&disks_b), &staging, &container)?;
+    check_set(&sorted_images(&disks_b), &staging, &container, &escrowed_keys(&c))?;
 
     // A wakes: refused, it stops without finishing anything.
     signal(a, "-CONT");
@@ -375,8 +389,10 @@ async fn bad_staging_is_refused_or_released_and_a_flipped_bit_on_disk_is_caught_
     })?;
     let pack = first_pack(&good)?;
     let needle = std::fs::read(good.join(&pack))?[4096..4160].to_vec();
-    let hit = imgs.iter().find(|i| flip_bit_in(i, &needle).unwrap()).expect("the staging file is on a disk").clone();
-    let bad_drive = seedship_e2e::ntfs::read_disk(&hit)?.id["drive_id"].as_str().unwrap().to_string();
+    let keys = escrowed_keys(&c);
+    let hit =
+        imgs.iter().find(|i| flip_bit_in(i, &needle, &keys).unwrap()).expect("the staging file is on a disk").clone();
+    let bad_drive = seedship_e2e::ntfs::read_disk(&hit, &keys)?.id["drive_id"].as_str().unwrap().to_string();
     let d = seedship_e2e::wait_for_async("the drive marked bad", Duration::from_secs(30), || {
         let mut op = op.clone();
         let id = bad_drive.clone();
@@ -406,7 +422,7 @@ async fn bad_staging_is_refused_or_released_and_a_flipped_bit_on_disk_is_caught_
     let st = c.wait_exit(pid, Duration::from_secs(60))?;
     assert!(st.success(), "{}", c.log_of("copy-good"));
     let good_disks: Vec<PathBuf> = imgs.iter().filter(|i| **i != hit).cloned().chain([replacement]).collect();
-    check_set(&good_disks, &good, &container)?;
+    check_set(&good_disks, &good, &container, &escrowed_keys(&c))?;
     let d = seedship_e2e::get_seed(&c, &ops, "job-good").await?;
     assert_eq!(d.seed.unwrap().state, pb::SeedState::DisksPrepared as i32);
     assert_eq!(d.drives.iter().filter(|x| x.status == "prepared").count(), 2);
@@ -462,7 +478,7 @@ async fn too_few_disks_wait_on_the_record_a_used_disk_needs_a_wipe_and_disks_add
     image(&disks, "c.img", size);
     let st = c.wait_exit(pid, Duration::from_secs(30))?;
     assert!(st.success(), "{}", c.log_of("copy-w"));
-    check_set(&sorted_images(&disks), &staging, &container_of(&c, &ops, "job-w").await?)?;
+    check_set(&sorted_images(&disks), &staging, &container_of(&c, &ops, "job-w").await?, &escrowed_keys(&c))?;
     let d = seedship_e2e::get_seed(&c, &ops, "job-w").await?;
     assert!(d.history.iter().any(|e| e.event == "station_resumed"), "{:?}", d.history);
     c.finish()
@@ -520,7 +536,12 @@ async fn a_full_disk_is_marked_bad_and_a_replacement_typed_at_the_prompt_takes_i
     writeln!(stdin, "{}", replacement.display())?;
     let st = c.wait_exit(pid, Duration::from_secs(30))?;
     assert!(st.success(), "{}", c.log_of("copy-e"));
-    check_set(std::slice::from_ref(&replacement), &staging, &container_of(&c, &ops, "job-e").await?)?;
+    check_set(
+        std::slice::from_ref(&replacement),
+        &staging,
+        &container_of(&c, &ops, "job-e").await?,
+        &escrowed_keys(&c),
+    )?;
     let d = seedship_e2e::get_seed(&c, &ops, "job-e").await?;
     assert_eq!(d.seed.unwrap().state, pb::SeedState::DisksPrepared as i32);
     assert_eq!(d.drives.iter().filter(|x| x.status == "prepared").count(), 1);
@@ -560,6 +581,6 @@ async fn sigterm_gives_the_work_back_and_the_next_run_resumes_from_the_journals(
         assert!(o.status.success(), "{}", text(&o));
         assert!(text(&o).contains("resuming the disk from the station's journal"), "{}", text(&o));
     }
-    check_set(&sorted_images(&disks), &staging, &container_of(&c, &ops, "job-t").await?)?;
+    check_set(&sorted_images(&disks), &staging, &container_of(&c, &ops, "job-t").await?, &escrowed_keys(&c))?;
     c.finish()
 }

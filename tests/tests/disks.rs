@@ -58,7 +58,32 @@ fn the_ntfs_benchmark_writes_a_relative_staging_path_and_reads_it_back() {
     assert!(out.status.success(), "{text}");
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(r["bytes"].as_u64().unwrap() > 0 && r["files"].as_u64().unwrap() > 1, "{text}");
-    assert!(seedship_e2e::ntfs::top_level(&d.path().join("d.img")).unwrap().contains(&"DriveManifest.xml".to_string()));
+    let plain = seedship_e2e::ntfs::Keys::new();
+    assert!(
+        seedship_e2e::ntfs::top_level(&d.path().join("d.img"), &plain)
+            .unwrap()
+            .contains(&"DriveManifest.xml".to_string())
+    );
+    // Both encrypted write paths: the volume is BitLocker (read back through dislocker by the
+    // command itself), and nothing of the seed manifest is in the clear on it.
+    let seed_manifest = std::fs::read(staging.join("manifest.json")).unwrap();
+    for how in ["in-place", "dislocker"] {
+        let img = d.path().join(format!("{how}.img"));
+        std::fs::File::create(&img).unwrap().set_len(64 << 20).unwrap();
+        let out = Command::new(bin("copy-agent"))
+            .current_dir(d.path())
+            .args(["bench-ntfs", "--staging", "staging", "--disk"])
+            .arg(&img)
+            .args(["--bitlocker", how])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{how}: {text}");
+        assert_eq!(seedship_bitlocker::volume::label(&img).as_deref(), Some("BENCH"), "{how}");
+        let raw = std::fs::read(&img).unwrap();
+        assert!(raw.windows(48).all(|w| w != &seed_manifest[..48]), "{how}: the seed manifest is in the clear");
+    }
 
     // A container name Azure would refuse is caught before anything is written.
     std::fs::File::create(d.path().join("e.img")).unwrap().set_len(64 << 20).unwrap();

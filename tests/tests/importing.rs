@@ -114,7 +114,7 @@ async fn the_job_is_created_from_the_prepared_drives_shipped_imported_into_azuri
     let on_disk: std::collections::BTreeMap<String, String> = images
         .iter()
         .map(|i| {
-            let v = seedship_e2e::ntfs::read_disk(i).unwrap();
+            let v = seedship_e2e::ntfs::read_disk(i, &keys).unwrap();
             (v.id["drive_id"].as_str().unwrap().to_string(), v.manifest_md5.unwrap())
         })
         .collect();
@@ -464,20 +464,24 @@ async fn a_wrong_disk_a_changed_manifest_damaged_blocks_and_a_drive_never_receiv
     wait_seed_state(&c, &ops, "job-bad", "import_job_created", T).await?;
     let by_id = images_by_drive(&images);
     // The drive with the most files is the one damaged (so some of it still imports).
-    let files = |id: &String| seedship_e2e::ntfs::read_disk(&by_id[id]).unwrap().manifest.unwrap().blobs;
+    let keys = escrowed_keys(&c);
+    let files = |id: &String| seedship_e2e::ntfs::read_disk(&by_id[id], &keys).unwrap().manifest.unwrap().blobs;
     let mut ids: Vec<String> = by_id.keys().cloned().collect();
     ids.sort_by_key(|id| (files(id).len(), id.clone()));
     assert!(files(&ids[3]).len() >= 2, "a drive with two files or more");
     // Drive 2's manifest is changed after it was written (its hash is in the job already).
-    let raw = seedship_e2e::ntfs::cat(&by_id[&ids[1]], "\\DriveManifest.xml")?;
+    // (Through the unlocked volume: the change is encrypted like the rest.)
+    let opened = seedship_e2e::ntfs::open(&by_id[&ids[1]], &keys, true)?;
+    let raw = seedship_e2e::ntfs::cat(opened.volume(), "\\DriveManifest.xml")?;
     let changed = String::from_utf8(raw)?.replace("<ClientCreator>seedship", "<ClientCreator>someone");
-    seedship_e2e::ntfs::write(&by_id[&ids[1]], &[("DriveManifest.xml", changed.as_bytes())])?;
+    seedship_e2e::ntfs::write(opened.volume(), &[("DriveManifest.xml", changed.as_bytes())])?;
+    drop(opened);
     // Drive 4 is damaged in transit: one bit of its largest file.
     let blobs4 = files(&ids[3]);
     let largest = blobs4.iter().max_by_key(|b| (b.length, b.blob_path.clone())).unwrap();
     let damaged = largest.blob_path.split_once('/').unwrap().1.to_string();
-    let needle = seedship_e2e::ntfs::cat(&by_id[&ids[3]], &largest.file_path)?[1000..1064].to_vec();
-    assert!(seedship_e2e::ntfs::flip_bit_in(&by_id[&ids[3]], &needle)?);
+    let needle = seedship_e2e::ntfs::read_disk(&by_id[&ids[3]], &keys)?.files[&largest.file_path][1000..1064].to_vec();
+    assert!(seedship_e2e::ntfs::flip_bit_in(&by_id[&ids[3]], &needle, &keys)?);
     let o = c.run(
         "ship",
         &mut c.seedctl(
@@ -499,7 +503,7 @@ async fn a_wrong_disk_a_changed_manifest_damaged_blocks_and_a_drive_never_receiv
     )?;
     assert!(o.status.success(), "{}", text(&o));
     // Disk 3 never arrives: it was packed in place of disk 1, which stayed behind (the
-    // datacenter finds disk 3's manifest on the disk with disk 1's serial).
+    // datacenter's key for disk 1 does not open disk 3's BitLocker volume).
     let mut arrived = by_id.clone();
     arrived.insert(ids[0].clone(), by_id[&ids[2]].clone());
     arrived.remove(&ids[2]);
@@ -511,7 +515,7 @@ async fn a_wrong_disk_a_changed_manifest_damaged_blocks_and_a_drive_never_receiv
     let seed = det.seed.unwrap();
     let (why, container) = (seed.state_reason, seed.container);
     assert!(why.contains(&format!("disk {} OtherUserError", ids[0])), "{why}");
-    assert!(why.contains(&format!("ManifestDriveIdMismatch: the manifest names drive {}", ids[2])), "{why}");
+    assert!(why.contains("BitLockerKeyInvalid: the job's BitLocker key does not unlock the volume"), "{why}");
     assert!(why.contains(&format!("disk {} MetadataFilesModifiedOrRemoved", ids[1])), "{why}");
     assert!(why.contains("ManifestCorrupted"), "{why}");
     assert!(why.contains(&format!("disk {} DriveNotReceived", ids[2])), "{why}");
@@ -529,7 +533,7 @@ async fn a_wrong_disk_a_changed_manifest_damaged_blocks_and_a_drive_never_receiv
     );
     let blobs = emu.azurite.as_ref().unwrap().blobs()?;
     let log = String::from_utf8(blobs.download("databoxcopylog", &name).await?)?;
-    assert!(log.contains("ManifestDriveIdMismatch") && log.contains("<CopyLog Summary"), "{log}");
+    assert!(log.contains("BitLockerKeyInvalid") && log.contains("<CopyLog Summary"), "{log}");
     // The damaged file is the errored entity of its disk (read from the copy log by the
     // coordinator), and it is not in the storage account; the rest of that disk was imported.
     let errors = state_of(&ids[3]).copy_errors;
@@ -856,13 +860,18 @@ async fn microsofts_disks_are_ordered_delivered_unlocked_written_in_their_blockb
     let logs = c.coordinator_logs();
     assert!(!logs.contains(azure_key.expose()) && !logs.contains(passkey.expose()), "a secret in the log");
 
-    // The operator unlocks the disk (Microsoft's tool mounts it; here ntfs-3g, as BitLocker
-    // comes with issue 16) in the station's disk folder. The station writes it, and only it,
-    // into BlockBlob\<container>\, unmounts it and reads it back; the screen says how it goes back.
-    let folders = seedship_e2e::ntfs::top_level(&disk)?;
+    // The disk arrives locked (BitLocker); the operator unlocks it with the passkey as
+    // Microsoft's Linux tool does (dislocker-fuse, then ntfs-3g) into the station's disk
+    // folder. The station writes it, and only it, into BlockBlob\<container>\, unmounts it and
+    // reads it back; the screen says how it goes back.
+    let folders = seedship_e2e::ntfs::top_level(&disk, &keys)?;
     assert!(["BlockBlob", "PageBlob", "AzureFile"].iter().all(|f| folders.contains(&f.to_string())), "{folders:?}");
-    seedship_e2e::ntfs::mount(&disk, &dir.join(&serial))?;
+    use seedship_bitlocker::dislocker::{Secret, unlock};
+    let unlocked = unlock(&disk, &c.path("operator-unlock"), Secret::User(passkey.expose()), false)?;
+    seedship_e2e::ntfs::mount(&unlocked.file(), &dir.join(&serial))?;
     let o = c.run("copy-job-dbd", &mut copy_agent(&cfg))?;
+    let _ = std::process::Command::new("umount").arg(dir.join(&serial)).output();
+    unlocked.lock()?;
     assert!(o.status.success(), "copy agent: {}", text(&o));
     assert!(text(&o).contains("Microsoft's return label"), "{}", text(&o));
     let container = client::operator(c.connect(&ops).await?)
@@ -872,7 +881,7 @@ async fn microsofts_disks_are_ordered_delivered_unlocked_written_in_their_blockb
         .seed
         .unwrap()
         .container;
-    let views = seedship_e2e::ntfs::check_set(std::slice::from_ref(&disk), &staging, &container)?;
+    let views = seedship_e2e::ntfs::check_set(std::slice::from_ref(&disk), &staging, &container, &keys)?;
     assert_eq!(
         (views[0].id["drive_id"].as_str(), views[0].id["layout"].as_str()),
         (Some(serial.as_str()), Some("databox_disk"))

@@ -8,12 +8,15 @@ use std::path::PathBuf;
 
 use md5::{Digest, Md5};
 use seedship_azure::databox::model;
+use seedship_bitlocker::volume::Method;
 use seedship_disk::azure::manifest::{self, Access, DriveManifest, ManifestBlob};
+use seedship_disk::key::RecoveryPassword;
 use seedship_e2e::azure::{Emulator, RG, SUB, account_id};
 use seedship_e2e::ntfs;
 use serde_json::json;
 
-const KEY: &str = "111111-222222-333333-444444-555555-666666-777777-888888";
+const KEY: &str = "111111-222222-333333-444444-555555-666666-111111-222222";
+const OTHER_KEY: &str = "222222-111111-444444-333333-666666-555555-222222-111111";
 
 fn pattern(n: usize, seed: u32) -> Vec<u8> {
     let mut x = seed | 1;
@@ -50,13 +53,23 @@ fn manifest_for(serial: &str, container: &str, files: &[(&str, &[u8])]) -> Drive
     }
 }
 
-/// An NTFS customer disk at `dir/<serial>.img` holding `files` and `manifest` (as XML).
-fn customer_disk(dir: &std::path::Path, serial: &str, files: &[(&str, &[u8])], xml: &str) -> anyhow::Result<PathBuf> {
+/// A customer disk at `dir/<serial>.img`: NTFS holding `files` and `manifest` (as XML),
+/// BitLocker-encrypted with `key` when given.
+fn customer_disk(
+    dir: &std::path::Path,
+    serial: &str,
+    files: &[(&str, &[u8])],
+    xml: &str,
+    key: Option<&str>,
+) -> anyhow::Result<PathBuf> {
     let img = ntfs::format(&dir.join(format!("{serial}.img")), 32)?;
     let mut all: Vec<(String, &[u8])> = files.iter().map(|(n, d)| (format!("seedship/{n}"), *d)).collect();
     all.push(("DriveManifest.xml".into(), xml.as_bytes()));
     let refs: Vec<(&str, &[u8])> = all.iter().map(|(n, d)| (n.as_str(), *d)).collect();
     ntfs::write(&img, &refs)?;
+    if let Some(key) = key {
+        ntfs::encrypt(&img, serial, &RecoveryPassword::parse(key)?)?;
+    }
     Ok(img)
 }
 
@@ -84,24 +97,43 @@ async fn customer_disks_are_read_through_their_drive_manifest_and_each_mismatch_
     let files: Vec<(&str, &[u8])> = vec![("data/00/big.bin", &big), ("small.bin", &small)];
 
     // Good; a manifest naming another drive; a manifest changed after its hash was taken; a
-    // disk that is not NTFS; a good disk with one bit flipped in a file afterwards.
+    // disk with nothing on it; a good disk with one bit flipped in a file afterwards; a good
+    // NTFS disk never encrypted; one encrypted with another key; one with a password
+    // protector only; one that unlocks but holds no NTFS.
     let mut disks = BTreeMap::new();
     let mut hashes = BTreeMap::new();
-    for serial in ["NTFS-A", "NTFS-B", "NTFS-C", "NTFS-E"] {
+    for serial in ["NTFS-A", "NTFS-B", "NTFS-C", "NTFS-E", "NTFS-F", "NTFS-G"] {
         let drive_id = if serial == "NTFS-B" { "NTFS-OTHER" } else { serial };
         let xml = manifest_for(drive_id, "import-media", &files).to_xml();
         hashes.insert(serial, manifest::manifest_hash(xml.as_bytes()));
         let written = if serial == "NTFS-C" { xml.replace("seedship tests", "seedship test!") } else { xml };
-        disks.insert(serial, customer_disk(&dir, serial, &files, &written)?);
+        let key = match serial {
+            "NTFS-F" => None,
+            "NTFS-G" => Some(OTHER_KEY),
+            _ => Some(KEY),
+        };
+        disks.insert(serial, customer_disk(&dir, serial, &files, &written, key)?);
     }
-    let not_ntfs = dir.join("NTFS-D.img");
-    std::fs::File::create(&not_ntfs)?.set_len(8 << 20)?;
-    disks.insert("NTFS-D", not_ntfs);
-    hashes.insert("NTFS-D", "0123456789ABCDEF0123456789ABCDEF".into());
-    let mut raw = std::fs::read(&disks["NTFS-E"])?;
-    let at = raw.windows(64).position(|w| w == &small[50_000..50_064]).expect("small.bin is on the image");
-    raw[at + 3] ^= 0x10;
-    std::fs::write(&disks["NTFS-E"], raw)?;
+    let blank = dir.join("NTFS-D.img");
+    std::fs::File::create(&blank)?.set_len(8 << 20)?;
+    let password_only = dir.join("NTFS-H.img");
+    std::fs::File::create(&password_only)?.set_len(8 << 20)?;
+    seedship_bitlocker::volume::create_empty_password_only(&password_only, "Pass#word1", Method::XtsAes256, "NTFS-H")?;
+    let no_ntfs = dir.join("NTFS-I.img");
+    std::fs::File::create(&no_ntfs)?.set_len(8 << 20)?;
+    seedship_bitlocker::volume::create_empty(
+        &no_ntfs,
+        &RecoveryPassword::parse(KEY)?,
+        None,
+        Method::XtsAes256,
+        "NTFS-I",
+    )?;
+    for (serial, img) in [("NTFS-D", blank), ("NTFS-H", password_only), ("NTFS-I", no_ntfs)] {
+        disks.insert(serial, img);
+        hashes.insert(serial, "0123456789ABCDEF0123456789ABCDEF".into());
+    }
+    let keys = ntfs::Keys::from([("NTFS-E".to_string(), RecoveryPassword::parse(KEY)?)]);
+    assert!(ntfs::flip_bit_in(&disks["NTFS-E"], &small[50_000..50_064], &keys)?, "small.bin is on the disk");
 
     let collection: serde_json::Map<String, serde_json::Value> = hashes
         .iter()
@@ -138,6 +170,10 @@ async fn customer_disks_are_read_through_their_drive_manifest_and_each_mismatch_
             ("NTFS-C".to_string(), "MetadataFilesModifiedOrRemoved".to_string()),
             ("NTFS-D".to_string(), "UnsupportedDrive".to_string()),
             ("NTFS-E".to_string(), "CompletedWithErrors".to_string()),
+            ("NTFS-F".to_string(), "UnsupportedDrive".to_string()),
+            ("NTFS-G".to_string(), "OtherUserError".to_string()),
+            ("NTFS-H".to_string(), "OtherUserError".to_string()),
+            ("NTFS-I".to_string(), "UnsupportedDrive".to_string()),
         ])
     );
     // Each disk's copy log says why, with the datacenter's code.
@@ -150,8 +186,12 @@ async fn customer_disks_are_read_through_their_drive_manifest_and_each_mismatch_
     for (serial, code) in [
         ("NTFS-B", "ManifestDriveIdMismatch"),
         ("NTFS-C", "ManifestCorrupted"),
-        ("NTFS-D", "VolumeNotNtfs"),
+        ("NTFS-D", "BitLockerVolumeNotFound"),
         ("NTFS-E", "Corrupted: the block at offset 0 does not match its MD5"),
+        ("NTFS-F", "BitLockerVolumeNotFound"),
+        ("NTFS-G", "BitLockerKeyInvalid"),
+        ("NTFS-H", "BitLockerProtectorNotFound"),
+        ("NTFS-I", "VolumeNotNtfs"),
     ] {
         let text = String::from_utf8(blobs.download("databoxcopylog", &log_of(serial)).await?)?;
         assert!(text.contains(code), "{serial}: {text}");
@@ -193,13 +233,22 @@ async fn a_data_box_disk_is_read_through_its_blockblob_folders_and_names_azure_w
     let d = emu.dc("job-dbd-ntfs", "deliver", json!({"dir": dir, "sizeBytes": 32u64 << 20})).await?;
     let (serial, img): (String, PathBuf) =
         serde_json::from_value::<BTreeMap<String, PathBuf>>(d["disks"].clone())?.into_iter().next().unwrap();
+    // It arrives as a BitLocker volume: its key (listCredentials) opens it, and no other.
+    let creds = emu.arm()?.list_credentials(SUB, RG, "job-dbd-ntfs").await?;
+    let Some(model::JobSecrets::DataBoxDisk(secrets)) = creds.value.unwrap().remove(0).job_secrets else {
+        panic!("no Data Box Disk secrets")
+    };
+    let key = secrets.disk_secrets.unwrap()[0].bit_locker_key.clone().unwrap();
+    let keys = ntfs::Keys::from([(serial.clone(), RecoveryPassword::parse(key.expose())?)]);
+    assert_eq!(seedship_bitlocker::volume::label(&img).as_deref(), Some(serial.as_str()));
+    assert!(ntfs::open(&img, &ntfs::Keys::from([(serial.clone(), RecoveryPassword::parse(KEY)?)]), false).is_err());
     // The disk as the station leaves it: files under BlockBlob\<container>\, one directly in
     // BlockBlob\ ($root), one at the volume's root (not uploaded), one in a container Azure
-    // would rename.
+    // would rename; written through the unlock.
     let a = pattern(4_500_000, 3);
-    ntfs::format(&img, 32)?;
+    let opened = ntfs::open(&img, &keys, true)?;
     ntfs::write(
-        &img,
+        opened.volume(),
         &[
             ("BlockBlob/import-dbd/data/00/a.bin", &a),
             ("BlockBlob/import-dbd/manifest.json", b"{}"),
@@ -208,6 +257,7 @@ async fn a_data_box_disk_is_read_through_its_blockblob_folders_and_names_azure_w
             ("BlockBlob/Bad_Container/x.bin", b"x"),
         ],
     )?;
+    drop(opened);
     emu.dc("job-dbd-ntfs", "pickup", json!({"carrier": "UPS", "tracking": "1Z999AA10123456785"})).await?;
     emu.dc("job-dbd-ntfs", "arrive", json!({ "images": { &serial: &img } })).await?;
     let j = emu.dc("job-dbd-ntfs", "copy", json!({})).await?;
@@ -268,10 +318,11 @@ async fn customer_disks_spanning_three_go_through_the_whole_chain_to_seeded() ->
     anyhow::ensure!(o.status.success(), "copy agent: {}", text(&o));
     let det = wait_seed_state(&c, &ops, "job-cd3", "import_job_created", T).await?;
     let container = det.seed.unwrap().container;
-    let views = ntfs::check_set(&images, &staging, &container)?;
+    // BitLocker volumes, each naming its drive, that its escrowed key opens.
+    let views = ntfs::check_set(&images, &staging, &container, &seedship_e2e::prep::escrowed_keys(&c))?;
     assert!(views.iter().all(|v| v.manifest.as_ref().is_some_and(|m| !m.blobs.is_empty())), "every disk holds files");
     ship(&mut c, &ops, "job-cd3", "DHL", "1000000333", 3)?;
-    // The datacenter knows each disk by the serial its drive manifest names.
+    // The datacenter knows each disk by the drive its BitLocker description names.
     emu.dc("job-cd3", "arrive", json!({ "disks": images })).await?;
     let j = emu.dc("job-cd3", "copy", json!({})).await?;
     assert_eq!(j["properties"]["status"], "Completed", "{j}");
@@ -283,9 +334,11 @@ async fn customer_disks_spanning_three_go_through_the_whole_chain_to_seeded() ->
 }
 
 /// Data Box Disk, the whole chain: ordered at registration, fulfilled by Microsoft with three
-/// disks, delivered as NTFS volumes, unlocked and mounted at the station, written under
-/// `BlockBlob\<container>\` (whole files, balanced), unmounted and read back, sent back, read by
-/// the datacenter through the folders, verified and copied into the vault: `seeded`.
+/// disks, delivered locked (BitLocker XTS-AES-128 holding NTFS) into the station's disk folder,
+/// unlocked by the station with the order's passkey (dislocker, then ntfs-3g), written under
+/// `BlockBlob\<container>\` (whole files, balanced), unmounted, read back, locked again, sent
+/// back, read by the datacenter through the folders, verified and copied into the vault:
+/// `seeded`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_box_disks_spanning_three_go_through_the_whole_chain_to_seeded() -> anyhow::Result<()> {
     use seedship_e2e::azure::wait_seed_state;
@@ -297,24 +350,19 @@ async fn data_box_disks_spanning_three_go_through_the_whole_chain_to_seeded() ->
     wait_seed_state(&c, &ops, "job-dbd3", "disks_ordered", T).await?;
     emu.dc("job-dbd3", "prepare", json!({ "disks": 3 })).await?;
     emu.dc("job-dbd3", "dispatch", json!({ "carrier": "UPS", "tracking": "1Z999AA10123456785" })).await?;
-    let dock = c.path("delivered");
-    std::fs::create_dir_all(&dock)?;
     let size = disk_size(&staging, 3);
-    let delivered = emu.dc("job-dbd3", "deliver", json!({ "dir": dock, "sizeBytes": size })).await?;
+    let delivered = emu.dc("job-dbd3", "deliver", json!({ "dir": dir, "sizeBytes": size })).await?;
     let disks: BTreeMap<String, PathBuf> = serde_json::from_value(delivered["disks"].clone())?;
     assert_eq!(disks.len(), 3, "{delivered}");
     let det = wait_seed_state(&c, &ops, "job-dbd3", "queued_for_disk_prep", T).await?;
     let container = det.seed.unwrap().container;
-    // Unlocked and mounted in the station's disk folder, one folder per disk.
-    for (serial, image) in &disks {
-        ntfs::mount(image, &dir.join(serial))?;
-    }
     let o = c.run("copy-dbd3", &mut copy_agent(&cfg))?;
     anyhow::ensure!(o.status.success(), "copy agent: {}", text(&o));
     let images: Vec<PathBuf> = disks.values().cloned().collect();
-    let views = ntfs::check_set(&images, &staging, &container)?;
+    let views = ntfs::check_set(&images, &staging, &container, &seedship_e2e::prep::escrowed_keys(&c))?;
     assert!(views.iter().all(|v| v.files.keys().any(|f| f.starts_with("\\BlockBlob\\"))), "every disk holds files");
-    assert!(disks.keys().all(|s| !ntfs::is_mounted(&dir.join(s))), "the station unmounted every disk");
+    assert_eq!(ntfs::mounts_under(&c.path("state-st-dbd3")), Vec::<PathBuf>::new(), "every disk locked again");
+    assert!(text(&o).contains("unlocked with the passkey"), "the station unlocked the disks itself: {}", text(&o));
     wait_seed_state(&c, &ops, "job-dbd3", "import_job_created", T).await?;
     ship(&mut c, &ops, "job-dbd3", "FedEx", "123456789333", 3)?;
     wait_seed_state(&c, &ops, "job-dbd3", "shipped", T).await?;
