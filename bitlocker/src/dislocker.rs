@@ -135,13 +135,28 @@ pub fn is_bitlocker(device: &Path) -> Result<bool, UnlockError> {
 /// Unlocks the BitLocker volume on `device` with dislocker-fuse at `at` (made if missing; a
 /// mount left there is released first). `read_only` mounts it so (dislocker's `-r`).
 pub fn unlock(device: &Path, at: &Path, secret: Secret<'_>, read_only: bool) -> Result<Unlocked, UnlockError> {
+    // A dislocker started by a station that was killed may finish mounting at `at` after the
+    // release: then it is released again and the unlock tried again.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match unlock_once(device, at, &secret, read_only) {
+            Err(UnlockError::Failed(_, why)) if why.contains("mountpoint is not empty") && tries < 4 => {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            r => return r,
+        }
+    }
+}
+
+fn unlock_once(device: &Path, at: &Path, secret: &Secret<'_>, read_only: bool) -> Result<Unlocked, UnlockError> {
     let shown = device.display().to_string();
     if !is_bitlocker(device)? {
         return Err(UnlockError::NotBitLocker(shown));
     }
     release(at);
     std::fs::create_dir_all(at).map_err(|e| UnlockError::Io(at.display().to_string(), e))?;
-    let (mut cmd, pty) = match secret {
+    let (mut cmd, pty) = match *secret {
         Secret::Recovery(_) => {
             // util-linux's setsid -c makes its standard input (the pty) the controlling
             // terminal, where dislocker reads the recovery password from.
@@ -159,7 +174,7 @@ pub fn unlock(device: &Path, at: &Path, secret: Secret<'_>, read_only: bool) -> 
     };
     // -v: errors as well as critical messages (the secret is shown only at debug level).
     cmd.arg("-v").arg("-V").arg(device);
-    cmd.arg(match secret {
+    cmd.arg(match *secret {
         Secret::Recovery(_) => "-p",
         Secret::User(_) => "-u",
     });
@@ -170,7 +185,7 @@ pub fn unlock(device: &Path, at: &Path, secret: Secret<'_>, read_only: bool) -> 
     cmd.arg("--").arg(at).env("LC_ALL", "C.UTF-8").stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(UnlockError::Missing)?;
     let mut out = Vec::new();
-    match (&secret, pty) {
+    match (secret, pty) {
         (Secret::Recovery(pw), Some(master)) => {
             // Typed once the prompt is shown (dislocker has turned echo off by then).
             let mut stdout = child.stdout.take().expect("piped");
@@ -198,7 +213,7 @@ pub fn unlock(device: &Path, at: &Path, secret: Secret<'_>, read_only: bool) -> 
         return Ok(Unlocked { dir: at.to_path_buf(), mounted: true });
     }
     release(at);
-    Err(classify(&shown, &secret, &String::from_utf8_lossy(&out)))
+    Err(classify(&shown, secret, &String::from_utf8_lossy(&out)))
 }
 
 /// What dislocker's output says went wrong. Its echo of a typed password (and any run of

@@ -41,6 +41,31 @@ fn ntfs_image(dir: &Path, mib: u64, files: &[(&str, Vec<u8>)]) -> PathBuf {
     img
 }
 
+/// libbde, through its Python bindings (`tests/py/bde_read.py`, in the venv of
+/// `deploy/python/install.sh`, named by `SEEDSHIP_PYTHON` as tests/run.sh sets it): the volume
+/// on `img` unlocked with `secret` (given on standard input) and decrypted to `out`. Returns
+/// whether it unlocked, and what libbde printed.
+fn libbde(img: &Path, secret: &str, password: bool, out: &Path) -> (bool, String) {
+    use std::io::Write;
+    let python = std::env::var("SEEDSHIP_PYTHON")
+        .expect("SEEDSHIP_PYTHON names the venv's python (tests/run.sh sets it: deploy/python/install.sh)");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/py/bde_read.py");
+    let mut cmd = Command::new(python);
+    cmd.arg(script).arg(img).arg(out);
+    if password {
+        cmd.arg("--password");
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{secret}\n").as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    (o.status.success(), text(&o))
+}
+
 fn pattern(n: usize, seed: u32) -> Vec<u8> {
     let mut x = seed | 1;
     (0..n)
@@ -113,8 +138,20 @@ fn opened_by_others(method: Method, libbde_name: &str, key_bits: u32) {
     // The description names the drive, readable without a key (ours and libbde's reading).
     assert!(wrong_text.contains("Description\t\t\t: DRIVE-A seedship "), "{wrong_text}");
     assert_eq!(seedship_bitlocker::volume::label(&img).as_deref(), Some("DRIVE-A"));
+    // A current libbde (libyal's Python bindings) decrypts both methods: every file reads back
+    // through ntfs-3g's reader; a wrong password unlocks nothing.
+    let bde = d.path().join("bde.img");
+    let (ok, said) = libbde(&img, &pw.reveal(), false, &bde);
+    assert!(ok && said.contains("\"unlocked\": true") && said.contains("DRIVE-A seedship"), "libbde: {said}");
+    assert!(said.contains(&format!("\"encryption_method\": {}", method.code())), "libbde: {said}");
+    for (name, data) in &files {
+        let o = run(Command::new("ntfscat").arg(&bde).arg(name));
+        assert!(o.status.success() && o.stdout == *data, "{name} after libbde: {}", text(&o));
+    }
+    let (ok, said) = libbde(&img, &wrong.reveal(), false, &d.path().join("bde-wrong.img"));
+    assert!(!ok && said.contains("\"unlocked\": false"), "libbde, wrong password: {said}");
     if method == Method::XtsAes128 {
-        // libbde decrypts XTS-AES-128 too: bdemount's view of the volume holds every file.
+        // Debian's libbde decrypts XTS-AES-128 too: bdemount's view of the volume holds every file.
         let mnt = d.path().join("bde");
         std::fs::create_dir_all(&mnt).unwrap();
         let o = run(Command::new("bdemount").arg(format!("-r{}", pw.reveal())).arg(&img).arg(&mnt));
@@ -207,6 +244,11 @@ fn an_empty_volume_is_formatted_and_filled_through_dislocker_fuse_and_reads_back
     );
     let o = run(Command::new("bdeinfo").arg("-pPass#word2").arg(&img));
     assert!(text(&o).contains("Unable to unlock volume"), "bdeinfo, wrong passkey:\n{}", text(&o));
+    let bde = d.path().join("bde.img");
+    let (ok, said) = libbde(&img, passkey, true, &bde);
+    assert!(ok, "libbde with the passkey: {said}");
+    let o = run(Command::new("ntfscat").arg(&bde).arg(files[0].0));
+    assert!(o.status.success() && o.stdout == files[0].1, "through libbde and the passkey: {}", text(&o));
 }
 
 #[test]

@@ -14,16 +14,20 @@
 #   6. the copy agent prepares three shipping disks (image files sized, by its own plan, so
 #      the seed must span all three): each formatted as NTFS (mkntfs) and written through an
 #      ntfs-3g mount in Azure's customer-disk layout with its drive manifest
-#      (DriveManifest.xml), keys escrowed with the coordinator, every staging file checked,
-#      every disk unmounted and read back raw, every drive reported; its final screen shows
-#      the labels and the datacenter's address; ntfsls lists what is on each disk;
+#      (DriveManifest.xml), its BitLocker recovery password escrowed with the coordinator
+#      first, every staging file checked, then encrypted in place as a BitLocker volume
+#      (XTS-AES-256) and read back through dislocker's unlock, every drive reported; its final
+#      screen shows the labels and the datacenter's address; bdeinfo shows each disk is
+#      BitLocker without a key;
 #   7. the coordinator creates the Azure Data Box job (customer disks) from the prepared
-#      disks, after Azure's validateInputs;
+#      disks, after Azure's validateInputs; with the keys as Azure lists them
+#      (listCredentials), dislocker and libbde, BitLocker readers seedship did not write,
+#      unlock every disk, and ntfs-3g's tools list what is on it;
 #   8. the operator records the shipment (carrier, tracking number); Azure is told
 #      (markDevicesShipped);
-#   9. the emulated datacenter receives the package, reads each disk's NTFS volume through
-#      its drive manifest (checked against the job's manifest hash and the disk's serial;
-#      BitLocker comes with issue 16), copies every file into the storage account (Azurite)
+#   9. the emulated datacenter receives the package, unlocks each disk with its key through
+#      dislocker, reads its NTFS volume through its drive manifest (checked against the job's
+#      manifest hash and the disk's serial), copies every file into the storage account (Azurite)
 #      with its MD5, writes the copy logs to
 #      databoxcopylog, and ships the disks back;
 #      the coordinator follows every step;
@@ -32,7 +36,12 @@
 #  11. some files change and the server backs up online: only what changed is read and sent;
 #  12. the latest recovery point is restored from the vault into a fresh folder and compared
 #      with the source (names, modes, sizes, times, contents);
-#  13. the operator view, and a summary: sizes, time and throughput of each stage, ids.
+#  13. a second seed on Microsoft's disks: a Data Box Disk order, two disks delivered as
+#      BitLocker volumes (XTS-AES-128) into the station's disk folder; the station gets the
+#      order's passkey from the coordinator, unlocks each disk as Microsoft's Linux tool does
+#      (dislocker, ntfs-3g), fills it, reads it back and locks it again; the disks go back, the
+#      datacenter unlocks and imports them, and that server's vault is seeded;
+#  14. the operator view, and a summary: sizes, time and throughput of each stage, ids.
 #
 #   deploy/local/demo.sh           # run, then stop everything
 #   deploy/local/demo.sh --keep    # leave the coordinator and copy agent running
@@ -56,8 +65,10 @@ say "building seedship (target dir: $CARGO_TARGET_DIR)"
 PROFILE="${SEEDSHIP_DEMO_PROFILE:-debug}"
 if [ "$PROFILE" = release ]; then cargo build --release --workspace --bins --locked; else cargo build --workspace --bins --locked; fi
 BIN="$CARGO_TARGET_DIR/$PROFILE"
-# mkntfs and ntfs-3g write the shipping disks (Debian's ntfs-3g; installed when missing).
+# mkntfs and ntfs-3g write the shipping disks, dislocker and libbde read BitLocker (Debian's
+# packages; installed when missing); libbde's current Python bindings read XTS-AES-256 too.
 "$ROOT/deploy/debian/install.sh"
+PY=$("$ROOT/deploy/python/install.sh")
 SAMPLE="${SEEDSHIP_DEMO_SAMPLE:-sample}"
 UNTIL="${SEEDSHIP_DEMO_UNTIL:-}"
 [ -n "$UNTIL" ] && KEEP=1
@@ -84,6 +95,7 @@ stage_end() { echo "$1 $(since "$STAGE_T") $2" >> timings.txt; }
 say "1. a fresh PKI in $DEMO/pki"
 "$BIN/coordinator" pki init --dir pki --trust-domain seedship.demo
 "$BIN/coordinator" pki issue --dir pki --role source --name fileserver-01
+"$BIN/coordinator" pki issue --dir pki --role source --name fileserver-02
 "$BIN/coordinator" pki issue --dir pki --role copy --name station-01
 "$BIN/coordinator" pki issue --dir pki --role operator --name ops
 
@@ -115,10 +127,45 @@ datacenter() { # job action json
     -X POST "$ARM_URL/_datacenter/jobs/$SUB/$RG/$1/$2" -d "$3" >"datacenter-$2.json" \
     || { cat "datacenter-$2.json"; echo; echo "error: datacenter command $2 failed"; exit 1; }
 }
-seed_state() { "$BIN/seedctl" --config seedctl.toml --json seed demo-seed-01 | sed -n 's/^    "state": "\([a-z_]*\)",$/\1/p' | head -1; }
+# Unlocks each disk image with its key from credentials.json (the drive its BitLocker
+# description names) through dislocker and through libbde, lists it with ntfs-3g's tools, and
+# checks both readers see the same files; the first disk's drive manifest goes to
+# disk1-manifest.xml.
+unlock_and_list() { # job image...
+  local job=$1; shift
+  mkdir -p unlocked
+  local n=0
+  for img in "$@"; do
+    n=$((n + 1))
+    local drive; drive=$({ bdeinfo "$img" 2>&1 || true; } | sed -n 's/^\tDescription\t*: \([^ ]*\) seedship.*/\1/p')
+    (umask 077 && python3 -c '
+import json, sys
+secrets = json.load(open(sys.argv[1]))["value"][0]["jobSecrets"]["diskSecrets"]
+print(next(s["bitLockerKey"] for s in secrets if s["diskSerialNumber"] == sys.argv[2]))' credentials.json "$drive" > key)
+    mkdir -p "unlocked/$n"
+    echo "\$ dislocker-fuse -r -V $img -p<drive $drive's key> -- unlocked/$n; ntfsls unlocked/$n/dislocker-file"
+    dislocker-fuse -r -V "$img" -p"$(cat key)" -- "unlocked/$n" >/dev/null
+    ntfsls "unlocked/$n/dislocker-file" | tr '\n' ' '; echo
+    [ "$n" = 1 ] && [ -n "$(ntfsls "unlocked/$n/dislocker-file" | grep -x DriveManifest.xml)" ] \
+      && ntfscat "unlocked/$n/dislocker-file" DriveManifest.xml > disk1-manifest.xml
+    local through_dislocker; through_dislocker=$(ntfsls -R "unlocked/$n/dislocker-file" | sort | sha256sum)
+    umount "unlocked/$n"
+    echo "\$ tests/py/bde_read.py $img disk.plain < key   # libbde $("$PY" -c 'import pybde; print(pybde.get_version())')"
+    "$PY" "$ROOT/tests/py/bde_read.py" "$img" disk.plain < key | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+print("  unlocked: %s; encryption method 0x%04x; description %r" % (j["unlocked"], j["encryption_method"], j["description"]))'
+    local through_libbde; through_libbde=$(ntfsls -R disk.plain | sort | sha256sum)
+    rm -f disk.plain key
+    [ "$through_dislocker" = "$through_libbde" ] || { echo "error: dislocker and libbde see different files on $img ($job)"; exit 1; }
+    echo "  dislocker and libbde show the same files; raw, the image is ciphertext: $(ntfsls "$img" >/dev/null 2>&1 && echo "NTFS readable!" || echo "no NTFS")"
+  done
+}
+SEED=demo-seed-01
+seed_state() { "$BIN/seedctl" --config seedctl.toml --json seed "$SEED" | sed -n 's/^    "state": "\([a-z_]*\)",$/\1/p' | head -1; }
 # The seed's states in lifecycle order: a wait is for a state or any later one (a seed can
 # pass through a state between two looks).
-ORDER="registered queued_for_disk_prep preparing disks_prepared import_job_created shipped at_datacenter importing imported verifying needs_repair seeding_vault seeded"
+ORDER="registered disks_ordered queued_for_disk_prep preparing disks_prepared import_job_created shipped at_datacenter importing imported verifying needs_repair seeding_vault seeded"
 rank() { local i=0; for s in $ORDER; do [ "$s" = "$1" ] && { echo $i; return; }; i=$((i + 1)); done; echo -1; }
 wait_state() { # state seconds: that state or a later one
   local want; want=$(rank "$1")
@@ -128,7 +175,7 @@ wait_state() { # state seconds: that state or a later one
     [ "$(rank "$now")" -ge "$want" ] && return 0
     sleep 0.1
   done
-  "$BIN/seedctl" --config seedctl.toml seed demo-seed-01; echo "error: the seed did not reach $1 in $2 s"; exit 1
+  "$BIN/seedctl" --config seedctl.toml seed "$SEED"; echo "error: seed $SEED did not reach $1 in $2 s"; exit 1
 }
 
 say "3. the coordinator"
@@ -188,13 +235,14 @@ server_name = "localhost"
 TOML
 }
 agent_config fileserver-01 hq
+agent_config fileserver-02 branch
 agent_config station-01 hq
 mkdir -p disks
 cat >> station-01.toml <<TOML
 [station]
 disk_dir = "disks"
 state_dir = "copy-station"
-staging_roots = ["staging"]
+staging_roots = ["staging", "staging2"]
 poll_interval = "1s"
 progress_interval = "1s"
 TOML
@@ -208,8 +256,10 @@ TOML
 
 say "4. agents register"
 "$BIN/source-agent" --config fileserver-01.toml register 2>>source-agent.log
+"$BIN/source-agent" --config fileserver-02.toml register 2>>source-agent.log
 "$BIN/copy-agent" --config station-01.toml run >copy-agent.out 2>copy-agent.log &
-PIDS+=($!)
+COPY_PID=$!
+PIDS+=($COPY_PID)
 for _ in $(seq 1 100); do grep -q "registered" copy-agent.log 2>/dev/null && break; sleep 0.1; done
 grep -q "registered" copy-agent.log || { cat copy-agent.log; echo "error: the copy agent did not register"; exit 1; }
 echo "copy agent station-01 is running and sending heartbeats (log: $DEMO/copy-agent.log)"
@@ -262,20 +312,26 @@ grep -E "^job demo-seed-01  (copy|verify)" copy-agent.log | tail -2 || true
 cat copy-agent.out
 echo '$ copy-agent status'
 "$BIN/copy-agent" --config station-01.toml status
-# What is on a shipped disk, listed by ntfs-3g's own tools from the raw image.
+# Each shipped disk is a BitLocker volume: libbde reads its header and metadata without a key.
 for i in 1 2 3; do
-  echo "\$ ntfsls disks/disk$i.img; ntfsls -p /seedship/data disks/disk$i.img"
-  ntfsls "disks/disk$i.img" | tr '\n' ' '; echo
-  echo "  seedship/data: $(ntfsls -p /seedship/data "disks/disk$i.img" | wc -l) folder(s)"
+  echo "\$ bdeinfo disks/disk$i.img"
+  { bdeinfo "disks/disk$i.img" 2>&1 || true; } | grep -E "Encryption method|Description|Type" | sed 's/^\t*/  /'
 done
-echo '$ ntfscat disks/disk1.img DriveManifest.xml | head -12'
-ntfscat disks/disk1.img DriveManifest.xml > disk1-manifest.xml
-head -12 disk1-manifest.xml | sed 's/<ContainerSas>.*<\/ContainerSas>/<ContainerSas>(redacted)<\/ContainerSas>/'
 
 say "7. the coordinator creates the Azure import job"
 wait_state import_job_created 30
 echo '$ seedctl job demo-seed-01'
 "$BIN/seedctl" --config seedctl.toml job demo-seed-01
+
+# The disks' keys as Azure lists them (listCredentials, what `az databox job list-credentials`
+# shows the operator), kept in 0600 files and never printed. With them, two BitLocker readers
+# seedship did not write unlock every disk: dislocker (FUSE, read-only) and libbde (its Python
+# bindings); ntfs-3g's tools read the NTFS volume inside.
+(umask 077 && curl -sS --fail-with-body --cacert emulator-tls/ca.crt -H "Authorization: Bearer demo" -X POST \
+  "$ARM_URL/subscriptions/$SUB/resourceGroups/$RG/providers/Microsoft.DataBox/jobs/demo-seed-01/listCredentials?api-version=2025-02-01" \
+  > credentials.json)
+unlock_and_list "demo-seed-01" disks/disk1.img disks/disk2.img disks/disk3.img
+head -12 disk1-manifest.xml | sed 's/<ContainerSas>.*<\/ContainerSas>/<ContainerSas>(redacted)<\/ContainerSas>/'
 
 say "8. the disks are shipped; the operator records the tracking number"
 echo "$ seedctl ship --job demo-seed-01 --carrier DHL --tracking 1234567890 --drives 3 --date $(date +%F)"
@@ -387,7 +443,74 @@ if diff:
 print(f"identical: {len(a)} entries ({files} files, {size} bytes): names, modes, sizes, times and contents")
 PY
 
-say "13. the operator view (seedctl --config $DEMO/seedctl.toml ...)"
+say "13. a second server's seed on Microsoft's Data Box Disks"
+# The copy agent stops (SIGTERM: it gives any work back) while this seed registers and its kind
+# is chosen; running, it would claim the seed for blank customer disks.
+kill -TERM "$COPY_PID"; wait "$COPY_PID" 2>/dev/null || true
+SEED=demo-seed-02
+if [ -f "$CORPUS_TOOL" ]; then
+  python3 "$CORPUS_TOOL" generate --out sample2 --size-mib 16 --seed 8 >/dev/null
+else
+  mkdir -p sample2; head -c 16000000 /dev/urandom > sample2/data.bin
+fi
+(umask 077 && echo "demo passphrase two $RANDOM$RANDOM$RANDOM" > passphrase2)
+echo '$ source-agent backup --offline --staging staging2 --job-name demo-seed-02 ... sample2   # fileserver-02'
+stage_begin
+"$BIN/source-agent" --config fileserver-02.toml backup --offline --quiet \
+  --staging staging2 --staging-share "$DEMO/staging2" \
+  --job-name demo-seed-02 --storage-account demoseeds --pack-target-mib 2 \
+  --subscription-id 0f0e0d0c-0000-4000-8000-00000000abcd --location westeurope \
+  --passphrase-file passphrase2 sample2 2>>source-agent.log
+stage_end "offline-backup-2" "$(du -sb sample2 | cut -f1)"
+TOTAL2=$(du -sb staging2 | cut -f1)
+echo '$ seedctl kind demo-seed-02 databox_disk --reason "..."'
+"$BIN/seedctl" --config seedctl.toml kind demo-seed-02 databox_disk --reason "demo: Microsoft's disks for the branch" >/dev/null
+"$BIN/seedctl" --config seedctl.toml allow-virtual-station demo-seed-02 \
+  --reason "demo: the backup server and the copy station are one machine" >/dev/null
+wait_state disks_ordered 30
+echo "Data Box Disk order placed for demo-seed-02"
+# Microsoft fulfils the order: two disks, dispatched and delivered into the station's disk
+# folder, locked (BitLocker XTS-AES-128; the disk's key and the order's passkey open it).
+SIZE2=$("$BIN/copy-agent" plan --staging staging2 --disks 2 --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["disk_size"])')
+datacenter demo-seed-02 prepare '{"disks": 2}'
+datacenter demo-seed-02 dispatch '{"carrier": "UPS", "tracking": "1Z999AA10123456784"}'
+datacenter demo-seed-02 deliver "{\"dir\": \"$DEMO/disks\", \"sizeBytes\": $SIZE2}"
+DELIVERED=$(python3 -c 'import json; print(" ".join(sorted(json.load(open("datacenter-deliver.json"))["disks"].values())))')
+for img in $DELIVERED; do
+  echo "\$ bdeinfo disks/$(basename "$img")"
+  { bdeinfo "$img" 2>&1 || true; } | grep -E "Encryption method|Description|Type" | sed 's/^\t*/  /'
+done
+wait_state queued_for_disk_prep 30
+echo '$ copy-agent run   # the station: gets the passkey, unlocks, fills, reads back, locks'
+stage_begin
+"$BIN/copy-agent" --config station-01.toml run >copy-agent2.out 2>copy-agent2.log &
+COPY_PID=$!
+PIDS+=($COPY_PID)
+wait_state disks_prepared 1200
+stage_end "disk-preparation-2" "$TOTAL2"
+grep -E "unlocked with the passkey|disk encrypted|drive prepared" copy-agent2.log | sed 's/^.*INFO [^:]*: [^:]*: /  /' | cut -c1-140
+mounted=$(grep -c "$DEMO/copy-station" /proc/self/mountinfo || true)
+echo "mounts left at the station: $mounted (every disk locked again)"
+wait_state import_job_created 30
+"$BIN/seedctl" --config seedctl.toml ship --job demo-seed-02 --carrier FedEx --tracking 123456789012 --drives 2 --date "$(date +%F)" >/dev/null
+wait_state shipped 10
+datacenter demo-seed-02 pickup '{"carrier": "FedEx", "tracking": "123456789012"}'
+ARRIVE=$(python3 -c 'import json, sys; print(json.dumps({"disks": sys.argv[1:]}))' $DELIVERED)
+datacenter demo-seed-02 arrive "$ARRIVE"
+wait_state at_datacenter 10
+(umask 077 && curl -sS --fail-with-body --cacert emulator-tls/ca.crt -H "Authorization: Bearer demo" -X POST \
+  "$ARM_URL/subscriptions/$SUB/resourceGroups/$RG/providers/Microsoft.DataBox/jobs/demo-seed-02/listCredentials?api-version=2025-02-01" \
+  > credentials.json)
+unlock_and_list demo-seed-02 $DELIVERED
+stage_begin
+datacenter demo-seed-02 copy '{}'
+wait_state seeded 900
+stage_end "import-and-seed-2" "$TOTAL2"
+echo '$ seedctl seed demo-seed-02'
+"$BIN/seedctl" --config seedctl.toml seed demo-seed-02 | head -12
+SEED=demo-seed-01
+
+say "14. the operator view (seedctl --config $DEMO/seedctl.toml ...)"
 echo '$ seedctl agents'
 "$BIN/seedctl" --config seedctl.toml agents
 echo
@@ -423,7 +546,8 @@ echo
 echo "The whole chain ran: an offline backup staged, verified and registered; shipping disks"
 echo "prepared, verified and reported; the Azure import job created, shipped, received and imported"
 echo "into the storage account; verified and copied into the server's vault; an online incremental;"
-echo "and a restore from the vault identical to the source."
+echo "and a restore from the vault identical to the source. A second server's seed went the same"
+echo "way on Microsoft's Data Box Disks, unlocked at the station with the order's passkey."
 if [ "$KEEP" = 1 ]; then
   echo "Still running (--keep): Azurite, the emulator, the coordinator and the copy agent. Stop them with: kill ${PIDS[*]}"
 fi
