@@ -1,13 +1,16 @@
 //! A conversion killed with SIGKILL at seeded random points (between chunks and inside them)
 //! and resumed each time ends as a volume that dislocker opens with every file intact.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::{ntfs_image, pattern};
 use seedship_bitlocker::convert::{CHUNK, convert};
-use seedship_bitlocker::volume::{Layout, Method};
+use seedship_bitlocker::volume::Method;
 use seedship_disk::key::RecoveryPassword;
 
 const CHILD: &str = "SEEDSHIP_CONVERT_CHILD";
@@ -37,33 +40,6 @@ impl Lcg {
         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
-}
-
-fn pattern(n: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
-fn ntfs_image(dir: &Path, size: u64, files: &[(String, Vec<u8>)]) -> PathBuf {
-    let img = dir.join("disk.img");
-    std::fs::File::create(&img).unwrap().set_len(size).unwrap();
-    let ok = |c: &mut Command| assert!(c.output().unwrap().status.success(), "{c:?}");
-    ok(Command::new("mkntfs").args(["-F", "-Q", "-s", "512"]).arg(&img).arg(Layout::ntfs_sectors(size).to_string()));
-    let mnt = dir.join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    ok(Command::new("ntfs-3g").arg(&img).arg(&mnt));
-    for (name, data) in files {
-        std::fs::write(mnt.join(name), data).unwrap();
-    }
-    ok(Command::new("umount").arg(&mnt));
-    img
 }
 
 #[test]

@@ -2,9 +2,12 @@
 //! (`dislocker-file`), libbde (`bdeinfo`) and cryptsetup (`bitlkDump`), with the recovery
 //! password, and every file read back through an NTFS reader.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
+use common::{ntfs_image, pattern};
 use seedship_bitlocker::convert::encrypt_in_place;
 use seedship_bitlocker::volume::{Layout, Method};
 use seedship_disk::key::RecoveryPassword;
@@ -15,30 +18,6 @@ fn run(cmd: &mut Command) -> std::process::Output {
 
 fn text(o: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-/// A plain NTFS volume on an image of `mib` MiB that leaves BitLocker's tail free, holding `files`.
-fn ntfs_image(dir: &Path, mib: u64, files: &[(&str, Vec<u8>)]) -> PathBuf {
-    let img = dir.join("disk.img");
-    // Not a whole number of 64 KiB: the tail is aligned all the same.
-    let size = (mib << 20) + 12_800;
-    std::fs::File::create(&img).unwrap().set_len(size).unwrap();
-    let sectors = Layout::ntfs_sectors(size);
-    let o = run(Command::new("mkntfs")
-        .args(["-F", "-Q", "-s", "512", "-L", "seedship"])
-        .arg(&img)
-        .arg(sectors.to_string()));
-    assert!(o.status.success(), "{}", text(&o));
-    let mnt = dir.join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    assert!(run(Command::new("ntfs-3g").arg(&img).arg(&mnt)).status.success());
-    for (name, data) in files {
-        let p = mnt.join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, data).unwrap();
-    }
-    assert!(run(Command::new("umount").arg(&mnt)).status.success());
-    img
 }
 
 /// libbde, through its Python bindings (`tests/py/bde_read.py`, in the venv of
@@ -66,18 +45,6 @@ fn libbde(img: &Path, secret: &str, password: bool, out: &Path) -> (bool, String
     (o.status.success(), text(&o))
 }
 
-fn pattern(n: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
 #[test]
 fn dislocker_libbde_and_cryptsetup_open_our_xts_aes_256_volume_with_the_recovery_password_only() {
     opened_by_others(Method::XtsAes256, "AES-XTS 256-bit", 512);
@@ -91,7 +58,8 @@ fn dislocker_libbde_and_cryptsetup_open_our_xts_aes_128_volume_with_the_recovery
 fn opened_by_others(method: Method, libbde_name: &str, key_bits: u32) {
     let d = tempfile::tempdir().unwrap();
     let files = vec![("seedship/data/00/pack", pattern(3 << 20, 1)), ("DriveManifest.xml", pattern(5000, 2))];
-    let img = ntfs_image(d.path(), 32, &files);
+    // Not a whole number of 64 KiB: the tail is aligned all the same.
+    let img = ntfs_image(d.path(), (32 << 20) + 12_800, &files);
     let pw = RecoveryPassword::generate().unwrap();
     encrypt_in_place(&img, &pw, method, "DRIVE-A", &d.path().join("convert.log")).unwrap();
     let raw = std::fs::read(&img).unwrap();
@@ -256,7 +224,8 @@ fn dislocker_fuse_unlocks_with_the_password_typed_on_its_terminal_and_names_each
     use seedship_bitlocker::dislocker::{Secret, UnlockError, unlock};
     let d = tempfile::tempdir().unwrap();
     let files = vec![("seedship/data/00/pack", pattern(1 << 20, 5))];
-    let img = ntfs_image(d.path(), 32, &files);
+    // Not a whole number of 64 KiB: the tail is aligned all the same.
+    let img = ntfs_image(d.path(), (32 << 20) + 12_800, &files);
     let plain_copy = d.path().join("plain-ntfs.img");
     std::fs::copy(&img, &plain_copy).unwrap();
     let pw = RecoveryPassword::generate().unwrap();
