@@ -315,18 +315,26 @@ async fn assemble(ctx: &Ctx, lease: &pb::Lease, staging: &Staging) -> Result<(Ve
     let mut extra = ctx.extra.lock().expect("lock").clone();
     extra.extend(record.as_ref().map(|r| r.devices()).unwrap_or_default());
     let mut paths = disks::candidates(&ctx.station, &extra);
+    let mut unlocked = Vec::new();
     if is_databox_disk(lease) {
         // Microsoft's disks arrive locked: unlocked here with the order's passkey, as
         // Microsoft's Linux tool does (dislocker, then ntfs-3g), each then seen at its mount.
-        let unlocked = unlock_delivered(ctx, lease, &paths).await?;
+        unlocked = unlock_delivered(ctx, lease, &paths).await?;
         paths.retain(|p| !unlocked.iter().any(|(locked, _)| locked == p));
-        paths.extend(unlocked.into_iter().map(|(_, mnt)| mnt));
+        paths.extend(unlocked.iter().map(|(_, mnt)| mnt.clone()));
     }
     let found: Vec<Disk> = blocking(move || {
         let mut seen = std::collections::HashSet::new();
         paths
             .iter()
             .map(|p| disks::probe(p))
+            // A disk the station unlocked is shown as the operator attached it, not its mount.
+            .map(|mut d| {
+                if let Some((locked, _)) = unlocked.iter().find(|(_, mnt)| *mnt == d.path) {
+                    d.path = locked.clone();
+                }
+                d
+            })
             // A delivered disk still mounted is seen at its mount point and at its device.
             .filter(|d| seen.insert(std::fs::canonicalize(&d.device).unwrap_or_else(|_| d.device.clone())))
             .collect()

@@ -363,6 +363,14 @@ async fn data_box_disks_spanning_three_go_through_the_whole_chain_to_seeded() ->
     assert!(views.iter().all(|v| v.files.keys().any(|f| f.starts_with("\\BlockBlob\\"))), "every disk holds files");
     assert_eq!(ntfs::mounts_under(&c.path("state-st-dbd3")), Vec::<PathBuf>::new(), "every disk locked again");
     assert!(text(&o).contains("unlocked with the passkey"), "the station unlocked the disks itself: {}", text(&o));
+    for image in disks.values() {
+        let shown = image.display().to_string();
+        assert!(
+            text(&o).contains(&shown),
+            "the final screen names each disk as it was attached ({shown}): {}",
+            text(&o)
+        );
+    }
     // The passkey is a secret: in no log of the station or the coordinator.
     let creds = emu.arm()?.list_credentials(SUB, RG, "job-dbd3").await?;
     let Some(model::JobSecrets::DataBoxDisk(secrets)) = creds.value.unwrap().remove(0).job_secrets else {
