@@ -12,8 +12,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        // Drive keys must never reach logs through a derived Debug.
-        .skip_debug(["seedship.v1.DriveReport", "seedship.v1.GetDriveKeyResponse"])
+        // Drive keys and passkeys must never reach logs through a derived Debug.
+        .skip_debug([
+            "seedship.v1.DriveReport",
+            "seedship.v1.GetDriveKeyResponse",
+            "seedship.v1.GetPasskeyResponse",
+            "seedship.v1.GetLeasePasskeyResponse",
+        ])
         .compile_fds(fds)?;
     println!("cargo:rerun-if-changed=seedship");
     Ok(())

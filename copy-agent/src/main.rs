@@ -187,22 +187,26 @@ fn status(cfg: &Config, json: bool) -> ExitCode {
     let past = history::read(dir);
     if json {
         let v = serde_json::json!({ "current": current, "history": past });
-        println!("{}", serde_json::to_string_pretty(&v).expect("serializes"));
-        return ExitCode::SUCCESS;
+        return seedship_proto::stdout::print(&serde_json::to_string_pretty(&v).expect("serializes"));
     }
+    // Written whole at the end: a reader that goes away (`| head`) ends it quietly.
+    use std::fmt::Write as _;
+    let mut out = String::new();
     match &current {
         Some(c) => {
-            println!(
+            let _ = writeln!(
+                out,
                 "Current work: job {} (seed {}), {}",
                 c["job_name"].as_str().unwrap_or(""),
                 c["seed_id"].as_str().unwrap_or(""),
                 c["phase"].as_str().unwrap_or("")
             );
             if let Some(w) = c["waiting"].as_str().filter(|w| !w.is_empty()) {
-                println!("  waiting: {w}");
+                let _ = writeln!(out, "  waiting: {w}");
             }
             for l in c["lanes"].as_array().into_iter().flatten() {
-                println!(
+                let _ = writeln!(
+                    out,
                     "  disk {}/{} {:<20} {:<9} {} of {}  {}",
                     l["position"],
                     l["set_size"],
@@ -214,19 +218,21 @@ fn status(cfg: &Config, json: bool) -> ExitCode {
                 );
             }
         }
-        None => println!("Current work: none"),
+        None => {
+            let _ = writeln!(out, "Current work: none");
+        }
     }
-    println!("\nHistory ({} entries, newest last):", past.len());
-    println!("  {:<24} {:<10} {:<24} {:>4}  DETAIL", "WHEN (UTC)", "EVENT", "JOB", "GEN");
+    let _ = writeln!(out, "\nHistory ({} entries, newest last):", past.len());
+    let _ = writeln!(out, "  {:<24} {:<10} {:<24} {:>4}  DETAIL", "WHEN (UTC)", "EVENT", "JOB", "GEN");
     for e in past.iter().rev().take(50).rev() {
         let when = time::OffsetDateTime::from_unix_timestamp_nanos(e.at_unix_ms as i128 * 1_000_000)
             .ok()
             .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
             .unwrap_or_default();
         let detail = if e.drives.is_empty() { e.detail.clone() } else { format!("drives {}", e.drives.join(", ")) };
-        println!("  {:<24} {:<10} {:<24} {:>4}  {}", when, e.event, e.job_name, e.generation, detail);
+        let _ = writeln!(out, "  {:<24} {:<10} {:<24} {:>4}  {}", when, e.event, e.job_name, e.generation, detail);
     }
-    ExitCode::SUCCESS
+    seedship_proto::stdout::print(out.trim_end())
 }
 
 fn wipe(disk: &std::path::Path, full: bool, yes: bool) -> ExitCode {

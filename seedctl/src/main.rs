@@ -20,10 +20,7 @@ fn main() -> ExitCode {
         seedctl::run(&cli, conn).await
     });
     match result {
-        Ok(out) => {
-            println!("{out}");
-            ExitCode::SUCCESS
-        }
+        Ok(out) => seedship_proto::stdout::print(&out),
         Err(e @ CliError::Usage(_)) => {
             eprintln!("error: {e}");
             ExitCode::from(2)

@@ -781,3 +781,12 @@ pub fn same_tree(a: &Path, b: &Path) {
         }
     }
 }
+
+/// Runs `cmd` with its standard output a pipe whose reading end is already closed (as
+/// `cmd | head -0` leaves it): its exit status and standard error.
+pub fn run_into_closed_pipe(cmd: &mut Command) -> Result<(std::process::ExitStatus, String)> {
+    let (reader, writer) = std::io::pipe()?;
+    drop(reader);
+    let o = cmd.stdin(Stdio::null()).stdout(writer).stderr(Stdio::piped()).output()?;
+    Ok((o.status, String::from_utf8_lossy(&o.stderr).into_owned()))
+}

@@ -116,6 +116,9 @@ async fn two_stations_prepare_two_seeds_spanning_three_ntfs_disks_each_that_read
     let s = text(&o);
     assert!(s.contains("Current work: none") && s.contains("completed") && s.contains("job-a"), "{s}");
     assert!(s.contains("1/3 SS-") && s.contains("claimed"), "{s}");
+    let (o, err) =
+        seedship_e2e::run_into_closed_pipe(Command::new(bin("copy-agent")).arg("--config").arg(&cfg_a).arg("status"))?;
+    assert!(o.success() && !err.contains("panicked"), "copy-agent status into a closed pipe: {o:?} {err}");
     c.finish()
 }
 

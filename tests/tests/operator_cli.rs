@@ -62,6 +62,10 @@ async fn seedctl_shows_seeds_history_and_agents() -> anyhow::Result<()> {
     assert_eq!(names, vec!["station-01", "fs01"]);
     assert!(agents[0]["last_heartbeat_unix_ms"].as_i64().unwrap() > 0);
 
+    // Output into a pipe nobody reads any more (`seedctl seeds | head -0`) ends quietly.
+    let (o, err) = seedship_e2e::run_into_closed_pipe(&mut c.seedctl(&ops, &["seeds"]))?;
+    assert!(o.success() && !err.contains("panicked"), "seedctl into a closed pipe: {o:?} {err}");
+
     // An unknown seed is a clear error and a non-zero exit.
     let out = c.run("seed-missing", &mut c.seedctl(&ops, &["seed", "no-such-job"]))?;
     assert!(!out.status.success());
