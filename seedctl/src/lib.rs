@@ -17,20 +17,24 @@ pub use render::*;
 #[derive(Debug, Parser)]
 #[command(name = "seedctl", version, about = "Operator view of a seedship coordinator")]
 pub struct Cli {
-    /// Client config file (TOML with url, ca_file, cert_file, key_file).
-    #[arg(long, env = "SEEDCTL_CONFIG")]
+    /// Client config file (TOML with url, ca_file, cert_file, key_file). Before or after the
+    /// command, like every connection flag.
+    #[arg(long, env = "SEEDCTL_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Coordinator URL, e.g. https://127.0.0.1:7443 (instead of --config).
-    #[arg(long, env = "SEEDCTL_URL")]
+    #[arg(long, env = "SEEDCTL_URL", global = true)]
     pub url: Option<String>,
-    #[arg(long, env = "SEEDCTL_CA")]
+    /// The CA certificate that signed the coordinator's certificate (PEM; with --url).
+    #[arg(long, env = "SEEDCTL_CA", global = true)]
     pub ca: Option<PathBuf>,
-    #[arg(long, env = "SEEDCTL_CERT")]
+    /// Your operator certificate (PEM; with --url).
+    #[arg(long, env = "SEEDCTL_CERT", global = true)]
     pub cert: Option<PathBuf>,
-    #[arg(long, env = "SEEDCTL_KEY")]
+    /// Your operator certificate's private key (PEM, mode 0600; with --url).
+    #[arg(long, env = "SEEDCTL_KEY", global = true)]
     pub key: Option<PathBuf>,
     /// Name to verify in the coordinator's certificate (default: the URL's host).
-    #[arg(long, env = "SEEDCTL_SERVER_NAME")]
+    #[arg(long, env = "SEEDCTL_SERVER_NAME", global = true)]
     pub server_name: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]

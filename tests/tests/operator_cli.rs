@@ -62,14 +62,29 @@ async fn seedctl_shows_seeds_history_and_agents() -> anyhow::Result<()> {
     assert_eq!(names, vec!["station-01", "fs01"]);
     assert!(agents[0]["last_heartbeat_unix_ms"].as_i64().unwrap() > 0);
 
+    // The connection flags go after the command as well as before it.
+    let mut after = std::process::Command::new(bin("seedctl"));
+    after.args(["--json", "agents", "--url", &c.url(), "--server-name", "localhost", "--ca"]).arg(c.pki.join("ca.crt"));
+    after.arg("--cert").arg(&ops.cert).arg("--key").arg(&ops.key);
+    let out = c.run("flags-after", &mut after)?;
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("station-01"), "{out:?}");
+
     // Output into a pipe nobody reads any more (`seedctl seeds | head -0`) ends quietly.
     let (o, err) = seedship_e2e::run_into_closed_pipe(&mut c.seedctl(&ops, &["seeds"]))?;
     assert!(o.success() && !err.contains("panicked"), "seedctl into a closed pipe: {o:?} {err}");
 
-    // An unknown seed is a clear error and a non-zero exit.
-    let out = c.run("seed-missing", &mut c.seedctl(&ops, &["seed", "no-such-job"]))?;
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    // An unknown seed is a clear error and a non-zero exit, also as a list's filter (a typo
+    // must not read as an empty list).
+    for (name, args) in [
+        ("seed-missing", &["seed", "no-such-job"][..]),
+        ("drives-missing", &["drives", "--seed", "no-such-job"][..]),
+        ("events-missing", &["events", "--seed", "no-such-job"][..]),
+    ] {
+        let out = c.run(name, &mut c.seedctl(&ops, args))?;
+        assert!(!out.status.success(), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not found") && err.contains("no-such-job"), "{name}: {err}");
+    }
 
     // The source agent's own status view.
     let out = c.run(

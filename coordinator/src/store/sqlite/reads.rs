@@ -68,6 +68,11 @@ pub fn seed_detail(c: &Connection, key: &str) -> Result<Option<SeedDetail>> {
 }
 
 pub fn list_drives(c: &Connection, seed: Option<&str>) -> Result<Vec<Drive>> {
+    // A seed that does not exist is an error, not an empty list (a typo must not look like
+    // "no drives").
+    if let Some(s) = seed {
+        require_seed(c, s)?;
+    }
     collect(
         c,
         &format!(
@@ -141,6 +146,9 @@ pub fn list_agents(c: &Connection, role: Option<Role>) -> Result<Vec<Agent>> {
 }
 
 pub fn list_events(c: &Connection, seed: Option<&str>, limit: u32, before: i64) -> Result<Vec<HistoryEntry>> {
+    if let Some(s) = seed {
+        require_seed(c, s)?;
+    }
     let before = if before <= 0 { i64::MAX } else { before };
     collect(
         c,
