@@ -255,8 +255,7 @@ pub fn final_screen(
     s
 }
 
+/// A seed state in words ("disks prepared").
 pub fn state_name(state: i32) -> String {
-    pb::SeedState::try_from(state)
-        .map(|s| s.as_str_name().trim_start_matches("SEED_STATE_").to_ascii_lowercase().replace('_', " "))
-        .unwrap_or_else(|_| state.to_string())
+    seedship_proto::human::seed_state(state).replace('_', " ")
 }

@@ -1,5 +1,13 @@
 //! Numbers for people, shared by every program's output.
 
+/// A seed state as every program names it: `preparing`, `import_job_created`, ...;
+/// `unknown(N)` for a number this build does not know.
+pub fn seed_state(state: i32) -> String {
+    crate::pb::SeedState::try_from(state)
+        .map(|s| s.as_str_name().trim_start_matches("SEED_STATE_").to_ascii_lowercase())
+        .unwrap_or_else(|_| format!("unknown({state})"))
+}
+
 /// Bytes in binary units: "512 B", "3.0 MiB".
 pub fn bytes(b: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];

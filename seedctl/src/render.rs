@@ -6,9 +6,7 @@ use serde_json::{Value, json};
 use seedship_proto::human::rfc3339;
 
 fn state_name(s: i32) -> String {
-    pb::SeedState::try_from(s)
-        .map(|s| s.as_str_name().trim_start_matches("SEED_STATE_").to_ascii_lowercase())
-        .unwrap_or_else(|_| format!("unknown({s})"))
+    seedship_proto::human::seed_state(s)
 }
 
 /// "customer_disk" or "databox_disk".

@@ -40,9 +40,7 @@ pub fn status_text(seeds: &[pb::SeedSummary]) -> String {
     seeds
         .iter()
         .map(|s| {
-            let state = pb::SeedState::try_from(s.state)
-                .map(|st| st.as_str_name().trim_start_matches("SEED_STATE_").to_ascii_lowercase())
-                .unwrap_or_default();
+            let state = seedship_proto::human::seed_state(s.state);
             // As MARS says it on every scheduled run until the import is done.
             let waiting = matches!(state.as_str(), "import_job_created" | "shipped" | "at_datacenter" | "importing");
             if waiting && !s.import_job_state.is_empty() {

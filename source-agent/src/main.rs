@@ -281,15 +281,17 @@ fn main() -> ExitCode {
                     }
                     Cmd::Status { json } => {
                         let seeds = source_agent::status(&conn).await?;
-                        if json {
+                        // States by name, as seedctl gives them; a closed pipe ends quietly.
+                        let out = if json {
                             let v: Vec<_> = seeds
                                 .iter()
-                                .map(|s| serde_json::json!({"job_name": s.job_name, "seed_id": s.seed_id, "state": s.state, "state_reason": s.state_reason, "import_job_state": s.import_job_state}))
+                                .map(|s| serde_json::json!({"job_name": s.job_name, "seed_id": s.seed_id, "state": seedship_proto::human::seed_state(s.state), "state_reason": s.state_reason, "import_job_state": s.import_job_state}))
                                 .collect();
-                            println!("{}", serde_json::to_string_pretty(&v)?);
+                            serde_json::to_string_pretty(&v)?
                         } else {
-                            println!("{}", source_agent::status_text(&seeds));
-                        }
+                            source_agent::status_text(&seeds)
+                        };
+                        let _ = seedship_proto::stdout::print(&out);
                     }
                     _ => unreachable!("local commands are handled above"),
                 }

@@ -93,6 +93,17 @@ async fn seedctl_shows_seeds_history_and_agents() -> anyhow::Result<()> {
     )?;
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("job-cli") && s.contains("copy station station-01 is preparing the disks"), "{s}");
+    // Its JSON names states as seedctl does.
+    let out = c.run(
+        "source-status-json",
+        std::process::Command::new(bin("source-agent")).arg("--config").arg(&fs_cfg).args(["status", "--json"]),
+    )?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v[0]["state"], "preparing", "{v}");
+    let (o, err) = seedship_e2e::run_into_closed_pipe(
+        std::process::Command::new(bin("source-agent")).arg("--config").arg(&fs_cfg).arg("status"),
+    )?;
+    assert!(o.success() && !err.contains("panicked"), "source-agent status into a closed pipe: {o:?} {err}");
     c.finish()
 }
 
