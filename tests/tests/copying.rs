@@ -373,20 +373,23 @@ async fn bad_staging_is_refused_or_released_and_a_flipped_bit_on_disk_is_caught_
     std::fs::remove_file(disks.join("d1.img"))?;
 
     // A flipped bit on a written disk: the agent pauses before each read-back (a failpoint);
-    // once every disk is written and unmounted, one bit of a staging file is flipped on one
-    // disk image. The read-back catches it, the drive is marked bad and a replacement is used.
+    // once every disk is written, unmounted and encrypted, one bit of a staging file is
+    // flipped on one disk (in its decrypted view). The read-back catches it, the drive is marked bad and a replacement is used.
     let size = disk_size(&good, 2);
     let container = container_of(&c, &ops, "job-good").await?;
     let imgs = [image(&disks, "g1.img", size), image(&disks, "g2.img", size)];
     let pid =
         c.spawn("copy-good", copy_agent(&cfg).env(seedship_telemetry::failpoint::ENV, "read-back=sleep(4000)"))?;
     let state = c.path("state-st-x");
-    seedship_e2e::wait_for("both disks written and unmounted", Duration::from_secs(60), || {
+    seedship_e2e::wait_for("both disks written, unmounted and encrypted", Duration::from_secs(60), || {
         let sealed = std::fs::read_dir(&state)
             .ok()?
             .filter_map(|e| e.ok())
             .filter(|e| e.file_name().to_string_lossy().starts_with("media-"))
-            .filter(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("\"sealed\":{")))
+            .filter(|e| {
+                std::fs::read_to_string(e.path())
+                    .is_ok_and(|t| t.contains("\"sealed\":{") && t.contains("\"encrypted\":true"))
+            })
             .count();
         (sealed == 2).then_some(())
     })?;
