@@ -372,14 +372,16 @@ async fn bad_staging_is_refused_or_released_and_a_flipped_bit_on_disk_is_caught_
     assert!(s.state_reason.contains(&pack), "{}", s.state_reason);
     std::fs::remove_file(disks.join("d1.img"))?;
 
-    // A flipped bit on a written disk: the agent pauses before each read-back (a failpoint);
+    // A flipped bit on a written disk: the agent pauses 12 s before each read-back (a
+    // failpoint, long enough for the flip through a dislocker unlock on a loaded machine);
     // once every disk is written, unmounted and encrypted, one bit of a staging file is
-    // flipped on one disk (in its decrypted view). The read-back catches it, the drive is marked bad and a replacement is used.
+    // flipped on one disk (in its decrypted view). The read-back catches it, the drive is
+    // marked bad and a replacement is used.
     let size = disk_size(&good, 2);
     let container = container_of(&c, &ops, "job-good").await?;
     let imgs = [image(&disks, "g1.img", size), image(&disks, "g2.img", size)];
     let pid =
-        c.spawn("copy-good", copy_agent(&cfg).env(seedship_telemetry::failpoint::ENV, "read-back=sleep(4000)"))?;
+        c.spawn("copy-good", copy_agent(&cfg).env(seedship_telemetry::failpoint::ENV, "read-back=sleep(12000)"))?;
     let state = c.path("state-st-x");
     seedship_e2e::wait_for("both disks written, unmounted and encrypted", Duration::from_secs(60), || {
         let sealed = std::fs::read_dir(&state)
@@ -399,7 +401,7 @@ async fn bad_staging_is_refused_or_released_and_a_flipped_bit_on_disk_is_caught_
     let hit =
         imgs.iter().find(|i| flip_bit_in(i, &needle, &keys).unwrap()).expect("the staging file is on a disk").clone();
     let bad_drive = seedship_e2e::ntfs::read_disk(&hit, &keys)?.id["drive_id"].as_str().unwrap().to_string();
-    let d = seedship_e2e::wait_for_async("the drive marked bad", Duration::from_secs(30), || {
+    let d = seedship_e2e::wait_for_async("the drive marked bad", Duration::from_secs(60), || {
         let mut op = op.clone();
         let id = bad_drive.clone();
         async move {
