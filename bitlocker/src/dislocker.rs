@@ -72,17 +72,28 @@ impl Unlocked {
         &self.dir
     }
 
-    /// Unmounts: every write through [`Unlocked::file`] is on the device after this.
+    /// Unmounts: every write through [`Unlocked::file`] is on the device after this. A mount
+    /// still busy (a reader that has not quite let go) is retried for a few seconds and then
+    /// detached (`umount -l`), so that no unlocked volume is ever left behind; the error says
+    /// so, and the caller decides whether that matters.
     pub fn lock(mut self) -> Result<(), UnlockError> {
         self.mounted = false;
-        let o = Command::new("umount").arg(&self.dir).output().map_err(|e| UnlockError::Io("umount".into(), e))?;
-        if !o.status.success() {
-            return Err(UnlockError::Failed(
-                self.dir.display().to_string(),
-                format!("umount failed: {}", String::from_utf8_lossy(&o.stderr).trim()),
-            ));
+        let mut said = String::new();
+        for attempt in 0..10 {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            let o = Command::new("umount").arg(&self.dir).output().map_err(|e| UnlockError::Io("umount".into(), e))?;
+            if o.status.success() {
+                return Ok(());
+            }
+            said = String::from_utf8_lossy(&o.stderr).trim().to_string();
+            if !said.contains("busy") {
+                break;
+            }
         }
-        Ok(())
+        release(&self.dir);
+        Err(UnlockError::Failed(self.dir.display().to_string(), format!("umount failed ({said}); detached instead")))
     }
 
     /// Leaves the volume unlocked (someone else locks it).
@@ -94,7 +105,7 @@ impl Unlocked {
 impl Drop for Unlocked {
     fn drop(&mut self) {
         if self.mounted {
-            let _ = Command::new("umount").arg(&self.dir).output();
+            release(&self.dir);
         }
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use coordinator::config::{Config, Overrides};
 use seedship_proto::identity::Role;
 
@@ -41,24 +41,30 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PkiCmd,
     },
+    #[command(flatten)]
+    Docs(seedship_proto::cli::DocCmd),
 }
 
 #[derive(Debug, Subcommand)]
 enum PkiCmd {
     /// Create a CA, the coordinator's server certificate and a master key in DIR.
     Init {
+        /// The PKI folder (created; it must not hold a CA already).
         #[arg(long, default_value = "pki")]
         dir: PathBuf,
+        /// The SPIFFE trust domain of every identity, e.g. seedship.example.com.
         #[arg(long, default_value = "seedship.local")]
         trust_domain: String,
         /// DNS name or IP address clients use to reach the coordinator (repeatable).
         #[arg(long = "server-name", default_values_t = vec!["localhost".to_string(), "127.0.0.1".to_string()])]
         server_names: Vec<String>,
+        /// How long the CA and the server certificate are valid.
         #[arg(long, default_value_t = 365)]
         days: i64,
     },
     /// Issue a certificate and key for an agent or operator.
     Issue {
+        /// The PKI folder made by `pki init`.
         #[arg(long, default_value = "pki")]
         dir: PathBuf,
         /// source, copy or operator.
@@ -70,6 +76,7 @@ enum PkiCmd {
         /// Where to write NAME.crt and NAME.key (default: the PKI directory).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// How long the certificate is valid.
         #[arg(long, default_value_t = 365)]
         days: i64,
     },
@@ -77,11 +84,20 @@ enum PkiCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Docs(d) = &cli.cmd {
+        return d.run(Cli::command());
+    }
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // A configuration that cannot be used exits as a usage error does, like the
+            // agents' and seedctl's (see docs/operations.md, "Exit codes").
+            if e.is::<coordinator::config::ConfigError>() {
+                ExitCode::from(seedship_proto::EXIT_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -89,6 +105,7 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Pki { cmd } => pki(cmd),
+        Cmd::Docs(_) => Ok(()),
         Cmd::Serve { config, listen, database, ready_file, print_config } => {
             let cfg = Config::load(&config, &Overrides { listen, database, ready_file })?;
             if print_config {
@@ -131,4 +148,13 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         coordinator::run(cfg, listener, seedship_proto::signals::shutdown_signal()).await?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_argument_and_command_says_what_it_is_for() {
+        use clap::CommandFactory;
+        assert_eq!(seedship_proto::cli::undocumented(&super::Cli::command()), Vec::<String>::new());
+    }
 }

@@ -45,22 +45,6 @@ fn rate(done: u64, since: Option<(Instant, u64)>) -> Option<f64> {
     (secs >= 0.5 && done > base).then(|| (done - base) as f64 / secs)
 }
 
-fn eta(left: u64, r: Option<f64>) -> String {
-    match r {
-        Some(r) if r > 0.0 => {
-            let s = (left as f64 / r).ceil() as u64;
-            if s >= 3600 {
-                format!("{}h{:02}m", s / 3600, s % 3600 / 60)
-            } else if s >= 60 {
-                format!("{}m{:02}s", s / 60, s % 60)
-            } else {
-                format!("{s}s")
-            }
-        }
-        _ => "-".into(),
-    }
-}
-
 fn line(label: &str, phase: &str, done: u64, total: u64, r: Option<f64>) -> String {
     let pct = if total == 0 { 100 } else { (done as u128 * 100 / total as u128) as u64 };
     let speed = r.map(|r| format!("{}/s", bytes(r as u64))).unwrap_or_else(|| "-".into());
@@ -68,7 +52,7 @@ fn line(label: &str, phase: &str, done: u64, total: u64, r: Option<f64>) -> Stri
         "{label}  {phase:<8} {} of {} ({pct}%)  {speed}  ETA {}",
         bytes(done),
         bytes(total),
-        eta(total.saturating_sub(done), r)
+        seedship_proto::human::eta(total.saturating_sub(done), r.unwrap_or(0.0))
     )
 }
 
@@ -148,6 +132,28 @@ impl Board {
     /// Whether a piece of work is in hand.
     pub fn active(&self) -> bool {
         !self.state.lock().expect("lock").job_name.is_empty()
+    }
+
+    /// Each disk as the display shows it, for the coordinator's central view.
+    pub fn progress(&self) -> Vec<seedship_proto::pb::DiskProgress> {
+        let s = self.state.lock().expect("lock");
+        s.lanes
+            .iter()
+            .map(|l| seedship_proto::pb::DiskProgress {
+                position: l.position,
+                set_size: l.set_size,
+                // Only an id the coordinator accepts (1-64 letters, digits, '-', '_', '.').
+                drive_id: Some(&l.drive_id)
+                    .filter(|d| d.len() <= 64 && d.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+                    .cloned()
+                    .unwrap_or_default(),
+                phase: l.phase.chars().take(32).collect(),
+                done_bytes: l.done,
+                total_bytes: l.total,
+                rate_bytes_per_sec: rate(l.done, l.since).unwrap_or(0.0) as u64,
+                updated_unix_ms: 0,
+            })
+            .collect()
     }
 
     pub fn lanes(&self) -> Vec<Lane> {

@@ -32,6 +32,8 @@ struct Inner {
     recorded: AtomicU64,
     /// Wakes the renewal task early (a wait began or ended).
     nudge: tokio::sync::Notify,
+    /// The station's display, whose disks go with every renewal (the central view).
+    board: Mutex<Option<Arc<crate::board::Board>>>,
 }
 
 /// Shared by the renewal task, the writer threads and the work's control flow.
@@ -56,7 +58,17 @@ impl Keeper {
             done: AtomicU64::new(0),
             recorded: AtomicU64::new(lease.progress_bytes),
             nudge: tokio::sync::Notify::new(),
+            board: Mutex::new(None),
         }))
+    }
+
+    /// Sends `board`'s disks with every renewal and progress report.
+    pub fn show(&self, board: Arc<crate::board::Board>) {
+        *self.0.board.lock().expect("lock") = Some(board);
+    }
+
+    fn disks(&self) -> Vec<pb::DiskProgress> {
+        self.0.board.lock().expect("lock").as_ref().map(|b| b.progress()).unwrap_or_default()
     }
 
     pub fn work_id(&self) -> &str {
@@ -153,6 +165,7 @@ impl Keeper {
         let to = self.0.done.load(Ordering::Relaxed).min(self.0.total);
         let phase = self.0.phase.lock().expect("lock").clone();
         let waiting = self.0.waiting.lock().expect("lock").clone();
+        let disks = self.disks();
         let r = if to > from && waiting.is_empty() {
             c.report_progress(pb::ReportProgressRequest {
                 request_id: client::new_request_id(),
@@ -161,6 +174,7 @@ impl Keeper {
                 from_bytes: from,
                 to_bytes: to,
                 phase,
+                disks,
             })
             .await
             .map(|r| {
@@ -172,6 +186,7 @@ impl Keeper {
                 work_id: self.0.work_id.clone(),
                 generation: self.0.generation,
                 waiting,
+                disks,
             })
             .await
             .map(|_| ())

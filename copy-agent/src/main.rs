@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use copy_agent::{Config, VERSION, history};
 use seedship_proto::agent;
 
@@ -35,6 +35,7 @@ enum Cmd {
     },
     /// Show this station's current and past work.
     Status {
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -42,8 +43,10 @@ enum Cmd {
     /// (formatted, written through an ntfs-3g mount, read back raw). Prints JSON.
     #[command(hide = true)]
     BenchNtfs {
+        /// The staging set (a source agent's offline backup).
         #[arg(long)]
         staging: PathBuf,
+        /// The disk image to write (created or overwritten).
         #[arg(long)]
         disk: PathBuf,
         /// customer_disk (the default) or databox_disk.
@@ -62,10 +65,13 @@ enum Cmd {
     /// the smallest size for --disks N, or how many disks of --disk-size BYTES. Reads only the
     /// staging set's manifest.
     Plan {
+        /// The staging set (a source agent's offline backup).
         #[arg(long)]
         staging: PathBuf,
+        /// Spread the seed over this many disks: prints the smallest disk size that does.
         #[arg(long)]
         disks: Option<usize>,
+        /// Disks of this many bytes: prints how many the seed needs.
         #[arg(long)]
         disk_size: Option<u64>,
         /// Print JSON.
@@ -86,6 +92,8 @@ enum Cmd {
         #[arg(long)]
         yes: bool,
     },
+    #[command(flatten)]
+    Docs(seedship_proto::cli::DocCmd),
 }
 
 /// A benchmark's report as JSON on stdout, or its error.
@@ -104,6 +112,9 @@ fn print_json<T: serde::Serialize>(r: Result<T, String>) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Docs(d) = &cli.cmd {
+        return d.run(Cli::command());
+    }
     if let Cmd::Wipe { disk, full, yes } = &cli.cmd {
         return wipe(disk, *full, *yes);
     }
@@ -133,7 +144,7 @@ fn main() -> ExitCode {
             "databox_disk" => copy_agent::media::Layout::DataboxDisk,
             other => {
                 eprintln!("error: --layout {other:?}: use customer_disk or databox_disk");
-                return ExitCode::from(2);
+                return ExitCode::from(seedship_proto::EXIT_USAGE);
             }
         };
         let encryption = match bitlocker.as_str() {
@@ -142,14 +153,14 @@ fn main() -> ExitCode {
             "dislocker" => copy_agent::media::BenchEncryption::Dislocker,
             other => {
                 eprintln!("error: --bitlocker {other:?}: use none, in-place or dislocker");
-                return ExitCode::from(2);
+                return ExitCode::from(seedship_proto::EXIT_USAGE);
             }
         };
         return print_json(copy_agent::media::bench(staging, disk, layout, container, encryption));
     }
     let cfg = Config::load(&cli.config).unwrap_or_else(|e| {
         eprintln!("error: {e}");
-        std::process::exit(2)
+        std::process::exit(seedship_proto::EXIT_USAGE.into())
     });
     if let Cmd::Status { json } = &cli.cmd {
         return status(&cfg, *json);
@@ -168,7 +179,7 @@ fn main() -> ExitCode {
                 let c = copy_agent::run::run(cfg, conn, opts).await?;
                 code2.store(c, std::sync::atomic::Ordering::SeqCst);
             }
-            Cmd::Status { .. } | Cmd::Wipe { .. } | Cmd::BenchNtfs { .. } | Cmd::Plan { .. } => {
+            Cmd::Status { .. } | Cmd::Wipe { .. } | Cmd::BenchNtfs { .. } | Cmd::Plan { .. } | Cmd::Docs(_) => {
                 unreachable!("handled before the coordinator is needed")
             }
         }
@@ -242,7 +253,7 @@ fn wipe(disk: &std::path::Path, full: bool, yes: bool) -> ExitCode {
             disk.display(),
             if full { "" } else { " (add --full to zero every byte)" }
         );
-        return ExitCode::from(2);
+        return ExitCode::from(seedship_proto::EXIT_USAGE);
     }
     match copy_agent::disks::wipe(disk, full) {
         Ok(w) => {
@@ -265,5 +276,14 @@ fn wipe(disk: &std::path::Path, full: bool, yes: bool) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_argument_and_command_says_what_it_is_for() {
+        use clap::CommandFactory;
+        assert_eq!(seedship_proto::cli::undocumented(&super::Cli::command()), Vec::<String>::new());
     }
 }

@@ -178,6 +178,7 @@ fn is_refusal(s: &Status) -> bool {
 
 pub async fn prepare(ctx: &Ctx, lease: &pb::Lease, claimed_at: Instant) -> Outcome {
     let keeper = Keeper::new(lease, claimed_at, ctx.stop.clone());
+    keeper.show(ctx.board.clone());
     let done = Arc::new(AtomicBool::new(false));
     let renewer = tokio::spawn(keeper.clone().run(ctx.conn.clone(), done.clone()));
     ctx.board.start(&lease.job_name, &lease.seed_id, &lease.work_id);
@@ -1149,8 +1150,10 @@ fn verify_disk(
     let manifest_hash = sealed.manifest.as_ref().map(|(_, h)| h.as_str());
     let diffs =
         media::read_back(&volume, &journal.expected(), manifest_hash, |n| board.advance(lane, n, true)).map_err(bad);
-    if let Some(u) = unlocked {
-        let _ = u.lock();
+    if let Some(u) = unlocked
+        && let Err(e) = u.lock()
+    {
+        tracing::warn!(disk = %m.device.display(), "locking the disk again after the read-back: {e}");
     }
     let diffs = diffs?;
     keeper.alive().map_err(Fail::Stop)?;

@@ -4,6 +4,7 @@
 #   dislocker       dislocker-file/-fuse: opens BitLocker volumes (the datacenter's and the tests' reader)
 #   libbde-utils    bdeinfo/bdemount: libbde, a second BitLocker reader
 #   cryptsetup-bin  cryptsetup bitlkDump: a third one, for the metadata
+#   groff-base      nroff: renders the programs' man pages in the tests
 # Needs root or sudo for apt-get. Prints nothing on stdout; says what it installs on stderr.
 set -euo pipefail
 
@@ -16,6 +17,7 @@ done
 have dislocker-file || need+=(dislocker)
 have bdeinfo || need+=(libbde-utils)
 have cryptsetup || need+=(cryptsetup-bin)
+have nroff || need+=(groff-base)
 
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ]; then

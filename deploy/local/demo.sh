@@ -312,6 +312,9 @@ grep -E "^job demo-seed-01  (copy|verify)" copy-agent.log | tail -2 || true
 cat copy-agent.out
 echo '$ copy-agent status'
 "$BIN/copy-agent" --config station-01.toml status
+mounted=$(grep -c "$DEMO/copy-station" /proc/self/mountinfo || true)
+echo "mounts left at the station: $mounted (every read-back locked again)"
+[ "$mounted" = 0 ] || { grep "$DEMO/copy-station" /proc/self/mountinfo; echo "error: a disk was left unlocked at the station"; exit 1; }
 # Each shipped disk is a BitLocker volume: libbde reads its header and metadata without a key.
 for i in 1 2 3; do
   echo "\$ bdeinfo disks/disk$i.img"

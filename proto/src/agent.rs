@@ -188,7 +188,7 @@ where
         Ok(g) => g,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(crate::EXIT_USAGE);
         }
     };
     let span = tracing::info_span!("agent", service, trace_id = tracing::field::Empty);
@@ -197,7 +197,7 @@ where
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::client::error_text(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -207,7 +207,7 @@ where
 pub fn load_or_exit(path: &std::path::Path) -> AgentConfig {
     AgentConfig::load(path).unwrap_or_else(|e| {
         eprintln!("error: {e}");
-        std::process::exit(2)
+        std::process::exit(crate::EXIT_USAGE.into())
     })
 }
 

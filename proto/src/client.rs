@@ -120,6 +120,63 @@ pub async fn connect(cfg: &ClientConfig) -> Result<Conn, ConnectError> {
     Ok(InterceptedService::new(channel, TraceContext))
 }
 
+/// What a failed call means, in words for a person, said once: the gRPC code by name and the
+/// coordinator's message; or, when the connection itself failed (the coordinator refused this
+/// program's certificate after the handshake, or went away), what happened and what to check.
+pub fn status_text(s: &tonic::Status) -> String {
+    use tonic::Code::*;
+    let chain = std::error::Error::source(s).map(error_chain).unwrap_or_default();
+    let lost = matches!(s.code(), Unknown | Cancelled | Unavailable)
+        && (!chain.is_empty() || s.message().contains("operation was canceled") || s.message() == "transport error");
+    if !lost {
+        return format!("{}: {}", code_name(s.code()), s.message());
+    }
+    const CHECK: &str = "check that your certificate and key were issued by the coordinator's CA \
+                         (coordinator pki issue), have not expired and were not revoked; the \
+                         coordinator's log names the reason";
+    // tonic's and hyper's wrappers ("transport error: connection error: ...") say nothing.
+    let said = if chain.is_empty() { s.message().to_string() } else { chain };
+    let said = said.trim_start_matches("transport error: ").trim_start_matches("connection error: ").to_string();
+    match said.split("received fatal alert: ").nth(1) {
+        Some(alert) => format!("the coordinator refused this program's certificate (TLS alert {alert}): {CHECK}"),
+        None => format!(
+            "the connection to the coordinator closed before it answered ({said}); if this repeats, the \
+             coordinator may not accept this program's certificate: {CHECK}"
+        ),
+    }
+}
+
+/// An error for a person: a failed call as [`status_text`] says it, anything else as itself.
+pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
+    match e.downcast_ref::<tonic::Status>() {
+        Some(s) => status_text(s),
+        None => e.to_string(),
+    }
+}
+
+/// A gRPC code as a person says it.
+pub fn code_name(c: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match c {
+        InvalidArgument => "invalid argument",
+        NotFound => "not found",
+        AlreadyExists => "already exists",
+        PermissionDenied => "permission denied",
+        FailedPrecondition => "failed precondition",
+        Unavailable => "unavailable",
+        Unauthenticated => "unauthenticated",
+        ResourceExhausted => "resource exhausted",
+        DeadlineExceeded => "deadline exceeded",
+        Aborted => "aborted",
+        OutOfRange => "out of range",
+        Unimplemented => "not implemented by this coordinator",
+        Internal => "internal error",
+        DataLoss => "data loss",
+        Cancelled => "cancelled",
+        Ok | Unknown => "failed",
+    }
+}
+
 /// The whole `source()` chain of an error on one line: transport errors hide the real cause.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();

@@ -50,3 +50,43 @@ mod tests {
         assert_eq!(super::rfc3339(1_796_000_000_123), "2026-11-30T00:53:20Z");
     }
 }
+
+/// Time left for `left` bytes at `rate` bytes/s, as a display says it ("4m05s"), or "-"
+/// while no rate is known.
+pub fn eta(left: u64, rate: f64) -> String {
+    if rate <= 0.0 {
+        return "-".into();
+    }
+    let s = (left as f64 / rate).ceil() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// One disk's line, as the station's display and the central views print it:
+/// `disk 1/3 DRIVE  copy     1.2 GiB of 4.0 GiB (30%)  110 MiB/s  ETA 26s`.
+pub fn disk_line(position: u32, set_size: u32, drive: &str, phase: &str, done: u64, total: u64, rate: f64) -> String {
+    let pct = if total == 0 { 100 } else { (done as u128 * 100 / total as u128) as u64 };
+    let speed = if rate > 0.0 { format!("{}/s", bytes(rate as u64)) } else { "-".into() };
+    format!(
+        "disk {position}/{set_size} {drive}  {phase:<8} {} of {} ({pct}%)  {speed}  ETA {}",
+        bytes(done),
+        bytes(total),
+        eta(total.saturating_sub(done), rate)
+    )
+}
+
+#[cfg(test)]
+mod disk_tests {
+    #[test]
+    fn a_disk_line_has_bytes_rate_and_eta() {
+        let l = super::disk_line(1, 3, "D1", "copy", 50 << 20, 150 << 20, (10 << 20) as f64);
+        assert!(l.contains("disk 1/3 D1") && l.contains("(33%)") && l.contains("/s") && l.ends_with("ETA 10s"), "{l}");
+        assert!(super::disk_line(1, 1, "D", "copy", 0, 10, 0.0).ends_with("-  ETA -"));
+        assert_eq!(super::eta(7200, 1.0), "2h00m");
+    }
+}

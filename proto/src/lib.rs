@@ -7,6 +7,7 @@
 //! - [`stdout`]: a command's output, ending quietly when its reader goes away (`| head`).
 
 pub mod agent;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod human;
@@ -56,6 +57,10 @@ pub mod pb {
         }
     }
 }
+
+/// The exit code of every seedship program for a command line or a configuration it cannot
+/// use (clap's own code for a usage error). 1 is a failure of the work itself.
+pub const EXIT_USAGE: u8 = 2;
 
 /// Largest gRPC message either side accepts (control messages are small).
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;

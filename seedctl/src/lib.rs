@@ -50,11 +50,15 @@ pub enum Cmd {
         /// Only seeds in this state (e.g. preparing, shipped).
         #[arg(long)]
         state: Option<String>,
+        /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
     /// Show one seed (id or job name) with its work, drives, shipping and history.
-    Seed { seed: String },
+    Seed {
+        /// The seed: its id or its job name.
+        seed: String,
+    },
     /// List agents with their last heartbeat.
     Agents {
         /// source, copy or operator.
@@ -63,6 +67,7 @@ pub enum Cmd {
     },
     /// List drives (never keys), optionally of one seed.
     Drives {
+        /// Only this seed's drives (its id or job name).
         #[arg(long)]
         seed: Option<String>,
     },
@@ -70,20 +75,32 @@ pub enum Cmd {
     Jobs,
     /// Show one import job (job name or seed id): Azure's state and each drive's, the
     /// datacenter address, shipping, the deadline and the history.
-    Job { job: String },
+    Job {
+        /// The import job's name (or its seed's id).
+        job: String,
+    },
     /// The import verification report of a seed: verified, missing, corrupted, and repairs.
-    Verification { seed: String },
+    Verification {
+        /// The seed: its id or its job name.
+        seed: String,
+    },
     /// Delete a seeded seed's data from its import container (recorded in its history).
-    CleanupImport { seed: String },
+    CleanupImport {
+        /// The seed: its id or its job name.
+        seed: String,
+    },
     /// Recovery points of every vault (or one server's), oldest first.
     RecoveryPoints {
+        /// Only this backup server's vault (its agent name).
         #[arg(long)]
         server: Option<String>,
     },
     /// Seed history across all seeds, newest first.
     Events {
+        /// Only this seed's events (its id or job name).
         #[arg(long)]
         seed: Option<String>,
+        /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: u32,
         /// Only events older than this event id (page back through a long history).
@@ -92,6 +109,7 @@ pub enum Cmd {
     },
     /// Put a seed's held disk-prep work (released too often by copy stations) back in the queue.
     Retry {
+        /// The seed: its id or its job name.
         seed: String,
         /// What was fixed; kept in the seed's history.
         #[arg(long)]
@@ -99,6 +117,7 @@ pub enum Cmd {
     },
     /// Cancel a seed before its disks are shipped (and its Azure job).
     Cancel {
+        /// The seed: its id or its job name.
         seed: String,
         /// Why; kept in the seed's history and sent to Azure.
         #[arg(long)]
@@ -107,6 +126,7 @@ pub enum Cmd {
     /// Choose what a seed is shipped on, before a copy station starts on it: customer_disk
     /// (your own disks) or databox_disk (Microsoft's Data Box Disks, ordered at once).
     Kind {
+        /// The seed: its id or its job name.
         seed: String,
         /// customer_disk or databox_disk.
         kind: String,
@@ -116,9 +136,13 @@ pub enum Cmd {
     },
     /// Show the passkey of a seed's Data Box Disk order (for Microsoft's unlock tool); every
     /// release is in the seed's history.
-    Passkey { seed: String },
+    Passkey {
+        /// The seed: its id or its job name.
+        seed: String,
+    },
     /// Answer an import job that waits for a customer action (Azure's mitigate).
     Mitigate {
+        /// The import job's name.
         #[arg(long)]
         job: String,
         /// Resume, Restart, MoveToCleanUpDevice or ReachOutToOperation.
@@ -130,12 +154,16 @@ pub enum Cmd {
     },
     /// Record carrier and tracking number for a job's package.
     Ship {
+        /// The import job's name.
         #[arg(long)]
         job: String,
+        /// The carrier: FedEx, UPS, DHL, TNT, USPS or BlueDart.
         #[arg(long)]
         carrier: String,
+        /// The package's tracking number.
         #[arg(long)]
         tracking: String,
+        /// How many drives are in the package.
         #[arg(long)]
         drives: u32,
         /// YYYY-MM-DD.
@@ -143,14 +171,20 @@ pub enum Cmd {
         date: String,
     },
     /// Show the shipping record of a job.
-    Shipping { job: String },
+    Shipping {
+        /// The import job's name (or its seed's id).
+        job: String,
+    },
     /// Let a virtual copy station (or the source's own host) prepare a seed's disks.
     AllowVirtualStation {
+        /// The seed: its id or its job name.
         seed: String,
         /// Why; kept in the seed's history.
         #[arg(long)]
         reason: String,
     },
+    #[command(flatten)]
+    Docs(seedship_proto::cli::DocCmd),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,24 +193,8 @@ pub enum CliError {
     Usage(String),
     #[error(transparent)]
     Connect(#[from] client::ConnectError),
-    #[error("{}: {}", code_name(.0.code()), .0.message())]
+    #[error("{}", client::status_text(.0))]
     Rpc(tonic::Status),
-}
-
-fn code_name(c: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match c {
-        InvalidArgument => "invalid argument",
-        NotFound => "not found",
-        AlreadyExists => "already exists",
-        PermissionDenied => "permission denied",
-        FailedPrecondition => "failed precondition",
-        Unavailable => "unavailable",
-        Unauthenticated => "unauthenticated",
-        ResourceExhausted => "resource exhausted",
-        DeadlineExceeded => "deadline exceeded",
-        _ => "error",
-    }
 }
 
 impl From<tonic::Status> for CliError {
@@ -419,6 +437,7 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
                 seed_json(&s),
             )
         }
+        Cmd::Docs(_) => return Err(CliError::Usage("completions and man pages need no coordinator".into())),
         Cmd::Shipping { job } => {
             let r = client::shipping(conn)
                 .get_shipping(pb::GetShippingRequest { job_name: job.clone() })
@@ -429,4 +448,13 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
         }
     };
     if cli.json { Ok(serde_json::to_string_pretty(&json).unwrap_or_default()) } else { Ok(text) }
+}
+
+#[cfg(test)]
+mod cli_tests {
+    #[test]
+    fn every_argument_and_command_says_what_it_is_for() {
+        use clap::CommandFactory;
+        assert_eq!(seedship_proto::cli::undocumented(&super::Cli::command()), Vec::<String>::new());
+    }
 }

@@ -2,11 +2,14 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use seedctl::{Cli, CliError};
+use clap::{CommandFactory, Parser};
+use seedctl::{Cli, CliError, Cmd};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Docs(d) = &cli.cmd {
+        return d.run(Cli::command());
+    }
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -23,7 +26,7 @@ fn main() -> ExitCode {
         Ok(out) => seedship_proto::stdout::print(&out),
         Err(e @ CliError::Usage(_)) => {
             eprintln!("error: {e}");
-            ExitCode::from(2)
+            ExitCode::from(seedship_proto::EXIT_USAGE)
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -143,6 +143,7 @@ pub fn seed_detail_text(r: &pb::GetSeedResponse) -> String {
             size(w.total_bytes),
             if w.phase.is_empty() { String::new() } else { format!(", phase {}", w.phase) }
         ));
+        out.extend(disk_lines(&w.disks, now));
     }
     if !r.drives.is_empty() {
         out.push(String::new());
@@ -175,6 +176,7 @@ pub fn seed_detail_json(r: &pb::GetSeedResponse) -> Value {
             "work_id": w.work_id, "status": w.status, "holder": w.holder, "generation": w.generation,
             "lease_expires": rfc3339(w.lease_expires_unix_ms), "progress_bytes": w.progress_bytes,
             "total_bytes": w.total_bytes, "phase": w.phase,
+            "disks": w.disks.iter().map(disk_json).collect::<Vec<_>>(),
         })),
         "drives": r.drives.iter().map(drive_json).collect::<Vec<_>>(),
         "shipping": r.shipping.as_ref().map(shipping_json),
@@ -183,25 +185,67 @@ pub fn seed_detail_json(r: &pb::GetSeedResponse) -> Value {
     })
 }
 
+/// Each disk a station reported, one line each (as the station's own display), with how old
+/// the report is.
+pub fn disk_lines(disks: &[pb::DiskProgress], now: i64) -> Vec<String> {
+    disks
+        .iter()
+        .map(|d| {
+            format!(
+                "  {}  (reported {} ago)",
+                seedship_proto::human::disk_line(
+                    d.position,
+                    d.set_size,
+                    if d.drive_id.is_empty() { "-" } else { &d.drive_id },
+                    &d.phase,
+                    d.done_bytes,
+                    d.total_bytes,
+                    d.rate_bytes_per_sec as f64
+                ),
+                age(now, d.updated_unix_ms)
+            )
+        })
+        .collect()
+}
+
 pub fn agents_table(agents: &[pb::Agent], now: i64) -> String {
-    table(
-        &["ROLE", "NAME", "SITE", "HOST", "VIRT", "VERSION", "LAST HEARTBEAT", "STATUS"],
+    let mut out = table(
+        &["ROLE", "NAME", "ACTIVITY", "WORK", "SITE", "HOST", "VIRT", "VERSION", "LAST HEARTBEAT", "STATUS"],
         agents
             .iter()
             .map(|a| {
                 vec![
                     role_name(a.role),
                     a.name.clone(),
+                    a.activity.clone(),
+                    dash(&a.work_job),
                     if a.site.is_empty() { "-".into() } else { a.site.clone() },
                     a.hostname.clone(),
                     if a.virtualization.is_empty() { "?".into() } else { a.virtualization.clone() },
                     a.version.clone(),
-                    format!("{} ago", age(now, a.last_heartbeat_unix_ms)),
+                    if a.activity == "never reported" {
+                        "never".into()
+                    } else {
+                        format!("{} ago", age(now, a.last_heartbeat_unix_ms))
+                    },
                     a.status.clone(),
                 ]
             })
             .collect(),
-    )
+    );
+    for a in agents.iter().filter(|a| !a.disks.is_empty()) {
+        out.push_str(&format!("\n\n{} ({}):\n", a.name, a.work_job));
+        out.push_str(&disk_lines(&a.disks, now).join("\n"));
+    }
+    out
+}
+
+fn disk_json(d: &pb::DiskProgress) -> Value {
+    json!({
+        "position": d.position, "set_size": d.set_size, "drive_id": d.drive_id, "phase": d.phase,
+        "done_bytes": d.done_bytes, "total_bytes": d.total_bytes, "rate_bytes_per_sec": d.rate_bytes_per_sec,
+        "updated": rfc3339(d.updated_unix_ms),
+    })
 }
 
 pub fn agent_json(a: &pb::Agent) -> Value {
@@ -210,6 +254,8 @@ pub fn agent_json(a: &pb::Agent) -> Value {
         "hostname": a.hostname, "version": a.version, "virtualization": a.virtualization,
         "registered": rfc3339(a.registered_unix_ms), "last_heartbeat": rfc3339(a.last_heartbeat_unix_ms),
         "last_heartbeat_unix_ms": a.last_heartbeat_unix_ms, "status": a.status,
+        "activity": a.activity, "work_job": a.work_job,
+        "disks": a.disks.iter().map(disk_json).collect::<Vec<_>>(),
     })
 }
 

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use seedship_proto::agent;
 use seedship_repo::restore::{LocalPacks, PackSource, RestoreOptions, RestoreProgress};
 use source_agent::backup::{self, BackupRequest, progress::human_bytes};
@@ -45,11 +45,13 @@ enum Cmd {
     Repair,
     /// Delete a staging location once its seed is in the vault (the deletion is recorded).
     Cleanup {
+        /// The staging location (a local path or a mounted share).
         #[arg(long)]
         staging: PathBuf,
     },
     /// Show this server's seeds and where each stands.
     Status {
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -57,6 +59,7 @@ enum Cmd {
     Backup(Box<BackupArgs>),
     /// Re-read every file of a staging set and check it against the seed manifest.
     Verify {
+        /// The staging location (a local path or a mounted share).
         #[arg(long)]
         staging: PathBuf,
         /// Also open every blob with the key and check it against its id.
@@ -77,6 +80,7 @@ enum Cmd {
         /// Where the vault's files are kept locally (default ~/.cache/seedship/<vault>).
         #[arg(long, requires = "vault")]
         cache: Option<PathBuf>,
+        /// Where to restore to (a folder; created if missing).
         #[arg(long)]
         target: PathBuf,
         /// A snapshot id (or its start); default: the latest.
@@ -98,6 +102,7 @@ enum Cmd {
     },
     /// Print the paper recovery key of a staging set's repository.
     RecoveryKey {
+        /// The staging location (a local path or a mounted share).
         #[arg(long)]
         staging: PathBuf,
         #[command(flatten)]
@@ -105,11 +110,14 @@ enum Cmd {
     },
     /// Rebuild a staging set's index from its packs (when an index file is damaged).
     RepairIndex {
+        /// The staging location (a local path or a mounted share).
         #[arg(long)]
         staging: PathBuf,
         #[command(flatten)]
         secret: Secret,
     },
+    #[command(flatten)]
+    Docs(seedship_proto::cli::DocCmd),
 }
 
 #[derive(Debug, Args)]
@@ -125,19 +133,26 @@ struct BackupArgs {
     /// The staging location as a copy station will see it (default: --staging).
     #[arg(long)]
     staging_share: Option<String>,
+    /// The import job's name: 3-24 letters, digits or '-', starting and ending with a letter or
+    /// digit.
     #[arg(long, required_if_eq("offline", "true"))]
     job_name: Option<String>,
+    /// The Azure storage account the disks are imported into.
     #[arg(long, required_if_eq("offline", "true"))]
     storage_account: Option<String>,
     /// A suggested import container; by default (and as a rule) the coordinator chooses it.
     #[arg(long)]
     container: Option<String>,
+    /// The Azure subscription (a GUID) of the import job.
     #[arg(long, required_if_eq("offline", "true"))]
     subscription_id: Option<String>,
+    /// The Azure region of the storage account, e.g. westeurope.
     #[arg(long, required_if_eq("offline", "true"))]
     location: Option<String>,
+    /// Only copy stations at this site may prepare the disks.
     #[arg(long)]
     target_site: Option<String>,
+    /// Only this copy station may prepare the disks.
     #[arg(long)]
     target_station: Option<String>,
     /// zstd level for a new repository: 1-22, or -1 to -7 for the fast levels.
@@ -161,6 +176,8 @@ struct BackupArgs {
     /// Pack size for a new repository, MiB (default 32).
     #[arg(long, hide = true, default_value_t = 32)]
     pack_target_mib: u64,
+    /// File holding the repository passphrase (mode 0600). Or set SEEDSHIP_PASSPHRASE, or
+    /// type it at the prompt.
     #[arg(long)]
     passphrase_file: Option<PathBuf>,
     /// Online: where the vault's small files are kept locally (default ~/.cache/seedship/<vault>).
@@ -174,6 +191,7 @@ struct BackupArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Docs(d) => d.run(Cli::command()),
         Cmd::Backup(args) => backup_cmd(&cli.config, *args),
         Cmd::Verify { staging, read_data, secret } => local(|| verify(&staging, read_data, &secret)),
         Cmd::Restore { staging: Some(staging), target, snapshot, include, overwrite, page_cache, secret, .. } => {
@@ -307,7 +325,7 @@ fn online_backup_cmd(config: &Path, a: BackupArgs) -> ExitCode {
         Ok(u) => u,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(seedship_proto::EXIT_USAGE);
         }
     };
     let sources: Vec<PathBuf> = a.sources.iter().map(|s| std::path::absolute(s).unwrap_or(s.clone())).collect();
@@ -542,7 +560,7 @@ fn backup_cmd(config: &Path, a: BackupArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(seedship_proto::EXIT_USAGE);
         }
     };
     let staging = std::path::absolute(&a_staging).unwrap_or(a_staging.clone());
@@ -627,5 +645,14 @@ fn print_summary(o: &backup::BackupOutcome, staging: &Path) {
         for s in &o.skipped {
             println!("    {}: {}", s.path.display(), s.reason);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_argument_and_command_says_what_it_is_for() {
+        use clap::CommandFactory;
+        assert_eq!(seedship_proto::cli::undocumented(&super::Cli::command()), Vec::<String>::new());
     }
 }

@@ -27,6 +27,7 @@ async fn state_survives_kill_9() -> anyhow::Result<()> {
         from_bytes: 0,
         to_bytes: 400_000,
         phase: "copy".into(),
+        disks: Vec::new(),
     };
     client::diskprep(cp.clone()).report_progress(p.clone()).await?;
 
@@ -67,6 +68,7 @@ async fn state_survives_kill_9() -> anyhow::Result<()> {
         from_bytes: 400_000,
         to_bytes: 500_000,
         phase: "copy".into(),
+        disks: Vec::new(),
     };
     assert_eq!(client::diskprep(cp.clone()).report_progress(next).await?.into_inner().progress_bytes, 500_000);
     // The generation never goes back: the next claim of it after a release is 2 (the released

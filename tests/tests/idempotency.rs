@@ -62,6 +62,7 @@ async fn retries_get_the_stored_answer_and_conflicts_are_refused() -> anyhow::Re
         from_bytes: 0,
         to_bytes: 100,
         phase: "copy".into(),
+        disks: Vec::new(),
     };
     let r1 = client::diskprep(cp.clone()).report_progress(p.clone()).await?.into_inner();
     let r2 = client::diskprep(cp.clone()).report_progress(p.clone()).await?.into_inner();

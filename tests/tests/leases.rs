@@ -18,6 +18,7 @@ fn progress(l: &pb::Lease, from: u64, to: u64) -> pb::ReportProgressRequest {
         from_bytes: from,
         to_bytes: to,
         phase: "copy".into(),
+        disks: Vec::new(),
     }
 }
 

@@ -316,7 +316,12 @@ async fn customer_disks_spanning_three_go_through_the_whole_chain_to_seeded() ->
     let images: Vec<PathBuf> = (1..=3).map(|i| image(&dir, &format!("disk{i}.img"), size)).collect();
     let o = c.run("copy-cd3", &mut copy_agent(&cfg))?;
     anyhow::ensure!(o.status.success(), "copy agent: {}", text(&o));
+    assert_eq!(ntfs::mounts_under(&c.path("state-st-cd3")), Vec::<PathBuf>::new(), "every read-back locked again");
     let det = wait_seed_state(&c, &ops, "job-cd3", "import_job_created", T).await?;
+    // The coordinator kept each disk's progress as the station reported it.
+    let disks = det.work.as_ref().map(|w| w.disks.clone()).unwrap_or_default();
+    assert_eq!(disks.iter().map(|d| d.position).collect::<Vec<_>>(), vec![1, 2, 3], "{disks:?}");
+    assert!(disks.iter().all(|d| d.set_size == 3 && !d.drive_id.is_empty() && d.phase == "prepared"), "{disks:?}");
     let container = det.seed.unwrap().container;
     // BitLocker volumes, each naming its drive, that its escrowed key opens.
     let views = ntfs::check_set(&images, &staging, &container, &seedship_e2e::prep::escrowed_keys(&c))?;

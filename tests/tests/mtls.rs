@@ -70,6 +70,38 @@ async fn refuses_clients_without_a_certificate_from_our_ca() -> anyhow::Result<(
     try_register(&c.url(), base.clone().identity(tls_identity(&foreign))).await.unwrap_err();
     // Same subject name as our CA, different key: the signature check is what refuses it.
     refusal_logged(&c, "invalid peer certificate")?;
+    // seedctl with it says once, in words, what is wrong and what to check.
+    let foreign_op = other.join("alice");
+    run_ok(
+        std::process::Command::new(bin("coordinator"))
+            .args(["pki", "issue", "--dir"])
+            .arg(&other)
+            .args(["--role", "operator", "--name", "alice"]),
+    )?;
+    let alice = Identity {
+        name: "alice".into(),
+        cert: foreign_op.with_extension("crt"),
+        key: foreign_op.with_extension("key"),
+    };
+    let mut c = c;
+    let out = c.run("seedctl-foreign", &mut c.seedctl(&alice, &["seeds"]))?;
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    eprintln!("seedctl with a foreign certificate: {err}");
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(err.matches("error").count(), 1, "one error, said once: {err}");
+    assert!(err.contains("certificate") && err.contains("coordinator's CA"), "{err}");
+    // So does an agent with it.
+    let cfg = c.agent_config(&alice, None)?;
+    let out = c.run(
+        "copy-agent-foreign",
+        std::process::Command::new(bin("copy-agent")).arg("--config").arg(&cfg).arg("register"),
+    )?;
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{log}");
+    // Its log has the retries; the error a person reads is its last line.
+    let err = log.lines().filter(|l| l.starts_with("error:")).collect::<Vec<_>>().join("\n");
+    assert_eq!(err.matches("error").count(), 1, "one error, said once: {log}");
+    assert!(err.contains("certificate") && err.contains("coordinator's CA"), "{log}");
 
     // 3. An expired certificate signed by our own CA.
     let (issuer, td) = coordinator::pki::load_ca(&c.pki)?;

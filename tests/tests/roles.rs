@@ -64,6 +64,7 @@ async fn roles_and_ownership_are_enforced_and_refusals_logged() -> anyhow::Resul
             from_bytes: 0,
             to_bytes: 10,
             phase: "copy".into(),
+            disks: Vec::new(),
         })
         .await
         .unwrap_err();

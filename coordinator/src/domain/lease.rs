@@ -59,6 +59,9 @@ impl WorkState {
     }
 }
 
+/// The work phase of a station waiting for the operator (more disks, a replacement disk).
+pub const WAITING: &str = "waiting";
+
 /// One seed's disk-prep work.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkItem {

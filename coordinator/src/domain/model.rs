@@ -28,6 +28,79 @@ pub struct Agent {
     pub registered_ms: UnixMs,
     pub last_heartbeat_ms: UnixMs,
     pub status: String,
+    /// Whether a heartbeat ever came (registered and never run: false).
+    #[serde(default)]
+    pub reported: bool,
+    /// The work a copy station holds, with its disks.
+    #[serde(default)]
+    pub work: Option<AgentWork>,
+}
+
+/// The work a copy station holds, as the coordinator records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentWork {
+    pub job_name: String,
+    /// The work's phase ("waiting" while the station waits, e.g. for disks).
+    pub phase: String,
+    pub lease_expires_ms: UnixMs,
+    pub disks: Vec<DiskProgress>,
+}
+
+/// What an agent is doing, by the coordinator's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// Registered, never sent a heartbeat (set up, never run).
+    NeverReported,
+    /// No heartbeat for three heartbeat intervals.
+    Gone,
+    Idle,
+    /// A copy station holding work and writing or verifying its disks.
+    Copying,
+    /// A copy station holding work and waiting (for disks, for a person).
+    Waiting,
+}
+
+impl Activity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activity::NeverReported => "never reported",
+            Activity::Gone => "gone",
+            Activity::Idle => "idle",
+            Activity::Copying => "copying",
+            Activity::Waiting => "waiting",
+        }
+    }
+}
+
+impl Agent {
+    /// What the agent is doing at `now`; gone after `gone_after_ms` without a heartbeat.
+    pub fn activity(&self, now: UnixMs, gone_after_ms: i64) -> Activity {
+        if !self.reported {
+            return Activity::NeverReported;
+        }
+        if now - self.last_heartbeat_ms > gone_after_ms {
+            return Activity::Gone;
+        }
+        match &self.work {
+            Some(w) if w.lease_expires_ms >= now && w.phase == crate::domain::lease::WAITING => Activity::Waiting,
+            Some(w) if w.lease_expires_ms >= now => Activity::Copying,
+            _ => Activity::Idle,
+        }
+    }
+}
+
+/// One disk at a copy station, as the station last reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskProgress {
+    pub position: u32,
+    pub set_size: u32,
+    pub drive_id: String,
+    pub phase: String,
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+    pub rate_bytes_per_sec: u64,
+    /// When the coordinator received it.
+    pub updated_ms: UnixMs,
 }
 
 /// A seed as a source agent registers it.
@@ -313,6 +386,8 @@ pub struct SeedDetail {
     pub history_total: u64,
     pub shipping: Option<ShippingRecord>,
     pub job: Option<JobRecord>,
+    /// Each disk's progress at the station holding the work.
+    pub disks: Vec<DiskProgress>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

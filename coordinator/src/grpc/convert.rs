@@ -442,6 +442,67 @@ impl From<Seed> for pb::SeedSummary {
     }
 }
 
+/// The disks' progress a station reports: at most 64, each named and within bounds.
+pub fn disk_progress(list: Vec<pb::DiskProgress>) -> Result<Vec<DiskProgress>> {
+    if list.len() > 64 {
+        return Err(Error::invalid("disks", format!("at most 64 disks, got {}", list.len())));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    list.into_iter()
+        .map(|d| {
+            if d.position == 0 || d.position > d.set_size || d.set_size > 64 {
+                return Err(Error::invalid(
+                    "disks.position",
+                    format!("must be 1 to set_size (at most 64), got {} of {}", d.position, d.set_size),
+                ));
+            }
+            if !seen.insert(d.position) {
+                return Err(Error::invalid("disks.position", format!("disk {} is reported twice", d.position)));
+            }
+            if !d.drive_id.is_empty() {
+                v::drive_id(&d.drive_id)?;
+            }
+            v::text("disks.phase", &d.phase, 32)?;
+            v::bytes("disks.total_bytes", d.total_bytes)?;
+            Ok(DiskProgress {
+                position: d.position,
+                set_size: d.set_size,
+                drive_id: d.drive_id,
+                phase: d.phase,
+                done_bytes: d.done_bytes.min(d.total_bytes),
+                total_bytes: d.total_bytes,
+                rate_bytes_per_sec: d.rate_bytes_per_sec.min(1 << 40),
+                updated_ms: 0,
+            })
+        })
+        .collect()
+}
+
+impl From<DiskProgress> for pb::DiskProgress {
+    fn from(d: DiskProgress) -> Self {
+        pb::DiskProgress {
+            position: d.position,
+            set_size: d.set_size,
+            drive_id: d.drive_id,
+            phase: d.phase,
+            done_bytes: d.done_bytes,
+            total_bytes: d.total_bytes,
+            rate_bytes_per_sec: d.rate_bytes_per_sec,
+            updated_unix_ms: d.updated_ms,
+        }
+    }
+}
+
+/// An agent for the operator, with what it is doing at `now`.
+pub fn agent_to_pb(a: Agent, now: UnixMs, gone_after_ms: i64) -> pb::Agent {
+    let activity = a.activity(now, gone_after_ms).as_str().to_string();
+    let (work_job, disks) = match a.work.clone() {
+        Some(w) => (w.job_name, w.disks.into_iter().map(Into::into).collect()),
+        None => (String::new(), Vec::new()),
+    };
+    pb::Agent { activity, work_job, disks, ..a.into() }
+}
+
 impl From<Agent> for pb::Agent {
     fn from(a: Agent) -> Self {
         pb::Agent {
@@ -455,6 +516,7 @@ impl From<Agent> for pb::Agent {
             last_heartbeat_unix_ms: a.last_heartbeat_ms,
             status: a.status,
             virtualization: a.info.virtualization,
+            ..Default::default()
         }
     }
 }
@@ -550,6 +612,7 @@ impl From<WorkItem> for pb::WorkStatus {
             progress_bytes: w.progress_bytes,
             total_bytes: w.total_bytes,
             phase: w.phase,
+            disks: Vec::new(),
         }
     }
 }
@@ -749,6 +812,7 @@ mod tests {
             from_bytes: from,
             to_bytes: to,
             phase: "copy".into(),
+            disks: Vec::new(),
         };
         assert_eq!(field(Cmd::<(Fence, ProgressDelta)>::try_from(mk(0, 0, 1))), "generation");
         assert_eq!(field(Cmd::<(Fence, ProgressDelta)>::try_from(mk(1, 5, 5))), "to_bytes");

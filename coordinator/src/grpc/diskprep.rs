@@ -22,8 +22,12 @@ impl pb::disk_prep_service_server::DiskPrepService for Api {
         req: Request<pb::RenewLeaseRequest>,
     ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
         let station = self.auth.require(&req, "RenewLease", COPY)?;
-        let cmd = Cmd::try_from(req.into_inner())?;
+        let mut r = req.into_inner();
+        let disks = convert::disk_progress(std::mem::take(&mut r.disks))?;
+        let cmd = Cmd::try_from(r)?;
+        let fence = cmd.body.0.clone();
         let expires = self.core.renew(&station, cmd).await?;
+        self.core.record_disks(&station, &fence, disks).await;
         Ok(Response::new(pb::RenewLeaseResponse { expires_unix_ms: expires }))
     }
 
@@ -32,8 +36,12 @@ impl pb::disk_prep_service_server::DiskPrepService for Api {
         req: Request<pb::ReportProgressRequest>,
     ) -> Result<Response<pb::ReportProgressResponse>, Status> {
         let station = self.auth.require(&req, "ReportProgress", COPY)?;
-        let cmd = Cmd::try_from(req.into_inner())?;
+        let mut r = req.into_inner();
+        let disks = convert::disk_progress(std::mem::take(&mut r.disks))?;
+        let cmd = Cmd::try_from(r)?;
+        let fence = cmd.body.0.clone();
         let (progress, expires) = self.core.progress(&station, cmd).await?;
+        self.core.record_disks(&station, &fence, disks).await;
         Ok(Response::new(pb::ReportProgressResponse { progress_bytes: progress, expires_unix_ms: expires }))
     }
 

@@ -90,7 +90,7 @@ impl pb::operator_service_server::OperatorService for Api {
         let d = self.core.seed_detail(&key).await?;
         Ok(Response::new(pb::GetSeedResponse {
             seed: Some(d.seed.into()),
-            work: d.work.map(Into::into),
+            work: d.work.map(|w| pb::WorkStatus { disks: d.disks.into_iter().map(Into::into).collect(), ..w.into() }),
             drives: d.drives.into_iter().map(Into::into).collect(),
             history: d.history.into_iter().map(Into::into).collect(),
             history_total: d.history_total,
@@ -172,9 +172,11 @@ impl pb::operator_service_server::OperatorService for Api {
         self.auth.require(&req, "ListAgents", OPERATOR)?;
         let role = optional_role(req.into_inner().role)?;
         let agents = self.core.list_agents(role).await?;
+        let now = self.core.now();
+        let gone_after = self.core.gone_after_ms();
         Ok(Response::new(pb::ListAgentsResponse {
-            agents: agents.into_iter().map(Into::into).collect(),
-            server_time_unix_ms: self.core.now(),
+            agents: agents.into_iter().map(|a| convert::agent_to_pb(a, now, gone_after)).collect(),
+            server_time_unix_ms: now,
         }))
     }
 

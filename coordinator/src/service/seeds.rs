@@ -92,6 +92,22 @@ impl Coordinator {
         )
     }
 
+    /// Keeps the disks' progress a station reported with a renewal (best effort: the
+    /// renewal itself has landed; a failure here only leaves the central view a tick behind).
+    pub async fn record_disks(&self, station: &SpiffeId, fence: &Fence, disks: Vec<DiskProgress>) {
+        if disks.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.record_disks(station, fence, disks, self.now()).await {
+            tracing::debug!(station = %station, error = %e, "disk progress not recorded");
+        }
+    }
+
+    /// How long without a heartbeat before an agent counts as gone: three intervals.
+    pub fn gone_after_ms(&self) -> i64 {
+        3 * self.settings().heartbeat_interval.as_millis() as i64
+    }
+
     pub async fn report_drive(
         &self,
         station: &SpiffeId,

@@ -88,6 +88,14 @@ pub trait Store: Send + Sync + 'static {
         delta: &ProgressDelta,
         t: LeaseTiming,
     ) -> Result<(u64, UnixMs)>;
+    /// Replaces the disks' progress of the work `fence` names (its live holder only).
+    async fn record_disks(
+        &self,
+        station: &SpiffeId,
+        fence: &Fence,
+        disks: Vec<DiskProgress>,
+        now: UnixMs,
+    ) -> Result<()>;
     async fn report_drive(
         &self,
         idem: &Idem,

@@ -158,6 +158,7 @@ async fn station(ch: Channel, deadline: Instant, progress_per_item: u64) -> Resu
                 from_bytes: pos,
                 to_bytes: to,
                 phase: "copy".into(),
+                disks: Vec::new(),
             })
             .await?;
             stats.record(2, t.elapsed());

@@ -50,6 +50,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0008_fair_queue", include_str!("../../../migrations/0008_fair_queue.sql")),
     ("0009_databox", include_str!("../../../migrations/0009_databox.sql")),
     ("0010_databox_disk", include_str!("../../../migrations/0010_databox_disk.sql")),
+    ("0011_disk_progress", include_str!("../../../migrations/0011_disk_progress.sql")),
 ];
 
 /// Most operations committed together.
@@ -317,6 +318,17 @@ impl Store for SqliteStore {
     ) -> Result<(u64, UnixMs)> {
         let (idem, station, fence, delta) = (idem.clone(), station.clone(), fence.clone(), delta.clone());
         self.write(move |c| writes::report_progress(c, &idem, &station, &fence, &delta, t)).await
+    }
+
+    async fn record_disks(
+        &self,
+        station: &SpiffeId,
+        fence: &Fence,
+        disks: Vec<DiskProgress>,
+        now: UnixMs,
+    ) -> Result<()> {
+        let (station, fence) = (station.clone(), fence.clone());
+        self.write(move |c| writes::record_disks(c, &station, &fence, &disks, now)).await
     }
 
     async fn report_drive(

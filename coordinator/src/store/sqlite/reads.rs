@@ -64,7 +64,11 @@ pub fn seed_detail(c: &Connection, key: &str) -> Result<Option<SeedDetail>> {
             .map_err(db_err)?;
     let shipping = shipping_by_job(c, &seed.spec.job_name)?;
     let job = load_job(c, &seed.seed_id)?;
-    Ok(Some(SeedDetail { seed, work, drives, history, history_total: history_total as u64, shipping, job }))
+    let disks = match &work {
+        Some(w) => disks_of_work(c, &w.work_id)?,
+        None => Vec::new(),
+    };
+    Ok(Some(SeedDetail { seed, work, drives, history, history_total: history_total as u64, shipping, job, disks }))
 }
 
 pub fn list_drives(c: &Connection, seed: Option<&str>) -> Result<Vec<Drive>> {
@@ -137,11 +141,38 @@ pub fn job(c: &Connection, key: &str) -> Result<Option<ImportJob>> {
 }
 
 pub fn list_agents(c: &Connection, role: Option<Role>) -> Result<Vec<Agent>> {
-    collect(
+    let mut agents = collect(
         c,
         &format!("SELECT {AGENT_COLS} FROM agents WHERE (?1 IS NULL OR role = ?1) ORDER BY role, name"),
         params![role.map(|r| r.as_str())],
         agent_row,
+    )?;
+    for a in agents.iter_mut().filter(|a| a.role == Role::Copy) {
+        let held: Option<(String, String, UnixMs, String)> = c
+            .query_row(
+                "SELECT w.work_id, s.job_name, w.lease_expires_ms, w.phase FROM work_items w \
+                 JOIN seeds s ON s.seed_id = w.seed_id WHERE w.state = 'leased' AND w.holder = ?1 \
+                 ORDER BY w.lease_expires_ms DESC LIMIT 1",
+                params![a.name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(db_err)?;
+        if let Some((work_id, job_name, lease_expires_ms, phase)) = held {
+            let disks = disks_of_work(c, &work_id)?;
+            a.work = Some(AgentWork { job_name, phase, lease_expires_ms, disks });
+        }
+    }
+    Ok(agents)
+}
+
+/// Each disk's progress of one piece of work, by position.
+pub fn disks_of_work(c: &Connection, work_id: &str) -> Result<Vec<DiskProgress>> {
+    collect(
+        c,
+        &format!("SELECT {DISK_PROGRESS_COLS} FROM disk_progress WHERE work_id = ?1 ORDER BY position"),
+        params![work_id],
+        disk_progress_row,
     )
 }
 

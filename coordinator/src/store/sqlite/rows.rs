@@ -259,8 +259,7 @@ pub fn drive_row(row: &Row) -> rusqlite::Result<Drive> {
     })
 }
 
-pub const AGENT_COLS: &str =
-    "identity, role, name, site, hostname, version, registered_ms, last_heartbeat_ms, status, virtualization";
+pub const AGENT_COLS: &str = "identity, role, name, site, hostname, version, registered_ms, last_heartbeat_ms, status, virtualization, reported_ms";
 
 pub fn agent_row(row: &Row) -> rusqlite::Result<Agent> {
     let role: String = row.get(1)?;
@@ -272,6 +271,8 @@ pub fn agent_row(row: &Row) -> rusqlite::Result<Agent> {
         registered_ms: row.get(6)?,
         last_heartbeat_ms: row.get(7)?,
         status: row.get(8)?,
+        reported: row.get::<_, Option<i64>>(10)?.is_some(),
+        work: None,
     })
 }
 
@@ -425,4 +426,20 @@ where
     )
     .map_err(db_err)?;
     Ok(out)
+}
+
+pub const DISK_PROGRESS_COLS: &str =
+    "position, set_size, drive_id, phase, done_bytes, total_bytes, rate_bytes_per_sec, updated_ms";
+
+pub fn disk_progress_row(row: &Row) -> rusqlite::Result<DiskProgress> {
+    Ok(DiskProgress {
+        position: row.get(0)?,
+        set_size: row.get(1)?,
+        drive_id: row.get(2)?,
+        phase: row.get(3)?,
+        done_bytes: row.get::<_, i64>(4)? as u64,
+        total_bytes: row.get::<_, i64>(5)? as u64,
+        rate_bytes_per_sec: row.get::<_, i64>(6)? as u64,
+        updated_ms: row.get(7)?,
+    })
 }

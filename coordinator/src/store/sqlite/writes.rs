@@ -49,7 +49,8 @@ pub fn heartbeat(c: &Connection, idem: &Idem, who: &SpiffeId, status: &str, now:
     idempotent(c, idem, now, || {
         let n = c
             .execute(
-                "UPDATE agents SET last_heartbeat_ms = ?2, status = ?3 WHERE identity = ?1",
+                "UPDATE agents SET last_heartbeat_ms = ?2, status = ?3, reported_ms = COALESCE(reported_ms, ?2) \
+                 WHERE identity = ?1",
                 params![who.uri(), now, status],
             )
             .map_err(db_err)?;
@@ -405,8 +406,7 @@ pub fn renew_lease(
     })
 }
 
-/// The work phase of a station waiting for the operator (more disks, a replacement disk).
-pub const WAITING: &str = "waiting";
+pub use crate::domain::lease::WAITING;
 
 /// Records a station's wait (or its end) in the seed's history, and as the seed's reason, so
 /// the seed list says what the operator needs to do. The state does not change.
@@ -446,6 +446,41 @@ pub fn report_progress(
         }
         Ok((work.progress_bytes, work.lease_expires_ms))
     })
+}
+
+/// Replaces the disks' progress of the work `fence` names, from its live lease holder.
+pub fn record_disks(
+    c: &Connection,
+    station: &SpiffeId,
+    fence: &Fence,
+    disks: &[DiskProgress],
+    now: UnixMs,
+) -> Result<()> {
+    let work = load_work(c, &fence.work_id)?;
+    work.check(&station.name, fence.generation, now)?;
+    exec(c, "DELETE FROM disk_progress WHERE work_id = ?1", params![work.work_id]).map_err(db_err)?;
+    for d in disks {
+        exec(
+            c,
+            "INSERT INTO disk_progress (work_id, position, set_size, drive_id, station, phase, done_bytes, \
+             total_bytes, rate_bytes_per_sec, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             ON CONFLICT (work_id, position) DO NOTHING",
+            params![
+                work.work_id,
+                d.position,
+                d.set_size,
+                d.drive_id,
+                station.name,
+                d.phase,
+                d.done_bytes as i64,
+                d.total_bytes as i64,
+                d.rate_bytes_per_sec as i64,
+                now
+            ],
+        )
+        .map_err(db_err)?;
+    }
+    Ok(())
 }
 
 pub fn report_drive(
