@@ -213,12 +213,16 @@ impl ArmClient {
             req.set_body(b);
         }
         let opts = PipelineSendOptions { skip_checks: true, ..Default::default() };
-        let resp = self
-            .pipeline
-            .send(&Context::new(), &mut req, Some(opts))
-            .await
-            .map_err(|e| ArmError::Unreachable(e.to_string()))?;
+        let op = calls::operation(&method, req.url().path());
+        let resp = match self.pipeline.send(&Context::new(), &mut req, Some(opts)).await {
+            Ok(r) => r,
+            Err(e) => {
+                calls::count(op, "unreachable");
+                return Err(ArmError::Unreachable(e.to_string()));
+            }
+        };
         let (status, h, body) = resp.deconstruct();
+        calls::count(op, calls::outcome(u16::from(status)));
         let headers = h.iter().map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.as_str().to_string())).collect();
         Ok(Answer { status: u16::from(status), headers, body: body.as_ref().to_vec() })
     }
@@ -522,6 +526,79 @@ mod tests {
         ] {
             let e = c.monitor(bad).unwrap_err().to_string();
             assert!(e.contains("not followed") || e.contains("not on"), "{bad}: {e}");
+        }
+    }
+}
+
+/// Every call to Azure Resource Manager, counted by operation and outcome (for the
+/// coordinator's `seedship_azure_requests_total`).
+pub mod calls {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use azure_core::http::Method;
+
+    static COUNTS: Mutex<BTreeMap<(&'static str, &'static str), u64>> = Mutex::new(BTreeMap::new());
+
+    /// The operation a request is, by its method and the last segment of its path.
+    pub fn operation(method: &Method, path: &str) -> &'static str {
+        let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+        let action = |a: &'static str| last.eq_ignore_ascii_case(a).then_some(a);
+        let known =
+            ["validateInputs", "regionConfiguration", "listCredentials", "mitigate", "markDevicesShipped", "cancel"];
+        if let Some(a) = known.iter().find_map(|a| action(a)) {
+            return a;
+        }
+        if path.to_ascii_lowercase().contains("/operationresults/")
+            || path.to_ascii_lowercase().contains("/operationstatuses/")
+        {
+            return "poll_operation";
+        }
+        match (method, last.eq_ignore_ascii_case("jobs")) {
+            (Method::Get, true) => "list_jobs",
+            (Method::Get, false) => "get_job",
+            (Method::Put, _) => "put_job",
+            (Method::Patch, _) => "update_job",
+            (Method::Delete, _) => "delete_job",
+            _ => "other",
+        }
+    }
+
+    /// An HTTP status as an outcome: ok, refused (4xx), throttled (429), server_error (5xx).
+    pub fn outcome(status: u16) -> &'static str {
+        match status {
+            200..=399 => "ok",
+            429 => "throttled",
+            400..=499 => "refused",
+            _ => "server_error",
+        }
+    }
+
+    pub fn count(op: &'static str, outcome: &'static str) {
+        *COUNTS.lock().unwrap_or_else(|p| p.into_inner()).entry((op, outcome)).or_default() += 1;
+    }
+
+    /// (operation, outcome, calls), in order.
+    pub fn snapshot() -> Vec<(&'static str, &'static str, u64)> {
+        COUNTS.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|((o, r), n)| (*o, *r, *n)).collect()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn requests_are_named_by_operation() {
+            let job = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.DataBox/jobs/j1";
+            assert_eq!(operation(&Method::Put, job), "put_job");
+            assert_eq!(operation(&Method::Get, job), "get_job");
+            assert_eq!(operation(&Method::Post, &format!("{job}/cancel")), "cancel");
+            assert_eq!(operation(&Method::Post, &format!("{job}/listCredentials")), "listCredentials");
+            assert_eq!(operation(&Method::Get, "/subscriptions/s/providers/Microsoft.DataBox/jobs"), "list_jobs");
+            assert_eq!(outcome(201), "ok");
+            assert_eq!(outcome(429), "throttled");
+            assert_eq!(outcome(409), "refused");
+            assert_eq!(outcome(503), "server_error");
         }
     }
 }

@@ -43,6 +43,22 @@ pub struct Config {
     /// Where each seed's import container is (the coordinator chooses it).
     #[serde(default)]
     pub imports: crate::domain::placement::ImportConfig,
+    /// The operations console: `/metrics` and the web dashboard, on their own HTTPS listener.
+    #[serde(default)]
+    pub web: Option<WebConfig>,
+}
+
+/// The HTTPS listener of `/metrics` and the dashboard (TLS 1.3, the coordinator's certificate;
+/// a client certificate is asked for and optional).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Address to listen on; port 0 picks a free port (written to `ready_file` as `web`).
+    pub listen: SocketAddr,
+    /// A file holding the bearer token Prometheus scrapes `/metrics` with (mode 0600, at
+    /// least 32 characters). Without it, `/metrics` takes an operator certificate only.
+    #[serde(default)]
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -199,6 +215,9 @@ impl Config {
         if let Some(p) = &mut self.imports.keys_file {
             fix(p);
         }
+        if let Some(p) = self.web.as_mut().and_then(|w| w.metrics_token_file.as_mut()) {
+            fix(p);
+        }
     }
 
     /// The keys that sign drive manifests' SAS without `[azure]` (`[imports] keys_file`).
@@ -287,6 +306,9 @@ impl Config {
             if self.master_key_file.is_none() {
                 return bad("[azure] needs master_key_file: the import job's drive list carries the drive keys".into());
             }
+        }
+        if let Some(w) = &self.web {
+            crate::web::load_token(w).map_err(ConfigError::Invalid)?;
         }
         if let Some(dir) = self.database.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.is_dir()

@@ -10,6 +10,8 @@
 //! | [`sweeper`] | returns expired leases to the queue |
 //! | [`jobs`] | the Azure worker: creates import jobs, follows them, deadlines, shipping |
 //! | [`metrics`] | OpenTelemetry metrics |
+//! | [`web`] | the operations console's HTTPS listener: `/metrics` |
+//! | [`observe`] | what this process counts for `/metrics` (lease calls, bytes written) |
 //! | [`verifier`] | checks each imported seed against its manifest; asks for repairs |
 //! | [`vaulter`] | copies a verified seed into its server's vault; the first recovery points |
 //! | [`pki`] | `coordinator pki init/issue` |
@@ -26,11 +28,13 @@ pub mod error;
 pub mod grpc;
 pub mod keys;
 pub mod metrics;
+pub mod observe;
 pub mod pki;
 pub mod server;
 pub mod service;
 pub mod store;
 pub mod tls;
+pub mod web;
 pub mod workers;
 
 pub use server::run;

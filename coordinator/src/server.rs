@@ -83,6 +83,26 @@ pub async fn run_with_clock(
     let api = Api { auth: Auth::new(&cfg.trust_domain), core: core.clone() };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // The operations console, on its own listener.
+    let web_addr = match &cfg.web {
+        Some(w) => {
+            let token = crate::web::load_token(w).map_err(Error::Internal)?;
+            let l = TcpListener::bind(w.listen)
+                .await
+                .map_err(|e| Error::Internal(format!("cannot listen on {} for [web]: {e}", w.listen)))?;
+            let addr = l.local_addr().map_err(|e| Error::Internal(format!("web listener: {e}")))?;
+            let web = crate::web::Web { core: core.clone(), trust_domain: cfg.trust_domain.clone(), token };
+            let (tls, timeout, stop) = (cfg.tls.clone(), cfg.server.handshake_timeout, stop_rx.clone());
+            tokio::spawn(async move {
+                if let Err(e) = crate::web::serve(web, &tls, l, timeout, stop).await {
+                    tracing::error!(error = %e, "the web console stopped");
+                }
+            });
+            tracing::info!(%addr, "operations console listening (HTTPS: /metrics)");
+            Some(addr)
+        }
+        None => None,
+    };
     tokio::spawn(crate::workers::sweeper::run(
         Arc::downgrade(&core),
         cfg.leases.sweep_interval,
@@ -105,7 +125,7 @@ pub async fn run_with_clock(
     let addr = listener.local_addr().map_err(|e| Error::Internal(format!("listener: {e}")))?;
     let incoming = crate::tls::incoming(listener, tls, cfg.server.handshake_timeout);
     if let Some(ready) = &cfg.ready_file {
-        write_ready_file(ready, addr)?;
+        write_ready_file(ready, addr, web_addr)?;
     }
     tracing::info!(%addr, database = %cfg.database.display(), trust_domain = %cfg.trust_domain, "coordinator listening (mTLS, TLS 1.3)");
 
@@ -144,8 +164,16 @@ pub async fn run_with_clock(
 
 /// Announces the bound address: written to a temporary file, then renamed, so a reader never
 /// sees half of it.
-fn write_ready_file(path: &std::path::Path, addr: std::net::SocketAddr) -> Result<()> {
-    let body = serde_json::json!({ "addr": addr.to_string(), "pid": std::process::id() }).to_string();
+fn write_ready_file(
+    path: &std::path::Path,
+    addr: std::net::SocketAddr,
+    web: Option<std::net::SocketAddr>,
+) -> Result<()> {
+    let mut body = serde_json::json!({ "addr": addr.to_string(), "pid": std::process::id() });
+    if let Some(w) = web {
+        body["web"] = serde_json::Value::String(w.to_string());
+    }
+    let body = body.to_string();
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, body)
         .and_then(|_| std::fs::rename(&tmp, path))

@@ -5,6 +5,7 @@
 #   libbde-utils    bdeinfo/bdemount: libbde, a second BitLocker reader
 #   cryptsetup-bin  cryptsetup bitlkDump: a third one, for the metadata
 #   groff-base      nroff: renders the programs' man pages in the tests
+#   prometheus      promtool: checks and unit-tests the alert rules in deploy/prometheus/
 # Needs root or sudo for apt-get. Prints nothing on stdout; says what it installs on stderr.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ have dislocker-file || need+=(dislocker)
 have bdeinfo || need+=(libbde-utils)
 have cryptsetup || need+=(cryptsetup-bin)
 have nroff || need+=(groff-base)
+have promtool || need+=(prometheus)
 
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ]; then

@@ -74,6 +74,9 @@ pub struct Identity {
     pub key: PathBuf,
 }
 
+/// The bearer token Prometheus scrapes every test coordinator's `/metrics` with.
+pub const METRICS_TOKEN: &str = "e2e-metrics-token-0123456789abcdef0123456789";
+
 /// Coordinator settings a test may change.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -118,6 +121,8 @@ pub struct Cluster {
     pub pki: PathBuf,
     pub config: PathBuf,
     pub addr: SocketAddr,
+    /// The operations console's HTTPS address (as the last start announced it).
+    pub web: SocketAddr,
     procs: Vec<Proc>,
     logs: Vec<PathBuf>,
     allowed_errors: Vec<String>,
@@ -145,6 +150,10 @@ impl Cluster {
         let keys = dir.path().join("manifest-keys.txt");
         std::fs::write(&keys, format!("{}={}\n", azure::ACCOUNT, azure::ACCOUNT_KEY))?;
         std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        // Prometheus's bearer token for /metrics.
+        let token = dir.path().join("metrics-token");
+        std::fs::write(&token, format!("{}\n", METRICS_TOKEN))?;
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let config = dir.path().join("coordinator.toml");
         std::fs::write(
             &config,
@@ -168,6 +177,9 @@ release_backoff = "{}"
 max_releases = {}
 [server]
 db_busy_timeout = "{}"
+[web]
+listen = "127.0.0.1:0"
+metrics_token_file = "metrics-token"
 {}
 "#,
                 if opts.offset_clock { "clock_offset_file = \"clock-offset\"\n" } else { "" },
@@ -184,6 +196,7 @@ db_busy_timeout = "{}"
             pki,
             config,
             addr: "127.0.0.1:0".parse()?,
+            web: "127.0.0.1:0".parse()?,
             procs: Vec::new(),
             logs: Vec::new(),
             allowed_errors: Vec::new(),
@@ -238,11 +251,13 @@ db_busy_timeout = "{}"
         }
         self.coordinator_pid = self.spawn(&name, &mut cmd)?;
         let deadline = Instant::now() + Duration::from_secs(20);
-        let addr = loop {
+        let (addr, web) = loop {
             let found = std::fs::read_to_string(&ready)
                 .ok()
                 .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|v| v["addr"].as_str()?.parse::<SocketAddr>().ok());
+                .and_then(|v| {
+                    Some((v["addr"].as_str()?.parse::<SocketAddr>().ok()?, v["web"].as_str()?.parse().ok()?))
+                });
             if let Some(a) = found {
                 break a;
             }
@@ -257,7 +272,39 @@ db_busy_timeout = "{}"
             std::thread::sleep(Duration::from_millis(20));
         };
         self.addr = addr;
+        self.web = web;
         Ok(())
+    }
+
+    /// The operations console's base URL.
+    pub fn web_url(&self) -> String {
+        format!("https://localhost:{}", self.web.port())
+    }
+
+    /// An HTTPS client for the console that trusts our CA and presents `id`'s certificate
+    /// (none: a browser without one).
+    pub fn web_client(&self, id: Option<&Identity>) -> Result<reqwest::Client> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(self.pki.join("ca.crt"))?)) {
+            roots.add(c?)?;
+        }
+        let b = rustls::ClientConfig::builder().with_root_certificates(roots);
+        let cfg = match id {
+            Some(id) => {
+                let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(&id.cert)?))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(&id.key)?))?
+                    .ok_or_else(|| anyhow!("no key in {}", id.key.display()))?;
+                b.with_client_auth_cert(certs, key)?
+            }
+            None => b.with_no_client_auth(),
+        };
+        Ok(reqwest::Client::builder()
+            .tls_backend_preconfigured(cfg)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(20))
+            .build()?)
     }
 
     /// Spawns a process with stderr and stdout captured to `<name>.log`.

@@ -280,6 +280,11 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// Azure waits for the customer (answered with `seedctl mitigate`).
+    pub fn waits_for_customer(&self) -> bool {
+        StageStatus::parse(&self.stage_status).is_some_and(StageStatus::waits_for_customer)
+    }
+
     /// The deadline running now, if any.
     pub fn deadline(&self) -> Option<Deadline> {
         if self.phase != JobPhase::Created {

@@ -516,3 +516,31 @@ pub struct VaultAccess {
     pub expires_ms: UnixMs,
     pub points: Vec<RecoveryPoint>,
 }
+
+/// What `/metrics` reads from the database at each scrape: durable facts, so that what they
+/// count survives a restart.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsFacts {
+    /// (state, seeds).
+    pub seeds_by_state: Vec<(String, i64)>,
+    /// (state, seconds a seed spent in it), one entry per stay that has ended.
+    pub stage_stays: Vec<(String, f64)>,
+    /// (status, files): the latest verification of every seed.
+    pub verified_files: Vec<(String, i64)>,
+    /// (state, files): every repair asked for.
+    pub repairs: Vec<(String, i64)>,
+    /// (server, newest recovery point of kind incremental, unix ms).
+    pub last_online_backup: Vec<(String, UnixMs)>,
+    /// (server, newest recovery point of any kind, unix ms).
+    pub last_recovery_point: Vec<(String, UnixMs)>,
+    /// (station, sum of its disks' reported rates, bytes/s) for the work it holds.
+    pub station_rates: Vec<(String, u64)>,
+    /// (role, name, last heartbeat unix ms) of every agent that has reported.
+    pub heartbeats: Vec<(String, String, UnixMs)>,
+    /// Bytes of seeds whose disks are prepared and not yet at the datacenter.
+    pub bytes_in_transit: u64,
+    /// (job, state, since unix ms) of every seed under way: when it entered its state.
+    pub seed_states: Vec<(String, String, UnixMs)>,
+    /// Jobs of seeds in `needs_repair` with a file the source no longer has.
+    pub repair_blocked: Vec<String>,
+}

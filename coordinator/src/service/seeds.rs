@@ -103,6 +103,11 @@ impl Coordinator {
         }
     }
 
+    /// The durable facts `/metrics` counts, and the import jobs followed now.
+    pub async fn metrics_facts(&self) -> Result<(MetricsFacts, Vec<crate::domain::import::JobRecord>)> {
+        Ok((self.store.metrics_facts().await?, self.store.followed_jobs().await?))
+    }
+
     /// How long without a heartbeat before an agent counts as gone: three intervals.
     pub fn gone_after_ms(&self) -> i64 {
         3 * self.settings().heartbeat_interval.as_millis() as i64

@@ -293,6 +293,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_drives(&self, seed: Option<&str>) -> Result<Vec<Drive>>;
     async fn list_jobs(&self) -> Result<Vec<ImportJob>>;
     async fn list_agents(&self, role: Option<Role>) -> Result<Vec<Agent>>;
+    /// The durable facts `/metrics` counts.
+    async fn metrics_facts(&self) -> Result<MetricsFacts>;
     /// Events, newest first; `before` (an event id, 0 for none) pages back.
     async fn list_events(&self, seed: Option<&str>, limit: u32, before: i64) -> Result<Vec<HistoryEntry>>;
 }

@@ -662,6 +662,10 @@ impl Store for SqliteStore {
         self.read(reads::list_jobs).await
     }
 
+    async fn metrics_facts(&self) -> Result<MetricsFacts> {
+        self.read(reads::metrics_facts).await
+    }
+
     async fn list_agents(&self, role: Option<Role>) -> Result<Vec<Agent>> {
         self.read(move |c| reads::list_agents(c, role)).await
     }

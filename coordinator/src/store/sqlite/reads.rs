@@ -214,3 +214,77 @@ pub fn drive_key(c: &Connection, station: &SpiffeId, fence: &Fence, drive_id: &s
         Some((_, Some(k), _)) => Ok(SealedKey(k)),
     }
 }
+
+/// The durable facts `/metrics` counts (see [`MetricsFacts`]).
+pub fn metrics_facts(c: &Connection) -> Result<MetricsFacts> {
+    let pairs = |sql: &str| -> Result<Vec<(String, i64)>> { collect(c, sql, [], |r| Ok((r.get(0)?, r.get(1)?))) };
+    let seeds_by_state = pairs("SELECT state, COUNT(*) FROM seeds GROUP BY state ORDER BY state")?;
+    // Each seed's state changes in order: a stay ends where the next change begins.
+    let changes: Vec<(String, UnixMs, String)> = collect(
+        c,
+        "SELECT seed_id, at_ms, to_state FROM seed_events \
+         WHERE from_state IS NULL OR from_state <> to_state ORDER BY seed_id, event_id",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let mut stage_stays = Vec::new();
+    for w in changes.windows(2) {
+        let ((seed_a, at_a, state_a), (seed_b, at_b, _)) = (&w[0], &w[1]);
+        if seed_a == seed_b {
+            stage_stays.push((state_a.clone(), (at_b - at_a).max(0) as f64 / 1000.0));
+        }
+    }
+    let verified_files = pairs("SELECT status, COUNT(*) FROM verify_results GROUP BY status ORDER BY status")?;
+    let repairs = pairs("SELECT state, COUNT(*) FROM repairs GROUP BY state ORDER BY state")?;
+    let last_online_backup = pairs(
+        "SELECT server, MAX(created_ms) FROM recovery_points WHERE kind = 'incremental' GROUP BY server ORDER BY server",
+    )?;
+    let last_recovery_point =
+        pairs("SELECT server, MAX(created_ms) FROM recovery_points GROUP BY server ORDER BY server")?;
+    let station_rates: Vec<(String, i64)> = pairs(
+        "SELECT d.station, SUM(d.rate_bytes_per_sec) FROM disk_progress d JOIN work_items w ON w.work_id = d.work_id \
+         WHERE w.state = 'leased' AND w.holder = d.station GROUP BY d.station ORDER BY d.station",
+    )?;
+    let heartbeats = collect(
+        c,
+        "SELECT role, name, last_heartbeat_ms FROM agents WHERE reported_ms IS NOT NULL ORDER BY role, name",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let in_transit: i64 = query_row(
+        c,
+        "SELECT COALESCE(SUM(total_bytes), 0) FROM seeds WHERE state IN \
+         ('disks_prepared', 'import_job_created', 'shipped', 'at_datacenter')",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(db_err)?;
+    let seed_states = collect(
+        c,
+        "SELECT s.job_name, s.state, MAX(e.at_ms) FROM seeds s JOIN seed_events e ON e.seed_id = s.seed_id \
+         AND e.to_state = s.state AND (e.from_state IS NULL OR e.from_state <> e.to_state) \
+         WHERE s.state NOT IN ('seeded', 'failed', 'cancelled') GROUP BY s.seed_id ORDER BY s.job_name",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let repair_blocked = collect(
+        c,
+        "SELECT s.job_name FROM seeds s WHERE s.state = 'needs_repair' \
+         AND EXISTS (SELECT 1 FROM repairs r WHERE r.seed_id = s.seed_id AND r.state = 'lost') ORDER BY s.job_name",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(MetricsFacts {
+        seed_states,
+        repair_blocked,
+        seeds_by_state,
+        stage_stays,
+        verified_files,
+        repairs,
+        last_online_backup,
+        last_recovery_point,
+        station_rates: station_rates.into_iter().map(|(s, r)| (s, r.max(0) as u64)).collect(),
+        heartbeats,
+        bytes_in_transit: in_transit.max(0) as u64,
+    })
+}
