@@ -147,6 +147,7 @@ pub async fn run_with_clock(
         .max_concurrent_streams(cfg.server.max_streams_per_connection)
         .trace_fn(|req| seedship_telemetry::server_span(req.headers(), req.uri().path()))
         .layer(crate::grpc::limits::LimitLayer::new(limits))
+        .layer(crate::grpc::audit::AuditLayer(core.clone()))
         .layer(GlobalConcurrencyLimitLayer::new(cfg.server.max_concurrent_requests))
         .layer(MapResponseLayer::new(layers::rewrite_status))
         .add_service(health_svc)

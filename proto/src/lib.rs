@@ -7,6 +7,7 @@
 //! - [`stdout`]: a command's output, ending quietly when its reader goes away (`| head`).
 
 pub mod agent;
+pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod config;

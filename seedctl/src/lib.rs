@@ -183,14 +183,51 @@ pub enum Cmd {
         #[arg(long)]
         reason: String,
     },
+    /// The tamper-evident audit log: list, export, verify.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
     #[command(flatten)]
     Docs(seedship_proto::cli::DocCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// The newest entries, or one target's (a job name, an identity).
+    List {
+        /// Only entries about this job (or identity, or work id).
+        #[arg(long)]
+        target: Option<String>,
+        /// At most this many, the newest.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Write the whole log as JSON lines (one entry a line, oldest first), to check offline
+    /// with `seedctl audit verify --file` or keep beside an evidence bundle.
+    Export {
+        /// Where to write it (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check the hash chain: every entry unchanged, none removed, none moved. Reads the
+    /// coordinator's log, or an export with --file. Exit 1 when anything is wrong.
+    Verify {
+        /// An export to check instead of the coordinator's log.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error("{0}")]
     Usage(String),
+    /// The audit log's chain is broken: the report, printed as it is.
+    #[error("{0}")]
+    Tampered(String),
+    #[error("{0}")]
+    Io(String),
     #[error(transparent)]
     Connect(#[from] client::ConnectError),
     #[error("{}", client::status_text(.0))]
@@ -438,6 +475,7 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
             )
         }
         Cmd::Docs(_) => return Err(CliError::Usage("completions and man pages need no coordinator".into())),
+        Cmd::Audit { cmd } => return audit(cli, &mut ops, cmd).await,
         Cmd::Shipping { job } => {
             let r = client::shipping(conn)
                 .get_shipping(pb::GetShippingRequest { job_name: job.clone() })
@@ -448,6 +486,105 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
         }
     };
     if cli.json { Ok(serde_json::to_string_pretty(&json).unwrap_or_default()) } else { Ok(text) }
+}
+
+type Ops = pb::operator_service_client::OperatorServiceClient<Conn>;
+
+/// The whole audit log (or one target's), page by page, oldest first.
+async fn audit_entries(ops: &mut Ops, target: &str) -> Result<Vec<seedship_proto::audit::Entry>, CliError> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let r = ops
+            .list_audit(pb::ListAuditRequest { after_seq: after, limit: 1000, target: target.to_string() })
+            .await?
+            .into_inner();
+        let n = r.entries.len();
+        for e in r.entries {
+            after = e.seq;
+            out.push(seedship_proto::audit::Entry {
+                seq: e.seq,
+                at_unix_ms: e.at_unix_ms,
+                actor: e.actor,
+                action: e.action,
+                target: e.target,
+                outcome: e.outcome,
+                detail: e.detail,
+                prev_hash: e.prev_hash,
+                hash: e.hash,
+            });
+        }
+        if n < 1000 {
+            return Ok(out);
+        }
+    }
+}
+
+fn read_export(path: &std::path::Path) -> Result<Vec<seedship_proto::audit::Entry>, CliError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| CliError::Io(format!("cannot read {}: {e}", path.display())))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| {
+                CliError::Usage(format!(
+                    "{} line {}: not an audit entry ({e}); is it a `seedctl audit export`?",
+                    path.display(),
+                    i + 1
+                ))
+            })
+        })
+        .collect()
+}
+
+async fn audit(cli: &Cli, ops: &mut Ops, cmd: &AuditCmd) -> Result<String, CliError> {
+    match cmd {
+        AuditCmd::List { target, limit } => {
+            let all = audit_entries(ops, target.as_deref().unwrap_or_default()).await?;
+            let shown: Vec<_> = all.iter().rev().take(*limit as usize).rev().cloned().collect();
+            if cli.json {
+                return Ok(serde_json::to_string_pretty(&shown).unwrap_or_default());
+            }
+            Ok(render::audit_table(&shown))
+        }
+        AuditCmd::Export { out } => {
+            let all = audit_entries(ops, "").await?;
+            let mut text = String::new();
+            for e in &all {
+                text.push_str(&serde_json::to_string(e).expect("serializes"));
+                text.push('\n');
+            }
+            match out {
+                None => Ok(text.trim_end().to_string()),
+                Some(p) => {
+                    std::fs::write(p, &text).map_err(|e| CliError::Io(format!("cannot write {}: {e}", p.display())))?;
+                    let head = all.last().map(|e| format!("; head: entry {} {}", e.seq, e.hash)).unwrap_or_default();
+                    Ok(format!("wrote {} audit entries to {}{head}", all.len(), p.display()))
+                }
+            }
+        }
+        AuditCmd::Verify { file } => {
+            let entries = match file {
+                Some(f) => read_export(f)?,
+                None => audit_entries(ops, "").await?,
+            };
+            let r = seedship_proto::audit::verify(&entries);
+            let head = r.head.as_ref().map(|(s, h)| format!("head: entry {s} {h}")).unwrap_or_else(|| "empty".into());
+            if r.problems.is_empty() {
+                return Ok(format!(
+                    "audit log intact: {} entries, each unchanged and in place; {head}\n(keep the head: a log cut short after it shows here as a shorter, intact chain)",
+                    r.entries
+                ));
+            }
+            let mut text = format!("audit log NOT intact: {} problem(s) in {} entries\n", r.problems.len(), r.entries);
+            for p in &r.problems {
+                text.push_str(&format!("  {p}\n"));
+            }
+            text.push_str(&format!("  ({head})"));
+            Err(CliError::Tampered(text))
+        }
+    }
 }
 
 #[cfg(test)]

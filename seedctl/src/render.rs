@@ -610,6 +610,26 @@ pub fn shipping_json(r: &pb::ShippingRecord) -> Value {
     })
 }
 
+pub fn audit_table(entries: &[seedship_proto::audit::Entry]) -> String {
+    table(
+        &["SEQ", "WHEN (UTC)", "ACTOR", "ACTION", "TARGET", "OUTCOME", "DETAIL"],
+        entries
+            .iter()
+            .map(|e| {
+                vec![
+                    e.seq.to_string(),
+                    rfc3339(e.at_unix_ms),
+                    e.actor.clone(),
+                    e.action.clone(),
+                    dash(&e.target),
+                    e.outcome.clone(),
+                    e.detail.chars().take(100).collect(),
+                ]
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -544,3 +544,13 @@ pub struct MetricsFacts {
     /// Jobs of seeds in `needs_repair` with a file the source no longer has.
     pub repair_blocked: Vec<String>,
 }
+
+/// What an audit entry records (the store adds the time, the sequence and the hashes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: String,
+}

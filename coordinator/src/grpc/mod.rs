@@ -3,6 +3,7 @@
 //! Roles allowed per RPC are the `const`s at the top of each file.
 
 pub mod agents;
+pub mod audit;
 pub mod convert;
 pub mod diskprep;
 pub mod layers;

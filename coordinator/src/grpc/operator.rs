@@ -190,4 +190,35 @@ impl pb::operator_service_server::OperatorService for Api {
         let events = self.core.list_events(key.as_deref(), limit(r.limit)?, r.before_event_id).await?;
         Ok(Response::new(pb::ListEventsResponse { events: events.into_iter().map(Into::into).collect() }))
     }
+
+    async fn list_audit(&self, req: Request<pb::ListAuditRequest>) -> Result<Response<pb::ListAuditResponse>, Status> {
+        self.auth.require(&req, "ListAudit", OPERATOR)?;
+        let r = req.into_inner();
+        let lim = if r.limit == 0 { 500 } else { limit(r.limit)? };
+        let target = if r.target.is_empty() {
+            None
+        } else {
+            crate::domain::validate::text("target", &r.target, 256)?;
+            Some(r.target.as_str())
+        };
+        let entries = self.core.audit_list(r.after_seq.max(0), lim, target).await?;
+        let head_seq = self.core.audit_list_head().await?;
+        Ok(Response::new(pb::ListAuditResponse {
+            entries: entries
+                .into_iter()
+                .map(|e| pb::AuditEntry {
+                    seq: e.seq,
+                    at_unix_ms: e.at_unix_ms,
+                    actor: e.actor,
+                    action: e.action,
+                    target: e.target,
+                    outcome: e.outcome,
+                    detail: e.detail,
+                    prev_hash: e.prev_hash,
+                    hash: e.hash,
+                })
+                .collect(),
+            head_seq,
+        }))
+    }
 }

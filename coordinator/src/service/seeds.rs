@@ -103,6 +103,35 @@ impl Coordinator {
         }
     }
 
+    /// Audit entries after `after`, oldest first (only `target`'s when given).
+    pub async fn audit_list(
+        &self,
+        after: i64,
+        limit: u32,
+        target: Option<&str>,
+    ) -> Result<Vec<seedship_proto::audit::Entry>> {
+        self.store.audit_list(after, limit, target).await
+    }
+
+    /// The newest audit entry's sequence number (0 for an empty log).
+    pub async fn audit_list_head(&self) -> Result<i64> {
+        self.store.audit_head().await
+    }
+
+    /// Records what a caller was refused (in its own transaction: nothing else was written).
+    pub async fn audit_refusal(&self, actor: &str, action: &str, outcome: &str, detail: &str) {
+        let r = AuditRecord {
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target: String::new(),
+            outcome: outcome.to_string(),
+            detail: detail.chars().take(500).collect(),
+        };
+        if let Err(e) = self.store.audit(r, self.now()).await {
+            tracing::warn!(error = %e, action, "a refusal could not be written to the audit log");
+        }
+    }
+
     /// The durable facts `/metrics` counts, and the import jobs followed now.
     pub async fn metrics_facts(&self) -> Result<(MetricsFacts, Vec<crate::domain::import::JobRecord>)> {
         Ok((self.store.metrics_facts().await?, self.store.followed_jobs().await?))
@@ -151,6 +180,22 @@ impl Coordinator {
         let sealed =
             Self::audit(station, "GetDriveKey", self.store.drive_key(station, fence, drive_id, self.now()).await)?;
         let key = mk.open(&fence.work_id, drive_id, &sealed)?;
+        // On the record before the key leaves: no release without its audit entry.
+        self.store
+            .audit(
+                AuditRecord {
+                    actor: station.uri(),
+                    action: "drive_key_released".into(),
+                    target: fence.work_id.clone(),
+                    outcome: "ok".into(),
+                    detail: format!(
+                        "the recovery password of drive {drive_id} to its lease holder (generation {})",
+                        fence.generation
+                    ),
+                },
+                self.now(),
+            )
+            .await?;
         tracing::info!(station = %station, work = %fence.work_id, drive = %drive_id, "drive key released to its lease holder");
         Ok(key)
     }

@@ -293,6 +293,16 @@ pub trait Store: Send + Sync + 'static {
     async fn list_drives(&self, seed: Option<&str>) -> Result<Vec<Drive>>;
     async fn list_jobs(&self) -> Result<Vec<ImportJob>>;
     async fn list_agents(&self, role: Option<Role>) -> Result<Vec<Agent>>;
+    /// Appends one entry to the audit log (its own transaction).
+    async fn audit(&self, r: AuditRecord, now: UnixMs) -> Result<()>;
+    /// Audit entries after `after`, oldest first, at most `limit` (only `target`'s when given).
+    async fn audit_list(
+        &self,
+        after: i64,
+        limit: u32,
+        target: Option<&str>,
+    ) -> Result<Vec<seedship_proto::audit::Entry>>;
+    async fn audit_head(&self) -> Result<i64>;
     /// The durable facts `/metrics` counts.
     async fn metrics_facts(&self) -> Result<MetricsFacts>;
     /// Events, newest first; `before` (an event id, 0 for none) pages back.

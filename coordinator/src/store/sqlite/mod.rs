@@ -10,6 +10,7 @@
 //!
 //! Reads run on pooled connections, which WAL lets proceed while the writer writes.
 
+mod audit;
 mod jobs;
 mod reads;
 mod rows;
@@ -51,6 +52,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0009_databox", include_str!("../../../migrations/0009_databox.sql")),
     ("0010_databox_disk", include_str!("../../../migrations/0010_databox_disk.sql")),
     ("0011_disk_progress", include_str!("../../../migrations/0011_disk_progress.sql")),
+    ("0012_audit", include_str!("../../../migrations/0012_audit.sql")),
 ];
 
 /// Most operations committed together.
@@ -660,6 +662,25 @@ impl Store for SqliteStore {
 
     async fn list_jobs(&self) -> Result<Vec<ImportJob>> {
         self.read(reads::list_jobs).await
+    }
+
+    async fn audit(&self, r: AuditRecord, now: UnixMs) -> Result<()> {
+        self.write(move |c| audit::append(c, now, &r)).await
+    }
+
+    async fn audit_list(
+        &self,
+        after: i64,
+        limit: u32,
+        target: Option<&str>,
+    ) -> Result<Vec<seedship_proto::audit::Entry>> {
+        let target = target.map(str::to_string);
+        self.read(move |c| audit::list(c, after, limit, target.as_deref())).await
+    }
+
+    async fn audit_head(&self) -> Result<i64> {
+        self.read(|c| c.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit_log", [], |r| r.get(0)).map_err(db_err))
+            .await
     }
 
     async fn metrics_facts(&self) -> Result<MetricsFacts> {

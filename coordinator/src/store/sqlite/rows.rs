@@ -200,12 +200,34 @@ pub fn insert_event(
         Some(id) => {
             exec(c, "UPDATE seed_events SET repeats = repeats + 1, last_ms = ?2 WHERE event_id = ?1", params![id, now])
         }
-        None => exec(
-            c,
-            "INSERT INTO seed_events (seed_id, at_ms, actor, from_state, to_state, event, reason, last_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?2)",
-            params![seed_id, now, actor, from, to.as_str(), event, reason],
-        ),
+        None => {
+            exec(
+                c,
+                "INSERT INTO seed_events (seed_id, at_ms, actor, from_state, to_state, event, reason, last_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?2)",
+                params![seed_id, now, actor, from, to.as_str(), event, reason],
+            )
+            .map_err(db_err)?;
+            // Every new event is in the audit log too, in this transaction: the seed's job
+            // name as the target (what the evidence bundle selects by).
+            let job: String =
+                query_row(c, "SELECT job_name FROM seeds WHERE seed_id = ?1", params![seed_id], |r| r.get(0))
+                    .optional()
+                    .map_err(db_err)?
+                    .unwrap_or_else(|| seed_id.to_string());
+            let outcome = match from {
+                Some(f) if f != to.as_str() => format!("{f} -> {}", to.as_str()),
+                _ => to.as_str().to_string(),
+            };
+            let record = AuditRecord {
+                actor: actor.to_string(),
+                action: event.to_string(),
+                target: job,
+                outcome,
+                detail: format!("seed {seed_id}: {reason}"),
+            };
+            return super::audit::append(c, now, &record);
+        }
     }
     .map_err(db_err)?;
     Ok(())
@@ -389,6 +411,33 @@ pub fn load_job(c: &Connection, key: &str) -> Result<Option<JobRecord>> {
     }
 }
 
+/// Calls that only say "still here" (every few seconds): counted in `/metrics`, not audited.
+/// What they change that matters (a station starting to wait, or working again) is a seed
+/// event, which is.
+const LIVENESS: &[&str] = &["Heartbeat", "RenewLease", "ReportProgress"];
+
+/// What a call acted on, from its answer: the seed's job name where there is one, else the
+/// seed, the identity or the work it names.
+fn audit_target(response: &str) -> String {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(response) else { return String::new() };
+    let find = |v: &serde_json::Value, k: &str| -> Option<String> {
+        v.get(k).and_then(|x| x.as_str()).filter(|s| !s.is_empty()).map(str::to_string)
+    };
+    for place in [&v, &v["spec"], &v["seed"], &v["seed"]["spec"], &v["intent"], &v["work"], &v["record"]] {
+        if let Some(j) = find(place, "job_name") {
+            return j;
+        }
+    }
+    for k in ["seed_id", "identity", "work_id"] {
+        for place in [&v, &v["seed"], &v["work"]] {
+            if let Some(x) = find(place, k) {
+                return x;
+            }
+        }
+    }
+    String::new()
+}
+
 /// Runs `op` once per (caller, request id): a repeat with the same method and fingerprint
 /// gets the stored answer; a repeat with anything else is ALREADY_EXISTS. Only successful
 /// answers are stored, so a refused request can be retried after the cause is fixed.
@@ -418,6 +467,16 @@ where
     }
     let out = op()?;
     let response = serde_json::to_string(&out).map_err(|e| Error::Internal(format!("cannot store answer: {e}")))?;
+    if !LIVENESS.contains(&idem.method) {
+        let record = AuditRecord {
+            actor: idem.caller.clone(),
+            action: idem.method.to_string(),
+            target: audit_target(&response),
+            outcome: "ok".into(),
+            detail: format!("request {}", idem.request_id),
+        };
+        super::audit::append(c, now, &record)?;
+    }
     exec(
         c,
         "INSERT INTO requests (caller, request_id, method, fingerprint, response, created_ms) \
