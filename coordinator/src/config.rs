@@ -46,6 +46,9 @@ pub struct Config {
     /// The operations console: `/metrics` and the web dashboard, on their own HTTPS listener.
     #[serde(default)]
     pub web: Option<WebConfig>,
+    /// Where notifications go (webhooks, e-mail).
+    #[serde(default)]
+    pub notify: crate::notify::NotifyConfig,
 }
 
 /// The HTTPS listener of `/metrics` and the dashboard (TLS 1.3, the coordinator's certificate;
@@ -218,6 +221,15 @@ impl Config {
         if let Some(p) = self.web.as_mut().and_then(|w| w.metrics_token_file.as_mut()) {
             fix(p);
         }
+        for w in &mut self.notify.webhook {
+            fix(&mut w.secret_file);
+            if let Some(p) = &mut w.ca_file {
+                fix(p);
+            }
+        }
+        if let Some(p) = self.notify.email.as_mut().and_then(|e| e.ca_file.as_mut()) {
+            fix(p);
+        }
     }
 
     /// The keys that sign drive manifests' SAS without `[azure]` (`[imports] keys_file`).
@@ -310,6 +322,7 @@ impl Config {
         if let Some(w) = &self.web {
             crate::web::load_token(w).map_err(ConfigError::Invalid)?;
         }
+        crate::notify::channels(&self.notify).map_err(ConfigError::Invalid)?;
         if let Some(dir) = self.database.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.is_dir()
         {

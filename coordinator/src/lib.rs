@@ -28,6 +28,7 @@ pub mod error;
 pub mod grpc;
 pub mod keys;
 pub mod metrics;
+pub mod notify;
 pub mod observe;
 pub mod pki;
 pub mod server;

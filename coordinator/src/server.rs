@@ -109,6 +109,17 @@ pub async fn run_with_clock(
         cfg.server.idempotency_retention,
         stop_rx.clone(),
     ));
+    let channels = crate::notify::channels(&cfg.notify).map_err(Error::Internal)?;
+    if !channels.is_empty() {
+        let names: Vec<&str> = channels.iter().map(|c| c.name()).collect();
+        tracing::info!(channels = ?names, "notifications on");
+        tokio::spawn(crate::workers::notifier::run(
+            Arc::downgrade(&core),
+            Arc::new(channels),
+            cfg.notify.external_url.clone(),
+            stop_rx.clone(),
+        ));
+    }
     if let Some(side) = azure {
         tokio::spawn(crate::workers::jobs::run(Arc::downgrade(&core), side.clone(), stop_rx.clone()));
         tokio::spawn(crate::workers::verifier::run(Arc::downgrade(&core), side.clone(), stop_rx.clone()));

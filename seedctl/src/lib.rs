@@ -183,6 +183,24 @@ pub enum Cmd {
         #[arg(long)]
         reason: String,
     },
+    /// Notifications (deadline warnings, failures, waiting for a person, seeded, repair
+    /// blocked) with each channel's delivery, newest first.
+    Notifications {
+        /// Only those not acknowledged yet.
+        #[arg(long)]
+        open: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Acknowledge a notification: its pending deliveries stop; kept with who and why.
+    Ack {
+        /// The notification's number (from `seedctl notifications`).
+        id: i64,
+        /// Why; kept with the acknowledgement.
+        #[arg(long)]
+        reason: String,
+    },
     /// The tamper-evident audit log: list, export, verify.
     Audit {
         #[command(subcommand)]
@@ -476,6 +494,29 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
         }
         Cmd::Docs(_) => return Err(CliError::Usage("completions and man pages need no coordinator".into())),
         Cmd::Audit { cmd } => return audit(cli, &mut ops, cmd).await,
+        Cmd::Notifications { open, limit } => {
+            let r =
+                ops.list_notifications(pb::ListNotificationsRequest { open: *open, limit: *limit }).await?.into_inner();
+            (
+                render::notifications_table(&r.notifications),
+                Value::Array(r.notifications.iter().map(render::notification_json).collect()),
+            )
+        }
+        Cmd::Ack { id, reason } => {
+            let r = ops
+                .ack_notification(pb::AckNotificationRequest {
+                    request_id: new_request_id(),
+                    id: *id,
+                    reason: reason.clone(),
+                })
+                .await?
+                .into_inner();
+            let n = r.notification.unwrap_or_default();
+            (
+                format!("notification {} ({}, job {}) acknowledged: {}", n.id, n.kind, n.job_name, n.ack_reason),
+                render::notification_json(&n),
+            )
+        }
         Cmd::Shipping { job } => {
             let r = client::shipping(conn)
                 .get_shipping(pb::GetShippingRequest { job_name: job.clone() })

@@ -630,6 +630,50 @@ pub fn audit_table(entries: &[seedship_proto::audit::Entry]) -> String {
     )
 }
 
+pub fn notifications_table(ns: &[pb::Notification]) -> String {
+    table(
+        &["ID", "WHEN (UTC)", "KIND", "JOB", "DELIVERY", "ACKNOWLEDGED", "REASON"],
+        ns.iter()
+            .map(|n| {
+                let delivery = if n.deliveries.is_empty() {
+                    "-".to_string()
+                } else {
+                    n.deliveries
+                        .iter()
+                        .map(|d| match d.state.as_str() {
+                            "pending" if d.attempts > 0 => format!("{}: retrying ({} tries)", d.channel, d.attempts),
+                            s => format!("{}: {s}", d.channel),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                vec![
+                    n.id.to_string(),
+                    rfc3339(n.created_unix_ms),
+                    n.kind.clone(),
+                    n.job_name.clone(),
+                    delivery,
+                    if n.acked_unix_ms > 0 { format!("by {}", n.acked_by) } else { "no".into() },
+                    n.reason.chars().take(90).collect(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+pub fn notification_json(n: &pb::Notification) -> Value {
+    json!({
+        "id": n.id, "kind": n.kind, "seed_id": n.seed_id, "job_name": n.job_name, "event": n.event,
+        "actor": n.actor, "reason": n.reason, "created": rfc3339(n.created_unix_ms),
+        "acknowledged": (n.acked_unix_ms > 0).then(|| json!({
+            "at": rfc3339(n.acked_unix_ms), "by": n.acked_by, "reason": n.ack_reason,
+        })),
+        "deliveries": n.deliveries.iter().map(|d| json!({
+            "channel": d.channel, "state": d.state, "attempts": d.attempts, "last_error": d.last_error,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

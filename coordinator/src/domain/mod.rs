@@ -5,6 +5,7 @@
 pub mod import;
 pub mod lease;
 pub mod model;
+pub mod notify;
 pub mod placement;
 pub mod seed;
 pub mod validate;

@@ -442,6 +442,36 @@ impl From<Seed> for pb::SeedSummary {
     }
 }
 
+/// A notification and its deliveries for the operator.
+pub fn notification_to_pb(
+    n: crate::domain::notify::Notification,
+    deliveries: Vec<(String, String, u32, String)>,
+) -> pb::Notification {
+    let (acked_unix_ms, acked_by, ack_reason) = n.acked.unwrap_or_default();
+    pb::Notification {
+        id: n.id,
+        kind: n.kind.as_str().to_string(),
+        seed_id: n.seed_id,
+        job_name: n.job_name,
+        event: n.event,
+        actor: n.actor,
+        reason: n.reason,
+        created_unix_ms: n.created_ms,
+        acked_unix_ms,
+        acked_by,
+        ack_reason,
+        deliveries: deliveries
+            .into_iter()
+            .map(|(channel, state, attempts, last_error)| pb::NotificationDelivery {
+                channel,
+                state,
+                attempts,
+                last_error,
+            })
+            .collect(),
+    }
+}
+
 /// The disks' progress a station reports: at most 64, each named and within bounds.
 pub fn disk_progress(list: Vec<pb::DiskProgress>) -> Result<Vec<DiskProgress>> {
     if list.len() > 64 {

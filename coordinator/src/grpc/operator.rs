@@ -221,4 +221,35 @@ impl pb::operator_service_server::OperatorService for Api {
             head_seq,
         }))
     }
+
+    async fn list_notifications(
+        &self,
+        req: Request<pb::ListNotificationsRequest>,
+    ) -> Result<Response<pb::ListNotificationsResponse>, Status> {
+        self.auth.require(&req, "ListNotifications", OPERATOR)?;
+        let r = req.into_inner();
+        let list = self.core.notifications(r.open, limit(r.limit)?).await?;
+        Ok(Response::new(pb::ListNotificationsResponse {
+            notifications: list.into_iter().map(|(n, d)| convert::notification_to_pb(n, d)).collect(),
+        }))
+    }
+
+    async fn ack_notification(
+        &self,
+        req: Request<pb::AckNotificationRequest>,
+    ) -> Result<Response<pb::AckNotificationResponse>, Status> {
+        let operator = self.auth.require(&req, "AckNotification", OPERATOR)?;
+        let r = req.into_inner();
+        crate::domain::validate::request_id(&r.request_id)?;
+        crate::domain::validate::text("reason", &r.reason, 500)?;
+        if r.reason.trim().is_empty() {
+            return Err(
+                crate::error::Error::invalid("reason", "is required: say why (kept with the acknowledgement)").into()
+            );
+        }
+        let n = self.core.ack_notification(&operator, r.id, &r.reason).await?;
+        Ok(Response::new(pb::AckNotificationResponse {
+            notification: Some(convert::notification_to_pb(n, Vec::new())),
+        }))
+    }
 }

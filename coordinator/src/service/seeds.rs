@@ -113,6 +113,39 @@ impl Coordinator {
         self.store.audit_list(after, limit, target).await
     }
 
+    /// One round of a notification channel: its new notifications queued, the due ones sent.
+    pub async fn notify_round(&self, ch: &crate::notify::Channel, external_url: &str) -> Result<()> {
+        self.store.notify_enqueue(ch.name(), ch.kinds().to_vec(), self.now()).await?;
+        for (n, attempts) in self.store.notify_due(ch.name(), self.now(), 20).await? {
+            let outcome = ch.send(&n, external_url).await;
+            match &outcome {
+                Ok(()) => {
+                    tracing::info!(channel = ch.name(), notification = n.id, kind = n.kind.as_str(), job = %n.job_name, "notification delivered")
+                }
+                Err(e) => {
+                    tracing::warn!(channel = ch.name(), notification = n.id, attempt = attempts + 1, error = %e, "notification not delivered; retrying")
+                }
+            }
+            self.store.notify_attempted(n.id, ch.name(), outcome, self.now()).await?;
+        }
+        Ok(())
+    }
+
+    /// Notifications with their deliveries, newest first.
+    pub async fn notifications(&self, open: bool, limit: u32) -> Result<Vec<crate::store::sqlite::NotificationListed>> {
+        self.store.notify_list(open, limit).await
+    }
+
+    /// An operator acknowledges a notification.
+    pub async fn ack_notification(
+        &self,
+        operator: &SpiffeId,
+        id: i64,
+        reason: &str,
+    ) -> Result<crate::domain::notify::Notification> {
+        self.store.notify_ack(id, &operator.uri(), reason, self.now()).await
+    }
+
     /// The newest audit entry's sequence number (0 for an empty log).
     pub async fn audit_list_head(&self) -> Result<i64> {
         self.store.audit_head().await

@@ -293,6 +293,40 @@ pub trait Store: Send + Sync + 'static {
     async fn list_drives(&self, seed: Option<&str>) -> Result<Vec<Drive>>;
     async fn list_jobs(&self) -> Result<Vec<ImportJob>>;
     async fn list_agents(&self, role: Option<Role>) -> Result<Vec<Agent>>;
+    // ---- notifications (the outbox)
+    /// Gives `channel` a delivery of each new notification of `kinds`.
+    async fn notify_enqueue(
+        &self,
+        channel: &str,
+        kinds: Vec<crate::domain::notify::Kind>,
+        now: UnixMs,
+    ) -> Result<usize>;
+    /// `channel`'s deliveries due at `now`, with their attempts so far.
+    async fn notify_due(
+        &self,
+        channel: &str,
+        now: UnixMs,
+        limit: u32,
+    ) -> Result<Vec<(crate::domain::notify::Notification, u32)>>;
+    /// One attempt's outcome: delivered, or the error (retried with back-off).
+    async fn notify_attempted(
+        &self,
+        id: i64,
+        channel: &str,
+        outcome: std::result::Result<(), String>,
+        now: UnixMs,
+    ) -> Result<()>;
+    /// Notifications with their deliveries, newest first.
+    async fn notify_list(&self, open: bool, limit: u32) -> Result<Vec<sqlite::NotificationListed>>;
+    /// An operator acknowledges a notification (recorded in the audit log).
+    async fn notify_ack(
+        &self,
+        id: i64,
+        by: &str,
+        reason: &str,
+        now: UnixMs,
+    ) -> Result<crate::domain::notify::Notification>;
+
     /// Appends one entry to the audit log (its own transaction).
     async fn audit(&self, r: AuditRecord, now: UnixMs) -> Result<()>;
     /// Audit entries after `after`, oldest first, at most `limit` (only `target`'s when given).

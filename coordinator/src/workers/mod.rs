@@ -10,6 +10,7 @@
 //! - [`vaulter`]: verified seeds copied into their servers' vaults.
 
 pub mod jobs;
+pub mod notifier;
 pub mod sweeper;
 pub mod vaulter;
 pub mod verifier;

@@ -387,7 +387,8 @@ pub fn mirror_job(c: &Connection, seed_id: &str, snap: &JobSnapshot, now: UnixMs
     if let Some(n) = &follow.note
         && (job.azure_state != snap.state || job.stage_status != snap.stage_status)
     {
-        note(c, &seed, now, AZURE, "azure_unknown_state", n)?;
+        let event = if snap.waits_for_customer() { "azure_waits_for_customer" } else { "azure_unknown_state" };
+        note(c, &seed, now, AZURE, event, n)?;
     }
     for (event, reason) in follow.events {
         transition(c, &mut seed, Transition { event, actor: AZURE, reason: reason.clone() }, now)?;

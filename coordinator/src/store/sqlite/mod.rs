@@ -11,7 +11,10 @@
 //! Reads run on pooled connections, which WAL lets proceed while the writer writes.
 
 mod audit;
+
+pub use notify::Listed as NotificationListed;
 mod jobs;
+mod notify;
 mod reads;
 mod rows;
 mod vaults;
@@ -53,6 +56,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0010_databox_disk", include_str!("../../../migrations/0010_databox_disk.sql")),
     ("0011_disk_progress", include_str!("../../../migrations/0011_disk_progress.sql")),
     ("0012_audit", include_str!("../../../migrations/0012_audit.sql")),
+    ("0013_notifications", include_str!("../../../migrations/0013_notifications.sql")),
 ];
 
 /// Most operations committed together.
@@ -662,6 +666,52 @@ impl Store for SqliteStore {
 
     async fn list_jobs(&self) -> Result<Vec<ImportJob>> {
         self.read(reads::list_jobs).await
+    }
+
+    async fn notify_enqueue(
+        &self,
+        channel: &str,
+        kinds: Vec<crate::domain::notify::Kind>,
+        now: UnixMs,
+    ) -> Result<usize> {
+        let channel = channel.to_string();
+        self.write(move |c| notify::enqueue(c, &channel, &kinds, now)).await
+    }
+
+    async fn notify_due(
+        &self,
+        channel: &str,
+        now: UnixMs,
+        limit: u32,
+    ) -> Result<Vec<(crate::domain::notify::Notification, u32)>> {
+        let channel = channel.to_string();
+        self.write(move |c| notify::due(c, &channel, now, limit)).await
+    }
+
+    async fn notify_attempted(
+        &self,
+        id: i64,
+        channel: &str,
+        outcome: std::result::Result<(), String>,
+        now: UnixMs,
+    ) -> Result<()> {
+        let channel = channel.to_string();
+        self.write(move |c| notify::attempted(c, id, &channel, outcome, now)).await
+    }
+
+    async fn notify_list(&self, open: bool, limit: u32) -> Result<Vec<NotificationListed>> {
+        self.read(move |c| notify::list(c, open, limit)).await
+    }
+
+    async fn notify_ack(
+        &self,
+        id: i64,
+        by: &str,
+        reason: &str,
+        now: UnixMs,
+    ) -> Result<crate::domain::notify::Notification> {
+        let (by, reason) = (by.to_string(), reason.to_string());
+        self.write(move |c| notify::ack(c, id, &by, &reason, now)).await
     }
 
     async fn audit(&self, r: AuditRecord, now: UnixMs) -> Result<()> {

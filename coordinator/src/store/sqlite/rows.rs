@@ -208,6 +208,7 @@ pub fn insert_event(
                 params![seed_id, now, actor, from, to.as_str(), event, reason],
             )
             .map_err(db_err)?;
+            let event_id = c.last_insert_rowid();
             // Every new event is in the audit log too, in this transaction: the seed's job
             // name as the target (what the evidence bundle selects by).
             let job: String =
@@ -226,7 +227,18 @@ pub fn insert_event(
                 outcome,
                 detail: format!("seed {seed_id}: {reason}"),
             };
-            return super::audit::append(c, now, &record);
+            super::audit::append(c, now, &record)?;
+            // What the operations team must hear of goes into the outbox, in this transaction.
+            let from = from.and_then(SeedState::parse);
+            if let Some(kind) = crate::domain::notify::classify(event, from, to) {
+                exec(
+                    c,
+                    "INSERT INTO notifications (kind, seed_id, event_id, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                    params![kind.as_str(), seed_id, event_id, now],
+                )
+                .map_err(db_err)?;
+            }
+            return Ok(());
         }
     }
     .map_err(db_err)?;
