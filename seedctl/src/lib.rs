@@ -115,6 +115,24 @@ pub enum Cmd {
         #[arg(long)]
         reason: String,
     },
+    /// Put a seed's disk-prep work back in the queue, from the station that holds it too,
+    /// optionally for another station or site (only before its disks are prepared).
+    Requeue {
+        /// The seed: its id or its job name.
+        seed: String,
+        /// Only this copy station may take it.
+        #[arg(long)]
+        station: Option<String>,
+        /// Only copy stations of this site.
+        #[arg(long)]
+        site: Option<String>,
+        /// Any copy station (clears the station and site).
+        #[arg(long, conflicts_with_all = ["station", "site"])]
+        anywhere: bool,
+        /// Why; kept in the seed's history.
+        #[arg(long)]
+        reason: String,
+    },
     /// Cancel a seed before its disks are shipped (and its Azure job).
     Cancel {
         /// The seed: its id or its job name.
@@ -475,7 +493,31 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
                 .await?
                 .into_inner();
             let s = r.seed.unwrap_or_default();
-            (format!("seed {} ({}): its disk-prep work is back in the queue", s.job_name, s.seed_id), seed_json(&s))
+            (
+                format!(
+                    "seed {} ({}) is {}: {}",
+                    s.job_name,
+                    s.seed_id,
+                    seedship_proto::human::seed_state(s.state),
+                    s.state_reason
+                ),
+                seed_json(&s),
+            )
+        }
+        Cmd::Requeue { seed, station, site, anywhere, reason } => {
+            let r = ops
+                .requeue_work(pb::RequeueWorkRequest {
+                    request_id: new_request_id(),
+                    seed: seed.clone(),
+                    target_station: station.clone().unwrap_or_default(),
+                    target_site: site.clone().unwrap_or_default(),
+                    any_station: *anywhere,
+                    reason: reason.clone(),
+                })
+                .await?
+                .into_inner();
+            let s = r.seed.unwrap_or_default();
+            (format!("seed {} ({}): {}", s.job_name, s.seed_id, s.state_reason), seed_json(&s))
         }
         Cmd::AllowVirtualStation { seed, reason } => {
             let r = ops

@@ -759,8 +759,25 @@ async fn a_job_refused_by_validate_inputs_names_each_check_and_is_not_created() 
     assert_eq!(emu.job_count().await?, 0, "nothing was created");
     let o = c.run("jobs", &mut c.seedctl(&ops, &["jobs"]))?;
     assert!(text(&o).contains("job-val") && text(&o).contains("refused"), "{}", text(&o));
+    // Retrying a failed step: the operator fixed something and asks again; the job is asked
+    // for again (here Azure refuses again: the account still is not there).
+    let o = c.run("retry", &mut c.seedctl(&ops, &["retry", "job-val", "--reason", "account created"]))?;
+    assert!(o.status.success(), "{}", text(&o));
+    let det = seedship_e2e::get_seed(&c, &ops, "job-val").await?;
+    assert!(
+        det.history.iter().any(|h| h.event == "retry_import_job" && h.reason.contains("account created")),
+        "{det:?}"
+    );
+    seedship_e2e::wait_for_async("Azure refusing again", T, || async {
+        let d = seedship_e2e::get_seed(&c, &ops, "job-val").await.ok()?;
+        (d.history.iter().filter(|h| h.event == "fail").count() == 2).then_some(())
+    })
+    .await?;
     let report = emu.check_record()?;
-    assert!(report.contains("; 0 problems") && report.contains("Service_ValidateInputs 1"), "{report}");
+    assert!(report.contains("; 0 problems") && report.contains("Service_ValidateInputs 2"), "{report}");
+    // A seed that did not fail on a refused job has nothing to retry.
+    let o = c.run("retry-nothing", &mut c.seedctl(&ops, &["retry", "no-such-job", "--reason", "x"]))?;
+    assert!(!o.status.success());
     c.finish()
 }
 

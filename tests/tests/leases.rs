@@ -473,3 +473,82 @@ async fn repeated_events_are_coalesced_and_long_histories_are_paged() -> anyhow:
     assert_eq!(older.len() as u64 + 200, d.history_total);
     c.finish()
 }
+
+/// An operator takes a seed's work from the station that holds it and sends it to another:
+/// the first is refused at its next call (it stops writing), only the target may claim it, and
+/// the history says who did it and why. Once the disks are prepared, it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_requeues_work_for_another_station_and_not_after_the_disks_are_prepared() -> anyhow::Result<()> {
+    let mut c = Cluster::start()?;
+    let (fs, a, b, ops) = (
+        c.issue("source", "fs01")?,
+        c.issue("copy", "station-a")?,
+        c.issue("copy", "station-b")?,
+        c.issue("operator", "alice")?,
+    );
+    let src = c.connect(&fs).await?;
+    register_as(&src, "fs-host", "none").await?;
+    client::seeds(src).register_seed(seed_request("job-rq")).await?;
+    let (ca, cb) = (c.connect(&a).await?, c.connect(&b).await?);
+    register_as(&ca, "host-a", "none").await?;
+    register_as(&cb, "host-b", "none").await?;
+    let mut da = client::diskprep(ca.clone());
+    let lease = da.claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?.into_inner().lease.expect("a lease");
+    da.renew_lease(renew(&lease)).await?;
+
+    // Refused without a reason, and with a station and "anywhere" at once.
+    let out = c.run("requeue-bare", &mut c.seedctl(&ops, &["requeue", "job-rq", "--reason", ""]))?;
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("reason"), "{out:?}");
+    // To station-b, from station-a.
+    let out = c.run(
+        "requeue",
+        &mut c.seedctl(&ops, &["requeue", "job-rq", "--station", "station-b", "--reason", "station-a's bay is broken"]),
+    )?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        said.contains("for copy station station-b") && said.contains("taken from copy station station-a"),
+        "{said}"
+    );
+    let e = da.renew_lease(renew(&lease)).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "the old holder stops: {e:?}");
+    assert!(
+        da.claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?.into_inner().lease.is_none(),
+        "not station-a's any more"
+    );
+    let mut db = client::diskprep(cb.clone());
+    let l2 = db.claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?.into_inner().lease.expect("station-b's");
+    assert!(l2.generation > lease.generation);
+    let d = seedship_e2e::get_seed(&c, &ops, "job-rq").await?;
+    let ev = d.history.iter().find(|h| h.reason.contains("re-queued")).expect("the re-queue in the history");
+    assert!(ev.actor.ends_with("/operator/alice") && ev.reason.contains("bay is broken"), "{ev:?}");
+
+    // Finished: the disks are prepared; re-queueing now is refused with the reason.
+    db.report_drive(pb::ReportDriveRequest {
+        request_id: rid(),
+        work_id: l2.work_id.clone(),
+        generation: l2.generation,
+        drive: Some(pb::DriveReport {
+            drive_id: "WD-RQ1".into(),
+            position: 1,
+            capacity_bytes: 2_000_000,
+            bytes_written: 1_000_000,
+            manifest_file: "\\DriveManifest.xml".into(),
+            manifest_hash: "0123456789abcdef0123456789abcdef".into(),
+            drive_header_hash: "ABCDEF0123456789ABCDEF0123456789".into(),
+            recovery_password: "000011-000022-000033-000044-000055-000066-000077-000088".into(),
+            ..Default::default()
+        }),
+    })
+    .await?;
+    db.complete_work(pb::CompleteWorkRequest {
+        request_id: rid(),
+        work_id: l2.work_id.clone(),
+        generation: l2.generation,
+    })
+    .await?;
+    let out = c.run("requeue-late", &mut c.seedctl(&ops, &["requeue", "job-rq", "--anywhere", "--reason", "again"]))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("disks_prepared") && err.contains("prepared already"), "{err}");
+    c.finish()
+}

@@ -266,6 +266,12 @@ impl WorkItem {
         }
     }
 
+    /// An operator takes the work back (from its holder, or from held): queued again. The
+    /// holder's next call is refused (the work is no longer leased), and it stops writing.
+    pub fn revoke(&mut self) {
+        self.requeue();
+    }
+
     fn requeue(&mut self) {
         self.state = WorkState::Queued;
         self.holder = None;

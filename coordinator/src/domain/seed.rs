@@ -90,6 +90,9 @@ pub enum SeedEvent {
     VaultSeeded,
     Fail,
     Cancel,
+    /// An operator retries the import job of a seed that failed only because Azure refused to
+    /// create it (its disks are prepared): the one way out of `failed`.
+    RetryImportJob,
 }
 
 /// The event does not apply in the current state.
@@ -143,6 +146,8 @@ impl SeedState {
             (S::Verifying, E::VerificationPassed) => S::SeedingVault,
             (S::SeedingVault, E::VaultSeeded) => S::Seeded,
             (s, E::Fail) if !s.is_terminal() => S::Failed,
+            // The store allows it only when the import job was refused and no job exists.
+            (S::Failed, E::RetryImportJob) => S::DisksPrepared,
             (
                 S::Registered
                 | S::DisksOrdered
@@ -157,7 +162,8 @@ impl SeedState {
         Ok(next)
     }
 
-    /// No event leaves a terminal state.
+    /// No event leaves a terminal state, but an operator's retry of a refused import job
+    /// (`RetryImportJob`, failed → disks_prepared).
     pub fn is_terminal(self) -> bool {
         matches!(self, SeedState::Seeded | SeedState::Failed | SeedState::Cancelled)
     }
@@ -238,6 +244,7 @@ impl SeedEvent {
             SeedEvent::VaultSeeded => "vault_seeded",
             SeedEvent::Fail => "fail",
             SeedEvent::Cancel => "cancel",
+            SeedEvent::RetryImportJob => "retry_import_job",
         }
     }
 }
@@ -254,7 +261,7 @@ mod tests {
     use super::SeedState as S;
     use super::*;
 
-    const EVENTS: [SeedEvent; 19] = [
+    const EVENTS: [SeedEvent; 20] = [
         E::Queue,
         E::Unqueue,
         E::DisksOrdered,
@@ -274,6 +281,7 @@ mod tests {
         E::VaultSeeded,
         E::Fail,
         E::Cancel,
+        E::RetryImportJob,
     ];
 
     /// The complete transition table; every (state, event) pair not listed must be refused.
@@ -297,6 +305,7 @@ mod tests {
             (S::NeedsRepair, E::Repaired, S::Verifying),
             (S::Verifying, E::VerificationPassed, S::SeedingVault),
             (S::SeedingVault, E::VaultSeeded, S::Seeded),
+            (S::Failed, E::RetryImportJob, S::DisksPrepared),
         ];
         if let Some((_, _, to)) = table.iter().find(|(s, e, _)| *s == state && *e == event) {
             return Some(*to);
@@ -351,6 +360,10 @@ mod tests {
         for t in [S::Seeded, S::Failed, S::Cancelled] {
             assert!(t.is_terminal());
             for e in EVENTS {
+                // The one way out: an operator's retry of a refused import job.
+                if (t, e) == (S::Failed, E::RetryImportJob) {
+                    continue;
+                }
                 assert!(t.apply(e).is_err(), "{t} + {e} must be refused");
             }
         }

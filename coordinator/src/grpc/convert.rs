@@ -302,6 +302,32 @@ impl TryFrom<pb::RetryWorkRequest> for Cmd<(String, String)> {
     }
 }
 
+impl TryFrom<pb::RequeueWorkRequest> for Cmd<(String, crate::store::sqlite::Retarget, String)> {
+    type Error = Error;
+    fn try_from(r: pb::RequeueWorkRequest) -> Result<Self> {
+        let label = |field: &'static str, v: &str| -> Result<Option<String>> {
+            if v.is_empty() {
+                return Ok(None);
+            }
+            seedship_proto::identity::validate_label(field, v).map_err(|e| Error::invalid(field, e.to_string()))?;
+            Ok(Some(v.to_string()))
+        };
+        let station = label("target_station", &r.target_station)?;
+        let site = label("target_site", &r.target_site)?;
+        if r.any_station && (station.is_some() || site.is_some()) {
+            return Err(Error::invalid("any_station", "give a station or a site, or any_station, not both"));
+        }
+        let to = if r.any_station {
+            crate::store::sqlite::Retarget { station: Some(String::new()), site: Some(String::new()) }
+        } else {
+            crate::store::sqlite::Retarget { station, site }
+        };
+        let c = seed_action(r.request_id, r.seed, r.reason, "say why it goes back in the queue")?;
+        let (seed, reason) = c.body;
+        Ok(Cmd { request_id: c.request_id, body: (seed, to, reason) })
+    }
+}
+
 impl TryFrom<pb::SetDiskKindRequest> for Cmd<(String, DiskKind, String)> {
     type Error = Error;
     fn try_from(r: pb::SetDiskKindRequest) -> Result<Self> {

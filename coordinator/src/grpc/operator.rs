@@ -34,6 +34,16 @@ impl pb::operator_service_server::OperatorService for Api {
         Ok(Response::new(pb::RetryWorkResponse { seed: Some(seed.into()) }))
     }
 
+    async fn requeue_work(
+        &self,
+        req: Request<pb::RequeueWorkRequest>,
+    ) -> Result<Response<pb::RequeueWorkResponse>, Status> {
+        let operator = self.auth.require(&req, "RequeueWork", OPERATOR)?;
+        let cmd = crate::service::Cmd::try_from(req.into_inner())?;
+        let seed = self.core.requeue_work(&operator, cmd).await?;
+        Ok(Response::new(pb::RequeueWorkResponse { seed: Some(seed.into()) }))
+    }
+
     async fn cancel_seed(
         &self,
         req: Request<pb::CancelSeedRequest>,

@@ -291,7 +291,19 @@ impl Coordinator {
         let idem = self.idem(operator, "RetryWork", &cmd);
         let (seed, reason) = &cmd.body;
         let s = self.store.retry_work(&idem, operator, seed, reason, self.now()).await?;
-        tracing::info!(operator = %operator, job = %s.spec.job_name, %reason, "held disk-prep work put back in the queue");
+        tracing::info!(operator = %operator, job = %s.spec.job_name, %reason, state = s.state.as_str(), "failed step retried");
+        Ok(s)
+    }
+
+    pub async fn requeue_work(
+        &self,
+        operator: &SpiffeId,
+        cmd: Cmd<(String, crate::store::sqlite::Retarget, String)>,
+    ) -> Result<Seed> {
+        let idem = self.idem(operator, "RequeueWork", &cmd);
+        let (seed, to, reason) = &cmd.body;
+        let s = self.store.requeue_work(&idem, operator, seed, to, reason, self.now()).await?;
+        tracing::info!(operator = %operator, job = %s.spec.job_name, %reason, "disk-prep work re-queued");
         Ok(s)
     }
 

@@ -280,6 +280,17 @@ pub trait Store: Send + Sync + 'static {
     /// Puts held work back in the queue; recorded in the seed's history.
     async fn retry_work(&self, idem: &Idem, operator: &SpiffeId, seed: &str, reason: &str, now: UnixMs)
     -> Result<Seed>;
+    /// Puts disk-prep work back in the queue (from its holder too), optionally for another
+    /// station or site; only before the disks are prepared.
+    async fn requeue_work(
+        &self,
+        idem: &Idem,
+        operator: &SpiffeId,
+        seed: &str,
+        to: &sqlite::Retarget,
+        reason: &str,
+        now: UnixMs,
+    ) -> Result<Seed>;
 
     // ---- housekeeping
     /// Forgets idempotency records older than `before`; returns how many.

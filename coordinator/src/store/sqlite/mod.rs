@@ -13,6 +13,7 @@
 mod audit;
 
 pub use notify::Listed as NotificationListed;
+pub use writes::Retarget;
 mod jobs;
 mod notify;
 mod reads;
@@ -610,6 +611,20 @@ impl Store for SqliteStore {
     ) -> Result<Seed> {
         let (idem, operator, seed, reason) = (idem.clone(), operator.clone(), seed.to_string(), reason.to_string());
         self.write(move |c| writes::cancel_seed(c, &idem, &operator, &seed, &reason, now)).await
+    }
+
+    async fn requeue_work(
+        &self,
+        idem: &Idem,
+        operator: &SpiffeId,
+        seed: &str,
+        to: &Retarget,
+        reason: &str,
+        now: UnixMs,
+    ) -> Result<Seed> {
+        let (idem, operator, seed, to, reason) =
+            (idem.clone(), operator.clone(), seed.to_string(), to.clone(), reason.to_string());
+        self.write(move |c| writes::requeue_work(c, &idem, &operator, &seed, &to, &reason, now)).await
     }
 
     async fn retry_work(

@@ -911,10 +911,37 @@ pub fn retry_work(
         )
         .map_err(db_err)?;
         if n == 0 {
-            return Err(Error::FailedPrecondition(format!(
-                "the disk-prep work of seed {} is not held; nothing to retry",
-                s.spec.job_name
-            )));
+            // The other failed step an operator can retry: Azure refused to create the import
+            // job (a wrong account, a name taken, a check it failed), and the cause is fixed.
+            let refused: Option<String> = c
+                .query_row(
+                    "SELECT last_error FROM import_jobs WHERE seed_id = ?1 AND phase = 'refused'",
+                    params![s.seed_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            return match refused {
+                Some(was) if s.state == SeedState::Failed => {
+                    exec(c, "DELETE FROM job_drives WHERE seed_id = ?1", params![s.seed_id]).map_err(db_err)?;
+                    exec(c, "DELETE FROM import_jobs WHERE seed_id = ?1", params![s.seed_id]).map_err(db_err)?;
+                    let reason = format!(
+                        "{operator} retries the import job Azure refused ({was}): {reason}; the coordinator creates it again"
+                    );
+                    transition(
+                        c,
+                        &mut s,
+                        Transition { event: SeedEvent::RetryImportJob, actor: &operator.uri(), reason },
+                        now,
+                    )?;
+                    Ok(s)
+                }
+                _ => Err(Error::FailedPrecondition(format!(
+                    "seed {} is {}: nothing to retry (retry puts held disk-prep work back in the queue, or creates again an import job Azure refused)",
+                    s.spec.job_name,
+                    s.state.as_str()
+                ))),
+            };
         }
         let why = format!("{operator} put the held disk-prep work back in the queue: {reason}");
         insert_event(c, &s.seed_id, now, &operator.uri(), Some(s.state), s.state, "work_retried", &why)?;
@@ -928,4 +955,91 @@ pub fn retry_work(
 
 pub fn purge_requests(c: &Connection, before: UnixMs) -> Result<u64> {
     exec(c, "DELETE FROM requests WHERE created_ms < ?1", params![before]).map(|n| n as u64).map_err(db_err)
+}
+
+/// Where an operator sends a seed's disk-prep work: a station, a site, or any station.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Retarget {
+    /// None: unchanged; Some(""): any.
+    pub station: Option<String>,
+    pub site: Option<String>,
+}
+
+/// Puts a seed's disk-prep work back in the queue, from any station that holds it (its lease
+/// ends: the holder is refused at its next call and stops writing) or from held, optionally
+/// for another station or site. Only before the disks are prepared.
+pub fn requeue_work(
+    c: &Connection,
+    idem: &Idem,
+    operator: &SpiffeId,
+    seed: &str,
+    to: &Retarget,
+    reason: &str,
+    now: UnixMs,
+) -> Result<Seed> {
+    idempotent(c, idem, now, || {
+        let mut s = require_seed(c, seed)?;
+        if !matches!(s.state, SeedState::QueuedForDiskPrep | SeedState::Preparing) {
+            let why = match s.state {
+                SeedState::Registered | SeedState::DisksOrdered => "its disk-prep work is not in the queue yet",
+                SeedState::Failed | SeedState::Cancelled | SeedState::Seeded => "it has ended",
+                _ => "its disks are prepared already; cancel it and stage a new seed to prepare them again",
+            };
+            return Err(Error::FailedPrecondition(format!(
+                "seed {} is {}: its disk-prep work cannot be re-queued ({why})",
+                s.spec.job_name,
+                s.state.as_str()
+            )));
+        }
+        let mut work = super::rows::load_work_of_seed(c, &s.seed_id)?;
+        let holder = work.holder.clone();
+        work.revoke();
+        save_work(c, &work)?;
+        let station = to.station.as_ref().map(|v| if v.is_empty() { None } else { Some(v.clone()) });
+        let site = to.site.as_ref().map(|v| if v.is_empty() { None } else { Some(v.clone()) });
+        if let Some(st) = &station {
+            exec(c, "UPDATE work_items SET target_station = ?2 WHERE work_id = ?1", params![work.work_id, st])
+                .map_err(db_err)?;
+            exec(c, "UPDATE seeds SET target_station = ?2 WHERE seed_id = ?1", params![s.seed_id, st])
+                .map_err(db_err)?;
+        }
+        if let Some(si) = &site {
+            exec(c, "UPDATE work_items SET target_site = ?2 WHERE work_id = ?1", params![work.work_id, si])
+                .map_err(db_err)?;
+            exec(c, "UPDATE seeds SET target_site = ?2 WHERE seed_id = ?1", params![s.seed_id, si]).map_err(db_err)?;
+        }
+        exec(
+            c,
+            "UPDATE work_items SET state = 'queued', releases = 0, not_before_ms = 0, queued_ms = ?2 WHERE work_id = ?1",
+            params![work.work_id, now],
+        )
+        .map_err(db_err)?;
+        let whom = match (&station, &site) {
+            (Some(Some(st)), _) => format!("for copy station {st}"),
+            (_, Some(Some(si))) => format!("for the copy stations of site {si}"),
+            (Some(None), _) | (_, Some(None)) => "for any copy station".to_string(),
+            _ => "for the same stations as before".to_string(),
+        };
+        let from = holder.map(|h| format!(", taken from copy station {h}")).unwrap_or_default();
+        let why = format!("{operator} re-queued the disk-prep work {whom}{from}: {reason}");
+        if s.state == SeedState::Preparing {
+            transition(
+                c,
+                &mut s,
+                Transition { event: SeedEvent::LeaseLost, actor: &operator.uri(), reason: why },
+                now,
+            )?;
+        } else {
+            insert_event(c, &s.seed_id, now, &operator.uri(), Some(s.state), s.state, "work_requeued", &why)?;
+            exec(
+                c,
+                "UPDATE seeds SET state_reason = ?2, updated_ms = ?3 WHERE seed_id = ?1",
+                params![s.seed_id, why, now],
+            )
+            .map_err(db_err)?;
+            s.state_reason = why;
+            s.updated_ms = now;
+        }
+        require_seed(c, &s.seed_id)
+    })
 }
