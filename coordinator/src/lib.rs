@@ -11,6 +11,7 @@
 //! | [`jobs`] | the Azure worker: creates import jobs, follows them, deadlines, shipping |
 //! | [`metrics`] | OpenTelemetry metrics |
 //! | [`web`] | the operations console's HTTPS listener: `/metrics` |
+//! | [`evidence`] | the signed evidence bundle of a seed (chain of custody) |
 //! | [`observe`] | what this process counts for `/metrics` (lease calls, bytes written) |
 //! | [`verifier`] | checks each imported seed against its manifest; asks for repairs |
 //! | [`vaulter`] | copies a verified seed into its server's vault; the first recovery points |
@@ -25,6 +26,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod evidence;
 pub mod grpc;
 pub mod keys;
 pub mod metrics;

@@ -80,7 +80,14 @@ pub async fn run_with_clock(
     }
     core = core.with_placement(cfg.placement().map_err(Error::Internal)?);
     let core = Arc::new(core);
-    let api = Api { auth: Auth::new(&cfg.trust_domain), core: core.clone() };
+    let evidence = match crate::evidence::Signer::load(&cfg.tls.key_file, &cfg.tls.cert_file, &cfg.tls.ca_file) {
+        Ok(s) => Some(Arc::new(s)),
+        Err(e) => {
+            tracing::warn!(error = %e, "evidence bundles cannot be signed; `seedctl evidence` will be refused");
+            None
+        }
+    };
+    let api = Api { auth: Auth::new(&cfg.trust_domain), core: core.clone(), evidence };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // The operations console, on its own listener.

@@ -4,6 +4,7 @@
 //! (`seedship-proto`) only. Human-readable by default, `--json` for scripts.
 
 mod render;
+mod tar;
 
 use std::path::PathBuf;
 
@@ -218,6 +219,15 @@ pub enum Cmd {
         /// Why; kept with the acknowledgement.
         #[arg(long)]
         reason: String,
+    },
+    /// Write the signed evidence bundle of a seed (chain of custody) as one tar archive, to
+    /// check offline with openssl and sha256sum (see VERIFY.txt inside).
+    Evidence {
+        /// The seed: its id or its job name.
+        seed: String,
+        /// The archive to write (default: evidence-<job>.tar here).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// The tamper-evident audit log: list, export, verify.
     Audit {
@@ -536,6 +546,7 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
         }
         Cmd::Docs(_) => return Err(CliError::Usage("completions and man pages need no coordinator".into())),
         Cmd::Audit { cmd } => return audit(cli, &mut ops, cmd).await,
+        Cmd::Evidence { seed, out } => return evidence(cli, &mut ops, seed, out.as_deref()).await,
         Cmd::Notifications { open, limit } => {
             let r =
                 ops.list_notifications(pb::ListNotificationsRequest { open: *open, limit: *limit }).await?.into_inner();
@@ -572,6 +583,45 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
 }
 
 type Ops = pb::operator_service_client::OperatorServiceClient<Conn>;
+
+/// Fetches a seed's evidence bundle and writes it as a tar archive (whole or not at all).
+async fn evidence(cli: &Cli, ops: &mut Ops, seed: &str, out: Option<&std::path::Path>) -> Result<String, CliError> {
+    let mut stream = ops.get_evidence(pb::GetEvidenceRequest { seed: seed.to_string() }).await?.into_inner();
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        match files.last_mut() {
+            Some((p, d)) if *p == chunk.path => d.extend_from_slice(&chunk.data),
+            _ => files.push((chunk.path, chunk.data)),
+        }
+    }
+    let job = files
+        .iter()
+        .find(|(p, _)| p == "seed.json")
+        .and_then(|(_, d)| serde_json::from_slice::<Value>(d).ok())
+        .and_then(|v| v["job_name"].as_str().map(str::to_string))
+        .ok_or_else(|| CliError::Io("the coordinator's bundle has no seed.json".into()))?;
+    if files.iter().any(|(p, _)| p.contains('/') || p.starts_with('.')) {
+        return Err(CliError::Io("the coordinator's bundle names a file outside its folder; not written".into()));
+    }
+    let folder = format!("evidence-{job}");
+    let path = out.map(std::path::Path::to_path_buf).unwrap_or_else(|| PathBuf::from(format!("{folder}.tar")));
+    let mtime = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let bytes = tar::archive(&folder, &files, mtime).map_err(CliError::Io)?;
+    let tmp = path.with_extension("tar.part");
+    std::fs::write(&tmp, &bytes)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| CliError::Io(format!("cannot write {}: {e}", path.display())))?;
+    if cli.json {
+        let names: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+        return Ok(serde_json::json!({ "archive": path, "folder": folder, "files": names }).to_string());
+    }
+    Ok(format!(
+        "wrote {} ({} files under {folder}/, signed by the coordinator)\ncheck it: tar xf {} && cd {folder} && cat VERIFY.txt",
+        path.display(),
+        files.len(),
+        path.display()
+    ))
+}
 
 /// The whole audit log (or one target's), page by page, oldest first.
 async fn audit_entries(ops: &mut Ops, target: &str) -> Result<Vec<seedship_proto::audit::Entry>, CliError> {

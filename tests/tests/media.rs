@@ -335,7 +335,79 @@ async fn customer_disks_spanning_three_go_through_the_whole_chain_to_seeded() ->
     vault_holds(&emu, &staging, "vault-src-job-cd3").await?;
     let report = emu.check_record()?;
     assert!(report.contains("; 0 problems"), "{report}");
+    evidence_checks_out(&mut c, &ops, "job-cd3", 3)?;
     c.finish()
+}
+
+/// The seed's evidence bundle: written by seedctl, checked by deploy/evidence/verify.sh with
+/// tar, openssl and sha256sum only; it names each disk and who prepared it, holds no key, and
+/// a changed file is found.
+fn evidence_checks_out(
+    c: &mut seedship_e2e::Cluster,
+    ops: &seedship_e2e::Identity,
+    job: &str,
+    disks: usize,
+) -> anyhow::Result<()> {
+    use seedship_e2e::prep::text;
+    let tar = c.path(&format!("evidence-{job}.tar"));
+    let o = c.run("evidence", &mut c.seedctl(ops, &["evidence", job, "--out", tar.to_str().unwrap()]))?;
+    anyhow::ensure!(o.status.success(), "seedctl evidence: {}", text(&o));
+    let verify = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/evidence/verify.sh");
+    let o = c.run("evidence-verify", std::process::Command::new(&verify).arg(&tar))?;
+    assert!(o.status.success() && text(&o).contains("evidence verified"), "{}", text(&o));
+    // What is inside.
+    let dir = c.path("evidence-x");
+    std::fs::create_dir_all(&dir)?;
+    let o = c.run("untar", std::process::Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&dir))?;
+    assert!(o.status.success(), "{}", text(&o));
+    let root = dir.join(format!("evidence-{job}"));
+    let d: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("disks.json"))?)?;
+    let list = d["disks"].as_array().unwrap();
+    assert_eq!(list.len(), disks, "{d}");
+    assert!(
+        list.iter().all(|x| x["serial"].as_str().is_some_and(|s| !s.is_empty())
+            && x["prepared_by"].as_str().unwrap().contains("/copy/")
+            && x["manifest_hash_md5"].as_str().is_some_and(|h| h.len() == 32)),
+        "{d}"
+    );
+    for f in [
+        "shipping.json",
+        "azure.json",
+        "verification.json",
+        "recovery-point.json",
+        "audit.jsonl",
+        "summary.html",
+        "history.json",
+    ] {
+        assert!(root.join(f).is_file(), "{f} is in the bundle");
+    }
+    let azure: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("azure.json"))?)?;
+    assert!(azure["stages"].as_array().is_some_and(|s| !s.is_empty()), "{azure}");
+    let point: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("recovery-point.json"))?)?;
+    assert_eq!(point["kind"], "seed", "{point}");
+    let html = std::fs::read_to_string(root.join("summary.html"))?;
+    assert!(html.contains(&format!("Chain of custody: seed {job}")), "{html}");
+    // No key or password anywhere in it.
+    let all: Vec<u8> =
+        seedship_e2e::walk(&root).iter().filter(|p| p.is_file()).flat_map(|p| std::fs::read(p).unwrap()).collect();
+    let all = String::from_utf8_lossy(&all);
+    for (_, pw) in seedship_e2e::prep::escrowed_keys(c) {
+        assert!(!all.contains(&pw.reveal()), "a drive key is in the evidence bundle");
+    }
+    // One byte changed in one file: found.
+    let p = root.join("shipping.json");
+    let mut b = std::fs::read(&p)?;
+    b[5] ^= 1;
+    std::fs::write(&p, b)?;
+    let bad = c.path("evidence-bad.tar");
+    let o = c.run(
+        "retar",
+        std::process::Command::new("tar").arg("-cf").arg(&bad).arg("-C").arg(&dir).arg(format!("evidence-{job}")),
+    )?;
+    assert!(o.status.success(), "{}", text(&o));
+    let o = c.run("evidence-verify-bad", std::process::Command::new(&verify).arg(&bad))?;
+    assert!(!o.status.success() && text(&o).contains("shipping.json"), "{}", text(&o));
+    Ok(())
 }
 
 /// Data Box Disk, the whole chain: ordered at registration, fulfilled by Microsoft with three

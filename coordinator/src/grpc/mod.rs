@@ -22,4 +22,6 @@ use crate::service::Coordinator;
 pub struct Api {
     pub auth: Auth,
     pub core: Arc<Coordinator>,
+    /// Signs evidence bundles (the coordinator's TLS key); None when that key cannot.
+    pub evidence: Option<Arc<crate::evidence::Signer>>,
 }

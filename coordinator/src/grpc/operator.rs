@@ -262,4 +262,35 @@ impl pb::operator_service_server::OperatorService for Api {
             notification: Some(convert::notification_to_pb(n, Vec::new())),
         }))
     }
+
+    type GetEvidenceStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::EvidenceChunk, Status>> + Send>>;
+
+    async fn get_evidence(
+        &self,
+        req: Request<pb::GetEvidenceRequest>,
+    ) -> Result<Response<Self::GetEvidenceStream>, Status> {
+        let operator = self.auth.require(&req, "GetEvidence", OPERATOR)?;
+        let key = req.into_inner().seed;
+        seed_key("seed", &key)?;
+        let signer = self.evidence.clone().ok_or_else(|| {
+            Status::failed_precondition(
+                "this coordinator's key cannot sign evidence bundles (they need the ECDSA P-256 key `coordinator pki init` makes); see its log",
+            )
+        })?;
+        let files = crate::evidence::bundle(&self.core, &signer, &key).await?;
+        tracing::info!(operator = %operator, seed = %key, files = files.len(), "evidence bundle made");
+        let chunks: Vec<Result<pb::EvidenceChunk, Status>> = files
+            .into_iter()
+            .flat_map(|(path, data)| {
+                let parts: Vec<Vec<u8>> = if data.is_empty() {
+                    vec![Vec::new()]
+                } else {
+                    data.chunks(256 * 1024).map(<[u8]>::to_vec).collect()
+                };
+                parts.into_iter().map(move |d| Ok(pb::EvidenceChunk { path: path.clone(), data: d }))
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
 }
