@@ -62,6 +62,10 @@ pub struct WebConfig {
     /// least 32 characters). Without it, `/metrics` takes an operator certificate only.
     #[serde(default)]
     pub metrics_token_file: Option<PathBuf>,
+    /// The dashboard's address as operators' browsers reach it (login links, notifications);
+    /// default https://localhost:<port>.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

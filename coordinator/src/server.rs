@@ -80,15 +80,6 @@ pub async fn run_with_clock(
     }
     core = core.with_placement(cfg.placement().map_err(Error::Internal)?);
     let core = Arc::new(core);
-    let evidence = match crate::evidence::Signer::load(&cfg.tls.key_file, &cfg.tls.cert_file, &cfg.tls.ca_file) {
-        Ok(s) => Some(Arc::new(s)),
-        Err(e) => {
-            tracing::warn!(error = %e, "evidence bundles cannot be signed; `seedctl evidence` will be refused");
-            None
-        }
-    };
-    let api = Api { auth: Auth::new(&cfg.trust_domain), core: core.clone(), evidence };
-
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // The operations console, on its own listener.
     let web_addr = match &cfg.web {
@@ -98,14 +89,19 @@ pub async fn run_with_clock(
                 .await
                 .map_err(|e| Error::Internal(format!("cannot listen on {} for [web]: {e}", w.listen)))?;
             let addr = l.local_addr().map_err(|e| Error::Internal(format!("web listener: {e}")))?;
-            let web = crate::web::Web { core: core.clone(), trust_domain: cfg.trust_domain.clone(), token };
+            let web = crate::web::Web {
+                core: core.clone(),
+                trust_domain: cfg.trust_domain.clone(),
+                token,
+                samples: crate::web::dashboard::samples(),
+            };
             let (tls, timeout, stop) = (cfg.tls.clone(), cfg.server.handshake_timeout, stop_rx.clone());
             tokio::spawn(async move {
                 if let Err(e) = crate::web::serve(web, &tls, l, timeout, stop).await {
                     tracing::error!(error = %e, "the web console stopped");
                 }
             });
-            tracing::info!(%addr, "operations console listening (HTTPS: /metrics)");
+            tracing::info!(%addr, "operations console listening (HTTPS: the dashboard and /metrics)");
             Some(addr)
         }
         None => None,
@@ -116,6 +112,18 @@ pub async fn run_with_clock(
         cfg.server.idempotency_retention,
         stop_rx.clone(),
     ));
+    let evidence = match crate::evidence::Signer::load(&cfg.tls.key_file, &cfg.tls.cert_file, &cfg.tls.ca_file) {
+        Ok(s) => Some(Arc::new(s)),
+        Err(e) => {
+            tracing::warn!(error = %e, "evidence bundles cannot be signed; `seedctl evidence` will be refused");
+            None
+        }
+    };
+    let web_url = web_addr.map(|a| {
+        cfg.web.as_ref().and_then(|w| w.public_url.clone()).unwrap_or_else(|| format!("https://localhost:{}", a.port()))
+    });
+    let api = Api { auth: Auth::new(&cfg.trust_domain), core: core.clone(), evidence, web_url };
+
     let channels = crate::notify::channels(&cfg.notify).map_err(Error::Internal)?;
     if !channels.is_empty() {
         let names: Vec<&str> = channels.iter().map(|c| c.name()).collect();

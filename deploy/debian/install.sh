@@ -6,6 +6,7 @@
 #   cryptsetup-bin  cryptsetup bitlkDump: a third one, for the metadata
 #   groff-base      nroff: renders the programs' man pages in the tests
 #   prometheus      promtool: checks and unit-tests the alert rules in deploy/prometheus/
+#   chromium, chromium-driver  the real browser the dashboard tests drive
 # Needs root or sudo for apt-get. Prints nothing on stdout; says what it installs on stderr.
 set -euo pipefail
 
@@ -20,6 +21,7 @@ have bdeinfo || need+=(libbde-utils)
 have cryptsetup || need+=(cryptsetup-bin)
 have nroff || need+=(groff-base)
 have promtool || need+=(prometheus)
+{ have chromium && have chromedriver; } || need+=(chromium chromium-driver)
 
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ]; then

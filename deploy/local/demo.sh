@@ -56,6 +56,9 @@ ROOT=$PWD
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/seedship-target}"
 DEMO="${SEEDSHIP_DEMO_DIR:-$ROOT/.demo}"
 KEEP=0
+# At a terminal (not in CI), the coordinator keeps serving the dashboard after a good run.
+KEEP_DASHBOARD=0
+if [ -t 1 ] && [ -z "${CI:-}" ]; then KEEP_DASHBOARD=1; fi
 [ "${1:-}" = "--keep" ] && KEEP=1
 
 if [ -t 1 ]; then say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }; else say() { printf '\n== %s\n' "$*"; }; fi
@@ -81,8 +84,12 @@ cleanup() {
   # A run that failed stops what it started, even when asked to keep it running.
   local rc=$?
   if [ "$KEEP" = 0 ] || [ "$rc" != 0 ]; then
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do
+      # Run at a terminal, a demo that succeeded leaves the coordinator serving its dashboard.
+      [ "$rc" = 0 ] && [ "$KEEP_DASHBOARD" = 1 ] && [ "$p" = "${COORD_PID:-}" ] && continue
+      kill "$p" 2>/dev/null || true
+    done
+    for p in "${PIDS[@]}"; do [ "$p" = "${COORD_PID:-}" ] && [ "$rc" = 0 ] && [ "$KEEP_DASHBOARD" = 1 ] || wait "$p" 2>/dev/null || true; done
   fi
 }
 trap cleanup EXIT
@@ -191,6 +198,8 @@ cert_file = "pki/coordinator.crt"
 key_file = "pki/coordinator.key"
 [leases]
 heartbeat_interval = "2s"
+[web]
+listen = "127.0.0.1:0"
 [azure]
 arm_endpoint = "$ARM_URL"
 ca_file = "emulator-tls/ca.crt"
@@ -214,6 +223,7 @@ keys_file = "storage-keys.txt"
 TOML
 "$BIN/coordinator" serve --config coordinator.toml >coordinator.log 2>&1 &
 PIDS+=($!)
+COORD_PID=$!
 for _ in $(seq 1 100); do
   [ -s coordinator.ready ] && break
   kill -0 "${PIDS[2]}" 2>/dev/null || { cat coordinator.log; echo "error: the coordinator exited"; exit 1; }
@@ -221,7 +231,8 @@ for _ in $(seq 1 100); do
 done
 [ -s coordinator.ready ] || { cat coordinator.log; echo "error: the coordinator did not start in 10 s"; exit 1; }
 ADDR=$(sed -n 's/.*"addr":"\([^"]*\)".*/\1/p' coordinator.ready)
-echo "coordinator listening on https://$ADDR (log: $DEMO/coordinator.log)"
+WEB=$(sed -n 's/.*"web":"\([^"]*\)".*/\1/p' coordinator.ready)
+echo "coordinator listening on https://$ADDR, dashboard on https://localhost:${WEB##*:} (log: $DEMO/coordinator.log)"
 
 agent_config() { # name site
   cat > "$1.toml" <<TOML
@@ -551,6 +562,25 @@ echo "prepared, verified and reported; the Azure import job created, shipped, re
 echo "into the storage account; verified and copied into the server's vault; an online incremental;"
 echo "and a restore from the vault identical to the source. A second server's seed went the same"
 echo "way on Microsoft's Data Box Disks, unlocked at the station with the order's passkey."
+
+say "dashboard"
+# The dashboard shows the chain as it ran: checked here through its API with a login link.
+LINK=$("$BIN/seedctl" --config seedctl.toml login-link | head -1)
+rm -f dashboard.cookies
+curl -sS --cacert pki/ca.crt -c dashboard.cookies -o /dev/null -w '%{http_code}' "$LINK" | grep -qx 303 \
+  || { echo "error: the login link did not open a dashboard session"; exit 1; }
+SEEN=$(curl -sS --cacert pki/ca.crt -b dashboard.cookies "https://localhost:${WEB##*:}/api/seeds/demo-seed-01" \
+  | python3 -c 'import json, sys; d = json.load(sys.stdin); print(d["seed"]["state"], len(d["disks"]), len(d["history"]), len(d["recovery_points"]))')
+echo "dashboard: demo-seed-01 is $(echo "$SEEN" | awk '{print $1 ", " $2 " disks, " $3 " events in its timeline, " $4 " recovery point(s)"}')"
+[ "${SEEN%% *}" = seeded ] || { echo "error: the dashboard does not show demo-seed-01 seeded"; exit 1; }
+rm -f dashboard.cookies
+echo "Dashboard: https://localhost:${WEB##*:}/  (TLS from the demo's own CA, $DEMO/pki/ca.crt)"
+echo "Log in:    $("$BIN/seedctl" --config seedctl.toml login-link | head -1)"
+echo "           (single use, 10 minutes; a new one: $BIN/seedctl --config $DEMO/seedctl.toml login-link)"
 if [ "$KEEP" = 1 ]; then
   echo "Still running (--keep): Azurite, the emulator, the coordinator and the copy agent. Stop them with: kill ${PIDS[*]}"
+elif [ "$KEEP_DASHBOARD" = 1 ]; then
+  echo "The coordinator keeps serving the dashboard (pid $COORD_PID; stop it with: kill $COORD_PID)."
+else
+  echo "The coordinator stops with this script (not at a terminal); run it with --keep to browse the dashboard."
 fi

@@ -229,6 +229,8 @@ pub enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// A single-use link into the web dashboard, valid 10 minutes (it opens an 8-hour session).
+    LoginLink,
     /// The tamper-evident audit log: list, export, verify.
     Audit {
         #[command(subcommand)]
@@ -546,6 +548,17 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
         }
         Cmd::Docs(_) => return Err(CliError::Usage("completions and man pages need no coordinator".into())),
         Cmd::Audit { cmd } => return audit(cli, &mut ops, cmd).await,
+        Cmd::LoginLink => {
+            let r = ops.create_login_link(pb::CreateLoginLinkRequest {}).await?.into_inner();
+            (
+                format!(
+                    "{}\n(single use, valid until {}; it opens an 8-hour dashboard session)",
+                    r.url,
+                    seedship_proto::human::rfc3339(r.expires_unix_ms)
+                ),
+                serde_json::json!({ "url": r.url, "expires": seedship_proto::human::rfc3339(r.expires_unix_ms) }),
+            )
+        }
         Cmd::Evidence { seed, out } => return evidence(cli, &mut ops, seed, out.as_deref()).await,
         Cmd::Notifications { open, limit } => {
             let r =

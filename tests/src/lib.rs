@@ -10,6 +10,7 @@
 //! - Every wait is a bounded poll ([`wait_for`]); nothing sleeps blindly.
 
 pub mod azure;
+pub mod browser;
 pub mod ntfs;
 pub mod prep;
 pub mod raw;

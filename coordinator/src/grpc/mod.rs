@@ -24,4 +24,6 @@ pub struct Api {
     pub core: Arc<Coordinator>,
     /// Signs evidence bundles (the coordinator's TLS key); None when that key cannot.
     pub evidence: Option<Arc<crate::evidence::Signer>>,
+    /// The dashboard's base URL (`[web] public_url`, or https://localhost:<port>).
+    pub web_url: Option<String>,
 }

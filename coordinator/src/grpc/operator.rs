@@ -293,4 +293,20 @@ impl pb::operator_service_server::OperatorService for Api {
             .collect();
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
+
+    async fn create_login_link(
+        &self,
+        req: Request<pb::CreateLoginLinkRequest>,
+    ) -> Result<Response<pb::CreateLoginLinkResponse>, Status> {
+        let operator = self.auth.require(&req, "CreateLoginLink", OPERATOR)?;
+        let base = self.web_url.clone().ok_or_else(|| {
+            Status::failed_precondition("this coordinator has no web dashboard; configure [web] listen and restart it")
+        })?;
+        let (token, expires) = self.core.create_login(&operator, std::time::Duration::from_secs(600)).await?;
+        tracing::info!(operator = %operator, "dashboard login link issued");
+        Ok(Response::new(pb::CreateLoginLinkResponse {
+            url: format!("{}/login?token={token}", base.trim_end_matches('/')),
+            expires_unix_ms: expires,
+        }))
+    }
 }

@@ -113,6 +113,30 @@ impl Coordinator {
         self.store.audit_list(after, limit, target).await
     }
 
+    /// A single-use login link's secret for `operator`, valid `ttl`; only its hash is kept.
+    pub async fn create_login(&self, operator: &SpiffeId, ttl: std::time::Duration) -> Result<(String, UnixMs)> {
+        let token = random_secret();
+        let expires = self.now() + ttl.as_millis() as i64;
+        self.store.web_create_login(&secret_hash(&token), &operator.uri(), self.now(), expires).await?;
+        Ok((token, expires))
+    }
+
+    /// Uses a login link: the new session's secret and its operator.
+    pub async fn redeem_login(&self, token: &str) -> Result<(String, String)> {
+        let session = random_secret();
+        let who = self.store.web_redeem(&secret_hash(token), &secret_hash(&session), self.now(), 8 * 3_600_000).await?;
+        Ok((session, who))
+    }
+
+    /// The operator of a dashboard session.
+    pub async fn web_session(&self, session: &str) -> Result<Option<String>> {
+        self.store.web_session(&secret_hash(session), self.now()).await
+    }
+
+    pub async fn web_change_token(&self) -> Result<String> {
+        self.store.web_change_token().await
+    }
+
     /// One round of a notification channel: its new notifications queued, the due ones sent.
     pub async fn notify_round(&self, ch: &crate::notify::Channel, external_url: &str) -> Result<()> {
         self.store.notify_enqueue(ch.name(), ch.kinds().to_vec(), self.now()).await?;
@@ -329,4 +353,16 @@ impl Coordinator {
     pub async fn list_events(&self, seed: Option<&str>, limit: u32, before: i64) -> Result<Vec<HistoryEntry>> {
         self.store.list_events(seed, limit, before).await
     }
+}
+
+/// 32 random bytes, hex: a login link's or a session's secret.
+fn random_secret() -> String {
+    let mut b = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).expect("the system's random source");
+    hex::encode(b)
+}
+
+/// What is stored of a secret.
+fn secret_hash(s: &str) -> String {
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
 }

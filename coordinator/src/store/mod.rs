@@ -304,6 +304,14 @@ pub trait Store: Send + Sync + 'static {
     async fn list_drives(&self, seed: Option<&str>) -> Result<Vec<Drive>>;
     async fn list_jobs(&self) -> Result<Vec<ImportJob>>;
     async fn list_agents(&self, role: Option<Role>) -> Result<Vec<Agent>>;
+    // ---- the web dashboard's logins
+    async fn web_create_login(&self, token_hash: &str, identity: &str, now: UnixMs, expires: UnixMs) -> Result<()>;
+    /// Uses a login link once and opens a session; PERMISSION_DENIED when unknown, used or expired.
+    async fn web_redeem(&self, token_hash: &str, session_hash: &str, now: UnixMs, ttl_ms: i64) -> Result<String>;
+    async fn web_session(&self, session_hash: &str, now: UnixMs) -> Result<Option<String>>;
+    /// Changes when a seed event, a disk report or a notification is added.
+    async fn web_change_token(&self) -> Result<String>;
+
     // ---- notifications (the outbox)
     /// Gives `channel` a delivery of each new notification of `kinds`.
     async fn notify_enqueue(

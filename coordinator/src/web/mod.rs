@@ -1,5 +1,5 @@
-//! The operations console's HTTPS listener: `/metrics` (OpenMetrics, for Prometheus), on its
-//! own port beside the gRPC API.
+//! The operations console's HTTPS listener, on its own port beside the gRPC API: the web
+//! dashboard ([`dashboard`]) and `/metrics` (OpenMetrics, for Prometheus).
 //!
 //! TLS 1.3 with the coordinator's certificate. A client certificate from our CA is asked for
 //! and optional: an operator's certificate is one way in; `/metrics` also takes the bearer
@@ -7,6 +7,7 @@
 //! `authorization.credentials_file`). Role checks are those of the gRPC API: `/metrics` is
 //! for operators.
 
+pub mod dashboard;
 pub mod metrics;
 pub mod openmetrics;
 
@@ -75,6 +76,8 @@ pub struct Web {
     pub core: Arc<Coordinator>,
     pub trust_domain: String,
     pub token: Option<String>,
+    /// The stations' throughput over the last hour, for the dashboard's chart.
+    pub samples: Arc<dashboard::Samples>,
 }
 
 /// Why a request was refused, as an HTTP answer (no detail that helps a stranger).
@@ -142,7 +145,18 @@ async fn metrics_page(State(web): State<Web>, Extension(peer): Extension<Peer>, 
 }
 
 pub fn router(web: Web) -> Router {
-    Router::new().route("/metrics", get(metrics_page)).with_state(web)
+    Router::new()
+        .route("/metrics", get(metrics_page))
+        .route("/", get(dashboard::index))
+        .route("/app.js", get(dashboard::app_js))
+        .route("/app.css", get(dashboard::app_css))
+        .route("/login", get(dashboard::login))
+        .route("/api/overview", get(dashboard::overview))
+        .route("/api/seeds/{job}", get(dashboard::seed))
+        .route("/api/agents", get(dashboard::agents))
+        .route("/api/charts", get(dashboard::charts))
+        .route("/api/events", get(dashboard::events))
+        .with_state(web)
 }
 
 /// Serves the console on `listener` until `stop` turns true.
@@ -156,6 +170,7 @@ pub async fn serve(
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use hyper_util::service::TowerToHyperService;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(tls)?));
+    tokio::spawn(dashboard::sample(web.clone(), stop.clone()));
     let router = router(web);
     loop {
         let (tcp, peer): (_, SocketAddr) = tokio::select! {

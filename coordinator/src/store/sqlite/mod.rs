@@ -20,6 +20,7 @@ mod reads;
 mod rows;
 mod vaults;
 mod verify;
+mod web;
 mod writes;
 
 #[cfg(test)]
@@ -58,6 +59,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0011_disk_progress", include_str!("../../../migrations/0011_disk_progress.sql")),
     ("0012_audit", include_str!("../../../migrations/0012_audit.sql")),
     ("0013_notifications", include_str!("../../../migrations/0013_notifications.sql")),
+    ("0014_web_sessions", include_str!("../../../migrations/0014_web_sessions.sql")),
 ];
 
 /// Most operations committed together.
@@ -681,6 +683,25 @@ impl Store for SqliteStore {
 
     async fn list_jobs(&self) -> Result<Vec<ImportJob>> {
         self.read(reads::list_jobs).await
+    }
+
+    async fn web_create_login(&self, token_hash: &str, identity: &str, now: UnixMs, expires: UnixMs) -> Result<()> {
+        let (t, i) = (token_hash.to_string(), identity.to_string());
+        self.write(move |c| web::create_login(c, &t, &i, now, expires)).await
+    }
+
+    async fn web_redeem(&self, token_hash: &str, session_hash: &str, now: UnixMs, ttl_ms: i64) -> Result<String> {
+        let (t, s) = (token_hash.to_string(), session_hash.to_string());
+        self.write(move |c| web::redeem(c, &t, &s, now, ttl_ms)).await
+    }
+
+    async fn web_session(&self, session_hash: &str, now: UnixMs) -> Result<Option<String>> {
+        let s = session_hash.to_string();
+        self.read(move |c| web::session(c, &s, now)).await
+    }
+
+    async fn web_change_token(&self) -> Result<String> {
+        self.read(web::change_token).await
     }
 
     async fn notify_enqueue(
