@@ -336,7 +336,43 @@ async fn customer_disks_spanning_three_go_through_the_whole_chain_to_seeded() ->
     let report = emu.check_record()?;
     assert!(report.contains("; 0 problems"), "{report}");
     evidence_checks_out(&mut c, &ops, "job-cd3", 3)?;
+    dashboard_shows_the_chain(&mut c, &ops, "job-cd3").await?;
     c.finish()
+}
+
+/// The dashboard, in a real browser, shows the seed's whole chain as it ran: seeded, its
+/// disks and who prepared them, Azure's stage, the verification and the recovery point.
+async fn dashboard_shows_the_chain(
+    c: &mut seedship_e2e::Cluster,
+    ops: &seedship_e2e::Identity,
+    job: &str,
+) -> anyhow::Result<()> {
+    let out = c.run("login-link", &mut c.seedctl(ops, &["login-link"]))?;
+    anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let link = String::from_utf8(out.stdout)?.lines().next().unwrap_or_default().to_string();
+    let b = seedship_e2e::browser::Browser::start().await?;
+    let r = async {
+        b.go(&link).await?;
+        b.js(&format!("location.hash = '#/seed/{job}'; return true")).await?;
+        b.until(
+            "the seeded seed's page",
+            "const s = document.querySelector('#seed-state'); const d = document.querySelector('#disks'); \
+             const v = document.querySelector('#verification'); \
+             return !!s && s.textContent === 'seeded' && !!d && d.querySelectorAll('table')[0].rows.length === 4 \
+               && !!v && !v.innerText.includes('no recovery point')",
+            T,
+        )
+        .await?;
+        let page = b.text().await?;
+        for want in ["st-cd3", "vault_seeded", "verification_passed", "shipped", "Completed"] {
+            assert!(page.contains(want), "the page shows {want}: {page}");
+        }
+        b.screenshot("dashboard-chain-seeded").await?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    b.close().await;
+    r
 }
 
 /// The seed's evidence bundle: written by seedctl, checked by deploy/evidence/verify.sh with
