@@ -84,6 +84,14 @@ async fn the_dashboard_shows_the_fleet_live_to_a_logged_in_operator_only() -> an
     for flag in ["HttpOnly", "Secure", "SameSite=Strict"] {
         assert!(cookie.contains(flag), "{cookie}");
     }
+    let session = cookie.split(';').next().unwrap_or_default().to_string();
+    let forged = anon
+        .post(format!("{}/api/seeds/job-web/actions", c.web_url()))
+        .header("cookie", &session)
+        .json(&serde_json::json!({ "action": "cancel", "reason": "not me" }))
+        .send()
+        .await?;
+    assert_eq!(forged.status().as_u16(), 403, "an action without X-Seedship-Action is refused");
     let again = anon.get(&link).send().await?;
     assert_eq!(again.status().as_u16(), 403);
     assert!(again.text().await?.contains("used already"));
@@ -139,6 +147,52 @@ async fn the_dashboard_shows_the_fleet_live_to_a_logged_in_operator_only() -> an
         b.js("location.hash = '#/charts'; return true").await?;
         b.until("the charts", "return !!document.querySelector('svg#by-stage rect')", T).await?;
         b.screenshot("dashboard-charts").await?;
+
+        // Operator actions from the page: refused without a reason, then done and recorded.
+        b.js("location.hash = '#/seed/job-web'; return true").await?;
+        b.until("the actions", "return !!document.querySelector('[data-action=requeue]')", T).await?;
+        b.js("document.querySelector('[data-action=requeue]').click(); return true").await?;
+        b.until(
+            "the refusal",
+            "const r = document.querySelector('#action-result').textContent; return r.startsWith('refused') && r.includes('reason')",
+            T,
+        )
+        .await?;
+        b.js(
+            "document.querySelector('#action-reason').value = 'bay 2 broken'; \
+             document.querySelector('#action-station').value = 'station-01'; \
+             document.querySelector('[data-action=requeue]').click(); return true",
+        )
+        .await?;
+        b.until(
+            "the re-queue",
+            "return document.querySelector('#action-result').textContent.startsWith('done: queued_for_disk_prep') \
+               && document.querySelector('#timeline').innerText.includes('bay 2 broken')",
+            T,
+        )
+        .await?;
+        b.screenshot("dashboard-action").await?;
+        b.js("document.querySelector('[data-action=retry]').click(); return true").await?;
+        b.until(
+            "the retry refused",
+            "return document.querySelector('#action-result').textContent.includes('nothing to retry')",
+            T,
+        )
+        .await?;
+        // The station's wait, acknowledged from the fleet page.
+        b.js("location.hash = '#/'; return true").await?;
+        b.until("the acknowledge button", "return !!document.querySelector('[data-ack]')", T).await?;
+        b.js(
+            "document.querySelector('#ack-reason').value = 'a disk is on its way'; \
+             document.querySelector('[data-ack]').click(); return true",
+        )
+        .await?;
+        b.until(
+            "the acknowledgement",
+            "return document.querySelector('#ack-result').textContent.includes('acknowledged') && !document.querySelector('[data-ack]')",
+            T,
+        )
+        .await?;
         // Never a secret on any page: no key, no passkey, no token.
         let all = b.js("return document.documentElement.outerHTML").await?;
         assert!(!all.as_str().unwrap_or_default().contains(&link), "the page holds no login token");
@@ -148,5 +202,16 @@ async fn the_dashboard_shows_the_fleet_live_to_a_logged_in_operator_only() -> an
     b.close().await;
     beating.abort();
     result?;
+    // The actions are on the record with who did them.
+    let out = c.run("audit", &mut c.seedctl(&ops, &["--json", "audit", "list", "--limit", "1000"]))?;
+    let audit: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let by_alice = |action: &str| {
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == action && e["actor"].as_str().unwrap().ends_with("/operator/alice"))
+    };
+    assert!(by_alice("RequeueWork") && by_alice("notification_acknowledged") && by_alice("dashboard_login"), "{audit}");
     c.finish()
 }

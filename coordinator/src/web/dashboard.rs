@@ -395,6 +395,154 @@ pub async fn events(State(web): State<Web>, Extension(peer): Extension<Peer>, he
     secured(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
 }
 
+#[derive(serde::Deserialize)]
+pub struct ActionBody {
+    action: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    station: String,
+    #[serde(default)]
+    site: String,
+    #[serde(default)]
+    anywhere: bool,
+}
+
+/// An action from the page: the same request, validation, rules and record (history, audit
+/// log) as through the gRPC API, by the operator logged in. Needs the `X-Seedship-Action`
+/// header (a page of another site cannot send it without the browser asking first; the
+/// session cookie is SameSite=Strict besides).
+async fn acting(
+    web: &Web,
+    peer: &Peer,
+    headers: &HeaderMap,
+) -> std::result::Result<seedship_proto::identity::SpiffeId, Response> {
+    let Some(who) = who(web, peer, headers).await else { return Err(refused()) };
+    if headers.get("x-seedship-action").is_none() {
+        return Err(secured(
+            (StatusCode::FORBIDDEN, Json(json!({ "error": "an action needs the X-Seedship-Action header" })))
+                .into_response(),
+        ));
+    }
+    who.parse().map_err(|_| {
+        secured((StatusCode::FORBIDDEN, Json(json!({ "error": "only an operator acts" }))).into_response())
+    })
+}
+
+async fn outcome(
+    web: &Web,
+    operator: &seedship_proto::identity::SpiffeId,
+    action: &str,
+    r: crate::error::Result<Value>,
+) -> Response {
+    match r {
+        Ok(v) => secured(Json(v).into_response()),
+        Err(e) => {
+            web.core
+                .audit_refusal(
+                    &operator.uri(),
+                    action,
+                    &format!("refused: {}", crate::observe::outcome(Some(e.code()))),
+                    &e.to_string(),
+                )
+                .await;
+            let status = match e.code() {
+                tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
+                tonic::Code::NotFound => StatusCode::NOT_FOUND,
+                tonic::Code::FailedPrecondition | tonic::Code::AlreadyExists => StatusCode::CONFLICT,
+                tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            secured((status, Json(json!({ "error": e.to_string() }))).into_response())
+        }
+    }
+}
+
+pub async fn seed_action(
+    State(web): State<Web>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    Path(job): Path<String>,
+    Json(b): Json<ActionBody>,
+) -> Response {
+    use crate::service::Cmd;
+    use seedship_proto::pb;
+    let operator = match acting(&web, &peer, &headers).await {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let rid = seedship_proto::client::new_request_id();
+    let core = &web.core;
+    let done = |s: crate::domain::model::Seed| json!({ "job": s.spec.job_name, "state": s.state.as_str(), "reason": s.state_reason });
+    let (name, r) = match b.action.as_str() {
+        "cancel" => (
+            "CancelSeed",
+            async {
+                let cmd = Cmd::try_from(pb::CancelSeedRequest { request_id: rid, seed: job, reason: b.reason })?;
+                core.cancel_seed(&operator, cmd).await.map(done)
+            }
+            .await,
+        ),
+        "retry" => (
+            "RetryWork",
+            async {
+                let cmd = Cmd::try_from(pb::RetryWorkRequest { request_id: rid, seed: job, reason: b.reason })?;
+                core.retry_work(&operator, cmd).await.map(done)
+            }
+            .await,
+        ),
+        "requeue" => (
+            "RequeueWork",
+            async {
+                let cmd = Cmd::try_from(pb::RequeueWorkRequest {
+                    request_id: rid,
+                    seed: job,
+                    target_station: b.station,
+                    target_site: b.site,
+                    any_station: b.anywhere,
+                    reason: b.reason,
+                })?;
+                core.requeue_work(&operator, cmd).await.map(done)
+            }
+            .await,
+        ),
+        other => (
+            "DashboardAction",
+            Err(crate::error::Error::invalid("action", format!("{other:?}: use cancel, retry or requeue"))),
+        ),
+    };
+    outcome(&web, &operator, name, r).await
+}
+
+#[derive(serde::Deserialize)]
+pub struct AckBody {
+    #[serde(default)]
+    reason: String,
+}
+
+pub async fn ack(
+    State(web): State<Web>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Json(b): Json<AckBody>,
+) -> Response {
+    let operator = match acting(&web, &peer, &headers).await {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let r = async {
+        crate::domain::validate::text("reason", &b.reason, 500)?;
+        if b.reason.trim().is_empty() {
+            return Err(crate::error::Error::invalid("reason", "is required: say why (kept with the acknowledgement)"));
+        }
+        let n = web.core.ack_notification(&operator, id, &b.reason).await?;
+        Ok(json!({ "notification": n.id, "kind": n.kind.as_str(), "job": n.job_name, "acknowledged": true }))
+    }
+    .await;
+    outcome(&web, &operator, "AckNotification", r).await
+}
+
 pub fn samples() -> Arc<Samples> {
     Arc::new(Samples::default())
 }

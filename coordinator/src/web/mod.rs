@@ -153,6 +153,8 @@ pub fn router(web: Web) -> Router {
         .route("/login", get(dashboard::login))
         .route("/api/overview", get(dashboard::overview))
         .route("/api/seeds/{job}", get(dashboard::seed))
+        .route("/api/seeds/{job}/actions", axum::routing::post(dashboard::seed_action))
+        .route("/api/notifications/{id}/ack", axum::routing::post(dashboard::ack))
         .route("/api/agents", get(dashboard::agents))
         .route("/api/charts", get(dashboard::charts))
         .route("/api/events", get(dashboard::events))

@@ -34,6 +34,46 @@ async function api(path) {
   return r.json();
 }
 
+// The last action's answer, kept across redraws.
+let lastResult = { id: "", text: "" };
+
+async function act(url, body, resultId) {
+  const r = await fetch(url, {
+    method: "POST", credentials: "same-origin",
+    headers: { "content-type": "application/json", "x-seedship-action": "1" },
+    body: JSON.stringify(body),
+  });
+  const v = await r.json().catch(() => ({ error: r.statusText }));
+  lastResult = { id: resultId, text: r.ok ? "done: " + (v.state ? v.state + " (" + v.reason + ")" : "acknowledged") : "refused: " + v.error };
+  const out = document.getElementById(resultId);
+  if (out) out.textContent = lastResult.text;
+  draw();
+}
+
+function result(id) { return el("p", { id, class: "result" }, lastResult.id === id ? lastResult.text : ""); }
+
+function seedActions(job) {
+  const reason = el("input", { id: "action-reason", placeholder: "why (kept in the seed's history)", size: "40" });
+  const station = el("input", { id: "action-station", placeholder: "to station (re-queue)", size: "16" });
+  const button = (label, action) => {
+    const b = el("button", { "data-action": action }, label);
+    b.addEventListener("click", () => act("/api/seeds/" + encodeURIComponent(job) + "/actions",
+      { action, reason: reason.value, station: action === "requeue" ? station.value : "" }, "action-result"));
+    return b;
+  };
+  return el("section", { id: "actions" }, el("h2", {}, "Operator actions"),
+    el("p", {}, reason, " ", station, " ", button("Re-queue disk prep", "requeue"), " ", button("Retry failed step", "retry"), " ", button("Cancel seed", "cancel")),
+    result("action-result"));
+}
+
+function ackCell(n) {
+  if (!n.notification) return "";
+  const b = el("button", { "data-ack": String(n.notification) }, "Acknowledge");
+  b.addEventListener("click", () => act("/api/notifications/" + n.notification + "/ack",
+    { reason: document.getElementById("ack-reason").value }, "ack-result"));
+  return b;
+}
+
 function progressCell(p) {
   const pct = p.total ? Math.round((100 * p.done) / p.total) : 100;
   const fill = el("i", {});
@@ -51,7 +91,8 @@ async function fleet() {
         class: "stage" + (s.seeds && s.state === "failed" ? " bad" : s.seeds ? " busy" : ""), "data-state": s.state,
       }, el("b", {}, s.seeds), s.state.replaceAll("_", " "))))),
     el("section", { id: "needs" }, el("h2", {}, "Waiting on a person"),
-      table(["Job", "What", "Since"], o.needs_person.map((n) => [link(n.job), n.kind.replaceAll("_", " ") + ": " + n.why, n.since]), "nothing waits on a person")),
+      table(["Job", "What", "Since", ""], o.needs_person.map((n) => [link(n.job), n.kind.replaceAll("_", " ") + ": " + n.why, n.since, ackCell(n)]), "nothing waits on a person"),
+      el("p", {}, el("input", { id: "ack-reason", placeholder: "why you acknowledge (kept with it)", size: "40" })), result("ack-result")),
     el("section", { id: "failures" }, el("h2", {}, "Failures"),
       table(["Job", "Why", "When"], o.failures.map((f) => [link(f.job), f.why, f.at]), "no failed seed")),
     el("section", { id: "deadlines" }, el("h2", {}, "Deadlines, soonest first"),
@@ -75,6 +116,7 @@ async function seed(job) {
     el("section", { id: "verification" }, el("h2", {}, "Verification and vault"),
       table(["Verified", "Missing", "Corrupted", "Repairs", "Checked"], [[d.verification.verified, d.verification.missing, d.verification.corrupted, d.verification.repairs, d.verification.checked || "-"]]),
       table(["Recovery point", "Kind", "Made"], d.recovery_points.map((p) => [p.snapshot, p.kind, p.at]), "no recovery point yet")),
+    seedActions(s.job),
     el("section", { id: "timeline" }, el("h2", {}, "Timeline"),
       table(["When", "Who", "What", "State", "Why"], d.history.slice().reverse().map((h) => [h.at, h.actor, h.event, h.to, h.reason]))),
   ];
@@ -144,7 +186,10 @@ function draw() {
     try {
       const parts = route.startsWith("seed/") ? await seed(decodeURIComponent(route.slice(5)))
         : route === "stations" ? await stations() : route === "charts" ? await charts() : await fleet();
+      // What a person typed survives a live redraw.
+      const typed = Object.fromEntries([...view.querySelectorAll("input[id]")].map((i) => [i.id, i.value]));
       view.replaceChildren(...parts.flat());
+      for (const [id, v] of Object.entries(typed)) { const i = document.getElementById(id); if (i) i.value = v; }
       document.body.dataset.updated = String(Date.now());
     } catch (e) {
       view.replaceChildren(el("section", { class: "error" }, el("h2", {}, "Cannot show this"), String(e.message || e)));
