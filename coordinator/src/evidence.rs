@@ -156,7 +156,31 @@ pub async fn bundle(core: &Coordinator, signer: &Signer, seed: &str) -> Result<V
             })).collect::<Vec<_>>(),
         })
     });
-    files.push(("azure.json".into(), pretty(&json!({ "job": job_doc, "stages": stages }))));
+    // The copy logs Azure wrote (error log, and verbose log when asked for), read from the
+    // seed's own storage account; one that cannot be read now is named with the reason.
+    let mut logs = Vec::new();
+    let mut log_files = Vec::new();
+    if let (Some(side), Some(j)) = (core.azure(), d.job.as_ref()) {
+        let account = j.intent.storage_account_id.rsplit('/').next().unwrap_or_default().to_string();
+        for dr in &j.drives {
+            for link in [&dr.error_log_uri, &dr.verbose_log_uri] {
+                let Some(name) = crate::workers::jobs::log_name(link) else { continue };
+                let got = match side.accounts.store(&account) {
+                    Ok(store) => store.download(seedship_azure::databox::copylog::LOG_CONTAINER, &name).await,
+                    Err(e) => Err(e),
+                };
+                match got {
+                    Ok(bytes) => {
+                        logs.push(json!({ "disk": dr.drive_id, "log": name, "file": format!("copylog-{name}") }));
+                        log_files.push((format!("copylog-{name}"), bytes));
+                    }
+                    Err(e) => logs.push(json!({ "disk": dr.drive_id, "log": name, "not_read": e.to_string() })),
+                }
+            }
+        }
+    }
+    files.push(("azure.json".into(), pretty(&json!({ "job": job_doc, "stages": stages, "copy_logs": logs }))));
+    files.extend(log_files);
     files.push((
         "verification.json".into(),
         pretty(&json!({

@@ -419,6 +419,13 @@ fn evidence_checks_out(
     }
     let azure: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("azure.json"))?)?;
     assert!(azure["stages"].as_array().is_some_and(|s| !s.is_empty()), "{azure}");
+    // Each disk's copy log, as Azure wrote it, is in the bundle.
+    let logs = azure["copy_logs"].as_array().cloned().unwrap_or_default();
+    assert!(logs.len() >= disks && logs.iter().all(|l| l["file"].is_string()), "{azure}");
+    for l in &logs {
+        let text = std::fs::read_to_string(root.join(l["file"].as_str().unwrap()))?;
+        assert!(text.starts_with("<?xml"), "{text}");
+    }
     let point: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("recovery-point.json"))?)?;
     assert_eq!(point["kind"], "seed", "{point}");
     let html = std::fs::read_to_string(root.join("summary.html"))?;

@@ -94,6 +94,11 @@ impl Coordinator {
         self.settings
     }
 
+    /// The Azure side, when `[azure]` is configured.
+    pub fn azure(&self) -> Option<&Arc<AzureSide>> {
+        self.azure.as_ref()
+    }
+
     pub fn now(&self) -> UnixMs {
         self.clock.now_ms()
     }

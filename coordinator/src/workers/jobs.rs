@@ -361,13 +361,18 @@ async fn read_copy_logs(side: &AzureSide, job: &JobRecord, snap: &mut JobSnapsho
 }
 
 /// The blob name of a copy log link, when it is one: `.../databoxcopylog/<order>_<serial>_CopyLog_<id>.xml`.
-fn copy_log_name(link: &str) -> Option<String> {
+pub(crate) fn copy_log_name(link: &str) -> Option<String> {
+    log_name(link).filter(|n| n.contains("_CopyLog_"))
+}
+
+/// The blob name of a copy log or verbose log link in `databoxcopylog`, when it is one.
+pub(crate) fn log_name(link: &str) -> Option<String> {
     let path = link.split('?').next()?;
     let mut parts = path.rsplit('/');
     let name = parts.next()?;
     let container = parts.next()?;
     (container == copylog::LOG_CONTAINER
-        && name.contains("_CopyLog_")
+        && (name.contains("_CopyLog_") || name.contains("_VerboseLog_"))
         && name.ends_with(".xml")
         && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
     .then(|| name.to_string())
