@@ -66,6 +66,38 @@ impl Entry {
     }
 }
 
+impl From<Entry> for crate::pb::AuditEntry {
+    fn from(e: Entry) -> Self {
+        crate::pb::AuditEntry {
+            seq: e.seq,
+            at_unix_ms: e.at_unix_ms,
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            outcome: e.outcome,
+            detail: e.detail,
+            prev_hash: e.prev_hash,
+            hash: e.hash,
+        }
+    }
+}
+
+impl From<crate::pb::AuditEntry> for Entry {
+    fn from(e: crate::pb::AuditEntry) -> Self {
+        Entry {
+            seq: e.seq,
+            at_unix_ms: e.at_unix_ms,
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            outcome: e.outcome,
+            detail: e.detail,
+            prev_hash: e.prev_hash,
+            hash: e.hash,
+        }
+    }
+}
+
 /// What is wrong with a chain, entry by entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {

@@ -648,17 +648,7 @@ async fn audit_entries(ops: &mut Ops, target: &str) -> Result<Vec<seedship_proto
         let n = r.entries.len();
         for e in r.entries {
             after = e.seq;
-            out.push(seedship_proto::audit::Entry {
-                seq: e.seq,
-                at_unix_ms: e.at_unix_ms,
-                actor: e.actor,
-                action: e.action,
-                target: e.target,
-                outcome: e.outcome,
-                detail: e.detail,
-                prev_hash: e.prev_hash,
-                hash: e.hash,
-            });
+            out.push(e.into());
         }
         if n < 1000 {
             return Ok(out);

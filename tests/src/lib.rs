@@ -785,6 +785,32 @@ pub fn start_emulator_binary(
     Ok((child, addr, url))
 }
 
+/// `job` registered by `source`, allowed on a virtual copy station by `ops` (this test
+/// machine is a VM), and claimed by `station` (registered first): its connection and lease.
+pub async fn claimed(
+    c: &mut Cluster,
+    source: &Identity,
+    station: &Identity,
+    ops: &Identity,
+    job: &str,
+) -> Result<(Conn, seedship_proto::pb::Lease)> {
+    use seedship_proto::{client, pb};
+    let src = c.connect(source).await?;
+    seedship_proto::agent::register(&src, None, "test").await?;
+    client::seeds(src).register_seed(seed_request(job)).await?;
+    let out = c.run("allow", &mut c.seedctl(ops, &["allow-virtual-station", job, "--reason", "test lab"]))?;
+    anyhow::ensure!(out.status.success(), "allow-virtual-station: {}", String::from_utf8_lossy(&out.stderr));
+    let cp = c.connect(station).await?;
+    seedship_proto::agent::register(&cp, Some("hq"), "test").await?;
+    let lease = client::diskprep(cp.clone())
+        .claim_work(pb::ClaimWorkRequest { request_id: rid() })
+        .await?
+        .into_inner()
+        .lease
+        .ok_or_else(|| anyhow!("{job} was not leased to the station"))?;
+    Ok((cp, lease))
+}
+
 /// Shorthand for a request id.
 pub fn rid() -> String {
     seedship_proto::client::new_request_id()

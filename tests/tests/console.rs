@@ -78,20 +78,8 @@ async fn scrape(c: &Cluster, client: &reqwest::Client, token: Option<&str>) -> a
 async fn metrics_count_the_fleet_for_operators_and_prometheus_only() -> anyhow::Result<()> {
     let mut c = Cluster::start()?;
     let (fs, st, ops) = (c.issue("source", "fs01")?, c.issue("copy", "station-01")?, c.issue("operator", "alice")?);
-    let src = c.connect(&fs).await?;
-    seedship_proto::agent::register(&src, None, "test").await?;
-    client::seeds(src.clone()).register_seed(seed_request("job-met")).await?;
-    let out = c.run("allow", &mut c.seedctl(&ops, &["allow-virtual-station", "job-met", "--reason", "test lab"]))?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let cp = c.connect(&st).await?;
-    seedship_proto::agent::register(&cp, Some("hq"), "test").await?;
+    let (cp, lease) = seedship_e2e::claimed(&mut c, &fs, &st, &ops, "job-met").await?;
     seedship_proto::agent::heartbeat(&cp, "preparing").await?;
-    let lease = client::diskprep(cp.clone())
-        .claim_work(pb::ClaimWorkRequest { request_id: rid() })
-        .await?
-        .into_inner()
-        .lease
-        .expect("a lease");
     client::diskprep(cp.clone())
         .report_progress(pb::ReportProgressRequest {
             request_id: rid(),

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use seedship_e2e::browser::Browser;
-use seedship_e2e::{Cluster, rid, seed_request};
+use seedship_e2e::{Cluster, rid};
 use seedship_proto::{client, pb};
 
 const T: Duration = Duration::from_secs(45);
@@ -21,11 +21,7 @@ fn login_link(c: &mut Cluster, ops: &seedship_e2e::Identity) -> anyhow::Result<S
 async fn the_dashboard_shows_the_fleet_live_to_a_logged_in_operator_only() -> anyhow::Result<()> {
     let mut c = Cluster::start()?;
     let (fs, st, ops) = (c.issue("source", "fs01")?, c.issue("copy", "station-01")?, c.issue("operator", "alice")?);
-    client::seeds(c.connect(&fs).await?).register_seed(seed_request("job-web")).await?;
-    let out = c.run("allow", &mut c.seedctl(&ops, &["allow-virtual-station", "job-web", "--reason", "test lab"]))?;
-    assert!(out.status.success());
-    let cp = c.connect(&st).await?;
-    seedship_proto::agent::register(&cp, Some("hq"), "test").await?;
+    let (cp, lease) = seedship_e2e::claimed(&mut c, &fs, &st, &ops, "job-web").await?;
     // The station beats as a running agent does (the test coordinator calls it gone after 3 s
     // without one).
     let beating = {
@@ -37,12 +33,6 @@ async fn the_dashboard_shows_the_fleet_live_to_a_logged_in_operator_only() -> an
             }
         })
     };
-    let lease = client::diskprep(cp.clone())
-        .claim_work(pb::ClaimWorkRequest { request_id: rid() })
-        .await?
-        .into_inner()
-        .lease
-        .expect("a lease");
     let disk = pb::DiskProgress {
         position: 1,
         set_size: 1,

@@ -22,6 +22,26 @@ fn progress(l: &pb::Lease, from: u64, to: u64) -> pb::ReportProgressRequest {
     }
 }
 
+/// A prepared drive of `l`'s seed, at position 1, with a key.
+fn prepared_drive(l: &pb::Lease, drive_id: &str) -> pb::ReportDriveRequest {
+    pb::ReportDriveRequest {
+        request_id: rid(),
+        work_id: l.work_id.clone(),
+        generation: l.generation,
+        drive: Some(pb::DriveReport {
+            drive_id: drive_id.into(),
+            position: 1,
+            capacity_bytes: 2_000_000,
+            bytes_written: 1_000_000,
+            manifest_file: "\\DriveManifest.xml".into(),
+            manifest_hash: "0123456789abcdef0123456789abcdef".into(),
+            drive_header_hash: "ABCDEF0123456789ABCDEF0123456789".into(),
+            recovery_password: "000011-000022-000033-000044-000055-000066-000077-000088".into(),
+            ..Default::default()
+        }),
+    }
+}
+
 fn renew(l: &pb::Lease) -> pb::RenewLeaseRequest {
     pb::RenewLeaseRequest {
         request_id: rid(),
@@ -123,24 +143,7 @@ async fn lease_lifecycle_expiry_and_fencing() -> anyhow::Result<()> {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
-    client::diskprep(cb.clone())
-        .report_drive(pb::ReportDriveRequest {
-            request_id: rid(),
-            work_id: lb.work_id.clone(),
-            generation: lb.generation,
-            drive: Some(pb::DriveReport {
-                drive_id: "WD-1234".into(),
-                position: 1,
-                capacity_bytes: 2_000_000,
-                bytes_written: 1_000_000,
-                manifest_file: "\\DriveManifest.xml".into(),
-                manifest_hash: "0123456789abcdef0123456789abcdef".into(),
-                drive_header_hash: "ABCDEF0123456789ABCDEF0123456789".into(),
-                recovery_password: "000011-000022-000033-000044-000055-000066-000077-000088".into(),
-                ..Default::default()
-            }),
-        })
-        .await?;
+    client::diskprep(cb.clone()).report_drive(prepared_drive(&lb, "WD-1234")).await?;
     let done = client::diskprep(cb.clone())
         .complete_work(pb::CompleteWorkRequest {
             request_id: rid(),
@@ -524,23 +527,7 @@ async fn an_operator_requeues_work_for_another_station_and_not_after_the_disks_a
     assert!(ev.actor.ends_with("/operator/alice") && ev.reason.contains("bay is broken"), "{ev:?}");
 
     // Finished: the disks are prepared; re-queueing now is refused with the reason.
-    db.report_drive(pb::ReportDriveRequest {
-        request_id: rid(),
-        work_id: l2.work_id.clone(),
-        generation: l2.generation,
-        drive: Some(pb::DriveReport {
-            drive_id: "WD-RQ1".into(),
-            position: 1,
-            capacity_bytes: 2_000_000,
-            bytes_written: 1_000_000,
-            manifest_file: "\\DriveManifest.xml".into(),
-            manifest_hash: "0123456789abcdef0123456789abcdef".into(),
-            drive_header_hash: "ABCDEF0123456789ABCDEF0123456789".into(),
-            recovery_password: "000011-000022-000033-000044-000055-000066-000077-000088".into(),
-            ..Default::default()
-        }),
-    })
-    .await?;
+    db.report_drive(prepared_drive(&l2, "WD-RQ1")).await?;
     db.complete_work(pb::CompleteWorkRequest {
         request_id: rid(),
         work_id: l2.work_id.clone(),

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use seedship_e2e::{Cluster, Options, rid, seed_request};
+use seedship_e2e::{Cluster, Options, rid};
 use seedship_proto::{client, pb};
 
 const SECRET: &str = "webhook-secret-0123456789abcdef";
@@ -68,17 +68,7 @@ async fn a_webhook_gets_each_notification_once_across_a_coordinator_kill() -> an
     let mut c = Cluster::start_with(Options { extra_toml: extra, ..Default::default() })?;
     c.allow_error("notification not delivered");
     let (fs, st, ops) = (c.issue("source", "fs01")?, c.issue("copy", "station-01")?, c.issue("operator", "alice")?);
-    client::seeds(c.connect(&fs).await?).register_seed(seed_request("job-ntf")).await?;
-    let out = c.run("allow", &mut c.seedctl(&ops, &["allow-virtual-station", "job-ntf", "--reason", "test lab"]))?;
-    assert!(out.status.success());
-    let cp = c.connect(&st).await?;
-    seedship_proto::agent::register(&cp, None, "test").await?;
-    let lease = client::diskprep(cp.clone())
-        .claim_work(pb::ClaimWorkRequest { request_id: rid() })
-        .await?
-        .into_inner()
-        .lease
-        .expect("a lease");
+    let (cp, lease) = seedship_e2e::claimed(&mut c, &fs, &st, &ops, "job-ntf").await?;
     // The station waits for a person: a notification, in the event's own transaction.
     client::diskprep(cp.clone())
         .renew_lease(pb::RenewLeaseRequest {
@@ -163,20 +153,9 @@ async fn e_mail_reaches_an_smtp_server() -> anyhow::Result<()> {
     );
     let r = async {
         let mut c = Cluster::start_with(Options { extra_toml: extra, ..Default::default() })?;
-        let (fs, ops) = (c.issue("source", "fs01")?, c.issue("operator", "alice")?);
-        client::seeds(c.connect(&fs).await?).register_seed(seed_request("job-mail")).await?;
+        let (fs, st, ops) = (c.issue("source", "fs01")?, c.issue("copy", "station-01")?, c.issue("operator", "alice")?);
         // A station waiting for disks: a notification for every channel.
-        let st = c.issue("copy", "station-01")?;
-        let out = c.run("allow", &mut c.seedctl(&ops, &["allow-virtual-station", "job-mail", "--reason", "lab"]))?;
-        assert!(out.status.success());
-        let cp = c.connect(&st).await?;
-        seedship_proto::agent::register(&cp, None, "test").await?;
-        let lease = client::diskprep(cp.clone())
-            .claim_work(pb::ClaimWorkRequest { request_id: rid() })
-            .await?
-            .into_inner()
-            .lease
-            .expect("a lease");
+        let (cp, lease) = seedship_e2e::claimed(&mut c, &fs, &st, &ops, "job-mail").await?;
         client::diskprep(cp.clone())
             .renew_lease(pb::RenewLeaseRequest {
                 request_id: rid(),

@@ -213,23 +213,7 @@ impl pb::operator_service_server::OperatorService for Api {
         };
         let entries = self.core.audit_list(r.after_seq.max(0), lim, target).await?;
         let head_seq = self.core.audit_list_head().await?;
-        Ok(Response::new(pb::ListAuditResponse {
-            entries: entries
-                .into_iter()
-                .map(|e| pb::AuditEntry {
-                    seq: e.seq,
-                    at_unix_ms: e.at_unix_ms,
-                    actor: e.actor,
-                    action: e.action,
-                    target: e.target,
-                    outcome: e.outcome,
-                    detail: e.detail,
-                    prev_hash: e.prev_hash,
-                    hash: e.hash,
-                })
-                .collect(),
-            head_seq,
-        }))
+        Ok(Response::new(pb::ListAuditResponse { entries: entries.into_iter().map(Into::into).collect(), head_seq }))
     }
 
     async fn list_notifications(
