@@ -624,8 +624,9 @@ pub fn bench(
     let bytes = std::fs::read(staging.join(seedship_repo::layout::MANIFEST)).map_err(|e| s(&e))?;
     let m: seedship_repo::manifest::SeedManifest = serde_json::from_slice(&bytes).map_err(|e| s(&e))?;
     let staging = std::path::absolute(staging).map_err(|e| format!("{}: {e}", staging.display()))?;
-    let st = crate::staging::Staging::open(&staging.display().to_string(), &m.root, std::slice::from_ref(&staging))
-        .map_err(|e| s(&e))?;
+    let st =
+        crate::staging::Staging::open(&staging.display().to_string(), &m.root, std::slice::from_ref(&staging), &[])
+            .map_err(|e| s(&e))?;
     check_names(container, &st.files)?;
     let capacity = std::fs::metadata(disk).map_err(|e| format!("{}: {e}", disk.display()))?.len();
     let p =

@@ -235,8 +235,14 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 async fn prepare_inner(ctx: &Ctx, lease: &pb::Lease, keeper: &Keeper) -> Result<Outcome, Fail> {
     let (loc, root) = (lease.staging_location.clone(), lease.manifest_root.clone());
     let roots = ctx.station.staging_roots.clone();
-    let staging = Arc::new(blocking(move || Staging::open(&loc, &root, &roots)).await.map_err(Fail::Staging)?);
-    tracing::info!(job = %lease.job_name, files = staging.files.len(), bytes = staging.manifest.total_bytes(), "staging set opened and checked against the registered manifest");
+    let only = lease.files.clone();
+    let staging = Arc::new(blocking(move || Staging::open(&loc, &root, &roots, &only)).await.map_err(Fail::Staging)?);
+    let shipping: u64 = staging.files.iter().map(|f| f.size).sum();
+    if lease.files.is_empty() {
+        tracing::info!(job = %lease.job_name, files = staging.files.len(), bytes = shipping, "staging set opened and checked against the registered manifest");
+    } else {
+        tracing::info!(job = %lease.job_name, files = staging.files.len(), bytes = shipping, "a round of lost files: only these staging files are checked and shipped");
+    }
     // Names Azure would change or refuse fail the seed before anything is written.
     media::check_names(&lease.container, &staging.files).map_err(|why| Fail::Staging(StagingError::Invalid(why)))?;
     if layout(lease) == Layout::CustomerDisk && lease.container_sas.is_empty() {

@@ -37,7 +37,7 @@ pub struct Staging {
     pub manifest: SeedManifest,
     /// The manifest's bytes as read once: they are shipped too (as `manifest.json`).
     pub manifest_bytes: Arc<Vec<u8>>,
-    /// What to ship, in manifest order, then `manifest.json`.
+    /// What to ship, in manifest order, then `manifest.json` (a round: only its files).
     pub files: Vec<FileSpec>,
     pub sizes: HashMap<String, u64>,
     expected: HashMap<String, (String, String)>,
@@ -83,7 +83,16 @@ impl Staging {
     /// is the one registered with `manifest_root`: the manifest's root and names (the
     /// repository's layout only: nothing outside the staging root is ever opened), and every
     /// file's presence and size (the content is checked while copying).
-    pub fn open(location: &str, manifest_root: &str, roots: &[PathBuf]) -> Result<Staging, StagingError> {
+    ///
+    /// `only` (a round of lost files) names the staging paths to ship, each of which must be
+    /// in the seed manifest; only those are checked and opened. Empty: the whole set, and
+    /// `manifest.json` with it.
+    pub fn open(
+        location: &str,
+        manifest_root: &str,
+        roots: &[PathBuf],
+        only: &[String],
+    ) -> Result<Staging, StagingError> {
         let root = allowed(location, roots)?;
         let dir = Beneath::open(&root).map_err(|e| unreachable(&root, "the directory", &e))?;
         let mpath = root.join(MANIFEST);
@@ -110,9 +119,18 @@ impl Staging {
                 manifest.root
             )));
         }
+        let wanted: std::collections::HashSet<&str> = only.iter().map(String::as_str).collect();
+        if let Some(stray) =
+            only.iter().find(|p| p.as_str() != MANIFEST && !manifest.files.iter().any(|f| &f.path == *p))
+        {
+            return Err(StagingError::Invalid(format!(
+                "the round names {stray:?}, which is not in the seed manifest of the staging set at {}",
+                root.display()
+            )));
+        }
         let mut files = Vec::with_capacity(manifest.files.len() + 1);
         let mut expected = HashMap::new();
-        for f in &manifest.files {
+        for f in manifest.files.iter().filter(|f| wanted.is_empty() || wanted.contains(f.path.as_str())) {
             match dir.read(Path::new(&f.path)).and_then(|h| h.metadata()) {
                 Ok(m) if !m.is_file() => {
                     return Err(StagingError::Invalid(format!("staging file {} is not a regular file", f.path)));
@@ -140,9 +158,11 @@ impl Staging {
             files.push(FileSpec { path: f.path.clone(), size: f.size });
             expected.insert(f.path.clone(), (f.sha256.clone(), f.md5.clone()));
         }
-        let (sha, md5) = seedship_repo::manifest::hash_bytes(&bytes);
-        files.push(FileSpec { path: MANIFEST.into(), size: bytes.len() as u64 });
-        expected.insert(MANIFEST.into(), (sha, md5));
+        if wanted.is_empty() || wanted.contains(MANIFEST) {
+            let (sha, md5) = seedship_repo::manifest::hash_bytes(&bytes);
+            files.push(FileSpec { path: MANIFEST.into(), size: bytes.len() as u64 });
+            expected.insert(MANIFEST.into(), (sha, md5));
+        }
         let sizes = files.iter().map(|f| (f.path.clone(), f.size)).collect();
         Ok(Staging { root, dir, manifest, manifest_bytes: Arc::new(bytes), files, sizes, expected })
     }
@@ -215,5 +235,51 @@ impl<'a> Reader<'a> {
             )));
         }
         Ok(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seedship_repo::manifest::{ManifestFile, hash_bytes};
+
+    /// A staging set of `config` and two packs, registered under the temporary root.
+    fn set() -> (tempfile::TempDir, PathBuf, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("staging");
+        std::fs::create_dir_all(root.join("data/ab")).unwrap();
+        let mut files = Vec::new();
+        for (path, body) in [("config", "cfg"), ("data/ab/ab01", "first pack"), ("data/ab/ab02", "second")] {
+            std::fs::write(root.join(path), body).unwrap();
+            let (sha256, md5) = hash_bytes(body.as_bytes());
+            files.push(ManifestFile { path: path.into(), size: body.len() as u64, sha256, md5 });
+        }
+        let m = seedship_repo::manifest::SeedManifest::new(files);
+        m.write(&root).unwrap();
+        (dir, root, m.root)
+    }
+
+    #[test]
+    fn a_round_opens_only_its_files() {
+        let (_d, root, mroot) = set();
+        let loc = root.display().to_string();
+        let roots = [root.clone()];
+        let all = Staging::open(&loc, &mroot, &roots, &[]).unwrap();
+        let names: Vec<&str> = all.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(names, ["config", "data/ab/ab01", "data/ab/ab02", MANIFEST]);
+        // Another file of the set may be gone: a round only checks its own.
+        std::fs::remove_file(root.join("data/ab/ab01")).unwrap();
+        let round = Staging::open(&loc, &mroot, &roots, &["data/ab/ab02".to_string()]).unwrap();
+        let names: Vec<&str> = round.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(names, ["data/ab/ab02"]);
+        assert!(round.check("data/ab/ab02", 6, &hash_bytes(b"second").0).is_ok());
+        assert!(matches!(round.check("config", 3, &hash_bytes(b"cfg").0), Err(StagingError::Invalid(_))));
+        assert!(matches!(round.open_file("config"), Err(StagingError::Invalid(_))), "only the round's files open");
+        // A name the manifest does not hold is refused, saying which.
+        let e = Staging::open(&loc, &mroot, &roots, &["data/ab/ab03".to_string()]).unwrap_err();
+        assert!(matches!(&e, StagingError::Invalid(w) if w.contains("\"data/ab/ab03\"")), "{e}");
+        // The files it does hold are checked as ever.
+        let e = Staging::open(&loc, &mroot, &roots, &["data/ab/ab01".to_string()]).unwrap_err();
+        assert!(matches!(&e, StagingError::Invalid(w) if w.contains("is missing")), "{e}");
     }
 }

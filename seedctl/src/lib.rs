@@ -134,6 +134,16 @@ pub enum Cmd {
         #[arg(long)]
         reason: String,
     },
+    /// After a partial loss (the seed needs repair), ship exactly the files its import lost
+    /// on new disks: a new offline round, job <JOB>-r<n>, into the same import container.
+    /// The source agent is no longer asked to upload them.
+    Reship {
+        /// The seed that lost files: its id or its job name.
+        seed: String,
+        /// Why the files go on disks again (too much for the uplink, say); kept in the history.
+        #[arg(long)]
+        reason: String,
+    },
     /// Cancel a seed before its disks are shipped (and its Azure job).
     Cancel {
         /// The seed: its id or its job name.
@@ -530,6 +540,32 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
                 .into_inner();
             let s = r.seed.unwrap_or_default();
             (format!("seed {} ({}): {}", s.job_name, s.seed_id, s.state_reason), seed_json(&s))
+        }
+        Cmd::Reship { seed, reason } => {
+            let r = ops
+                .reship_lost(pb::ReshipLostRequest {
+                    request_id: new_request_id(),
+                    seed: seed.clone(),
+                    reason: reason.clone(),
+                })
+                .await?
+                .into_inner();
+            let (s, round) = (r.seed.unwrap_or_default(), r.round.unwrap_or_default());
+            (
+                format!(
+                    "new offline round {} ({}) for {} file(s), {}, that the import of {} lost: {}\n\
+                     Its disks are prepared like any seed's (seedctl seed {}); once it is imported, {} is verified again.",
+                    round.job_name,
+                    round.seed_id,
+                    r.files,
+                    render::size(r.bytes),
+                    s.job_name,
+                    seedship_proto::human::seed_state(round.state),
+                    round.job_name,
+                    s.job_name
+                ),
+                serde_json::json!({ "seed": seed_json(&s), "round": seed_json(&round), "files": r.files, "bytes": r.bytes }),
+            )
         }
         Cmd::AllowVirtualStation { seed, reason } => {
             let r = ops

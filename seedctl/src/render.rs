@@ -97,6 +97,7 @@ pub fn seed_json(s: &pb::SeedSummary) -> Value {
         "staging_location": s.staging_location, "manifest_root": s.manifest_root,
         "target_site": s.target_site, "target_station": s.target_station,
         "allow_virtual_station": s.allow_virtual_station, "disk_kind": kind_name(s.disk_kind),
+        "round_of": s.round_of,
     })
 }
 
@@ -124,6 +125,23 @@ pub fn seed_detail_text(r: &pb::GetSeedResponse) -> String {
         format!("Staging    {}", s.staging_location),
         format!("Manifest   {}", s.manifest_root),
     ];
+    if !s.round_of.is_empty() {
+        out.push(format!(
+            "Round of   {} (a new offline round for the files its import lost; merged into it once imported)",
+            s.round_of
+        ));
+    }
+    for round in &r.rounds {
+        out.push(format!(
+            "Round      {} ({}): {} in {} files, {} — {}",
+            round.job_name,
+            round.seed_id,
+            size(round.total_bytes),
+            round.file_count,
+            state_name(round.state),
+            round.state_reason
+        ));
+    }
     if let Some(w) = &r.work {
         let pct = if w.total_bytes > 0 { w.progress_bytes as f64 * 100.0 / w.total_bytes as f64 } else { 0.0 };
         let lease = if w.status == "leased" {
@@ -182,6 +200,7 @@ pub fn seed_detail_json(r: &pb::GetSeedResponse) -> Value {
         "shipping": r.shipping.as_ref().map(shipping_json),
         "history": r.history.iter().map(event_json).collect::<Vec<_>>(),
         "history_total": r.history_total,
+        "rounds": r.rounds.iter().map(seed_json).collect::<Vec<_>>(),
     })
 }
 

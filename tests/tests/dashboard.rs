@@ -169,6 +169,14 @@ async fn the_dashboard_shows_the_fleet_live_to_a_logged_in_operator_only() -> an
             T,
         )
         .await?;
+        // Nothing is lost yet: a new offline round is refused, saying why.
+        b.js("document.querySelector('[data-action=reship]').click(); return true").await?;
+        b.until(
+            "the new round refused",
+            "return document.querySelector('#action-result').textContent.includes('nothing is lost')",
+            T,
+        )
+        .await?;
         // The station's wait, acknowledged from the fleet page.
         b.js("location.hash = '#/'; return true").await?;
         b.until("the acknowledge button", "return !!document.querySelector('[data-ack]')", T).await?;

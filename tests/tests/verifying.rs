@@ -275,6 +275,114 @@ async fn a_partial_import_is_verified_repaired_with_only_what_is_missing_and_the
     c.finish()
 }
 
+/// `seedctl reship`, as an operator runs it.
+fn reship(c: &mut Cluster, ops: &Identity, job: &str) -> anyhow::Result<std::process::Output> {
+    let args = ["reship", job, "--reason", "a whole disk is lost: too much for the uplink"];
+    c.run("reship", &mut c.seedctl(ops, &args))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_disk_goes_again_on_a_new_offline_round_of_exactly_its_files() -> anyhow::Result<()> {
+    let (mut c, emu) = cluster()?;
+    let ops = c.issue("operator", "alice")?;
+    // Refused before anything is lost.
+    let st = "st-job-lost";
+    let staging = stage(&mut c, &ops, "job-lost", 6, 3, st).await?;
+    let o = reship(&mut c, &ops, "job-lost")?;
+    assert!(!o.status.success() && text(&o).contains("nothing is lost"), "{}", text(&o));
+    let drives = prepare_and_ship(&mut c, &ops, "job-lost", &staging, 2, st).await?;
+    // The second disk never reaches the datacenter.
+    emu.dc("job-lost", "arrive", json!({ "disks": [drives[0].1] })).await?;
+    emu.dc("job-lost", "copy", json!({})).await?;
+    // Wait for the verification to name the lost files. When the seed manifest itself was on
+    // the lost disk, which files are lost is not known yet: a round is refused, and the source
+    // agent uploads the manifest (small) first.
+    let until = std::time::Instant::now() + T;
+    let asked = loop {
+        let r = report(&c, &ops, "job-lost").await?;
+        anyhow::ensure!(std::time::Instant::now() < until, "the lost files are not named: {r:?}");
+        let st = pb::SeedState::try_from(r.seed.as_ref().unwrap().state).unwrap();
+        let asked: Vec<pb::RepairStatus> = r.repairs.iter().filter(|p| p.state == "requested").cloned().collect();
+        if st == pb::SeedState::NeedsRepair && asked.iter().any(|a| a.path == "manifest.json") {
+            let o = reship(&mut c, &ops, "job-lost")?;
+            assert!(!o.status.success() && text(&o).contains("not known yet"), "{}", text(&o));
+            source_repair(&mut c, "job-lost")?;
+        } else if st == pb::SeedState::NeedsRepair && !asked.is_empty() {
+            break asked;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let r = report(&c, &ops, "job-lost").await?;
+    let lost_bytes: u64 = r.files.iter().filter(|f| asked.iter().any(|a| a.path == f.path)).map(|f| f.size).sum();
+
+    // The operator ships them on disks again: a round of exactly those files.
+    let o = reship(&mut c, &ops, "job-lost")?;
+    let t = text(&o);
+    assert!(o.status.success() && t.contains("new offline round job-lost-r2"), "{t}");
+    assert!(t.contains(&format!("for {} file(s)", asked.len())), "{t}");
+    let r = report(&c, &ops, "job-lost").await?;
+    assert!(r.repairs.iter().filter(|p| asked.iter().any(|a| a.path == p.path)).all(|p| p.state == "reshipped"));
+    // The source agent is no longer asked to upload them; a second round waits for the first.
+    let out = source_repair(&mut c, "job-lost")?;
+    assert!(out.contains("no repairs asked of this server"), "{out}");
+    let o = reship(&mut c, &ops, "job-lost")?;
+    assert!(!o.status.success() && text(&o).contains("under way"), "{}", text(&o));
+    let o = c.run("seed", &mut c.seedctl(&ops, &["seed", "job-lost-r2"]))?;
+    assert!(text(&o).contains("Round of   job-lost"), "{}", text(&o));
+    let det = wait_seed_state(&c, &ops, "job-lost", "needs_repair", T).await?;
+    assert_eq!(det.rounds.iter().map(|r| r.job_name.as_str()).collect::<Vec<_>>(), ["job-lost-r2"]);
+    let round = &det.rounds[0];
+    assert_eq!((round.file_count, round.total_bytes), (asked.len() as u64, lost_bytes));
+    assert_eq!(round.container, det.seed.as_ref().unwrap().container, "into the same import container");
+
+    // The round keeps the seed's station; the operator sends it to another, which prepares it
+    // like any seed: its disk holds the lost files only, each listed in the drive manifest for
+    // the seed's container.
+    assert_eq!(round.target_station, "st-job-lost");
+    let o = c.run(
+        "requeue",
+        &mut c.seedctl(
+            &ops,
+            &["requeue", "job-lost-r2", "--station", "st-job-lost-2", "--reason", "closer to the courier"],
+        ),
+    )?;
+    assert!(o.status.success(), "{}", text(&o));
+    let round_disks = prepare_and_ship(&mut c, &ops, "job-lost-r2", &staging, 1, "st-job-lost-2").await?;
+    let keys = seedship_e2e::prep::escrowed_keys(&c);
+    let disk = seedship_e2e::ntfs::read_disk(&round_disks[0].1, &keys)?;
+    let mut on_disk: Vec<String> = disk
+        .files
+        .keys()
+        .filter_map(|k| k.strip_prefix("\\seedship\\"))
+        .filter(|k| *k != "disk.json")
+        .map(|k| k.replace('\\', "/"))
+        .collect();
+    on_disk.sort();
+    let mut want: Vec<String> = asked.iter().map(|a| a.path.clone()).collect();
+    want.sort();
+    assert_eq!(on_disk, want, "exactly the lost files");
+    let manifest = disk.manifest.as_ref().expect("a drive manifest");
+    assert_eq!(manifest.blobs.len(), want.len());
+    for (path, b) in want.iter().zip(&manifest.blobs) {
+        assert_eq!(b.blob_path, format!("{}/{path}", round.container));
+    }
+    // It arrives and is copied: merged, and the seed is verified again, whole, and seeded.
+    emu.dc("job-lost-r2", "arrive", json!({ "disks": [round_disks[0].1] })).await?;
+    emu.dc("job-lost-r2", "copy", json!({})).await?;
+    let r2 = wait_seed_state(&c, &ops, "job-lost-r2", "merged", T).await?;
+    assert!(r2.seed.unwrap().state_reason.contains("are in the import container of job-lost"));
+    wait_event(&c, &ops, "job-lost", "offline round job-lost-r2 is imported", T).await?;
+    wait_seed_state(&c, &ops, "job-lost", "seeded", T).await?;
+    vault_is_complete(&emu, &c, "job-lost", "src-job-lost").await?;
+    let r = report(&c, &ops, "job-lost").await?;
+    assert!(r.files.iter().all(|f| f.status == "verified"), "{:?}", r.files);
+    assert!(r.repairs.iter().filter(|p| p.state != "uploaded").all(|p| p.state == "imported"), "{:?}", r.repairs);
+    // Recorded with who and why.
+    let o = c.run("audit", &mut c.seedctl(&ops, &["audit", "list", "--target", "job-lost"]))?;
+    assert!(text(&o).contains("ReshipLost"), "{}", text(&o));
+    c.finish()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staging_deleted_before_repair_blocks_the_seed_with_a_clear_report() -> anyhow::Result<()> {
     let (mut c, emu) = cluster()?;
@@ -291,9 +399,15 @@ async fn staging_deleted_before_repair_blocks_the_seed_with_a_clear_report() -> 
     assert_eq!(e.event, "data_lost");
     let det = wait_seed_state(&c, &ops, "job-gone", "needs_repair", T).await?;
     let why = det.seed.unwrap().state_reason;
-    assert!(why.starts_with("blocked: ") && why.contains("new offline round") && why.contains("fresh seed"), "{why}");
+    assert!(
+        why.starts_with("blocked: ") && why.contains("no new offline round") && why.contains("fresh seed"),
+        "{why}"
+    );
     let o = c.run("verification", &mut c.seedctl(&ops, &["verification", "job-gone"]))?;
     assert!(text(&o).contains("lost") && text(&o).contains("missing"), "{}", text(&o));
+    // No new offline round can carry what the staging location lost either.
+    let o = reship(&mut c, &ops, "job-gone")?;
+    assert!(!o.status.success() && text(&o).contains("lost from the staging location too"), "{}", text(&o));
     // Nothing is cleaned up before the vault holds the seed.
     let o = c.run("cleanup-early", &mut c.seedctl(&ops, &["cleanup-import", "job-gone"]))?;
     assert!(!o.status.success() && text(&o).contains("only once the vault holds the seed"), "{}", text(&o));

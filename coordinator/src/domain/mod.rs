@@ -7,5 +7,6 @@ pub mod lease;
 pub mod model;
 pub mod notify;
 pub mod placement;
+pub mod round;
 pub mod seed;
 pub mod validate;

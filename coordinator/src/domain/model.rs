@@ -186,6 +186,9 @@ pub struct Seed {
     /// What the seed is shipped on.
     #[serde(default)]
     pub kind: DiskKind,
+    /// A new offline round for files another seed's import lost: that seed's job name.
+    #[serde(default)]
+    pub round_of: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +206,9 @@ pub struct Lease {
     /// Data Box Disk: the serials of the disks Microsoft delivered (not bad), in order.
     #[serde(default)]
     pub delivered: Vec<String>,
+    /// A round of lost files: only these staging paths go on the disks (empty: all of them).
+    #[serde(default)]
+    pub files: Vec<String>,
     /// Customer disks: the import container's SAS for the drive manifest, made fresh for each
     /// answer (never stored with the idempotent answer).
     #[serde(skip)]
@@ -388,6 +394,8 @@ pub struct SeedDetail {
     pub job: Option<JobRecord>,
     /// Each disk's progress at the station holding the work.
     pub disks: Vec<DiskProgress>,
+    /// The seed's new offline rounds for lost files, oldest first.
+    pub rounds: Vec<Seed>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -449,10 +457,21 @@ pub struct RepairFile {
     pub size: u64,
     pub sha256: String,
     pub md5: String,
-    /// "requested", "uploaded" or "lost".
+    /// "requested", "uploaded", "lost", or "reshipped" (on a new offline round).
     pub state: String,
     pub detail: String,
     pub updated_ms: UnixMs,
+}
+
+/// A new offline round started for the files a seed's import lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reshipped {
+    /// The seed that lost the files.
+    pub seed: Seed,
+    /// The round: a seed of its own, into the same import container.
+    pub round: Seed,
+    pub files: u64,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -30,7 +30,11 @@
 //!                                          v     |                                  v
 //!                                       [needs_repair]                          [seeded]
 //!
-//!  fail:   any state but seeded/failed/cancelled --> [failed]
+//!  a round (a new offline round for files its parent's import lost, `seedctl reship`):
+//!   the same path from registered to imported, then [imported] --merge--> [merged]
+//!   (its files are in the parent's import container; the parent is verified again)
+//!
+//!  fail:   any state but seeded/merged/failed/cancelled --> [failed]
 //!  cancel: registered, disks_ordered, queued_for_disk_prep, preparing, disks_prepared,
 //!          import_job_created (nothing shipped yet) --> [cancelled]
 //! ```
@@ -62,6 +66,8 @@ pub enum SeedState {
     Seeded,
     Failed,
     Cancelled,
+    /// A round of lost files: imported into its parent's container; the parent carries on.
+    Merged,
 }
 
 /// Something that happened to a seed.
@@ -93,6 +99,8 @@ pub enum SeedEvent {
     /// An operator retries the import job of a seed that failed only because Azure refused to
     /// create it (its disks are prepared): the one way out of `failed`.
     RetryImportJob,
+    /// A round's import is done: its files are in its parent's import container.
+    Merge,
 }
 
 /// The event does not apply in the current state.
@@ -104,7 +112,7 @@ pub struct InvalidTransition {
 }
 
 impl SeedState {
-    pub const ALL: [SeedState; 16] = [
+    pub const ALL: [SeedState; 17] = [
         SeedState::Registered,
         SeedState::DisksOrdered,
         SeedState::QueuedForDiskPrep,
@@ -121,6 +129,7 @@ impl SeedState {
         SeedState::Seeded,
         SeedState::Failed,
         SeedState::Cancelled,
+        SeedState::Merged,
     ];
 
     /// The next state after `event`, or why it cannot happen.
@@ -145,6 +154,8 @@ impl SeedState {
             (S::NeedsRepair, E::Repaired) => S::Verifying,
             (S::Verifying, E::VerificationPassed) => S::SeedingVault,
             (S::SeedingVault, E::VaultSeeded) => S::Seeded,
+            // The store allows it only for a round (a seed with a parent).
+            (S::Imported, E::Merge) => S::Merged,
             (s, E::Fail) if !s.is_terminal() => S::Failed,
             // The store allows it only when the import job was refused and no job exists.
             (S::Failed, E::RetryImportJob) => S::DisksPrepared,
@@ -165,7 +176,7 @@ impl SeedState {
     /// No event leaves a terminal state, but an operator's retry of a refused import job
     /// (`RetryImportJob`, failed → disks_prepared).
     pub fn is_terminal(self) -> bool {
-        matches!(self, SeedState::Seeded | SeedState::Failed | SeedState::Cancelled)
+        matches!(self, SeedState::Seeded | SeedState::Failed | SeedState::Cancelled | SeedState::Merged)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -186,6 +197,7 @@ impl SeedState {
             SeedState::Seeded => "seeded",
             SeedState::Failed => "failed",
             SeedState::Cancelled => "cancelled",
+            SeedState::Merged => "merged",
         }
     }
 
@@ -212,6 +224,7 @@ impl SeedState {
             SeedState::Seeded => "vault seeded; online incrementals are enabled",
             SeedState::Failed => "failed",
             SeedState::Cancelled => "cancelled",
+            SeedState::Merged => "imported into its parent seed's container; the parent seed carries on",
         }
     }
 }
@@ -245,6 +258,7 @@ impl SeedEvent {
             SeedEvent::Fail => "fail",
             SeedEvent::Cancel => "cancel",
             SeedEvent::RetryImportJob => "retry_import_job",
+            SeedEvent::Merge => "merge",
         }
     }
 }
@@ -261,7 +275,7 @@ mod tests {
     use super::SeedState as S;
     use super::*;
 
-    const EVENTS: [SeedEvent; 20] = [
+    const EVENTS: [SeedEvent; 21] = [
         E::Queue,
         E::Unqueue,
         E::DisksOrdered,
@@ -282,6 +296,7 @@ mod tests {
         E::Fail,
         E::Cancel,
         E::RetryImportJob,
+        E::Merge,
     ];
 
     /// The complete transition table; every (state, event) pair not listed must be refused.
@@ -306,12 +321,13 @@ mod tests {
             (S::Verifying, E::VerificationPassed, S::SeedingVault),
             (S::SeedingVault, E::VaultSeeded, S::Seeded),
             (S::Failed, E::RetryImportJob, S::DisksPrepared),
+            (S::Imported, E::Merge, S::Merged),
         ];
         if let Some((_, _, to)) = table.iter().find(|(s, e, _)| *s == state && *e == event) {
             return Some(*to);
         }
         match event {
-            E::Fail if !matches!(state, S::Seeded | S::Failed | S::Cancelled) => Some(S::Failed),
+            E::Fail if !matches!(state, S::Seeded | S::Failed | S::Cancelled | S::Merged) => Some(S::Failed),
             E::Cancel
                 if matches!(
                     state,
@@ -357,7 +373,7 @@ mod tests {
         ];
         let end = path.iter().try_fold(S::Registered, |s, e| s.apply(*e)).unwrap();
         assert_eq!(end, S::Seeded);
-        for t in [S::Seeded, S::Failed, S::Cancelled] {
+        for t in [S::Seeded, S::Failed, S::Cancelled, S::Merged] {
             assert!(t.is_terminal());
             for e in EVENTS {
                 // The one way out: an operator's retry of a refused import job.

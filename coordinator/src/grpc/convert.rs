@@ -302,6 +302,13 @@ impl TryFrom<pb::RetryWorkRequest> for Cmd<(String, String)> {
     }
 }
 
+impl TryFrom<pb::ReshipLostRequest> for Cmd<(String, String)> {
+    type Error = Error;
+    fn try_from(r: pb::ReshipLostRequest) -> Result<Self> {
+        seed_action(r.request_id, r.seed, r.reason, "say why the files go on disks again")
+    }
+}
+
 impl TryFrom<pb::RequeueWorkRequest> for Cmd<(String, crate::store::sqlite::Retarget, String)> {
     type Error = Error;
     fn try_from(r: pb::RequeueWorkRequest) -> Result<Self> {
@@ -417,6 +424,7 @@ pub fn state_to_pb(s: SeedState) -> pb::SeedState {
         SeedState::Seeded => P::Seeded,
         SeedState::Failed => P::Failed,
         SeedState::Cancelled => P::Cancelled,
+        SeedState::Merged => P::Merged,
     }
 }
 
@@ -464,6 +472,7 @@ impl From<Seed> for pb::SeedSummary {
             import_job_state: s.import_job_state,
             repository_id: s.spec.repository_id,
             disk_kind: kind_to_pb(s.kind) as i32,
+            round_of: s.round_of.unwrap_or_default(),
         }
     }
 }
@@ -597,6 +606,7 @@ impl From<Lease> for pb::Lease {
             disk_kind: kind_to_pb(l.seed.kind) as i32,
             delivered_disks: l.delivered,
             container_sas: l.container_sas.map(|s| s.0).unwrap_or_default(),
+            files: l.files,
         }
     }
 }

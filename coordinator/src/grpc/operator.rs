@@ -44,6 +44,21 @@ impl pb::operator_service_server::OperatorService for Api {
         Ok(Response::new(pb::RequeueWorkResponse { seed: Some(seed.into()) }))
     }
 
+    async fn reship_lost(
+        &self,
+        req: Request<pb::ReshipLostRequest>,
+    ) -> Result<Response<pb::ReshipLostResponse>, Status> {
+        let operator = self.auth.require(&req, "ReshipLost", OPERATOR)?;
+        let cmd = crate::service::Cmd::try_from(req.into_inner())?;
+        let r = self.core.reship_lost(&operator, cmd).await?;
+        Ok(Response::new(pb::ReshipLostResponse {
+            seed: Some(r.seed.into()),
+            round: Some(r.round.into()),
+            files: r.files,
+            bytes: r.bytes,
+        }))
+    }
+
     async fn cancel_seed(
         &self,
         req: Request<pb::CancelSeedRequest>,
@@ -100,6 +115,7 @@ impl pb::operator_service_server::OperatorService for Api {
         let d = self.core.seed_detail(&key).await?;
         Ok(Response::new(pb::GetSeedResponse {
             seed: Some(d.seed.into()),
+            rounds: d.rounds.into_iter().map(Into::into).collect(),
             work: d.work.map(|w| pb::WorkStatus { disks: d.disks.into_iter().map(Into::into).collect(), ..w.into() }),
             drives: d.drives.into_iter().map(Into::into).collect(),
             history: d.history.into_iter().map(Into::into).collect(),

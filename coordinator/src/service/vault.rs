@@ -246,6 +246,28 @@ impl Coordinator {
         self.store.start_verification(seed_id, self.now()).await
     }
 
+    /// A round of lost files is imported: it is merged into its parent, which is verified again.
+    pub async fn merge_round(&self, round_id: &str) -> Result<Seed> {
+        self.store.merge_round(round_id, self.now()).await
+    }
+
+    /// After a partial loss, a new offline round for exactly the files that are lost.
+    pub async fn reship_lost(&self, operator: &SpiffeId, cmd: Cmd<(String, String)>) -> Result<Reshipped> {
+        let idem = self.idem(operator, "ReshipLost", &cmd);
+        let (seed, reason) = &cmd.body;
+        let r = self.store.reship_lost(&idem, operator, seed, reason, self.now()).await?;
+        tracing::info!(
+            operator = %operator,
+            job = %r.seed.spec.job_name,
+            round = %r.round.spec.job_name,
+            files = r.files,
+            bytes = r.bytes,
+            %reason,
+            "new offline round for the files the import lost"
+        );
+        Ok(r)
+    }
+
     /// A verification's findings: passed → `seeding_vault`; otherwise `needs_repair`.
     pub async fn finish_verification(
         &self,

@@ -177,6 +177,18 @@ pub trait Store: Send + Sync + 'static {
     // ---- import verification and repair
     /// `imported` (or `needs_repair` with every file back) → `verifying`.
     async fn start_verification(&self, seed_id: &str, now: UnixMs) -> Result<Seed>;
+    /// A round of lost files is imported: it is `merged`, its parent verified again.
+    async fn merge_round(&self, round_id: &str, now: UnixMs) -> Result<Seed>;
+    /// Starts a new offline round for the files a seed's import lost (`domain/round.rs`
+    /// decides); recorded in both seeds' histories.
+    async fn reship_lost(
+        &self,
+        idem: &Idem,
+        operator: &SpiffeId,
+        seed: &str,
+        reason: &str,
+        now: UnixMs,
+    ) -> Result<Reshipped>;
     /// Stores a verification's findings: passed → `seeding_vault`; otherwise `needs_repair`
     /// with `repair` asked of the source agent.
     async fn finish_verification(

@@ -182,7 +182,7 @@ fn seed_json(s: &crate::domain::model::Seed) -> Value {
     json!({
         "job": s.spec.job_name, "seed_id": s.seed_id, "state": s.state.as_str(), "reason": s.state_reason,
         "server": s.owner, "kind": s.kind.as_str(), "updated": rfc3339(s.updated_ms), "bytes": s.spec.total_bytes,
-        "files": s.spec.file_count,
+        "files": s.spec.file_count, "round_of": s.round_of,
     })
 }
 
@@ -320,6 +320,8 @@ pub async fn seed(
             "verification": { "verified": count("verified"), "missing": count("missing"), "corrupted": count("corrupted"),
                 "repairs": v.repairs.len(), "checked": v.checked_ms.map(rfc3339) },
             "recovery_points": points,
+            "rounds": d.rounds.iter().map(seed_json).collect::<Vec<_>>(),
+            "lost": v.repairs.iter().filter(|r| matches!(r.state.as_str(), "requested" | "reshipped" | "lost")).count(),
             "history": history,
         }))
         .into_response(),
@@ -506,9 +508,20 @@ pub async fn seed_action(
             }
             .await,
         ),
+        "reship" => (
+            "ReshipLost",
+            async {
+                let cmd = Cmd::try_from(pb::ReshipLostRequest { request_id: rid, seed: job, reason: b.reason })?;
+                core.reship_lost(&operator, cmd).await.map(|r| {
+                    json!({ "job": r.round.spec.job_name, "state": r.round.state.as_str(), "reason": r.round.state_reason,
+                        "round_of": r.seed.spec.job_name, "files": r.files, "bytes": r.bytes })
+                })
+            }
+            .await,
+        ),
         other => (
             "DashboardAction",
-            Err(crate::error::Error::invalid("action", format!("{other:?}: use cancel, retry or requeue"))),
+            Err(crate::error::Error::invalid("action", format!("{other:?}: use cancel, retry, requeue or reship"))),
         ),
     };
     outcome(&web, &operator, name, r).await

@@ -449,6 +449,7 @@ carrier_account_number = "123456"
             allow_virtual_station: false,
             import_job_state: String::new(),
             kind: DiskKind::CustomerDisk,
+            round_of: None,
         };
         let intent = intent(&side, &seed);
         assert_eq!(

@@ -36,6 +36,16 @@ pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, stop: watch::Rec
 
 async fn round(core: &Coordinator, side: &AzureSide, due: &mut Backoff) -> crate::error::Result<()> {
     for s in core.list_seeds(Some(SeedState::Imported), 1000).await? {
+        // A round of lost files is not verified alone: its parent is, whole, once it is merged.
+        if let Some(parent) = &s.round_of {
+            match core.merge_round(&s.seed_id).await {
+                Ok(_) => {
+                    tracing::info!(job = %s.spec.job_name, %parent, "offline round imported; its parent is verified again")
+                }
+                Err(e) => tracing::warn!(job = %s.spec.job_name, error = %e, "cannot merge the offline round"),
+            }
+            continue;
+        }
         if let Err(e) = core.start_verification(&s.seed_id).await {
             tracing::warn!(job = %s.spec.job_name, error = %e, "cannot start the verification");
         }

@@ -153,7 +153,7 @@ fn job_facts(c: &Connection, intent: &JobIntent) -> Result<import::JobFacts> {
                 "SELECT s.job_name FROM drives d JOIN import_jobs j ON j.seed_id = d.seed_id \
                  JOIN seeds s ON s.seed_id = d.seed_id \
                  WHERE d.drive_id = ?1 AND d.seed_id != ?2 AND d.status = 'prepared' \
-                 AND j.phase IN ('intent', 'created') AND s.state NOT IN ('seeded', 'failed', 'cancelled')",
+                 AND j.phase IN ('intent', 'created') AND s.state NOT IN ('seeded', 'failed', 'cancelled', 'merged')",
                 params![d.spec.drive_id, intent.seed_id],
                 |r| r.get(0),
             )
@@ -175,7 +175,7 @@ pub fn followed_jobs(c: &Connection) -> Result<Vec<JobRecord>> {
         let mut stmt = c
             .prepare_cached(
                 "SELECT j.seed_id FROM import_jobs j JOIN seeds s ON s.seed_id = j.seed_id \
-                 WHERE (j.phase = 'intent' AND s.state NOT IN ('seeded', 'failed', 'cancelled')) \
+                 WHERE (j.phase = 'intent' AND s.state NOT IN ('seeded', 'failed', 'cancelled', 'merged')) \
                  OR (j.phase = 'created' AND j.azure_state NOT IN ('Completed', 'Closed', 'Canceled', 'Cancelled')) \
                  ORDER BY j.intent_ms",
             )

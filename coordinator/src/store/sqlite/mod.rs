@@ -17,6 +17,7 @@ pub use writes::Retarget;
 mod jobs;
 mod notify;
 mod reads;
+mod rounds;
 mod rows;
 mod vaults;
 mod verify;
@@ -60,6 +61,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0012_audit", include_str!("../../../migrations/0012_audit.sql")),
     ("0013_notifications", include_str!("../../../migrations/0013_notifications.sql")),
     ("0014_web_sessions", include_str!("../../../migrations/0014_web_sessions.sql")),
+    ("0015_rounds", include_str!("../../../migrations/0015_rounds.sql")),
 ];
 
 /// Most operations committed together.
@@ -481,6 +483,23 @@ impl Store for SqliteStore {
     async fn start_verification(&self, seed_id: &str, now: UnixMs) -> Result<Seed> {
         let seed_id = seed_id.to_string();
         self.write(move |c| verify::start_verification(c, &seed_id, now)).await
+    }
+
+    async fn merge_round(&self, round_id: &str, now: UnixMs) -> Result<Seed> {
+        let round_id = round_id.to_string();
+        self.write(move |c| rounds::merge_round(c, &round_id, now)).await
+    }
+
+    async fn reship_lost(
+        &self,
+        idem: &Idem,
+        operator: &SpiffeId,
+        seed: &str,
+        reason: &str,
+        now: UnixMs,
+    ) -> Result<Reshipped> {
+        let (idem, operator, seed, reason) = (idem.clone(), operator.clone(), seed.to_string(), reason.to_string());
+        self.write(move |c| rounds::reship_lost(c, &idem, &operator, &seed, &reason, now)).await
     }
 
     async fn finish_verification(

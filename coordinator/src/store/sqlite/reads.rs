@@ -68,7 +68,18 @@ pub fn seed_detail(c: &Connection, key: &str) -> Result<Option<SeedDetail>> {
         Some(w) => disks_of_work(c, &w.work_id)?,
         None => Vec::new(),
     };
-    Ok(Some(SeedDetail { seed, work, drives, history, history_total: history_total as u64, shipping, job, disks }))
+    let rounds = super::rounds::rounds_of(c, &seed.seed_id)?;
+    Ok(Some(SeedDetail {
+        seed,
+        work,
+        drives,
+        history,
+        history_total: history_total as u64,
+        shipping,
+        job,
+        disks,
+        rounds,
+    }))
 }
 
 pub fn list_drives(c: &Connection, seed: Option<&str>) -> Result<Vec<Drive>> {
@@ -263,7 +274,7 @@ pub fn metrics_facts(c: &Connection) -> Result<MetricsFacts> {
         c,
         "SELECT s.job_name, s.state, MAX(e.at_ms) FROM seeds s JOIN seed_events e ON e.seed_id = s.seed_id \
          AND e.to_state = s.state AND (e.from_state IS NULL OR e.from_state <> e.to_state) \
-         WHERE s.state NOT IN ('seeded', 'failed', 'cancelled') GROUP BY s.seed_id ORDER BY s.job_name",
+         WHERE s.state NOT IN ('seeded', 'failed', 'cancelled', 'merged') GROUP BY s.seed_id ORDER BY s.job_name",
         [],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;

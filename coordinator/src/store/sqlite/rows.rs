@@ -45,7 +45,8 @@ pub fn state_col(row: &Row, idx: usize) -> rusqlite::Result<SeedState> {
 pub const SEED_COLS: &str = "s.seed_id, s.owner, s.state, s.state_reason, s.created_ms, s.updated_ms, \
     s.job_name, s.storage_account, s.container, s.subscription_id, s.location, s.staging_location, \
     s.manifest_root, s.total_bytes, s.file_count, s.target_site, s.target_station, s.allow_virtual_station, \
-    (SELECT j.azure_state FROM import_jobs j WHERE j.seed_id = s.seed_id), s.repository_id, s.kind";
+    (SELECT j.azure_state FROM import_jobs j WHERE j.seed_id = s.seed_id), s.repository_id, s.kind, \
+    (SELECT p.job_name FROM seeds p WHERE p.seed_id = s.parent_seed)";
 
 pub fn seed_row(row: &Row) -> rusqlite::Result<Seed> {
     Ok(Seed {
@@ -72,6 +73,7 @@ pub fn seed_row(row: &Row) -> rusqlite::Result<Seed> {
         allow_virtual_station: row.get(17)?,
         import_job_state: row.get::<_, Option<String>>(18)?.unwrap_or_default(),
         kind: kind_col(row, 20)?,
+        round_of: row.get(21)?,
     })
 }
 
@@ -169,6 +171,24 @@ pub fn transition(c: &Connection, seed: &mut Seed, t: Transition<'_>, now: UnixM
         .map_err(db_err)?;
     }
     seed.state = next;
+    seed.state_reason = reason;
+    seed.updated_ms = now;
+    if matches!(next, SeedState::Failed | SeedState::Cancelled) && seed.round_of.is_some() {
+        super::rounds::round_ended(c, seed, now)?;
+    }
+    Ok(())
+}
+
+/// Something that changes what a seed says but not its state (an operator's action, a finding):
+/// the history row, and the seed's reason.
+pub fn say(c: &Connection, seed: &mut Seed, actor: &str, event: &str, reason: String, now: UnixMs) -> Result<()> {
+    insert_event(c, &seed.seed_id, now, actor, Some(seed.state), seed.state, event, &reason)?;
+    exec(
+        c,
+        "UPDATE seeds SET state_reason = ?2, updated_ms = ?3 WHERE seed_id = ?1",
+        params![seed.seed_id, reason, now],
+    )
+    .map_err(db_err)?;
     seed.state_reason = reason;
     seed.updated_ms = now;
     Ok(())

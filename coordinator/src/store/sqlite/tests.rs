@@ -53,8 +53,15 @@ async fn prepared_job(store: &SqliteStore, job: &str) {
         )
         .await
         .unwrap();
+    prepare_and_create(store, job, &st).await;
+}
+
+/// Takes a queued seed through disk preparation (one drive, by `st`) and marks its import job
+/// created.
+async fn prepare_and_create(store: &SqliteStore, job: &str, st: &SpiffeId) -> Lease {
     let t = LeaseTiming { now: 2, ttl_ms: 60_000 };
-    let lease = store.claim_work(&idem(&st, &format!("{job}-c"), "ClaimWork", 1), &st, t).await.unwrap().unwrap();
+    let lease = store.claim_work(&idem(st, &format!("{job}-c"), "ClaimWork", 1), st, t).await.unwrap().unwrap();
+    assert_eq!(lease.seed.spec.job_name, job);
     let fence = Fence { work_id: lease.work.work_id.clone(), generation: lease.work.generation };
     let drive = DriveSpec {
         drive_id: format!("D-{job}"),
@@ -68,8 +75,8 @@ async fn prepared_job(store: &SqliteStore, job: &str) {
         status_reason: String::new(),
     };
     let key = Some(SealedKey(vec![7; 40]));
-    store.report_drive(&idem(&st, &format!("{job}-d"), "ReportDrive", 1), &st, &fence, &drive, key, 3).await.unwrap();
-    store.complete_work(&idem(&st, &format!("{job}-f"), "CompleteWork", 1), &st, &fence, 4).await.unwrap();
+    store.report_drive(&idem(st, &format!("{job}-d"), "ReportDrive", 1), st, &fence, &drive, key, 3).await.unwrap();
+    store.complete_work(&idem(st, &format!("{job}-f"), "CompleteWork", 1), st, &fence, 4).await.unwrap();
     let s = store.seed_detail(job).await.unwrap().unwrap().seed;
     let intent = JobIntent {
         kind: DiskKind::CustomerDisk,
@@ -86,6 +93,7 @@ async fn prepared_job(store: &SqliteStore, job: &str) {
     assert_eq!(rec.phase, JobPhase::Intent);
     let snap = JobSnapshot { state: "AwaitingShipmentDetails".into(), ..Default::default() };
     store.job_created(&s.seed_id, &snap, &["Azure DC".to_string()], false, 5).await.unwrap();
+    lease
 }
 
 fn shipping(job: &str, tracking: &str, drives: u32) -> NewShipping {
@@ -528,4 +536,119 @@ async fn the_operator_switches_a_queued_seed_to_microsofts_disks_and_back() {
     let events: Vec<String> =
         store.seed_detail("job-k").await.unwrap().unwrap().history.into_iter().map(|h| h.event).collect();
     assert!(events.contains(&"unqueue".to_string()) && events.contains(&"queue".to_string()), "{events:?}");
+}
+
+fn lost_file(path: &str, size: u64) -> (VerifiedFile, RepairFile) {
+    (
+        VerifiedFile {
+            path: path.into(),
+            size,
+            status: "missing".into(),
+            detail: "not in the import container".into(),
+        },
+        RepairFile {
+            path: path.into(),
+            size,
+            sha256: "11".repeat(32),
+            md5: "22".repeat(16),
+            state: "requested".into(),
+            detail: "not in the import container".into(),
+            updated_ms: 0,
+        },
+    )
+}
+
+/// The seed's import job completes: the seed is imported.
+async fn imported(store: &SqliteStore, job: &str, now: i64) -> String {
+    let id = store.seed_detail(job).await.unwrap().unwrap().seed.seed_id;
+    let snap = JobSnapshot { state: "Completed".into(), ..Default::default() };
+    store.mirror_job(&id, &snap, now).await.unwrap();
+    assert_eq!(store.seed_detail(job).await.unwrap().unwrap().seed.state, SeedState::Imported);
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_offline_round_ships_exactly_the_lost_files_and_its_import_verifies_the_seed_again() {
+    let d = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&d.path().join("c.db"), Duration::from_secs(2)).unwrap();
+    let ops = SpiffeId::new("t", Role::Operator, "alice").unwrap();
+    let st = SpiffeId::new("t", Role::Copy, "st1").unwrap();
+    prepared_job(&store, "job-r").await;
+    let reship = |id: &'static str, seed: &'static str| {
+        let store = &store;
+        let ops = ops.clone();
+        async move {
+            store.reship_lost(&idem(&ops, id, "ReshipLost", 1), &ops, seed, "2 TB over the uplink: weeks", 100).await
+        }
+    };
+    // Not imported yet: nothing is lost.
+    let e = reship("r0", "job-r").await.unwrap_err();
+    assert!(matches!(&e, Error::FailedPrecondition(w) if w.contains("nothing is lost")), "{e}");
+    let id = imported(&store, "job-r", 10).await;
+    store.start_verification(&id, 11).await.unwrap();
+    let (ok, _) = lost_file("config", 5);
+    let ok = VerifiedFile { status: "verified".into(), detail: String::new(), ..ok };
+    let (f1, r1) = lost_file("data/ab/ab01", 40);
+    let (f2, r2) = lost_file("data/cd/cd02", 60);
+    store.finish_verification(&id, &[ok, f1, f2], &[r1, r2], 12).await.unwrap();
+    assert_eq!(store.repair_orders("fs01").await.unwrap()[0].1.len(), 2, "asked of the source agent");
+
+    // The operator ships them on disks instead: a round of exactly those files.
+    let r = reship("r1", "job-r").await.unwrap();
+    assert_eq!((r.round.spec.job_name.as_str(), r.files, r.bytes), ("job-r-r2", 2, 100));
+    assert_eq!(r.round.state, SeedState::QueuedForDiskPrep);
+    assert_eq!(r.round.round_of.as_deref(), Some("job-r"));
+    assert_eq!((r.round.spec.container.as_str(), r.round.owner.as_str()), (r.seed.spec.container.as_str(), "fs01"));
+    assert!(r.seed.state_reason.contains("new offline round, job job-r-r2") && r.seed.state_reason.contains("alice"));
+    assert_eq!(r.seed.state, SeedState::NeedsRepair);
+    // The same request again is the same answer; the source agent is no longer asked.
+    assert_eq!(reship("r1", "job-r").await.unwrap(), r);
+    assert!(store.repair_orders("fs01").await.unwrap().is_empty());
+    // One round at a time; a round is not reshipped itself.
+    let e = reship("r2", "job-r").await.unwrap_err();
+    assert!(
+        matches!(&e, Error::FailedPrecondition(w) if w.contains("round job-r-r2") && w.contains("under way")),
+        "{e}"
+    );
+    let e = reship("r3", "job-r-r2").await.unwrap_err();
+    assert!(matches!(&e, Error::FailedPrecondition(w) if w.contains("itself a round of job-r")), "{e}");
+    let det = store.seed_detail("job-r").await.unwrap().unwrap();
+    assert_eq!(det.rounds.iter().map(|s| s.spec.job_name.as_str()).collect::<Vec<_>>(), ["job-r-r2"]);
+
+    // The round ends without an import: the seed says so, and a new round may start.
+    store.cancel_seed(&idem(&ops, "c1", "CancelSeed", 1), &ops, "job-r-r2", "disks lost", 110).await.unwrap();
+    let s = store.seed_detail("job-r").await.unwrap().unwrap().seed;
+    assert!(s.state_reason.contains("offline round job-r-r2 ended cancelled"), "{}", s.state_reason);
+    let r = reship("r4", "job-r").await.unwrap();
+    assert_eq!((r.round.spec.job_name.as_str(), r.files), ("job-r-r3", 2));
+
+    // A station's lease names the round's files only; the round is prepared and imported.
+    let lease = prepare_and_create(&store, "job-r-r3", &st).await;
+    assert_eq!(lease.files, ["data/ab/ab01", "data/cd/cd02"]);
+    assert_eq!(lease.work.total_bytes, 100);
+    let round = imported(&store, "job-r-r3", 130).await;
+    // Merged: the seed that lost the files is verified again, whole.
+    let m = store.merge_round(&round, 131).await.unwrap();
+    assert_eq!(m.state, SeedState::Merged);
+    let det = store.seed_detail("job-r").await.unwrap().unwrap();
+    assert_eq!(det.seed.state, SeedState::Verifying);
+    assert!(
+        det.seed.state_reason.contains("offline round job-r-r3 is imported (2 file(s))"),
+        "{}",
+        det.seed.state_reason
+    );
+    let states: Vec<String> = det.rounds.iter().map(|r| format!("{}={}", r.spec.job_name, r.state)).collect();
+    assert_eq!(states, ["job-r-r2=cancelled", "job-r-r3=merged"]);
+    let v = store.verification("job-r").await.unwrap().unwrap();
+    assert!(
+        v.repairs.iter().all(|r| r.state == "imported" && r.detail == "imported by offline round job-r-r3"),
+        "{:?}",
+        v.repairs
+    );
+    // Verifying now: nothing is lost until the verification says so.
+    let e = reship("r5", "job-r").await.unwrap_err();
+    assert!(matches!(&e, Error::FailedPrecondition(w) if w.contains("being verified")), "{e}");
+    // A seed of its own is not merged.
+    let e = store.merge_round(&id, 140).await.unwrap_err();
+    assert!(matches!(&e, Error::FailedPrecondition(w) if w.contains("not a round")), "{e}");
 }

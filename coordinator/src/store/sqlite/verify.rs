@@ -95,7 +95,7 @@ pub fn finish_verification(
     Ok(seed)
 }
 
-fn repair_rows(c: &Connection, seed_id: &str, only_requested: bool) -> Result<Vec<RepairFile>> {
+pub(super) fn repair_rows(c: &Connection, seed_id: &str, only_requested: bool) -> Result<Vec<RepairFile>> {
     let mut stmt = c
         .prepare_cached(
             "SELECT path, size, sha256, md5, state, detail, updated_ms FROM repairs \
@@ -198,25 +198,22 @@ pub fn report_repair(
         let lost_all: Vec<RepairFile> =
             repair_rows(c, seed_id, false)?.into_iter().filter(|r| r.state == "lost").collect();
         if lost_all.is_empty() {
-            start_verification(c, seed_id, now)?;
+            // Files on a new offline round are waited for: the round's import verifies the seed.
+            let on_round = repair_rows(c, seed_id, false)?.iter().any(|r| r.state == "reshipped");
+            if !on_round {
+                start_verification(c, seed_id, now)?;
+            }
             return require_seed(c, seed_id);
         }
         let bytes: u64 = lost_all.iter().map(|r| r.size).sum();
         let names: Vec<String> = lost_all.iter().take(5).map(|r| format!("{} ({})", r.path, r.detail)).collect();
         let reason = format!(
             "blocked: {} file(s), {bytes} bytes, are neither in the import container nor in the staging location: {}. \
-             The vault is not seeded with gaps. Either stage and ship these files in a new offline round, or stage a fresh seed",
+             The vault is not seeded with gaps, and no new offline round can carry them: stage a fresh seed",
             lost_all.len(),
             names.join("; ")
         );
-        exec(
-            c,
-            "UPDATE seeds SET state_reason = ?2, updated_ms = ?3 WHERE seed_id = ?1",
-            params![seed_id, reason, now],
-        )
-        .map_err(db_err)?;
-        insert_event(c, seed_id, now, AZURE, Some(seed.state), seed.state, "data_lost", &reason)?;
-        seed.state_reason = reason;
+        say(c, &mut seed, AZURE, "data_lost", reason, now)?;
         Ok(seed)
     })
 }

@@ -62,7 +62,7 @@ pub fn heartbeat(c: &Connection, idem: &Idem, who: &SpiffeId, status: &str, now:
 }
 
 /// Seeds still under way (neither ended nor in the vault): what a new one must agree with.
-const UNDER_WAY: &str = "s.state NOT IN ('failed', 'cancelled', 'seeded')";
+const UNDER_WAY: &str = "s.state NOT IN ('failed', 'cancelled', 'seeded', 'merged')";
 
 /// A server's seeds and its vault hold one repository: another one's keys would replace the
 /// vault's (and every restore, old and new, would fail). Refused before any disk is written.
@@ -175,85 +175,127 @@ pub fn register_seed(
             ));
         }
         check_one_repository(c, &owner.name, spec)?;
-        let suffix = random_suffix()?;
-        let seed_id = format!("sd-{suffix}");
+        let (seed_id, work_id) = new_ids()?;
         let container = place_seed(c, spec, &seed_id, placement)?;
         let (kind, why_kind) = crate::domain::import::kind_for(policy, spec.total_bytes);
         let reason = match &why_kind {
             None => format!("registered by {owner}, to be shipped on {}", kind.describe()),
             Some(why) => format!("registered by {owner}: {why}"),
         };
-        exec(
+        let spec = NewSeed { container, ..spec.clone() };
+        let seed = insert_seed(
             c,
-            "INSERT INTO seeds (seed_id, job_name, owner, storage_account, container, subscription_id, location, \
-             staging_location, manifest_root, total_bytes, file_count, target_site, target_station, state, \
-             state_reason, created_ms, updated_ms, repository_id, kind) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16, ?17, ?18)",
-            params![
-                seed_id,
-                spec.job_name,
-                owner.name,
-                spec.storage_account,
-                container,
-                spec.subscription_id,
-                spec.location,
-                spec.staging_location,
-                spec.manifest_root,
-                spec.total_bytes as i64,
-                spec.file_count as i64,
-                spec.target_site,
-                spec.target_station,
-                SeedState::Registered.as_str(),
-                reason,
-                now,
-                spec.repository_id,
-                kind.as_str()
-            ],
-        )
-        .map_err(db_err)?;
-        insert_event(c, &seed_id, now, &owner.uri(), None, SeedState::Registered, "register", &reason)?;
-        exec(
-            c,
-            "INSERT INTO work_items (work_id, seed_id, state, generation, holder, lease_expires_ms, progress_bytes, \
-             total_bytes, phase, target_site, target_station, queued_ms) \
-             VALUES (?1, ?2, ?3, 0, NULL, 0, 0, ?4, '', ?5, ?6, ?7)",
-            params![
-                format!("wk-{suffix}"),
-                seed_id,
-                match kind {
-                    DiskKind::CustomerDisk => WorkState::Queued.as_str(),
-                    DiskKind::DataboxDisk => WorkState::Waiting.as_str(),
-                },
-                spec.total_bytes as i64,
-                spec.target_site,
-                spec.target_station,
-                now
-            ],
-        )
-        .map_err(db_err)?;
-        let mut seed = require_seed(c, &seed_id)?;
-        if kind == DiskKind::DataboxDisk {
-            // The Azure worker orders the disks; the work is queued once they are delivered.
-            return Ok(SeedRegistration { seed, created: true });
-        }
-        let target = match (&spec.target_site, &spec.target_station) {
-            (None, None) => "any copy station".to_string(),
-            (site, station) => {
-                format!("site {} / station {}", site.as_deref().unwrap_or("any"), station.as_deref().unwrap_or("any"))
-            }
-        };
-        transition(
-            c,
-            &mut seed,
-            Transition {
-                event: SeedEvent::Queue,
-                actor: COORDINATOR,
-                reason: format!("waiting for a copy station to prepare the disks ({target})"),
+            &SeedInsert {
+                seed_id: &seed_id,
+                work_id: &work_id,
+                owner: &owner.name,
+                actor: &owner.uri(),
+                spec: &spec,
+                kind,
+                reason: &reason,
+                round_of: None,
             },
             now,
         )?;
         Ok(SeedRegistration { seed, created: true })
     })
+}
+
+/// A seed to insert: registered by a source agent, or a round an operator started.
+pub(super) struct SeedInsert<'a> {
+    pub seed_id: &'a str,
+    pub work_id: &'a str,
+    pub owner: &'a str,
+    pub actor: &'a str,
+    /// With the import container chosen.
+    pub spec: &'a NewSeed,
+    pub kind: DiskKind,
+    pub reason: &'a str,
+    /// A round: the seed id of the seed it repairs.
+    pub round_of: Option<&'a str>,
+}
+
+/// Inserts a seed with its disk-prep work: queued for customer disks; waiting for Microsoft's
+/// disks (the Azure worker orders them) for Data Box Disk.
+pub(super) fn insert_seed(c: &Connection, n: &SeedInsert<'_>, now: UnixMs) -> Result<Seed> {
+    let spec = n.spec;
+    exec(
+        c,
+        "INSERT INTO seeds (seed_id, job_name, owner, storage_account, container, subscription_id, location, \
+         staging_location, manifest_root, total_bytes, file_count, target_site, target_station, state, \
+         state_reason, created_ms, updated_ms, repository_id, kind, parent_seed) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16, ?17, ?18, ?19)",
+        params![
+            n.seed_id,
+            spec.job_name,
+            n.owner,
+            spec.storage_account,
+            spec.container,
+            spec.subscription_id,
+            spec.location,
+            spec.staging_location,
+            spec.manifest_root,
+            spec.total_bytes as i64,
+            spec.file_count as i64,
+            spec.target_site,
+            spec.target_station,
+            SeedState::Registered.as_str(),
+            n.reason,
+            now,
+            spec.repository_id,
+            n.kind.as_str(),
+            n.round_of
+        ],
+    )
+    .map_err(db_err)?;
+    insert_event(c, n.seed_id, now, n.actor, None, SeedState::Registered, "register", n.reason)?;
+    exec(
+        c,
+        "INSERT INTO work_items (work_id, seed_id, state, generation, holder, lease_expires_ms, progress_bytes, \
+         total_bytes, phase, target_site, target_station, queued_ms) \
+         VALUES (?1, ?2, ?3, 0, NULL, 0, 0, ?4, '', ?5, ?6, ?7)",
+        params![
+            n.work_id,
+            n.seed_id,
+            match n.kind {
+                DiskKind::CustomerDisk => WorkState::Queued.as_str(),
+                DiskKind::DataboxDisk => WorkState::Waiting.as_str(),
+            },
+            spec.total_bytes as i64,
+            spec.target_site,
+            spec.target_station,
+            now
+        ],
+    )
+    .map_err(db_err)?;
+    let mut seed = require_seed(c, n.seed_id)?;
+    if n.kind == DiskKind::DataboxDisk {
+        // The Azure worker orders the disks; the work is queued once they are delivered.
+        return Ok(seed);
+    }
+    let target = match (&spec.target_site, &spec.target_station) {
+        (None, None) => "any copy station".to_string(),
+        (site, station) => {
+            format!("site {} / station {}", site.as_deref().unwrap_or("any"), station.as_deref().unwrap_or("any"))
+        }
+    };
+    transition(
+        c,
+        &mut seed,
+        Transition {
+            event: SeedEvent::Queue,
+            actor: COORDINATOR,
+            reason: format!("waiting for a copy station to prepare the disks ({target})"),
+        },
+        now,
+    )?;
+    Ok(seed)
+}
+
+/// A fresh random suffix for a seed id (`sd-…`) and its work id (`wk-…`).
+pub(super) fn new_ids() -> Result<(String, String)> {
+    let suffix = random_suffix()?;
+    Ok((format!("sd-{suffix}"), format!("wk-{suffix}")))
 }
 
 /// How many queued items one claim looks at, oldest first.
@@ -360,7 +402,8 @@ pub fn claim_work(c: &Connection, idem: &Idem, station: &SpiffeId, t: LeaseTimin
             )?;
         }
         let delivered = delivered_serials(c, &work.seed_id)?;
-        Ok(Some(Lease { work, seed, ttl_ms: t.ttl_ms, delivered, container_sas: None }))
+        let files = super::rounds::round_paths(c, &work.seed_id)?;
+        Ok(Some(Lease { work, seed, ttl_ms: t.ttl_ms, delivered, files, container_sas: None }))
     })
 }
 
@@ -944,11 +987,7 @@ pub fn retry_work(
             };
         }
         let why = format!("{operator} put the held disk-prep work back in the queue: {reason}");
-        insert_event(c, &s.seed_id, now, &operator.uri(), Some(s.state), s.state, "work_retried", &why)?;
-        exec(c, "UPDATE seeds SET state_reason = ?2, updated_ms = ?3 WHERE seed_id = ?1", params![s.seed_id, why, now])
-            .map_err(db_err)?;
-        s.state_reason = why;
-        s.updated_ms = now;
+        say(c, &mut s, &operator.uri(), "work_retried", why, now)?;
         Ok(s)
     })
 }
@@ -1030,15 +1069,7 @@ pub fn requeue_work(
                 now,
             )?;
         } else {
-            insert_event(c, &s.seed_id, now, &operator.uri(), Some(s.state), s.state, "work_requeued", &why)?;
-            exec(
-                c,
-                "UPDATE seeds SET state_reason = ?2, updated_ms = ?3 WHERE seed_id = ?1",
-                params![s.seed_id, why, now],
-            )
-            .map_err(db_err)?;
-            s.state_reason = why;
-            s.updated_ms = now;
+            say(c, &mut s, &operator.uri(), "work_requeued", why, now)?;
         }
         require_seed(c, &s.seed_id)
     })

@@ -62,7 +62,8 @@ function seedActions(job) {
     return b;
   };
   return el("section", { id: "actions" }, el("h2", {}, "Operator actions"),
-    el("p", {}, reason, " ", station, " ", button("Re-queue disk prep", "requeue"), " ", button("Retry failed step", "retry"), " ", button("Cancel seed", "cancel")),
+    el("p", {}, reason, " ", station, " ", button("Re-queue disk prep", "requeue"), " ", button("Retry failed step", "retry"), " ", button("Cancel seed", "cancel"),
+      " ", button("Ship lost files on new disks", "reship")),
     result("action-result"));
 }
 
@@ -107,7 +108,9 @@ async function seed(job) {
   const s = d.seed;
   return [
     el("section", { id: "seed" }, el("h2", {}, "Seed " + s.job + " (" + s.seed_id + ")"),
-      table(["Server", "State", "Reason", "Ships on", "Size"], [[s.server, el("b", { id: "seed-state" }, s.state), s.reason, s.kind, bytes(s.bytes) + ", " + s.files + " files"]])),
+      table(["Server", "State", "Reason", "Ships on", "Size"], [[s.server, el("b", { id: "seed-state" }, s.state), s.reason, s.kind, bytes(s.bytes) + ", " + s.files + " files"]]),
+      s.round_of ? el("p", { id: "round-of" }, "A new offline round for the files that the import of ", link(s.round_of), " lost; merged into it once imported.") : "",
+      d.rounds.length ? table(["Offline round", "State", "Files", "Reason"], d.rounds.map((r) => [link(r.job), el("b", { "data-round": r.job }, r.state), r.files + " (" + bytes(r.bytes) + ")", r.reason])) : ""),
     el("section", { id: "disks" }, el("h2", {}, "Disks"),
       table(["#", "Serial", "Station", "Status", "Written", "Manifest MD5"], d.disks.map((x) => [x.position, x.serial, x.station, x.status, bytes(x.written), x.manifest_md5]), "no disk reported yet"),
       d.progress.length ? table(["Disk", "Phase", "Progress, rate, ETA", "Reported"], d.progress.map((p) => [p.position + "/" + p.set_size + " " + p.serial, p.phase, progressCell(p), p.reported])) : ""),
