@@ -49,6 +49,32 @@ pub struct Config {
     /// Where notifications go (webhooks, e-mail).
     #[serde(default)]
     pub notify: crate::notify::NotifyConfig,
+    /// Agents enroll with one-time tokens (`seedctl enroll create`) at `POST /enroll` of the
+    /// `[web]` listener; absent: certificates come from `coordinator pki issue` only.
+    #[serde(default)]
+    pub enroll: Option<EnrollConfig>,
+}
+
+/// Enrollment: the CA key that signs enrolled agents' certificates, and their lifetime.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollConfig {
+    /// The CA's private key (mode 0600); default `ca.key` beside `[tls] ca_file`.
+    #[serde(default)]
+    pub ca_key_file: Option<PathBuf>,
+    /// How long an enrolled agent's certificate lives (from 5 minutes back, for clock skew).
+    #[serde(default = "default_cert_lifetime", with = "humantime_serde")]
+    pub cert_lifetime: Duration,
+}
+
+fn default_cert_lifetime() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+
+impl EnrollConfig {
+    pub fn ca_key(&self, tls: &TlsConfig) -> PathBuf {
+        self.ca_key_file.clone().unwrap_or_else(|| tls.ca_file.with_file_name("ca.key"))
+    }
 }
 
 /// The HTTPS listener of `/metrics` and the dashboard (TLS 1.3, the coordinator's certificate;
@@ -325,6 +351,21 @@ impl Config {
         }
         if let Some(w) = &self.web {
             crate::web::load_token(w).map_err(ConfigError::Invalid)?;
+        }
+        if let Some(e) = &self.enroll {
+            if self.web.is_none() {
+                return Err(ConfigError::Invalid(
+                    "[enroll] is served on the [web] listener (POST /enroll); configure [web] listen too".into(),
+                ));
+            }
+            if !(60..=366 * 86_400).contains(&e.cert_lifetime.as_secs()) {
+                return Err(ConfigError::Invalid(format!(
+                    "enroll.cert_lifetime {:?}: from 1 minute to 366 days",
+                    e.cert_lifetime
+                )));
+            }
+            crate::pki::load_ca_files(&self.tls.ca_file, &e.ca_key(&self.tls))
+                .map_err(|err| ConfigError::Invalid(format!("[enroll]: {err}")))?;
         }
         crate::notify::channels(&self.notify).map_err(ConfigError::Invalid)?;
         if let Some(dir) = self.database.parent().filter(|d| !d.as_os_str().is_empty())

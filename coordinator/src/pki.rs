@@ -118,8 +118,12 @@ fn issuer_key_pem(issuer: &Issuer<'_, KeyPair>) -> String {
 
 /// Loads the CA of a PKI directory: the issuer and the trust domain recorded in it.
 pub fn load_ca(dir: &Path) -> Result<(Issuer<'static, KeyPair>, String), PkiError> {
-    let cert_path = dir.join("ca.crt");
-    let key_path = dir.join("ca.key");
+    load_ca_files(&dir.join("ca.crt"), &dir.join("ca.key"))
+}
+
+/// Loads a CA from its certificate and key files: the issuer and its trust domain.
+pub fn load_ca_files(cert_path: &Path, key_path: &Path) -> Result<(Issuer<'static, KeyPair>, String), PkiError> {
+    let (cert_path, key_path) = (cert_path.to_path_buf(), key_path.to_path_buf());
     let cert_pem = read_text(&cert_path)?;
     seedship_proto::keyfile::check_private(&key_path).map_err(|e| PkiError::Invalid(e.to_string()))?;
     let key = KeyPair::from_pem(&read_text(&key_path)?)
@@ -200,6 +204,70 @@ pub fn issue_leaf_with(
     Ok((cert.pem(), key.serialize_pem()))
 }
 
+/// A certificate issued for an enrolling agent's request.
+#[derive(Debug)]
+pub struct Signed {
+    pub id: SpiffeId,
+    pub cert_pem: String,
+    pub not_after_ms: i64,
+}
+
+/// Signs an enrolling agent's certificate signing request. The request must carry the
+/// signature of the key it names (proof of possession) and exactly one name, the agent's
+/// `spiffe://` identity in `trust_domain`; the certificate's other contents (usage, lifetime,
+/// subject) are ours, never the request's. `Err` says what is wrong with the request.
+pub fn sign_csr(
+    issuer: &Issuer<'_, KeyPair>,
+    csr_pem: &str,
+    trust_domain: &str,
+    lifetime: std::time::Duration,
+) -> Result<Signed, String> {
+    let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| match e {
+        rcgen::Error::InvalidCertificationRequestSignature => {
+            "the certificate request is not signed by the key it names".to_string()
+        }
+        rcgen::Error::UnsupportedExtension => {
+            "the certificate request asks for an extension seedship does not issue".into()
+        }
+        other => format!("the certificate request cannot be read ({other})"),
+    })?;
+    let uris: Vec<String> = csr
+        .params
+        .subject_alt_names
+        .iter()
+        .filter_map(|n| match n {
+            SanType::URI(u) => Some(u.as_str().to_string()),
+            _ => None,
+        })
+        .collect();
+    if uris.len() != 1 || csr.params.subject_alt_names.len() != 1 {
+        return Err("the certificate request must name exactly one identity: one spiffe:// URI, nothing else".into());
+    }
+    let id: SpiffeId = uris[0].parse().map_err(|e| format!("the certificate request names {:?}: {e}", uris[0]))?;
+    if id.trust_domain != trust_domain {
+        return Err(format!("the certificate request is for trust domain {}, not {trust_domain}", id.trust_domain));
+    }
+    if !matches!(id.role, Role::Source | Role::Copy) {
+        return Err(format!("{id}: only agents (source, copy) enroll"));
+    }
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, id.name.clone());
+    dn.push(DnType::OrganizationalUnitName, id.role.as_str());
+    p.distinguished_name = dn;
+    p.subject_alt_names = vec![SanType::URI(id.uri().try_into().map_err(|e| format!("{e}"))?)];
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p.use_authority_key_identifier_extension = true;
+    let now = OffsetDateTime::now_utc();
+    // Clocks that are behind by up to 5 minutes still accept it.
+    p.not_before = now - Duration::minutes(5);
+    p.not_after = now + Duration::seconds(lifetime.as_secs() as i64);
+    let cert = p.signed_by(&csr.public_key, issuer).map_err(|e| format!("cannot sign the certificate: {e}"))?;
+    let not_after_ms = (p.not_after.unix_timestamp_nanos() / 1_000_000) as i64;
+    Ok(Signed { id, cert_pem: cert.pem(), not_after_ms })
+}
+
 /// Issues `<out>/<name>.crt` and `<out>/<name>.key` for an agent or operator.
 pub fn issue(dir: &Path, role: Role, name: &str, out: &Path, days: i64) -> Result<(PathBuf, PathBuf), PkiError> {
     if role == Role::Coordinator {
@@ -237,5 +305,47 @@ mod tests {
         assert!(matches!(init(d.path(), "test.local", &["x".into()], 30), Err(PkiError::Exists(_))));
         assert!(out.server_cert.exists());
         assert!(matches!(issue(d.path(), Role::Copy, "Bad Name", d.path(), 30), Err(PkiError::Invalid(_))));
+    }
+
+    fn csr(id: &str, extra: Option<SanType>) -> (String, KeyPair) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        p.subject_alt_names = vec![SanType::URI(id.try_into().unwrap())];
+        p.subject_alt_names.extend(extra);
+        (p.serialize_request(&key).unwrap().pem().unwrap(), key)
+    }
+
+    #[test]
+    fn an_enrolling_agents_request_gets_our_certificate_for_its_key_and_one_name() {
+        let d = tempfile::tempdir().unwrap();
+        init(d.path(), "test.local", &["localhost".into()], 30).unwrap();
+        let (issuer, td) = load_ca(d.path()).unwrap();
+        let life = std::time::Duration::from_secs(3600);
+        let (pem, key) = csr("spiffe://test.local/source/dpm-01", None);
+        let s = sign_csr(&issuer, &pem, &td, life).unwrap();
+        assert_eq!(s.id.to_string(), "spiffe://test.local/source/dpm-01");
+        let der = pem_der(&s.cert_pem).unwrap();
+        assert_eq!(crate::auth::spiffe_id_of(&der).unwrap(), s.id);
+        use x509_parser::prelude::FromDer;
+        let (_, cert) = x509_parser::prelude::X509Certificate::from_der(&der).unwrap();
+        assert_eq!(cert.public_key().subject_public_key.data.as_ref(), key.public_key_raw(), "the agent's own key");
+        let life_s = cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp();
+        assert_eq!(life_s, 3600 + 300, "its lifetime, from 5 minutes back");
+        // Refused: another trust domain, an operator, more than one name, a bad signature.
+        let (pem, _) = csr("spiffe://other/source/dpm-01", None);
+        assert!(sign_csr(&issuer, &pem, &td, life).unwrap_err().contains("trust domain other"));
+        let (pem, _) = csr("spiffe://test.local/operator/eve", None);
+        assert!(sign_csr(&issuer, &pem, &td, life).unwrap_err().contains("only agents"));
+        let (pem, _) = csr("spiffe://test.local/copy/st1", Some(SanType::DnsName("evil.example".try_into().unwrap())));
+        assert!(sign_csr(&issuer, &pem, &td, life).unwrap_err().contains("exactly one identity"));
+        let (pem, _) = csr("spiffe://test.local/copy/st1", None);
+        let der = rustls_pemfile::csr(&mut pem.as_bytes()).unwrap().unwrap();
+        let mut bytes = der.as_ref().to_vec();
+        let n = bytes.len();
+        bytes[n - 5] ^= 1;
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        let bad = format!("-----BEGIN CERTIFICATE REQUEST-----\n{b64}\n-----END CERTIFICATE REQUEST-----\n");
+        assert!(sign_csr(&issuer, &bad, &td, life).unwrap_err().contains("not signed by the key"), "a forged request");
     }
 }

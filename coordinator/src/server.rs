@@ -94,6 +94,12 @@ pub async fn run_with_clock(
                 trust_domain: cfg.trust_domain.clone(),
                 token,
                 samples: crate::web::dashboard::samples(),
+                enroll: match &cfg.enroll {
+                    Some(e) => {
+                        Some(Arc::new(crate::service::enroll::Enroller::load(&cfg.tls, e).map_err(Error::Internal)?))
+                    }
+                    None => None,
+                },
             };
             let (tls, timeout, stop) = (cfg.tls.clone(), cfg.server.handshake_timeout, stop_rx.clone());
             tokio::spawn(async move {
@@ -122,7 +128,11 @@ pub async fn run_with_clock(
     let web_url = web_addr.map(|a| {
         cfg.web.as_ref().and_then(|w| w.public_url.clone()).unwrap_or_else(|| format!("https://localhost:{}", a.port()))
     });
-    let api = Api { auth: Auth::new(&cfg.trust_domain), core: core.clone(), evidence, web_url };
+    let enroll_ca_fingerprint = match &cfg.enroll {
+        Some(_) => Some(seedship_proto::enroll::ca_fingerprint_file(&cfg.tls.ca_file).map_err(Error::Internal)?),
+        None => None,
+    };
+    let api = Api { auth: Auth::new(&cfg.trust_domain), core: core.clone(), evidence, web_url, enroll_ca_fingerprint };
 
     let channels = crate::notify::channels(&cfg.notify).map_err(Error::Internal)?;
     if !channels.is_empty() {

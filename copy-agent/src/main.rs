@@ -19,6 +19,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Enroll this station with a one-time token: a new key (kept here), a certificate from the
+    /// coordinator, written where the config's [coordinator] says.
+    Enroll(seedship_proto::enroll::Args),
     /// Register this copy station with the coordinator and exit.
     Register,
     /// Claim disk-prep work and prepare shipping disks until stopped (SIGTERM/ctrl-c).
@@ -165,6 +168,9 @@ fn main() -> ExitCode {
     if let Cmd::Status { json } = &cli.cmd {
         return status(&cfg, *json);
     }
+    if let Cmd::Enroll(args) = cli.cmd {
+        return seedship_proto::enroll::main(args, seedship_proto::identity::Role::Copy, &cfg.coordinator);
+    }
     let code = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
     let code2 = code.clone();
     let r = agent::run_main("seedship-copy-agent", cfg.agent(), |_| async move {
@@ -179,7 +185,12 @@ fn main() -> ExitCode {
                 let c = copy_agent::run::run(cfg, conn, opts).await?;
                 code2.store(c, std::sync::atomic::Ordering::SeqCst);
             }
-            Cmd::Status { .. } | Cmd::Wipe { .. } | Cmd::BenchNtfs { .. } | Cmd::Plan { .. } | Cmd::Docs(_) => {
+            Cmd::Status { .. }
+            | Cmd::Enroll(_)
+            | Cmd::Wipe { .. }
+            | Cmd::BenchNtfs { .. }
+            | Cmd::Plan { .. }
+            | Cmd::Docs(_) => {
                 unreachable!("handled before the coordinator is needed")
             }
         }

@@ -101,9 +101,7 @@ stage_end() { echo "$1 $(since "$STAGE_T") $2" >> timings.txt; }
 
 say "1. a fresh PKI in $DEMO/pki"
 "$BIN/coordinator" pki init --dir pki --trust-domain seedship.demo
-"$BIN/coordinator" pki issue --dir pki --role source --name fileserver-01
-"$BIN/coordinator" pki issue --dir pki --role source --name fileserver-02
-"$BIN/coordinator" pki issue --dir pki --role copy --name station-01
+# The operator's certificate; the agents enroll with one-time tokens (step 4).
 "$BIN/coordinator" pki issue --dir pki --role operator --name ops
 
 say "2. the Azure stand-ins: Azurite (storage) and the emulated Azure Data Box service (Microsoft.DataBox)"
@@ -200,6 +198,8 @@ key_file = "pki/coordinator.key"
 heartbeat_interval = "2s"
 [web]
 listen = "127.0.0.1:0"
+[enroll]
+cert_lifetime = "7d"
 [azure]
 arm_endpoint = "$ARM_URL"
 ca_file = "emulator-tls/ca.crt"
@@ -234,16 +234,36 @@ ADDR=$(sed -n 's/.*"addr":"\([^"]*\)".*/\1/p' coordinator.ready)
 WEB=$(sed -n 's/.*"web":"\([^"]*\)".*/\1/p' coordinator.ready)
 echo "coordinator listening on https://$ADDR, dashboard on https://localhost:${WEB##*:} (log: $DEMO/coordinator.log)"
 
+cat > seedctl.toml <<TOML
+url = "https://$ADDR"
+ca_file = "pki/ca.crt"
+cert_file = "pki/ops.crt"
+key_file = "pki/ops.key"
+server_name = "localhost"
+TOML
+# Each agent gets a config naming where its key, certificate and CA will be; then an
+# operator's one-time token, and the agent enrolls with it (its key is made there, 0600).
+mkdir -p agents
 agent_config() { # name site
   cat > "$1.toml" <<TOML
 site = "$2"
 [coordinator]
 url = "https://$ADDR"
-ca_file = "pki/ca.crt"
-cert_file = "pki/$1.crt"
-key_file = "pki/$1.key"
+ca_file = "agents/$1/ca.crt"
+cert_file = "agents/$1/agent.crt"
+key_file = "agents/$1/agent.key"
 server_name = "localhost"
 TOML
+}
+enroll() { # program name role site
+  local out fp
+  out=$("$BIN/seedctl" --config seedctl.toml --json enroll create --role "$3" --name "$2" --site "$4" \
+    --ttl-seconds 900 --reason "the demo enrolls its agents")
+  (umask 077 && python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])' <<<"$out" >"agents/$2.token")
+  fp=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["ca_fingerprint"])' <<<"$out")
+  "$BIN/$1" --config "$2.toml" enroll --url "https://localhost:${WEB##*:}" --ca-fingerprint "sha256:$fp" \
+    --token-file "agents/$2.token" --name "$2"
+  rm -f "agents/$2.token"
 }
 agent_config fileserver-01 hq
 agent_config fileserver-02 branch
@@ -257,15 +277,11 @@ staging_roots = ["staging", "staging2"]
 poll_interval = "1s"
 progress_interval = "1s"
 TOML
-cat > seedctl.toml <<TOML
-url = "https://$ADDR"
-ca_file = "pki/ca.crt"
-cert_file = "pki/ops.crt"
-key_file = "pki/ops.key"
-server_name = "localhost"
-TOML
 
-say "4. agents register"
+say "4. agents enroll with one-time tokens and register"
+enroll source-agent fileserver-01 source hq
+enroll source-agent fileserver-02 source branch
+enroll copy-agent station-01 copy hq
 "$BIN/source-agent" --config fileserver-01.toml register 2>>source-agent.log
 "$BIN/source-agent" --config fileserver-02.toml register 2>>source-agent.log
 "$BIN/copy-agent" --config station-01.toml run >copy-agent.out 2>copy-agent.log &

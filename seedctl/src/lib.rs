@@ -246,8 +246,37 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
+    /// One-time enrollment tokens for agents: create, list.
+    Enroll {
+        #[command(subcommand)]
+        cmd: EnrollCmd,
+    },
     #[command(flatten)]
     Docs(seedship_proto::cli::DocCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnrollCmd {
+    /// A one-time token an agent enrolls with (shown once; the coordinator keeps its hash).
+    Create {
+        /// The agent's role: source or copy.
+        #[arg(long)]
+        role: String,
+        /// The agent's name, or a prefix followed by '*' ("dpm-*").
+        #[arg(long)]
+        name: String,
+        /// The site the agent is at (it registers there only); default any.
+        #[arg(long)]
+        site: Option<String>,
+        /// How long the token may wait to be used, in seconds (60 to 2592000).
+        #[arg(long, default_value_t = 86_400)]
+        ttl_seconds: u64,
+        /// Who or what it is for; kept in the audit log.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Every token, newest first: who made it, until when, who used it (never the token).
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -584,6 +613,66 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
         }
         Cmd::Docs(_) => return Err(CliError::Usage("completions and man pages need no coordinator".into())),
         Cmd::Audit { cmd } => return audit(cli, &mut ops, cmd).await,
+        Cmd::Enroll { cmd: EnrollCmd::Create { role, name, site, ttl_seconds, reason } } => {
+            let r = ops
+                .create_enroll_token(pb::CreateEnrollTokenRequest {
+                    role: parse_role(role)?,
+                    name: name.clone(),
+                    site: site.clone().unwrap_or_default(),
+                    ttl_seconds: *ttl_seconds,
+                    reason: reason.clone(),
+                })
+                .await?
+                .into_inner();
+            let info = r.info.unwrap_or_default();
+            let program = if role == "copy" { "copy-agent" } else { "source-agent" };
+            let url = r.enroll_url.trim_end_matches("/enroll").to_string();
+            (
+                format!(
+                    "token {} (shown once; id {}, for {role} {name:?}, site {}, until {})\n\
+                     CA fingerprint sha256:{}\n\
+                     On the agent, with the token in a file readable only by it:\n  \
+                     {program} --config {program}.toml enroll --url {} --ca-fingerprint sha256:{} --token-file TOKEN_FILE --name NAME",
+                    r.token,
+                    info.id,
+                    if info.site.is_empty() { "any" } else { &info.site },
+                    seedship_proto::human::rfc3339(info.expires_unix_ms),
+                    r.ca_fingerprint,
+                    if url.is_empty() { "https://COORDINATOR:PORT" } else { &url },
+                    r.ca_fingerprint
+                ),
+                serde_json::json!({ "token": r.token, "id": info.id, "ca_fingerprint": r.ca_fingerprint,
+                    "enroll_url": r.enroll_url, "expires": seedship_proto::human::rfc3339(info.expires_unix_ms) }),
+            )
+        }
+        Cmd::Enroll { cmd: EnrollCmd::List } => {
+            let r = ops.list_enroll_tokens(pb::ListEnrollTokensRequest {}).await?.into_inner();
+            let rows: Vec<Vec<String>> = r
+                .tokens
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.clone(),
+                        render::role_name(t.role),
+                        t.name.clone(),
+                        if t.site.is_empty() { "-".into() } else { t.site.clone() },
+                        t.created_by.rsplit('/').next().unwrap_or_default().to_string(),
+                        seedship_proto::human::rfc3339(t.expires_unix_ms),
+                        if t.used_unix_ms == 0 { "-".into() } else { t.used_by.clone() },
+                    ]
+                })
+                .collect();
+            let json: Vec<Value> = r
+                .tokens
+                .iter()
+                .map(|t| {
+                    serde_json::json!({ "id": t.id, "role": render::role_name(t.role), "name": t.name, "site": t.site,
+                        "created_by": t.created_by, "reason": t.reason, "expires": seedship_proto::human::rfc3339(t.expires_unix_ms),
+                        "used": seedship_proto::human::rfc3339(t.used_unix_ms), "used_by": t.used_by })
+                })
+                .collect();
+            (render::table(&["ID", "ROLE", "NAME", "SITE", "BY", "EXPIRES", "USED BY"], rows), Value::Array(json))
+        }
         Cmd::LoginLink => {
             let r = ops.create_login_link(pb::CreateLoginLinkRequest {}).await?.into_inner();
             (

@@ -16,7 +16,7 @@ pub fn kind_name(k: i32) -> String {
         .unwrap_or_else(|_| format!("unknown({k})"))
 }
 
-fn role_name(r: i32) -> String {
+pub fn role_name(r: i32) -> String {
     pb::Role::try_from(r)
         .map(|r| r.as_str_name().trim_start_matches("ROLE_").to_ascii_lowercase())
         .unwrap_or_else(|_| format!("unknown({r})"))
@@ -38,7 +38,7 @@ pub fn age(now_ms: i64, then_ms: i64) -> String {
 
 pub use seedship_proto::human::bytes as size;
 
-fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {

@@ -33,6 +33,9 @@ struct Secret {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Enroll this server with a one-time token: a new key (kept here), a certificate from the
+    /// coordinator, written where the config's [coordinator] says.
+    Enroll(seedship_proto::enroll::Args),
     /// Register this server with the coordinator and exit.
     Register {
         /// Instead: register the seed staged here (after re-verifying every file).
@@ -192,6 +195,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Docs(d) => d.run(Cli::command()),
+        Cmd::Enroll(args) => {
+            let cfg = agent::load_or_exit(&cli.config);
+            seedship_proto::enroll::main(args, seedship_proto::identity::Role::Source, &cfg.coordinator)
+        }
         Cmd::Backup(args) => backup_cmd(&cli.config, *args),
         Cmd::Verify { staging, read_data, secret } => local(|| verify(&staging, read_data, &secret)),
         Cmd::Restore { staging: Some(staging), target, snapshot, include, overwrite, page_cache, secret, .. } => {

@@ -94,6 +94,9 @@ pub struct Options {
     /// `[leases] release_backoff` and `max_releases`.
     pub release_backoff: &'static str,
     pub max_releases: u32,
+    /// Agents may enroll with tokens (`[enroll]`, as [`Cluster::enroll`] needs); off: the
+    /// coordinator has no `[enroll]`.
+    pub enroll: bool,
 }
 
 impl Default for Options {
@@ -107,6 +110,7 @@ impl Default for Options {
             coordinator_env: Vec::new(),
             release_backoff: "200ms",
             max_releases: 8,
+            enroll: true,
         }
     }
 }
@@ -181,7 +185,7 @@ db_busy_timeout = "{}"
 [web]
 listen = "127.0.0.1:0"
 metrics_token_file = "metrics-token"
-{}
+{}{}
 "#,
                 if opts.offset_clock { "clock_offset_file = \"clock-offset\"\n" } else { "" },
                 opts.lease_ttl,
@@ -189,7 +193,9 @@ metrics_token_file = "metrics-token"
                 opts.release_backoff,
                 opts.max_releases,
                 opts.db_busy_timeout,
-                opts.extra_toml
+                opts.extra_toml,
+                // Agents enroll with tokens (`Cluster::enroll`), unless a test sets its own.
+                if !opts.enroll || opts.extra_toml.contains("[enroll]") { "" } else { "[enroll]\n" }
             ),
         )?;
         let mut c = Cluster {
@@ -411,6 +417,49 @@ metrics_token_file = "metrics-token"
 
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
+    }
+
+    /// Enrolls an agent as an operator and the agent would: a one-time token from `seedctl
+    /// enroll create`, then `source-agent enroll` or `copy-agent enroll` with the CA's
+    /// fingerprint, at the console listener. Writes the agent's config at `<name>.toml` (as
+    /// [`Cluster::agent_config`]); its own key and certificate go where `issue` puts them.
+    pub fn enroll(&self, role: &str, name: &str, site: Option<&str>) -> Result<(Identity, PathBuf)> {
+        let ops = Identity {
+            name: "harness-enroller".into(),
+            cert: self.pki.join("harness-enroller.crt"),
+            key: self.pki.join("harness-enroller.key"),
+        };
+        if !ops.cert.exists() {
+            self.issue("operator", &ops.name)?;
+        }
+        let mut args = vec!["--json", "enroll", "create", "--role", role, "--name", name, "--ttl-seconds", "600"];
+        args.extend(["--reason", "the test harness enrolls its agents"]);
+        if let Some(s) = site {
+            args.extend(["--site", s]);
+        }
+        let out = run_ok(&mut self.seedctl(&ops, &args))?;
+        let t: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let token = self.path(&format!("{name}.token"));
+        std::fs::write(&token, t["token"].as_str().context("no token")?)?;
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        let id = Identity {
+            name: name.to_string(),
+            cert: self.pki.join(format!("{name}.crt")),
+            key: self.pki.join(format!("{name}.key")),
+        };
+        let cfg = self.agent_config(&id, site)?;
+        let program = if role == "copy" { "copy-agent" } else { "source-agent" };
+        run_ok(
+            Command::new(bin(program))
+                .arg("--config")
+                .arg(&cfg)
+                .args(["enroll", "--url", &self.web_url(), "--ca-fingerprint"])
+                .arg(t["ca_fingerprint"].as_str().context("no fingerprint")?)
+                .arg("--token-file")
+                .arg(&token)
+                .args(["--name", name]),
+        )?;
+        Ok((id, cfg))
     }
 
     pub fn client_config(&self, id: &Identity) -> ClientConfig {

@@ -26,8 +26,7 @@ pub async fn stage(
     seed: u32,
     station: &str,
 ) -> anyhow::Result<PathBuf> {
-    let src = c.issue("source", &format!("src-{job}"))?;
-    let cfg = c.agent_config(&src, None)?;
+    let (_, cfg) = c.enroll("source", &format!("src-{job}"), None)?;
     let corpus = c.path(&format!("corpus-{job}"));
     make_corpus(&corpus, mib, seed)?;
     let staging = c.path(&format!("staging-{job}"));
@@ -55,8 +54,7 @@ pub fn staging_bytes(staging: &Path) -> u64 {
 
 /// A copy station: identity, config with its disk directory and state directory.
 pub fn station(c: &Cluster, name: &str, extra: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let id = c.issue("copy", name)?;
-    let cfg = c.agent_config(&id, None)?;
+    let (_, cfg) = c.enroll("copy", name, None)?;
     let disks = c.path(&format!("disks-{name}"));
     std::fs::create_dir_all(&disks)?;
     let mut t = std::fs::read_to_string(&cfg)?;

@@ -2,6 +2,7 @@
 //! job (stages, deadlines, creation rules), placement, the domain types and their validation.
 //! The use cases that load, decide with these rules and save are in [`crate::service`].
 
+pub mod enroll;
 pub mod import;
 pub mod lease;
 pub mod model;

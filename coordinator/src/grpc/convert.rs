@@ -812,6 +812,49 @@ pub fn job_to_pb(j: ImportJob, now: UnixMs) -> pb::ImportJob {
     }
 }
 
+impl TryFrom<pb::CreateEnrollTokenRequest> for crate::service::enroll::NewToken {
+    type Error = Error;
+    fn try_from(r: pb::CreateEnrollTokenRequest) -> Result<Self> {
+        let role =
+            optional_role(r.role)?.ok_or_else(|| Error::invalid("role", "give the agent's role: source or copy"))?;
+        v::text("reason", &r.reason, 500)?;
+        if r.reason.trim().is_empty() {
+            return Err(Error::invalid("reason", "is required: say who or what the token is for, for the audit log"));
+        }
+        let site = if r.site.is_empty() {
+            None
+        } else {
+            seedship_proto::identity::validate_label("site", &r.site)
+                .map_err(|e| Error::invalid("site", e.to_string()))?;
+            Some(r.site)
+        };
+        Ok(crate::service::enroll::NewToken {
+            role,
+            name: r.name,
+            site,
+            ttl_ms: (r.ttl_seconds.min(i64::MAX as u64 / 1000) as i64) * 1000,
+            reason: r.reason,
+        })
+    }
+}
+
+impl From<crate::domain::enroll::EnrollToken> for pb::EnrollToken {
+    fn from(t: crate::domain::enroll::EnrollToken) -> Self {
+        pb::EnrollToken {
+            id: t.id,
+            role: role_to_pb(t.role) as i32,
+            name: t.name,
+            site: t.site.unwrap_or_default(),
+            created_by: t.created_by,
+            reason: t.reason,
+            created_unix_ms: t.created_ms,
+            expires_unix_ms: t.expires_ms,
+            used_unix_ms: t.used_ms.unwrap_or(0),
+            used_by: t.used_by.unwrap_or_default(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

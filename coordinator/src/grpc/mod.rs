@@ -26,4 +26,6 @@ pub struct Api {
     pub evidence: Option<Arc<crate::evidence::Signer>>,
     /// The dashboard's base URL (`[web] public_url`, or https://localhost:<port>).
     pub web_url: Option<String>,
+    /// `[enroll]` is on: the CA certificate's SHA-256 (hex), which enrolling agents check.
+    pub enroll_ca_fingerprint: Option<String>,
 }

@@ -294,6 +294,35 @@ impl pb::operator_service_server::OperatorService for Api {
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 
+    async fn create_enroll_token(
+        &self,
+        req: Request<pb::CreateEnrollTokenRequest>,
+    ) -> Result<Response<pb::CreateEnrollTokenResponse>, Status> {
+        let operator = self.auth.require(&req, "CreateEnrollToken", OPERATOR)?;
+        let fingerprint = self.enroll_ca_fingerprint.clone().ok_or_else(|| {
+            Status::failed_precondition(
+                "this coordinator does not enroll agents; configure [enroll] (and [web]) and restart it",
+            )
+        })?;
+        let t = crate::service::enroll::NewToken::try_from(req.into_inner())?;
+        let (token, info) = self.core.create_enroll_token(&operator, t).await?;
+        Ok(Response::new(pb::CreateEnrollTokenResponse {
+            token,
+            info: Some(info.into()),
+            ca_fingerprint: fingerprint,
+            enroll_url: self.web_url.clone().map(|u| format!("{}/enroll", u.trim_end_matches('/'))).unwrap_or_default(),
+        }))
+    }
+
+    async fn list_enroll_tokens(
+        &self,
+        req: Request<pb::ListEnrollTokensRequest>,
+    ) -> Result<Response<pb::ListEnrollTokensResponse>, Status> {
+        self.auth.require(&req, "ListEnrollTokens", OPERATOR)?;
+        let tokens = self.core.enroll_tokens().await?;
+        Ok(Response::new(pb::ListEnrollTokensResponse { tokens: tokens.into_iter().map(Into::into).collect() }))
+    }
+
     async fn create_login_link(
         &self,
         req: Request<pb::CreateLoginLinkRequest>,

@@ -4,6 +4,7 @@
 //! leases), [`shipping`] (import jobs, shipping, Azure's waits), [`vault`] (verification,
 //! repair, the vault, recovery points, clean-up). The rules themselves are in `domain/`.
 
+pub mod enroll;
 mod seeds;
 mod shipping;
 mod vault;

@@ -356,13 +356,13 @@ impl Coordinator {
 }
 
 /// 32 random bytes, hex: a login link's or a session's secret.
-fn random_secret() -> String {
+pub(crate) fn random_secret() -> String {
     let mut b = [0u8; 32];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).expect("the system's random source");
     hex::encode(b)
 }
 
 /// What is stored of a secret.
-fn secret_hash(s: &str) -> String {
+pub(crate) fn secret_hash(s: &str) -> String {
     hex::encode(sha2::Sha256::digest(s.as_bytes()))
 }

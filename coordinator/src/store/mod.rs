@@ -317,6 +317,24 @@ pub trait Store: Send + Sync + 'static {
     async fn list_jobs(&self) -> Result<Vec<ImportJob>>;
     async fn list_agents(&self, role: Option<Role>) -> Result<Vec<Agent>>;
     // ---- the web dashboard's logins
+    /// Stores a new enrollment token (its hash), audited with its creator.
+    async fn enroll_create(
+        &self,
+        token_hash: &str,
+        token: &crate::domain::enroll::EnrollToken,
+        now: UnixMs,
+    ) -> Result<()>;
+    async fn enroll_list(&self) -> Result<Vec<crate::domain::enroll::EnrollToken>>;
+    /// Spends a token for `id` (`domain/enroll.rs` decides), audited; PERMISSION_DENIED says why not.
+    async fn enroll_redeem(
+        &self,
+        token_hash: &str,
+        id: &SpiffeId,
+        trust_domain: &str,
+        not_after: UnixMs,
+        now: UnixMs,
+    ) -> Result<crate::domain::enroll::EnrollToken>;
+
     async fn web_create_login(&self, token_hash: &str, identity: &str, now: UnixMs, expires: UnixMs) -> Result<()>;
     /// Uses a login link once and opens a session; PERMISSION_DENIED when unknown, used or expired.
     async fn web_redeem(&self, token_hash: &str, session_hash: &str, now: UnixMs, ttl_ms: i64) -> Result<String>;

@@ -8,6 +8,7 @@
 //! for operators.
 
 pub mod dashboard;
+pub mod enroll;
 pub mod metrics;
 pub mod openmetrics;
 
@@ -46,8 +47,11 @@ pub fn load_token(cfg: &WebConfig) -> Result<Option<String>, String> {
 /// The TLS side: TLS 1.3, our certificate, a client certificate from our CA optional.
 fn tls_config(tls: &TlsConfig) -> Result<rustls::ServerConfig, String> {
     let (ca_certs, _) = seedship_proto::keyfile::read_certs(&tls.ca_file).map_err(|e| e.to_string())?;
-    let (chain, _) = seedship_proto::keyfile::read_certs(&tls.cert_file).map_err(|e| e.to_string())?;
+    let (mut chain, _) = seedship_proto::keyfile::read_certs(&tls.cert_file).map_err(|e| e.to_string())?;
     let (key, _) = seedship_proto::keyfile::read_key(&tls.key_file).map_err(|e| e.to_string())?;
+    // The CA goes with our certificate: an enrolling agent has only its fingerprint, and
+    // checks the chain against it.
+    chain.extend(ca_certs.iter().filter(|c| !chain.contains(c)).cloned().collect::<Vec<_>>());
     let mut roots = RootCertStore::empty();
     for c in ca_certs {
         roots.add(c).map_err(|e| format!("CA certificate {} is unusable: {e}", tls.ca_file.display()))?;
@@ -78,6 +82,8 @@ pub struct Web {
     pub token: Option<String>,
     /// The stations' throughput over the last hour, for the dashboard's chart.
     pub samples: Arc<dashboard::Samples>,
+    /// `[enroll]`: the CA that signs enrolling agents' certificates.
+    pub enroll: Option<Arc<crate::service::enroll::Enroller>>,
 }
 
 /// Why a request was refused, as an HTTP answer (no detail that helps a stranger).
@@ -158,6 +164,7 @@ pub fn router(web: Web) -> Router {
         .route("/api/agents", get(dashboard::agents))
         .route("/api/charts", get(dashboard::charts))
         .route("/api/events", get(dashboard::events))
+        .route("/enroll", axum::routing::post(enroll::enroll))
         .with_state(web)
 }
 
@@ -199,7 +206,9 @@ pub async fn serve(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(|leaf| crate::auth::spiffe_id_of(leaf.as_ref()));
-            let svc = TowerToHyperService::new(router.layer(axum::Extension(Peer(who))));
+            let svc = TowerToHyperService::new(
+                router.layer(axum::Extension(Peer(who))).layer(axum::Extension(enroll::Remote(peer))),
+            );
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                 .await;

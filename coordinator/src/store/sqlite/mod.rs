@@ -11,6 +11,7 @@
 //! Reads run on pooled connections, which WAL lets proceed while the writer writes.
 
 mod audit;
+mod enroll;
 
 pub use notify::Listed as NotificationListed;
 pub use writes::Retarget;
@@ -38,6 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{LeaseTiming, Store};
 use crate::clock::UnixMs;
+use crate::domain::enroll::EnrollToken;
 use crate::domain::import::{DeadlineKind, JobIntent, JobRecord, JobSnapshot};
 use crate::domain::lease::{Fence, Release};
 use crate::domain::model::*;
@@ -62,6 +64,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0013_notifications", include_str!("../../../migrations/0013_notifications.sql")),
     ("0014_web_sessions", include_str!("../../../migrations/0014_web_sessions.sql")),
     ("0015_rounds", include_str!("../../../migrations/0015_rounds.sql")),
+    ("0016_enrollment", include_str!("../../../migrations/0016_enrollment.sql")),
 ];
 
 /// Most operations committed together.
@@ -702,6 +705,27 @@ impl Store for SqliteStore {
 
     async fn list_jobs(&self) -> Result<Vec<ImportJob>> {
         self.read(reads::list_jobs).await
+    }
+
+    async fn enroll_create(&self, token_hash: &str, token: &EnrollToken, now: UnixMs) -> Result<()> {
+        let (h, t) = (token_hash.to_string(), token.clone());
+        self.write(move |c| enroll::create(c, &h, &t, now)).await
+    }
+
+    async fn enroll_list(&self) -> Result<Vec<EnrollToken>> {
+        self.read(enroll::list).await
+    }
+
+    async fn enroll_redeem(
+        &self,
+        token_hash: &str,
+        id: &SpiffeId,
+        trust_domain: &str,
+        not_after: UnixMs,
+        now: UnixMs,
+    ) -> Result<EnrollToken> {
+        let (h, id, td) = (token_hash.to_string(), id.clone(), trust_domain.to_string());
+        self.write(move |c| enroll::redeem(c, &h, &id, &td, not_after, now)).await
     }
 
     async fn web_create_login(&self, token_hash: &str, identity: &str, now: UnixMs, expires: UnixMs) -> Result<()> {

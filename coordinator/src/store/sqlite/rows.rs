@@ -29,7 +29,7 @@ pub fn query_row<T>(
     c.prepare_cached(sql)?.query_row(p, f)
 }
 
-fn bad_col(idx: usize, what: &str, v: &str) -> rusqlite::Error {
+pub fn bad_col(idx: usize, what: &str, v: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         idx,
         rusqlite::types::Type::Text,

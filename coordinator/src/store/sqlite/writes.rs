@@ -32,6 +32,16 @@ fn load_agent(c: &Connection, identity: &str) -> Result<Option<Agent>> {
 
 pub fn register_agent(c: &Connection, idem: &Idem, who: &SpiffeId, info: &AgentInfo, now: UnixMs) -> Result<Agent> {
     idempotent(c, idem, now, || {
+        // An agent enrolled with a token for a site registers at that site only: a station's
+        // site decides which seeds it may claim.
+        if let Some(site) = super::enroll::enrolled_site(c, &who.uri())?
+            && info.site.as_deref() != Some(site.as_str())
+        {
+            return Err(Error::PermissionDenied(format!(
+                "{who} enrolled for site {site}, but says it is at site {}; set site = \"{site}\" in its configuration, or enroll it again with a token for its new site",
+                info.site.as_deref().unwrap_or("(none)")
+            )));
+        }
         exec(c,
             "INSERT INTO agents (identity, role, name, site, hostname, version, registered_ms, last_heartbeat_ms, status, virtualization) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 'registered', ?8) \

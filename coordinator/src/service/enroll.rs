@@ -1,0 +1,109 @@
+//! Enrollment: operators make one-time tokens; agents redeem one with a certificate request
+//! and get a certificate for the identity the token allows (`domain/enroll.rs` decides).
+
+use super::seeds::{random_secret, secret_hash};
+use super::*;
+use crate::domain::enroll::{EnrollToken, token_problem};
+
+/// A token's secret starts with this, so a person can tell it from other secrets.
+pub const TOKEN_PREFIX: &str = "seedship-enroll-";
+
+/// What an operator asks a token for.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub role: Role,
+    pub name: String,
+    pub site: Option<String>,
+    pub ttl_ms: i64,
+    pub reason: String,
+}
+
+/// The CA that signs enrolled agents' certificates.
+pub struct Enroller {
+    pub issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pub ca_pem: String,
+    pub trust_domain: String,
+    pub lifetime: std::time::Duration,
+}
+
+impl Enroller {
+    pub fn load(
+        tls: &crate::config::TlsConfig,
+        cfg: &crate::config::EnrollConfig,
+    ) -> std::result::Result<Self, String> {
+        let (issuer, trust_domain) =
+            crate::pki::load_ca_files(&tls.ca_file, &cfg.ca_key(tls)).map_err(|e| format!("[enroll]: {e}"))?;
+        let ca_pem = std::fs::read_to_string(&tls.ca_file).map_err(|e| format!("{}: {e}", tls.ca_file.display()))?;
+        Ok(Enroller { issuer, ca_pem, trust_domain, lifetime: cfg.cert_lifetime })
+    }
+}
+
+/// A certificate an agent enrolled for.
+#[derive(Debug)]
+pub struct Enrolled {
+    pub identity: SpiffeId,
+    pub cert_pem: String,
+    pub ca_pem: String,
+    pub not_after_ms: UnixMs,
+    pub site: Option<String>,
+}
+
+impl Coordinator {
+    /// A new one-time token; its secret is returned once, only its hash is kept. Audited.
+    pub async fn create_enroll_token(&self, operator: &SpiffeId, t: NewToken) -> Result<(String, EnrollToken)> {
+        if let Some(why) = token_problem(t.role, &t.name, t.ttl_ms) {
+            return Err(Error::invalid("token", why));
+        }
+        let secret = format!("{TOKEN_PREFIX}{}", random_secret());
+        let hash = secret_hash(&secret);
+        let now = self.now();
+        let token = EnrollToken {
+            id: hash[..12].to_string(),
+            role: t.role,
+            name: t.name,
+            site: t.site,
+            created_by: operator.uri(),
+            reason: t.reason,
+            created_ms: now,
+            expires_ms: now + t.ttl_ms,
+            used_ms: None,
+            used_by: None,
+        };
+        self.store.enroll_create(&hash, &token, now).await?;
+        tracing::info!(operator = %operator, token = %token.id, role = %token.role, name = %token.name, "enrollment token created");
+        Ok((secret, token))
+    }
+
+    pub async fn enroll_tokens(&self) -> Result<Vec<EnrollToken>> {
+        self.store.enroll_list().await
+    }
+
+    /// Redeems `token` for the certificate request `csr_pem`. PERMISSION_DENIED for a token
+    /// that cannot be used, INVALID_ARGUMENT for a request that is not acceptable; both say
+    /// why, and the caller audits them.
+    pub async fn enroll(&self, ca: &Enroller, token: &str, csr_pem: &str) -> Result<Enrolled> {
+        let token = token.trim();
+        if !token.starts_with(TOKEN_PREFIX) || token.len() > 200 {
+            return Err(Error::PermissionDenied(format!(
+                "that is not an enrollment token (they start with {TOKEN_PREFIX}); ask an operator for one (seedctl enroll create)"
+            )));
+        }
+        if csr_pem.len() > 16 << 10 {
+            return Err(Error::invalid("csr", "a certificate request is a few hundred bytes, not this"));
+        }
+        let signed = crate::pki::sign_csr(&ca.issuer, csr_pem, &ca.trust_domain, ca.lifetime)
+            .map_err(|why| Error::invalid("csr", why))?;
+        let t = self
+            .store
+            .enroll_redeem(&secret_hash(token), &signed.id, &ca.trust_domain, signed.not_after_ms, self.now())
+            .await?;
+        tracing::info!(identity = %signed.id, token = %t.id, created_by = %t.created_by, "agent enrolled");
+        Ok(Enrolled {
+            identity: signed.id,
+            cert_pem: signed.cert_pem,
+            ca_pem: ca.ca_pem.clone(),
+            not_after_ms: signed.not_after_ms,
+            site: t.site,
+        })
+    }
+}
