@@ -11,6 +11,31 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 #[derive(Debug, Clone)]
 pub struct Auth {
     trust_domain: String,
+    revoked: std::sync::Arc<Revoked>,
+}
+
+/// The revoked identities as this coordinator last read them: from the database at start,
+/// every 5 seconds after (the sweeper), and at once for a revocation made here. Checked on
+/// every call, so connections already open are refused too.
+#[derive(Debug, Default)]
+pub struct Revoked(std::sync::RwLock<std::collections::HashSet<String>>);
+
+impl Revoked {
+    pub fn contains(&self, identity: &str) -> bool {
+        self.0.read().map(|s| s.contains(identity)).unwrap_or(true)
+    }
+
+    pub fn insert(&self, identity: &str) {
+        if let Ok(mut s) = self.0.write() {
+            s.insert(identity.to_string());
+        }
+    }
+
+    pub fn replace(&self, all: impl IntoIterator<Item = String>) {
+        if let Ok(mut s) = self.0.write() {
+            *s = all.into_iter().collect();
+        }
+    }
 }
 
 /// The SPIFFE id in a client certificate's URI SANs, if it has exactly one, and if the
@@ -45,8 +70,8 @@ pub fn spiffe_id_of(der: &[u8]) -> Result<SpiffeId, String> {
 }
 
 impl Auth {
-    pub fn new(trust_domain: &str) -> Self {
-        Auth { trust_domain: trust_domain.to_string() }
+    pub fn new(trust_domain: &str, revoked: std::sync::Arc<Revoked>) -> Self {
+        Auth { trust_domain: trust_domain.to_string(), revoked }
     }
 
     /// The caller's identity; UNAUTHENTICATED without a usable client certificate.
@@ -62,6 +87,12 @@ impl Auth {
             return Err(Status::permission_denied(format!(
                 "identity {id} is not in trust domain {}",
                 self.trust_domain
+            )));
+        }
+        if self.revoked.contains(&id.uri()) {
+            tracing::warn!(caller = %id, "refused a revoked identity");
+            return Err(Status::permission_denied(format!(
+                "identity {id} is revoked (seedctl agents revoked); it is refused everything"
             )));
         }
         Ok(id)

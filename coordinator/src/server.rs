@@ -112,6 +112,14 @@ pub async fn run_with_clock(
         }
         None => None,
     };
+    // Revocations other coordinators made reach this one within 5 seconds.
+    tokio::spawn(crate::workers::run_every(
+        "revocations",
+        std::time::Duration::from_secs(5),
+        Arc::downgrade(&core),
+        stop_rx.clone(),
+        |core| async move { core.refresh_revoked().await },
+    ));
     tokio::spawn(crate::workers::sweeper::run(
         Arc::downgrade(&core),
         cfg.leases.sweep_interval,
@@ -132,7 +140,14 @@ pub async fn run_with_clock(
         Some(_) => Some(seedship_proto::enroll::ca_fingerprint_file(&cfg.tls.ca_file).map_err(Error::Internal)?),
         None => None,
     };
-    let api = Api { auth: Auth::new(&cfg.trust_domain), core: core.clone(), evidence, web_url, enroll_ca_fingerprint };
+    core.refresh_revoked().await.map_err(|e| Error::Internal(format!("cannot read the revocations: {e}")))?;
+    let api = Api {
+        auth: Auth::new(&cfg.trust_domain, core.revoked()),
+        core: core.clone(),
+        evidence,
+        web_url,
+        enroll_ca_fingerprint,
+    };
 
     let channels = crate::notify::channels(&cfg.notify).map_err(Error::Internal)?;
     if !channels.is_empty() {

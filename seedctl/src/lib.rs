@@ -61,10 +61,13 @@ pub enum Cmd {
         seed: String,
     },
     /// List agents with their last heartbeat.
+    #[command(args_conflicts_with_subcommands = true)]
     Agents {
         /// source, copy or operator.
         #[arg(long)]
         role: Option<String>,
+        #[command(subcommand)]
+        cmd: Option<AgentsCmd>,
     },
     /// List drives (never keys), optionally of one seed.
     Drives {
@@ -256,6 +259,25 @@ pub enum Cmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AgentsCmd {
+    /// Revoke an agent (a stolen station, a retired server): the coordinator refuses it from
+    /// now on, within 5 seconds everywhere, on open connections too; a station's work goes
+    /// back in the queue.
+    Revoke {
+        /// Its name, or its spiffe:// id.
+        agent: String,
+        /// source, copy or operator (when names repeat, or it never registered).
+        #[arg(long)]
+        role: Option<String>,
+        /// Why; kept in the audit log.
+        #[arg(long)]
+        reason: String,
+    },
+    /// The revoked identities, newest first.
+    Revoked,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum EnrollCmd {
     /// A one-time token an agent enrolls with (shown once; the coordinator keeps its hash).
     Create {
@@ -389,7 +411,59 @@ pub async fn run(cli: &Cli, conn: Conn) -> Result<String, CliError> {
             let r = ops.get_seed(pb::GetSeedRequest { seed: seed.clone() }).await?.into_inner();
             (seed_detail_text(&r), seed_detail_json(&r))
         }
-        Cmd::Agents { role } => {
+        Cmd::Agents { cmd: Some(AgentsCmd::Revoke { agent, role, reason }), .. } => {
+            let r = ops
+                .revoke_agent(pb::RevokeAgentRequest {
+                    request_id: new_request_id(),
+                    agent: agent.clone(),
+                    role: role.as_deref().map(parse_role).transpose()?.unwrap_or(0),
+                    reason: reason.clone(),
+                })
+                .await?
+                .into_inner();
+            let rv = r.revocation.unwrap_or_default();
+            let back = if r.released.is_empty() {
+                String::new()
+            } else {
+                format!("; its work is back in the queue: {}", r.released.join(", "))
+            };
+            (
+                format!(
+                    "{} is revoked (by {} at {}: {}){back}",
+                    rv.identity,
+                    rv.revoked_by,
+                    seedship_proto::human::rfc3339(rv.revoked_unix_ms),
+                    rv.reason
+                ),
+                serde_json::json!({ "identity": rv.identity, "revoked_by": rv.revoked_by, "reason": rv.reason,
+                    "revoked": seedship_proto::human::rfc3339(rv.revoked_unix_ms), "released": r.released }),
+            )
+        }
+        Cmd::Agents { cmd: Some(AgentsCmd::Revoked), .. } => {
+            let r = ops.list_revocations(pb::ListRevocationsRequest {}).await?.into_inner();
+            let rows = r
+                .revocations
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.identity.clone(),
+                        v.revoked_by.clone(),
+                        seedship_proto::human::rfc3339(v.revoked_unix_ms),
+                        v.reason.clone(),
+                    ]
+                })
+                .collect();
+            let json = r
+                .revocations
+                .iter()
+                .map(|v| {
+                    serde_json::json!({ "identity": v.identity, "revoked_by": v.revoked_by,
+                        "revoked": seedship_proto::human::rfc3339(v.revoked_unix_ms), "reason": v.reason })
+                })
+                .collect();
+            (render::table(&["IDENTITY", "REVOKED BY", "AT", "WHY"], rows), Value::Array(json))
+        }
+        Cmd::Agents { role, cmd: None } => {
             let role = role.as_deref().map(parse_role).transpose()?.unwrap_or(0);
             let r = ops.list_agents(pb::ListAgentsRequest { role }).await?.into_inner();
             (agents_table(&r.agents, r.server_time_unix_ms), Value::Array(r.agents.iter().map(agent_json).collect()))

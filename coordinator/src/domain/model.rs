@@ -573,3 +573,20 @@ pub struct AuditRecord {
     pub outcome: String,
     pub detail: String,
 }
+
+/// A revoked identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub identity: String,
+    pub revoked_by: String,
+    pub reason: String,
+    pub revoked_ms: UnixMs,
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revoked {
+    pub revocation: Revocation,
+    /// The jobs whose disk-prep work a revoked copy station held, back in the queue.
+    pub released: Vec<String>,
+}

@@ -855,6 +855,33 @@ impl From<crate::domain::enroll::EnrollToken> for pb::EnrollToken {
     }
 }
 
+impl TryFrom<pb::RevokeAgentRequest> for Cmd<(String, Option<Role>, String)> {
+    type Error = Error;
+    fn try_from(r: pb::RevokeAgentRequest) -> Result<Self> {
+        v::text("agent", &r.agent, 300)?;
+        if r.agent.trim().is_empty() {
+            return Err(Error::invalid("agent", "name the agent (its name or spiffe:// id)"));
+        }
+        let role = optional_role(r.role)?;
+        v::text("reason", &r.reason, 500)?;
+        if r.reason.trim().is_empty() {
+            return Err(Error::invalid("reason", "is required: say why, for the audit log"));
+        }
+        cmd(r.request_id, (r.agent, role, r.reason))
+    }
+}
+
+impl From<Revocation> for pb::Revocation {
+    fn from(r: Revocation) -> Self {
+        pb::Revocation {
+            identity: r.identity,
+            revoked_by: r.revoked_by,
+            reason: r.reason,
+            revoked_unix_ms: r.revoked_ms,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -323,6 +323,25 @@ impl pb::operator_service_server::OperatorService for Api {
         Ok(Response::new(pb::ListEnrollTokensResponse { tokens: tokens.into_iter().map(Into::into).collect() }))
     }
 
+    async fn revoke_agent(
+        &self,
+        req: Request<pb::RevokeAgentRequest>,
+    ) -> Result<Response<pb::RevokeAgentResponse>, Status> {
+        let operator = self.auth.require(&req, "RevokeAgent", OPERATOR)?;
+        let cmd = crate::service::Cmd::try_from(req.into_inner())?;
+        let r = self.core.revoke_agent(&operator, cmd, &operator.trust_domain).await?;
+        Ok(Response::new(pb::RevokeAgentResponse { revocation: Some(r.revocation.into()), released: r.released }))
+    }
+
+    async fn list_revocations(
+        &self,
+        req: Request<pb::ListRevocationsRequest>,
+    ) -> Result<Response<pb::ListRevocationsResponse>, Status> {
+        self.auth.require(&req, "ListRevocations", OPERATOR)?;
+        let all = self.core.revocations().await?;
+        Ok(Response::new(pb::ListRevocationsResponse { revocations: all.into_iter().map(Into::into).collect() }))
+    }
+
     async fn create_login_link(
         &self,
         req: Request<pb::CreateLoginLinkRequest>,

@@ -93,6 +93,12 @@ impl Coordinator {
         }
         let signed = crate::pki::sign_csr(&ca.issuer, csr_pem, &ca.trust_domain, ca.lifetime)
             .map_err(|why| Error::invalid("csr", why))?;
+        if self.is_revoked(&signed.id.uri()) {
+            return Err(Error::PermissionDenied(format!(
+                "{} is revoked; it cannot enroll again under that name (enroll it under a new name)",
+                signed.id
+            )));
+        }
         let t = self
             .store
             .enroll_redeem(&secret_hash(token), &signed.id, &ca.trust_domain, signed.not_after_ms, self.now())

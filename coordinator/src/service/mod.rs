@@ -5,6 +5,7 @@
 //! repair, the vault, recovery points, clean-up). The rules themselves are in `domain/`.
 
 pub mod enroll;
+mod revoke;
 mod seeds;
 mod shipping;
 mod vault;
@@ -46,6 +47,8 @@ pub struct Coordinator {
     signer: Option<seedship_azure::blob::Accounts>,
     /// Where seeds' import containers go.
     placement: Placement,
+    /// Revoked identities (shared with the gRPC API's `Auth` and the console).
+    revoked: Arc<crate::auth::Revoked>,
 }
 
 /// A mutating request as the service receives it: the caller's request id and the payload.
@@ -70,7 +73,16 @@ impl Coordinator {
         settings: Settings,
         master_key: Option<Arc<MasterKey>>,
     ) -> Self {
-        Coordinator { store, clock, settings, master_key, azure: None, placement: Placement::default(), signer: None }
+        Coordinator {
+            store,
+            clock,
+            settings,
+            master_key,
+            azure: None,
+            placement: Placement::default(),
+            signer: None,
+            revoked: Arc::default(),
+        }
     }
 
     /// With keys that sign drive manifests' SAS when the Azure side has none for an account.
@@ -89,6 +101,11 @@ impl Coordinator {
     pub fn with_azure(mut self, azure: Arc<AzureSide>) -> Self {
         self.azure = Some(azure);
         self
+    }
+
+    /// The revoked identities this coordinator refuses.
+    pub fn revoked(&self) -> Arc<crate::auth::Revoked> {
+        self.revoked.clone()
     }
 
     pub fn settings(&self) -> Settings {

@@ -325,6 +325,18 @@ pub trait Store: Send + Sync + 'static {
         now: UnixMs,
     ) -> Result<()>;
     async fn enroll_list(&self) -> Result<Vec<crate::domain::enroll::EnrollToken>>;
+    /// The identity an operator names (a spiffe:// id, or a registered agent's name).
+    async fn resolve_agent(&self, agent: &str, role: Option<Role>, trust_domain: &str) -> Result<SpiffeId>;
+    /// Revokes an identity (once) and takes back the work it holds; audited.
+    async fn revoke(
+        &self,
+        idem: &Idem,
+        operator: &SpiffeId,
+        id: &SpiffeId,
+        reason: &str,
+        now: UnixMs,
+    ) -> Result<Revoked>;
+    async fn revocations(&self) -> Result<Vec<Revocation>>;
     /// Spends a token for `id` (`domain/enroll.rs` decides), audited; PERMISSION_DENIED says why not.
     async fn enroll_redeem(
         &self,

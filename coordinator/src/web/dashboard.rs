@@ -90,7 +90,8 @@ async fn who(web: &Web, peer: &Peer, headers: &HeaderMap) -> Option<String> {
         return Some(id);
     }
     let c = cookie(headers)?;
-    web.core.web_session(&c).await.ok().flatten()
+    // A session of an operator revoked since is over.
+    web.core.web_session(&c).await.ok().flatten().filter(|id| !web.core.is_revoked(id))
 }
 
 fn secured(mut r: Response) -> Response {

@@ -107,6 +107,10 @@ impl Web {
     /// The operator asking, by certificate; or the scraper, by the metrics token (`scrape`).
     pub fn operator(&self, peer: &Peer, headers: &HeaderMap, scrape: bool) -> Result<String, Refused> {
         match &peer.0 {
+            Some(Ok(id)) if self.core.is_revoked(&id.uri()) => {
+                tracing::warn!(caller = %id, "web: refused a revoked identity");
+                return Err(Refused(StatusCode::FORBIDDEN, format!("{id} is revoked")));
+            }
             Some(Ok(id)) if id.trust_domain == self.trust_domain && id.role == Role::Operator => {
                 return Ok(id.uri());
             }

@@ -18,6 +18,7 @@ pub use writes::Retarget;
 mod jobs;
 mod notify;
 mod reads;
+mod revoke;
 mod rounds;
 mod rows;
 mod vaults;
@@ -65,6 +66,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0014_web_sessions", include_str!("../../../migrations/0014_web_sessions.sql")),
     ("0015_rounds", include_str!("../../../migrations/0015_rounds.sql")),
     ("0016_enrollment", include_str!("../../../migrations/0016_enrollment.sql")),
+    ("0017_revocations", include_str!("../../../migrations/0017_revocations.sql")),
 ];
 
 /// Most operations committed together.
@@ -714,6 +716,27 @@ impl Store for SqliteStore {
 
     async fn enroll_list(&self) -> Result<Vec<EnrollToken>> {
         self.read(enroll::list).await
+    }
+
+    async fn resolve_agent(&self, agent: &str, role: Option<Role>, trust_domain: &str) -> Result<SpiffeId> {
+        let (a, td) = (agent.to_string(), trust_domain.to_string());
+        self.read(move |c| revoke::resolve(c, &a, role, &td)).await
+    }
+
+    async fn revoke(
+        &self,
+        idem: &Idem,
+        operator: &SpiffeId,
+        id: &SpiffeId,
+        reason: &str,
+        now: UnixMs,
+    ) -> Result<Revoked> {
+        let (idem, operator, id, reason) = (idem.clone(), operator.clone(), id.clone(), reason.to_string());
+        self.write(move |c| revoke::revoke(c, &idem, &operator, &id, &reason, now)).await
+    }
+
+    async fn revocations(&self) -> Result<Vec<Revocation>> {
+        self.read(revoke::list).await
     }
 
     async fn enroll_redeem(

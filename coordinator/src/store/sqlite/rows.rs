@@ -461,7 +461,7 @@ fn audit_target(response: &str) -> String {
         }
     }
     for k in ["seed_id", "identity", "work_id"] {
-        for place in [&v, &v["seed"], &v["work"]] {
+        for place in [&v, &v["seed"], &v["work"], &v["revocation"]] {
             if let Some(x) = find(place, k) {
                 return x;
             }
