@@ -7,6 +7,7 @@
 #   groff-base      nroff: renders the programs' man pages in the tests
 #   prometheus      promtool: checks and unit-tests the alert rules in deploy/prometheus/
 #   chromium, chromium-driver  the real browser the dashboard tests drive
+#   systemd         systemd-analyze: verifies the service units in deploy/systemd/ and scores them
 # Needs root or sudo for apt-get. Prints nothing on stdout; says what it installs on stderr.
 set -euo pipefail
 
@@ -22,6 +23,7 @@ have cryptsetup || need+=(cryptsetup-bin)
 have nroff || need+=(groff-base)
 have promtool || need+=(prometheus)
 { have chromium && have chromedriver; } || need+=(chromium chromium-driver)
+have systemd-analyze || need+=(systemd)
 
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ]; then
