@@ -65,6 +65,11 @@ pub struct EnrollConfig {
     /// How long an enrolled agent's certificate lives (from 5 minutes back, for clock skew).
     #[serde(default = "default_cert_lifetime", with = "humantime_serde")]
     pub cert_lifetime: Duration,
+    /// The coordinator's own server certificate is renewed at half this lifetime, signed by the
+    /// same CA, written over `[tls] cert_file` and `key_file` and used at once; absent: the
+    /// certificate in those files is used as it is.
+    #[serde(default, with = "humantime_serde")]
+    pub server_cert_lifetime: Option<Duration>,
 }
 
 fn default_cert_lifetime() -> Duration {
@@ -336,8 +341,9 @@ impl Config {
             return bad("server.request_timeout must be above 0".into());
         }
         // Fail at start-up, naming the file, rather than at the first handshake.
-        crate::tls::server_config(&self.tls.ca_file, &self.tls.cert_file, &self.tls.key_file)
+        let cert = crate::tls::ServerCert::load(&self.tls.ca_file, &self.tls.cert_file, &self.tls.key_file)
             .map_err(ConfigError::Invalid)?;
+        crate::tls::server_config(&self.tls.ca_file, cert).map_err(ConfigError::Invalid)?;
         if let Some(mk) = &self.master_key_file {
             crate::keys::MasterKey::load(mk).map_err(ConfigError::Invalid)?;
         }
@@ -357,6 +363,13 @@ impl Config {
                 return Err(ConfigError::Invalid(
                     "[enroll] is served on the [web] listener (POST /enroll); configure [web] listen too".into(),
                 ));
+            }
+            if let Some(l) = e.server_cert_lifetime
+                && !(4..=366 * 86_400).contains(&l.as_secs())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "enroll.server_cert_lifetime {l:?}: from 4 seconds to 366 days"
+                )));
             }
             if !(60..=366 * 86_400).contains(&e.cert_lifetime.as_secs()) {
                 return Err(ConfigError::Invalid(format!(

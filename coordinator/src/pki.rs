@@ -268,6 +268,37 @@ pub fn sign_csr(
     Ok(Signed { id, cert_pem: cert.pem(), not_after_ms })
 }
 
+/// A new server certificate and key for the coordinator (`id`, with the DNS names and IP
+/// addresses `names`), living `lifetime` from 5 minutes back. Returns (certificate PEM, key PEM).
+pub fn issue_server(
+    issuer: &Issuer<'_, KeyPair>,
+    id: &SpiffeId,
+    names: &[String],
+    lifetime: std::time::Duration,
+) -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, id.name.clone());
+    dn.push(DnType::OrganizationalUnitName, id.role.as_str());
+    p.distinguished_name = dn;
+    p.subject_alt_names = vec![SanType::URI(id.uri().try_into()?)];
+    for n in names {
+        match n.parse::<std::net::IpAddr>() {
+            Ok(ip) => p.subject_alt_names.push(SanType::IpAddress(ip)),
+            Err(_) => p.subject_alt_names.push(SanType::DnsName(n.clone().try_into()?)),
+        }
+    }
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.use_authority_key_identifier_extension = true;
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::minutes(5);
+    p.not_after = now + Duration::seconds(lifetime.as_secs() as i64);
+    let cert = p.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
 /// Issues `<out>/<name>.crt` and `<out>/<name>.key` for an agent or operator.
 pub fn issue(dir: &Path, role: Role, name: &str, out: &Path, days: i64) -> Result<(PathBuf, PathBuf), PkiError> {
     if role == Role::Coordinator {

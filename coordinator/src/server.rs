@@ -42,8 +42,9 @@ pub async fn run_with_clock(
     clock: Arc<dyn Clock>,
 ) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let tls =
-        crate::tls::server_config(&cfg.tls.ca_file, &cfg.tls.cert_file, &cfg.tls.key_file).map_err(Error::Internal)?;
+    let server_cert = crate::tls::ServerCert::load(&cfg.tls.ca_file, &cfg.tls.cert_file, &cfg.tls.key_file)
+        .map_err(Error::Internal)?;
+    let tls = crate::tls::server_config(&cfg.tls.ca_file, server_cert.clone()).map_err(Error::Internal)?;
     let master_key = match &cfg.master_key_file {
         Some(p) => Some(Arc::new(MasterKey::load(p).map_err(Error::Internal)?)),
         None => None,
@@ -102,8 +103,9 @@ pub async fn run_with_clock(
                 },
             };
             let (tls, timeout, stop) = (cfg.tls.clone(), cfg.server.handshake_timeout, stop_rx.clone());
+            let cert = server_cert.clone();
             tokio::spawn(async move {
-                if let Err(e) = crate::web::serve(web, &tls, l, timeout, stop).await {
+                if let Err(e) = crate::web::serve(web, &tls, cert, l, timeout, stop).await {
                     tracing::error!(error = %e, "the web console stopped");
                 }
             });
@@ -112,6 +114,14 @@ pub async fn run_with_clock(
         }
         None => None,
     };
+    // The server certificate renews itself when [enroll] server_cert_lifetime says so.
+    if let Some(e) = &cfg.enroll
+        && let Some(lifetime) = e.server_cert_lifetime
+    {
+        let r = crate::workers::certs::Renewal::new(&cfg.tls, e, &cfg.trust_domain, lifetime, server_cert.clone())
+            .map_err(Error::Internal)?;
+        tokio::spawn(crate::workers::certs::run(Arc::downgrade(&core), Arc::new(r), stop_rx.clone()));
+    }
     // Revocations other coordinators made reach this one within 5 seconds.
     tokio::spawn(crate::workers::run_every(
         "revocations",

@@ -44,14 +44,10 @@ pub fn load_token(cfg: &WebConfig) -> Result<Option<String>, String> {
     Ok(Some(t))
 }
 
-/// The TLS side: TLS 1.3, our certificate, a client certificate from our CA optional.
-fn tls_config(tls: &TlsConfig) -> Result<rustls::ServerConfig, String> {
+/// The TLS side: TLS 1.3, our certificate (`cert`, renewed in place), a client certificate
+/// from our CA optional.
+fn tls_config(tls: &TlsConfig, cert: Arc<crate::tls::ServerCert>) -> Result<rustls::ServerConfig, String> {
     let (ca_certs, _) = seedship_proto::keyfile::read_certs(&tls.ca_file).map_err(|e| e.to_string())?;
-    let (mut chain, _) = seedship_proto::keyfile::read_certs(&tls.cert_file).map_err(|e| e.to_string())?;
-    let (key, _) = seedship_proto::keyfile::read_key(&tls.key_file).map_err(|e| e.to_string())?;
-    // The CA goes with our certificate: an enrolling agent has only its fingerprint, and
-    // checks the chain against it.
-    chain.extend(ca_certs.iter().filter(|c| !chain.contains(c)).cloned().collect::<Vec<_>>());
     let mut roots = RootCertStore::empty();
     for c in ca_certs {
         roots.add(c).map_err(|e| format!("CA certificate {} is unusable: {e}", tls.ca_file.display()))?;
@@ -65,8 +61,7 @@ fn tls_config(tls: &TlsConfig) -> Result<rustls::ServerConfig, String> {
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| format!("certificate {} does not match its key: {e}", tls.cert_file.display()))?;
+        .with_cert_resolver(cert);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }
@@ -176,13 +171,14 @@ pub fn router(web: Web) -> Router {
 pub async fn serve(
     web: Web,
     tls: &TlsConfig,
+    cert: Arc<crate::tls::ServerCert>,
     listener: TcpListener,
     handshake_timeout: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use hyper_util::service::TowerToHyperService;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(tls)?));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(tls, cert)?));
     tokio::spawn(dashboard::sample(web.clone(), stop.clone()));
     let router = router(web);
     loop {

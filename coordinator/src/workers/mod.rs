@@ -9,6 +9,7 @@
 //! - [`verifier`]: imported seeds verified against their manifests, repairs asked;
 //! - [`vaulter`]: verified seeds copied into their servers' vaults.
 
+pub mod certs;
 pub mod jobs;
 pub mod notifier;
 pub mod sweeper;
