@@ -41,8 +41,34 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PkiCmd,
     },
+    /// The master key that seals drive keys: make a new one, rotate to it.
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
     #[command(flatten)]
     Docs(seedship_proto::cli::DocCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCmd {
+    /// Write a new master key file (64 hex characters, mode 0600; never overwrites).
+    Generate {
+        /// The file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// With the coordinator stopped: seal every drive key and passkey in its database again
+    /// under NEW_KEY_FILE (they must open with the configured master_key_file), all or nothing.
+    /// Then set master_key_file to the new file and start the coordinator.
+    RotateMaster {
+        /// The coordinator's config (its database and current master_key_file).
+        #[arg(long, env = "SEEDSHIP_CONFIG")]
+        config: PathBuf,
+        /// The new master key file (from `coordinator keys generate`).
+        #[arg(long)]
+        new_key_file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +131,7 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Pki { cmd } => pki(cmd),
+        Cmd::Keys { cmd } => keys(cmd),
         Cmd::Docs(_) => Ok(()),
         Cmd::Serve { config, listen, database, ready_file, print_config } => {
             let cfg = Config::load(&config, &Overrides { listen, database, ready_file })?;
@@ -131,6 +158,45 @@ fn pki(cmd: PkiCmd) -> anyhow::Result<()> {
             let out = out.unwrap_or_else(|| dir.clone());
             let (crt, key) = coordinator::pki::issue(&dir, role, &name, &out, days)?;
             println!("issued {role} identity {name}: {} and {}", crt.display(), key.display());
+        }
+    }
+    Ok(())
+}
+
+fn keys(cmd: KeysCmd) -> anyhow::Result<()> {
+    use coordinator::keys::MasterKey;
+    match cmd {
+        KeysCmd::Generate { out } => {
+            let hex = MasterKey::generate_hex()?;
+            coordinator::pki::write_new(&out, format!("{hex}\n").as_bytes(), 0o600)?;
+            println!("created master key {} (0600)", out.display());
+        }
+        KeysCmd::RotateMaster { config, new_key_file } => {
+            let cfg = Config::load(&config, &Overrides::default())?;
+            let old_file =
+                cfg.master_key_file.clone().context("the config has no master_key_file: nothing is sealed")?;
+            let old = std::sync::Arc::new(MasterKey::load(&old_file).map_err(anyhow::Error::msg)?);
+            let new = std::sync::Arc::new(MasterKey::load(&new_key_file).map_err(anyhow::Error::msg)?);
+            if std::fs::read(&old_file)? == std::fs::read(&new_key_file)? {
+                anyhow::bail!(
+                    "{} holds the key in use; make a new one with `coordinator keys generate`",
+                    new_key_file.display()
+                );
+            }
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let done = rt.block_on(async {
+                let store = coordinator::store::sqlite::SqliteStore::open(&cfg.database, cfg.server.db_busy_timeout)?;
+                let now = coordinator::clock::Clock::now_ms(&coordinator::clock::SystemClock);
+                anyhow::Ok(coordinator::store::Store::reseal_master(&store, old, new, now).await?)
+            })?;
+            println!(
+                "{} drive key(s) and {} passkey(s) sealed again under {}; set master_key_file = \"{}\" and start the coordinator (keep {} until it runs)",
+                done.drive_keys,
+                done.passkeys,
+                new_key_file.display(),
+                new_key_file.display(),
+                old_file.display()
+            );
         }
     }
     Ok(())

@@ -8,6 +8,7 @@ pub mod enroll;
 mod revoke;
 mod seeds;
 mod shipping;
+pub use shipping::PASSKEY_AAD;
 mod vault;
 
 use std::sync::Arc;

@@ -5,7 +5,7 @@ use seedship_azure::client::{ArmClient, ArmError};
 use super::*;
 
 /// What the sealed passkey is bound to, beside the work id (no drive id has a '#').
-const PASSKEY_AAD: &str = "#passkey";
+pub const PASSKEY_AAD: &str = "#passkey";
 use crate::azure::state;
 use crate::domain::import::{DeadlineKind, JobIntent, JobRecord, JobSnapshot};
 

@@ -325,6 +325,13 @@ pub trait Store: Send + Sync + 'static {
         now: UnixMs,
     ) -> Result<()>;
     async fn enroll_list(&self) -> Result<Vec<crate::domain::enroll::EnrollToken>>;
+    /// Seals every drive key and passkey again under `new` (they open with `old`), all or nothing.
+    async fn reseal_master(
+        &self,
+        old: std::sync::Arc<crate::keys::MasterKey>,
+        new: std::sync::Arc<crate::keys::MasterKey>,
+        now: UnixMs,
+    ) -> Result<sqlite::Resealed>;
     /// The identity an operator names (a spiffe:// id, or a registered agent's name).
     async fn resolve_agent(&self, agent: &str, role: Option<Role>, trust_domain: &str) -> Result<SpiffeId>;
     /// Revokes an identity (once) and takes back the work it holds; audited.

@@ -18,6 +18,8 @@ pub use writes::Retarget;
 mod jobs;
 mod notify;
 mod reads;
+mod rekey;
+pub use rekey::Resealed;
 mod revoke;
 mod rounds;
 mod rows;
@@ -716,6 +718,15 @@ impl Store for SqliteStore {
 
     async fn enroll_list(&self) -> Result<Vec<EnrollToken>> {
         self.read(enroll::list).await
+    }
+
+    async fn reseal_master(
+        &self,
+        old: Arc<crate::keys::MasterKey>,
+        new: Arc<crate::keys::MasterKey>,
+        now: UnixMs,
+    ) -> Result<Resealed> {
+        self.write(move |c| rekey::reseal(c, &old, &new, now)).await
     }
 
     async fn resolve_agent(&self, agent: &str, role: Option<Role>, trust_domain: &str) -> Result<SpiffeId> {
