@@ -82,6 +82,10 @@ pub async fn run_with_clock(
     core = core.with_placement(cfg.placement().map_err(Error::Internal)?);
     let core = Arc::new(core);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let enroller = match &cfg.enroll {
+        Some(e) => Some(Arc::new(crate::service::enroll::Enroller::load(&cfg.tls, e).map_err(Error::Internal)?)),
+        None => None,
+    };
     // The operations console, on its own listener.
     let web_addr = match &cfg.web {
         Some(w) => {
@@ -95,12 +99,7 @@ pub async fn run_with_clock(
                 trust_domain: cfg.trust_domain.clone(),
                 token,
                 samples: crate::web::dashboard::samples(),
-                enroll: match &cfg.enroll {
-                    Some(e) => {
-                        Some(Arc::new(crate::service::enroll::Enroller::load(&cfg.tls, e).map_err(Error::Internal)?))
-                    }
-                    None => None,
-                },
+                enroll: enroller.clone(),
             };
             let (tls, timeout, stop) = (cfg.tls.clone(), cfg.server.handshake_timeout, stop_rx.clone());
             let cert = server_cert.clone();
@@ -157,6 +156,7 @@ pub async fn run_with_clock(
         evidence,
         web_url,
         enroll_ca_fingerprint,
+        enroller,
     };
 
     let channels = crate::notify::channels(&cfg.notify).map_err(Error::Internal)?;

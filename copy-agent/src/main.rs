@@ -22,6 +22,9 @@ enum Cmd {
     /// Enroll this station with a one-time token: a new key (kept here), a certificate from the
     /// coordinator, written where the config's [coordinator] says.
     Enroll(seedship_proto::enroll::Args),
+    /// Renew this agent's certificate over its current one, before it expires: a new key
+    /// (kept here), the key and certificate files replaced (run it from a timer).
+    Renew,
     /// Register this copy station with the coordinator and exit.
     Register,
     /// Claim disk-prep work and prepare shipping disks until stopped (SIGTERM/ctrl-c).
@@ -171,6 +174,9 @@ fn main() -> ExitCode {
     if let Cmd::Enroll(args) = cli.cmd {
         return seedship_proto::enroll::main(args, seedship_proto::identity::Role::Copy, &cfg.coordinator);
     }
+    if let Cmd::Renew = cli.cmd {
+        return seedship_proto::enroll::renew_main(&cfg.coordinator);
+    }
     let code = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
     let code2 = code.clone();
     let r = agent::run_main("seedship-copy-agent", cfg.agent(), |_| async move {
@@ -187,6 +193,7 @@ fn main() -> ExitCode {
             }
             Cmd::Status { .. }
             | Cmd::Enroll(_)
+            | Cmd::Renew
             | Cmd::Wipe { .. }
             | Cmd::BenchNtfs { .. }
             | Cmd::Plan { .. }

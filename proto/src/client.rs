@@ -85,6 +85,7 @@ pub type Conn = InterceptedService<Channel, TraceContext>;
 
 /// Builds the TLS endpoint for `cfg` (lazy: nothing is dialled yet).
 pub fn endpoint(cfg: &ClientConfig) -> Result<Endpoint, ConnectError> {
+    crate::enroll::finish_interrupted(cfg);
     let (_, ca_pem) = keyfile::read_certs(&cfg.ca_file)?;
     let (_, cert_pem) = keyfile::read_certs(&cfg.cert_file)?;
     let (_, key_pem) = keyfile::read_key(&cfg.key_file)?;

@@ -214,10 +214,115 @@ pub async fn enroll(req: &Request, files: &ClientConfig) -> Result<Enrolled, Str
     if ca_der.as_ref().map(|d| fingerprint(d.as_ref())) != Some(want) {
         return Err("the CA in the answer is not the one with the fingerprint given".into());
     }
-    write_atomic(&files.key_file, key.serialize_pem().as_bytes(), 0o600)?;
-    write_atomic(&files.cert_file, cert_pem.as_bytes(), 0o644)?;
+    write_identity(files, &key.serialize_pem(), &cert_pem)?;
     write_atomic(&files.ca_file, ca_pem.as_bytes(), 0o644)?;
     Ok(Enrolled { id, not_after: v["not_after"].as_str().unwrap_or("?").to_string() })
+}
+
+/// Where a new certificate waits while its key is written.
+fn next_path(cert: &Path) -> std::path::PathBuf {
+    let mut p = cert.as_os_str().to_owned();
+    p.push(".next");
+    p.into()
+}
+
+/// Replaces the key and certificate: the certificate to `<cert>.next`, the key, then the
+/// certificate into place. A stop in between is finished by [`finish_interrupted`].
+fn write_identity(files: &ClientConfig, key_pem: &str, cert_pem: &str) -> Result<(), String> {
+    let next = next_path(&files.cert_file);
+    write_atomic(&next, cert_pem.as_bytes(), 0o644)?;
+    write_atomic(&files.key_file, key_pem.as_bytes(), 0o600)?;
+    std::fs::rename(&next, &files.cert_file).map_err(|e| format!("{}: {e}", files.cert_file.display()))
+}
+
+fn cert_public_key(pem: &[u8]) -> Option<Vec<u8>> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let der = rustls_pemfile::certs(&mut &pem[..]).next()?.ok()?;
+    let (_, c) = X509Certificate::from_der(der.as_ref()).ok()?;
+    Some(c.public_key().subject_public_key.data.to_vec())
+}
+
+/// Finishes a key and certificate replacement that a stop interrupted: when `<cert>.next`
+/// is for the key in the key file, it takes the certificate's place. Called before every
+/// connection is made.
+pub fn finish_interrupted(files: &ClientConfig) {
+    let next = next_path(&files.cert_file);
+    let (Ok(cert), Ok(key)) = (std::fs::read(&next), std::fs::read_to_string(&files.key_file)) else { return };
+    let Ok(kp) = rcgen::KeyPair::from_pem(&key) else { return };
+    if cert_public_key(&cert).as_deref() == Some(kp.public_key_raw())
+        && std::fs::rename(&next, &files.cert_file).is_ok()
+    {
+        tracing::warn!(cert = %files.cert_file.display(), "finished a certificate renewal that a stop interrupted");
+    }
+}
+
+/// The identity in the certificate `files` names.
+fn own_identity(files: &ClientConfig) -> Result<SpiffeId, String> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let (certs, _) = crate::keyfile::read_certs(&files.cert_file).map_err(|e| e.to_string())?;
+    let der = certs.first().ok_or_else(|| format!("{}: no certificate", files.cert_file.display()))?;
+    let (_, c) = X509Certificate::from_der(der.as_ref()).map_err(|e| e.to_string())?;
+    let san = c.subject_alternative_name().ok().flatten().ok_or("the certificate names no identity")?;
+    san.value
+        .general_names
+        .iter()
+        .find_map(|g| match g {
+            GeneralName::URI(u) if u.starts_with("spiffe://") => u.parse().ok(),
+            _ => None,
+        })
+        .ok_or_else(|| "the certificate has no spiffe:// identity".to_string())
+}
+
+/// Renews this agent's certificate over its current one: a new key, a request for the same
+/// identity, and the key and certificate replaced (the old ones stay until the new are saved).
+pub async fn renew(conn: &crate::client::Conn, files: &ClientConfig) -> Result<Enrolled, String> {
+    let id = own_identity(files)?;
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = vec![rcgen::SanType::URI(id.uri().try_into().map_err(|e| format!("{e}"))?)];
+    let csr = params.serialize_request(&key).and_then(|c| c.pem()).map_err(|e| e.to_string())?;
+    let r = crate::client::agents(conn.clone())
+        .renew_certificate(crate::pb::RenewCertificateRequest { csr_pem: csr })
+        .await
+        .map_err(|s| crate::client::status_text(&s))?
+        .into_inner();
+    if cert_public_key(r.certificate_pem.as_bytes()).as_deref() != Some(key.public_key_raw()) {
+        return Err("the certificate in the answer is not for the new key".into());
+    }
+    write_identity(files, &key.serialize_pem(), &r.certificate_pem)?;
+    Ok(Enrolled { id, not_after: crate::human::rfc3339(r.not_after_unix_ms) })
+}
+
+/// Runs `renew` for an agent; prints what it did.
+pub fn renew_main(files: &ClientConfig) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let r = rt.block_on(async {
+        let conn = crate::client::connect(files).await.map_err(|e| crate::client::error_text(&e))?;
+        renew(&conn, files).await
+    });
+    match r {
+        Ok(e) => {
+            println!(
+                "renewed {} (a new key; certificate until {}): {}, {}",
+                e.id,
+                e.not_after,
+                files.key_file.display(),
+                files.cert_file.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(test)]

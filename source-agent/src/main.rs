@@ -36,6 +36,9 @@ enum Cmd {
     /// Enroll this server with a one-time token: a new key (kept here), a certificate from the
     /// coordinator, written where the config's [coordinator] says.
     Enroll(seedship_proto::enroll::Args),
+    /// Renew this agent's certificate over its current one, before it expires: a new key
+    /// (kept here), the key and certificate files replaced (run it from a timer).
+    Renew,
     /// Register this server with the coordinator and exit.
     Register {
         /// Instead: register the seed staged here (after re-verifying every file).
@@ -198,6 +201,10 @@ fn main() -> ExitCode {
         Cmd::Enroll(args) => {
             let cfg = agent::load_or_exit(&cli.config);
             seedship_proto::enroll::main(args, seedship_proto::identity::Role::Source, &cfg.coordinator)
+        }
+        Cmd::Renew => {
+            let cfg = agent::load_or_exit(&cli.config);
+            seedship_proto::enroll::renew_main(&cfg.coordinator)
         }
         Cmd::Backup(args) => backup_cmd(&cli.config, *args),
         Cmd::Verify { staging, read_data, secret } => local(|| verify(&staging, read_data, &secret)),

@@ -189,3 +189,48 @@ async fn tokens_are_for_agents_and_a_coordinator_without_enroll_says_so() -> any
     refused(&o, "CreateEnrollToken is for role operator");
     c.finish()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_renews_its_certificate_over_its_current_one() -> anyhow::Result<()> {
+    use seedship_proto::{client, pb};
+    let mut c = Cluster::start()?;
+    let ops = c.issue("operator", "alice")?;
+    let (id, cfg) = c.enroll("source", "dpm-09", None)?;
+    let (cert0, key0) = (std::fs::read(&id.cert)?, std::fs::read(&id.key)?);
+    let o = c.run("renew", Command::new(bin("source-agent")).arg("--config").arg(&cfg).arg("renew"))?;
+    assert!(o.status.success() && text(&o).contains("renewed spiffe://e2e.test/source/dpm-09"), "{}", text(&o));
+    assert!(std::fs::read(&id.cert)? != cert0 && std::fs::read(&id.key)? != key0, "a new key and certificate");
+    assert_eq!(std::fs::metadata(&id.key)?.permissions().mode() & 0o777, 0o600);
+    let o = c.run("register", Command::new(bin("source-agent")).arg("--config").arg(&cfg).arg("register"))?;
+    assert!(o.status.success(), "the new certificate works: {}", text(&o));
+
+    // Over its certificate, a request for another identity is refused (and audited).
+    let key = rcgen::KeyPair::generate()?;
+    let mut p = rcgen::CertificateParams::default();
+    p.subject_alt_names = vec![rcgen::SanType::URI("spiffe://e2e.test/source/dpm-10".try_into()?)];
+    let csr_pem = p.serialize_request(&key)?.pem()?;
+    let e = client::agents(c.connect(&id).await?)
+        .renew_certificate(pb::RenewCertificateRequest { csr_pem })
+        .await
+        .unwrap_err();
+    assert!(e.code() == tonic::Code::PermissionDenied && e.message().contains("only its own"), "{e:?}");
+
+    // A stop between writing the key and putting the certificate in place: the next
+    // connection finishes it.
+    let next = PathBuf::from(format!("{}.next", id.cert.display()));
+    std::fs::copy(&id.cert, &next)?;
+    std::fs::copy(&ops.cert, &id.cert)?;
+    let o = c.run("status", Command::new(bin("source-agent")).arg("--config").arg(&cfg).arg("status"))?;
+    assert!(o.status.success() && !next.exists(), "{}", text(&o));
+
+    let o = c.run("audit", &mut c.seedctl(&ops, &["--json", "audit", "list", "--limit", "1000"]))?;
+    let audit: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    let renewals: Vec<&serde_json::Value> =
+        audit.as_array().unwrap().iter().filter(|e| e["action"] == "RenewCertificate").collect();
+    assert!(
+        renewals.iter().any(|e| e["outcome"] == "ok" && e["actor"] == "spiffe://e2e.test/source/dpm-09"),
+        "{audit}"
+    );
+    assert!(renewals.iter().any(|e| e["outcome"] != "ok"), "the refusal is audited: {audit}");
+    c.finish()
+}

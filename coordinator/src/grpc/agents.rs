@@ -22,6 +22,24 @@ impl pb::agent_service_server::AgentService for Api {
         }))
     }
 
+    async fn renew_certificate(
+        &self,
+        req: Request<pb::RenewCertificateRequest>,
+    ) -> Result<Response<pb::RenewCertificateResponse>, Status> {
+        let who = self.auth.require(&req, "RenewCertificate", AGENTS)?;
+        let ca = self.enroller.clone().ok_or_else(|| {
+            Status::failed_precondition(
+                "this coordinator does not issue certificates ([enroll] is not configured); ask an operator for a new one",
+            )
+        })?;
+        let e = self.core.renew_certificate(&ca, &who, &req.into_inner().csr_pem).await?;
+        Ok(Response::new(pb::RenewCertificateResponse {
+            certificate_pem: e.cert_pem,
+            ca_pem: e.ca_pem,
+            not_after_unix_ms: e.not_after_ms,
+        }))
+    }
+
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let who = self.auth.require(&req, "Heartbeat", AGENTS)?;
         let cmd = Cmd::try_from(req.into_inner())?;

@@ -28,4 +28,6 @@ pub struct Api {
     pub web_url: Option<String>,
     /// `[enroll]` is on: the CA certificate's SHA-256 (hex), which enrolling agents check.
     pub enroll_ca_fingerprint: Option<String>,
+    /// `[enroll]` is on: the CA that signs agents' renewed certificates.
+    pub enroller: Option<Arc<crate::service::enroll::Enroller>>,
 }

@@ -113,3 +113,38 @@ impl Coordinator {
         })
     }
 }
+
+impl Coordinator {
+    /// Renews `who`'s own certificate for the key of `csr_pem` (a request for `who` only).
+    /// Audited; a refusal is audited by the gRPC layer.
+    pub async fn renew_certificate(&self, ca: &Enroller, who: &SpiffeId, csr_pem: &str) -> Result<Enrolled> {
+        if csr_pem.len() > 16 << 10 {
+            return Err(Error::invalid("csr_pem", "a certificate request is a few hundred bytes, not this"));
+        }
+        let signed = crate::pki::sign_csr(&ca.issuer, csr_pem, &ca.trust_domain, ca.lifetime)
+            .map_err(|why| Error::invalid("csr_pem", why))?;
+        if signed.id != *who {
+            return Err(Error::PermissionDenied(format!(
+                "{who} may renew only its own certificate, not one for {}",
+                signed.id
+            )));
+        }
+        let now = self.now();
+        let record = AuditRecord {
+            actor: who.uri(),
+            action: "RenewCertificate".into(),
+            target: who.name.clone(),
+            outcome: "ok".into(),
+            detail: format!("a new key; certificate until {}", seedship_proto::human::rfc3339(signed.not_after_ms)),
+        };
+        self.store.audit(record, now).await?;
+        tracing::info!(identity = %who, until = %seedship_proto::human::rfc3339(signed.not_after_ms), "certificate renewed");
+        Ok(Enrolled {
+            identity: signed.id,
+            cert_pem: signed.cert_pem,
+            ca_pem: ca.ca_pem.clone(),
+            not_after_ms: signed.not_after_ms,
+            site: None,
+        })
+    }
+}
