@@ -182,6 +182,21 @@ pub fn issue_leaf_with(
     extended_key_usages: Vec<ExtendedKeyUsagePurpose>,
 ) -> Result<(String, String), PkiError> {
     let key = KeyPair::generate()?;
+    let (nb, na) = validity(days);
+    let window = (nb + Duration::days(offset_days), na + Duration::days(offset_days));
+    let p = leaf_params(id, dns_or_ip, extended_key_usages, window)?;
+    let cert = p.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// What every leaf certificate we sign holds: `id` as subject and URI SAN, the DNS names and
+/// IP addresses `dns_or_ip`, digital signature with `extended_key_usages`, valid in `window`.
+fn leaf_params(
+    id: &SpiffeId,
+    dns_or_ip: &[String],
+    extended_key_usages: Vec<ExtendedKeyUsagePurpose>,
+    window: (OffsetDateTime, OffsetDateTime),
+) -> Result<CertificateParams, PkiError> {
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, id.name.clone());
@@ -197,11 +212,14 @@ pub fn issue_leaf_with(
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = extended_key_usages;
     p.use_authority_key_identifier_extension = true;
-    let (nb, na) = validity(days);
-    p.not_before = nb + Duration::days(offset_days);
-    p.not_after = na + Duration::days(offset_days);
-    let cert = p.signed_by(&key, issuer)?;
-    Ok((cert.pem(), key.serialize_pem()))
+    (p.not_before, p.not_after) = window;
+    Ok(p)
+}
+
+/// From 5 minutes back (clocks that are behind still accept it) for `lifetime`.
+fn window_for(lifetime: std::time::Duration) -> (OffsetDateTime, OffsetDateTime) {
+    let now = OffsetDateTime::now_utc();
+    (now - Duration::minutes(5), now + Duration::seconds(lifetime.as_secs() as i64))
 }
 
 /// A certificate issued for an enrolling agent's request.
@@ -250,19 +268,8 @@ pub fn sign_csr(
     if !matches!(id.role, Role::Source | Role::Copy) {
         return Err(format!("{id}: only agents (source, copy) enroll"));
     }
-    let mut p = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, id.name.clone());
-    dn.push(DnType::OrganizationalUnitName, id.role.as_str());
-    p.distinguished_name = dn;
-    p.subject_alt_names = vec![SanType::URI(id.uri().try_into().map_err(|e| format!("{e}"))?)];
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    p.use_authority_key_identifier_extension = true;
-    let now = OffsetDateTime::now_utc();
-    // Clocks that are behind by up to 5 minutes still accept it.
-    p.not_before = now - Duration::minutes(5);
-    p.not_after = now + Duration::seconds(lifetime.as_secs() as i64);
+    let p = leaf_params(&id, &[], vec![ExtendedKeyUsagePurpose::ClientAuth], window_for(lifetime))
+        .map_err(|e| e.to_string())?;
     let cert = p.signed_by(&csr.public_key, issuer).map_err(|e| format!("cannot sign the certificate: {e}"))?;
     let not_after_ms = (p.not_after.unix_timestamp_nanos() / 1_000_000) as i64;
     Ok(Signed { id, cert_pem: cert.pem(), not_after_ms })
@@ -277,24 +284,7 @@ pub fn issue_server(
     lifetime: std::time::Duration,
 ) -> Result<(String, String), PkiError> {
     let key = KeyPair::generate()?;
-    let mut p = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, id.name.clone());
-    dn.push(DnType::OrganizationalUnitName, id.role.as_str());
-    p.distinguished_name = dn;
-    p.subject_alt_names = vec![SanType::URI(id.uri().try_into()?)];
-    for n in names {
-        match n.parse::<std::net::IpAddr>() {
-            Ok(ip) => p.subject_alt_names.push(SanType::IpAddress(ip)),
-            Err(_) => p.subject_alt_names.push(SanType::DnsName(n.clone().try_into()?)),
-        }
-    }
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    p.use_authority_key_identifier_extension = true;
-    let now = OffsetDateTime::now_utc();
-    p.not_before = now - Duration::minutes(5);
-    p.not_after = now + Duration::seconds(lifetime.as_secs() as i64);
+    let p = leaf_params(id, names, vec![ExtendedKeyUsagePurpose::ServerAuth], window_for(lifetime))?;
     let cert = p.signed_by(&key, issuer)?;
     Ok((cert.pem(), key.serialize_pem()))
 }

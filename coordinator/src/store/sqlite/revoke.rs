@@ -7,7 +7,6 @@ use super::db_err;
 use super::rows::*;
 use crate::clock::UnixMs;
 use crate::domain::model::*;
-use crate::domain::seed::{SeedEvent, SeedState};
 use crate::error::{Error, Result};
 
 fn revocation_row(r: &rusqlite::Row) -> rusqlite::Result<Revocation> {
@@ -110,16 +109,7 @@ pub fn revoke(
                     "copy station {} was revoked by {operator} ({reason}); its work goes back in the queue",
                     id.name
                 );
-                if s.state == SeedState::Preparing {
-                    transition(
-                        c,
-                        &mut s,
-                        Transition { event: SeedEvent::LeaseLost, actor: &operator.uri(), reason: why },
-                        now,
-                    )?;
-                } else {
-                    say(c, &mut s, &operator.uri(), "station_revoked", why, now)?;
-                }
+                work_taken_back(c, &mut s, &operator.uri(), "station_revoked", why, now)?;
                 released.push(s.spec.job_name);
             }
         }

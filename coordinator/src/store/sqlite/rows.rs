@@ -10,7 +10,7 @@ use crate::clock::UnixMs;
 use crate::domain::import::{JobDrive, JobIntent, JobPhase, JobRecord};
 use crate::domain::lease::{WorkItem, WorkState};
 use crate::domain::model::*;
-use crate::domain::seed::SeedState;
+use crate::domain::seed::{SeedEvent, SeedState};
 use crate::error::{Error, Result};
 
 /// `Connection::execute` through the statement cache (the writer runs the same few
@@ -192,6 +192,16 @@ pub fn say(c: &Connection, seed: &mut Seed, actor: &str, event: &str, reason: St
     seed.state_reason = reason;
     seed.updated_ms = now;
     Ok(())
+}
+
+/// A seed whose disk-prep work an operator took back: a seed being prepared goes back to the
+/// queue (`lease_lost`); otherwise `event` says why in its history.
+pub fn work_taken_back(c: &Connection, s: &mut Seed, actor: &str, event: &str, why: String, now: UnixMs) -> Result<()> {
+    if s.state == SeedState::Preparing {
+        transition(c, s, Transition { event: SeedEvent::LeaseLost, actor, reason: why }, now)
+    } else {
+        say(c, s, actor, event, why, now)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

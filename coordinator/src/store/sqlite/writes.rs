@@ -1071,16 +1071,7 @@ pub fn requeue_work(
         };
         let from = holder.map(|h| format!(", taken from copy station {h}")).unwrap_or_default();
         let why = format!("{operator} re-queued the disk-prep work {whom}{from}: {reason}");
-        if s.state == SeedState::Preparing {
-            transition(
-                c,
-                &mut s,
-                Transition { event: SeedEvent::LeaseLost, actor: &operator.uri(), reason: why },
-                now,
-            )?;
-        } else {
-            say(c, &mut s, &operator.uri(), "work_requeued", why, now)?;
-        }
+        work_taken_back(c, &mut s, &operator.uri(), "work_requeued", why, now)?;
         require_seed(c, &s.seed_id)
     })
 }
