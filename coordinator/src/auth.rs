@@ -1,8 +1,9 @@
 //! Who is calling, and may they: identity from the client certificate, roles per RPC.
 //!
 //! rustls has already verified the certificate chain against our CA during the handshake;
-//! here we read the SPIFFE URI SAN of the leaf, check its trust domain, and check the role
-//! against the RPC's allowed roles. Every refusal is logged with the caller's identity.
+//! here we read the SPIFFE URI SAN of the leaf, check its trust domain, that it has not
+//! expired since (connections outlive short-lived certificates) nor been revoked, and check
+//! the role against the RPC's allowed roles. Every refusal is logged with the caller's identity.
 
 use seedship_proto::identity::{Role, SpiffeId};
 use tonic::{Request, Status};
@@ -42,7 +43,13 @@ impl Revoked {
 /// certificate is for client authentication: the extended key usage extension must be there
 /// and name clientAuth (webpki accepts a certificate without the extension for any use).
 pub fn spiffe_id_of(der: &[u8]) -> Result<SpiffeId, String> {
+    client_cert(der).map(|(id, _)| id)
+}
+
+/// [`spiffe_id_of`] and the certificate's end of validity (Unix seconds).
+fn client_cert(der: &[u8]) -> Result<(SpiffeId, i64), String> {
     let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("unreadable client certificate: {e}"))?;
+    let not_after = cert.validity().not_after.timestamp();
     match cert.extended_key_usage().map_err(|e| format!("bad extendedKeyUsage: {e}"))? {
         Some(eku) if eku.value.client_auth => {}
         _ => {
@@ -63,7 +70,7 @@ pub fn spiffe_id_of(der: &[u8]) -> Result<SpiffeId, String> {
         })
         .collect();
     match uris.as_slice() {
-        [one] => one.parse().map_err(|e| format!("{e}")),
+        [one] => one.parse().map(|id| (id, not_after)).map_err(|e| format!("{e}")),
         [] => Err("client certificate has no spiffe:// URI SAN".into()),
         _ => Err("client certificate has more than one spiffe:// URI SAN".into()),
     }
@@ -78,10 +85,21 @@ impl Auth {
     pub fn caller<T>(&self, req: &Request<T>) -> Result<SpiffeId, Status> {
         let certs = req.peer_certs().ok_or_else(|| Status::unauthenticated("no client certificate"))?;
         let leaf = certs.first().ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-        let id = spiffe_id_of(leaf.as_ref()).map_err(|e| {
+        let (id, not_after) = client_cert(leaf.as_ref()).map_err(|e| {
             tracing::warn!(error = %e, "refused a client certificate without a usable identity");
             Status::unauthenticated(e)
         })?;
+        // The handshake checked the certificate's dates when the connection opened; a
+        // connection outlives a short-lived certificate, so every call checks again.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64);
+        if now.is_ok_and(|now| now > not_after) {
+            let until = seedship_proto::human::rfc3339(not_after * 1000);
+            tracing::warn!(caller = %id, %until, "refused a call over a connection whose certificate has expired");
+            return Err(Status::unauthenticated(format!(
+                "the certificate of {id} expired at {until}; reconnect with a renewed one (the agent renews its own \
+                 at half its lifetime; one that was offline too long enrolls again with a new token)"
+            )));
+        }
         if id.trust_domain != self.trust_domain {
             tracing::warn!(caller = %id, expected = %self.trust_domain, "refused a caller from another trust domain");
             return Err(Status::permission_denied(format!(

@@ -180,7 +180,7 @@ fn main() -> ExitCode {
     let code = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
     let code2 = code.clone();
     let r = agent::run_main("seedship-copy-agent", cfg.agent(), |_| async move {
-        let conn = seedship_proto::client::connect(&cfg.coordinator).await?;
+        let conn = seedship_proto::client::connect_renewing(&cfg.coordinator).await?;
         match cli.cmd {
             Cmd::Register => {
                 let r = agent::register(&conn, cfg.site.as_deref(), VERSION).await?;

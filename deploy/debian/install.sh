@@ -8,6 +8,7 @@
 #   prometheus      promtool: checks and unit-tests the alert rules in deploy/prometheus/
 #   chromium, chromium-driver  the real browser the dashboard tests drive
 #   systemd         systemd-analyze: verifies the service units in deploy/systemd/ and scores them
+#   faketime        runs an agent with a skewed clock (the enrollment refusal for clock skew)
 # Needs root or sudo for apt-get. Prints nothing on stdout; says what it installs on stderr.
 set -euo pipefail
 
@@ -24,6 +25,7 @@ have nroff || need+=(groff-base)
 have promtool || need+=(prometheus)
 { have chromium && have chromedriver; } || need+=(chromium chromium-driver)
 have systemd-analyze || need+=(systemd)
+have faketime || need+=(faketime)
 
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ]; then

@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tonic::metadata::{MetadataKey, MetadataValue};
@@ -81,7 +82,57 @@ impl tonic::service::Interceptor for TraceContext {
 }
 
 /// A connected channel with trace propagation; clone it freely.
-pub type Conn = InterceptedService<Channel, TraceContext>;
+pub type Conn = InterceptedService<Swap, TraceContext>;
+
+/// A channel that can be replaced under every clone of it, as when the program's certificate
+/// is renewed: each call goes over the channel that is current when it starts, and a call
+/// already under way finishes on the connection it started on.
+#[derive(Clone, Debug)]
+pub struct Swap {
+    current: Arc<RwLock<Channel>>,
+    /// The channel `poll_ready` readied, for the `call` that follows it.
+    ready: Option<Channel>,
+}
+
+impl Swap {
+    pub fn new(channel: Channel) -> Self {
+        Swap { current: Arc::new(RwLock::new(channel)), ready: None }
+    }
+
+    /// Makes `channel` the one every clone's next call uses.
+    pub fn replace(&self, channel: Channel) {
+        match self.current.write() {
+            Ok(mut c) => *c = channel,
+            Err(poisoned) => *poisoned.into_inner() = channel,
+        }
+    }
+
+    fn current(&self) -> Channel {
+        match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for Swap {
+    type Response = <Channel as tower::Service<http::Request<tonic::body::Body>>>::Response;
+    type Error = <Channel as tower::Service<http::Request<tonic::body::Body>>>::Error;
+    type Future = <Channel as tower::Service<http::Request<tonic::body::Body>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        if self.ready.is_none() {
+            self.ready = Some(self.current());
+        }
+        self.ready.as_mut().map_or(std::task::Poll::Ready(Ok(())), |ch| ch.poll_ready(cx))
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        // Tower's contract: `call` follows a `poll_ready` that said ready, so `ready` is set.
+        let mut ch = self.ready.take().unwrap_or_else(|| self.current());
+        ch.call(req)
+    }
+}
 
 /// Builds the TLS endpoint for `cfg` (lazy: nothing is dialled yet).
 pub fn endpoint(cfg: &ClientConfig) -> Result<Endpoint, ConnectError> {
@@ -114,11 +165,27 @@ pub fn endpoint(cfg: &ClientConfig) -> Result<Endpoint, ConnectError> {
 
 /// Connects to the coordinator now, so a wrong address or certificate shows up at once.
 pub async fn connect(cfg: &ClientConfig) -> Result<Conn, ConnectError> {
+    Ok(connect_swap(cfg).await?.0)
+}
+
+async fn connect_swap(cfg: &ClientConfig) -> Result<(Conn, Swap), ConnectError> {
     let channel = endpoint(cfg)?
         .connect()
         .await
         .map_err(|e| ConnectError::Connect { url: cfg.url.clone(), detail: error_chain(&e) })?;
-    Ok(InterceptedService::new(channel, TraceContext))
+    let swap = Swap::new(channel);
+    Ok((InterceptedService::new(swap.clone(), TraceContext), swap))
+}
+
+/// [`connect`] for an agent: a certificate past about half its lifetime is renewed first, and
+/// while the runtime lives it is renewed again at half its lifetime and calls move to a
+/// connection made with the new one ([`crate::enroll::keep_renewed`]), with no restart and no
+/// call dropped.
+pub async fn connect_renewing(cfg: &ClientConfig) -> Result<Conn, ConnectError> {
+    let (conn, swap) = connect_swap(cfg).await?;
+    crate::enroll::renew_if_due(&conn, &swap, cfg).await;
+    tokio::spawn(crate::enroll::keep_renewed(conn.clone(), swap, cfg.clone()));
+    Ok(conn)
 }
 
 /// What a failed call means, in words for a person, said once: the gRPC code by name and the

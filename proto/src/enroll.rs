@@ -9,6 +9,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -112,6 +113,10 @@ pub struct Request {
     pub name: String,
 }
 
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 /// The identity an agent enrolled as.
 #[derive(Debug)]
 pub struct Enrolled {
@@ -169,7 +174,7 @@ pub async fn enroll(req: &Request, files: &ClientConfig) -> Result<Enrolled, Str
     let http = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(std::time::Duration::from_secs(30))
+        .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| e.to_string())?;
     let url = format!("{}/enroll", req.url.trim_end_matches('/'));
@@ -183,7 +188,7 @@ pub async fn enroll(req: &Request, files: &ClientConfig) -> Result<Enrolled, Str
     let mut params = rcgen::CertificateParams::default();
     params.subject_alt_names = vec![rcgen::SanType::URI(id.uri().try_into().map_err(|e| format!("{e}"))?)];
     let csr = params.serialize_request(&key).and_then(|c| c.pem()).map_err(|e| e.to_string())?;
-    let body = serde_json::json!({ "token": req.token.trim(), "csr": csr }).to_string();
+    let body = serde_json::json!({ "token": req.token.trim(), "csr": csr, "now_unix_ms": now_ms() }).to_string();
     let resp = http.post(&url).header("content-type", "application/json").body(body).send().await.map_err(fail)?;
     let status = resp.status();
     let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await.map_err(fail)?)
@@ -214,6 +219,7 @@ pub async fn enroll(req: &Request, files: &ClientConfig) -> Result<Enrolled, Str
     if ca_der.as_ref().map(|d| fingerprint(d.as_ref())) != Some(want) {
         return Err("the CA in the answer is not the one with the fingerprint given".into());
     }
+    let _lock = identity_lock(files).await?;
     write_identity(files, &key.serialize_pem(), &cert_pem)?;
     write_atomic(&files.ca_file, ca_pem.as_bytes(), 0o644)?;
     Ok(Enrolled { id, not_after: v["not_after"].as_str().unwrap_or("?").to_string() })
@@ -273,16 +279,65 @@ fn own_identity(files: &ClientConfig) -> Result<SpiffeId, String> {
         .ok_or_else(|| "the certificate has no spiffe:// identity".to_string())
 }
 
+/// Holds `<key>.lock` (created 0600) while this process replaces the key and certificate, so
+/// that two processes of one agent (its service and an operator's command) never write a key
+/// and a certificate that do not belong together. Waits up to 30 s for another holder.
+async fn identity_lock(files: &ClientConfig) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut p = files.key_file.as_os_str().to_owned();
+    p.push(".lock");
+    let path = std::path::PathBuf::from(p);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "{}: another process of this agent has been replacing its certificate for 30 s; try again",
+                    path.display()
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(format!("{}: {e}", path.display())),
+        }
+    }
+}
+
+/// Whether [`renew`] renews whatever the certificate's age, or only when it is due (another
+/// process of the agent may just have done it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    Now,
+    IfDue,
+}
+
 /// Renews this agent's certificate over its current one: a new key, a request for the same
 /// identity, and the key and certificate replaced (the old ones stay until the new are saved).
-pub async fn renew(conn: &crate::client::Conn, files: &ClientConfig) -> Result<Enrolled, String> {
+/// `None` when `when` is [`When::IfDue`] and the certificate in the files is not due.
+pub async fn renew(conn: &crate::client::Conn, files: &ClientConfig, when: When) -> Result<Option<Enrolled>, String> {
+    let _lock = identity_lock(files).await?;
+    if when == When::IfDue && renewal_plan(files)?.renew_at > SystemTime::now() {
+        return Ok(None);
+    }
     let id = own_identity(files)?;
     let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
     let mut params = rcgen::CertificateParams::default();
     params.subject_alt_names = vec![rcgen::SanType::URI(id.uri().try_into().map_err(|e| format!("{e}"))?)];
     let csr = params.serialize_request(&key).and_then(|c| c.pem()).map_err(|e| e.to_string())?;
     let r = crate::client::agents(conn.clone())
-        .renew_certificate(crate::pb::RenewCertificateRequest { csr_pem: csr })
+        .renew_certificate(crate::pb::RenewCertificateRequest { csr_pem: csr, client_time_unix_ms: now_ms() })
         .await
         .map_err(|s| crate::client::status_text(&s))?
         .into_inner();
@@ -290,7 +345,149 @@ pub async fn renew(conn: &crate::client::Conn, files: &ClientConfig) -> Result<E
         return Err("the certificate in the answer is not for the new key".into());
     }
     write_identity(files, &key.serialize_pem(), &r.certificate_pem)?;
-    Ok(Enrolled { id, not_after: crate::human::rfc3339(r.not_after_unix_ms) })
+    update_bundle(files, &r.ca_pem);
+    Ok(Some(Enrolled { id, not_after: crate::human::rfc3339(r.not_after_unix_ms) }))
+}
+
+/// Takes the CA bundle the coordinator sent with a renewal when it differs from ours: that is
+/// how agents learn a new root while the CA is rotated (docs/operations.md). It came over a
+/// connection our current bundle verified; a bundle without a certificate is ignored.
+fn update_bundle(files: &ClientConfig, ca_pem: &str) {
+    let parsed = rustls_pemfile::certs(&mut ca_pem.as_bytes()).filter_map(|c| c.ok()).count();
+    if parsed == 0 || std::fs::read(&files.ca_file).is_ok_and(|old| old == ca_pem.as_bytes()) {
+        return;
+    }
+    match write_atomic(&files.ca_file, ca_pem.as_bytes(), 0o644) {
+        Ok(()) => {
+            tracing::info!(ca = %files.ca_file.display(), certificates = parsed, "took the coordinator's new CA bundle")
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot save the coordinator's new CA bundle; keeping the old one"),
+    }
+}
+
+/// The certificate in an agent's files, and when to renew it.
+struct Plan {
+    /// The certificate file as read: another process of the agent may replace it.
+    cert: Vec<u8>,
+    renew_at: SystemTime,
+    not_after: SystemTime,
+}
+
+/// When to renew the certificate in `files`: at 45 to 55 % of the time between when it was
+/// saved here (or its start, if later) and its end; about half, with jitter so that a fleet
+/// enrolled together does not renew together.
+fn renewal_plan(files: &ClientConfig) -> Result<Plan, String> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let cert = std::fs::read(&files.cert_file).map_err(|e| format!("{}: {e}", files.cert_file.display()))?;
+    let der = rustls_pemfile::certs(&mut cert.as_slice())
+        .next()
+        .and_then(|c| c.ok())
+        .ok_or_else(|| format!("{}: no certificate", files.cert_file.display()))?;
+    let (_, c) = X509Certificate::from_der(der.as_ref()).map_err(|e| e.to_string())?;
+    let at = |t: i64| UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
+    let (not_before, not_after) = (at(c.validity().not_before.timestamp()), at(c.validity().not_after.timestamp()));
+    let saved = std::fs::metadata(&files.cert_file).and_then(|m| m.modified()).unwrap_or(not_before);
+    let start = saved.max(not_before).min(not_after);
+    let life = not_after.duration_since(start).unwrap_or_default();
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let jitter = (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % 1001;
+    Ok(Plan { renew_at: start + life.mul_f64(0.45 + f64::from(jitter) / 10_000.0), not_after, cert })
+}
+
+/// A fresh connection with the key and certificate in the files, for every later call.
+fn reload(swap: &crate::client::Swap, files: &ClientConfig) -> Result<(), String> {
+    let ep = crate::client::endpoint(files).map_err(|e| e.to_string())?;
+    swap.replace(ep.connect_lazy());
+    Ok(())
+}
+
+/// Renews now if the certificate is due (a command that starts late in its lifetime), and
+/// moves `swap` to the new one. A failure is logged: the current certificate still works.
+pub async fn renew_if_due(conn: &crate::client::Conn, swap: &crate::client::Swap, files: &ClientConfig) {
+    let due = renewal_plan(files).is_ok_and(|p| p.renew_at <= SystemTime::now() && SystemTime::now() < p.not_after);
+    if !due {
+        return;
+    }
+    match renew(conn, files, When::IfDue).await {
+        Ok(Some(e)) => match reload(swap, files) {
+            Ok(()) => tracing::info!(identity = %e.id, until = %e.not_after, "renewed this agent's certificate"),
+            Err(err) => tracing::warn!(error = %err, "renewed this agent's certificate but cannot load it"),
+        },
+        Ok(None) => {
+            let _ = reload(swap, files);
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot renew this agent's certificate yet; the current one still works"),
+    }
+}
+
+/// Keeps this agent's certificate fresh for as long as the runtime runs: renews it over the
+/// current connection when [`renewal_plan`] says, then moves every later call onto a
+/// connection made with the new certificate (`swap`); calls under way finish where they
+/// started. A certificate another process of the agent renewed is taken up the same way. A
+/// failed renewal is retried (every tenth of the time left, from 1 s to 5 min) while the old
+/// certificate lasts; once it has expired only a new enrollment helps, and the log says so.
+pub async fn keep_renewed(conn: crate::client::Conn, swap: crate::client::Swap, files: ClientConfig) {
+    let mut loaded = std::fs::read(&files.cert_file).unwrap_or_default();
+    let mut not_before_retry: Option<SystemTime> = None;
+    loop {
+        let plan = match renewal_plan(&files) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read this agent's certificate to plan its renewal; trying again in a minute");
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                continue;
+            }
+        };
+        if plan.cert != loaded {
+            match reload(&swap, &files) {
+                Ok(()) => {
+                    tracing::info!(cert = %files.cert_file.display(), "took up the certificate another process of this agent saved")
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot load the certificate another process of this agent saved"),
+            }
+            loaded = plan.cert.clone();
+        }
+        let now = SystemTime::now();
+        let at = not_before_retry.map_or(plan.renew_at, |r| r.max(plan.renew_at));
+        if at > now {
+            // Awake now and then: another process of the agent may renew first.
+            tokio::time::sleep(at.duration_since(now).unwrap_or_default().min(Duration::from_secs(30))).await;
+            continue;
+        }
+        if now >= plan.not_after {
+            tracing::error!(
+                cert = %files.cert_file.display(),
+                "this agent's certificate has expired, so it cannot be renewed over it: enroll again with a new token \
+                 (seedctl enroll create, then `enroll` on this host; docs/operations.md)"
+            );
+            tokio::time::sleep(Duration::from_secs(300)).await;
+            continue;
+        }
+        match renew(&conn, &files, When::IfDue).await {
+            Ok(Some(e)) => {
+                not_before_retry = None;
+                loaded = std::fs::read(&files.cert_file).unwrap_or_default();
+                match reload(&swap, &files) {
+                    Ok(()) => {
+                        tracing::info!(identity = %e.id, until = %e.not_after, "renewed this agent's certificate; new calls use it")
+                    }
+                    Err(err) => {
+                        tracing::warn!(identity = %e.id, error = %err, "renewed this agent's certificate but cannot load it; calls keep the old one")
+                    }
+                }
+            }
+            Ok(None) => not_before_retry = None,
+            Err(e) => {
+                let left = plan.not_after.duration_since(now).unwrap_or_default();
+                let again = (left / 10).clamp(Duration::from_secs(1), Duration::from_secs(300));
+                let expires = crate::human::rfc3339(
+                    plan.not_after.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0),
+                );
+                tracing::warn!(error = %e, retry_in_s = again.as_secs(), %expires, "cannot renew this agent's certificate yet; the current one still works");
+                not_before_retry = Some(now + again);
+            }
+        }
+    }
 }
 
 /// Runs `renew` for an agent; prints what it did.
@@ -305,7 +502,7 @@ pub fn renew_main(files: &ClientConfig) -> std::process::ExitCode {
     };
     let r = rt.block_on(async {
         let conn = crate::client::connect(files).await.map_err(|e| crate::client::error_text(&e))?;
-        renew(&conn, files).await
+        renew(&conn, files, When::Now).await?.ok_or_else(|| "nothing renewed".to_string())
     });
     match r {
         Ok(e) => {

@@ -57,7 +57,11 @@ pub fn eta(left: u64, rate: f64) -> String {
     if rate <= 0.0 {
         return "-".into();
     }
-    let s = (left as f64 / rate).ceil() as u64;
+    duration((left as f64 / rate).ceil() as u64)
+}
+
+/// A span of seconds as a person reads it: "45s", "4m05s", "26h03m".
+pub fn duration(s: u64) -> String {
     if s >= 3600 {
         format!("{}h{:02}m", s / 3600, s % 3600 / 60)
     } else if s >= 60 {

@@ -217,7 +217,7 @@ fn main() -> ExitCode {
         cmd => {
             let cfg = agent::load_or_exit(&cli.config);
             agent::run_main("seedship-source-agent", cfg, |cfg| async move {
-                let conn = seedship_proto::client::connect(&cfg.coordinator).await?;
+                let conn = seedship_proto::client::connect_renewing(&cfg.coordinator).await?;
                 match cmd {
                     Cmd::Register { staging: Some(staging) } => {
                         let r = source_agent::register::register(&conn, &staging, true).await?;
@@ -347,7 +347,7 @@ fn online_backup_cmd(config: &Path, a: BackupArgs) -> ExitCode {
     let time = a.time.clone().unwrap_or_else(backup::now_rfc3339);
     let cfg = agent::load_or_exit(config);
     agent::run_main("seedship-source-agent", cfg, |cfg| async move {
-        let conn = seedship_proto::client::connect(&cfg.coordinator).await?;
+        let conn = seedship_proto::client::connect_renewing(&cfg.coordinator).await?;
         let inc = source_agent::vault::incremental(&conn, a.cache, unlock, sources, time, workers, a.staging).await?;
         for s in &inc.sent_from_outbox {
             println!("sent from the outbox: incremental {} (written while the seed travelled)", &s[..12]);
@@ -610,7 +610,7 @@ fn backup_cmd(config: &Path, a: BackupArgs) -> ExitCode {
     if !a.no_register {
         let cfg = agent::load_or_exit(config);
         let code = agent::run_main("seedship-source-agent", cfg, |cfg| async move {
-            let conn = seedship_proto::client::connect(&cfg.coordinator).await.map_err(|e| {
+            let conn = seedship_proto::client::connect_renewing(&cfg.coordinator).await.map_err(|e| {
                 format!("cannot reach the coordinator ({e}); the staged seed is kept: run `source-agent register --staging {}` later", staging.display())
             })?;
             let r = source_agent::register::register(&conn, &staging, false).await?;

@@ -102,6 +102,14 @@ async fn an_agent_enrolls_once_with_its_token_and_every_misuse_is_refused_and_au
     let o = c.run("enroll-bad", &mut enroll("source-agent", &cfg, &url, fp, &bad, "dpm-01"))?;
     refused(&o, "not an enrollment token");
 
+    // A clock an hour ahead (libfaketime) is refused, and the token is not spent.
+    let mut ahead = Command::new("faketime");
+    let cmd = enroll("source-agent", &cfg, &url, fp, &tok, "dpm-01");
+    ahead.args(["-f", "+1h"]).arg(cmd.get_program()).args(cmd.get_args());
+    let o = c.run("enroll-skewed", &mut ahead)?;
+    refused(&o, "ahead of the coordinator's (tolerated: 300 s either way)");
+    assert!(!dir.join("agent.key").exists(), "nothing written");
+
     // The right name: the agent's own key (0600), the certificate, the CA; then it works.
     let o = c.run("enroll-ok", &mut enroll("source-agent", &cfg, &url, fp, &tok, "dpm-01"))?;
     assert!(o.status.success() && text(&o).contains("enrolled as spiffe://e2e.test/source/dpm-01"), "{}", text(&o));
@@ -151,7 +159,14 @@ async fn an_agent_enrolls_once_with_its_token_and_every_misuse_is_refused_and_au
         .filter(|e| e["action"] == "Enroll" && e["outcome"] != "ok")
         .map(|e| e["detail"].as_str().unwrap())
         .collect();
-    for why in ["allows the name", "not a copy agent", "not an enrollment token", "used already", "expired at"] {
+    for why in [
+        "allows the name",
+        "not a copy agent",
+        "not an enrollment token",
+        "ahead of the coordinator's",
+        "used already",
+        "expired at",
+    ] {
         assert!(refusals.iter().any(|r| r.contains(why)), "{why:?} not audited: {refusals:?}");
     }
     let all = audit.to_string();
@@ -209,11 +224,23 @@ async fn an_agent_renews_its_certificate_over_its_current_one() -> anyhow::Resul
     let mut p = rcgen::CertificateParams::default();
     p.subject_alt_names = vec![rcgen::SanType::URI("spiffe://e2e.test/source/dpm-10".try_into()?)];
     let csr_pem = p.serialize_request(&key)?.pem()?;
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
     let e = client::agents(c.connect(&id).await?)
-        .renew_certificate(pb::RenewCertificateRequest { csr_pem })
+        .renew_certificate(pb::RenewCertificateRequest { csr_pem, client_time_unix_ms: now_ms })
         .await
         .unwrap_err();
     assert!(e.code() == tonic::Code::PermissionDenied && e.message().contains("only its own"), "{e:?}");
+    // A clock ten minutes behind is refused, saying by how much and what is tolerated.
+    let key = rcgen::KeyPair::generate()?;
+    let mut p = rcgen::CertificateParams::default();
+    p.subject_alt_names = vec![rcgen::SanType::URI("spiffe://e2e.test/source/dpm-09".try_into()?)];
+    let csr_pem = p.serialize_request(&key)?.pem()?;
+    let e = client::agents(c.connect(&id).await?)
+        .renew_certificate(pb::RenewCertificateRequest { csr_pem, client_time_unix_ms: now_ms - 600_000 })
+        .await
+        .unwrap_err();
+    assert!(e.code() == tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("behind the coordinator's (tolerated: 300 s either way)"), "{}", e.message());
 
     // A stop between writing the key and putting the certificate in place: the next
     // connection finishes it.
@@ -231,6 +258,11 @@ async fn an_agent_renews_its_certificate_over_its_current_one() -> anyhow::Resul
         renewals.iter().any(|e| e["outcome"] == "ok" && e["actor"] == "spiffe://e2e.test/source/dpm-09"),
         "{audit}"
     );
-    assert!(renewals.iter().any(|e| e["outcome"] != "ok"), "the refusal is audited: {audit}");
+    for why in ["only its own", "behind the coordinator's"] {
+        assert!(
+            renewals.iter().any(|e| e["outcome"] != "ok" && e["detail"].as_str().unwrap_or("").contains(why)),
+            "the refusal for {why:?} is audited: {audit}"
+        );
+    }
     c.finish()
 }

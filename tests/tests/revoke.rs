@@ -14,7 +14,7 @@ async fn a_revoked_station_is_refused_on_its_open_connection_and_its_work_goes_b
     let mut c = Cluster::start()?;
     let ops = c.issue("operator", "alice")?;
     let fs = c.issue("source", "fs01")?;
-    let (st, _) = c.enroll("copy", "station-01", None)?;
+    let (st, st_cfg) = c.enroll("copy", "station-01", None)?;
     let (cp, lease) = seedship_e2e::claimed(&mut c, &fs, &st, &ops, "job-rev").await?;
     let renew = |cp: seedship_proto::client::Conn| {
         let lease = lease.clone();
@@ -87,6 +87,10 @@ async fn a_revoked_station_is_refused_on_its_open_connection_and_its_work_goes_b
     let fresh = c.connect(&st).await?;
     let e = seedship_proto::agent::heartbeat(&fresh, "idle").await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    // Nor may it renew its certificate to outlive the revocation.
+    let mut renew_cmd = std::process::Command::new(seedship_e2e::bin("copy-agent"));
+    let o = c.run("renew-revoked", renew_cmd.arg("--config").arg(&st_cfg).arg("renew"))?;
+    assert!(!o.status.success() && text(&o).contains("is revoked"), "{}", text(&o));
     let o = c.run("audit", &mut c.seedctl(&ops, &["--json", "audit", "list", "--limit", "1000"]))?;
     let audit: serde_json::Value = serde_json::from_slice(&o.stdout)?;
     assert!(
@@ -94,6 +98,12 @@ async fn a_revoked_station_is_refused_on_its_open_connection_and_its_work_goes_b
             && e["actor"] == "spiffe://e2e.test/operator/alice"
             && e["target"] == "spiffe://e2e.test/copy/station-01"),
         "{audit}"
+    );
+    assert!(
+        audit.as_array().unwrap().iter().any(|e| e["action"] == "RenewCertificate"
+            && e["actor"] == "spiffe://e2e.test/copy/station-01"
+            && e["outcome"] != "ok"),
+        "the refused renewal is audited: {audit}"
     );
     // Others are unaffected.
     client::operator(c.connect(&ops).await?).list_seeds(pb::ListSeedsRequest::default()).await?;

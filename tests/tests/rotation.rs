@@ -61,3 +61,101 @@ async fn the_server_certificate_renews_itself_without_a_failed_call() -> anyhow:
     client::operator(c.connect(&ops).await?).list_seeds(pb::ListSeedsRequest::default()).await?;
     c.finish()
 }
+
+/// A connection outlives the certificate it was opened with: once that has expired, every
+/// call over it is refused (and audited), though the handshake was fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_over_a_connection_whose_certificate_expired_is_refused() -> anyhow::Result<()> {
+    let mut c =
+        Cluster::start_with(Options { extra_toml: "[enroll]\ncert_lifetime = \"4s\"\n".into(), ..Default::default() })?;
+    let ops = c.issue("operator", "alice")?;
+    let (id, _) = c.enroll("source", "dpm-short", None)?;
+    let open = c.connect(&id).await?;
+    let heartbeat = |conn| async move {
+        client::agents(conn)
+            .heartbeat(pb::HeartbeatRequest { request_id: seedship_e2e::rid(), status: "idle".into() })
+            .await
+    };
+    client::agents(open.clone())
+        .register_agent(pb::RegisterAgentRequest { request_id: seedship_e2e::rid(), ..Default::default() })
+        .await?;
+    heartbeat(open.clone()).await?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let err = heartbeat(open.clone()).await.expect_err("refused once the certificate expired");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("spiffe://e2e.test/source/dpm-short expired at"), "{}", err.message());
+    let err = client::agents(open)
+        .register_agent(pb::RegisterAgentRequest { request_id: seedship_e2e::rid(), ..Default::default() })
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    // A new connection with that certificate does not get past the handshake at all.
+    assert!(client::agents(c.connect(&id).await?).heartbeat(pb::HeartbeatRequest::default()).await.is_err());
+    let o = c.run("audit", &mut c.seedctl(&ops, &["--json", "audit", "list", "--limit", "100"]))?;
+    let audit: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert!(
+        audit.as_array().unwrap().iter().any(|e| e["action"] == "RegisterAgent"
+            && e["actor"] == "spiffe://e2e.test/source/dpm-short"
+            && e["detail"].as_str().unwrap_or("").contains("expired at")),
+        "the refusal is audited: {audit}"
+    );
+    c.finish()
+}
+
+/// Agents and the coordinator with certificates that live 8 seconds, through a whole seeding
+/// (stage, prepare with a running station, import, verify, vault): every agent renews many
+/// times, no call fails or is retried, and nothing is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lived_certificates_rotate_many_times_through_a_seeding_with_no_failed_call() -> anyhow::Result<()> {
+    use seedship_e2e::azure::{Emulator, kept_dir, wait_seed_state};
+    use seedship_e2e::bin;
+    use seedship_e2e::prep::{disk_size, image, ship, stage, station};
+    const T: Duration = Duration::from_secs(90);
+    let emu = Emulator::start_with_storage(&kept_dir("seedship-rotate-")?)?;
+    let mut c = Cluster::start_with(Options {
+        extra_toml: format!(
+            "{}[enroll]\ncert_lifetime = \"8s\"\nserver_cert_lifetime = \"8s\"\n",
+            emu.coordinator_toml("1s")
+        ),
+        ..Default::default()
+    })?;
+    let ops = c.issue("operator", "alice")?;
+    let job = "job-rot";
+    let staging = stage(&mut c, &ops, job, 6, 3, "st-rot").await?;
+    let src_cfg = c.path(&format!("src-{job}.toml"));
+    c.spawn("source-run", Command::new(bin("source-agent")).arg("--config").arg(&src_cfg).arg("run"))?;
+    let (cfg, dir) = station(&c, "st-rot", "")?;
+    let disk = image(&dir, "disk1.img", disk_size(&staging, 1));
+    c.spawn("station-run", Command::new(bin("copy-agent")).arg("--config").arg(&cfg).arg("run"))?;
+    wait_seed_state(&c, &ops, job, "import_job_created", T).await?;
+    ship(&mut c, &ops, job, "DHL", "1000000777", 1)?;
+    emu.dc(job, "arrive", serde_json::json!({ "disks": [disk] })).await?;
+    emu.dc(job, "copy", serde_json::json!({})).await?;
+    wait_seed_state(&c, &ops, job, "seeded", T).await?;
+
+    // Many renewals each: wait for six if the seeding was quicker than that.
+    let renewals = |c: &Cluster, name: &str| c.log_of(name).matches("renewed this agent's certificate").count();
+    let t0 = Instant::now();
+    while (renewals(&c, "source-run") < 6 || renewals(&c, "station-run") < 6) && t0.elapsed() < T {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for name in ["source-run", "station-run"] {
+        let log = c.log_of(name);
+        assert!(renewals(&c, name) >= 6, "{name} renewed {} times:\n{log}", renewals(&c, name));
+        for bad in ["transient failure", "cannot renew", "cannot load", " ERROR ", "error:"] {
+            assert!(!log.contains(bad), "{name} says {bad:?}:\n{log}");
+        }
+    }
+    let logs = c.coordinator_logs();
+    assert!(logs.matches("server certificate renewed").count() >= 3, "the server's too:\n{logs}");
+    assert!(!logs.contains("whose certificate has expired"), "{logs}");
+    let o = c.run("audit", &mut c.seedctl(&ops, &["--json", "audit", "list", "--limit", "10000"]))?;
+    let audit: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    let entries = audit.as_array().unwrap();
+    let refused: Vec<_> =
+        entries.iter().filter(|e| e["outcome"].as_str().unwrap_or("").starts_with("refused")).collect();
+    assert!(refused.is_empty(), "nothing refused: {refused:?}");
+    let renewed = entries.iter().filter(|e| e["action"] == "RenewCertificate" && e["outcome"] == "ok").count();
+    assert!(renewed >= 12, "{renewed} renewals audited");
+    c.finish()
+}

@@ -98,6 +98,31 @@ pub fn redeem_problem(token: &EnrollToken, id: &SpiffeId, trust_domain: &str, no
     None
 }
 
+/// How far an agent's clock may be from the coordinator's: certificates are valid from five
+/// minutes before they are signed, so a clock within this of the coordinator's accepts them
+/// at once and renews them in time.
+pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60_000;
+
+/// Why an agent whose clock says `agent_ms` while the coordinator's says `now_ms` may not get
+/// a certificate, or `None` when the two are close enough. `agent_ms` of 0 is an agent that did
+/// not say (refused: every seedship agent does).
+pub fn skew_problem(agent_ms: i64, now_ms: i64) -> Option<String> {
+    if agent_ms <= 0 {
+        return Some("the request does not say the agent's time (client_time_unix_ms); update the agent".into());
+    }
+    let skew = agent_ms - now_ms;
+    if skew.abs() <= MAX_CLOCK_SKEW_MS {
+        return None;
+    }
+    Some(format!(
+        "this host's clock is {} {} the coordinator's (tolerated: {} s either way); set the time right \
+         (chrony, systemd-timesyncd or w32time) and try again",
+        seedship_proto::human::duration(skew.unsigned_abs().div_ceil(1000)),
+        if skew > 0 { "ahead of" } else { "behind" },
+        MAX_CLOCK_SKEW_MS / 1000
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +152,18 @@ mod tests {
         assert!(token_problem(Role::Source, "Bad Name", 3_600_000).is_some());
         assert!(token_problem(Role::Source, "dpm-01", 1000).unwrap().contains("1 minute to 30 days"));
         assert!(token_problem(Role::Source, "dpm-01", MAX_TOKEN_TTL_MS + 1).is_some());
+    }
+
+    #[test]
+    fn clocks_within_five_minutes_are_tolerated() {
+        let now = 1_800_000_000_000;
+        assert_eq!(skew_problem(now, now), None);
+        assert_eq!(skew_problem(now + MAX_CLOCK_SKEW_MS, now), None);
+        assert_eq!(skew_problem(now - MAX_CLOCK_SKEW_MS, now), None);
+        let ahead = skew_problem(now + MAX_CLOCK_SKEW_MS + 1000, now).unwrap();
+        assert!(ahead.contains("ahead of") && ahead.contains("tolerated: 300 s"), "{ahead}");
+        assert!(skew_problem(now - 3_600_000, now).unwrap().contains("behind"));
+        assert!(skew_problem(0, now).unwrap().contains("update the agent"));
     }
 
     #[test]

@@ -32,7 +32,8 @@ impl pb::agent_service_server::AgentService for Api {
                 "this coordinator does not issue certificates ([enroll] is not configured); ask an operator for a new one",
             )
         })?;
-        let e = self.core.renew_certificate(&ca, &who, &req.into_inner().csr_pem).await?;
+        let r = req.into_inner();
+        let e = self.core.renew_certificate(&ca, &who, &r.csr_pem, r.client_time_unix_ms).await?;
         Ok(Response::new(pb::RenewCertificateResponse {
             certificate_pem: e.cert_pem,
             ca_pem: e.ca_pem,

@@ -3,7 +3,7 @@
 
 use super::seeds::{random_secret, secret_hash};
 use super::*;
-use crate::domain::enroll::{EnrollToken, token_problem};
+use crate::domain::enroll::{EnrollToken, skew_problem, token_problem};
 
 /// A token's secret starts with this, so a person can tell it from other secrets.
 pub const TOKEN_PREFIX: &str = "seedship-enroll-";
@@ -35,6 +35,17 @@ impl Enroller {
             crate::pki::load_ca_files(&tls.ca_file, &cfg.ca_key(tls)).map_err(|e| format!("[enroll]: {e}"))?;
         let ca_pem = std::fs::read_to_string(&tls.ca_file).map_err(|e| format!("{}: {e}", tls.ca_file.display()))?;
         Ok(Enroller { issuer, ca_pem, trust_domain, lifetime: cfg.cert_lifetime })
+    }
+}
+
+/// Refuses an agent whose clock is too far from this host's. The wall clock, not the
+/// coordinator's business clock: certificates are signed with the wall clock.
+fn check_clock(agent_ms: i64, field: &'static str) -> Result<()> {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    match skew_problem(agent_ms, now) {
+        Some(why) => Err(Error::invalid(field, why)),
+        None => Ok(()),
     }
 }
 
@@ -81,8 +92,9 @@ impl Coordinator {
     /// Redeems `token` for the certificate request `csr_pem`. PERMISSION_DENIED for a token
     /// that cannot be used, INVALID_ARGUMENT for a request that is not acceptable; both say
     /// why, and the caller audits them.
-    pub async fn enroll(&self, ca: &Enroller, token: &str, csr_pem: &str) -> Result<Enrolled> {
+    pub async fn enroll(&self, ca: &Enroller, token: &str, csr_pem: &str, agent_ms: i64) -> Result<Enrolled> {
         let token = token.trim();
+        check_clock(agent_ms, "client_time_unix_ms")?;
         if !token.starts_with(TOKEN_PREFIX) || token.len() > 200 {
             return Err(Error::PermissionDenied(format!(
                 "that is not an enrollment token (they start with {TOKEN_PREFIX}); ask an operator for one (seedctl enroll create)"
@@ -117,7 +129,14 @@ impl Coordinator {
 impl Coordinator {
     /// Renews `who`'s own certificate for the key of `csr_pem` (a request for `who` only).
     /// Audited; a refusal is audited by the gRPC layer.
-    pub async fn renew_certificate(&self, ca: &Enroller, who: &SpiffeId, csr_pem: &str) -> Result<Enrolled> {
+    pub async fn renew_certificate(
+        &self,
+        ca: &Enroller,
+        who: &SpiffeId,
+        csr_pem: &str,
+        agent_ms: i64,
+    ) -> Result<Enrolled> {
+        check_clock(agent_ms, "client_time_unix_ms")?;
         if csr_pem.len() > 16 << 10 {
             return Err(Error::invalid("csr_pem", "a certificate request is a few hundred bytes, not this"));
         }

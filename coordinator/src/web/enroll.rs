@@ -1,5 +1,5 @@
 //! `POST /enroll`: an agent without a certificate redeems a one-time token with a certificate
-//! request (JSON `{"token", "csr"}`) and gets `{"certificate", "ca", "identity", "not_after",
+//! request and its clock (JSON `{"token", "csr", "now_unix_ms"}`) and gets `{"certificate", "ca", "identity", "not_after",
 //! "site"}`. The token is the credential; every answer, given or refused, is in the audit log.
 
 use std::net::SocketAddr;
@@ -20,6 +20,9 @@ pub struct Remote(pub SocketAddr);
 pub struct EnrollBody {
     token: String,
     csr: String,
+    /// The agent's clock, checked against ours (`domain::enroll::MAX_CLOCK_SKEW_MS`).
+    #[serde(default)]
+    now_unix_ms: i64,
 }
 
 pub async fn enroll(
@@ -42,7 +45,7 @@ pub async fn enroll(
         return (StatusCode::BAD_REQUEST, Json(json!({ "error": "send JSON {\"token\": ..., \"csr\": ...}" })))
             .into_response();
     };
-    match web.core.enroll(&ca, &b.token, &b.csr).await {
+    match web.core.enroll(&ca, &b.token, &b.csr, b.now_unix_ms).await {
         Ok(e) => (
             StatusCode::OK,
             Json(json!({
