@@ -59,7 +59,13 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollConfig {
-    /// The CA's private key (mode 0600); default `ca.key` beside `[tls] ca_file`.
+    /// The certificate of the CA that signs agents' (and, with `server_cert_lifetime`, the
+    /// coordinator's) certificates: an issuing CA made by `coordinator pki intermediate`, so
+    /// that the root's key stays offline. Default: the root, `[tls] ca_file`.
+    #[serde(default)]
+    pub ca_cert_file: Option<PathBuf>,
+    /// That CA's private key (mode 0600); default `ca.key` beside `[tls] ca_file`, or, with
+    /// `ca_cert_file`, the file of that name ending `.key` (`issuing-ca.key`).
     #[serde(default)]
     pub ca_key_file: Option<PathBuf>,
     /// How long an enrolled agent's certificate lives (from 5 minutes back, for clock skew).
@@ -78,8 +84,21 @@ fn default_cert_lifetime() -> Duration {
 }
 
 impl EnrollConfig {
+    pub fn ca_cert(&self, tls: &TlsConfig) -> PathBuf {
+        self.ca_cert_file.clone().unwrap_or_else(|| tls.ca_file.clone())
+    }
+
     pub fn ca_key(&self, tls: &TlsConfig) -> PathBuf {
-        self.ca_key_file.clone().unwrap_or_else(|| tls.ca_file.with_file_name("ca.key"))
+        match (&self.ca_key_file, &self.ca_cert_file) {
+            (Some(k), _) => k.clone(),
+            (None, Some(c)) => c.with_extension("key"),
+            (None, None) => tls.ca_file.with_file_name("ca.key"),
+        }
+    }
+
+    /// The signing CA, checked against the roots in `[tls] ca_file`.
+    pub fn signer(&self, tls: &TlsConfig) -> Result<crate::pki::Signer, crate::pki::PkiError> {
+        crate::pki::load_signer(&self.ca_cert(tls), &self.ca_key(tls), &tls.ca_file)
     }
 }
 
@@ -266,6 +285,11 @@ impl Config {
         if let Some(p) = self.notify.email.as_mut().and_then(|e| e.ca_file.as_mut()) {
             fix(p);
         }
+        if let Some(e) = &mut self.enroll {
+            for p in [&mut e.ca_cert_file, &mut e.ca_key_file].into_iter().flatten() {
+                fix(p);
+            }
+        }
     }
 
     /// The keys that sign drive manifests' SAS without `[azure]` (`[imports] keys_file`).
@@ -378,8 +402,7 @@ impl Config {
                     e.cert_lifetime
                 )));
             }
-            crate::pki::load_ca_files(&self.tls.ca_file, &e.ca_key(&self.tls))
-                .map_err(|err| ConfigError::Invalid(format!("[enroll]: {err}")))?;
+            e.signer(&self.tls).map_err(|err| ConfigError::Invalid(format!("[enroll]: {err}")))?;
         }
         crate::notify::channels(&self.notify).map_err(ConfigError::Invalid)?;
         if let Some(dir) = self.database.parent().filter(|d| !d.as_os_str().is_empty())

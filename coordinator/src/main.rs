@@ -88,6 +88,20 @@ enum PkiCmd {
         #[arg(long, default_value_t = 365)]
         days: i64,
     },
+    /// Make an issuing CA under a root kept offline: DIR gets issuing-ca.crt, issuing-ca.key
+    /// (0600) and a copy of the root's ca.crt. Point [enroll] ca_cert_file at issuing-ca.crt;
+    /// the root's key is needed only for this.
+    Intermediate {
+        /// The root's folder (its ca.crt and ca.key), e.g. on a removable disk.
+        #[arg(long)]
+        root_dir: PathBuf,
+        /// Where to write the issuing CA (created; nothing in it is overwritten).
+        #[arg(long)]
+        dir: PathBuf,
+        /// How long the issuing CA is valid (1 to 3650 days; never past the root).
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
     /// Issue a certificate and key for an agent or operator.
     Issue {
         /// The PKI folder made by `pki init`.
@@ -153,6 +167,22 @@ fn pki(cmd: PkiCmd) -> anyhow::Result<()> {
             println!("created coordinator {} (names: {})", out.server_cert.display(), server_names.join(", "));
             println!("created master key  {} (keep it safe: it seals drive keys)", out.master_key.display());
             println!("next: coordinator pki issue --dir {} --role copy --name station-01", dir.display());
+        }
+        PkiCmd::Intermediate { root_dir, dir, days } => {
+            let out = coordinator::pki::intermediate(&root_dir, &dir, days)?;
+            println!(
+                "created issuing CA {} and its key {} (0600), for trust domain {}",
+                out.cert.display(),
+                out.key.display(),
+                out.trust_domain
+            );
+            println!("copied the root   {}", out.root.display());
+            println!(
+                "next: in coordinator.toml set [tls] ca_file = \"{}\" and [enroll] ca_cert_file = \"{}\"; then take {} offline",
+                out.root.display(),
+                out.cert.display(),
+                root_dir.join("ca.key").display()
+            );
         }
         PkiCmd::Issue { dir, role, name, out, days } => {
             let out = out.unwrap_or_else(|| dir.clone());

@@ -10,8 +10,11 @@
 //! | `master.key` | the master key that seals drive keys at rest (64 hex characters) |
 //! | `<name>.crt`, `<name>.key` | issued identities (`pki issue`) |
 //!
-//! Every private key and the master key are created with mode 0600. Enrollment with one-time
-//! tokens and rotation build on [`issue_leaf`] later.
+//! `pki intermediate` makes, from a root kept elsewhere, an issuing CA for the coordinator:
+//! `issuing-ca.crt`, `issuing-ca.key` and a copy of the root's `ca.crt`, so the root's key can
+//! stay offline ([`Signer`]: what enrollment and the server certificate's renewal sign with).
+//!
+//! Every private key and the master key are created with mode 0600.
 
 use std::fs;
 use std::io::Write;
@@ -82,7 +85,8 @@ pub fn init(dir: &Path, trust_domain: &str, server_names: &[String], days: i64) 
     fs::create_dir_all(dir).map_err(|e| PkiError::Write { path: dir.to_path_buf(), source: e })?;
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::default();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    // Path length 1: the root may certify one issuing CA under it (`pki intermediate`).
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, format!("seedship CA {trust_domain}"));
@@ -137,6 +141,152 @@ pub fn load_ca_files(cert_path: &Path, key_path: &Path) -> Result<(Issuer<'stati
     })?;
     let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)?;
     Ok((issuer, td))
+}
+
+/// The CA that signs enrolled agents' and the coordinator's certificates: the root itself, or
+/// an issuing CA under it (`pki intermediate`) while the root's key stays offline.
+pub struct Signer {
+    pub issuer: Issuer<'static, KeyPair>,
+    pub trust_domain: String,
+    /// PEM appended to every certificate signed, so that the other side can build the chain
+    /// to a root it trusts: the issuing CA's certificate, or nothing when the root signs.
+    pub chain_pem: String,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer").field("trust_domain", &self.trust_domain).finish_non_exhaustive()
+    }
+}
+
+/// Loads the signing CA from `ca_cert` and `ca_key` and checks it against `bundle` (the roots
+/// the coordinator trusts, `[tls] ca_file`): it is one of them, or an issuing CA whose
+/// certificates chain to one of them for the same trust domain. Refused otherwise, saying why,
+/// so that a coordinator never hands out certificates nobody accepts.
+pub fn load_signer(ca_cert: &Path, ca_key: &Path, bundle: &Path) -> Result<Signer, PkiError> {
+    let (issuer, trust_domain) = load_ca_files(ca_cert, ca_key)?;
+    let cert_pem = read_text(ca_cert)?;
+    let der = pem_der(&cert_pem)
+        .ok_or_else(|| PkiError::Read { path: ca_cert.to_path_buf(), detail: "no PEM certificate".into() })?;
+    let roots: Vec<Vec<u8>> =
+        rustls_pemfile::certs(&mut read_text(bundle)?.as_bytes()).filter_map(|c| c.ok()).map(|c| c.to_vec()).collect();
+    if roots.contains(&der) {
+        return Ok(Signer { issuer, trust_domain, chain_pem: String::new() });
+    }
+    if !roots.iter().any(|r| ca_trust_domain(r).as_deref() == Some(trust_domain.as_str())) {
+        return Err(PkiError::Invalid(format!(
+            "{} is a CA for trust domain {trust_domain}, but no CA in {} is",
+            ca_cert.display(),
+            bundle.display()
+        )));
+    }
+    // What the coordinator's listeners will do with a certificate it signs: verify it against
+    // the bundle with the issuing CA as the intermediate.
+    let id = SpiffeId::new(&trust_domain, Role::Source, "chain-check").map_err(|e| PkiError::Invalid(e.to_string()))?;
+    let (leaf_pem, _) = issue_leaf(&issuer, &id, &[], 1, 0)?;
+    let leaf = pem_der(&leaf_pem).ok_or_else(|| PkiError::Invalid("cannot read a test certificate".into()))?;
+    let mut store = rustls::RootCertStore::empty();
+    for r in &roots {
+        let _ = store.add(rustls::pki_types::CertificateDer::from(r.clone()));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(std::sync::Arc::new(store), provider)
+        .build()
+        .map_err(|e| PkiError::Invalid(format!("{}: {e}", bundle.display())))?;
+    verifier
+        .verify_client_cert(
+            &rustls::pki_types::CertificateDer::from(leaf),
+            &[rustls::pki_types::CertificateDer::from(der.clone())],
+            rustls::pki_types::UnixTime::now(),
+        )
+        .map_err(|e| {
+            PkiError::Invalid(format!(
+                "{} does not chain to a CA in {} ({e}): make the issuing CA with `coordinator pki intermediate --root-dir <the root's folder>`, or put its root in the bundle",
+                ca_cert.display(),
+                bundle.display()
+            ))
+        })?;
+    let chain_pem = pem::encode_cert(&der);
+    Ok(Signer { issuer, trust_domain, chain_pem })
+}
+
+mod pem {
+    /// A certificate as PEM text.
+    pub fn encode_cert(der: &[u8]) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(line).unwrap_or_default());
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+        out
+    }
+}
+
+/// The files `intermediate` wrote.
+#[derive(Debug)]
+pub struct IntermediateOutput {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub root: PathBuf,
+    pub trust_domain: String,
+}
+
+/// Makes an issuing CA in `dir` signed by the root in `root_dir` (`ca.crt`, `ca.key`): its
+/// certificate and key, and a copy of the root's certificate. The root's key is needed only
+/// here; afterwards it can go offline.
+pub fn intermediate(root_dir: &Path, dir: &Path, days: i64) -> Result<IntermediateOutput, PkiError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    if !(1..=3650).contains(&days) {
+        return Err(PkiError::Invalid(format!("--days {days}: from 1 to 3650")));
+    }
+    let (root, trust_domain) = load_ca(root_dir)?;
+    let root_pem = read_text(&root_dir.join("ca.crt"))?;
+    let root_der = pem_der(&root_pem)
+        .ok_or_else(|| PkiError::Read { path: root_dir.join("ca.crt"), detail: "no PEM certificate".into() })?;
+    let (_, rc) = X509Certificate::from_der(&root_der)
+        .map_err(|e| PkiError::Read { path: root_dir.join("ca.crt"), detail: e.to_string() })?;
+    if let Ok(Some(bc)) = rc.basic_constraints()
+        && bc.value.path_len_constraint == Some(0)
+    {
+        return Err(PkiError::Invalid(format!(
+            "the root in {} allows no CA under it (path length 0; roots made before intermediates were supported); make a new root with `coordinator pki init` and rotate to it (docs/operations.md, \"Rotating the CA\")",
+            root_dir.display()
+        )));
+    }
+    fs::create_dir_all(dir).map_err(|e| PkiError::Write { path: dir.to_path_buf(), source: e })?;
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::default();
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("seedship issuing CA {trust_domain}"));
+    p.distinguished_name = dn;
+    p.subject_alt_names = vec![SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
+    p.use_authority_key_identifier_extension = true;
+    (p.not_before, p.not_after) = validity(days);
+    let root_end = rc.validity().not_after.to_datetime();
+    if p.not_after > root_end {
+        p.not_after = root_end;
+    }
+    let cert = p.signed_by(&key, &root)?;
+    let out = IntermediateOutput {
+        cert: dir.join("issuing-ca.crt"),
+        key: dir.join("issuing-ca.key"),
+        root: dir.join("ca.crt"),
+        trust_domain,
+    };
+    if out.root.exists() && fs::read(&out.root).ok().as_deref() != Some(root_pem.as_bytes()) {
+        return Err(PkiError::Exists(out.root));
+    }
+    write_new(&out.key, key.serialize_pem().as_bytes(), 0o600)?;
+    write_new(&out.cert, cert.pem().as_bytes(), 0o644)?;
+    if !out.root.exists() {
+        write_new(&out.root, root_pem.as_bytes(), 0o644)?;
+    }
+    Ok(out)
 }
 
 fn pem_der(pem: &str) -> Option<Vec<u8>> {
@@ -326,6 +476,43 @@ mod tests {
         assert!(matches!(init(d.path(), "test.local", &["x".into()], 30), Err(PkiError::Exists(_))));
         assert!(out.server_cert.exists());
         assert!(matches!(issue(d.path(), Role::Copy, "Bad Name", d.path(), 30), Err(PkiError::Invalid(_))));
+    }
+
+    #[test]
+    fn an_issuing_ca_under_an_offline_root_signs_what_the_root_accepts() {
+        let root = tempfile::tempdir().unwrap();
+        init(root.path(), "test.local", &["localhost".into()], 30).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let issuing = d.path().join("issuing");
+        let out = intermediate(root.path(), &issuing, 90).unwrap();
+        assert_eq!(fs::metadata(&out.key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read(&out.root).unwrap(), fs::read(root.path().join("ca.crt")).unwrap());
+        // The root's key goes offline; the issuing CA signs, its certificate with every leaf.
+        fs::remove_file(root.path().join("ca.key")).unwrap();
+        let s = load_signer(&out.cert, &out.key, &out.root).unwrap();
+        assert_eq!(s.trust_domain, "test.local");
+        assert_eq!(pem_der(&s.chain_pem), pem_der(&fs::read_to_string(&out.cert).unwrap()));
+        // The root signing for itself sends nothing more.
+        let again = tempfile::tempdir().unwrap();
+        init(again.path(), "test.local", &["localhost".into()], 30).unwrap();
+        let own = load_signer(&again.path().join("ca.crt"), &again.path().join("ca.key"), &again.path().join("ca.crt"));
+        assert!(own.unwrap().chain_pem.is_empty());
+        // An issuing CA of another root is refused, saying so.
+        let e = load_signer(&out.cert, &out.key, &again.path().join("ca.crt")).unwrap_err().to_string();
+        assert!(e.contains("does not chain to a CA in"), "{e}");
+        // Nothing is overwritten.
+        assert!(matches!(intermediate(again.path(), &issuing, 90), Err(PkiError::Exists(_))));
+        // A root that allows no CA under it (path length 0) says what to do.
+        let old = tempfile::tempdir().unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        p.subject_alt_names = vec![SanType::URI("spiffe://test.local".try_into().unwrap())];
+        fs::write(old.path().join("ca.crt"), p.self_signed(&key).unwrap().pem()).unwrap();
+        write_new(&old.path().join("ca.key"), key.serialize_pem().as_bytes(), 0o600).unwrap();
+        let e = intermediate(old.path(), &old.path().join("i"), 90).unwrap_err().to_string();
+        assert!(e.contains("path length 0") && e.contains("Rotating the CA"), "{e}");
     }
 
     fn csr(id: &str, extra: Option<SanType>) -> (String, KeyPair) {

@@ -72,7 +72,10 @@ impl ServerCertVerifier for Pinned {
         let v = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
             .build()
             .map_err(|e| rustls::Error::General(e.to_string()))?;
-        v.verify_server_cert(end_entity, &[], server_name, ocsp, now)?;
+        // The certificates between the coordinator's and the pinned root (an issuing CA).
+        let between: Vec<CertificateDer<'_>> =
+            intermediates.iter().filter(|c| fingerprint(c.as_ref()) != self.want).cloned().collect();
+        v.verify_server_cert(end_entity, &between, server_name, ocsp, now)?;
         *self.seen.lock().map_err(|_| rustls::Error::General("poisoned".into()))? = Some(ca.to_vec());
         Ok(ServerCertVerified::assertion())
     }

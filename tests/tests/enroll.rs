@@ -266,3 +266,91 @@ async fn an_agent_renews_its_certificate_over_its_current_one() -> anyhow::Resul
     }
     c.finish()
 }
+
+/// The root's key offline: an issuing CA made with `coordinator pki intermediate` signs the
+/// agents' certificates and the coordinator's own; certificates of the root and of the
+/// issuing CA both work, and openssl verifies the new chains to the root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuing_ca_signs_while_the_roots_key_is_offline() -> anyhow::Result<()> {
+    use seedship_proto::{client, pb};
+    let mut c = Cluster::start()?;
+    let ops = c.issue("operator", "alice")?;
+    let (_, root_signed) = c.enroll("source", "dpm-root", None)?;
+    let issuing = c.pki.join("issuing");
+    let mut make = Command::new(bin("coordinator"));
+    make.args(["pki", "intermediate", "--root-dir"]).arg(&c.pki).arg("--dir").arg(&issuing);
+    let o = c.run("intermediate", &mut make)?;
+    assert!(o.status.success() && text(&o).contains("created issuing CA"), "{}", text(&o));
+    assert_eq!(std::fs::metadata(issuing.join("issuing-ca.key"))?.permissions().mode() & 0o777, 0o600);
+    // The root's key leaves the machine; the coordinator signs with the issuing CA.
+    let offline = c.path("offline-root");
+    std::fs::create_dir_all(&offline)?;
+    std::fs::rename(c.pki.join("ca.key"), offline.join("ca.key"))?;
+    c.kill9_coordinator()?;
+    let toml = std::fs::read_to_string(&c.config)?;
+    std::fs::write(
+        &c.config,
+        toml.replacen(
+            "[enroll]\n",
+            "[enroll]\nca_cert_file = \"pki/issuing/issuing-ca.crt\"\nserver_cert_lifetime = \"6s\"\n",
+            1,
+        ),
+    )?;
+    c.start_coordinator()?;
+
+    let (id, cfg) = c.enroll("copy", "st-issued", None)?;
+    let chain = std::fs::read_to_string(&id.cert)?;
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2, "the certificate and the issuing CA's: {chain}");
+    let mut verify = Command::new("openssl");
+    verify.arg("verify").arg("-CAfile").arg(c.pki.join("ca.crt")).arg("-untrusted").arg(&id.cert).arg(&id.cert);
+    let o = c.run("openssl-verify", &mut verify)?;
+    assert!(o.status.success() && text(&o).contains(": OK"), "{}", text(&o));
+    let o = c.run("register", Command::new(bin("copy-agent")).arg("--config").arg(&cfg).arg("register"))?;
+    assert!(o.status.success(), "{}", text(&o));
+    let o = c.run("renew", Command::new(bin("copy-agent")).arg("--config").arg(&cfg).arg("renew"))?;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(&id.cert)?.matches("BEGIN CERTIFICATE").count(), 2);
+
+    // The coordinator's own certificate comes from the issuing CA too (renewed at once: the
+    // one from `pki init` outlives 6 s), and verifies to the root.
+    let t0 = std::time::Instant::now();
+    while !c.coordinator_logs().contains("server certificate renewed") {
+        anyhow::ensure!(t0.elapsed() < Duration::from_secs(15), "the server certificate was not renewed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let served = Command::new("openssl")
+        .args(["s_client", "-connect", &c.url().replace("https://", ""), "-servername", "localhost", "-CAfile"])
+        .arg(c.pki.join("ca.crt"))
+        .args(["-verify_return_error", "-showcerts"])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let served_text = text(&served);
+    assert!(served_text.contains("Verify return code: 0 (ok)"), "{served_text}");
+    assert!(served_text.contains("seedship issuing CA e2e.test"), "{served_text}");
+
+    // Identities of the root keep working.
+    client::operator(c.connect(&ops).await?).list_seeds(pb::ListSeedsRequest::default()).await?;
+    let o =
+        c.run("register-root", Command::new(bin("source-agent")).arg("--config").arg(&root_signed).arg("register"))?;
+    assert!(o.status.success(), "{}", text(&o));
+
+    // An issuing CA of another root is refused when the configuration is read, saying so.
+    let other = c.path("other-pki");
+    let mut init = Command::new(bin("coordinator"));
+    init.args(["pki", "init", "--dir"]).arg(&other).args(["--trust-domain", "e2e.test"]);
+    assert!(c.run("other-init", &mut init)?.status.success());
+    let mut inter = Command::new(bin("coordinator"));
+    inter.args(["pki", "intermediate", "--root-dir"]).arg(&other).arg("--dir").arg(other.join("issuing"));
+    assert!(c.run("other-intermediate", &mut inter)?.status.success());
+    let wrong = c.path("wrong.toml");
+    std::fs::write(
+        &wrong,
+        std::fs::read_to_string(&c.config)?
+            .replace("pki/issuing/issuing-ca.crt", &other.join("issuing/issuing-ca.crt").display().to_string()),
+    )?;
+    let mut check = Command::new(bin("coordinator"));
+    check.args(["serve", "--print-config", "--config"]).arg(&wrong);
+    let o = c.run("wrong-intermediate", &mut check)?;
+    assert!(!o.status.success() && text(&o).contains("does not chain to a CA in"), "{}", text(&o));
+    c.finish()
+}

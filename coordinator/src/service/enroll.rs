@@ -20,9 +20,9 @@ pub struct NewToken {
 
 /// The CA that signs enrolled agents' certificates.
 pub struct Enroller {
-    pub issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pub signer: crate::pki::Signer,
+    /// The roots agents trust (`[tls] ca_file`), sent with every certificate.
     pub ca_pem: String,
-    pub trust_domain: String,
     pub lifetime: std::time::Duration,
 }
 
@@ -31,10 +31,18 @@ impl Enroller {
         tls: &crate::config::TlsConfig,
         cfg: &crate::config::EnrollConfig,
     ) -> std::result::Result<Self, String> {
-        let (issuer, trust_domain) =
-            crate::pki::load_ca_files(&tls.ca_file, &cfg.ca_key(tls)).map_err(|e| format!("[enroll]: {e}"))?;
+        let signer = cfg.signer(tls).map_err(|e| format!("[enroll]: {e}"))?;
         let ca_pem = std::fs::read_to_string(&tls.ca_file).map_err(|e| format!("{}: {e}", tls.ca_file.display()))?;
-        Ok(Enroller { issuer, ca_pem, trust_domain, lifetime: cfg.cert_lifetime })
+        Ok(Enroller { signer, ca_pem, lifetime: cfg.cert_lifetime })
+    }
+
+    /// Signs `csr_pem` ([`crate::pki::sign_csr`]); the certificate comes with the issuing CA's
+    /// when that is not a root.
+    fn sign(&self, csr_pem: &str, field: &'static str) -> Result<crate::pki::Signed> {
+        let mut s = crate::pki::sign_csr(&self.signer.issuer, csr_pem, &self.signer.trust_domain, self.lifetime)
+            .map_err(|why| Error::invalid(field, why))?;
+        s.cert_pem.push_str(&self.signer.chain_pem);
+        Ok(s)
     }
 }
 
@@ -103,8 +111,7 @@ impl Coordinator {
         if csr_pem.len() > 16 << 10 {
             return Err(Error::invalid("csr", "a certificate request is a few hundred bytes, not this"));
         }
-        let signed = crate::pki::sign_csr(&ca.issuer, csr_pem, &ca.trust_domain, ca.lifetime)
-            .map_err(|why| Error::invalid("csr", why))?;
+        let signed = ca.sign(csr_pem, "csr")?;
         if self.is_revoked(&signed.id.uri()) {
             return Err(Error::PermissionDenied(format!(
                 "{} is revoked; it cannot enroll again under that name (enroll it under a new name)",
@@ -113,7 +120,7 @@ impl Coordinator {
         }
         let t = self
             .store
-            .enroll_redeem(&secret_hash(token), &signed.id, &ca.trust_domain, signed.not_after_ms, self.now())
+            .enroll_redeem(&secret_hash(token), &signed.id, &ca.signer.trust_domain, signed.not_after_ms, self.now())
             .await?;
         tracing::info!(identity = %signed.id, token = %t.id, created_by = %t.created_by, "agent enrolled");
         Ok(Enrolled {
@@ -140,8 +147,7 @@ impl Coordinator {
         if csr_pem.len() > 16 << 10 {
             return Err(Error::invalid("csr_pem", "a certificate request is a few hundred bytes, not this"));
         }
-        let signed = crate::pki::sign_csr(&ca.issuer, csr_pem, &ca.trust_domain, ca.lifetime)
-            .map_err(|why| Error::invalid("csr_pem", why))?;
+        let signed = ca.sign(csr_pem, "csr_pem")?;
         if signed.id != *who {
             return Err(Error::PermissionDenied(format!(
                 "{who} may renew only its own certificate, not one for {}",

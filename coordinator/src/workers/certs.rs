@@ -18,7 +18,7 @@ use crate::tls::ServerCert;
 
 pub struct Renewal {
     tls: TlsConfig,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    signer: crate::pki::Signer,
     id: SpiffeId,
     lifetime: Duration,
     cert: Arc<ServerCert>,
@@ -81,10 +81,9 @@ impl Renewal {
         lifetime: Duration,
         cert: Arc<ServerCert>,
     ) -> Result<Renewal, String> {
-        let (issuer, _) = crate::pki::load_ca_files(&tls.ca_file, &enroll.ca_key(tls))
-            .map_err(|e| format!("[enroll] server_cert_lifetime: {e}"))?;
+        let signer = enroll.signer(tls).map_err(|e| format!("[enroll] server_cert_lifetime: {e}"))?;
         let id = SpiffeId::new(trust_domain, Role::Coordinator, "coordinator").map_err(|e| e.to_string())?;
-        Ok(Renewal { tls: tls.clone(), issuer, id, lifetime, cert })
+        Ok(Renewal { tls: tls.clone(), signer, id, lifetime, cert })
     }
 
     /// Renews the certificate if it is past half its lifetime. True when it did.
@@ -95,8 +94,9 @@ impl Renewal {
             return Ok(false);
         }
         let names = server_names(&leaf);
-        let (cert_pem, key_pem) =
-            crate::pki::issue_server(&self.issuer, &self.id, &names, self.lifetime).map_err(|e| e.to_string())?;
+        let (mut cert_pem, key_pem) = crate::pki::issue_server(&self.signer.issuer, &self.id, &names, self.lifetime)
+            .map_err(|e| e.to_string())?;
+        cert_pem.push_str(&self.signer.chain_pem);
         let next = crate::tls::next_path(&self.tls.cert_file);
         replace(&next.with_extension("tmp"), &next, cert_pem.as_bytes(), 0o644)?;
         let mut key_tmp = self.tls.key_file.as_os_str().to_owned();
