@@ -9,6 +9,8 @@
 #   chromium, chromium-driver  the real browser the dashboard tests drive
 #   systemd         systemd-analyze: verifies the service units in deploy/systemd/ and scores them
 #   faketime        runs an agent with a skewed clock (the enrollment refusal for clock skew)
+#   podman, runc, mmdebstrap  build and start the container images (deploy/container) with no
+#                   registry: a Debian base from Debian's packages
 # Needs root or sudo for apt-get. Prints nothing on stdout; says what it installs on stderr.
 set -euo pipefail
 
@@ -26,6 +28,7 @@ have promtool || need+=(prometheus)
 { have chromium && have chromedriver; } || need+=(chromium chromium-driver)
 have systemd-analyze || need+=(systemd)
 have faketime || need+=(faketime)
+{ have podman && have runc && have mmdebstrap; } || need+=(podman runc mmdebstrap)
 
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ]; then

@@ -159,3 +159,47 @@ async fn short_lived_certificates_rotate_many_times_through_a_seeding_with_no_fa
     assert!(renewed >= 12, "{renewed} renewals audited");
     c.finish()
 }
+
+/// A coordinator killed and down while a running agent's renewal is due: the agent keeps its
+/// certificate and key (a matching pair, still accepted), retries, and renews again once the
+/// coordinator is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_down_during_renewals_loses_the_agent_nothing() -> anyhow::Result<()> {
+    use seedship_e2e::bin;
+    let mut c =
+        Cluster::start_with(Options { extra_toml: "[enroll]\ncert_lifetime = \"8s\"\n".into(), ..Default::default() })?;
+    let (id, cfg) = c.enroll("source", "dpm-restart", None)?;
+    c.spawn("agent-run", Command::new(bin("source-agent")).arg("--config").arg(&cfg).arg("run"))?;
+    let renewals = |c: &Cluster| c.log_of("agent-run").matches("renewed this agent's certificate").count();
+    let wait_for = |c: &Cluster, n: usize| {
+        let t0 = Instant::now();
+        while renewals(c) < n {
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(30),
+                "{} renewals:\n{}",
+                renewals(c),
+                c.log_of("agent-run")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
+    };
+    wait_for(&c, 1)?;
+    c.kill9_coordinator()?;
+    // Down for longer than the time to the next renewal: it fails and is retried.
+    std::thread::sleep(Duration::from_secs(5));
+    let key = std::fs::read_to_string(&id.key)?;
+    let cert = std::fs::read(&id.cert)?;
+    let kp = rcgen::KeyPair::from_pem(&key)?;
+    let der = rustls_pemfile::certs(&mut cert.as_slice()).next().unwrap()?;
+    let (_, x) = <x509_parser::certificate::X509Certificate as x509_parser::prelude::FromDer<_>>::from_der(&der)?;
+    assert_eq!(x.public_key().subject_public_key.data.as_ref(), kp.public_key_raw(), "the key and certificate match");
+    c.start_coordinator()?;
+    let before = renewals(&c);
+    wait_for(&c, before + 2)?;
+    let log = c.log_of("agent-run");
+    assert!(log.contains("cannot renew this agent's certificate yet; the current one still works"), "{log}");
+    let o = c.run("register", Command::new(bin("source-agent")).arg("--config").arg(&cfg).arg("register"))?;
+    assert!(o.status.success(), "{}", seedship_e2e::prep::text(&o));
+    c.finish()
+}
