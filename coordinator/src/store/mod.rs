@@ -25,6 +25,8 @@
 //! What we do not store: clear-text drive keys, private keys, certificates (the identity is
 //! re-read from the client certificate on every call), or anything from the staging data.
 
+#[cfg(test)]
+pub mod conformance;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -44,369 +46,204 @@ pub struct LeaseTiming {
     pub ttl_ms: i64,
 }
 
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // ---- agents
-    /// Registers or re-registers an agent (keeps the first registration time).
-    async fn register_agent(&self, idem: &Idem, who: &SpiffeId, info: &AgentInfo, now: UnixMs) -> Result<Agent>;
-    /// Records a heartbeat; FAILED_PRECONDITION if the agent never registered.
-    async fn heartbeat(&self, idem: &Idem, who: &SpiffeId, status: &str, now: UnixMs) -> Result<UnixMs>;
+/// Every store operation, written once: the [`Store`] trait is made from this list, and each
+/// backend implements the same list (`read` or `write` says which of its paths an operation
+/// takes; `sqlite/mod.rs`, `impl_sqlite`). A new operation is added here and written once in
+/// each backend.
+macro_rules! store_operations {
+    ($callback:ident) => {
+        $callback! {
 
-    // ---- seeds
-    /// Registers a seed and queues its disk-prep work, or returns the identical existing one.
-    /// `seed.container` is the source's suggestion (may be empty); the stored container is
-    /// chosen by `placement`, unique among seeds, and never a vault's. A server's seeds and
-    /// vault are of one repository.
-    async fn register_seed(
-        &self,
-        idem: &Idem,
-        owner: &SpiffeId,
-        seed: &NewSeed,
-        placement: &Placement,
-        policy: DiskKind,
-        now: UnixMs,
-    ) -> Result<SeedRegistration>;
+        // ---- agents
+        /// Registers or re-registers an agent (keeps the first registration time).
+        write register_agent(idem: &Idem, who: &SpiffeId, info: &AgentInfo, now: UnixMs) -> Agent;
+        /// Records a heartbeat; FAILED_PRECONDITION if the agent never registered.
+        write heartbeat(idem: &Idem, who: &SpiffeId, status: &str, now: UnixMs) -> UnixMs;
 
-    // ---- disk-prep leases
-    /// Leases the oldest queued item the station may take, or `None`.
-    async fn claim_work(&self, idem: &Idem, station: &SpiffeId, t: LeaseTiming) -> Result<Option<Lease>>;
-    /// Extends a live lease; a non-empty `waiting` puts the work in the "waiting" phase and
-    /// records why in the seed's history (once per wait).
-    async fn renew_lease(
-        &self,
-        idem: &Idem,
-        station: &SpiffeId,
-        fence: &Fence,
-        waiting: &str,
-        t: LeaseTiming,
-    ) -> Result<UnixMs>;
-    async fn report_progress(
-        &self,
-        idem: &Idem,
-        station: &SpiffeId,
-        fence: &Fence,
-        delta: &ProgressDelta,
-        t: LeaseTiming,
-    ) -> Result<(u64, UnixMs)>;
-    /// Replaces the disks' progress of the work `fence` names (its live holder only).
-    async fn record_disks(
-        &self,
-        station: &SpiffeId,
-        fence: &Fence,
-        disks: Vec<DiskProgress>,
-        now: UnixMs,
-    ) -> Result<()>;
-    async fn report_drive(
-        &self,
-        idem: &Idem,
-        station: &SpiffeId,
-        fence: &Fence,
-        drive: &DriveSpec,
-        key: Option<SealedKey>,
-        now: UnixMs,
-    ) -> Result<Drive>;
-    async fn complete_work(&self, idem: &Idem, station: &SpiffeId, fence: &Fence, now: UnixMs) -> Result<Seed>;
-    async fn release_work(
-        &self,
-        idem: &Idem,
-        station: &SpiffeId,
-        fence: &Fence,
-        release: &Release,
-        now: UnixMs,
-    ) -> Result<()>;
-    /// The sealed key of `drive_id`, for the station holding the live lease `fence` that
-    /// reported that drive.
-    async fn drive_key(&self, station: &SpiffeId, fence: &Fence, drive_id: &str, now: UnixMs) -> Result<SealedKey>;
-    /// Returns every lease that expired by `now` to the queue (the sweeper's job).
-    async fn expire_leases(&self, now: UnixMs) -> Result<Vec<ExpiredLease>>;
+        // ---- seeds
+        /// Registers a seed and queues its disk-prep work, or returns the identical existing one.
+        /// `seed.container` is the source's suggestion (may be empty); the stored container is
+        /// chosen by `placement`, unique among seeds, and never a vault's. A server's seeds and
+        /// vault are of one repository.
+        write register_seed(idem: &Idem, owner: &SpiffeId, seed: &NewSeed, placement: &Placement, policy: DiskKind, now: UnixMs) -> SeedRegistration;
 
-    // ---- the Azure import job (see `domain::import`)
-    /// Seeds whose disks are prepared and that have no import job record yet.
-    async fn seeds_awaiting_jobs(&self) -> Result<Vec<Seed>>;
-    /// A seed's prepared drives with their sealed keys (the job's drive list).
-    async fn drives_for_job(&self, seed_id: &str) -> Result<Vec<DriveForJob>>;
-    /// Writes the intent to create a job, after Azure's rules (at most 10 drives, each with a
-    /// key and in no other active job, a valid name). An existing intent is returned as is.
-    async fn record_job_intent(&self, intent: &JobIntent, now: UnixMs) -> Result<JobRecord>;
-    /// Intents to create and created jobs whose import has not ended.
-    async fn followed_jobs(&self) -> Result<Vec<JobRecord>>;
-    /// Azure has the job: the seed is `import_job_created`, the datacenter address kept.
-    async fn job_created(
-        &self,
-        seed_id: &str,
-        snap: &JobSnapshot,
-        address: &[String],
-        adopted: bool,
-        now: UnixMs,
-    ) -> Result<()>;
-    /// Data Box Disk: the disks are delivered; their sealed keys (and the passkey) kept, the
-    /// disk-prep work queued.
-    async fn disks_delivered(
-        &self,
-        seed_id: &str,
-        disks: &[DeliveredDisk],
-        passkey: Option<&(SealedKey, bool)>,
-        now: UnixMs,
-    ) -> Result<()>;
-    /// A seed's sealed Data Box Disk passkey, if Azure gave it.
-    async fn passkey(&self, seed: &str) -> Result<PasskeyRecord>;
-    /// The sealed passkey of the seed whose work the station holds with the live lease `fence`.
-    async fn lease_passkey(&self, station: &SpiffeId, fence: &Fence, now: UnixMs) -> Result<PasskeyRecord>;
-    /// Azure refused the job: the seed fails with the reason.
-    async fn job_refused(&self, seed_id: &str, reason: &str, now: UnixMs) -> Result<()>;
-    /// Azure did not answer: "Azure unavailable since …" on the seed.
-    async fn azure_unavailable(&self, seed_id: &str, error: &str, now: UnixMs) -> Result<()>;
-    /// A poll's answer, mirrored into the job, its drives and the seed's history.
-    async fn mirror_job(&self, seed_id: &str, snap: &JobSnapshot, now: UnixMs) -> Result<Vec<String>>;
-    /// The job is gone in Azure.
-    async fn job_gone(&self, seed_id: &str, now: UnixMs) -> Result<()>;
-    /// Something done to a seed's job (an operator's `mitigate`, the worker's update), in the
-    /// seed's history as `event` by `actor`.
-    async fn note_job(&self, seed_id: &str, actor: &str, event: &str, what: &str, now: UnixMs) -> Result<()>;
-    /// Announces a deadline step once (10, 12, 13; 14 fails the seed). True when new.
-    async fn deadline_step(
-        &self,
-        seed_id: &str,
-        kind: DeadlineKind,
-        step: i64,
-        text: &str,
-        now: UnixMs,
-    ) -> Result<bool>;
-    async fn job(&self, job: &str) -> Result<Option<ImportJob>>;
+        // ---- disk-prep leases
+        /// Leases the oldest queued item the station may take, or `None`.
+        write claim_work(idem: &Idem, station: &SpiffeId, t: LeaseTiming) -> Option<Lease>;
+        /// Extends a live lease; a non-empty `waiting` puts the work in the "waiting" phase and
+        /// records why in the seed's history (once per wait).
+        write renew_lease(idem: &Idem, station: &SpiffeId, fence: &Fence, waiting: &str, t: LeaseTiming) -> UnixMs;
+        write report_progress(idem: &Idem, station: &SpiffeId, fence: &Fence, delta: &ProgressDelta, t: LeaseTiming) -> (u64, UnixMs);
+        /// Replaces the disks' progress of the work `fence` names (its live holder only).
+        write record_disks(station: &SpiffeId, fence: &Fence, disks: Vec<DiskProgress>, now: UnixMs) -> ();
+        write report_drive(idem: &Idem, station: &SpiffeId, fence: &Fence, drive: &DriveSpec, key: Option<SealedKey>, now: UnixMs) -> Drive;
+        write complete_work(idem: &Idem, station: &SpiffeId, fence: &Fence, now: UnixMs) -> Seed;
+        write release_work(idem: &Idem, station: &SpiffeId, fence: &Fence, release: &Release, now: UnixMs) -> ();
+        /// The sealed key of `drive_id`, for the station holding the live lease `fence` that
+        /// reported that drive.
+        read drive_key(station: &SpiffeId, fence: &Fence, drive_id: &str, now: UnixMs) -> SealedKey;
+        /// Returns every lease that expired by `now` to the queue (the sweeper's job).
+        write expire_leases(now: UnixMs) -> Vec<ExpiredLease>;
 
-    // ---- import verification and repair
-    /// `imported` (or `needs_repair` with every file back) → `verifying`.
-    async fn start_verification(&self, seed_id: &str, now: UnixMs) -> Result<Seed>;
-    /// A round of lost files is imported: it is `merged`, its parent verified again.
-    async fn merge_round(&self, round_id: &str, now: UnixMs) -> Result<Seed>;
-    /// Starts a new offline round for the files a seed's import lost (`domain/round.rs`
-    /// decides); recorded in both seeds' histories.
-    async fn reship_lost(
-        &self,
-        idem: &Idem,
-        operator: &SpiffeId,
-        seed: &str,
-        reason: &str,
-        now: UnixMs,
-    ) -> Result<Reshipped>;
-    /// Stores a verification's findings: passed → `seeding_vault`; otherwise `needs_repair`
-    /// with `repair` asked of the source agent.
-    async fn finish_verification(
-        &self,
-        seed_id: &str,
-        files: &[VerifiedFile],
-        repair: &[RepairFile],
-        now: UnixMs,
-    ) -> Result<Seed>;
-    /// The caller's seeds waiting for files from it.
-    async fn repair_orders(&self, owner: &str) -> Result<Vec<(Seed, Vec<RepairFile>)>>;
-    /// What the source agent uploaded, and what it could not (with why).
-    async fn report_repair(
-        &self,
-        idem: &Idem,
-        owner: &SpiffeId,
-        seed_id: &str,
-        uploaded: &[String],
-        lost: &[(String, String)],
-        now: UnixMs,
-    ) -> Result<Seed>;
-    async fn verification(&self, seed: &str) -> Result<Option<VerificationReport>>;
+        // ---- the Azure import job (see `domain::import`)
+        /// Seeds whose disks are prepared and that have no import job record yet.
+        read seeds_awaiting_jobs() -> Vec<Seed>;
+        /// A seed's prepared drives with their sealed keys (the job's drive list).
+        read drives_for_job(seed_id: &str) -> Vec<DriveForJob>;
+        /// Writes the intent to create a job, after Azure's rules (at most 10 drives, each with a
+        /// key and in no other active job, a valid name). An existing intent is returned as is.
+        write record_job_intent(intent: &JobIntent, now: UnixMs) -> JobRecord;
+        /// Intents to create and created jobs whose import has not ended.
+        read followed_jobs() -> Vec<JobRecord>;
+        /// Azure has the job: the seed is `import_job_created`, the datacenter address kept.
+        write job_created(seed_id: &str, snap: &JobSnapshot, address: &[String], adopted: bool, now: UnixMs) -> ();
+        /// Data Box Disk: the disks are delivered; their sealed keys (and the passkey) kept, the
+        /// disk-prep work queued.
+        write disks_delivered(seed_id: &str, disks: &[DeliveredDisk], passkey: Option<&(SealedKey, bool)>, now: UnixMs) -> ();
+        /// A seed's sealed Data Box Disk passkey, if Azure gave it.
+        read passkey(seed: &str) -> PasskeyRecord;
+        /// The sealed passkey of the seed whose work the station holds with the live lease `fence`.
+        read lease_passkey(station: &SpiffeId, fence: &Fence, now: UnixMs) -> PasskeyRecord;
+        /// Azure refused the job: the seed fails with the reason.
+        write job_refused(seed_id: &str, reason: &str, now: UnixMs) -> ();
+        /// Azure did not answer: "Azure unavailable since …" on the seed.
+        write azure_unavailable(seed_id: &str, error: &str, now: UnixMs) -> ();
+        /// A poll's answer, mirrored into the job, its drives and the seed's history.
+        write mirror_job(seed_id: &str, snap: &JobSnapshot, now: UnixMs) -> Vec<String>;
+        /// The job is gone in Azure.
+        write job_gone(seed_id: &str, now: UnixMs) -> ();
+        /// Something done to a seed's job (an operator's `mitigate`, the worker's update), in the
+        /// seed's history as `event` by `actor`.
+        write note_job(seed_id: &str, actor: &str, event: &str, what: &str, now: UnixMs) -> ();
+        /// Announces a deadline step once (10, 12, 13; 14 fails the seed). True when new.
+        write deadline_step(seed_id: &str, kind: DeadlineKind, step: i64, text: &str, now: UnixMs) -> bool;
+        read job(job: &str) -> Option<ImportJob>;
 
-    // ---- vaults
-    async fn vault_of(&self, server: &str) -> Result<Option<Vault>>;
-    /// Fails a seed that cannot go on (not one already ended), with who and why.
-    async fn fail_seed(&self, seed_id: &str, actor: &str, reason: &str, now: UnixMs) -> Result<Seed>;
-    /// The seed's data is in the vault: recorded, with its snapshots as recovery points.
-    async fn vault_seeded(
-        &self,
-        seed_id: &str,
-        account: &str,
-        container: &str,
-        snapshots: &[String],
-        now: UnixMs,
-    ) -> Result<Seed>;
-    async fn add_recovery_point(&self, server: &str, snapshot_id: &str, now: UnixMs) -> Result<RecoveryPoint>;
-    async fn recovery_points(&self, server: Option<&str>) -> Result<Vec<RecoveryPoint>>;
-    /// Records a clean-up (import container or staging) of a seeded seed in its history.
-    /// FAILED_PRECONDITION unless the seed is `seeded`; with `owner`, only the owner's seed.
-    async fn record_cleanup(
-        &self,
-        seed: &str,
-        owner: Option<&str>,
-        actor: &str,
-        event: &str,
-        reason: &str,
-        now: UnixMs,
-    ) -> Result<Seed>;
+        // ---- import verification and repair
+        /// `imported` (or `needs_repair` with every file back) → `verifying`.
+        write start_verification(seed_id: &str, now: UnixMs) -> Seed;
+        /// A round of lost files is imported: it is `merged`, its parent verified again.
+        write merge_round(round_id: &str, now: UnixMs) -> Seed;
+        /// Starts a new offline round for the files a seed's import lost (`domain/round.rs`
+        /// decides); recorded in both seeds' histories.
+        write reship_lost(idem: &Idem, operator: &SpiffeId, seed: &str, reason: &str, now: UnixMs) -> Reshipped;
+        /// Stores a verification's findings: passed → `seeding_vault`; otherwise `needs_repair`
+        /// with `repair` asked of the source agent.
+        write finish_verification(seed_id: &str, files: &[VerifiedFile], repair: &[RepairFile], now: UnixMs) -> Seed;
+        /// The caller's seeds waiting for files from it.
+        read repair_orders(owner: &str) -> Vec<(Seed, Vec<RepairFile>)>;
+        /// What the source agent uploaded, and what it could not (with why).
+        write report_repair(idem: &Idem, owner: &SpiffeId, seed_id: &str, uploaded: &[String], lost: &[(String, String)], now: UnixMs) -> Seed;
+        read verification(seed: &str) -> Option<VerificationReport>;
 
-    // ---- shipping
-    /// Takes the tracking number for a job (of two racing operators exactly one wins), before
-    /// Azure is told. Checks the job's state and drive count.
-    async fn reserve_shipping(
-        &self,
-        idem: &Idem,
-        operator: &SpiffeId,
-        rec: &NewShipping,
-        now: UnixMs,
-    ) -> Result<ShippingRecord>;
-    /// Azure took the delivery package: the seed is `shipped`.
-    async fn confirm_shipping(&self, seed_id: &str, now: UnixMs) -> Result<ShippingRecord>;
-    /// Azure refused it: the reservation is removed, with the reason in the history.
-    async fn drop_shipping(&self, seed_id: &str, reason: &str, now: UnixMs) -> Result<()>;
-    /// Reservations made before `before` that were never confirmed.
-    async fn stale_reservations(&self, before: UnixMs) -> Result<Vec<ShippingRecord>>;
-    async fn get_shipping(&self, job_name: &str) -> Result<Option<ShippingRecord>>;
+        // ---- vaults
+        read vault_of(server: &str) -> Option<Vault>;
+        /// Fails a seed that cannot go on (not one already ended), with who and why.
+        write fail_seed(seed_id: &str, actor: &str, reason: &str, now: UnixMs) -> Seed;
+        /// The seed's data is in the vault: recorded, with its snapshots as recovery points.
+        write vault_seeded(seed_id: &str, account: &str, container: &str, snapshots: &[String], now: UnixMs) -> Seed;
+        write add_recovery_point(server: &str, snapshot_id: &str, now: UnixMs) -> RecoveryPoint;
+        read recovery_points(server: Option<&str>) -> Vec<RecoveryPoint>;
+        /// Records a clean-up (import container or staging) of a seeded seed in its history.
+        /// FAILED_PRECONDITION unless the seed is `seeded`; with `owner`, only the owner's seed.
+        write record_cleanup(seed: &str, owner: Option<&str>, actor: &str, event: &str, reason: &str, now: UnixMs) -> Seed;
 
-    /// Lets a virtual station (or the source's host) prepare `seed`; recorded in its history.
-    async fn allow_virtual_station(
-        &self,
-        idem: &Idem,
-        operator: &SpiffeId,
-        seed: &str,
-        reason: &str,
-        now: UnixMs,
-    ) -> Result<Seed>;
+        // ---- shipping
+        /// Takes the tracking number for a job (of two racing operators exactly one wins), before
+        /// Azure is told. Checks the job's state and drive count.
+        write reserve_shipping(idem: &Idem, operator: &SpiffeId, rec: &NewShipping, now: UnixMs) -> ShippingRecord;
+        /// Azure took the delivery package: the seed is `shipped`.
+        write confirm_shipping(seed_id: &str, now: UnixMs) -> ShippingRecord;
+        /// Azure refused it: the reservation is removed, with the reason in the history.
+        write drop_shipping(seed_id: &str, reason: &str, now: UnixMs) -> ();
+        /// Reservations made before `before` that were never confirmed.
+        read stale_reservations(before: UnixMs) -> Vec<ShippingRecord>;
+        read get_shipping(job_name: &str) -> Option<ShippingRecord>;
 
-    /// Cancels a seed (before its disks are shipped) and its disk-prep work; recorded in its
-    /// history with the operator and the reason.
-    async fn cancel_seed(
-        &self,
-        idem: &Idem,
-        operator: &SpiffeId,
-        seed: &str,
-        reason: &str,
-        now: UnixMs,
-    ) -> Result<Seed>;
+        /// Lets a virtual station (or the source's host) prepare `seed`; recorded in its history.
+        write allow_virtual_station(idem: &Idem, operator: &SpiffeId, seed: &str, reason: &str, now: UnixMs) -> Seed;
 
-    /// An operator's choice of disk kind (`domain::import::kind_change_problem` decides).
-    async fn set_disk_kind(
-        &self,
-        idem: &Idem,
-        operator: &SpiffeId,
-        seed: &str,
-        kind: DiskKind,
-        reason: &str,
-        now: UnixMs,
-    ) -> Result<Seed>;
+        /// Cancels a seed (before its disks are shipped) and its disk-prep work; recorded in its
+        /// history with the operator and the reason.
+        write cancel_seed(idem: &Idem, operator: &SpiffeId, seed: &str, reason: &str, now: UnixMs) -> Seed;
 
-    /// Puts held work back in the queue; recorded in the seed's history.
-    async fn retry_work(&self, idem: &Idem, operator: &SpiffeId, seed: &str, reason: &str, now: UnixMs)
-    -> Result<Seed>;
-    /// Puts disk-prep work back in the queue (from its holder too), optionally for another
-    /// station or site; only before the disks are prepared.
-    async fn requeue_work(
-        &self,
-        idem: &Idem,
-        operator: &SpiffeId,
-        seed: &str,
-        to: &sqlite::Retarget,
-        reason: &str,
-        now: UnixMs,
-    ) -> Result<Seed>;
+        /// An operator's choice of disk kind (`domain::import::kind_change_problem` decides).
+        write set_disk_kind(idem: &Idem, operator: &SpiffeId, seed: &str, kind: DiskKind, reason: &str, now: UnixMs) -> Seed;
 
-    // ---- housekeeping
-    /// Forgets idempotency records older than `before`; returns how many.
-    async fn purge_requests(&self, before: UnixMs) -> Result<u64>;
+        /// Puts held work back in the queue; recorded in the seed's history.
+        write retry_work(idem: &Idem, operator: &SpiffeId, seed: &str, reason: &str, now: UnixMs) -> Seed;
+        /// Puts disk-prep work back in the queue (from its holder too), optionally for another
+        /// station or site; only before the disks are prepared.
+        write requeue_work(idem: &Idem, operator: &SpiffeId, seed: &str, to: &crate::store::sqlite::Retarget, reason: &str, now: UnixMs) -> Seed;
 
-    // ---- reads for operators and agents
-    async fn list_seeds(&self, state: Option<crate::domain::seed::SeedState>, limit: u32) -> Result<Vec<Seed>>;
-    async fn list_own_seeds(&self, owner: &str) -> Result<Vec<Seed>>;
-    /// One seed by id or job name, with everything known about it.
-    async fn seed_detail(&self, seed: &str) -> Result<Option<SeedDetail>>;
-    async fn list_drives(&self, seed: Option<&str>) -> Result<Vec<Drive>>;
-    async fn list_jobs(&self) -> Result<Vec<ImportJob>>;
-    async fn list_agents(&self, role: Option<Role>) -> Result<Vec<Agent>>;
-    // ---- the web dashboard's logins
-    /// Stores a new enrollment token (its hash), audited with its creator.
-    async fn enroll_create(
-        &self,
-        token_hash: &str,
-        token: &crate::domain::enroll::EnrollToken,
-        now: UnixMs,
-    ) -> Result<()>;
-    async fn enroll_list(&self) -> Result<Vec<crate::domain::enroll::EnrollToken>>;
-    /// Seals every drive key and passkey again under `new` (they open with `old`), all or nothing.
-    async fn reseal_master(
-        &self,
-        old: std::sync::Arc<crate::keys::MasterKey>,
-        new: std::sync::Arc<crate::keys::MasterKey>,
-        now: UnixMs,
-    ) -> Result<sqlite::Resealed>;
-    /// The identity an operator names (a spiffe:// id, or a registered agent's name).
-    async fn resolve_agent(&self, agent: &str, role: Option<Role>, trust_domain: &str) -> Result<SpiffeId>;
-    /// Revokes an identity (once) and takes back the work it holds; audited.
-    async fn revoke(
-        &self,
-        idem: &Idem,
-        operator: &SpiffeId,
-        id: &SpiffeId,
-        reason: &str,
-        now: UnixMs,
-    ) -> Result<Revoked>;
-    async fn revocations(&self) -> Result<Vec<Revocation>>;
-    /// Spends a token for `id` (`domain/enroll.rs` decides), audited; PERMISSION_DENIED says why not.
-    async fn enroll_redeem(
-        &self,
-        token_hash: &str,
-        id: &SpiffeId,
-        trust_domain: &str,
-        not_after: UnixMs,
-        now: UnixMs,
-    ) -> Result<crate::domain::enroll::EnrollToken>;
+        // ---- housekeeping
+        /// Forgets idempotency records older than `before`; returns how many.
+        write purge_requests(before: UnixMs) -> u64;
 
-    async fn web_create_login(&self, token_hash: &str, identity: &str, now: UnixMs, expires: UnixMs) -> Result<()>;
-    /// Uses a login link once and opens a session; PERMISSION_DENIED when unknown, used or expired.
-    async fn web_redeem(&self, token_hash: &str, session_hash: &str, now: UnixMs, ttl_ms: i64) -> Result<String>;
-    async fn web_session(&self, session_hash: &str, now: UnixMs) -> Result<Option<String>>;
-    /// Changes when a seed event, a disk report or a notification is added.
-    async fn web_change_token(&self) -> Result<String>;
+        // ---- reads for operators and agents
+        read list_seeds(state: Option<crate::domain::seed::SeedState>, limit: u32) -> Vec<Seed>;
+        read list_own_seeds(owner: &str) -> Vec<Seed>;
+        /// One seed by id or job name, with everything known about it.
+        read seed_detail(seed: &str) -> Option<SeedDetail>;
+        read list_drives(seed: Option<&str>) -> Vec<Drive>;
+        read list_jobs() -> Vec<ImportJob>;
+        read list_agents(role: Option<Role>) -> Vec<Agent>;
+        // ---- the web dashboard's logins
+        /// Stores a new enrollment token (its hash), audited with its creator.
+        write enroll_create(token_hash: &str, token: &crate::domain::enroll::EnrollToken, now: UnixMs) -> ();
+        read enroll_list() -> Vec<crate::domain::enroll::EnrollToken>;
+        /// Seals every drive key and passkey again under `new` (they open with `old`), all or nothing.
+        write reseal_master(old: std::sync::Arc<crate::keys::MasterKey>, new: std::sync::Arc<crate::keys::MasterKey>, now: UnixMs) -> crate::store::sqlite::Resealed;
+        /// The identity an operator names (a spiffe:// id, or a registered agent's name).
+        read resolve_agent(agent: &str, role: Option<Role>, trust_domain: &str) -> SpiffeId;
+        /// Revokes an identity (once) and takes back the work it holds; audited.
+        write revoke(idem: &Idem, operator: &SpiffeId, id: &SpiffeId, reason: &str, now: UnixMs) -> Revoked;
+        read revocations() -> Vec<Revocation>;
+        /// Spends a token for `id` (`domain/enroll.rs` decides), audited; PERMISSION_DENIED says why not.
+        write enroll_redeem(token_hash: &str, id: &SpiffeId, trust_domain: &str, not_after: UnixMs, now: UnixMs) -> crate::domain::enroll::EnrollToken;
 
-    // ---- notifications (the outbox)
-    /// Gives `channel` a delivery of each new notification of `kinds`.
-    async fn notify_enqueue(
-        &self,
-        channel: &str,
-        kinds: Vec<crate::domain::notify::Kind>,
-        now: UnixMs,
-    ) -> Result<usize>;
-    /// `channel`'s deliveries due at `now`, with their attempts so far.
-    async fn notify_due(
-        &self,
-        channel: &str,
-        now: UnixMs,
-        limit: u32,
-    ) -> Result<Vec<(crate::domain::notify::Notification, u32)>>;
-    /// One attempt's outcome: delivered, or the error (retried with back-off).
-    async fn notify_attempted(
-        &self,
-        id: i64,
-        channel: &str,
-        outcome: std::result::Result<(), String>,
-        now: UnixMs,
-    ) -> Result<()>;
-    /// Notifications with their deliveries, newest first.
-    async fn notify_list(&self, open: bool, limit: u32) -> Result<Vec<sqlite::NotificationListed>>;
-    /// An operator acknowledges a notification (recorded in the audit log).
-    async fn notify_ack(
-        &self,
-        id: i64,
-        by: &str,
-        reason: &str,
-        now: UnixMs,
-    ) -> Result<crate::domain::notify::Notification>;
+        write web_create_login(token_hash: &str, identity: &str, now: UnixMs, expires: UnixMs) -> ();
+        /// Uses a login link once and opens a session; PERMISSION_DENIED when unknown, used or expired.
+        write web_redeem(token_hash: &str, session_hash: &str, now: UnixMs, ttl_ms: i64) -> String;
+        read web_session(session_hash: &str, now: UnixMs) -> Option<String>;
+        /// Changes when a seed event, a disk report or a notification is added.
+        read web_change_token() -> String;
 
-    /// Appends one entry to the audit log (its own transaction).
-    async fn audit(&self, r: AuditRecord, now: UnixMs) -> Result<()>;
-    /// Audit entries after `after`, oldest first, at most `limit` (only `target`'s when given).
-    async fn audit_list(
-        &self,
-        after: i64,
-        limit: u32,
-        target: Option<&str>,
-    ) -> Result<Vec<seedship_proto::audit::Entry>>;
-    async fn audit_head(&self) -> Result<i64>;
-    /// The durable facts `/metrics` counts.
-    async fn metrics_facts(&self) -> Result<MetricsFacts>;
-    /// Events, newest first; `before` (an event id, 0 for none) pages back.
-    async fn list_events(&self, seed: Option<&str>, limit: u32, before: i64) -> Result<Vec<HistoryEntry>>;
+        // ---- notifications (the outbox)
+        /// Gives `channel` a delivery of each new notification of `kinds`.
+        write notify_enqueue(channel: &str, kinds: Vec<crate::domain::notify::Kind>, now: UnixMs) -> usize;
+        /// `channel`'s deliveries due at `now`, with their attempts so far.
+        write notify_due(channel: &str, now: UnixMs, limit: u32) -> Vec<(crate::domain::notify::Notification, u32)>;
+        /// One attempt's outcome: delivered, or the error (retried with back-off).
+        write notify_attempted(id: i64, channel: &str, outcome: std::result::Result<(), String>, now: UnixMs) -> ();
+        /// Notifications with their deliveries, newest first.
+        read notify_list(open: bool, limit: u32) -> Vec<crate::store::sqlite::NotificationListed>;
+        /// An operator acknowledges a notification (recorded in the audit log).
+        write notify_ack(id: i64, by: &str, reason: &str, now: UnixMs) -> crate::domain::notify::Notification;
+
+        /// Appends one entry to the audit log (its own transaction).
+        write audit(r: AuditRecord, now: UnixMs) -> ();
+        /// Audit entries after `after`, oldest first, at most `limit` (only `target`'s when given).
+        read audit_list(after: i64, limit: u32, target: Option<&str>) -> Vec<seedship_proto::audit::Entry>;
+        read audit_head() -> i64;
+        /// The durable facts `/metrics` counts.
+        read metrics_facts() -> MetricsFacts;
+        /// Events, newest first; `before` (an event id, 0 for none) pages back.
+        read list_events(seed: Option<&str>, limit: u32, before: i64) -> Vec<HistoryEntry>;
+        }
+    };
 }
+pub(crate) use store_operations;
+
+/// Makes the [`Store`] trait from [`store_operations`].
+macro_rules! store_trait {
+    ($( $(#[$m:meta])* $kind:ident $name:ident ( $($a:ident : $t:ty),* $(,)? ) -> $ret:ty ; )*) => {
+        /// The coordinator's durable state, as domain operations (see the module's documentation).
+        #[async_trait]
+        pub trait Store: Send + Sync + 'static {
+            $( $(#[$m])* async fn $name(&self, $($a: $t),*) -> Result<$ret>; )*
+        }
+    };
+}
+
+store_operations!(store_trait);
