@@ -11,6 +11,8 @@
 #   faketime        runs an agent with a skewed clock (the enrollment refusal for clock skew)
 #   podman, runc, mmdebstrap  build and start the container images (deploy/container) with no
 #                   registry: a Debian base from Debian's packages
+#   postgresql      the PostgreSQL backend's tests: a fresh cluster (initdb) per run, as the
+#                   postgres user
 # Needs root or sudo for apt-get. Prints nothing on stdout; says what it installs on stderr.
 set -euo pipefail
 
@@ -29,6 +31,7 @@ have promtool || need+=(prometheus)
 have systemd-analyze || need+=(systemd)
 have faketime || need+=(faketime)
 { have podman && have runc && have mmdebstrap; } || need+=(podman runc mmdebstrap)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ]; then

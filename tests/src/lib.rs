@@ -12,6 +12,7 @@
 pub mod azure;
 pub mod browser;
 pub mod ntfs;
+pub mod pg;
 pub mod prep;
 pub mod raw;
 

@@ -42,34 +42,13 @@ use rusqlite::{Connection, OpenFlags, ffi::ErrorCode};
 use seedship_proto::identity::{Role, SpiffeId};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{LeaseTiming, Store};
+use super::{LeaseTiming, MIGRATIONS, Store};
 use crate::clock::UnixMs;
 use crate::domain::import::{DeadlineKind, JobIntent, JobRecord, JobSnapshot};
 use crate::domain::lease::{Fence, Release};
 use crate::domain::model::*;
 use crate::domain::placement::Placement;
 use crate::error::{Error, Result};
-
-/// Migrations in order; `PRAGMA user_version` records how many are applied.
-const MIGRATIONS: &[(&str, &str)] = &[
-    ("0001_init", include_str!("../../../migrations/0001_init.sql")),
-    ("0002_virtual_stations", include_str!("../../../migrations/0002_virtual_stations.sql")),
-    ("0003_drive_status", include_str!("../../../migrations/0003_drive_status.sql")),
-    ("0004_import_jobs", include_str!("../../../migrations/0004_import_jobs.sql")),
-    ("0005_verification", include_str!("../../../migrations/0005_verification.sql")),
-    ("0006_vaults", include_str!("../../../migrations/0006_vaults.sql")),
-    ("0007_seed_placement", include_str!("../../../migrations/0007_seed_placement.sql")),
-    ("0008_fair_queue", include_str!("../../../migrations/0008_fair_queue.sql")),
-    ("0009_databox", include_str!("../../../migrations/0009_databox.sql")),
-    ("0010_databox_disk", include_str!("../../../migrations/0010_databox_disk.sql")),
-    ("0011_disk_progress", include_str!("../../../migrations/0011_disk_progress.sql")),
-    ("0012_audit", include_str!("../../../migrations/0012_audit.sql")),
-    ("0013_notifications", include_str!("../../../migrations/0013_notifications.sql")),
-    ("0014_web_sessions", include_str!("../../../migrations/0014_web_sessions.sql")),
-    ("0015_rounds", include_str!("../../../migrations/0015_rounds.sql")),
-    ("0016_enrollment", include_str!("../../../migrations/0016_enrollment.sql")),
-    ("0017_revocations", include_str!("../../../migrations/0017_revocations.sql")),
-];
 
 /// Most operations committed together.
 const MAX_BATCH: usize = 256;
