@@ -84,15 +84,8 @@ pub fn init(dir: &Path, trust_domain: &str, server_names: &[String], days: i64) 
     }
     fs::create_dir_all(dir).map_err(|e| PkiError::Write { path: dir.to_path_buf(), source: e })?;
     let ca_key = KeyPair::generate()?;
-    let mut ca = CertificateParams::default();
     // Path length 1: the root may certify one issuing CA under it (`pki intermediate`).
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, format!("seedship CA {trust_domain}"));
-    ca.distinguished_name = dn;
-    ca.subject_alt_names = vec![SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
-    (ca.not_before, ca.not_after) = validity(days.max(3650));
+    let ca = ca_params(&format!("seedship CA {trust_domain}"), trust_domain, 1, days.max(3650))?;
     let ca_cert = ca.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca, ca_key);
     let ca_key_pem = issuer_key_pem(&issuer);
@@ -114,6 +107,20 @@ pub fn init(dir: &Path, trust_domain: &str, server_names: &[String], days: i64) 
     let mk = crate::keys::MasterKey::generate_hex().map_err(|e| PkiError::Invalid(e.to_string()))?;
     write_new(&out.master_key, format!("{mk}\n").as_bytes(), 0o600)?;
     Ok(out)
+}
+
+/// A CA of `trust_domain` (its URI SAN `spiffe://<trust_domain>` names it), named `name`,
+/// allowing `path_len` CAs under it, valid `days` from 5 minutes back.
+fn ca_params(name: &str, trust_domain: &str, path_len: u8, days: i64) -> Result<CertificateParams, PkiError> {
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    ca.distinguished_name = dn;
+    ca.subject_alt_names = vec![SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
+    (ca.not_before, ca.not_after) = validity(days);
+    Ok(ca)
 }
 
 fn issuer_key_pem(issuer: &Issuer<'_, KeyPair>) -> String {
@@ -258,15 +265,8 @@ pub fn intermediate(root_dir: &Path, dir: &Path, days: i64) -> Result<Intermedia
     }
     fs::create_dir_all(dir).map_err(|e| PkiError::Write { path: dir.to_path_buf(), source: e })?;
     let key = KeyPair::generate()?;
-    let mut p = CertificateParams::default();
-    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, format!("seedship issuing CA {trust_domain}"));
-    p.distinguished_name = dn;
-    p.subject_alt_names = vec![SanType::URI(format!("spiffe://{trust_domain}").try_into()?)];
+    let mut p = ca_params(&format!("seedship issuing CA {trust_domain}"), &trust_domain, 0, days)?;
     p.use_authority_key_identifier_extension = true;
-    (p.not_before, p.not_after) = validity(days);
     let root_end = rc.validity().not_after.to_datetime();
     if p.not_after > root_end {
         p.not_after = root_end;

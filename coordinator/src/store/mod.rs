@@ -28,6 +28,7 @@
 #[cfg(test)]
 pub mod conformance;
 pub mod pg;
+pub mod sql;
 pub mod sqlite;
 
 /// The schema's migrations in order, for every backend: SQLite records how many are applied in

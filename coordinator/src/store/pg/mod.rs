@@ -24,6 +24,8 @@ const POOL_SIZE: usize = 16;
 
 pub struct PgStore {
     pool: Pool,
+    /// Operations run again after losing a race, since this store was opened.
+    retried: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -94,6 +96,11 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> Error {
     }
 }
 
+/// A serialization failure or a deadlock: the transaction lost a race and may run again.
+pub(crate) fn is_conflict(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
+}
+
 fn pool_err(e: deadpool_postgres::PoolError) -> Error {
     match e {
         deadpool_postgres::PoolError::Backend(e) => pg_err(e),
@@ -113,7 +120,7 @@ impl PgStore {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| Error::Internal(format!("database pool: {e}")))?;
-        let store = PgStore { pool };
+        let store = PgStore { pool, retried: Default::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -166,6 +173,65 @@ impl PgStore {
             )));
         }
         Ok(())
+    }
+
+    /// Runs `op` in one SERIALIZABLE transaction on a blocking thread and answers after the
+    /// commit. A serialization failure or a deadlock (another coordinator's transaction touched
+    /// the same rows) rolls back and runs the whole operation again, up to 20 times with a short
+    /// random pause; anything else rolls back and is returned. So an operation is applied
+    /// completely once, or not at all.
+    pub async fn tx<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&dyn super::sql::Db) -> Result<T> + Send + Sync + 'static,
+    {
+        use tokio_postgres::IsolationLevel;
+        let op = std::sync::Arc::new(op);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut client = self.pool.get().await.map_err(pool_err)?;
+            let rt = tokio::runtime::Handle::current();
+            let op = op.clone();
+            let outcome = tokio::task::spawn_blocking(move || -> (Result<T>, bool) {
+                let tx = match rt
+                    .block_on(client.build_transaction().isolation_level(IsolationLevel::Serializable).start())
+                {
+                    Ok(tx) => tx,
+                    Err(e) => return (Err(pg_err(e)), false),
+                };
+                let db = super::sql::PgTx { tx: &tx, rt: rt.clone(), conflict: std::cell::Cell::new(false) };
+                let out = op(&db);
+                let conflict = db.conflict.get();
+                match out {
+                    Ok(v) => match rt.block_on(tx.commit()) {
+                        Ok(()) => (Ok(v), false),
+                        Err(e) => {
+                            let again = is_conflict(&e);
+                            (Err(pg_err(e)), again)
+                        }
+                    },
+                    // Dropping the transaction rolls it back.
+                    Err(e) => (Err(e), conflict),
+                }
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("database task failed: {e}")))?;
+            match outcome {
+                (Err(_), true) if attempt < 20 => {
+                    self.retried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let pause =
+                        1 + u64::from(std::process::id() ^ attempt.wrapping_mul(7919)) % (5 * u64::from(attempt));
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+                (r, _) => return r,
+            }
+        }
+    }
+
+    /// How many operations ran again after losing a race.
+    pub fn retried(&self) -> u64 {
+        self.retried.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every table and its columns (name, whether it may be NULL), sorted: what the schema

@@ -1,0 +1,406 @@
+//! One SQL interface for the operations of both backends (issue 19): an operation written
+//! against [`Db`] runs on SQLite (a `rusqlite::Connection` inside the writer's transaction)
+//! and on PostgreSQL ([`PgTx`], inside a serializable transaction that is retried whole on a
+//! serialization failure). Statements use SQLite's numbered placeholders (`?1`), which
+//! PostgreSQL is given as `$1`; parameters and columns are the four kinds both databases
+//! store the same way here ([`Value`]: 64-bit integers, text, bytes, NULL). Where the
+//! dialects differ, an operation asks [`Db::dialect`].
+//!
+//! The SQLite operations still use rusqlite directly; they move onto this module one file at
+//! a time, each still tested by the conformance suite, and the PostgreSQL store implements
+//! the trait once they all have.
+
+use crate::error::{Error, Result};
+
+/// A column's kind, kept with NULL so that PostgreSQL knows a parameter's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ty {
+    Int,
+    Text,
+    Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Null(Ty),
+    Int(i64),
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Value {
+    fn ty(&self) -> Ty {
+        match self {
+            Value::Null(t) => *t,
+            Value::Int(_) => Ty::Int,
+            Value::Text(_) => Ty::Text,
+            Value::Bytes(_) => Ty::Bytes,
+        }
+    }
+}
+
+/// A Rust value as a statement's parameter.
+pub trait ToValue {
+    fn to_value(&self) -> Value;
+}
+
+/// The column kind of a Rust type, for its NULL.
+pub trait Typed {
+    const TY: Ty;
+}
+
+macro_rules! int_values {
+    ($($t:ty),*) => {$(
+        impl ToValue for $t {
+            fn to_value(&self) -> Value {
+                Value::Int(*self as i64)
+            }
+        }
+        impl Typed for $t {
+            const TY: Ty = Ty::Int;
+        }
+    )*};
+}
+int_values!(i64, i32, u32, u64, usize);
+
+impl ToValue for bool {
+    fn to_value(&self) -> Value {
+        Value::Int(i64::from(*self))
+    }
+}
+impl Typed for bool {
+    const TY: Ty = Ty::Int;
+}
+impl ToValue for str {
+    fn to_value(&self) -> Value {
+        Value::Text(self.to_string())
+    }
+}
+impl Typed for str {
+    const TY: Ty = Ty::Text;
+}
+impl ToValue for String {
+    fn to_value(&self) -> Value {
+        Value::Text(self.clone())
+    }
+}
+impl Typed for String {
+    const TY: Ty = Ty::Text;
+}
+impl ToValue for [u8] {
+    fn to_value(&self) -> Value {
+        Value::Bytes(self.to_vec())
+    }
+}
+impl Typed for [u8] {
+    const TY: Ty = Ty::Bytes;
+}
+impl ToValue for Vec<u8> {
+    fn to_value(&self) -> Value {
+        Value::Bytes(self.clone())
+    }
+}
+impl Typed for Vec<u8> {
+    const TY: Ty = Ty::Bytes;
+}
+impl<T: ToValue + Typed + ?Sized> ToValue for &T {
+    fn to_value(&self) -> Value {
+        (**self).to_value()
+    }
+}
+impl<T: Typed + ?Sized> Typed for &T {
+    const TY: Ty = T::TY;
+}
+impl<T: ToValue + Typed> ToValue for Option<T> {
+    fn to_value(&self) -> Value {
+        match self {
+            Some(v) => v.to_value(),
+            None => Value::Null(T::TY),
+        }
+    }
+}
+
+/// A column's value as a Rust type; `Err` says what was found instead.
+pub trait FromValue: Sized {
+    fn from_value(v: &Value) -> std::result::Result<Self, String>;
+}
+
+impl FromValue for i64 {
+    fn from_value(v: &Value) -> std::result::Result<Self, String> {
+        match v {
+            Value::Int(i) => Ok(*i),
+            other => Err(format!("expected an integer, found {other:?}")),
+        }
+    }
+}
+impl FromValue for u64 {
+    fn from_value(v: &Value) -> std::result::Result<Self, String> {
+        let i = i64::from_value(v)?;
+        u64::try_from(i).map_err(|_| format!("expected a count, found {i}"))
+    }
+}
+impl FromValue for u32 {
+    fn from_value(v: &Value) -> std::result::Result<Self, String> {
+        let i = i64::from_value(v)?;
+        u32::try_from(i).map_err(|_| format!("expected a small count, found {i}"))
+    }
+}
+impl FromValue for bool {
+    fn from_value(v: &Value) -> std::result::Result<Self, String> {
+        Ok(i64::from_value(v)? != 0)
+    }
+}
+impl FromValue for String {
+    fn from_value(v: &Value) -> std::result::Result<Self, String> {
+        match v {
+            Value::Text(s) => Ok(s.clone()),
+            other => Err(format!("expected text, found {other:?}")),
+        }
+    }
+}
+impl FromValue for Vec<u8> {
+    fn from_value(v: &Value) -> std::result::Result<Self, String> {
+        match v {
+            Value::Bytes(b) => Ok(b.clone()),
+            other => Err(format!("expected bytes, found {other:?}")),
+        }
+    }
+}
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_value(v: &Value) -> std::result::Result<Self, String> {
+        match v {
+            Value::Null(_) => Ok(None),
+            v => T::from_value(v).map(Some),
+        }
+    }
+}
+
+/// A result row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row(pub Vec<Value>);
+
+impl Row {
+    pub fn get<T: FromValue>(&self, idx: usize) -> Result<T> {
+        let v = self.0.get(idx).ok_or_else(|| Error::Internal(format!("no column {idx} in the row")))?;
+        T::from_value(v).map_err(|e| Error::Internal(format!("column {idx}: {e}")))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// What a claim appends to its `SELECT` so that coordinators running at once take
+    /// different rows: nothing on SQLite (one writer), `FOR UPDATE SKIP LOCKED` on PostgreSQL.
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+}
+
+/// Where an operation's statements run: inside one transaction the backend opened.
+pub trait Db {
+    /// Runs a statement; how many rows it changed.
+    fn exec(&self, sql: &str, params: &[&dyn ToValue]) -> Result<u64>;
+    /// Every row of a query.
+    fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>>;
+    fn dialect(&self) -> Dialect;
+
+    /// The first row, if there is one.
+    fn query_opt(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Option<Row>> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+
+    /// The one row a query must give.
+    fn query_one(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Row> {
+        self.query_opt(sql, params)?.ok_or_else(|| Error::Internal(format!("no row from {sql}")))
+    }
+}
+
+/// Parameters as [`Db`] takes them: `args![a, b]`.
+#[macro_export]
+macro_rules! args {
+    ($($e:expr),* $(,)?) => {
+        &[$(&$e as &dyn $crate::store::sql::ToValue),*]
+    };
+}
+
+impl Db for rusqlite::Connection {
+    fn exec(&self, sql: &str, params: &[&dyn ToValue]) -> Result<u64> {
+        let mut st = self.prepare_cached(sql).map_err(super::sqlite::db_err)?;
+        let n = st.execute(rusqlite::params_from_iter(params.iter().map(|p| lite(p.to_value()))));
+        n.map(|n| n as u64).map_err(super::sqlite::db_err)
+    }
+
+    fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>> {
+        let mut st = self.prepare_cached(sql).map_err(super::sqlite::db_err)?;
+        let width = st.column_count();
+        let mut rows = st
+            .query(rusqlite::params_from_iter(params.iter().map(|p| lite(p.to_value()))))
+            .map_err(super::sqlite::db_err)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(super::sqlite::db_err)? {
+            let mut cols = Vec::with_capacity(width);
+            for i in 0..width {
+                use rusqlite::types::ValueRef;
+                cols.push(match r.get_ref(i).map_err(super::sqlite::db_err)? {
+                    ValueRef::Null => Value::Null(Ty::Int),
+                    ValueRef::Integer(i) => Value::Int(i),
+                    ValueRef::Real(f) => Value::Int(f as i64),
+                    ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
+                });
+            }
+            out.push(Row(cols));
+        }
+        Ok(out)
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+}
+
+fn lite(v: Value) -> rusqlite::types::Value {
+    use rusqlite::types::Value as L;
+    match v {
+        Value::Null(_) => L::Null,
+        Value::Int(i) => L::Integer(i),
+        Value::Text(s) => L::Text(s),
+        Value::Bytes(b) => L::Blob(b),
+    }
+}
+
+/// SQLite's `?N` placeholders as PostgreSQL's `$N`, outside quoted text.
+pub fn dollar_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quoted = false;
+    for ch in sql.chars() {
+        match ch {
+            '\'' => {
+                quoted = !quoted;
+                out.push(ch);
+            }
+            '?' if !quoted => out.push('$'),
+            _ => out.push(ch),
+        }
+    }
+    out
+}
+
+/// A PostgreSQL transaction as a [`Db`], for an operation running on a blocking thread: each
+/// statement is run on the runtime `rt` and waited for.
+pub struct PgTx<'a> {
+    pub tx: &'a tokio_postgres::Transaction<'a>,
+    pub rt: tokio::runtime::Handle,
+    /// Set when a statement lost a race (serialization failure, deadlock): the transaction is
+    /// run again whole.
+    pub conflict: std::cell::Cell<bool>,
+}
+
+/// Whether a statement is run for its rows or for its count.
+enum Want {
+    Rows(Vec<tokio_postgres::Row>),
+    Count(u64),
+}
+
+impl PgTx<'_> {
+    /// Prepares `sql` with the parameters' types (so PostgreSQL never has to guess one) and
+    /// runs it.
+    fn run(&self, sql: &str, params: &[&dyn ToValue], rows: bool) -> Result<Want> {
+        use tokio_postgres::types::{ToSql, Type};
+        let values: Vec<Value> = params.iter().map(|p| p.to_value()).collect();
+        let types: Vec<Type> = values
+            .iter()
+            .map(|v| match v.ty() {
+                Ty::Int => Type::INT8,
+                Ty::Text => Type::TEXT,
+                Ty::Bytes => Type::BYTEA,
+            })
+            .collect();
+        let boxed: Vec<Box<dyn ToSql + Sync + Send>> = values
+            .into_iter()
+            .map(|v| -> Box<dyn ToSql + Sync + Send> {
+                match v {
+                    Value::Null(Ty::Int) => Box::new(None::<i64>),
+                    Value::Null(Ty::Text) => Box::new(None::<String>),
+                    Value::Null(Ty::Bytes) => Box::new(None::<Vec<u8>>),
+                    Value::Int(i) => Box::new(i),
+                    Value::Text(s) => Box::new(s),
+                    Value::Bytes(b) => Box::new(b),
+                }
+            })
+            .collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
+        let sql = dollar_placeholders(sql);
+        let out = self.rt.block_on(async {
+            let st = self.tx.prepare_typed(&sql, &types).await?;
+            if rows {
+                self.tx.query(&st, &refs).await.map(Want::Rows)
+            } else {
+                self.tx.execute(&st, &refs).await.map(Want::Count)
+            }
+        });
+        out.map_err(|e| {
+            if super::pg::is_conflict(&e) {
+                self.conflict.set(true);
+            }
+            super::pg::pg_err(e)
+        })
+    }
+}
+
+impl Db for PgTx<'_> {
+    fn exec(&self, sql: &str, params: &[&dyn ToValue]) -> Result<u64> {
+        match self.run(sql, params, false)? {
+            Want::Count(n) => Ok(n),
+            Want::Rows(r) => Ok(r.len() as u64),
+        }
+    }
+
+    fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>> {
+        use tokio_postgres::types::Type;
+        let rows = match self.run(sql, params, true)? {
+            Want::Rows(r) => r,
+            Want::Count(_) => Vec::new(),
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let mut cols = Vec::with_capacity(r.len());
+            for (i, c) in r.columns().iter().enumerate() {
+                let ty = c.type_();
+                let bad = |e: tokio_postgres::Error| Error::Internal(format!("column {}: {e}", c.name()));
+                let v = if *ty == Type::INT8 {
+                    r.try_get::<_, Option<i64>>(i).map_err(bad)?.map_or(Value::Null(Ty::Int), Value::Int)
+                } else if *ty == Type::INT4 {
+                    r.try_get::<_, Option<i32>>(i).map_err(bad)?.map_or(Value::Null(Ty::Int), |v| Value::Int(v.into()))
+                } else if *ty == Type::INT2 {
+                    r.try_get::<_, Option<i16>>(i).map_err(bad)?.map_or(Value::Null(Ty::Int), |v| Value::Int(v.into()))
+                } else if *ty == Type::BOOL {
+                    r.try_get::<_, Option<bool>>(i).map_err(bad)?.map_or(Value::Null(Ty::Int), |v| Value::Int(v.into()))
+                } else if *ty == Type::BYTEA {
+                    r.try_get::<_, Option<Vec<u8>>>(i).map_err(bad)?.map_or(Value::Null(Ty::Bytes), Value::Bytes)
+                } else if [Type::TEXT, Type::VARCHAR, Type::NAME, Type::BPCHAR].contains(ty) {
+                    r.try_get::<_, Option<String>>(i).map_err(bad)?.map_or(Value::Null(Ty::Text), Value::Text)
+                } else {
+                    return Err(Error::Internal(format!(
+                        "column {} is of PostgreSQL type {ty}, which the store does not read; cast it (e.g. to BIGINT)",
+                        c.name()
+                    )));
+                };
+                cols.push(v);
+            }
+            out.push(Row(cols));
+        }
+        Ok(out)
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+}
