@@ -6,9 +6,11 @@
 //! store the same way here ([`Value`]: 64-bit integers, text, bytes, NULL). Where the
 //! dialects differ, an operation asks [`Db::dialect`].
 //!
-//! The SQLite operations still use rusqlite directly; they move onto this module one file at
-//! a time, each still tested by the conformance suite, and the PostgreSQL store implements
-//! the trait once they all have.
+//! The backend's operations move onto this module one file at a time (a function taking
+//! `&dyn Db` is called with SQLite's `&Connection` as before, so each move is checked by the
+//! conformance suite on SQLite); `audit.rs`, `web.rs` and `enroll.rs` have, and run on
+//! PostgreSQL too (`tests/tests/postgres.rs`). The PostgreSQL store implements the `Store`
+//! trait once all have.
 
 use crate::error::{Error, Result};
 

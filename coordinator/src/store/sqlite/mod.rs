@@ -18,7 +18,7 @@ pub use notify::Listed as NotificationListed;
 pub use writes::Retarget;
 mod jobs;
 mod notify;
-mod ops;
+pub mod ops;
 mod reads;
 mod rekey;
 pub use rekey::Resealed;

@@ -94,7 +94,7 @@ pub fn lease_passkey(c: &Connection, station: &SpiffeId, fence: &Fence, now: Uni
     super::jobs::passkey(c, &work.seed_id)
 }
 
-pub fn audit(c: &Connection, r: &AuditRecord, now: UnixMs) -> Result<()> {
+pub fn audit(c: &dyn crate::store::sql::Db, r: &AuditRecord, now: UnixMs) -> Result<()> {
     super::audit::append(c, now, r)
 }
 

@@ -1,53 +1,40 @@
-//! Login links and sessions of the web dashboard (hashes only).
+//! Login links and sessions of the web dashboard (hashes only). Written against [`Db`]: the
+//! same on SQLite and PostgreSQL.
 
-use rusqlite::{Connection, OptionalExtension, params};
-
-use super::db_err;
-use super::rows::exec;
+use crate::args;
 use crate::clock::UnixMs;
 use crate::error::{Error, Result};
+use crate::store::sql::Db;
 
-pub fn create_login(c: &Connection, token_hash: &str, identity: &str, now: UnixMs, expires: UnixMs) -> Result<()> {
-    exec(c, "DELETE FROM web_logins WHERE expires_ms < ?1", params![now - 86_400_000]).map_err(db_err)?;
-    exec(
-        c,
+pub fn create_login(c: &dyn Db, token_hash: &str, identity: &str, now: UnixMs, expires: UnixMs) -> Result<()> {
+    c.exec("DELETE FROM web_logins WHERE expires_ms < ?1", args![now - 86_400_000])?;
+    c.exec(
         "INSERT INTO web_logins (token_hash, identity, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![token_hash, identity, now, expires],
+        args![token_hash, identity, now, expires],
     )
     .map(|_| ())
-    .map_err(db_err)
 }
 
 /// Uses a login link once: opens a session for its operator, recorded in the audit log.
-pub fn redeem(
-    c: &Connection,
-    token_hash: &str,
-    session_hash: &str,
-    now: UnixMs,
-    session_ttl_ms: i64,
-) -> Result<String> {
-    let row: Option<(String, UnixMs, Option<UnixMs>)> = c
-        .query_row(
-            "SELECT identity, expires_ms, used_ms FROM web_logins WHERE token_hash = ?1",
-            params![token_hash],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .map_err(db_err)?;
+pub fn redeem(c: &dyn Db, token_hash: &str, session_hash: &str, now: UnixMs, session_ttl_ms: i64) -> Result<String> {
+    let row =
+        c.query_opt("SELECT identity, expires_ms, used_ms FROM web_logins WHERE token_hash = ?1", args![token_hash])?;
+    let row = match row {
+        Some(r) => Some((r.get::<String>(0)?, r.get::<UnixMs>(1)?, r.get::<Option<UnixMs>>(2)?)),
+        None => None,
+    };
     let identity = match row {
         None => return Err(Error::PermissionDenied("this login link is not known (mistyped?)".into())),
         Some((_, _, Some(_))) => return Err(Error::PermissionDenied("this login link was used already".into())),
         Some((_, exp, None)) if exp < now => return Err(Error::PermissionDenied("this login link has expired".into())),
         Some((id, _, None)) => id,
     };
-    exec(c, "UPDATE web_logins SET used_ms = ?2 WHERE token_hash = ?1", params![token_hash, now]).map_err(db_err)?;
-    exec(c, "DELETE FROM web_sessions WHERE expires_ms < ?1", params![now]).map_err(db_err)?;
-    exec(
-        c,
+    c.exec("UPDATE web_logins SET used_ms = ?2 WHERE token_hash = ?1", args![token_hash, now])?;
+    c.exec("DELETE FROM web_sessions WHERE expires_ms < ?1", args![now])?;
+    c.exec(
         "INSERT INTO web_sessions (id_hash, identity, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![session_hash, identity, now, now + session_ttl_ms],
-    )
-    .map_err(db_err)?;
+        args![session_hash, identity, now, now + session_ttl_ms],
+    )?;
     super::audit::append(
         c,
         now,
@@ -63,24 +50,19 @@ pub fn redeem(
 }
 
 /// The operator of a live session.
-pub fn session(c: &Connection, session_hash: &str, now: UnixMs) -> Result<Option<String>> {
-    c.query_row(
-        "SELECT identity FROM web_sessions WHERE id_hash = ?1 AND expires_ms > ?2",
-        params![session_hash, now],
-        |r| r.get(0),
-    )
-    .optional()
-    .map_err(db_err)
+pub fn session(c: &dyn Db, session_hash: &str, now: UnixMs) -> Result<Option<String>> {
+    c.query_opt("SELECT identity FROM web_sessions WHERE id_hash = ?1 AND expires_ms > ?2", args![session_hash, now])?
+        .map(|r| r.get(0))
+        .transpose()
 }
 
 /// What the dashboard watches to know something changed: the newest seed event, disk
 /// progress report and notification.
-pub fn change_token(c: &Connection) -> Result<String> {
-    c.query_row(
+pub fn change_token(c: &dyn Db) -> Result<String> {
+    let r = c.query_one(
         "SELECT (SELECT COALESCE(MAX(event_id), 0) FROM seed_events), \
          (SELECT COALESCE(MAX(updated_ms), 0) FROM disk_progress), (SELECT COALESCE(MAX(id), 0) FROM notifications)",
-        [],
-        |r| Ok(format!("{}-{}-{}", r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
-    )
-    .map_err(db_err)
+        &[],
+    )?;
+    Ok(format!("{}-{}-{}", r.get::<i64>(0)?, r.get::<i64>(1)?, r.get::<i64>(2)?))
 }
