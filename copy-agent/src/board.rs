@@ -183,18 +183,19 @@ impl Board {
     }
 
     /// Writes `current.json` (atomically) for `copy-agent status`.
+    /// The state stays locked until the file is written, so that a [`Board::clear`] racing
+    /// with it cannot be undone by a write of what came before.
     pub fn save(&self) {
-        let json = {
-            let s = self.state.lock().expect("lock");
-            serde_json::to_vec_pretty(&*s).expect("serializes")
-        };
+        let s = self.state.lock().expect("lock");
+        let json = serde_json::to_vec_pretty(&*s).expect("serializes");
         if let Err(e) = seedship_repo::layout::write_atomic(&self.file, &json) {
             tracing::debug!(error = %e, "cannot write current.json");
         }
     }
 
     pub fn clear(&self) {
-        *self.state.lock().expect("lock") = State::default();
+        let mut s = self.state.lock().expect("lock");
+        *s = State::default();
         let _ = std::fs::remove_file(&self.file);
     }
 }

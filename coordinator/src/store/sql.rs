@@ -8,8 +8,8 @@
 //!
 //! The backend's operations move onto this module one file at a time (a function taking
 //! `&dyn Db` is called with SQLite's `&Connection` as before, so each move is checked by the
-//! conformance suite on SQLite); `audit.rs`, `web.rs` and `enroll.rs` have, and run on
-//! PostgreSQL too (`tests/tests/postgres.rs`). The PostgreSQL store implements the `Store`
+//! conformance suite on SQLite); `audit.rs`, `web.rs`, `enroll.rs`, `notify.rs` and
+//! `rekey.rs` have (the first three are run on PostgreSQL by `tests/tests/postgres.rs`). The PostgreSQL store implements the `Store`
 //! trait once all have.
 
 use crate::error::{Error, Result};

@@ -53,6 +53,8 @@ use crate::error::{Error, Result};
 /// Most operations committed together.
 const MAX_BATCH: usize = 256;
 const READERS: usize = 3;
+/// How long a read waits for a free reader before it is UNAVAILABLE.
+const READ_WAIT: Duration = Duration::from_secs(10);
 
 type Finish = Box<dyn FnOnce(Result<()>) + Send>;
 /// A queued write: given the connection (or `None` when the batch could not start), runs the
@@ -63,6 +65,8 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::UnboundedSender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// One permit per reader: a read waits for a free connection (up to [`READ_WAIT`]).
+    free: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -154,7 +158,12 @@ impl SqliteStore {
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx))
             .map_err(|e| Error::Internal(format!("cannot start the database writer: {e}")))?;
-        Ok(SqliteStore { path: path.to_path_buf(), writer: tx, readers: Arc::new(Mutex::new(readers)) })
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer: tx,
+            readers: Arc::new(Mutex::new(readers)),
+            free: Arc::new(tokio::sync::Semaphore::new(READERS)),
+        })
     }
 
     /// Runs `f` in its own savepoint of the writer's next batch; answers after the commit.
@@ -186,7 +195,14 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let pool = self.readers.clone();
+        // A burst of reads queues for the readers instead of failing; only a wait this long
+        // (every reader stuck) is UNAVAILABLE.
+        let permit = tokio::time::timeout(READ_WAIT, self.free.clone().acquire_owned())
+            .await
+            .map_err(|_| Error::Unavailable("all database readers are busy; retry".into()))?
+            .map_err(|_| Error::Unavailable("the database is closing".into()))?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let conn = pool.lock().map_err(|_| Error::Internal("reader pool poisoned".into()))?.pop();
             let conn = match conn {
                 Some(c) => c,
