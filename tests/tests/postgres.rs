@@ -159,7 +159,7 @@ async fn an_operation_written_once_runs_on_sqlite_and_postgresql_and_lost_races_
 async fn the_audit_log_enrollment_and_logins_run_on_postgresql() -> anyhow::Result<()> {
     use coordinator::domain::enroll::EnrollToken;
     use coordinator::domain::model::AuditRecord;
-    use coordinator::store::sqlite::ops;
+    use coordinator::store::ops;
     use seedship_proto::identity::{Role, SpiffeId};
     let pg = Postgres::start()?;
     let store = PgStore::open(&pg.database("modules")?).await?;
@@ -210,4 +210,22 @@ async fn the_audit_log_enrollment_and_logins_run_on_postgresql() -> anyhow::Resu
     let only = store.tx(|db| ops::audit_list(db, 0, 100, Some("t"))).await?;
     assert_eq!(only.len(), 1);
     Ok(())
+}
+
+/// The store's contract (`coordinator/src/store/conformance.rs`), the same tests SQLite runs,
+/// on a real PostgreSQL: one new cluster per test.
+mod conformance {
+    use std::sync::Arc;
+
+    use coordinator::store::Store;
+    use coordinator::store::pg::PgStore;
+    use seedship_e2e::pg::Postgres;
+
+    async fn open() -> (Arc<dyn Store>, Postgres) {
+        let pg = Postgres::start().expect("start PostgreSQL");
+        let store = PgStore::open(&pg.url("seedship")).await.expect("open the PostgreSQL store");
+        (Arc::new(store), pg)
+    }
+
+    coordinator::conformance_suite!(open);
 }

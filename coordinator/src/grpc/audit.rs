@@ -1,5 +1,5 @@
 //! Refused calls in the audit log. A call that succeeds is audited inside its own transaction
-//! (see `store/sqlite/rows.rs`, `idempotent`); one that is refused wrote nothing, so this layer
+//! (see `store/ops/rows.rs`, `idempotent`); one that is refused wrote nothing, so this layer
 //! records it after the answer: who (the certificate's identity), which call, and why. Every
 //! refused call that would have changed something is recorded, and any call refused for its
 //! caller's identity or role (a compromised station probing reads too). Liveness calls and

@@ -309,7 +309,7 @@ impl TryFrom<pb::ReshipLostRequest> for Cmd<(String, String)> {
     }
 }
 
-impl TryFrom<pb::RequeueWorkRequest> for Cmd<(String, crate::store::sqlite::Retarget, String)> {
+impl TryFrom<pb::RequeueWorkRequest> for Cmd<(String, crate::store::ops::Retarget, String)> {
     type Error = Error;
     fn try_from(r: pb::RequeueWorkRequest) -> Result<Self> {
         let label = |field: &'static str, v: &str| -> Result<Option<String>> {
@@ -325,9 +325,9 @@ impl TryFrom<pb::RequeueWorkRequest> for Cmd<(String, crate::store::sqlite::Reta
             return Err(Error::invalid("any_station", "give a station or a site, or any_station, not both"));
         }
         let to = if r.any_station {
-            crate::store::sqlite::Retarget { station: Some(String::new()), site: Some(String::new()) }
+            crate::store::ops::Retarget { station: Some(String::new()), site: Some(String::new()) }
         } else {
-            crate::store::sqlite::Retarget { station, site }
+            crate::store::ops::Retarget { station, site }
         };
         let c = seed_action(r.request_id, r.seed, r.reason, "say why it goes back in the queue")?;
         let (seed, reason) = c.body;

@@ -156,7 +156,7 @@ impl Coordinator {
     }
 
     /// Notifications with their deliveries, newest first.
-    pub async fn notifications(&self, open: bool, limit: u32) -> Result<Vec<crate::store::sqlite::NotificationListed>> {
+    pub async fn notifications(&self, open: bool, limit: u32) -> Result<Vec<crate::store::ops::NotificationListed>> {
         self.store.notify_list(open, limit).await
     }
 
@@ -322,7 +322,7 @@ impl Coordinator {
     pub async fn requeue_work(
         &self,
         operator: &SpiffeId,
-        cmd: Cmd<(String, crate::store::sqlite::Retarget, String)>,
+        cmd: Cmd<(String, crate::store::ops::Retarget, String)>,
     ) -> Result<Seed> {
         let idem = self.idem(operator, "RequeueWork", &cmd);
         let (seed, to, reason) = &cmd.body;

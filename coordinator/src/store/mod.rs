@@ -25,8 +25,9 @@
 //! What we do not store: clear-text drive keys, private keys, certificates (the identity is
 //! re-read from the client certificate on every call), or anything from the staging data.
 
-#[cfg(test)]
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod ops;
 pub mod pg;
 pub mod sql;
 pub mod sqlite;
@@ -198,7 +199,7 @@ macro_rules! store_operations {
         write retry_work(idem: &Idem, operator: &SpiffeId, seed: &str, reason: &str, now: UnixMs) -> Seed;
         /// Puts disk-prep work back in the queue (from its holder too), optionally for another
         /// station or site; only before the disks are prepared.
-        write requeue_work(idem: &Idem, operator: &SpiffeId, seed: &str, to: &crate::store::sqlite::Retarget, reason: &str, now: UnixMs) -> Seed;
+        write requeue_work(idem: &Idem, operator: &SpiffeId, seed: &str, to: &crate::store::ops::Retarget, reason: &str, now: UnixMs) -> Seed;
 
         // ---- housekeeping
         /// Forgets idempotency records older than `before`; returns how many.
@@ -217,7 +218,7 @@ macro_rules! store_operations {
         write enroll_create(token_hash: &str, token: &crate::domain::enroll::EnrollToken, now: UnixMs) -> ();
         read enroll_list() -> Vec<crate::domain::enroll::EnrollToken>;
         /// Seals every drive key and passkey again under `new` (they open with `old`), all or nothing.
-        write reseal_master(old: std::sync::Arc<crate::keys::MasterKey>, new: std::sync::Arc<crate::keys::MasterKey>, now: UnixMs) -> crate::store::sqlite::Resealed;
+        write reseal_master(old: std::sync::Arc<crate::keys::MasterKey>, new: std::sync::Arc<crate::keys::MasterKey>, now: UnixMs) -> crate::store::ops::Resealed;
         /// The identity an operator names (a spiffe:// id, or a registered agent's name).
         read resolve_agent(agent: &str, role: Option<Role>, trust_domain: &str) -> SpiffeId;
         /// Revokes an identity (once) and takes back the work it holds; audited.
@@ -241,7 +242,7 @@ macro_rules! store_operations {
         /// One attempt's outcome: delivered, or the error (retried with back-off).
         write notify_attempted(id: i64, channel: &str, outcome: std::result::Result<(), String>, now: UnixMs) -> ();
         /// Notifications with their deliveries, newest first.
-        read notify_list(open: bool, limit: u32) -> Vec<crate::store::sqlite::NotificationListed>;
+        read notify_list(open: bool, limit: u32) -> Vec<crate::store::ops::NotificationListed>;
         /// An operator acknowledges a notification (recorded in the audit log).
         write notify_ack(id: i64, by: &str, reason: &str, now: UnixMs) -> crate::domain::notify::Notification;
 

@@ -6,11 +6,9 @@
 //! store the same way here ([`Value`]: 64-bit integers, text, bytes, NULL). Where the
 //! dialects differ, an operation asks [`Db::dialect`].
 //!
-//! The backend's operations move onto this module one file at a time (a function taking
-//! `&dyn Db` is called with SQLite's `&Connection` as before, so each move is checked by the
-//! conformance suite on SQLite); `audit.rs`, `web.rs`, `enroll.rs`, `notify.rs` and
-//! `rekey.rs` have (the first three are run on PostgreSQL by `tests/tests/postgres.rs`). The PostgreSQL store implements the `Store`
-//! trait once all have.
+//! Every operation of the store (`store/ops/`) is written against [`Db`] once; a claim asks
+//! [`Dialect::skip_locked`], and an operation that finds its work held by a concurrent claim
+//! says so with [`Db::lost_race`].
 
 use crate::error::{Error, Result};
 
@@ -113,6 +111,9 @@ impl<T: ToValue + Typed + ?Sized> ToValue for &T {
 impl<T: Typed + ?Sized> Typed for &T {
     const TY: Ty = T::TY;
 }
+impl<T: Typed> Typed for Option<T> {
+    const TY: Ty = T::TY;
+}
 impl<T: ToValue + Typed> ToValue for Option<T> {
     fn to_value(&self) -> Value {
         match self {
@@ -196,11 +197,12 @@ pub enum Dialect {
 
 impl Dialect {
     /// What a claim appends to its `SELECT` so that coordinators running at once take
-    /// different rows: nothing on SQLite (one writer), `FOR UPDATE SKIP LOCKED` on PostgreSQL.
-    pub fn skip_locked(self) -> &'static str {
+    /// different rows of `table` (its name or alias in the query): nothing on SQLite (one
+    /// writer), `FOR UPDATE OF table SKIP LOCKED` on PostgreSQL.
+    pub fn skip_locked(self, table: &str) -> String {
         match self {
-            Dialect::Sqlite => "",
-            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => String::new(),
+            Dialect::Postgres => format!(" FOR UPDATE OF {table} SKIP LOCKED"),
         }
     }
 }
@@ -213,6 +215,10 @@ pub trait Db {
     fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>>;
     fn dialect(&self) -> Dialect;
 
+    /// The operation lost a race with another coordinator's transaction and fails: the
+    /// backend runs it again (PostgreSQL). Nothing to do on SQLite, where nothing races.
+    fn lost_race(&self) {}
+
     /// The first row, if there is one.
     fn query_opt(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Option<Row>> {
         Ok(self.query(sql, params)?.into_iter().next())
@@ -221,6 +227,29 @@ pub trait Db {
     /// The one row a query must give.
     fn query_one(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Row> {
         self.query_opt(sql, params)?.ok_or_else(|| Error::Internal(format!("no row from {sql}")))
+    }
+}
+
+/// The shapes most operations want, over any [`Db`].
+impl dyn Db + '_ {
+    /// Every row, each made into a `T` by `f`.
+    pub fn rows<T>(&self, sql: &str, params: &[&dyn ToValue], f: impl FnMut(&Row) -> Result<T>) -> Result<Vec<T>> {
+        self.query(sql, params)?.iter().map(f).collect()
+    }
+
+    /// The first row made into a `T`, if there is a row.
+    pub fn row<T>(&self, sql: &str, params: &[&dyn ToValue], f: impl FnOnce(&Row) -> Result<T>) -> Result<Option<T>> {
+        self.query_opt(sql, params)?.as_ref().map(f).transpose()
+    }
+
+    /// The one row a query must give, made into a `T`.
+    pub fn one<T>(&self, sql: &str, params: &[&dyn ToValue], f: impl FnOnce(&Row) -> Result<T>) -> Result<T> {
+        f(&self.query_one(sql, params)?)
+    }
+
+    /// The first column of the one row a query must give.
+    pub fn value<T: FromValue>(&self, sql: &str, params: &[&dyn ToValue]) -> Result<T> {
+        self.query_one(sql, params)?.get(0)
     }
 }
 
@@ -404,5 +433,9 @@ impl Db for PgTx<'_> {
 
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
+    }
+
+    fn lost_race(&self) {
+        self.conflict.set(true);
     }
 }

@@ -1,11 +1,11 @@
-//! The PostgreSQL backend (issue 19, under way): for a central team, stateless coordinators
-//! in front of a PostgreSQL run highly available. Built so far: the connection pool
-//! (`tokio-postgres` through `deadpool-postgres`), the schema's numbered migrations applied
-//! once however many coordinators start at the same moment (a transaction-scoped advisory
-//! lock), the SQLite migrations translated to PostgreSQL's types ([`dialect`]), and errors
-//! mapped so that a failover or a serialization failure is UNAVAILABLE, never a half-done
-//! state. The store's operations come next; until then a coordinator cannot be configured
-//! with PostgreSQL.
+//! The PostgreSQL backend: for a central team, stateless coordinators in front of a
+//! PostgreSQL run highly available. A connection pool (`tokio-postgres` through
+//! `deadpool-postgres`); the schema's numbered migrations applied once however many
+//! coordinators start at the same moment (a transaction-scoped advisory lock), SQLite's
+//! migrations translated to PostgreSQL's types ([`dialect`]); every operation of
+//! `store/ops/` in one transaction (writes SERIALIZABLE, reads a REPEATABLE READ snapshot),
+//! answered only after the commit, and run again whole when it loses a race with another
+//! coordinator. A failover is UNAVAILABLE, never a half-done state.
 
 use std::str::FromStr;
 
@@ -13,7 +13,16 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
-use super::MIGRATIONS;
+use async_trait::async_trait;
+use seedship_proto::identity::{Role, SpiffeId};
+
+use super::ops::{self, carry};
+use super::{LeaseTiming, MIGRATIONS, Store};
+use crate::clock::UnixMs;
+use crate::domain::import::{DeadlineKind, JobIntent, JobRecord, JobSnapshot};
+use crate::domain::lease::{Fence, Release};
+use crate::domain::model::*;
+use crate::domain::placement::Placement;
 use crate::error::{Error, Result};
 
 /// Makes every coordinator's migrations take turns (any fixed number, ours).
@@ -185,7 +194,36 @@ impl PgStore {
         T: Send + 'static,
         F: Fn(&dyn super::sql::Db) -> Result<T> + Send + Sync + 'static,
     {
+        self.run(false, op).await
+    }
+
+    /// A write operation of `store_operations`.
+    async fn write<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&dyn super::sql::Db) -> Result<T> + Send + Sync + 'static,
+    {
+        self.run(false, op).await
+    }
+
+    /// A read operation of `store_operations`: one consistent snapshot (REPEATABLE READ, READ
+    /// ONLY), which never conflicts with a writer.
+    async fn read<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&dyn super::sql::Db) -> Result<T> + Send + Sync + 'static,
+    {
+        self.run(true, op).await
+    }
+
+    async fn run<T, F>(&self, read_only: bool, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&dyn super::sql::Db) -> Result<T> + Send + Sync + 'static,
+    {
         use tokio_postgres::IsolationLevel;
+        let (isolation, read_only) =
+            if read_only { (IsolationLevel::RepeatableRead, true) } else { (IsolationLevel::Serializable, false) };
         let op = std::sync::Arc::new(op);
         let mut attempt = 0u32;
         loop {
@@ -195,7 +233,7 @@ impl PgStore {
             let op = op.clone();
             let outcome = tokio::task::spawn_blocking(move || -> (Result<T>, bool) {
                 let tx = match rt
-                    .block_on(client.build_transaction().isolation_level(IsolationLevel::Serializable).start())
+                    .block_on(client.build_transaction().isolation_level(isolation).read_only(read_only).start())
                 {
                     Ok(tx) => tx,
                     Err(e) => return (Err(pg_err(e)), false),
@@ -281,3 +319,22 @@ mod tests {
         }
     }
 }
+
+/// `impl Store for PgStore`, made from `store_operations` as `impl_sqlite` is: each
+/// operation's arguments are carried into the closure and lent to `ops::<name>` inside one
+/// transaction, which may run more than once (a serialization failure runs it again whole).
+macro_rules! impl_pg {
+    ($( $(#[$m:meta])* $kind:ident $name:ident ( $($a:ident : $t:ty),* $(,)? ) -> $ret:ty ; )*) => {
+        #[async_trait]
+        impl Store for PgStore {
+            $(
+                async fn $name(&self, $($a: $t),*) -> Result<$ret> {
+                    $( let $a = carry::Carry::carry($a); )*
+                    self.$kind(move |c| ops::$name(c, $( carry::Lend::lend(&$a) ),*)).await
+                }
+            )*
+        }
+    };
+}
+
+crate::store::store_operations!(impl_pg);

@@ -10,26 +10,6 @@
 //!
 //! Reads run on pooled connections, which WAL lets proceed while the writer writes.
 
-mod audit;
-mod carry;
-mod enroll;
-
-pub use notify::Listed as NotificationListed;
-pub use writes::Retarget;
-mod jobs;
-mod notify;
-pub mod ops;
-mod reads;
-mod rekey;
-pub use rekey::Resealed;
-mod revoke;
-mod rounds;
-mod rows;
-mod vaults;
-mod verify;
-mod web;
-mod writes;
-
 #[cfg(test)]
 mod tests;
 
@@ -42,6 +22,8 @@ use rusqlite::{Connection, OpenFlags, ffi::ErrorCode};
 use seedship_proto::identity::{Role, SpiffeId};
 use tokio::sync::{mpsc, oneshot};
 
+use super::ops::{self, carry};
+use super::sql::Db;
 use super::{LeaseTiming, MIGRATIONS, Store};
 use crate::clock::UnixMs;
 use crate::domain::import::{DeadlineKind, JobIntent, JobRecord, JobSnapshot};
@@ -261,12 +243,12 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
         }
         let mut finishes = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
-            let _ = rows::exec(&conn, "SAVEPOINT op", []);
+            let _ = conn.exec("SAVEPOINT op", &[]);
             let (ok, finish) = job(Some(&conn));
             if !ok {
-                let _ = rows::exec(&conn, "ROLLBACK TO op", []);
+                let _ = conn.exec("ROLLBACK TO op", &[]);
             }
-            let _ = rows::exec(&conn, "RELEASE op", []);
+            let _ = conn.exec("RELEASE op", &[]);
             finishes.push(finish);
         }
         let commit = conn.execute_batch("COMMIT").map_err(db_err);

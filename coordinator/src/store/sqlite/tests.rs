@@ -53,7 +53,7 @@ async fn a_new_master_key_seals_every_drive_key_and_passkey_again_all_or_nothing
         .await
         .unwrap();
     let done = store.reseal_master(old.clone(), new.clone(), 10).await.unwrap();
-    assert_eq!(done, super::Resealed { drive_keys: 1, passkeys: 1 });
+    assert_eq!(done, crate::store::ops::Resealed { drive_keys: 1, passkeys: 1 });
     let (k, p): (Vec<u8>, Vec<u8>) = store
         .write(|c| {
             c.query_row(

@@ -2,43 +2,36 @@
 //! seed of its own into its parent's import container; its files are `round_files`, and the
 //! parent's repair rows say `reshipped` with the round's id while it travels.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use seedship_proto::human::bytes as human_bytes;
 use seedship_proto::identity::SpiffeId;
 
-use super::db_err;
 use super::rows::*;
 use super::verify::{VERIFIER, repair_rows};
 use super::writes::{SeedInsert, insert_seed, new_ids};
+use crate::args;
 use crate::clock::UnixMs;
 use crate::domain::model::*;
 use crate::domain::round::{ReshipFacts, reship_plan, round_job_name};
 use crate::domain::seed::{SeedEvent, SeedState};
 use crate::error::{Error, Result};
+use crate::store::sql::Db;
 
 /// The staging paths a round carries (empty for a seed of its own).
-pub fn round_paths(c: &Connection, seed_id: &str) -> Result<Vec<String>> {
-    let mut stmt = c.prepare_cached("SELECT path FROM round_files WHERE seed_id = ?1 ORDER BY path").map_err(db_err)?;
-    let rows = stmt.query_map(params![seed_id], |r| r.get(0)).map_err(db_err)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+pub fn round_paths(c: &dyn Db, seed_id: &str) -> Result<Vec<String>> {
+    c.rows("SELECT path FROM round_files WHERE seed_id = ?1 ORDER BY path", args![seed_id], |r| r.get(0))
 }
 
 /// The rounds of a seed, oldest first.
-pub fn rounds_of(c: &Connection, parent_id: &str) -> Result<Vec<Seed>> {
-    let mut stmt = c
-        .prepare_cached(&format!(
-            "SELECT {SEED_COLS} FROM seeds s WHERE s.parent_seed = ?1 ORDER BY s.created_ms, s.job_name"
-        ))
-        .map_err(db_err)?;
-    let rows = stmt.query_map(params![parent_id], seed_row).map_err(db_err)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+pub fn rounds_of(c: &dyn Db, parent_id: &str) -> Result<Vec<Seed>> {
+    c.rows(
+        &format!("SELECT {SEED_COLS} FROM seeds s WHERE s.parent_seed = ?1 ORDER BY s.created_ms, s.job_name"),
+        args![parent_id],
+        seed_row,
+    )
 }
 
-fn parent_of(c: &Connection, seed_id: &str) -> Result<Option<String>> {
-    c.query_row("SELECT parent_seed FROM seeds WHERE seed_id = ?1", params![seed_id], |r| r.get(0))
-        .optional()
-        .map_err(db_err)
-        .map(Option::flatten)
+fn parent_of(c: &dyn Db, seed_id: &str) -> Result<Option<String>> {
+    c.row("SELECT parent_seed FROM seeds WHERE seed_id = ?1", args![seed_id], |r| r.get(0)).map(Option::flatten)
 }
 
 /// Starts a new offline round for exactly the files `seed`'s import lost: a new seed (job
@@ -46,7 +39,7 @@ fn parent_of(c: &Connection, seed_id: &str) -> Result<Option<String>> {
 /// (or waiting for Microsoft's disks), carrying those files only. The source agent is no longer
 /// asked to upload them. Recorded in both histories with the operator and the reason.
 pub fn reship_lost(
-    c: &Connection,
+    c: &dyn Db,
     idem: &Idem,
     operator: &SpiffeId,
     seed: &str,
@@ -70,9 +63,8 @@ pub fn reship_lost(
         let mut n = rounds.len() as u32 + 2;
         let job = loop {
             let name = round_job_name(&parent.spec.job_name, n);
-            let taken: bool = c
-                .query_row("SELECT EXISTS (SELECT 1 FROM seeds WHERE job_name = ?1)", params![name], |r| r.get(0))
-                .map_err(db_err)?;
+            let taken: bool =
+                c.one("SELECT EXISTS (SELECT 1 FROM seeds WHERE job_name = ?1)", args![name], |r| r.get(0))?;
             if !taken {
                 break name;
             }
@@ -103,19 +95,15 @@ pub fn reship_lost(
             now,
         )?;
         for r in &plan {
-            exec(
-                c,
+            c.exec(
                 "INSERT INTO round_files (seed_id, path, size) VALUES (?1, ?2, ?3)",
-                params![seed_id, r.path, r.size as i64],
-            )
-            .map_err(db_err)?;
-            exec(
-                c,
+                args![seed_id, r.path, r.size as i64],
+            )?;
+            c.exec(
                 "UPDATE repairs SET state = 'reshipped', round_seed = ?3, detail = ?4, updated_ms = ?5 \
                  WHERE seed_id = ?1 AND path = ?2",
-                params![parent.seed_id, r.path, seed_id, format!("on offline round {job}"), now],
-            )
-            .map_err(db_err)?;
+                args![parent.seed_id, r.path, seed_id, format!("on offline round {job}"), now],
+            )?;
         }
         let said = format!(
             "{files} file(s), {}, that the import lost go on a new offline round, job {job} ({operator}: {reason}); \
@@ -129,7 +117,7 @@ pub fn reship_lost(
 
 /// A round's import is done: the round is `merged`, the parent's files it carried are marked
 /// imported, and the parent (still waiting for them) is verified again.
-pub fn merge_round(c: &Connection, round_id: &str, now: UnixMs) -> Result<Seed> {
+pub fn merge_round(c: &dyn Db, round_id: &str, now: UnixMs) -> Result<Seed> {
     let mut round = require_seed(c, round_id)?;
     let parent_id = parent_of(c, &round.seed_id)?
         .ok_or_else(|| Error::FailedPrecondition(format!("seed {} is not a round", round.spec.job_name)))?;
@@ -140,13 +128,11 @@ pub fn merge_round(c: &Connection, round_id: &str, now: UnixMs) -> Result<Seed> 
         parent.spec.job_name
     );
     transition(c, &mut round, Transition { event: SeedEvent::Merge, actor: VERIFIER, reason }, now)?;
-    exec(
-        c,
+    c.exec(
         "UPDATE repairs SET state = 'imported', detail = ?3, updated_ms = ?4 \
          WHERE seed_id = ?1 AND round_seed = ?2 AND state = 'reshipped'",
-        params![parent.seed_id, round.seed_id, format!("imported by offline round {}", round.spec.job_name), now],
-    )
-    .map_err(db_err)?;
+        args![parent.seed_id, round.seed_id, format!("imported by offline round {}", round.spec.job_name), now],
+    )?;
     if parent.state != SeedState::NeedsRepair {
         return Ok(round);
     }
@@ -170,7 +156,7 @@ pub fn merge_round(c: &Connection, round_id: &str, now: UnixMs) -> Result<Seed> 
 
 /// A round ended without being imported (failed, cancelled): its parent says so. The files
 /// stay on the parent as `reshipped` until an operator starts another round.
-pub fn round_ended(c: &Connection, round: &Seed, now: UnixMs) -> Result<()> {
+pub fn round_ended(c: &dyn Db, round: &Seed, now: UnixMs) -> Result<()> {
     let Some(parent_id) = parent_of(c, &round.seed_id)? else { return Ok(()) };
     let mut parent = require_seed(c, &parent_id)?;
     if parent.state != SeedState::NeedsRepair {

@@ -1,43 +1,23 @@
 //! Row mapping and the helpers every write shares: loading and saving seeds and work items,
 //! recording transitions, and idempotency.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use seedship_proto::identity::Role;
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::db_err;
+use crate::args;
 use crate::clock::UnixMs;
 use crate::domain::import::{JobDrive, JobIntent, JobPhase, JobRecord};
 use crate::domain::lease::{WorkItem, WorkState};
 use crate::domain::model::*;
 use crate::domain::seed::{SeedEvent, SeedState};
 use crate::error::{Error, Result};
+use crate::store::sql::{Db, Row};
 
-/// `Connection::execute` through the statement cache (the writer runs the same few
-/// statements thousands of times a second; preparing each once matters).
-pub fn exec(c: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
-    c.prepare_cached(sql)?.execute(p)
+pub fn bad_col(idx: usize, what: &str, v: &str) -> Error {
+    Error::Internal(format!("column {idx}: unknown {what} {v:?} in the database"))
 }
 
-/// `Connection::query_row` through the statement cache.
-pub fn query_row<T>(
-    c: &Connection,
-    sql: &str,
-    p: impl rusqlite::Params,
-    f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    c.prepare_cached(sql)?.query_row(p, f)
-}
-
-pub fn bad_col(idx: usize, what: &str, v: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        idx,
-        rusqlite::types::Type::Text,
-        format!("unknown {what} {v:?} in the database").into(),
-    )
-}
-
-pub fn state_col(row: &Row, idx: usize) -> rusqlite::Result<SeedState> {
+pub fn state_col(row: &Row, idx: usize) -> Result<SeedState> {
     let s: String = row.get(idx)?;
     SeedState::parse(&s).ok_or_else(|| bad_col(idx, "seed state", &s))
 }
@@ -48,7 +28,7 @@ pub const SEED_COLS: &str = "s.seed_id, s.owner, s.state, s.state_reason, s.crea
     (SELECT j.azure_state FROM import_jobs j WHERE j.seed_id = s.seed_id), s.repository_id, s.kind, \
     (SELECT p.job_name FROM seeds p WHERE p.seed_id = s.parent_seed)";
 
-pub fn seed_row(row: &Row) -> rusqlite::Result<Seed> {
+pub fn seed_row(row: &Row) -> Result<Seed> {
     Ok(Seed {
         seed_id: row.get(0)?,
         owner: row.get(1)?,
@@ -64,75 +44,63 @@ pub fn seed_row(row: &Row) -> rusqlite::Result<Seed> {
             location: row.get(10)?,
             staging_location: row.get(11)?,
             manifest_root: row.get(12)?,
-            total_bytes: row.get::<_, i64>(13)? as u64,
-            file_count: row.get::<_, i64>(14)? as u64,
+            total_bytes: row.get::<i64>(13)? as u64,
+            file_count: row.get::<i64>(14)? as u64,
             target_site: row.get(15)?,
             target_station: row.get(16)?,
             repository_id: row.get(19)?,
         },
         allow_virtual_station: row.get(17)?,
-        import_job_state: row.get::<_, Option<String>>(18)?.unwrap_or_default(),
+        import_job_state: row.get::<Option<String>>(18)?.unwrap_or_default(),
         kind: kind_col(row, 20)?,
         round_of: row.get(21)?,
     })
 }
 
 /// A seed by id or job name.
-pub fn load_seed(c: &Connection, key: &str) -> Result<Option<Seed>> {
-    query_row(
-        c,
-        &format!("SELECT {SEED_COLS} FROM seeds s WHERE s.seed_id = ?1 OR s.job_name = ?1"),
-        params![key],
-        seed_row,
-    )
-    .optional()
-    .map_err(db_err)
+pub fn load_seed(c: &dyn Db, key: &str) -> Result<Option<Seed>> {
+    c.row(&format!("SELECT {SEED_COLS} FROM seeds s WHERE s.seed_id = ?1 OR s.job_name = ?1"), args![key], seed_row)
 }
 
-pub fn require_seed(c: &Connection, key: &str) -> Result<Seed> {
+pub fn require_seed(c: &dyn Db, key: &str) -> Result<Seed> {
     load_seed(c, key)?.ok_or_else(|| Error::NotFound(format!("no seed with id or job name {key:?}")))
 }
 
 pub const WORK_COLS: &str = "w.work_id, w.seed_id, w.state, w.generation, w.holder, w.lease_expires_ms, \
     w.progress_bytes, w.total_bytes, w.phase, w.target_site, w.target_station";
 
-pub fn work_row(row: &Row) -> rusqlite::Result<WorkItem> {
+pub fn work_row(row: &Row) -> Result<WorkItem> {
     let st: String = row.get(2)?;
     Ok(WorkItem {
         work_id: row.get(0)?,
         seed_id: row.get(1)?,
         state: WorkState::parse(&st).ok_or_else(|| bad_col(2, "work state", &st))?,
-        generation: row.get::<_, i64>(3)? as u64,
+        generation: row.get::<i64>(3)? as u64,
         holder: row.get(4)?,
         lease_expires_ms: row.get(5)?,
-        progress_bytes: row.get::<_, i64>(6)? as u64,
-        total_bytes: row.get::<_, i64>(7)? as u64,
+        progress_bytes: row.get::<i64>(6)? as u64,
+        total_bytes: row.get::<i64>(7)? as u64,
         phase: row.get(8)?,
         target_site: row.get(9)?,
         target_station: row.get(10)?,
     })
 }
 
-pub fn load_work(c: &Connection, work_id: &str) -> Result<WorkItem> {
-    query_row(c, &format!("SELECT {WORK_COLS} FROM work_items w WHERE w.work_id = ?1"), params![work_id], work_row)
-        .optional()
-        .map_err(db_err)?
+pub fn load_work(c: &dyn Db, work_id: &str) -> Result<WorkItem> {
+    c.row(&format!("SELECT {WORK_COLS} FROM work_items w WHERE w.work_id = ?1"), args![work_id], work_row)?
         .ok_or_else(|| Error::NotFound(format!("no work item {work_id:?}")))
 }
 
-pub fn load_work_of_seed(c: &Connection, seed_id: &str) -> Result<WorkItem> {
-    query_row(c, &format!("SELECT {WORK_COLS} FROM work_items w WHERE w.seed_id = ?1"), params![seed_id], work_row)
-        .optional()
-        .map_err(db_err)?
+pub fn load_work_of_seed(c: &dyn Db, seed_id: &str) -> Result<WorkItem> {
+    c.row(&format!("SELECT {WORK_COLS} FROM work_items w WHERE w.seed_id = ?1"), args![seed_id], work_row)?
         .ok_or_else(|| Error::NotFound(format!("seed {seed_id} has no disk-prep work item")))
 }
 
-pub fn save_work(c: &Connection, w: &WorkItem) -> Result<()> {
-    exec(
-        c,
+pub fn save_work(c: &dyn Db, w: &WorkItem) -> Result<()> {
+    c.exec(
         "UPDATE work_items SET state = ?2, generation = ?3, holder = ?4, lease_expires_ms = ?5, \
          progress_bytes = ?6, phase = ?7 WHERE work_id = ?1",
-        params![
+        args![
             w.work_id,
             w.state.as_str(),
             w.generation as i64,
@@ -141,34 +109,29 @@ pub fn save_work(c: &Connection, w: &WorkItem) -> Result<()> {
             w.progress_bytes as i64,
             w.phase
         ],
-    )
-    .map_err(db_err)?;
+    )?;
     Ok(())
 }
 
 /// Applies `event` to the seed through the state machine, stores the new state and appends
 /// the history row. An event that does not apply is FAILED_PRECONDITION.
-pub fn transition(c: &Connection, seed: &mut Seed, t: Transition<'_>, now: UnixMs) -> Result<()> {
+pub fn transition(c: &dyn Db, seed: &mut Seed, t: Transition<'_>, now: UnixMs) -> Result<()> {
     let next = seed
         .state
         .apply(t.event)
         .map_err(|e| Error::FailedPrecondition(format!("seed {}: {e}", seed.spec.job_name)))?;
     let reason = if t.reason.is_empty() { next.describe().to_string() } else { t.reason };
-    exec(
-        c,
+    c.exec(
         "UPDATE seeds SET state = ?2, state_reason = ?3, updated_ms = ?4 WHERE seed_id = ?1",
-        params![seed.seed_id, next.as_str(), reason, now],
-    )
-    .map_err(db_err)?;
+        args![seed.seed_id, next.as_str(), reason, now],
+    )?;
     insert_event(c, &seed.seed_id, now, t.actor, Some(seed.state), next, t.event.as_str(), &reason)?;
     if next.is_terminal() {
         // A seed that ended has no disk-prep work left (a station still holding it is refused).
-        exec(
-            c,
+        c.exec(
             "UPDATE work_items SET state = 'cancelled' WHERE seed_id = ?1 AND state NOT IN ('done', 'cancelled')",
-            params![seed.seed_id],
-        )
-        .map_err(db_err)?;
+            args![seed.seed_id],
+        )?;
     }
     seed.state = next;
     seed.state_reason = reason;
@@ -181,14 +144,9 @@ pub fn transition(c: &Connection, seed: &mut Seed, t: Transition<'_>, now: UnixM
 
 /// Something that changes what a seed says but not its state (an operator's action, a finding):
 /// the history row, and the seed's reason.
-pub fn say(c: &Connection, seed: &mut Seed, actor: &str, event: &str, reason: String, now: UnixMs) -> Result<()> {
+pub fn say(c: &dyn Db, seed: &mut Seed, actor: &str, event: &str, reason: String, now: UnixMs) -> Result<()> {
     insert_event(c, &seed.seed_id, now, actor, Some(seed.state), seed.state, event, &reason)?;
-    exec(
-        c,
-        "UPDATE seeds SET state_reason = ?2, updated_ms = ?3 WHERE seed_id = ?1",
-        params![seed.seed_id, reason, now],
-    )
-    .map_err(db_err)?;
+    c.exec("UPDATE seeds SET state_reason = ?2, updated_ms = ?3 WHERE seed_id = ?1", args![seed.seed_id, reason, now])?;
     seed.state_reason = reason;
     seed.updated_ms = now;
     Ok(())
@@ -196,7 +154,7 @@ pub fn say(c: &Connection, seed: &mut Seed, actor: &str, event: &str, reason: St
 
 /// A seed whose disk-prep work an operator took back: a seed being prepared goes back to the
 /// queue (`lease_lost`); otherwise `event` says why in its history.
-pub fn work_taken_back(c: &Connection, s: &mut Seed, actor: &str, event: &str, why: String, now: UnixMs) -> Result<()> {
+pub fn work_taken_back(c: &dyn Db, s: &mut Seed, actor: &str, event: &str, why: String, now: UnixMs) -> Result<()> {
     if s.state == SeedState::Preparing {
         transition(c, s, Transition { event: SeedEvent::LeaseLost, actor, reason: why }, now)
     } else {
@@ -206,7 +164,7 @@ pub fn work_taken_back(c: &Connection, s: &mut Seed, actor: &str, event: &str, w
 
 #[allow(clippy::too_many_arguments)]
 pub fn insert_event(
-    c: &Connection,
+    c: &dyn Db,
     seed_id: &str,
     now: UnixMs,
     actor: &str,
@@ -217,65 +175,50 @@ pub fn insert_event(
 ) -> Result<()> {
     // The same event again (a station retrying, Azure still unavailable): one row, counted.
     let from = from.map(|s| s.as_str());
-    let last: Option<i64> = query_row(
-        c,
+    let last: Option<i64> = c.row(
         "SELECT event_id FROM seed_events WHERE event_id = (SELECT MAX(event_id) FROM seed_events WHERE seed_id = ?1) \
-         AND actor = ?2 AND from_state IS ?3 AND to_state = ?4 AND event = ?5 AND reason = ?6",
-        params![seed_id, actor, from, to.as_str(), event, reason],
+         AND actor = ?2 AND from_state IS NOT DISTINCT FROM ?3 AND to_state = ?4 AND event = ?5 AND reason = ?6",
+        args![seed_id, actor, from, to.as_str(), event, reason],
         |r| r.get(0),
-    )
-    .optional()
-    .map_err(db_err)?;
-    match last {
-        Some(id) => {
-            exec(c, "UPDATE seed_events SET repeats = repeats + 1, last_ms = ?2 WHERE event_id = ?1", params![id, now])
-        }
-        None => {
-            exec(
-                c,
-                "INSERT INTO seed_events (seed_id, at_ms, actor, from_state, to_state, event, reason, last_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?2)",
-                params![seed_id, now, actor, from, to.as_str(), event, reason],
-            )
-            .map_err(db_err)?;
-            let event_id = c.last_insert_rowid();
-            // Every new event is in the audit log too, in this transaction: the seed's job
-            // name as the target (what the evidence bundle selects by).
-            let job: String =
-                query_row(c, "SELECT job_name FROM seeds WHERE seed_id = ?1", params![seed_id], |r| r.get(0))
-                    .optional()
-                    .map_err(db_err)?
-                    .unwrap_or_else(|| seed_id.to_string());
-            let outcome = match from {
-                Some(f) if f != to.as_str() => format!("{f} -> {}", to.as_str()),
-                _ => to.as_str().to_string(),
-            };
-            let record = AuditRecord {
-                actor: actor.to_string(),
-                action: event.to_string(),
-                target: job,
-                outcome,
-                detail: format!("seed {seed_id}: {reason}"),
-            };
-            super::audit::append(c, now, &record)?;
-            // What the operations team must hear of goes into the outbox, in this transaction.
-            let from = from.and_then(SeedState::parse);
-            if let Some(kind) = crate::domain::notify::classify(event, from, to) {
-                exec(
-                    c,
-                    "INSERT INTO notifications (kind, seed_id, event_id, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                    params![kind.as_str(), seed_id, event_id, now],
-                )
-                .map_err(db_err)?;
-            }
-            return Ok(());
-        }
+    )?;
+    if let Some(id) = last {
+        c.exec("UPDATE seed_events SET repeats = repeats + 1, last_ms = ?2 WHERE event_id = ?1", args![id, now])?;
+        return Ok(());
     }
-    .map_err(db_err)?;
+    let event_id: i64 = c.value(
+        "INSERT INTO seed_events (seed_id, at_ms, actor, from_state, to_state, event, reason, last_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?2) RETURNING event_id",
+        args![seed_id, now, actor, from, to.as_str(), event, reason],
+    )?;
+    // Every new event is in the audit log too, in this transaction: the seed's job
+    // name as the target (what the evidence bundle selects by).
+    let job: String = c
+        .row("SELECT job_name FROM seeds WHERE seed_id = ?1", args![seed_id], |r| r.get(0))?
+        .unwrap_or_else(|| seed_id.to_string());
+    let outcome = match from {
+        Some(f) if f != to.as_str() => format!("{f} -> {}", to.as_str()),
+        _ => to.as_str().to_string(),
+    };
+    let record = AuditRecord {
+        actor: actor.to_string(),
+        action: event.to_string(),
+        target: job,
+        outcome,
+        detail: format!("seed {seed_id}: {reason}"),
+    };
+    super::audit::append(c, now, &record)?;
+    // What the operations team must hear of goes into the outbox, in this transaction.
+    let from = from.and_then(SeedState::parse);
+    if let Some(kind) = crate::domain::notify::classify(event, from, to) {
+        c.exec(
+            "INSERT INTO notifications (kind, seed_id, event_id, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            args![kind.as_str(), seed_id, event_id, now],
+        )?;
+    }
     Ok(())
 }
 
-pub fn event_row(row: &Row) -> rusqlite::Result<HistoryEntry> {
+pub fn event_row(row: &Row) -> Result<HistoryEntry> {
     let from: Option<String> = row.get(4)?;
     Ok(HistoryEntry {
         event_id: row.get(0)?,
@@ -290,7 +233,7 @@ pub fn event_row(row: &Row) -> rusqlite::Result<HistoryEntry> {
         actor: row.get(6)?,
         event: row.get(7)?,
         reason: row.get(8)?,
-        repeats: row.get::<_, i64>(9)?.clamp(1, u32::MAX as i64) as u32,
+        repeats: row.get::<i64>(9)?.clamp(1, u32::MAX as i64) as u32,
         last_ms: row.get(10)?,
     })
 }
@@ -302,17 +245,17 @@ pub const DRIVE_COLS: &str = "d.drive_id, d.position, d.capacity_bytes, d.bytes_
     d.manifest_hash, d.drive_header_hash, d.seed_id, s.job_name, d.reported_by, d.reported_ms, d.sealed_key IS NOT NULL, \
     d.status, d.status_reason";
 
-pub fn drive_row(row: &Row) -> rusqlite::Result<Drive> {
+pub fn drive_row(row: &Row) -> Result<Drive> {
     Ok(Drive {
         spec: DriveSpec {
             drive_id: row.get(0)?,
-            position: row.get::<_, i64>(1)? as u32,
-            capacity_bytes: row.get::<_, i64>(2)? as u64,
-            bytes_written: row.get::<_, i64>(3)? as u64,
+            position: row.get::<i64>(1)? as u32,
+            capacity_bytes: row.get::<i64>(2)? as u64,
+            bytes_written: row.get::<i64>(3)? as u64,
             manifest_file: row.get(4)?,
             manifest_hash: row.get(5)?,
             drive_header_hash: row.get(6)?,
-            status: DriveStatus::parse(&row.get::<_, String>(12)?).unwrap_or(DriveStatus::Bad),
+            status: DriveStatus::parse(&row.get::<String>(12)?).unwrap_or(DriveStatus::Bad),
             status_reason: row.get(13)?,
         },
         seed_id: row.get(7)?,
@@ -325,7 +268,7 @@ pub fn drive_row(row: &Row) -> rusqlite::Result<Drive> {
 
 pub const AGENT_COLS: &str = "identity, role, name, site, hostname, version, registered_ms, last_heartbeat_ms, status, virtualization, reported_ms";
 
-pub fn agent_row(row: &Row) -> rusqlite::Result<Agent> {
+pub fn agent_row(row: &Row) -> Result<Agent> {
     let role: String = row.get(1)?;
     Ok(Agent {
         identity: row.get(0)?,
@@ -335,7 +278,7 @@ pub fn agent_row(row: &Row) -> rusqlite::Result<Agent> {
         registered_ms: row.get(6)?,
         last_heartbeat_ms: row.get(7)?,
         status: row.get(8)?,
-        reported: row.get::<_, Option<i64>>(10)?.is_some(),
+        reported: row.get::<Option<i64>>(10)?.is_some(),
         work: None,
     })
 }
@@ -343,13 +286,13 @@ pub fn agent_row(row: &Row) -> rusqlite::Result<Agent> {
 pub const SHIPPING_COLS: &str = "s.job_name, p.carrier, p.tracking_number, p.drive_count, p.ship_date, \
     p.seed_id, p.recorded_by, p.recorded_ms, p.confirmed_ms";
 
-pub fn shipping_row(row: &Row) -> rusqlite::Result<ShippingRecord> {
+pub fn shipping_row(row: &Row) -> Result<ShippingRecord> {
     Ok(ShippingRecord {
         spec: NewShipping {
             job_name: row.get(0)?,
             carrier: row.get(1)?,
             tracking_number: row.get(2)?,
-            drive_count: row.get::<_, i64>(3)? as u32,
+            drive_count: row.get::<i64>(3)? as u32,
             ship_date: row.get(4)?,
         },
         seed_id: row.get(5)?,
@@ -365,13 +308,13 @@ pub const JOB_COLS: &str = "j.seed_id, j.job_name, j.subscription_id, j.resource
     j.stage_status, j.actions, j.azure_error, \
     (SELECT s.kind FROM seeds s WHERE s.seed_id = j.seed_id), (SELECT s.total_bytes FROM seeds s WHERE s.seed_id = j.seed_id)";
 
-fn kind_col(row: &Row, i: usize) -> rusqlite::Result<DiskKind> {
+fn kind_col(row: &Row, i: usize) -> Result<DiskKind> {
     let k: String = row.get(i)?;
     DiskKind::parse(&k).ok_or_else(|| bad_col(i, "disk kind", &k))
 }
 
 /// An `import_jobs` row; its drives are filled in by [`load_job`].
-pub fn job_row(row: &Row) -> rusqlite::Result<JobRecord> {
+pub fn job_row(row: &Row) -> Result<JobRecord> {
     let phase: String = row.get(6)?;
     let address: String = row.get(12)?;
     Ok(JobRecord {
@@ -385,7 +328,7 @@ pub fn job_row(row: &Row) -> rusqlite::Result<JobRecord> {
             kind: kind_col(row, 21)?,
             disks: match kind_col(row, 21)? {
                 DiskKind::DataboxDisk => {
-                    crate::domain::import::databox_disks_needed(row.get::<_, i64>(22)? as u64).unwrap_or(0)
+                    crate::domain::import::databox_disks_needed(row.get::<i64>(22)? as u64).unwrap_or(0)
                 }
                 DiskKind::CustomerDisk => 0,
             },
@@ -403,21 +346,18 @@ pub fn job_row(row: &Row) -> rusqlite::Result<JobRecord> {
         warned_step: row.get(16)?,
         warned_kind: row.get(17)?,
         stage_status: row.get(18)?,
-        actions: serde_json::from_str(&row.get::<_, String>(19)?).unwrap_or_default(),
+        actions: serde_json::from_str(&row.get::<String>(19)?).unwrap_or_default(),
         azure_error: row.get(20)?,
         drives: Vec::new(),
     })
 }
 
-pub fn job_drives(c: &Connection, seed_id: &str) -> Result<Vec<JobDrive>> {
-    let mut stmt = c
-        .prepare_cached(
-            "SELECT drive_id, state, copy_status, percent_complete, bytes_succeeded, error_log_uri, verbose_log_uri, \
-             manifest_uri, copy_errors FROM job_drives WHERE seed_id = ?1 ORDER BY drive_id",
-        )
-        .map_err(db_err)?;
-    let rows = stmt
-        .query_map(params![seed_id], |r| {
+pub fn job_drives(c: &dyn Db, seed_id: &str) -> Result<Vec<JobDrive>> {
+    c.rows(
+        "SELECT drive_id, state, copy_status, percent_complete, bytes_succeeded, error_log_uri, verbose_log_uri, \
+         manifest_uri, copy_errors FROM job_drives WHERE seed_id = ?1 ORDER BY drive_id",
+        args![seed_id],
+        |r| {
             Ok(JobDrive {
                 drive_id: r.get(0)?,
                 state: r.get(1)?,
@@ -427,23 +367,19 @@ pub fn job_drives(c: &Connection, seed_id: &str) -> Result<Vec<JobDrive>> {
                 error_log_uri: r.get(5)?,
                 verbose_log_uri: r.get(6)?,
                 manifest_uri: r.get(7)?,
-                errors: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or_default(),
+                errors: serde_json::from_str(&r.get::<String>(8)?).unwrap_or_default(),
             })
-        })
-        .map_err(db_err)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+        },
+    )
 }
 
 /// The job record of a seed (by seed id or job name), with its drives.
-pub fn load_job(c: &Connection, key: &str) -> Result<Option<JobRecord>> {
-    let job = query_row(
-        c,
+pub fn load_job(c: &dyn Db, key: &str) -> Result<Option<JobRecord>> {
+    let job = c.row(
         &format!("SELECT {JOB_COLS} FROM import_jobs j WHERE j.seed_id = ?1 OR j.job_name = ?1"),
-        params![key],
+        args![key],
         job_row,
-    )
-    .optional()
-    .map_err(db_err)?;
+    )?;
     match job {
         Some(mut j) => {
             j.drives = job_drives(c, &j.intent.seed_id)?;
@@ -483,19 +419,16 @@ fn audit_target(response: &str) -> String {
 /// Runs `op` once per (caller, request id): a repeat with the same method and fingerprint
 /// gets the stored answer; a repeat with anything else is ALREADY_EXISTS. Only successful
 /// answers are stored, so a refused request can be retried after the cause is fixed.
-pub fn idempotent<T, F>(c: &Connection, idem: &Idem, now: UnixMs, op: F) -> Result<T>
+pub fn idempotent<T, F>(c: &dyn Db, idem: &Idem, now: UnixMs, op: F) -> Result<T>
 where
     T: Serialize + DeserializeOwned,
     F: FnOnce() -> Result<T>,
 {
-    let prior: Option<(String, Vec<u8>, String)> = c
-        .query_row(
-            "SELECT method, fingerprint, response FROM requests WHERE caller = ?1 AND request_id = ?2",
-            params![idem.caller, idem.request_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .map_err(db_err)?;
+    let prior: Option<(String, Vec<u8>, String)> = c.row(
+        "SELECT method, fingerprint, response FROM requests WHERE caller = ?1 AND request_id = ?2",
+        args![idem.caller, idem.request_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     if let Some((method, fp, response)) = prior {
         if method != idem.method || fp.as_slice() != idem.fingerprint.as_slice() {
             return Err(Error::AlreadyExists(format!(
@@ -519,28 +452,26 @@ where
         };
         super::audit::append(c, now, &record)?;
     }
-    exec(
-        c,
+    c.exec(
         "INSERT INTO requests (caller, request_id, method, fingerprint, response, created_ms) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![idem.caller, idem.request_id, idem.method, idem.fingerprint.as_slice(), response, now],
-    )
-    .map_err(db_err)?;
+        args![idem.caller, idem.request_id, idem.method, idem.fingerprint.as_slice(), response, now],
+    )?;
     Ok(out)
 }
 
 pub const DISK_PROGRESS_COLS: &str =
     "position, set_size, drive_id, phase, done_bytes, total_bytes, rate_bytes_per_sec, updated_ms";
 
-pub fn disk_progress_row(row: &Row) -> rusqlite::Result<DiskProgress> {
+pub fn disk_progress_row(row: &Row) -> Result<DiskProgress> {
     Ok(DiskProgress {
         position: row.get(0)?,
         set_size: row.get(1)?,
         drive_id: row.get(2)?,
         phase: row.get(3)?,
-        done_bytes: row.get::<_, i64>(4)? as u64,
-        total_bytes: row.get::<_, i64>(5)? as u64,
-        rate_bytes_per_sec: row.get::<_, i64>(6)? as u64,
+        done_bytes: row.get::<i64>(4)? as u64,
+        total_bytes: row.get::<i64>(5)? as u64,
+        rate_bytes_per_sec: row.get::<i64>(6)? as u64,
         updated_ms: row.get(7)?,
     })
 }

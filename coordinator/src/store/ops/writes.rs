@@ -1,10 +1,9 @@
 //! The write operations, each run by the writer inside its own savepoint.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use seedship_proto::identity::SpiffeId;
 
-use super::db_err;
 use super::rows::*;
+use crate::args;
 use crate::clock::UnixMs;
 use crate::domain::lease::{Fence, Release, SourceHost, StationHost, WorkItem, WorkState, vm_rule_allows};
 use crate::domain::model::*;
@@ -12,6 +11,7 @@ use crate::domain::placement::Placement;
 use crate::domain::seed::{SeedEvent, SeedState};
 use crate::error::{Error, Result};
 use crate::store::LeaseTiming;
+use crate::store::sql::Db;
 
 /// Actor name the coordinator uses for its own transitions.
 pub const SWEEPER: &str = "coordinator/sweeper";
@@ -24,13 +24,11 @@ fn random_suffix() -> Result<String> {
     Ok(hex::encode(b))
 }
 
-fn load_agent(c: &Connection, identity: &str) -> Result<Option<Agent>> {
-    query_row(c, &format!("SELECT {AGENT_COLS} FROM agents WHERE identity = ?1"), params![identity], agent_row)
-        .optional()
-        .map_err(db_err)
+fn load_agent(c: &dyn Db, identity: &str) -> Result<Option<Agent>> {
+    c.row(&format!("SELECT {AGENT_COLS} FROM agents WHERE identity = ?1"), args![identity], agent_row)
 }
 
-pub fn register_agent(c: &Connection, idem: &Idem, who: &SpiffeId, info: &AgentInfo, now: UnixMs) -> Result<Agent> {
+pub fn register_agent(c: &dyn Db, idem: &Idem, who: &SpiffeId, info: &AgentInfo, now: UnixMs) -> Result<Agent> {
     idempotent(c, idem, now, || {
         // An agent enrolled with a token for a site registers at that site only: a station's
         // site decides which seeds it may claim.
@@ -42,28 +40,22 @@ pub fn register_agent(c: &Connection, idem: &Idem, who: &SpiffeId, info: &AgentI
                 info.site.as_deref().unwrap_or("(none)")
             )));
         }
-        exec(c,
-            "INSERT INTO agents (identity, role, name, site, hostname, version, registered_ms, last_heartbeat_ms, status, virtualization) \
+        c.exec("INSERT INTO agents (identity, role, name, site, hostname, version, registered_ms, last_heartbeat_ms, status, virtualization) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 'registered', ?8) \
              ON CONFLICT (identity) DO UPDATE SET site = excluded.site, hostname = excluded.hostname, \
              version = excluded.version, last_heartbeat_ms = excluded.last_heartbeat_ms, \
-             virtualization = excluded.virtualization",
-            params![who.uri(), who.role.as_str(), who.name, info.site, info.hostname, info.version, now, info.virtualization],
-        )
-        .map_err(db_err)?;
+             virtualization = excluded.virtualization", args![who.uri(), who.role.as_str(), who.name, info.site, info.hostname, info.version, now, info.virtualization])?;
         load_agent(c, &who.uri())?.ok_or_else(|| Error::Internal("agent vanished after insert".into()))
     })
 }
 
-pub fn heartbeat(c: &Connection, idem: &Idem, who: &SpiffeId, status: &str, now: UnixMs) -> Result<UnixMs> {
+pub fn heartbeat(c: &dyn Db, idem: &Idem, who: &SpiffeId, status: &str, now: UnixMs) -> Result<UnixMs> {
     idempotent(c, idem, now, || {
-        let n = c
-            .execute(
-                "UPDATE agents SET last_heartbeat_ms = ?2, status = ?3, reported_ms = COALESCE(reported_ms, ?2) \
+        let n = c.exec(
+            "UPDATE agents SET last_heartbeat_ms = ?2, status = ?3, reported_ms = COALESCE(reported_ms, ?2) \
                  WHERE identity = ?1",
-                params![who.uri(), now, status],
-            )
-            .map_err(db_err)?;
+            args![who.uri(), now, status],
+        )?;
         if n == 0 {
             return Err(Error::FailedPrecondition(format!("agent {who} has not registered; call RegisterAgent first")));
         }
@@ -76,13 +68,11 @@ const UNDER_WAY: &str = "s.state NOT IN ('failed', 'cancelled', 'seeded', 'merge
 
 /// A server's seeds and its vault hold one repository: another one's keys would replace the
 /// vault's (and every restore, old and new, would fail). Refused before any disk is written.
-fn check_one_repository(c: &Connection, owner: &str, spec: &NewSeed) -> Result<()> {
-    let vault: Option<(String, String)> = c
-        .query_row("SELECT container, repository_id FROM vaults WHERE server = ?1", params![owner], |r| {
+fn check_one_repository(c: &dyn Db, owner: &str, spec: &NewSeed) -> Result<()> {
+    let vault: Option<(String, String)> =
+        c.row("SELECT container, repository_id FROM vaults WHERE server = ?1", args![owner], |r| {
             Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()
-        .map_err(db_err)?;
+        })?;
     if let Some((container, repo)) = vault
         && repo != spec.repository_id
     {
@@ -94,17 +84,14 @@ fn check_one_repository(c: &Connection, owner: &str, spec: &NewSeed) -> Result<(
             spec.repository_id
         )));
     }
-    let other: Option<(String, String)> = c
-        .query_row(
-            &format!(
-                "SELECT s.job_name, s.state FROM seeds s WHERE s.owner = ?1 AND {UNDER_WAY} \
+    let other: Option<(String, String)> = c.row(
+        &format!(
+            "SELECT s.job_name, s.state FROM seeds s WHERE s.owner = ?1 AND {UNDER_WAY} \
                  AND s.repository_id <> ?2 AND s.job_name <> ?3 LIMIT 1"
-            ),
-            params![owner, spec.repository_id, spec.job_name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(db_err)?;
+        ),
+        args![owner, spec.repository_id, spec.job_name],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     if let Some((job, state)) = other {
         return Err(Error::FailedPrecondition(format!(
             "server {owner} has seed {job} ({state}) of another repository under way; both would seed one vault with different keys. \
@@ -116,21 +103,19 @@ fn check_one_repository(c: &Connection, owner: &str, spec: &NewSeed) -> Result<(
 
 /// The seed's import container: the source's suggestion if the rules allow it, else the
 /// coordinator's choice; never another seed's, never a vault's.
-fn place_seed(c: &Connection, spec: &NewSeed, seed_id: &str, placement: &Placement) -> Result<String> {
+fn place_seed(c: &dyn Db, spec: &NewSeed, seed_id: &str, placement: &Placement) -> Result<String> {
     let container = if spec.container.is_empty() {
         placement.chosen(seed_id)
     } else {
         placement.allows(&spec.container).map_err(|why| Error::invalid("container", why))?;
         spec.container.clone()
     };
-    let taken: bool = c
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM seeds WHERE storage_account = ?1 AND container = ?2) \
+    let taken: bool = c.one(
+        "SELECT EXISTS (SELECT 1 FROM seeds WHERE storage_account = ?1 AND container = ?2) \
              OR EXISTS (SELECT 1 FROM vaults WHERE account = ?1 AND (container = ?2 OR container LIKE ?2 || '/%'))",
-            params![spec.storage_account, container],
-            |r| r.get(0),
-        )
-        .map_err(db_err)?;
+        args![spec.storage_account, container],
+        |r| r.get(0),
+    )?;
     if taken {
         return Err(Error::invalid(
             "container",
@@ -144,7 +129,7 @@ fn place_seed(c: &Connection, spec: &NewSeed, seed_id: &str, placement: &Placeme
 }
 
 pub fn register_seed(
-    c: &Connection,
+    c: &dyn Db,
     idem: &Idem,
     owner: &SpiffeId,
     spec: &NewSeed,
@@ -153,14 +138,8 @@ pub fn register_seed(
     now: UnixMs,
 ) -> Result<SeedRegistration> {
     idempotent(c, idem, now, || {
-        let existing: Option<Seed> = c
-            .query_row(
-                &format!("SELECT {SEED_COLS} FROM seeds s WHERE s.job_name = ?1"),
-                params![spec.job_name],
-                seed_row,
-            )
-            .optional()
-            .map_err(db_err)?;
+        let existing: Option<Seed> =
+            c.row(&format!("SELECT {SEED_COLS} FROM seeds s WHERE s.job_name = ?1"), args![spec.job_name], seed_row)?;
         if let Some(seed) = existing {
             // The same seed again: the same details, and the container as chosen (or the same
             // suggestion).
@@ -175,9 +154,8 @@ pub fn register_seed(
                 spec.job_name
             )));
         }
-        let is_seed_id: bool = c
-            .query_row("SELECT EXISTS (SELECT 1 FROM seeds WHERE seed_id = ?1)", params![spec.job_name], |r| r.get(0))
-            .map_err(db_err)?;
+        let is_seed_id: bool =
+            c.one("SELECT EXISTS (SELECT 1 FROM seeds WHERE seed_id = ?1)", args![spec.job_name], |r| r.get(0))?;
         if is_seed_id || spec.job_name.starts_with("sd-") {
             return Err(Error::invalid(
                 "job_name",
@@ -227,15 +205,14 @@ pub(super) struct SeedInsert<'a> {
 
 /// Inserts a seed with its disk-prep work: queued for customer disks; waiting for Microsoft's
 /// disks (the Azure worker orders them) for Data Box Disk.
-pub(super) fn insert_seed(c: &Connection, n: &SeedInsert<'_>, now: UnixMs) -> Result<Seed> {
+pub(super) fn insert_seed(c: &dyn Db, n: &SeedInsert<'_>, now: UnixMs) -> Result<Seed> {
     let spec = n.spec;
-    exec(
-        c,
+    c.exec(
         "INSERT INTO seeds (seed_id, job_name, owner, storage_account, container, subscription_id, location, \
          staging_location, manifest_root, total_bytes, file_count, target_site, target_station, state, \
          state_reason, created_ms, updated_ms, repository_id, kind, parent_seed) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16, ?17, ?18, ?19)",
-        params![
+        args![
             n.seed_id,
             spec.job_name,
             n.owner,
@@ -256,15 +233,13 @@ pub(super) fn insert_seed(c: &Connection, n: &SeedInsert<'_>, now: UnixMs) -> Re
             n.kind.as_str(),
             n.round_of
         ],
-    )
-    .map_err(db_err)?;
+    )?;
     insert_event(c, n.seed_id, now, n.actor, None, SeedState::Registered, "register", n.reason)?;
-    exec(
-        c,
+    c.exec(
         "INSERT INTO work_items (work_id, seed_id, state, generation, holder, lease_expires_ms, progress_bytes, \
          total_bytes, phase, target_site, target_station, queued_ms) \
          VALUES (?1, ?2, ?3, 0, NULL, 0, 0, ?4, '', ?5, ?6, ?7)",
-        params![
+        args![
             n.work_id,
             n.seed_id,
             match n.kind {
@@ -276,8 +251,7 @@ pub(super) fn insert_seed(c: &Connection, n: &SeedInsert<'_>, now: UnixMs) -> Re
             spec.target_station,
             now
         ],
-    )
-    .map_err(db_err)?;
+    )?;
     let mut seed = require_seed(c, n.seed_id)?;
     if n.kind == DiskKind::DataboxDisk {
         // The Azure worker orders the disks; the work is queued once they are delivered.
@@ -311,7 +285,7 @@ pub(super) fn new_ids() -> Result<(String, String)> {
 /// How many queued items one claim looks at, oldest first.
 const CLAIM_CANDIDATES: usize = 1000;
 
-pub fn claim_work(c: &Connection, idem: &Idem, station: &SpiffeId, t: LeaseTiming) -> Result<Option<Lease>> {
+pub fn claim_work(c: &dyn Db, idem: &Idem, station: &SpiffeId, t: LeaseTiming) -> Result<Option<Lease>> {
     idempotent(c, idem, t.now, || {
         let agent = load_agent(c, &station.uri())?.ok_or_else(|| {
             Error::FailedPrecondition(format!("copy station {station} has not registered; call RegisterAgent first"))
@@ -323,39 +297,52 @@ pub fn claim_work(c: &Connection, idem: &Idem, station: &SpiffeId, t: LeaseTimin
         // the rules (`WorkItem::eligible_for`, `vm_rule_allows`) pick the first this station
         // may take.
         let n = WORK_COLS.split(',').count();
-        let mut stmt = c
-            .prepare_cached(&format!(
+        let rows = c.rows(
+            &format!(
                 "SELECT {WORK_COLS}, s.allow_virtual_station, src.identity, src.virtualization, src.hostname \
                  FROM work_items w JOIN seeds s ON s.seed_id = w.seed_id \
                  LEFT JOIN agents src ON src.role = 'source' AND src.name = s.owner \
                  WHERE w.state = 'queued' AND w.not_before_ms <= ?1 \
                  ORDER BY w.queued_ms, w.work_id LIMIT {CLAIM_CANDIDATES}"
-            ))
-            .map_err(db_err)?;
-        let rows = stmt
-            .query_map(params![t.now], |r| {
+            ),
+            args![t.now],
+            |r| {
                 let work = work_row(r)?;
                 let allowed: bool = r.get(n)?;
-                let source = match r.get::<_, Option<String>>(n + 1)? {
+                let source = match r.get::<Option<String>>(n + 1)? {
                     None => None,
                     Some(_) => Some(SourceHost {
-                        virtualization: r.get::<_, Option<String>>(n + 2)?.unwrap_or_default(),
-                        hostname: r.get::<_, Option<String>>(n + 3)?.unwrap_or_default(),
+                        virtualization: r.get::<Option<String>>(n + 2)?.unwrap_or_default(),
+                        hostname: r.get::<Option<String>>(n + 3)?.unwrap_or_default(),
                     }),
                 };
                 Ok((work, allowed, source))
-            })
-            .map_err(db_err)?;
-        let mut item = None;
-        for row in rows {
-            let (work, allowed, source) = row.map_err(db_err)?;
+            },
+        )?;
+        // The first eligible item whose row this claim can lock: on PostgreSQL another
+        // coordinator's claim holds its item's row (`FOR UPDATE OF w SKIP LOCKED`), and this
+        // one takes the next; on SQLite (one writer) the first eligible is free.
+        let lock = format!(
+            "SELECT w.work_id FROM work_items w WHERE w.work_id = ?1 AND w.state = 'queued'{}",
+            c.dialect().skip_locked("w")
+        );
+        let (mut item, mut skipped) = (None, false);
+        for (work, allowed, source) in rows {
             if work.eligible_for(&station.name, site.as_deref()) && vm_rule_allows(source.as_ref(), &host, allowed) {
+                if c.row(&lock, args![work.work_id], |r| r.get::<String>(0))?.is_none() {
+                    skipped = true;
+                    continue;
+                }
                 item = Some(work);
                 break;
             }
         }
-        drop(stmt);
         let Some(mut work) = item else {
+            if skipped {
+                // Work exists, being claimed by others at this moment: not "no work".
+                c.lost_race();
+                return Err(Error::Unavailable("other claims hold every eligible item at this moment; retry".into()));
+            }
             return Ok(None);
         };
         work.claim(&station.name, t.now, t.ttl_ms)?;
@@ -376,26 +363,22 @@ pub fn claim_work(c: &Connection, idem: &Idem, station: &SpiffeId, t: LeaseTimin
         )?;
         // Microsoft's disks another station started are written again from the start (the
         // station must have them): back to delivered.
-        exec(
-            c,
+        c.exec(
             "UPDATE drives SET status = 'delivered', status_reason = '' WHERE seed_id = ?1 AND delivered = 1 \
              AND reported_by <> ?2 AND status IN ('preparing', 'prepared')",
-            params![work.seed_id, station.uri()],
-        )
-        .map_err(db_err)?;
+            args![work.seed_id, station.uri()],
+        )?;
         // Drives another station reported are on disks this station does not have: they are
         // left behind (never shipped), and the history says so.
-        let left = exec(
-            c,
+        let left = c.exec(
             "UPDATE drives SET status = 'bad', status_reason = ?3 WHERE seed_id = ?1 AND reported_by <> ?2 \
              AND status <> 'bad' AND delivered = 0",
-            params![
+            args![
                 work.seed_id,
                 station.uri(),
                 format!("left behind: another copy station lost the lease; {} prepares the seed again", station.name)
             ],
-        )
-        .map_err(db_err)?;
+        )?;
         if left > 0 {
             insert_event(
                 c,
@@ -418,18 +401,12 @@ pub fn claim_work(c: &Connection, idem: &Idem, station: &SpiffeId, t: LeaseTimin
 }
 
 /// The disks Microsoft delivered for a seed that are not bad, in order.
-fn delivered_serials(c: &Connection, seed_id: &str) -> Result<Vec<String>> {
-    let mut stmt = c
-        .prepare_cached(
-            "SELECT drive_id FROM drives WHERE seed_id = ?1 AND delivered = 1 AND status <> 'bad' ORDER BY position, drive_id",
-        )
-        .map_err(db_err)?;
-    let rows = stmt.query_map(params![seed_id], |r| r.get(0)).map_err(db_err)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+fn delivered_serials(c: &dyn Db, seed_id: &str) -> Result<Vec<String>> {
+    c.rows("SELECT drive_id FROM drives WHERE seed_id = ?1 AND delivered = 1 AND status <> 'bad' ORDER BY position, drive_id", args![seed_id], |r| r.get(0))
 }
 
 pub fn renew_lease(
-    c: &Connection,
+    c: &dyn Db,
     idem: &Idem,
     station: &SpiffeId,
     fence: &Fence,
@@ -463,22 +440,14 @@ pub use crate::domain::lease::WAITING;
 
 /// Records a station's wait (or its end) in the seed's history, and as the seed's reason, so
 /// the seed list says what the operator needs to do. The state does not change.
-fn note_station(
-    c: &Connection,
-    seed_id: &str,
-    station: &SpiffeId,
-    event: &str,
-    reason: &str,
-    now: UnixMs,
-) -> Result<()> {
+fn note_station(c: &dyn Db, seed_id: &str, station: &SpiffeId, event: &str, reason: &str, now: UnixMs) -> Result<()> {
     let seed = require_seed(c, seed_id)?;
-    exec(c, "UPDATE seeds SET state_reason = ?2, updated_ms = ?3 WHERE seed_id = ?1", params![seed_id, reason, now])
-        .map_err(db_err)?;
+    c.exec("UPDATE seeds SET state_reason = ?2, updated_ms = ?3 WHERE seed_id = ?1", args![seed_id, reason, now])?;
     insert_event(c, seed_id, now, &station.uri(), Some(seed.state), seed.state, event, reason)
 }
 
 pub fn report_progress(
-    c: &Connection,
+    c: &dyn Db,
     idem: &Idem,
     station: &SpiffeId,
     fence: &Fence,
@@ -491,8 +460,7 @@ pub fn report_progress(
         work.progress(&station.name, fence.generation, delta, t.now, t.ttl_ms)?;
         save_work(c, &work)?;
         // Progress: the releases before it were not this work's fault.
-        exec(c, "UPDATE work_items SET releases = 0 WHERE work_id = ?1 AND releases <> 0", params![work.work_id])
-            .map_err(db_err)?;
+        c.exec("UPDATE work_items SET releases = 0 WHERE work_id = ?1 AND releases <> 0", args![work.work_id])?;
         if was_waiting {
             let reason = format!("copy station {} is working again", station.name);
             note_station(c, &work.seed_id, station, "station_resumed", &reason, t.now)?;
@@ -502,23 +470,16 @@ pub fn report_progress(
 }
 
 /// Replaces the disks' progress of the work `fence` names, from its live lease holder.
-pub fn record_disks(
-    c: &Connection,
-    station: &SpiffeId,
-    fence: &Fence,
-    disks: &[DiskProgress],
-    now: UnixMs,
-) -> Result<()> {
+pub fn record_disks(c: &dyn Db, station: &SpiffeId, fence: &Fence, disks: &[DiskProgress], now: UnixMs) -> Result<()> {
     let work = load_work(c, &fence.work_id)?;
     work.check(&station.name, fence.generation, now)?;
-    exec(c, "DELETE FROM disk_progress WHERE work_id = ?1", params![work.work_id]).map_err(db_err)?;
+    c.exec("DELETE FROM disk_progress WHERE work_id = ?1", args![work.work_id])?;
     for d in disks {
-        exec(
-            c,
+        c.exec(
             "INSERT INTO disk_progress (work_id, position, set_size, drive_id, station, phase, done_bytes, \
              total_bytes, rate_bytes_per_sec, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
              ON CONFLICT (work_id, position) DO NOTHING",
-            params![
+            args![
                 work.work_id,
                 d.position,
                 d.set_size,
@@ -530,14 +491,13 @@ pub fn record_disks(
                 d.rate_bytes_per_sec as i64,
                 now
             ],
-        )
-        .map_err(db_err)?;
+        )?;
     }
     Ok(())
 }
 
 pub fn report_drive(
-    c: &Connection,
+    c: &dyn Db,
     idem: &Idem,
     station: &SpiffeId,
     fence: &Fence,
@@ -549,14 +509,11 @@ pub fn report_drive(
         let work = load_work(c, &fence.work_id)?;
         work.check(&station.name, fence.generation, now)?;
         let seed = require_seed(c, &work.seed_id)?;
-        let held: Option<(bool, bool)> = query_row(
-            c,
+        let held: Option<(bool, bool)> = c.row(
             "SELECT delivered, sealed_key IS NOT NULL FROM drives WHERE seed_id = ?1 AND drive_id = ?2",
-            params![work.seed_id, d.drive_id],
+            args![work.seed_id, d.drive_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(db_err)?;
+        )?;
         let delivered = held.is_some_and(|(d, _)| d);
         if seed.kind == DiskKind::DataboxDisk && !delivered {
             return Err(Error::FailedPrecondition(format!(
@@ -589,8 +546,7 @@ pub fn report_drive(
         }
         // Microsoft's disk keeps Azure's key, whatever a station sends.
         let key = if delivered { None } else { key };
-        exec(
-            c,
+        c.exec(
             "INSERT INTO drives (seed_id, drive_id, position, capacity_bytes, bytes_written, manifest_file, \
              manifest_hash, drive_header_hash, sealed_key, reported_by, reported_ms, status, status_reason) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
@@ -601,7 +557,7 @@ pub fn report_drive(
              sealed_key = COALESCE(excluded.sealed_key, drives.sealed_key), \
              reported_by = excluded.reported_by, reported_ms = excluded.reported_ms, \
              status = excluded.status, status_reason = excluded.status_reason",
-            params![
+            args![
                 work.seed_id,
                 d.drive_id,
                 d.position as i64,
@@ -616,29 +572,18 @@ pub fn report_drive(
                 d.status.as_str(),
                 d.status_reason
             ],
-        )
-        .map_err(db_err)?;
-        query_row(c,
-            &format!("SELECT {DRIVE_COLS} FROM drives d JOIN seeds s ON s.seed_id = d.seed_id WHERE d.seed_id = ?1 AND d.drive_id = ?2"),
-            params![work.seed_id, d.drive_id],
-            drive_row,
-        )
-        .map_err(db_err)
+        )?;
+        c.one(&format!("SELECT {DRIVE_COLS} FROM drives d JOIN seeds s ON s.seed_id = d.seed_id WHERE d.seed_id = ?1 AND d.drive_id = ?2"), args![work.seed_id, d.drive_id], drive_row)
     })
 }
 
-fn drive_count(c: &Connection, seed_id: &str, status: DriveStatus) -> Result<u32> {
-    query_row(
-        c,
-        "SELECT COUNT(*) FROM drives WHERE seed_id = ?1 AND status = ?2",
-        params![seed_id, status.as_str()],
-        |r| r.get::<_, i64>(0),
-    )
-    .map(|n| n as u32)
-    .map_err(db_err)
+fn drive_count(c: &dyn Db, seed_id: &str, status: DriveStatus) -> Result<u32> {
+    c.one("SELECT COUNT(*) FROM drives WHERE seed_id = ?1 AND status = ?2", args![seed_id, status.as_str()], |r| {
+        r.get::<u32>(0)
+    })
 }
 
-pub fn complete_work(c: &Connection, idem: &Idem, station: &SpiffeId, fence: &Fence, now: UnixMs) -> Result<Seed> {
+pub fn complete_work(c: &dyn Db, idem: &Idem, station: &SpiffeId, fence: &Fence, now: UnixMs) -> Result<Seed> {
     idempotent(c, idem, now, || {
         let mut work = load_work(c, &fence.work_id)?;
         work.check(&station.name, fence.generation, now)?;
@@ -696,7 +641,7 @@ pub fn complete_work(c: &Connection, idem: &Idem, station: &SpiffeId, fence: &Fe
 }
 
 pub fn release_work(
-    c: &Connection,
+    c: &dyn Db,
     idem: &Idem,
     station: &SpiffeId,
     fence: &Fence,
@@ -723,17 +668,14 @@ pub fn release_work(
         // Behind the others, after a wait that grows with each release in a row; held for an
         // operator after too many.
         let releases: i64 =
-            query_row(c, "SELECT releases + 1 FROM work_items WHERE work_id = ?1", params![work.work_id], |r| r.get(0))
-                .map_err(db_err)?;
+            c.one("SELECT releases + 1 FROM work_items WHERE work_id = ?1", args![work.work_id], |r| r.get(0))?;
         let held = releases >= backoff.max_releases as i64;
         let not_before = now + backoff.wait_ms(releases as u32);
-        exec(
-            c,
+        c.exec(
             "UPDATE work_items SET releases = ?2, not_before_ms = ?3, queued_ms = ?4, \
              state = CASE WHEN ?5 THEN 'held' ELSE state END WHERE work_id = ?1",
-            params![work.work_id, releases, not_before, now, held],
-        )
-        .map_err(db_err)?;
+            args![work.work_id, releases, not_before, now, held],
+        )?;
         let mut seed = require_seed(c, &work.seed_id)?;
         let reason = if held {
             format!(
@@ -753,15 +695,13 @@ pub fn release_work(
     })
 }
 
-pub fn expire_leases(c: &Connection, now: UnixMs) -> Result<Vec<ExpiredLease>> {
+pub fn expire_leases(c: &dyn Db, now: UnixMs) -> Result<Vec<ExpiredLease>> {
     let expired: Vec<WorkItem> = {
-        let mut stmt = c
-            .prepare(&format!(
-                "SELECT {WORK_COLS} FROM work_items w WHERE w.state = 'leased' AND w.lease_expires_ms <= ?1"
-            ))
-            .map_err(db_err)?;
-        let rows = stmt.query_map(params![now], work_row).map_err(db_err)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(db_err)?
+        c.rows(
+            &format!("SELECT {WORK_COLS} FROM work_items w WHERE w.state = 'leased' AND w.lease_expires_ms <= ?1"),
+            args![now],
+            work_row,
+        )?
     };
     let mut out = Vec::with_capacity(expired.len());
     for mut work in expired {
@@ -791,12 +731,12 @@ pub fn expire_leases(c: &Connection, now: UnixMs) -> Result<Vec<ExpiredLease>> {
 }
 
 /// Prepared drives of a seed (what its import job ships).
-pub fn prepared_drives(c: &Connection, seed_id: &str) -> Result<u32> {
+pub fn prepared_drives(c: &dyn Db, seed_id: &str) -> Result<u32> {
     drive_count(c, seed_id, DriveStatus::Prepared)
 }
 
 pub fn allow_virtual_station(
-    c: &Connection,
+    c: &dyn Db,
     idem: &Idem,
     operator: &SpiffeId,
     seed: &str,
@@ -805,12 +745,10 @@ pub fn allow_virtual_station(
 ) -> Result<Seed> {
     idempotent(c, idem, now, || {
         let mut s = require_seed(c, seed)?;
-        exec(
-            c,
+        c.exec(
             "UPDATE seeds SET allow_virtual_station = 1, updated_ms = ?2 WHERE seed_id = ?1",
-            params![s.seed_id, now],
-        )
-        .map_err(db_err)?;
+            args![s.seed_id, now],
+        )?;
         // Not a state change: the history row keeps the state and says who allowed what, and why.
         insert_event(
             c,
@@ -829,7 +767,7 @@ pub fn allow_virtual_station(
 }
 
 pub fn cancel_seed(
-    c: &Connection,
+    c: &dyn Db,
     idem: &Idem,
     operator: &SpiffeId,
     seed: &str,
@@ -850,12 +788,7 @@ pub fn cancel_seed(
                 s.spec.job_name, s.state
             )));
         }
-        exec(
-            c,
-            "UPDATE work_items SET state = 'cancelled' WHERE seed_id = ?1 AND state IN ('queued', 'leased', 'held', 'waiting')",
-            params![s.seed_id],
-        )
-        .map_err(db_err)?;
+        c.exec("UPDATE work_items SET state = 'cancelled' WHERE seed_id = ?1 AND state IN ('queued', 'leased', 'held', 'waiting')", args![s.seed_id])?;
         transition(
             c,
             &mut s,
@@ -874,7 +807,7 @@ pub fn cancel_seed(
 /// [`crate::domain::import::kind_change_problem`]: to Microsoft's disks, queued work waits for
 /// them (the Azure worker orders them); to customer disks, the seed is queued for disk prep.
 pub fn set_disk_kind(
-    c: &Connection,
+    c: &dyn Db,
     idem: &Idem,
     operator: &SpiffeId,
     seed: &str,
@@ -885,9 +818,8 @@ pub fn set_disk_kind(
     idempotent(c, idem, now, || {
         let mut s = require_seed(c, seed)?;
         let work = load_work_of_seed(c, &s.seed_id)?;
-        let has_job: bool = c
-            .query_row("SELECT EXISTS (SELECT 1 FROM import_jobs WHERE seed_id = ?1)", params![s.seed_id], |r| r.get(0))
-            .map_err(db_err)?;
+        let has_job: bool =
+            c.one("SELECT EXISTS (SELECT 1 FROM import_jobs WHERE seed_id = ?1)", args![s.seed_id], |r| r.get(0))?;
         let facts = crate::domain::import::KindFacts {
             state: s.state,
             kind: s.kind,
@@ -905,17 +837,15 @@ pub fn set_disk_kind(
         if s.kind == kind {
             return Ok(s);
         }
-        exec(c, "UPDATE seeds SET kind = ?2 WHERE seed_id = ?1", params![s.seed_id, kind.as_str()]).map_err(db_err)?;
+        c.exec("UPDATE seeds SET kind = ?2 WHERE seed_id = ?1", args![s.seed_id, kind.as_str()])?;
         s.kind = kind;
         let why = format!("{operator} chose {}: {reason}", kind.describe());
         match kind {
             DiskKind::DataboxDisk => {
-                exec(
-                    c,
+                c.exec(
                     "UPDATE work_items SET state = 'waiting' WHERE seed_id = ?1 AND state = 'queued'",
-                    params![s.seed_id],
-                )
-                .map_err(db_err)?;
+                    args![s.seed_id],
+                )?;
                 if s.state == SeedState::QueuedForDiskPrep {
                     transition(
                         c,
@@ -928,12 +858,10 @@ pub fn set_disk_kind(
                 }
             }
             DiskKind::CustomerDisk => {
-                exec(
-                    c,
+                c.exec(
                     "UPDATE work_items SET state = 'queued', queued_ms = ?2 WHERE seed_id = ?1 AND state = 'waiting'",
-                    params![s.seed_id, now],
-                )
-                .map_err(db_err)?;
+                    args![s.seed_id, now],
+                )?;
                 transition(
                     c,
                     &mut s,
@@ -946,38 +874,26 @@ pub fn set_disk_kind(
     })
 }
 
-pub fn retry_work(
-    c: &Connection,
-    idem: &Idem,
-    operator: &SpiffeId,
-    seed: &str,
-    reason: &str,
-    now: UnixMs,
-) -> Result<Seed> {
+pub fn retry_work(c: &dyn Db, idem: &Idem, operator: &SpiffeId, seed: &str, reason: &str, now: UnixMs) -> Result<Seed> {
     idempotent(c, idem, now, || {
         let mut s = require_seed(c, seed)?;
-        let n = exec(
-            c,
+        let n = c.exec(
             "UPDATE work_items SET state = 'queued', releases = 0, not_before_ms = 0, queued_ms = ?2 \
              WHERE seed_id = ?1 AND state = 'held'",
-            params![s.seed_id, now],
-        )
-        .map_err(db_err)?;
+            args![s.seed_id, now],
+        )?;
         if n == 0 {
             // The other failed step an operator can retry: Azure refused to create the import
             // job (a wrong account, a name taken, a check it failed), and the cause is fixed.
-            let refused: Option<String> = c
-                .query_row(
-                    "SELECT last_error FROM import_jobs WHERE seed_id = ?1 AND phase = 'refused'",
-                    params![s.seed_id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_err)?;
+            let refused: Option<String> = c.row(
+                "SELECT last_error FROM import_jobs WHERE seed_id = ?1 AND phase = 'refused'",
+                args![s.seed_id],
+                |r| r.get(0),
+            )?;
             return match refused {
                 Some(was) if s.state == SeedState::Failed => {
-                    exec(c, "DELETE FROM job_drives WHERE seed_id = ?1", params![s.seed_id]).map_err(db_err)?;
-                    exec(c, "DELETE FROM import_jobs WHERE seed_id = ?1", params![s.seed_id]).map_err(db_err)?;
+                    c.exec("DELETE FROM job_drives WHERE seed_id = ?1", args![s.seed_id])?;
+                    c.exec("DELETE FROM import_jobs WHERE seed_id = ?1", args![s.seed_id])?;
                     let reason = format!(
                         "{operator} retries the import job Azure refused ({was}): {reason}; the coordinator creates it again"
                     );
@@ -1002,8 +918,8 @@ pub fn retry_work(
     })
 }
 
-pub fn purge_requests(c: &Connection, before: UnixMs) -> Result<u64> {
-    exec(c, "DELETE FROM requests WHERE created_ms < ?1", params![before]).map(|n| n as u64).map_err(db_err)
+pub fn purge_requests(c: &dyn Db, before: UnixMs) -> Result<u64> {
+    c.exec("DELETE FROM requests WHERE created_ms < ?1", args![before])
 }
 
 /// Where an operator sends a seed's disk-prep work: a station, a site, or any station.
@@ -1018,7 +934,7 @@ pub struct Retarget {
 /// ends: the holder is refused at its next call and stops writing) or from held, optionally
 /// for another station or site. Only before the disks are prepared.
 pub fn requeue_work(
-    c: &Connection,
+    c: &dyn Db,
     idem: &Idem,
     operator: &SpiffeId,
     seed: &str,
@@ -1047,22 +963,14 @@ pub fn requeue_work(
         let station = to.station.as_ref().map(|v| if v.is_empty() { None } else { Some(v.clone()) });
         let site = to.site.as_ref().map(|v| if v.is_empty() { None } else { Some(v.clone()) });
         if let Some(st) = &station {
-            exec(c, "UPDATE work_items SET target_station = ?2 WHERE work_id = ?1", params![work.work_id, st])
-                .map_err(db_err)?;
-            exec(c, "UPDATE seeds SET target_station = ?2 WHERE seed_id = ?1", params![s.seed_id, st])
-                .map_err(db_err)?;
+            c.exec("UPDATE work_items SET target_station = ?2 WHERE work_id = ?1", args![work.work_id, st])?;
+            c.exec("UPDATE seeds SET target_station = ?2 WHERE seed_id = ?1", args![s.seed_id, st])?;
         }
         if let Some(si) = &site {
-            exec(c, "UPDATE work_items SET target_site = ?2 WHERE work_id = ?1", params![work.work_id, si])
-                .map_err(db_err)?;
-            exec(c, "UPDATE seeds SET target_site = ?2 WHERE seed_id = ?1", params![s.seed_id, si]).map_err(db_err)?;
+            c.exec("UPDATE work_items SET target_site = ?2 WHERE work_id = ?1", args![work.work_id, si])?;
+            c.exec("UPDATE seeds SET target_site = ?2 WHERE seed_id = ?1", args![s.seed_id, si])?;
         }
-        exec(
-            c,
-            "UPDATE work_items SET state = 'queued', releases = 0, not_before_ms = 0, queued_ms = ?2 WHERE work_id = ?1",
-            params![work.work_id, now],
-        )
-        .map_err(db_err)?;
+        c.exec("UPDATE work_items SET state = 'queued', releases = 0, not_before_ms = 0, queued_ms = ?2 WHERE work_id = ?1", args![work.work_id, now])?;
         let whom = match (&station, &site) {
             (Some(Some(st)), _) => format!("for copy station {st}"),
             (_, Some(Some(si))) => format!("for the copy stations of site {si}"),

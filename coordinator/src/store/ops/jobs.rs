@@ -1,39 +1,34 @@
 //! The Azure import job's writes and reads: the intent before the PUT, Azure's answers, the
 //! mirror of every poll, deadlines, and the shipping reservation.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use seedship_proto::identity::SpiffeId;
 
-use super::db_err;
 use super::rows::*;
+use crate::args;
 use crate::clock::{UnixMs, rfc3339};
 use crate::domain::import::{self, DeadlineKind, JobIntent, JobPhase, JobRecord, JobSnapshot};
 use crate::domain::model::*;
 use crate::domain::seed::{SeedEvent, SeedState};
 use crate::error::{Error, Result};
+use crate::store::sql::Db;
 
 /// Actor name of the coordinator's Azure worker in seed histories.
 pub const AZURE: &str = "coordinator/azure";
 
-fn require_job(c: &Connection, seed_id: &str) -> Result<JobRecord> {
+fn require_job(c: &dyn Db, seed_id: &str) -> Result<JobRecord> {
     load_job(c, seed_id)?.ok_or_else(|| Error::NotFound(format!("seed {seed_id} has no import job record")))
 }
 
 /// Records something about a seed that does not change its state.
-fn note(c: &Connection, seed: &Seed, now: UnixMs, actor: &str, event: &str, reason: &str) -> Result<()> {
+fn note(c: &dyn Db, seed: &Seed, now: UnixMs, actor: &str, event: &str, reason: &str) -> Result<()> {
     insert_event(c, &seed.seed_id, now, actor, Some(seed.state), seed.state, event, reason)
 }
 
-fn set_reason(c: &Connection, seed: &mut Seed, reason: &str, now: UnixMs) -> Result<()> {
+fn set_reason(c: &dyn Db, seed: &mut Seed, reason: &str, now: UnixMs) -> Result<()> {
     if seed.state_reason == reason {
         return Ok(());
     }
-    exec(
-        c,
-        "UPDATE seeds SET state_reason = ?2, updated_ms = ?3 WHERE seed_id = ?1",
-        params![seed.seed_id, reason, now],
-    )
-    .map_err(db_err)?;
+    c.exec("UPDATE seeds SET state_reason = ?2, updated_ms = ?3 WHERE seed_id = ?1", args![seed.seed_id, reason, now])?;
     seed.state_reason = reason.to_string();
     seed.updated_ms = now;
     Ok(())
@@ -41,42 +36,40 @@ fn set_reason(c: &Connection, seed: &mut Seed, reason: &str, now: UnixMs) -> Res
 
 /// Seeds that need a job and have no import job record yet: customer disks once prepared,
 /// Data Box Disk at registration (the order).
-pub fn seeds_awaiting_jobs(c: &Connection) -> Result<Vec<Seed>> {
-    let mut stmt = c
-        .prepare_cached(&format!(
+pub fn seeds_awaiting_jobs(c: &dyn Db) -> Result<Vec<Seed>> {
+    c.rows(
+        &format!(
             "SELECT {SEED_COLS} FROM seeds s WHERE ((s.state = 'disks_prepared' AND s.kind = 'customer_disk') \
              OR (s.state = 'registered' AND s.kind = 'databox_disk')) \
              AND NOT EXISTS (SELECT 1 FROM import_jobs j WHERE j.seed_id = s.seed_id) ORDER BY s.updated_ms"
-        ))
-        .map_err(db_err)?;
-    let rows = stmt.query_map([], seed_row).map_err(db_err)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+        ),
+        &[],
+        seed_row,
+    )
 }
 
 /// The prepared drives of a seed with their sealed keys, in position order.
-pub fn drives_for_job(c: &Connection, seed_id: &str) -> Result<Vec<DriveForJob>> {
-    let mut stmt = c
-        .prepare_cached(&format!(
+pub fn drives_for_job(c: &dyn Db, seed_id: &str) -> Result<Vec<DriveForJob>> {
+    let n = DRIVE_COLS.split(',').count();
+    c.rows(
+        &format!(
             "SELECT {DRIVE_COLS}, d.sealed_key, w.work_id FROM drives d JOIN seeds s ON s.seed_id = d.seed_id \
              JOIN work_items w ON w.seed_id = d.seed_id \
              WHERE d.seed_id = ?1 AND d.status = 'prepared' ORDER BY d.position, d.drive_id"
-        ))
-        .map_err(db_err)?;
-    let n = DRIVE_COLS.split(',').count();
-    let rows = stmt
-        .query_map(params![seed_id], |r| {
+        ),
+        args![seed_id],
+        |r| {
             let d = drive_row(r)?;
             let key: Option<Vec<u8>> = r.get(n)?;
             Ok(DriveForJob { spec: d.spec, sealed_key: key.map(SealedKey), work_id: r.get(n + 1)? })
-        })
-        .map_err(db_err)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+        },
+    )
 }
 
 /// Writes the intent to create the job, after the checks Azure would make. An intent already
 /// written is returned as it is (the job name is the key). A job that breaks a rule is
 /// written `refused` and the seed fails with the rule it breaks.
-pub fn record_job_intent(c: &Connection, intent: &JobIntent, now: UnixMs) -> Result<JobRecord> {
+pub fn record_job_intent(c: &dyn Db, intent: &JobIntent, now: UnixMs) -> Result<JobRecord> {
     if let Some(existing) = load_job(c, &intent.seed_id)? {
         return Ok(existing);
     }
@@ -94,11 +87,10 @@ pub fn record_job_intent(c: &Connection, intent: &JobIntent, now: UnixMs) -> Res
         )));
     }
     let problem = import::job_problem(intent, &job_facts(c, intent)?);
-    exec(
-        c,
+    c.exec(
         "INSERT INTO import_jobs (seed_id, job_name, subscription_id, resource_group, location, storage_account_id, \
          phase, intent_ms, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
+        args![
             intent.seed_id,
             intent.job_name,
             intent.subscription_id,
@@ -109,8 +101,7 @@ pub fn record_job_intent(c: &Connection, intent: &JobIntent, now: UnixMs) -> Res
             now,
             problem.clone().unwrap_or_default()
         ],
-    )
-    .map_err(db_err)?;
+    )?;
     if let Some(why) = problem {
         let mut seed = seed;
         transition(
@@ -144,21 +135,18 @@ pub fn record_job_intent(c: &Connection, intent: &JobIntent, now: UnixMs) -> Res
 }
 
 /// The facts Azure's creation rules look at ([`import::job_problem`] decides).
-fn job_facts(c: &Connection, intent: &JobIntent) -> Result<import::JobFacts> {
+fn job_facts(c: &dyn Db, intent: &JobIntent) -> Result<import::JobFacts> {
     let drives = drives_for_job(c, &intent.seed_id)?;
     let mut facts = import::JobFacts::default();
     for d in &drives {
-        let other: Option<String> = c
-            .query_row(
-                "SELECT s.job_name FROM drives d JOIN import_jobs j ON j.seed_id = d.seed_id \
+        let other: Option<String> = c.row(
+            "SELECT s.job_name FROM drives d JOIN import_jobs j ON j.seed_id = d.seed_id \
                  JOIN seeds s ON s.seed_id = d.seed_id \
                  WHERE d.drive_id = ?1 AND d.seed_id != ?2 AND d.status = 'prepared' \
                  AND j.phase IN ('intent', 'created') AND s.state NOT IN ('seeded', 'failed', 'cancelled', 'merged')",
-                params![d.spec.drive_id, intent.seed_id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db_err)?;
+            args![d.spec.drive_id, intent.seed_id],
+            |r| r.get(0),
+        )?;
         facts.drives.push(import::DriveFact {
             drive_id: d.spec.drive_id.clone(),
             key_escrowed: d.sealed_key.is_some(),
@@ -170,33 +158,30 @@ fn job_facts(c: &Connection, intent: &JobIntent) -> Result<import::JobFacts> {
 
 /// Jobs the Azure worker still works on: intents of live seeds, and created jobs that Azure
 /// has not ended (followed after a seed failed too, so operators see how the drives end).
-pub fn followed_jobs(c: &Connection) -> Result<Vec<JobRecord>> {
+pub fn followed_jobs(c: &dyn Db) -> Result<Vec<JobRecord>> {
     let ids: Vec<String> = {
-        let mut stmt = c
-            .prepare_cached(
-                "SELECT j.seed_id FROM import_jobs j JOIN seeds s ON s.seed_id = j.seed_id \
+        c.rows(
+            "SELECT j.seed_id FROM import_jobs j JOIN seeds s ON s.seed_id = j.seed_id \
                  WHERE (j.phase = 'intent' AND s.state NOT IN ('seeded', 'failed', 'cancelled', 'merged')) \
                  OR (j.phase = 'created' AND j.azure_state NOT IN ('Completed', 'Closed', 'Canceled', 'Cancelled')) \
                  ORDER BY j.intent_ms",
-            )
-            .map_err(db_err)?;
-        let rows = stmt.query_map([], |r| r.get(0)).map_err(db_err)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(db_err)?
+            &[],
+            |r| r.get(0),
+        )?
     };
     ids.iter().map(|id| require_job(c, id)).collect()
 }
 
-fn save_drives(c: &Connection, seed_id: &str, snap: &JobSnapshot, now: UnixMs) -> Result<()> {
+fn save_drives(c: &dyn Db, seed_id: &str, snap: &JobSnapshot, now: UnixMs) -> Result<()> {
     for d in &snap.drives {
-        exec(
-            c,
+        c.exec(
             "INSERT INTO job_drives (seed_id, drive_id, state, copy_status, percent_complete, bytes_succeeded, \
              error_log_uri, verbose_log_uri, manifest_uri, updated_ms, copy_errors) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
              ON CONFLICT (seed_id, drive_id) DO UPDATE SET state = ?3, copy_status = ?4, percent_complete = ?5, \
              bytes_succeeded = ?6, error_log_uri = ?7, verbose_log_uri = ?8, manifest_uri = ?9, updated_ms = ?10, \
              copy_errors = ?11",
-            params![
+            args![
                 seed_id,
                 d.drive_id,
                 d.state,
@@ -209,14 +194,13 @@ fn save_drives(c: &Connection, seed_id: &str, snap: &JobSnapshot, now: UnixMs) -
                 now,
                 serde_json::to_string(&d.errors).expect("serializes"),
             ],
-        )
-        .map_err(db_err)?;
+        )?;
     }
     Ok(())
 }
 
 /// Azure answered: clears "unavailable" and says for how long it was.
-fn azure_back(c: &Connection, seed: &Seed, job: &JobRecord, now: UnixMs) -> Result<()> {
+fn azure_back(c: &dyn Db, seed: &Seed, job: &JobRecord, now: UnixMs) -> Result<()> {
     if let Some(since) = job.unavailable_since_ms {
         note(
             c,
@@ -227,19 +211,17 @@ fn azure_back(c: &Connection, seed: &Seed, job: &JobRecord, now: UnixMs) -> Resu
             &format!("Azure answers again (unavailable since {})", rfc3339(since)),
         )?;
     }
-    exec(
-        c,
+    c.exec(
         "UPDATE import_jobs SET unavailable_since_ms = NULL, last_error = '', last_polled_ms = ?2 WHERE seed_id = ?1",
-        params![seed.seed_id, now],
-    )
-    .map_err(db_err)?;
+        args![seed.seed_id, now],
+    )?;
     Ok(())
 }
 
 /// Azure has the job (created now, or found after a restart): the seed is
 /// `import_job_created` and the datacenter's address is kept.
 pub fn job_created(
-    c: &Connection,
+    c: &dyn Db,
     seed_id: &str,
     snap: &JobSnapshot,
     address: &[String],
@@ -252,19 +234,17 @@ pub fn job_created(
     }
     let mut seed = require_seed(c, seed_id)?;
     azure_back(c, &seed, &job, now)?;
-    exec(
-        c,
+    c.exec(
         "UPDATE import_jobs SET phase = 'created', created_ms = ?2, azure_state = ?3, percent_complete = ?4, \
          shipping_address = ?5 WHERE seed_id = ?1",
-        params![
+        args![
             seed_id,
             now,
             snap.state,
             snap.percent_complete,
             serde_json::to_string(address).unwrap_or_else(|_| "[]".into())
         ],
-    )
-    .map_err(db_err)?;
+    )?;
     save_drives(c, seed_id, snap, now)?;
     let how = if adopted { "found in Azure after a restart and adopted" } else { "created" };
     if seed.kind == DiskKind::DataboxDisk {
@@ -304,10 +284,9 @@ pub fn job_created(
 }
 
 /// Azure refused to create the job: the seed fails with Azure's reason.
-pub fn job_refused(c: &Connection, seed_id: &str, reason: &str, now: UnixMs) -> Result<()> {
+pub fn job_refused(c: &dyn Db, seed_id: &str, reason: &str, now: UnixMs) -> Result<()> {
     let job = require_job(c, seed_id)?;
-    exec(c, "UPDATE import_jobs SET phase = 'refused', last_error = ?2 WHERE seed_id = ?1", params![seed_id, reason])
-        .map_err(db_err)?;
+    c.exec("UPDATE import_jobs SET phase = 'refused', last_error = ?2 WHERE seed_id = ?1", args![seed_id, reason])?;
     let mut seed = require_seed(c, seed_id)?;
     if seed.state.is_terminal() {
         return Ok(());
@@ -326,19 +305,17 @@ pub fn job_refused(c: &Connection, seed_id: &str, reason: &str, now: UnixMs) -> 
 
 /// Azure did not answer, or throttled past the retries: noted once when it starts, and the
 /// seed's reason says since when.
-pub fn azure_unavailable(c: &Connection, seed_id: &str, error: &str, now: UnixMs) -> Result<()> {
+pub fn azure_unavailable(c: &dyn Db, seed_id: &str, error: &str, now: UnixMs) -> Result<()> {
     let job = require_job(c, seed_id)?;
     let mut seed = require_seed(c, seed_id)?;
     let since = job.unavailable_since_ms.unwrap_or(now);
     if job.unavailable_since_ms.is_none() {
         note(c, &seed, now, AZURE, "azure_unavailable", &format!("Azure does not answer: {error}; retrying"))?;
     }
-    exec(
-        c,
+    c.exec(
         "UPDATE import_jobs SET unavailable_since_ms = ?2, last_error = ?3 WHERE seed_id = ?1",
-        params![seed_id, since, error],
-    )
-    .map_err(db_err)?;
+        args![seed_id, since, error],
+    )?;
     if !seed.state.is_terminal() {
         let reason = format!("Azure unavailable since {}: {error}; retrying with backoff", rfc3339(since));
         set_reason(c, &mut seed, &reason, now)?;
@@ -348,7 +325,7 @@ pub fn azure_unavailable(c: &Connection, seed_id: &str, error: &str, now: UnixMs
 
 /// One poll's answer: the job and drive states are kept, every change goes into the seed's
 /// history, and the seed follows Azure ([`import::follow`]). Returns the changes, for the log.
-pub fn mirror_job(c: &Connection, seed_id: &str, snap: &JobSnapshot, now: UnixMs) -> Result<Vec<String>> {
+pub fn mirror_job(c: &dyn Db, seed_id: &str, snap: &JobSnapshot, now: UnixMs) -> Result<Vec<String>> {
     let job = require_job(c, seed_id)?;
     let mut seed = require_seed(c, seed_id)?;
     azure_back(c, &seed, &job, now)?;
@@ -367,11 +344,10 @@ pub fn mirror_job(c: &Connection, seed_id: &str, snap: &JobSnapshot, now: UnixMs
         said.push(line);
     }
     let shipped_now = job.shipped_ms.is_none() && import::shipped(snap);
-    exec(
-        c,
+    c.exec(
         "UPDATE import_jobs SET azure_state = ?2, percent_complete = ?3, shipped_ms = COALESCE(shipped_ms, ?4), \
          stage_status = ?5, actions = ?6, azure_error = ?7 WHERE seed_id = ?1",
-        params![
+        args![
             seed_id,
             snap.state,
             snap.percent_complete,
@@ -380,8 +356,7 @@ pub fn mirror_job(c: &Connection, seed_id: &str, snap: &JobSnapshot, now: UnixMs
             serde_json::to_string(&snap.actions).expect("serializes"),
             snap.error
         ],
-    )
-    .map_err(db_err)?;
+    )?;
     save_drives(c, seed_id, snap, now)?;
     let follow = import::follow(seed.state, snap);
     if let Some(n) = &follow.note
@@ -404,7 +379,7 @@ pub fn mirror_job(c: &Connection, seed_id: &str, snap: &JobSnapshot, now: UnixMs
 /// key (sealed by the caller), the passkey is kept sealed, and the disk-prep work is queued.
 /// Nothing happens for a seed no longer waiting for its disks.
 pub fn disks_delivered(
-    c: &Connection,
+    c: &dyn Db,
     seed_id: &str,
     disks: &[DeliveredDisk],
     passkey: Option<&(SealedKey, bool)>,
@@ -415,30 +390,24 @@ pub fn disks_delivered(
         return Ok(());
     }
     for d in disks {
-        exec(
-            c,
+        c.exec(
             "INSERT INTO drives (seed_id, drive_id, position, capacity_bytes, bytes_written, manifest_file, \
              manifest_hash, drive_header_hash, sealed_key, reported_by, reported_ms, status, status_reason, delivered) \
              VALUES (?1, ?2, ?3, ?4, 0, '', '', '', ?5, ?6, ?7, 'delivered', '', 1) \
              ON CONFLICT (seed_id, drive_id) DO UPDATE SET sealed_key = excluded.sealed_key, delivered = 1",
-            params![seed_id, d.serial, d.position as i64, d.capacity_bytes as i64, d.sealed_key.0, AZURE, now],
-        )
-        .map_err(db_err)?;
+            args![seed_id, d.serial, d.position as i64, d.capacity_bytes as i64, d.sealed_key.0, AZURE, now],
+        )?;
     }
     if let Some((k, user_defined)) = passkey {
-        exec(
-            c,
+        c.exec(
             "UPDATE import_jobs SET sealed_passkey = ?2, passkey_user_defined = ?3 WHERE seed_id = ?1",
-            params![seed_id, k.0, user_defined],
-        )
-        .map_err(db_err)?;
+            args![seed_id, k.0, user_defined],
+        )?;
     }
-    exec(
-        c,
+    c.exec(
         "UPDATE work_items SET state = 'queued', queued_ms = ?2 WHERE seed_id = ?1 AND state = 'waiting'",
-        params![seed_id, now],
-    )
-    .map_err(db_err)?;
+        args![seed_id, now],
+    )?;
     let serials: Vec<&str> = disks.iter().map(|d| d.serial.as_str()).collect();
     transition(
         c,
@@ -458,36 +427,32 @@ pub fn disks_delivered(
 
 /// The sealed Data Box Disk passkey of a seed (once delivered), whether the customer chose
 /// it, and the work id it is sealed with.
-pub fn passkey(c: &Connection, seed: &str) -> Result<PasskeyRecord> {
+pub fn passkey(c: &dyn Db, seed: &str) -> Result<PasskeyRecord> {
     let s = require_seed(c, seed)?;
     let work = load_work_of_seed(c, &s.seed_id)?;
-    let row: Option<(Option<Vec<u8>>, bool, String)> = query_row(
-        c,
+    let row: Option<(Option<Vec<u8>>, bool, String)> = c.row(
         "SELECT sealed_passkey, passkey_user_defined, azure_state FROM import_jobs WHERE seed_id = ?1",
-        params![s.seed_id],
+        args![s.seed_id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )
-    .optional()
-    .map_err(db_err)?;
+    )?;
     let (sealed, user_defined, stage) = row.unwrap_or((None, false, String::new()));
     Ok(PasskeyRecord { seed: s, work_id: work.work_id, sealed: sealed.map(SealedKey), user_defined, stage })
 }
 
 /// Something done to a seed's job, in its history.
-pub fn note_job(c: &Connection, seed_id: &str, actor: &str, event: &str, what: &str, now: UnixMs) -> Result<()> {
+pub fn note_job(c: &dyn Db, seed_id: &str, actor: &str, event: &str, what: &str, now: UnixMs) -> Result<()> {
     let seed = require_seed(c, seed_id)?;
     note(c, &seed, now, actor, event, what)
 }
 
 /// The job is not in Azure (deleted there, or expired): surfaced, and the seed fails when its
 /// import had not finished.
-pub fn job_gone(c: &Connection, seed_id: &str, now: UnixMs) -> Result<()> {
+pub fn job_gone(c: &dyn Db, seed_id: &str, now: UnixMs) -> Result<()> {
     let job = require_job(c, seed_id)?;
     if job.phase == JobPhase::Gone {
         return Ok(());
     }
-    exec(c, "UPDATE import_jobs SET phase = 'gone', last_polled_ms = ?2 WHERE seed_id = ?1", params![seed_id, now])
-        .map_err(db_err)?;
+    c.exec("UPDATE import_jobs SET phase = 'gone', last_polled_ms = ?2 WHERE seed_id = ?1", args![seed_id, now])?;
     let mut seed = require_seed(c, seed_id)?;
     let reason = format!(
         "Azure import job {} no longer exists in resource group {} (deleted in Azure, or expired)",
@@ -525,7 +490,7 @@ pub fn job_gone(c: &Connection, seed_id: &str, now: UnixMs) -> Result<()> {
 /// Announces deadline step `step` (10, 12, 13, or 14 = expired) of `kind` once. At 14 the seed
 /// fails with `text`; before, `text` becomes the seed's reason. Returns whether it was new.
 pub fn deadline_step(
-    c: &Connection,
+    c: &dyn Db,
     seed_id: &str,
     kind: DeadlineKind,
     step: i64,
@@ -536,12 +501,10 @@ pub fn deadline_step(
     if job.warned_kind == kind.as_str() && job.warned_step >= step {
         return Ok(false);
     }
-    exec(
-        c,
+    c.exec(
         "UPDATE import_jobs SET warned_step = ?2, warned_kind = ?3 WHERE seed_id = ?1",
-        params![seed_id, step, kind.as_str()],
-    )
-    .map_err(db_err)?;
+        args![seed_id, step, kind.as_str()],
+    )?;
     let mut seed = require_seed(c, seed_id)?;
     if seed.state.is_terminal() {
         return Ok(true);
@@ -558,7 +521,7 @@ pub fn deadline_step(
 /// Reserves the shipping record: the tracking number is taken here (the UNIQUE index decides
 /// a race), before Azure is told. A repeat of the same record returns it.
 pub fn reserve_shipping(
-    c: &Connection,
+    c: &dyn Db,
     idem: &Idem,
     operator: &SpiffeId,
     rec: &NewShipping,
@@ -566,16 +529,12 @@ pub fn reserve_shipping(
 ) -> Result<ShippingRecord> {
     idempotent(c, idem, now, || {
         let seed = require_seed(c, &rec.job_name)?;
-        if let Some(other) = c
-            .query_row(
-                "SELECT s.job_name FROM shipping p JOIN seeds s ON s.seed_id = p.seed_id \
+        if let Some(other) = c.row(
+            "SELECT s.job_name FROM shipping p JOIN seeds s ON s.seed_id = p.seed_id \
                  WHERE p.tracking_number = ?1 AND p.seed_id != ?2",
-                params![rec.tracking_number, seed.seed_id],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()
-            .map_err(db_err)?
-        {
+            args![rec.tracking_number, seed.seed_id],
+            |r| r.get::<String>(0),
+        )? {
             return Err(Error::AlreadyExists(format!(
                 "tracking number {:?} is already recorded for job {other:?}; every job needs its own (several jobs in one box: add -1, -2, …)",
                 rec.tracking_number
@@ -610,13 +569,10 @@ pub fn reserve_shipping(
                 rec.job_name, rec.drive_count
             )));
         }
-        exec(c,
-            "INSERT INTO shipping (seed_id, carrier, tracking_number, drive_count, ship_date, recorded_by, recorded_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![seed.seed_id, rec.carrier, rec.tracking_number, rec.drive_count as i64, rec.ship_date, operator.uri(), now],
-        )
-        .map_err(|e| match db_err(e) {
-            Error::Internal(m) if m.contains("UNIQUE") => Error::AlreadyExists(format!(
+        c.exec("INSERT INTO shipping (seed_id, carrier, tracking_number, drive_count, ship_date, recorded_by, recorded_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", args![seed.seed_id, rec.carrier, rec.tracking_number, rec.drive_count as i64, rec.ship_date, operator.uri(), now])
+        .map_err(|e| match e {
+            Error::Internal(m) if m.contains("UNIQUE") || m.contains("unique") => Error::AlreadyExists(format!(
                 "tracking number {:?} was just recorded for another job; every job needs its own",
                 rec.tracking_number
             )),
@@ -633,27 +589,25 @@ pub fn reserve_shipping(
 }
 
 /// Azure took the delivery package: the record is confirmed and the seed is `shipped`.
-pub fn confirm_shipping(c: &Connection, seed_id: &str, now: UnixMs) -> Result<ShippingRecord> {
+pub fn confirm_shipping(c: &dyn Db, seed_id: &str, now: UnixMs) -> Result<ShippingRecord> {
     let mut seed = require_seed(c, seed_id)?;
     let rec = super::reads::shipping_by_job(c, &seed.spec.job_name)?
         .ok_or_else(|| Error::NotFound(format!("job {} has no shipping reserved", seed.spec.job_name)))?;
     if rec.confirmed_ms.is_some() {
         return Ok(rec);
     }
-    exec(c, "UPDATE shipping SET confirmed_ms = ?2 WHERE seed_id = ?1", params![seed_id, now]).map_err(db_err)?;
+    c.exec("UPDATE shipping SET confirmed_ms = ?2 WHERE seed_id = ?1", args![seed_id, now])?;
     // Customer disks: Azure took the delivery package (its stage follows at the next poll).
     // Data Box Disk: recorded here only; Azure says PickedUp when its carrier scans the box.
     let (stage, who) = match seed.kind {
         DiskKind::CustomerDisk => ("Shipping", "Azure has the delivery package"),
         DiskKind::DataboxDisk => ("", "Azure reports the pick-up when the carrier scans Microsoft's return label"),
     };
-    exec(
-        c,
+    c.exec(
         "UPDATE import_jobs SET shipped_ms = COALESCE(shipped_ms, ?2), \
          azure_state = CASE WHEN ?3 = '' THEN azure_state ELSE ?3 END WHERE seed_id = ?1",
-        params![seed_id, now, stage],
-    )
-    .map_err(db_err)?;
+        args![seed_id, now, stage],
+    )?;
     let reason = format!(
         "shipped via {} with tracking number {} ({} drive(s), {}), recorded by {}; {who}",
         rec.spec.carrier, rec.spec.tracking_number, rec.spec.drive_count, rec.spec.ship_date, rec.recorded_by
@@ -667,10 +621,9 @@ pub fn confirm_shipping(c: &Connection, seed_id: &str, now: UnixMs) -> Result<Sh
 }
 
 /// Azure refused the delivery package (or never got it): the reservation goes, with why.
-pub fn drop_shipping(c: &Connection, seed_id: &str, reason: &str, now: UnixMs) -> Result<()> {
+pub fn drop_shipping(c: &dyn Db, seed_id: &str, reason: &str, now: UnixMs) -> Result<()> {
     let seed = require_seed(c, seed_id)?;
-    let n = exec(c, "DELETE FROM shipping WHERE seed_id = ?1 AND confirmed_ms IS NULL", params![seed_id])
-        .map_err(db_err)?;
+    let n = c.exec("DELETE FROM shipping WHERE seed_id = ?1 AND confirmed_ms IS NULL", args![seed_id])?;
     if n > 0 {
         note(c, &seed, now, AZURE, "shipping_not_recorded", reason)?;
     }
@@ -678,13 +631,13 @@ pub fn drop_shipping(c: &Connection, seed_id: &str, reason: &str, now: UnixMs) -
 }
 
 /// Reservations older than `before` that Azure never confirmed (a crash in between).
-pub fn stale_reservations(c: &Connection, before: UnixMs) -> Result<Vec<ShippingRecord>> {
-    let mut stmt = c
-        .prepare_cached(&format!(
+pub fn stale_reservations(c: &dyn Db, before: UnixMs) -> Result<Vec<ShippingRecord>> {
+    c.rows(
+        &format!(
             "SELECT {SHIPPING_COLS} FROM shipping p JOIN seeds s ON s.seed_id = p.seed_id \
              WHERE p.confirmed_ms IS NULL AND p.recorded_ms < ?1"
-        ))
-        .map_err(db_err)?;
-    let rows = stmt.query_map(params![before], shipping_row).map_err(db_err)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+        ),
+        args![before],
+        shipping_row,
+    )
 }

@@ -1,21 +1,21 @@
 //! The import verification's results and the repairs asked of source agents.
 
-use rusqlite::{Connection, params};
 use seedship_proto::identity::SpiffeId;
 
-use super::db_err;
 use super::jobs::AZURE;
 use super::rows::*;
+use crate::args;
 use crate::clock::UnixMs;
 use crate::domain::model::*;
 use crate::domain::seed::{SeedEvent, SeedState};
 use crate::error::{Error, Result};
+use crate::store::sql::Db;
 
 /// Actor of the verifier in seed histories.
 pub const VERIFIER: &str = "coordinator/verify";
 
 /// `imported` (or `needs_repair` whose repairs all came) → `verifying`.
-pub fn start_verification(c: &Connection, seed_id: &str, now: UnixMs) -> Result<Seed> {
+pub fn start_verification(c: &dyn Db, seed_id: &str, now: UnixMs) -> Result<Seed> {
     let mut seed = require_seed(c, seed_id)?;
     let event = match seed.state {
         SeedState::Imported => SeedEvent::VerificationStarted,
@@ -39,7 +39,7 @@ pub fn start_verification(c: &Connection, seed_id: &str, now: UnixMs) -> Result<
 /// Stores what a verification found. With nothing to repair the seed moves on to seeding the
 /// vault; otherwise it needs repair, and the files are asked of its source agent.
 pub fn finish_verification(
-    c: &Connection,
+    c: &dyn Db,
     seed_id: &str,
     files: &[VerifiedFile],
     repair: &[RepairFile],
@@ -49,18 +49,13 @@ pub fn finish_verification(
     if seed.state != SeedState::Verifying {
         return Err(Error::FailedPrecondition(format!("seed {} is {}, not verifying", seed.spec.job_name, seed.state)));
     }
-    exec(c, "DELETE FROM verify_results WHERE seed_id = ?1", params![seed_id]).map_err(db_err)?;
+    c.exec("DELETE FROM verify_results WHERE seed_id = ?1", args![seed_id])?;
     for f in files {
-        exec(
-            c,
-            "INSERT INTO verify_results (seed_id, path, size, status, detail, checked_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![seed_id, f.path, f.size as i64, f.status, f.detail, now],
-        )
-        .map_err(db_err)?;
+        c.exec("INSERT INTO verify_results (seed_id, path, size, status, detail, checked_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", args![seed_id, f.path, f.size as i64, f.status, f.detail, now])?;
     }
     let bytes: u64 = files.iter().map(|f| f.size).sum();
     if repair.is_empty() {
-        exec(c, "DELETE FROM repairs WHERE seed_id = ?1 AND state = 'requested'", params![seed_id]).map_err(db_err)?;
+        c.exec("DELETE FROM repairs WHERE seed_id = ?1 AND state = 'requested'", args![seed_id])?;
         let reason = format!(
             "all {} file(s) ({bytes} bytes) verified in the import container: present, size, MD5 and SHA-256 as the seed manifest (root {}) has them",
             files.len(),
@@ -70,15 +65,13 @@ pub fn finish_verification(
         return Ok(seed);
     }
     for r in repair {
-        exec(
-            c,
+        c.exec(
             "INSERT INTO repairs (seed_id, path, size, sha256, md5, state, detail, requested_ms, updated_ms) \
              VALUES (?1, ?2, ?3, ?4, ?5, 'requested', ?6, ?7, ?7) \
              ON CONFLICT (seed_id, path) DO UPDATE SET size = ?3, sha256 = ?4, md5 = ?5, state = 'requested', \
              detail = ?6, requested_ms = ?7, updated_ms = ?7",
-            params![seed_id, r.path, r.size as i64, r.sha256, r.md5, r.detail, now],
-        )
-        .map_err(db_err)?;
+            args![seed_id, r.path, r.size as i64, r.sha256, r.md5, r.detail, now],
+        )?;
     }
     let missing = files.iter().filter(|f| f.status == "missing").count();
     let corrupted = files.iter().filter(|f| f.status == "corrupted").count();
@@ -95,41 +88,37 @@ pub fn finish_verification(
     Ok(seed)
 }
 
-pub(super) fn repair_rows(c: &Connection, seed_id: &str, only_requested: bool) -> Result<Vec<RepairFile>> {
-    let mut stmt = c
-        .prepare_cached(
-            "SELECT path, size, sha256, md5, state, detail, updated_ms FROM repairs \
+pub(super) fn repair_rows(c: &dyn Db, seed_id: &str, only_requested: bool) -> Result<Vec<RepairFile>> {
+    c.rows(
+        "SELECT path, size, sha256, md5, state, detail, updated_ms FROM repairs \
              WHERE seed_id = ?1 AND (?2 = 0 OR state = 'requested') ORDER BY path",
-        )
-        .map_err(db_err)?;
-    let rows = stmt
-        .query_map(params![seed_id, only_requested as i64], |r| {
+        args![seed_id, only_requested as i64],
+        |r| {
             Ok(RepairFile {
                 path: r.get(0)?,
-                size: r.get::<_, i64>(1)? as u64,
+                size: r.get::<i64>(1)? as u64,
                 sha256: r.get(2)?,
                 md5: r.get(3)?,
                 state: r.get(4)?,
                 detail: r.get(5)?,
                 updated_ms: r.get(6)?,
             })
-        })
-        .map_err(db_err)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+        },
+    )
 }
 
 /// The caller's seeds that wait for files from it, with those files.
-pub fn repair_orders(c: &Connection, owner: &str) -> Result<Vec<(Seed, Vec<RepairFile>)>> {
+pub fn repair_orders(c: &dyn Db, owner: &str) -> Result<Vec<(Seed, Vec<RepairFile>)>> {
     let seeds: Vec<Seed> = {
-        let mut stmt = c
-            .prepare_cached(&format!(
+        c.rows(
+            &format!(
                 "SELECT {SEED_COLS} FROM seeds s WHERE s.owner = ?1 AND s.state = 'needs_repair' \
                  AND EXISTS (SELECT 1 FROM repairs r WHERE r.seed_id = s.seed_id AND r.state = 'requested') \
                  ORDER BY s.created_ms"
-            ))
-            .map_err(db_err)?;
-        let rows = stmt.query_map(params![owner], seed_row).map_err(db_err)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(db_err)?
+            ),
+            args![owner],
+            seed_row,
+        )?
     };
     seeds
         .into_iter()
@@ -144,7 +133,7 @@ pub fn repair_orders(c: &Connection, owner: &str) -> Result<Vec<(Seed, Vec<Repai
 /// verified again; with some lost, it stays `needs_repair` and says which data is lost and
 /// what the operator can do.
 pub fn report_repair(
-    c: &Connection,
+    c: &dyn Db,
     idem: &Idem,
     owner: &SpiffeId,
     seed_id: &str,
@@ -164,22 +153,18 @@ pub fn report_repair(
             )));
         }
         for p in uploaded {
-            exec(
-                c,
+            c.exec(
                 "UPDATE repairs SET state = 'uploaded', detail = 'uploaded by the source agent', updated_ms = ?3 \
                  WHERE seed_id = ?1 AND path = ?2 AND state = 'requested'",
-                params![seed_id, p, now],
-            )
-            .map_err(db_err)?;
+                args![seed_id, p, now],
+            )?;
         }
         for (p, why) in lost {
-            exec(
-                c,
+            c.exec(
                 "UPDATE repairs SET state = 'lost', detail = ?3, updated_ms = ?4 \
                  WHERE seed_id = ?1 AND path = ?2 AND state = 'requested'",
-                params![seed_id, p, why, now],
-            )
-            .map_err(db_err)?;
+                args![seed_id, p, why, now],
+            )?;
         }
         insert_event(
             c,
@@ -219,29 +204,25 @@ pub fn report_repair(
 }
 
 /// The verification report of a seed.
-pub fn verification(c: &Connection, key: &str) -> Result<Option<VerificationReport>> {
+pub fn verification(c: &dyn Db, key: &str) -> Result<Option<VerificationReport>> {
     let Some(seed) = load_seed(c, key)? else { return Ok(None) };
-    let mut stmt = c
-        .prepare_cached(
-            "SELECT path, size, status, detail, checked_ms FROM verify_results WHERE seed_id = ?1 ORDER BY path",
-        )
-        .map_err(db_err)?;
     let mut checked = None;
-    let files = stmt
-        .query_map(params![seed.seed_id], |r| {
-            Ok((
-                VerifiedFile {
-                    path: r.get(0)?,
-                    size: r.get::<_, i64>(1)? as u64,
-                    status: r.get(2)?,
-                    detail: r.get(3)?,
-                },
-                r.get::<_, i64>(4)?,
-            ))
-        })
-        .map_err(db_err)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(db_err)?
+    let files = c
+        .rows(
+            "SELECT path, size, status, detail, checked_ms FROM verify_results WHERE seed_id = ?1 ORDER BY path",
+            args![seed.seed_id],
+            |r| {
+                Ok((
+                    VerifiedFile {
+                        path: r.get(0)?,
+                        size: r.get::<i64>(1)? as u64,
+                        status: r.get(2)?,
+                        detail: r.get(3)?,
+                    },
+                    r.get::<i64>(4)?,
+                ))
+            },
+        )?
         .into_iter()
         .map(|(f, t)| {
             checked = Some(t);

@@ -1,37 +1,30 @@
 //! The vault catalogue: which server has which vault, and its recovery points.
 
-use rusqlite::{Connection, OptionalExtension, params};
-
-use super::db_err;
 use super::rows::*;
+use crate::args;
 use crate::clock::UnixMs;
 use crate::domain::model::*;
 use crate::domain::seed::{SeedEvent, SeedState};
 use crate::error::{Error, Result};
+use crate::store::sql::Db;
 
 pub const VAULTER: &str = "coordinator/vault";
 
-pub fn vault_of(c: &Connection, server: &str) -> Result<Option<Vault>> {
-    c.query_row(
-        "SELECT server, account, container, seed_id, created_ms FROM vaults WHERE server = ?1",
-        params![server],
-        |r| {
-            Ok(Vault {
-                server: r.get(0)?,
-                account: r.get(1)?,
-                container: r.get(2)?,
-                seed_id: r.get(3)?,
-                created_ms: r.get(4)?,
-            })
-        },
-    )
-    .optional()
-    .map_err(db_err)
+pub fn vault_of(c: &dyn Db, server: &str) -> Result<Option<Vault>> {
+    c.row("SELECT server, account, container, seed_id, created_ms FROM vaults WHERE server = ?1", args![server], |r| {
+        Ok(Vault {
+            server: r.get(0)?,
+            account: r.get(1)?,
+            container: r.get(2)?,
+            seed_id: r.get(3)?,
+            created_ms: r.get(4)?,
+        })
+    })
 }
 
 /// The vault is seeded: it is recorded for the seed's server with the seed's snapshots as its
 /// first recovery points, and the seed is `seeded`.
-pub fn fail_seed(c: &Connection, seed_id: &str, actor: &str, reason: &str, now: UnixMs) -> Result<Seed> {
+pub fn fail_seed(c: &dyn Db, seed_id: &str, actor: &str, reason: &str, now: UnixMs) -> Result<Seed> {
     let mut seed = require_seed(c, seed_id)?;
     if seed.state.is_terminal() {
         return Ok(seed);
@@ -41,7 +34,7 @@ pub fn fail_seed(c: &Connection, seed_id: &str, actor: &str, reason: &str, now: 
 }
 
 pub fn vault_seeded(
-    c: &Connection,
+    c: &dyn Db,
     seed_id: &str,
     account: &str,
     container: &str,
@@ -67,23 +60,19 @@ pub fn vault_seeded(
         }
         Some(_) => {}
         None => {
-            exec(
-                c,
+            c.exec(
                 "INSERT INTO vaults (server, account, container, seed_id, created_ms, repository_id) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![seed.owner, account, container, seed_id, now, seed.spec.repository_id],
-            )
-            .map_err(db_err)?;
+                args![seed.owner, account, container, seed_id, now, seed.spec.repository_id],
+            )?;
         }
     }
     for id in snapshots {
-        exec(
-            c,
-            "INSERT OR IGNORE INTO recovery_points (server, snapshot_id, kind, seed_id, manifest_root, created_ms) \
-             VALUES (?1, ?2, 'seed', ?3, ?4, ?5)",
-            params![seed.owner, id, seed_id, seed.spec.manifest_root, now],
-        )
-        .map_err(db_err)?;
+        c.exec(
+            "INSERT INTO recovery_points (server, snapshot_id, kind, seed_id, manifest_root, created_ms) \
+             VALUES (?1, ?2, 'seed', ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            args![seed.owner, id, seed_id, seed.spec.manifest_root, now],
+        )?;
     }
     let first = snapshots.first().map(|s| &s[..s.len().min(12)]).unwrap_or("-");
     let reason = format!(
@@ -95,17 +84,15 @@ pub fn vault_seeded(
 }
 
 /// Adds a recovery point written online (an incremental) to `server`'s vault.
-pub fn add_recovery_point(c: &Connection, server: &str, snapshot_id: &str, now: UnixMs) -> Result<RecoveryPoint> {
+pub fn add_recovery_point(c: &dyn Db, server: &str, snapshot_id: &str, now: UnixMs) -> Result<RecoveryPoint> {
     let v = vault_of(c, server)?.ok_or_else(|| {
         Error::FailedPrecondition(format!("server {server} has no vault yet (its seed is not seeded)"))
     })?;
-    exec(
-        c,
-        "INSERT OR IGNORE INTO recovery_points (server, snapshot_id, kind, seed_id, manifest_root, created_ms) \
-         VALUES (?1, ?2, 'incremental', NULL, '', ?3)",
-        params![server, snapshot_id, now],
-    )
-    .map_err(db_err)?;
+    c.exec(
+        "INSERT INTO recovery_points (server, snapshot_id, kind, seed_id, manifest_root, created_ms) \
+         VALUES (?1, ?2, 'incremental', NULL, '', ?3) ON CONFLICT DO NOTHING",
+        args![server, snapshot_id, now],
+    )?;
     Ok(RecoveryPoint {
         server: server.into(),
         snapshot_id: snapshot_id.into(),
@@ -117,16 +104,13 @@ pub fn add_recovery_point(c: &Connection, server: &str, snapshot_id: &str, now: 
     })
 }
 
-pub fn recovery_points(c: &Connection, server: Option<&str>) -> Result<Vec<RecoveryPoint>> {
-    let mut stmt = c
-        .prepare_cached(
-            "SELECT p.server, p.snapshot_id, p.kind, p.seed_id, p.manifest_root, p.created_ms, v.container \
+pub fn recovery_points(c: &dyn Db, server: Option<&str>) -> Result<Vec<RecoveryPoint>> {
+    c.rows(
+        "SELECT p.server, p.snapshot_id, p.kind, p.seed_id, p.manifest_root, p.created_ms, v.container \
              FROM recovery_points p JOIN vaults v ON v.server = p.server \
              WHERE (?1 IS NULL OR p.server = ?1) ORDER BY p.server, p.created_ms, p.snapshot_id",
-        )
-        .map_err(db_err)?;
-    let rows = stmt
-        .query_map(params![server], |r| {
+        args![server],
+        |r| {
             Ok(RecoveryPoint {
                 server: r.get(0)?,
                 snapshot_id: r.get(1)?,
@@ -136,14 +120,13 @@ pub fn recovery_points(c: &Connection, server: Option<&str>) -> Result<Vec<Recov
                 created_ms: r.get(5)?,
                 container: r.get(6)?,
             })
-        })
-        .map_err(db_err)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+        },
+    )
 }
 
 /// Records a clean-up of a seeded seed (no state change).
 pub fn record_cleanup(
-    c: &Connection,
+    c: &dyn Db,
     key: &str,
     owner: Option<&str>,
     actor: &str,

@@ -1,21 +1,21 @@
 //! Revoked identities: recorded with who and why; a revoked copy station's leases taken back.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use seedship_proto::identity::{Role, SpiffeId};
 
-use super::db_err;
 use super::rows::*;
+use crate::args;
 use crate::clock::UnixMs;
 use crate::domain::model::*;
 use crate::error::{Error, Result};
+use crate::store::sql::{Db, Row};
 
-fn revocation_row(r: &rusqlite::Row) -> rusqlite::Result<Revocation> {
+fn revocation_row(r: &Row) -> Result<Revocation> {
     Ok(Revocation { identity: r.get(0)?, revoked_by: r.get(1)?, reason: r.get(2)?, revoked_ms: r.get(3)? })
 }
 
 /// The identity an operator names: a spiffe:// id, or the name of one registered agent (of
 /// `role` when given).
-pub fn resolve(c: &Connection, agent: &str, role: Option<Role>, trust_domain: &str) -> Result<SpiffeId> {
+pub fn resolve(c: &dyn Db, agent: &str, role: Option<Role>, trust_domain: &str) -> Result<SpiffeId> {
     if agent.starts_with("spiffe://") {
         let id: SpiffeId = agent.parse().map_err(|e| Error::invalid("agent", format!("{e}")))?;
         if id.trust_domain != trust_domain {
@@ -23,12 +23,8 @@ pub fn resolve(c: &Connection, agent: &str, role: Option<Role>, trust_domain: &s
         }
         return Ok(id);
     }
-    let mut stmt = c.prepare_cached("SELECT identity FROM agents WHERE name = ?1 ORDER BY identity").map_err(db_err)?;
-    let found: Vec<String> = stmt
-        .query_map(params![agent], |r| r.get(0))
-        .map_err(db_err)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(db_err)?;
+    let found: Vec<String> =
+        c.rows("SELECT identity FROM agents WHERE name = ?1 ORDER BY identity", args![agent], |r| r.get(0))?;
     let found: Vec<SpiffeId> = found
         .iter()
         .filter_map(|u| u.parse::<SpiffeId>().ok())
@@ -57,7 +53,7 @@ pub fn resolve(c: &Connection, agent: &str, role: Option<Role>, trust_domain: &s
 /// Revokes `id`: recorded (once; revoking again answers the first record), and the work it
 /// holds as a copy station goes back in the queue.
 pub fn revoke(
-    c: &Connection,
+    c: &dyn Db,
     idem: &Idem,
     operator: &SpiffeId,
     id: &SpiffeId,
@@ -68,37 +64,28 @@ pub fn revoke(
         if id.uri() == operator.uri() {
             return Err(Error::FailedPrecondition("an operator cannot revoke their own identity".into()));
         }
-        let existing = c
-            .query_row(
-                "SELECT identity, revoked_by, reason, revoked_ms FROM revocations WHERE identity = ?1",
-                params![id.uri()],
-                revocation_row,
-            )
-            .optional()
-            .map_err(db_err)?;
+        let existing = c.row(
+            "SELECT identity, revoked_by, reason, revoked_ms FROM revocations WHERE identity = ?1",
+            args![id.uri()],
+            revocation_row,
+        )?;
         if let Some(r) = existing {
             return Ok(Revoked { revocation: r, released: Vec::new() });
         }
         let r =
             Revocation { identity: id.uri(), revoked_by: operator.uri(), reason: reason.to_string(), revoked_ms: now };
-        exec(
-            c,
+        c.exec(
             "INSERT INTO revocations (identity, revoked_by, reason, revoked_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![r.identity, r.revoked_by, r.reason, r.revoked_ms],
-        )
-        .map_err(db_err)?;
+            args![r.identity, r.revoked_by, r.reason, r.revoked_ms],
+        )?;
         let mut released = Vec::new();
         if id.role == Role::Copy {
             let seeds: Vec<String> = {
-                let mut stmt = c
-                    .prepare_cached(
-                        "SELECT seed_id FROM work_items WHERE holder = ?1 AND state IN ('leased', 'waiting')",
-                    )
-                    .map_err(db_err)?;
-                stmt.query_map(params![id.name], |r| r.get(0))
-                    .map_err(db_err)?
-                    .collect::<rusqlite::Result<_>>()
-                    .map_err(db_err)?
+                c.rows(
+                    "SELECT seed_id FROM work_items WHERE holder = ?1 AND state IN ('leased', 'waiting')",
+                    args![id.name],
+                    |r| r.get(0),
+                )?
             };
             for seed_id in seeds {
                 let mut work = load_work_of_seed(c, &seed_id)?;
@@ -118,12 +105,10 @@ pub fn revoke(
 }
 
 /// Every revocation, newest first.
-pub fn list(c: &Connection) -> Result<Vec<Revocation>> {
-    let mut stmt = c
-        .prepare_cached(
-            "SELECT identity, revoked_by, reason, revoked_ms FROM revocations ORDER BY revoked_ms DESC, identity",
-        )
-        .map_err(db_err)?;
-    let rows = stmt.query_map([], revocation_row).map_err(db_err)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(db_err)
+pub fn list(c: &dyn Db) -> Result<Vec<Revocation>> {
+    c.rows(
+        "SELECT identity, revoked_by, reason, revoked_ms FROM revocations ORDER BY revoked_ms DESC, identity",
+        &[],
+        revocation_row,
+    )
 }

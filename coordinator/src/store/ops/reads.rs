@@ -1,67 +1,49 @@
 //! Read-only queries for the operator API and agents.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use seedship_proto::identity::{Role, SpiffeId};
 
-use super::db_err;
 use super::rows::*;
+use crate::args;
 use crate::clock::UnixMs;
 use crate::domain::lease::Fence;
 use crate::domain::model::*;
 use crate::domain::seed::SeedState;
 use crate::error::{Error, Result};
+use crate::store::sql::Db;
 
-fn collect<T>(
-    c: &Connection,
-    sql: &str,
-    p: impl rusqlite::Params,
-    f: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
-) -> Result<Vec<T>> {
-    let mut stmt = c.prepare_cached(sql).map_err(db_err)?;
-    let rows = stmt.query_map(p, f).map_err(db_err)?;
-    rows.collect::<rusqlite::Result<Vec<T>>>().map_err(db_err)
-}
-
-pub fn list_seeds(c: &Connection, state: Option<SeedState>, limit: u32) -> Result<Vec<Seed>> {
-    collect(
-        c,
+pub fn list_seeds(c: &dyn Db, state: Option<SeedState>, limit: u32) -> Result<Vec<Seed>> {
+    c.rows(
         &format!(
             "SELECT {SEED_COLS} FROM seeds s WHERE (?1 IS NULL OR s.state = ?1) \
              ORDER BY s.created_ms DESC, s.seed_id LIMIT ?2"
         ),
-        params![state.map(|s| s.as_str()), limit],
+        args![state.map(|s| s.as_str()), limit],
         seed_row,
     )
 }
 
-pub fn list_own_seeds(c: &Connection, owner: &str) -> Result<Vec<Seed>> {
-    collect(
-        c,
+pub fn list_own_seeds(c: &dyn Db, owner: &str) -> Result<Vec<Seed>> {
+    c.rows(
         &format!("SELECT {SEED_COLS} FROM seeds s WHERE s.owner = ?1 ORDER BY s.created_ms DESC, s.seed_id"),
-        params![owner],
+        args![owner],
         seed_row,
     )
 }
 
-pub fn seed_detail(c: &Connection, key: &str) -> Result<Option<SeedDetail>> {
+pub fn seed_detail(c: &dyn Db, key: &str) -> Result<Option<SeedDetail>> {
     let Some(seed) = load_seed(c, key)? else {
         return Ok(None);
     };
-    let work = collect(
-        c,
-        &format!("SELECT {WORK_COLS} FROM work_items w WHERE w.seed_id = ?1"),
-        params![seed.seed_id],
-        work_row,
-    )?
-    .into_iter()
-    .next();
+    let work = c
+        .rows(&format!("SELECT {WORK_COLS} FROM work_items w WHERE w.seed_id = ?1"), args![seed.seed_id], work_row)?
+        .into_iter()
+        .next();
     let drives = list_drives(c, Some(&seed.seed_id))?;
     // The newest page only: a seed's history has no bound, an answer has.
     let mut history = list_events(c, Some(&seed.seed_id), HISTORY_PAGE, 0)?;
     history.reverse();
     let history_total: i64 =
-        query_row(c, "SELECT COUNT(*) FROM seed_events WHERE seed_id = ?1", params![seed.seed_id], |r| r.get(0))
-            .map_err(db_err)?;
+        c.one("SELECT COUNT(*) FROM seed_events WHERE seed_id = ?1", args![seed.seed_id], |r| r.get(0))?;
     let shipping = shipping_by_job(c, &seed.spec.job_name)?;
     let job = load_job(c, &seed.seed_id)?;
     let disks = match &work {
@@ -82,28 +64,26 @@ pub fn seed_detail(c: &Connection, key: &str) -> Result<Option<SeedDetail>> {
     }))
 }
 
-pub fn list_drives(c: &Connection, seed: Option<&str>) -> Result<Vec<Drive>> {
+pub fn list_drives(c: &dyn Db, seed: Option<&str>) -> Result<Vec<Drive>> {
     // A seed that does not exist is an error, not an empty list (a typo must not look like
     // "no drives").
     if let Some(s) = seed {
         require_seed(c, s)?;
     }
-    collect(
-        c,
+    c.rows(
         &format!(
             "SELECT {DRIVE_COLS} FROM drives d JOIN seeds s ON s.seed_id = d.seed_id \
              WHERE (?1 IS NULL OR s.seed_id = ?1 OR s.job_name = ?1) ORDER BY s.job_name, d.position, d.drive_id"
         ),
-        params![seed],
+        args![seed],
         drive_row,
     )
 }
 
-pub fn shipping_by_job(c: &Connection, job: &str) -> Result<Option<ShippingRecord>> {
-    Ok(collect(
-        c,
+pub fn shipping_by_job(c: &dyn Db, job: &str) -> Result<Option<ShippingRecord>> {
+    Ok(c.rows(
         &format!("SELECT {SHIPPING_COLS} FROM shipping p JOIN seeds s ON s.seed_id = p.seed_id WHERE s.job_name = ?1"),
-        params![job],
+        args![job],
         shipping_row,
     )?
     .into_iter()
@@ -111,13 +91,12 @@ pub fn shipping_by_job(c: &Connection, job: &str) -> Result<Option<ShippingRecor
 }
 
 /// Seeds with an import job record (an intent or a job in Azure), newest first.
-pub fn list_jobs(c: &Connection) -> Result<Vec<ImportJob>> {
-    let seeds = collect(
-        c,
+pub fn list_jobs(c: &dyn Db) -> Result<Vec<ImportJob>> {
+    let seeds = c.rows(
         &format!(
             "SELECT {SEED_COLS} FROM seeds s JOIN import_jobs j ON j.seed_id = s.seed_id ORDER BY j.intent_ms DESC"
         ),
-        [],
+        &[],
         seed_row,
     )?;
     let mut out = Vec::with_capacity(seeds.len());
@@ -127,7 +106,7 @@ pub fn list_jobs(c: &Connection) -> Result<Vec<ImportJob>> {
     Ok(out)
 }
 
-fn job_view(c: &Connection, s: Seed) -> Result<ImportJob> {
+fn job_view(c: &dyn Db, s: Seed) -> Result<ImportJob> {
     let record = load_job(c, &s.seed_id)?
         .ok_or_else(|| Error::NotFound(format!("seed {} has no import job", s.spec.job_name)))?;
     Ok(ImportJob {
@@ -144,31 +123,27 @@ fn job_view(c: &Connection, s: Seed) -> Result<ImportJob> {
 }
 
 /// One import job by job name or seed id.
-pub fn job(c: &Connection, key: &str) -> Result<Option<ImportJob>> {
+pub fn job(c: &dyn Db, key: &str) -> Result<Option<ImportJob>> {
     match load_seed(c, key)? {
         Some(s) if load_job(c, &s.seed_id)?.is_some() => Ok(Some(job_view(c, s)?)),
         _ => Ok(None),
     }
 }
 
-pub fn list_agents(c: &Connection, role: Option<Role>) -> Result<Vec<Agent>> {
-    let mut agents = collect(
-        c,
+pub fn list_agents(c: &dyn Db, role: Option<Role>) -> Result<Vec<Agent>> {
+    let mut agents = c.rows(
         &format!("SELECT {AGENT_COLS} FROM agents WHERE (?1 IS NULL OR role = ?1) ORDER BY role, name"),
-        params![role.map(|r| r.as_str())],
+        args![role.map(|r| r.as_str())],
         agent_row,
     )?;
     for a in agents.iter_mut().filter(|a| a.role == Role::Copy) {
-        let held: Option<(String, String, UnixMs, String)> = c
-            .query_row(
-                "SELECT w.work_id, s.job_name, w.lease_expires_ms, w.phase FROM work_items w \
+        let held: Option<(String, String, UnixMs, String)> = c.row(
+            "SELECT w.work_id, s.job_name, w.lease_expires_ms, w.phase FROM work_items w \
                  JOIN seeds s ON s.seed_id = w.seed_id WHERE w.state = 'leased' AND w.holder = ?1 \
                  ORDER BY w.lease_expires_ms DESC LIMIT 1",
-                params![a.name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()
-            .map_err(db_err)?;
+            args![a.name],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
         if let Some((work_id, job_name, lease_expires_ms, phase)) = held {
             let disks = disks_of_work(c, &work_id)?;
             a.work = Some(AgentWork { job_name, phase, lease_expires_ms, disks });
@@ -178,43 +153,37 @@ pub fn list_agents(c: &Connection, role: Option<Role>) -> Result<Vec<Agent>> {
 }
 
 /// Each disk's progress of one piece of work, by position.
-pub fn disks_of_work(c: &Connection, work_id: &str) -> Result<Vec<DiskProgress>> {
-    collect(
-        c,
+pub fn disks_of_work(c: &dyn Db, work_id: &str) -> Result<Vec<DiskProgress>> {
+    c.rows(
         &format!("SELECT {DISK_PROGRESS_COLS} FROM disk_progress WHERE work_id = ?1 ORDER BY position"),
-        params![work_id],
+        args![work_id],
         disk_progress_row,
     )
 }
 
-pub fn list_events(c: &Connection, seed: Option<&str>, limit: u32, before: i64) -> Result<Vec<HistoryEntry>> {
+pub fn list_events(c: &dyn Db, seed: Option<&str>, limit: u32, before: i64) -> Result<Vec<HistoryEntry>> {
     if let Some(s) = seed {
         require_seed(c, s)?;
     }
     let before = if before <= 0 { i64::MAX } else { before };
-    collect(
-        c,
-        &format!(
+    c.rows(&format!(
             "SELECT {EVENT_COLS} FROM seed_events e JOIN seeds s ON s.seed_id = e.seed_id \
              WHERE (?1 IS NULL OR s.seed_id = ?1 OR s.job_name = ?1) AND e.event_id < ?3 ORDER BY e.event_id DESC LIMIT ?2"
         ),
-        params![seed, limit, before],
+        args![seed, limit, before],
         event_row,
     )
 }
 
 /// The sealed key of a drive, for the live lease holder that reported it.
-pub fn drive_key(c: &Connection, station: &SpiffeId, fence: &Fence, drive_id: &str, now: UnixMs) -> Result<SealedKey> {
+pub fn drive_key(c: &dyn Db, station: &SpiffeId, fence: &Fence, drive_id: &str, now: UnixMs) -> Result<SealedKey> {
     let work = load_work(c, &fence.work_id)?;
     work.check(&station.name, fence.generation, now)?;
-    let row: Option<(String, Option<Vec<u8>>, bool)> = query_row(
-        c,
+    let row: Option<(String, Option<Vec<u8>>, bool)> = c.row(
         "SELECT reported_by, sealed_key, delivered FROM drives WHERE seed_id = ?1 AND drive_id = ?2",
-        params![work.seed_id, drive_id],
+        args![work.seed_id, drive_id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )
-    .optional()
-    .map_err(db_err)?;
+    )?;
     match row {
         None => Err(Error::NotFound(format!("no drive {drive_id:?} was reported for work {}", fence.work_id))),
         // Microsoft's disk: its key is Azure's, for whichever station holds the lease.
@@ -227,15 +196,14 @@ pub fn drive_key(c: &Connection, station: &SpiffeId, fence: &Fence, drive_id: &s
 }
 
 /// The durable facts `/metrics` counts (see [`MetricsFacts`]).
-pub fn metrics_facts(c: &Connection) -> Result<MetricsFacts> {
-    let pairs = |sql: &str| -> Result<Vec<(String, i64)>> { collect(c, sql, [], |r| Ok((r.get(0)?, r.get(1)?))) };
+pub fn metrics_facts(c: &dyn Db) -> Result<MetricsFacts> {
+    let pairs = |sql: &str| -> Result<Vec<(String, i64)>> { c.rows(sql, &[], |r| Ok((r.get(0)?, r.get(1)?))) };
     let seeds_by_state = pairs("SELECT state, COUNT(*) FROM seeds GROUP BY state ORDER BY state")?;
     // Each seed's state changes in order: a stay ends where the next change begins.
-    let changes: Vec<(String, UnixMs, String)> = collect(
-        c,
+    let changes: Vec<(String, UnixMs, String)> = c.rows(
         "SELECT seed_id, at_ms, to_state FROM seed_events \
          WHERE from_state IS NULL OR from_state <> to_state ORDER BY seed_id, event_id",
-        [],
+        &[],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     let mut stage_stays = Vec::new();
@@ -253,36 +221,31 @@ pub fn metrics_facts(c: &Connection) -> Result<MetricsFacts> {
     let last_recovery_point =
         pairs("SELECT server, MAX(created_ms) FROM recovery_points GROUP BY server ORDER BY server")?;
     let station_rates: Vec<(String, i64)> = pairs(
-        "SELECT d.station, SUM(d.rate_bytes_per_sec) FROM disk_progress d JOIN work_items w ON w.work_id = d.work_id \
+        "SELECT d.station, CAST(SUM(d.rate_bytes_per_sec) AS BIGINT) FROM disk_progress d JOIN work_items w ON w.work_id = d.work_id \
          WHERE w.state = 'leased' AND w.holder = d.station GROUP BY d.station ORDER BY d.station",
     )?;
-    let heartbeats = collect(
-        c,
+    let heartbeats = c.rows(
         "SELECT role, name, last_heartbeat_ms FROM agents WHERE reported_ms IS NOT NULL ORDER BY role, name",
-        [],
+        &[],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    let in_transit: i64 = query_row(
-        c,
-        "SELECT COALESCE(SUM(total_bytes), 0) FROM seeds WHERE state IN \
+    let in_transit: i64 = c.one(
+        "SELECT CAST(COALESCE(SUM(total_bytes), 0) AS BIGINT) FROM seeds WHERE state IN \
          ('disks_prepared', 'import_job_created', 'shipped', 'at_datacenter')",
-        [],
+        &[],
         |r| r.get(0),
-    )
-    .map_err(db_err)?;
-    let seed_states = collect(
-        c,
+    )?;
+    let seed_states = c.rows(
         "SELECT s.job_name, s.state, MAX(e.at_ms) FROM seeds s JOIN seed_events e ON e.seed_id = s.seed_id \
          AND e.to_state = s.state AND (e.from_state IS NULL OR e.from_state <> e.to_state) \
          WHERE s.state NOT IN ('seeded', 'failed', 'cancelled', 'merged') GROUP BY s.seed_id ORDER BY s.job_name",
-        [],
+        &[],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    let repair_blocked = collect(
-        c,
+    let repair_blocked = c.rows(
         "SELECT s.job_name FROM seeds s WHERE s.state = 'needs_repair' \
          AND EXISTS (SELECT 1 FROM repairs r WHERE r.seed_id = s.seed_id AND r.state = 'lost') ORDER BY s.job_name",
-        [],
+        &[],
         |r| r.get(0),
     )?;
     Ok(MetricsFacts {
