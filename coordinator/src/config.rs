@@ -18,8 +18,13 @@ pub struct Config {
     /// Written (atomically) once the server listens: `{"addr": "...", "pid": N}`.
     #[serde(default)]
     pub ready_file: Option<PathBuf>,
-    /// SQLite database file; created if missing.
+    /// SQLite database file; created if missing. Or `[postgres]` instead, for several
+    /// coordinators on one database.
+    #[serde(default)]
     pub database: PathBuf,
+    /// PostgreSQL instead of SQLite.
+    #[serde(default)]
+    pub postgres: Option<crate::store::pg::PostgresConfig>,
     /// The SPIFFE trust domain of every identity this coordinator accepts.
     pub trust_domain: String,
     /// Master key (64 hex characters, mode 0600) that seals drive keys at rest. Without it the
@@ -254,7 +259,12 @@ impl Config {
                 *p = base.join(&*p);
             }
         };
-        fix(&mut self.database);
+        if !self.database.as_os_str().is_empty() {
+            fix(&mut self.database);
+        }
+        if let Some(p) = &mut self.postgres {
+            p.resolve_paths(base);
+        }
         fix(&mut self.tls.ca_file);
         fix(&mut self.tls.cert_file);
         fix(&mut self.tls.key_file);
@@ -289,6 +299,15 @@ impl Config {
             for p in [&mut e.ca_cert_file, &mut e.ca_key_file].into_iter().flatten() {
                 fix(p);
             }
+        }
+    }
+
+    /// The database, as logs name it: SQLite's file, or PostgreSQL's URL (which holds no
+    /// password).
+    pub fn database_name(&self) -> String {
+        match &self.postgres {
+            Some(p) => p.url.clone(),
+            None => self.database.display().to_string(),
         }
     }
 
@@ -405,6 +424,23 @@ impl Config {
             e.signer(&self.tls).map_err(|err| ConfigError::Invalid(format!("[enroll]: {err}")))?;
         }
         crate::notify::channels(&self.notify).map_err(ConfigError::Invalid)?;
+        match (&self.postgres, self.database.as_os_str().is_empty()) {
+            (Some(_), false) => {
+                return bad(format!(
+                    "both database ({}) and [postgres] are set; keep one (move a SQLite site's state with `coordinator store migrate`)",
+                    self.database.display()
+                ));
+            }
+            (None, true) => {
+                return bad("no database: set database = \"coordinator.db\" (SQLite) or a [postgres] section".into());
+            }
+            (Some(p), true) => {
+                if let Some(problem) = p.problem() {
+                    return bad(problem);
+                }
+            }
+            (None, false) => {}
+        }
         if let Some(dir) = self.database.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.is_dir()
         {

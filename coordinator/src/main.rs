@@ -215,9 +215,9 @@ fn keys(cmd: KeysCmd) -> anyhow::Result<()> {
             }
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let done = rt.block_on(async {
-                let store = coordinator::store::sqlite::SqliteStore::open(&cfg.database, cfg.server.db_busy_timeout)?;
+                let store = coordinator::store::open(&cfg).await?;
                 let now = coordinator::clock::Clock::now_ms(&coordinator::clock::SystemClock);
-                anyhow::Ok(coordinator::store::Store::reseal_master(&store, old, new, now).await?)
+                anyhow::Ok(store.reseal_master(old, new, now).await?)
             })?;
             println!(
                 "{} drive key(s) and {} passkey(s) sealed again under {}; set master_key_file = \"{}\" and start the coordinator (keep {} until it runs)",

@@ -17,7 +17,6 @@ use crate::error::{Error, Result};
 use crate::grpc::{Api, layers};
 use crate::keys::MasterKey;
 use crate::service::{Coordinator, Settings};
-use crate::store::sqlite::SqliteStore;
 
 /// Runs the coordinator on `listener` until `shutdown` resolves.
 pub async fn run(
@@ -59,9 +58,9 @@ pub async fn run_with_clock(
         }
         None => None,
     };
-    let store = SqliteStore::open(&cfg.database, cfg.server.db_busy_timeout)?;
+    let store = crate::store::open(&cfg).await?;
     let mut core = Coordinator::new(
-        Arc::new(store),
+        store,
         clock,
         Settings {
             lease_ttl: cfg.leases.ttl,
@@ -188,7 +187,7 @@ pub async fn run_with_clock(
     if let Some(ready) = &cfg.ready_file {
         write_ready_file(ready, addr, web_addr)?;
     }
-    tracing::info!(%addr, database = %cfg.database.display(), trust_domain = %cfg.trust_domain, "coordinator listening (mTLS, TLS 1.3)");
+    tracing::info!(%addr, database = %cfg.database_name(), trust_domain = %cfg.trust_domain, "coordinator listening (mTLS, TLS 1.3)");
 
     let max = cfg.server.max_message_bytes;
     macro_rules! svc {

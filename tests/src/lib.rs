@@ -98,6 +98,15 @@ pub struct Options {
     /// Agents may enroll with tokens (`[enroll]`, as [`Cluster::enroll`] needs); off: the
     /// coordinator has no `[enroll]`.
     pub enroll: bool,
+    /// The coordinator keeps its state in a PostgreSQL of its own (TLS, a password), not
+    /// SQLite: on when `SEEDSHIP_TEST_DATABASE=postgres`, so that the whole suite runs on
+    /// either backend.
+    pub postgres: bool,
+}
+
+/// Whether the suite runs on PostgreSQL (`SEEDSHIP_TEST_DATABASE=postgres`) or SQLite.
+pub fn postgres_by_default() -> bool {
+    std::env::var("SEEDSHIP_TEST_DATABASE").is_ok_and(|v| v == "postgres")
 }
 
 impl Default for Options {
@@ -112,6 +121,7 @@ impl Default for Options {
             release_backoff: "200ms",
             max_releases: 8,
             enroll: true,
+            postgres: postgres_by_default(),
         }
     }
 }
@@ -136,6 +146,10 @@ pub struct Cluster {
     coordinator_pid: u32,
     coordinator_env: Vec<(String, String)>,
     finished: bool,
+    /// The coordinator's PostgreSQL (with `Options::postgres`); dropped after the processes.
+    pub pg: Option<pg::Postgres>,
+    /// How the coordinator reaches it (`[postgres]`), for [`Cluster::sql`].
+    pg_config: Option<coordinator::store::pg::PostgresConfig>,
 }
 
 impl Cluster {
@@ -160,14 +174,31 @@ impl Cluster {
         let token = dir.path().join("metrics-token");
         std::fs::write(&token, format!("{}\n", METRICS_TOKEN))?;
         std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        let (database, pg, pg_config) = if opts.postgres {
+            let mut pg = pg::Postgres::start()?;
+            let (ca, password) = pg.require_tls_and_password()?;
+            let url = pg.url("seedship");
+            let section = format!(
+                "[postgres]\nurl = \"{url}\"\nca_file = \"{}\"\npassword_file = \"{}\"\n",
+                ca.display(),
+                password.display()
+            );
+            let pc = coordinator::store::pg::PostgresConfig {
+                ca_file: Some(ca),
+                password_file: Some(password),
+                ..coordinator::store::pg::PostgresConfig::url(&url)
+            };
+            (section, Some(pg), Some(pc))
+        } else {
+            (String::new(), None, None)
+        };
         let config = dir.path().join("coordinator.toml");
         std::fs::write(
             &config,
             format!(
                 r#"listen = "127.0.0.1:0"
 ready_file = "ready.json"
-database = "coordinator.db"
-trust_domain = "e2e.test"
+{}trust_domain = "e2e.test"
 master_key_file = "pki/master.key"
 {}[imports]
 keys_file = "manifest-keys.txt"
@@ -186,8 +217,9 @@ db_busy_timeout = "{}"
 [web]
 listen = "127.0.0.1:0"
 metrics_token_file = "metrics-token"
-{}{}
+{}{}{}
 "#,
+                if opts.postgres { "" } else { "database = \"coordinator.db\"\n" },
                 if opts.offset_clock { "clock_offset_file = \"clock-offset\"\n" } else { "" },
                 opts.lease_ttl,
                 opts.sweep_interval,
@@ -196,7 +228,8 @@ metrics_token_file = "metrics-token"
                 opts.db_busy_timeout,
                 opts.extra_toml,
                 // Agents enroll with tokens (`Cluster::enroll`), unless a test sets its own.
-                if !opts.enroll || opts.extra_toml.contains("[enroll]") { "" } else { "[enroll]\n" }
+                if !opts.enroll || opts.extra_toml.contains("[enroll]") { "" } else { "[enroll]\n" },
+                database,
             ),
         )?;
         let mut c = Cluster {
@@ -212,9 +245,39 @@ metrics_token_file = "metrics-token"
             coordinator_pid: 0,
             coordinator_env: opts.coordinator_env.clone(),
             finished: false,
+            pg,
+            pg_config,
         };
         c.start_coordinator()?;
         Ok(c)
+    }
+
+    /// Runs `f` on the coordinator's database directly, as someone holding it would (a test
+    /// that looks behind the API): SQLite's file, or the PostgreSQL in one transaction.
+    pub fn sql<T: Send + 'static>(
+        &self,
+        f: impl Fn(&dyn coordinator::store::sql::Db) -> coordinator::error::Result<T> + Send + Sync + 'static,
+    ) -> Result<T> {
+        match &self.pg_config {
+            None => {
+                let conn = rusqlite::Connection::open(self.path("coordinator.db"))?;
+                conn.busy_timeout(Duration::from_secs(5))?;
+                Ok(f(&conn)?)
+            }
+            // Its own thread and runtime: callable from a test's runtime or none.
+            Some(pc) => {
+                let pc = pc.clone();
+                std::thread::spawn(move || -> Result<T> {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                    rt.block_on(async {
+                        let store = coordinator::store::pg::PgStore::connect(&pc).await?;
+                        Ok(store.tx(f).await?)
+                    })
+                })
+                .join()
+                .map_err(|_| anyhow!("the database thread panicked"))?
+            }
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

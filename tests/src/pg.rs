@@ -77,22 +77,24 @@ impl Postgres {
 
     /// Starts the server on a free port (again, after [`Postgres::stop`]: a restart).
     pub fn run(&mut self) -> Result<()> {
-        let log = std::fs::File::create(self.dir.path().join("postgres.log"))?;
         if self.port == 0 {
             self.port = free_port()?;
         }
-        let child = as_postgres(&self.bin, "postgres")
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1", "-k"])
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        self.child = Some(child);
+        self.spawn()?;
         let t0 = Instant::now();
         loop {
+            // After a kill -9 the old server's children may hold its shared memory for a moment:
+            // the new postmaster exits at once; start it again.
+            if let Some(c) = self.child.as_mut()
+                && c.try_wait()?.is_some()
+            {
+                if !self.log().contains("pre-existing shared memory block") || t0.elapsed() > Duration::from_secs(20) {
+                    bail!("PostgreSQL exited at start: {}", self.log());
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                self.spawn()?;
+                continue;
+            }
             let ok = Command::new(self.bin.join("pg_isready"))
                 .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "seedship", "-q"])
                 .status()?
@@ -105,6 +107,31 @@ impl Postgres {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The postmaster on this cluster's port, logging to `postgres.log`.
+    fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::File::create(self.dir.path().join("postgres.log"))?;
+        let child = as_postgres(&self.bin, "postgres")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1", "-k"])
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Stops the server cleanly (a "fast" shutdown: SIGINT) and waits for it.
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGINT)?;
+            c.wait()?;
+        }
+        Ok(())
     }
 
     /// Stops the server at once (SIGKILL of the postmaster is no clean stop: the next start
@@ -138,6 +165,63 @@ impl Postgres {
             bail!("createdb {name} failed: {}", String::from_utf8_lossy(&o.stderr));
         }
         Ok(self.url(name))
+    }
+
+    /// Requires TLS and a password from now on: a CA and a server certificate for
+    /// 127.0.0.1 (made here), `ssl = on`, the superuser's password set, and `pg_hba.conf`
+    /// accepting only `hostssl` with SCRAM. Gives the CA certificate's file and a password
+    /// file (mode 0600), as `[postgres] ca_file` and `password_file` take them.
+    pub fn require_tls_and_password(&mut self) -> Result<(PathBuf, PathBuf)> {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+        use std::os::unix::fs::PermissionsExt;
+        let ca_key = KeyPair::generate()?;
+        let mut ca = CertificateParams::new(Vec::<String>::new())?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(rcgen::DnType::CommonName, "seedship test PostgreSQL CA");
+        let ca_cert = ca.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate()?;
+        let mut leaf = CertificateParams::new(vec!["localhost".to_string()])?;
+        leaf.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse()?));
+        let cert = leaf.signed_by(&key, &issuer)?;
+        let data = self.dir.path().join("data");
+        let (crt, keyf) = (data.join("server.crt"), data.join("server.key"));
+        std::fs::write(&crt, cert.pem())?;
+        std::fs::write(&keyf, key.serialize_pem())?;
+        std::fs::set_permissions(&keyf, std::fs::Permissions::from_mode(0o600))?;
+        if nix::unistd::geteuid().is_root() {
+            let user = nix::unistd::User::from_name("postgres")?.context("no postgres user")?;
+            for f in [&crt, &keyf] {
+                nix::unistd::chown(f, Some(user.uid), Some(user.gid))?;
+            }
+        }
+        let ca_file = self.dir.path().join("pg-ca.crt");
+        std::fs::write(&ca_file, ca_cert.pem())?;
+        let password = format!("pw-{}", std::process::id());
+        let password_file = self.dir.path().join("pg-password");
+        std::fs::write(&password_file, format!("{password}\n"))?;
+        std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600))?;
+        let o = as_postgres(&self.bin, "psql")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "seedship", "-d", "seedship", "-c"])
+            .arg(format!("ALTER USER seedship PASSWORD '{password}'"))
+            .output()?;
+        if !o.status.success() {
+            bail!("setting the password failed: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        let mut conf = std::fs::OpenOptions::new().append(true).open(data.join("postgresql.conf"))?;
+        std::io::Write::write_all(&mut conf, b"ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")?;
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n",
+        )?;
+        self.stop()?;
+        self.run()?;
+        Ok((ca_file, password_file))
+    }
+
+    /// The cluster's folder (its data, log and the files this harness made).
+    pub fn dir_path(&self) -> &Path {
+        self.dir.path()
     }
 
     pub fn log(&self) -> String {

@@ -151,19 +151,21 @@ pub fn copy_agent(cfg: &Path) -> Command {
 /// The drive keys as the coordinator holds them, opened with its master key.
 pub fn escrowed_keys(c: &Cluster) -> HashMap<String, RecoveryPassword> {
     let mk = MasterKey::load(&c.pki.join("master.key")).unwrap();
-    let db = rusqlite::Connection::open(c.path("coordinator.db")).unwrap();
-    let mut st = db
-        .prepare(
-            "SELECT d.drive_id, w.work_id, d.sealed_key FROM drives d JOIN work_items w ON w.seed_id = d.seed_id \
-             WHERE d.sealed_key IS NOT NULL",
-        )
+    let rows = c
+        .sql(|db| {
+            db.rows(
+                "SELECT d.drive_id, w.work_id, d.sealed_key FROM drives d JOIN work_items w ON w.seed_id = d.seed_id \
+                 WHERE d.sealed_key IS NOT NULL",
+                &[],
+                |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?, r.get::<Vec<u8>>(2)?)),
+            )
+        })
         .unwrap();
-    let rows =
-        st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?))).unwrap();
-    rows.map(|r| {
-        let (drive, work, sealed) = r.unwrap();
-        let pw = mk.open(&work, &drive, &SealedKey(sealed)).unwrap();
-        (drive, RecoveryPassword::parse(&pw.0).unwrap())
-    })
-    .collect()
+    rows.into_iter()
+        .map(|r| {
+            let (drive, work, sealed) = r;
+            let pw = mk.open(&work, &drive, &SealedKey(sealed)).unwrap();
+            (drive, RecoveryPassword::parse(&pw.0).unwrap())
+        })
+        .collect()
 }

@@ -98,11 +98,8 @@ async fn calls_decisions_and_refusals_are_chained_and_an_edited_row_is_found() -
     assert!(stderr(&out).contains("1 problem(s)"), "a swap is one problem: {}", stderr(&out));
 
     // One row edited in the coordinator's database, as someone with the file would.
-    let db = rusqlite::Connection::open(c.path("coordinator.db"))?;
-    db.busy_timeout(std::time::Duration::from_secs(5))?;
-    let n = db.execute("UPDATE audit_log SET detail = 'nothing happened' WHERE seq = 3", [])?;
+    let n = c.sql(|db| db.exec("UPDATE audit_log SET detail = 'nothing happened' WHERE seq = 3", &[]))?;
     assert_eq!(n, 1);
-    drop(db);
     let out = c.run("verify-edited", &mut c.seedctl(&ops, &["audit", "verify"]))?;
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let err = stderr(&out);

@@ -199,7 +199,8 @@ async fn a_staging_location_outside_the_stations_roots_is_not_read() -> anyhow::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_and_key_files_are_private() -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let mut c = Cluster::start()?;
+    // SQLite's files (PostgreSQL keeps its own, under its server's rules).
+    let mut c = Cluster::start_with(seedship_e2e::Options { postgres: false, ..Default::default() })?;
     let fs = c.issue("source", "fs01")?;
     client::seeds(c.connect(&fs).await?).register_seed(seed_request("job-modes")).await?;
     for f in ["coordinator.db", "coordinator.db-wal", "coordinator.db-shm"] {

@@ -45,7 +45,8 @@ async fn malformed_oversized_and_invalid_requests_get_the_right_codes() -> anyho
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_database_gives_unavailable_and_writes_nothing() -> anyhow::Result<()> {
-    let c = Cluster::start_with(Options { db_busy_timeout: "300ms", ..Default::default() })?;
+    // SQLite's own lock (PostgreSQL's counterpart is `tests/tests/postgres.rs`).
+    let c = Cluster::start_with(Options { db_busy_timeout: "300ms", postgres: false, ..Default::default() })?;
     let (fs, ops) = (c.issue("source", "fs01")?, c.issue("operator", "alice")?);
     let (src, op) = (c.connect(&fs).await?, c.connect(&ops).await?);
 

@@ -229,3 +229,48 @@ mod conformance {
 
     coordinator::conformance_suite!(open);
 }
+
+/// `[postgres]` with TLS and a password: the coordinator's store verifies the server's
+/// certificate against `ca_file` and authenticates with SCRAM from `password_file`; another CA,
+/// no TLS, or no password is refused with a reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_reaches_postgresql_over_verified_tls_with_a_password_file() -> anyhow::Result<()> {
+    use coordinator::store::Store;
+    use coordinator::store::pg::PostgresConfig;
+    let mut pg = Postgres::start()?;
+    let (ca, password) = pg.require_tls_and_password()?;
+    let url = pg.url("seedship");
+    let good = PostgresConfig {
+        ca_file: Some(ca.clone()),
+        password_file: Some(password.clone()),
+        ..PostgresConfig::url(&url)
+    };
+    let store = PgStore::connect(&good).await?;
+    assert_eq!(store.audit_head().await?, 0, "the schema is there and answers over TLS");
+
+    // The server refuses a connection without TLS (pg_hba: hostnossl reject).
+    let plain = PostgresConfig { password_file: Some(password.clone()), ..PostgresConfig::url(&url) };
+    let e = PgStore::connect(&plain).await.expect_err("no TLS");
+    assert!(
+        matches!(e, Error::Internal(ref m) if m.contains("refused the login") && m.contains("no encryption")),
+        "{e:?}"
+    );
+    // A CA that did not sign the server's certificate: the handshake fails.
+    let other = pg.dir_path().join("other-ca.crt");
+    let key = rcgen::KeyPair::generate()?;
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(&other, p.self_signed(&key)?.pem())?;
+    let wrong = PostgresConfig { ca_file: Some(other), ..good.clone() };
+    let e = PgStore::connect(&wrong).await.expect_err("an unknown CA");
+    assert!(format!("{e}").contains("certificate"), "{e}");
+    // No password: SCRAM fails.
+    let nopw = PostgresConfig { password_file: None, ..good.clone() };
+    let e = PgStore::connect(&nopw).await.expect_err("no password");
+    assert!(format!("{e}").contains("password"), "{e}");
+    // A password file others can read is refused before anything connects.
+    std::fs::set_permissions(&password, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    let e = PgStore::connect(&good).await.expect_err("a loose password file");
+    assert!(format!("{e}").contains("chmod 600"), "{e}");
+    Ok(())
+}

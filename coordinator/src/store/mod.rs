@@ -64,6 +64,14 @@ use crate::domain::model::*;
 use crate::domain::placement::Placement;
 use crate::error::Result;
 
+/// The store the configuration names: SQLite's `database` file, or `[postgres]`.
+pub async fn open(cfg: &crate::config::Config) -> Result<std::sync::Arc<dyn Store>> {
+    Ok(match &cfg.postgres {
+        Some(pc) => std::sync::Arc::new(pg::PgStore::connect(pc).await?),
+        None => std::sync::Arc::new(sqlite::SqliteStore::open(&cfg.database, cfg.server.db_busy_timeout)?),
+    })
+}
+
 /// Lease timing handed to the store's lease operations.
 #[derive(Debug, Clone, Copy)]
 pub struct LeaseTiming {

@@ -673,7 +673,7 @@ pub fn release_work(
         let not_before = now + backoff.wait_ms(releases as u32);
         c.exec(
             "UPDATE work_items SET releases = ?2, not_before_ms = ?3, queued_ms = ?4, \
-             state = CASE WHEN ?5 THEN 'held' ELSE state END WHERE work_id = ?1",
+             state = CASE WHEN ?5 <> 0 THEN 'held' ELSE state END WHERE work_id = ?1",
             args![work.work_id, releases, not_before, now, held],
         )?;
         let mut seed = require_seed(c, &work.seed_id)?;

@@ -7,9 +7,13 @@
 //! answered only after the commit, and run again whole when it loses a race with another
 //! coordinator. A failover is UNAVAILABLE, never a half-done state.
 
+mod tls;
+
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use serde::{Deserialize, Serialize};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
@@ -28,8 +32,92 @@ use crate::error::{Error, Result};
 /// Makes every coordinator's migrations take turns (any fixed number, ours).
 const MIGRATION_LOCK: i64 = 0x5eed_5419;
 
-/// Connections a coordinator holds at most.
+/// Connections a coordinator holds at most, unless `[postgres] pool_size` says.
 const POOL_SIZE: usize = 16;
+
+/// `[postgres]` of the coordinator's configuration: PostgreSQL instead of SQLite's
+/// `database`, for several coordinators on one database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// `postgres://USER@HOST[:PORT][,HOST2[:PORT]]/DATABASE`, without a password; with several
+    /// hosts (a Patroni cluster), add `?target_session_attrs=read-write` to reach the primary.
+    pub url: String,
+    /// The CA of the servers' certificates: TLS is required and each server's certificate is
+    /// verified for its host name. Without it, only a server on this machine (loopback or a
+    /// Unix socket) is accepted.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The password (a file of mode 0600; its first line), for password or SCRAM
+    /// authentication.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Connections this coordinator holds at most.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+}
+
+fn default_pool_size() -> usize {
+    POOL_SIZE
+}
+
+impl PostgresConfig {
+    /// A configuration of `url` alone (a server on this machine, no password).
+    pub fn url(url: &str) -> PostgresConfig {
+        PostgresConfig { url: url.to_string(), ca_file: None, password_file: None, pool_size: POOL_SIZE }
+    }
+
+    /// Relative files are relative to `base` (the configuration file's folder).
+    pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        for p in [&mut self.ca_file, &mut self.password_file].into_iter().flatten() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    /// What is wrong with it, before anything connects: the URL, a password in it, a remote
+    /// server without TLS, the pool's size.
+    pub fn problem(&self) -> Option<String> {
+        use tokio_postgres::config::Host;
+        let cfg = match tokio_postgres::Config::from_str(&self.url) {
+            Ok(c) => c,
+            Err(e) => return Some(format!("postgres.url: {e} (postgres://USER@HOST:PORT/DATABASE)")),
+        };
+        if cfg.get_password().is_some() {
+            return Some(
+                "postgres.url holds a password, which would be seen in the configuration and in process lists; \
+                 put it in a file of mode 0600 and set postgres.password_file"
+                    .into(),
+            );
+        }
+        if cfg.get_user().is_none() {
+            return Some("postgres.url names no user (postgres://USER@HOST/DATABASE)".into());
+        }
+        if cfg.get_dbname().is_none() {
+            return Some("postgres.url names no database (postgres://USER@HOST/DATABASE)".into());
+        }
+        if self.ca_file.is_none() {
+            let remote = cfg.get_hosts().iter().find_map(|h| match h {
+                Host::Tcp(name) if !is_loopback(name) => Some(name.clone()),
+                _ => None,
+            });
+            if let Some(host) = remote {
+                return Some(format!(
+                    "postgres.url reaches {host}, another machine, without TLS; set postgres.ca_file to the CA of its certificate"
+                ));
+            }
+        }
+        if !(1..=1000).contains(&self.pool_size) {
+            return Some(format!("postgres.pool_size {}: from 1 to 1000", self.pool_size));
+        }
+        None
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
 
 pub struct PgStore {
     pool: Pool,
@@ -84,6 +172,7 @@ fn replace_word(s: &str, from: &str, to: &str) -> String {
 /// Maps a PostgreSQL failure: what a retry can cure (a lost connection, a failover, a
 /// serialization failure or deadlock, too many connections) is UNAVAILABLE; the rest INTERNAL.
 pub(crate) fn pg_err(e: tokio_postgres::Error) -> Error {
+    let what = describe(&e);
     let transient = match e.code() {
         Some(c) => {
             let s = c.code();
@@ -98,11 +187,37 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> Error {
         // No SQLSTATE: the connection itself failed or closed.
         None => true,
     };
-    if transient {
-        Error::Unavailable(format!("database unavailable: {e}; nothing was written, retry"))
+    if e.code().is_some_and(|c| c.code().starts_with("28")) {
+        Error::Internal(format!(
+            "PostgreSQL refused the login: {what}; check postgres.url's user, postgres.password_file and the server's pg_hba.conf"
+        ))
+    } else if transient {
+        Error::Unavailable(format!("database unavailable: {what}; nothing was written, retry"))
     } else {
-        Error::Internal(format!("database: {e}"))
+        Error::Internal(format!("database: {what}"))
     }
+}
+
+/// The server's own words (message, SQLSTATE, detail, hint), or the client's error with its
+/// causes (a TLS handshake's reason is in its source).
+fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        if let Some(d) = db.detail() {
+            s.push_str(&format!("; {d}"));
+        }
+        if let Some(h) = db.hint() {
+            s.push_str(&format!("; hint: {h}"));
+        }
+        return s;
+    }
+    let mut s = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        s.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    s
 }
 
 /// A serialization failure or a deadlock: the transaction lost a race and may run again.
@@ -122,11 +237,39 @@ impl PgStore {
     /// migrations. Several coordinators may open the same database at once: one applies each
     /// migration, the others wait for it and apply nothing twice.
     pub async fn open(url: &str) -> Result<PgStore> {
-        let cfg = tokio_postgres::Config::from_str(url)
-            .map_err(|e| Error::Internal(format!("database URL: {e} (postgres://user@host:port/database)")))?;
-        let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        PgStore::connect(&PostgresConfig::url(url)).await
+    }
+
+    /// [`PgStore::open`] with the whole `[postgres]` section: TLS, password, pool size.
+    pub async fn connect(pc: &PostgresConfig) -> Result<PgStore> {
+        if let Some(p) = pc.problem() {
+            return Err(Error::Internal(p));
+        }
+        let mut cfg = tokio_postgres::Config::from_str(&pc.url)
+            .map_err(|e| Error::Internal(format!("postgres.url: {e} (postgres://USER@HOST:PORT/DATABASE)")))?;
+        cfg.application_name("seedship-coordinator");
+        cfg.connect_timeout(std::time::Duration::from_secs(10));
+        if let Some(f) = &pc.password_file {
+            let bytes = seedship_proto::keyfile::read_private(f)
+                .map_err(|e| Error::Internal(format!("postgres.password_file: {e}")))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| Error::Internal(format!("postgres.password_file {} is not text", f.display())))?;
+            cfg.password(text.lines().next().unwrap_or("").as_bytes());
+        }
+        let recycle = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let mgr = match &pc.ca_file {
+            Some(ca) => {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| Error::Internal(format!("postgres.ca_file {}: {e}", ca.display())))?;
+                let tls = tls::Rustls::from_ca_pem(&pem)
+                    .map_err(|e| Error::Internal(format!("postgres.ca_file {}: {e}", ca.display())))?;
+                cfg.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Manager::from_config(cfg, tls, recycle)
+            }
+            None => Manager::from_config(cfg, NoTls, recycle),
+        };
         let pool = Pool::builder(mgr)
-            .max_size(POOL_SIZE)
+            .max_size(pc.pool_size)
             .build()
             .map_err(|e| Error::Internal(format!("database pool: {e}")))?;
         let store = PgStore { pool, retried: Default::default() };
@@ -296,6 +439,25 @@ impl PgStore {
     }
 }
 
+/// `impl Store for PgStore`, made from `store_operations` as `impl_sqlite` is: each
+/// operation's arguments are carried into the closure and lent to `ops::<name>` inside one
+/// transaction, which may run more than once (a serialization failure runs it again whole).
+macro_rules! impl_pg {
+    ($( $(#[$m:meta])* $kind:ident $name:ident ( $($a:ident : $t:ty),* $(,)? ) -> $ret:ty ; )*) => {
+        #[async_trait]
+        impl Store for PgStore {
+            $(
+                async fn $name(&self, $($a: $t),*) -> Result<$ret> {
+                    $( let $a = carry::Carry::carry($a); )*
+                    self.$kind(move |c| ops::$name(c, $( carry::Lend::lend(&$a) ),*)).await
+                }
+            )*
+        }
+    };
+}
+
+crate::store::store_operations!(impl_pg);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,23 +480,25 @@ mod tests {
             }
         }
     }
-}
 
-/// `impl Store for PgStore`, made from `store_operations` as `impl_sqlite` is: each
-/// operation's arguments are carried into the closure and lent to `ops::<name>` inside one
-/// transaction, which may run more than once (a serialization failure runs it again whole).
-macro_rules! impl_pg {
-    ($( $(#[$m:meta])* $kind:ident $name:ident ( $($a:ident : $t:ty),* $(,)? ) -> $ret:ty ; )*) => {
-        #[async_trait]
-        impl Store for PgStore {
-            $(
-                async fn $name(&self, $($a: $t),*) -> Result<$ret> {
-                    $( let $a = carry::Carry::carry($a); )*
-                    self.$kind(move |c| ops::$name(c, $( carry::Lend::lend(&$a) ),*)).await
-                }
-            )*
-        }
-    };
+    #[test]
+    fn a_configuration_that_would_leak_or_reach_out_in_clear_is_refused() {
+        let pc = |url: &str, ca: bool| PostgresConfig {
+            ca_file: ca.then(|| PathBuf::from("/etc/pg-ca.crt")),
+            ..PostgresConfig::url(url)
+        };
+        assert_eq!(pc("postgres://seedship@127.0.0.1:5432/seedship", false).problem(), None);
+        assert_eq!(pc("postgres://seedship@localhost/seedship", false).problem(), None);
+        assert_eq!(pc("postgres://seedship@db1,db2/seedship?target_session_attrs=read-write", true).problem(), None);
+        let p = pc("postgres://seedship@db1.example.net/seedship", false).problem().unwrap();
+        assert!(p.contains("db1.example.net") && p.contains("postgres.ca_file"), "{p}");
+        let p = pc("postgres://127.0.0.1,db2/seedship", true).problem().unwrap();
+        assert!(p.contains("no user"), "{p}");
+        let p = pc("postgres://seedship:hunter2@127.0.0.1/seedship", false).problem().unwrap();
+        assert!(p.contains("password_file") && !p.contains("hunter2"), "the password is not repeated: {p}");
+        let p = pc("postgres://seedship@127.0.0.1", false).problem().unwrap();
+        assert!(p.contains("no database"), "{p}");
+        let p = pc("mysql://x", false).problem().unwrap();
+        assert!(p.contains("postgres.url"), "{p}");
+    }
 }
-
-crate::store::store_operations!(impl_pg);
