@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole seedship test suite, from a fresh clone: builds everything, installs what is
 # missing (cargo-nextest; Debian packages with apt-get; Azurite through npm; a Python venv
-# through pip), and runs unit, service and end-to-end tests
-# with time bounds.
+# through pip), and runs unit, service and end-to-end tests with time bounds: all of them
+# with the coordinator on SQLite, then the end-to-end tests again on PostgreSQL.
 #
 #   tests/run.sh            # everything
 #   tests/run.sh -E 'test(lease)'   # extra arguments go to cargo nextest
@@ -38,6 +38,13 @@ echo "== Python tools"
 SEEDSHIP_PYTHON="$(deploy/python/install.sh)"
 export SEEDSHIP_PYTHON
 
-echo "== running the test suite"
-# The whole run is bounded too, in case a process hangs outside any single test's limit.
-exec timeout 1800 cargo nextest run --workspace --locked --profile ci "$@"
+# Each leg is bounded too, in case a process hangs outside any single test's limit.
+echo "== running the test suite (the coordinator on SQLite; PostgreSQL's own tests and conformance run here too)"
+timeout 1800 cargo nextest run --workspace --locked --profile ci "$@"
+
+# The end-to-end suite again with every test cluster's coordinator on PostgreSQL (TLS, SCRAM).
+# SEEDSHIP_TEST_LEGS=sqlite skips it.
+if [ "${SEEDSHIP_TEST_LEGS:-sqlite,postgres}" != "sqlite" ]; then
+  echo "== running the end-to-end suite again on PostgreSQL (SEEDSHIP_TEST_DATABASE=postgres)"
+  SEEDSHIP_TEST_DATABASE=postgres timeout 1800 cargo nextest run -p seedship-e2e --locked --profile ci "$@"
+fi

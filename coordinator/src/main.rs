@@ -46,8 +46,85 @@ enum Cmd {
         #[command(subcommand)]
         cmd: KeysCmd,
     },
+    /// The coordinator's database: move a site from SQLite to PostgreSQL.
+    Store {
+        #[command(subcommand)]
+        cmd: StoreCmd,
+    },
     #[command(flatten)]
     Docs(seedship_proto::cli::DocCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCmd {
+    /// With the coordinator stopped: copy its SQLite state into an empty PostgreSQL database in
+    /// one transaction, then read every table back and compare (rows and contents). Then
+    /// replace `database` with a [postgres] section in the config and start the coordinators.
+    Migrate {
+        /// The SQLite database: sqlite:PATH.
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database: postgres:URL (postgres://USER@HOST:PORT/DATABASE, no password).
+        #[arg(long)]
+        to: String,
+        /// The CA of the PostgreSQL server's certificate (TLS, as [postgres] ca_file).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// The PostgreSQL password (a file of mode 0600, as [postgres] password_file).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+}
+
+fn store(cmd: StoreCmd) -> anyhow::Result<()> {
+    match cmd {
+        StoreCmd::Migrate { from, to, ca_file, password_file } => {
+            let (path, url) = (sqlite_arg(&from)?, postgres_arg(&to)?);
+            let pg = coordinator::store::pg::PostgresConfig {
+                ca_file,
+                password_file,
+                ..coordinator::store::pg::PostgresConfig::url(&url)
+            };
+            if let Some(p) = pg.problem() {
+                anyhow::bail!(
+                    "{p} (on this command: postgres.url is --to, postgres.ca_file --ca-file, postgres.password_file --password-file)"
+                );
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let checks = rt.block_on(coordinator::store::migrate::sqlite_to_postgres(
+                &path,
+                &pg,
+                std::time::Duration::from_secs(5),
+                |line| println!("{line}"),
+            ))?;
+            let rows: u64 = checks.iter().map(|c| c.rows).sum();
+            println!(
+                "migrated {} to {url}: {rows} row(s) in {} table(s), every one read back and identical. \
+                 Replace `database` with a [postgres] section in each coordinator's config and start them.",
+                path.display(),
+                checks.len()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// `sqlite:PATH` as the path.
+fn sqlite_arg(s: &str) -> anyhow::Result<PathBuf> {
+    match s.strip_prefix("sqlite:") {
+        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+        _ => anyhow::bail!("--from {s:?}: expected sqlite:PATH (the coordinator's database file)"),
+    }
+}
+
+/// `postgres:URL` (or the URL alone) as the URL.
+fn postgres_arg(s: &str) -> anyhow::Result<String> {
+    let url = s.strip_prefix("postgres:").filter(|u| u.starts_with("postgres")).unwrap_or(s);
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(url.to_string())
+    } else {
+        anyhow::bail!("--to {s:?}: expected postgres:postgres://USER@HOST:PORT/DATABASE")
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +223,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Pki { cmd } => pki(cmd),
         Cmd::Keys { cmd } => keys(cmd),
+        Cmd::Store { cmd } => store(cmd),
         Cmd::Docs(_) => Ok(()),
         Cmd::Serve { config, listen, database, ready_file, print_config } => {
             let cfg = Config::load(&config, &Overrides { listen, database, ready_file })?;

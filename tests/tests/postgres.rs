@@ -274,3 +274,89 @@ async fn the_store_reaches_postgresql_over_verified_tls_with_a_password_file() -
     assert!(format!("{e}").contains("chmod 600"), "{e}");
     Ok(())
 }
+
+/// A site on SQLite moves to PostgreSQL with `coordinator store migrate`: every row is read
+/// back and compared; the coordinator started on PostgreSQL shows the same seeds, histories
+/// and an intact audit chain, and goes on (a new seed's events follow the copied ids); a
+/// second migration into the same database is refused, and nothing in it changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_site_moves_to_postgresql_with_every_row_checked_and_goes_on_there() -> anyhow::Result<()> {
+    use seedship_e2e::{Cluster, Options, rid, seed_request};
+    use seedship_proto::{client, pb};
+    let mut c = Cluster::start_with(Options { postgres: false, ..Default::default() })?;
+    let (fs, st, ops) = (c.issue("source", "fs01")?, c.issue("copy", "st-m")?, c.issue("operator", "alice")?);
+    let (src, cs, op) = (c.connect(&fs).await?, c.connect(&st).await?, c.connect(&ops).await?);
+    seedship_proto::agent::register(&cs, None, "t").await?;
+    for job in ["job-m1", "job-m2"] {
+        client::seeds(src.clone()).register_seed(seed_request(job)).await?;
+    }
+    let lease = client::diskprep(cs.clone()).claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?.into_inner();
+    assert!(lease.lease.is_some());
+    client::operator(op.clone())
+        .cancel_seed(pb::CancelSeedRequest { request_id: rid(), seed: "job-m2".into(), reason: "not needed".into() })
+        .await?;
+    let before = |job: &'static str, op: seedship_proto::client::Conn| async move {
+        let s = client::operator(op).get_seed(pb::GetSeedRequest { seed: job.into() }).await?.into_inner();
+        let seed = s.seed.unwrap();
+        anyhow::Ok((seed.state, seed.seed_id, s.history.len()))
+    };
+    let (m1, m2) = (before("job-m1", op.clone()).await?, before("job-m2", op.clone()).await?);
+    drop((src, cs, op));
+    c.kill9_coordinator()?;
+
+    let mut pg = Postgres::start()?;
+    let (ca, password) = pg.require_tls_and_password()?;
+    let migrate = |c: &mut Cluster, name: &str| {
+        let mut cmd = std::process::Command::new(seedship_e2e::bin("coordinator"));
+        cmd.args(["store", "migrate", "--from"])
+            .arg(format!("sqlite:{}", c.path("coordinator.db").display()))
+            .arg("--to")
+            .arg(format!("postgres:{}", pg.url("seedship")))
+            .arg("--ca-file")
+            .arg(&ca)
+            .arg("--password-file")
+            .arg(&password);
+        c.run(name, &mut cmd)
+    };
+    let o = migrate(&mut c, "migrate")?;
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    for line in ["seeds: 2 row(s), identical", "seed_events: ", "audit_log: ", "requests: ", "every one read back"] {
+        assert!(out.contains(line), "{line:?} in {out}");
+    }
+
+    // The coordinator's config names PostgreSQL instead of the file.
+    let toml = std::fs::read_to_string(&c.config)?.replace("database = \"coordinator.db\"\n", "");
+    std::fs::write(
+        &c.config,
+        format!(
+            "{toml}\n[postgres]\nurl = \"{}\"\nca_file = \"{}\"\npassword_file = \"{}\"\n",
+            pg.url("seedship"),
+            ca.display(),
+            password.display()
+        ),
+    )?;
+    std::fs::rename(c.path("coordinator.db"), c.path("coordinator.db.moved"))?;
+    c.start_coordinator()?;
+    let op = c.connect(&ops).await?;
+    assert_eq!(before("job-m1", op.clone()).await?, m1, "the same seed, state and history");
+    assert_eq!(before("job-m2", op.clone()).await?, m2);
+    let o = c.run("verify", &mut c.seedctl(&ops, &["audit", "verify"]))?;
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("audit log intact"), "{o:?}");
+    // It goes on: a new seed, new events and audit entries after the copied ones.
+    let src = c.connect(&fs).await?;
+    client::seeds(src).register_seed(seed_request("job-m3")).await?;
+    let (_, _, n) = before("job-m3", op.clone()).await?;
+    assert!(n >= 2, "registered and queued: {n}");
+    let o = c.run("verify-after", &mut c.seedctl(&ops, &["audit", "verify"]))?;
+    assert!(o.status.success(), "{o:?}");
+
+    // Again into the same database: refused, nothing changed.
+    std::fs::rename(c.path("coordinator.db.moved"), c.path("coordinator.db"))?;
+    let o = migrate(&mut c, "migrate-again")?;
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success() && err.contains("already holds") && err.contains("empty database"), "{err}");
+    let listed = client::operator(op).list_seeds(pb::ListSeedsRequest::default()).await?.into_inner().seeds;
+    assert_eq!(listed.len(), 3);
+    c.finish()
+}

@@ -27,6 +27,7 @@
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod migrate;
 pub mod ops;
 pub mod pg;
 pub mod sql;

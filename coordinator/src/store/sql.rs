@@ -44,6 +44,12 @@ pub trait ToValue {
     fn to_value(&self) -> Value;
 }
 
+impl ToValue for Value {
+    fn to_value(&self) -> Value {
+        self.clone()
+    }
+}
+
 /// The column kind of a Rust type, for its NULL.
 pub trait Typed {
     const TY: Ty;
