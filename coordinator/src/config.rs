@@ -34,6 +34,9 @@ pub struct Config {
     pub tls: TlsConfig,
     #[serde(default)]
     pub leases: LeaseConfig,
+    /// The background workers' lease (several coordinators on one PostgreSQL).
+    #[serde(default)]
+    pub workers: WorkersConfig,
     #[serde(default)]
     pub server: ServerConfig,
     #[serde(default)]
@@ -132,6 +135,23 @@ pub struct TlsConfig {
     pub cert_file: PathBuf,
     /// Must not be readable by group or others.
     pub key_file: PathBuf,
+}
+
+/// `[workers]`: one coordinator at a time runs the background workers (the Azure worker, the
+/// sweeper, the verifier, the vaulter, the notifier), holding a lease in the database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkersConfig {
+    /// How long the lease lasts unrenewed (renewed every third of it): how long the workers
+    /// pause when their coordinator dies before another takes over.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig { lease_ttl: Duration::from_secs(15) }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -360,6 +380,9 @@ impl Config {
         seedship_proto::identity::validate_label("trust domain", &self.trust_domain)
             .map_err(|e| ConfigError::Invalid(format!("trust_domain: {e}")))?;
         let bad = |s: String| Err(ConfigError::Invalid(s));
+        if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&self.workers.lease_ttl) {
+            return bad(format!("workers.lease_ttl {:?}: from 1s to 10min", self.workers.lease_ttl));
+        }
         if self.leases.ttl < Duration::from_secs(1) {
             return bad(format!("leases.ttl must be at least 1s, got {:?}", self.leases.ttl));
         }

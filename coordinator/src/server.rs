@@ -79,6 +79,14 @@ pub async fn run_with_clock(
         core = core.with_manifest_signer(signer);
     }
     core = core.with_placement(cfg.placement().map_err(Error::Internal)?);
+    // Among several coordinators on PostgreSQL, this one is its host and address; on SQLite
+    // (one coordinator per file) its host and file, so a restart takes the lease back at once.
+    let here = listener.local_addr().map_err(|e| Error::Internal(format!("listener: {e}")))?;
+    let instance = match &cfg.postgres {
+        Some(_) => format!("{}/{here}", seedship_proto::agent::hostname()),
+        None => format!("{}/{}", seedship_proto::agent::hostname(), cfg.database.display()),
+    };
+    core = core.with_leader(instance, cfg.workers.lease_ttl);
     let core = Arc::new(core);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let enroller = match &cfg.enroll {
@@ -120,6 +128,12 @@ pub async fn run_with_clock(
             .map_err(Error::Internal)?;
         tokio::spawn(crate::workers::certs::run(Arc::downgrade(&core), Arc::new(r), stop_rx.clone()));
     }
+    // The background workers run where the workers' lease is: taken (or found held) now, so
+    // that their first rounds need not wait, and kept every third of its lifetime.
+    if let Err(e) = core.hold_workers().await {
+        tracing::warn!(error = %e, "the background workers' lease could not be taken yet; retrying");
+    }
+    tokio::spawn(crate::workers::leader::run(Arc::downgrade(&core), cfg.workers.lease_ttl / 3, stop_rx.clone()));
     // Revocations other coordinators made reach this one within 5 seconds.
     tokio::spawn(crate::workers::run_every(
         "revocations",

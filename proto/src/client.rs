@@ -21,7 +21,9 @@ use crate::pb;
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
-    /// Coordinator URL, e.g. `https://coordinator.example:7443`.
+    /// Coordinator URL, e.g. `https://coordinator.example:7443`; several coordinators as
+    /// `https://a.example:7443,https://b.example:7443` (calls move on when one cannot be
+    /// reached), or one DNS name with several addresses.
     pub url: String,
     /// CA certificate (PEM) that signed the coordinator's certificate.
     pub ca_file: PathBuf,
@@ -84,83 +86,143 @@ impl tonic::service::Interceptor for TraceContext {
 /// A connected channel with trace propagation; clone it freely.
 pub type Conn = InterceptedService<Swap, TraceContext>;
 
-/// A channel that can be replaced under every clone of it, as when the program's certificate
-/// is renewed: each call goes over the channel that is current when it starts, and a call
-/// already under way finishes on the connection it started on.
+/// The channels to the coordinators, replaceable under every clone of it, as when the
+/// program's certificate is renewed: each call goes over the channel that is current when it
+/// starts, and a call already under way finishes on the connection it started on. With
+/// several coordinators (a `url` listing several), calls go to one until it cannot be reached
+/// (the call fails at the transport: refused, reset, timed out), then to the next: that call
+/// fails (UNAVAILABLE; the caller retries it) and the following ones go on elsewhere.
 #[derive(Clone, Debug)]
 pub struct Swap {
-    current: Arc<RwLock<Channel>>,
-    /// The channel `poll_ready` readied, for the `call` that follows it.
-    ready: Option<Channel>,
+    current: Arc<RwLock<Vec<Channel>>>,
+    /// Which of them calls go to.
+    at: Arc<std::sync::atomic::AtomicUsize>,
+    /// The channel `poll_ready` readied (and its place), for the `call` that follows it.
+    ready: Option<(usize, Channel)>,
 }
 
 impl Swap {
     pub fn new(channel: Channel) -> Self {
-        Swap { current: Arc::new(RwLock::new(channel)), ready: None }
+        Swap::several(vec![channel], 0)
+    }
+
+    /// Over `channels` (one per coordinator, none empty), starting with the one at `first`.
+    pub fn several(channels: Vec<Channel>, first: usize) -> Self {
+        Swap {
+            current: Arc::new(RwLock::new(channels)),
+            at: Arc::new(std::sync::atomic::AtomicUsize::new(first)),
+            ready: None,
+        }
     }
 
     /// Makes `channel` the one every clone's next call uses.
     pub fn replace(&self, channel: Channel) {
+        self.replace_all(vec![channel]);
+    }
+
+    /// Makes `channels` the ones every clone's next call uses.
+    pub fn replace_all(&self, channels: Vec<Channel>) {
         match self.current.write() {
-            Ok(mut c) => *c = channel,
-            Err(poisoned) => *poisoned.into_inner() = channel,
+            Ok(mut c) => *c = channels,
+            Err(poisoned) => *poisoned.into_inner() = channels,
         }
     }
 
-    fn current(&self) -> Channel {
-        match self.current.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+    /// The channel calls go to now, with its place and how many there are.
+    fn current(&self) -> (usize, Channel, usize) {
+        let all = match self.current.read() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let n = all.len().max(1);
+        let i = self.at.load(Ordering::Relaxed) % n;
+        (i, all[i].clone(), n)
     }
 }
 
+type SwapResponse = <Channel as tower::Service<http::Request<tonic::body::Body>>>::Response;
+type SwapError = <Channel as tower::Service<http::Request<tonic::body::Body>>>::Error;
+
 impl tower::Service<http::Request<tonic::body::Body>> for Swap {
-    type Response = <Channel as tower::Service<http::Request<tonic::body::Body>>>::Response;
-    type Error = <Channel as tower::Service<http::Request<tonic::body::Body>>>::Error;
-    type Future = <Channel as tower::Service<http::Request<tonic::body::Body>>>::Future;
+    type Response = SwapResponse;
+    type Error = SwapError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<SwapResponse, SwapError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
         if self.ready.is_none() {
-            self.ready = Some(self.current());
+            let (i, ch, _) = self.current();
+            self.ready = Some((i, ch));
         }
-        self.ready.as_mut().map_or(std::task::Poll::Ready(Ok(())), |ch| ch.poll_ready(cx))
+        self.ready.as_mut().map_or(std::task::Poll::Ready(Ok(())), |(_, ch)| ch.poll_ready(cx))
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
         // Tower's contract: `call` follows a `poll_ready` that said ready, so `ready` is set.
-        let mut ch = self.ready.take().unwrap_or_else(|| self.current());
-        ch.call(req)
+        let (i, mut ch) = self.ready.take().unwrap_or_else(|| {
+            let (i, ch, _) = self.current();
+            (i, ch)
+        });
+        let n = self.current.read().map(|c| c.len()).unwrap_or(1);
+        let at = self.at.clone();
+        let fut = ch.call(req);
+        Box::pin(async move {
+            let r = fut.await;
+            if r.is_err() && n > 1 {
+                // This coordinator cannot be reached: the next calls go to the next one (unless
+                // another call moved on already).
+                let _ = at.compare_exchange(i, (i + 1) % n, Ordering::Relaxed, Ordering::Relaxed);
+            }
+            r
+        })
     }
 }
 
-/// Builds the TLS endpoint for `cfg` (lazy: nothing is dialled yet).
+/// Builds the TLS endpoint for `cfg`'s first coordinator (lazy: nothing is dialled yet).
 pub fn endpoint(cfg: &ClientConfig) -> Result<Endpoint, ConnectError> {
+    Ok(endpoints(cfg)?.remove(0))
+}
+
+/// The TLS endpoint of each coordinator `cfg.url` lists (`https://a:7443,https://b:7443`; one
+/// DNS name with several addresses is one URL, whose addresses are tried in turn).
+pub fn endpoints(cfg: &ClientConfig) -> Result<Vec<Endpoint>, ConnectError> {
     crate::enroll::finish_interrupted(cfg);
     let (_, ca_pem) = keyfile::read_certs(&cfg.ca_file)?;
     let (_, cert_pem) = keyfile::read_certs(&cfg.cert_file)?;
     let (_, key_pem) = keyfile::read_key(&cfg.key_file)?;
-    let url_err = |detail: String| ConnectError::Url { url: cfg.url.clone(), detail };
-    if !cfg.url.starts_with("https://") {
-        return Err(url_err("must start with https:// (mTLS is mandatory)".into()));
+    let urls: Vec<&str> = cfg.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+    if urls.is_empty() {
+        return Err(ConnectError::Url { url: cfg.url.clone(), detail: "no coordinator URL".into() });
     }
-    let uri: http::Uri = cfg.url.parse().map_err(|e: http::uri::InvalidUri| url_err(e.to_string()))?;
-    let host = uri.host().ok_or_else(|| url_err("no host".into()))?.to_string();
-    let server_name = cfg.server_name.clone().unwrap_or(host);
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca_pem))
-        .identity(Identity::from_pem(cert_pem, key_pem))
-        .domain_name(server_name);
-    Endpoint::from_shared(cfg.url.clone())
-        .map_err(|e| url_err(e.to_string()))?
-        .tls_config(tls)
-        .map_err(|e| url_err(e.to_string()))
-        .map(|ep| {
-            ep.timeout(cfg.timeout)
-                .connect_timeout(Duration::from_secs(10))
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(30))
+    urls.into_iter()
+        .map(|url| {
+            let url_err = |detail: String| ConnectError::Url { url: url.to_string(), detail };
+            if !url.starts_with("https://") {
+                return Err(url_err("must start with https:// (mTLS is mandatory)".into()));
+            }
+            let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| url_err(e.to_string()))?;
+            let host = uri.host().ok_or_else(|| url_err("no host".into()))?.to_string();
+            let server_name = cfg.server_name.clone().unwrap_or(host);
+            let tls = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&ca_pem))
+                .identity(Identity::from_pem(&cert_pem, &key_pem))
+                .domain_name(server_name);
+            Endpoint::from_shared(url.to_string())
+                .map_err(|e| url_err(e.to_string()))?
+                .tls_config(tls)
+                .map_err(|e| url_err(e.to_string()))
+                .map(|ep| {
+                    ep.timeout(cfg.timeout)
+                        .connect_timeout(Duration::from_secs(10))
+                        .tcp_nodelay(true)
+                        .http2_keep_alive_interval(Duration::from_secs(30))
+                })
         })
+        .collect()
+}
+
+/// A lazy channel to each coordinator `cfg` lists, for [`Swap::replace_all`].
+pub fn lazy_channels(cfg: &ClientConfig) -> Result<Vec<Channel>, ConnectError> {
+    Ok(endpoints(cfg)?.into_iter().map(|e| e.connect_lazy()).collect())
 }
 
 /// Connects to the coordinator now, so a wrong address or certificate shows up at once.
@@ -169,11 +231,29 @@ pub async fn connect(cfg: &ClientConfig) -> Result<Conn, ConnectError> {
 }
 
 async fn connect_swap(cfg: &ClientConfig) -> Result<(Conn, Swap), ConnectError> {
-    let channel = endpoint(cfg)?
-        .connect()
-        .await
-        .map_err(|e| ConnectError::Connect { url: cfg.url.clone(), detail: error_chain(&e) })?;
-    let swap = Swap::new(channel);
+    // The first coordinator that answers now (so a wrong address or certificate shows up at
+    // once); the others are dialled when calls move to them.
+    let eps = endpoints(cfg)?;
+    let mut failed = Vec::new();
+    let mut channels = Vec::with_capacity(eps.len());
+    let mut first = None;
+    for ep in eps {
+        if first.is_none() {
+            match ep.connect().await {
+                Ok(ch) => {
+                    first = Some(channels.len());
+                    channels.push(ch);
+                    continue;
+                }
+                Err(e) => failed.push(format!("{}: {}", ep.uri(), error_chain(&e))),
+            }
+        }
+        channels.push(ep.connect_lazy());
+    }
+    let Some(first) = first else {
+        return Err(ConnectError::Connect { url: cfg.url.clone(), detail: failed.join("; ") });
+    };
+    let swap = Swap::several(channels, first);
     Ok((InterceptedService::new(swap.clone(), TraceContext), swap))
 }
 

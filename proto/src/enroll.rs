@@ -399,8 +399,7 @@ fn renewal_plan(files: &ClientConfig) -> Result<Plan, String> {
 
 /// A fresh connection with the key and certificate in the files, for every later call.
 fn reload(swap: &crate::client::Swap, files: &ClientConfig) -> Result<(), String> {
-    let ep = crate::client::endpoint(files).map_err(|e| e.to_string())?;
-    swap.replace(ep.connect_lazy());
+    swap.replace_all(crate::client::lazy_channels(files).map_err(|e| e.to_string())?);
     Ok(())
 }
 

@@ -5,7 +5,8 @@
 //! A test sets `SEEDSHIP_FAILPOINTS="name=action;name=action"`, where an action is
 //! `sleep(MS)` (pause there, every time) or `exit(CODE)` (end the process at once, nothing
 //! after it runs). The places: `vault-copy` (the coordinator, after each file it copies into a
-//! vault), `incremental-before-upload`, `incremental-after-packs`, `incremental-before-report`
+//! vault), `azure-before-put` (the coordinator's Azure worker, right before it checks its
+//! workers' fence and creates an import job), `incremental-before-upload`, `incremental-after-packs`, `incremental-before-report`
 //! (the source agent's online backup), `read-back` (the copy agent, before it reads back a
 //! disk it has written and unmounted).
 
@@ -57,7 +58,10 @@ pub fn eval(name: &str) {
 pub async fn eval_async(name: &str) {
     #[cfg(feature = "failpoints")]
     match action(name) {
-        Some(Action::Sleep(ms)) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
+        Some(Action::Sleep(ms)) => {
+            eprintln!("failpoint {name}: pausing {ms} ms");
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await
+        }
         Some(Action::Exit(code)) => {
             eprintln!("failpoint {name}: the process stops here");
             std::process::exit(code);

@@ -321,30 +321,62 @@ metrics_token_file = "metrics-token"
             cmd.arg("--listen").arg(self.addr.to_string());
         }
         self.coordinator_pid = self.spawn(&name, &mut cmd)?;
+        let (addr, web) = self.wait_ready(&ready, self.coordinator_pid, &name)?;
+        self.addr = addr;
+        self.web = web;
+        Ok(())
+    }
+
+    /// Waits for the ready file of coordinator `name` (pid `pid`): its gRPC and web addresses.
+    fn wait_ready(&mut self, ready: &Path, pid: u32, name: &str) -> Result<(SocketAddr, SocketAddr)> {
         let deadline = Instant::now() + Duration::from_secs(20);
-        let (addr, web) = loop {
-            let found = std::fs::read_to_string(&ready)
+        loop {
+            let found = std::fs::read_to_string(ready)
                 .ok()
                 .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
                 .and_then(|v| {
                     Some((v["addr"].as_str()?.parse::<SocketAddr>().ok()?, v["web"].as_str()?.parse().ok()?))
                 });
             if let Some(a) = found {
-                break a;
+                return Ok(a);
             }
             // A coordinator that exited will not start: say so now, with its log.
-            let pid = self.coordinator_pid;
             if let Some(st) = self.try_wait(pid)? {
-                bail!("coordinator exited ({st}) before it was ready; log:\n{}", self.log_of(&name));
+                bail!("coordinator exited ({st}) before it was ready; log:\n{}", self.log_of(name));
             }
             if Instant::now() > deadline {
-                bail!("coordinator did not start within 20 s; log:\n{}", self.log_of(&name));
+                bail!("coordinator did not start within 20 s; log:\n{}", self.log_of(name));
             }
             std::thread::sleep(Duration::from_millis(20));
-        };
+        }
+    }
+
+    /// Another coordinator `name` on the same configuration and database (several at once
+    /// on PostgreSQL), on its own addresses, with the environment `env` (not the options'):
+    /// its pid and gRPC address.
+    pub fn start_another_coordinator(&mut self, name: &str, env: &[(&str, &str)]) -> Result<(u32, SocketAddr)> {
+        let ready = self.path(&format!("ready-{name}.json"));
+        let _ = std::fs::remove_file(&ready);
+        let mut cmd = Command::new(bin("coordinator"));
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--listen", "127.0.0.1:0", "--ready-file"])
+            .arg(&ready)
+            .envs(env.iter().copied());
+        let pid = self.spawn(name, &mut cmd)?;
+        let (addr, _) = self.wait_ready(&ready, pid, name)?;
+        Ok((pid, addr))
+    }
+
+    /// Clients made from now on reach the coordinator at `addr` (another of several).
+    pub fn use_coordinator(&mut self, addr: SocketAddr) {
         self.addr = addr;
-        self.web = web;
-        Ok(())
+    }
+
+    /// The pid of the coordinator started last by [`Cluster::start_coordinator`].
+    pub fn coordinator_pid(&self) -> u32 {
+        self.coordinator_pid
     }
 
     /// The operations console's base URL.

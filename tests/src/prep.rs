@@ -47,6 +47,25 @@ pub async fn stage(
     Ok(staging)
 }
 
+/// Stages `job` (`mib` of corpus), prepares it on `disks` image(s) with a copy station, and
+/// returns the copy agent's output and the images.
+pub async fn prepare(
+    c: &mut Cluster,
+    ops: &Identity,
+    job: &str,
+    mib: u32,
+    disks: u64,
+) -> anyhow::Result<(String, Vec<std::path::PathBuf>)> {
+    let st_name = format!("st-{job}");
+    let staging = stage(c, ops, job, mib, mib, &st_name).await?;
+    let (cfg, dir) = station(c, &st_name, "")?;
+    let size = disk_size(&staging, disks);
+    let images: Vec<_> = (1..=disks).map(|i| image(&dir, &format!("disk{i}.img"), size)).collect();
+    let o = c.run(&format!("copy-{job}"), &mut copy_agent(&cfg))?;
+    anyhow::ensure!(o.status.success(), "copy agent: {}", text(&o));
+    Ok((String::from_utf8_lossy(&o.stdout).to_string(), images))
+}
+
 pub fn staging_bytes(staging: &Path) -> u64 {
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(staging.join("manifest.json")).unwrap()).unwrap();
     m["files"].as_array().unwrap().iter().map(|f| f["size"].as_u64().unwrap()).sum()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use seedship_azure::databox::model;
 use seedship_e2e::azure::{Emulator, RG, SUB, wait_event, wait_seed_state};
-use seedship_e2e::prep::{copy_agent, disk_size, escrowed_keys, image, stage, staging_bytes, station, text};
+use seedship_e2e::prep::{copy_agent, disk_size, escrowed_keys, image, prepare, stage, staging_bytes, station, text};
 use seedship_e2e::{Cluster, Identity, Options, bin};
 use seedship_proto::{client, pb};
 use serde_json::json;
@@ -42,25 +42,6 @@ fn images_by_drive(images: &[std::path::PathBuf]) -> std::collections::BTreeMap<
 fn md5_of(data: &[u8]) -> Vec<u8> {
     use md5::Digest;
     md5::Md5::digest(data).to_vec()
-}
-
-/// Stages `job` (`mib` of corpus), prepares it on `disks` image(s) with a copy station, and
-/// returns the copy agent's output and the images.
-async fn prepare(
-    c: &mut Cluster,
-    ops: &Identity,
-    job: &str,
-    mib: u32,
-    disks: u64,
-) -> anyhow::Result<(String, Vec<std::path::PathBuf>)> {
-    let st_name = format!("st-{job}");
-    let staging = stage(c, ops, job, mib, mib, &st_name).await?;
-    let (cfg, dir) = station(c, &st_name, "")?;
-    let size = disk_size(&staging, disks);
-    let images: Vec<_> = (1..=disks).map(|i| image(&dir, &format!("disk{i}.img"), size)).collect();
-    let o = c.run(&format!("copy-{job}"), &mut copy_agent(&cfg))?;
-    anyhow::ensure!(o.status.success(), "copy agent: {}", text(&o));
-    Ok((String::from_utf8_lossy(&o.stdout).to_string(), images))
 }
 
 async fn job_view(c: &Cluster, ops: &Identity, job: &str) -> anyhow::Result<pb::GetJobResponse> {

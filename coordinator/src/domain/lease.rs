@@ -106,6 +106,16 @@ pub struct Release {
     pub backoff: Backoff,
 }
 
+/// The background workers' lease as its holder knows it: `generation` is the fencing token
+/// every Azure write is checked against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerFence {
+    pub name: String,
+    pub holder: String,
+    pub generation: u64,
+    pub expires_ms: i64,
+}
+
 /// The lease a caller claims to hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fence {

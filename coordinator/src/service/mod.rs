@@ -5,6 +5,7 @@
 //! repair, the vault, recovery points, clean-up). The rules themselves are in `domain/`.
 
 pub mod enroll;
+pub mod leader;
 mod revoke;
 mod seeds;
 mod shipping;
@@ -50,6 +51,8 @@ pub struct Coordinator {
     placement: Placement,
     /// Revoked identities (shared with the gRPC API's `Auth` and the console).
     revoked: Arc<crate::auth::Revoked>,
+    /// The background workers' lease (several coordinators on one database).
+    leader: leader::Leader,
 }
 
 /// A mutating request as the service receives it: the caller's request id and the payload.
@@ -83,7 +86,14 @@ impl Coordinator {
             placement: Placement::default(),
             signer: None,
             revoked: Arc::default(),
+            leader: leader::Leader::default(),
         }
+    }
+
+    /// As `instance` among several coordinators, with a workers' lease of `ttl`.
+    pub fn with_leader(mut self, instance: String, ttl: Duration) -> Self {
+        self.leader = leader::Leader::new(instance, ttl);
+        self
     }
 
     /// With keys that sign drive manifests' SAS when the Azure side has none for an account.

@@ -749,13 +749,55 @@ pub async fn racing_claims_take_each_item_once_and_a_doubled_request_is_applied_
     assert_eq!(history.iter().filter(|h| h.event == "register").count(), 1, "registered once: {history:?}");
 }
 
+/// The background workers' lease: one holder at a time, renewed by its holder, taken over only
+/// once it ran out, with a higher generation that fences the former holder out; eight
+/// coordinators taking a new lease at once get one holder.
+pub async fn the_workers_lease_has_one_holder_and_its_generation_fences_a_former_one(store: Arc<dyn Store>) {
+    let a = store.take_worker_lease("w", "coord-a", 0, 1_000).await.unwrap().expect("a free lease");
+    assert_eq!(a.generation, 1);
+    assert!(store.take_worker_lease("w", "coord-b", 500, 1_000).await.unwrap().is_none(), "held by a");
+    store.check_worker_fence(&a, 600).await.unwrap();
+    let renewed = store.take_worker_lease("w", "coord-a", 900, 1_000).await.unwrap().unwrap();
+    assert_eq!((renewed.generation, renewed.expires_ms), (1, 1_900), "renewed, same generation");
+    assert!(store.take_worker_lease("w", "coord-b", 1_899, 1_000).await.unwrap().is_none(), "not yet run out");
+    let b = store.take_worker_lease("w", "coord-b", 1_900, 1_000).await.unwrap().expect("run out: taken over");
+    assert_eq!(b.generation, 2);
+    let e = store.check_worker_fence(&renewed, 1_901).await.unwrap_err();
+    assert!(
+        matches!(e, Error::FailedPrecondition(ref m) if m.contains("coord-b") && m.contains("generation 2")),
+        "{e:?}"
+    );
+    assert!(store.take_worker_lease("w", "coord-a", 1_950, 1_000).await.unwrap().is_none(), "b holds it now");
+    let e = store.check_worker_fence(&b, 4_000).await.unwrap_err();
+    assert!(matches!(e, Error::FailedPrecondition(ref m) if m.contains("ran out")), "{e:?}");
+
+    let takes = (0..8).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move { store.take_worker_lease("race", &format!("coord-{i}"), 10, 1_000).await })
+    });
+    let mut holders = 0;
+    for t in takes.collect::<Vec<_>>() {
+        match t.await.unwrap() {
+            Ok(Some(f)) => {
+                assert_eq!(f.generation, 1);
+                holders += 1;
+            }
+            Ok(None) => {}
+            // PostgreSQL: a race lost past its retries is UNAVAILABLE, and takes nothing.
+            Err(Error::Unavailable(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(holders, 1, "one holder of a lease eight coordinators took at once");
+}
+
 /// One `#[tokio::test]` per conformance test, each on a fresh store from `$open` (an async
 /// fn giving the store and whatever must outlive it, such as its folder).
 #[macro_export]
 #[doc(hidden)]
 macro_rules! conformance_suite {
     ($open:path) => {
-        $crate::conformance_suite!(@each $open; tracking_numbers_are_unique_and_two_racing_operators_get_one_winner, the_job_is_mirrored_into_the_history_and_the_seed_follows_azure, a_drive_in_another_active_job_refuses_the_second_job, drives_escrow_their_key_first_and_work_completes_only_when_none_is_preparing, a_data_box_disk_seed_is_ordered_delivered_and_written_on_the_delivered_disks_only, the_operator_switches_a_queued_seed_to_microsofts_disks_and_back, a_new_offline_round_ships_exactly_the_lost_files_and_its_import_verifies_the_seed_again, leases_are_fenced_progress_is_from_to_and_a_retry_is_applied_once, racing_claims_take_each_item_once_and_a_doubled_request_is_applied_once);
+        $crate::conformance_suite!(@each $open; tracking_numbers_are_unique_and_two_racing_operators_get_one_winner, the_job_is_mirrored_into_the_history_and_the_seed_follows_azure, a_drive_in_another_active_job_refuses_the_second_job, drives_escrow_their_key_first_and_work_completes_only_when_none_is_preparing, a_data_box_disk_seed_is_ordered_delivered_and_written_on_the_delivered_disks_only, the_operator_switches_a_queued_seed_to_microsofts_disks_and_back, a_new_offline_round_ships_exactly_the_lost_files_and_its_import_verifies_the_seed_again, leases_are_fenced_progress_is_from_to_and_a_retry_is_applied_once, racing_claims_take_each_item_once_and_a_doubled_request_is_applied_once, the_workers_lease_has_one_holder_and_its_generation_fences_a_former_one);
     };
     (@each $open:path; $($t:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

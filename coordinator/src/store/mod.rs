@@ -53,6 +53,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0015_rounds", include_str!("../../migrations/0015_rounds.sql")),
     ("0016_enrollment", include_str!("../../migrations/0016_enrollment.sql")),
     ("0017_revocations", include_str!("../../migrations/0017_revocations.sql")),
+    ("0018_worker_lease", include_str!("../../migrations/0018_worker_lease.sql")),
 ];
 
 use async_trait::async_trait;
@@ -254,6 +255,13 @@ macro_rules! store_operations {
         read notify_list(open: bool, limit: u32) -> Vec<crate::store::ops::NotificationListed>;
         /// An operator acknowledges a notification (recorded in the audit log).
         write notify_ack(id: i64, by: &str, reason: &str, now: UnixMs) -> crate::domain::notify::Notification;
+
+        // ---- the background workers' lease (one coordinator runs them)
+        /// Takes or renews the lease `name` for `holder` until `now + ttl_ms`; the generation
+        /// goes up when the holder changes. `None` while another coordinator holds it.
+        write take_worker_lease(name: &str, holder: &str, now: UnixMs, ttl_ms: i64) -> Option<crate::domain::lease::WorkerFence>;
+        /// FAILED_PRECONDITION unless `fence` is still its holder's and unexpired at `now`.
+        read check_worker_fence(fence: &crate::domain::lease::WorkerFence, now: UnixMs) -> ();
 
         /// Appends one entry to the audit log (its own transaction).
         write audit(r: AuditRecord, now: UnixMs) -> ();

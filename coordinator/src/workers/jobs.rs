@@ -59,7 +59,7 @@ enum Outcome {
 pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, stop: watch::Receiver<bool>) {
     let poll = side.cfg.poll_interval;
     let due = Arc::new(tokio::sync::Mutex::new(Backoff::default()));
-    super::run_every("azure", poll.min(Duration::from_secs(1)), core, stop, move |core| {
+    super::run_as_leader("azure", poll.min(Duration::from_secs(1)), core, stop, move |core| {
         let (side, due) = (side.clone(), due.clone());
         async move { round(&core, &side, &mut *due.lock().await, poll).await }
     })
@@ -128,6 +128,9 @@ async fn round(core: &Coordinator, side: &AzureSide, due: &mut Backoff, poll: Du
         if !due.ready(&key, now) {
             continue;
         }
+        if core.check_workers_fence().await.is_err() {
+            return Ok(());
+        }
         let outcome = match core.push_shipping(&side.arm, &rec).await {
             Ok(_) => Outcome::Done,
             Err(Error::Unavailable(_)) => Outcome::Retry,
@@ -182,6 +185,13 @@ async fn create(core: &Coordinator, side: &AzureSide, job: &JobRecord) -> Result
         DiskKind::CustomerDisk => body::customer_disk_job(i, &side.cfg, core.drive_keys_for_job(&i.seed_id).await?),
         DiskKind::DataboxDisk => body::databox_disk_job(i, &side.cfg),
     };
+    // Right before the write: this coordinator still runs the workers (a paused former holder
+    // finds its fence gone and sends nothing).
+    seedship_telemetry::failpoint::eval_async("azure-before-put").await;
+    if let Err(e) = core.check_workers_fence().await {
+        tracing::warn!(job = %i.job_name, error = %e, "the import job is not created from this coordinator: its workers' fence is gone");
+        return Ok(Outcome::Retry);
+    }
     match side.arm.put_job(&i.subscription_id, &i.resource_group, &i.job_name, &put).await {
         Ok(end) => {
             tracing::info!(job = %i.job_name, ?end, "import job created in Azure");
@@ -312,6 +322,9 @@ async fn update_details(
         return Ok(());
     }
     let Some(patch) = body::details_update(found, &side.cfg) else { return Ok(()) };
+    if core.check_workers_fence().await.is_err() {
+        return Ok(());
+    }
     match side.arm.update_job(&i.subscription_id, &i.resource_group, &i.job_name, &patch, etag).await {
         Ok(_) => {
             let what = "the job's contact, return address and return carrier updated in Azure to the [azure.return_address] and [azure.return_shipping] settings";

@@ -7,10 +7,13 @@
 //! - [`sweeper`]: expired leases back to the queue, old idempotency records forgotten;
 //! - [`jobs`]: the Azure import jobs (create, follow, deadlines, shipping not yet confirmed);
 //! - [`verifier`]: imported seeds verified against their manifests, repairs asked;
-//! - [`vaulter`]: verified seeds copied into their servers' vaults.
+//! - [`vaulter`]: verified seeds copied into their servers' vaults;
+//! - [`leader`]: the workers' lease, which decides which coordinator runs the five above
+//!   (and the notifier); the revocation refresh and certificate renewal run on every one.
 
 pub mod certs;
 pub mod jobs;
+pub mod leader;
 pub mod notifier;
 pub mod sweeper;
 pub mod vaulter;
@@ -69,6 +72,32 @@ pub async fn run_every<F, Fut>(
             }
         }
     }
+}
+
+/// [`run_every`] for the background workers that run on one coordinator at a time: a round
+/// runs only while this coordinator holds the workers' lease ([`leader`] keeps it), and each of
+/// their writes to Azure or a vault checks its fence first.
+pub async fn run_as_leader<F, Fut>(
+    name: &'static str,
+    interval: Duration,
+    core: Weak<Coordinator>,
+    stop: watch::Receiver<bool>,
+    mut round: F,
+) where
+    F: FnMut(Arc<Coordinator>) -> Fut,
+    Fut: Future<Output = crate::error::Result<()>>,
+{
+    run_every(name, interval, core, stop, move |core| {
+        let held = core.workers_fence().is_some();
+        let fut = held.then(|| round(core));
+        async move {
+            match fut {
+                Some(f) => f.await,
+                None => Ok(()),
+            }
+        }
+    })
+    .await
 }
 
 /// The logging policy of every worker: a transient failure (storage or Azure not answering, a

@@ -16,7 +16,7 @@ pub async fn run(
     external_url: String,
     stop: watch::Receiver<bool>,
 ) {
-    super::run_every("notifier", Duration::from_secs(1), core, stop, move |core| {
+    super::run_as_leader("notifier", Duration::from_secs(1), core, stop, move |core| {
         let (channels, url) = (channels.clone(), external_url.clone());
         async move {
             for ch in channels.iter() {

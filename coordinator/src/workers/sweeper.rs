@@ -10,7 +10,7 @@ use crate::service::Coordinator;
 
 pub async fn run(core: Weak<Coordinator>, every: Duration, retention: Duration, stop: watch::Receiver<bool>) {
     let since_purge = Arc::new(std::sync::Mutex::new(Duration::ZERO));
-    super::run_every("sweeper", every, core, stop, move |core| {
+    super::run_as_leader("sweeper", every, core, stop, move |core| {
         let since_purge = since_purge.clone();
         async move {
             core.expire_leases().await?;

@@ -20,7 +20,7 @@ use crate::service::Coordinator;
 
 pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, stop: watch::Receiver<bool>) {
     let due = Arc::new(tokio::sync::Mutex::new(Backoff::default()));
-    super::run_every("vaulter", Duration::from_secs(1), core, stop, move |core| {
+    super::run_as_leader("vaulter", Duration::from_secs(1), core, stop, move |core| {
         let (side, due) = (side.clone(), due.clone());
         async move { round(&core, &side, &mut *due.lock().await).await }
     })
@@ -68,6 +68,12 @@ fn hex_of(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Before each write into a vault: this coordinator still holds the workers' lease (checked
+/// in the database), or the write does not go out.
+async fn fenced(core: &Coordinator) -> Result<(), String> {
+    core.check_workers_fence().await.map(|_| ()).map_err(|e| e.to_string())
+}
+
 /// Whether `b` is `f` whole: its size and MD5.
 fn whole(b: Option<&BlobInfo>, f: &ManifestFile) -> bool {
     b.is_some_and(|b| b.size == f.size && b.md5.as_deref().map(hex_of).as_deref() == Some(f.md5.as_str()))
@@ -75,6 +81,7 @@ fn whole(b: Option<&BlobInfo>, f: &ManifestFile) -> bool {
 
 /// Server-side copies from the import container into the vault, each checked after.
 struct Copier<'a> {
+    core: &'a Coordinator,
     store: &'a BlobStore,
     vault: &'a str,
     import: &'a str,
@@ -84,6 +91,7 @@ struct Copier<'a> {
 
 impl Copier<'_> {
     async fn run(&self, f: &ManifestFile) -> Result<(), String> {
+        fenced(self.core).await?;
         let dest = self.place.blob(&f.path);
         let src = format!("{}?{}", self.store.blob_url(self.import, &f.path), self.sas);
         self.store
@@ -118,6 +126,7 @@ async fn seed_vault(core: &Coordinator, side: &AzureSide, seed: &Seed) -> Result
     if seedship_repo::manifest::root_of(&manifest.files) != seed.spec.manifest_root {
         return Err("the seed manifest in the import container does not match the registered root".into());
     }
+    fenced(core).await?;
     store.ensure_container(vault).await.map_err(|e| format!("vault container {vault}: {e}"))?;
     // The source blobs are read through a short read-only SAS of the import container.
     let wall = crate::clock::Clock::now_ms(&crate::clock::SystemClock) / 1000;
@@ -137,7 +146,7 @@ async fn seed_vault(core: &Coordinator, side: &AzureSide, seed: &Seed) -> Result
             )));
         }
     }
-    let copier = Copier { store: &store, vault, import, sas: &sas, place: &place };
+    let copier = Copier { core, store: &store, vault, import, sas: &sas, place: &place };
     let (mut copied, mut kept) = (0usize, 0usize);
     for f in &manifest.files {
         let dest = place.blob(&f.path);
@@ -177,6 +186,7 @@ async fn seed_vault(core: &Coordinator, side: &AzureSide, seed: &Seed) -> Result
     }
     // The seed's provenance travels with the vault.
     let record = place.blob(&format!("seeds/{}.manifest.json", seed.spec.job_name));
+    fenced(core).await?;
     store.put_small(vault, &record, manifest_bytes).await.map_err(|e| format!("{record}: {e}"))?;
     let snapshots: Vec<String> =
         manifest.files.iter().filter_map(|f| f.path.strip_prefix("snapshots/").map(str::to_string)).collect();

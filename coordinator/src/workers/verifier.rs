@@ -27,7 +27,7 @@ pub const MANIFEST_BLOB: &str = "manifest.json";
 /// seed in `verifying` (again after a restart: a verification is idempotent).
 pub async fn run(core: Weak<Coordinator>, side: Arc<AzureSide>, stop: watch::Receiver<bool>) {
     let due = Arc::new(tokio::sync::Mutex::new(Backoff::default()));
-    super::run_every("verifier", Duration::from_secs(1), core, stop, move |core| {
+    super::run_as_leader("verifier", Duration::from_secs(1), core, stop, move |core| {
         let (side, due) = (side.clone(), due.clone());
         async move { round(&core, &side, &mut *due.lock().await).await }
     })

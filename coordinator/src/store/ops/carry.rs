@@ -56,6 +56,7 @@ by_reference!(
     NewSeed,
     Placement,
     Fence,
+    crate::domain::lease::WorkerFence,
     ProgressDelta,
     DriveSpec,
     Release,
