@@ -46,5 +46,8 @@ timeout 1800 cargo nextest run --workspace --locked --profile ci "$@"
 # SEEDSHIP_TEST_LEGS=sqlite skips it.
 if [ "${SEEDSHIP_TEST_LEGS:-sqlite,postgres}" != "sqlite" ]; then
   echo "== running the end-to-end suite again on PostgreSQL (SEEDSHIP_TEST_DATABASE=postgres)"
-  SEEDSHIP_TEST_DATABASE=postgres timeout 1800 cargo nextest run -p seedship-e2e --locked --profile ci "$@"
+  # The whole workspace as built above (a package alone would be built again with other
+  # features); only the end-to-end package unless the arguments choose.
+  if [ $# -eq 0 ]; then set -- -E 'package(seedship-e2e)'; fi
+  SEEDSHIP_TEST_DATABASE=postgres timeout 1800 cargo nextest run --workspace --locked --profile ci "$@"
 fi

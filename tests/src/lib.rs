@@ -68,6 +68,33 @@ where
     }
 }
 
+/// A small deterministic generator (xorshift), so a failing chaos run can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Seeded from `var` when set, else from the clock (never 0); says which in the output.
+    pub fn from_env(var: &str) -> Rng {
+        let seed: u64 = std::env::var(var).ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+        }) | 1;
+        eprintln!("chaos seed {seed} (replay with {var}={seed})");
+        Rng(seed)
+    }
+
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A pause from `lo` to `hi` milliseconds.
+    pub fn ms(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.next() % (hi - lo))
+    }
+}
+
 /// A certificate/key pair on disk.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -150,6 +177,8 @@ pub struct Cluster {
     pub pg: Option<pg::Postgres>,
     /// How the coordinator reaches it (`[postgres]`), for [`Cluster::sql`].
     pg_config: Option<coordinator::store::pg::PostgresConfig>,
+    /// Other coordinators' addresses clients list after the coordinator's own.
+    also: Vec<SocketAddr>,
 }
 
 impl Cluster {
@@ -247,6 +276,7 @@ metrics_token_file = "metrics-token"
             finished: false,
             pg,
             pg_config,
+            also: Vec::new(),
         };
         c.start_coordinator()?;
         Ok(c)
@@ -355,13 +385,26 @@ metrics_token_file = "metrics-token"
     /// on PostgreSQL), on its own addresses, with the environment `env` (not the options'):
     /// its pid and gRPC address.
     pub fn start_another_coordinator(&mut self, name: &str, env: &[(&str, &str)]) -> Result<(u32, SocketAddr)> {
+        self.start_another_coordinator_at(name, env, "127.0.0.1:0".parse()?)
+    }
+
+    /// [`Cluster::start_another_coordinator`] listening at `listen` (again where a killed one
+    /// listened).
+    pub fn start_another_coordinator_at(
+        &mut self,
+        name: &str,
+        env: &[(&str, &str)],
+        listen: SocketAddr,
+    ) -> Result<(u32, SocketAddr)> {
         let ready = self.path(&format!("ready-{name}.json"));
         let _ = std::fs::remove_file(&ready);
         let mut cmd = Command::new(bin("coordinator"));
         cmd.arg("serve")
             .arg("--config")
             .arg(&self.config)
-            .args(["--listen", "127.0.0.1:0", "--ready-file"])
+            .arg("--listen")
+            .arg(listen.to_string())
+            .arg("--ready-file")
             .arg(&ready)
             .envs(env.iter().copied());
         let pid = self.spawn(name, &mut cmd)?;
@@ -372,6 +415,12 @@ metrics_token_file = "metrics-token"
     /// Clients made from now on reach the coordinator at `addr` (another of several).
     pub fn use_coordinator(&mut self, addr: SocketAddr) {
         self.addr = addr;
+    }
+
+    /// Clients and agent configs made from now on list `addr` too, after the coordinator's own
+    /// (`url = "https://a,https://b"`): they move to it when the first cannot be reached.
+    pub fn also_coordinator(&mut self, addr: SocketAddr) {
+        self.also.push(addr);
     }
 
     /// The pid of the coordinator started last by [`Cluster::start_coordinator`].
@@ -512,7 +561,11 @@ metrics_token_file = "metrics-token"
     }
 
     pub fn url(&self) -> String {
-        format!("https://{}", self.addr)
+        std::iter::once(self.addr)
+            .chain(self.also.iter().copied())
+            .map(|a| format!("https://{a}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Enrolls an agent as an operator and the agent would: a one-time token from `seedctl

@@ -11,26 +11,11 @@ use std::time::{Duration, Instant};
 
 use seedship_e2e::azure::{Emulator, wait_seed_state};
 use seedship_e2e::prep::{copy_agent, disk_size, image, stage, station, text};
-use seedship_e2e::{Cluster, Identity, Options, bin};
+use seedship_e2e::{Cluster, Identity, Options, Rng, bin};
 use seedship_proto::{client, pb};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(90);
-
-/// A small deterministic generator (xorshift), so a failing run can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn ms(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.next() % (hi - lo))
-    }
-}
 
 /// Runs `cmd` and kills it with SIGKILL after `after` if it has not ended; true if killed.
 fn run_and_maybe_kill(
