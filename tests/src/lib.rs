@@ -68,6 +68,26 @@ where
     }
 }
 
+/// The CPU time (user and system) process `pid` has used.
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the ")" that closes the command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or_else(|| anyhow!("bad /proc stat"))?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
+    Ok(ticks / 100.0)
+}
+
+/// The CPU time every running process named `comm` has used (e.g. "postgres": the server's
+/// processes).
+pub fn cpu_seconds_of(comm: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm))
+        .filter_map(|pid| cpu_seconds(pid).ok())
+        .sum()
+}
+
 /// A small deterministic generator (xorshift), so a failing chaos run can be replayed.
 pub struct Rng(pub u64);
 
@@ -480,12 +500,7 @@ metrics_token_file = "metrics-token"
 
     /// User + system CPU seconds the running coordinator has used (from /proc).
     pub fn coordinator_cpu_seconds(&self) -> Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.coordinator_pid))?;
-        // Fields after the ")" that closes the command name; utime and stime are 14 and 15.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or_else(|| anyhow!("bad /proc stat"))?;
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
-        Ok(ticks / 100.0)
+        cpu_seconds(self.coordinator_pid)
     }
 
     /// SIGKILLs the coordinator: no shutdown code runs.

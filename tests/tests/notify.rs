@@ -83,6 +83,13 @@ async fn a_webhook_gets_each_notification_once_across_a_coordinator_kill() -> an
     seedship_e2e::wait_for("a refused attempt", Duration::from_secs(15), || {
         (*receiver.refused.lock().unwrap() >= 1).then_some(())
     })?;
+    // Recorded as failed (its outcome committed: on PostgreSQL that can come a moment after
+    // the receiver saw it), then the kill.
+    seedship_e2e::wait_for("the failed attempt recorded", Duration::from_secs(15), || {
+        let out = c.seedctl(&ops, &["--json", "notifications"]).output().ok()?;
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (list[0]["deliveries"][0]["attempts"].as_u64()? >= 1).then_some(())
+    })?;
     c.kill9_coordinator()?;
     *receiver.down.lock().unwrap() = false;
     c.start_coordinator()?;

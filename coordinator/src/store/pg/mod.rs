@@ -32,6 +32,13 @@ use crate::error::{Error, Result};
 /// Makes every coordinator's migrations take turns (any fixed number, ours).
 const MIGRATION_LOCK: i64 = 0x5eed_5419;
 
+/// Writes that lost a race run again in turn: each holds this lock alone (taken before its
+/// snapshot), while every other write holds it shared for its transaction. So a write running
+/// in turn has no concurrent writer and cannot lose again, and a burst of writes to the same
+/// rows (the audit chain's head, one seed, the queue) ends instead of aborting each other again
+/// and again.
+const WRITES_IN_TURN: i64 = 0x5eed_5420;
+
 /// Connections a coordinator holds at most, unless `[postgres] pool_size` says.
 const POOL_SIZE: usize = 16;
 
@@ -328,10 +335,11 @@ impl PgStore {
     }
 
     /// Runs `op` in one SERIALIZABLE transaction on a blocking thread and answers after the
-    /// commit. A serialization failure or a deadlock (another coordinator's transaction touched
-    /// the same rows) rolls back and runs the whole operation again, up to 20 times with a short
-    /// random pause; anything else rolls back and is returned. So an operation is applied
-    /// completely once, or not at all.
+    /// commit. A serialization failure or a deadlock (another transaction, of this coordinator
+    /// or another, touched the same rows) rolls back and runs the whole operation again, in
+    /// turn with the other writes that lost a race ([`WRITES_IN_TURN`]), up to 20 times with a
+    /// short random pause; anything else rolls back and is returned. So an operation is
+    /// applied completely once, or not at all.
     pub async fn tx<T, F>(&self, op: F) -> Result<T>
     where
         T: Send + 'static,
@@ -374,27 +382,52 @@ impl PgStore {
             let mut client = self.pool.get().await.map_err(pool_err)?;
             let rt = tokio::runtime::Handle::current();
             let op = op.clone();
+            // The first attempt runs alongside everything else; one that lost a race runs
+            // again holding the turn (a session lock taken before its snapshot).
+            let in_turn = attempt > 1 && !read_only;
             let outcome = tokio::task::spawn_blocking(move || -> (Result<T>, bool) {
-                let tx = match rt
-                    .block_on(client.build_transaction().isolation_level(isolation).read_only(read_only).start())
+                if in_turn
+                    && let Err(e) = rt.block_on(client.execute("SELECT pg_advisory_lock($1)", &[&WRITES_IN_TURN]))
                 {
-                    Ok(tx) => tx,
-                    Err(e) => return (Err(pg_err(e)), false),
-                };
-                let db = super::sql::PgTx { tx: &tx, rt: rt.clone(), conflict: std::cell::Cell::new(false) };
-                let out = op(&db);
-                let conflict = db.conflict.get();
-                match out {
-                    Ok(v) => match rt.block_on(tx.commit()) {
-                        Ok(()) => (Ok(v), false),
-                        Err(e) => {
-                            let again = is_conflict(&e);
-                            (Err(pg_err(e)), again)
-                        }
-                    },
-                    // Dropping the transaction rolls it back.
-                    Err(e) => (Err(e), conflict),
+                    return (Err(pg_err(e)), false);
                 }
+                let outcome = (|| {
+                    let tx = match rt
+                        .block_on(client.build_transaction().isolation_level(isolation).read_only(read_only).start())
+                    {
+                        Ok(tx) => tx,
+                        Err(e) => return (Err(pg_err(e)), false),
+                    };
+                    if !read_only
+                        && !in_turn
+                        && let Err(e) =
+                            rt.block_on(tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&WRITES_IN_TURN]))
+                    {
+                        let again = is_conflict(&e);
+                        return (Err(pg_err(e)), again);
+                    }
+                    let db = super::sql::PgTx { tx: &tx, rt: rt.clone(), conflict: std::cell::Cell::new(false) };
+                    let out = op(&db);
+                    let conflict = db.conflict.get();
+                    match out {
+                        Ok(v) => match rt.block_on(tx.commit()) {
+                            Ok(()) => (Ok(v), false),
+                            Err(e) => {
+                                let again = is_conflict(&e);
+                                (Err(pg_err(e)), again)
+                            }
+                        },
+                        // Dropping the transaction rolls it back.
+                        Err(e) => (Err(e), conflict),
+                    }
+                })();
+                if in_turn && rt.block_on(client.execute("SELECT pg_advisory_unlock($1)", &[&WRITES_IN_TURN])).is_err()
+                {
+                    // A connection that may still hold the turn is not used again (closing it
+                    // gives the turn back).
+                    drop(deadpool_postgres::Object::take(client));
+                }
+                outcome
             })
             .await
             .map_err(|e| Error::Internal(format!("database task failed: {e}")))?;
