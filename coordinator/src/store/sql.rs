@@ -333,7 +333,7 @@ pub fn dollar_placeholders(sql: &str) -> String {
 /// A PostgreSQL transaction as a [`Db`], for an operation running on a blocking thread: each
 /// statement is run on the runtime `rt` and waited for.
 pub struct PgTx<'a> {
-    pub tx: &'a tokio_postgres::Transaction<'a>,
+    pub tx: &'a deadpool_postgres::Transaction<'a>,
     pub rt: tokio::runtime::Handle,
     /// Set when a statement lost a race (serialization failure, deadlock): the transaction is
     /// run again whole.
@@ -376,7 +376,8 @@ impl PgTx<'_> {
         let refs: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
         let sql = dollar_placeholders(sql);
         let out = self.rt.block_on(async {
-            let st = self.tx.prepare_typed(&sql, &types).await?;
+            // Prepared once per pooled connection (the pool's statement cache), not per call.
+            let st = self.tx.prepare_typed_cached(&sql, &types).await?;
             if rows {
                 self.tx.query(&st, &refs).await.map(Want::Rows)
             } else {
