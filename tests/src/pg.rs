@@ -14,6 +14,8 @@ pub struct Postgres {
     bin: PathBuf,
     child: Option<Child>,
     pub port: u16,
+    /// The superuser's password, once [`Postgres::require_tls_and_password`] set one.
+    password: Option<String>,
 }
 
 /// The newest `/usr/lib/postgresql/<version>/bin`.
@@ -64,7 +66,7 @@ impl Postgres {
         if !o.status.success() {
             bail!("initdb failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
         }
-        let mut pg = Postgres { dir, bin, child: None, port: 0 };
+        let mut pg = Postgres { dir, bin, child: None, port: 0, password: None };
         pg.run()?;
         let o = as_postgres(&pg.bin, "createdb")
             .args(["-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "seedship", "seedship"])
@@ -216,7 +218,19 @@ impl Postgres {
         )?;
         self.stop()?;
         self.run()?;
+        self.password = Some(password);
         Ok((ca_file, password_file))
+    }
+
+    /// A PostgreSQL client program (`psql`, `pgbench`) of the server's version, reaching this
+    /// server as the superuser `seedship` (over TLS with the password once they are required).
+    pub fn client(&self, program: &str) -> Command {
+        let mut c = Command::new(self.bin.join(program));
+        c.env("PGHOST", "127.0.0.1").env("PGPORT", self.port.to_string()).env("PGUSER", "seedship");
+        if let Some(pw) = &self.password {
+            c.env("PGPASSWORD", pw).env("PGSSLMODE", "require");
+        }
+        c
     }
 
     /// The cluster's folder (its data, log and the files this harness made).

@@ -175,6 +175,19 @@ impl Coordinator {
         self.store.audit_head().await
     }
 
+    /// Links the audit entries recorded since the last time into the chain, a batch per
+    /// transaction (so no one transaction runs long): how many joined.
+    pub async fn chain_audit(&self) -> Result<u64> {
+        let mut joined = 0;
+        loop {
+            let n = self.store.chain_audit().await?;
+            joined += n;
+            if n < crate::store::ops::AUDIT_CHAIN_BATCH as u64 {
+                return Ok(joined);
+            }
+        }
+    }
+
     /// Records what a caller was refused (in its own transaction: nothing else was written).
     pub async fn audit_refusal(&self, actor: &str, action: &str, outcome: &str, detail: &str) {
         let r = AuditRecord {

@@ -791,13 +791,66 @@ pub async fn the_workers_lease_has_one_holder_and_its_generation_fences_a_former
     assert_eq!(holders, 1, "one holder of a lease eight coordinators took at once");
 }
 
+/// Audit entries recorded by many operations at once, and more than one chaining step's
+/// worth, all join one unbroken chain, in one order, each once; a reader sees every entry
+/// recorded before it read, and nothing is left waiting.
+pub async fn audit_entries_recorded_at_once_join_one_unbroken_chain(store: Arc<dyn Store>) {
+    let record = |i: usize| AuditRecord {
+        actor: format!("spiffe://t/operator/op{}", i % 7),
+        action: "Test".into(),
+        target: format!("job-{i}"),
+        outcome: "ok".into(),
+        detail: format!("entry {i}"),
+    };
+    let n = crate::store::ops::AUDIT_CHAIN_BATCH + 37;
+    let writers = (0..8).map(|w| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in (w..n).step_by(8) {
+                store.audit(record(i), 1_000 + i as i64).await.unwrap();
+            }
+        })
+    });
+    // A chaining step (the sweeper's) runs while they record.
+    let chainer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for _ in 0..5 {
+                match store.chain_audit().await {
+                    Ok(_) | Err(Error::Unavailable(_)) => {}
+                    Err(e) => panic!("{e}"),
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for w in writers.collect::<Vec<_>>() {
+        w.await.unwrap();
+    }
+    chainer.await.unwrap();
+    assert_eq!(store.audit_head().await.unwrap(), n as i64, "every entry recorded joined, once");
+    let entries = store.audit_list(0, 10_000, None).await.unwrap();
+    assert_eq!(entries.len(), n);
+    let report = seedship_proto::audit::verify(&entries);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let mut details: Vec<&str> = entries.iter().map(|e| e.detail.as_str()).collect();
+    details.sort();
+    details.dedup();
+    assert_eq!(details.len(), n, "each entry once");
+    assert_eq!(store.chain_audit().await.unwrap(), 0, "nothing left waiting");
+    store.audit(record(n), 5_000).await.unwrap();
+    let one = store.audit_list(n as i64, 10, Some(&format!("job-{n}"))).await.unwrap();
+    assert_eq!(one.len(), 1, "a reader sees an entry recorded just before: {one:?}");
+    assert_eq!(one[0].prev_hash, entries[n - 1].hash, "linked after the newest");
+}
+
 /// One `#[tokio::test]` per conformance test, each on a fresh store from `$open` (an async
 /// fn giving the store and whatever must outlive it, such as its folder).
 #[macro_export]
 #[doc(hidden)]
 macro_rules! conformance_suite {
     ($open:path) => {
-        $crate::conformance_suite!(@each $open; tracking_numbers_are_unique_and_two_racing_operators_get_one_winner, the_job_is_mirrored_into_the_history_and_the_seed_follows_azure, a_drive_in_another_active_job_refuses_the_second_job, drives_escrow_their_key_first_and_work_completes_only_when_none_is_preparing, a_data_box_disk_seed_is_ordered_delivered_and_written_on_the_delivered_disks_only, the_operator_switches_a_queued_seed_to_microsofts_disks_and_back, a_new_offline_round_ships_exactly_the_lost_files_and_its_import_verifies_the_seed_again, leases_are_fenced_progress_is_from_to_and_a_retry_is_applied_once, racing_claims_take_each_item_once_and_a_doubled_request_is_applied_once, the_workers_lease_has_one_holder_and_its_generation_fences_a_former_one);
+        $crate::conformance_suite!(@each $open; tracking_numbers_are_unique_and_two_racing_operators_get_one_winner, the_job_is_mirrored_into_the_history_and_the_seed_follows_azure, a_drive_in_another_active_job_refuses_the_second_job, drives_escrow_their_key_first_and_work_completes_only_when_none_is_preparing, a_data_box_disk_seed_is_ordered_delivered_and_written_on_the_delivered_disks_only, the_operator_switches_a_queued_seed_to_microsofts_disks_and_back, a_new_offline_round_ships_exactly_the_lost_files_and_its_import_verifies_the_seed_again, leases_are_fenced_progress_is_from_to_and_a_retry_is_applied_once, racing_claims_take_each_item_once_and_a_doubled_request_is_applied_once, the_workers_lease_has_one_holder_and_its_generation_fences_a_former_one, audit_entries_recorded_at_once_join_one_unbroken_chain);
     };
     (@each $open:path; $($t:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,6 +54,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0016_enrollment", include_str!("../../migrations/0016_enrollment.sql")),
     ("0017_revocations", include_str!("../../migrations/0017_revocations.sql")),
     ("0018_worker_lease", include_str!("../../migrations/0018_worker_lease.sql")),
+    ("0019_audit_pending", include_str!("../../migrations/0019_audit_pending.sql")),
 ];
 
 use async_trait::async_trait;
@@ -103,8 +104,12 @@ macro_rules! store_operations {
         write register_seed(idem: &Idem, owner: &SpiffeId, seed: &NewSeed, placement: &Placement, policy: DiskKind, now: UnixMs) -> SeedRegistration;
 
         // ---- disk-prep leases
-        /// Leases the oldest queued item the station may take, or `None`.
-        write claim_work(idem: &Idem, station: &SpiffeId, t: LeaseTiming) -> Option<Lease>;
+        /// The queued work due at `now` the station may take, oldest first: the first step of
+        /// `claim_work`, in a snapshot of its own.
+        read claim_candidates(station: &SpiffeId, now: UnixMs) -> Vec<String>;
+        /// Leases the first of `candidates` still queued and free, or `None` when there are no
+        /// candidates; UNAVAILABLE `ops::CANDIDATES_TAKEN` when others took them all in between.
+        write claim_chosen(idem: &Idem, station: &SpiffeId, t: LeaseTiming, candidates: &[String]) -> Option<Lease>;
         /// Extends a live lease; a non-empty `waiting` puts the work in the "waiting" phase and
         /// records why in the seed's history (once per wait).
         write renew_lease(idem: &Idem, station: &SpiffeId, fence: &Fence, waiting: &str, t: LeaseTiming) -> UnixMs;
@@ -263,11 +268,17 @@ macro_rules! store_operations {
         /// FAILED_PRECONDITION unless `fence` is still its holder's and unexpired at `now`.
         read check_worker_fence(fence: &crate::domain::lease::WorkerFence, now: UnixMs) -> ();
 
-        /// Appends one entry to the audit log (its own transaction).
+        /// Records one entry for the audit log (its own transaction; it joins the chain at the
+        /// next `chain_audit` or read of the log).
         write audit(r: AuditRecord, now: UnixMs) -> ();
-        /// Audit entries after `after`, oldest first, at most `limit` (only `target`'s when given).
-        read audit_list(after: i64, limit: u32, target: Option<&str>) -> Vec<seedship_proto::audit::Entry>;
-        read audit_head() -> i64;
+        /// Audit entries after `after` (a sequence number), oldest first, at most `limit` (only
+        /// `target`'s when given); every entry recorded before joins the chain first.
+        write audit_list(after: i64, limit: u32, target: Option<&str>) -> Vec<seedship_proto::audit::Entry>;
+        /// The newest audit entry's sequence number, every recorded entry chained first.
+        write audit_head() -> i64;
+        /// Links up to `ops::AUDIT_CHAIN_BATCH` of the audit entries operations recorded into
+        /// the chain, oldest first (the sweeper's, every pass): how many joined.
+        write chain_audit() -> u64;
         /// The durable facts `/metrics` counts.
         read metrics_facts() -> MetricsFacts;
         /// Events, newest first; `before` (an event id, 0 for none) pages back.
@@ -277,6 +288,10 @@ macro_rules! store_operations {
 }
 pub(crate) use store_operations;
 
+/// How many times `Store::claim_work` reads the queue again when other claims took every
+/// candidate it chose.
+pub const CLAIM_ATTEMPTS: u32 = 20;
+
 /// Makes the [`Store`] trait from [`store_operations`].
 macro_rules! store_trait {
     ($( $(#[$m:meta])* $kind:ident $name:ident ( $($a:ident : $t:ty),* $(,)? ) -> $ret:ty ; )*) => {
@@ -284,6 +299,25 @@ macro_rules! store_trait {
         #[async_trait]
         pub trait Store: Send + Sync + 'static {
             $( $(#[$m])* async fn $name(&self, $($a: $t),*) -> Result<$ret>; )*
+
+            /// Leases the oldest queued item the station may take, or `None`: the candidates
+            /// read in a snapshot, then the first still free taken in a write that reads only
+            /// it, so claims at once (on several coordinators) do not conflict over the queue.
+            /// Read again when other claims took every candidate in between, up to
+            /// [`CLAIM_ATTEMPTS`] times, then UNAVAILABLE.
+            async fn claim_work(&self, idem: &Idem, station: &SpiffeId, t: LeaseTiming) -> Result<Option<Lease>> {
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    let candidates = self.claim_candidates(station, t.now).await?;
+                    match self.claim_chosen(idem, station, t, &candidates).await {
+                        Err(crate::error::Error::Unavailable(m)) if m == crate::store::ops::CANDIDATES_TAKEN && attempt < CLAIM_ATTEMPTS => {
+                            tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt))).await;
+                        }
+                        other => return other,
+                    }
+                }
+            }
         }
     };
 }

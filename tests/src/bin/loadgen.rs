@@ -1,50 +1,90 @@
-//! Lease load generator: N simulated copy stations drive claim / renew / progress / report
-//! drive / complete over real mTLS against one real coordinator process with SQLite.
+//! Lease load generator: simulated copy stations drive claim / renew / progress / report drive
+//! / complete over real mTLS against real coordinator processes, while the registered fleet
+//! sends heartbeats at the rate it would in production.
 //!
-//! One run measures, side by side:
-//! - phase A: the lease cycle with only the stations registered;
-//! - phase B: the same after registering `--extra-agents` more agents (the claim path must
-//!   not slow down with the fleet size);
-//! - a baseline: plain SQLite, one fsync'd transaction per operation (what the coordinator
-//!   would manage without group commit), on the same disk.
+//! One run measures, side by side, for each backend asked for:
+//! - SQLite: one coordinator (SQLite allows one writer host);
+//! - PostgreSQL: `--coordinators` coordinators (two by default) on one PostgreSQL server, the
+//!   stations and agents spread over them;
+//!
+//! and for each: `--agents` agents registered over mTLS (each keeps its connection open and
+//! sends a heartbeat every `--heartbeat-interval` seconds during the phases), then one phase
+//! per `--stations` count. The peers, on the same disk: plain SQLite with one fsync'd
+//! transaction per operation, and `pgbench` with one single-row update per transaction on the
+//! same PostgreSQL server.
 //!
 //! Build and run (release):
-//!   cargo build --release --workspace --bins
-//!   $CARGO_TARGET_DIR/release/seedship-loadgen --stations 32 --extra-agents 10000 --duration 15
-//! Results are printed as a Markdown table (see docs/benchmarks.md).
+//!   cargo build --release --workspace --bins --locked
+//!   $CARGO_TARGET_DIR/release/seedship-loadgen --backend both --stations 16,64 --agents 10000
+//! Results are printed as Markdown (see docs/benchmarks.md).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use clap::Parser;
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
-use seedship_e2e::{Cluster, Options, seed_request};
+use seedship_e2e::{Cluster, Options, cpu_seconds, cpu_seconds_of, seed_request};
 use seedship_proto::identity::{Role, SpiffeId};
 use seedship_proto::pb;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
 #[derive(Debug, Parser)]
 #[command(about = "seedship lease load generator")]
 struct Args {
-    /// Concurrent simulated copy stations.
-    #[arg(long, default_value_t = 32)]
-    stations: usize,
-    /// Agents registered between phase A and phase B.
+    /// Which store(s) to measure, one after the other in this run.
+    #[arg(long, value_enum, default_value = "both")]
+    backend: Backend,
+    /// Concurrent simulated copy stations: one phase per count (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "16,64")]
+    stations: Vec<usize>,
+    /// Agents registered before the phases (each on its own mTLS connection, kept open).
     #[arg(long, default_value_t = 10_000)]
-    extra_agents: usize,
+    agents: usize,
+    /// Seconds between two heartbeats of one registered agent during the phases (the
+    /// coordinator's default is 30); 0: no heartbeats.
+    #[arg(long, default_value_t = 30)]
+    heartbeat_interval: u64,
+    /// Coordinators on the one PostgreSQL server.
+    #[arg(long, default_value_t = 2)]
+    coordinators: usize,
     /// Seconds per phase.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 10)]
     duration: u64,
     /// Progress reports per work item.
     #[arg(long, default_value_t = 3)]
     progress_per_item: u64,
     /// Seeds queued before each phase (must outlast the phase).
-    #[arg(long, default_value_t = 8000)]
+    #[arg(long, default_value_t = 10_000)]
     seeds: usize,
+    /// After the PostgreSQL phases, print how each table was read (sequential and index scans,
+    /// rows read) and the statements' conflicts, from PostgreSQL's statistics views.
+    #[arg(long)]
+    db_stats: bool,
 }
 
 const OPS: [&str; 6] = ["claim", "renew", "progress", "report_drive", "complete", "all"];
+const ALL: usize = OPS.len() - 1;
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds are valid")
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().clamp(1, 60_000_000) as u64
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
 
 struct Stats {
     hist: Vec<Histogram<u64>>,
@@ -52,12 +92,12 @@ struct Stats {
 
 impl Stats {
     fn new() -> Self {
-        Stats { hist: OPS.iter().map(|_| Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram")).collect() }
+        Stats { hist: OPS.iter().map(|_| histogram()).collect() }
     }
     fn record(&mut self, op: usize, d: Duration) {
-        let us = d.as_micros().clamp(1, 60_000_000) as u64;
+        let us = micros(d);
         let _ = self.hist[op].record(us);
-        let _ = self.hist[OPS.len() - 1].record(us);
+        let _ = self.hist[ALL].record(us);
     }
     fn merge(&mut self, other: &Stats) {
         for (a, b) in self.hist.iter_mut().zip(&other.hist) {
@@ -79,14 +119,15 @@ impl Pki {
         Ok(Identity::from_pem(cert, key))
     }
 
-    async fn connect(&self, url: &str, id: Identity) -> Result<Channel> {
+    async fn connect(&self, addr: SocketAddr, id: Identity) -> Result<Channel> {
         let tls = ClientTlsConfig::new().ca_certificate(self.ca.clone()).identity(id).domain_name("localhost");
-        Ok(Endpoint::from_shared(url.to_string())?
+        Endpoint::from_shared(format!("https://{addr}"))?
             .tls_config(tls)?
             .timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
             .connect()
-            .await?)
+            .await
+            .with_context(|| format!("connecting to the coordinator at {addr}"))
     }
 }
 
@@ -107,11 +148,40 @@ async fn register(ch: Channel, site: &str) -> Result<()> {
     Ok(())
 }
 
-async fn queue_seeds(src: Channel, phase: &str, n: usize) -> Result<()> {
-    let per_task = n.div_ceil(16);
+/// `n` agents (half source, half copy, over 50 sites), spread over `addrs`, registered 8 at
+/// a time; their connections, kept open for the heartbeats.
+async fn register_fleet(pki: &Arc<Pki>, addrs: &[SocketAddr], n: usize) -> Result<Vec<Channel>> {
+    let workers = 8;
     let mut tasks = Vec::new();
-    for t in 0..16 {
-        let src = src.clone();
+    for w in 0..workers {
+        let (pki, addrs) = (pki.clone(), addrs.to_vec());
+        tasks.push(tokio::spawn(async move {
+            let mut chans = Vec::new();
+            for k in (w..n).step_by(workers) {
+                let role = if k % 2 == 0 { Role::Source } else { Role::Copy };
+                let ch = pki.connect(addrs[k % addrs.len()], pki.identity(role, &format!("fleet-{k:05}"))?).await?;
+                register(ch.clone(), &format!("site-{}", k % 50)).await?;
+                chans.push(ch);
+            }
+            anyhow::Ok(chans)
+        }));
+    }
+    let mut all = Vec::with_capacity(n);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(all)
+}
+
+/// `n` seeds, from 32 source agents of their own (a server has few seeds: the checks of a new
+/// seed against its server's others stay small), spread over `addrs`.
+async fn queue_seeds(pki: &Arc<Pki>, addrs: &[SocketAddr], phase: &str, n: usize) -> Result<()> {
+    let sources = 32;
+    let per_task = n.div_ceil(sources);
+    let mut tasks = Vec::new();
+    for t in 0..sources {
+        let src =
+            pki.connect(addrs[t % addrs.len()], pki.identity(Role::Source, &format!("bench-{phase}-{t:02}"))?).await?;
         let phase = phase.to_string();
         tasks.push(tokio::spawn(async move {
             let mut c = pb::seed_service_client::SeedServiceClient::new(src);
@@ -136,7 +206,7 @@ async fn station(ch: Channel, deadline: Instant, progress_per_item: u64) -> Resu
         let t = Instant::now();
         let lease = c.claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?.into_inner().lease;
         stats.record(0, t.elapsed());
-        let Some(l) = lease else { anyhow::bail!("the queue ran dry; raise --seeds") };
+        let Some(l) = lease else { bail!("the queue ran dry; raise --seeds") };
         let t = Instant::now();
         c.renew_lease(pb::RenewLeaseRequest {
             request_id: rid(),
@@ -192,139 +262,415 @@ async fn station(ch: Channel, deadline: Instant, progress_per_item: u64) -> Resu
     Ok((stats, items))
 }
 
-struct PhaseResult {
+/// The fleet's heartbeats until the deadline: one every `every` seconds per agent, spread
+/// evenly, each agent on its own connection. Latencies, and how many failed.
+async fn heartbeats(fleet: Arc<Vec<Channel>>, every: u64, deadline: Instant) -> Result<(Histogram<u64>, u64)> {
+    let mut hist = histogram();
+    if every == 0 || fleet.is_empty() {
+        return Ok((hist, 0));
+    }
+    let period = Duration::from_secs_f64(every as f64 / fleet.len() as f64);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut calls = tokio::task::JoinSet::new();
+    let mut next = 0;
+    while Instant::now() < deadline {
+        tick.tick().await;
+        let ch = fleet[next % fleet.len()].clone();
+        next += 1;
+        calls.spawn(async move {
+            let t = Instant::now();
+            let r = pb::agent_service_client::AgentServiceClient::new(ch)
+                .heartbeat(pb::HeartbeatRequest { request_id: rid(), status: "idle".into() })
+                .await;
+            r.map(|_| t.elapsed())
+        });
+    }
+    let mut failed = std::collections::BTreeMap::<String, u64>::new();
+    while let Some(r) = calls.join_next().await {
+        match r? {
+            Ok(d) => {
+                let _ = hist.record(micros(d));
+            }
+            Err(s) => *failed.entry(format!("{:?}: {}", s.code(), s.message())).or_default() += 1,
+        }
+    }
+    for (why, n) in &failed {
+        eprintln!("{n} heartbeat(s) refused: {why}");
+    }
+    Ok((hist, failed.values().sum()))
+}
+
+struct Phase {
+    backend: &'static str,
+    coordinators: usize,
+    stations: usize,
+    agents: usize,
     stats: Stats,
+    beats: Histogram<u64>,
+    beats_failed: u64,
     wall: Duration,
     items: u64,
-    coordinator_cpu: f64,
+    cpu_coordinators: f64,
+    cpu_database: f64,
+    cpu_loadgen: f64,
 }
 
-async fn phase(name: &str, chans: &[Channel], src: &Channel, args: &Args, cluster: &Cluster) -> Result<PhaseResult> {
+impl Phase {
+    fn ops_per_s(&self) -> f64 {
+        self.stats.hist[ALL].len() as f64 / self.wall.as_secs_f64()
+    }
+    fn server_cpu(&self) -> f64 {
+        self.cpu_coordinators + self.cpu_database
+    }
+}
+
+/// What a backend's run measured.
+struct Run {
+    phases: Vec<Phase>,
+    registration: Duration,
+    /// The peer on the same store: (clients, commits/s or why it could not run).
+    peer: Vec<(usize, Result<f64, String>)>,
+}
+
+/// What PostgreSQL is running, sampled every 50 ms until `deadline` (`--db-stats`).
+fn sample_activity(client: Option<std::process::Command>, deadline: Instant) -> std::collections::HashMap<String, u64> {
+    let mut seen = std::collections::HashMap::new();
+    let Some(mut c) = client else { return seen };
+    c.args([
+        "-d",
+        "seedship",
+        "-At",
+        "-c",
+        "SELECT state || ' ' || wait_event_type || '/' || wait_event || ' ' || left(query, 120) FROM pg_stat_activity \
+         WHERE backend_type = 'client backend' AND state <> 'idle' AND pid <> pg_backend_pid()",
+    ]);
+    while Instant::now() < deadline {
+        if let Ok(o) = c.output() {
+            for l in String::from_utf8_lossy(&o.stdout).lines() {
+                *seen.entry(l.to_string()).or_default() += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    seen
+}
+
+fn pids_cpu(pids: &[u32]) -> Result<f64> {
+    pids.iter().map(|p| cpu_seconds(*p)).sum()
+}
+
+async fn run_backend(postgres: bool, args: &Args) -> Result<Run> {
+    let backend = if postgres { "PostgreSQL" } else { "SQLite" };
+    eprintln!("== {backend}: starting");
+    let mut cluster =
+        Cluster::start_with(Options { lease_ttl: "60s", sweep_interval: "5s", postgres, ..Default::default() })?;
+    let mut addrs = vec![cluster.addr];
+    let mut pids = vec![cluster.coordinator_pid()];
+    if postgres {
+        for k in 1..args.coordinators.max(1) {
+            let (pid, addr) = cluster.start_another_coordinator(&format!("coordinator-{k}"), &[])?;
+            addrs.push(addr);
+            pids.push(pid);
+        }
+    }
+    let (issuer, td) = coordinator::pki::load_ca(&cluster.pki)?;
+    let pki = Arc::new(Pki { issuer, td, ca: Certificate::from_pem(std::fs::read(cluster.pki.join("ca.crt"))?) });
+
+    let max_stations = args.stations.iter().copied().max().unwrap_or(0);
+    let mut stations = Vec::new();
+    for i in 0..max_stations {
+        let ch = pki.connect(addrs[i % addrs.len()], pki.identity(Role::Copy, &format!("station-{i:03}"))?).await?;
+        register(ch.clone(), "bench").await?;
+        stations.push(ch);
+    }
+
     let t = Instant::now();
-    queue_seeds(src.clone(), name, args.seeds).await?;
-    eprintln!("phase {name}: queued {} seeds in {:.1}s", args.seeds, t.elapsed().as_secs_f64());
-    let cpu0 = cluster.coordinator_cpu_seconds()?;
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs(args.duration);
-    let mut tasks = Vec::new();
-    for ch in chans {
-        tasks.push(tokio::spawn(station(ch.clone(), deadline, args.progress_per_item)));
+    let fleet = Arc::new(register_fleet(&pki, &addrs, args.agents).await.context("registering the fleet")?);
+    let registration = t.elapsed();
+    eprintln!("== {backend}: registered {} agents in {:.1} s", args.agents, registration.as_secs_f64());
+
+    let mut phases = Vec::new();
+    for (n, &count) in args.stations.iter().enumerate() {
+        let name = format!("p{n}");
+        let t = Instant::now();
+        queue_seeds(&pki, &addrs, &name, args.seeds).await?;
+        eprintln!("== {backend}: queued {} seeds in {:.1} s", args.seeds, t.elapsed().as_secs_f64());
+        let (c0, d0, l0) = (pids_cpu(&pids)?, cpu_seconds_of("postgres"), cpu_seconds(std::process::id())?);
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(args.duration);
+        let beats = tokio::spawn(heartbeats(fleet.clone(), args.heartbeat_interval, deadline));
+        let sampler = (postgres && args.db_stats).then(|| {
+            let client = cluster.pg.as_ref().map(|pg| pg.client("psql"));
+            std::thread::spawn(move || sample_activity(client, deadline))
+        });
+        let tasks: Vec<_> = stations[..count]
+            .iter()
+            .map(|ch| tokio::spawn(station(ch.clone(), deadline, args.progress_per_item)))
+            .collect();
+        let mut stats = Stats::new();
+        let mut items = 0;
+        for task in tasks {
+            let (s, k) = task.await?.with_context(|| format!("{backend}, {count} stations"))?;
+            stats.merge(&s);
+            items += k;
+        }
+        let (beats, beats_failed) = beats.await??;
+        if let Some(Ok(samples)) = sampler.map(|t| t.join()) {
+            let mut v: Vec<_> = samples.into_iter().collect();
+            v.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+            eprintln!("statements seen running in PostgreSQL, by samples:");
+            for (q, n) in v.into_iter().take(25) {
+                eprintln!("{n:>6} {q}");
+            }
+        }
+        let wall = start.elapsed();
+        let phase = Phase {
+            backend,
+            coordinators: addrs.len(),
+            stations: count,
+            agents: args.agents + max_stations,
+            stats,
+            beats,
+            beats_failed,
+            wall,
+            items,
+            cpu_coordinators: pids_cpu(&pids)? - c0,
+            cpu_database: if postgres { cpu_seconds_of("postgres") - d0 } else { 0.0 },
+            cpu_loadgen: cpu_seconds(std::process::id())? - l0,
+        };
+        eprintln!("== {backend}, {count} stations: {:.0} lease operations/s", phase.ops_per_s());
+        phases.push(phase);
     }
-    let mut total = Stats::new();
-    let mut items = 0;
-    for task in tasks {
-        let (s, n) = task.await??;
-        total.merge(&s);
-        items += n;
+    drop(fleet);
+    if postgres && args.db_stats {
+        let pg = cluster.pg.as_ref().context("the cluster has no PostgreSQL")?;
+        for sql in [
+            "SELECT relname, seq_scan, seq_tup_read, idx_scan, idx_tup_fetch, n_tup_ins, n_tup_upd, n_tup_del \
+             FROM pg_stat_user_tables ORDER BY seq_tup_read DESC",
+            "SELECT datname, xact_commit, xact_rollback, conflicts, deadlocks FROM pg_stat_database WHERE datname = 'seedship'",
+        ] {
+            let o = pg.client("psql").args(["-d", "seedship", "-c", sql]).output()?;
+            eprintln!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        }
+        // The statements that failed (serialization failures, locks), by message.
+        let mut errors = std::collections::BTreeMap::<String, u64>::new();
+        let log = pg.log();
+        let mut lines = log.lines().peekable();
+        while let Some(l) = lines.next() {
+            let Some((_, m)) = l.split_once("ERROR:  ") else { continue };
+            let mut what = m.chars().take(70).collect::<String>();
+            while let Some(next) =
+                lines.peek().filter(|n| n.contains("DETAIL:") || n.contains("HINT:") || n.contains("STATEMENT:"))
+            {
+                if let Some((_, st)) = next.split_once("STATEMENT:  ") {
+                    what.push_str(" | ");
+                    what.extend(st.chars().take(110));
+                }
+                lines.next();
+            }
+            *errors.entry(what).or_default() += 1;
+        }
+        for (m, n) in errors {
+            eprintln!("{n:>7} ERROR {m}");
+        }
     }
-    let wall = start.elapsed();
-    let coordinator_cpu = cluster.coordinator_cpu_seconds()? - cpu0;
-    Ok(PhaseResult { stats: total, wall, items, coordinator_cpu })
+
+    let mut peer = Vec::new();
+    for &count in &args.stations {
+        let rate = if postgres {
+            pgbench(cluster.pg.as_ref().context("the cluster has no PostgreSQL")?, count, args.duration)
+        } else {
+            sqlite_baseline(cluster.dir.path(), count, args.duration)
+        };
+        peer.push((count, rate.map_err(|e| format!("{e:#}"))));
+    }
+    cluster.finish()?;
+    Ok(Run { phases, registration, peer })
 }
 
-fn table(name: &str, r: &PhaseResult) -> String {
-    let (s, wall, items) = (&r.stats, r.wall, r.items);
-    let ops = s.hist[OPS.len() - 1].len() as f64;
-    let mut out = format!(
-        "\n**{name}** — {items} work items in {:.1} s; the coordinator used {:.1} CPU-s ({:.0} % of one core), {:.0} lease operations per coordinator CPU-second\n\n",
-        wall.as_secs_f64(),
-        r.coordinator_cpu,
-        100.0 * r.coordinator_cpu / wall.as_secs_f64(),
-        ops / r.coordinator_cpu.max(0.01)
+/// The peer on SQLite: `clients` threads, each one fsync'd transaction per operation on its
+/// own row (no group commit), same disk, same settings as the coordinator's store.
+fn sqlite_baseline(dir: &std::path::Path, clients: usize, seconds: u64) -> Result<f64> {
+    let path = dir.join(format!("baseline-{clients}.db"));
+    {
+        let db = rusqlite::Connection::open(&path)?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)")?;
+        for i in 0..clients {
+            db.execute("INSERT INTO t VALUES (?1, 0)", [i as i64])?;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|i| {
+            let path = path.clone();
+            std::thread::spawn(move || -> Result<u64> {
+                let db = rusqlite::Connection::open(&path)?;
+                db.pragma_update(None, "synchronous", "FULL")?;
+                db.busy_timeout(Duration::from_secs(30))?;
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    db.execute_batch("BEGIN IMMEDIATE")?;
+                    db.execute("UPDATE t SET v = v + 1 WHERE id = ?1", [i as i64])?;
+                    db.execute_batch("COMMIT")?;
+                    n += 1;
+                }
+                Ok(n)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in threads {
+        total += t.join().map_err(|_| anyhow::anyhow!("a baseline thread panicked"))??;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The peer on PostgreSQL: `pgbench` with `clients` connections (TLS, SCRAM, as the
+/// coordinators connect), each transaction one single-row update of its own row (PostgreSQL's
+/// default isolation: 64 serializable clients at once run out of its conflict-tracking slots
+/// under default settings), committed durably, in a database of its own on the same server.
+/// Transactions per second.
+fn pgbench(pg: &seedship_e2e::pg::Postgres, clients: usize, seconds: u64) -> Result<f64> {
+    let db = format!("pgbench_{clients}");
+    let psql = |db: &str, sql: &str| -> Result<()> {
+        let o = pg.client("psql").args(["-d", db, "-v", "ON_ERROR_STOP=1", "-c", sql]).output()?;
+        if !o.status.success() {
+            bail!("psql -d {db} -c {sql:?}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        Ok(())
+    };
+    psql("seedship", &format!("CREATE DATABASE {db}"))?;
+    psql(
+        &db,
+        &format!(
+            "CREATE TABLE t (id int PRIMARY KEY, v bigint NOT NULL); \
+             INSERT INTO t SELECT g, 0 FROM generate_series(1, {clients}) g;"
+        ),
+    )?;
+    let script = pg.dir_path().join(format!("pgbench-{clients}.sql"));
+    std::fs::write(&script, "BEGIN;\nUPDATE t SET v = v + 1 WHERE id = :client_id + 1;\nCOMMIT;\n")?;
+    let o = pg
+        .client("pgbench")
+        .args(["-n", "-f"])
+        .arg(&script)
+        .args(["-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string(), "-M", "prepared", &db])
+        .output()?;
+    let out = String::from_utf8_lossy(&o.stdout);
+    if !o.status.success() {
+        bail!("pgbench failed: {out}{}", String::from_utf8_lossy(&o.stderr));
+    }
+    out.lines()
+        .find_map(|l| l.strip_prefix("tps = ")?.split_whitespace().next()?.parse::<f64>().ok())
+        .with_context(|| format!("no \"tps = \" line in pgbench's output: {out}"))
+}
+
+fn summary(phases: &[&Phase]) -> String {
+    let mut out = String::from(
+        "| store | coordinators | stations | registered agents | lease ops/s | p50 ms | p99 ms | heartbeats/s | heartbeat p99 ms | CPU-s: coordinators | database | load generator | lease ops per CPU-s of coordinators + database |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    out.push_str("| operation | count | ops/s | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|\n");
-    for (i, op) in OPS.iter().enumerate() {
-        let h = &s.hist[i];
+    for p in phases {
+        let all = &p.stats.hist[ALL];
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.0}{} | {:.2} | {:.1} | {:.1} | {:.1} | {:.0} |\n",
+            p.backend,
+            p.coordinators,
+            p.stations,
+            p.agents,
+            p.ops_per_s(),
+            ms(all, 0.5),
+            ms(all, 0.99),
+            p.beats.len() as f64 / p.wall.as_secs_f64(),
+            if p.beats_failed > 0 { format!(" ({} refused)", p.beats_failed) } else { String::new() },
+            ms(&p.beats, 0.99),
+            p.cpu_coordinators,
+            p.cpu_database,
+            p.cpu_loadgen,
+            all.len() as f64 / p.server_cpu().max(0.01),
+        ));
+    }
+    out
+}
+
+fn detail(p: &Phase) -> String {
+    let mut out = format!(
+        "\n**{}, {} coordinator(s), {} stations** — {} work items in {:.1} s\n\n\
+         | operation | count | ops/s | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|\n",
+        p.backend,
+        p.coordinators,
+        p.stations,
+        p.items,
+        p.wall.as_secs_f64()
+    );
+    let rows = OPS.iter().zip(&p.stats.hist).chain(std::iter::once((&"heartbeat", &p.beats)));
+    for (op, h) in rows {
         out.push_str(&format!(
             "| {op} | {} | {:.0} | {:.2} | {:.2} | {:.2} |\n",
             h.len(),
-            h.len() as f64 / wall.as_secs_f64(),
-            h.value_at_quantile(0.5) as f64 / 1000.0,
-            h.value_at_quantile(0.99) as f64 / 1000.0,
+            h.len() as f64 / p.wall.as_secs_f64(),
+            ms(h, 0.5),
+            ms(h, 0.99),
             h.max() as f64 / 1000.0
         ));
     }
     out
 }
 
-/// The naive peer: one fsync'd SQLite transaction per operation, same disk, same settings.
-fn sqlite_baseline(dir: &std::path::Path, n: usize) -> Result<f64> {
-    let db = rusqlite::Connection::open(dir.join("baseline.db"))?;
-    db.pragma_update(None, "journal_mode", "WAL")?;
-    db.pragma_update(None, "synchronous", "FULL")?;
-    db.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER); INSERT INTO t VALUES (1, 0);")?;
-    let t = Instant::now();
-    for i in 0..n {
-        db.execute_batch("BEGIN IMMEDIATE")?;
-        db.execute("UPDATE t SET v = ?1 WHERE id = 1", [i as i64])?;
-        db.execute_batch("COMMIT")?;
-    }
-    Ok(n as f64 / t.elapsed().as_secs_f64())
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if args.stations.is_empty() || args.stations.contains(&0) {
+        bail!("--stations needs one or more counts above zero, e.g. --stations 16,64");
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cluster = Cluster::start_with(Options { lease_ttl: "60s", sweep_interval: "5s", ..Default::default() })?;
-    let (issuer, td) = coordinator::pki::load_ca(&cluster.pki)?;
-    let pki = Pki { issuer, td, ca: Certificate::from_pem(std::fs::read(cluster.pki.join("ca.crt"))?) };
-    let url = cluster.url();
-
-    let src = pki.connect(&url, pki.identity(Role::Source, "bench-source")?).await?;
-    let mut chans = Vec::new();
-    for i in 0..args.stations {
-        let ch = pki.connect(&url, pki.identity(Role::Copy, &format!("station-{i:03}"))?).await?;
-        register(ch.clone(), "bench").await?;
-        chans.push(ch);
+    let mut runs = Vec::new();
+    if args.backend != Backend::Postgres {
+        runs.push(run_backend(false, &args).await.context("the SQLite run")?);
     }
-
-    let a = phase("a", &chans, &src, &args, &cluster).await.context("phase A")?;
-
-    let t = Instant::now();
-    let per_task = args.extra_agents.div_ceil(8);
-    let pki = Arc::new(pki);
-    let mut tasks = Vec::new();
-    for w in 0..8 {
-        let (pki, url) = (pki.clone(), url.clone());
-        tasks.push(tokio::spawn(async move {
-            for i in 0..per_task {
-                let n = w * per_task + i;
-                let role = if n % 2 == 0 { Role::Source } else { Role::Copy };
-                let ch = pki.connect(&url, pki.identity(role, &format!("fleet-{n:05}"))?).await?;
-                register(ch, &format!("site-{}", n % 50)).await?;
-            }
-            anyhow::Ok(())
-        }));
+    if args.backend != Backend::Sqlite {
+        runs.push(run_backend(true, &args).await.context("the PostgreSQL run")?);
     }
-    for task in tasks {
-        task.await??;
-    }
-    let reg = t.elapsed();
-    eprintln!("registered {} more agents in {:.1}s", args.extra_agents, reg.as_secs_f64());
-
-    let b = phase("b", &chans, &src, &args, &cluster).await.context("phase B")?;
-    let baseline = sqlite_baseline(cluster.dir.path(), 2000)?;
 
     println!(
-        "seedship lease benchmark: {} stations, {} progress reports per item, {} s per phase, coordinator {} (release: {})",
+        "seedship lease benchmark: stations {:?}, {} agents with a heartbeat every {} s, {} progress reports per item, {} s per phase, {} CPUs, coordinator {} (release: {})\n",
         args.stations,
+        args.agents,
+        args.heartbeat_interval,
         args.progress_per_item,
         args.duration,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         seedship_e2e::bin("coordinator").display(),
         !cfg!(debug_assertions)
     );
-    println!("{}", table(&format!("Phase A: {} agents registered", args.stations + 1), &a));
-    println!("{}", table(&format!("Phase B: {} agents registered", args.stations + 1 + args.extra_agents), &b));
-    println!(
-        "\nRegistering {} agents over mTLS (one TLS connection each): {:.1} s ({:.0}/s).",
-        args.extra_agents,
-        reg.as_secs_f64(),
-        args.extra_agents as f64 / reg.as_secs_f64()
-    );
-    println!(
-        "Baseline on the same disk: one fsync'd SQLite transaction per operation (no group commit): {baseline:.0} commits/s."
-    );
-    cluster.finish()?;
+    let phases: Vec<&Phase> = runs.iter().flat_map(|r| &r.phases).collect();
+    println!("{}", summary(&phases));
+    for p in &phases {
+        println!("{}", detail(p));
+    }
+    println!();
+    for r in &runs {
+        let Some(p) = r.phases.first() else { continue };
+        println!(
+            "- {}: registering {} agents over mTLS (one TLS connection each, kept open): {:.1} s ({:.0}/s).",
+            p.backend,
+            args.agents,
+            r.registration.as_secs_f64(),
+            args.agents as f64 / r.registration.as_secs_f64()
+        );
+        for (clients, rate) in &r.peer {
+            let peer = if p.backend == "SQLite" {
+                "plain SQLite, one fsync'd transaction per operation"
+            } else {
+                "pgbench, one single-row update per transaction"
+            };
+            match rate {
+                Ok(rate) => println!("- {} peer ({peer}), {clients} clients: {rate:.0} commits/s.", p.backend),
+                Err(e) => println!("- {} peer ({peer}), {clients} clients: did not run: {e}", p.backend),
+            }
+        }
+    }
     Ok(())
 }

@@ -21,9 +21,9 @@ mod writes;
 
 pub use notify::Listed as NotificationListed;
 pub use rekey::Resealed;
+pub use writes::CANDIDATES_TAKEN;
 pub use writes::Retarget;
 
-pub use self::audit::list as audit_list;
 pub use self::enroll::create as enroll_create;
 pub use self::enroll::list as enroll_list;
 pub use self::enroll::redeem as enroll_redeem;
@@ -85,7 +85,8 @@ pub use self::web::redeem as web_redeem;
 pub use self::web::session as web_session;
 pub use self::writes::allow_virtual_station;
 pub use self::writes::cancel_seed;
-pub use self::writes::claim_work;
+pub use self::writes::claim_candidates;
+pub use self::writes::claim_chosen;
 pub use self::writes::complete_work;
 pub use self::writes::expire_leases;
 pub use self::writes::heartbeat;
@@ -119,6 +120,26 @@ pub fn audit(c: &dyn Db, r: &AuditRecord, now: UnixMs) -> Result<()> {
     audit::append(c, now, r)
 }
 
+/// The newest entry's sequence number, once every recorded entry joined the chain.
 pub fn audit_head(c: &dyn Db) -> Result<i64> {
+    audit::chain_all(c)?;
     c.value("SELECT COALESCE(MAX(seq), 0) FROM audit_log", &[])
 }
+
+/// Entries after `after`, once every recorded entry joined the chain ([`audit::list`]).
+pub fn audit_list(
+    c: &dyn Db,
+    after: i64,
+    limit: u32,
+    target: Option<&str>,
+) -> Result<Vec<seedship_proto::audit::Entry>> {
+    audit::chain_all(c)?;
+    audit::list(c, after, limit, target)
+}
+
+/// Links up to [`audit::CHAIN_BATCH`] recorded audit entries into the chain: how many joined.
+pub fn chain_audit(c: &dyn Db) -> Result<u64> {
+    audit::chain(c).map(|n| n as u64)
+}
+
+pub use audit::CHAIN_BATCH as AUDIT_CHAIN_BATCH;

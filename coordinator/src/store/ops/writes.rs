@@ -282,68 +282,135 @@ pub(super) fn new_ids() -> Result<(String, String)> {
     Ok((format!("sd-{suffix}"), format!("wk-{suffix}")))
 }
 
-/// How many queued items one claim looks at, oldest first.
-const CLAIM_CANDIDATES: usize = 1000;
+/// How many queued items the queue scan looks at at most, oldest first, how many it reads at
+/// a time, and how many of those a station may take it gives to the claim (enough for many
+/// stations claiming at the same moment).
+const CLAIM_SCAN: usize = 1000;
+const CLAIM_PAGE: usize = 96;
+const CLAIM_CANDIDATES: usize = 64;
 
-pub fn claim_work(c: &dyn Db, idem: &Idem, station: &SpiffeId, t: LeaseTiming) -> Result<Option<Lease>> {
+/// What [`claim_chosen`] answers when every candidate it was given was taken by other claims
+/// in between: `Store::claim_work` reads the queue again.
+pub const CANDIDATES_TAKEN: &str = "the queued work this claim chose was taken by other claims; retry";
+
+/// A queued item with what the station rules need: its seed's consent to a virtual station
+/// and its source's host; and its place in the queue.
+struct Queued {
+    work: WorkItem,
+    allowed: bool,
+    source: Option<SourceHost>,
+    queued_ms: i64,
+}
+
+impl Queued {
+    fn allows(&self, station: &SpiffeId, site: Option<&str>, host: &StationHost) -> bool {
+        self.work.eligible_for(&station.name, site) && vm_rule_allows(self.source.as_ref(), host, self.allowed)
+    }
+}
+
+fn queued_with_rules(
+    c: &dyn Db,
+    filter: &str,
+    args: &[&dyn crate::store::sql::ToValue],
+    lock: &str,
+) -> Result<Vec<Queued>> {
+    let n = WORK_COLS.split(',').count();
+    c.rows(
+        &format!(
+            "SELECT {WORK_COLS}, s.allow_virtual_station, src.identity, src.virtualization, src.hostname, \
+             w.queued_ms FROM work_items w JOIN seeds s ON s.seed_id = w.seed_id \
+             LEFT JOIN agents src ON src.role = 'source' AND src.name = s.owner \
+             WHERE w.state = 'queued' AND w.not_before_ms <= ?1 {filter}{lock}"
+        ),
+        args,
+        |r| {
+            let work = work_row(r)?;
+            let allowed: bool = r.get(n)?;
+            let source = match r.get::<Option<String>>(n + 1)? {
+                None => None,
+                Some(_) => Some(SourceHost {
+                    virtualization: r.get::<Option<String>>(n + 2)?.unwrap_or_default(),
+                    hostname: r.get::<Option<String>>(n + 3)?.unwrap_or_default(),
+                }),
+            };
+            Ok(Queued { work, allowed, source, queued_ms: r.get(n + 4)? })
+        },
+    )
+}
+
+/// The registered station's site and host, or FAILED_PRECONDITION.
+fn station_host(c: &dyn Db, station: &SpiffeId) -> Result<(Option<String>, StationHost)> {
+    let agent = load_agent(c, &station.uri())?.ok_or_else(|| {
+        Error::FailedPrecondition(format!("copy station {station} has not registered; call RegisterAgent first"))
+    })?;
+    let host = StationHost { virtualization: agent.info.virtualization.clone(), hostname: agent.info.hostname.clone() };
+    Ok((agent.info.site, host))
+}
+
+/// The queued work due at `now` that `station` may take, oldest first (at most
+/// [`CLAIM_CANDIDATES`]), by the rules (`WorkItem::eligible_for`, `vm_rule_allows`). A read
+/// of its own: the claim's write then reads only the rows it takes, so claims running at once
+/// do not conflict over the scan of the queue.
+pub fn claim_candidates(c: &dyn Db, station: &SpiffeId, now: UnixMs) -> Result<Vec<String>> {
+    let Ok((site, host)) = station_host(c, station) else { return Ok(Vec::new()) };
+    // Page by page (the queue's order, from where the last page ended), until enough are found
+    // or the scan's bound is reached: most claims read one page.
+    let (mut out, mut scanned, mut after) = (Vec::new(), 0, None::<(i64, String)>);
+    while out.len() < CLAIM_CANDIDATES && scanned < CLAIM_SCAN {
+        let page = match &after {
+            None => {
+                queued_with_rules(c, &format!("ORDER BY w.queued_ms, w.work_id LIMIT {CLAIM_PAGE}"), args![now], "")?
+            }
+            Some((ms, id)) => queued_with_rules(
+                c,
+                &format!(
+                    "AND (w.queued_ms > ?2 OR (w.queued_ms = ?2 AND w.work_id > ?3)) \
+                     ORDER BY w.queued_ms, w.work_id LIMIT {CLAIM_PAGE}"
+                ),
+                args![now, ms, id],
+                "",
+            )?,
+        };
+        scanned += page.len();
+        let last_page = page.len() < CLAIM_PAGE;
+        after = page.last().map(|q| (q.queued_ms, q.work.work_id.clone()));
+        out.extend(page.into_iter().filter(|q| q.allows(station, site.as_deref(), &host)).map(|q| q.work.work_id));
+        if last_page {
+            break;
+        }
+    }
+    out.truncate(CLAIM_CANDIDATES);
+    Ok(out)
+}
+
+/// Leases the first of `candidates` (from [`claim_candidates`]) that is still queued, still
+/// allowed to `station` and not being claimed by another at this moment (its row locked, `FOR
+/// UPDATE SKIP LOCKED` on PostgreSQL), or `None` when there were none. [`CANDIDATES_TAKEN`]
+/// when others took every one in between (nothing written, not remembered as the answer).
+pub fn claim_chosen(
+    c: &dyn Db,
+    idem: &Idem,
+    station: &SpiffeId,
+    t: LeaseTiming,
+    candidates: &[String],
+) -> Result<Option<Lease>> {
     idempotent(c, idem, t.now, || {
-        let agent = load_agent(c, &station.uri())?.ok_or_else(|| {
-            Error::FailedPrecondition(format!("copy station {station} has not registered; call RegisterAgent first"))
-        })?;
-        let site = agent.info.site;
-        let host =
-            StationHost { virtualization: agent.info.virtualization.clone(), hostname: agent.info.hostname.clone() };
-        // Load, decide, save: the queued work due now, oldest first, with its source's host;
-        // the rules (`WorkItem::eligible_for`, `vm_rule_allows`) pick the first this station
-        // may take.
-        let n = WORK_COLS.split(',').count();
-        let rows = c.rows(
-            &format!(
-                "SELECT {WORK_COLS}, s.allow_virtual_station, src.identity, src.virtualization, src.hostname \
-                 FROM work_items w JOIN seeds s ON s.seed_id = w.seed_id \
-                 LEFT JOIN agents src ON src.role = 'source' AND src.name = s.owner \
-                 WHERE w.state = 'queued' AND w.not_before_ms <= ?1 \
-                 ORDER BY w.queued_ms, w.work_id LIMIT {CLAIM_CANDIDATES}"
-            ),
-            args![t.now],
-            |r| {
-                let work = work_row(r)?;
-                let allowed: bool = r.get(n)?;
-                let source = match r.get::<Option<String>>(n + 1)? {
-                    None => None,
-                    Some(_) => Some(SourceHost {
-                        virtualization: r.get::<Option<String>>(n + 2)?.unwrap_or_default(),
-                        hostname: r.get::<Option<String>>(n + 3)?.unwrap_or_default(),
-                    }),
-                };
-                Ok((work, allowed, source))
-            },
-        )?;
-        // The first eligible item whose row this claim can lock: on PostgreSQL another
-        // coordinator's claim holds its item's row (`FOR UPDATE OF w SKIP LOCKED`), and this
-        // one takes the next; on SQLite (one writer) the first eligible is free.
-        let lock = format!(
-            "SELECT w.work_id FROM work_items w WHERE w.work_id = ?1 AND w.state = 'queued'{}",
-            c.dialect().skip_locked("w")
-        );
-        let (mut item, mut skipped) = (None, false);
-        for (work, allowed, source) in rows {
-            if work.eligible_for(&station.name, site.as_deref()) && vm_rule_allows(source.as_ref(), &host, allowed) {
-                if c.row(&lock, args![work.work_id], |r| r.get::<String>(0))?.is_none() {
-                    skipped = true;
-                    continue;
-                }
-                item = Some(work);
+        let (site, host) = station_host(c, station)?;
+        let mut item = None;
+        for id in candidates {
+            let found = queued_with_rules(c, "AND w.work_id = ?2", args![t.now, id], &c.dialect().skip_locked("w"))?;
+            if let Some(q) = found.into_iter().next()
+                && q.allows(station, site.as_deref(), &host)
+            {
+                item = Some(q.work);
                 break;
             }
         }
         let Some(mut work) = item else {
-            if skipped {
-                // Work exists, being claimed by others at this moment: not "no work".
-                c.lost_race();
-                return Err(Error::Unavailable("other claims hold every eligible item at this moment; retry".into()));
+            if candidates.is_empty() {
+                return Ok(None);
             }
-            return Ok(None);
+            return Err(Error::Unavailable(CANDIDATES_TAKEN.into()));
         };
         work.claim(&station.name, t.now, t.ttl_ms)?;
         save_work(c, &work)?;
