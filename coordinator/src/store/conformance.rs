@@ -717,15 +717,33 @@ pub async fn racing_claims_take_each_item_once_and_a_doubled_request_is_applied_
         })
     });
     let mut taken = Vec::new();
-    for c in claims.collect::<Vec<_>>() {
+    let mut held = None;
+    for (c, st) in claims.collect::<Vec<_>>().into_iter().zip(&stations) {
         if let Some(lease) = c.await.unwrap().unwrap() {
-            taken.push(lease.work.work_id);
+            taken.push(lease.work.work_id.clone());
+            held = Some((st.clone(), lease));
         }
     }
     taken.sort();
     let n = taken.len();
     taken.dedup();
     assert_eq!((n, taken.len()), (6, 6), "six items, each leased once, to twelve stations claiming at once");
+
+    // A station sends one progress report twice at the same moment: applied once, and both
+    // copies get its answer.
+    let (st, lease) = held.unwrap();
+    let fence = Fence { work_id: lease.work.work_id.clone(), generation: lease.work.generation };
+    let delta = ProgressDelta { from: 0, to: 30, phase: "copy".into() };
+    let both = (0..2).map(|_| {
+        let (store, st, fence, delta) = (store.clone(), st.clone(), fence.clone(), delta.clone());
+        tokio::spawn(async move {
+            let p = idem(&st, "p-twice", "ReportProgress", 1);
+            store.report_progress(&p, &st, &fence, &delta, LeaseTiming { now: 11, ttl_ms: 60_000 }).await
+        })
+    });
+    for r in both.collect::<Vec<_>>() {
+        assert_eq!(r.await.unwrap().expect("each copy of a doubled report gets the answer").0, 30);
+    }
 
     // A source sends one registration twice at the same moment (a retry racing the first).
     let reg = idem(&src, "twice", "RegisterSeed", 1);

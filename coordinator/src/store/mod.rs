@@ -55,6 +55,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0017_revocations", include_str!("../../migrations/0017_revocations.sql")),
     ("0018_worker_lease", include_str!("../../migrations/0018_worker_lease.sql")),
     ("0019_audit_pending", include_str!("../../migrations/0019_audit_pending.sql")),
+    ("0020_queue_order", include_str!("../../migrations/0020_queue_order.sql")),
 ];
 
 use async_trait::async_trait;
@@ -83,9 +84,15 @@ pub struct LeaseTiming {
 }
 
 /// Every store operation, written once: the [`Store`] trait is made from this list, and each
-/// backend implements the same list (`read` or `write` says which of its paths an operation
-/// takes; `sqlite/mod.rs`, `impl_sqlite`). A new operation is added here and written once in
-/// each backend.
+/// backend implements the same list (`read`, `write` or `lease` says which of its paths an
+/// operation takes; `sqlite/mod.rs`, `impl_sqlite`). A new operation is added here and written
+/// once in each backend.
+///
+/// `lease` is for the calls stations and agents make many at once on their own rows (claim,
+/// renew, progress, report drive, complete, heartbeat): SQLite runs them as writes; PostgreSQL
+/// at READ COMMITTED, where the operation locks the rows its decision rests on (the work item,
+/// then the seed) as it reads them and its request id first (`Db::for_update`, `Db::lock_key`),
+/// instead of SERIALIZABLE's predicate locks, which made such calls abort each other.
 macro_rules! store_operations {
     ($callback:ident) => {
         $callback! {
@@ -94,7 +101,7 @@ macro_rules! store_operations {
         /// Registers or re-registers an agent (keeps the first registration time).
         write register_agent(idem: &Idem, who: &SpiffeId, info: &AgentInfo, now: UnixMs) -> Agent;
         /// Records a heartbeat; FAILED_PRECONDITION if the agent never registered.
-        write heartbeat(idem: &Idem, who: &SpiffeId, status: &str, now: UnixMs) -> UnixMs;
+        lease heartbeat(idem: &Idem, who: &SpiffeId, status: &str, now: UnixMs) -> UnixMs;
 
         // ---- seeds
         /// Registers a seed and queues its disk-prep work, or returns the identical existing one.
@@ -109,15 +116,15 @@ macro_rules! store_operations {
         read claim_candidates(station: &SpiffeId, now: UnixMs) -> Vec<String>;
         /// Leases the first of `candidates` still queued and free, or `None` when there are no
         /// candidates; UNAVAILABLE `ops::CANDIDATES_TAKEN` when others took them all in between.
-        write claim_chosen(idem: &Idem, station: &SpiffeId, t: LeaseTiming, candidates: &[String]) -> Option<Lease>;
+        lease claim_chosen(idem: &Idem, station: &SpiffeId, t: LeaseTiming, candidates: &[String]) -> Option<Lease>;
         /// Extends a live lease; a non-empty `waiting` puts the work in the "waiting" phase and
         /// records why in the seed's history (once per wait).
-        write renew_lease(idem: &Idem, station: &SpiffeId, fence: &Fence, waiting: &str, t: LeaseTiming) -> UnixMs;
-        write report_progress(idem: &Idem, station: &SpiffeId, fence: &Fence, delta: &ProgressDelta, t: LeaseTiming) -> (u64, UnixMs);
+        lease renew_lease(idem: &Idem, station: &SpiffeId, fence: &Fence, waiting: &str, t: LeaseTiming) -> UnixMs;
+        lease report_progress(idem: &Idem, station: &SpiffeId, fence: &Fence, delta: &ProgressDelta, t: LeaseTiming) -> (u64, UnixMs);
         /// Replaces the disks' progress of the work `fence` names (its live holder only).
         write record_disks(station: &SpiffeId, fence: &Fence, disks: Vec<DiskProgress>, now: UnixMs) -> ();
-        write report_drive(idem: &Idem, station: &SpiffeId, fence: &Fence, drive: &DriveSpec, key: Option<SealedKey>, now: UnixMs) -> Drive;
-        write complete_work(idem: &Idem, station: &SpiffeId, fence: &Fence, now: UnixMs) -> Seed;
+        lease report_drive(idem: &Idem, station: &SpiffeId, fence: &Fence, drive: &DriveSpec, key: Option<SealedKey>, now: UnixMs) -> Drive;
+        lease complete_work(idem: &Idem, station: &SpiffeId, fence: &Fence, now: UnixMs) -> Seed;
         write release_work(idem: &Idem, station: &SpiffeId, fence: &Fence, release: &Release, now: UnixMs) -> ();
         /// The sealed key of `drive_id`, for the station holding the live lease `fence` that
         /// reported that drive.

@@ -225,6 +225,30 @@ pub trait Db {
     /// backend runs it again (PostgreSQL). Nothing to do on SQLite, where nothing races.
     fn lost_race(&self) {}
 
+    /// Whether this transaction sees each statement's newest commits (PostgreSQL's READ
+    /// COMMITTED, for the lease operations): then an operation locks the rows its decision
+    /// rests on as it reads them ([`Db::for_update`]) and its request id ([`Db::lock_key`]).
+    /// SQLite's one writer and a SERIALIZABLE transaction need neither.
+    fn locks_rows(&self) -> bool {
+        false
+    }
+
+    /// ` FOR UPDATE OF {alias}` when [`Db::locks_rows`], else nothing: the read it ends locks
+    /// the rows it returns until the commit, waits for a transaction holding them, and returns
+    /// their newest committed version.
+    fn for_update(&self, alias: &str) -> String {
+        if self.locks_rows() { format!(" FOR UPDATE OF {alias}") } else { String::new() }
+    }
+
+    /// Holds `key` (a request's caller and id) until the commit when [`Db::locks_rows`]: a
+    /// second copy of the request waits for the first and then finds its answer.
+    fn lock_key(&self, key: &str) -> Result<()> {
+        if self.locks_rows() {
+            self.exec("SELECT pg_advisory_xact_lock(hashtextextended(?1, 0))", crate::args![key.to_string()])?;
+        }
+        Ok(())
+    }
+
     /// The first row, if there is one.
     fn query_opt(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Option<Row>> {
         Ok(self.query(sql, params)?.into_iter().next())
@@ -338,6 +362,8 @@ pub struct PgTx<'a> {
     /// Set when a statement lost a race (serialization failure, deadlock): the transaction is
     /// run again whole.
     pub conflict: std::cell::Cell<bool>,
+    /// READ COMMITTED (the lease operations), which lock what they decide on.
+    pub locks_rows: bool,
 }
 
 /// Whether a statement is run for its rows or for its count.
@@ -444,5 +470,9 @@ impl Db for PgTx<'_> {
 
     fn lost_race(&self) {
         self.conflict.set(true);
+    }
+
+    fn locks_rows(&self) -> bool {
+        self.locks_rows
     }
 }

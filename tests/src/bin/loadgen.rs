@@ -396,6 +396,15 @@ async fn run_backend(postgres: bool, args: &Args) -> Result<Run> {
         let t = Instant::now();
         queue_seeds(&pki, &addrs, &name, args.seeds).await?;
         eprintln!("== {backend}: queued {} seeds in {:.1} s", args.seeds, t.elapsed().as_secs_f64());
+        if let Some(pg) = &cluster.pg {
+            // The statistics a running database has: autovacuum analyzes a table once a tenth
+            // of it changed, within a minute. Without them, this database, created a minute ago,
+            // plans the claim's scan for the empty queue it had (a sort of the whole queue).
+            let o = pg.client("psql").args(["-d", "seedship", "-v", "ON_ERROR_STOP=1", "-c", "ANALYZE"]).output()?;
+            if !o.status.success() {
+                bail!("ANALYZE after queueing the seeds: {}", String::from_utf8_lossy(&o.stderr));
+            }
+        }
         let (c0, d0, l0) = (pids_cpu(&pids)?, cpu_seconds_of("postgres"), cpu_seconds(std::process::id())?);
         let start = Instant::now();
         let deadline = start + Duration::from_secs(args.duration);

@@ -21,6 +21,25 @@ pub fn append(c: &dyn Db, at: UnixMs, r: &AuditRecord) -> Result<()> {
     .map(|_| ())
 }
 
+/// [`append`] of an entry whose target is the job name of seed `seed_id` (its id when there is
+/// no such seed), read in the same statement.
+pub fn append_for_seed(
+    c: &dyn Db,
+    at: UnixMs,
+    seed_id: &str,
+    actor: &str,
+    action: &str,
+    outcome: &str,
+    detail: &str,
+) -> Result<()> {
+    c.exec(
+        "INSERT INTO audit_pending (at_ms, actor, action, target, outcome, detail) \
+         SELECT ?1, ?2, ?3, COALESCE((SELECT job_name FROM seeds WHERE seed_id = ?4), ?4), ?5, ?6",
+        args![at, actor, action, seed_id, outcome, detail],
+    )
+    .map(|_| ())
+}
+
 /// At most this many recorded entries join the chain in one step, and this many in one
 /// statement.
 pub const CHAIN_BATCH: usize = 500;

@@ -66,6 +66,17 @@ pub fn require_seed(c: &dyn Db, key: &str) -> Result<Seed> {
     load_seed(c, key)?.ok_or_else(|| Error::NotFound(format!("no seed with id or job name {key:?}")))
 }
 
+/// The seed `seed_id`, its row locked until the commit where the transaction needs that
+/// (`Db::for_update`).
+pub fn lock_seed(c: &dyn Db, seed_id: &str) -> Result<Seed> {
+    c.row(
+        &format!("SELECT {SEED_COLS} FROM seeds s WHERE s.seed_id = ?1{}", c.for_update("s")),
+        args![seed_id],
+        seed_row,
+    )?
+    .ok_or_else(|| Error::NotFound(format!("no seed with id {seed_id:?}")))
+}
+
 pub const WORK_COLS: &str = "w.work_id, w.seed_id, w.state, w.generation, w.holder, w.lease_expires_ms, \
     w.progress_bytes, w.total_bytes, w.phase, w.target_site, w.target_station";
 
@@ -91,15 +102,33 @@ pub fn load_work(c: &dyn Db, work_id: &str) -> Result<WorkItem> {
         .ok_or_else(|| Error::NotFound(format!("no work item {work_id:?}")))
 }
 
+/// [`load_work`], the row locked until the commit where the transaction needs that
+/// (`Db::for_update`).
+pub fn lock_work(c: &dyn Db, work_id: &str) -> Result<WorkItem> {
+    c.row(
+        &format!("SELECT {WORK_COLS} FROM work_items w WHERE w.work_id = ?1{}", c.for_update("w")),
+        args![work_id],
+        work_row,
+    )?
+    .ok_or_else(|| Error::NotFound(format!("no work item {work_id:?}")))
+}
+
 pub fn load_work_of_seed(c: &dyn Db, seed_id: &str) -> Result<WorkItem> {
     c.row(&format!("SELECT {WORK_COLS} FROM work_items w WHERE w.seed_id = ?1"), args![seed_id], work_row)?
         .ok_or_else(|| Error::NotFound(format!("seed {seed_id} has no disk-prep work item")))
 }
 
 pub fn save_work(c: &dyn Db, w: &WorkItem) -> Result<()> {
+    save_work_with(c, w, "")
+}
+
+/// [`save_work`], with more assignments (`, column = value`) in the same statement.
+pub fn save_work_with(c: &dyn Db, w: &WorkItem, more: &str) -> Result<()> {
     c.exec(
-        "UPDATE work_items SET state = ?2, generation = ?3, holder = ?4, lease_expires_ms = ?5, \
-         progress_bytes = ?6, phase = ?7 WHERE work_id = ?1",
+        &format!(
+            "UPDATE work_items SET state = ?2, generation = ?3, holder = ?4, lease_expires_ms = ?5, \
+             progress_bytes = ?6, phase = ?7{more} WHERE work_id = ?1"
+        ),
         args![
             w.work_id,
             w.state.as_str(),
@@ -192,21 +221,11 @@ pub fn insert_event(
     )?;
     // Every new event is in the audit log too, in this transaction: the seed's job
     // name as the target (what the evidence bundle selects by).
-    let job: String = c
-        .row("SELECT job_name FROM seeds WHERE seed_id = ?1", args![seed_id], |r| r.get(0))?
-        .unwrap_or_else(|| seed_id.to_string());
     let outcome = match from {
         Some(f) if f != to.as_str() => format!("{f} -> {}", to.as_str()),
         _ => to.as_str().to_string(),
     };
-    let record = AuditRecord {
-        actor: actor.to_string(),
-        action: event.to_string(),
-        target: job,
-        outcome,
-        detail: format!("seed {seed_id}: {reason}"),
-    };
-    super::audit::append(c, now, &record)?;
+    super::audit::append_for_seed(c, now, seed_id, actor, event, &outcome, &format!("seed {seed_id}: {reason}"))?;
     // What the operations team must hear of goes into the outbox, in this transaction.
     let from = from.and_then(SeedState::parse);
     if let Some(kind) = crate::domain::notify::classify(event, from, to) {
@@ -424,6 +443,9 @@ where
     T: Serialize + DeserializeOwned,
     F: FnOnce() -> Result<T>,
 {
+    // A second copy of this request at the same moment waits here for the first, then finds
+    // its answer (READ COMMITTED; elsewhere the transaction's isolation does it).
+    c.lock_key(&format!("{}\n{}", idem.caller, idem.request_id))?;
     let prior: Option<(String, Vec<u8>, String)> = c.row(
         "SELECT method, fingerprint, response FROM requests WHERE caller = ?1 AND request_id = ?2",
         args![idem.caller, idem.request_id],

@@ -308,19 +308,22 @@ impl Queued {
     }
 }
 
+/// The queued items `work` names (a table or a subquery, read as `w`), each with what the
+/// rules need, then `tail` (conditions, order, lock). A scan of the queue pages inside the
+/// subquery ([`claim_candidates`]), so seeds and sources are joined for that page only,
+/// whatever the planner believes the queue's length to be.
 fn queued_with_rules(
     c: &dyn Db,
-    filter: &str,
+    work: &str,
     args: &[&dyn crate::store::sql::ToValue],
-    lock: &str,
+    tail: &str,
 ) -> Result<Vec<Queued>> {
     let n = WORK_COLS.split(',').count();
     c.rows(
         &format!(
             "SELECT {WORK_COLS}, s.allow_virtual_station, src.identity, src.virtualization, src.hostname, \
-             w.queued_ms FROM work_items w JOIN seeds s ON s.seed_id = w.seed_id \
-             LEFT JOIN agents src ON src.role = 'source' AND src.name = s.owner \
-             WHERE w.state = 'queued' AND w.not_before_ms <= ?1 {filter}{lock}"
+             w.queued_ms FROM {work} w JOIN seeds s ON s.seed_id = w.seed_id \
+             LEFT JOIN agents src ON src.role = 'source' AND src.name = s.owner {tail}"
         ),
         args,
         |r| {
@@ -357,19 +360,15 @@ pub fn claim_candidates(c: &dyn Db, station: &SpiffeId, now: UnixMs) -> Result<V
     // or the scan's bound is reached: most claims read one page.
     let (mut out, mut scanned, mut after) = (Vec::new(), 0, None::<(i64, String)>);
     while out.len() < CLAIM_CANDIDATES && scanned < CLAIM_SCAN {
+        let after_last = if after.is_some() { "AND (queued_ms > ?2 OR (queued_ms = ?2 AND work_id > ?3))" } else { "" };
+        let work = format!(
+            "(SELECT * FROM work_items WHERE state = 'queued' AND not_before_ms <= ?1 {after_last} \
+             ORDER BY queued_ms, work_id LIMIT {CLAIM_PAGE})"
+        );
+        let order = "ORDER BY w.queued_ms, w.work_id";
         let page = match &after {
-            None => {
-                queued_with_rules(c, &format!("ORDER BY w.queued_ms, w.work_id LIMIT {CLAIM_PAGE}"), args![now], "")?
-            }
-            Some((ms, id)) => queued_with_rules(
-                c,
-                &format!(
-                    "AND (w.queued_ms > ?2 OR (w.queued_ms = ?2 AND w.work_id > ?3)) \
-                     ORDER BY w.queued_ms, w.work_id LIMIT {CLAIM_PAGE}"
-                ),
-                args![now, ms, id],
-                "",
-            )?,
+            None => queued_with_rules(c, &work, args![now], order)?,
+            Some((ms, id)) => queued_with_rules(c, &work, args![now, ms, id], order)?,
         };
         scanned += page.len();
         let last_page = page.len() < CLAIM_PAGE;
@@ -396,15 +395,31 @@ pub fn claim_chosen(
 ) -> Result<Option<Lease>> {
     idempotent(c, idem, t.now, || {
         let (site, host) = station_host(c, station)?;
+        // The first candidate still queued and not being claimed by another at this moment, in
+        // one statement (locked ones skipped inside the database, not one round trip each).
+        let mut left: Vec<&String> = candidates.iter().collect();
         let mut item = None;
-        for id in candidates {
-            let found = queued_with_rules(c, "AND w.work_id = ?2", args![t.now, id], &c.dialect().skip_locked("w"))?;
-            if let Some(q) = found.into_iter().next()
-                && q.allows(station, site.as_deref(), &host)
-            {
+        while !left.is_empty() {
+            let list = (0..left.len()).map(|i| format!("?{}", i + 2)).collect::<Vec<_>>().join(", ");
+            let mut params: Vec<&dyn crate::store::sql::ToValue> = vec![&t.now];
+            params.extend(left.iter().map(|id| *id as &dyn crate::store::sql::ToValue));
+            let found = queued_with_rules(
+                c,
+                "work_items",
+                &params,
+                &format!(
+                    "WHERE w.state = 'queued' AND w.not_before_ms <= ?1 AND w.work_id IN ({list}) \
+                     ORDER BY w.queued_ms, w.work_id LIMIT 1{}",
+                    c.dialect().skip_locked("w")
+                ),
+            )?;
+            let Some(q) = found.into_iter().next() else { break };
+            if q.allows(station, site.as_deref(), &host) {
                 item = Some(q.work);
                 break;
             }
+            // The rules changed since the candidates were read: the next one.
+            left.retain(|id| **id != q.work.work_id);
         }
         let Some(mut work) = item else {
             if candidates.is_empty() {
@@ -414,7 +429,7 @@ pub fn claim_chosen(
         };
         work.claim(&station.name, t.now, t.ttl_ms)?;
         save_work(c, &work)?;
-        let mut seed = require_seed(c, &work.seed_id)?;
+        let mut seed = lock_seed(c, &work.seed_id)?;
         transition(
             c,
             &mut seed,
@@ -428,41 +443,49 @@ pub fn claim_chosen(
             },
             t.now,
         )?;
-        // Microsoft's disks another station started are written again from the start (the
-        // station must have them): back to delivered.
-        c.exec(
-            "UPDATE drives SET status = 'delivered', status_reason = '' WHERE seed_id = ?1 AND delivered = 1 \
-             AND reported_by <> ?2 AND status IN ('preparing', 'prepared')",
-            args![work.seed_id, station.uri()],
-        )?;
-        // Drives another station reported are on disks this station does not have: they are
-        // left behind (never shipped), and the history says so.
-        let left = c.exec(
-            "UPDATE drives SET status = 'bad', status_reason = ?3 WHERE seed_id = ?1 AND reported_by <> ?2 \
-             AND status <> 'bad' AND delivered = 0",
-            args![
-                work.seed_id,
-                station.uri(),
-                format!("left behind: another copy station lost the lease; {} prepares the seed again", station.name)
-            ],
-        )?;
-        if left > 0 {
-            insert_event(
-                c,
-                &seed.seed_id,
-                t.now,
-                &station.uri(),
-                Some(seed.state),
-                seed.state,
-                "drives_left_behind",
-                &format!(
-                    "{left} drive(s) reported by another copy station will not be shipped; {} starts over",
-                    station.name
-                ),
+        // Drives are reported only by a lease's holder: at the first lease there are none.
+        if work.generation > 1 {
+            // Microsoft's disks another station started are written again from the start (the
+            // station must have them): back to delivered.
+            c.exec(
+                "UPDATE drives SET status = 'delivered', status_reason = '' WHERE seed_id = ?1 AND delivered = 1 \
+                 AND reported_by <> ?2 AND status IN ('preparing', 'prepared')",
+                args![work.seed_id, station.uri()],
             )?;
+            // Drives another station reported are on disks this station does not have: they are
+            // left behind (never shipped), and the history says so.
+            let left = c.exec(
+                "UPDATE drives SET status = 'bad', status_reason = ?3 WHERE seed_id = ?1 AND reported_by <> ?2 \
+                 AND status <> 'bad' AND delivered = 0",
+                args![
+                    work.seed_id,
+                    station.uri(),
+                    format!(
+                        "left behind: another copy station lost the lease; {} prepares the seed again",
+                        station.name
+                    )
+                ],
+            )?;
+            if left > 0 {
+                insert_event(
+                    c,
+                    &seed.seed_id,
+                    t.now,
+                    &station.uri(),
+                    Some(seed.state),
+                    seed.state,
+                    "drives_left_behind",
+                    &format!(
+                        "{left} drive(s) reported by another copy station will not be shipped; {} starts over",
+                        station.name
+                    ),
+                )?;
+            }
         }
-        let delivered = delivered_serials(c, &work.seed_id)?;
-        let files = super::rounds::round_paths(c, &work.seed_id)?;
+        // Only Microsoft's disks are delivered, and only a round names its files.
+        let delivered =
+            if seed.kind == DiskKind::DataboxDisk { delivered_serials(c, &work.seed_id)? } else { Vec::new() };
+        let files = if seed.round_of.is_some() { super::rounds::round_paths(c, &work.seed_id)? } else { Vec::new() };
         Ok(Some(Lease { work, seed, ttl_ms: t.ttl_ms, delivered, files, container_sas: None }))
     })
 }
@@ -481,7 +504,7 @@ pub fn renew_lease(
     t: LeaseTiming,
 ) -> Result<UnixMs> {
     idempotent(c, idem, t.now, || {
-        let mut work = load_work(c, &fence.work_id)?;
+        let mut work = lock_work(c, &fence.work_id)?;
         work.renew(&station.name, fence.generation, t.now, t.ttl_ms)?;
         // A wait is not a state change: the work's phase says it, and the history says why.
         let event = match (waiting.is_empty(), work.phase == WAITING) {
@@ -508,7 +531,7 @@ pub use crate::domain::lease::WAITING;
 /// Records a station's wait (or its end) in the seed's history, and as the seed's reason, so
 /// the seed list says what the operator needs to do. The state does not change.
 fn note_station(c: &dyn Db, seed_id: &str, station: &SpiffeId, event: &str, reason: &str, now: UnixMs) -> Result<()> {
-    let seed = require_seed(c, seed_id)?;
+    let seed = lock_seed(c, seed_id)?;
     c.exec("UPDATE seeds SET state_reason = ?2, updated_ms = ?3 WHERE seed_id = ?1", args![seed_id, reason, now])?;
     insert_event(c, seed_id, now, &station.uri(), Some(seed.state), seed.state, event, reason)
 }
@@ -522,12 +545,11 @@ pub fn report_progress(
     t: LeaseTiming,
 ) -> Result<(u64, UnixMs)> {
     idempotent(c, idem, t.now, || {
-        let mut work = load_work(c, &fence.work_id)?;
+        let mut work = lock_work(c, &fence.work_id)?;
         let was_waiting = work.phase == WAITING;
         work.progress(&station.name, fence.generation, delta, t.now, t.ttl_ms)?;
-        save_work(c, &work)?;
         // Progress: the releases before it were not this work's fault.
-        c.exec("UPDATE work_items SET releases = 0 WHERE work_id = ?1 AND releases <> 0", args![work.work_id])?;
+        save_work_with(c, &work, ", releases = 0")?;
         if was_waiting {
             let reason = format!("copy station {} is working again", station.name);
             note_station(c, &work.seed_id, station, "station_resumed", &reason, t.now)?;
@@ -573,7 +595,7 @@ pub fn report_drive(
     now: UnixMs,
 ) -> Result<Drive> {
     idempotent(c, idem, now, || {
-        let work = load_work(c, &fence.work_id)?;
+        let work = lock_work(c, &fence.work_id)?;
         work.check(&station.name, fence.generation, now)?;
         let seed = require_seed(c, &work.seed_id)?;
         let held: Option<(bool, bool)> = c.row(
@@ -652,7 +674,7 @@ fn drive_count(c: &dyn Db, seed_id: &str, status: DriveStatus) -> Result<u32> {
 
 pub fn complete_work(c: &dyn Db, idem: &Idem, station: &SpiffeId, fence: &Fence, now: UnixMs) -> Result<Seed> {
     idempotent(c, idem, now, || {
-        let mut work = load_work(c, &fence.work_id)?;
+        let mut work = lock_work(c, &fence.work_id)?;
         work.check(&station.name, fence.generation, now)?;
         let drives = drive_count(c, &work.seed_id, DriveStatus::Prepared)?;
         if drives == 0 {
@@ -670,7 +692,7 @@ pub fn complete_work(c: &dyn Db, idem: &Idem, station: &SpiffeId, fence: &Fence,
         }
         work.complete(&station.name, fence.generation, now)?;
         save_work(c, &work)?;
-        let mut seed = require_seed(c, &work.seed_id)?;
+        let mut seed = lock_seed(c, &work.seed_id)?;
         transition(
             c,
             &mut seed,

@@ -345,7 +345,7 @@ impl PgStore {
         T: Send + 'static,
         F: Fn(&dyn super::sql::Db) -> Result<T> + Send + Sync + 'static,
     {
-        self.run(false, op).await
+        self.run(Mode::Write, op).await
     }
 
     /// A write operation of `store_operations`.
@@ -354,7 +354,19 @@ impl PgStore {
         T: Send + 'static,
         F: Fn(&dyn super::sql::Db) -> Result<T> + Send + Sync + 'static,
     {
-        self.run(false, op).await
+        self.run(Mode::Write, op).await
+    }
+
+    /// A lease operation of `store_operations` (a station's or agent's call on its own rows,
+    /// many at once): READ COMMITTED, the operation locking the rows its decision rests on
+    /// and its request id (`Db::locks_rows`). It does not take the turn of the writes that
+    /// lost a race, and cannot lose one over a predicate lock; a deadlock runs it again.
+    async fn lease<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&dyn super::sql::Db) -> Result<T> + Send + Sync + 'static,
+    {
+        self.run(Mode::Lease, op).await
     }
 
     /// A read operation of `store_operations`: one consistent snapshot (REPEATABLE READ, READ
@@ -364,17 +376,21 @@ impl PgStore {
         T: Send + 'static,
         F: Fn(&dyn super::sql::Db) -> Result<T> + Send + Sync + 'static,
     {
-        self.run(true, op).await
+        self.run(Mode::Read, op).await
     }
 
-    async fn run<T, F>(&self, read_only: bool, op: F) -> Result<T>
+    async fn run<T, F>(&self, mode: Mode, op: F) -> Result<T>
     where
         T: Send + 'static,
         F: Fn(&dyn super::sql::Db) -> Result<T> + Send + Sync + 'static,
     {
         use tokio_postgres::IsolationLevel;
-        let (isolation, read_only) =
-            if read_only { (IsolationLevel::RepeatableRead, true) } else { (IsolationLevel::Serializable, false) };
+        let (isolation, read_only) = match mode {
+            Mode::Read => (IsolationLevel::RepeatableRead, true),
+            Mode::Write => (IsolationLevel::Serializable, false),
+            Mode::Lease => (IsolationLevel::ReadCommitted, false),
+        };
+        let locks_rows = mode == Mode::Lease;
         let op = std::sync::Arc::new(op);
         let mut attempt = 0u32;
         loop {
@@ -384,7 +400,7 @@ impl PgStore {
             let op = op.clone();
             // The first attempt runs alongside everything else; one that lost a race runs
             // again holding the turn (a session lock taken before its snapshot).
-            let in_turn = attempt > 1 && !read_only;
+            let in_turn = attempt > 1 && mode == Mode::Write;
             let outcome = tokio::task::spawn_blocking(move || -> (Result<T>, bool) {
                 if in_turn
                     && let Err(e) = rt.block_on(client.execute("SELECT pg_advisory_lock($1)", &[&WRITES_IN_TURN]))
@@ -398,7 +414,7 @@ impl PgStore {
                         Ok(tx) => tx,
                         Err(e) => return (Err(pg_err(e)), false),
                     };
-                    if !read_only
+                    if mode == Mode::Write
                         && !in_turn
                         && let Err(e) =
                             rt.block_on(tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&WRITES_IN_TURN]))
@@ -406,7 +422,8 @@ impl PgStore {
                         let again = is_conflict(&e);
                         return (Err(pg_err(e)), again);
                     }
-                    let db = super::sql::PgTx { tx: &tx, rt: rt.clone(), conflict: std::cell::Cell::new(false) };
+                    let db =
+                        super::sql::PgTx { tx: &tx, rt: rt.clone(), conflict: std::cell::Cell::new(false), locks_rows };
                     let out = op(&db);
                     let conflict = db.conflict.get();
                     match out {
@@ -470,6 +487,14 @@ impl PgStore {
             client.query("SELECT version, name FROM schema_migrations ORDER BY version", &[]).await.map_err(pg_err)?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
+}
+
+/// How an operation's transaction runs (`read`, `write` or `lease` in `store_operations`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Read,
+    Write,
+    Lease,
 }
 
 /// `impl Store for PgStore`, made from `store_operations` as `impl_sqlite` is: each

@@ -170,6 +170,15 @@ impl SqliteStore {
         rx.await.map_err(|_| Error::Unavailable("the database writer has stopped".into()))?
     }
 
+    /// A lease operation of `store_operations`: on SQLite's one writer, a write like any other.
+    async fn lease<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> Result<T> + Send + 'static,
+    {
+        self.write(f).await
+    }
+
     /// Runs `f` on a pooled read connection.
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
