@@ -3,9 +3,10 @@
 //! `deadpool-postgres`); the schema's numbered migrations applied once however many
 //! coordinators start at the same moment (a transaction-scoped advisory lock), SQLite's
 //! migrations translated to PostgreSQL's types ([`dialect`]); every operation of
-//! `store/ops/` in one transaction (writes SERIALIZABLE, reads a REPEATABLE READ snapshot),
-//! answered only after the commit, and run again whole when it loses a race with another
-//! coordinator. A failover is UNAVAILABLE, never a half-done state.
+//! `store/ops/` in one transaction (writes SERIALIZABLE, the lease calls READ COMMITTED with
+//! the rows they decide on locked, reads a REPEATABLE READ snapshot), answered only after the
+//! commit, and run again whole when it loses a race with another coordinator. A failover is
+//! UNAVAILABLE, never a half-done state.
 
 mod tls;
 
