@@ -354,17 +354,22 @@ pub fn dollar_placeholders(sql: &str) -> String {
     out
 }
 
-/// A PostgreSQL transaction as a [`Db`], for an operation running on a blocking thread: each
-/// statement is run on the runtime `rt` and waited for.
+/// A PostgreSQL transaction as a [`Db`], for an operation running on a blocking thread, which
+/// drives the connection itself: each statement is sent and waited for there.
 pub struct PgTx<'a> {
-    pub tx: &'a deadpool_postgres::Transaction<'a>,
-    pub rt: tokio::runtime::Handle,
+    pub tx: std::cell::RefCell<postgres::Transaction<'a>>,
+    /// The statements prepared on this connection: each is prepared once per connection.
+    pub cache: std::cell::RefCell<&'a mut StatementCache>,
     /// Set when a statement lost a race (serialization failure, deadlock): the transaction is
     /// run again whole.
     pub conflict: std::cell::Cell<bool>,
     /// READ COMMITTED (the lease operations), which lock what they decide on.
     pub locks_rows: bool,
 }
+
+/// Statements prepared on one PostgreSQL connection, by their text and parameter types.
+pub type StatementCache =
+    std::collections::HashMap<(String, Vec<tokio_postgres::types::Type>), tokio_postgres::Statement>;
 
 /// Whether a statement is run for its rows or for its count.
 enum Want {
@@ -401,15 +406,20 @@ impl PgTx<'_> {
             .collect();
         let refs: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
         let sql = dollar_placeholders(sql);
-        let out = self.rt.block_on(async {
-            // Prepared once per pooled connection (the pool's statement cache), not per call.
-            let st = self.tx.prepare_typed_cached(&sql, &types).await?;
-            if rows {
-                self.tx.query(&st, &refs).await.map(Want::Rows)
-            } else {
-                self.tx.execute(&st, &refs).await.map(Want::Count)
-            }
-        });
+        let out = (|| {
+            let mut tx = self.tx.borrow_mut();
+            let key = (sql, types);
+            let cached = self.cache.borrow().get(&key).cloned();
+            let st = match cached {
+                Some(st) => st,
+                None => {
+                    let st = tx.prepare_typed(&key.0, &key.1)?;
+                    self.cache.borrow_mut().insert(key, st.clone());
+                    st
+                }
+            };
+            if rows { tx.query(&st, &refs).map(Want::Rows) } else { tx.execute(&st, &refs).map(Want::Count) }
+        })();
         out.map_err(|e| {
             if super::pg::is_conflict(&e) {
                 self.conflict.set(true);

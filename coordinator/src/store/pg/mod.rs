@@ -1,6 +1,7 @@
 //! The PostgreSQL backend: for a central team, stateless coordinators in front of a
-//! PostgreSQL run highly available. A connection pool (`tokio-postgres` through
-//! `deadpool-postgres`); the schema's numbered migrations applied once however many
+//! PostgreSQL run highly available. The operations' connections (`postgres`, each driven by the
+//! thread running an operation: [`SyncPool`]) and a small `tokio-postgres` pool
+//! (`deadpool-postgres`) for migrations; the schema's numbered migrations applied once however many
 //! coordinators start at the same moment (a transaction-scoped advisory lock), SQLite's
 //! migrations translated to PostgreSQL's types ([`dialect`]); every operation of
 //! `store/ops/` in one transaction (writes SERIALIZABLE, the lease calls READ COMMITTED with
@@ -127,7 +128,66 @@ fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A connection of the operations' pool, with the statements prepared on it.
+struct SyncConn {
+    client: postgres::Client,
+    cache: super::sql::StatementCache,
+}
+
+/// The pool the operations run on: connections of the `postgres` crate, each driven by the
+/// blocking thread that runs an operation on it, so a statement's round trip wakes that thread
+/// alone (a `tokio-postgres` connection's task on a runtime thread in between cost two more
+/// wake-ups per statement; docs/benchmarks.md, lease operations).
+/// A connection found closed, or one whose turn could not be given back, is not used again.
+/// Migrations and the schema's views use the small `tokio-postgres` pool (`PgStore::pool`).
+struct SyncPool {
+    cfg: postgres::Config,
+    tls: Option<tls::Rustls>,
+    idle: std::sync::Mutex<Vec<SyncConn>>,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl SyncPool {
+    /// An idle open connection, or a new one. On a blocking thread.
+    fn take(&self) -> Result<SyncConn> {
+        while let Some(c) = self.idle.lock().map_err(|_| Error::Internal("pool poisoned".into()))?.pop() {
+            if !c.client.is_closed() {
+                return Ok(c);
+            }
+        }
+        let client = match &self.tls {
+            Some(t) => self.cfg.connect(t.clone()),
+            None => self.cfg.connect(NoTls),
+        }
+        .map_err(pg_err)?;
+        Ok(SyncConn { client, cache: Default::default() })
+    }
+
+    /// Back to the idle ones, when still open.
+    fn give(&self, c: SyncConn) {
+        if !c.client.is_closed()
+            && let Ok(mut idle) = self.idle.lock()
+        {
+            idle.push(c);
+        }
+    }
+}
+
+impl Drop for SyncPool {
+    /// A `postgres` connection closes by blocking on its own runtime, which cannot be done
+    /// on a thread that runs async tasks: the idle ones are closed on a thread of their own.
+    fn drop(&mut self) {
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|p| p.into_inner()));
+        if !idle.is_empty() {
+            let _ = std::thread::Builder::new().name("pg-close".into()).spawn(move || drop(idle));
+        }
+    }
+}
+
 pub struct PgStore {
+    /// Where the operations run.
+    sync: std::sync::Arc<SyncPool>,
+    /// Migrations and the schema's views.
     pool: Pool,
     /// Operations run again after losing a race, since this store was opened.
     retried: std::sync::atomic::AtomicU64,
@@ -265,6 +325,25 @@ impl PgStore {
             cfg.password(text.lines().next().unwrap_or("").as_bytes());
         }
         let recycle = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let mut sync_tls = None;
+        if let Some(ca) = &pc.ca_file {
+            let pem =
+                std::fs::read(ca).map_err(|e| Error::Internal(format!("postgres.ca_file {}: {e}", ca.display())))?;
+            sync_tls = Some(
+                tls::Rustls::from_ca_pem(&pem)
+                    .map_err(|e| Error::Internal(format!("postgres.ca_file {}: {e}", ca.display())))?,
+            );
+        }
+        let mut sync_cfg = cfg.clone();
+        if sync_tls.is_some() {
+            sync_cfg.ssl_mode(tokio_postgres::config::SslMode::Require);
+        }
+        let sync = std::sync::Arc::new(SyncPool {
+            cfg: postgres::Config::from(sync_cfg),
+            tls: sync_tls,
+            idle: Default::default(),
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(pc.pool_size)),
+        });
         let mgr = match &pc.ca_file {
             Some(ca) => {
                 let pem = std::fs::read(ca)
@@ -276,11 +355,9 @@ impl PgStore {
             }
             None => Manager::from_config(cfg, NoTls, recycle),
         };
-        let pool = Pool::builder(mgr)
-            .max_size(pc.pool_size)
-            .build()
-            .map_err(|e| Error::Internal(format!("database pool: {e}")))?;
-        let store = PgStore { pool, retried: Default::default() };
+        let pool =
+            Pool::builder(mgr).max_size(2).build().map_err(|e| Error::Internal(format!("database pool: {e}")))?;
+        let store = PgStore { sync, pool, retried: Default::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -396,55 +473,66 @@ impl PgStore {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let mut client = self.pool.get().await.map_err(pool_err)?;
-            let rt = tokio::runtime::Handle::current();
+            let permit = self
+                .sync
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| Error::Unavailable("the database pool is closed".into()))?;
+            let sync = self.sync.clone();
             let op = op.clone();
-            // The first attempt runs alongside everything else; one that lost a race runs
-            // again holding the turn (a session lock taken before its snapshot).
             let in_turn = attempt > 1 && mode == Mode::Write;
             let outcome = tokio::task::spawn_blocking(move || -> (Result<T>, bool) {
-                if in_turn
-                    && let Err(e) = rt.block_on(client.execute("SELECT pg_advisory_lock($1)", &[&WRITES_IN_TURN]))
-                {
+                let _permit = permit;
+                let mut conn = match sync.take() {
+                    Ok(c) => c,
+                    Err(e) => return (Err(e), false),
+                };
+                if in_turn && let Err(e) = conn.client.execute("SELECT pg_advisory_lock($1)", &[&WRITES_IN_TURN]) {
                     return (Err(pg_err(e)), false);
                 }
                 let outcome = (|| {
-                    let tx = match rt
-                        .block_on(client.build_transaction().isolation_level(isolation).read_only(read_only).start())
-                    {
-                        Ok(tx) => tx,
-                        Err(e) => return (Err(pg_err(e)), false),
-                    };
+                    let SyncConn { client, cache } = &mut conn;
+                    let mut tx =
+                        match client.build_transaction().isolation_level(isolation).read_only(read_only).start() {
+                            Ok(tx) => tx,
+                            Err(e) => return (Err(pg_err(e)), false),
+                        };
                     if mode == Mode::Write
                         && !in_turn
-                        && let Err(e) =
-                            rt.block_on(tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&WRITES_IN_TURN]))
+                        && let Err(e) = tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&WRITES_IN_TURN])
                     {
                         let again = is_conflict(&e);
                         return (Err(pg_err(e)), again);
                     }
-                    let db =
-                        super::sql::PgTx { tx: &tx, rt: rt.clone(), conflict: std::cell::Cell::new(false), locks_rows };
+                    let db = super::sql::PgTx {
+                        tx: std::cell::RefCell::new(tx),
+                        cache: std::cell::RefCell::new(cache),
+                        conflict: std::cell::Cell::new(false),
+                        locks_rows,
+                    };
                     let out = op(&db);
                     let conflict = db.conflict.get();
+                    let tx = db.tx.into_inner();
                     match out {
-                        Ok(v) => match rt.block_on(tx.commit()) {
+                        Ok(v) => match tx.commit() {
                             Ok(()) => (Ok(v), false),
                             Err(e) => {
                                 let again = is_conflict(&e);
                                 (Err(pg_err(e)), again)
                             }
                         },
-                        // Dropping the transaction rolls it back.
-                        Err(e) => (Err(e), conflict),
+                        Err(e) => {
+                            let _ = tx.rollback();
+                            (Err(e), conflict)
+                        }
                     }
                 })();
-                if in_turn && rt.block_on(client.execute("SELECT pg_advisory_unlock($1)", &[&WRITES_IN_TURN])).is_err()
-                {
-                    // A connection that may still hold the turn is not used again (closing it
-                    // gives the turn back).
-                    drop(deadpool_postgres::Object::take(client));
+                if in_turn && conn.client.execute("SELECT pg_advisory_unlock($1)", &[&WRITES_IN_TURN]).is_err() {
+                    return outcome;
                 }
+                sync.give(conn);
                 outcome
             })
             .await
