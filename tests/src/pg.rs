@@ -119,6 +119,7 @@ impl Postgres {
             .arg(self.dir.path().join("data"))
             .args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1", "-k"])
             .arg(self.dir.path())
+            .args(std::env::var("SEEDSHIP_PG_SETTINGS").unwrap_or_default().split_whitespace().flat_map(|s| ["-c", s]))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -729,9 +729,31 @@ pub async fn racing_claims_take_each_item_once_and_a_doubled_request_is_applied_
     taken.dedup();
     assert_eq!((n, taken.len()), (6, 6), "six items, each leased once, to twelve stations claiming at once");
 
+    // A claim sent again after its answer, with work queued meanwhile: the same lease again,
+    // and the new work is left for the next claim.
+    let (st, lease) = held.unwrap();
+    let reg = idem(&src, "s6", "RegisterSeed", 1);
+    let late = store
+        .register_seed(&reg, &src, &seed("job-r6"), &Placement::default(), DiskKind::CustomerDisk, 3)
+        .await
+        .unwrap();
+    let t = LeaseTiming { now: 12, ttl_ms: 60_000 };
+    let again = store.claim_work(&idem(&st, "c", "ClaimWork", 1), &st, t).await.unwrap().expect("the stored lease");
+    assert_eq!(
+        (again.work.work_id.as_str(), again.work.generation),
+        (lease.work.work_id.as_str(), lease.work.generation),
+        "a claim sent again gets its first answer"
+    );
+    let free = stations.iter().find(|s| !s.name.eq(&st.name)).unwrap();
+    let next = store.claim_work(&idem(free, "c-next", "ClaimWork", 1), free, t).await.unwrap();
+    assert_eq!(
+        next.map(|l| l.seed.seed_id),
+        Some(late.seed.seed_id),
+        "the work queued meanwhile was not taken by the copy"
+    );
+
     // A station sends one progress report twice at the same moment: applied once, and both
     // copies get its answer.
-    let (st, lease) = held.unwrap();
     let fence = Fence { work_id: lease.work.work_id.clone(), generation: lease.work.generation };
     let delta = ProgressDelta { from: 0, to: 30, phase: "copy".into() };
     let both = (0..2).map(|_| {

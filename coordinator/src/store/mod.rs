@@ -114,6 +114,10 @@ macro_rules! store_operations {
         /// The queued work due at `now` the station may take, oldest first: the first step of
         /// `claim_work`, in a snapshot of its own.
         read claim_candidates(station: &SpiffeId, now: UnixMs) -> Vec<String>;
+        /// Leases the oldest queued item when it is free and the station may take it (or one of
+        /// the next few): the first step of `claim_work`; UNAVAILABLE `ops::HEAD_PASSED` when
+        /// the claim must scan the queue.
+        lease claim_head(idem: &Idem, station: &SpiffeId, t: LeaseTiming) -> Option<Lease>;
         /// Leases the first of `candidates` still queued and free, or `None` when there are no
         /// candidates; UNAVAILABLE `ops::CANDIDATES_TAKEN` when others took them all in between.
         lease claim_chosen(idem: &Idem, station: &SpiffeId, t: LeaseTiming, candidates: &[String]) -> Option<Lease>;
@@ -307,12 +311,17 @@ macro_rules! store_trait {
         pub trait Store: Send + Sync + 'static {
             $( $(#[$m])* async fn $name(&self, $($a: $t),*) -> Result<$ret>; )*
 
-            /// Leases the oldest queued item the station may take, or `None`: the candidates
-            /// read in a snapshot, then the first still free taken in a write that reads only
-            /// it, so claims at once (on several coordinators) do not conflict over the queue.
-            /// Read again when other claims took every candidate in between, up to
-            /// [`CLAIM_ATTEMPTS`] times, then UNAVAILABLE.
+            /// Leases the oldest queued item the station may take, or `None`. Most claims take
+            /// the head of the queue in one write (`claim_head`); when the head has nothing for
+            /// the station, the candidates are read in a snapshot, then the first still free
+            /// taken in a write that reads only it, so claims at once (on several coordinators)
+            /// do not conflict over the queue. Read again when other claims took every
+            /// candidate in between, up to [`CLAIM_ATTEMPTS`] times, then UNAVAILABLE.
             async fn claim_work(&self, idem: &Idem, station: &SpiffeId, t: LeaseTiming) -> Result<Option<Lease>> {
+                match self.claim_head(idem, station, t).await {
+                    Err(crate::error::Error::Unavailable(m)) if m == crate::store::ops::HEAD_PASSED => {}
+                    other => return other,
+                }
                 let mut attempt = 0;
                 loop {
                     attempt += 1;

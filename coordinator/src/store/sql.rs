@@ -1,7 +1,7 @@
 //! One SQL interface for the operations of both backends (issue 19): an operation written
 //! against [`Db`] runs on SQLite (a `rusqlite::Connection` inside the writer's transaction)
-//! and on PostgreSQL ([`PgTx`], inside a serializable transaction that is retried whole on a
-//! serialization failure). Statements use SQLite's numbered placeholders (`?1`), which
+//! and on PostgreSQL (`pg::conn::PgTx`, inside a transaction that is run again whole when it
+//! loses a race). Statements use SQLite's numbered placeholders (`?1`), which
 //! PostgreSQL is given as `$1`; parameters and columns are the four kinds both databases
 //! store the same way here ([`Value`]: 64-bit integers, text, bytes, NULL). Where the
 //! dialects differ, an operation asks [`Db::dialect`].
@@ -29,7 +29,7 @@ pub enum Value {
 }
 
 impl Value {
-    fn ty(&self) -> Ty {
+    pub(crate) fn ty(&self) -> Ty {
         match self {
             Value::Null(t) => *t,
             Value::Int(_) => Ty::Int,
@@ -217,6 +217,13 @@ impl Dialect {
 pub trait Db {
     /// Runs a statement; how many rows it changed.
     fn exec(&self, sql: &str, params: &[&dyn ToValue]) -> Result<u64>;
+    /// Runs a statement whose count the operation does not need. PostgreSQL sends it with the
+    /// transaction's next statement, or with the commit (one round trip for both), so a failure
+    /// of it is the failure of that later statement or of the commit: either way the operation
+    /// fails and nothing of it is written.
+    fn put(&self, sql: &str, params: &[&dyn ToValue]) -> Result<()> {
+        self.exec(sql, params).map(|_| ())
+    }
     /// Every row of a query.
     fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>>;
     fn dialect(&self) -> Dialect;
@@ -240,11 +247,20 @@ pub trait Db {
         if self.locks_rows() { format!(" FOR UPDATE OF {alias}") } else { String::new() }
     }
 
+    /// Whether an idempotent operation runs before its request id is looked up (PostgreSQL's
+    /// lease calls, at the first try: one round trip fewer). A copy of a request already
+    /// answered then fails, in the operation or at the insert of its record (the request id is
+    /// unique), and a backend that says yes here runs an operation that failed again, looking
+    /// up the request id first.
+    fn requests_last(&self) -> bool {
+        false
+    }
+
     /// Holds `key` (a request's caller and id) until the commit when [`Db::locks_rows`]: a
     /// second copy of the request waits for the first and then finds its answer.
     fn lock_key(&self, key: &str) -> Result<()> {
         if self.locks_rows() {
-            self.exec("SELECT pg_advisory_xact_lock(hashtextextended(?1, 0))", crate::args![key.to_string()])?;
+            self.put("SELECT pg_advisory_xact_lock(hashtextextended(?1, 0))", crate::args![key.to_string()])?;
         }
         Ok(())
     }
@@ -352,137 +368,4 @@ pub fn dollar_placeholders(sql: &str) -> String {
         }
     }
     out
-}
-
-/// A PostgreSQL transaction as a [`Db`], for an operation running on a blocking thread, which
-/// drives the connection itself: each statement is sent and waited for there.
-pub struct PgTx<'a> {
-    pub tx: std::cell::RefCell<postgres::Transaction<'a>>,
-    /// The statements prepared on this connection: each is prepared once per connection.
-    pub cache: std::cell::RefCell<&'a mut StatementCache>,
-    /// Set when a statement lost a race (serialization failure, deadlock): the transaction is
-    /// run again whole.
-    pub conflict: std::cell::Cell<bool>,
-    /// READ COMMITTED (the lease operations), which lock what they decide on.
-    pub locks_rows: bool,
-}
-
-/// Statements prepared on one PostgreSQL connection, by their text and parameter types.
-pub type StatementCache =
-    std::collections::HashMap<(String, Vec<tokio_postgres::types::Type>), tokio_postgres::Statement>;
-
-/// Whether a statement is run for its rows or for its count.
-enum Want {
-    Rows(Vec<tokio_postgres::Row>),
-    Count(u64),
-}
-
-impl PgTx<'_> {
-    /// Prepares `sql` with the parameters' types (so PostgreSQL never has to guess one) and
-    /// runs it.
-    fn run(&self, sql: &str, params: &[&dyn ToValue], rows: bool) -> Result<Want> {
-        use tokio_postgres::types::{ToSql, Type};
-        let values: Vec<Value> = params.iter().map(|p| p.to_value()).collect();
-        let types: Vec<Type> = values
-            .iter()
-            .map(|v| match v.ty() {
-                Ty::Int => Type::INT8,
-                Ty::Text => Type::TEXT,
-                Ty::Bytes => Type::BYTEA,
-            })
-            .collect();
-        let boxed: Vec<Box<dyn ToSql + Sync + Send>> = values
-            .into_iter()
-            .map(|v| -> Box<dyn ToSql + Sync + Send> {
-                match v {
-                    Value::Null(Ty::Int) => Box::new(None::<i64>),
-                    Value::Null(Ty::Text) => Box::new(None::<String>),
-                    Value::Null(Ty::Bytes) => Box::new(None::<Vec<u8>>),
-                    Value::Int(i) => Box::new(i),
-                    Value::Text(s) => Box::new(s),
-                    Value::Bytes(b) => Box::new(b),
-                }
-            })
-            .collect();
-        let refs: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
-        let sql = dollar_placeholders(sql);
-        let out = (|| {
-            let mut tx = self.tx.borrow_mut();
-            let key = (sql, types);
-            let cached = self.cache.borrow().get(&key).cloned();
-            let st = match cached {
-                Some(st) => st,
-                None => {
-                    let st = tx.prepare_typed(&key.0, &key.1)?;
-                    self.cache.borrow_mut().insert(key, st.clone());
-                    st
-                }
-            };
-            if rows { tx.query(&st, &refs).map(Want::Rows) } else { tx.execute(&st, &refs).map(Want::Count) }
-        })();
-        out.map_err(|e| {
-            if super::pg::is_conflict(&e) {
-                self.conflict.set(true);
-            }
-            super::pg::pg_err(e)
-        })
-    }
-}
-
-impl Db for PgTx<'_> {
-    fn exec(&self, sql: &str, params: &[&dyn ToValue]) -> Result<u64> {
-        match self.run(sql, params, false)? {
-            Want::Count(n) => Ok(n),
-            Want::Rows(r) => Ok(r.len() as u64),
-        }
-    }
-
-    fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>> {
-        use tokio_postgres::types::Type;
-        let rows = match self.run(sql, params, true)? {
-            Want::Rows(r) => r,
-            Want::Count(_) => Vec::new(),
-        };
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let mut cols = Vec::with_capacity(r.len());
-            for (i, c) in r.columns().iter().enumerate() {
-                let ty = c.type_();
-                let bad = |e: tokio_postgres::Error| Error::Internal(format!("column {}: {e}", c.name()));
-                let v = if *ty == Type::INT8 {
-                    r.try_get::<_, Option<i64>>(i).map_err(bad)?.map_or(Value::Null(Ty::Int), Value::Int)
-                } else if *ty == Type::INT4 {
-                    r.try_get::<_, Option<i32>>(i).map_err(bad)?.map_or(Value::Null(Ty::Int), |v| Value::Int(v.into()))
-                } else if *ty == Type::INT2 {
-                    r.try_get::<_, Option<i16>>(i).map_err(bad)?.map_or(Value::Null(Ty::Int), |v| Value::Int(v.into()))
-                } else if *ty == Type::BOOL {
-                    r.try_get::<_, Option<bool>>(i).map_err(bad)?.map_or(Value::Null(Ty::Int), |v| Value::Int(v.into()))
-                } else if *ty == Type::BYTEA {
-                    r.try_get::<_, Option<Vec<u8>>>(i).map_err(bad)?.map_or(Value::Null(Ty::Bytes), Value::Bytes)
-                } else if [Type::TEXT, Type::VARCHAR, Type::NAME, Type::BPCHAR].contains(ty) {
-                    r.try_get::<_, Option<String>>(i).map_err(bad)?.map_or(Value::Null(Ty::Text), Value::Text)
-                } else {
-                    return Err(Error::Internal(format!(
-                        "column {} is of PostgreSQL type {ty}, which the store does not read; cast it (e.g. to BIGINT)",
-                        c.name()
-                    )));
-                };
-                cols.push(v);
-            }
-            out.push(Row(cols));
-        }
-        Ok(out)
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Postgres
-    }
-
-    fn lost_race(&self) {
-        self.conflict.set(true);
-    }
-
-    fn locks_rows(&self) -> bool {
-        self.locks_rows
-    }
 }

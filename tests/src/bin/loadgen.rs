@@ -404,6 +404,14 @@ async fn run_backend(postgres: bool, args: &Args) -> Result<Run> {
             if !o.status.success() {
                 bail!("ANALYZE after queueing the seeds: {}", String::from_utf8_lossy(&o.stderr));
             }
+            if args.db_stats {
+                // Counted from here when the server preloads pg_stat_statements.
+                let _ = pg
+                    .client("psql")
+                    .args(["-d", "seedship", "-c", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"])
+                    .args(["-c", "SELECT pg_stat_statements_reset()"])
+                    .output();
+            }
         }
         let (c0, d0, l0) = (pids_cpu(&pids)?, cpu_seconds_of("postgres"), cpu_seconds(std::process::id())?);
         let start = Instant::now();
@@ -458,6 +466,8 @@ async fn run_backend(postgres: bool, args: &Args) -> Result<Run> {
             "SELECT relname, seq_scan, seq_tup_read, idx_scan, idx_tup_fetch, n_tup_ins, n_tup_upd, n_tup_del \
              FROM pg_stat_user_tables ORDER BY seq_tup_read DESC",
             "SELECT datname, xact_commit, xact_rollback, conflicts, deadlocks FROM pg_stat_database WHERE datname = 'seedship'",
+            "SELECT calls, round(total_exec_time::numeric, 1) AS ms, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) \
+             FROM pg_stat_statements ORDER BY calls DESC LIMIT 60",
         ] {
             let o = pg.client("psql").args(["-d", "seedship", "-c", sql]).output()?;
             eprintln!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));

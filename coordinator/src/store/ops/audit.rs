@@ -14,11 +14,10 @@ use crate::store::sql::Db;
 /// after the newest entry: recording reads nothing, so operations running at once (on several
 /// coordinators) do not conflict over the chain's head.
 pub fn append(c: &dyn Db, at: UnixMs, r: &AuditRecord) -> Result<()> {
-    c.exec(
+    c.put(
         "INSERT INTO audit_pending (at_ms, actor, action, target, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         args![at, r.actor, r.action, r.target, r.outcome, r.detail],
     )
-    .map(|_| ())
 }
 
 /// [`append`] of an entry whose target is the job name of seed `seed_id` (its id when there is
@@ -32,12 +31,11 @@ pub fn append_for_seed(
     outcome: &str,
     detail: &str,
 ) -> Result<()> {
-    c.exec(
+    c.put(
         "INSERT INTO audit_pending (at_ms, actor, action, target, outcome, detail) \
          SELECT ?1, ?2, ?3, COALESCE((SELECT job_name FROM seeds WHERE seed_id = ?4), ?4), ?5, ?6",
         args![at, actor, action, seed_id, outcome, detail],
     )
-    .map(|_| ())
 }
 
 /// At most this many recorded entries join the chain in one step, and this many in one

@@ -21,8 +21,8 @@ mod writes;
 
 pub use notify::Listed as NotificationListed;
 pub use rekey::Resealed;
-pub use writes::CANDIDATES_TAKEN;
 pub use writes::Retarget;
+pub use writes::{CANDIDATES_TAKEN, HEAD_PASSED};
 
 pub use self::enroll::create as enroll_create;
 pub use self::enroll::list as enroll_list;
@@ -87,6 +87,7 @@ pub use self::writes::allow_virtual_station;
 pub use self::writes::cancel_seed;
 pub use self::writes::claim_candidates;
 pub use self::writes::claim_chosen;
+pub use self::writes::claim_head;
 pub use self::writes::complete_work;
 pub use self::writes::expire_leases;
 pub use self::writes::heartbeat;

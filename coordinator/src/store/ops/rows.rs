@@ -124,7 +124,7 @@ pub fn save_work(c: &dyn Db, w: &WorkItem) -> Result<()> {
 
 /// [`save_work`], with more assignments (`, column = value`) in the same statement.
 pub fn save_work_with(c: &dyn Db, w: &WorkItem, more: &str) -> Result<()> {
-    c.exec(
+    c.put(
         &format!(
             "UPDATE work_items SET state = ?2, generation = ?3, holder = ?4, lease_expires_ms = ?5, \
              progress_bytes = ?6, phase = ?7{more} WHERE work_id = ?1"
@@ -138,8 +138,7 @@ pub fn save_work_with(c: &dyn Db, w: &WorkItem, more: &str) -> Result<()> {
             w.progress_bytes as i64,
             w.phase
         ],
-    )?;
-    Ok(())
+    )
 }
 
 /// Applies `event` to the seed through the state machine, stores the new state and appends
@@ -150,14 +149,14 @@ pub fn transition(c: &dyn Db, seed: &mut Seed, t: Transition<'_>, now: UnixMs) -
         .apply(t.event)
         .map_err(|e| Error::FailedPrecondition(format!("seed {}: {e}", seed.spec.job_name)))?;
     let reason = if t.reason.is_empty() { next.describe().to_string() } else { t.reason };
-    c.exec(
+    c.put(
         "UPDATE seeds SET state = ?2, state_reason = ?3, updated_ms = ?4 WHERE seed_id = ?1",
         args![seed.seed_id, next.as_str(), reason, now],
     )?;
     insert_event(c, &seed.seed_id, now, t.actor, Some(seed.state), next, t.event.as_str(), &reason)?;
     if next.is_terminal() {
         // A seed that ended has no disk-prep work left (a station still holding it is refused).
-        c.exec(
+        c.put(
             "UPDATE work_items SET state = 'cancelled' WHERE seed_id = ?1 AND state NOT IN ('done', 'cancelled')",
             args![seed.seed_id],
         )?;
@@ -211,14 +210,22 @@ pub fn insert_event(
         |r| r.get(0),
     )?;
     if let Some(id) = last {
-        c.exec("UPDATE seed_events SET repeats = repeats + 1, last_ms = ?2 WHERE event_id = ?1", args![id, now])?;
+        c.put("UPDATE seed_events SET repeats = repeats + 1, last_ms = ?2 WHERE event_id = ?1", args![id, now])?;
         return Ok(());
     }
-    let event_id: i64 = c.value(
-        "INSERT INTO seed_events (seed_id, at_ms, actor, from_state, to_state, event, reason, last_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?2) RETURNING event_id",
-        args![seed_id, now, actor, from, to.as_str(), event, reason],
-    )?;
+    // What the operations team must hear of goes into the outbox, in this transaction, naming
+    // the event: then the event's id is read back.
+    let notify = crate::domain::notify::classify(event, from.and_then(SeedState::parse), to);
+    let insert = "INSERT INTO seed_events (seed_id, at_ms, actor, from_state, to_state, event, reason, last_ms) \
+                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?2)";
+    let values = args![seed_id, now, actor, from, to.as_str(), event, reason];
+    let event_id: Option<i64> = match notify {
+        Some(_) => Some(c.value(&format!("{insert} RETURNING event_id"), values)?),
+        None => {
+            c.put(insert, values)?;
+            None
+        }
+    };
     // Every new event is in the audit log too, in this transaction: the seed's job
     // name as the target (what the evidence bundle selects by).
     let outcome = match from {
@@ -226,10 +233,8 @@ pub fn insert_event(
         _ => to.as_str().to_string(),
     };
     super::audit::append_for_seed(c, now, seed_id, actor, event, &outcome, &format!("seed {seed_id}: {reason}"))?;
-    // What the operations team must hear of goes into the outbox, in this transaction.
-    let from = from.and_then(SeedState::parse);
-    if let Some(kind) = crate::domain::notify::classify(event, from, to) {
-        c.exec(
+    if let (Some(kind), Some(event_id)) = (notify, event_id) {
+        c.put(
             "INSERT INTO notifications (kind, seed_id, event_id, created_ms) VALUES (?1, ?2, ?3, ?4)",
             args![kind.as_str(), seed_id, event_id, now],
         )?;
@@ -443,6 +448,14 @@ where
     T: Serialize + DeserializeOwned,
     F: FnOnce() -> Result<T>,
 {
+    if c.requests_last() {
+        // Most requests are new: the operation runs first, and a copy of one already answered
+        // fails (in the operation, or at its record's insert, which goes with the commit); then
+        // the backend runs it again, looking first.
+        let out = op()?;
+        record(c, idem, now, &out)?;
+        return Ok(out);
+    }
     // A second copy of this request at the same moment waits here for the first, then finds
     // its answer (READ COMMITTED; elsewhere the transaction's isolation does it).
     c.lock_key(&format!("{}\n{}", idem.caller, idem.request_id))?;
@@ -463,7 +476,13 @@ where
         });
     }
     let out = op()?;
-    let response = serde_json::to_string(&out).map_err(|e| Error::Internal(format!("cannot store answer: {e}")))?;
+    record(c, idem, now, &out)?;
+    Ok(out)
+}
+
+/// Records `out` as the answer to `idem` (and audits it, unless it is a liveness call).
+fn record<T: Serialize>(c: &dyn Db, idem: &Idem, now: UnixMs, out: &T) -> Result<()> {
+    let response = serde_json::to_string(out).map_err(|e| Error::Internal(format!("cannot store answer: {e}")))?;
     if !LIVENESS.contains(&idem.method) {
         let record = AuditRecord {
             actor: idem.caller.clone(),
@@ -474,12 +493,11 @@ where
         };
         super::audit::append(c, now, &record)?;
     }
-    c.exec(
+    c.put(
         "INSERT INTO requests (caller, request_id, method, fingerprint, response, created_ms) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         args![idem.caller, idem.request_id, idem.method, idem.fingerprint.as_slice(), response, now],
-    )?;
-    Ok(out)
+    )
 }
 
 pub const DISK_PROGRESS_COLS: &str =

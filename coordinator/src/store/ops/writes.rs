@@ -382,6 +382,51 @@ pub fn claim_candidates(c: &dyn Db, station: &SpiffeId, now: UnixMs) -> Result<V
     Ok(out)
 }
 
+/// How many items at the head of the queue [`claim_head`] looks at before it leaves the claim
+/// to the scan ([`claim_candidates`]).
+const HEAD_TRIES: usize = 4;
+
+/// What [`claim_head`] answers when the head of the queue had nothing for the station (the
+/// queue is empty, held by other claims, or its first items are not for this station):
+/// `Store::claim_work` scans the queue instead. Nothing written, not remembered as the answer.
+pub const HEAD_PASSED: &str = "no item at the head of the queue for this station; scan the queue";
+
+/// Leases the oldest queued item, not being claimed by another at this moment (`SKIP LOCKED`
+/// on PostgreSQL), when the station may take it; the next ones when it may not, up to
+/// [`HEAD_TRIES`]. The common claim in one transaction that reads only the rows it looks at;
+/// [`HEAD_PASSED`] when there was none (then the claim scans the queue).
+pub fn claim_head(c: &dyn Db, idem: &Idem, station: &SpiffeId, t: LeaseTiming) -> Result<Option<Lease>> {
+    idempotent(c, idem, t.now, || {
+        let (site, host) = station_host(c, station)?;
+        let mut passed: Vec<String> = Vec::new();
+        while passed.len() < HEAD_TRIES {
+            let not_in = if passed.is_empty() {
+                String::new()
+            } else {
+                let list = (0..passed.len()).map(|i| format!("?{}", i + 2)).collect::<Vec<_>>().join(", ");
+                format!("AND w.work_id NOT IN ({list})")
+            };
+            let mut params: Vec<&dyn crate::store::sql::ToValue> = vec![&t.now];
+            params.extend(passed.iter().map(|id| id as &dyn crate::store::sql::ToValue));
+            let found = queued_with_rules(
+                c,
+                "work_items",
+                &params,
+                &format!(
+                    "WHERE w.state = 'queued' AND w.not_before_ms <= ?1 {not_in} ORDER BY w.queued_ms, w.work_id LIMIT 1{}",
+                    c.dialect().skip_locked("w")
+                ),
+            )?;
+            let Some(q) = found.into_iter().next() else { break };
+            if q.allows(station, site.as_deref(), &host) {
+                return take(c, station, t, q.work);
+            }
+            passed.push(q.work.work_id);
+        }
+        Err(Error::Unavailable(HEAD_PASSED.into()))
+    })
+}
+
 /// Leases the first of `candidates` (from [`claim_candidates`]) that is still queued, still
 /// allowed to `station` and not being claimed by another at this moment (its row locked, `FOR
 /// UPDATE SKIP LOCKED` on PostgreSQL), or `None` when there were none. [`CANDIDATES_TAKEN`]
@@ -421,73 +466,74 @@ pub fn claim_chosen(
             // The rules changed since the candidates were read: the next one.
             left.retain(|id| **id != q.work.work_id);
         }
-        let Some(mut work) = item else {
+        let Some(work) = item else {
             if candidates.is_empty() {
                 return Ok(None);
             }
             return Err(Error::Unavailable(CANDIDATES_TAKEN.into()));
         };
-        work.claim(&station.name, t.now, t.ttl_ms)?;
-        save_work(c, &work)?;
-        let mut seed = lock_seed(c, &work.seed_id)?;
-        transition(
-            c,
-            &mut seed,
-            Transition {
-                event: SeedEvent::LeaseClaimed,
-                actor: &station.uri(),
-                reason: format!(
-                    "copy station {} is preparing the disks (lease generation {})",
-                    station.name, work.generation
-                ),
-            },
-            t.now,
-        )?;
-        // Drives are reported only by a lease's holder: at the first lease there are none.
-        if work.generation > 1 {
-            // Microsoft's disks another station started are written again from the start (the
-            // station must have them): back to delivered.
-            c.exec(
-                "UPDATE drives SET status = 'delivered', status_reason = '' WHERE seed_id = ?1 AND delivered = 1 \
-                 AND reported_by <> ?2 AND status IN ('preparing', 'prepared')",
-                args![work.seed_id, station.uri()],
-            )?;
-            // Drives another station reported are on disks this station does not have: they are
-            // left behind (never shipped), and the history says so.
-            let left = c.exec(
-                "UPDATE drives SET status = 'bad', status_reason = ?3 WHERE seed_id = ?1 AND reported_by <> ?2 \
-                 AND status <> 'bad' AND delivered = 0",
-                args![
-                    work.seed_id,
-                    station.uri(),
-                    format!(
-                        "left behind: another copy station lost the lease; {} prepares the seed again",
-                        station.name
-                    )
-                ],
-            )?;
-            if left > 0 {
-                insert_event(
-                    c,
-                    &seed.seed_id,
-                    t.now,
-                    &station.uri(),
-                    Some(seed.state),
-                    seed.state,
-                    "drives_left_behind",
-                    &format!(
-                        "{left} drive(s) reported by another copy station will not be shipped; {} starts over",
-                        station.name
-                    ),
-                )?;
-            }
-        }
-        // Only Microsoft's disks are delivered, and only a round names its files.
-        let delivered =
-            if seed.kind == DiskKind::DataboxDisk { delivered_serials(c, &work.seed_id)? } else { Vec::new() };
-        let files = if seed.round_of.is_some() { super::rounds::round_paths(c, &work.seed_id)? } else { Vec::new() };
-        Ok(Some(Lease { work, seed, ttl_ms: t.ttl_ms, delivered, files, container_sas: None }))
+        take(c, station, t, work)
     })
+}
+
+/// Leases `work` (queued, locked by this transaction, allowed to `station`) to `station`.
+fn take(c: &dyn Db, station: &SpiffeId, t: LeaseTiming, mut work: WorkItem) -> Result<Option<Lease>> {
+    work.claim(&station.name, t.now, t.ttl_ms)?;
+    save_work(c, &work)?;
+    let mut seed = lock_seed(c, &work.seed_id)?;
+    transition(
+        c,
+        &mut seed,
+        Transition {
+            event: SeedEvent::LeaseClaimed,
+            actor: &station.uri(),
+            reason: format!(
+                "copy station {} is preparing the disks (lease generation {})",
+                station.name, work.generation
+            ),
+        },
+        t.now,
+    )?;
+    // Drives are reported only by a lease's holder: at the first lease there are none.
+    if work.generation > 1 {
+        // Microsoft's disks another station started are written again from the start (the
+        // station must have them): back to delivered.
+        c.put(
+            "UPDATE drives SET status = 'delivered', status_reason = '' WHERE seed_id = ?1 AND delivered = 1 \
+             AND reported_by <> ?2 AND status IN ('preparing', 'prepared')",
+            args![work.seed_id, station.uri()],
+        )?;
+        // Drives another station reported are on disks this station does not have: they are
+        // left behind (never shipped), and the history says so.
+        let left = c.exec(
+            "UPDATE drives SET status = 'bad', status_reason = ?3 WHERE seed_id = ?1 AND reported_by <> ?2 \
+             AND status <> 'bad' AND delivered = 0",
+            args![
+                work.seed_id,
+                station.uri(),
+                format!("left behind: another copy station lost the lease; {} prepares the seed again", station.name)
+            ],
+        )?;
+        if left > 0 {
+            insert_event(
+                c,
+                &seed.seed_id,
+                t.now,
+                &station.uri(),
+                Some(seed.state),
+                seed.state,
+                "drives_left_behind",
+                &format!(
+                    "{left} drive(s) reported by another copy station will not be shipped; {} starts over",
+                    station.name
+                ),
+            )?;
+        }
+    }
+    // Only Microsoft's disks are delivered, and only a round names its files.
+    let delivered = if seed.kind == DiskKind::DataboxDisk { delivered_serials(c, &work.seed_id)? } else { Vec::new() };
+    let files = if seed.round_of.is_some() { super::rounds::round_paths(c, &work.seed_id)? } else { Vec::new() };
+    Ok(Some(Lease { work, seed, ttl_ms: t.ttl_ms, delivered, files, container_sas: None }))
 }
 
 /// The disks Microsoft delivered for a seed that are not bad, in order.
@@ -532,7 +578,7 @@ pub use crate::domain::lease::WAITING;
 /// the seed list says what the operator needs to do. The state does not change.
 fn note_station(c: &dyn Db, seed_id: &str, station: &SpiffeId, event: &str, reason: &str, now: UnixMs) -> Result<()> {
     let seed = lock_seed(c, seed_id)?;
-    c.exec("UPDATE seeds SET state_reason = ?2, updated_ms = ?3 WHERE seed_id = ?1", args![seed_id, reason, now])?;
+    c.put("UPDATE seeds SET state_reason = ?2, updated_ms = ?3 WHERE seed_id = ?1", args![seed_id, reason, now])?;
     insert_event(c, seed_id, now, &station.uri(), Some(seed.state), seed.state, event, reason)
 }
 
@@ -562,9 +608,9 @@ pub fn report_progress(
 pub fn record_disks(c: &dyn Db, station: &SpiffeId, fence: &Fence, disks: &[DiskProgress], now: UnixMs) -> Result<()> {
     let work = load_work(c, &fence.work_id)?;
     work.check(&station.name, fence.generation, now)?;
-    c.exec("DELETE FROM disk_progress WHERE work_id = ?1", args![work.work_id])?;
+    c.put("DELETE FROM disk_progress WHERE work_id = ?1", args![work.work_id])?;
     for d in disks {
-        c.exec(
+        c.put(
             "INSERT INTO disk_progress (work_id, position, set_size, drive_id, station, phase, done_bytes, \
              total_bytes, rate_bytes_per_sec, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
              ON CONFLICT (work_id, position) DO NOTHING",
@@ -635,7 +681,7 @@ pub fn report_drive(
         }
         // Microsoft's disk keeps Azure's key, whatever a station sends.
         let key = if delivered { None } else { key };
-        c.exec(
+        c.put(
             "INSERT INTO drives (seed_id, drive_id, position, capacity_bytes, bytes_written, manifest_file, \
              manifest_hash, drive_header_hash, sealed_key, reported_by, reported_ms, status, status_reason) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
@@ -666,6 +712,23 @@ pub fn report_drive(
     })
 }
 
+/// How many of the seed's drives are in each of `statuses`, in one statement.
+fn drive_counts<const N: usize>(c: &dyn Db, seed_id: &str, statuses: [DriveStatus; N]) -> Result<[u32; N]> {
+    let sums = (0..N)
+        .map(|i| format!("CAST(COALESCE(SUM(CASE WHEN status = ?{} THEN 1 ELSE 0 END), 0) AS BIGINT)", i + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+    let mut params: Vec<&dyn crate::store::sql::ToValue> = vec![&seed_id];
+    params.extend(names.iter().map(|n| n as &dyn crate::store::sql::ToValue));
+    let row = c.query_one(&format!("SELECT {sums} FROM drives WHERE seed_id = ?1"), &params)?;
+    let mut out = [0u32; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = row.get(i)?;
+    }
+    Ok(out)
+}
+
 fn drive_count(c: &dyn Db, seed_id: &str, status: DriveStatus) -> Result<u32> {
     c.one("SELECT COUNT(*) FROM drives WHERE seed_id = ?1 AND status = ?2", args![seed_id, status.as_str()], |r| {
         r.get::<u32>(0)
@@ -676,14 +739,14 @@ pub fn complete_work(c: &dyn Db, idem: &Idem, station: &SpiffeId, fence: &Fence,
     idempotent(c, idem, now, || {
         let mut work = lock_work(c, &fence.work_id)?;
         work.check(&station.name, fence.generation, now)?;
-        let drives = drive_count(c, &work.seed_id, DriveStatus::Prepared)?;
+        let [drives, unfinished, unused] =
+            drive_counts(c, &work.seed_id, [DriveStatus::Prepared, DriveStatus::Preparing, DriveStatus::Delivered])?;
         if drives == 0 {
             return Err(Error::FailedPrecondition(format!(
                 "work {} has no prepared drive; report every drive before completing",
                 work.work_id
             )));
         }
-        let unfinished = drive_count(c, &work.seed_id, DriveStatus::Preparing)?;
         if unfinished > 0 {
             return Err(Error::FailedPrecondition(format!(
                 "work {} still has {unfinished} drive(s) preparing; report each prepared or bad first",
@@ -705,7 +768,6 @@ pub fn complete_work(c: &dyn Db, idem: &Idem, station: &SpiffeId, fence: &Fence,
         )?;
         if seed.kind == DiskKind::DataboxDisk {
             // The Data Box Disk job exists since the order: the disks go back at once.
-            let unused = drive_count(c, &work.seed_id, DriveStatus::Delivered)?;
             let spare = if unused == 0 {
                 String::new()
             } else {

@@ -9,6 +9,7 @@
 //! commit, and run again whole when it loses a race with another coordinator. A failover is
 //! UNAVAILABLE, never a half-done state.
 
+mod conn;
 mod tls;
 
 use std::path::PathBuf;
@@ -128,44 +129,36 @@ fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// A connection of the operations' pool, with the statements prepared on it.
-struct SyncConn {
-    client: postgres::Client,
-    cache: super::sql::StatementCache,
-}
-
-/// The pool the operations run on: connections of the `postgres` crate, each driven by the
-/// blocking thread that runs an operation on it, so a statement's round trip wakes that thread
-/// alone (a `tokio-postgres` connection's task on a runtime thread in between cost two more
-/// wake-ups per statement; docs/benchmarks.md, lease operations).
+/// The pool the operations run on: connections each driven by the blocking thread that runs
+/// an operation on it ([`conn::PgConn`]), so a statement's round trip wakes that thread alone
+/// (a connection's task on a runtime thread in between cost two more wake-ups per statement;
+/// docs/benchmarks.md, lease operations), with its statements pipelined ([`conn::PgTx`]).
 /// A connection found closed, or one whose turn could not be given back, is not used again.
 /// Migrations and the schema's views use the small `tokio-postgres` pool (`PgStore::pool`).
 struct SyncPool {
-    cfg: postgres::Config,
+    cfg: tokio_postgres::Config,
     tls: Option<tls::Rustls>,
-    idle: std::sync::Mutex<Vec<SyncConn>>,
+    idle: std::sync::Mutex<Vec<conn::PgConn>>,
     permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl SyncPool {
     /// An idle open connection, or a new one. On a blocking thread.
-    fn take(&self) -> Result<SyncConn> {
+    fn take(&self) -> Result<conn::PgConn> {
         while let Some(c) = self.idle.lock().map_err(|_| Error::Internal("pool poisoned".into()))?.pop() {
-            if !c.client.is_closed() {
+            if !c.is_closed() {
                 return Ok(c);
             }
         }
-        let client = match &self.tls {
-            Some(t) => self.cfg.connect(t.clone()),
-            None => self.cfg.connect(NoTls),
+        match &self.tls {
+            Some(t) => conn::PgConn::connect(&self.cfg, t.clone()),
+            None => conn::PgConn::connect(&self.cfg, NoTls),
         }
-        .map_err(pg_err)?;
-        Ok(SyncConn { client, cache: Default::default() })
     }
 
     /// Back to the idle ones, when still open.
-    fn give(&self, c: SyncConn) {
-        if !c.client.is_closed()
+    fn give(&self, c: conn::PgConn) {
+        if !c.is_closed()
             && let Ok(mut idle) = self.idle.lock()
         {
             idle.push(c);
@@ -174,8 +167,8 @@ impl SyncPool {
 }
 
 impl Drop for SyncPool {
-    /// A `postgres` connection closes by blocking on its own runtime, which cannot be done
-    /// on a thread that runs async tasks: the idle ones are closed on a thread of their own.
+    /// A connection's runtime cannot be dropped on a thread that runs async tasks: the idle
+    /// ones are closed on a thread of their own.
     fn drop(&mut self) {
         let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|p| p.into_inner()));
         if !idle.is_empty() {
@@ -339,7 +332,7 @@ impl PgStore {
             sync_cfg.ssl_mode(tokio_postgres::config::SslMode::Require);
         }
         let sync = std::sync::Arc::new(SyncPool {
-            cfg: postgres::Config::from(sync_cfg),
+            cfg: sync_cfg,
             tls: sync_tls,
             idle: Default::default(),
             permits: std::sync::Arc::new(tokio::sync::Semaphore::new(pc.pool_size)),
@@ -462,17 +455,20 @@ impl PgStore {
         T: Send + 'static,
         F: Fn(&dyn super::sql::Db) -> Result<T> + Send + Sync + 'static,
     {
-        use tokio_postgres::IsolationLevel;
-        let (isolation, read_only) = match mode {
-            Mode::Read => (IsolationLevel::RepeatableRead, true),
-            Mode::Write => (IsolationLevel::Serializable, false),
-            Mode::Lease => (IsolationLevel::ReadCommitted, false),
+        let begin = match mode {
+            Mode::Read => "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            Mode::Write => "START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE",
+            Mode::Lease => "START TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE",
         };
         let locks_rows = mode == Mode::Lease;
         let op = std::sync::Arc::new(op);
         let mut attempt = 0u32;
+        // A lease call runs before its request id is looked up at first (`Db::requests_last`);
+        // once it failed, it looks first.
+        let mut look_first = mode != Mode::Lease;
         loop {
             attempt += 1;
+            let requests_last = !look_first;
             let permit = self
                 .sync
                 .permits
@@ -489,47 +485,33 @@ impl PgStore {
                     Ok(c) => c,
                     Err(e) => return (Err(e), false),
                 };
-                if in_turn && let Err(e) = conn.client.execute("SELECT pg_advisory_lock($1)", &[&WRITES_IN_TURN]) {
+                if in_turn && let Err(e) = conn.simple(&format!("SELECT pg_advisory_lock({WRITES_IN_TURN})")) {
                     return (Err(pg_err(e)), false);
                 }
-                let outcome = (|| {
-                    let SyncConn { client, cache } = &mut conn;
-                    let mut tx =
-                        match client.build_transaction().isolation_level(isolation).read_only(read_only).start() {
-                            Ok(tx) => tx,
-                            Err(e) => return (Err(pg_err(e)), false),
-                        };
-                    if mode == Mode::Write
-                        && !in_turn
-                        && let Err(e) = tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&WRITES_IN_TURN])
-                    {
-                        let again = is_conflict(&e);
-                        return (Err(pg_err(e)), again);
-                    }
-                    let db = super::sql::PgTx {
-                        tx: std::cell::RefCell::new(tx),
-                        cache: std::cell::RefCell::new(cache),
-                        conflict: std::cell::Cell::new(false),
-                        locks_rows,
+                let outcome = {
+                    let db = conn::PgTx::new(&mut conn, begin, locks_rows, requests_last);
+                    let shared = if mode == Mode::Write && !in_turn {
+                        super::sql::Db::put(
+                            &db,
+                            "SELECT pg_advisory_xact_lock_shared(?1)",
+                            crate::args![WRITES_IN_TURN],
+                        )
+                    } else {
+                        Ok(())
                     };
-                    let out = op(&db);
-                    let conflict = db.conflict.get();
-                    let tx = db.tx.into_inner();
-                    match out {
-                        Ok(v) => match tx.commit() {
+                    match shared.and_then(|()| op(&db)) {
+                        Ok(v) => match db.commit() {
                             Ok(()) => (Ok(v), false),
-                            Err(e) => {
-                                let again = is_conflict(&e);
-                                (Err(pg_err(e)), again)
-                            }
+                            Err(e) => (Err(e), db.conflict()),
                         },
                         Err(e) => {
-                            let _ = tx.rollback();
+                            let conflict = db.conflict();
+                            db.rollback();
                             (Err(e), conflict)
                         }
                     }
-                })();
-                if in_turn && conn.client.execute("SELECT pg_advisory_unlock($1)", &[&WRITES_IN_TURN]).is_err() {
+                };
+                if in_turn && conn.simple(&format!("SELECT pg_advisory_unlock({WRITES_IN_TURN})")).is_err() {
                     return outcome;
                 }
                 sync.give(conn);
@@ -538,6 +520,8 @@ impl PgStore {
             .await
             .map_err(|e| Error::Internal(format!("database task failed: {e}")))?;
             match outcome {
+                // Perhaps a copy of a request already answered: its answer is looked up first.
+                (Err(_), _) if requests_last => look_first = true,
                 (Err(_), true) if attempt < 20 => {
                     self.retried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let pause =
