@@ -203,43 +203,61 @@ pub fn insert_event(
 ) -> Result<()> {
     // The same event again (a station retrying, Azure still unavailable): one row, counted.
     let from = from.map(|s| s.as_str());
-    let last: Option<i64> = c.row(
-        "SELECT event_id FROM seed_events WHERE event_id = (SELECT MAX(event_id) FROM seed_events WHERE seed_id = ?1) \
-         AND actor = ?2 AND from_state IS NOT DISTINCT FROM ?3 AND to_state = ?4 AND event = ?5 AND reason = ?6",
-        args![seed_id, actor, from, to.as_str(), event, reason],
-        |r| r.get(0),
-    )?;
-    if let Some(id) = last {
-        c.put("UPDATE seed_events SET repeats = repeats + 1, last_ms = ?2 WHERE event_id = ?1", args![id, now])?;
-        return Ok(());
-    }
-    // What the operations team must hear of goes into the outbox, in this transaction, naming
-    // the event: then the event's id is read back.
-    let notify = crate::domain::notify::classify(event, from.and_then(SeedState::parse), to);
-    let insert = "INSERT INTO seed_events (seed_id, at_ms, actor, from_state, to_state, event, reason, last_ms) \
-                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?2)";
-    let values = args![seed_id, now, actor, from, to.as_str(), event, reason];
-    let event_id: Option<i64> = match notify {
-        Some(_) => Some(c.value(&format!("{insert} RETURNING event_id"), values)?),
-        None => {
-            c.put(insert, values)?;
-            None
-        }
-    };
-    // Every new event is in the audit log too, in this transaction: the seed's job
-    // name as the target (what the evidence bundle selects by).
+    const SAME_AS_LAST: &str = "SELECT event_id FROM seed_events WHERE event_id = \
+        (SELECT MAX(event_id) FROM seed_events WHERE seed_id = ?1) AND actor = ?2 \
+        AND from_state IS NOT DISTINCT FROM ?3 AND to_state = ?4 AND event = ?5 AND reason = ?6";
+    // Every new event is in the audit log too, in this transaction: the seed's job name as the
+    // target (what the evidence bundle selects by).
     let outcome = match from {
         Some(f) if f != to.as_str() => format!("{f} -> {}", to.as_str()),
         _ => to.as_str().to_string(),
     };
-    super::audit::append_for_seed(c, now, seed_id, actor, event, &outcome, &format!("seed {seed_id}: {reason}"))?;
-    if let (Some(kind), Some(event_id)) = (notify, event_id) {
+    let detail = format!("seed {seed_id}: {reason}");
+    // What the operations team must hear of goes into the outbox, in this transaction, naming
+    // the event: then the event is looked at first and its id read back.
+    let notify = crate::domain::notify::classify(event, from.and_then(SeedState::parse), to);
+    let Some(kind) = notify else {
+        // Decided inside the database, in statements whose answer is not needed (PostgreSQL
+        // sends them with the next one): the last event counted again if it is the same, else
+        // the new event and its audit entry.
+        let values = args![seed_id, actor, from, to.as_str(), event, reason, now, outcome, detail];
         c.put(
-            "INSERT INTO notifications (kind, seed_id, event_id, created_ms) VALUES (?1, ?2, ?3, ?4)",
-            args![kind.as_str(), seed_id, event_id, now],
+            &format!("UPDATE seed_events SET repeats = repeats + 1, last_ms = ?7 WHERE event_id IN ({SAME_AS_LAST})"),
+            &values[..7],
         )?;
+        c.put(
+            &format!(
+                "INSERT INTO audit_pending (at_ms, actor, action, target, outcome, detail) \
+                 SELECT ?7, ?2, ?5, COALESCE((SELECT job_name FROM seeds WHERE seed_id = ?1), ?1), ?8, ?9 \
+                 WHERE NOT EXISTS ({SAME_AS_LAST})"
+            ),
+            values,
+        )?;
+        c.put(
+            &format!(
+                "INSERT INTO seed_events (seed_id, at_ms, actor, from_state, to_state, event, reason, last_ms) \
+                 SELECT ?1, ?7, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS ({SAME_AS_LAST})"
+            ),
+            &values[..7],
+        )?;
+        return Ok(());
+    };
+    let last: Option<i64> =
+        c.row(SAME_AS_LAST, args![seed_id, actor, from, to.as_str(), event, reason], |r| r.get(0))?;
+    if let Some(id) = last {
+        c.put("UPDATE seed_events SET repeats = repeats + 1, last_ms = ?2 WHERE event_id = ?1", args![id, now])?;
+        return Ok(());
     }
-    Ok(())
+    let event_id: i64 = c.value(
+        "INSERT INTO seed_events (seed_id, at_ms, actor, from_state, to_state, event, reason, last_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?2) RETURNING event_id",
+        args![seed_id, now, actor, from, to.as_str(), event, reason],
+    )?;
+    super::audit::append_for_seed(c, now, seed_id, actor, event, &outcome, &detail)?;
+    c.put(
+        "INSERT INTO notifications (kind, seed_id, event_id, created_ms) VALUES (?1, ?2, ?3, ?4)",
+        args![kind.as_str(), seed_id, event_id, now],
+    )
 }
 
 pub fn event_row(row: &Row) -> Result<HistoryEntry> {
