@@ -204,11 +204,11 @@ pub enum Dialect {
 impl Dialect {
     /// What a claim appends to its `SELECT` so that coordinators running at once take
     /// different rows of `table` (its name or alias in the query): nothing on SQLite (one
-    /// writer), `FOR UPDATE OF table SKIP LOCKED` on PostgreSQL.
+    /// writer), `FOR NO KEY UPDATE OF table SKIP LOCKED` on PostgreSQL.
     pub fn skip_locked(self, table: &str) -> String {
         match self {
             Dialect::Sqlite => String::new(),
-            Dialect::Postgres => format!(" FOR UPDATE OF {table} SKIP LOCKED"),
+            Dialect::Postgres => format!(" FOR NO KEY UPDATE OF {table} SKIP LOCKED"),
         }
     }
 }
@@ -240,11 +240,13 @@ pub trait Db {
         false
     }
 
-    /// ` FOR UPDATE OF {alias}` when [`Db::locks_rows`], else nothing: the read it ends locks
+    /// ` FOR NO KEY UPDATE OF {alias}` when [`Db::locks_rows`], else nothing: the read it ends locks
     /// the rows it returns until the commit, waits for a transaction holding them, and returns
     /// their newest committed version.
+    /// (The lock an UPDATE takes: it does not wait for, nor hold up, the checks of foreign keys
+    /// that name the row.)
     fn for_update(&self, alias: &str) -> String {
-        if self.locks_rows() { format!(" FOR UPDATE OF {alias}") } else { String::new() }
+        if self.locks_rows() { format!(" FOR NO KEY UPDATE OF {alias}") } else { String::new() }
     }
 
     /// Whether an idempotent operation runs before its request id is looked up (PostgreSQL's

@@ -1,5 +1,6 @@
 //! The write operations, each run by the writer inside its own savepoint.
 
+use crate::store::sql::Row;
 use seedship_proto::identity::SpiffeId;
 
 use super::rows::*;
@@ -318,12 +319,26 @@ fn queued_with_rules(
     args: &[&dyn crate::store::sql::ToValue],
     tail: &str,
 ) -> Result<Vec<Queued>> {
+    Ok(queued_with(c, work, "", "", args, tail, |_| Ok(()))?.into_iter().map(|(q, ())| q).collect())
+}
+
+/// [`queued_with_rules`] with more columns (`cols`, after the queued item's) and `joins`
+/// (before `tail`), read from each row by `rest` (the row and where `cols` start).
+fn queued_with<T>(
+    c: &dyn Db,
+    work: &str,
+    cols: &str,
+    joins: &str,
+    args: &[&dyn crate::store::sql::ToValue],
+    tail: &str,
+    mut rest: impl FnMut((&Row, usize)) -> Result<T>,
+) -> Result<Vec<(Queued, T)>> {
     let n = WORK_COLS.split(',').count();
     c.rows(
         &format!(
             "SELECT {WORK_COLS}, s.allow_virtual_station, src.identity, src.virtualization, src.hostname, \
-             w.queued_ms FROM {work} w JOIN seeds s ON s.seed_id = w.seed_id \
-             LEFT JOIN agents src ON src.role = 'source' AND src.name = s.owner {tail}"
+             w.queued_ms{cols} FROM {work} w JOIN seeds s ON s.seed_id = w.seed_id \
+             LEFT JOIN agents src ON src.role = 'source' AND src.name = s.owner{joins} {tail}"
         ),
         args,
         |r| {
@@ -336,7 +351,8 @@ fn queued_with_rules(
                     hostname: r.get::<Option<String>>(n + 3)?.unwrap_or_default(),
                 }),
             };
-            Ok(Queued { work, allowed, source, queued_ms: r.get(n + 4)? })
+            let queued = Queued { work, allowed, source, queued_ms: r.get(n + 4)? };
+            Ok((queued, rest((r, n + 5))?))
         },
     )
 }
@@ -397,27 +413,36 @@ pub const HEAD_PASSED: &str = "no item at the head of the queue for this station
 /// [`HEAD_PASSED`] when there was none (then the claim scans the queue).
 pub fn claim_head(c: &dyn Db, idem: &Idem, station: &SpiffeId, t: LeaseTiming) -> Result<Option<Lease>> {
     idempotent(c, idem, t.now, || {
-        let (site, host) = station_host(c, station)?;
+        // The station's site and host are read with the item (an unregistered station finds
+        // none here, and is told so by the scan).
+        let uri = station.uri();
         let mut passed: Vec<String> = Vec::new();
         while passed.len() < HEAD_TRIES {
             let not_in = if passed.is_empty() {
                 String::new()
             } else {
-                let list = (0..passed.len()).map(|i| format!("?{}", i + 2)).collect::<Vec<_>>().join(", ");
+                let list = (0..passed.len()).map(|i| format!("?{}", i + 3)).collect::<Vec<_>>().join(", ");
                 format!("AND w.work_id NOT IN ({list})")
             };
-            let mut params: Vec<&dyn crate::store::sql::ToValue> = vec![&t.now];
+            let mut params: Vec<&dyn crate::store::sql::ToValue> = vec![&t.now, &uri];
             params.extend(passed.iter().map(|id| id as &dyn crate::store::sql::ToValue));
-            let found = queued_with_rules(
+            let found = queued_with(
                 c,
                 "work_items",
+                ", me.site, me.virtualization, me.hostname",
+                " CROSS JOIN agents me",
                 &params,
                 &format!(
-                    "WHERE w.state = 'queued' AND w.not_before_ms <= ?1 {not_in} ORDER BY w.queued_ms, w.work_id LIMIT 1{}",
+                    "WHERE me.identity = ?2 AND w.state = 'queued' AND w.not_before_ms <= ?1 {not_in} \
+                     ORDER BY w.queued_ms, w.work_id LIMIT 1{}",
                     c.dialect().skip_locked("w")
                 ),
+                |(r, i)| {
+                    let host = StationHost { virtualization: r.get(i + 1)?, hostname: r.get(i + 2)? };
+                    Ok((r.get::<Option<String>>(i)?, host))
+                },
             )?;
-            let Some(q) = found.into_iter().next() else { break };
+            let Some((q, (site, host))) = found.into_iter().next() else { break };
             if q.allows(station, site.as_deref(), &host) {
                 return take(c, station, t, q.work);
             }
@@ -643,12 +668,21 @@ pub fn report_drive(
     idempotent(c, idem, now, || {
         let work = lock_work(c, &fence.work_id)?;
         work.check(&station.name, fence.generation, now)?;
-        let seed = require_seed(c, &work.seed_id)?;
-        let held: Option<(bool, bool)> = c.row(
-            "SELECT delivered, sealed_key IS NOT NULL FROM drives WHERE seed_id = ?1 AND drive_id = ?2",
-            args![work.seed_id, d.drive_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        // The seed, and the drive as it was reported before (delivered by Microsoft, its key
+        // escrowed), in one statement.
+        let (seed, held) = c
+            .row(
+                &format!(
+                    "SELECT d.delivered, d.sealed_key IS NOT NULL, {SEED_COLS} FROM seeds s \
+                     LEFT JOIN drives d ON d.seed_id = s.seed_id AND d.drive_id = ?2 WHERE s.seed_id = ?1"
+                ),
+                args![work.seed_id, d.drive_id],
+                |r| {
+                    let held = r.get::<Option<bool>>(0)?.map(|delivered| Ok((delivered, r.get(1)?))).transpose()?;
+                    Ok((seed_row(&Row(r.0[2..].to_vec()))?, held))
+                },
+            )?
+            .ok_or_else(|| Error::NotFound(format!("no seed with id {:?}", work.seed_id)))?;
         let delivered = held.is_some_and(|(d, _)| d);
         if seed.kind == DiskKind::DataboxDisk && !delivered {
             return Err(Error::FailedPrecondition(format!(
