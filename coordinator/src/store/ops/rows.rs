@@ -113,6 +113,27 @@ pub fn lock_work(c: &dyn Db, work_id: &str) -> Result<WorkItem> {
     .ok_or_else(|| Error::NotFound(format!("no work item {work_id:?}")))
 }
 
+/// [`lock_work`] with more columns (`cols`, after the work's) from `joins`, read by `rest`
+/// (the row and where `cols` start); `locked` names the tables whose rows are locked (`w`,
+/// or `w, s` with the seed). `params` start with the work's id.
+pub fn lock_work_with<T>(
+    c: &dyn Db,
+    work_id: &str,
+    cols: &str,
+    joins: &str,
+    params: &[&dyn crate::store::sql::ToValue],
+    locked: &str,
+    rest: impl FnOnce(&Row, usize) -> Result<T>,
+) -> Result<(WorkItem, T)> {
+    let n = WORK_COLS.split(',').count();
+    c.row(
+        &format!("SELECT {WORK_COLS}{cols} FROM work_items w {joins} WHERE w.work_id = ?1{}", c.for_update(locked)),
+        params,
+        |r| Ok((work_row(r)?, rest(r, n)?)),
+    )?
+    .ok_or_else(|| Error::NotFound(format!("no work item {work_id:?}")))
+}
+
 pub fn load_work_of_seed(c: &dyn Db, seed_id: &str) -> Result<WorkItem> {
     c.row(&format!("SELECT {WORK_COLS} FROM work_items w WHERE w.seed_id = ?1"), args![seed_id], work_row)?
         .ok_or_else(|| Error::NotFound(format!("seed {seed_id} has no disk-prep work item")))

@@ -426,25 +426,26 @@ pub fn claim_head(c: &dyn Db, idem: &Idem, station: &SpiffeId, t: LeaseTiming) -
             };
             let mut params: Vec<&dyn crate::store::sql::ToValue> = vec![&t.now, &uri];
             params.extend(passed.iter().map(|id| id as &dyn crate::store::sql::ToValue));
+            // The item's seed is read and locked with it (the claim changes its state).
             let found = queued_with(
                 c,
                 "work_items",
-                ", me.site, me.virtualization, me.hostname",
+                &format!(", me.site, me.virtualization, me.hostname, {SEED_COLS}"),
                 " CROSS JOIN agents me",
                 &params,
                 &format!(
                     "WHERE me.identity = ?2 AND w.state = 'queued' AND w.not_before_ms <= ?1 {not_in} \
                      ORDER BY w.queued_ms, w.work_id LIMIT 1{}",
-                    c.dialect().skip_locked("w")
+                    c.dialect().skip_locked("w, s")
                 ),
                 |(r, i)| {
                     let host = StationHost { virtualization: r.get(i + 1)?, hostname: r.get(i + 2)? };
-                    Ok((r.get::<Option<String>>(i)?, host))
+                    Ok((r.get::<Option<String>>(i)?, host, seed_row(&Row(r.0[i + 3..].to_vec()))?))
                 },
             )?;
-            let Some((q, (site, host))) = found.into_iter().next() else { break };
+            let Some((q, (site, host, seed))) = found.into_iter().next() else { break };
             if q.allows(station, site.as_deref(), &host) {
-                return take(c, station, t, q.work);
+                return take(c, station, t, q.work, Some(seed));
             }
             passed.push(q.work.work_id);
         }
@@ -497,15 +498,25 @@ pub fn claim_chosen(
             }
             return Err(Error::Unavailable(CANDIDATES_TAKEN.into()));
         };
-        take(c, station, t, work)
+        take(c, station, t, work, None)
     })
 }
 
-/// Leases `work` (queued, locked by this transaction, allowed to `station`) to `station`.
-fn take(c: &dyn Db, station: &SpiffeId, t: LeaseTiming, mut work: WorkItem) -> Result<Option<Lease>> {
+/// Leases `work` (queued, locked by this transaction, allowed to `station`) to `station`;
+/// `seed` is its seed when the transaction read and locked it already.
+fn take(
+    c: &dyn Db,
+    station: &SpiffeId,
+    t: LeaseTiming,
+    mut work: WorkItem,
+    seed: Option<Seed>,
+) -> Result<Option<Lease>> {
     work.claim(&station.name, t.now, t.ttl_ms)?;
     save_work(c, &work)?;
-    let mut seed = lock_seed(c, &work.seed_id)?;
+    let mut seed = match seed {
+        Some(s) => s,
+        None => lock_seed(c, &work.seed_id)?,
+    };
     transition(
         c,
         &mut seed,
@@ -666,23 +677,21 @@ pub fn report_drive(
     now: UnixMs,
 ) -> Result<Drive> {
     idempotent(c, idem, now, || {
-        let work = lock_work(c, &fence.work_id)?;
+        // The work (locked), its seed, and the drive as it was reported before (delivered by
+        // Microsoft, its key escrowed), in one statement.
+        let (work, (seed, held)) = lock_work_with(
+            c,
+            &fence.work_id,
+            &format!(", d.delivered, d.sealed_key IS NOT NULL, {SEED_COLS}"),
+            "JOIN seeds s ON s.seed_id = w.seed_id LEFT JOIN drives d ON d.seed_id = w.seed_id AND d.drive_id = ?2",
+            args![fence.work_id, d.drive_id],
+            "w",
+            |r, i| {
+                let held = r.get::<Option<bool>>(i)?.map(|delivered| Ok((delivered, r.get(i + 1)?))).transpose()?;
+                Ok((seed_row(&Row(r.0[i + 2..].to_vec()))?, held))
+            },
+        )?;
         work.check(&station.name, fence.generation, now)?;
-        // The seed, and the drive as it was reported before (delivered by Microsoft, its key
-        // escrowed), in one statement.
-        let (seed, held) = c
-            .row(
-                &format!(
-                    "SELECT d.delivered, d.sealed_key IS NOT NULL, {SEED_COLS} FROM seeds s \
-                     LEFT JOIN drives d ON d.seed_id = s.seed_id AND d.drive_id = ?2 WHERE s.seed_id = ?1"
-                ),
-                args![work.seed_id, d.drive_id],
-                |r| {
-                    let held = r.get::<Option<bool>>(0)?.map(|delivered| Ok((delivered, r.get(1)?))).transpose()?;
-                    Ok((seed_row(&Row(r.0[2..].to_vec()))?, held))
-                },
-            )?
-            .ok_or_else(|| Error::NotFound(format!("no seed with id {:?}", work.seed_id)))?;
         let delivered = held.is_some_and(|(d, _)| d);
         if seed.kind == DiskKind::DataboxDisk && !delivered {
             return Err(Error::FailedPrecondition(format!(
@@ -746,23 +755,6 @@ pub fn report_drive(
     })
 }
 
-/// How many of the seed's drives are in each of `statuses`, in one statement.
-fn drive_counts<const N: usize>(c: &dyn Db, seed_id: &str, statuses: [DriveStatus; N]) -> Result<[u32; N]> {
-    let sums = (0..N)
-        .map(|i| format!("CAST(COALESCE(SUM(CASE WHEN status = ?{} THEN 1 ELSE 0 END), 0) AS BIGINT)", i + 2))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
-    let mut params: Vec<&dyn crate::store::sql::ToValue> = vec![&seed_id];
-    params.extend(names.iter().map(|n| n as &dyn crate::store::sql::ToValue));
-    let row = c.query_one(&format!("SELECT {sums} FROM drives WHERE seed_id = ?1"), &params)?;
-    let mut out = [0u32; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = row.get(i)?;
-    }
-    Ok(out)
-}
-
 fn drive_count(c: &dyn Db, seed_id: &str, status: DriveStatus) -> Result<u32> {
     c.one("SELECT COUNT(*) FROM drives WHERE seed_id = ?1 AND status = ?2", args![seed_id, status.as_str()], |r| {
         r.get::<u32>(0)
@@ -771,10 +763,25 @@ fn drive_count(c: &dyn Db, seed_id: &str, status: DriveStatus) -> Result<u32> {
 
 pub fn complete_work(c: &dyn Db, idem: &Idem, station: &SpiffeId, fence: &Fence, now: UnixMs) -> Result<Seed> {
     idempotent(c, idem, now, || {
-        let mut work = lock_work(c, &fence.work_id)?;
+        // The work and its seed (both locked), and how many of its drives are prepared, still
+        // preparing and unused, in one statement.
+        let count =
+            |n: usize| format!("(SELECT COUNT(*) FROM drives dc WHERE dc.seed_id = w.seed_id AND dc.status = ?{n})");
+        let (mut work, ([drives, unfinished, unused], mut seed)) = lock_work_with(
+            c,
+            &fence.work_id,
+            &format!(", {}, {}, {}, {SEED_COLS}", count(2), count(3), count(4)),
+            "JOIN seeds s ON s.seed_id = w.seed_id",
+            args![
+                fence.work_id,
+                DriveStatus::Prepared.as_str(),
+                DriveStatus::Preparing.as_str(),
+                DriveStatus::Delivered.as_str()
+            ],
+            "w, s",
+            |r, i| Ok(([r.get::<u32>(i)?, r.get(i + 1)?, r.get(i + 2)?], seed_row(&Row(r.0[i + 3..].to_vec()))?)),
+        )?;
         work.check(&station.name, fence.generation, now)?;
-        let [drives, unfinished, unused] =
-            drive_counts(c, &work.seed_id, [DriveStatus::Prepared, DriveStatus::Preparing, DriveStatus::Delivered])?;
         if drives == 0 {
             return Err(Error::FailedPrecondition(format!(
                 "work {} has no prepared drive; report every drive before completing",
@@ -789,7 +796,6 @@ pub fn complete_work(c: &dyn Db, idem: &Idem, station: &SpiffeId, fence: &Fence,
         }
         work.complete(&station.name, fence.generation, now)?;
         save_work(c, &work)?;
-        let mut seed = lock_seed(c, &work.seed_id)?;
         transition(
             c,
             &mut seed,
