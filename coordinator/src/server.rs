@@ -142,6 +142,7 @@ pub async fn run_with_clock(
         stop_rx.clone(),
         |core| async move { core.refresh_revoked().await },
     ));
+    tokio::spawn(crate::workers::auditor::run(Arc::downgrade(&core), stop_rx.clone()));
     tokio::spawn(crate::workers::sweeper::run(
         Arc::downgrade(&core),
         cfg.leases.sweep_interval,

@@ -11,6 +11,7 @@
 //! - [`leader`]: the workers' lease, which decides which coordinator runs the five above
 //!   (and the notifier); the revocation refresh and certificate renewal run on every one.
 
+pub mod auditor;
 pub mod certs;
 pub mod jobs;
 pub mod leader;

@@ -1,5 +1,5 @@
-//! The background sweeper: returns expired leases to the queue, links the audit entries
-//! operations recorded into the chain, and forgets old idempotency records. It holds only a weak reference to the service and stops with the server.
+//! The background sweeper: returns expired leases to the queue and forgets old idempotency
+//! records (the audit entries are chained by `auditor`, more often). It holds only a weak reference to the service and stops with the server.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -14,7 +14,6 @@ pub async fn run(core: Weak<Coordinator>, every: Duration, retention: Duration, 
         let since_purge = since_purge.clone();
         async move {
             core.expire_leases().await?;
-            core.chain_audit().await?;
             let purge = {
                 let mut s = since_purge.lock().unwrap_or_else(|p| p.into_inner());
                 *s += every;

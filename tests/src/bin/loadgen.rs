@@ -62,9 +62,15 @@ struct Args {
     /// Progress reports per work item.
     #[arg(long, default_value_t = 3)]
     progress_per_item: u64,
-    /// Seeds queued before each phase (must outlast the phase).
+    /// Seeds queued before each phase as fast as answered (must outlast the phase).
     #[arg(long, default_value_t = 10_000)]
     seeds: usize,
+    /// Lease operations per second offered in a second phase per station count (0: none),
+    /// spread evenly over the stations, each station's calls due at fixed times. A call's
+    /// latency counts from when it was due, so a late answer that delays the calls after it
+    /// counts in theirs too (no coordinated omission).
+    #[arg(long, default_value_t = 2_000)]
+    rate: u64,
     /// After the PostgreSQL phases, print how each table was read (sequential and index scans,
     /// rows read) and the statements' conflicts, from PostgreSQL's statistics views.
     #[arg(long)]
@@ -197,17 +203,36 @@ async fn queue_seeds(pki: &Arc<Pki>, addrs: &[SocketAddr], phase: &str, n: usize
     Ok(())
 }
 
-/// One station: full lease cycles until the deadline.
-async fn station(ch: Channel, deadline: Instant, progress_per_item: u64) -> Result<(Stats, u64)> {
+/// When a station's next call is due: as soon as the last one was answered, or at fixed
+/// times (a paced phase).
+struct Pace(Option<(Instant, Duration)>);
+
+impl Pace {
+    /// Waits for the next call's turn; gives the moment its latency counts from.
+    async fn next(&mut self) -> Instant {
+        match &mut self.0 {
+            None => Instant::now(),
+            Some((due, every)) => {
+                let at = *due;
+                *due += *every;
+                tokio::time::sleep_until(at.into()).await;
+                at
+            }
+        }
+    }
+}
+
+/// One station: full lease cycles until the deadline, each call when `pace` says.
+async fn station(ch: Channel, deadline: Instant, progress_per_item: u64, mut pace: Pace) -> Result<(Stats, u64)> {
     let mut c = pb::disk_prep_service_client::DiskPrepServiceClient::new(ch);
     let mut stats = Stats::new();
     let mut items = 0;
     while Instant::now() < deadline {
-        let t = Instant::now();
+        let t = pace.next().await;
         let lease = c.claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?.into_inner().lease;
         stats.record(0, t.elapsed());
         let Some(l) = lease else { bail!("the queue ran dry; raise --seeds") };
-        let t = Instant::now();
+        let t = pace.next().await;
         c.renew_lease(pb::RenewLeaseRequest {
             request_id: rid(),
             work_id: l.work_id.clone(),
@@ -220,7 +245,7 @@ async fn station(ch: Channel, deadline: Instant, progress_per_item: u64) -> Resu
         let mut pos = l.progress_bytes;
         for k in 1..=progress_per_item {
             let to = if k == progress_per_item { l.total_bytes } else { k * step };
-            let t = Instant::now();
+            let t = pace.next().await;
             c.report_progress(pb::ReportProgressRequest {
                 request_id: rid(),
                 work_id: l.work_id.clone(),
@@ -234,7 +259,7 @@ async fn station(ch: Channel, deadline: Instant, progress_per_item: u64) -> Resu
             stats.record(2, t.elapsed());
             pos = to;
         }
-        let t = Instant::now();
+        let t = pace.next().await;
         c.report_drive(pb::ReportDriveRequest {
             request_id: rid(),
             work_id: l.work_id.clone(),
@@ -253,7 +278,7 @@ async fn station(ch: Channel, deadline: Instant, progress_per_item: u64) -> Resu
         })
         .await?;
         stats.record(3, t.elapsed());
-        let t = Instant::now();
+        let t = pace.next().await;
         c.complete_work(pb::CompleteWorkRequest { request_id: rid(), work_id: l.work_id, generation: l.generation })
             .await?;
         stats.record(4, t.elapsed());
@@ -305,6 +330,8 @@ struct Phase {
     backend: &'static str,
     coordinators: usize,
     stations: usize,
+    /// Lease operations per second offered (a paced phase), or none (as fast as answered).
+    offered: Option<u64>,
     agents: usize,
     stats: Stats,
     beats: Histogram<u64>,
@@ -391,11 +418,22 @@ async fn run_backend(postgres: bool, args: &Args) -> Result<Run> {
     eprintln!("== {backend}: registered {} agents in {:.1} s", args.agents, registration.as_secs_f64());
 
     let mut phases = Vec::new();
-    for (n, &count) in args.stations.iter().enumerate() {
+    // Per station count: as fast as answered, then paced at `--rate`.
+    let plan: Vec<(usize, Option<u64>)> = args
+        .stations
+        .iter()
+        .flat_map(|&c| std::iter::once((c, None)).chain((args.rate > 0).then_some((c, Some(args.rate)))))
+        .collect();
+    for (n, &(count, offered)) in plan.iter().enumerate() {
         let name = format!("p{n}");
+        // A paced phase takes what its rate needs, and half again.
+        let seeds = match offered {
+            None => args.seeds,
+            Some(rate) => (rate * args.duration / (4 + args.progress_per_item) * 3 / 2) as usize + count,
+        };
         let t = Instant::now();
-        queue_seeds(&pki, &addrs, &name, args.seeds).await?;
-        eprintln!("== {backend}: queued {} seeds in {:.1} s", args.seeds, t.elapsed().as_secs_f64());
+        queue_seeds(&pki, &addrs, &name, seeds).await?;
+        eprintln!("== {backend}: queued {seeds} seeds in {:.1} s", t.elapsed().as_secs_f64());
         if let Some(pg) = &cluster.pg {
             // The statistics a running database has: autovacuum analyzes a table once a tenth
             // of it changed, within a minute. Without them, this database, created a minute ago,
@@ -423,7 +461,16 @@ async fn run_backend(postgres: bool, args: &Args) -> Result<Run> {
         });
         let tasks: Vec<_> = stations[..count]
             .iter()
-            .map(|ch| tokio::spawn(station(ch.clone(), deadline, args.progress_per_item)))
+            .enumerate()
+            .map(|(i, ch)| {
+                // Paced: each station's calls `count / rate` seconds apart, the stations' turns
+                // spread evenly over that time.
+                let pace = Pace(offered.map(|rate| {
+                    let every = Duration::from_secs_f64(count as f64 / rate as f64);
+                    (start + every.mul_f64(i as f64 / count as f64), every)
+                }));
+                tokio::spawn(station(ch.clone(), deadline, args.progress_per_item, pace))
+            })
             .collect();
         let mut stats = Stats::new();
         let mut items = 0;
@@ -446,6 +493,7 @@ async fn run_backend(postgres: bool, args: &Args) -> Result<Run> {
             backend,
             coordinators: addrs.len(),
             stations: count,
+            offered,
             agents: args.agents + max_stations,
             stats,
             beats,
@@ -456,7 +504,7 @@ async fn run_backend(postgres: bool, args: &Args) -> Result<Run> {
             cpu_database: if postgres { cpu_seconds_of("postgres") - d0 } else { 0.0 },
             cpu_loadgen: cpu_seconds(std::process::id())? - l0,
         };
-        eprintln!("== {backend}, {count} stations: {:.0} lease operations/s", phase.ops_per_s());
+        eprintln!("== {backend}, {count} stations, {}: {:.0} lease operations/s", load(offered), phase.ops_per_s());
         phases.push(phase);
     }
     drop(fleet);
@@ -586,18 +634,27 @@ fn pgbench(pg: &seedship_e2e::pg::Postgres, clients: usize, seconds: u64) -> Res
         .with_context(|| format!("no \"tps = \" line in pgbench's output: {out}"))
 }
 
+/// A phase's load, as the tables say it.
+fn load(offered: Option<u64>) -> String {
+    match offered {
+        None => "as fast as answered".into(),
+        Some(rate) => format!("{rate}/s offered"),
+    }
+}
+
 fn summary(phases: &[&Phase]) -> String {
     let mut out = String::from(
-        "| store | coordinators | stations | registered agents | lease ops/s | p50 ms | p99 ms | heartbeats/s | heartbeat p99 ms | CPU-s: coordinators | database | load generator | lease ops per CPU-s of coordinators + database |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| store | coordinators | stations | load | registered agents | lease ops/s | p50 ms | p99 ms | heartbeats/s | heartbeat p99 ms | CPU-s: coordinators | database | load generator | lease ops per CPU-s of coordinators + database |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for p in phases {
         let all = &p.stats.hist[ALL];
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.0}{} | {:.2} | {:.1} | {:.1} | {:.1} | {:.0} |\n",
+            "| {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.0}{} | {:.2} | {:.1} | {:.1} | {:.1} | {:.0} |\n",
             p.backend,
             p.coordinators,
             p.stations,
+            load(p.offered),
             p.agents,
             p.ops_per_s(),
             ms(all, 0.5),
@@ -616,11 +673,12 @@ fn summary(phases: &[&Phase]) -> String {
 
 fn detail(p: &Phase) -> String {
     let mut out = format!(
-        "\n**{}, {} coordinator(s), {} stations** — {} work items in {:.1} s\n\n\
+        "\n**{}, {} coordinator(s), {} stations, {}** — {} work items in {:.1} s\n\n\
          | operation | count | ops/s | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|\n",
         p.backend,
         p.coordinators,
         p.stations,
+        load(p.offered),
         p.items,
         p.wall.as_secs_f64()
     );
@@ -654,8 +712,9 @@ async fn main() -> Result<()> {
     }
 
     println!(
-        "seedship lease benchmark: stations {:?}, {} agents with a heartbeat every {} s, {} progress reports per item, {} s per phase, {} CPUs, coordinator {} (release: {})\n",
+        "seedship lease benchmark: stations {:?}, as fast as answered and {}/s offered, {} agents with a heartbeat every {} s, {} progress reports per item, {} s per phase, {} CPUs, coordinator {} (release: {})\n",
         args.stations,
+        args.rate,
         args.agents,
         args.heartbeat_interval,
         args.progress_per_item,

@@ -46,7 +46,7 @@ const CHAIN_ROWS_PER_INSERT: usize = 50;
 /// Links the recorded entries into the chain, in the order they were recorded (their ids, as
 /// committed), each after the newest entry with the hash of the one before it: how many joined
 /// (at most [`CHAIN_BATCH`]; fewer when no more were waiting). Run by every reader of the log
-/// before it reads ([`chain_all`]) and by the workers' leader at every sweep; two at once
+/// before it reads ([`chain_all`]) and by the workers' leader (`workers::auditor`); two at once
 /// conflict and one runs again.
 pub fn chain(c: &dyn Db) -> Result<usize> {
     let pending = c.query(
