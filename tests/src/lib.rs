@@ -149,6 +149,8 @@ pub struct Options {
     /// SQLite: on when `SEEDSHIP_TEST_DATABASE=postgres`, so that the whole suite runs on
     /// either backend.
     pub postgres: bool,
+    /// `[postgres] pool_size` (the coordinator's default when `None`).
+    pub pg_pool_size: Option<usize>,
 }
 
 /// Whether the suite runs on PostgreSQL (`SEEDSHIP_TEST_DATABASE=postgres`) or SQLite.
@@ -169,6 +171,7 @@ impl Default for Options {
             max_releases: 8,
             enroll: true,
             postgres: postgres_by_default(),
+            pg_pool_size: None,
         }
     }
 }
@@ -227,11 +230,14 @@ impl Cluster {
             let mut pg = pg::Postgres::start()?;
             let (ca, password) = pg.require_tls_and_password()?;
             let url = pg.url("seedship");
-            let section = format!(
+            let mut section = format!(
                 "[postgres]\nurl = \"{url}\"\nca_file = \"{}\"\npassword_file = \"{}\"\n",
                 ca.display(),
                 password.display()
             );
+            if let Some(n) = opts.pg_pool_size {
+                section.push_str(&format!("pool_size = {n}\n"));
+            }
             let pc = coordinator::store::pg::PostgresConfig {
                 ca_file: Some(ca),
                 password_file: Some(password),

@@ -56,6 +56,11 @@ struct Args {
     /// Coordinators on the one PostgreSQL server.
     #[arg(long, default_value_t = 2)]
     coordinators: usize,
+    /// `[postgres] pool_size` of each coordinator: the connections it uses at once (the
+    /// coordinator's default is 16, for a database server of its own). On this machine the
+    /// database shares 2 cores with everything else; more connections only take turns on them.
+    #[arg(long, default_value_t = 8)]
+    pool_size: usize,
     /// Seconds per phase.
     #[arg(long, default_value_t = 10)]
     duration: u64,
@@ -390,8 +395,13 @@ fn pids_cpu(pids: &[u32]) -> Result<f64> {
 async fn run_backend(postgres: bool, args: &Args) -> Result<Run> {
     let backend = if postgres { "PostgreSQL" } else { "SQLite" };
     eprintln!("== {backend}: starting");
-    let mut cluster =
-        Cluster::start_with(Options { lease_ttl: "60s", sweep_interval: "5s", postgres, ..Default::default() })?;
+    let mut cluster = Cluster::start_with(Options {
+        lease_ttl: "60s",
+        sweep_interval: "5s",
+        postgres,
+        pg_pool_size: Some(args.pool_size),
+        ..Default::default()
+    })?;
     let mut addrs = vec![cluster.addr];
     let mut pids = vec![cluster.coordinator_pid()];
     if postgres {

@@ -1,6 +1,6 @@
 //! The PostgreSQL backend: for a central team, stateless coordinators in front of a
-//! PostgreSQL run highly available. The operations' connections (`postgres`, each driven by the
-//! thread running an operation: [`SyncPool`]) and a small `tokio-postgres` pool
+//! PostgreSQL run highly available. The operations' connections (each driven by the thread
+//! running an operation, its statements pipelined: [`SyncPool`], `conn`) and a small `tokio-postgres` pool
 //! (`deadpool-postgres`) for migrations; the schema's numbered migrations applied once however many
 //! coordinators start at the same moment (a transaction-scoped advisory lock), SQLite's
 //! migrations translated to PostgreSQL's types ([`dialect`]); every operation of
@@ -430,8 +430,10 @@ impl PgStore {
 
     /// A lease operation of `store_operations` (a station's or agent's call on its own rows,
     /// many at once): READ COMMITTED, the operation locking the rows its decision rests on
-    /// and its request id (`Db::locks_rows`). It does not take the turn of the writes that
-    /// lost a race, and cannot lose one over a predicate lock; a deadlock runs it again.
+    /// (`Db::locks_rows`), run before its request id is looked up, and run again looking
+    /// first (holding the request id) when it failed (`Db::requests_last`). It does not take
+    /// the turn of the writes that lost a race, and cannot lose one over a predicate lock; a
+    /// deadlock runs it again.
     async fn lease<T, F>(&self, op: F) -> Result<T>
     where
         T: Send + 'static,
