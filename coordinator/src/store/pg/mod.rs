@@ -357,14 +357,17 @@ impl PgStore {
 
     async fn migrate(&self) -> Result<()> {
         let mut client = self.pool.get().await.map_err(pool_err)?;
-        client
-            .batch_execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
-                 applied_ms BIGINT NOT NULL)",
-            )
-            .await
-            .or_else(|e| if e.code() == Some(&SqlState::UNIQUE_VIOLATION) { Ok(()) } else { Err(e) })
-            .map_err(pg_err)?;
+        // Under the migrations' lock: PostgreSQL's IF NOT EXISTS does not stop two sessions
+        // creating one table at the same moment (the loser gets "type already exists").
+        let tx = client.transaction().await.map_err(pg_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg_err)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+             applied_ms BIGINT NOT NULL)",
+        )
+        .await
+        .map_err(pg_err)?;
+        tx.commit().await.map_err(pg_err)?;
         for (i, (name, sql)) in MIGRATIONS.iter().enumerate() {
             let version = i as i64 + 1;
             let tx = client.transaction().await.map_err(pg_err)?;
