@@ -9,10 +9,6 @@
 //! durable when answered, and a busy coordinator pays for one fsync per batch, not per call.
 //!
 //! Reads run on pooled connections, which WAL lets proceed while the writer writes.
-//!
-//! The WAL is checkpointed into the database file by a thread of its own ([`checkpointer`]),
-//! not by the commit that filled it: a commit never waits for the database file's fsync, so
-//! no batch of callers is held up by one.
 
 #[cfg(test)]
 mod tests;
@@ -50,8 +46,6 @@ type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Finish) + Send>;
 pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::UnboundedSender<Job>,
-    /// Dropped with the store: the checkpointer's last checkpoint, then it stops.
-    _checkpoints: std::sync::mpsc::Sender<()>,
     readers: Arc<Mutex<Vec<Connection>>>,
     /// One permit per reader: a read waits for a free connection (up to [`READ_WAIT`]).
     free: Arc<tokio::sync::Semaphore>,
@@ -108,25 +102,6 @@ fn private_files(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// How often the checkpointer copies the WAL's new pages into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
-
-/// Copies what the WAL holds into the database file, every [`CHECKPOINT_EVERY`], on a
-/// connection of its own: PASSIVE, so neither the writer nor a reader waits for it (it copies
-/// what no reader still needs, and the WAL starts over from its beginning once all of it was
-/// copied). When the store is dropped: once more.
-fn checkpointer(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
-    let checkpoint = |mode: &str| {
-        if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
-            tracing::warn!(error = %e, "checkpointing the database's write-ahead log failed; will retry");
-        }
-    };
-    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
-        checkpoint("PASSIVE");
-    }
-    checkpoint("PASSIVE");
-}
-
 fn open_conn(path: &Path, busy: Duration) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)
@@ -150,8 +125,6 @@ impl SqliteStore {
         // SQLite gives the -wal and -shm files the database's mode; an older one is fixed here.
         private_files(path)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(db_err)?;
-        // Checkpoints are the checkpointer's, not the writer's commits'.
-        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(db_err)?;
         // Savepoint sub-journals in memory: every operation has one, and they never need disk.
         conn.pragma_update(None, "temp_store", "MEMORY").map_err(db_err)?;
         migrate(&conn, path)?;
@@ -167,16 +140,9 @@ impl SqliteStore {
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx))
             .map_err(|e| Error::Internal(format!("cannot start the database writer: {e}")))?;
-        let (checkpoints, stop) = std::sync::mpsc::channel();
-        let conn = open_conn(path, busy)?;
-        std::thread::Builder::new()
-            .name("sqlite-checkpoint".into())
-            .spawn(move || checkpointer(conn, stop))
-            .map_err(|e| Error::Internal(format!("cannot start the database checkpointer: {e}")))?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer: tx,
-            _checkpoints: checkpoints,
             readers: Arc::new(Mutex::new(readers)),
             free: Arc::new(tokio::sync::Semaphore::new(READERS)),
         })
