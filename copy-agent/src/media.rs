@@ -176,10 +176,22 @@ impl Mount {
         self.dir.join(rel.trim_start_matches('\\').replace('\\', "/"))
     }
 
-    /// Flushes and unmounts: after this the volume on the device is complete.
+    /// Flushes and unmounts: after this the volume on the device is complete. A mount still
+    /// busy for a moment (a file closed an instant before, something on the host looking in)
+    /// is tried again for up to 5 seconds before the disk is called failed.
     pub fn unmount(mut self) -> Result<(), MediaError> {
         self.mounted = false;
-        tool(Command::new("umount").arg(&self.dir))
+        let started = std::time::Instant::now();
+        loop {
+            match tool(Command::new("umount").arg(&self.dir)) {
+                Err(MediaError::Tool(m))
+                    if m.contains("target is busy") && started.elapsed() < std::time::Duration::from_secs(5) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Drops the mount without unmounting it.
