@@ -694,6 +694,72 @@ pub async fn leases_are_fenced_progress_is_from_to_and_a_retry_is_applied_once(s
     assert_eq!(path, vec![Registered, QueuedForDiskPrep, Preparing, QueuedForDiskPrep, Preparing]);
 }
 
+/// The calls that say "still here" (renewals, progress, heartbeats; on PostgreSQL one
+/// statement when nothing else is to be done, `ops::rows::alone_recorded`) do all the full
+/// operation does: the lease runs until now + its time, progress ends a wait in the seed's
+/// history, a heartbeat is the agent's last, a copy sent again gets its first answer and
+/// changes nothing, and a request id used before, a lapsed lease or an agent never
+/// registered are refused.
+pub async fn liveness_calls_extend_the_lease_end_a_wait_and_answer_a_copy_once(store: Arc<dyn Store>) {
+    let src = SpiffeId::new("t", Role::Source, "fs01").unwrap();
+    let st = SpiffeId::new("t", Role::Copy, "st1").unwrap();
+    let info = AgentInfo { site: None, hostname: "h".into(), version: "v".into(), virtualization: String::new() };
+    store.register_agent(&idem(&st, "a", "RegisterAgent", 1), &st, &info, 1).await.unwrap();
+    let reg = idem(&src, "s", "RegisterSeed", 1);
+    let kind = DiskKind::CustomerDisk;
+    let seed_id = store.register_seed(&reg, &src, &seed("job-l"), &Placement::default(), kind, 1).await.unwrap();
+    let seed_id = seed_id.seed.seed_id;
+    let t = |now| LeaseTiming { now, ttl_ms: 1_000 };
+    let lease = store.claim_work(&idem(&st, "c", "ClaimWork", 1), &st, t(10)).await.unwrap().unwrap();
+    let fence = Fence { work_id: lease.work.work_id.clone(), generation: lease.work.generation };
+
+    let r1 = idem(&st, "r1", "RenewLease", 1);
+    assert_eq!(store.renew_lease(&r1, &st, &fence, "", t(500)).await.unwrap(), 1_500);
+    assert_eq!(store.renew_lease(&r1, &st, &fence, "", t(600)).await.unwrap(), 1_500, "a copy: the first answer");
+    assert!(store.expire_leases(1_499).await.unwrap().is_empty(), "renewed until 1,500");
+    assert_eq!(store.expire_leases(1_500).await.unwrap().len(), 1, "until 1,500: the copy renewed nothing");
+    let e = store.renew_lease(&idem(&st, "r0", "RenewLease", 1), &st, &fence, "", t(1_501)).await.unwrap_err();
+    assert!(matches!(&e, Error::FailedPrecondition(m) if m.contains("no longer held")), "{e}");
+
+    let lease = store.claim_work(&idem(&st, "c2", "ClaimWork", 1), &st, t(1_600)).await.unwrap().unwrap();
+    let fence = Fence { work_id: lease.work.work_id.clone(), generation: lease.work.generation };
+    let delta = |from, to| ProgressDelta { from, to, phase: "copy".into() };
+    let p1 = idem(&st, "p1", "ReportProgress", 1);
+    assert_eq!(store.report_progress(&p1, &st, &fence, &delta(0, 10), t(1_700)).await.unwrap(), (10, 2_700));
+    let reused = idem(&st, "p1", "RenewLease", 1);
+    let e = store.renew_lease(&reused, &st, &fence, "", t(1_710)).await.unwrap_err();
+    assert!(matches!(&e, Error::AlreadyExists(m) if m.contains("already used")), "{e}");
+
+    // A wait, then progress: the wait's end is in the history, once.
+    let r2 = idem(&st, "r2", "RenewLease", 1);
+    assert_eq!(store.renew_lease(&r2, &st, &fence, "add 1 more disk", t(1_800)).await.unwrap(), 2_800);
+    let p2 = idem(&st, "p2", "ReportProgress", 1);
+    assert_eq!(store.report_progress(&p2, &st, &fence, &delta(10, 20), t(1_900)).await.unwrap(), (20, 2_900));
+    let p3 = idem(&st, "p3", "ReportProgress", 1);
+    assert_eq!(store.report_progress(&p3, &st, &fence, &delta(20, 30), t(1_950)).await.unwrap(), (30, 2_950));
+    let events: Vec<String> =
+        store.list_events(Some(&seed_id), 100, 0).await.unwrap().into_iter().map(|e| e.event).collect();
+    assert_eq!(events.iter().filter(|e| *e == "station_waiting").count(), 1, "{events:?}");
+    assert_eq!(events.iter().filter(|e| *e == "station_resumed").count(), 1, "{events:?}");
+    assert!(store.expire_leases(2_949).await.unwrap().is_empty(), "the refused call at 1,710 renewed nothing");
+    assert_eq!(store.expire_leases(2_950).await.unwrap().len(), 1, "the last progress ran to 2,950");
+    let p4 = idem(&st, "p4", "ReportProgress", 1);
+    let e = store.report_progress(&p4, &st, &fence, &delta(30, 40), t(2_961)).await.unwrap_err();
+    assert!(matches!(&e, Error::FailedPrecondition(m) if m.contains("no longer held")), "{e}");
+    let back = store.claim_work(&idem(&st, "c3", "ClaimWork", 1), &st, t(3_000)).await.unwrap().unwrap();
+    assert_eq!(back.work.progress_bytes, 30, "the progress the refused calls did not move");
+
+    let h1 = idem(&st, "h1", "Heartbeat", 1);
+    assert_eq!(store.heartbeat(&h1, &st, "copying", 4_000).await.unwrap(), 4_000);
+    assert_eq!(store.heartbeat(&h1, &st, "copying", 4_100).await.unwrap(), 4_000, "a copy: the first answer");
+    let agents = store.list_agents(Some(Role::Copy)).await.unwrap();
+    let me = agents.iter().find(|a| a.name == "st1").unwrap();
+    assert_eq!((me.last_heartbeat_ms, me.status.as_str(), me.reported), (4_000, "copying", true));
+    let stranger = SpiffeId::new("t", Role::Copy, "st9").unwrap();
+    let e = store.heartbeat(&idem(&stranger, "h", "Heartbeat", 1), &stranger, "idle", 4_200).await.unwrap_err();
+    assert!(matches!(&e, Error::FailedPrecondition(m) if m.contains("has not registered")), "{e}");
+}
+
 /// Stations claiming at the same moment take different work (on PostgreSQL: `SKIP LOCKED`,
 /// and a lost race runs again), and one request sent twice at once is applied once.
 pub async fn racing_claims_take_each_item_once_and_a_doubled_request_is_applied_once(store: Arc<dyn Store>) {
@@ -890,7 +956,7 @@ pub async fn audit_entries_recorded_at_once_join_one_unbroken_chain(store: Arc<d
 #[doc(hidden)]
 macro_rules! conformance_suite {
     ($open:path) => {
-        $crate::conformance_suite!(@each $open; tracking_numbers_are_unique_and_two_racing_operators_get_one_winner, the_job_is_mirrored_into_the_history_and_the_seed_follows_azure, a_drive_in_another_active_job_refuses_the_second_job, drives_escrow_their_key_first_and_work_completes_only_when_none_is_preparing, a_data_box_disk_seed_is_ordered_delivered_and_written_on_the_delivered_disks_only, the_operator_switches_a_queued_seed_to_microsofts_disks_and_back, a_new_offline_round_ships_exactly_the_lost_files_and_its_import_verifies_the_seed_again, leases_are_fenced_progress_is_from_to_and_a_retry_is_applied_once, racing_claims_take_each_item_once_and_a_doubled_request_is_applied_once, the_workers_lease_has_one_holder_and_its_generation_fences_a_former_one, audit_entries_recorded_at_once_join_one_unbroken_chain);
+        $crate::conformance_suite!(@each $open; tracking_numbers_are_unique_and_two_racing_operators_get_one_winner, the_job_is_mirrored_into_the_history_and_the_seed_follows_azure, a_drive_in_another_active_job_refuses_the_second_job, drives_escrow_their_key_first_and_work_completes_only_when_none_is_preparing, a_data_box_disk_seed_is_ordered_delivered_and_written_on_the_delivered_disks_only, the_operator_switches_a_queued_seed_to_microsofts_disks_and_back, a_new_offline_round_ships_exactly_the_lost_files_and_its_import_verifies_the_seed_again, leases_are_fenced_progress_is_from_to_and_a_retry_is_applied_once, liveness_calls_extend_the_lease_end_a_wait_and_answer_a_copy_once, racing_claims_take_each_item_once_and_a_doubled_request_is_applied_once, the_workers_lease_has_one_holder_and_its_generation_fences_a_former_one, audit_entries_recorded_at_once_join_one_unbroken_chain);
     };
     (@each $open:path; $($t:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -258,6 +258,17 @@ pub trait Db {
         false
     }
 
+    /// The rows of `sql` run as a transaction of its own, before anything else of the
+    /// operation: an idempotent call whose whole work and answer fit one statement
+    /// (`ops::rows::alone_recorded`). PostgreSQL's lease calls run the operation up to this
+    /// statement, then the statement alone from the call's handler, one round trip
+    /// (`pg/live.rs`). `None` where it is not run so (SQLite, whose statements cost no round
+    /// trip, and inside a transaction): the operation goes on its usual way.
+    fn alone(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Option<Vec<Row>>> {
+        let _ = (sql, params);
+        Ok(None)
+    }
+
     /// Holds `key` (a request's caller and id) until the commit when [`Db::locks_rows`]: a
     /// second copy of the request waits for the first and then finds its answer.
     fn lock_key(&self, key: &str) -> Result<()> {

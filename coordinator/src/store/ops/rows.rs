@@ -539,6 +539,50 @@ fn record<T: Serialize>(c: &dyn Db, idem: &Idem, now: UnixMs, out: &T) -> Result
     )
 }
 
+/// A liveness call's whole work and its record as one statement, where the backend runs it
+/// alone (`Db::alone`: a PostgreSQL lease call's first try, one round trip instead of two):
+/// `update` (an `UPDATE … RETURNING 1`, its parameters `params` from `?7` on) and, only when
+/// it changed a row, `answer` recorded as the request's answer, exactly as [`idempotent`]
+/// would. True: done. False: nothing was written (the update matched nothing, or the backend
+/// does not run statements alone), and the operation runs its usual way, which says what is
+/// wrong or does what the single statement does not (a wait's history). A copy of a request
+/// already answered fails at the record's insert, with nothing written; the backend then runs
+/// the operation again, looking up its answer first.
+pub fn alone_recorded<T: Serialize>(
+    c: &dyn Db,
+    idem: &Idem,
+    now: UnixMs,
+    update: &str,
+    params: &[&dyn crate::store::sql::ToValue],
+    answer: &T,
+) -> Result<bool> {
+    // Only calls that are not audited: an audited answer has an entry to append too.
+    if !LIVENESS.contains(&idem.method) {
+        return Ok(false);
+    }
+    let response = serde_json::to_string(answer).map_err(|e| Error::Internal(format!("cannot store answer: {e}")))?;
+    let sql = format!(
+        "WITH changed AS ({update}) INSERT INTO requests (caller, request_id, method, fingerprint, response, created_ms) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6 FROM changed RETURNING 1"
+    );
+    let fingerprint = idem.fingerprint.as_slice();
+    let mut all: Vec<&dyn crate::store::sql::ToValue> =
+        vec![&idem.caller, &idem.request_id, &idem.method, &fingerprint, &response, &now];
+    all.extend_from_slice(params);
+    Ok(c.alone(&sql, &all)?.is_some_and(|rows| !rows.is_empty()))
+}
+
+/// The conditions of `WorkItem::check` on `work_items` in SQL, and that the work is not
+/// waiting (ending a wait is in the seed's history): `?7` the work, `?8` the lease's
+/// generation, `?9` the station, `?10` now. For [`alone_recorded`].
+pub fn live_lease_sql() -> String {
+    format!(
+        "work_id = ?7 AND generation = ?8 AND state = '{}' AND holder = ?9 AND lease_expires_ms > ?10 AND phase <> '{}'",
+        WorkState::Leased.as_str(),
+        crate::domain::lease::WAITING
+    )
+}
+
 pub const DISK_PROGRESS_COLS: &str =
     "position, set_size, drive_id, phase, done_bytes, total_bytes, rate_bytes_per_sec, updated_ms";
 

@@ -51,6 +51,11 @@ pub fn register_agent(c: &dyn Db, idem: &Idem, who: &SpiffeId, info: &AgentInfo,
 }
 
 pub fn heartbeat(c: &dyn Db, idem: &Idem, who: &SpiffeId, status: &str, now: UnixMs) -> Result<UnixMs> {
+    let beat = "UPDATE agents SET last_heartbeat_ms = ?9, status = ?8, reported_ms = COALESCE(reported_ms, ?9) \
+                WHERE identity = ?7 RETURNING 1";
+    if alone_recorded(c, idem, now, beat, args![who.uri(), status, now], &now)? {
+        return Ok(now);
+    }
     idempotent(c, idem, now, || {
         let n = c.exec(
             "UPDATE agents SET last_heartbeat_ms = ?2, status = ?3, reported_ms = COALESCE(reported_ms, ?2) \
@@ -585,6 +590,12 @@ pub fn renew_lease(
     waiting: &str,
     t: LeaseTiming,
 ) -> Result<UnixMs> {
+    let expires = t.now + t.ttl_ms;
+    let renew = format!("UPDATE work_items SET lease_expires_ms = ?11 WHERE {} RETURNING 1", live_lease_sql());
+    let live = args![fence.work_id, fence.generation as i64, station.name, t.now, expires];
+    if waiting.is_empty() && alone_recorded(c, idem, t.now, &renew, live, &expires)? {
+        return Ok(expires);
+    }
     idempotent(c, idem, t.now, || {
         let mut work = lock_work(c, &fence.work_id)?;
         work.renew(&station.name, fence.generation, t.now, t.ttl_ms)?;
@@ -626,6 +637,18 @@ pub fn report_progress(
     delta: &ProgressDelta,
     t: LeaseTiming,
 ) -> Result<(u64, UnixMs)> {
+    // `WorkItem::progress`'s rules, and the releases before it were not this work's fault.
+    let expires = t.now + t.ttl_ms;
+    let apply = format!(
+        "UPDATE work_items SET lease_expires_ms = ?11, progress_bytes = ?13, phase = ?14, releases = 0 \
+         WHERE {} AND progress_bytes = ?12 AND ?13 > ?12 AND ?13 <= total_bytes RETURNING 1",
+        live_lease_sql()
+    );
+    let (from, to) = (delta.from as i64, delta.to as i64);
+    let live = args![fence.work_id, fence.generation as i64, station.name, t.now, expires, from, to, delta.phase];
+    if alone_recorded(c, idem, t.now, &apply, live, &(delta.to, expires))? {
+        return Ok((delta.to, expires));
+    }
     idempotent(c, idem, t.now, || {
         let mut work = lock_work(c, &fence.work_id)?;
         let was_waiting = work.phase == WAITING;

@@ -2,7 +2,8 @@
 //! operation's transaction on it as a [`Db`] ([`PgTx`]), its statements pipelined: the
 //! transaction's `BEGIN` goes out with its first statement, and the statements whose result
 //! the operation does not need ([`Db::put`]) go out with the next one that it needs, or with
-//! the `COMMIT`. A lease call of seven statements is three round trips (docs/benchmarks.md,
+//! the `COMMIT`. A
+//! lease call of seven statements is three round trips (docs/benchmarks.md,
 //! lease operations: on a machine whose cores are busy, a round trip's task switches cost
 //! more than a statement's work).
 //!
@@ -24,7 +25,7 @@ use crate::store::sql::{Db, Dialect, Row, ToValue, Ty, Value, dollar_placeholder
 /// Statements prepared on one connection, by their text and parameter types.
 type StatementCache = std::collections::HashMap<(String, Vec<Type>), Statement>;
 
-type Param = Box<dyn ToSql + Sync + Send>;
+pub(super) type Param = Box<dyn ToSql + Sync + Send>;
 
 /// A statement ready to go out: prepared, with its parameters.
 struct Call {
@@ -139,28 +140,7 @@ impl<'a> PgTx<'a> {
         if let Some(e) = self.failed.borrow().as_ref() {
             return Err(e.clone());
         }
-        let values: Vec<Value> = params.iter().map(|p| p.to_value()).collect();
-        let types: Vec<Type> = values
-            .iter()
-            .map(|v| match v.ty() {
-                Ty::Int => Type::INT8,
-                Ty::Text => Type::TEXT,
-                Ty::Bytes => Type::BYTEA,
-            })
-            .collect();
-        let params: Vec<Param> = values
-            .into_iter()
-            .map(|v| -> Param {
-                match v {
-                    Value::Null(Ty::Int) => Box::new(None::<i64>),
-                    Value::Null(Ty::Text) => Box::new(None::<String>),
-                    Value::Null(Ty::Bytes) => Box::new(None::<Vec<u8>>),
-                    Value::Int(i) => Box::new(i),
-                    Value::Text(s) => Box::new(s),
-                    Value::Bytes(b) => Box::new(b),
-                }
-            })
-            .collect();
+        let (types, params) = params_of(params);
         let key = (dollar_placeholders(sql), types);
         let mut conn = self.conn.borrow_mut();
         if let Some(st) = conn.cache.get(&key) {
@@ -199,15 +179,15 @@ impl<'a> PgTx<'a> {
             futs.push(Box::pin(async move { client.batch_execute(b).await.map(|_| Want::Count(0)) }));
         }
         for c in &pending {
-            futs.push(Box::pin(async move { client.execute(&c.st, &refs(c)).await.map(Want::Count) }));
+            futs.push(Box::pin(async move { client.execute(&c.st, &refs(&c.params)).await.map(Want::Count) }));
         }
         let wanted = last.is_some();
         if let Some((c, rows)) = &last {
             futs.push(Box::pin(async move {
                 if *rows {
-                    client.query(&c.st, &refs(c)).await.map(Want::Rows)
+                    client.query(&c.st, &refs(&c.params)).await.map(Want::Rows)
                 } else {
-                    client.execute(&c.st, &refs(c)).await.map(Want::Count)
+                    client.execute(&c.st, &refs(&c.params)).await.map(Want::Count)
                 }
             }));
         }
@@ -229,21 +209,78 @@ impl<'a> PgTx<'a> {
     }
 }
 
+/// Parameters as PostgreSQL is given them: each one's type (so PostgreSQL never has to guess
+/// one) and its value.
+pub(super) fn params_of(params: &[&dyn ToValue]) -> (Vec<Type>, Vec<Param>) {
+    let values: Vec<Value> = params.iter().map(|p| p.to_value()).collect();
+    let types = values
+        .iter()
+        .map(|v| match v.ty() {
+            Ty::Int => Type::INT8,
+            Ty::Text => Type::TEXT,
+            Ty::Bytes => Type::BYTEA,
+        })
+        .collect();
+    let params = values
+        .into_iter()
+        .map(|v| -> Param {
+            match v {
+                Value::Null(Ty::Int) => Box::new(None::<i64>),
+                Value::Null(Ty::Text) => Box::new(None::<String>),
+                Value::Null(Ty::Bytes) => Box::new(None::<Vec<u8>>),
+                Value::Int(i) => Box::new(i),
+                Value::Text(s) => Box::new(s),
+                Value::Bytes(b) => Box::new(b),
+            }
+        })
+        .collect();
+    (types, params)
+}
+
+/// A row of PostgreSQL's as the store reads rows.
+pub(super) fn row_of(r: &tokio_postgres::Row) -> Result<Row> {
+    let mut cols = Vec::with_capacity(r.len());
+    for (i, c) in r.columns().iter().enumerate() {
+        let ty = c.type_();
+        let bad = |e: tokio_postgres::Error| Error::Internal(format!("column {}: {e}", c.name()));
+        let v = if *ty == Type::INT8 {
+            r.try_get::<_, Option<i64>>(i).map_err(bad)?.map_or(Value::Null(Ty::Int), Value::Int)
+        } else if *ty == Type::INT4 {
+            r.try_get::<_, Option<i32>>(i).map_err(bad)?.map_or(Value::Null(Ty::Int), |v| Value::Int(v.into()))
+        } else if *ty == Type::INT2 {
+            r.try_get::<_, Option<i16>>(i).map_err(bad)?.map_or(Value::Null(Ty::Int), |v| Value::Int(v.into()))
+        } else if *ty == Type::BOOL {
+            r.try_get::<_, Option<bool>>(i).map_err(bad)?.map_or(Value::Null(Ty::Int), |v| Value::Int(v.into()))
+        } else if *ty == Type::BYTEA {
+            r.try_get::<_, Option<Vec<u8>>>(i).map_err(bad)?.map_or(Value::Null(Ty::Bytes), Value::Bytes)
+        } else if [Type::TEXT, Type::VARCHAR, Type::NAME, Type::BPCHAR].contains(ty) {
+            r.try_get::<_, Option<String>>(i).map_err(bad)?.map_or(Value::Null(Ty::Text), Value::Text)
+        } else {
+            return Err(Error::Internal(format!(
+                "column {} is of PostgreSQL type {ty}, which the store does not read; cast it (e.g. to BIGINT)",
+                c.name()
+            )));
+        };
+        cols.push(v);
+    }
+    Ok(Row(cols))
+}
+
 /// A call's parameters as `tokio-postgres` takes them.
-fn refs(c: &Call) -> Vec<&(dyn ToSql + Sync)> {
-    c.params.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect()
+pub(super) fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect()
 }
 
 /// Polls `futs` in order until each is done, the first poll of each in order (so each sends
 /// its request in order: PostgreSQL runs them in the order they arrive); their outcomes in
 /// the same order.
-async fn in_order<'f, T>(mut futs: Vec<Pin<Box<dyn Future<Output = T> + 'f>>>) -> Vec<T> {
-    let mut outs: Vec<Option<T>> = futs.iter().map(|_| None).collect();
+pub(super) async fn in_order<F: Future + Unpin>(mut futs: Vec<F>) -> Vec<F::Output> {
+    let mut outs: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
         let mut done = true;
         for (f, o) in futs.iter_mut().zip(outs.iter_mut()) {
             if o.is_none() {
-                match f.as_mut().poll(cx) {
+                match Pin::new(&mut *f).poll(cx) {
                     Poll::Ready(v) => *o = Some(v),
                     Poll::Pending => done = false,
                 }
@@ -277,35 +314,7 @@ impl Db for PgTx<'_> {
             Some(Want::Rows(r)) => r,
             _ => Vec::new(),
         };
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let mut cols = Vec::with_capacity(r.len());
-            for (i, c) in r.columns().iter().enumerate() {
-                let ty = c.type_();
-                let bad = |e: tokio_postgres::Error| Error::Internal(format!("column {}: {e}", c.name()));
-                let v = if *ty == Type::INT8 {
-                    r.try_get::<_, Option<i64>>(i).map_err(bad)?.map_or(Value::Null(Ty::Int), Value::Int)
-                } else if *ty == Type::INT4 {
-                    r.try_get::<_, Option<i32>>(i).map_err(bad)?.map_or(Value::Null(Ty::Int), |v| Value::Int(v.into()))
-                } else if *ty == Type::INT2 {
-                    r.try_get::<_, Option<i16>>(i).map_err(bad)?.map_or(Value::Null(Ty::Int), |v| Value::Int(v.into()))
-                } else if *ty == Type::BOOL {
-                    r.try_get::<_, Option<bool>>(i).map_err(bad)?.map_or(Value::Null(Ty::Int), |v| Value::Int(v.into()))
-                } else if *ty == Type::BYTEA {
-                    r.try_get::<_, Option<Vec<u8>>>(i).map_err(bad)?.map_or(Value::Null(Ty::Bytes), Value::Bytes)
-                } else if [Type::TEXT, Type::VARCHAR, Type::NAME, Type::BPCHAR].contains(ty) {
-                    r.try_get::<_, Option<String>>(i).map_err(bad)?.map_or(Value::Null(Ty::Text), Value::Text)
-                } else {
-                    return Err(Error::Internal(format!(
-                        "column {} is of PostgreSQL type {ty}, which the store does not read; cast it (e.g. to BIGINT)",
-                        c.name()
-                    )));
-                };
-                cols.push(v);
-            }
-            out.push(Row(cols));
-        }
-        Ok(out)
+        rows.iter().map(row_of).collect()
     }
 
     fn dialect(&self) -> Dialect {

@@ -1,15 +1,19 @@
 //! The PostgreSQL backend: for a central team, stateless coordinators in front of a
-//! PostgreSQL run highly available. The operations' connections (each driven by the thread
-//! running an operation, its statements pipelined: [`SyncPool`], `conn`) and a small `tokio-postgres` pool
-//! (`deadpool-postgres`) for migrations; the schema's numbered migrations applied once however many
-//! coordinators start at the same moment (a transaction-scoped advisory lock), SQLite's
-//! migrations translated to PostgreSQL's types ([`dialect`]); every operation of
-//! `store/ops/` in one transaction (writes SERIALIZABLE, the lease calls READ COMMITTED with
-//! the rows they decide on locked, reads a REPEATABLE READ snapshot), answered only after the
-//! commit, and run again whole when it loses a race with another coordinator. A failover is
-//! UNAVAILABLE, never a half-done state.
+//! PostgreSQL run highly available. The write and read operations run on connections each
+//! driven by the thread running an operation, their statements pipelined ([`SyncPool`],
+//! `conn`); the lease operations from the call's own task on a `tokio-postgres` pool
+//! (`deadpool-postgres`, `replay`), which migrations use too, and a renewal's, progress
+//! report's or heartbeat's one statement on shared connections (`live`). The schema's numbered
+//! migrations are applied once however many coordinators start at the same moment (a
+//! transaction-scoped advisory lock), SQLite's migrations translated to PostgreSQL's types
+//! ([`dialect`]); every operation of `store/ops/` runs in one transaction (writes
+//! SERIALIZABLE, the lease calls READ COMMITTED with the rows they decide on locked, reads a
+//! REPEATABLE READ snapshot), answered only after the commit, and run again whole when it
+//! loses a race with another coordinator. A failover is UNAVAILABLE, never a half-done state.
 
 mod conn;
+mod live;
+mod replay;
 mod tls;
 
 use std::path::PathBuf;
@@ -42,6 +46,9 @@ const MIGRATION_LOCK: i64 = 0x5eed_5419;
 /// and again.
 const WRITES_IN_TURN: i64 = 0x5eed_5420;
 
+/// How a lease operation's transaction begins.
+const LEASE_BEGIN: &str = "START TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE";
+
 /// Connections a coordinator holds at most, unless `[postgres] pool_size` says.
 const POOL_SIZE: usize = 16;
 
@@ -62,7 +69,7 @@ pub struct PostgresConfig {
     /// authentication.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
-    /// Connections this coordinator holds at most.
+    /// Connections this coordinator holds at most (shared as [`PostgresConfig::shares`] says).
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
 }
@@ -84,6 +91,16 @@ impl PostgresConfig {
                 *p = base.join(&*p);
             }
         }
+    }
+
+    /// How `pool_size` connections are shared: (the writes and reads, the connections
+    /// renewals, progress reports and heartbeats share, the other lease calls). A quarter, a
+    /// quarter up to 4, and the rest; at least one each.
+    pub fn shares(&self) -> (usize, usize, usize) {
+        let n = self.pool_size;
+        let sync = (n / 4).max(1);
+        let live = (n / 4).clamp(1, 4);
+        (sync, live, n.saturating_sub(sync + live).max(1))
     }
 
     /// What is wrong with it, before anything connects: the URL, a password in it, a remote
@@ -118,8 +135,8 @@ impl PostgresConfig {
                 ));
             }
         }
-        if !(1..=1000).contains(&self.pool_size) {
-            return Some(format!("postgres.pool_size {}: from 1 to 1000", self.pool_size));
+        if !(3..=1000).contains(&self.pool_size) {
+            return Some(format!("postgres.pool_size {}: from 3 to 1000", self.pool_size));
         }
         None
     }
@@ -129,12 +146,13 @@ fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The pool the operations run on: connections each driven by the blocking thread that runs
-/// an operation on it ([`conn::PgConn`]), so a statement's round trip wakes that thread alone
-/// (a connection's task on a runtime thread in between cost two more wake-ups per statement;
-/// docs/benchmarks.md, lease operations), with its statements pipelined ([`conn::PgTx`]).
+/// The pool the write and read operations run on: connections each driven by the blocking
+/// thread that runs an operation on it ([`conn::PgConn`]), so a statement's round trip wakes
+/// that thread alone (a connection's task on a runtime thread in between cost two more
+/// wake-ups per statement), with its statements pipelined ([`conn::PgTx`]).
 /// A connection found closed, or one whose turn could not be given back, is not used again.
-/// Migrations and the schema's views use the small `tokio-postgres` pool (`PgStore::pool`).
+/// The lease operations, migrations and the schema's views use the `tokio-postgres` pool
+/// (`PgStore::pool`).
 struct SyncPool {
     cfg: tokio_postgres::Config,
     tls: Option<tls::Rustls>,
@@ -180,7 +198,9 @@ impl Drop for SyncPool {
 pub struct PgStore {
     /// Where the operations run.
     sync: std::sync::Arc<SyncPool>,
-    /// Migrations and the schema's views.
+    /// Where the liveness calls' one statement runs (`live`).
+    live: live::Live,
+    /// The lease operations (`replay`), migrations and the schema's views.
     pool: Pool,
     /// Operations run again after losing a race, since this store was opened.
     retried: std::sync::atomic::AtomicU64,
@@ -331,11 +351,13 @@ impl PgStore {
         if sync_tls.is_some() {
             sync_cfg.ssl_mode(tokio_postgres::config::SslMode::Require);
         }
+        let (sync_size, live_size, lease_size) = pc.shares();
+        let live = live::Live::new(sync_cfg.clone(), sync_tls.clone(), live_size);
         let sync = std::sync::Arc::new(SyncPool {
             cfg: sync_cfg,
             tls: sync_tls,
             idle: Default::default(),
-            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(pc.pool_size)),
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(sync_size)),
         });
         let mgr = match &pc.ca_file {
             Some(ca) => {
@@ -348,9 +370,11 @@ impl PgStore {
             }
             None => Manager::from_config(cfg, NoTls, recycle),
         };
-        let pool =
-            Pool::builder(mgr).max_size(2).build().map_err(|e| Error::Internal(format!("database pool: {e}")))?;
-        let store = PgStore { sync, pool, retried: Default::default() };
+        let pool = Pool::builder(mgr)
+            .max_size(lease_size)
+            .build()
+            .map_err(|e| Error::Internal(format!("database pool: {e}")))?;
+        let store = PgStore { sync, live, pool, retried: Default::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -419,7 +443,7 @@ impl PgStore {
         T: Send + 'static,
         F: Fn(&dyn super::sql::Db) -> Result<T> + Send + Sync + 'static,
     {
-        self.run(Mode::Write, op).await
+        self.run(Mode::Write, std::sync::Arc::new(op)).await
     }
 
     /// A write operation of `store_operations`.
@@ -428,11 +452,12 @@ impl PgStore {
         T: Send + 'static,
         F: Fn(&dyn super::sql::Db) -> Result<T> + Send + Sync + 'static,
     {
-        self.run(Mode::Write, op).await
+        self.run(Mode::Write, std::sync::Arc::new(op)).await
     }
 
     /// A lease operation of `store_operations` (a station's or agent's call on its own rows,
-    /// many at once): READ COMMITTED, the operation locking the rows its decision rests on
+    /// many at once). A liveness call whose work is one statement runs it alone on a shared
+    /// connection (`live`); otherwise, or when it changed nothing: READ COMMITTED, the operation locking the rows its decision rests on
     /// (`Db::locks_rows`), run before its request id is looked up, and run again looking
     /// first (holding the request id) when it failed (`Db::requests_last`). It does not take
     /// the turn of the writes that lost a race, and cannot lose one over a predicate lock; a
@@ -442,7 +467,42 @@ impl PgStore {
         T: Send + 'static,
         F: Fn(&dyn super::sql::Db) -> Result<T> + Send + Sync + 'static,
     {
-        self.run(Mode::Lease, op).await
+        let op = std::sync::Arc::new(op);
+        // A liveness call's one statement runs from here, on a shared connection (`live`).
+        if let Some(stmt) = live::probe(&*op)
+            && let Ok(rows) = self.live.run(&stmt).await
+            && !rows.is_empty()
+        {
+            return live::replay(&*op, rows);
+        }
+        // From this task, on the async pool (`replay`); on a blocking thread only when the
+        // operation cannot be replayed.
+        let mut attempt = 0u32;
+        let mut look_first = false;
+        loop {
+            attempt += 1;
+            let requests_last = !look_first;
+            let (pool, op2) = (self.pool.clone(), op.clone());
+            // A task of its own: a call given up by its client still ends its transaction.
+            let replayed = tokio::spawn(async move { replay::run(&pool, LEASE_BEGIN, requests_last, &*op2).await })
+                .await
+                .map_err(|e| Error::Internal(format!("database task failed: {e}")))?;
+            match replayed {
+                replay::Replayed::Diverged => {
+                    tracing::debug!(
+                        "a lease operation asked other statements when run again; it runs on a blocking thread"
+                    );
+                    return self.run(Mode::Lease, op).await;
+                }
+                // Perhaps a copy of a request already answered: its answer is looked up first.
+                replay::Replayed::Done(Err(_), _) if requests_last => look_first = true,
+                replay::Replayed::Done(Err(_), true) if attempt < 20 => {
+                    self.retried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(std::time::Duration::from_millis(1 + u64::from(attempt))).await;
+                }
+                replay::Replayed::Done(r, _) => return r,
+            }
+        }
     }
 
     /// A read operation of `store_operations`: one consistent snapshot (REPEATABLE READ, READ
@@ -452,10 +512,10 @@ impl PgStore {
         T: Send + 'static,
         F: Fn(&dyn super::sql::Db) -> Result<T> + Send + Sync + 'static,
     {
-        self.run(Mode::Read, op).await
+        self.run(Mode::Read, std::sync::Arc::new(op)).await
     }
 
-    async fn run<T, F>(&self, mode: Mode, op: F) -> Result<T>
+    async fn run<T, F>(&self, mode: Mode, op: std::sync::Arc<F>) -> Result<T>
     where
         T: Send + 'static,
         F: Fn(&dyn super::sql::Db) -> Result<T> + Send + Sync + 'static,
@@ -463,10 +523,9 @@ impl PgStore {
         let begin = match mode {
             Mode::Read => "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
             Mode::Write => "START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE",
-            Mode::Lease => "START TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE",
+            Mode::Lease => LEASE_BEGIN,
         };
         let locks_rows = mode == Mode::Lease;
-        let op = std::sync::Arc::new(op);
         let mut attempt = 0u32;
         // A lease call runs before its request id is looked up at first (`Db::requests_last`);
         // once it failed, it looks first.
@@ -636,5 +695,13 @@ mod tests {
         assert!(p.contains("no database"), "{p}");
         let p = pc("mysql://x", false).problem().unwrap();
         assert!(p.contains("postgres.url"), "{p}");
+        let sized = |n| PostgresConfig { pool_size: n, ..pc("postgres://seedship@127.0.0.1/seedship", false) };
+        let p = sized(2).problem().unwrap();
+        assert!(p.contains("from 3 to 1000"), "{p}");
+        for (n, shares) in [(3, (1, 1, 1)), (8, (2, 2, 4)), (16, (4, 4, 8)), (1000, (250, 4, 746))] {
+            let got = sized(n).shares();
+            assert_eq!(got, shares, "pool_size {n}");
+            assert_eq!(got.0 + got.1 + got.2, n, "never more connections than pool_size");
+        }
     }
 }
