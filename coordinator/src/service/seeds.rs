@@ -202,6 +202,11 @@ impl Coordinator {
         }
     }
 
+    /// Each station's write rate now (bytes/s).
+    pub async fn station_rates(&self) -> Result<Vec<(String, u64)>> {
+        self.store.station_rates().await
+    }
+
     /// The durable facts `/metrics` counts, and the import jobs followed now.
     pub async fn metrics_facts(&self) -> Result<(MetricsFacts, Vec<crate::domain::import::JobRecord>)> {
         Ok((self.store.metrics_facts().await?, self.store.followed_jobs().await?))

@@ -336,6 +336,11 @@ pub async fn drives_escrow_their_key_first_and_work_completes_only_when_none_is_
     assert!(matches!(e, Err(Error::FailedPrecondition(ref m)) if m.contains("1 drive(s) preparing")), "{e:?}");
     let bad = store.report_drive(&rd("d4"), &st, &fence, &spec("D2", DriveStatus::Bad, ""), None, 8).await.unwrap();
     assert_eq!((bad.spec.status, bad.spec.status_reason.as_str()), (DriveStatus::Bad, "EIO"));
+    // Each answer is the drive as stored (the answer is not read back).
+    let listed = store.list_drives(Some("job-w")).await.unwrap();
+    assert_eq!(listed, vec![d1.clone(), bad.clone()]);
+    assert_eq!((d1.job_name.as_str(), d1.reported_by.as_str(), d1.reported_ms), ("job-w", st.uri().as_str(), 5));
+    assert!(bad.has_key, "the key escrowed with D2's first report is kept");
 
     // A wait is recorded once, and its end once.
     for (n, w) in [("r1", "add 1 more disk of at least 1 GB"), ("r2", "add 1 more disk of at least 1 GB"), ("r3", "")] {
@@ -760,6 +765,67 @@ pub async fn liveness_calls_extend_the_lease_end_a_wait_and_answer_a_copy_once(s
     assert!(matches!(&e, Error::FailedPrecondition(m) if m.contains("has not registered")), "{e}");
 }
 
+/// Liveness calls from many stations at the same moment (on PostgreSQL committed together on
+/// the shared connections, `pg/live.rs`) are each answered with their own outcome and each
+/// applied; a copy of a request already answered among them (its statement fails at its
+/// record's insert, which rolls its batch back) gets its first answer and costs the others
+/// nothing.
+pub async fn liveness_calls_at_once_are_each_applied_and_a_copy_among_them_fails_alone(store: Arc<dyn Store>) {
+    let src = SpiffeId::new("t", Role::Source, "fs01").unwrap();
+    let info = AgentInfo { site: None, hostname: "h".into(), version: "v".into(), virtualization: String::new() };
+    let stations: Vec<SpiffeId> = (0..12).map(|i| SpiffeId::new("t", Role::Copy, &format!("st{i}")).unwrap()).collect();
+    let t = |now| LeaseTiming { now, ttl_ms: 1_000 };
+    let mut fences = Vec::new();
+    for (i, st) in stations.iter().enumerate() {
+        store.register_agent(&idem(st, "a", "RegisterAgent", 1), st, &info, 1).await.unwrap();
+        let reg = idem(&src, &format!("s{i}"), "RegisterSeed", 1);
+        let job = format!("job-b{i}");
+        store.register_seed(&reg, &src, &seed(&job), &Placement::default(), DiskKind::CustomerDisk, 1).await.unwrap();
+        let lease = store.claim_work(&idem(st, "c", "ClaimWork", 1), st, t(10)).await.unwrap().unwrap();
+        fences.push(Fence { work_id: lease.work.work_id.clone(), generation: lease.work.generation });
+    }
+    let dup = idem(&stations[0], "dup", "RenewLease", 1);
+    assert_eq!(store.renew_lease(&dup, &stations[0], &fences[0], "", t(100)).await.unwrap(), 1_100);
+    for round in 0..3u64 {
+        let mut calls = Vec::new();
+        for (i, st) in stations.iter().enumerate() {
+            let (s, st, fence) = (store.clone(), st.clone(), fences[i].clone());
+            calls.push(tokio::spawn(async move {
+                let store = s;
+                let now = 200 + 100 * round as i64;
+                let r = idem(&st, &format!("r{round}"), "RenewLease", 1);
+                let renewed = store.renew_lease(&r, &st, &fence, "", t(now)).await?;
+                let delta = ProgressDelta { from: 10 * round, to: 10 * round + 10, phase: "copy".into() };
+                let p = idem(&st, &format!("p{round}"), "ReportProgress", 1);
+                let progressed = store.report_progress(&p, &st, &fence, &delta, t(now + 50)).await?;
+                Ok::<_, Error>((renewed, progressed))
+            }));
+            // The copy, sent again among them: its first answer.
+            let (s, st, fence) = (store.clone(), stations[0].clone(), fences[0].clone());
+            calls.push(tokio::spawn(async move {
+                let copy = s.renew_lease(&idem(&st, "dup", "RenewLease", 1), &st, &fence, "", t(900)).await?;
+                Ok((copy, (0, 0)))
+            }));
+        }
+        for (k, call) in calls.into_iter().enumerate() {
+            let got = call.await.unwrap().unwrap();
+            let now = 200 + 100 * round as i64;
+            if k % 2 == 1 {
+                assert_eq!(got.0, 1_100, "a copy gets the first answer");
+            } else {
+                assert_eq!(got, (now + 1_000, (10 * round + 10, now + 1_050)), "station {}", k / 2);
+            }
+        }
+    }
+    // Every station's last progress ran its lease to 1,450 + 1,000; none stopped earlier.
+    assert!(store.expire_leases(1_449).await.unwrap().is_empty());
+    assert_eq!(store.expire_leases(1_450).await.unwrap().len(), stations.len());
+    for (i, st) in stations.iter().enumerate() {
+        let back = store.claim_work(&idem(st, "c2", "ClaimWork", 1), st, t(2_000)).await.unwrap().unwrap();
+        assert_eq!(back.work.progress_bytes, 30, "station {i}: three reports of 10 bytes, each applied once");
+    }
+}
+
 /// Stations claiming at the same moment take different work (on PostgreSQL: `SKIP LOCKED`,
 /// and a lost race runs again), and one request sent twice at once is applied once.
 pub async fn racing_claims_take_each_item_once_and_a_doubled_request_is_applied_once(store: Arc<dyn Store>) {
@@ -956,7 +1022,7 @@ pub async fn audit_entries_recorded_at_once_join_one_unbroken_chain(store: Arc<d
 #[doc(hidden)]
 macro_rules! conformance_suite {
     ($open:path) => {
-        $crate::conformance_suite!(@each $open; tracking_numbers_are_unique_and_two_racing_operators_get_one_winner, the_job_is_mirrored_into_the_history_and_the_seed_follows_azure, a_drive_in_another_active_job_refuses_the_second_job, drives_escrow_their_key_first_and_work_completes_only_when_none_is_preparing, a_data_box_disk_seed_is_ordered_delivered_and_written_on_the_delivered_disks_only, the_operator_switches_a_queued_seed_to_microsofts_disks_and_back, a_new_offline_round_ships_exactly_the_lost_files_and_its_import_verifies_the_seed_again, leases_are_fenced_progress_is_from_to_and_a_retry_is_applied_once, liveness_calls_extend_the_lease_end_a_wait_and_answer_a_copy_once, racing_claims_take_each_item_once_and_a_doubled_request_is_applied_once, the_workers_lease_has_one_holder_and_its_generation_fences_a_former_one, audit_entries_recorded_at_once_join_one_unbroken_chain);
+        $crate::conformance_suite!(@each $open; tracking_numbers_are_unique_and_two_racing_operators_get_one_winner, the_job_is_mirrored_into_the_history_and_the_seed_follows_azure, a_drive_in_another_active_job_refuses_the_second_job, drives_escrow_their_key_first_and_work_completes_only_when_none_is_preparing, a_data_box_disk_seed_is_ordered_delivered_and_written_on_the_delivered_disks_only, the_operator_switches_a_queued_seed_to_microsofts_disks_and_back, a_new_offline_round_ships_exactly_the_lost_files_and_its_import_verifies_the_seed_again, leases_are_fenced_progress_is_from_to_and_a_retry_is_applied_once, liveness_calls_extend_the_lease_end_a_wait_and_answer_a_copy_once, liveness_calls_at_once_are_each_applied_and_a_copy_among_them_fails_alone, racing_claims_take_each_item_once_and_a_doubled_request_is_applied_once, the_workers_lease_has_one_holder_and_its_generation_fences_a_former_one, audit_entries_recorded_at_once_join_one_unbroken_chain);
     };
     (@each $open:path; $($t:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,6 +56,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0018_worker_lease", include_str!("../../migrations/0018_worker_lease.sql")),
     ("0019_audit_pending", include_str!("../../migrations/0019_audit_pending.sql")),
     ("0020_queue_order", include_str!("../../migrations/0020_queue_order.sql")),
+    ("0021_lease_renewals_in_place", include_str!("../../migrations/0021_lease_renewals_in_place.sql")),
 ];
 
 use async_trait::async_trait;
@@ -292,6 +293,8 @@ macro_rules! store_operations {
         write chain_audit() -> u64;
         /// The durable facts `/metrics` counts.
         read metrics_facts() -> MetricsFacts;
+        /// Each station's write rate now (bytes/s), for the dashboard's chart.
+        read station_rates() -> Vec<(String, u64)>;
         /// Events, newest first; `before` (an event id, 0 for none) pages back.
         read list_events(seed: Option<&str>, limit: u32, before: i64) -> Vec<HistoryEntry>;
         }

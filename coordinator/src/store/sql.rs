@@ -224,6 +224,14 @@ pub trait Db {
     fn put(&self, sql: &str, params: &[&dyn ToValue]) -> Result<()> {
         self.exec(sql, params).map(|_| ())
     }
+    /// [`Db::put`] of a write (an INSERT, UPDATE or DELETE) that reads nothing the writes put
+    /// before it change, and changes no row they change, since the last statement run for its
+    /// answer: so its outcome is the same whether it runs after them or with them in one
+    /// snapshot, and PostgreSQL's lease calls send them as one statement (`pg/replay.rs`). A
+    /// write that reads nothing at all (an INSERT of values) may always say so.
+    fn put_joined(&self, sql: &str, params: &[&dyn ToValue]) -> Result<()> {
+        self.put(sql, params)
+    }
     /// Every row of a query.
     fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>>;
     fn dialect(&self) -> Dialect;

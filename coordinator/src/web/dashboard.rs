@@ -66,8 +66,8 @@ pub async fn sample(web: Web, mut stop: tokio::sync::watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        if let Ok((facts, _)) = web.core.metrics_facts().await {
-            web.samples.push(web.core.now(), &facts.station_rates);
+        if let Ok(rates) = web.core.station_rates().await {
+            web.samples.push(web.core.now(), &rates);
         }
     }
 }

@@ -457,7 +457,7 @@ async fn run_backend(postgres: bool, args: &Args) -> Result<Run> {
                 let _ = pg
                     .client("psql")
                     .args(["-d", "seedship", "-c", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"])
-                    .args(["-c", "SELECT pg_stat_statements_reset()"])
+                    .args(["-c", "SELECT pg_stat_statements_reset()", "-c", "SELECT pg_stat_reset()"])
                     .output();
             }
         }
@@ -521,7 +521,7 @@ async fn run_backend(postgres: bool, args: &Args) -> Result<Run> {
     if postgres && args.db_stats {
         let pg = cluster.pg.as_ref().context("the cluster has no PostgreSQL")?;
         for sql in [
-            "SELECT relname, seq_scan, seq_tup_read, idx_scan, idx_tup_fetch, n_tup_ins, n_tup_upd, n_tup_del \
+            "SELECT relname, seq_scan, seq_tup_read, idx_scan, idx_tup_fetch, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del \
              FROM pg_stat_user_tables ORDER BY seq_tup_read DESC",
             "SELECT datname, xact_commit, xact_rollback, conflicts, deadlocks FROM pg_stat_database WHERE datname = 'seedship'",
             "SELECT calls, round(total_exec_time::numeric, 1) AS ms, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) \

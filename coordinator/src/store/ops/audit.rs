@@ -14,7 +14,8 @@ use crate::store::sql::Db;
 /// after the newest entry: recording reads nothing, so operations running at once (on several
 /// coordinators) do not conflict over the chain's head.
 pub fn append(c: &dyn Db, at: UnixMs, r: &AuditRecord) -> Result<()> {
-    c.put(
+    // Reads nothing: joined with the writes before it.
+    c.put_joined(
         "INSERT INTO audit_pending (at_ms, actor, action, target, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         args![at, r.actor, r.action, r.target, r.outcome, r.detail],
     )

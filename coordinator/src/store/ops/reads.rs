@@ -195,6 +195,18 @@ pub fn drive_key(c: &dyn Db, station: &SpiffeId, fence: &Fence, drive_id: &str, 
     }
 }
 
+/// Each station's write rate now (bytes/s, the sum over the disks of the work it holds): the
+/// dashboard's chart samples it every 10 s, without the rest of [`metrics_facts`], which reads
+/// every seed's history.
+pub fn station_rates(c: &dyn Db) -> Result<Vec<(String, u64)>> {
+    c.rows(
+        "SELECT d.station, CAST(SUM(d.rate_bytes_per_sec) AS BIGINT) FROM disk_progress d JOIN work_items w ON w.work_id = d.work_id \
+         WHERE w.state = 'leased' AND w.holder = d.station GROUP BY d.station ORDER BY d.station",
+        &[],
+        |r| Ok((r.get(0)?, r.get::<i64>(1)?.max(0) as u64)),
+    )
+}
+
 /// The durable facts `/metrics` counts (see [`MetricsFacts`]).
 pub fn metrics_facts(c: &dyn Db) -> Result<MetricsFacts> {
     let pairs = |sql: &str| -> Result<Vec<(String, i64)>> { c.rows(sql, &[], |r| Ok((r.get(0)?, r.get(1)?))) };
@@ -220,10 +232,7 @@ pub fn metrics_facts(c: &dyn Db) -> Result<MetricsFacts> {
     )?;
     let last_recovery_point =
         pairs("SELECT server, MAX(created_ms) FROM recovery_points GROUP BY server ORDER BY server")?;
-    let station_rates: Vec<(String, i64)> = pairs(
-        "SELECT d.station, CAST(SUM(d.rate_bytes_per_sec) AS BIGINT) FROM disk_progress d JOIN work_items w ON w.work_id = d.work_id \
-         WHERE w.state = 'leased' AND w.holder = d.station GROUP BY d.station ORDER BY d.station",
-    )?;
+    let station_rates = station_rates(c)?;
     let heartbeats = c.rows(
         "SELECT role, name, last_heartbeat_ms FROM agents WHERE reported_ms IS NOT NULL ORDER BY role, name",
         &[],
@@ -257,7 +266,7 @@ pub fn metrics_facts(c: &dyn Db) -> Result<MetricsFacts> {
         repairs,
         last_online_backup,
         last_recovery_point,
-        station_rates: station_rates.into_iter().map(|(s, r)| (s, r.max(0) as u64)).collect(),
+        station_rates,
         heartbeats,
         bytes_in_transit: in_transit.max(0) as u64,
     })

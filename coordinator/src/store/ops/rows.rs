@@ -59,7 +59,20 @@ pub fn seed_row(row: &Row) -> Result<Seed> {
 
 /// A seed by id or job name.
 pub fn load_seed(c: &dyn Db, key: &str) -> Result<Option<Seed>> {
-    c.row(&format!("SELECT {SEED_COLS} FROM seeds s WHERE s.seed_id = ?1 OR s.job_name = ?1"), args![key], seed_row)
+    c.row(
+        &format!("SELECT {SEED_COLS} FROM seeds s WHERE s.seed_id = {}", by_id_or_name("seeds")),
+        args![key],
+        seed_row,
+    )
+}
+
+/// The id of the row of `table` whose `seed_id` or else whose `job_name` is `?1`: a lookup in
+/// each unique index. (`seed_id = ?1 OR job_name = ?1` is read as a scan of the whole table,
+/// which under SERIALIZABLE also conflicts with every concurrent insert into it.)
+fn by_id_or_name(table: &str) -> String {
+    format!(
+        "COALESCE((SELECT seed_id FROM {table} WHERE seed_id = ?1), (SELECT seed_id FROM {table} WHERE job_name = ?1))"
+    )
 }
 
 pub fn require_seed(c: &dyn Db, key: &str) -> Result<Seed> {
@@ -170,11 +183,12 @@ pub fn transition(c: &dyn Db, seed: &mut Seed, t: Transition<'_>, now: UnixMs) -
         .apply(t.event)
         .map_err(|e| Error::FailedPrecondition(format!("seed {}: {e}", seed.spec.job_name)))?;
     let reason = if t.reason.is_empty() { next.describe().to_string() } else { t.reason };
-    c.put(
+    insert_event(c, &seed.seed_id, now, t.actor, Some(seed.state), next, t.event.as_str(), &reason)?;
+    // The history's statements read the seed's job name only, which this does not change.
+    c.put_joined(
         "UPDATE seeds SET state = ?2, state_reason = ?3, updated_ms = ?4 WHERE seed_id = ?1",
         args![seed.seed_id, next.as_str(), reason, now],
     )?;
-    insert_event(c, &seed.seed_id, now, t.actor, Some(seed.state), next, t.event.as_str(), &reason)?;
     if next.is_terminal() {
         // A seed that ended has no disk-prep work left (a station still holding it is refused).
         c.put(
@@ -241,12 +255,14 @@ pub fn insert_event(
         // Decided inside the database, in statements whose answer is not needed (PostgreSQL
         // sends them with the next one): the last event counted again if it is the same, else
         // the new event and its audit entry.
+        // The three read the history as it was before them (the count changes no column they
+        // compare): joined.
         let values = args![seed_id, actor, from, to.as_str(), event, reason, now, outcome, detail];
         c.put(
             &format!("UPDATE seed_events SET repeats = repeats + 1, last_ms = ?7 WHERE event_id IN ({SAME_AS_LAST})"),
             &values[..7],
         )?;
-        c.put(
+        c.put_joined(
             &format!(
                 "INSERT INTO audit_pending (at_ms, actor, action, target, outcome, detail) \
                  SELECT ?7, ?2, ?5, COALESCE((SELECT job_name FROM seeds WHERE seed_id = ?1), ?1), ?8, ?9 \
@@ -254,7 +270,7 @@ pub fn insert_event(
             ),
             values,
         )?;
-        c.put(
+        c.put_joined(
             &format!(
                 "INSERT INTO seed_events (seed_id, at_ms, actor, from_state, to_state, event, reason, last_ms) \
                  SELECT ?1, ?7, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS ({SAME_AS_LAST})"
@@ -439,7 +455,7 @@ pub fn job_drives(c: &dyn Db, seed_id: &str) -> Result<Vec<JobDrive>> {
 /// The job record of a seed (by seed id or job name), with its drives.
 pub fn load_job(c: &dyn Db, key: &str) -> Result<Option<JobRecord>> {
     let job = c.row(
-        &format!("SELECT {JOB_COLS} FROM import_jobs j WHERE j.seed_id = ?1 OR j.job_name = ?1"),
+        &format!("SELECT {JOB_COLS} FROM import_jobs j WHERE j.seed_id = {}", by_id_or_name("import_jobs")),
         args![key],
         job_row,
     )?;
@@ -532,7 +548,7 @@ fn record<T: Serialize>(c: &dyn Db, idem: &Idem, now: UnixMs, out: &T) -> Result
         };
         super::audit::append(c, now, &record)?;
     }
-    c.put(
+    c.put_joined(
         "INSERT INTO requests (caller, request_id, method, fingerprint, response, created_ms) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         args![idem.caller, idem.request_id, idem.method, idem.fingerprint.as_slice(), response, now],

@@ -747,6 +747,7 @@ pub fn report_drive(
         }
         // Microsoft's disk keeps Azure's key, whatever a station sends.
         let key = if delivered { None } else { key };
+        let key_sent = key.is_some();
         c.put(
             "INSERT INTO drives (seed_id, drive_id, position, capacity_bytes, bytes_written, manifest_file, \
              manifest_hash, drive_header_hash, sealed_key, reported_by, reported_ms, status, status_reason) \
@@ -774,7 +775,15 @@ pub fn report_drive(
                 d.status_reason
             ],
         )?;
-        c.one(&format!("SELECT {DRIVE_COLS} FROM drives d JOIN seeds s ON s.seed_id = d.seed_id WHERE d.seed_id = ?1 AND d.drive_id = ?2"), args![work.seed_id, d.drive_id], drive_row)
+        // The row as written: the answer, without reading it back.
+        Ok(Drive {
+            spec: d.clone(),
+            seed_id: work.seed_id,
+            job_name: seed.spec.job_name,
+            reported_by: station.uri(),
+            reported_ms: now,
+            has_key: key_sent || held.is_some_and(|(_, k)| k),
+        })
     })
 }
 

@@ -1,7 +1,7 @@
 //! The liveness calls' one statement (`Db::alone`: a renewal, a progress report or a
-//! heartbeat, with its request's record), run from the gRPC handler itself on a few shared
-//! connections, without a thread in between: concurrent statements are pipelined on a
-//! connection, each its own transaction, answered after its commit.
+//! heartbeat, with its request's record), queued from the gRPC handler for a few shared
+//! connections, without a thread in between: each connection's task commits the statements
+//! waiting for it in one transaction (group commit), and each is answered after that commit.
 //!
 //! A lease operation is first run against [`Stand`], a [`Db`] that only notes the statement the
 //! operation would run alone; the operation stops there. Then the statement runs here, and when
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls, Statement};
 
-use super::conn::{params_of, refs, row_of};
+use super::conn::{Param, in_order, params_of, refs, row_of};
 use super::{pg_err, tls};
 use crate::error::{Error, Result};
 use crate::store::sql::{Db, Dialect, Row, ToValue, Value, dollar_placeholders};
@@ -77,85 +77,179 @@ impl Db for Stand {
     }
 }
 
-/// One shared connection and the statements prepared on it.
-struct Conn {
-    client: Client,
-    prepared: std::sync::Mutex<HashMap<(String, Vec<Type>), Statement>>,
+/// A statement waiting for its turn on a shared connection, and where its rows go.
+struct Job {
+    stmt: Alone,
+    done: tokio::sync::oneshot::Sender<Result<Vec<Row>>>,
 }
 
-/// The shared connections, each opened when first needed and again after it closed.
+/// The most statements committed together.
+const BATCH: usize = 64;
+
+/// The shared connections: one task each, opened when first needed and again after it
+/// closed. A task takes every statement waiting (up to [`BATCH`]) and runs them in one
+/// transaction, so that the statements that arrived while the connections were busy share one
+/// commit and its flush, instead of each waiting for its own in turn (group commit). Alone
+/// when only one was waiting. A batch in which any statement fails is rolled back whole, and
+/// each of its statements runs again alone, so one call's failure is never another's.
 pub(super) struct Live {
     cfg: tokio_postgres::Config,
     tls: Option<tls::Rustls>,
-    slots: Vec<tokio::sync::Mutex<Option<Arc<Conn>>>>,
-    next: std::sync::atomic::AtomicUsize,
+    connections: usize,
+    /// Where statements are queued; the tasks are started with it, at the first statement.
+    queue: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Job>>,
 }
 
 impl Live {
     /// `connections` shared connections: more than one, so that one commit's flush does not
     /// hold up every statement queued behind it.
     pub(super) fn new(cfg: tokio_postgres::Config, tls: Option<tls::Rustls>, connections: usize) -> Live {
-        Live {
-            cfg,
-            tls,
-            slots: (0..connections.max(1)).map(|_| tokio::sync::Mutex::new(None)).collect(),
-            next: Default::default(),
-        }
+        Live { cfg, tls, connections: connections.max(1), queue: std::sync::OnceLock::new() }
     }
 
-    /// An open shared connection (the next in turn).
-    async fn conn(&self) -> Result<Arc<Conn>> {
-        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.slots.len();
-        let mut slot = self.slots[i].lock().await;
-        if let Some(c) = slot.as_ref()
-            && !c.client.is_closed()
-        {
-            return Ok(c.clone());
-        }
-        let client = match &self.tls {
-            Some(t) => {
-                let (client, connection) = self.cfg.connect(t.clone()).await.map_err(pg_err)?;
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                client
-            }
-            None => {
-                let (client, connection) = self.cfg.connect(NoTls).await.map_err(pg_err)?;
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                client
-            }
-        };
-        let c = Arc::new(Conn { client, prepared: Default::default() });
-        *slot = Some(c.clone());
-        Ok(c)
-    }
-
-    /// Runs `stmt` as a transaction of its own: its rows, after the commit.
+    /// Runs `stmt` in a transaction, alone or with others waiting at the same time: its rows,
+    /// after the commit.
     pub(super) async fn run(&self, stmt: &Alone) -> Result<Vec<Row>> {
-        let (types, params) = {
-            let args: Vec<&dyn ToValue> = stmt.1.iter().map(|v| v as &dyn ToValue).collect();
-            params_of(&args)
-        };
-        let conn = self.conn().await?;
-        let key = (dollar_placeholders(&stmt.0), types);
-        let known = conn.prepared.lock().map_err(|_| Error::Internal("statements poisoned".into()))?.get(&key).cloned();
-        let st = match known {
-            Some(st) => st,
-            None => {
-                let st = conn.client.prepare_typed(&key.0, &key.1).await.map_err(pg_err)?;
-                conn.prepared
-                    .lock()
-                    .map_err(|_| Error::Internal("statements poisoned".into()))?
-                    .insert(key, st.clone());
-                st
+        let queue = self.queue.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let rx = Arc::new(tokio::sync::Mutex::new(rx));
+            for _ in 0..self.connections {
+                let worker = Worker { cfg: self.cfg.clone(), tls: self.tls.clone(), conn: None };
+                tokio::spawn(worker.serve(rx.clone()));
             }
-        };
-        let rows = conn.client.query(&st, &refs(&params)).await.map_err(pg_err)?;
-        rows.iter().map(row_of).collect()
+            tx
+        });
+        let (done, answer) = tokio::sync::oneshot::channel();
+        queue
+            .send(Job { stmt: stmt.clone(), done })
+            .map_err(|_| Error::Unavailable("the shared database connections stopped".into()))?;
+        answer.await.map_err(|_| Error::Unavailable("the shared database connection stopped".into()))?
     }
+}
+
+/// One shared connection and the statements prepared on it.
+struct Conn {
+    client: Client,
+    prepared: HashMap<(String, Vec<Type>), Statement>,
+}
+
+/// The task of one shared connection.
+struct Worker {
+    cfg: tokio_postgres::Config,
+    tls: Option<tls::Rustls>,
+    conn: Option<Conn>,
+}
+
+type Answer<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<tokio_postgres::Row>>> + Send + 'a>>;
+
+impl Worker {
+    /// Takes the statements waiting, runs them, answers each; ends when the store is dropped.
+    async fn serve(mut self, rx: Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Job>>>) {
+        loop {
+            let batch = {
+                let mut rx = rx.lock().await;
+                let Some(first) = rx.recv().await else { return };
+                let mut batch = vec![first];
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                batch
+            };
+            let answers = self.batch(&batch).await;
+            for (job, answer) in batch.into_iter().zip(answers) {
+                let _ = job.done.send(answer);
+            }
+        }
+    }
+
+    /// The open connection, connecting first when there is none or it closed.
+    async fn conn(&mut self) -> Result<&mut Conn> {
+        if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+            let client = match &self.tls {
+                Some(t) => {
+                    let (client, connection) = self.cfg.connect(t.clone()).await.map_err(pg_err)?;
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    client
+                }
+                None => {
+                    let (client, connection) = self.cfg.connect(NoTls).await.map_err(pg_err)?;
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    client
+                }
+            };
+            self.conn = Some(Conn { client, prepared: HashMap::new() });
+        }
+        self.conn.as_mut().ok_or_else(|| Error::Internal("no shared connection".into()))
+    }
+
+    /// Each job's rows: in one transaction when there are several; each alone when there is
+    /// one, or when the transaction did not commit every statement.
+    async fn batch(&mut self, jobs: &[Job]) -> Vec<Result<Vec<Row>>> {
+        let calls = match self.prepare(jobs).await {
+            Ok(calls) => calls,
+            Err(e) => return jobs.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let Some(conn) = self.conn.as_ref() else {
+            return jobs.iter().map(|_| Err(Error::Internal("no shared connection".into()))).collect();
+        };
+        let client = &conn.client;
+        let alone = |call| send(client, call);
+        if calls.len() > 1 {
+            let mut futs: Vec<Answer<'_>> = Vec::with_capacity(calls.len() + 2);
+            futs.push(Box::pin(async move { client.batch_execute("BEGIN").await.map(|_| Vec::new()).map_err(pg_err) }));
+            futs.extend(calls.iter().map(alone));
+            futs.push(Box::pin(
+                async move { client.batch_execute("COMMIT").await.map(|_| Vec::new()).map_err(pg_err) },
+            ));
+            let outs = in_order(futs).await;
+            // A statement that failed rolled the whole transaction back (its COMMIT then ends
+            // it without committing anything).
+            if outs.iter().all(|o| o.is_ok()) {
+                return outs[1..=calls.len()].iter().map(|o| rows_of(o.as_ref().expect("checked"))).collect();
+            }
+        }
+        // Alone: each its own transaction, pipelined.
+        in_order(calls.iter().map(alone).collect()).await.into_iter().map(|o| o.and_then(|r| rows_of(&r))).collect()
+    }
+
+    /// Each job's statement, prepared on the connection (once per connection), with its
+    /// parameters.
+    async fn prepare(&mut self, jobs: &[Job]) -> Result<Vec<(Statement, Vec<Param>)>> {
+        let conn = self.conn().await?;
+        let mut calls = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let (types, params) = {
+                let args: Vec<&dyn ToValue> = job.stmt.1.iter().map(|v| v as &dyn ToValue).collect();
+                params_of(&args)
+            };
+            let key = (dollar_placeholders(&job.stmt.0), types);
+            let st = match conn.prepared.get(&key) {
+                Some(st) => st.clone(),
+                None => {
+                    let st = conn.client.prepare_typed(&key.0, &key.1).await.map_err(pg_err)?;
+                    conn.prepared.insert(key, st.clone());
+                    st
+                }
+            };
+            calls.push((st, params));
+        }
+        Ok(calls)
+    }
+}
+
+fn send<'a>(client: &'a Client, (st, params): &'a (Statement, Vec<Param>)) -> Answer<'a> {
+    Box::pin(async move { client.query(st, &refs(params)).await.map_err(pg_err) })
+}
+
+fn rows_of(rows: &[tokio_postgres::Row]) -> Result<Vec<Row>> {
+    rows.iter().map(row_of).collect()
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! driven by the thread running an operation, their statements pipelined ([`SyncPool`],
 //! `conn`); the lease operations from the call's own task on a `tokio-postgres` pool
 //! (`deadpool-postgres`, `replay`), which migrations use too, and a renewal's, progress
-//! report's or heartbeat's one statement on shared connections (`live`). The schema's numbered
+//! report's or heartbeat's one statement on shared connections that commit what waits for
+//! them together (`live`). The schema's numbered
 //! migrations are applied once however many coordinators start at the same moment (a
 //! transaction-scoped advisory lock), SQLite's migrations translated to PostgreSQL's types
 //! ([`dialect`]); every operation of `store/ops/` runs in one transaction (writes

@@ -60,7 +60,7 @@ struct Rec<'a> {
     answers: &'a [(Asked, Got)],
     requests_last: bool,
     asked: Cell<usize>,
-    puts: RefCell<Vec<(String, Vec<Value>)>>,
+    puts: RefCell<Vec<Put>>,
     next: RefCell<Option<Asked>>,
     diverged: Cell<bool>,
     lost_race: Cell<bool>,
@@ -102,6 +102,17 @@ impl Rec<'_> {
     }
 }
 
+impl Rec<'_> {
+    fn write(&self, sql: &str, params: &[&dyn ToValue], joined: bool) -> Result<()> {
+        if self.next.borrow().is_some() {
+            self.diverged.set(true);
+            return Err(Error::Internal(STOPPED.into()));
+        }
+        self.puts.borrow_mut().push((sql.to_string(), params.iter().map(|p| p.to_value()).collect(), joined));
+        Ok(())
+    }
+}
+
 impl Db for Rec<'_> {
     fn exec(&self, sql: &str, params: &[&dyn ToValue]) -> Result<u64> {
         match self.ask(sql, params, false)? {
@@ -111,12 +122,11 @@ impl Db for Rec<'_> {
     }
 
     fn put(&self, sql: &str, params: &[&dyn ToValue]) -> Result<()> {
-        if self.next.borrow().is_some() {
-            self.diverged.set(true);
-            return Err(Error::Internal(STOPPED.into()));
-        }
-        self.puts.borrow_mut().push((sql.to_string(), params.iter().map(|p| p.to_value()).collect()));
-        Ok(())
+        self.write(sql, params, false)
+    }
+
+    fn put_joined(&self, sql: &str, params: &[&dyn ToValue]) -> Result<()> {
+        self.write(sql, params, true)
     }
 
     fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>> {
@@ -176,7 +186,7 @@ pub(super) async fn run<T>(
     let Some(client) = held.client.as_ref() else { return Replayed::Diverged };
     let mut answers: Vec<(Asked, Got)> = Vec::new();
     // The writes sent so far, which every run must make again first.
-    let mut sent: Vec<(String, Vec<Value>)> = Vec::new();
+    let mut sent: Vec<Put> = Vec::new();
     let mut begun = false;
     let rollback = |begun: bool| {
         let held = &held;
@@ -251,15 +261,83 @@ pub(super) async fn run<T>(
     }
 }
 
+/// A write the operation made: its statement, parameters, and whether it may join the writes
+/// before it ([`Db::put_joined`]).
+type Put = (String, Vec<Value>, bool);
+
+/// The writes as they are sent: each run of writes that join the one before it is one statement,
+/// the first ones as data-modifying `WITH` clauses of the last (PostgreSQL runs every clause, in
+/// one snapshot, whether or not anything reads it). Only INSERT, UPDATE and DELETE join: a
+/// SELECT clause that nothing reads would not run, and a `WITH` cannot hold another.
+fn join(puts: &[Put]) -> Vec<(String, Vec<Value>)> {
+    let dml = |sql: &str| {
+        let head = sql.trim_start().get(..7).unwrap_or("").to_ascii_uppercase();
+        head.starts_with("INSERT ") || head.starts_with("UPDATE ") || head.starts_with("DELETE ")
+    };
+    let mut out: Vec<(Vec<&Put>, bool)> = Vec::new();
+    for p in puts {
+        match out.last_mut() {
+            Some((run, true)) if p.2 && dml(&p.0) => run.push(p),
+            _ => out.push((vec![p], dml(&p.0))),
+        }
+    }
+    out.into_iter()
+        .map(|(run, _)| {
+            if let [one] = run[..] {
+                return (one.0.clone(), one.1.clone());
+            }
+            let (mut sql, mut params) = (String::from("WITH "), Vec::new());
+            let last = run.len() - 1;
+            for (i, p) in run.iter().enumerate() {
+                let text = renumber(&p.0, params.len());
+                if i < last {
+                    sql.push_str(&format!("{}j{i} AS ({text})", if i > 0 { ", " } else { "" }));
+                } else {
+                    sql.push_str(&format!(" {text}"));
+                }
+                params.extend(p.1.iter().cloned());
+            }
+            (sql, params)
+        })
+        .collect()
+}
+
+/// `sql` with each placeholder `?N` (outside quotes) as `?{N + by}`.
+fn renumber(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    let mut quoted = false;
+    while let Some(ch) = chars.next() {
+        out.push(ch);
+        match ch {
+            '\'' => quoted = !quoted,
+            '?' if !quoted => {
+                let mut n = String::new();
+                while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                    n.push(*d);
+                    chars.next();
+                }
+                match n.parse::<usize>() {
+                    Ok(n) => out.push_str(&(n + by).to_string()),
+                    Err(_) => out.push_str(&n),
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// One round trip: `begin` (unless empty), `puts`, `last` and a `COMMIT` if `commit`, all sent
 /// before any answer is read; `last`'s answer, or the first failure and whether it lost a race.
 async fn send(
     client: &deadpool_postgres::Client,
     begin: &str,
-    puts: &[(String, Vec<Value>)],
+    puts: &[Put],
     last: Option<&Asked>,
     commit: bool,
 ) -> std::result::Result<Option<Got>, (Error, bool)> {
+    let puts = join(puts);
     let fail = |e: tokio_postgres::Error| {
         let conflict = is_conflict(&e);
         (pg_err(e), conflict)
@@ -392,5 +470,35 @@ mod tests {
         };
         assert!(swallow(&r).is_err());
         assert!(r.diverged.get());
+    }
+
+    #[test]
+    fn writes_that_join_are_one_statement_with_their_placeholders_numbered_on() {
+        let put = |sql: &str, params: Vec<Value>, joined: bool| (sql.to_string(), params, joined);
+        let puts = vec![
+            put("SELECT pg_advisory_xact_lock(?1)", vec![Value::Int(1)], false),
+            // A SELECT is not joined: as a clause nothing reads, it would not run.
+            put("UPDATE a SET x = ?1 WHERE k = ?2", vec![Value::Int(2), Value::Int(3)], true),
+            put("INSERT INTO b (y, z) SELECT ?2, '?1' WHERE ?1 > 0", vec![Value::Int(4), Value::Int(5)], true),
+            put("insert into c VALUES (?1)", vec![Value::Int(6)], true),
+            put("UPDATE d SET w = ?1", vec![Value::Int(7)], false),
+            put("WITH q AS (SELECT 1) INSERT INTO e SELECT * FROM q", vec![], true),
+        ];
+        let joined = join(&puts);
+        let sqls: Vec<&str> = joined.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(
+            sqls,
+            [
+                "SELECT pg_advisory_xact_lock(?1)",
+                "WITH j0 AS (UPDATE a SET x = ?1 WHERE k = ?2), j1 AS (INSERT INTO b (y, z) SELECT ?4, '?1' WHERE ?3 > 0) \
+                 insert into c VALUES (?5)",
+                "UPDATE d SET w = ?1",
+                "WITH q AS (SELECT 1) INSERT INTO e SELECT * FROM q",
+            ]
+        );
+        let ints = |v: &[Value]| v.iter().map(|x| if let Value::Int(i) = x { *i } else { -1 }).collect::<Vec<_>>();
+        assert_eq!(ints(&joined[1].1), [2, 3, 4, 5, 6]);
+        assert_eq!(ints(&joined[2].1), [7]);
+        assert_eq!(renumber("?10 = ?1 AND '?' = ?", 4), "?14 = ?5 AND '?' = ?");
     }
 }
