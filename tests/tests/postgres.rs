@@ -360,3 +360,47 @@ async fn a_sqlite_site_moves_to_postgresql_with_every_row_checked_and_goes_on_th
     assert_eq!(listed.len(), 3);
     c.finish()
 }
+
+/// A lease operation reads without locking on the shared connections and writes after a guard
+/// that reads again, locked: when another call changed what it read in between, nothing of it
+/// is committed and it runs its usual way (locking as it reads); otherwise it commits as read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_call_read_without_locks_commits_only_what_it_read_unchanged() -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let pg = Postgres::start()?;
+    let url = pg.database("optimistic")?;
+    let store = PgStore::open(&url).await?;
+    store
+        .tx(|db| {
+            db.exec("CREATE TABLE t (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)", &[])?;
+            db.exec("INSERT INTO t (id, n) VALUES (1, 0)", &[])
+        })
+        .await?;
+    // Adds one to what it read; the first time it has read, another session adds 100 first.
+    let interfere = std::sync::Arc::new(AtomicBool::new(true));
+    let psql = pg.client("psql").get_program().to_owned();
+    let add_one = move |interfere: std::sync::Arc<AtomicBool>| {
+        let (psql, url) = (psql.clone(), url.clone());
+        move |db: &dyn coordinator::store::sql::Db| {
+            let n: i64 = db.query_one(&format!("SELECT n FROM t WHERE id = 1{}", db.for_update("t")), &[])?.get(0)?;
+            if interfere.swap(false, Ordering::SeqCst) {
+                let o = std::process::Command::new(&psql)
+                    .args([url.as_str(), "-c", "UPDATE t SET n = n + 100 WHERE id = 1"])
+                    .output()
+                    .map_err(|e| Error::Internal(format!("psql: {e}")))?;
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            }
+            db.put("UPDATE t SET n = ?1 WHERE id = 1", coordinator::args![n + 1])?;
+            Ok(n + 1)
+        }
+    };
+    // Changed in between: the guard refuses it, and it runs again locked, on the new value.
+    assert_eq!(store.lease_tx(add_one(interfere.clone())).await?, 101);
+    assert_eq!(store.optimistic(), (0, 1), "not committed as first read");
+    // Unchanged: committed as read, on the shared connections.
+    assert_eq!(store.lease_tx(add_one(interfere.clone())).await?, 102);
+    assert_eq!(store.optimistic(), (1, 1));
+    let n: i64 = store.tx(|db| db.query_one("SELECT n FROM t WHERE id = 1", &[])?.get(0)).await?;
+    assert_eq!(n, 102, "each applied once, none on a stale read");
+    Ok(())
+}

@@ -2,6 +2,8 @@
 //! heartbeat, with its request's record), queued from the gRPC handler for a few shared
 //! connections, without a thread in between: each connection's task commits the statements
 //! waiting for it in one transaction (group commit), and each is answered after that commit.
+//! The optimistic lease calls' reads and writes (`replay::optimistic`) are queued there too,
+//! a call's writes as one job of several statements.
 //!
 //! A lease operation is first run against [`Stand`], a [`Db`] that only notes the statement the
 //! operation would run alone; the operation stops there. Then the statement runs here, and when
@@ -77,9 +79,10 @@ impl Db for Stand {
     }
 }
 
-/// A statement waiting for its turn on a shared connection, and where its rows go.
+/// Statements waiting for their turn on a shared connection, to run in this order in one
+/// transaction, and where the last one's rows go.
 struct Job {
-    stmt: Alone,
+    stmts: Vec<Alone>,
     done: tokio::sync::oneshot::Sender<Result<Vec<Row>>>,
 }
 
@@ -110,6 +113,12 @@ impl Live {
     /// Runs `stmt` in a transaction, alone or with others waiting at the same time: its rows,
     /// after the commit.
     pub(super) async fn run(&self, stmt: &Alone) -> Result<Vec<Row>> {
+        self.run_all(vec![stmt.clone()]).await
+    }
+
+    /// Runs `stmts` in this order in one transaction, alone or with others waiting at the same
+    /// time: the last one's rows, after the commit. When one fails, none of them is committed.
+    pub(super) async fn run_all(&self, stmts: Vec<Alone>) -> Result<Vec<Row>> {
         let queue = self.queue.get_or_init(|| {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             let rx = Arc::new(tokio::sync::Mutex::new(rx));
@@ -121,7 +130,7 @@ impl Live {
         });
         let (done, answer) = tokio::sync::oneshot::channel();
         queue
-            .send(Job { stmt: stmt.clone(), done })
+            .send(Job { stmts, done })
             .map_err(|_| Error::Unavailable("the shared database connections stopped".into()))?;
         answer.await.map_err(|_| Error::Unavailable("the shared database connection stopped".into()))?
     }
@@ -200,45 +209,82 @@ impl Worker {
             return jobs.iter().map(|_| Err(Error::Internal("no shared connection".into()))).collect();
         };
         let client = &conn.client;
-        let alone = |call| send(client, call);
+        let statement = |call| send(client, call);
+        let word = |w: &'static str| -> Answer<'_> {
+            Box::pin(async move { client.batch_execute(w).await.map(|_| Vec::new()).map_err(pg_err) })
+        };
         if calls.len() > 1 {
-            let mut futs: Vec<Answer<'_>> = Vec::with_capacity(calls.len() + 2);
-            futs.push(Box::pin(async move { client.batch_execute("BEGIN").await.map(|_| Vec::new()).map_err(pg_err) }));
-            futs.extend(calls.iter().map(alone));
-            futs.push(Box::pin(
-                async move { client.batch_execute("COMMIT").await.map(|_| Vec::new()).map_err(pg_err) },
-            ));
+            let mut futs: Vec<Answer<'_>> = Vec::with_capacity(calls.iter().map(Vec::len).sum::<usize>() + 2);
+            futs.push(word("BEGIN"));
+            futs.extend(calls.iter().flatten().map(statement));
+            futs.push(word("COMMIT"));
             let outs = in_order(futs).await;
             // A statement that failed rolled the whole transaction back (its COMMIT then ends
             // it without committing anything).
             if outs.iter().all(|o| o.is_ok()) {
-                return outs[1..=calls.len()].iter().map(|o| rows_of(o.as_ref().expect("checked"))).collect();
+                let mut at = 0;
+                return calls
+                    .iter()
+                    .map(|job| {
+                        at += job.len();
+                        rows_of(outs[at].as_ref().expect("checked"))
+                    })
+                    .collect();
             }
         }
-        // Alone: each its own transaction, pipelined.
-        in_order(calls.iter().map(alone).collect()).await.into_iter().map(|o| o.and_then(|r| rows_of(&r))).collect()
+        // Alone: each job its own transaction (a job of one statement, that statement alone),
+        // pipelined.
+        let mut futs: Vec<Answer<'_>> = Vec::new();
+        for job in &calls {
+            if job.len() > 1 {
+                futs.push(word("BEGIN"));
+            }
+            futs.extend(job.iter().map(statement));
+            if job.len() > 1 {
+                futs.push(word("COMMIT"));
+            }
+        }
+        let mut outs = in_order(futs).await.into_iter();
+        calls
+            .iter()
+            .map(|job| {
+                let took: Vec<_> = outs.by_ref().take(job.len() + if job.len() > 1 { 2 } else { 0 }).collect();
+                let stmts = if job.len() > 1 { &took[1..=job.len()] } else { &took[..] };
+                match stmts.iter().find_map(|o| o.as_ref().err()) {
+                    Some(e) => Err(e.clone()),
+                    None => match took.last() {
+                        Some(Err(e)) => Err(e.clone()),
+                        _ => rows_of(stmts.last().and_then(|o| o.as_ref().ok()).map(Vec::as_slice).unwrap_or(&[])),
+                    },
+                }
+            })
+            .collect()
     }
 
-    /// Each job's statement, prepared on the connection (once per connection), with its
+    /// Each job's statements, prepared on the connection (once per connection), with their
     /// parameters.
-    async fn prepare(&mut self, jobs: &[Job]) -> Result<Vec<(Statement, Vec<Param>)>> {
+    async fn prepare(&mut self, jobs: &[Job]) -> Result<Vec<Vec<(Statement, Vec<Param>)>>> {
         let conn = self.conn().await?;
         let mut calls = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let (types, params) = {
-                let args: Vec<&dyn ToValue> = job.stmt.1.iter().map(|v| v as &dyn ToValue).collect();
-                params_of(&args)
-            };
-            let key = (dollar_placeholders(&job.stmt.0), types);
-            let st = match conn.prepared.get(&key) {
-                Some(st) => st.clone(),
-                None => {
-                    let st = conn.client.prepare_typed(&key.0, &key.1).await.map_err(pg_err)?;
-                    conn.prepared.insert(key, st.clone());
-                    st
-                }
-            };
-            calls.push((st, params));
+            let mut stmts = Vec::with_capacity(job.stmts.len());
+            for (sql, values) in &job.stmts {
+                let (types, params) = {
+                    let args: Vec<&dyn ToValue> = values.iter().map(|v| v as &dyn ToValue).collect();
+                    params_of(&args)
+                };
+                let key = (dollar_placeholders(sql), types);
+                let st = match conn.prepared.get(&key) {
+                    Some(st) => st.clone(),
+                    None => {
+                        let st = conn.client.prepare_typed(&key.0, &key.1).await.map_err(pg_err)?;
+                        conn.prepared.insert(key, st.clone());
+                        st
+                    }
+                };
+                stmts.push((st, params));
+            }
+            calls.push(stmts);
         }
         Ok(calls)
     }

@@ -4,7 +4,8 @@
 //! `conn`); the lease operations from the call's own task on a `tokio-postgres` pool
 //! (`deadpool-postgres`, `replay`), which migrations use too, and a renewal's, progress
 //! report's or heartbeat's one statement on shared connections that commit what waits for
-//! them together (`live`). The schema's numbered
+//! them together (`live`), where a lease call that reads before it writes first runs
+//! optimistically (`replay::optimistic`). The schema's numbered
 //! migrations are applied once however many coordinators start at the same moment (a
 //! transaction-scoped advisory lock), SQLite's migrations translated to PostgreSQL's types
 //! ([`dialect`]); every operation of `store/ops/` runs in one transaction (writes
@@ -205,6 +206,9 @@ pub struct PgStore {
     pool: Pool,
     /// Operations run again after losing a race, since this store was opened.
     retried: std::sync::atomic::AtomicU64,
+    /// Lease operations committed optimistically (`replay::optimistic`), and those that could
+    /// not be and ran their usual way, since this store was opened.
+    optimistic: [std::sync::atomic::AtomicU64; 2],
 }
 
 impl std::fmt::Debug for PgStore {
@@ -375,7 +379,7 @@ impl PgStore {
             .max_size(lease_size)
             .build()
             .map_err(|e| Error::Internal(format!("database pool: {e}")))?;
-        let store = PgStore { sync, live, pool, retried: Default::default() };
+        let store = PgStore { sync, live, pool, retried: Default::default(), optimistic: Default::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -447,6 +451,16 @@ impl PgStore {
         self.run(Mode::Write, std::sync::Arc::new(op)).await
     }
 
+    /// Runs `op` as a lease operation runs (`store_operations`' `lease`): a test's way to the
+    /// paths only lease calls take.
+    pub async fn lease_tx<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&dyn super::sql::Db) -> Result<T> + Send + Sync + 'static,
+    {
+        self.lease(op).await
+    }
+
     /// A write operation of `store_operations`.
     async fn write<T, F>(&self, op: F) -> Result<T>
     where
@@ -475,6 +489,13 @@ impl PgStore {
             && !rows.is_empty()
         {
             return live::replay(&*op, rows);
+        }
+        // Read on the shared connections, then written there after guards of what it read
+        // (`replay::optimistic`), holding no connection of its own in between.
+        let optimistic = replay::optimistic(&self.live, &*op).await;
+        self.optimistic[usize::from(optimistic.is_none())].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(v) = optimistic {
+            return Ok(v);
         }
         // From this task, on the async pool (`replay`); on a blocking thread only when the
         // operation cannot be replayed.
@@ -599,6 +620,13 @@ impl PgStore {
     }
 
     /// How many operations ran again after losing a race.
+    /// Lease operations committed optimistically, and those that ran their usual way instead
+    /// (after a liveness call's one statement, if it had one, changed nothing).
+    pub fn optimistic(&self) -> (u64, u64) {
+        let n = |i: usize| self.optimistic[i].load(std::sync::atomic::Ordering::Relaxed);
+        (n(0), n(1))
+    }
+
     pub fn retried(&self) -> u64 {
         self.retried.load(std::sync::atomic::Ordering::Relaxed)
     }

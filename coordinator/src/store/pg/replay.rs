@@ -10,6 +10,11 @@
 //! answers (the lease operations take their clock as an argument and draw no random ids); one
 //! that does not ([`Replayed::Diverged`]) is rolled back and runs on a blocking thread instead
 //! (`PgStore::run`), so nothing depends on it.
+//!
+//! An operation that reads everything before it writes runs so first without a connection of
+//! its own ([`optimistic`]): its reads on the shared connections, unlocked, and its writes in
+//! one transaction there behind guards that read again, locked, and fail unless they get the
+//! same rows.
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering::Relaxed;
@@ -66,7 +71,19 @@ struct Rec<'a> {
     lost_race: Cell<bool>,
 }
 
-impl Rec<'_> {
+impl<'a> Rec<'a> {
+    fn new(answers: &'a [(Asked, Got)], requests_last: bool) -> Rec<'a> {
+        Rec {
+            answers,
+            requests_last,
+            asked: Cell::new(0),
+            puts: RefCell::new(Vec::new()),
+            next: RefCell::new(None),
+            diverged: Cell::new(false),
+            lost_race: Cell::new(false),
+        }
+    }
+
     fn ask(&self, sql: &str, params: &[&dyn ToValue], rows: bool) -> Result<Got> {
         let i = self.asked.get();
         self.asked.set(i + 1);
@@ -198,15 +215,7 @@ pub(super) async fn run<T>(
         }
     };
     loop {
-        let rec = Rec {
-            answers: &answers,
-            requests_last,
-            asked: Cell::new(0),
-            puts: RefCell::new(Vec::new()),
-            next: RefCell::new(None),
-            diverged: Cell::new(false),
-            lost_race: Cell::new(false),
-        };
+        let rec = Rec::new(&answers, requests_last);
         let out = op(&rec);
         if rec.diverged.get() {
             rollback(begun).await;
@@ -259,6 +268,100 @@ pub(super) async fn run<T>(
             }
         }
     }
+}
+
+/// Runs `op` without holding a connection of its own between its round trips (optimistic
+/// concurrency): each statement it asks is read on the shared connections (`live`, with
+/// whatever else waits for them) without locking anything; then its writes go out in one
+/// transaction there, after a guard per read that runs the read again, locking what it locks
+/// when the operation runs its usual way, and fails the transaction unless it gives the same
+/// rows. So the operation's decisions hold at the commit as if it had read then, and its
+/// answer is given after the commit. `None` when it cannot run so (a read after a write, a
+/// write whose count it needs, a read that skips locked rows: which of them it takes is the
+/// decision) or did not (a guard failed: another call changed what it read; the operation
+/// failed; anything else failed): nothing of it was committed, and it runs its usual way.
+pub(super) async fn optimistic<T>(
+    live: &super::live::Live,
+    op: &(dyn Fn(&dyn Db) -> Result<T> + Send + Sync),
+) -> Option<T> {
+    let mut answers: Vec<(Asked, Got)> = Vec::new();
+    let mut guards: Vec<(String, Vec<Value>)> = Vec::new();
+    loop {
+        let (next, out, puts) = {
+            let rec = Rec::new(&answers, true);
+            let out = op(&rec);
+            if rec.diverged.get() {
+                return None;
+            }
+            (rec.next.into_inner(), out, rec.puts.into_inner())
+        };
+        match (next, out) {
+            (Some(asked), _) => {
+                if asked.puts_before > 0 || !asked.rows {
+                    return None;
+                }
+                let (read, guard) = unlocked(&asked.sql, asked.params.len())?;
+                let rows = live.run(&(read, asked.params.clone())).await.ok()?;
+                // Each row with its text as the last column: what the guard compares.
+                let mut texts = Vec::with_capacity(rows.len());
+                let mut got = Vec::with_capacity(rows.len());
+                for mut row in rows {
+                    match row.0.pop() {
+                        Some(Value::Text(t)) => texts.push(t),
+                        _ => return None,
+                    }
+                    got.push(row);
+                }
+                let mut params = asked.params.clone();
+                params.push(Value::Text(texts.join("\n")));
+                guards.push((guard, params));
+                answers.push((asked, Got::Rows(got)));
+            }
+            (None, Ok(v)) => {
+                if puts.is_empty() {
+                    return None;
+                }
+                let mut stmts = guards;
+                stmts.extend(join(&puts));
+                return live.run_all(stmts).await.ok().map(|_| v);
+            }
+            (None, Err(_)) => return None,
+        }
+    }
+}
+
+/// A read for [`optimistic`]: the statement without its locking clause, each row with its
+/// text; and its guard, the statement as it is, whose rows' text must equal the last
+/// parameter. `None` when its rows cannot be read so: it skips locked rows, or locks rows other
+/// than with a clause at its end.
+fn unlocked(sql: &str, params: usize) -> Option<(String, String)> {
+    let upper = sql.to_ascii_uppercase();
+    if upper.contains("SKIP LOCKED") {
+        return None;
+    }
+    let bare = match upper.rfind(" FOR NO KEY UPDATE OF ") {
+        // Only a list of the tables locked ends it.
+        Some(i)
+            if sql[i + 22..].split(',').all(|t| {
+                let t = t.trim();
+                !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            }) =>
+        {
+            &sql[..i]
+        }
+        _ => sql,
+    };
+    let rest = bare.to_ascii_uppercase();
+    if [" FOR UPDATE", " FOR NO KEY UPDATE", " FOR SHARE", " FOR KEY SHARE"].iter().any(|l| rest.contains(l)) {
+        return None;
+    }
+    Some((
+        format!("SELECT q.*, CAST(q AS text) FROM ({bare}) q"),
+        format!(
+            "SELECT 1 / CAST(COALESCE((SELECT string_agg(CAST(q AS text), E'\\n') FROM ({sql}) q), '') = ?{} AS int)",
+            params + 1
+        ),
+    ))
 }
 
 /// A write the operation made: its statement, parameters, and whether it may join the writes
@@ -412,15 +515,7 @@ mod tests {
     }
 
     fn rec(answers: &[(Asked, Got)]) -> Rec<'_> {
-        Rec {
-            answers,
-            requests_last: true,
-            asked: Cell::new(0),
-            puts: RefCell::new(Vec::new()),
-            next: RefCell::new(None),
-            diverged: Cell::new(false),
-            lost_race: Cell::new(false),
-        }
+        Rec::new(answers, true)
     }
 
     #[test]
@@ -470,6 +565,28 @@ mod tests {
         };
         assert!(swallow(&r).is_err());
         assert!(r.diverged.get());
+    }
+
+    #[test]
+    fn a_read_is_sent_without_its_locking_clause_and_guarded_with_it() {
+        let sql = "SELECT w.a, s.b FROM w JOIN s ON s.k = w.k WHERE w.id = ?1 FOR NO KEY UPDATE OF w, s";
+        let (read, guard) = unlocked(sql, 1).expect("a clause at the end");
+        assert_eq!(
+            read,
+            "SELECT q.*, CAST(q AS text) FROM (SELECT w.a, s.b FROM w JOIN s ON s.k = w.k WHERE w.id = ?1) q"
+        );
+        assert_eq!(
+            guard,
+            format!(
+                "SELECT 1 / CAST(COALESCE((SELECT string_agg(CAST(q AS text), E'\\n') FROM ({sql}) q), '') = ?2 AS int)"
+            )
+        );
+        assert!(unlocked("SELECT a FROM w WHERE id = ?1", 1).is_some(), "a read that locks nothing");
+        // Which row a claim takes is its decision: not made on an unlocked read.
+        assert!(unlocked("SELECT a FROM w LIMIT 1 FOR NO KEY UPDATE OF w SKIP LOCKED", 0).is_none());
+        // A lock inside, which the read cannot leave out.
+        assert!(unlocked("SELECT a FROM (SELECT a FROM w FOR UPDATE) x WHERE a > 1", 0).is_none());
+        assert!(unlocked("SELECT a FROM w FOR NO KEY UPDATE OF w LIMIT 1", 0).is_none());
     }
 
     #[test]
