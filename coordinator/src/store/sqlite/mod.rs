@@ -9,6 +9,12 @@
 //! durable when answered, and a busy coordinator pays for one fsync per batch, not per call.
 //!
 //! Reads run on pooled connections, which WAL lets proceed while the writer writes.
+//!
+//! Checkpoints (copying the WAL's committed pages into the database file, and its fsync) run
+//! on a thread of their own every [`CHECKPOINT_EVERY`], beside the writer, instead of inside
+//! whichever commit fills the WAL past SQLite's default 1,000 pages, which held up every write
+//! queued behind it. The writer checkpoints itself only past [`WRITER_CHECKPOINT_PAGES`] (the
+//! checkpoints fell behind).
 
 #[cfg(test)]
 mod tests;
@@ -37,6 +43,11 @@ const MAX_BATCH: usize = 256;
 const READERS: usize = 3;
 /// How long a read waits for a free reader before it is UNAVAILABLE.
 const READ_WAIT: Duration = Duration::from_secs(10);
+/// How often the checkpoint thread copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// The WAL's size (pages) past which the writer checkpoints in its commit after all: 64 MiB of
+/// 4 KiB pages, some ten seconds of writes at the most this backend commits.
+const WRITER_CHECKPOINT_PAGES: i64 = 16_384;
 
 type Finish = Box<dyn FnOnce(Result<()>) + Send>;
 /// A queued write: given the connection (or `None` when the batch could not start), runs the
@@ -49,6 +60,8 @@ pub struct SqliteStore {
     readers: Arc<Mutex<Vec<Connection>>>,
     /// One permit per reader: a read waits for a free connection (up to [`READ_WAIT`]).
     free: Arc<tokio::sync::Semaphore>,
+    /// Dropped with the store: the checkpoint thread then ends.
+    _checkpoints: std::sync::mpsc::Sender<()>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -127,7 +140,15 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL").map_err(db_err)?;
         // Savepoint sub-journals in memory: every operation has one, and they never need disk.
         conn.pragma_update(None, "temp_store", "MEMORY").map_err(db_err)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES).map_err(db_err)?;
         migrate(&conn, path)?;
+        let (checkpoints, stop) = std::sync::mpsc::channel();
+        let checkpointer = open_conn(path, busy)?;
+        checkpointer.pragma_update(None, "synchronous", "FULL").map_err(db_err)?;
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, stop))
+            .map_err(|e| Error::Internal(format!("cannot start the database checkpoints: {e}")))?;
 
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
@@ -145,6 +166,7 @@ impl SqliteStore {
             writer: tx,
             readers: Arc::new(Mutex::new(readers)),
             free: Arc::new(tokio::sync::Semaphore::new(READERS)),
+            _checkpoints: checkpoints,
         })
     }
 
@@ -229,6 +251,17 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
         tracing::info!(migration = name, version, "applied database migration");
     }
     Ok(())
+}
+
+/// Every [`CHECKPOINT_EVERY`] until the store is dropped: the WAL's committed pages copied into
+/// the database file (PASSIVE: it neither waits for nor holds up the writer or a reader), so the
+/// writer's next transaction starts the WAL over.
+fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0)) {
+            tracing::warn!(error = %e, "checkpoint of the database's WAL failed; the writer checkpoints when it grows past its limit");
+        }
+    }
 }
 
 fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {

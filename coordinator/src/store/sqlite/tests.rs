@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::SqliteStore;
+use super::{CHECKPOINT_EVERY, SqliteStore};
 use crate::domain::model::*;
 use crate::store::Store;
 use crate::store::conformance::prepared_job;
@@ -75,4 +75,41 @@ async fn a_new_master_key_seals_every_drive_key_and_passkey_again_all_or_nothing
         store.audit_list(0, 1000, None).await.unwrap().iter().filter(|a| a.action == "RotateMasterKey").count(),
         1
     );
+}
+
+/// The WAL is copied into the database file beside the writer (not inside a commit), so the
+/// writer's next transaction starts the WAL over: what was written after a checkpoint reuses
+/// the WAL's space instead of growing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_run_beside_the_writer_and_the_wal_starts_over() {
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("c.db");
+    let store = SqliteStore::open(&db, Duration::from_secs(2)).unwrap();
+    store
+        .write(|c| c.execute_batch("CREATE TABLE scratch (id INTEGER PRIMARY KEY, data BLOB)").map_err(super::db_err))
+        .await
+        .unwrap();
+    let fill = |from: i64| {
+        let store = &store;
+        async move {
+            for id in from..from + 100 {
+                store
+                    .write(move |c| {
+                        c.execute("INSERT INTO scratch (id, data) VALUES (?1, zeroblob(4000))", [id])
+                            .map_err(super::db_err)
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let wal = || std::fs::metadata(d.path().join("c.db-wal")).map(|m| m.len()).unwrap_or(0);
+    fill(0).await;
+    let first = wal();
+    assert!(first > 100 * 4096, "each commit added its pages to the WAL: {first} bytes");
+    // Three checkpoint intervals later, the same writes again.
+    tokio::time::sleep(CHECKPOINT_EVERY * 3).await;
+    fill(100).await;
+    let second = wal();
+    assert!(second < first + first / 4, "the WAL started over after the checkpoint: {first} then {second} bytes");
 }
