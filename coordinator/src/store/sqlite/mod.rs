@@ -43,6 +43,8 @@ const MAX_BATCH: usize = 256;
 const READERS: usize = 3;
 /// How long a read waits for a free reader before it is UNAVAILABLE.
 const READ_WAIT: Duration = Duration::from_secs(10);
+/// A write batch (its operations and its commit) this slow is logged.
+const SLOW_BATCH: Duration = Duration::from_millis(100);
 /// How often the checkpoint thread copies the WAL into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// The WAL's size (pages) past which the writer checkpoints in its commit after all: 64 MiB of
@@ -283,6 +285,8 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
             }
             continue;
         }
+        let started = std::time::Instant::now();
+        let ops = batch.len();
         let mut finishes = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
             let _ = conn.exec("SAVEPOINT op", &[]);
@@ -293,9 +297,19 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
             let _ = conn.exec("RELEASE op", &[]);
             finishes.push(finish);
         }
+        let ran = started.elapsed();
         let commit = conn.execute_batch("COMMIT").map_err(db_err);
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
+        }
+        // Every write waits behind a slow batch: say which part was slow.
+        if started.elapsed() >= SLOW_BATCH {
+            tracing::warn!(
+                ops,
+                run_ms = ran.as_millis() as u64,
+                commit_ms = (started.elapsed() - ran).as_millis() as u64,
+                "slow database write: every write queued behind it waited"
+            );
         }
         for finish in finishes {
             finish(commit.clone());
