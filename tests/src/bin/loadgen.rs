@@ -71,7 +71,8 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     seeds: usize,
     /// Lease operations per second offered in a second phase per station count (0: none),
-    /// spread evenly over the stations, each station's calls due at fixed times. A call's
+    /// spread evenly over the stations, each station's calls due at fixed times, the stations
+    /// at different places in a work item's calls (not all claiming at once). A call's
     /// latency counts from when it was due, so a late answer that delays the calls after it
     /// counts in theirs too (no coordinated omission).
     #[arg(long, default_value_t = 2_000)]
@@ -104,6 +105,12 @@ struct Stats {
 impl Stats {
     fn new() -> Self {
         Stats { hist: OPS.iter().map(|_| histogram()).collect() }
+    }
+    /// A call due at `due`, answered now: counted when due in `window`.
+    fn record_due(&mut self, op: usize, due: Instant, window: std::ops::Range<Instant>) {
+        if window.contains(&due) {
+            self.record(op, due.elapsed());
+        }
     }
     fn record(&mut self, op: usize, d: Duration) {
         let us = micros(d);
@@ -227,15 +234,24 @@ impl Pace {
     }
 }
 
-/// One station: full lease cycles until the deadline, each call when `pace` says.
-async fn station(ch: Channel, deadline: Instant, progress_per_item: u64, mut pace: Pace) -> Result<(Stats, u64)> {
+/// One station: full lease cycles until the deadline, each call when `pace` says; counted are
+/// the calls due from `from` until the deadline, and the items claimed then (the phase's
+/// rates are over that time; the last item is finished after it, not counted).
+async fn station(
+    ch: Channel,
+    from: Instant,
+    deadline: Instant,
+    progress_per_item: u64,
+    mut pace: Pace,
+) -> Result<(Stats, u64)> {
     let mut c = pb::disk_prep_service_client::DiskPrepServiceClient::new(ch);
     let mut stats = Stats::new();
     let mut items = 0;
     while Instant::now() < deadline {
         let t = pace.next().await;
+        let counted = t >= from && t < deadline;
         let lease = c.claim_work(pb::ClaimWorkRequest { request_id: rid() }).await?.into_inner().lease;
-        stats.record(0, t.elapsed());
+        stats.record_due(0, t, from..deadline);
         let Some(l) = lease else { bail!("the queue ran dry; raise --seeds") };
         let t = pace.next().await;
         c.renew_lease(pb::RenewLeaseRequest {
@@ -245,7 +261,7 @@ async fn station(ch: Channel, deadline: Instant, progress_per_item: u64, mut pac
             ..Default::default()
         })
         .await?;
-        stats.record(1, t.elapsed());
+        stats.record_due(1, t, from..deadline);
         let step = l.total_bytes / progress_per_item;
         let mut pos = l.progress_bytes;
         for k in 1..=progress_per_item {
@@ -261,7 +277,7 @@ async fn station(ch: Channel, deadline: Instant, progress_per_item: u64, mut pac
                 disks: Vec::new(),
             })
             .await?;
-            stats.record(2, t.elapsed());
+            stats.record_due(2, t, from..deadline);
             pos = to;
         }
         let t = pace.next().await;
@@ -282,12 +298,12 @@ async fn station(ch: Channel, deadline: Instant, progress_per_item: u64, mut pac
             }),
         })
         .await?;
-        stats.record(3, t.elapsed());
+        stats.record_due(3, t, from..deadline);
         let t = pace.next().await;
         c.complete_work(pb::CompleteWorkRequest { request_id: rid(), work_id: l.work_id, generation: l.generation })
             .await?;
-        stats.record(4, t.elapsed());
-        items += 1;
+        stats.record_due(4, t, from..deadline);
+        items += u64::from(counted);
     }
     Ok((stats, items))
 }
@@ -461,27 +477,39 @@ async fn run_backend(postgres: bool, args: &Args) -> Result<Run> {
                     .output();
             }
         }
-        let (c0, d0, l0) = (pids_cpu(&pids)?, cpu_seconds_of("postgres"), cpu_seconds(std::process::id())?);
-        let start = Instant::now();
+        // Paced: each station's calls `count / rate` seconds apart. The stations' turns are
+        // spread evenly over that time, and their places in a work item's cycle over the cycle
+        // (independent stations are not all claiming at one moment); what is counted starts
+        // once every station is in its pace.
+        let cycle = 4 + args.progress_per_item;
+        let every = offered.map(|rate| Duration::from_secs_f64(count as f64 / rate as f64));
+        let paced_from = Instant::now() + Duration::from_millis(50);
+        let start = every.map_or(paced_from, |e| paced_from + e * cycle as u32);
         let deadline = start + Duration::from_secs(args.duration);
+        let tasks: Vec<_> = stations[..count]
+            .iter()
+            .enumerate()
+            .map(|(i, ch)| {
+                let pace = Pace(every.map(|e| {
+                    let place = i as f64 / count as f64 + (i as u64 % cycle) as f64;
+                    (paced_from + e.mul_f64(place), e)
+                }));
+                tokio::spawn(station(ch.clone(), start, deadline, args.progress_per_item, pace))
+            })
+            .collect();
+        tokio::time::sleep_until(start.into()).await;
+        let (c0, d0, l0) = (pids_cpu(&pids)?, cpu_seconds_of("postgres"), cpu_seconds(std::process::id())?);
         let beats = tokio::spawn(heartbeats(fleet.clone(), args.heartbeat_interval, deadline));
         let sampler = (postgres && args.db_stats).then(|| {
             let client = cluster.pg.as_ref().map(|pg| pg.client("psql"));
             std::thread::spawn(move || sample_activity(client, deadline))
         });
-        let tasks: Vec<_> = stations[..count]
-            .iter()
-            .enumerate()
-            .map(|(i, ch)| {
-                // Paced: each station's calls `count / rate` seconds apart, the stations' turns
-                // spread evenly over that time.
-                let pace = Pace(offered.map(|rate| {
-                    let every = Duration::from_secs_f64(count as f64 / rate as f64);
-                    (start + every.mul_f64(i as f64 / count as f64), every)
-                }));
-                tokio::spawn(station(ch.clone(), deadline, args.progress_per_item, pace))
-            })
-            .collect();
+        tokio::time::sleep_until(deadline.into()).await;
+        let cpu = (
+            pids_cpu(&pids)? - c0,
+            if postgres { cpu_seconds_of("postgres") - d0 } else { 0.0 },
+            cpu_seconds(std::process::id())? - l0,
+        );
         let mut stats = Stats::new();
         let mut items = 0;
         for task in tasks {
@@ -498,7 +526,6 @@ async fn run_backend(postgres: bool, args: &Args) -> Result<Run> {
                 eprintln!("{n:>6} {q}");
             }
         }
-        let wall = start.elapsed();
         let phase = Phase {
             backend,
             coordinators: addrs.len(),
@@ -508,11 +535,11 @@ async fn run_backend(postgres: bool, args: &Args) -> Result<Run> {
             stats,
             beats,
             beats_failed,
-            wall,
+            wall: deadline - start,
             items,
-            cpu_coordinators: pids_cpu(&pids)? - c0,
-            cpu_database: if postgres { cpu_seconds_of("postgres") - d0 } else { 0.0 },
-            cpu_loadgen: cpu_seconds(std::process::id())? - l0,
+            cpu_coordinators: cpu.0,
+            cpu_database: cpu.1,
+            cpu_loadgen: cpu.2,
         };
         eprintln!("== {backend}, {count} stations, {}: {:.0} lease operations/s", load(offered), phase.ops_per_s());
         phases.push(phase);

@@ -156,23 +156,37 @@ pub fn save_work(c: &dyn Db, w: &WorkItem) -> Result<()> {
     save_work_with(c, w, "")
 }
 
+/// [`save_work`] right after [`transition`] of its seed to `seed_state`: the transition's
+/// writes read no work item, and change none unless the seed ended (then its work is
+/// cancelled), so the item's row is written with them in one statement on PostgreSQL
+/// ([`Db::put_joined`]) when the seed did not end.
+pub fn save_work_after_transition(c: &dyn Db, w: &WorkItem, seed_state: SeedState) -> Result<()> {
+    if seed_state.is_terminal() {
+        return save_work(c, w);
+    }
+    write_work(c, w, "", true)
+}
+
 /// [`save_work`], with more assignments (`, column = value`) in the same statement.
 pub fn save_work_with(c: &dyn Db, w: &WorkItem, more: &str) -> Result<()> {
-    c.put(
-        &format!(
-            "UPDATE work_items SET state = ?2, generation = ?3, holder = ?4, lease_expires_ms = ?5, \
-             progress_bytes = ?6, phase = ?7{more} WHERE work_id = ?1"
-        ),
-        args![
-            w.work_id,
-            w.state.as_str(),
-            w.generation as i64,
-            w.holder,
-            w.lease_expires_ms,
-            w.progress_bytes as i64,
-            w.phase
-        ],
-    )
+    write_work(c, w, more, false)
+}
+
+fn write_work(c: &dyn Db, w: &WorkItem, more: &str, joined: bool) -> Result<()> {
+    let sql = format!(
+        "UPDATE work_items SET state = ?2, generation = ?3, holder = ?4, lease_expires_ms = ?5, \
+         progress_bytes = ?6, phase = ?7{more} WHERE work_id = ?1"
+    );
+    let values = args![
+        w.work_id,
+        w.state.as_str(),
+        w.generation as i64,
+        w.holder,
+        w.lease_expires_ms,
+        w.progress_bytes as i64,
+        w.phase
+    ];
+    if joined { c.put_joined(&sql, values) } else { c.put(&sql, values) }
 }
 
 /// Applies `event` to the seed through the state machine, stores the new state and appends

@@ -517,7 +517,6 @@ fn take(
     seed: Option<Seed>,
 ) -> Result<Option<Lease>> {
     work.claim(&station.name, t.now, t.ttl_ms)?;
-    save_work(c, &work)?;
     let mut seed = match seed {
         Some(s) => s,
         None => lock_seed(c, &work.seed_id)?,
@@ -535,6 +534,7 @@ fn take(
         },
         t.now,
     )?;
+    save_work_after_transition(c, &work, seed.state)?;
     // Drives are reported only by a lease's holder: at the first lease there are none.
     if work.generation > 1 {
         // Microsoft's disks another station started are written again from the start (the
@@ -827,7 +827,6 @@ pub fn complete_work(c: &dyn Db, idem: &Idem, station: &SpiffeId, fence: &Fence,
             )));
         }
         work.complete(&station.name, fence.generation, now)?;
-        save_work(c, &work)?;
         transition(
             c,
             &mut seed,
@@ -838,6 +837,7 @@ pub fn complete_work(c: &dyn Db, idem: &Idem, station: &SpiffeId, fence: &Fence,
             },
             now,
         )?;
+        save_work_after_transition(c, &work, seed.state)?;
         if seed.kind == DiskKind::DataboxDisk {
             // The Data Box Disk job exists since the order: the disks go back at once.
             let spare = if unused == 0 {
