@@ -60,8 +60,9 @@ async fn the_workers_move_to_another_coordinator_when_their_holder_is_killed() -
     // The holder dies; within a lease's lifetime the second runs the workers and creates the
     // job (the first may have created it already: then the second follows it).
     c.kill9_coordinator()?;
-    // The client's next call fails at the transport (its coordinator is gone), and the one
-    // after goes to the other coordinator.
+    // The client's next call fails at the transport (its coordinator is gone: UNAVAILABLE, or
+    // UNKNOWN "transport error" when the dead connection is found by the call itself, which
+    // agents retry alike), and the one after goes to the other coordinator.
     let mut lost = 0;
     loop {
         match client::operator(conn.clone()).list_seeds(pb::ListSeedsRequest::default()).await {
@@ -69,7 +70,7 @@ async fn the_workers_move_to_another_coordinator_when_their_holder_is_killed() -
                 assert_eq!(r.into_inner().seeds.len(), 1);
                 break;
             }
-            Err(e) if e.code() == tonic::Code::Unavailable && lost < 2 => lost += 1,
+            Err(e) if seedship_proto::agent::is_transient(&e) && lost < 2 => lost += 1,
             Err(e) => anyhow::bail!("after {lost} lost call(s): {e}"),
         }
     }
