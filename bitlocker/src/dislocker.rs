@@ -73,15 +73,20 @@ impl Unlocked {
     }
 
     /// Unmounts: every write through [`Unlocked::file`] is on the device after this. A mount
-    /// still busy (a reader that has not quite let go) is retried for a few seconds and then
-    /// detached (`umount -l`), so that no unlocked volume is ever left behind; the error says
-    /// so, and the caller decides whether that matters.
+    /// still busy (a reader that has not quite let go, such as the ntfs-3g process of a volume
+    /// mounted from the file, which exits after its own unmount returned) is retried for up to
+    /// 10 seconds and then detached (`umount -l`), so that no unlocked volume is ever left
+    /// behind; the error says so, and the caller decides whether that matters.
     pub fn lock(mut self) -> Result<(), UnlockError> {
         self.mounted = false;
         let mut said = String::new();
-        for attempt in 0..10 {
+        let started = std::time::Instant::now();
+        for attempt in 0.. {
             if attempt > 0 {
-                std::thread::sleep(std::time::Duration::from_millis(300));
+                if started.elapsed() >= std::time::Duration::from_secs(10) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
             }
             let o = Command::new("umount").arg(&self.dir).output().map_err(|e| UnlockError::Io("umount".into(), e))?;
             if o.status.success() {
