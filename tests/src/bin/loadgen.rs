@@ -8,8 +8,9 @@
 //!   stations and agents spread over them;
 //!
 //! and for each: `--agents` agents registered over mTLS (each keeps its connection open and
-//! sends a heartbeat every `--heartbeat-interval` seconds during the phases), then one phase
-//! per `--stations` count. The peers, on the same disk: plain SQLite with one fsync'd
+//! sends a heartbeat every `--heartbeat-interval` seconds during the phases), a warm-up that is
+//! not counted (`--warmup`), then the phases of each `--stations` count, each timing the disk's
+//! flushes beside it (`flush_probe`). The peers, on the same disk: plain SQLite with one fsync'd
 //! transaction per operation, and `pgbench` with one single-row update per transaction on the
 //! same PostgreSQL server.
 //!
@@ -77,11 +78,19 @@ struct Args {
     /// counts in theirs too (no coordinated omission).
     #[arg(long, default_value_t = 2_000)]
     rate: u64,
+    /// Seconds of a warm-up before the first phase, not counted: the largest station count at
+    /// `WARMUP_RATE` lease operations/s, so that the tables hold drives, history and requests
+    /// as a running site's do when each phase's statistics are taken (0: none).
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
     /// After the PostgreSQL phases, print how each table was read (sequential and index scans,
     /// rows read) and the statements' conflicts, from PostgreSQL's statistics views.
     #[arg(long)]
     db_stats: bool,
 }
+
+/// Lease operations per second of the warm-up (`--warmup`).
+const WARMUP_RATE: u64 = 1_000;
 
 const OPS: [&str; 6] = ["claim", "renew", "progress", "report_drive", "complete", "all"];
 const ALL: usize = OPS.len() - 1;
@@ -362,6 +371,8 @@ struct Phase {
     cpu_coordinators: f64,
     cpu_database: f64,
     cpu_loadgen: f64,
+    /// How long the disk took to flush a small write, every 10 ms of the phase ([`flush_probe`]).
+    flush: Histogram<u64>,
 }
 
 impl Phase {
@@ -444,18 +455,26 @@ async fn run_backend(postgres: bool, args: &Args) -> Result<Run> {
     eprintln!("== {backend}: registered {} agents in {:.1} s", args.agents, registration.as_secs_f64());
 
     let mut phases = Vec::new();
-    // Per station count: as fast as answered, then paced at `--rate`.
-    let plan: Vec<(usize, Option<u64>)> = args
-        .stations
-        .iter()
-        .flat_map(|&c| std::iter::once((c, None)).chain((args.rate > 0).then_some((c, Some(args.rate)))))
+    // A warm-up (not counted), then per station count: as fast as answered, then paced at
+    // `--rate`. A database created a minute before has empty tables; PostgreSQL would plan
+    // the first phase's statements for them (a drive looked up by reading every drive: the
+    // plans a connection keeps are made again only when the table is analyzed), where a
+    // running site's tables hold rows and autovacuum keeps their statistics.
+    let warmup = (args.warmup > 0).then_some((max_stations, Some(WARMUP_RATE), Duration::from_secs(args.warmup)));
+    let measured = Duration::from_secs(args.duration);
+    let plan: Vec<(usize, Option<u64>, Duration)> = warmup
+        .into_iter()
+        .chain(args.stations.iter().flat_map(|&c| {
+            std::iter::once((c, None, measured)).chain((args.rate > 0).then_some((c, Some(args.rate), measured)))
+        }))
         .collect();
-    for (n, &(count, offered)) in plan.iter().enumerate() {
+    for (n, &(count, offered, duration)) in plan.iter().enumerate() {
+        let warming = n == 0 && warmup.is_some();
         let name = format!("p{n}");
         // A paced phase takes what its rate needs, and half again.
         let seeds = match offered {
             None => args.seeds,
-            Some(rate) => (rate * args.duration / (4 + args.progress_per_item) * 3 / 2) as usize + count,
+            Some(rate) => (rate * duration.as_secs() / (4 + args.progress_per_item) * 3 / 2) as usize + count,
         };
         let t = Instant::now();
         queue_seeds(&pki, &addrs, &name, seeds).await?;
@@ -485,7 +504,7 @@ async fn run_backend(postgres: bool, args: &Args) -> Result<Run> {
         let every = offered.map(|rate| Duration::from_secs_f64(count as f64 / rate as f64));
         let paced_from = Instant::now() + Duration::from_millis(50);
         let start = every.map_or(paced_from, |e| paced_from + e * cycle as u32);
-        let deadline = start + Duration::from_secs(args.duration);
+        let deadline = start + duration;
         let tasks: Vec<_> = stations[..count]
             .iter()
             .enumerate()
@@ -500,6 +519,10 @@ async fn run_backend(postgres: bool, args: &Args) -> Result<Run> {
         tokio::time::sleep_until(start.into()).await;
         let (c0, d0, l0) = (pids_cpu(&pids)?, cpu_seconds_of("postgres"), cpu_seconds(std::process::id())?);
         let beats = tokio::spawn(heartbeats(fleet.clone(), args.heartbeat_interval, deadline));
+        let probe = {
+            let path = cluster.dir.path().join("flush-probe");
+            std::thread::spawn(move || flush_probe(&path, deadline))
+        };
         let sampler = (postgres && args.db_stats).then(|| {
             let client = cluster.pg.as_ref().map(|pg| pg.client("psql"));
             std::thread::spawn(move || sample_activity(client, deadline))
@@ -518,6 +541,7 @@ async fn run_backend(postgres: bool, args: &Args) -> Result<Run> {
             items += k;
         }
         let (beats, beats_failed) = beats.await??;
+        let flush = probe.join().map_err(|_| anyhow::anyhow!("the flush probe panicked"))??;
         if let Some(Ok(samples)) = sampler.map(|t| t.join()) {
             let mut v: Vec<_> = samples.into_iter().collect();
             v.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
@@ -540,7 +564,12 @@ async fn run_backend(postgres: bool, args: &Args) -> Result<Run> {
             cpu_coordinators: cpu.0,
             cpu_database: cpu.1,
             cpu_loadgen: cpu.2,
+            flush,
         };
+        if warming {
+            eprintln!("== {backend}: warmed up ({} work items), not counted", phase.items);
+            continue;
+        }
         eprintln!("== {backend}, {count} stations, {}: {:.0} lease operations/s", load(offered), phase.ops_per_s());
         phases.push(phase);
     }
@@ -679,15 +708,40 @@ fn load(offered: Option<u64>) -> String {
     }
 }
 
+/// Every 10 ms until `deadline`: a 4 KiB write over the start of `path` (beside the databases,
+/// on their file system), flushed to the disk with `fdatasync` as a commit flushes its log; how
+/// long each flush took. A stall of the disk holds up every commit waiting at that moment, so
+/// this tells a slow phase of the disk from a slow phase of the stores.
+fn flush_probe(path: &std::path::Path, deadline: Instant) -> Result<Histogram<u64>> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)?;
+    let block = [0x5a_u8; 4096];
+    file.write_all_at(&block, 0)?;
+    file.sync_all()?;
+    let mut hist = histogram();
+    let mut next = Instant::now();
+    while next < deadline {
+        file.write_all_at(&block, 0)?;
+        let t = Instant::now();
+        file.sync_data()?;
+        let _ = hist.record(micros(t.elapsed()));
+        next += Duration::from_millis(10);
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    Ok(hist)
+}
+
 fn summary(phases: &[&Phase]) -> String {
     let mut out = String::from(
-        "| store | coordinators | stations | load | registered agents | lease ops/s | p50 ms | p99 ms | heartbeats/s | heartbeat p99 ms | CPU-s: coordinators | database | load generator | lease ops per CPU-s of coordinators + database |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| store | coordinators | stations | load | registered agents | lease ops/s | p50 ms | p99 ms | heartbeats/s | heartbeat p99 ms | CPU-s: coordinators | database | load generator | lease ops per CPU-s of coordinators + database | disk flush p99 / max ms |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for p in phases {
         let all = &p.stats.hist[ALL];
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.0}{} | {:.2} | {:.1} | {:.1} | {:.1} | {:.0} |\n",
+            "| {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.0}{} | {:.2} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} / {:.1} |\n",
             p.backend,
             p.coordinators,
             p.stations,
@@ -703,6 +757,8 @@ fn summary(phases: &[&Phase]) -> String {
             p.cpu_database,
             p.cpu_loadgen,
             all.len() as f64 / p.server_cpu().max(0.01),
+            ms(&p.flush, 0.99),
+            p.flush.max() as f64 / 1000.0,
         ));
     }
     out

@@ -355,8 +355,11 @@ fn unlocked(sql: &str, params: usize) -> Option<(String, String)> {
     if [" FOR UPDATE", " FOR NO KEY UPDATE", " FOR SHARE", " FOR KEY SHARE"].iter().any(|l| rest.contains(l)) {
         return None;
     }
+    // `OFFSET 0` keeps the read a subquery of its own: pulled up into this one, each of its
+    // subqueries would run twice, once for its column and once for the row's text.
+    let fence = if rest.contains(" OFFSET ") { "" } else { " OFFSET 0" };
     Some((
-        format!("SELECT q.*, CAST(q AS text) FROM ({bare}) q"),
+        format!("SELECT q.*, CAST(q AS text) FROM ({bare}{fence}) q"),
         format!(
             "SELECT 1 / CAST(COALESCE((SELECT string_agg(CAST(q AS text), E'\\n') FROM ({sql}) q), '') = ?{} AS int)",
             params + 1
@@ -573,7 +576,7 @@ mod tests {
         let (read, guard) = unlocked(sql, 1).expect("a clause at the end");
         assert_eq!(
             read,
-            "SELECT q.*, CAST(q AS text) FROM (SELECT w.a, s.b FROM w JOIN s ON s.k = w.k WHERE w.id = ?1) q"
+            "SELECT q.*, CAST(q AS text) FROM (SELECT w.a, s.b FROM w JOIN s ON s.k = w.k WHERE w.id = ?1 OFFSET 0) q"
         );
         assert_eq!(
             guard,
