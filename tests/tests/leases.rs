@@ -539,3 +539,35 @@ async fn an_operator_requeues_work_for_another_station_and_not_after_the_disks_a
     assert!(!out.status.success() && err.contains("disks_prepared") && err.contains("prepared already"), "{err}");
     c.finish()
 }
+
+/// The lease benchmark (`seedship-loadgen`, docs/benchmarks.md) runs end to end on the store
+/// under test, at a load small enough for a debug build: its warm-up, a phase as fast as
+/// answered and a paced one, the disk's flushes timed beside each, and the peer; and its table
+/// gives each phase's figures.
+#[test]
+fn the_lease_benchmark_runs_each_phase_and_reports_it() {
+    let (backend, store, coordinators) = match std::env::var("SEEDSHIP_TEST_DATABASE").as_deref() {
+        Ok("postgres") => ("postgres", "PostgreSQL", 2),
+        _ => ("sqlite", "SQLite", 1),
+    };
+    let args = ["--stations", "2", "--agents", "4", "--duration", "1", "--seeds", "1000", "--rate", "100"];
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_seedship-loadgen"))
+        .args(["--backend", backend, "--warmup", "1"])
+        .args(args)
+        .output()
+        .expect("the load generator starts");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("warmed up"), "the warm-up ran first: {stderr}");
+    for load in ["as fast as answered", "100/s offered"] {
+        let head = format!("| {store} | {coordinators} | 2 | {load} |");
+        let row = stdout.lines().find(|l| l.starts_with(&head)).unwrap_or_else(|| panic!("no {head} row: {stdout}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let ops: f64 = cells[6].parse().unwrap_or_else(|_| panic!("lease ops/s in {row}"));
+        assert!(ops > 0.0, "lease operations were answered: {row}");
+        let (p99, max) = cells[15].split_once(" / ").unwrap_or_else(|| panic!("disk flush p99 / max in {row}"));
+        let (p99, max): (f64, f64) = (p99.parse().expect("flush p99"), max.parse().expect("flush max"));
+        assert!(max > 0.0 && p99 <= max, "the disk's flushes were timed: {row}");
+    }
+    assert!(stdout.contains(" peer ("), "the peer ran beside it: {stdout}");
+}

@@ -330,7 +330,9 @@ async fn heartbeats(fleet: Arc<Vec<Channel>>, every: u64, deadline: Instant) -> 
     let mut calls = tokio::task::JoinSet::new();
     let mut next = 0;
     while Instant::now() < deadline {
-        tick.tick().await;
+        if tokio::time::timeout_at(deadline.into(), tick.tick()).await.is_err() {
+            break;
+        }
         let ch = fleet[next % fleet.len()].clone();
         next += 1;
         calls.spawn(async move {
