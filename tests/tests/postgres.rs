@@ -62,6 +62,34 @@ async fn the_schema_migrates_once_for_coordinators_starting_together_and_matches
         }
     }
 
+    // PostgreSQL's own settings (`--postgres: ` lines): the busy tables' vacuum pauses and
+    // statistics thresholds.
+    let o = pg
+        .client("psql")
+        .args(["-d", "parity", "-tA", "-c"])
+        .arg(
+            "SELECT relname FROM pg_class WHERE reloptions @> \
+             ARRAY['autovacuum_vacuum_cost_delay=20', 'autovacuum_analyze_threshold=1000000'] ORDER BY relname",
+        )
+        .output()?;
+    anyhow::ensure!(o.status.success(), "psql: {}", String::from_utf8_lossy(&o.stderr));
+    let tuned = String::from_utf8(o.stdout)?;
+    assert_eq!(
+        tuned.lines().collect::<Vec<_>>(),
+        [
+            "agents",
+            "audit_log",
+            "audit_pending",
+            "disk_progress",
+            "drives",
+            "requests",
+            "seed_events",
+            "seeds",
+            "work_items"
+        ],
+        "the busy tables' autovacuum settings"
+    );
+
     // The database goes away: opening is UNAVAILABLE (retry), not a half-made schema.
     pg.kill()?;
     let e = PgStore::open(&url).await.unwrap_err();
@@ -321,9 +349,24 @@ async fn a_sqlite_site_moves_to_postgresql_with_every_row_checked_and_goes_on_th
     let o = migrate(&mut c, "migrate")?;
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
-    for line in ["seeds: 2 row(s), identical", "seed_events: ", "audit_log: ", "requests: ", "every one read back"] {
+    for line in [
+        "seeds: 2 row(s), identical",
+        "seed_events: ",
+        "audit_log: ",
+        "requests: ",
+        "statistics taken",
+        "every one read back",
+    ] {
         assert!(out.contains(line), "{line:?} in {out}");
     }
+    // The copy's statistics were taken (autovacuum takes the busy tables' only after a million
+    // changes).
+    let o = pg
+        .client("psql")
+        .args(["-d", "seedship", "-tA", "-c"])
+        .arg("SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL AND relname IN ('seeds', 'work_items') ORDER BY relname")
+        .output()?;
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().collect::<Vec<_>>(), ["seeds", "work_items"], "{o:?}");
 
     // The coordinator's config names PostgreSQL instead of the file.
     let toml = std::fs::read_to_string(&c.config)?.replace("database = \"coordinator.db\"\n", "");

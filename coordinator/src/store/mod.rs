@@ -57,6 +57,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0019_audit_pending", include_str!("../../migrations/0019_audit_pending.sql")),
     ("0020_queue_order", include_str!("../../migrations/0020_queue_order.sql")),
     ("0021_lease_renewals_in_place", include_str!("../../migrations/0021_lease_renewals_in_place.sql")),
+    ("0022_autovacuum", include_str!("../../migrations/0022_autovacuum.sql")),
 ];
 
 use async_trait::async_trait;

@@ -99,6 +99,15 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds are valid")
 }
 
+/// Runs `sql` on the benchmark's database, as its superuser.
+fn psql(pg: &seedship_e2e::pg::Postgres, sql: &str) -> Result<()> {
+    let o = pg.client("psql").args(["-d", "seedship", "-v", "ON_ERROR_STOP=1", "-c", sql]).output()?;
+    if !o.status.success() {
+        bail!("{sql}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    Ok(())
+}
+
 fn micros(d: Duration) -> u64 {
     d.as_micros().clamp(1, 60_000_000) as u64
 }
@@ -478,17 +487,21 @@ async fn run_backend(postgres: bool, args: &Args) -> Result<Run> {
             None => args.seeds,
             Some(rate) => (rate * duration.as_secs() / (4 + args.progress_per_item) * 3 / 2) as usize + count,
         };
+        // A checkpoint first: the full-page writes that follow one (the first change of each
+        // page after it logs the whole page) go with the queueing, and no checkpoint is due
+        // in the phase (every 5 minutes, or after 1 GB of log: the queueing writes much).
+        if let Some(pg) = &cluster.pg {
+            psql(pg, "CHECKPOINT")?;
+        }
         let t = Instant::now();
         queue_seeds(&pki, &addrs, &name, seeds).await?;
         eprintln!("== {backend}: queued {seeds} seeds in {:.1} s", t.elapsed().as_secs_f64());
         if let Some(pg) = &cluster.pg {
-            // The statistics a running database has: autovacuum analyzes a table once a tenth
-            // of it changed, within a minute. Without them, this database, created a minute ago,
-            // plans the claim's scan for the empty queue it had (a sort of the whole queue).
-            let o = pg.client("psql").args(["-d", "seedship", "-v", "ON_ERROR_STOP=1", "-c", "ANALYZE"]).output()?;
-            if !o.status.success() {
-                bail!("ANALYZE after queueing the seeds: {}", String::from_utf8_lossy(&o.stderr));
-            }
+            // The statistics a running database has, and the vacuum the queueing made due
+            // (autovacuum's, within a minute: in the phase). Without statistics, this database,
+            // created a minute ago, plans the claim's scan for the empty queue it had (a sort
+            // of the whole queue).
+            psql(pg, "VACUUM (ANALYZE)")?;
             if args.db_stats {
                 // Counted from here when the server preloads pg_stat_statements.
                 let _ = pg

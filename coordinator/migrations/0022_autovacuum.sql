@@ -1,0 +1,22 @@
+-- PostgreSQL only (SQLite has no autovacuum; a line `--postgres: ` is code there, a comment
+-- here): how autovacuum treats the tables that lease calls, heartbeats and their records write
+-- all the time.
+-- * Vacuum pauses 20 ms after each 200 units of its cost (PostgreSQL's default before version
+--   12; now 2 ms), so that it takes a small share of the cores from the calls instead of one
+--   core for seconds: on a database server busy with lease calls, a vacuum that took a core
+--   for 2-3 s held up every call in that time (p99 over 100 ms).
+-- * Statistics are taken after a million changes (and the usual tenth of the table) instead of
+--   after a tenth of it: these tables change all the time (a renewal is a change) but not the
+--   shape of their data, and every one of their reads goes by an index whose order is the
+--   read's. Taking a table's statistics makes every connection plan each statement that names
+--   the table again, all at once: a few hundred ms in which every call waits, once a minute
+--   per table under load. `ANALYZE` by hand takes them at any time.
+--postgres: ALTER TABLE work_items SET (autovacuum_vacuum_cost_delay = 20, autovacuum_analyze_threshold = 1000000);
+--postgres: ALTER TABLE seeds SET (autovacuum_vacuum_cost_delay = 20, autovacuum_analyze_threshold = 1000000);
+--postgres: ALTER TABLE seed_events SET (autovacuum_vacuum_cost_delay = 20, autovacuum_analyze_threshold = 1000000);
+--postgres: ALTER TABLE drives SET (autovacuum_vacuum_cost_delay = 20, autovacuum_analyze_threshold = 1000000);
+--postgres: ALTER TABLE disk_progress SET (autovacuum_vacuum_cost_delay = 20, autovacuum_analyze_threshold = 1000000);
+--postgres: ALTER TABLE requests SET (autovacuum_vacuum_cost_delay = 20, autovacuum_analyze_threshold = 1000000);
+--postgres: ALTER TABLE agents SET (autovacuum_vacuum_cost_delay = 20, autovacuum_analyze_threshold = 1000000);
+--postgres: ALTER TABLE audit_pending SET (autovacuum_vacuum_cost_delay = 20, autovacuum_analyze_threshold = 1000000);
+--postgres: ALTER TABLE audit_log SET (autovacuum_vacuum_cost_delay = 20, autovacuum_analyze_threshold = 1000000);
